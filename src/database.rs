@@ -1,0 +1,167 @@
+//! One replicated database's state shared inside this process (spool, capture position,
+//! replication progress, status counters) and the process-wide registry of them. It owns
+//! the hand-offs between the shim (app threads), the uploader thread and the SQL functions;
+//! it must not do I/O beyond opening the spool.
+
+use crate::config::ReplicaConfig;
+use crate::spool::Spool;
+use crate::wal::{FrameChain, FrameHeader, WalHeader};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// Default spool cap: beyond it, captured commits are dropped and a snapshot ships instead.
+pub const DEFAULT_SPOOL_CAP_BYTES: u64 = 1 << 30;
+
+/// Where capture stands in the live WAL.
+#[derive(Default)]
+pub struct CaptureState {
+    pub header: Option<WalHeader>,
+    /// Verifies frames after the last captured commit; `None` when the position is unknown.
+    pub chain: Option<FrameChain>,
+    /// A commit frame whose header has been written and whose page has not, yet.
+    pub pending_commit: Option<(u32, FrameHeader)>,
+    /// Whether this process has compared the WAL on disk with the spool since it started.
+    pub caught_up: bool,
+}
+
+/// Progress the uploader publishes; waiters in `replica_sync` watch it.
+#[derive(Debug, Default, Clone)]
+pub struct Progress {
+    /// Last txid in the replica.
+    pub txid: u64,
+    /// Every spool record up to this sequence number is in the replica.
+    pub shipped_seq: u64,
+    /// A snapshot has been asked for (gap, overflow, first upload, or on demand).
+    pub needs_snapshot: Option<String>,
+    /// Count of snapshots shipped, so an on-demand snapshot can wait for the next one.
+    pub snapshots: u64,
+    /// The uploader should ship what is pending now rather than wait for the interval.
+    pub flush_requested: bool,
+    pub last_error: Option<String>,
+}
+
+/// Counters for `replica_status()`.
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    pub uploads: u64,
+    pub upload_errors: u64,
+    pub snapshots: u64,
+    pub bytes_uploaded: u64,
+    pub last_upload_at_ms: Option<u64>,
+    pub captured_txns: u64,
+    pub capture_errors: u64,
+    pub requests: crate::store::RequestCounts,
+    pub state: &'static str,
+}
+
+pub struct Database {
+    /// The database file's name, e.g. `app.db`.
+    pub name: String,
+    pub path: PathBuf,
+    pub config: ReplicaConfig,
+    pub spool: Spool,
+    pub capture: Mutex<CaptureState>,
+    progress: Mutex<Progress>,
+    progress_changed: Condvar,
+    pub counters: Mutex<Counters>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Database {
+    pub fn open(path: &Path, config: ReplicaConfig, spool_cap: u64) -> Result<Database, crate::error::Error> {
+        let (spool, recovery) = Spool::open(&Spool::dir_for(path), spool_cap)?;
+        let state = spool.state();
+        let mut progress = Progress { txid: state.txid, shipped_seq: state.shipped_seq, ..Default::default() };
+        if state.txid == 0 {
+            progress.needs_snapshot = Some("first upload of this database".into());
+        } else if recovery.overflowed {
+            progress.needs_snapshot = Some("the spool overflowed before a restart".into());
+        }
+        let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        Ok(Database {
+            name,
+            path: path.to_path_buf(),
+            config,
+            spool,
+            capture: Mutex::new(CaptureState::default()),
+            progress: Mutex::new(progress),
+            progress_changed: Condvar::new(),
+            counters: Mutex::new(Counters { state: "starting", ..Default::default() }),
+        })
+    }
+
+    pub fn progress(&self) -> Progress {
+        lock(&self.progress).clone()
+    }
+
+    pub fn update_progress(&self, f: impl FnOnce(&mut Progress)) {
+        f(&mut lock(&self.progress));
+        self.progress_changed.notify_all();
+    }
+
+    pub fn request_snapshot(&self, reason: &str) {
+        self.update_progress(|p| {
+            if p.needs_snapshot.is_none() {
+                p.needs_snapshot = Some(reason.to_string());
+            }
+        });
+    }
+
+    /// Waits until `done(progress)` holds or the timeout passes; returns the last progress.
+    pub fn wait_for(&self, timeout: Duration, done: impl Fn(&Progress) -> bool) -> Result<Progress, Progress> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut p = lock(&self.progress);
+        loop {
+            if done(&p) {
+                return Ok(p.clone());
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Err(p.clone());
+            }
+            p = self.progress_changed.wait_timeout(p, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    pub fn counters(&self) -> MutexGuard<'_, Counters> {
+        lock(&self.counters)
+    }
+}
+
+static REGISTRY: Mutex<BTreeMap<PathBuf, Arc<Database>>> = Mutex::new(BTreeMap::new());
+
+/// The database at `path`, opened on first use.
+pub fn get_or_open(path: &Path, config: ReplicaConfig) -> Result<Arc<Database>, crate::error::Error> {
+    let mut reg = lock(&REGISTRY);
+    if let Some(db) = reg.get(path) {
+        return Ok(db.clone());
+    }
+    let db = Arc::new(Database::open(path, config, DEFAULT_SPOOL_CAP_BYTES)?);
+    reg.insert(path.to_path_buf(), db.clone());
+    Ok(db)
+}
+
+pub fn get(path: &Path) -> Option<Arc<Database>> {
+    lock(&REGISTRY).get(path).cloned()
+}
+
+pub fn all() -> Vec<Arc<Database>> {
+    lock(&REGISTRY).values().cloned().collect()
+}
+
+/// Finds a database by file name or path, as users type it in SQL.
+pub fn find(name: &str) -> Option<Arc<Database>> {
+    let reg = lock(&REGISTRY);
+    if let Some(db) = reg.get(Path::new(name)) {
+        return Some(db.clone());
+    }
+    let wanted = std::path::absolute(name).ok();
+    reg.values()
+        .find(|db| db.name == name || Some(&db.path) == wanted.as_ref())
+        .cloned()
+}

@@ -1,0 +1,79 @@
+//! The crate's error type at the SQL boundary, and its one mapping to SQLite result codes.
+//! It owns wording that users see; it must not carry secrets (stores redact before they
+//! build an error).
+
+use std::fmt;
+
+#[derive(Debug)]
+pub enum Error {
+    Config(crate::config::ConfigError),
+    Store(crate::store::StoreError),
+    Ltx(crate::ltx::LtxError),
+    Wal(crate::wal::WalError),
+    Spool(crate::spool::SpoolError),
+    Io(String),
+    Sqlite { code: i32, message: String },
+    /// The database named is not replicated by this process.
+    NotReplicated(String),
+    InvalidArgument(String),
+    Timeout(String),
+    Restore(String),
+    Unsupported(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config(e) => write!(f, "{e}"),
+            Error::Store(e) => write!(f, "{e}"),
+            Error::Ltx(e) => write!(f, "LTX: {e}"),
+            Error::Wal(e) => write!(f, "WAL: {e}"),
+            Error::Spool(e) => write!(f, "{e}"),
+            Error::Io(m) => write!(f, "{m}"),
+            Error::Sqlite { message, .. } => write!(f, "{message}"),
+            Error::NotReplicated(m) => write!(f, "{m}"),
+            Error::InvalidArgument(m) => write!(f, "{m}"),
+            Error::Timeout(m) => write!(f, "{m}"),
+            Error::Restore(m) => write!(f, "restore failed: {m}"),
+            Error::Unsupported(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl Error {
+    /// The SQLite result code an error surfaces as: the only place this mapping lives.
+    pub fn sqlite_code(&self) -> i32 {
+        use libsqlite3_sys as sys;
+        match self {
+            Error::Sqlite { code, .. } => *code,
+            Error::InvalidArgument(_) | Error::NotReplicated(_) => sys::SQLITE_MISUSE,
+            Error::Timeout(_) => sys::SQLITE_BUSY,
+            Error::Io(_) | Error::Spool(_) => sys::SQLITE_IOERR,
+            Error::Ltx(_) | Error::Wal(_) | Error::Restore(_) => sys::SQLITE_CORRUPT,
+            Error::Config(_) | Error::Store(_) | Error::Unsupported(_) => sys::SQLITE_ERROR,
+        }
+    }
+}
+
+macro_rules! from {
+    ($t:ty, $v:ident) => {
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self {
+                Error::$v(e)
+            }
+        }
+    };
+}
+from!(crate::config::ConfigError, Config);
+from!(crate::store::StoreError, Store);
+from!(crate::ltx::LtxError, Ltx);
+from!(crate::wal::WalError, Wal);
+from!(crate::spool::SpoolError, Spool);
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(e.to_string())
+    }
+}

@@ -1,0 +1,108 @@
+//! The extension entry point: version check, VFS registration, SQL functions on this and
+//! every later connection. Loading twice is harmless.
+
+use super::{guard, sys, vfs, API};
+use crate::error::Error;
+use std::ffi::{c_char, c_int, CString};
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+
+/// The oldest SQLite we accept: 3.37 has every API routine and VFS method we use.
+const MIN_SQLITE_VERSION: c_int = 3_037_000;
+
+static INIT: Mutex<bool> = Mutex::new(false);
+
+/// Found by SQLite from the file name `libreplica.so`.
+///
+/// # Safety
+/// Called by SQLite's extension loader with a valid connection, error-message slot and
+/// API table.
+#[no_mangle]
+pub unsafe extern "C" fn sqlite3_replica_init(
+    db: *mut sys::sqlite3,
+    pz_err_msg: *mut *mut c_char,
+    p_api: *const sys::sqlite3_api_routines,
+) -> c_int {
+    guard(sys::SQLITE_ERROR, || {
+        if p_api.is_null() {
+            return sys::SQLITE_ERROR;
+        }
+        API.store(p_api as *mut _, Ordering::Release);
+        match init(db) {
+            Ok(()) => sys::SQLITE_OK_LOAD_PERMANENTLY,
+            Err(e) => {
+                set_error_message(pz_err_msg, &format!("libreplica: {e}"));
+                sys::SQLITE_ERROR
+            }
+        }
+    })
+}
+
+fn init(db: *mut sys::sqlite3) -> Result<(), Error> {
+    let version = {
+        let f = super::sqlite_fn!(libversion_number);
+        // SAFETY: a plain query of a library constant.
+        unsafe { f() }
+    };
+    if version < MIN_SQLITE_VERSION {
+        return Err(Error::Unsupported(format!(
+            "SQLite {}.{}.{} is too old: libreplica needs 3.37.0 or newer",
+            version / 1_000_000,
+            version / 1000 % 1000,
+            version % 1000
+        )));
+    }
+    let mut done = INIT.lock().unwrap_or_else(|p| p.into_inner());
+    if !*done {
+        // A bad config is reported now, at load time, rather than silently not replicating.
+        crate::shim::init_process_config()?;
+        let make_default = std::env::var("REPLICA_DEFAULT_VFS").map(|v| v != "0").unwrap_or(true);
+        vfs::register(make_default)?;
+        crate::uploader::set_snapshot_source(Box::new(super::sqlite::LiveDatabase));
+        let entry: unsafe extern "C" fn() = {
+            let f: unsafe extern "C" fn(*mut sys::sqlite3, *mut *mut c_char, *const sys::sqlite3_api_routines) -> c_int =
+                auto_extension_entry;
+            // SAFETY: SQLite calls auto-extensions with exactly this signature; the
+            // `void(*)(void)` type in its API is only a type-erased pointer.
+            unsafe { std::mem::transmute(f) }
+        };
+        let auto = super::sqlite_fn!(auto_extension);
+        // SAFETY: registering a function pointer that lives as long as the library, which
+        // stays loaded because init returns SQLITE_OK_LOAD_PERMANENTLY.
+        let rc = unsafe { auto(Some(entry)) };
+        if rc != sys::SQLITE_OK {
+            return Err(Error::Sqlite { code: rc, message: "sqlite3_auto_extension failed".into() });
+        }
+        *done = true;
+    }
+    drop(done);
+    super::functions::register(db)
+}
+
+/// Runs for every connection opened after the load: SQL functions, and WAL mode for
+/// databases that replicate.
+unsafe extern "C" fn auto_extension_entry(
+    db: *mut sys::sqlite3,
+    pz_err_msg: *mut *mut c_char,
+    _p_api: *const sys::sqlite3_api_routines,
+) -> c_int {
+    guard(sys::SQLITE_ERROR, || {
+        if let Err(e) = super::functions::register(db) {
+            set_error_message(pz_err_msg, &format!("libreplica: {e}"));
+            return sys::SQLITE_ERROR;
+        }
+        super::functions::ensure_wal_mode(db);
+        sys::SQLITE_OK
+    })
+}
+
+fn set_error_message(pz_err_msg: *mut *mut c_char, msg: &str) {
+    if pz_err_msg.is_null() {
+        return;
+    }
+    let Some(mprintf) = super::api().and_then(|a| a.mprintf) else { return };
+    let Ok(c) = CString::new(msg.replace('\0', " ")) else { return };
+    // SAFETY: pz_err_msg is the slot SQLite gave us; SQLite frees it with sqlite3_free,
+    // so it must come from sqlite3_mprintf.
+    unsafe { *pz_err_msg = mprintf(c"%s".as_ptr(), c.as_ptr()) };
+}

@@ -1,0 +1,398 @@
+//! SQL function and virtual-table trampolines: argument and result conversion only; the
+//! meaning lives in `crate::functions` and `crate::status`.
+
+use super::{guard, sqlite_fn, sys};
+use crate::error::Error;
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::path::PathBuf;
+
+/// Functions with side effects may not run from triggers or views of an untrusted schema.
+const FLAGS: c_int = sys::SQLITE_UTF8 | sys::SQLITE_DIRECTONLY;
+
+pub(super) fn register(db: *mut sys::sqlite3) -> Result<(), Error> {
+    type Func = unsafe extern "C" fn(*mut sys::sqlite3_context, c_int, *mut *mut sys::sqlite3_value);
+    let create = sqlite_fn!(create_function_v2);
+    let funcs: [(&CStr, c_int, c_int, Func); 4] = [
+        (c"replica_version", 0, sys::SQLITE_UTF8 | sys::SQLITE_DETERMINISTIC, fn_version),
+        (c"replica_sync", -1, FLAGS, fn_sync),
+        (c"replica_snapshot", -1, FLAGS, fn_snapshot),
+        (c"replica_restore", -1, FLAGS, fn_restore),
+    ];
+    for (name, n_arg, flags, f) in funcs {
+        // SAFETY: db is a live connection handed to us by SQLite; name is static; no user
+        // data or destructor.
+        let rc = unsafe { create(db, name.as_ptr(), n_arg, flags, std::ptr::null_mut(), Some(f), None, None, None) };
+        if rc != sys::SQLITE_OK {
+            return Err(Error::Sqlite { code: rc, message: format!("registering {}", name.to_string_lossy()) });
+        }
+    }
+    let create_module = sqlite_fn!(create_module_v2);
+    // SAFETY: the module table is static; no client data.
+    let rc = unsafe { create_module(db, c"replica_status".as_ptr(), &STATUS_MODULE, std::ptr::null_mut(), None) };
+    if rc != sys::SQLITE_OK {
+        return Err(Error::Sqlite { code: rc, message: "registering replica_status".into() });
+    }
+    Ok(())
+}
+
+/// A replicated database opened on a new connection is switched to WAL mode.
+pub(super) fn ensure_wal_mode(db: *mut sys::sqlite3) {
+    if super::sqlite::opening_private_connection() {
+        return;
+    }
+    let Some(path) = main_db_path(db) else { return };
+    if crate::database::get(&path).is_none() {
+        return;
+    }
+    let exec = sqlite_fn!(exec);
+    // SAFETY: a live connection and a static SQL string without callback.
+    let rc = unsafe { exec(db, c"PRAGMA journal_mode=WAL".as_ptr(), None, std::ptr::null_mut(), std::ptr::null_mut()) };
+    if rc != sys::SQLITE_OK {
+        crate::status::log_error(&format!(
+            "{}: could not switch to WAL mode (SQLite code {rc}); it will not replicate until it is in WAL mode",
+            path.display()
+        ));
+    }
+}
+
+fn main_db_path(db: *mut sys::sqlite3) -> Option<PathBuf> {
+    let f = sqlite_fn!(db_filename);
+    // SAFETY: a live connection; the returned string is owned by it.
+    let p = unsafe { f(db, c"main".as_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: NUL-terminated.
+    let s = unsafe { CStr::from_ptr(p) }.to_string_lossy().to_string();
+    (!s.is_empty()).then(|| PathBuf::from(s))
+}
+
+fn context_db_path(ctx: *mut sys::sqlite3_context) -> Option<PathBuf> {
+    let f = sqlite_fn!(context_db_handle);
+    // SAFETY: ctx is the live function context.
+    main_db_path(unsafe { f(ctx) })
+}
+
+/// The arguments of one call, read as text or integers.
+struct Args {
+    values: Vec<*mut sys::sqlite3_value>,
+}
+
+impl Args {
+    fn new(argc: c_int, argv: *mut *mut sys::sqlite3_value) -> Args {
+        let values = if argc <= 0 || argv.is_null() {
+            Vec::new()
+        } else {
+            // SAFETY: SQLite passes argc valid value pointers.
+            unsafe { std::slice::from_raw_parts(argv, argc as usize) }.to_vec()
+        };
+        Args { values }
+    }
+
+    fn is_null(&self, i: usize) -> bool {
+        let f = sqlite_fn!(value_type);
+        // SAFETY: a valid value for the duration of the call.
+        self.values.get(i).is_none_or(|&v| unsafe { f(v) } == sys::SQLITE_NULL)
+    }
+
+    fn text(&self, i: usize) -> Option<String> {
+        if self.is_null(i) {
+            return None;
+        }
+        let f = sqlite_fn!(value_text);
+        // SAFETY: a valid value; the text stays valid until the next conversion of it.
+        let p = unsafe { f(self.values[i]) };
+        // SAFETY: NUL-terminated UTF-8 text from SQLite.
+        (!p.is_null()).then(|| unsafe { CStr::from_ptr(p as *const c_char) }.to_string_lossy().to_string())
+    }
+
+    fn int(&self, i: usize, what: &str) -> Result<Option<i64>, Error> {
+        if self.is_null(i) {
+            return Ok(None);
+        }
+        let ty = sqlite_fn!(value_type);
+        // SAFETY: a valid value.
+        if unsafe { ty(self.values[i]) } != sys::SQLITE_INTEGER {
+            return Err(Error::InvalidArgument(format!("{what} must be an integer")));
+        }
+        let f = sqlite_fn!(value_int64);
+        // SAFETY: a valid value.
+        Ok(Some(unsafe { f(self.values[i]) }))
+    }
+}
+
+fn result_error(ctx: *mut sys::sqlite3_context, e: &Error) {
+    let msg = CString::new(e.to_string().replace('\0', " ")).unwrap_or_default();
+    let err = sqlite_fn!(result_error);
+    let code = sqlite_fn!(result_error_code);
+    // SAFETY: live context; SQLite copies the message (length -1 = up to NUL).
+    unsafe {
+        err(ctx, msg.as_ptr(), -1);
+        code(ctx, e.sqlite_code());
+    }
+}
+
+fn result_text(ctx: *mut sys::sqlite3_context, s: &str) {
+    let f = sqlite_fn!(result_text);
+    let c = CString::new(s.replace('\0', " ")).unwrap_or_default();
+    // SAFETY: SQLITE_TRANSIENT (-1) makes SQLite copy the text before we free it.
+    unsafe { f(ctx, c.as_ptr(), -1, Some(std::mem::transmute::<isize, unsafe extern "C" fn(*mut c_void)>(-1))) };
+}
+
+fn result_int(ctx: *mut sys::sqlite3_context, v: i64) {
+    let f = sqlite_fn!(result_int64);
+    // SAFETY: live context.
+    unsafe { f(ctx, v) };
+}
+
+fn check_arity(argc: c_int, name: &str, min: c_int, max: c_int) -> Result<(), Error> {
+    if argc < min || argc > max {
+        return Err(Error::InvalidArgument(format!(
+            "{name}() takes {} argument(s), got {argc}",
+            if min == max { min.to_string() } else { format!("{min} to {max}") }
+        )));
+    }
+    Ok(())
+}
+
+fn sqlite_version() -> String {
+    let f = sqlite_fn!(libversion);
+    // SAFETY: returns a static NUL-terminated string.
+    unsafe { CStr::from_ptr(f()) }.to_string_lossy().to_string()
+}
+
+unsafe extern "C" fn fn_version(ctx: *mut sys::sqlite3_context, _argc: c_int, _argv: *mut *mut sys::sqlite3_value) {
+    guard((), || result_text(ctx, &crate::functions::version(&sqlite_version())))
+}
+
+unsafe extern "C" fn fn_sync(ctx: *mut sys::sqlite3_context, argc: c_int, argv: *mut *mut sys::sqlite3_value) {
+    guard((), || {
+        let args = Args::new(argc, argv);
+        let r = check_arity(argc, "replica_sync", 0, 1)
+            .and_then(|_| args.int(0, "replica_sync: timeout_ms"))
+            .and_then(|t| crate::functions::sync(context_db_path(ctx).as_deref(), t));
+        match r {
+            Ok(txid) => result_int(ctx, txid),
+            Err(e) => result_error(ctx, &e),
+        }
+    })
+}
+
+unsafe extern "C" fn fn_snapshot(ctx: *mut sys::sqlite3_context, argc: c_int, argv: *mut *mut sys::sqlite3_value) {
+    guard((), || {
+        let args = Args::new(argc, argv);
+        let r = check_arity(argc, "replica_snapshot", 0, 1)
+            .and_then(|_| crate::functions::snapshot(args.text(0).as_deref(), context_db_path(ctx).as_deref()));
+        match r {
+            Ok(txid) => result_int(ctx, txid),
+            Err(e) => result_error(ctx, &e),
+        }
+    })
+}
+
+unsafe extern "C" fn fn_restore(ctx: *mut sys::sqlite3_context, argc: c_int, argv: *mut *mut sys::sqlite3_value) {
+    guard((), || {
+        let args = Args::new(argc, argv);
+        let r = check_arity(argc, "replica_restore", 2, 4).and_then(|_| {
+            let src = args.text(0).ok_or_else(|| Error::InvalidArgument("replica_restore: the source (database or replica URL) is NULL".into()))?;
+            let out = args.text(1).ok_or_else(|| Error::InvalidArgument("replica_restore: the target path is NULL".into()))?;
+            crate::functions::restore(&src, &out, args.text(2).as_deref(), args.text(3).as_deref(), &|p| {
+                super::sqlite::integrity_check(p, false)
+            })
+        });
+        match r {
+            Ok(txid) => result_int(ctx, txid),
+            Err(e) => result_error(ctx, &e),
+        }
+    })
+}
+
+// ---- replica_status: an eponymous-only, read-only virtual table --------------------------
+
+#[repr(C)]
+struct StatusTable {
+    base: sys::sqlite3_vtab,
+}
+
+#[repr(C)]
+struct StatusCursor {
+    base: sys::sqlite3_vtab_cursor,
+    rows: Vec<crate::status::StatusRow>,
+    index: usize,
+}
+
+static STATUS_MODULE: sys::sqlite3_module = sys::sqlite3_module {
+    iVersion: 0,
+    xCreate: None, // eponymous-only: usable as replica_status() without CREATE VIRTUAL TABLE
+    xConnect: Some(vt_connect),
+    xBestIndex: Some(vt_best_index),
+    xDisconnect: Some(vt_disconnect),
+    xDestroy: None,
+    xOpen: Some(vt_open),
+    xClose: Some(vt_close),
+    xFilter: Some(vt_filter),
+    xNext: Some(vt_next),
+    xEof: Some(vt_eof),
+    xColumn: Some(vt_column),
+    xRowid: Some(vt_rowid),
+    xUpdate: None,
+    xBegin: None,
+    xSync: None,
+    xCommit: None,
+    xRollback: None,
+    xFindFunction: None,
+    xRename: None,
+    xSavepoint: None,
+    xRelease: None,
+    xRollbackTo: None,
+    xShadowName: None,
+    xIntegrity: None,
+};
+
+unsafe extern "C" fn vt_connect(
+    db: *mut sys::sqlite3,
+    _aux: *mut c_void,
+    _argc: c_int,
+    _argv: *const *const c_char,
+    pp_vtab: *mut *mut sys::sqlite3_vtab,
+    _err: *mut *mut c_char,
+) -> c_int {
+    guard(sys::SQLITE_ERROR, || {
+        let schema = format!("CREATE TABLE x({})", crate::status::COLUMNS.join(", "));
+        let schema = CString::new(schema).unwrap();
+        let declare = sqlite_fn!(declare_vtab);
+        // SAFETY: called from xConnect with the connection SQLite passed.
+        let rc = unsafe { declare(db, schema.as_ptr()) };
+        if rc != sys::SQLITE_OK {
+            return rc;
+        }
+        let table = Box::new(StatusTable {
+            base: sys::sqlite3_vtab { pModule: std::ptr::null(), nRef: 0, zErrMsg: std::ptr::null_mut() },
+        });
+        // SAFETY: pp_vtab is SQLite's out-pointer; the box is freed in vt_disconnect.
+        unsafe { *pp_vtab = Box::into_raw(table) as *mut sys::sqlite3_vtab };
+        sys::SQLITE_OK
+    })
+}
+
+unsafe extern "C" fn vt_disconnect(vtab: *mut sys::sqlite3_vtab) -> c_int {
+    guard(sys::SQLITE_ERROR, || {
+        // SAFETY: created by Box::into_raw in vt_connect; SQLite disconnects once.
+        drop(unsafe { Box::from_raw(vtab as *mut StatusTable) });
+        sys::SQLITE_OK
+    })
+}
+
+unsafe extern "C" fn vt_best_index(_vtab: *mut sys::sqlite3_vtab, info: *mut sys::sqlite3_index_info) -> c_int {
+    guard(sys::SQLITE_ERROR, || {
+        // SAFETY: info is valid for the call.
+        unsafe {
+            (*info).estimatedCost = 10.0;
+            (*info).estimatedRows = 4;
+        }
+        sys::SQLITE_OK
+    })
+}
+
+unsafe extern "C" fn vt_open(_vtab: *mut sys::sqlite3_vtab, pp: *mut *mut sys::sqlite3_vtab_cursor) -> c_int {
+    guard(sys::SQLITE_ERROR, || {
+        let cursor = Box::new(StatusCursor {
+            base: sys::sqlite3_vtab_cursor { pVtab: std::ptr::null_mut() },
+            rows: Vec::new(),
+            index: 0,
+        });
+        // SAFETY: SQLite's out-pointer; freed in vt_close.
+        unsafe { *pp = Box::into_raw(cursor) as *mut sys::sqlite3_vtab_cursor };
+        sys::SQLITE_OK
+    })
+}
+
+fn cursor<'a>(p: *mut sys::sqlite3_vtab_cursor) -> &'a mut StatusCursor {
+    // SAFETY: SQLite passes back cursors vt_open created.
+    unsafe { &mut *(p as *mut StatusCursor) }
+}
+
+unsafe extern "C" fn vt_close(p: *mut sys::sqlite3_vtab_cursor) -> c_int {
+    guard(sys::SQLITE_ERROR, || {
+        // SAFETY: created by Box::into_raw in vt_open; closed once.
+        drop(unsafe { Box::from_raw(p as *mut StatusCursor) });
+        sys::SQLITE_OK
+    })
+}
+
+unsafe extern "C" fn vt_filter(
+    p: *mut sys::sqlite3_vtab_cursor,
+    _idx: c_int,
+    _idx_str: *const c_char,
+    _argc: c_int,
+    _argv: *mut *mut sys::sqlite3_value,
+) -> c_int {
+    guard(sys::SQLITE_ERROR, || {
+        let c = cursor(p);
+        c.rows = crate::status::rows(crate::shim::now_ms());
+        c.index = 0;
+        sys::SQLITE_OK
+    })
+}
+
+unsafe extern "C" fn vt_next(p: *mut sys::sqlite3_vtab_cursor) -> c_int {
+    guard(sys::SQLITE_ERROR, || {
+        cursor(p).index += 1;
+        sys::SQLITE_OK
+    })
+}
+
+unsafe extern "C" fn vt_eof(p: *mut sys::sqlite3_vtab_cursor) -> c_int {
+    guard(1, || {
+        let c = cursor(p);
+        (c.index >= c.rows.len()) as c_int
+    })
+}
+
+unsafe extern "C" fn vt_rowid(p: *mut sys::sqlite3_vtab_cursor, rowid: *mut i64) -> c_int {
+    guard(sys::SQLITE_ERROR, || {
+        // SAFETY: SQLite's out-pointer.
+        unsafe { *rowid = cursor(p).index as i64 + 1 };
+        sys::SQLITE_OK
+    })
+}
+
+unsafe extern "C" fn vt_column(p: *mut sys::sqlite3_vtab_cursor, ctx: *mut sys::sqlite3_context, i: c_int) -> c_int {
+    guard(sys::SQLITE_ERROR, || {
+        let c = cursor(p);
+        let Some(r) = c.rows.get(c.index) else { return sys::SQLITE_ERROR };
+        let text = |s: &str| result_text(ctx, s);
+        let opt = |s: &Option<String>| match s {
+            Some(s) => result_text(ctx, s),
+            None => {
+                let f = sqlite_fn!(result_null);
+                // SAFETY: live context.
+                unsafe { f(ctx) }
+            }
+        };
+        match i {
+            0 => text(&r.name),
+            1 => text(&r.path),
+            2 => text(&r.replica_url),
+            3 => text(&r.state),
+            4 => result_int(ctx, r.local_txid),
+            5 => result_int(ctx, r.replicated_txid),
+            6 => result_int(ctx, r.lag_ms),
+            7 => result_int(ctx, r.pending_bytes),
+            8 => opt(&r.last_upload_at),
+            9 => opt(&r.last_error),
+            10 => result_int(ctx, r.uploads),
+            11 => result_int(ctx, r.upload_errors),
+            12 => result_int(ctx, r.snapshots),
+            13 => result_int(ctx, r.pending_txns),
+            14 => result_int(ctx, r.captured_txns),
+            15 => result_int(ctx, r.put_requests),
+            16 => result_int(ctx, r.get_requests),
+            17 => result_int(ctx, r.list_requests),
+            18 => result_int(ctx, r.delete_requests),
+            19 => opt(&r.warnings),
+            _ => return sys::SQLITE_RANGE,
+        }
+        sys::SQLITE_OK
+    })
+}

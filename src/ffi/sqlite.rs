@@ -1,0 +1,235 @@
+//! Thin wrappers over SQLite for the safe modules: a private connection (snapshots take the
+//! write lock through it; restore checks integrity with it) and raw file reads through the
+//! base VFS (never `std::fs` on a live database: closing any descriptor of a file drops the
+//! process's POSIX locks on it, and the unix VFS knows how to avoid that).
+
+use super::{sqlite_fn, sys};
+use crate::error::Error;
+use crate::shim::ReadAt;
+use std::cell::Cell;
+use std::ffi::{c_int, c_void, CStr, CString};
+use std::path::Path;
+
+thread_local! {
+    /// Set while this thread opens a private connection, so the auto-extension leaves it alone.
+    static OPENING_PRIVATE: Cell<bool> = const { Cell::new(false) };
+}
+
+pub(crate) fn opening_private_connection() -> bool {
+    OPENING_PRIVATE.with(|c| c.get())
+}
+
+fn cstring(s: &str) -> Result<CString, Error> {
+    CString::new(s).map_err(|_| Error::InvalidArgument(format!("{s:?} contains a NUL byte")))
+}
+
+/// A connection of our own, opened on the base VFS so it is never captured itself.
+pub(crate) struct Connection {
+    db: *mut sys::sqlite3,
+}
+
+// SAFETY: SQLite connections may be used from any thread as long as one thread uses them at
+// a time (threading mode multi-thread or serialized, the defaults); we never share one.
+unsafe impl Send for Connection {}
+
+impl Connection {
+    pub(crate) fn open(path: &Path, read_only: bool) -> Result<Connection, Error> {
+        let open = sqlite_fn!(open_v2);
+        let c_path = cstring(&path.to_string_lossy())?;
+        let vfs = cstring(&crate::shim::base_vfs_name())?;
+        let flags = if read_only { sys::SQLITE_OPEN_READONLY } else { sys::SQLITE_OPEN_READWRITE };
+        let mut db = std::ptr::null_mut();
+        OPENING_PRIVATE.with(|c| c.set(true));
+        // SAFETY: valid C strings and an out-pointer; the handle is closed in Drop.
+        let rc = unsafe { open(c_path.as_ptr(), &mut db, flags, vfs.as_ptr()) };
+        OPENING_PRIVATE.with(|c| c.set(false));
+        let conn = Connection { db };
+        if rc != sys::SQLITE_OK {
+            let message = if db.is_null() { format!("SQLite error {rc}") } else { conn.errmsg() };
+            return Err(Error::Sqlite { code: rc, message: format!("opening {}: {message}", path.display()) });
+        }
+        Ok(conn)
+    }
+
+    fn errmsg(&self) -> String {
+        let f = sqlite_fn!(errmsg);
+        // SAFETY: db is an open handle; errmsg returns a string owned by the connection.
+        unsafe { CStr::from_ptr(f(self.db)) }.to_string_lossy().to_string()
+    }
+
+    pub(crate) fn exec(&self, sql: &str) -> Result<(), Error> {
+        let exec = sqlite_fn!(exec);
+        let c = cstring(sql)?;
+        // SAFETY: an open handle and a valid SQL string; no callback.
+        let rc = unsafe { exec(self.db, c.as_ptr(), None, std::ptr::null_mut(), std::ptr::null_mut()) };
+        if rc != sys::SQLITE_OK {
+            return Err(Error::Sqlite { code: rc, message: format!("{sql}: {}", self.errmsg()) });
+        }
+        Ok(())
+    }
+
+    /// The first column of every row, as text.
+    pub(crate) fn query_column(&self, sql: &str) -> Result<Vec<String>, Error> {
+        let prepare = sqlite_fn!(prepare_v2);
+        let step = sqlite_fn!(step);
+        let column_text = sqlite_fn!(column_text);
+        let finalize = sqlite_fn!(finalize);
+        let c = cstring(sql)?;
+        let mut stmt = std::ptr::null_mut();
+        // SAFETY: an open handle, a valid SQL string and an out-pointer.
+        let rc = unsafe { prepare(self.db, c.as_ptr(), -1, &mut stmt, std::ptr::null_mut()) };
+        if rc != sys::SQLITE_OK {
+            return Err(Error::Sqlite { code: rc, message: format!("{sql}: {}", self.errmsg()) });
+        }
+        let mut rows = Vec::new();
+        loop {
+            // SAFETY: stmt is a prepared statement, finalized below.
+            let rc = unsafe { step(stmt) };
+            if rc == sys::SQLITE_ROW {
+                // SAFETY: column 0 of the current row; the text is copied before the next step.
+                let t = unsafe { column_text(stmt, 0) };
+                rows.push(if t.is_null() {
+                    String::new()
+                } else {
+                    // SAFETY: column_text returns a NUL-terminated string.
+                    unsafe { CStr::from_ptr(t as *const _) }.to_string_lossy().to_string()
+                });
+            } else {
+                // SAFETY: finalizing the statement exactly once.
+                unsafe { finalize(stmt) };
+                if rc != sys::SQLITE_DONE {
+                    return Err(Error::Sqlite { code: rc, message: format!("{sql}: {}", self.errmsg()) });
+                }
+                return Ok(rows);
+            }
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some(close) = super::api().and_then(|a| a.close_v2) {
+            // SAFETY: closing our own handle once.
+            unsafe { close(self.db) };
+        }
+    }
+}
+
+/// A file opened read-only through the base VFS.
+pub(crate) struct RawFile {
+    vfs: *mut sys::sqlite3_vfs,
+    mem: Vec<u64>,
+}
+
+// SAFETY: the file object is owned by this value and used by one thread at a time.
+unsafe impl Send for RawFile {}
+
+impl RawFile {
+    /// Opens `path` (a database, or its WAL when `wal`); `None` if it does not exist.
+    pub(crate) fn open(path: &Path, wal: bool) -> Result<Option<RawFile>, Error> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let find = sqlite_fn!(vfs_find);
+        let name = cstring(&crate::shim::base_vfs_name())?;
+        // SAFETY: looking up a VFS by name.
+        let vfs = unsafe { find(name.as_ptr()) };
+        if vfs.is_null() {
+            return Err(Error::Unsupported("base VFS vanished".into()));
+        }
+        // SAFETY: a registered VFS.
+        let sz = unsafe { (*vfs).szOsFile } as usize;
+        let mut mem = vec![0u64; sz.div_ceil(8) + 1];
+        let c_path = cstring(&path.to_string_lossy())?;
+        let kind = if wal { sys::SQLITE_OPEN_WAL } else { sys::SQLITE_OPEN_MAIN_DB };
+        let mut out = 0;
+        // SAFETY: mem has szOsFile bytes; c_path outlives the call (unix copies the name
+        // only for main databases it may reuse, which it keeps in its own memory).
+        let rc = unsafe {
+            (*vfs).xOpen.unwrap()(vfs, c_path.as_ptr(), mem.as_mut_ptr() as *mut sys::sqlite3_file, sys::SQLITE_OPEN_READONLY | kind, &mut out)
+        };
+        let file = RawFile { vfs, mem };
+        if rc != sys::SQLITE_OK {
+            if rc == sys::SQLITE_CANTOPEN && !path.exists() {
+                return Ok(None);
+            }
+            return Err(Error::Sqlite { code: rc, message: format!("opening {} read-only", path.display()) });
+        }
+        let _ = file.vfs;
+        Ok(Some(file))
+    }
+
+    fn file(&self) -> *mut sys::sqlite3_file {
+        self.mem.as_ptr() as *mut sys::sqlite3_file
+    }
+
+    fn methods(&self) -> Option<&sys::sqlite3_io_methods> {
+        // SAFETY: pMethods is null or the base VFS's static table.
+        unsafe { (*self.file()).pMethods.as_ref() }
+    }
+
+}
+
+impl ReadAt for RawFile {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        let m = self.methods().ok_or_else(|| std::io::Error::other("file not open"))?;
+        // SAFETY: an open file and a buffer of buf.len() bytes.
+        let rc = unsafe { m.xRead.unwrap()(self.file(), buf.as_mut_ptr() as *mut c_void, buf.len() as c_int, offset as i64) };
+        match rc {
+            sys::SQLITE_OK => Ok(buf.len()),
+            sys::SQLITE_IOERR_SHORT_READ => Ok(0),
+            rc => Err(std::io::Error::other(format!("xRead failed with SQLite code {rc}"))),
+        }
+    }
+}
+
+impl Drop for RawFile {
+    fn drop(&mut self) {
+        if let Some(m) = self.methods() {
+            if let Some(close) = m.xClose {
+                // SAFETY: closing the open file once.
+                unsafe { close(self.file()) };
+            }
+        }
+    }
+}
+
+/// Reads the live database under the write lock, for snapshots.
+pub(crate) struct LiveDatabase;
+
+impl crate::uploader::SnapshotSource for LiveDatabase {
+    fn with_write_lock(
+        &self,
+        db_path: &Path,
+        f: &mut dyn FnMut(&mut dyn ReadAt, Option<&mut dyn ReadAt>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let conn = Connection::open(db_path, false)?;
+        conn.exec("PRAGMA busy_timeout=5000")?;
+        // Holding the write lock means no commit is half-way: everything committed so far
+        // has been captured, and no checkpoint can restart or truncate the WAL under us.
+        conn.exec("BEGIN IMMEDIATE")?;
+        let result = (|| {
+            let mut db = RawFile::open(db_path, false)?
+                .ok_or_else(|| Error::InvalidArgument(format!("{} does not exist", db_path.display())))?;
+            let mut wal_path = db_path.as_os_str().to_owned();
+            wal_path.push("-wal");
+            let mut wal = RawFile::open(Path::new(&wal_path), true)?;
+            f(&mut db, wal.as_mut().map(|w| w as &mut dyn ReadAt))
+        })();
+        let _ = conn.exec("ROLLBACK");
+        result
+    }
+}
+
+/// `PRAGMA quick_check` (or `integrity_check` when `full`) on a file we own.
+pub(crate) fn integrity_check(path: &Path, full: bool) -> Result<(), String> {
+    let conn = Connection::open(path, false).map_err(|e| e.to_string())?;
+    let rows = conn
+        .query_column(if full { "PRAGMA integrity_check" } else { "PRAGMA quick_check" })
+        .map_err(|e| e.to_string())?;
+    if rows.len() == 1 && rows[0] == "ok" {
+        Ok(())
+    } else {
+        Err(rows.join("; "))
+    }
+}

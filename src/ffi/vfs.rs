@@ -1,0 +1,381 @@
+//! The `replica` VFS: a pass-through over the default VFS. Each file carries a pointer to a
+//! shim observer only when it is the WAL of a replicated database; every other call is a
+//! null check and a forward.
+
+use super::{guard, sys};
+use crate::error::Error;
+use crate::shim::{self, ReadAt, WalObserver};
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::mem::size_of;
+use std::ptr::null_mut;
+
+pub const VFS_NAME: &CStr = c"replica";
+
+/// Our file object; the base VFS's file object lives right after it in the same allocation.
+#[repr(C)]
+struct ReplicaFile {
+    base: sys::sqlite3_file,
+    real: *mut sys::sqlite3_file,
+    observer: *mut WalObserver,
+}
+
+const HEADER: usize = (size_of::<ReplicaFile>() + 15) & !15;
+
+/// The VFS we wrap, kept in our VFS's `pAppData`.
+fn base_vfs(vfs: *mut sys::sqlite3_vfs) -> &'static sys::sqlite3_vfs {
+    // SAFETY: `vfs` is our registered VFS (leaked, never freed) and its pAppData points to
+    // the base VFS, which SQLite keeps registered for the life of the process.
+    unsafe { &*((*vfs).pAppData as *const sys::sqlite3_vfs) }
+}
+
+pub(crate) fn register(make_default: bool) -> Result<(), Error> {
+    let find = super::sqlite_fn!(vfs_find);
+    // SAFETY: looking up VFSes by name (or the default with NULL) is always allowed.
+    let existing = unsafe { find(VFS_NAME.as_ptr()) };
+    if !existing.is_null() {
+        // Loaded twice: already registered; only honour a request to become the default.
+        if make_default {
+            let reg = super::sqlite_fn!(vfs_register);
+            // SAFETY: re-registering a registered VFS just moves it to the default slot.
+            unsafe { reg(existing, 1) };
+        }
+        return Ok(());
+    }
+    // SAFETY: as above.
+    let base = unsafe { find(std::ptr::null()) };
+    if base.is_null() {
+        return Err(Error::Unsupported("the host has no default VFS".into()));
+    }
+    // SAFETY: `base` is a registered VFS, valid for the life of the process.
+    let b = unsafe { &*base };
+    let vfs = Box::new(sys::sqlite3_vfs {
+        iVersion: b.iVersion.min(3),
+        szOsFile: (HEADER + b.szOsFile as usize) as c_int,
+        mxPathname: b.mxPathname,
+        pNext: null_mut(),
+        zName: VFS_NAME.as_ptr(),
+        pAppData: base as *mut c_void,
+        xOpen: Some(x_open),
+        xDelete: Some(x_delete),
+        xAccess: Some(x_access),
+        xFullPathname: Some(x_full_pathname),
+        xDlOpen: Some(x_dl_open),
+        xDlError: Some(x_dl_error),
+        xDlSym: Some(x_dl_sym),
+        xDlClose: Some(x_dl_close),
+        xRandomness: Some(x_randomness),
+        xSleep: Some(x_sleep),
+        xCurrentTime: Some(x_current_time),
+        xGetLastError: Some(x_get_last_error),
+        xCurrentTimeInt64: if b.iVersion >= 2 { Some(x_current_time_int64) } else { None },
+        xSetSystemCall: if b.iVersion >= 3 { Some(x_set_system_call) } else { None },
+        xGetSystemCall: if b.iVersion >= 3 { Some(x_get_system_call) } else { None },
+        xNextSystemCall: if b.iVersion >= 3 { Some(x_next_system_call) } else { None },
+    });
+    let name = {
+        // SAFETY: zName of a registered VFS is a valid C string.
+        unsafe { CStr::from_ptr(b.zName) }.to_string_lossy().to_string()
+    };
+    crate::shim::set_base_vfs_name(&name);
+    let reg = super::sqlite_fn!(vfs_register);
+    let ptr = Box::into_raw(vfs);
+    // SAFETY: the VFS object is leaked on purpose: SQLite may use it until the process ends.
+    let rc = unsafe { reg(ptr, make_default as c_int) };
+    if rc != sys::SQLITE_OK {
+        return Err(Error::Sqlite { code: rc, message: "sqlite3_vfs_register failed".into() });
+    }
+    Ok(())
+}
+
+fn file<'a>(p: *mut sys::sqlite3_file) -> &'a mut ReplicaFile {
+    // SAFETY: SQLite only passes back file objects our xOpen initialised; they are
+    // ReplicaFile-prefixed allocations of szOsFile bytes.
+    unsafe { &mut *(p as *mut ReplicaFile) }
+}
+
+fn real_methods(f: &ReplicaFile) -> &'static sys::sqlite3_io_methods {
+    // SAFETY: our pMethods is only set while the real file is open, and the real file's
+    // method table is static data of the base VFS.
+    unsafe { &*(*f.real).pMethods }
+}
+
+/// Reads from the real file, for the shim (a short read reports 0 bytes).
+struct RealReader(*mut sys::sqlite3_file);
+
+impl ReadAt for RealReader {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        // SAFETY: self.0 is an open real file (the shim only reads during a call on it).
+        let m = unsafe { &*(*self.0).pMethods };
+        let x_read = m.xRead.ok_or_else(|| std::io::Error::other("no xRead"))?;
+        // SAFETY: buf is valid for buf.len() bytes.
+        let rc = unsafe { x_read(self.0, buf.as_mut_ptr() as *mut c_void, buf.len() as c_int, offset as i64) };
+        match rc {
+            sys::SQLITE_OK => Ok(buf.len()),
+            sys::SQLITE_IOERR_SHORT_READ => Ok(0),
+            rc => Err(std::io::Error::other(format!("xRead failed with SQLite code {rc}"))),
+        }
+    }
+}
+
+unsafe extern "C" fn x_open(
+    vfs: *mut sys::sqlite3_vfs,
+    z_name: *const c_char,
+    p: *mut sys::sqlite3_file,
+    flags: c_int,
+    out_flags: *mut c_int,
+) -> c_int {
+    guard(sys::SQLITE_CANTOPEN, || {
+        let base = base_vfs(vfs);
+        let f = file(p);
+        f.base.pMethods = std::ptr::null();
+        f.observer = null_mut();
+        // SAFETY: the allocation is szOsFile = HEADER + base.szOsFile bytes.
+        f.real = unsafe { (p as *mut u8).add(HEADER) } as *mut sys::sqlite3_file;
+        // SAFETY: forwarding SQLite's own arguments to the base VFS with its file object.
+        let rc = unsafe { base.xOpen.unwrap()(base as *const _ as *mut _, z_name, f.real, flags, out_flags) };
+        // SAFETY: the base xOpen always sets pMethods (to NULL or a table).
+        let real_m = unsafe { (*f.real).pMethods };
+        if !real_m.is_null() {
+            // SAFETY: a non-null method table of the base VFS.
+            f.base.pMethods = io_methods_for(unsafe { (*real_m).iVersion });
+        }
+        if rc != sys::SQLITE_OK || z_name.is_null() {
+            return rc;
+        }
+        // SAFETY: z_name is a NUL-terminated path SQLite keeps alive while the file is open.
+        let name = unsafe { CStr::from_ptr(z_name) }.to_string_lossy().to_string();
+        if flags & sys::SQLITE_OPEN_MAIN_DB != 0 {
+            let uri = |key: &str| -> Option<String> {
+                let k = std::ffi::CString::new(key).ok()?;
+                let param = super::sqlite_fn!(uri_parameter);
+                // SAFETY: z_name is a database filename as SQLite passes to xOpen, which is
+                // what sqlite3_uri_parameter expects.
+                let v = unsafe { param(z_name as _, k.as_ptr()) };
+                // SAFETY: a non-null result points into z_name's parameter list.
+                (!v.is_null()).then(|| unsafe { CStr::from_ptr(v) }.to_string_lossy().to_string())
+            };
+            if let Err(e) = shim::on_open_main_db(&name, &uri) {
+                super::sqlite_log(sys::SQLITE_CANTOPEN, &format!("libreplica: {name}: {e}"));
+                close_real(f);
+                return sys::SQLITE_CANTOPEN;
+            }
+        } else if flags & sys::SQLITE_OPEN_WAL != 0 {
+            if let Some(obs) = shim::on_open_wal(&name, &mut RealReader(f.real)) {
+                f.observer = Box::into_raw(Box::new(obs));
+            }
+        }
+        sys::SQLITE_OK
+    })
+}
+
+fn close_real(f: &mut ReplicaFile) -> c_int {
+    if f.base.pMethods.is_null() {
+        return sys::SQLITE_OK;
+    }
+    let rc = match real_methods(f).xClose {
+        // SAFETY: closing the real file exactly once; pMethods is cleared right after.
+        Some(close) => unsafe { close(f.real) },
+        None => sys::SQLITE_OK,
+    };
+    f.base.pMethods = std::ptr::null();
+    rc
+}
+
+fn io_methods_for(version: c_int) -> *const sys::sqlite3_io_methods {
+    match version {
+        v if v >= 3 => &IO_V3,
+        2 => &IO_V2,
+        _ => &IO_V1,
+    }
+}
+
+unsafe extern "C" fn x_close(p: *mut sys::sqlite3_file) -> c_int {
+    guard(sys::SQLITE_IOERR_CLOSE, || {
+        let f = file(p);
+        if !f.observer.is_null() {
+            // SAFETY: created by Box::into_raw in x_open and freed only here.
+            drop(unsafe { Box::from_raw(f.observer) });
+            f.observer = null_mut();
+        }
+        close_real(f)
+    })
+}
+
+unsafe extern "C" fn x_read(p: *mut sys::sqlite3_file, buf: *mut c_void, amt: c_int, off: i64) -> c_int {
+    guard(sys::SQLITE_IOERR_READ, || {
+        let f = file(p);
+        // SAFETY: forwarding SQLite's arguments to the real file.
+        unsafe { real_methods(f).xRead.unwrap()(f.real, buf, amt, off) }
+    })
+}
+
+unsafe extern "C" fn x_write(p: *mut sys::sqlite3_file, buf: *const c_void, amt: c_int, off: i64) -> c_int {
+    guard(sys::SQLITE_IOERR_WRITE, || {
+        let f = file(p);
+        // SAFETY: forwarding SQLite's arguments to the real file.
+        let rc = unsafe { real_methods(f).xWrite.unwrap()(f.real, buf, amt, off) };
+        if rc == sys::SQLITE_OK && !f.observer.is_null() {
+            // SAFETY: buf holds amt bytes for the duration of this call; the observer box
+            // lives until x_close.
+            let data = unsafe { std::slice::from_raw_parts(buf as *const u8, amt as usize) };
+            let obs = unsafe { &*f.observer };
+            obs.after_write(off as u64, data, &mut RealReader(f.real));
+        }
+        rc
+    })
+}
+
+unsafe extern "C" fn x_truncate(p: *mut sys::sqlite3_file, size: i64) -> c_int {
+    guard(sys::SQLITE_IOERR_TRUNCATE, || {
+        let f = file(p);
+        // SAFETY: forwarding to the real file.
+        let rc = unsafe { real_methods(f).xTruncate.unwrap()(f.real, size) };
+        if rc == sys::SQLITE_OK && !f.observer.is_null() {
+            // SAFETY: the observer box lives until x_close.
+            unsafe { &*f.observer }.after_truncate(size as u64);
+        }
+        rc
+    })
+}
+
+macro_rules! forward {
+    ($name:ident, $field:ident, $err:expr, ($($arg:ident : $ty:ty),*)) => {
+        unsafe extern "C" fn $name(p: *mut sys::sqlite3_file $(, $arg: $ty)*) -> c_int {
+            guard($err, || {
+                let f = file(p);
+                match real_methods(f).$field {
+                    // SAFETY: forwarding SQLite's arguments unchanged to the real file.
+                    Some(x) => unsafe { x(f.real $(, $arg)*) },
+                    None => $err,
+                }
+            })
+        }
+    };
+}
+
+forward!(x_sync, xSync, sys::SQLITE_IOERR_FSYNC, (flags: c_int));
+forward!(x_file_size, xFileSize, sys::SQLITE_IOERR_FSTAT, (size: *mut i64));
+forward!(x_lock, xLock, sys::SQLITE_IOERR_LOCK, (lock: c_int));
+forward!(x_unlock, xUnlock, sys::SQLITE_IOERR_UNLOCK, (lock: c_int));
+forward!(x_check_reserved_lock, xCheckReservedLock, sys::SQLITE_IOERR_CHECKRESERVEDLOCK, (out: *mut c_int));
+forward!(x_file_control, xFileControl, sys::SQLITE_NOTFOUND, (op: c_int, arg: *mut c_void));
+forward!(x_shm_map, xShmMap, sys::SQLITE_IOERR_SHMMAP, (pg: c_int, pgsz: c_int, extend: c_int, pp: *mut *mut c_void));
+forward!(x_shm_lock, xShmLock, sys::SQLITE_IOERR_SHMLOCK, (offset: c_int, n: c_int, flags: c_int));
+forward!(x_shm_unmap, xShmUnmap, sys::SQLITE_IOERR, (delete: c_int));
+forward!(x_fetch, xFetch, sys::SQLITE_IOERR, (off: i64, amt: c_int, pp: *mut *mut c_void));
+forward!(x_unfetch, xUnfetch, sys::SQLITE_IOERR, (off: i64, pp: *mut c_void));
+
+unsafe extern "C" fn x_sector_size(p: *mut sys::sqlite3_file) -> c_int {
+    guard(4096, || {
+        let f = file(p);
+        // SAFETY: forwarding to the real file.
+        real_methods(f).xSectorSize.map(|x| unsafe { x(f.real) }).unwrap_or(4096)
+    })
+}
+
+unsafe extern "C" fn x_device_characteristics(p: *mut sys::sqlite3_file) -> c_int {
+    guard(0, || {
+        let f = file(p);
+        // SAFETY: forwarding to the real file.
+        real_methods(f).xDeviceCharacteristics.map(|x| unsafe { x(f.real) }).unwrap_or(0)
+    })
+}
+
+unsafe extern "C" fn x_shm_barrier(p: *mut sys::sqlite3_file) {
+    guard((), || {
+        let f = file(p);
+        if let Some(x) = real_methods(f).xShmBarrier {
+            // SAFETY: forwarding to the real file.
+            unsafe { x(f.real) }
+        }
+    })
+}
+
+const fn io_methods(version: c_int) -> sys::sqlite3_io_methods {
+    sys::sqlite3_io_methods {
+        iVersion: version,
+        xClose: Some(x_close),
+        xRead: Some(x_read),
+        xWrite: Some(x_write),
+        xTruncate: Some(x_truncate),
+        xSync: Some(x_sync),
+        xFileSize: Some(x_file_size),
+        xLock: Some(x_lock),
+        xUnlock: Some(x_unlock),
+        xCheckReservedLock: Some(x_check_reserved_lock),
+        xFileControl: Some(x_file_control),
+        xSectorSize: Some(x_sector_size),
+        xDeviceCharacteristics: Some(x_device_characteristics),
+        xShmMap: if version >= 2 { Some(x_shm_map) } else { None },
+        xShmLock: if version >= 2 { Some(x_shm_lock) } else { None },
+        xShmBarrier: if version >= 2 { Some(x_shm_barrier) } else { None },
+        xShmUnmap: if version >= 2 { Some(x_shm_unmap) } else { None },
+        xFetch: if version >= 3 { Some(x_fetch) } else { None },
+        xUnfetch: if version >= 3 { Some(x_unfetch) } else { None },
+    }
+}
+
+static IO_V1: sys::sqlite3_io_methods = io_methods(1);
+static IO_V2: sys::sqlite3_io_methods = io_methods(2);
+static IO_V3: sys::sqlite3_io_methods = io_methods(3);
+
+unsafe extern "C" fn x_delete(vfs: *mut sys::sqlite3_vfs, z_name: *const c_char, sync_dir: c_int) -> c_int {
+    guard(sys::SQLITE_IOERR_DELETE, || {
+        let base = base_vfs(vfs);
+        if !z_name.is_null() {
+            // SAFETY: a NUL-terminated path from SQLite.
+            let name = unsafe { CStr::from_ptr(z_name) }.to_string_lossy();
+            shim::before_delete(&name);
+        }
+        // SAFETY: forwarding to the base VFS.
+        unsafe { base.xDelete.unwrap()(base as *const _ as *mut _, z_name, sync_dir) }
+    })
+}
+
+macro_rules! forward_vfs {
+    ($name:ident, $field:ident, $ret:ty, $err:expr, ($($arg:ident : $ty:ty),*)) => {
+        unsafe extern "C" fn $name(vfs: *mut sys::sqlite3_vfs $(, $arg: $ty)*) -> $ret {
+            guard($err, || {
+                let base = base_vfs(vfs);
+                match base.$field {
+                    // SAFETY: forwarding SQLite's arguments unchanged to the base VFS.
+                    Some(x) => unsafe { x(base as *const _ as *mut _ $(, $arg)*) },
+                    None => $err,
+                }
+            })
+        }
+    };
+}
+
+forward_vfs!(x_access, xAccess, c_int, sys::SQLITE_IOERR_ACCESS, (z: *const c_char, flags: c_int, out: *mut c_int));
+forward_vfs!(x_full_pathname, xFullPathname, c_int, sys::SQLITE_CANTOPEN, (z: *const c_char, n: c_int, out: *mut c_char));
+forward_vfs!(x_dl_open, xDlOpen, *mut c_void, null_mut(), (z: *const c_char));
+forward_vfs!(x_dl_sym, xDlSym, Option<unsafe extern "C" fn(*mut sys::sqlite3_vfs, *mut c_void, *const c_char)>, None, (h: *mut c_void, z: *const c_char));
+forward_vfs!(x_randomness, xRandomness, c_int, 0, (n: c_int, out: *mut c_char));
+forward_vfs!(x_sleep, xSleep, c_int, 0, (micros: c_int));
+forward_vfs!(x_current_time, xCurrentTime, c_int, sys::SQLITE_ERROR, (out: *mut f64));
+forward_vfs!(x_get_last_error, xGetLastError, c_int, 0, (n: c_int, out: *mut c_char));
+forward_vfs!(x_current_time_int64, xCurrentTimeInt64, c_int, sys::SQLITE_ERROR, (out: *mut i64));
+forward_vfs!(x_set_system_call, xSetSystemCall, c_int, sys::SQLITE_NOTFOUND, (z: *const c_char, f: sys::sqlite3_syscall_ptr));
+forward_vfs!(x_get_system_call, xGetSystemCall, sys::sqlite3_syscall_ptr, None, (z: *const c_char));
+forward_vfs!(x_next_system_call, xNextSystemCall, *const c_char, std::ptr::null(), (z: *const c_char));
+
+unsafe extern "C" fn x_dl_error(vfs: *mut sys::sqlite3_vfs, n: c_int, out: *mut c_char) {
+    guard((), || {
+        let base = base_vfs(vfs);
+        if let Some(x) = base.xDlError {
+            // SAFETY: forwarding to the base VFS.
+            unsafe { x(base as *const _ as *mut _, n, out) }
+        }
+    })
+}
+
+unsafe extern "C" fn x_dl_close(vfs: *mut sys::sqlite3_vfs, h: *mut c_void) {
+    guard((), || {
+        let base = base_vfs(vfs);
+        if let Some(x) = base.xDlClose {
+            // SAFETY: forwarding to the base VFS.
+            unsafe { x(base as *const _ as *mut _, h) }
+        }
+    })
+}

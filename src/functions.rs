@@ -1,0 +1,200 @@
+//! The logic behind the SQL functions (`replica_sync`, `replica_snapshot`,
+//! `replica_restore`, `replica_version`); the FFI layer only converts arguments and
+//! results. It owns argument meaning and error wording; it must not touch SQLite itself
+//! (the integrity check is handed in).
+
+use crate::config::{self, ReplicaTarget};
+use crate::database::{self, Database};
+use crate::error::Error;
+use crate::restore::{self, RestoreRequest, Target};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+const DEFAULT_SYNC_TIMEOUT_MS: i64 = 30_000;
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(300);
+
+pub fn version(sqlite_version: &str) -> String {
+    format!(
+        "libreplica {} (git {}, {} build, SQLite {sqlite_version})",
+        env!("CARGO_PKG_VERSION"),
+        env!("REPLICA_GIT_SHA"),
+        env!("REPLICA_PROFILE")
+    )
+}
+
+/// The databases a call on a connection refers to: its main database if that replicates,
+/// otherwise every database this process replicates.
+fn databases_for(conn_db: Option<&Path>, what: &str) -> Result<Vec<Arc<Database>>, Error> {
+    if let Some(db) = conn_db.and_then(database::get) {
+        return Ok(vec![db]);
+    }
+    let all = database::all();
+    if all.is_empty() {
+        return Err(Error::NotReplicated(format!(
+            "{what}: no database is replicated in this process (set REPLICA_URL, add it to litestream.yml, or open it with ?replica=URL)"
+        )));
+    }
+    Ok(all)
+}
+
+/// Blocks until every commit made before the call is in the replica; returns the txid.
+pub fn sync(conn_db: Option<&Path>, timeout_ms: Option<i64>) -> Result<i64, Error> {
+    let timeout_ms = timeout_ms.unwrap_or(DEFAULT_SYNC_TIMEOUT_MS);
+    if timeout_ms < 0 {
+        return Err(Error::InvalidArgument(format!("replica_sync: timeout must be >= 0 ms, got {timeout_ms}")));
+    }
+    let dbs = databases_for(conn_db, "replica_sync")?;
+    let deadline = std::time::Instant::now() + Duration::from_millis(timeout_ms as u64);
+    let mut txid = 0;
+    for db in dbs {
+        let target_seq = db.spool.last_seq();
+        db.update_progress(|p| p.flush_requested = true);
+        crate::uploader::wake();
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match db.wait_for(left, |p| p.shipped_seq >= target_seq && p.needs_snapshot.is_none()) {
+            Ok(p) => txid = p.txid as i64,
+            Err(p) => {
+                let pending = db.spool.pending().len();
+                let why = match (&p.needs_snapshot, &p.last_error) {
+                    (_, Some(e)) => format!("last error: {e}"),
+                    (Some(s), None) => format!("waiting for a snapshot ({s})"),
+                    _ => "the uploader is still working".into(),
+                };
+                return Err(Error::Timeout(format!(
+                    "replica_sync: timed out after {timeout_ms} ms: {} is at txid {} with {pending} transaction(s) pending; {why}. The commits are safe locally and will be shipped.",
+                    db.name, p.txid
+                )));
+            }
+        }
+    }
+    Ok(txid)
+}
+
+/// Ships a full snapshot now; returns its txid.
+pub fn snapshot(db_arg: Option<&str>, conn_db: Option<&Path>) -> Result<i64, Error> {
+    let dbs = match db_arg {
+        Some(name) => vec![database::find(name)
+            .ok_or_else(|| Error::NotReplicated(format!("replica_snapshot: {name} is not a replicated database of this process")))?],
+        None => databases_for(conn_db, "replica_snapshot")?,
+    };
+    let mut txid = 0;
+    for db in dbs {
+        let before = db.progress().snapshots;
+        db.update_progress(|p| p.needs_snapshot = Some("requested by replica_snapshot()".into()));
+        crate::uploader::wake();
+        match db.wait_for(SNAPSHOT_TIMEOUT, |p| p.snapshots > before) {
+            Ok(p) => txid = p.txid as i64,
+            Err(p) => {
+                return Err(Error::Timeout(format!(
+                    "replica_snapshot: {} did not finish a snapshot in {} s; last error: {}",
+                    db.name,
+                    SNAPSHOT_TIMEOUT.as_secs(),
+                    p.last_error.unwrap_or_else(|| "none".into())
+                )))
+            }
+        }
+    }
+    Ok(txid)
+}
+
+/// Parses `replica_restore`'s point-in-time argument: a txid or an RFC 3339 timestamp.
+pub fn parse_point(s: Option<&str>) -> Result<Target, Error> {
+    let Some(s) = s.map(str::trim).filter(|s| !s.is_empty() && !s.eq_ignore_ascii_case("latest")) else {
+        return Ok(Target::Latest);
+    };
+    if let Ok(t) = s.parse::<u64>() {
+        return Ok(Target::Txid(t));
+    }
+    if let Some(hex) = s.strip_prefix("0x") {
+        if let Ok(t) = u64::from_str_radix(hex, 16) {
+            return Ok(Target::Txid(t));
+        }
+    }
+    crate::status::parse_rfc3339(s).map(Target::Timestamp).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "replica_restore: point in time {s:?} is neither a txid nor an RFC 3339 timestamp like 2026-11-25T18:00:00Z"
+        ))
+    })
+}
+
+/// What `replica_restore`'s first argument names.
+fn resolve_source(src: &str) -> Result<ReplicaTarget, Error> {
+    if src.contains("://") || src.starts_with("s3:") {
+        return Ok(config::parse_replica_url(src, &config::Env::from_process())?);
+    }
+    if let Some(db) = database::find(src) {
+        return Ok(db.config.target.clone());
+    }
+    let abs = std::path::absolute(src).map_err(|e| Error::InvalidArgument(format!("{src}: {e}")))?;
+    match crate::shim::resolve_for_path(&abs)? {
+        Some(cfg) => Ok(cfg.target),
+        None => Err(Error::NotReplicated(format!(
+            "replica_restore: {src} has no replica: give a replica URL (file:///dir/{0} or s3://bucket/path), set REPLICA_URL, or add it to litestream.yml",
+            abs.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default()
+        ))),
+    }
+}
+
+pub fn restore(
+    src: &str,
+    output: &str,
+    point: Option<&str>,
+    options: Option<&str>,
+    check: &dyn Fn(&Path) -> Result<(), String>,
+) -> Result<i64, Error> {
+    let mut overwrite = false;
+    for opt in options.unwrap_or("").split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        match opt {
+            "overwrite" => overwrite = true,
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "replica_restore: unknown option {other:?} (known: overwrite)"
+                )))
+            }
+        }
+    }
+    if output.is_empty() {
+        return Err(Error::InvalidArgument("replica_restore: the target path is empty".into()));
+    }
+    let output = PathBuf::from(output);
+    let abs_out = std::path::absolute(&output).unwrap_or(output.clone());
+    if database::get(&abs_out).is_some() {
+        return Err(Error::InvalidArgument(format!(
+            "replica_restore: {} is a live database replicated by this process; restore to another path",
+            output.display()
+        )));
+    }
+    let target = parse_point(point)?;
+    let replica = resolve_source(src)?;
+    let store = crate::store::open(&replica)?;
+    let prefix = match &replica {
+        ReplicaTarget::S3(t) => t.prefix.clone(),
+        ReplicaTarget::File { .. } => String::new(),
+    };
+    let restored = restore::restore(&RestoreRequest {
+        store: store.as_ref(),
+        prefix: &prefix,
+        output: &output,
+        target,
+        overwrite,
+        check,
+    })?;
+    Ok(restored.txid as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn points_in_time_parse_or_fail_clearly() {
+        assert_eq!(parse_point(None).unwrap(), Target::Latest);
+        assert_eq!(parse_point(Some("")).unwrap(), Target::Latest);
+        assert_eq!(parse_point(Some("42")).unwrap(), Target::Txid(42));
+        assert_eq!(parse_point(Some("0x2a")).unwrap(), Target::Txid(42));
+        assert_eq!(parse_point(Some("1970-01-01T00:00:01Z")).unwrap(), Target::Timestamp(1000));
+        let e = parse_point(Some("last tuesday")).unwrap_err().to_string();
+        assert!(e.contains("neither a txid nor an RFC 3339"), "{e}");
+    }
+}

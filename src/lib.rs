@@ -1,0 +1,20 @@
+//! libreplica: a SQLite loadable extension that captures every committed transaction of a
+//! WAL database through a VFS shim, spools it locally and ships it as Litestream-compatible
+//! LTX files from a background thread. `ffi` is the only module with `unsafe`.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod config;
+pub mod database;
+pub mod error;
+mod ffi;
+pub mod functions;
+pub mod ltx;
+pub mod restore;
+pub mod shim;
+pub mod spool;
+pub mod status;
+pub mod store;
+pub mod uploader;
+pub mod wal;
+
+pub use ffi::sqlite3_replica_init;

@@ -1,0 +1,307 @@
+//! Reactions to the VFS calls the FFI layer intercepts: deciding at open whether a database
+//! replicates, catching up with a WAL this process has not seen, and capturing every
+//! committed transaction from `-wal` writes into the spool. It must stay cheap on the commit
+//! path and must never fail an application's write: capture problems become "snapshot
+//! needed" plus a status error.
+//!
+//! Capture copies at commit: when the write that completes a commit frame returns, the
+//! frames of that transaction (from the last captured commit up to it) are read back from
+//! the WAL (they are in the page cache), verified against the salts and checksum chain, and
+//! appended to the spool. Frames of a spilled transaction that rolled back are never read,
+//! because the next commit's frames overwrite them and only frames up to a commit frame are
+//! taken; frames rewritten in place are read in their final form. A WAL restart (new header
+//! at offset 0) starts a new chain; truncation and deletion only forget the header.
+
+use crate::config::{ReplicaConfig, Resolver};
+use crate::database::{self, CaptureState, Database};
+use crate::error::Error;
+use crate::spool::RecordHeader;
+use crate::wal::{self, FrameChain, FrameHeader, WalHeader, WalPosition, FRAME_HEADER_SIZE, WAL_HEADER_SIZE};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Positioned reads of a file the shim is looking at (the FFI layer reads through SQLite).
+pub trait ReadAt {
+    /// Reads `buf.len()` bytes at `offset`; returns `buf.len()`, or 0 at/after end of file.
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize>;
+}
+
+static BASE_VFS_NAME: Mutex<String> = Mutex::new(String::new());
+static RESOLVER: OnceLock<Resolver> = OnceLock::new();
+
+pub fn set_base_vfs_name(name: &str) {
+    *BASE_VFS_NAME.lock().unwrap_or_else(|p| p.into_inner()) = name.to_string();
+}
+
+pub fn base_vfs_name() -> String {
+    let n = BASE_VFS_NAME.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if n.is_empty() { "unix".into() } else { n }
+}
+
+/// Reads the configuration once per process; a bad config fails the load.
+pub fn init_process_config() -> Result<(), Error> {
+    if RESOLVER.get().is_some() {
+        return Ok(());
+    }
+    let (resolver, warnings) = Resolver::from_process()?;
+    for w in &warnings {
+        crate::status::add_warning(&w.to_string());
+    }
+    let _ = RESOLVER.set(resolver);
+    Ok(())
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// URI parameters the configuration understands.
+const URI_KEYS: &[&str] = &["replica", "replica_sync_interval"];
+
+/// A main database file is being opened: if it replicates, make sure it is registered.
+pub fn on_open_main_db(path: &str, uri_param: &dyn Fn(&str) -> Option<String>) -> Result<(), Error> {
+    let Some(resolver) = RESOLVER.get() else { return Ok(()) };
+    if path.is_empty() {
+        return Ok(());
+    }
+    let params: Vec<(String, String)> =
+        URI_KEYS.iter().filter_map(|k| uri_param(k).map(|v| (k.to_string(), v))).collect();
+    let path = PathBuf::from(path);
+    if let Some(cfg) = resolver.resolve(&path, &params)? {
+        open_database(&path, cfg)?;
+    }
+    Ok(())
+}
+
+/// Registers a replicated database (also used by tests that drive the shim directly).
+pub fn open_database(path: &Path, cfg: ReplicaConfig) -> Result<Arc<Database>, Error> {
+    let db = database::get_or_open(path, cfg)?;
+    crate::uploader::wake();
+    Ok(db)
+}
+
+fn db_path_of(wal_path: &str) -> Option<PathBuf> {
+    wal_path.strip_suffix("-wal").map(PathBuf::from)
+}
+
+/// Watches one open `-wal` file of a replicated database.
+pub struct WalObserver {
+    db: Arc<Database>,
+}
+
+/// The WAL of a database is being opened by a connection of this process.
+pub fn on_open_wal(wal_path: &str, file: &mut dyn ReadAt) -> Option<WalObserver> {
+    let db = database::get(&db_path_of(wal_path)?)?;
+    {
+        let mut cap = db.capture.lock().unwrap_or_else(|p| p.into_inner());
+        if !cap.caught_up {
+            cap.caught_up = true;
+            if let Err(e) = catch_up(&db, &mut cap, file) {
+                capture_failed(&db, &mut cap, &format!("reading the WAL at open: {e}"));
+            }
+        }
+    }
+    Some(WalObserver { db })
+}
+
+/// Compares the WAL on disk with what the spool holds and captures commits made since
+/// (after a crash between a commit and its capture), or asks for a snapshot when the WAL
+/// belongs to a generation this spool never saw.
+fn catch_up(db: &Database, cap: &mut CaptureState, file: &mut dyn ReadAt) -> Result<(), Error> {
+    let mut hdr = [0u8; WAL_HEADER_SIZE];
+    if file.read_at(0, &mut hdr)? < WAL_HEADER_SIZE {
+        return Ok(()); // empty WAL: the next writer writes a header
+    }
+    let Ok(header) = WalHeader::parse(&hdr) else { return Ok(()) };
+    cap.header = Some(header);
+    let mut read = |off: u64, buf: &mut [u8]| file.read_at(off, buf);
+    let last = db.spool.last_position();
+    match last {
+        Some((pos, cksum)) if (pos.salt1, pos.salt2) == header.salts() => {
+            let scan = wal::scan(&mut read, Some((pos, cksum)))?;
+            for txn in &scan.txns {
+                let cksum = frame_checksum(file, txn)?;
+                append_txn(db, txn, cksum)?;
+            }
+            cap.chain = Some(match scan.last_commit {
+                Some(p) => FrameChain::resume(&header, p.frame + 1, scan.last_commit_checksum),
+                None => FrameChain::resume(&header, pos.frame + 1, cksum),
+            });
+        }
+        _ => {
+            let scan = wal::scan(&mut read, None)?;
+            cap.chain = Some(match scan.last_commit {
+                Some(p) => FrameChain::resume(&header, p.frame + 1, scan.last_commit_checksum),
+                None => FrameChain::new(&header),
+            });
+            if !scan.txns.is_empty() {
+                db.request_snapshot("the WAL holds commits from a log generation this spool never captured");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The running WAL checksum through a transaction's commit frame, as its header records it.
+fn frame_checksum(file: &mut dyn ReadAt, txn: &wal::CommittedTxn) -> Result<(u32, u32), Error> {
+    let mut h = [0u8; FRAME_HEADER_SIZE];
+    if file.read_at(wal::frame_offset(txn.page_size, txn.end.frame), &mut h)? < FRAME_HEADER_SIZE {
+        return Err(Error::Io(format!("WAL frame {} vanished while catching up", txn.end.frame)));
+    }
+    Ok(FrameHeader::parse(&h)?.checksum())
+}
+
+fn append_txn(db: &Database, txn: &wal::CommittedTxn, end_cksum: (u32, u32)) -> Result<(), Error> {
+    let header = RecordHeader {
+        page_size: txn.page_size,
+        commit_size: txn.commit_size,
+        end: txn.end,
+        end_cksum,
+        captured_at_ms: now_ms(),
+    };
+    let mut rec = db.spool.begin_record(header, txn.pages.len() as u32)?;
+    for (pgno, page) in &txn.pages {
+        rec.push(*pgno, page)?;
+    }
+    rec.commit()?;
+    db.counters().captured_txns += 1;
+    Ok(())
+}
+
+fn capture_failed(db: &Database, cap: &mut CaptureState, why: &str) {
+    cap.chain = None;
+    db.counters().capture_errors += 1;
+    db.update_progress(|p| p.last_error = Some(format!("capture: {why}")));
+    db.request_snapshot(why);
+    crate::status::log_error(&format!("{}: capture: {why}; a snapshot will be shipped", db.name));
+}
+
+impl WalObserver {
+    /// A write to the WAL succeeded.
+    pub fn after_write(&self, offset: u64, data: &[u8], file: &mut dyn ReadAt) {
+        let db = &self.db;
+        let mut cap = db.capture.lock().unwrap_or_else(|p| p.into_inner());
+        if offset == 0 {
+            if data.len() >= WAL_HEADER_SIZE {
+                // A new log generation: frames start again at 1 with new salts.
+                match WalHeader::parse(&data[..WAL_HEADER_SIZE]) {
+                    Ok(h) => {
+                        cap.header = Some(h);
+                        cap.chain = Some(FrameChain::new(&h));
+                    }
+                    Err(_) => {
+                        cap.header = None;
+                        cap.chain = None;
+                    }
+                }
+                cap.pending_commit = None;
+            }
+            return;
+        }
+        let Some(header) = cap.header else { return };
+        let frame_size = FRAME_HEADER_SIZE as u64 + header.page_size as u64;
+        if offset < WAL_HEADER_SIZE as u64 {
+            return;
+        }
+        let rel = offset - WAL_HEADER_SIZE as u64;
+        let frame = (rel / frame_size) as u32 + 1;
+        if rel % frame_size == 0 && data.len() >= FRAME_HEADER_SIZE {
+            match FrameHeader::parse(&data[..FRAME_HEADER_SIZE]) {
+                Ok(fh) if fh.is_commit() && (fh.salt1, fh.salt2) == header.salts() => {
+                    cap.pending_commit = Some((frame, fh))
+                }
+                _ => {
+                    if cap.pending_commit.map(|(f, _)| f) == Some(frame) {
+                        cap.pending_commit = None;
+                    }
+                }
+            }
+        }
+        let Some((commit_frame, fh)) = cap.pending_commit else { return };
+        let end = offset + data.len() as u64;
+        if end != wal::frame_offset(header.page_size, commit_frame) + frame_size {
+            return;
+        }
+        cap.pending_commit = None;
+        if let Err(why) = capture(db, &mut cap, header, commit_frame, fh, file) {
+            // Keep following the log from this commit so later commits are still captured;
+            // the snapshot covers whatever this one missed.
+            capture_failed(db, &mut cap, &why);
+            cap.chain = Some(FrameChain::resume(&header, commit_frame + 1, (fh.cksum1, fh.cksum2)));
+        }
+        drop(cap);
+        crate::uploader::wake();
+    }
+
+    pub fn after_truncate(&self, size: u64) {
+        if size < WAL_HEADER_SIZE as u64 {
+            let mut cap = self.db.capture.lock().unwrap_or_else(|p| p.into_inner());
+            cap.header = None;
+            cap.chain = None;
+            cap.pending_commit = None;
+        }
+    }
+}
+
+/// Reads the frames of one transaction back from the WAL and appends them to the spool.
+fn capture(
+    db: &Database,
+    cap: &mut CaptureState,
+    header: WalHeader,
+    commit_frame: u32,
+    fh: FrameHeader,
+    file: &mut dyn ReadAt,
+) -> Result<(), String> {
+    let chain = cap.chain.as_mut().ok_or("the WAL position was unknown before this commit")?;
+    let first = chain.next_frame();
+    if commit_frame < first {
+        return Err(format!("commit frame {commit_frame} precedes the next expected frame {first}"));
+    }
+    let record = RecordHeader {
+        page_size: header.page_size,
+        commit_size: fh.commit_size,
+        end: WalPosition { salt1: header.salt1, salt2: header.salt2, frame: commit_frame },
+        end_cksum: (fh.cksum1, fh.cksum2),
+        captured_at_ms: now_ms(),
+    };
+    let mut trial = chain.clone();
+    let mut rec = db.spool.begin_record(record, commit_frame - first + 1).map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; FRAME_HEADER_SIZE + header.page_size as usize];
+    for f in first..=commit_frame {
+        let off = wal::frame_offset(header.page_size, f);
+        match file.read_at(off, &mut buf) {
+            Ok(n) if n == buf.len() => {}
+            Ok(_) => return Err(format!("WAL frame {f} is missing")),
+            Err(e) => return Err(format!("reading WAL frame {f}: {e}")),
+        }
+        let (h, page) = buf.split_at(FRAME_HEADER_SIZE);
+        match trial.accept(h, page) {
+            Ok(Some(frame)) => rec.push(frame.pgno, page).map_err(|e| e.to_string())?,
+            _ => return Err(format!("WAL frame {f} does not continue the checksum chain")),
+        }
+    }
+    rec.commit().map_err(|e| e.to_string())?;
+    *chain = trial;
+    db.counters().captured_txns += 1;
+    Ok(())
+}
+
+/// A file is about to be deleted; a deleted WAL means the next writer starts a new log.
+pub fn before_delete(path: &str) {
+    let Some(db) = db_path_of(path).and_then(|p| database::get(&p)) else { return };
+    let mut cap = db.capture.lock().unwrap_or_else(|p| p.into_inner());
+    cap.header = None;
+    cap.chain = None;
+    cap.pending_commit = None;
+}
+
+/// What the process configuration says about a database path (for restore by name).
+pub fn resolve_for_path(path: &Path) -> Result<Option<ReplicaConfig>, Error> {
+    match RESOLVER.get() {
+        Some(r) => Ok(r.resolve(path, &[])?),
+        None => Ok(None),
+    }
+}

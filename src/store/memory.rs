@@ -1,0 +1,86 @@
+//! An in-memory object store for unit tests. It owns nothing but a map; it must not be used
+//! by anything a user runs.
+
+use super::{ObjectInfo, ObjectStore, RequestCounts, StoreError};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct MemoryStore {
+    objects: Mutex<BTreeMap<String, Vec<u8>>>,
+    counts: Mutex<RequestCounts>,
+    /// When set, every request fails with this error: simulates a bucket that is down.
+    pub fail_with: Mutex<Option<StoreError>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    fn check(&self) -> Result<(), StoreError> {
+        match &*self.fail_with.lock().unwrap() {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+    pub fn keys(&self) -> Vec<String> {
+        self.objects.lock().unwrap().keys().cloned().collect()
+    }
+}
+
+impl ObjectStore for MemoryStore {
+    fn put(&self, key: &str, body: &[u8]) -> Result<(), StoreError> {
+        self.counts.lock().unwrap().put += 1;
+        self.check()?;
+        self.objects.lock().unwrap().insert(key.to_string(), body.to_vec());
+        Ok(())
+    }
+    fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        self.counts.lock().unwrap().get += 1;
+        self.check()?;
+        self.objects
+            .lock()
+            .unwrap()
+            .get(key)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound(key.to_string()))
+    }
+    fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
+        let all = self.get(key)?;
+        let start = (offset as usize).min(all.len());
+        let end = (offset.saturating_add(len) as usize).min(all.len());
+        Ok(all[start..end].to_vec())
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        self.counts.lock().unwrap().list += 1;
+        self.check()?;
+        Ok(self
+            .objects
+            .lock()
+            .unwrap()
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| ObjectInfo { key: k.clone(), size: v.len() as u64 })
+            .collect())
+    }
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.counts.lock().unwrap().delete += 1;
+        self.check()?;
+        self.objects.lock().unwrap().remove(key);
+        Ok(())
+    }
+    fn request_counts(&self) -> RequestCounts {
+        *self.counts.lock().unwrap()
+    }
+    fn describe(&self) -> String {
+        "memory://".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn memory_store_passes_the_contract() {
+        super::super::contract::run(&super::MemoryStore::new());
+    }
+}

@@ -1,0 +1,124 @@
+//! The object store seam: a small trait (put/get/list/delete with typed errors) and its
+//! backends. It owns addressing objects by key; it must not know about LTX, WAL or SQLite.
+//! Keys are always the S3-shaped `<prefix>/<level %04x>/<min>-<max>.ltx`; each backend maps
+//! them onto its own layout (the file backend onto Litestream's `ltx/<level>/…` tree).
+
+pub mod fs;
+pub mod keys;
+pub mod memory;
+
+use std::fmt;
+
+/// What went wrong talking to a store, typed so the uploader can decide to retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    NotFound(String),
+    PreconditionFailed(String),
+    /// Credentials rejected; carries the server's code and message, never the secret.
+    Auth(String),
+    /// Worth retrying: timeouts, resets, 5xx, throttling, a full local disk that may drain.
+    Transient(String),
+    /// Retrying will not help: bad request, bad layout, corrupt object.
+    Permanent(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::NotFound(k) => write!(f, "object not found: {k}"),
+            StoreError::PreconditionFailed(k) => write!(f, "precondition failed: {k}"),
+            StoreError::Auth(m) => write!(f, "access denied: {m}"),
+            StoreError::Transient(m) => write!(f, "temporary store error: {m}"),
+            StoreError::Permanent(m) => write!(f, "store error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl StoreError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Transient(_))
+    }
+}
+
+/// One entry of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+}
+
+/// Request counts by billing class, kept by every backend so status can show them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RequestCounts {
+    pub put: u64,
+    pub get: u64,
+    pub list: u64,
+    pub delete: u64,
+}
+
+pub trait ObjectStore: Send + Sync {
+    fn put(&self, key: &str, body: &[u8]) -> Result<(), StoreError>;
+    /// Uploads a local file; backends that can stream or rename override it.
+    fn put_file(&self, key: &str, path: &std::path::Path) -> Result<(), StoreError> {
+        let body = std::fs::read(path)
+            .map_err(|e| StoreError::Permanent(format!("reading {}: {e}", path.display())))?;
+        self.put(key, &body)
+    }
+    fn get(&self, key: &str) -> Result<Vec<u8>, StoreError>;
+    /// Bytes `[offset, offset+len)`, fewer at the end of the object.
+    fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError>;
+    /// Every object whose key starts with `prefix`, sorted by key.
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError>;
+    /// Deleting a missing key is not an error.
+    fn delete(&self, key: &str) -> Result<(), StoreError>;
+    fn request_counts(&self) -> RequestCounts;
+    /// Where this store points, for status and errors; never contains secrets.
+    fn describe(&self) -> String;
+}
+
+/// Opens the backend a replica target names.
+pub fn open(target: &crate::config::ReplicaTarget) -> Result<Box<dyn ObjectStore>, StoreError> {
+    match target {
+        crate::config::ReplicaTarget::File { dir } => Ok(Box::new(fs::DirStore::new(dir.clone()))),
+        crate::config::ReplicaTarget::S3(t) => Err(StoreError::Permanent(format!(
+            "s3://{}/{}: the S3 backend is not built yet (see the S3 transport issue); use a file:// replica",
+            t.bucket, t.prefix
+        ))),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod contract {
+    //! One body of tests every backend must pass.
+    use super::*;
+
+    pub fn run(store: &dyn ObjectStore) {
+        let k1 = keys::s3_key("db", 0, 1, 1);
+        let k2 = keys::s3_key("db", 0, 2, 3);
+        let k9 = keys::s3_key("db", 9, 1, 3);
+        assert!(matches!(store.get(&k1), Err(StoreError::NotFound(_))));
+        assert!(store.list("db/").unwrap().is_empty());
+        store.put(&k2, b"second").unwrap();
+        store.put(&k1, b"first").unwrap();
+        store.put(&k9, b"snapshot").unwrap();
+        assert_eq!(store.get(&k1).unwrap(), b"first");
+        assert_eq!(store.get_range(&k2, 1, 3).unwrap(), b"eco");
+        assert_eq!(store.get_range(&k2, 4, 100).unwrap(), b"nd");
+        let all: Vec<String> = store.list("db/").unwrap().into_iter().map(|o| o.key).collect();
+        assert_eq!(all, vec![k1.clone(), k2.clone(), k9.clone()]);
+        let l0: Vec<ObjectInfo> = store.list("db/0000/").unwrap();
+        assert_eq!(l0.len(), 2);
+        assert_eq!(l0[1].size, 6);
+        store.put(&k1, b"overwritten").unwrap();
+        assert_eq!(store.get(&k1).unwrap(), b"overwritten");
+        store.delete(&k1).unwrap();
+        store.delete(&k1).unwrap();
+        assert!(matches!(store.get(&k1), Err(StoreError::NotFound(_))));
+        assert_eq!(store.list("db/0000/").unwrap().len(), 1);
+        assert!(store.list("other/").unwrap().is_empty());
+        let counts = store.request_counts();
+        assert!(counts.put >= 4 && counts.get >= 1 && counts.list >= 1 && counts.delete >= 1);
+    }
+}

@@ -1,0 +1,547 @@
+//! Ships spooled transactions to the store as LTX files: a steppable per-database worker
+//! (`DbUploader::step`, driven directly by tests) and one lazily started background thread
+//! per process that steps every database. It owns batching, snapshots, txids and the
+//! replicated database checksum; it must never block a commit (it only takes the write lock
+//! through a private connection, for snapshots).
+//!
+//! Batching: a commit that arrives after an idle period (nothing shipped for at least the
+//! sync interval) is shipped at once; while commits keep coming, one file per interval. An
+//! idle database makes no requests at all. Txids count shipped files, as in Litestream:
+//! each level-0 file has min = max = previous + 1; a snapshot is `1-<txid>` at level 9.
+
+use crate::database::{self, Database};
+use crate::error::Error;
+use crate::ltx::{self, Encoder, Header};
+use crate::shim::{now_ms, ReadAt};
+use crate::spool::{RecordMeta, SpoolState};
+use crate::store::{keys, ObjectStore};
+use crate::wal;
+use std::collections::{BTreeMap, HashMap};
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// Reads the live database consistently, for snapshots.
+pub trait SnapshotSource: Send + Sync {
+    /// Calls `f` with the database file and its WAL (if any) while holding the write lock.
+    fn with_write_lock(
+        &self,
+        db_path: &Path,
+        f: &mut dyn FnMut(&mut dyn ReadAt, Option<&mut dyn ReadAt>) -> Result<(), Error>,
+    ) -> Result<(), Error>;
+}
+
+/// Level-0 batches larger than this are split at a transaction boundary.
+const MAX_BATCH_BYTES: u64 = 256 << 20;
+const MAX_BACKOFF_MS: u64 = 30_000;
+
+/// What one step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing to ship.
+    Idle,
+    /// Something is pending; come back at this time (ms since the epoch).
+    WaitUntil(u64),
+    Shipped { txid: u64 },
+    Snapshot { txid: u64 },
+    /// The step failed; it will be retried after a backoff, until this time.
+    Failed { retry_at: u64, error: String },
+}
+
+pub struct DbUploader {
+    db: Arc<Database>,
+    store: Result<Box<dyn ObjectStore>, String>,
+    prefix: String,
+    initialized: bool,
+    /// Per-page checksums of the replicated state; `None` until known (then a snapshot).
+    table: Option<Vec<u64>>,
+    /// Next txid when the replica's own state does not follow from the spool's.
+    remote_max_txid: u64,
+    last_ship_ms: u64,
+    failures: u32,
+    retry_at: u64,
+    seed: u64,
+}
+
+impl DbUploader {
+    pub fn new(db: Arc<Database>) -> DbUploader {
+        let store = crate::store::open(&db.config.target).map_err(|e| e.to_string());
+        Self::with_store(db, store)
+    }
+
+    pub fn with_store(db: Arc<Database>, store: Result<Box<dyn ObjectStore>, String>) -> DbUploader {
+        let prefix = match &db.config.target {
+            crate::config::ReplicaTarget::S3(t) => t.prefix.clone(),
+            crate::config::ReplicaTarget::File { .. } => String::new(),
+        };
+        let seed = now_ms() ^ (std::process::id() as u64) << 32;
+        DbUploader {
+            db,
+            store,
+            prefix,
+            initialized: false,
+            table: None,
+            remote_max_txid: 0,
+            last_ship_ms: 0,
+            failures: 0,
+            retry_at: 0,
+            seed,
+        }
+    }
+
+    pub fn db(&self) -> &Arc<Database> {
+        &self.db
+    }
+
+    /// Does at most one unit of work: an initial listing, a snapshot, or one batch.
+    pub fn step(&mut self, now: u64, source: &dyn SnapshotSource) -> Step {
+        if now < self.retry_at {
+            return Step::WaitUntil(self.retry_at);
+        }
+        match self.try_step(now, source) {
+            Ok(step) => {
+                if matches!(step, Step::Shipped { .. } | Step::Snapshot { .. }) {
+                    self.failures = 0;
+                    self.db.update_progress(|p| p.last_error = None);
+                }
+                self.refresh_counters(&step);
+                step
+            }
+            Err(e) => {
+                self.failures = self.failures.saturating_add(1);
+                // Exponential backoff with jitter: 0.5 s, 1 s, 2 s … capped, ±25%.
+                let base = (500u64 << self.failures.min(8).saturating_sub(1)).min(MAX_BACKOFF_MS);
+                self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let jitter = (self.seed >> 33) % (base / 2 + 1);
+                self.retry_at = now + base * 3 / 4 + jitter;
+                let error = e.to_string();
+                self.db.update_progress(|p| p.last_error = Some(error.clone()));
+                self.db.counters().upload_errors += 1;
+                crate::status::log_error(&format!("{}: {error}", self.db.name));
+                let step = Step::Failed { retry_at: self.retry_at, error };
+                self.refresh_counters(&step);
+                step
+            }
+        }
+    }
+
+    fn refresh_counters(&self, step: &Step) {
+        let mut c = self.db.counters();
+        if let Ok(store) = &self.store {
+            c.requests = store.request_counts();
+        }
+        c.state = match step {
+            Step::Failed { .. } => "retrying",
+            Step::WaitUntil(_) => "pending",
+            _ => "replicating",
+        };
+    }
+
+    fn store(&self) -> Result<&dyn ObjectStore, Error> {
+        self.store.as_deref().map_err(|e| Error::Unsupported(e.clone()))
+    }
+
+    fn key(&self, level: u8, min: u64, max: u64) -> String {
+        keys::s3_key(&self.prefix, level, min, max)
+    }
+
+    fn try_step(&mut self, now: u64, source: &dyn SnapshotSource) -> Result<Step, Error> {
+        if !self.initialized {
+            self.initialize()?;
+        }
+        if self.db.progress().needs_snapshot.is_some() || self.table.is_none() {
+            return self.snapshot(now, source);
+        }
+        let pending = self.db.spool.pending();
+        let Some(first) = pending.first() else {
+            self.db.update_progress(|p| p.flush_requested = false);
+            return Ok(Step::Idle);
+        };
+        let interval = self.db.config.sync_interval.as_millis() as u64;
+        let flush = self.db.progress().flush_requested;
+        let due = if flush || self.last_ship_ms + interval <= first.captured_at_ms {
+            now // after an idle period, or asked for: ship at once
+        } else {
+            self.last_ship_ms + interval
+        };
+        if now < due {
+            return Ok(Step::WaitUntil(due));
+        }
+        self.ship_batch(now, &pending)
+    }
+
+    /// Start-up: one LIST to learn where the replica stands, compared with the spool.
+    fn initialize(&mut self) -> Result<(), Error> {
+        let store = self.store()?;
+        let list_prefix = if self.prefix.is_empty() { String::new() } else { format!("{}/", self.prefix) };
+        let objects = store.list(&list_prefix)?;
+        let remote_max = objects
+            .iter()
+            .filter_map(|o| o.key.rsplit('/').next().and_then(keys::parse_ltx_filename))
+            .map(|(_, max)| max)
+            .max()
+            .unwrap_or(0);
+        self.remote_max_txid = remote_max;
+        let state = self.db.spool.state();
+        let url = self.db.config.url();
+        if state.txid == 0 || state.txid != remote_max || state.replica_url != url {
+            if state.txid != 0 {
+                self.db.request_snapshot(&format!(
+                    "the replica is at txid {remote_max} but this spool shipped through txid {}",
+                    state.txid
+                ));
+            } else {
+                self.db.request_snapshot("first upload of this database");
+            }
+        } else {
+            let table = self.db.spool.load_page_checksums()?;
+            let xor = table.iter().fold(0u64, |a, b| a ^ b);
+            if table.len() as u32 == state.commit && xor == state.post_checksum {
+                self.table = Some(table);
+            } else {
+                self.db.request_snapshot("the spool's page checksums do not match its state");
+            }
+        }
+        self.initialized = true;
+        Ok(())
+    }
+
+    fn snapshot(&mut self, now: u64, source: &dyn SnapshotSource) -> Result<Step, Error> {
+        let state = self.db.spool.state();
+        let txid = state.txid.max(self.remote_max_txid) + 1;
+        let scratch = self.db.spool.scratch_path("snapshot.ltx.tmp");
+        let mut built: Option<BuiltSnapshot> = None;
+        let db = self.db.clone();
+        source.with_write_lock(&db.path, &mut |dbf, walf| {
+            // Under the write lock no commit is in flight: everything committed is captured.
+            let seq = db.spool.last_seq();
+            built = build_snapshot(dbf, walf, txid, now, &scratch, seq)?;
+            Ok(())
+        })?;
+        let Some(snap) = built else {
+            // An empty database: nothing to replicate until its first commit.
+            self.db.update_progress(|p| p.needs_snapshot = None);
+            return Ok(Step::Idle);
+        };
+        let key = self.key(keys::SNAPSHOT_LEVEL, 1, txid);
+        let size = std::fs::metadata(&scratch).map(|m| m.len()).unwrap_or(0);
+        self.store()?.put_file(&key, &scratch)?;
+        let _ = std::fs::remove_file(&scratch);
+        let new_state = SpoolState {
+            replica_url: self.db.config.url(),
+            txid,
+            post_checksum: snap.raw_checksum,
+            page_size: snap.page_size,
+            commit: snap.commit,
+            shipped_seq: snap.seq,
+            position: snap.position,
+            shipped_at_ms: now,
+        };
+        self.db.spool.store_page_checksums(&snap.table, &[], true)?;
+        self.db.spool.mark_shipped(new_state)?;
+        self.table = Some(snap.table);
+        self.remote_max_txid = txid;
+        self.last_ship_ms = now;
+        {
+            let mut c = self.db.counters();
+            c.uploads += 1;
+            c.snapshots += 1;
+            c.bytes_uploaded += size;
+            c.last_upload_at_ms = Some(now);
+        }
+        self.db.update_progress(|p| {
+            p.txid = txid;
+            p.shipped_seq = snap.seq;
+            p.needs_snapshot = None;
+            p.snapshots += 1;
+        });
+        Ok(Step::Snapshot { txid })
+    }
+
+    fn ship_batch(&mut self, now: u64, pending: &[RecordMeta]) -> Result<Step, Error> {
+        let state = self.db.spool.state();
+        let mut bytes = 0u64;
+        let mut batch = Vec::new();
+        for r in pending {
+            let len = r.pgnos.len() as u64 * r.page_size as u64;
+            if !batch.is_empty() && bytes + len > MAX_BATCH_BYTES {
+                break;
+            }
+            if r.page_size != state.page_size {
+                self.db.request_snapshot(&format!("page size changed from {} to {}", state.page_size, r.page_size));
+                return Ok(Step::WaitUntil(now));
+            }
+            bytes += len;
+            batch.push(r);
+        }
+        let last = *batch.last().expect("pending is not empty");
+        let commit = last.commit_size;
+        // Latest version of each page wins: later records, and later entries, overwrite.
+        let mut latest: BTreeMap<u32, (usize, usize)> = BTreeMap::new();
+        for (ri, r) in batch.iter().enumerate() {
+            for (ei, &pgno) in r.pgnos.iter().enumerate() {
+                latest.insert(pgno, (ri, ei));
+            }
+        }
+        latest.retain(|&pgno, _| pgno <= commit);
+        let table = self.table.as_ref().expect("checked by try_step");
+        let txid = state.txid + 1;
+        let header = Header {
+            flags: LTX_FLAGS,
+            page_size: state.page_size,
+            commit,
+            min_txid: txid,
+            max_txid: txid,
+            timestamp_ms: last.captured_at_ms,
+            pre_apply_checksum: carried_checksum(state.post_checksum),
+            wal_offset: wal::frame_offset(state.page_size, last.end.frame),
+            wal_size: wal::FRAME_HEADER_SIZE as u64 + state.page_size as u64,
+            wal_salt1: last.end.salt1,
+            wal_salt2: last.end.salt2,
+            node_id: 0,
+        };
+        let scratch = self.db.spool.scratch_path("batch.ltx.tmp");
+        let file = std::fs::File::create(&scratch).map_err(|e| Error::Io(format!("{}: {e}", scratch.display())))?;
+        let mut enc = Encoder::new(BufWriter::with_capacity(1 << 20, file), header)?;
+        let mut raw = state.post_checksum;
+        let mut changes: Vec<(u32, u64)> = Vec::with_capacity(latest.len());
+        let mut buf = Vec::new();
+        let lock_pgno = ltx::lock_pgno(state.page_size);
+        for (&pgno, &(ri, ei)) in &latest {
+            if pgno == lock_pgno {
+                continue;
+            }
+            self.db.spool.read_page(batch[ri], ei, &mut buf)?;
+            let sum = ltx::page_checksum(pgno, &buf);
+            raw ^= table.get(pgno as usize - 1).copied().unwrap_or(0) ^ sum;
+            changes.push((pgno, sum));
+            enc.encode_page(pgno, &buf)?;
+        }
+        // Pages past the old end that no frame wrote read back as zeros after a restore.
+        let zero = vec![0u8; state.page_size as usize];
+        for pgno in (table.len() as u32 + 1)..=commit {
+            if pgno != lock_pgno && !latest.contains_key(&pgno) {
+                let sum = ltx::page_checksum(pgno, &zero);
+                raw ^= sum;
+                changes.push((pgno, sum));
+            }
+        }
+        // A shrinking database drops its tail pages from the checksum.
+        for pgno in (commit + 1)..=(table.len() as u32) {
+            raw ^= table[pgno as usize - 1];
+        }
+        let (w, _trailer) = enc.finish(carried_checksum(raw))?;
+        w.into_inner().map_err(|e| Error::Io(format!("{}: {e}", scratch.display())))?.sync_all()?;
+        let size = std::fs::metadata(&scratch).map(|m| m.len()).unwrap_or(0);
+        self.store()?.put_file(&self.key(0, txid, txid), &scratch)?;
+        let _ = std::fs::remove_file(&scratch);
+
+        let table = self.table.as_mut().expect("checked by try_step");
+        table.resize(commit as usize, 0);
+        for &(pgno, sum) in &changes {
+            if let Some(slot) = table.get_mut(pgno as usize - 1) {
+                *slot = sum;
+            }
+        }
+        if pgno_is_lock_in_range(lock_pgno, commit) {
+            table[lock_pgno as usize - 1] = 0;
+        }
+        let changed: Vec<u32> = changes.iter().map(|c| c.0).collect();
+        self.db.spool.store_page_checksums(table, &changed, false)?;
+        let new_state = SpoolState {
+            replica_url: self.db.config.url(),
+            txid,
+            post_checksum: raw,
+            page_size: state.page_size,
+            commit,
+            shipped_seq: last.seq,
+            position: Some((last.end, last.end_cksum)),
+            shipped_at_ms: now,
+        };
+        self.db.spool.mark_shipped(new_state)?;
+        self.remote_max_txid = txid;
+        self.last_ship_ms = now;
+        {
+            let mut c = self.db.counters();
+            c.uploads += 1;
+            c.bytes_uploaded += size;
+            c.last_upload_at_ms = Some(now);
+        }
+        let seq = last.seq;
+        let more = pending.len() > batch.len();
+        self.db.update_progress(|p| {
+            p.txid = txid;
+            p.shipped_seq = seq;
+            if !more {
+                p.flush_requested = false;
+            }
+        });
+        Ok(Step::Shipped { txid })
+    }
+}
+
+fn pgno_is_lock_in_range(lock: u32, commit: u32) -> bool {
+    lock <= commit
+}
+
+/// LTX flags we write: no database checksums in the files, as Litestream 0.5 writes them,
+/// because `litestream restore` rejects a restore whose last file carries a post-apply
+/// checksum (see `ltx`). We still track the database checksum in the spool (`pages.crc`).
+pub const LTX_FLAGS: u32 = ltx::FLAG_NO_CHECKSUM;
+
+/// The checksum value a header or trailer carries under `LTX_FLAGS`.
+fn carried_checksum(raw: u64) -> u64 {
+    if LTX_FLAGS & ltx::FLAG_NO_CHECKSUM != 0 {
+        0
+    } else {
+        ltx::DbChecksum(raw).value()
+    }
+}
+
+struct BuiltSnapshot {
+    seq: u64,
+    page_size: u32,
+    commit: u32,
+    raw_checksum: u64,
+    table: Vec<u64>,
+    position: Option<(wal::WalPosition, (u32, u32))>,
+}
+
+/// Encodes the database's committed state (db file overlaid with the WAL's committed frames)
+/// into a level-9 LTX file at `out`. `None` for a database without pages.
+fn build_snapshot(
+    dbf: &mut dyn ReadAt,
+    walf: Option<&mut dyn ReadAt>,
+    txid: u64,
+    now: u64,
+    out: &Path,
+    seq: u64,
+) -> Result<Option<BuiltSnapshot>, Error> {
+    let (map, mut walf) = match walf {
+        Some(w) => {
+            let map = wal::map_committed_pages(&mut |o, b| w.read_at(o, b))?;
+            (Some(map), Some(w))
+        }
+        None => (None, None),
+    };
+    let committed = map.as_ref().filter(|m| m.last_commit.is_some());
+    let mut db_header = [0u8; 100];
+    let have_header = dbf.read_at(0, &mut db_header)? == 100;
+    let (page_size, commit) = match committed {
+        Some(m) => (m.header.expect("a commit implies a header").page_size, m.commit_size),
+        None => {
+            if !have_header {
+                return Ok(None);
+            }
+            let ps = match u16::from_be_bytes([db_header[16], db_header[17]]) {
+                1 => 65536,
+                n => n as u32,
+            };
+            let in_header = u32::from_be_bytes(db_header[28..32].try_into().unwrap());
+            (ps, in_header)
+        }
+    };
+    if commit == 0 || !(512..=65536).contains(&page_size) || !page_size.is_power_of_two() {
+        return Ok(None);
+    }
+    let position = committed.map(|m| (m.last_commit.unwrap(), m.last_commit_checksum));
+    let header = Header {
+        flags: LTX_FLAGS,
+        page_size,
+        commit,
+        min_txid: 1,
+        max_txid: txid,
+        timestamp_ms: now,
+        pre_apply_checksum: 0,
+        wal_offset: position.map(|(p, _)| wal::frame_offset(page_size, p.frame)).unwrap_or(0),
+        wal_size: if position.is_some() { wal::FRAME_HEADER_SIZE as u64 + page_size as u64 } else { 0 },
+        wal_salt1: position.map(|(p, _)| p.salt1).unwrap_or(0),
+        wal_salt2: position.map(|(p, _)| p.salt2).unwrap_or(0),
+        node_id: 0,
+    };
+    let file = std::fs::File::create(out).map_err(|e| Error::Io(format!("{}: {e}", out.display())))?;
+    let mut enc = Encoder::new(BufWriter::with_capacity(1 << 20, file), header)?;
+    let lock_pgno = ltx::lock_pgno(page_size);
+    let mut table = vec![0u64; commit as usize];
+    let mut raw = 0u64;
+    let mut page = vec![0u8; page_size as usize];
+    let latest: HashMap<u32, u32> = committed.map(|m| m.latest_frame.iter().map(|(a, b)| (*a, *b)).collect()).unwrap_or_default();
+    for pgno in 1..=commit {
+        if pgno == lock_pgno {
+            continue;
+        }
+        let n = match (latest.get(&pgno), walf.as_mut()) {
+            (Some(&frame), Some(w)) => {
+                w.read_at(wal::frame_offset(page_size, frame) + wal::FRAME_HEADER_SIZE as u64, &mut page)?
+            }
+            _ => dbf.read_at((pgno as u64 - 1) * page_size as u64, &mut page)?,
+        };
+        if n < page.len() {
+            page.fill(0);
+        }
+        let sum = ltx::page_checksum(pgno, &page);
+        table[pgno as usize - 1] = sum;
+        raw ^= sum;
+        enc.encode_page(pgno, &page)?;
+    }
+    let (w, _) = enc.finish(carried_checksum(raw))?;
+    w.into_inner().map_err(|e| Error::Io(format!("{}: {e}", out.display())))?.sync_all()?;
+    Ok(Some(BuiltSnapshot { seq, page_size, commit, raw_checksum: raw, table, position }))
+}
+
+// ---- the thread ------------------------------------------------------------------------
+
+static WAKE: OnceLock<crossbeam_channel::Sender<()>> = OnceLock::new();
+static SOURCE: OnceLock<Box<dyn SnapshotSource>> = OnceLock::new();
+
+/// Installs how snapshots read the live database (the FFI layer does this at load).
+pub fn set_snapshot_source(source: Box<dyn SnapshotSource>) {
+    let _ = SOURCE.set(source);
+}
+
+/// Nudges the uploader thread, starting it on first use. A lost wake-up is harmless: the
+/// thread re-examines every database on each turn.
+pub fn wake() {
+    if SOURCE.get().is_none() {
+        return; // not loaded into a host (unit tests drive `step` themselves)
+    }
+    let tx = WAKE.get_or_init(|| {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let spawned = std::thread::Builder::new().name("replica-uploader".into()).spawn(move || run(rx));
+        if let Err(e) = spawned {
+            crate::status::log_error(&format!("cannot start the uploader thread: {e}"));
+        }
+        tx
+    });
+    let _ = tx.try_send(());
+}
+
+fn run(rx: crossbeam_channel::Receiver<()>) {
+    let source = SOURCE.get().expect("set before the thread starts");
+    let mut workers: HashMap<PathBuf, DbUploader> = HashMap::new();
+    loop {
+        for db in database::all() {
+            workers.entry(db.path.clone()).or_insert_with(|| DbUploader::new(db));
+        }
+        let now = now_ms();
+        let mut next = now + 60_000;
+        for w in workers.values_mut() {
+            // A bug in one database's upload must not take the thread (and the others) down.
+            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.step(now, source.as_ref())))
+                .unwrap_or_else(|_| Step::Failed { retry_at: now + 1000, error: "internal error (panic)".into() });
+            match step {
+                Step::Shipped { .. } | Step::Snapshot { .. } => next = now,
+                Step::WaitUntil(t) | Step::Failed { retry_at: t, .. } => next = next.min(t),
+                Step::Idle => {}
+            }
+        }
+        let wait = next.saturating_sub(now_ms());
+        if wait > 0 {
+            match rx.recv_timeout(Duration::from_millis(wait)) {
+                Ok(()) | Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+}
