@@ -22,6 +22,14 @@ pub struct CaptureState {
     pub chain: Option<FrameChain>,
     /// A commit frame whose header has been written and whose page has not, yet.
     pub pending_commit: Option<(u32, FrameHeader)>,
+    /// A written commit frame whose transaction rewrote frames in place: SQLite recomputes
+    /// the checksums from the rewritten frame on, ending with this frame's header, and
+    /// capture waits for that last header write.
+    pub deferred_commit: Option<u32>,
+    /// The current transaction wrote a page into an existing frame (a hint, see above).
+    pub rewrote_in_place: bool,
+    /// The frame whose header the previous write was, to tell appends from in-place writes.
+    pub last_header_frame: Option<u32>,
     /// Whether this process has compared the WAL on disk with the spool since it started.
     pub caught_up: bool,
 }

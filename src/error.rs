@@ -19,6 +19,8 @@ pub enum Error {
     Timeout(String),
     Restore(String),
     Unsupported(String),
+    /// The database is not (yet) in WAL mode, so there is nothing to replicate from.
+    NotWal(String),
 }
 
 impl fmt::Display for Error {
@@ -35,7 +37,7 @@ impl fmt::Display for Error {
             Error::InvalidArgument(m) => write!(f, "{m}"),
             Error::Timeout(m) => write!(f, "{m}"),
             Error::Restore(m) => write!(f, "restore failed: {m}"),
-            Error::Unsupported(m) => write!(f, "{m}"),
+            Error::Unsupported(m) | Error::NotWal(m) => write!(f, "{m}"),
         }
     }
 }
@@ -52,7 +54,7 @@ impl Error {
             Error::Timeout(_) => sys::SQLITE_BUSY,
             Error::Io(_) | Error::Spool(_) => sys::SQLITE_IOERR,
             Error::Ltx(_) | Error::Wal(_) | Error::Restore(_) => sys::SQLITE_CORRUPT,
-            Error::Config(_) | Error::Store(_) | Error::Unsupported(_) => sys::SQLITE_ERROR,
+            Error::Config(_) | Error::Store(_) | Error::Unsupported(_) | Error::NotWal(_) => sys::SQLITE_ERROR,
         }
     }
 }

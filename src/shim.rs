@@ -122,6 +122,16 @@ fn catch_up(db: &Database, cap: &mut CaptureState, file: &mut dyn ReadAt) -> Res
     match last {
         Some((pos, cksum)) if (pos.salt1, pos.salt2) == header.salts() => {
             let scan = wal::scan(&mut read, Some((pos, cksum)))?;
+            if scan.restarted {
+                // Same salts, but the frame we stopped at is not what we captured there.
+                let full = wal::scan(&mut read, None)?;
+                cap.chain = Some(match full.last_commit {
+                    Some(p) => FrameChain::resume(&header, p.frame + 1, full.last_commit_checksum),
+                    None => FrameChain::new(&header),
+                });
+                db.request_snapshot("the WAL no longer continues from the spool's last captured frame");
+                return Ok(());
+            }
             for txn in &scan.txns {
                 let cksum = frame_checksum(file, txn)?;
                 append_txn(db, txn, cksum)?;
@@ -187,50 +197,71 @@ impl WalObserver {
         if offset == 0 {
             if data.len() >= WAL_HEADER_SIZE {
                 // A new log generation: frames start again at 1 with new salts.
-                match WalHeader::parse(&data[..WAL_HEADER_SIZE]) {
-                    Ok(h) => {
-                        cap.header = Some(h);
-                        cap.chain = Some(FrameChain::new(&h));
-                    }
-                    Err(_) => {
-                        cap.header = None;
-                        cap.chain = None;
-                    }
-                }
+                let parsed = WalHeader::parse(&data[..WAL_HEADER_SIZE]).ok();
+                cap.header = parsed;
+                cap.chain = parsed.map(|h| FrameChain::new(&h));
                 cap.pending_commit = None;
+                cap.deferred_commit = None;
+                cap.rewrote_in_place = false;
+                cap.last_header_frame = None;
             }
             return;
         }
         let Some(header) = cap.header else { return };
-        let frame_size = FRAME_HEADER_SIZE as u64 + header.page_size as u64;
         if offset < WAL_HEADER_SIZE as u64 {
             return;
         }
+        let frame_size = FRAME_HEADER_SIZE as u64 + header.page_size as u64;
         let rel = offset - WAL_HEADER_SIZE as u64;
         let frame = (rel / frame_size) as u32 + 1;
-        if rel % frame_size == 0 && data.len() >= FRAME_HEADER_SIZE {
-            match FrameHeader::parse(&data[..FRAME_HEADER_SIZE]) {
-                Ok(fh) if fh.is_commit() && (fh.salt1, fh.salt2) == header.salts() => {
-                    cap.pending_commit = Some((frame, fh))
+        let within = rel % frame_size;
+        let mut ready: Option<(u32, FrameHeader)> = None;
+        if within == 0 && data.len() >= FRAME_HEADER_SIZE {
+            if let Ok(fh) = FrameHeader::parse(&data[..FRAME_HEADER_SIZE]) {
+                if data.len() == FRAME_HEADER_SIZE && cap.deferred_commit == Some(frame) {
+                    // The last checksum rewrite of a transaction that rewrote frames in place.
+                    cap.deferred_commit = None;
+                    ready = Some((frame, fh));
+                } else if fh.is_commit() {
+                    // Salts and checksums may still be zero here (after an in-place rewrite
+                    // SQLite fills them in at the end); capture verifies the final frames.
+                    cap.pending_commit = Some((frame, fh));
+                } else if cap.pending_commit.map(|(f, _)| f) == Some(frame) {
+                    cap.pending_commit = None;
                 }
-                _ => {
-                    if cap.pending_commit.map(|(f, _)| f) == Some(frame) {
-                        cap.pending_commit = None;
-                    }
+            }
+            cap.last_header_frame = Some(frame);
+        } else {
+            if within == FRAME_HEADER_SIZE as u64 && cap.last_header_frame != Some(frame) {
+                cap.rewrote_in_place = true;
+            }
+            cap.last_header_frame = None;
+        }
+        if ready.is_none() {
+            if let Some((commit_frame, fh)) = cap.pending_commit {
+                let end = offset + data.len() as u64;
+                if end == wal::frame_offset(header.page_size, commit_frame) + frame_size {
+                    cap.pending_commit = None;
+                    ready = Some((commit_frame, fh));
                 }
             }
         }
-        let Some((commit_frame, fh)) = cap.pending_commit else { return };
-        let end = offset + data.len() as u64;
-        if end != wal::frame_offset(header.page_size, commit_frame) + frame_size {
-            return;
-        }
-        cap.pending_commit = None;
-        if let Err(why) = capture(db, &mut cap, header, commit_frame, fh, file) {
-            // Keep following the log from this commit so later commits are still captured;
-            // the snapshot covers whatever this one missed.
-            capture_failed(db, &mut cap, &why);
-            cap.chain = Some(FrameChain::resume(&header, commit_frame + 1, (fh.cksum1, fh.cksum2)));
+        let Some((commit_frame, fh)) = ready else { return };
+        match capture(db, &mut cap, header, commit_frame, fh, file) {
+            Ok(()) => cap.rewrote_in_place = false,
+            Err(_) if cap.rewrote_in_place && cap.deferred_commit.is_none() => {
+                // Checksums from the rewritten frame on are stale until SQLite rewrites them.
+                cap.deferred_commit = Some(commit_frame);
+                cap.rewrote_in_place = false;
+                return;
+            }
+            Err(why) => {
+                // Keep following the log from this commit so later commits are still
+                // captured; the snapshot covers whatever this one missed.
+                capture_failed(db, &mut cap, &why);
+                cap.chain = Some(FrameChain::resume(&header, commit_frame + 1, (fh.cksum1, fh.cksum2)));
+                cap.rewrote_in_place = false;
+            }
         }
         drop(cap);
         crate::uploader::wake();
@@ -238,12 +269,20 @@ impl WalObserver {
 
     pub fn after_truncate(&self, size: u64) {
         if size < WAL_HEADER_SIZE as u64 {
-            let mut cap = self.db.capture.lock().unwrap_or_else(|p| p.into_inner());
-            cap.header = None;
-            cap.chain = None;
-            cap.pending_commit = None;
+            forget_wal(&self.db);
         }
     }
+}
+
+/// The log is gone (truncated or deleted): the next writer starts a new one with a header.
+fn forget_wal(db: &Database) {
+    let mut cap = db.capture.lock().unwrap_or_else(|p| p.into_inner());
+    cap.header = None;
+    cap.chain = None;
+    cap.pending_commit = None;
+    cap.deferred_commit = None;
+    cap.rewrote_in_place = false;
+    cap.last_header_frame = None;
 }
 
 /// Reads the frames of one transaction back from the WAL and appends them to the spool.
@@ -292,10 +331,7 @@ fn capture(
 /// A file is about to be deleted; a deleted WAL means the next writer starts a new log.
 pub fn before_delete(path: &str) {
     let Some(db) = db_path_of(path).and_then(|p| database::get(&p)) else { return };
-    let mut cap = db.capture.lock().unwrap_or_else(|p| p.into_inner());
-    cap.header = None;
-    cap.chain = None;
-    cap.pending_commit = None;
+    forget_wal(&db);
 }
 
 /// What the process configuration says about a database path (for restore by name).

@@ -101,6 +101,8 @@ pub fn rows(now_ms: u64) -> Vec<StatusRow> {
             let behind = !pending.is_empty() || progress.needs_snapshot.is_some();
             let state = if progress.last_error.is_some() {
                 "error".to_string()
+            } else if c.state == "waiting for WAL mode" {
+                c.state.to_string()
             } else if progress.needs_snapshot.is_some() {
                 "snapshot pending".to_string()
             } else if behind {

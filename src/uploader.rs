@@ -100,6 +100,11 @@ impl DbUploader {
             return Step::WaitUntil(self.retry_at);
         }
         match self.try_step(now, source) {
+            Err(Error::NotWal(_)) => {
+                // Nothing to do until the database is in WAL mode; its first WAL commit wakes us.
+                self.db.counters().state = "waiting for WAL mode";
+                Step::Idle
+            }
             Ok(step) => {
                 if matches!(step, Step::Shipped { .. } | Step::Snapshot { .. }) {
                     self.failures = 0;
@@ -127,6 +132,9 @@ impl DbUploader {
     }
 
     fn refresh_counters(&self, step: &Step) {
+        if *step == Step::Idle && self.db.counters().state == "waiting for WAL mode" {
+            return;
+        }
         let mut c = self.db.counters();
         if let Ok(store) = &self.store {
             c.requests = store.request_counts();
@@ -543,5 +551,257 @@ fn run(rx: crossbeam_channel::Receiver<()>) {
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ReplicaConfig, ReplicaTarget};
+    use crate::restore::{self, RestoreRequest, Target};
+    use crate::spool::RecordHeader;
+    use crate::store::memory::MemoryStore;
+    use crate::store::StoreError;
+    use crate::wal::WalPosition;
+    use std::sync::Mutex;
+
+    const PS: usize = 512;
+
+    /// A database image served as the "live" database for snapshots.
+    struct FakeDb {
+        pages: Mutex<Vec<Vec<u8>>>,
+    }
+
+    impl FakeDb {
+        fn image(&self) -> Vec<u8> {
+            let pages = self.pages.lock().unwrap();
+            let mut img: Vec<u8> = pages.concat();
+            img[16..18].copy_from_slice(&(PS as u16).to_be_bytes());
+            img[28..32].copy_from_slice(&(pages.len() as u32).to_be_bytes());
+            img
+        }
+    }
+
+    struct Bytes(Vec<u8>);
+    impl ReadAt for Bytes {
+        fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+            let o = offset as usize;
+            if o + buf.len() > self.0.len() {
+                return Ok(0);
+            }
+            buf.copy_from_slice(&self.0[o..o + buf.len()]);
+            Ok(buf.len())
+        }
+    }
+
+    impl SnapshotSource for FakeDb {
+        fn with_write_lock(
+            &self,
+            _db_path: &Path,
+            f: &mut dyn FnMut(&mut dyn ReadAt, Option<&mut dyn ReadAt>) -> Result<(), Error>,
+        ) -> Result<(), Error> {
+            f(&mut Bytes(self.image()), None)
+        }
+    }
+
+    fn page(fill: u8) -> Vec<u8> {
+        vec![fill; PS]
+    }
+
+    struct Harness {
+        dir: PathBuf,
+        db: Arc<Database>,
+        store: Arc<MemoryStore>,
+        live: FakeDb,
+        frame: u32,
+    }
+
+    impl Harness {
+        fn new(name: &str) -> Harness {
+            let dir = std::env::temp_dir().join(format!("replica-uploader-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let cfg = ReplicaConfig {
+                target: ReplicaTarget::File { dir: dir.join("replica") },
+                sync_interval: Duration::from_millis(1000),
+            };
+            let db = Arc::new(Database::open(&dir.join("app.db"), cfg, 1 << 30).unwrap());
+            let live = FakeDb { pages: Mutex::new(vec![page(1), page(2), page(3)]) };
+            Harness { dir, db, store: Arc::new(MemoryStore::new()), live, frame: 0 }
+        }
+
+        fn uploader(&self) -> DbUploader {
+            DbUploader::with_store(self.db.clone(), Ok(Box::new(self.store.clone())))
+        }
+
+        /// A commit: pages written and the new size, captured at `at` ms.
+        fn commit(&mut self, pages: &[(u32, u8)], size: u32, at: u64) {
+            self.frame += pages.len() as u32;
+            let header = RecordHeader {
+                page_size: PS as u32,
+                commit_size: size,
+                end: WalPosition { salt1: 1, salt2: 2, frame: self.frame },
+                end_cksum: (self.frame, 0),
+                captured_at_ms: at,
+            };
+            let mut rec = self.db.spool.begin_record(header, pages.len() as u32).unwrap();
+            let mut live = self.live.pages.lock().unwrap();
+            for &(pgno, fill) in pages {
+                rec.push(pgno, &page(fill)).unwrap();
+                if live.len() < pgno as usize {
+                    live.resize(pgno as usize, page(0));
+                }
+                live[pgno as usize - 1] = page(fill);
+            }
+            live.truncate(size as usize);
+            rec.commit().unwrap();
+        }
+
+        fn restore(&self, target: Target) -> Result<Vec<u8>, Error> {
+            let out = self.dir.join(format!("restored-{}.db", self.frame));
+            let _ = std::fs::remove_file(&out);
+            restore::restore(&RestoreRequest {
+                store: self.store.as_ref(),
+                prefix: "",
+                output: &out,
+                target,
+                overwrite: true,
+                check: &|_| Ok(()),
+            })?;
+            Ok(std::fs::read(&out).unwrap())
+        }
+    }
+
+    impl Drop for Harness {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    #[test]
+    fn snapshot_then_batches_restore_to_every_shipped_state() {
+        let mut h = Harness::new("chain");
+        let mut up = h.uploader();
+        assert_eq!(up.step(10_000, &h.live), Step::Snapshot { txid: 1 });
+        assert_eq!(h.store.keys(), vec!["0009/0000000000000001-0000000000000001.ltx"]);
+        let state1 = h.live.image();
+
+        // Sporadic write after an idle period: shipped at once.
+        h.commit(&[(2, 20)], 3, 20_000);
+        assert_eq!(up.step(20_000, &h.live), Step::Shipped { txid: 2 });
+        let state2 = h.live.image();
+
+        // Sustained writes: batched until the interval has passed since the last upload.
+        h.commit(&[(3, 30), (4, 40)], 4, 20_100);
+        h.commit(&[(3, 31)], 4, 20_200);
+        assert_eq!(up.step(20_200, &h.live), Step::WaitUntil(21_000));
+        assert_eq!(up.step(21_000, &h.live), Step::Shipped { txid: 3 });
+        let state3 = h.live.image();
+
+        // The database shrinks.
+        h.commit(&[(1, 11)], 2, 40_000);
+        assert_eq!(up.step(40_000, &h.live), Step::Shipped { txid: 4 });
+        assert_eq!(up.step(40_001, &h.live), Step::Idle);
+
+        same(&h.restore(Target::Latest).unwrap(), &h.live.image(), "latest");
+        same(&h.restore(Target::Txid(1)).unwrap(), &state1, "txid 1");
+        same(&h.restore(Target::Txid(2)).unwrap(), &state2, "txid 2");
+        same(&h.restore(Target::Txid(3)).unwrap(), &state3, "txid 3");
+        same(&h.restore(Target::Timestamp(20_150)).unwrap(), &state2, "timestamp");
+    }
+
+    /// Compares database images past the synthetic header fields of page 1.
+    fn same(restored: &[u8], expected: &[u8], what: &str) {
+        assert_eq!(restored.len(), expected.len(), "{what}: restored size differs");
+        if let Some(i) = (100..restored.len()).find(|&i| restored[i] != expected[i]) {
+            panic!("{what}: restored database differs at byte {i} (page {})", i / PS + 1);
+        }
+    }
+
+    #[test]
+    fn an_idle_database_makes_no_requests() {
+        let mut h = Harness::new("idle");
+        let mut up = h.uploader();
+        up.step(1_000, &h.live);
+        h.commit(&[(2, 9)], 3, 5_000);
+        assert_eq!(up.step(5_000, &h.live), Step::Shipped { txid: 2 });
+        let before = h.store.request_counts();
+        for t in 0..50 {
+            assert_eq!(up.step(6_000 + t * 1000, &h.live), Step::Idle);
+        }
+        assert_eq!(h.store.request_counts(), before);
+    }
+
+    #[test]
+    fn a_failing_store_backs_off_then_converges_without_losing_anything() {
+        let mut h = Harness::new("outage");
+        let mut up = h.uploader();
+        up.step(1_000, &h.live);
+        h.commit(&[(2, 7)], 3, 2_000);
+        *h.store.fail_with.lock().unwrap() = Some(StoreError::Transient("503 Service Unavailable".into()));
+        let Step::Failed { retry_at, error } = up.step(2_000, &h.live) else { panic!("expected a failure") };
+        assert!(error.contains("503"), "{error}");
+        assert!(retry_at > 2_000 && retry_at <= 2_000 + MAX_BACKOFF_MS);
+        assert_eq!(up.step(retry_at - 1, &h.live), Step::WaitUntil(retry_at));
+        assert!(h.db.progress().last_error.unwrap().contains("503"));
+        h.commit(&[(3, 8)], 3, 2_500);
+        *h.store.fail_with.lock().unwrap() = None;
+        assert_eq!(up.step(retry_at, &h.live), Step::Shipped { txid: 2 });
+        assert!(h.db.progress().last_error.is_none());
+        same(&h.restore(Target::Latest).unwrap(), &h.live.image(), "latest");
+    }
+
+    #[test]
+    fn a_restarted_uploader_continues_the_chain_without_a_snapshot() {
+        let mut h = Harness::new("restart");
+        let mut up = h.uploader();
+        up.step(1_000, &h.live);
+        h.commit(&[(2, 5)], 3, 2_000);
+        assert_eq!(up.step(2_000, &h.live), Step::Shipped { txid: 2 });
+        h.commit(&[(4, 6)], 4, 3_000); // captured, not shipped: the process "dies"
+        drop(up);
+        let db = Arc::new(Database::open(&h.dir.join("app.db"), h.db.config.clone(), 1 << 30).unwrap());
+        h.db = db;
+        let mut up = h.uploader();
+        assert_eq!(up.step(10_000, &h.live), Step::Shipped { txid: 3 });
+        assert_eq!(h.store.keys().iter().filter(|k| k.starts_with("0009/")).count(), 1);
+        same(&h.restore(Target::Latest).unwrap(), &h.live.image(), "latest");
+    }
+
+    #[test]
+    fn a_replica_that_moved_on_gets_a_fresh_snapshot_above_it() {
+        let mut h = Harness::new("diverged");
+        let mut up = h.uploader();
+        up.step(1_000, &h.live);
+        // Somebody else wrote txid 2..5 into the same replica.
+        h.store.put("0000/0000000000000005-0000000000000005.ltx", b"not ours").unwrap();
+        let db = Arc::new(Database::open(&h.dir.join("app.db"), h.db.config.clone(), 1 << 30).unwrap());
+        h.db = db;
+        let mut up = h.uploader();
+        assert_eq!(up.step(2_000, &h.live), Step::Snapshot { txid: 6 });
+        same(&h.restore(Target::Latest).unwrap(), &h.live.image(), "latest");
+    }
+
+    #[test]
+    fn a_spool_overflow_ships_a_snapshot_instead() {
+        let mut h = Harness::new("overflow");
+        let cfg = h.db.config.clone();
+        h.db = Arc::new(Database::open(&h.dir.join("app.db"), cfg, 3_000).unwrap());
+        let mut up = h.uploader();
+        up.step(1_000, &h.live);
+        h.commit(&[(2, 1), (3, 1)], 3, 2_000);
+        let header = RecordHeader {
+            page_size: PS as u32,
+            commit_size: 5,
+            end: WalPosition { salt1: 1, salt2: 2, frame: 99 },
+            end_cksum: (0, 0),
+            captured_at_ms: 2_001,
+        };
+        assert!(h.db.spool.begin_record(header, 5).is_err());
+        h.db.request_snapshot("the spool overflowed");
+        h.live.pages.lock().unwrap().push(page(42));
+        assert_eq!(up.step(3_000, &h.live), Step::Snapshot { txid: 2 });
+        assert!(!h.db.spool.is_overflowed());
+        same(&h.restore(Target::Latest).unwrap(), &h.live.image(), "latest");
     }
 }

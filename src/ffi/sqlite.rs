@@ -203,6 +203,19 @@ impl crate::uploader::SnapshotSource for LiveDatabase {
         db_path: &Path,
         f: &mut dyn FnMut(&mut dyn ReadAt, Option<&mut dyn ReadAt>) -> Result<(), Error>,
     ) -> Result<(), Error> {
+        // Only WAL databases replicate; a database still in rollback-journal mode (a new
+        // one, before the auto-extension switched it) must not be locked by us meanwhile.
+        {
+            let mut db = RawFile::open(db_path, false)?
+                .ok_or_else(|| Error::NotWal(format!("{} does not exist yet", db_path.display())))?;
+            let mut header = [0u8; 20];
+            if db.read_at(0, &mut header).map_err(|e| Error::Io(e.to_string()))? < header.len() || header[18] != 2 || header[19] != 2 {
+                return Err(Error::NotWal(format!(
+                    "{} is not in WAL mode; libreplica replicates WAL databases (PRAGMA journal_mode=WAL)",
+                    db_path.display()
+                )));
+            }
+        }
         let conn = Connection::open(db_path, false)?;
         conn.exec("PRAGMA busy_timeout=5000")?;
         // Holding the write lock means no commit is half-way: everything committed so far

@@ -122,3 +122,31 @@ pub(crate) mod contract {
         assert!(counts.put >= 4 && counts.get >= 1 && counts.list >= 1 && counts.delete >= 1);
     }
 }
+
+/// A shared store is a store (tests keep a handle to inspect what was uploaded).
+impl<T: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<T> {
+    fn put(&self, key: &str, body: &[u8]) -> Result<(), StoreError> {
+        (**self).put(key, body)
+    }
+    fn put_file(&self, key: &str, path: &std::path::Path) -> Result<(), StoreError> {
+        (**self).put_file(key, path)
+    }
+    fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        (**self).get(key)
+    }
+    fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
+        (**self).get_range(key, offset, len)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        (**self).list(prefix)
+    }
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        (**self).delete(key)
+    }
+    fn request_counts(&self) -> RequestCounts {
+        (**self).request_counts()
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+}

@@ -1,0 +1,19 @@
+-- The README's flow: load, then open a new database. It is switched to WAL and replicates;
+-- each replica_sync() returns the txid the replica reached: 1 (the first upload, a
+-- snapshot), then one more per transaction shipped, and the same again when nothing is new.
+.load @LIB@
+.open app.db
+PRAGMA journal_mode;
+BEGIN;
+CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL);
+INSERT INTO t(v) VALUES ('a'), ('b');
+COMMIT;
+SELECT replica_sync(10000) AS first;
+INSERT INTO t(v) VALUES ('c');
+SELECT replica_sync(10000) AS second;
+UPDATE t SET v = upper(v);
+SELECT replica_sync() AS third;
+SELECT replica_sync() AS nothing_new;
+SELECT * FROM t;
+-- Litestream's file layout: a level-9 snapshot, then one level-0 file per shipped batch.
+.system find replicas -type f | sort

