@@ -81,16 +81,27 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Database {
-    pub fn open(path: &Path, config: ReplicaConfig, spool_cap: u64) -> Result<Database, crate::error::Error> {
+    pub fn open(
+        path: &Path,
+        config: ReplicaConfig,
+        spool_cap: u64,
+    ) -> Result<Database, crate::error::Error> {
         let (spool, recovery) = Spool::open(&Spool::dir_for(path), spool_cap)?;
         let state = spool.state();
-        let mut progress = Progress { txid: state.txid, shipped_seq: state.shipped_seq, ..Default::default() };
+        let mut progress = Progress {
+            txid: state.txid,
+            shipped_seq: state.shipped_seq,
+            ..Default::default()
+        };
         if state.txid == 0 {
             progress.needs_snapshot = Some("first upload of this database".into());
         } else if recovery.overflowed {
             progress.needs_snapshot = Some("the spool overflowed before a restart".into());
         }
-        let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         Ok(Database {
             name,
             path: path.to_path_buf(),
@@ -99,7 +110,10 @@ impl Database {
             capture: Mutex::new(CaptureState::default()),
             progress: Mutex::new(progress),
             progress_changed: Condvar::new(),
-            counters: Mutex::new(Counters { state: "starting", ..Default::default() }),
+            counters: Mutex::new(Counters {
+                state: "starting",
+                ..Default::default()
+            }),
         })
     }
 
@@ -121,7 +135,11 @@ impl Database {
     }
 
     /// Waits until `done(progress)` holds or the timeout passes; returns the last progress.
-    pub fn wait_for(&self, timeout: Duration, done: impl Fn(&Progress) -> bool) -> Result<Progress, Progress> {
+    pub fn wait_for(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&Progress) -> bool,
+    ) -> Result<Progress, Progress> {
         let deadline = std::time::Instant::now() + timeout;
         let mut p = lock(&self.progress);
         loop {
@@ -132,7 +150,11 @@ impl Database {
             if now >= deadline {
                 return Err(p.clone());
             }
-            p = self.progress_changed.wait_timeout(p, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+            p = self
+                .progress_changed
+                .wait_timeout(p, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
@@ -144,7 +166,10 @@ impl Database {
 static REGISTRY: Mutex<BTreeMap<PathBuf, Arc<Database>>> = Mutex::new(BTreeMap::new());
 
 /// The database at `path`, opened on first use.
-pub fn get_or_open(path: &Path, config: ReplicaConfig) -> Result<Arc<Database>, crate::error::Error> {
+pub fn get_or_open(
+    path: &Path,
+    config: ReplicaConfig,
+) -> Result<Arc<Database>, crate::error::Error> {
     let mut reg = lock(&REGISTRY);
     if let Some(db) = reg.get(path) {
         return Ok(db.clone());

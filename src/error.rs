@@ -12,7 +12,10 @@ pub enum Error {
     Wal(crate::wal::WalError),
     Spool(crate::spool::SpoolError),
     Io(String),
-    Sqlite { code: i32, message: String },
+    Sqlite {
+        code: i32,
+        message: String,
+    },
     /// The database named is not replicated by this process.
     NotReplicated(String),
     InvalidArgument(String),
@@ -54,7 +57,9 @@ impl Error {
             Error::Timeout(_) => sys::SQLITE_BUSY,
             Error::Io(_) | Error::Spool(_) => sys::SQLITE_IOERR,
             Error::Ltx(_) | Error::Wal(_) | Error::Restore(_) => sys::SQLITE_CORRUPT,
-            Error::Config(_) | Error::Store(_) | Error::Unsupported(_) | Error::NotWal(_) => sys::SQLITE_ERROR,
+            Error::Config(_) | Error::Store(_) | Error::Unsupported(_) | Error::NotWal(_) => {
+                sys::SQLITE_ERROR
+            }
         }
     }
 }

@@ -42,7 +42,9 @@ fn databases_for(conn_db: Option<&Path>, what: &str) -> Result<Vec<Arc<Database>
 pub fn sync(conn_db: Option<&Path>, timeout_ms: Option<i64>) -> Result<i64, Error> {
     let timeout_ms = timeout_ms.unwrap_or(DEFAULT_SYNC_TIMEOUT_MS);
     if timeout_ms < 0 {
-        return Err(Error::InvalidArgument(format!("replica_sync: timeout must be >= 0 ms, got {timeout_ms}")));
+        return Err(Error::InvalidArgument(format!(
+            "replica_sync: timeout must be >= 0 ms, got {timeout_ms}"
+        )));
     }
     let dbs = databases_for(conn_db, "replica_sync")?;
     let deadline = std::time::Instant::now() + Duration::from_millis(timeout_ms as u64);
@@ -52,7 +54,9 @@ pub fn sync(conn_db: Option<&Path>, timeout_ms: Option<i64>) -> Result<i64, Erro
         db.update_progress(|p| p.flush_requested = true);
         crate::uploader::wake();
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match db.wait_for(left, |p| p.shipped_seq >= target_seq && p.needs_snapshot.is_none()) {
+        match db.wait_for(left, |p| {
+            p.shipped_seq >= target_seq && p.needs_snapshot.is_none()
+        }) {
             Ok(p) => txid = p.txid as i64,
             Err(p) => {
                 let pending = db.spool.pending().len();
@@ -74,8 +78,11 @@ pub fn sync(conn_db: Option<&Path>, timeout_ms: Option<i64>) -> Result<i64, Erro
 /// Ships a full snapshot now; returns its txid.
 pub fn snapshot(db_arg: Option<&str>, conn_db: Option<&Path>) -> Result<i64, Error> {
     let dbs = match db_arg {
-        Some(name) => vec![database::find(name)
-            .ok_or_else(|| Error::NotReplicated(format!("replica_snapshot: {name} is not a replicated database of this process")))?],
+        Some(name) => vec![database::find(name).ok_or_else(|| {
+            Error::NotReplicated(format!(
+                "replica_snapshot: {name} is not a replicated database of this process"
+            ))
+        })?],
         None => databases_for(conn_db, "replica_snapshot")?,
     };
     let mut txid = 0;
@@ -100,7 +107,10 @@ pub fn snapshot(db_arg: Option<&str>, conn_db: Option<&Path>) -> Result<i64, Err
 
 /// Parses `replica_restore`'s point-in-time argument: a txid or an RFC 3339 timestamp.
 pub fn parse_point(s: Option<&str>) -> Result<Target, Error> {
-    let Some(s) = s.map(str::trim).filter(|s| !s.is_empty() && !s.eq_ignore_ascii_case("latest")) else {
+    let Some(s) = s
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && !s.eq_ignore_ascii_case("latest"))
+    else {
         return Ok(Target::Latest);
     };
     if let Ok(t) = s.parse::<u64>() {
@@ -121,12 +131,16 @@ pub fn parse_point(s: Option<&str>) -> Result<Target, Error> {
 /// What `replica_restore`'s first argument names.
 fn resolve_source(src: &str) -> Result<ReplicaTarget, Error> {
     if src.contains("://") || src.starts_with("s3:") {
-        return Ok(config::parse_replica_url(src, &config::Env::from_process())?);
+        return Ok(config::parse_replica_url(
+            src,
+            &config::Env::from_process(),
+        )?);
     }
     if let Some(db) = database::find(src) {
         return Ok(db.config.target.clone());
     }
-    let abs = std::path::absolute(src).map_err(|e| Error::InvalidArgument(format!("{src}: {e}")))?;
+    let abs =
+        std::path::absolute(src).map_err(|e| Error::InvalidArgument(format!("{src}: {e}")))?;
     match crate::shim::resolve_for_path(&abs)? {
         Some(cfg) => Ok(cfg.target),
         None => Err(Error::NotReplicated(format!(
@@ -144,7 +158,12 @@ pub fn restore(
     check: &dyn Fn(&Path) -> Result<(), String>,
 ) -> Result<i64, Error> {
     let mut overwrite = false;
-    for opt in options.unwrap_or("").split(',').map(str::trim).filter(|o| !o.is_empty()) {
+    for opt in options
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+    {
         match opt {
             "overwrite" => overwrite = true,
             other => {
@@ -155,7 +174,9 @@ pub fn restore(
         }
     }
     if output.is_empty() {
-        return Err(Error::InvalidArgument("replica_restore: the target path is empty".into()));
+        return Err(Error::InvalidArgument(
+            "replica_restore: the target path is empty".into(),
+        ));
     }
     let output = PathBuf::from(output);
     let abs_out = std::path::absolute(&output).unwrap_or(output.clone());
@@ -193,7 +214,10 @@ mod tests {
         assert_eq!(parse_point(Some("")).unwrap(), Target::Latest);
         assert_eq!(parse_point(Some("42")).unwrap(), Target::Txid(42));
         assert_eq!(parse_point(Some("0x2a")).unwrap(), Target::Txid(42));
-        assert_eq!(parse_point(Some("1970-01-01T00:00:01Z")).unwrap(), Target::Timestamp(1000));
+        assert_eq!(
+            parse_point(Some("1970-01-01T00:00:01Z")).unwrap(),
+            Target::Timestamp(1000)
+        );
         let e = parse_point(Some("last tuesday")).unwrap_err().to_string();
         assert!(e.contains("neither a txid nor an RFC 3339"), "{e}");
     }

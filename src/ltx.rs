@@ -152,7 +152,11 @@ const fn build_crc64_tables() -> [[u64; 256]; 8] {
         let mut crc = i as u64;
         let mut bit = 0;
         while bit < 8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ CRC64_ISO_POLY_REFLECTED } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ CRC64_ISO_POLY_REFLECTED
+            } else {
+                crc >> 1
+            };
             bit += 1;
         }
         tables[0][i] = crc;
@@ -420,7 +424,10 @@ impl Trailer {
         if b.len() < TRAILER_SIZE {
             return Err(LtxError::Truncated);
         }
-        Ok(Trailer { post_apply_checksum: be_u64(b, 0), file_checksum: be_u64(b, 8) })
+        Ok(Trailer {
+            post_apply_checksum: be_u64(b, 0),
+            file_checksum: be_u64(b, 8),
+        })
     }
 
     /// The rules of ltx's `Trailer.Validate`.
@@ -467,7 +474,9 @@ fn check_page_order(header: &Header, prev_pgno: u32, pgno: u32) -> Result<(), Lt
         )));
     }
     if pgno == lock {
-        return Err(LtxError::BadPage(format!("page {pgno} is the lock page and is never stored")));
+        return Err(LtxError::BadPage(format!(
+            "page {pgno} is the lock page and is never stored"
+        )));
     }
     if header.is_snapshot() {
         let expected = next_snapshot_pgno(prev_pgno, lock);
@@ -498,8 +507,11 @@ fn check_snapshot_complete(header: &Header, last_pgno: u32) -> Result<(), LtxErr
     if !header.is_snapshot() {
         return Ok(());
     }
-    let expected_last =
-        if header.commit == header.lock_pgno() { header.commit - 1 } else { header.commit };
+    let expected_last = if header.commit == header.lock_pgno() {
+        header.commit - 1
+    } else {
+        header.commit
+    };
     if last_pgno != expected_last {
         return Err(LtxError::BadPage(format!(
             "snapshot ends at page {last_pgno} but the database has {} pages",
@@ -633,8 +645,10 @@ impl<W: Write> Encoder<W> {
         tail.extend_from_slice(&index_len.to_be_bytes());
         tail.extend_from_slice(&post_apply_checksum.to_be_bytes());
         self.hash.update(&tail);
-        let trailer =
-            Trailer { post_apply_checksum, file_checksum: CHECKSUM_FLAG | self.hash.finish() };
+        let trailer = Trailer {
+            post_apply_checksum,
+            file_checksum: CHECKSUM_FLAG | self.hash.finish(),
+        };
         tail.extend_from_slice(&trailer.file_checksum.to_be_bytes());
         self.w.write_all(&tail)?;
         self.w.flush()?;
@@ -692,7 +706,9 @@ impl<R: Read> Decoder<R> {
     /// number, or `None` after the last page.
     pub fn next_page(&mut self, buf: &mut Vec<u8>) -> Result<Option<u32>, LtxError> {
         if self.failed {
-            return Err(LtxError::BadPage("decoder already failed on this file".into()));
+            return Err(LtxError::BadPage(
+                "decoder already failed on this file".into(),
+            ));
         }
         if self.pages_done {
             return Ok(None);
@@ -723,7 +739,9 @@ impl<R: Read> Decoder<R> {
         let pgno = be_u32(&page_header, 0);
         let flags = u16::from_be_bytes([page_header[4], page_header[5]]);
         if flags & !PAGE_FLAG_SIZE != 0 {
-            return Err(LtxError::BadPage(format!("page {pgno} has unknown flags 0x{flags:04x}")));
+            return Err(LtxError::BadPage(format!(
+                "page {pgno} has unknown flags 0x{flags:04x}"
+            )));
         }
         if flags & PAGE_FLAG_SIZE == 0 {
             return Err(LtxError::BadPage(format!(
@@ -776,7 +794,9 @@ impl<R: Read> Decoder<R> {
         if index[..self.expected_index.len()] != self.expected_index[..]
             || index[self.expected_index.len()] != 0
         {
-            return Err(LtxError::BadIndex("does not match the pages in the file".into()));
+            return Err(LtxError::BadIndex(
+                "does not match the pages in the file".into(),
+            ));
         }
         let mut index_len = [0u8; 8];
         self.read_hashed(&mut index_len)?;
@@ -794,7 +814,10 @@ impl<R: Read> Decoder<R> {
         let trailer = Trailer::decode(&trailer_bytes)?;
         let actual = CHECKSUM_FLAG | self.hash.finish();
         if trailer.file_checksum != actual {
-            return Err(LtxError::ChecksumMismatch { expected: trailer.file_checksum, actual });
+            return Err(LtxError::ChecksumMismatch {
+                expected: trailer.file_checksum,
+                actual,
+            });
         }
         trailer.validate(&self.header)?;
         if self.header.is_snapshot() && !self.header.no_checksum() {
@@ -808,7 +831,9 @@ impl<R: Read> Decoder<R> {
         }
         let mut extra = [0u8; 1];
         if self.r.read(&mut extra)? != 0 {
-            return Err(LtxError::BadTrailer("unexpected bytes after the trailer".into()));
+            return Err(LtxError::BadTrailer(
+                "unexpected bytes after the trailer".into(),
+            ));
         }
         Ok(trailer)
     }
@@ -876,8 +901,11 @@ mod tests {
 
     /// A checksummed 3-page snapshot with one page of noise, one of zeros, one of text.
     fn sample_snapshot() -> (Vec<(u32, Vec<u8>)>, Vec<u8>) {
-        let pages =
-            vec![(1, noise(1, 512)), (2, vec![0; 512]), (3, b"hello ".repeat(86)[..512].to_vec())];
+        let pages = vec![
+            (1, noise(1, 512)),
+            (2, vec![0; 512]),
+            (3, b"hello ".repeat(86)[..512].to_vec()),
+        ];
         let mut sum = DbChecksum::default();
         pages.iter().for_each(|(p, d)| sum.add_page(*p, d));
         let bytes = encode(header(1, 1, 3, 0), &pages, sum.value());
@@ -930,7 +958,14 @@ mod tests {
         let lock = lock_pgno(4096);
         let mut sum = DbChecksum::default();
         for pgno in 1..=lock + 10 {
-            sum.add_page(pgno, if pgno == lock { &[0u8; 4096][..] } else { &page });
+            sum.add_page(
+                pgno,
+                if pgno == lock {
+                    &[0u8; 4096][..]
+                } else {
+                    &page
+                },
+            );
         }
         assert_eq!(sum.value(), 0xc19b_668c_3766_62c7);
     }
@@ -966,7 +1001,13 @@ mod tests {
             }
         );
         assert_eq!(pages.iter().map(|p| p.0).collect::<Vec<_>>(), [2]);
-        assert_eq!(t, Trailer { post_apply_checksum: 0, file_checksum: 0xce7e_9ca7_3ecf_7fa0 });
+        assert_eq!(
+            t,
+            Trailer {
+                post_apply_checksum: 0,
+                file_checksum: 0xce7e_9ca7_3ecf_7fa0
+            }
+        );
         // Regression value; the same code's snapshot checksums were accepted by litestream.
         assert_eq!(page_checksum(2, &pages[0].1), 0xc702_e0f9_d60b_30d7);
 
@@ -1005,8 +1046,10 @@ mod tests {
         h.wal_salt1 = 1;
         h.wal_salt2 = 2;
         h.node_id = 42;
-        let pages: Vec<(u32, Vec<u8>)> =
-            [3u32, 9, 100].iter().map(|&p| (p, noise(p as u64, 512))).collect();
+        let pages: Vec<(u32, Vec<u8>)> = [3u32, 9, 100]
+            .iter()
+            .map(|&p| (p, noise(p as u64, 512)))
+            .collect();
         let bytes = encode(h, &pages, 0);
         let mut dec = Decoder::new(&bytes[..]).unwrap();
         assert_eq!(*dec.header(), h);
@@ -1026,7 +1069,10 @@ mod tests {
     fn checksummed_incremental_file_round_trips() {
         let pre = DbChecksum(0x1234).value();
         let post = DbChecksum(0x5678).value();
-        let h = Header { pre_apply_checksum: pre, ..header(2, 2, 4, 0) };
+        let h = Header {
+            pre_apply_checksum: pre,
+            ..header(2, 2, 4, 0)
+        };
         let bytes = encode(h, &[(4, noise(4, 512))], post);
         let (got, _, t) = decode_all(&bytes).unwrap();
         assert_eq!(got.pre_apply_checksum, pre);
@@ -1039,48 +1085,105 @@ mod tests {
         assert!(ok.validate().is_ok());
         let cases = [
             Header { flags: 1, ..ok },
-            Header { page_size: 1000, ..ok },
-            Header { page_size: 256, ..ok },
-            Header { page_size: 131072, ..ok },
+            Header {
+                page_size: 1000,
+                ..ok
+            },
+            Header {
+                page_size: 256,
+                ..ok
+            },
+            Header {
+                page_size: 131072,
+                ..ok
+            },
             Header { min_txid: 0, ..ok },
             Header { min_txid: 4, ..ok },
             Header { wal_salt1: 1, ..ok },
             Header { wal_size: 1, ..ok },
-            Header { wal_offset: u64::MAX, ..ok },
-            Header { pre_apply_checksum: CHECKSUM_FLAG | 1, ..ok },
+            Header {
+                wal_offset: u64::MAX,
+                ..ok
+            },
+            Header {
+                pre_apply_checksum: CHECKSUM_FLAG | 1,
+                ..ok
+            },
             Header { flags: 0, ..ok }, // checksums on, pre-apply missing
-            Header { flags: 0, pre_apply_checksum: 1, ..ok }, // lacks the flag bit
-            Header { min_txid: 1, flags: 0, pre_apply_checksum: CHECKSUM_FLAG, ..ok }, // snapshot
+            Header {
+                flags: 0,
+                pre_apply_checksum: 1,
+                ..ok
+            }, // lacks the flag bit
+            Header {
+                min_txid: 1,
+                flags: 0,
+                pre_apply_checksum: CHECKSUM_FLAG,
+                ..ok
+            }, // snapshot
         ];
         for h in cases {
             assert!(matches!(h.validate(), Err(LtxError::BadHeader(_))), "{h:?}");
-            assert!(matches!(Encoder::new(Vec::new(), h), Err(LtxError::BadHeader(_))), "{h:?}");
-            assert!(matches!(Header::decode(&h.encode()), Err(LtxError::BadHeader(_))), "{h:?}");
+            assert!(
+                matches!(Encoder::new(Vec::new(), h), Err(LtxError::BadHeader(_))),
+                "{h:?}"
+            );
+            assert!(
+                matches!(Header::decode(&h.encode()), Err(LtxError::BadHeader(_))),
+                "{h:?}"
+            );
         }
         assert_eq!(Header::decode(&ok.encode()).unwrap(), ok);
-        assert!(matches!(Header::decode(&ok.encode()[..99]), Err(LtxError::Truncated)));
+        assert!(matches!(
+            Header::decode(&ok.encode()[..99]),
+            Err(LtxError::Truncated)
+        ));
         let mut bad_magic = ok.encode();
         bad_magic[3] = b'2';
-        assert!(matches!(Header::decode(&bad_magic), Err(LtxError::BadMagic)));
+        assert!(matches!(
+            Header::decode(&bad_magic),
+            Err(LtxError::BadMagic)
+        ));
     }
 
     #[test]
     fn encoder_enforces_page_rules() {
         let data = vec![7u8; 512];
         let mut enc = Encoder::new(Vec::new(), header(2, 2, 10, FLAG_NO_CHECKSUM)).unwrap();
-        assert!(matches!(enc.encode_page(0, &data), Err(LtxError::BadPage(_))));
-        assert!(matches!(enc.encode_page(11, &data), Err(LtxError::BadPage(_))));
-        assert!(matches!(enc.encode_page(1, &data[..511]), Err(LtxError::BadPage(_))));
+        assert!(matches!(
+            enc.encode_page(0, &data),
+            Err(LtxError::BadPage(_))
+        ));
+        assert!(matches!(
+            enc.encode_page(11, &data),
+            Err(LtxError::BadPage(_))
+        ));
+        assert!(matches!(
+            enc.encode_page(1, &data[..511]),
+            Err(LtxError::BadPage(_))
+        ));
         enc.encode_page(5, &data).unwrap();
-        assert!(matches!(enc.encode_page(5, &data), Err(LtxError::BadPage(_))));
-        assert!(matches!(enc.encode_page(4, &data), Err(LtxError::BadPage(_))));
+        assert!(matches!(
+            enc.encode_page(5, &data),
+            Err(LtxError::BadPage(_))
+        ));
+        assert!(matches!(
+            enc.encode_page(4, &data),
+            Err(LtxError::BadPage(_))
+        ));
         enc.encode_page(6, &data).unwrap(); // still usable after rejected pages
-        assert!(matches!(enc.finish(CHECKSUM_FLAG), Err(LtxError::BadTrailer(_))));
+        assert!(matches!(
+            enc.finish(CHECKSUM_FLAG),
+            Err(LtxError::BadTrailer(_))
+        ));
 
         let lock = lock_pgno(512);
         let mut enc = Encoder::new(Vec::new(), header(2, 2, lock + 1, FLAG_NO_CHECKSUM)).unwrap();
         enc.encode_page(lock - 1, &data).unwrap();
-        assert!(matches!(enc.encode_page(lock, &data), Err(LtxError::BadPage(_))));
+        assert!(matches!(
+            enc.encode_page(lock, &data),
+            Err(LtxError::BadPage(_))
+        ));
         enc.encode_page(lock + 1, &data).unwrap();
         enc.finish(0).unwrap();
     }
@@ -1089,11 +1192,20 @@ mod tests {
     fn encoder_enforces_snapshot_rules() {
         let data = vec![1u8; 512];
         let mut enc = Encoder::new(Vec::new(), header(1, 1, 3, FLAG_NO_CHECKSUM)).unwrap();
-        assert!(matches!(enc.encode_page(2, &data), Err(LtxError::BadPage(_))));
+        assert!(matches!(
+            enc.encode_page(2, &data),
+            Err(LtxError::BadPage(_))
+        ));
         enc.encode_page(1, &data).unwrap();
-        assert!(matches!(enc.encode_page(3, &data), Err(LtxError::BadPage(_))));
+        assert!(matches!(
+            enc.encode_page(3, &data),
+            Err(LtxError::BadPage(_))
+        ));
         enc.encode_page(2, &data).unwrap();
-        assert!(matches!(enc.finish(0), Err(LtxError::BadPage(_))), "page 3 missing");
+        assert!(
+            matches!(enc.finish(0), Err(LtxError::BadPage(_))),
+            "page 3 missing"
+        );
 
         // A snapshot's post-apply checksum must be the checksum of its pages.
         let mut enc = Encoder::new(Vec::new(), header(1, 1, 1, 0)).unwrap();
@@ -1131,7 +1243,10 @@ mod tests {
         for at in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[at] ^= 0x10;
-            assert!(decode_all(&bad).is_err(), "flip at byte {at} went unnoticed");
+            assert!(
+                decode_all(&bad).is_err(),
+                "flip at byte {at} went unnoticed"
+            );
         }
     }
 
@@ -1141,7 +1256,10 @@ mod tests {
         let last = bytes.len() - 1;
         let mut bad = bytes.clone();
         bad[last] ^= 1;
-        assert!(matches!(decode_all(&bad), Err(LtxError::ChecksumMismatch { .. })));
+        assert!(matches!(
+            decode_all(&bad),
+            Err(LtxError::ChecksumMismatch { .. })
+        ));
 
         let mut bad = bytes.clone();
         bad[0] = b'X';
@@ -1167,7 +1285,10 @@ mod tests {
 
     #[test]
     fn errors_display_clearly() {
-        let e = LtxError::ChecksumMismatch { expected: 1, actual: 2 };
+        let e = LtxError::ChecksumMismatch {
+            expected: 1,
+            actual: 2,
+        };
         assert_eq!(
             e.to_string(),
             "ltx file checksum mismatch: trailer says 0000000000000001, contents hash to 0000000000000002"

@@ -38,7 +38,13 @@ pub fn parse_listing(objects: &[ObjectInfo]) -> Vec<LtxObject> {
             let name = parts.next()?;
             let level = u8::from_str_radix(parts.next()?, 16).ok()?;
             let (min_txid, max_txid) = keys::parse_ltx_filename(name)?;
-            Some(LtxObject { key: o.key.clone(), level, min_txid, max_txid, size: o.size })
+            Some(LtxObject {
+                key: o.key.clone(),
+                level,
+                min_txid,
+                max_txid,
+                size: o.size,
+            })
         })
         .collect();
     out.sort_by_key(|o| (o.max_txid, o.level, o.min_txid));
@@ -64,7 +70,9 @@ pub fn plan(objects: &[LtxObject], target: Option<u64>) -> Result<Vec<LtxObject>
     loop {
         let next = objects
             .iter()
-            .filter(|o| o.level != keys::SNAPSHOT_LEVEL && o.min_txid == reached + 1 && o.max_txid <= limit)
+            .filter(|o| {
+                o.level != keys::SNAPSHOT_LEVEL && o.min_txid == reached + 1 && o.max_txid <= limit
+            })
             .max_by_key(|o| (o.max_txid, o.level));
         match next {
             Some(o) => {
@@ -76,7 +84,12 @@ pub fn plan(objects: &[LtxObject], target: Option<u64>) -> Result<Vec<LtxObject>
     }
     // Files beyond what we reached (within the target) mean a hole in the chain: refuse
     // rather than silently return an older database.
-    let newest_wanted = objects.iter().filter(|o| o.max_txid <= limit).map(|o| o.max_txid).max().unwrap_or(0);
+    let newest_wanted = objects
+        .iter()
+        .filter(|o| o.max_txid <= limit)
+        .map(|o| o.max_txid)
+        .max()
+        .unwrap_or(0);
     if newest_wanted > reached {
         let after = objects
             .iter()
@@ -126,7 +139,11 @@ pub fn restore(req: &RestoreRequest) -> Result<Restored, Error> {
             req.output.display()
         )));
     }
-    let list_prefix = if req.prefix.is_empty() { String::new() } else { format!("{}/", req.prefix) };
+    let list_prefix = if req.prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{}/", req.prefix)
+    };
     let objects = parse_listing(&req.store.list(&list_prefix)?);
     let target_txid = match req.target {
         Target::Latest => None,
@@ -136,8 +153,13 @@ pub fn restore(req: &RestoreRequest) -> Result<Restored, Error> {
     let chain = plan(&objects, target_txid)?;
     let tmp = temp_path(req.output);
     let result = apply(req, &chain, &tmp).and_then(|restored| {
-        (req.check)(&tmp).map_err(|e| Error::Restore(format!("integrity check of the restored database failed: {e}")))?;
-        std::fs::rename(&tmp, req.output).map_err(|e| Error::Io(format!("renaming into {}: {e}", req.output.display())))?;
+        (req.check)(&tmp).map_err(|e| {
+            Error::Restore(format!(
+                "integrity check of the restored database failed: {e}"
+            ))
+        })?;
+        std::fs::rename(&tmp, req.output)
+            .map_err(|e| Error::Io(format!("renaming into {}: {e}", req.output.display())))?;
         Ok(restored)
     });
     if result.is_err() {
@@ -165,12 +187,17 @@ fn txid_at_time(store: &dyn ObjectStore, objects: &[LtxObject], ts: u64) -> Resu
     let mut best = None;
     for o in objects {
         let head = store.get_range(&o.key, 0, ltx::HEADER_SIZE as u64)?;
-        let h = ltx::Header::decode(&head).map_err(|e| Error::Restore(format!("{}: {e}", o.key)))?;
+        let h =
+            ltx::Header::decode(&head).map_err(|e| Error::Restore(format!("{}: {e}", o.key)))?;
         if h.timestamp_ms <= ts {
             best = best.max(Some(o.max_txid));
         }
     }
-    best.ok_or_else(|| Error::Restore(format!("the replica has nothing at or before timestamp {ts} ms")))
+    best.ok_or_else(|| {
+        Error::Restore(format!(
+            "the replica has nothing at or before timestamp {ts} ms"
+        ))
+    })
 }
 
 fn apply(req: &RestoreRequest, chain: &[LtxObject], tmp: &Path) -> Result<Restored, Error> {
@@ -202,7 +229,10 @@ fn apply(req: &RestoreRequest, chain: &[LtxObject], tmp: &Path) -> Result<Restor
             )));
         }
         if page_size != 0 && h.page_size != page_size {
-            return Err(Error::Restore(format!("{}: page size {} differs from {page_size}", obj.key, h.page_size)));
+            return Err(Error::Restore(format!(
+                "{}: page size {} differs from {page_size}",
+                obj.key, h.page_size
+            )));
         }
         let checksums = h.flags & ltx::FLAG_NO_CHECKSUM == 0;
         if obj.level != keys::SNAPSHOT_LEVEL && checksums {
@@ -222,13 +252,20 @@ fn apply(req: &RestoreRequest, chain: &[LtxObject], tmp: &Path) -> Result<Restor
         let lock = ltx::lock_pgno(page_size);
         while table.len() < h.commit as usize {
             let pgno = table.len() as u32 + 1;
-            let sum = if pgno == lock { 0 } else { ltx::page_checksum(pgno, &zero) };
+            let sum = if pgno == lock {
+                0
+            } else {
+                ltx::page_checksum(pgno, &zero)
+            };
             raw ^= sum;
             table.push(sum);
         }
         while let Some(pgno) = dec.next_page(&mut buf).map_err(corrupt)? {
             if pgno == 0 || pgno > h.commit {
-                return Err(Error::Restore(format!("{}: page {pgno} is outside the database size {}", obj.key, h.commit)));
+                return Err(Error::Restore(format!(
+                    "{}: page {pgno} is outside the database size {}",
+                    obj.key, h.commit
+                )));
             }
             out.seek(SeekFrom::Start((pgno as u64 - 1) * page_size as u64))?;
             out.write_all(&buf)?;
@@ -273,24 +310,60 @@ mod tests {
     use super::*;
 
     fn obj(level: u8, min: u64, max: u64) -> LtxObject {
-        LtxObject { key: keys::s3_key("db", level, min, max), level, min_txid: min, max_txid: max, size: 1 }
+        LtxObject {
+            key: keys::s3_key("db", level, min, max),
+            level,
+            min_txid: min,
+            max_txid: max,
+            size: 1,
+        }
     }
 
     #[test]
     fn plans_latest_snapshot_then_contiguous_chain() {
-        let objs = vec![obj(9, 1, 1), obj(0, 2, 2), obj(0, 3, 3), obj(9, 1, 3), obj(0, 4, 4), obj(0, 5, 5)];
-        let keys: Vec<(u8, u64)> = plan(&objs, None).unwrap().iter().map(|o| (o.level, o.max_txid)).collect();
+        let objs = vec![
+            obj(9, 1, 1),
+            obj(0, 2, 2),
+            obj(0, 3, 3),
+            obj(9, 1, 3),
+            obj(0, 4, 4),
+            obj(0, 5, 5),
+        ];
+        let keys: Vec<(u8, u64)> = plan(&objs, None)
+            .unwrap()
+            .iter()
+            .map(|o| (o.level, o.max_txid))
+            .collect();
         assert_eq!(keys, vec![(9, 3), (0, 4), (0, 5)]);
-        let keys: Vec<(u8, u64)> = plan(&objs, Some(2)).unwrap().iter().map(|o| (o.level, o.max_txid)).collect();
+        let keys: Vec<(u8, u64)> = plan(&objs, Some(2))
+            .unwrap()
+            .iter()
+            .map(|o| (o.level, o.max_txid))
+            .collect();
         assert_eq!(keys, vec![(9, 1), (0, 2)]);
     }
 
     #[test]
     fn prefers_compacted_files_and_stops_at_the_target() {
-        let objs = vec![obj(9, 1, 1), obj(0, 2, 2), obj(1, 2, 4), obj(0, 3, 3), obj(0, 4, 4), obj(0, 5, 5)];
-        let keys: Vec<(u8, u64)> = plan(&objs, None).unwrap().iter().map(|o| (o.level, o.max_txid)).collect();
+        let objs = vec![
+            obj(9, 1, 1),
+            obj(0, 2, 2),
+            obj(1, 2, 4),
+            obj(0, 3, 3),
+            obj(0, 4, 4),
+            obj(0, 5, 5),
+        ];
+        let keys: Vec<(u8, u64)> = plan(&objs, None)
+            .unwrap()
+            .iter()
+            .map(|o| (o.level, o.max_txid))
+            .collect();
         assert_eq!(keys, vec![(9, 1), (1, 4), (0, 5)]);
-        let keys: Vec<(u8, u64)> = plan(&objs, Some(3)).unwrap().iter().map(|o| (o.level, o.max_txid)).collect();
+        let keys: Vec<(u8, u64)> = plan(&objs, Some(3))
+            .unwrap()
+            .iter()
+            .map(|o| (o.level, o.max_txid))
+            .collect();
         assert_eq!(keys, vec![(9, 1), (0, 2), (0, 3)]);
     }
 
@@ -304,8 +377,17 @@ mod tests {
 
     #[test]
     fn refuses_without_snapshot_or_past_the_end() {
-        assert!(plan(&[], None).unwrap_err().to_string().contains("no LTX files"));
-        assert!(plan(&[obj(0, 2, 2)], None).unwrap_err().to_string().contains("no snapshot"));
-        assert!(plan(&[obj(9, 1, 1)], Some(7)).unwrap_err().to_string().contains("past the end"));
+        assert!(plan(&[], None)
+            .unwrap_err()
+            .to_string()
+            .contains("no LTX files"));
+        assert!(plan(&[obj(0, 2, 2)], None)
+            .unwrap_err()
+            .to_string()
+            .contains("no snapshot"));
+        assert!(plan(&[obj(9, 1, 1)], Some(7))
+            .unwrap_err()
+            .to_string()
+            .contains("past the end"));
     }
 }

@@ -15,8 +15,10 @@
 use crate::config::{ReplicaConfig, Resolver};
 use crate::database::{self, CaptureState, Database};
 use crate::error::Error;
-use crate::spool::RecordHeader;
-use crate::wal::{self, FrameChain, FrameHeader, WalHeader, WalPosition, FRAME_HEADER_SIZE, WAL_HEADER_SIZE};
+use crate::spool::{Integrity, RecordHeader};
+use crate::wal::{
+    self, FrameChain, FrameHeader, WalHeader, WalPosition, FRAME_HEADER_SIZE, WAL_HEADER_SIZE,
+};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -34,8 +36,15 @@ pub fn set_base_vfs_name(name: &str) {
 }
 
 pub fn base_vfs_name() -> String {
-    let n = BASE_VFS_NAME.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    if n.is_empty() { "unix".into() } else { n }
+    let n = BASE_VFS_NAME
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if n.is_empty() {
+        "unix".into()
+    } else {
+        n
+    }
 }
 
 /// Reads the configuration once per process; a bad config fails the load.
@@ -62,13 +71,20 @@ pub fn now_ms() -> u64 {
 const URI_KEYS: &[&str] = &["replica", "replica_sync_interval"];
 
 /// A main database file is being opened: if it replicates, make sure it is registered.
-pub fn on_open_main_db(path: &str, uri_param: &dyn Fn(&str) -> Option<String>) -> Result<(), Error> {
-    let Some(resolver) = RESOLVER.get() else { return Ok(()) };
+pub fn on_open_main_db(
+    path: &str,
+    uri_param: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), Error> {
+    let Some(resolver) = RESOLVER.get() else {
+        return Ok(());
+    };
     if path.is_empty() {
         return Ok(());
     }
-    let params: Vec<(String, String)> =
-        URI_KEYS.iter().filter_map(|k| uri_param(k).map(|v| (k.to_string(), v))).collect();
+    let params: Vec<(String, String)> = URI_KEYS
+        .iter()
+        .filter_map(|k| uri_param(k).map(|v| (k.to_string(), v)))
+        .collect();
     let path = PathBuf::from(path);
     if let Some(cfg) = resolver.resolve(&path, &params)? {
         open_database(&path, cfg)?;
@@ -115,7 +131,9 @@ fn catch_up(db: &Database, cap: &mut CaptureState, file: &mut dyn ReadAt) -> Res
     if file.read_at(0, &mut hdr)? < WAL_HEADER_SIZE {
         return Ok(()); // empty WAL: the next writer writes a header
     }
-    let Ok(header) = WalHeader::parse(&hdr) else { return Ok(()) };
+    let Ok(header) = WalHeader::parse(&hdr) else {
+        return Ok(());
+    };
     cap.header = Some(header);
     let mut read = |off: u64, buf: &mut [u8]| file.read_at(off, buf);
     let last = db.spool.last_position();
@@ -129,7 +147,9 @@ fn catch_up(db: &Database, cap: &mut CaptureState, file: &mut dyn ReadAt) -> Res
                     Some(p) => FrameChain::resume(&header, p.frame + 1, full.last_commit_checksum),
                     None => FrameChain::new(&header),
                 });
-                db.request_snapshot("the WAL no longer continues from the spool's last captured frame");
+                db.request_snapshot(
+                    "the WAL no longer continues from the spool's last captured frame",
+                );
                 return Ok(());
             }
             for txn in &scan.txns {
@@ -148,7 +168,9 @@ fn catch_up(db: &Database, cap: &mut CaptureState, file: &mut dyn ReadAt) -> Res
                 None => FrameChain::new(&header),
             });
             if !scan.txns.is_empty() {
-                db.request_snapshot("the WAL holds commits from a log generation this spool never captured");
+                db.request_snapshot(
+                    "the WAL holds commits from a log generation this spool never captured",
+                );
             }
         }
     }
@@ -159,7 +181,10 @@ fn catch_up(db: &Database, cap: &mut CaptureState, file: &mut dyn ReadAt) -> Res
 fn frame_checksum(file: &mut dyn ReadAt, txn: &wal::CommittedTxn) -> Result<(u32, u32), Error> {
     let mut h = [0u8; FRAME_HEADER_SIZE];
     if file.read_at(wal::frame_offset(txn.page_size, txn.end.frame), &mut h)? < FRAME_HEADER_SIZE {
-        return Err(Error::Io(format!("WAL frame {} vanished while catching up", txn.end.frame)));
+        return Err(Error::Io(format!(
+            "WAL frame {} vanished while catching up",
+            txn.end.frame
+        )));
     }
     Ok(FrameHeader::parse(&h)?.checksum())
 }
@@ -171,6 +196,7 @@ fn append_txn(db: &Database, txn: &wal::CommittedTxn, end_cksum: (u32, u32)) -> 
         end: txn.end,
         end_cksum,
         captured_at_ms: now_ms(),
+        integrity: Integrity::Crc,
     };
     let mut rec = db.spool.begin_record(header, txn.pages.len() as u32)?;
     for (pgno, page) in &txn.pages {
@@ -186,7 +212,10 @@ fn capture_failed(db: &Database, cap: &mut CaptureState, why: &str) {
     db.counters().capture_errors += 1;
     db.update_progress(|p| p.last_error = Some(format!("capture: {why}")));
     db.request_snapshot(why);
-    crate::status::log_error(&format!("{}: capture: {why}; a snapshot will be shipped", db.name));
+    crate::status::log_error(&format!(
+        "{}: capture: {why}; a snapshot will be shipped",
+        db.name
+    ));
 }
 
 impl WalObserver {
@@ -246,7 +275,9 @@ impl WalObserver {
                 }
             }
         }
-        let Some((commit_frame, fh)) = ready else { return };
+        let Some((commit_frame, fh)) = ready else {
+            return;
+        };
         match capture(db, &mut cap, header, commit_frame, fh, file) {
             Ok(()) => cap.rewrote_in_place = false,
             Err(_) if cap.rewrote_in_place && cap.deferred_commit.is_none() => {
@@ -259,12 +290,21 @@ impl WalObserver {
                 // Keep following the log from this commit so later commits are still
                 // captured; the snapshot covers whatever this one missed.
                 capture_failed(db, &mut cap, &why);
-                cap.chain = Some(FrameChain::resume(&header, commit_frame + 1, (fh.cksum1, fh.cksum2)));
+                cap.chain = Some(FrameChain::resume(
+                    &header,
+                    commit_frame + 1,
+                    (fh.cksum1, fh.cksum2),
+                ));
                 cap.rewrote_in_place = false;
             }
         }
         drop(cap);
-        crate::uploader::wake();
+        // Only the first pending commit needs to wake the uploader: with commits already
+        // pending it has a deadline and comes back by itself (a wake-up per commit costs a
+        // context switch on the commit path).
+        if self.db.spool.pending_summary().is_none_or(|(n, _)| n <= 1) {
+            crate::uploader::wake();
+        }
     }
 
     pub fn after_truncate(&self, size: u64) {
@@ -294,20 +334,36 @@ fn capture(
     fh: FrameHeader,
     file: &mut dyn ReadAt,
 ) -> Result<(), String> {
-    let chain = cap.chain.as_mut().ok_or("the WAL position was unknown before this commit")?;
+    let chain = cap
+        .chain
+        .as_mut()
+        .ok_or("the WAL position was unknown before this commit")?;
     let first = chain.next_frame();
     if commit_frame < first {
-        return Err(format!("commit frame {commit_frame} precedes the next expected frame {first}"));
+        return Err(format!(
+            "commit frame {commit_frame} precedes the next expected frame {first}"
+        ));
     }
     let record = RecordHeader {
         page_size: header.page_size,
         commit_size: fh.commit_size,
-        end: WalPosition { salt1: header.salt1, salt2: header.salt2, frame: commit_frame },
+        end: WalPosition {
+            salt1: header.salt1,
+            salt2: header.salt2,
+            frame: commit_frame,
+        },
         end_cksum: (fh.cksum1, fh.cksum2),
         captured_at_ms: now_ms(),
+        integrity: Integrity::WalChain {
+            start: chain.checksum(),
+            big_endian: header.big_endian_checksums(),
+        },
     };
     let mut trial = chain.clone();
-    let mut rec = db.spool.begin_record(record, commit_frame - first + 1).map_err(|e| e.to_string())?;
+    let mut rec = db
+        .spool
+        .begin_record(record, commit_frame - first + 1)
+        .map_err(|e| e.to_string())?;
     let mut buf = vec![0u8; FRAME_HEADER_SIZE + header.page_size as usize];
     for f in first..=commit_frame {
         let off = wal::frame_offset(header.page_size, f);
@@ -319,7 +375,11 @@ fn capture(
         let (h, page) = buf.split_at(FRAME_HEADER_SIZE);
         match trial.accept(h, page) {
             Ok(Some(frame)) => rec.push(frame.pgno, page).map_err(|e| e.to_string())?,
-            _ => return Err(format!("WAL frame {f} does not continue the checksum chain")),
+            _ => {
+                return Err(format!(
+                    "WAL frame {f} does not continue the checksum chain"
+                ))
+            }
         }
     }
     rec.commit().map_err(|e| e.to_string())?;
@@ -330,7 +390,9 @@ fn capture(
 
 /// A file is about to be deleted; a deleted WAL means the next writer starts a new log.
 pub fn before_delete(path: &str) {
-    let Some(db) = db_path_of(path).and_then(|p| database::get(&p)) else { return };
+    let Some(db) = db_path_of(path).and_then(|p| database::get(&p)) else {
+        return;
+    };
     forget_wal(&db);
 }
 

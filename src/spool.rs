@@ -12,9 +12,14 @@
 //!   is how a torn update of this file is detected after a crash.
 //! - `seg/<first seq %016x>.seg`: append-only segments of records. A record is
 //!   `"RSP1" | seq u64 | page size u32 | db size after commit u32 | salt1 u32 | salt2 u32 |
-//!   commit frame u32 | wal checksum u32 u32 | page count u32 | captured at (ms) u64`
-//!   (52 bytes, big-endian), then `page count` × (`pgno u32` ‖ page), then a CRC-64 of all of
-//!   the above. Pages are in WAL frame order; a later entry for the same page wins.
+//!   commit frame u32 | wal checksum u32 u32 | page count u32 | captured at (ms) u64 |
+//!   integrity u32 | wal checksum before the first frame u32 u32` (64 bytes, big-endian),
+//!   then `page count` × (`pgno u32` ‖ page), then a CRC-64. Pages are in WAL frame order; a
+//!   later entry for the same page wins. Integrity 1/2 ("WAL chain", little/big-endian): the
+//!   entries are the transaction's WAL frames, so recovery recomputes SQLite's own frame
+//!   checksum chain from the stored start to the stored end, and the CRC covers only the
+//!   header; the commit path then hashes nothing it has not already verified. Integrity 0:
+//!   the CRC covers header and entries (records built from a scan, not in frame order).
 //! - `overflow`: present while captured commits were dropped because the spool was over its
 //!   size cap; the uploader must then ship a snapshot (which also removes the marker).
 //!
@@ -31,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 const RECORD_MAGIC: &[u8; 4] = b"RSP1";
-const RECORD_HEADER_SIZE: u64 = 52;
+const RECORD_HEADER_SIZE: u64 = 64;
 /// A new segment is started past this size, so shipped data can be deleted in pieces.
 const SEGMENT_ROLL_BYTES: u64 = 64 << 20;
 
@@ -39,7 +44,9 @@ const SEGMENT_ROLL_BYTES: u64 = 64 << 20;
 pub enum SpoolError {
     Io(String),
     /// The record would take the spool past its cap; the caller must fall back to a snapshot.
-    Overflow { cap_bytes: u64 },
+    Overflow {
+        cap_bytes: u64,
+    },
     Corrupt(String),
 }
 
@@ -85,7 +92,10 @@ impl SpoolState {
             self.replica_url, self.txid, self.post_checksum, self.page_size, self.commit, self.shipped_seq, self.shipped_at_ms
         );
         if let Some((p, c)) = self.position {
-            s += &format!("position={},{},{},{},{}\n", p.salt1, p.salt2, p.frame, c.0, c.1);
+            s += &format!(
+                "position={},{},{},{},{}\n",
+                p.salt1, p.salt2, p.frame, c.0, c.1
+            );
         }
         s
     }
@@ -93,8 +103,13 @@ impl SpoolState {
     fn decode(text: &str) -> Result<SpoolState, String> {
         let mut st = SpoolState::default();
         for line in text.lines().filter(|l| !l.is_empty()) {
-            let (k, v) = line.split_once('=').ok_or_else(|| format!("bad line {line:?}"))?;
-            let num = |v: &str| v.parse::<u64>().map_err(|_| format!("bad value for {k}: {v:?}"));
+            let (k, v) = line
+                .split_once('=')
+                .ok_or_else(|| format!("bad line {line:?}"))?;
+            let num = |v: &str| {
+                v.parse::<u64>()
+                    .map_err(|_| format!("bad value for {k}: {v:?}"))
+            };
             match k {
                 "replica_url" => st.replica_url = v.to_string(),
                 "txid" => st.txid = num(v)?,
@@ -111,7 +126,14 @@ impl SpoolState {
                     if n.len() != 5 {
                         return Err(format!("bad position {v:?}"));
                     }
-                    st.position = Some((WalPosition { salt1: n[0], salt2: n[1], frame: n[2] }, (n[3], n[4])));
+                    st.position = Some((
+                        WalPosition {
+                            salt1: n[0],
+                            salt2: n[1],
+                            frame: n[2],
+                        },
+                        (n[3], n[4]),
+                    ));
                 }
                 _ => {} // written by a newer version: ignore
             }
@@ -144,6 +166,16 @@ impl RecordMeta {
     }
 }
 
+/// How a record's pages are protected against a torn write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Integrity {
+    /// A CRC-64 over the whole record.
+    Crc,
+    /// The entries are WAL frames in order: SQLite's checksum chain from `start` must end at
+    /// the record's `end_cksum` (the header alone gets a CRC).
+    WalChain { start: (u32, u32), big_endian: bool },
+}
+
 /// The header of a record about to be appended.
 #[derive(Debug, Clone, Copy)]
 pub struct RecordHeader {
@@ -152,6 +184,7 @@ pub struct RecordHeader {
     pub end: WalPosition,
     pub end_cksum: (u32, u32),
     pub captured_at_ms: u64,
+    pub integrity: Integrity,
 }
 
 struct Segment {
@@ -200,7 +233,8 @@ impl Spool {
         let state = match std::fs::read_to_string(&state_path) {
             Ok(t) => {
                 rec.had_state = true;
-                SpoolState::decode(&t).map_err(|m| SpoolError::Corrupt(format!("{}: {m}", state_path.display())))?
+                SpoolState::decode(&t)
+                    .map_err(|m| SpoolError::Corrupt(format!("{}: {m}", state_path.display())))?
             }
             Err(e) if e.kind() == ErrorKind::NotFound => SpoolState::default(),
             Err(e) => return Err(io("reading", &state_path, e)),
@@ -223,8 +257,12 @@ impl Spool {
             }
             if valid_len < file_len {
                 rec.torn_bytes_dropped += file_len - valid_len;
-                let f = OpenOptions::new().write(true).open(&path).map_err(|e| io("opening", &path, e))?;
-                f.set_len(valid_len).map_err(|e| io("truncating", &path, e))?;
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| io("opening", &path, e))?;
+                f.set_len(valid_len)
+                    .map_err(|e| io("truncating", &path, e))?;
                 // Anything after a torn record was never acknowledged by a commit: drop later segments.
                 for later in &ids[i + 1..] {
                     let p = seg_dir.join(format!("{later:016x}.seg"));
@@ -240,7 +278,11 @@ impl Spool {
         let segment = match last_segment {
             Some((id, len)) => {
                 let path = seg_dir.join(format!("{id:016x}.seg"));
-                let file = OpenOptions::new().read(true).append(true).open(&path).map_err(|e| io("opening", &path, e))?;
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| io("opening", &path, e))?;
                 Some(Segment { id, file, len })
             }
             None => None,
@@ -249,7 +291,14 @@ impl Spool {
         let spool = Spool {
             dir: dir.to_path_buf(),
             cap_bytes,
-            inner: Mutex::new(Inner { state, pending, pending_bytes, next_seq: max_seq + 1, segment, overflowed }),
+            inner: Mutex::new(Inner {
+                state,
+                pending,
+                pending_bytes,
+                next_seq: max_seq + 1,
+                segment,
+                overflowed,
+            }),
         };
         Ok((spool, rec))
     }
@@ -263,7 +312,11 @@ impl Spool {
     }
 
     /// Starts appending one record of `npages` pages; the caller pushes exactly that many.
-    pub fn begin_record(&self, header: RecordHeader, npages: u32) -> Result<RecordWriter<'_>, SpoolError> {
+    pub fn begin_record(
+        &self,
+        header: RecordHeader,
+        npages: u32,
+    ) -> Result<RecordWriter<'_>, SpoolError> {
         let mut inner = self.lock();
         let len = RECORD_HEADER_SIZE + npages as u64 * (4 + header.page_size as u64) + 8;
         if inner.overflowed || inner.pending_bytes + len > self.cap_bytes {
@@ -272,7 +325,9 @@ impl Spool {
                 let p = self.dir.join("overflow");
                 File::create(&p).map_err(|e| io("creating", &p, e))?;
             }
-            return Err(SpoolError::Overflow { cap_bytes: self.cap_bytes });
+            return Err(SpoolError::Overflow {
+                cap_bytes: self.cap_bytes,
+            });
         }
         let roll = match &inner.segment {
             None => true,
@@ -283,11 +338,16 @@ impl Spool {
             let path = self.dir.join("seg").join(format!("{seq:016x}.seg"));
             let file = OpenOptions::new()
                 .read(true)
-                .append(true)
+                .write(true)
                 .create(true)
+                .truncate(true)
                 .open(&path)
                 .map_err(|e| io("creating", &path, e))?;
-            inner.segment = Some(Segment { id: seq, file, len: 0 });
+            inner.segment = Some(Segment {
+                id: seq,
+                file,
+                len: 0,
+            });
         }
         let seg = inner.segment.as_ref().expect("segment just ensured");
         let meta = RecordMeta {
@@ -301,7 +361,11 @@ impl Spool {
             segment: seg.id,
             offset: seg.len,
         };
-        let mut buf = Vec::with_capacity((RECORD_HEADER_SIZE as usize + (4 + header.page_size as usize) * (npages as usize).min(64)).max(64));
+        let mut buf = Vec::with_capacity(
+            (RECORD_HEADER_SIZE as usize
+                + (4 + header.page_size as usize) * (npages as usize).min(64))
+            .max(64),
+        );
         buf.extend_from_slice(RECORD_MAGIC);
         buf.extend_from_slice(&seq.to_be_bytes());
         for v in [
@@ -317,14 +381,40 @@ impl Spool {
             buf.extend_from_slice(&v.to_be_bytes());
         }
         buf.extend_from_slice(&header.captured_at_ms.to_be_bytes());
+        let (kind, start) = match header.integrity {
+            Integrity::Crc => (0u32, (0, 0)),
+            Integrity::WalChain { start, big_endian } => (1 + big_endian as u32, start),
+        };
+        for v in [kind, start.0, start.1] {
+            buf.extend_from_slice(&v.to_be_bytes());
+        }
         let mut crc = Crc64::new();
         crc.update(&buf);
-        Ok(RecordWriter { spool: self, inner, meta, npages, buf, crc, written: 0 })
+        let hash_entries = header.integrity == Integrity::Crc;
+        Ok(RecordWriter {
+            spool: self,
+            inner,
+            meta,
+            npages,
+            buf,
+            crc,
+            hash_entries,
+            written: 0,
+        })
     }
 
     /// Records not yet shipped, oldest first.
     pub fn pending(&self) -> Vec<RecordMeta> {
         self.lock().pending.clone()
+    }
+
+    /// How many records are pending and when the oldest was captured, without copying them.
+    pub fn pending_summary(&self) -> Option<(usize, u64)> {
+        let inner = self.lock();
+        inner
+            .pending
+            .first()
+            .map(|r| (inner.pending.len(), r.captured_at_ms))
     }
 
     pub fn pending_bytes(&self) -> u64 {
@@ -354,17 +444,28 @@ impl Spool {
     }
 
     /// Reads page `i` of a record into `buf`.
-    pub fn read_page(&self, rec: &RecordMeta, i: usize, buf: &mut Vec<u8>) -> Result<(), SpoolError> {
-        let path = self.dir.join("seg").join(format!("{:016x}.seg", rec.segment));
+    pub fn read_page(
+        &self,
+        rec: &RecordMeta,
+        i: usize,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), SpoolError> {
+        let path = self
+            .dir
+            .join("seg")
+            .join(format!("{:016x}.seg", rec.segment));
         let file = {
             let inner = self.lock();
             match &inner.segment {
-                Some(s) if s.id == rec.segment => s.file.try_clone().map_err(|e| io("opening", &path, e))?,
+                Some(s) if s.id == rec.segment => {
+                    s.file.try_clone().map_err(|e| io("opening", &path, e))?
+                }
                 _ => File::open(&path).map_err(|e| io("opening", &path, e))?,
             }
         };
         buf.resize(rec.page_size as usize, 0);
-        file.read_exact_at(buf, rec.page_offset(i)).map_err(|e| io("reading", &path, e))
+        file.read_exact_at(buf, rec.page_offset(i))
+            .map_err(|e| io("reading", &path, e))
     }
 
     /// Records the replica's new state: every record up to `state.shipped_seq` is shipped
@@ -381,23 +482,31 @@ impl Spool {
         inner.state = state;
         // Segments entirely before the first pending record can go; so can the current one
         // once it is fully shipped (the next append starts a fresh one).
+        // Segments entirely before the first pending record can go. When nothing is
+        // pending, the current segment is rewritten from its start instead of being
+        // replaced: overwriting blocks the file already has is much cheaper on the commit
+        // path than allocating new ones (recovery stops at the first record whose sequence
+        // number does not follow, so the stale tail is never read as records).
         let keep_from = inner.pending.first().map(|r| r.segment);
         let current = inner.segment.as_ref().map(|s| s.id);
         if keep_from.is_none() {
-            inner.segment = None;
+            match inner.segment.as_mut() {
+                Some(seg) if seg.len < SEGMENT_ROLL_BYTES => seg.len = 0,
+                _ => inner.segment = None,
+            }
         }
+        let keep_current = keep_from.is_none() && inner.segment.is_some();
         drop(inner);
         let seg_dir = self.dir.join("seg");
         for id in segment_ids(&seg_dir)? {
             let obsolete = match keep_from {
                 Some(first) => id < first,
-                None => true,
+                None => !(keep_current && Some(id) == current),
             };
             if obsolete {
                 let _ = std::fs::remove_file(seg_dir.join(format!("{id:016x}.seg")));
             }
         }
-        let _ = current;
         Ok(())
     }
 
@@ -421,11 +530,19 @@ impl Spool {
             Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(io("reading", &path, e)),
         };
-        Ok(bytes.chunks_exact(8).map(|c| u64::from_be_bytes(c.try_into().unwrap())).collect())
+        Ok(bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_be_bytes(c.try_into().unwrap()))
+            .collect())
     }
 
     /// Writes the changed entries of the per-page checksum table, and its new length.
-    pub fn store_page_checksums(&self, table: &[u64], changed: &[u32], rewrite_all: bool) -> Result<(), SpoolError> {
+    pub fn store_page_checksums(
+        &self,
+        table: &[u64],
+        changed: &[u32],
+        rewrite_all: bool,
+    ) -> Result<(), SpoolError> {
         let path = self.dir.join("pages.crc");
         let write = || -> std::io::Result<()> {
             if rewrite_all {
@@ -439,7 +556,11 @@ impl Spool {
                 f.sync_all()?;
                 return std::fs::rename(&tmp, &path);
             }
-            let f = OpenOptions::new().write(true).create(true).truncate(false).open(&path)?;
+            let f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)?;
             for &pgno in changed {
                 if let Some(v) = table.get(pgno as usize - 1) {
                     f.write_all_at(&v.to_be_bytes(), (pgno as u64 - 1) * 8)?;
@@ -465,12 +586,14 @@ pub struct RecordWriter<'a> {
     npages: u32,
     buf: Vec<u8>,
     crc: Crc64,
+    hash_entries: bool,
     written: u64,
 }
 
 impl RecordWriter<'_> {
     pub fn push(&mut self, pgno: u32, page: &[u8]) -> Result<(), SpoolError> {
-        if self.meta.pgnos.len() as u32 >= self.npages || page.len() != self.meta.page_size as usize {
+        if self.meta.pgnos.len() as u32 >= self.npages || page.len() != self.meta.page_size as usize
+        {
             return Err(SpoolError::Corrupt(format!(
                 "record {}: page {pgno} does not fit the record header",
                 self.meta.seq
@@ -479,7 +602,9 @@ impl RecordWriter<'_> {
         let start = self.buf.len();
         self.buf.extend_from_slice(&pgno.to_be_bytes());
         self.buf.extend_from_slice(page);
-        self.crc.update(&self.buf[start..]);
+        if self.hash_entries {
+            self.crc.update(&self.buf[start..]);
+        }
         self.meta.pgnos.push(pgno);
         if self.buf.len() >= 1 << 20 {
             self.flush()?;
@@ -488,8 +613,14 @@ impl RecordWriter<'_> {
     }
 
     fn flush(&mut self) -> Result<(), SpoolError> {
-        let seg = self.inner.segment.as_mut().expect("record writer has a segment");
-        seg.file.write_all(&self.buf).map_err(|e| SpoolError::Io(format!("appending to spool: {e}")))?;
+        let seg = self
+            .inner
+            .segment
+            .as_mut()
+            .expect("record writer has a segment");
+        seg.file
+            .write_all_at(&self.buf, seg.len + self.written)
+            .map_err(|e| SpoolError::Io(format!("appending to spool: {e}")))?;
         self.written += self.buf.len() as u64;
         self.buf.clear();
         Ok(())
@@ -498,9 +629,12 @@ impl RecordWriter<'_> {
     /// Finishes the record and returns its sequence number.
     pub fn commit(mut self) -> Result<u64, SpoolError> {
         if self.meta.pgnos.len() as u32 != self.npages {
-            return Err(SpoolError::Corrupt(format!("record {}: short of pages", self.meta.seq)));
+            return Err(SpoolError::Corrupt(format!(
+                "record {}: short of pages",
+                self.meta.seq
+            )));
         }
-        let crc = std::mem::replace(&mut self.crc, Crc64::new()).finish();
+        let crc = self.crc.finish();
         self.buf.extend_from_slice(&crc.to_be_bytes());
         self.flush()?;
         let meta = std::mem::replace(
@@ -509,7 +643,11 @@ impl RecordWriter<'_> {
                 seq: 0,
                 page_size: 0,
                 commit_size: 0,
-                end: WalPosition { salt1: 0, salt2: 0, frame: 0 },
+                end: WalPosition {
+                    salt1: 0,
+                    salt2: 0,
+                    frame: 0,
+                },
                 end_cksum: (0, 0),
                 captured_at_ms: 0,
                 pgnos: Vec::new(),
@@ -576,6 +714,9 @@ fn read_segment(path: &Path, id: u64) -> Result<(Vec<RecordMeta>, u64, u64), Spo
         }
         let be32 = |o: usize| u32::from_be_bytes(header[o..o + 4].try_into().unwrap());
         let seq = u64::from_be_bytes(header[4..12].try_into().unwrap());
+        if records.last().is_some_and(|r: &RecordMeta| seq <= r.seq) {
+            break; // a stale record from before the segment was reused
+        }
         let page_size = be32(12);
         let npages = be32(40);
         if !(512..=65536).contains(&page_size) || !page_size.is_power_of_two() {
@@ -585,29 +726,55 @@ fn read_segment(path: &Path, id: u64) -> Result<(Vec<RecordMeta>, u64, u64), Spo
         if offset + RECORD_HEADER_SIZE + body_len + 8 > file_len {
             break;
         }
+        let commit_size = be32(16);
+        let end_cksum = (be32(32), be32(36));
+        let kind = be32(52);
+        let mut chain = (be32(56), be32(60));
+        if kind > 2 {
+            break;
+        }
         let mut crc = Crc64::new();
         crc.update(&header);
         let mut pgnos = Vec::with_capacity(npages as usize);
         let mut entry = vec![0u8; 4 + page_size as usize];
         let mut ok = true;
-        for _ in 0..npages {
+        for i in 0..npages {
             if f.read_exact(&mut entry).is_err() {
                 ok = false;
                 break;
             }
-            crc.update(&entry);
+            if kind == 0 {
+                crc.update(&entry);
+            } else {
+                // The frame header's first 8 bytes: page number and, on the last frame, the
+                // database size after commit.
+                let mut fh = [0u8; 8];
+                fh[..4].copy_from_slice(&entry[..4]);
+                if i + 1 == npages {
+                    fh[4..].copy_from_slice(&commit_size.to_be_bytes());
+                }
+                chain = crate::wal::wal_checksum(kind == 2, chain, &fh);
+                chain = crate::wal::wal_checksum(kind == 2, chain, &entry[4..]);
+            }
             pgnos.push(u32::from_be_bytes(entry[0..4].try_into().unwrap()));
         }
         let mut tail = [0u8; 8];
         if !ok || f.read_exact(&mut tail).is_err() || u64::from_be_bytes(tail) != crc.finish() {
             break;
         }
+        if kind != 0 && chain != end_cksum {
+            break;
+        }
         records.push(RecordMeta {
             seq,
             page_size,
-            commit_size: be32(16),
-            end: WalPosition { salt1: be32(20), salt2: be32(24), frame: be32(28) },
-            end_cksum: (be32(32), be32(36)),
+            commit_size,
+            end: WalPosition {
+                salt1: be32(20),
+                salt2: be32(24),
+                frame: be32(28),
+            },
+            end_cksum,
             captured_at_ms: u64::from_be_bytes(header[44..52].try_into().unwrap()),
             pgnos,
             segment: id,
@@ -632,14 +799,21 @@ mod tests {
         RecordHeader {
             page_size: 512,
             commit_size: 3,
-            end: WalPosition { salt1: 7, salt2: 9, frame },
+            end: WalPosition {
+                salt1: 7,
+                salt2: 9,
+                frame,
+            },
             end_cksum: (frame, frame + 1),
             captured_at_ms: 1000 + frame as u64,
+            integrity: Integrity::Crc,
         }
     }
 
     fn append(spool: &Spool, frame: u32, pages: &[(u32, u8)]) -> u64 {
-        let mut w = spool.begin_record(header(frame), pages.len() as u32).unwrap();
+        let mut w = spool
+            .begin_record(header(frame), pages.len() as u32)
+            .unwrap();
         for (pgno, fill) in pages {
             w.push(*pgno, &[*fill; 512]).unwrap();
         }
@@ -725,7 +899,10 @@ mod tests {
         let dir = tmpdir("cap");
         let (spool, _) = Spool::open(&dir, 2000).unwrap();
         append(&spool, 2, &[(1, 1), (2, 1)]);
-        assert!(matches!(spool.begin_record(header(3), 4), Err(SpoolError::Overflow { .. })));
+        assert!(matches!(
+            spool.begin_record(header(3), 4),
+            Err(SpoolError::Overflow { .. })
+        ));
         drop(spool);
         let (spool, rec) = Spool::open(&dir, 2000).unwrap();
         assert!(rec.overflowed && spool.is_overflowed());
@@ -734,6 +911,90 @@ mod tests {
         spool.mark_shipped(st).unwrap();
         assert!(!spool.is_overflowed());
         append(&spool, 5, &[(1, 1)]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Appends frames sealed by a real WAL checksum chain, as capture does.
+    fn append_chained(
+        spool: &Spool,
+        chain: &mut crate::wal::FrameChain,
+        big_endian: bool,
+        pages: &[(u32, u8)],
+        size: u32,
+    ) {
+        let start = chain.checksum();
+        let mut frames = Vec::new();
+        for (i, &(pgno, fill)) in pages.iter().enumerate() {
+            let commit = if i + 1 == pages.len() { size } else { 0 };
+            frames.push(chain.seal(pgno, commit, &[fill; 512]).unwrap());
+        }
+        let last = frames.last().unwrap();
+        let header = RecordHeader {
+            page_size: 512,
+            commit_size: size,
+            end: WalPosition {
+                salt1: last.salt1,
+                salt2: last.salt2,
+                frame: chain.next_frame() - 1,
+            },
+            end_cksum: last.checksum(),
+            captured_at_ms: 1,
+            integrity: Integrity::WalChain { start, big_endian },
+        };
+        let mut w = spool.begin_record(header, pages.len() as u32).unwrap();
+        for &(pgno, fill) in pages {
+            w.push(pgno, &[fill; 512]).unwrap();
+        }
+        w.commit().unwrap();
+    }
+
+    #[test]
+    fn wal_chain_records_are_verified_by_sqlites_checksums_on_recovery() {
+        for big_endian in [false, true] {
+            let dir = tmpdir(&format!("chain-{big_endian}"));
+            let (spool, _) = Spool::open(&dir, 1 << 30).unwrap();
+            let header = crate::wal::WalHeader::new(big_endian, 512, 0, 11, 22);
+            let mut chain = crate::wal::FrameChain::new(&header);
+            append_chained(&spool, &mut chain, big_endian, &[(1, 1), (2, 2), (1, 3)], 2);
+            append_chained(&spool, &mut chain, big_endian, &[(3, 4)], 3);
+            drop(spool);
+            let (_, rec) = Spool::open(&dir, 1 << 30).unwrap();
+            assert_eq!(
+                (rec.records, rec.torn_bytes_dropped),
+                (2, 0),
+                "big_endian={big_endian}"
+            );
+            // Flip one byte of the second record's page: its chain no longer ends where the
+            // header says, so recovery drops it (and only it).
+            let seg = dir.join("seg").join(format!("{:016x}.seg", 1));
+            let mut bytes = std::fs::read(&seg).unwrap();
+            let n = bytes.len();
+            bytes[n - 8 - 100] ^= 0x40;
+            std::fs::write(&seg, &bytes).unwrap();
+            let (spool, rec) = Spool::open(&dir, 1 << 30).unwrap();
+            assert_eq!(rec.records, 1, "big_endian={big_endian}");
+            assert_eq!(spool.pending()[0].pgnos, vec![1, 2, 1]);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+
+    #[test]
+    fn a_reused_segment_never_resurrects_shipped_records() {
+        let dir = tmpdir("reuse");
+        let (spool, _) = Spool::open(&dir, 1 << 30).unwrap();
+        append(&spool, 2, &[(1, 1), (2, 1), (3, 1)]);
+        append(&spool, 3, &[(1, 2)]);
+        let mut st = spool.state();
+        st.shipped_seq = 2;
+        spool.mark_shipped(st).unwrap();
+        // The segment is rewritten from its start: one short record over the old ones.
+        append(&spool, 4, &[(4, 4)]);
+        drop(spool);
+        let (spool, rec) = Spool::open(&dir, 1 << 30).unwrap();
+        assert_eq!(rec.records, 1);
+        assert_eq!(spool.pending()[0].seq, 3);
+        assert_eq!(spool.pending()[0].pgnos, vec![4]);
+        assert_eq!(append(&spool, 5, &[(5, 5)]), 4);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -746,7 +1007,14 @@ mod tests {
             page_size: 4096,
             commit: 10,
             shipped_seq: 9,
-            position: Some((WalPosition { salt1: 1, salt2: 2, frame: 3 }, (4, 5))),
+            position: Some((
+                WalPosition {
+                    salt1: 1,
+                    salt2: 2,
+                    frame: 3,
+                },
+                (4, 5),
+            )),
             shipped_at_ms: 12,
         };
         assert_eq!(SpoolState::decode(&st.encode()).unwrap(), st);

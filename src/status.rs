@@ -34,8 +34,14 @@ pub fn log_error(msg: &str) {
 }
 
 fn log_line(level: &str, msg: &str) {
-    crate::ffi::sqlite_log(libsqlite3_sys::SQLITE_WARNING, &format!("libreplica: {msg}"));
-    if std::env::var("REPLICA_LOG").map(|v| v == "stderr").unwrap_or(false) {
+    crate::ffi::sqlite_log(
+        libsqlite3_sys::SQLITE_WARNING,
+        &format!("libreplica: {msg}"),
+    );
+    if std::env::var("REPLICA_LOG")
+        .map(|v| v == "stderr")
+        .unwrap_or(false)
+    {
         eprintln!("libreplica {level}: {msg}");
     }
 }
@@ -97,7 +103,10 @@ pub fn rows(now_ms: u64) -> Vec<StatusRow> {
             let progress = db.progress();
             let pending = db.spool.pending();
             let c = db.counters().clone();
-            let lag = pending.first().map(|r| now_ms.saturating_sub(r.captured_at_ms)).unwrap_or(0);
+            let lag = pending
+                .first()
+                .map(|r| now_ms.saturating_sub(r.captured_at_ms))
+                .unwrap_or(0);
             let behind = !pending.is_empty() || progress.needs_snapshot.is_some();
             let state = if progress.last_error.is_some() {
                 "error".to_string()
@@ -178,11 +187,24 @@ pub fn format_rfc3339(ms: u64) -> String {
 pub fn parse_rfc3339(s: &str) -> Option<u64> {
     let s = s.trim();
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<u32>().ok();
-    let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let (y, mo, d, h, mi, se) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
@@ -207,7 +229,11 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
             let oh = num(i + 1..i + 3)? as i64;
             let om = num(i + 4..i + 6)? as i64;
             let v = oh * 3600 + om * 60;
-            if sign == b'+' { v } else { -v }
+            if sign == b'+' {
+                v
+            } else {
+                -v
+            }
         }
         _ => return None,
     };
@@ -226,8 +252,14 @@ mod tests {
         assert_eq!(parse_rfc3339(&format_rfc3339(ms)), Some(ms));
         assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(parse_rfc3339("2000-02-29T12:00:00Z"), Some(951_825_600_000));
-        assert_eq!(parse_rfc3339("2000-02-29T13:30:00+01:30"), Some(951_825_600_000));
-        assert_eq!(parse_rfc3339("2000-02-29T12:00:00.5Z"), Some(951_825_600_500));
+        assert_eq!(
+            parse_rfc3339("2000-02-29T13:30:00+01:30"),
+            Some(951_825_600_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2000-02-29T12:00:00.5Z"),
+            Some(951_825_600_500)
+        );
         assert_eq!(parse_rfc3339("yesterday"), None);
         assert_eq!(parse_rfc3339("2000-13-01T00:00:00Z"), None);
     }

@@ -22,14 +22,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+/// What a snapshot does with the database file and its WAL (if any).
+pub type LockedRead<'a> =
+    dyn FnMut(&mut dyn ReadAt, Option<&mut dyn ReadAt>) -> Result<(), Error> + 'a;
+
 /// Reads the live database consistently, for snapshots.
 pub trait SnapshotSource: Send + Sync {
-    /// Calls `f` with the database file and its WAL (if any) while holding the write lock.
-    fn with_write_lock(
-        &self,
-        db_path: &Path,
-        f: &mut dyn FnMut(&mut dyn ReadAt, Option<&mut dyn ReadAt>) -> Result<(), Error>,
-    ) -> Result<(), Error>;
+    /// Calls `f` with the database file and its WAL while holding the write lock.
+    fn with_write_lock(&self, db_path: &Path, f: &mut LockedRead<'_>) -> Result<(), Error>;
 }
 
 /// Level-0 batches larger than this are split at a transaction boundary.
@@ -43,10 +43,17 @@ pub enum Step {
     Idle,
     /// Something is pending; come back at this time (ms since the epoch).
     WaitUntil(u64),
-    Shipped { txid: u64 },
-    Snapshot { txid: u64 },
+    Shipped {
+        txid: u64,
+    },
+    Snapshot {
+        txid: u64,
+    },
     /// The step failed; it will be retried after a backoff, until this time.
-    Failed { retry_at: u64, error: String },
+    Failed {
+        retry_at: u64,
+        error: String,
+    },
 }
 
 pub struct DbUploader {
@@ -70,7 +77,10 @@ impl DbUploader {
         Self::with_store(db, store)
     }
 
-    pub fn with_store(db: Arc<Database>, store: Result<Box<dyn ObjectStore>, String>) -> DbUploader {
+    pub fn with_store(
+        db: Arc<Database>,
+        store: Result<Box<dyn ObjectStore>, String>,
+    ) -> DbUploader {
         let prefix = match &db.config.target {
             crate::config::ReplicaTarget::S3(t) => t.prefix.clone(),
             crate::config::ReplicaTarget::File { .. } => String::new(),
@@ -117,14 +127,21 @@ impl DbUploader {
                 self.failures = self.failures.saturating_add(1);
                 // Exponential backoff with jitter: 0.5 s, 1 s, 2 s … capped, ±25%.
                 let base = (500u64 << self.failures.min(8).saturating_sub(1)).min(MAX_BACKOFF_MS);
-                self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                self.seed = self
+                    .seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let jitter = (self.seed >> 33) % (base / 2 + 1);
                 self.retry_at = now + base * 3 / 4 + jitter;
                 let error = e.to_string();
-                self.db.update_progress(|p| p.last_error = Some(error.clone()));
+                self.db
+                    .update_progress(|p| p.last_error = Some(error.clone()));
                 self.db.counters().upload_errors += 1;
                 crate::status::log_error(&format!("{}: {error}", self.db.name));
-                let step = Step::Failed { retry_at: self.retry_at, error };
+                let step = Step::Failed {
+                    retry_at: self.retry_at,
+                    error,
+                };
                 self.refresh_counters(&step);
                 step
             }
@@ -147,7 +164,9 @@ impl DbUploader {
     }
 
     fn store(&self) -> Result<&dyn ObjectStore, Error> {
-        self.store.as_deref().map_err(|e| Error::Unsupported(e.clone()))
+        self.store
+            .as_deref()
+            .map_err(|e| Error::Unsupported(e.clone()))
     }
 
     fn key(&self, level: u8, min: u64, max: u64) -> String {
@@ -161,14 +180,13 @@ impl DbUploader {
         if self.db.progress().needs_snapshot.is_some() || self.table.is_none() {
             return self.snapshot(now, source);
         }
-        let pending = self.db.spool.pending();
-        let Some(first) = pending.first() else {
+        let Some((_, first_captured_at)) = self.db.spool.pending_summary() else {
             self.db.update_progress(|p| p.flush_requested = false);
             return Ok(Step::Idle);
         };
         let interval = self.db.config.sync_interval.as_millis() as u64;
         let flush = self.db.progress().flush_requested;
-        let due = if flush || self.last_ship_ms + interval <= first.captured_at_ms {
+        let due = if flush || self.last_ship_ms + interval <= first_captured_at {
             now // after an idle period, or asked for: ship at once
         } else {
             self.last_ship_ms + interval
@@ -176,13 +194,17 @@ impl DbUploader {
         if now < due {
             return Ok(Step::WaitUntil(due));
         }
-        self.ship_batch(now, &pending)
+        self.ship_batch(now, &self.db.spool.pending())
     }
 
     /// Start-up: one LIST to learn where the replica stands, compared with the spool.
     fn initialize(&mut self) -> Result<(), Error> {
         let store = self.store()?;
-        let list_prefix = if self.prefix.is_empty() { String::new() } else { format!("{}/", self.prefix) };
+        let list_prefix = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
         let objects = store.list(&list_prefix)?;
         let remote_max = objects
             .iter()
@@ -208,7 +230,8 @@ impl DbUploader {
             if table.len() as u32 == state.commit && xor == state.post_checksum {
                 self.table = Some(table);
             } else {
-                self.db.request_snapshot("the spool's page checksums do not match its state");
+                self.db
+                    .request_snapshot("the spool's page checksums do not match its state");
             }
         }
         self.initialized = true;
@@ -277,7 +300,10 @@ impl DbUploader {
                 break;
             }
             if r.page_size != state.page_size {
-                self.db.request_snapshot(&format!("page size changed from {} to {}", state.page_size, r.page_size));
+                self.db.request_snapshot(&format!(
+                    "page size changed from {} to {}",
+                    state.page_size, r.page_size
+                ));
                 return Ok(Step::WaitUntil(now));
             }
             bytes += len;
@@ -310,7 +336,8 @@ impl DbUploader {
             node_id: 0,
         };
         let scratch = self.db.spool.scratch_path("batch.ltx.tmp");
-        let file = std::fs::File::create(&scratch).map_err(|e| Error::Io(format!("{}: {e}", scratch.display())))?;
+        let file = std::fs::File::create(&scratch)
+            .map_err(|e| Error::Io(format!("{}: {e}", scratch.display())))?;
         let mut enc = Encoder::new(BufWriter::with_capacity(1 << 20, file), header)?;
         let mut raw = state.post_checksum;
         let mut changes: Vec<(u32, u64)> = Vec::with_capacity(latest.len());
@@ -340,7 +367,9 @@ impl DbUploader {
             raw ^= table[pgno as usize - 1];
         }
         let (w, _trailer) = enc.finish(carried_checksum(raw))?;
-        w.into_inner().map_err(|e| Error::Io(format!("{}: {e}", scratch.display())))?.sync_all()?;
+        w.into_inner()
+            .map_err(|e| Error::Io(format!("{}: {e}", scratch.display())))?
+            .sync_all()?;
         let size = std::fs::metadata(&scratch).map(|m| m.len()).unwrap_or(0);
         self.store()?.put_file(&self.key(0, txid, txid), &scratch)?;
         let _ = std::fs::remove_file(&scratch);
@@ -437,7 +466,10 @@ fn build_snapshot(
     let mut db_header = [0u8; 100];
     let have_header = dbf.read_at(0, &mut db_header)? == 100;
     let (page_size, commit) = match committed {
-        Some(m) => (m.header.expect("a commit implies a header").page_size, m.commit_size),
+        Some(m) => (
+            m.header.expect("a commit implies a header").page_size,
+            m.commit_size,
+        ),
         None => {
             if !have_header {
                 return Ok(None);
@@ -462,27 +494,37 @@ fn build_snapshot(
         max_txid: txid,
         timestamp_ms: now,
         pre_apply_checksum: 0,
-        wal_offset: position.map(|(p, _)| wal::frame_offset(page_size, p.frame)).unwrap_or(0),
-        wal_size: if position.is_some() { wal::FRAME_HEADER_SIZE as u64 + page_size as u64 } else { 0 },
+        wal_offset: position
+            .map(|(p, _)| wal::frame_offset(page_size, p.frame))
+            .unwrap_or(0),
+        wal_size: if position.is_some() {
+            wal::FRAME_HEADER_SIZE as u64 + page_size as u64
+        } else {
+            0
+        },
         wal_salt1: position.map(|(p, _)| p.salt1).unwrap_or(0),
         wal_salt2: position.map(|(p, _)| p.salt2).unwrap_or(0),
         node_id: 0,
     };
-    let file = std::fs::File::create(out).map_err(|e| Error::Io(format!("{}: {e}", out.display())))?;
+    let file =
+        std::fs::File::create(out).map_err(|e| Error::Io(format!("{}: {e}", out.display())))?;
     let mut enc = Encoder::new(BufWriter::with_capacity(1 << 20, file), header)?;
     let lock_pgno = ltx::lock_pgno(page_size);
     let mut table = vec![0u64; commit as usize];
     let mut raw = 0u64;
     let mut page = vec![0u8; page_size as usize];
-    let latest: HashMap<u32, u32> = committed.map(|m| m.latest_frame.iter().map(|(a, b)| (*a, *b)).collect()).unwrap_or_default();
+    let latest: HashMap<u32, u32> = committed
+        .map(|m| m.latest_frame.iter().map(|(a, b)| (*a, *b)).collect())
+        .unwrap_or_default();
     for pgno in 1..=commit {
         if pgno == lock_pgno {
             continue;
         }
         let n = match (latest.get(&pgno), walf.as_mut()) {
-            (Some(&frame), Some(w)) => {
-                w.read_at(wal::frame_offset(page_size, frame) + wal::FRAME_HEADER_SIZE as u64, &mut page)?
-            }
+            (Some(&frame), Some(w)) => w.read_at(
+                wal::frame_offset(page_size, frame) + wal::FRAME_HEADER_SIZE as u64,
+                &mut page,
+            )?,
             _ => dbf.read_at((pgno as u64 - 1) * page_size as u64, &mut page)?,
         };
         if n < page.len() {
@@ -494,8 +536,17 @@ fn build_snapshot(
         enc.encode_page(pgno, &page)?;
     }
     let (w, _) = enc.finish(carried_checksum(raw))?;
-    w.into_inner().map_err(|e| Error::Io(format!("{}: {e}", out.display())))?.sync_all()?;
-    Ok(Some(BuiltSnapshot { seq, page_size, commit, raw_checksum: raw, table, position }))
+    w.into_inner()
+        .map_err(|e| Error::Io(format!("{}: {e}", out.display())))?
+        .sync_all()?;
+    Ok(Some(BuiltSnapshot {
+        seq,
+        page_size,
+        commit,
+        raw_checksum: raw,
+        table,
+        position,
+    }))
 }
 
 // ---- the thread ------------------------------------------------------------------------
@@ -516,7 +567,9 @@ pub fn wake() {
     }
     let tx = WAKE.get_or_init(|| {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        let spawned = std::thread::Builder::new().name("replica-uploader".into()).spawn(move || run(rx));
+        let spawned = std::thread::Builder::new()
+            .name("replica-uploader".into())
+            .spawn(move || run(rx));
         if let Err(e) = spawned {
             crate::status::log_error(&format!("cannot start the uploader thread: {e}"));
         }
@@ -530,14 +583,21 @@ fn run(rx: crossbeam_channel::Receiver<()>) {
     let mut workers: HashMap<PathBuf, DbUploader> = HashMap::new();
     loop {
         for db in database::all() {
-            workers.entry(db.path.clone()).or_insert_with(|| DbUploader::new(db));
+            workers
+                .entry(db.path.clone())
+                .or_insert_with(|| DbUploader::new(db));
         }
         let now = now_ms();
         let mut next = now + 60_000;
         for w in workers.values_mut() {
             // A bug in one database's upload must not take the thread (and the others) down.
-            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.step(now, source.as_ref())))
-                .unwrap_or_else(|_| Step::Failed { retry_at: now + 1000, error: "internal error (panic)".into() });
+            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                w.step(now, source.as_ref())
+            }))
+            .unwrap_or_else(|_| Step::Failed {
+                retry_at: now + 1000,
+                error: "internal error (panic)".into(),
+            });
             match step {
                 Step::Shipped { .. } | Step::Snapshot { .. } => next = now,
                 Step::WaitUntil(t) | Step::Failed { retry_at: t, .. } => next = next.min(t),
@@ -595,11 +655,7 @@ mod tests {
     }
 
     impl SnapshotSource for FakeDb {
-        fn with_write_lock(
-            &self,
-            _db_path: &Path,
-            f: &mut dyn FnMut(&mut dyn ReadAt, Option<&mut dyn ReadAt>) -> Result<(), Error>,
-        ) -> Result<(), Error> {
+        fn with_write_lock(&self, _db_path: &Path, f: &mut LockedRead<'_>) -> Result<(), Error> {
             f(&mut Bytes(self.image()), None)
         }
     }
@@ -618,16 +674,27 @@ mod tests {
 
     impl Harness {
         fn new(name: &str) -> Harness {
-            let dir = std::env::temp_dir().join(format!("replica-uploader-{name}-{}", std::process::id()));
+            let dir = std::env::temp_dir()
+                .join(format!("replica-uploader-{name}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).unwrap();
             let cfg = ReplicaConfig {
-                target: ReplicaTarget::File { dir: dir.join("replica") },
+                target: ReplicaTarget::File {
+                    dir: dir.join("replica"),
+                },
                 sync_interval: Duration::from_millis(1000),
             };
             let db = Arc::new(Database::open(&dir.join("app.db"), cfg, 1 << 30).unwrap());
-            let live = FakeDb { pages: Mutex::new(vec![page(1), page(2), page(3)]) };
-            Harness { dir, db, store: Arc::new(MemoryStore::new()), live, frame: 0 }
+            let live = FakeDb {
+                pages: Mutex::new(vec![page(1), page(2), page(3)]),
+            };
+            Harness {
+                dir,
+                db,
+                store: Arc::new(MemoryStore::new()),
+                live,
+                frame: 0,
+            }
         }
 
         fn uploader(&self) -> DbUploader {
@@ -640,11 +707,20 @@ mod tests {
             let header = RecordHeader {
                 page_size: PS as u32,
                 commit_size: size,
-                end: WalPosition { salt1: 1, salt2: 2, frame: self.frame },
+                end: WalPosition {
+                    salt1: 1,
+                    salt2: 2,
+                    frame: self.frame,
+                },
                 end_cksum: (self.frame, 0),
                 captured_at_ms: at,
+                integrity: crate::spool::Integrity::Crc,
             };
-            let mut rec = self.db.spool.begin_record(header, pages.len() as u32).unwrap();
+            let mut rec = self
+                .db
+                .spool
+                .begin_record(header, pages.len() as u32)
+                .unwrap();
             let mut live = self.live.pages.lock().unwrap();
             for &(pgno, fill) in pages {
                 rec.push(pgno, &page(fill)).unwrap();
@@ -683,7 +759,10 @@ mod tests {
         let mut h = Harness::new("chain");
         let mut up = h.uploader();
         assert_eq!(up.step(10_000, &h.live), Step::Snapshot { txid: 1 });
-        assert_eq!(h.store.keys(), vec!["0009/0000000000000001-0000000000000001.ltx"]);
+        assert_eq!(
+            h.store.keys(),
+            vec!["0009/0000000000000001-0000000000000001.ltx"]
+        );
         let state1 = h.live.image();
 
         // Sporadic write after an idle period: shipped at once.
@@ -703,18 +782,33 @@ mod tests {
         assert_eq!(up.step(40_000, &h.live), Step::Shipped { txid: 4 });
         assert_eq!(up.step(40_001, &h.live), Step::Idle);
 
-        same(&h.restore(Target::Latest).unwrap(), &h.live.image(), "latest");
+        same(
+            &h.restore(Target::Latest).unwrap(),
+            &h.live.image(),
+            "latest",
+        );
         same(&h.restore(Target::Txid(1)).unwrap(), &state1, "txid 1");
         same(&h.restore(Target::Txid(2)).unwrap(), &state2, "txid 2");
         same(&h.restore(Target::Txid(3)).unwrap(), &state3, "txid 3");
-        same(&h.restore(Target::Timestamp(20_150)).unwrap(), &state2, "timestamp");
+        same(
+            &h.restore(Target::Timestamp(20_150)).unwrap(),
+            &state2,
+            "timestamp",
+        );
     }
 
     /// Compares database images past the synthetic header fields of page 1.
     fn same(restored: &[u8], expected: &[u8], what: &str) {
-        assert_eq!(restored.len(), expected.len(), "{what}: restored size differs");
+        assert_eq!(
+            restored.len(),
+            expected.len(),
+            "{what}: restored size differs"
+        );
         if let Some(i) = (100..restored.len()).find(|&i| restored[i] != expected[i]) {
-            panic!("{what}: restored database differs at byte {i} (page {})", i / PS + 1);
+            panic!(
+                "{what}: restored database differs at byte {i} (page {})",
+                i / PS + 1
+            );
         }
     }
 
@@ -738,8 +832,11 @@ mod tests {
         let mut up = h.uploader();
         up.step(1_000, &h.live);
         h.commit(&[(2, 7)], 3, 2_000);
-        *h.store.fail_with.lock().unwrap() = Some(StoreError::Transient("503 Service Unavailable".into()));
-        let Step::Failed { retry_at, error } = up.step(2_000, &h.live) else { panic!("expected a failure") };
+        *h.store.fail_with.lock().unwrap() =
+            Some(StoreError::Transient("503 Service Unavailable".into()));
+        let Step::Failed { retry_at, error } = up.step(2_000, &h.live) else {
+            panic!("expected a failure")
+        };
         assert!(error.contains("503"), "{error}");
         assert!(retry_at > 2_000 && retry_at <= 2_000 + MAX_BACKOFF_MS);
         assert_eq!(up.step(retry_at - 1, &h.live), Step::WaitUntil(retry_at));
@@ -748,7 +845,11 @@ mod tests {
         *h.store.fail_with.lock().unwrap() = None;
         assert_eq!(up.step(retry_at, &h.live), Step::Shipped { txid: 2 });
         assert!(h.db.progress().last_error.is_none());
-        same(&h.restore(Target::Latest).unwrap(), &h.live.image(), "latest");
+        same(
+            &h.restore(Target::Latest).unwrap(),
+            &h.live.image(),
+            "latest",
+        );
     }
 
     #[test]
@@ -760,12 +861,24 @@ mod tests {
         assert_eq!(up.step(2_000, &h.live), Step::Shipped { txid: 2 });
         h.commit(&[(4, 6)], 4, 3_000); // captured, not shipped: the process "dies"
         drop(up);
-        let db = Arc::new(Database::open(&h.dir.join("app.db"), h.db.config.clone(), 1 << 30).unwrap());
+        let db =
+            Arc::new(Database::open(&h.dir.join("app.db"), h.db.config.clone(), 1 << 30).unwrap());
         h.db = db;
         let mut up = h.uploader();
         assert_eq!(up.step(10_000, &h.live), Step::Shipped { txid: 3 });
-        assert_eq!(h.store.keys().iter().filter(|k| k.starts_with("0009/")).count(), 1);
-        same(&h.restore(Target::Latest).unwrap(), &h.live.image(), "latest");
+        assert_eq!(
+            h.store
+                .keys()
+                .iter()
+                .filter(|k| k.starts_with("0009/"))
+                .count(),
+            1
+        );
+        same(
+            &h.restore(Target::Latest).unwrap(),
+            &h.live.image(),
+            "latest",
+        );
     }
 
     #[test]
@@ -774,12 +887,19 @@ mod tests {
         let mut up = h.uploader();
         up.step(1_000, &h.live);
         // Somebody else wrote txid 2..5 into the same replica.
-        h.store.put("0000/0000000000000005-0000000000000005.ltx", b"not ours").unwrap();
-        let db = Arc::new(Database::open(&h.dir.join("app.db"), h.db.config.clone(), 1 << 30).unwrap());
+        h.store
+            .put("0000/0000000000000005-0000000000000005.ltx", b"not ours")
+            .unwrap();
+        let db =
+            Arc::new(Database::open(&h.dir.join("app.db"), h.db.config.clone(), 1 << 30).unwrap());
         h.db = db;
         let mut up = h.uploader();
         assert_eq!(up.step(2_000, &h.live), Step::Snapshot { txid: 6 });
-        same(&h.restore(Target::Latest).unwrap(), &h.live.image(), "latest");
+        same(
+            &h.restore(Target::Latest).unwrap(),
+            &h.live.image(),
+            "latest",
+        );
     }
 
     #[test]
@@ -793,15 +913,24 @@ mod tests {
         let header = RecordHeader {
             page_size: PS as u32,
             commit_size: 5,
-            end: WalPosition { salt1: 1, salt2: 2, frame: 99 },
+            end: WalPosition {
+                salt1: 1,
+                salt2: 2,
+                frame: 99,
+            },
             end_cksum: (0, 0),
             captured_at_ms: 2_001,
+            integrity: crate::spool::Integrity::Crc,
         };
         assert!(h.db.spool.begin_record(header, 5).is_err());
         h.db.request_snapshot("the spool overflowed");
         h.live.pages.lock().unwrap().push(page(42));
         assert_eq!(up.step(3_000, &h.live), Step::Snapshot { txid: 2 });
         assert!(!h.db.spool.is_overflowed());
-        same(&h.restore(Target::Latest).unwrap(), &h.live.image(), "latest");
+        same(
+            &h.restore(Target::Latest).unwrap(),
+            &h.live.image(),
+            "latest",
+        );
     }
 }

@@ -55,6 +55,7 @@ golden!(
     vfs_uri_param,
     replica_off_param,
     bad_config,
+    config_file,
     version,
 );
 
@@ -63,21 +64,30 @@ fn every_script_has_a_test() {
     let mut missing = Vec::new();
     for entry in std::fs::read_dir(sql_dir()).unwrap() {
         let path = entry.unwrap().path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
         if let Some(stem) = name.strip_suffix(".sql") {
             if !SCRIPTS.contains(&stem) {
                 missing.push(stem.to_string());
             }
             assert!(
-                sql_dir().join(format!("{stem}.expected")).exists() || std::env::var_os("UPDATE_GOLDEN").is_some(),
+                sql_dir().join(format!("{stem}.expected")).exists()
+                    || std::env::var_os("UPDATE_GOLDEN").is_some(),
                 "sql/tests/{stem}.sql has no .expected file (run with UPDATE_GOLDEN=1 to write it)"
             );
         }
     }
     for name in SCRIPTS {
-        assert!(sql_dir().join(format!("{name}.sql")).exists(), "golden!({name}) names a missing sql/tests/{name}.sql");
+        assert!(
+            sql_dir().join(format!("{name}.sql")).exists(),
+            "golden!({name}) names a missing sql/tests/{name}.sql"
+        );
     }
-    assert!(missing.is_empty(), "sql/tests scripts without a golden!() entry in tests/golden.rs: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "sql/tests scripts without a golden!() entry in tests/golden.rs: {missing:?}"
+    );
 }
 
 struct Script {
@@ -89,20 +99,35 @@ struct Script {
 
 /// Reads the leading directive comments of a script (after substitution).
 fn parse_script(text: &str) -> Script {
-    let mut script = Script { env: Vec::new(), args: Vec::new(), files: Vec::new(), sql: text.to_string() };
+    let mut script = Script {
+        env: Vec::new(),
+        args: Vec::new(),
+        files: Vec::new(),
+        sql: text.to_string(),
+    };
     for line in text.lines() {
         if !line.starts_with("--") {
             break;
         }
         if let Some(kv) = line.strip_prefix("-- env:") {
-            let (k, v) = kv.trim().split_once('=').unwrap_or_else(|| panic!("bad directive {line:?}: want NAME=VALUE"));
-            script.env.push((k.trim().to_string(), v.trim().to_string()));
+            let (k, v) = kv
+                .trim()
+                .split_once('=')
+                .unwrap_or_else(|| panic!("bad directive {line:?}: want NAME=VALUE"));
+            script
+                .env
+                .push((k.trim().to_string(), v.trim().to_string()));
         } else if let Some(args) = line.strip_prefix("-- args:") {
-            script.args.extend(args.split_whitespace().map(str::to_string));
+            script
+                .args
+                .extend(args.split_whitespace().map(str::to_string));
         } else if let Some(name) = line.strip_prefix("-- file:") {
             script.files.push((name.trim().to_string(), String::new()));
         } else if let Some(content) = line.strip_prefix("--|") {
-            let (_, body) = script.files.last_mut().unwrap_or_else(|| panic!("{line:?} outside a `-- file:` directive"));
+            let (_, body) = script
+                .files
+                .last_mut()
+                .unwrap_or_else(|| panic!("{line:?} outside a `-- file:` directive"));
             body.push_str(content.strip_prefix(' ').unwrap_or(content));
             body.push('\n');
         }
@@ -113,7 +138,8 @@ fn parse_script(text: &str) -> Script {
 fn run_golden(name: &str) {
     let sql_path = sql_dir().join(format!("{name}.sql"));
     let expected_path = sql_dir().join(format!("{name}.expected"));
-    let source = std::fs::read_to_string(&sql_path).unwrap_or_else(|e| panic!("{}: {e}", sql_path.display()));
+    let source = std::fs::read_to_string(&sql_path)
+        .unwrap_or_else(|e| panic!("{}: {e}", sql_path.display()));
 
     let tmp = TempDir::new(&format!("golden-{name}"));
     let tmp_str = tmp.path().display().to_string();
@@ -121,7 +147,9 @@ fn run_golden(name: &str) {
     let text = source.replace("@LIB@", &lib).replace("@TMP@", &tmp_str);
     let script = parse_script(&text);
     for (file, body) in &script.files {
-        std::fs::write(tmp.join(file), body).unwrap();
+        let path = tmp.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, body).unwrap();
     }
 
     let replicas = format!("file://{tmp_str}/replicas");
@@ -146,8 +174,12 @@ fn run_golden(name: &str) {
         std::fs::write(&expected_path, &actual).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(&expected_path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1 to create it)\nactual output:\n{actual}", expected_path.display()));
+    let expected = std::fs::read_to_string(&expected_path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with UPDATE_GOLDEN=1 to create it)\nactual output:\n{actual}",
+            expected_path.display()
+        )
+    });
     if expected != actual {
         panic!(
             "sql/tests/{name}.sql: output differs from sql/tests/{name}.expected (- expected, + actual; \
@@ -174,7 +206,11 @@ fn diff(expected: &str, actual: &str) -> String {
     let mut lcs = vec![vec![0usize; m + 1]; n + 1];
     for i in (0..n).rev() {
         for j in (0..m).rev() {
-            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
         }
     }
     let mut ops: Vec<(char, &str)> = Vec::new();
@@ -193,7 +229,12 @@ fn diff(expected: &str, actual: &str) -> String {
         }
     }
     const CONTEXT: usize = 3;
-    let changed: Vec<usize> = ops.iter().enumerate().filter(|(_, (c, _))| *c != ' ').map(|(k, _)| k).collect();
+    let changed: Vec<usize> = ops
+        .iter()
+        .enumerate()
+        .filter(|(_, (c, _))| *c != ' ')
+        .map(|(k, _)| k)
+        .collect();
     let mut out = String::new();
     let mut last_shown: Option<usize> = None;
     for (k, (c, line)) in ops.iter().enumerate() {

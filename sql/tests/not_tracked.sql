@@ -3,7 +3,8 @@
 .open app.db
 CREATE TABLE t(x);
 CREATE TEMP TABLE scratch(y);
-INSERT INTO scratch VALUES (1);
+WITH RECURSIVE i(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM i WHERE k < 5000)
+INSERT INTO scratch SELECT randomblob(1000) FROM i;
 SELECT replica_sync(10000) >= 1 AS synced;
 ATTACH '' AS tempdb;
 CREATE TABLE tempdb.u(z);
@@ -17,7 +18,11 @@ INSERT INTO m VALUES (1);
 -- From a connection whose main database does not replicate, replica_sync() waits for every
 -- database of the process.
 SELECT replica_sync(10000) >= 1 AS synced_all;
-.open
+.open ''
 CREATE TABLE n(x);
-SELECT name, path FROM replica_status();
+WITH RECURSIVE i(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM i WHERE k < 5000)
+INSERT INTO n SELECT randomblob(1000) FROM i;
+SELECT count(*) FROM n;
+-- Only app.db, with only its one transaction captured.
+SELECT name, path, captured_txns FROM replica_status();
 .system find replicas -mindepth 1 -maxdepth 1 | sort

@@ -17,6 +17,6 @@ SELECT replica_sync(10000) AS synced;
 SELECT replica_restore('app.db', 'copy.db', NULL, 'overwrite') AS overwritten;
 SELECT replica_restore('ghost.db', 'ghost-copy.db');
 SELECT replica_restore('file://@TMP@/nowhere/ghost.db', 'ghost-copy.db');
-.system ls
+.system ls *.db
 .open file:copy.db?replica=off
 SELECT group_concat(x) FROM t;

@@ -26,4 +26,4 @@ ATTACH 'file:latest.db?replica=off' AS latest;
 SELECT 'latest', group_concat(x) FROM latest.t;
 ATTACH 'file:future.db?replica=off' AS future;
 SELECT 'future', group_concat(x) FROM future.t;
-.system ls
+.system ls *.db

@@ -3,7 +3,7 @@
 .load @LIB@
 .open app.db
 SELECT group_concat(name, ',') AS columns FROM (SELECT name FROM pragma_table_xinfo('replica_status') ORDER BY cid);
-SELECT count(*) AS rows_before_any_write FROM replica_status();
+SELECT count(*) AS rows_after_open FROM replica_status();
 BEGIN;
 CREATE TABLE t(x);
 INSERT INTO t VALUES (1);

@@ -56,12 +56,17 @@ fn init(db: *mut sys::sqlite3) -> Result<(), Error> {
     if !*done {
         // A bad config is reported now, at load time, rather than silently not replicating.
         crate::shim::init_process_config()?;
-        let make_default = std::env::var("REPLICA_DEFAULT_VFS").map(|v| v != "0").unwrap_or(true);
+        let make_default = std::env::var("REPLICA_DEFAULT_VFS")
+            .map(|v| v != "0")
+            .unwrap_or(true);
         vfs::register(make_default)?;
         crate::uploader::set_snapshot_source(Box::new(super::sqlite::LiveDatabase));
         let entry: unsafe extern "C" fn() = {
-            let f: unsafe extern "C" fn(*mut sys::sqlite3, *mut *mut c_char, *const sys::sqlite3_api_routines) -> c_int =
-                auto_extension_entry;
+            let f: unsafe extern "C" fn(
+                *mut sys::sqlite3,
+                *mut *mut c_char,
+                *const sys::sqlite3_api_routines,
+            ) -> c_int = auto_extension_entry;
             // SAFETY: SQLite calls auto-extensions with exactly this signature; the
             // `void(*)(void)` type in its API is only a type-erased pointer.
             unsafe { std::mem::transmute(f) }
@@ -71,7 +76,10 @@ fn init(db: *mut sys::sqlite3) -> Result<(), Error> {
         // stays loaded because init returns SQLITE_OK_LOAD_PERMANENTLY.
         let rc = unsafe { auto(Some(entry)) };
         if rc != sys::SQLITE_OK {
-            return Err(Error::Sqlite { code: rc, message: "sqlite3_auto_extension failed".into() });
+            return Err(Error::Sqlite {
+                code: rc,
+                message: "sqlite3_auto_extension failed".into(),
+            });
         }
         *done = true;
     }
@@ -100,8 +108,12 @@ fn set_error_message(pz_err_msg: *mut *mut c_char, msg: &str) {
     if pz_err_msg.is_null() {
         return;
     }
-    let Some(mprintf) = super::api().and_then(|a| a.mprintf) else { return };
-    let Ok(c) = CString::new(msg.replace('\0', " ")) else { return };
+    let Some(mprintf) = super::api().and_then(|a| a.mprintf) else {
+        return;
+    };
+    let Ok(c) = CString::new(msg.replace('\0', " ")) else {
+        return;
+    };
     // SAFETY: pz_err_msg is the slot SQLite gave us; SQLite frees it with sqlite3_free,
     // so it must come from sqlite3_mprintf.
     unsafe { *pz_err_msg = mprintf(c"%s".as_ptr(), c.as_ptr()) };

@@ -10,10 +10,16 @@ use std::path::PathBuf;
 const FLAGS: c_int = sys::SQLITE_UTF8 | sys::SQLITE_DIRECTONLY;
 
 pub(super) fn register(db: *mut sys::sqlite3) -> Result<(), Error> {
-    type Func = unsafe extern "C" fn(*mut sys::sqlite3_context, c_int, *mut *mut sys::sqlite3_value);
+    type Func =
+        unsafe extern "C" fn(*mut sys::sqlite3_context, c_int, *mut *mut sys::sqlite3_value);
     let create = sqlite_fn!(create_function_v2);
     let funcs: [(&CStr, c_int, c_int, Func); 4] = [
-        (c"replica_version", 0, sys::SQLITE_UTF8 | sys::SQLITE_DETERMINISTIC, fn_version),
+        (
+            c"replica_version",
+            0,
+            sys::SQLITE_UTF8 | sys::SQLITE_DETERMINISTIC,
+            fn_version,
+        ),
         (c"replica_sync", -1, FLAGS, fn_sync),
         (c"replica_snapshot", -1, FLAGS, fn_snapshot),
         (c"replica_restore", -1, FLAGS, fn_restore),
@@ -21,16 +27,42 @@ pub(super) fn register(db: *mut sys::sqlite3) -> Result<(), Error> {
     for (name, n_arg, flags, f) in funcs {
         // SAFETY: db is a live connection handed to us by SQLite; name is static; no user
         // data or destructor.
-        let rc = unsafe { create(db, name.as_ptr(), n_arg, flags, std::ptr::null_mut(), Some(f), None, None, None) };
+        let rc = unsafe {
+            create(
+                db,
+                name.as_ptr(),
+                n_arg,
+                flags,
+                std::ptr::null_mut(),
+                Some(f),
+                None,
+                None,
+                None,
+            )
+        };
         if rc != sys::SQLITE_OK {
-            return Err(Error::Sqlite { code: rc, message: format!("registering {}", name.to_string_lossy()) });
+            return Err(Error::Sqlite {
+                code: rc,
+                message: format!("registering {}", name.to_string_lossy()),
+            });
         }
     }
     let create_module = sqlite_fn!(create_module_v2);
     // SAFETY: the module table is static; no client data.
-    let rc = unsafe { create_module(db, c"replica_status".as_ptr(), &STATUS_MODULE, std::ptr::null_mut(), None) };
+    let rc = unsafe {
+        create_module(
+            db,
+            c"replica_status".as_ptr(),
+            &STATUS_MODULE,
+            std::ptr::null_mut(),
+            None,
+        )
+    };
     if rc != sys::SQLITE_OK {
-        return Err(Error::Sqlite { code: rc, message: "registering replica_status".into() });
+        return Err(Error::Sqlite {
+            code: rc,
+            message: "registering replica_status".into(),
+        });
     }
     Ok(())
 }
@@ -46,7 +78,15 @@ pub(super) fn ensure_wal_mode(db: *mut sys::sqlite3) {
     }
     let exec = sqlite_fn!(exec);
     // SAFETY: a live connection and a static SQL string without callback.
-    let rc = unsafe { exec(db, c"PRAGMA journal_mode=WAL".as_ptr(), None, std::ptr::null_mut(), std::ptr::null_mut()) };
+    let rc = unsafe {
+        exec(
+            db,
+            c"PRAGMA journal_mode=WAL".as_ptr(),
+            None,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    };
     if rc != sys::SQLITE_OK {
         crate::status::log_error(&format!(
             "{}: could not switch to WAL mode (SQLite code {rc}); it will not replicate until it is in WAL mode",
@@ -92,7 +132,9 @@ impl Args {
     fn is_null(&self, i: usize) -> bool {
         let f = sqlite_fn!(value_type);
         // SAFETY: a valid value for the duration of the call.
-        self.values.get(i).is_none_or(|&v| unsafe { f(v) } == sys::SQLITE_NULL)
+        self.values
+            .get(i)
+            .is_none_or(|&v| unsafe { f(v) } == sys::SQLITE_NULL)
     }
 
     fn text(&self, i: usize) -> Option<String> {
@@ -103,7 +145,11 @@ impl Args {
         // SAFETY: a valid value; the text stays valid until the next conversion of it.
         let p = unsafe { f(self.values[i]) };
         // SAFETY: NUL-terminated UTF-8 text from SQLite.
-        (!p.is_null()).then(|| unsafe { CStr::from_ptr(p as *const c_char) }.to_string_lossy().to_string())
+        (!p.is_null()).then(|| {
+            unsafe { CStr::from_ptr(p as *const c_char) }
+                .to_string_lossy()
+                .to_string()
+        })
     }
 
     fn int(&self, i: usize, what: &str) -> Result<Option<i64>, Error> {
@@ -136,7 +182,17 @@ fn result_text(ctx: *mut sys::sqlite3_context, s: &str) {
     let f = sqlite_fn!(result_text);
     let c = CString::new(s.replace('\0', " ")).unwrap_or_default();
     // SAFETY: SQLITE_TRANSIENT (-1) makes SQLite copy the text before we free it.
-    unsafe { f(ctx, c.as_ptr(), -1, Some(std::mem::transmute::<isize, unsafe extern "C" fn(*mut c_void)>(-1))) };
+    unsafe {
+        f(
+            ctx,
+            c.as_ptr(),
+            -1,
+            Some(std::mem::transmute::<
+                isize,
+                unsafe extern "C" fn(*mut c_void),
+            >(-1)),
+        )
+    };
 }
 
 fn result_int(ctx: *mut sys::sqlite3_context, v: i64) {
@@ -149,7 +205,11 @@ fn check_arity(argc: c_int, name: &str, min: c_int, max: c_int) -> Result<(), Er
     if argc < min || argc > max {
         return Err(Error::InvalidArgument(format!(
             "{name}() takes {} argument(s), got {argc}",
-            if min == max { min.to_string() } else { format!("{min} to {max}") }
+            if min == max {
+                min.to_string()
+            } else {
+                format!("{min} to {max}")
+            }
         )));
     }
     Ok(())
@@ -161,11 +221,21 @@ fn sqlite_version() -> String {
     unsafe { CStr::from_ptr(f()) }.to_string_lossy().to_string()
 }
 
-unsafe extern "C" fn fn_version(ctx: *mut sys::sqlite3_context, _argc: c_int, _argv: *mut *mut sys::sqlite3_value) {
-    guard((), || result_text(ctx, &crate::functions::version(&sqlite_version())))
+unsafe extern "C" fn fn_version(
+    ctx: *mut sys::sqlite3_context,
+    _argc: c_int,
+    _argv: *mut *mut sys::sqlite3_value,
+) {
+    guard((), || {
+        result_text(ctx, &crate::functions::version(&sqlite_version()))
+    })
 }
 
-unsafe extern "C" fn fn_sync(ctx: *mut sys::sqlite3_context, argc: c_int, argv: *mut *mut sys::sqlite3_value) {
+unsafe extern "C" fn fn_sync(
+    ctx: *mut sys::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut sys::sqlite3_value,
+) {
     guard((), || {
         let args = Args::new(argc, argv);
         let r = check_arity(argc, "replica_sync", 0, 1)
@@ -178,11 +248,16 @@ unsafe extern "C" fn fn_sync(ctx: *mut sys::sqlite3_context, argc: c_int, argv: 
     })
 }
 
-unsafe extern "C" fn fn_snapshot(ctx: *mut sys::sqlite3_context, argc: c_int, argv: *mut *mut sys::sqlite3_value) {
+unsafe extern "C" fn fn_snapshot(
+    ctx: *mut sys::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut sys::sqlite3_value,
+) {
     guard((), || {
         let args = Args::new(argc, argv);
-        let r = check_arity(argc, "replica_snapshot", 0, 1)
-            .and_then(|_| crate::functions::snapshot(args.text(0).as_deref(), context_db_path(ctx).as_deref()));
+        let r = check_arity(argc, "replica_snapshot", 0, 1).and_then(|_| {
+            crate::functions::snapshot(args.text(0).as_deref(), context_db_path(ctx).as_deref())
+        });
         match r {
             Ok(txid) => result_int(ctx, txid),
             Err(e) => result_error(ctx, &e),
@@ -190,15 +265,29 @@ unsafe extern "C" fn fn_snapshot(ctx: *mut sys::sqlite3_context, argc: c_int, ar
     })
 }
 
-unsafe extern "C" fn fn_restore(ctx: *mut sys::sqlite3_context, argc: c_int, argv: *mut *mut sys::sqlite3_value) {
+unsafe extern "C" fn fn_restore(
+    ctx: *mut sys::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut sys::sqlite3_value,
+) {
     guard((), || {
         let args = Args::new(argc, argv);
         let r = check_arity(argc, "replica_restore", 2, 4).and_then(|_| {
-            let src = args.text(0).ok_or_else(|| Error::InvalidArgument("replica_restore: the source (database or replica URL) is NULL".into()))?;
-            let out = args.text(1).ok_or_else(|| Error::InvalidArgument("replica_restore: the target path is NULL".into()))?;
-            crate::functions::restore(&src, &out, args.text(2).as_deref(), args.text(3).as_deref(), &|p| {
-                super::sqlite::integrity_check(p, false)
-            })
+            let src = args.text(0).ok_or_else(|| {
+                Error::InvalidArgument(
+                    "replica_restore: the source (database or replica URL) is NULL".into(),
+                )
+            })?;
+            let out = args.text(1).ok_or_else(|| {
+                Error::InvalidArgument("replica_restore: the target path is NULL".into())
+            })?;
+            crate::functions::restore(
+                &src,
+                &out,
+                args.text(2).as_deref(),
+                args.text(3).as_deref(),
+                &|p| super::sqlite::integrity_check(p, false),
+            )
         });
         match r {
             Ok(txid) => result_int(ctx, txid),
@@ -267,7 +356,11 @@ unsafe extern "C" fn vt_connect(
             return rc;
         }
         let table = Box::new(StatusTable {
-            base: sys::sqlite3_vtab { pModule: std::ptr::null(), nRef: 0, zErrMsg: std::ptr::null_mut() },
+            base: sys::sqlite3_vtab {
+                pModule: std::ptr::null(),
+                nRef: 0,
+                zErrMsg: std::ptr::null_mut(),
+            },
         });
         // SAFETY: pp_vtab is SQLite's out-pointer; the box is freed in vt_disconnect.
         unsafe { *pp_vtab = Box::into_raw(table) as *mut sys::sqlite3_vtab };
@@ -283,7 +376,10 @@ unsafe extern "C" fn vt_disconnect(vtab: *mut sys::sqlite3_vtab) -> c_int {
     })
 }
 
-unsafe extern "C" fn vt_best_index(_vtab: *mut sys::sqlite3_vtab, info: *mut sys::sqlite3_index_info) -> c_int {
+unsafe extern "C" fn vt_best_index(
+    _vtab: *mut sys::sqlite3_vtab,
+    info: *mut sys::sqlite3_index_info,
+) -> c_int {
     guard(sys::SQLITE_ERROR, || {
         // SAFETY: info is valid for the call.
         unsafe {
@@ -294,10 +390,15 @@ unsafe extern "C" fn vt_best_index(_vtab: *mut sys::sqlite3_vtab, info: *mut sys
     })
 }
 
-unsafe extern "C" fn vt_open(_vtab: *mut sys::sqlite3_vtab, pp: *mut *mut sys::sqlite3_vtab_cursor) -> c_int {
+unsafe extern "C" fn vt_open(
+    _vtab: *mut sys::sqlite3_vtab,
+    pp: *mut *mut sys::sqlite3_vtab_cursor,
+) -> c_int {
     guard(sys::SQLITE_ERROR, || {
         let cursor = Box::new(StatusCursor {
-            base: sys::sqlite3_vtab_cursor { pVtab: std::ptr::null_mut() },
+            base: sys::sqlite3_vtab_cursor {
+                pVtab: std::ptr::null_mut(),
+            },
             rows: Vec::new(),
             index: 0,
         });
@@ -357,10 +458,16 @@ unsafe extern "C" fn vt_rowid(p: *mut sys::sqlite3_vtab_cursor, rowid: *mut i64)
     })
 }
 
-unsafe extern "C" fn vt_column(p: *mut sys::sqlite3_vtab_cursor, ctx: *mut sys::sqlite3_context, i: c_int) -> c_int {
+unsafe extern "C" fn vt_column(
+    p: *mut sys::sqlite3_vtab_cursor,
+    ctx: *mut sys::sqlite3_context,
+    i: c_int,
+) -> c_int {
     guard(sys::SQLITE_ERROR, || {
         let c = cursor(p);
-        let Some(r) = c.rows.get(c.index) else { return sys::SQLITE_ERROR };
+        let Some(r) = c.rows.get(c.index) else {
+            return sys::SQLITE_ERROR;
+        };
         let text = |s: &str| result_text(ctx, s);
         let opt = |s: &Option<String>| match s {
             Some(s) => result_text(ctx, s),

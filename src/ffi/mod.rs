@@ -30,9 +30,11 @@ pub(crate) fn api() -> Option<&'static sys::sqlite3_api_routines> {
 /// the surrounding `guard` turns into an error code.
 macro_rules! sqlite_fn {
     ($name:ident) => {
-        $crate::ffi::api()
-            .and_then(|a| a.$name)
-            .expect(concat!("SQLite API routine ", stringify!($name), " is unavailable"))
+        $crate::ffi::api().and_then(|a| a.$name).expect(concat!(
+            "SQLite API routine ",
+            stringify!($name),
+            " is unavailable"
+        ))
     };
 }
 pub(crate) use sqlite_fn;
@@ -55,8 +57,12 @@ pub(crate) fn guard<T>(fallback: T, f: impl FnOnce() -> T) -> T {
 
 /// Writes a message to SQLite's error log (`sqlite3_log`), if the host has one configured.
 pub(crate) fn sqlite_log(code: i32, msg: &str) {
-    let Some(log) = api().and_then(|a| a.log) else { return };
-    let Ok(c) = std::ffi::CString::new(msg.replace('\0', " ")) else { return };
+    let Some(log) = api().and_then(|a| a.log) else {
+        return;
+    };
+    let Ok(c) = std::ffi::CString::new(msg.replace('\0', " ")) else {
+        return;
+    };
     // SAFETY: `%s` with a valid NUL-terminated string; sqlite3_log copies what it needs.
     unsafe { log(code, c"%s".as_ptr(), c.as_ptr()) };
 }

@@ -37,7 +37,11 @@ impl Connection {
         let open = sqlite_fn!(open_v2);
         let c_path = cstring(&path.to_string_lossy())?;
         let vfs = cstring(&crate::shim::base_vfs_name())?;
-        let flags = if read_only { sys::SQLITE_OPEN_READONLY } else { sys::SQLITE_OPEN_READWRITE };
+        let flags = if read_only {
+            sys::SQLITE_OPEN_READONLY
+        } else {
+            sys::SQLITE_OPEN_READWRITE
+        };
         let mut db = std::ptr::null_mut();
         OPENING_PRIVATE.with(|c| c.set(true));
         // SAFETY: valid C strings and an out-pointer; the handle is closed in Drop.
@@ -45,8 +49,15 @@ impl Connection {
         OPENING_PRIVATE.with(|c| c.set(false));
         let conn = Connection { db };
         if rc != sys::SQLITE_OK {
-            let message = if db.is_null() { format!("SQLite error {rc}") } else { conn.errmsg() };
-            return Err(Error::Sqlite { code: rc, message: format!("opening {}: {message}", path.display()) });
+            let message = if db.is_null() {
+                format!("SQLite error {rc}")
+            } else {
+                conn.errmsg()
+            };
+            return Err(Error::Sqlite {
+                code: rc,
+                message: format!("opening {}: {message}", path.display()),
+            });
         }
         Ok(conn)
     }
@@ -54,16 +65,29 @@ impl Connection {
     fn errmsg(&self) -> String {
         let f = sqlite_fn!(errmsg);
         // SAFETY: db is an open handle; errmsg returns a string owned by the connection.
-        unsafe { CStr::from_ptr(f(self.db)) }.to_string_lossy().to_string()
+        unsafe { CStr::from_ptr(f(self.db)) }
+            .to_string_lossy()
+            .to_string()
     }
 
     pub(crate) fn exec(&self, sql: &str) -> Result<(), Error> {
         let exec = sqlite_fn!(exec);
         let c = cstring(sql)?;
         // SAFETY: an open handle and a valid SQL string; no callback.
-        let rc = unsafe { exec(self.db, c.as_ptr(), None, std::ptr::null_mut(), std::ptr::null_mut()) };
+        let rc = unsafe {
+            exec(
+                self.db,
+                c.as_ptr(),
+                None,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
         if rc != sys::SQLITE_OK {
-            return Err(Error::Sqlite { code: rc, message: format!("{sql}: {}", self.errmsg()) });
+            return Err(Error::Sqlite {
+                code: rc,
+                message: format!("{sql}: {}", self.errmsg()),
+            });
         }
         Ok(())
     }
@@ -79,7 +103,10 @@ impl Connection {
         // SAFETY: an open handle, a valid SQL string and an out-pointer.
         let rc = unsafe { prepare(self.db, c.as_ptr(), -1, &mut stmt, std::ptr::null_mut()) };
         if rc != sys::SQLITE_OK {
-            return Err(Error::Sqlite { code: rc, message: format!("{sql}: {}", self.errmsg()) });
+            return Err(Error::Sqlite {
+                code: rc,
+                message: format!("{sql}: {}", self.errmsg()),
+            });
         }
         let mut rows = Vec::new();
         loop {
@@ -92,13 +119,18 @@ impl Connection {
                     String::new()
                 } else {
                     // SAFETY: column_text returns a NUL-terminated string.
-                    unsafe { CStr::from_ptr(t as *const _) }.to_string_lossy().to_string()
+                    unsafe { CStr::from_ptr(t as *const _) }
+                        .to_string_lossy()
+                        .to_string()
                 });
             } else {
                 // SAFETY: finalizing the statement exactly once.
                 unsafe { finalize(stmt) };
                 if rc != sys::SQLITE_DONE {
-                    return Err(Error::Sqlite { code: rc, message: format!("{sql}: {}", self.errmsg()) });
+                    return Err(Error::Sqlite {
+                        code: rc,
+                        message: format!("{sql}: {}", self.errmsg()),
+                    });
                 }
                 return Ok(rows);
             }
@@ -141,19 +173,32 @@ impl RawFile {
         let sz = unsafe { (*vfs).szOsFile } as usize;
         let mut mem = vec![0u64; sz.div_ceil(8) + 1];
         let c_path = cstring(&path.to_string_lossy())?;
-        let kind = if wal { sys::SQLITE_OPEN_WAL } else { sys::SQLITE_OPEN_MAIN_DB };
+        let kind = if wal {
+            sys::SQLITE_OPEN_WAL
+        } else {
+            sys::SQLITE_OPEN_MAIN_DB
+        };
         let mut out = 0;
         // SAFETY: mem has szOsFile bytes; c_path outlives the call (unix copies the name
         // only for main databases it may reuse, which it keeps in its own memory).
         let rc = unsafe {
-            (*vfs).xOpen.unwrap()(vfs, c_path.as_ptr(), mem.as_mut_ptr() as *mut sys::sqlite3_file, sys::SQLITE_OPEN_READONLY | kind, &mut out)
+            (*vfs).xOpen.unwrap()(
+                vfs,
+                c_path.as_ptr(),
+                mem.as_mut_ptr() as *mut sys::sqlite3_file,
+                sys::SQLITE_OPEN_READONLY | kind,
+                &mut out,
+            )
         };
         let file = RawFile { vfs, mem };
         if rc != sys::SQLITE_OK {
             if rc == sys::SQLITE_CANTOPEN && !path.exists() {
                 return Ok(None);
             }
-            return Err(Error::Sqlite { code: rc, message: format!("opening {} read-only", path.display()) });
+            return Err(Error::Sqlite {
+                code: rc,
+                message: format!("opening {} read-only", path.display()),
+            });
         }
         let _ = file.vfs;
         Ok(Some(file))
@@ -167,18 +212,28 @@ impl RawFile {
         // SAFETY: pMethods is null or the base VFS's static table.
         unsafe { (*self.file()).pMethods.as_ref() }
     }
-
 }
 
 impl ReadAt for RawFile {
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-        let m = self.methods().ok_or_else(|| std::io::Error::other("file not open"))?;
+        let m = self
+            .methods()
+            .ok_or_else(|| std::io::Error::other("file not open"))?;
         // SAFETY: an open file and a buffer of buf.len() bytes.
-        let rc = unsafe { m.xRead.unwrap()(self.file(), buf.as_mut_ptr() as *mut c_void, buf.len() as c_int, offset as i64) };
+        let rc = unsafe {
+            m.xRead.unwrap()(
+                self.file(),
+                buf.as_mut_ptr() as *mut c_void,
+                buf.len() as c_int,
+                offset as i64,
+            )
+        };
         match rc {
             sys::SQLITE_OK => Ok(buf.len()),
             sys::SQLITE_IOERR_SHORT_READ => Ok(0),
-            rc => Err(std::io::Error::other(format!("xRead failed with SQLite code {rc}"))),
+            rc => Err(std::io::Error::other(format!(
+                "xRead failed with SQLite code {rc}"
+            ))),
         }
     }
 }
@@ -201,15 +256,22 @@ impl crate::uploader::SnapshotSource for LiveDatabase {
     fn with_write_lock(
         &self,
         db_path: &Path,
-        f: &mut dyn FnMut(&mut dyn ReadAt, Option<&mut dyn ReadAt>) -> Result<(), Error>,
+        f: &mut crate::uploader::LockedRead<'_>,
     ) -> Result<(), Error> {
         // Only WAL databases replicate; a database still in rollback-journal mode (a new
         // one, before the auto-extension switched it) must not be locked by us meanwhile.
         {
-            let mut db = RawFile::open(db_path, false)?
-                .ok_or_else(|| Error::NotWal(format!("{} does not exist yet", db_path.display())))?;
+            let mut db = RawFile::open(db_path, false)?.ok_or_else(|| {
+                Error::NotWal(format!("{} does not exist yet", db_path.display()))
+            })?;
             let mut header = [0u8; 20];
-            if db.read_at(0, &mut header).map_err(|e| Error::Io(e.to_string()))? < header.len() || header[18] != 2 || header[19] != 2 {
+            if db
+                .read_at(0, &mut header)
+                .map_err(|e| Error::Io(e.to_string()))?
+                < header.len()
+                || header[18] != 2
+                || header[19] != 2
+            {
                 return Err(Error::NotWal(format!(
                     "{} is not in WAL mode; libreplica replicates WAL databases (PRAGMA journal_mode=WAL)",
                     db_path.display()
@@ -222,8 +284,9 @@ impl crate::uploader::SnapshotSource for LiveDatabase {
         // has been captured, and no checkpoint can restart or truncate the WAL under us.
         conn.exec("BEGIN IMMEDIATE")?;
         let result = (|| {
-            let mut db = RawFile::open(db_path, false)?
-                .ok_or_else(|| Error::InvalidArgument(format!("{} does not exist", db_path.display())))?;
+            let mut db = RawFile::open(db_path, false)?.ok_or_else(|| {
+                Error::InvalidArgument(format!("{} does not exist", db_path.display()))
+            })?;
             let mut wal_path = db_path.as_os_str().to_owned();
             wal_path.push("-wal");
             let mut wal = RawFile::open(Path::new(&wal_path), true)?;
@@ -238,7 +301,11 @@ impl crate::uploader::SnapshotSource for LiveDatabase {
 pub(crate) fn integrity_check(path: &Path, full: bool) -> Result<(), String> {
     let conn = Connection::open(path, false).map_err(|e| e.to_string())?;
     let rows = conn
-        .query_column(if full { "PRAGMA integrity_check" } else { "PRAGMA quick_check" })
+        .query_column(if full {
+            "PRAGMA integrity_check"
+        } else {
+            "PRAGMA quick_check"
+        })
         .map_err(|e| e.to_string())?;
     if rows.len() == 1 && rows[0] == "ok" {
         Ok(())

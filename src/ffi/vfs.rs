@@ -67,14 +67,32 @@ pub(crate) fn register(make_default: bool) -> Result<(), Error> {
         xSleep: Some(x_sleep),
         xCurrentTime: Some(x_current_time),
         xGetLastError: Some(x_get_last_error),
-        xCurrentTimeInt64: if b.iVersion >= 2 { Some(x_current_time_int64) } else { None },
-        xSetSystemCall: if b.iVersion >= 3 { Some(x_set_system_call) } else { None },
-        xGetSystemCall: if b.iVersion >= 3 { Some(x_get_system_call) } else { None },
-        xNextSystemCall: if b.iVersion >= 3 { Some(x_next_system_call) } else { None },
+        xCurrentTimeInt64: if b.iVersion >= 2 {
+            Some(x_current_time_int64)
+        } else {
+            None
+        },
+        xSetSystemCall: if b.iVersion >= 3 {
+            Some(x_set_system_call)
+        } else {
+            None
+        },
+        xGetSystemCall: if b.iVersion >= 3 {
+            Some(x_get_system_call)
+        } else {
+            None
+        },
+        xNextSystemCall: if b.iVersion >= 3 {
+            Some(x_next_system_call)
+        } else {
+            None
+        },
     });
     let name = {
         // SAFETY: zName of a registered VFS is a valid C string.
-        unsafe { CStr::from_ptr(b.zName) }.to_string_lossy().to_string()
+        unsafe { CStr::from_ptr(b.zName) }
+            .to_string_lossy()
+            .to_string()
     };
     crate::shim::set_base_vfs_name(&name);
     let reg = super::sqlite_fn!(vfs_register);
@@ -82,7 +100,10 @@ pub(crate) fn register(make_default: bool) -> Result<(), Error> {
     // SAFETY: the VFS object is leaked on purpose: SQLite may use it until the process ends.
     let rc = unsafe { reg(ptr, make_default as c_int) };
     if rc != sys::SQLITE_OK {
-        return Err(Error::Sqlite { code: rc, message: "sqlite3_vfs_register failed".into() });
+        return Err(Error::Sqlite {
+            code: rc,
+            message: "sqlite3_vfs_register failed".into(),
+        });
     }
     Ok(())
 }
@@ -108,11 +129,20 @@ impl ReadAt for RealReader {
         let m = unsafe { &*(*self.0).pMethods };
         let x_read = m.xRead.ok_or_else(|| std::io::Error::other("no xRead"))?;
         // SAFETY: buf is valid for buf.len() bytes.
-        let rc = unsafe { x_read(self.0, buf.as_mut_ptr() as *mut c_void, buf.len() as c_int, offset as i64) };
+        let rc = unsafe {
+            x_read(
+                self.0,
+                buf.as_mut_ptr() as *mut c_void,
+                buf.len() as c_int,
+                offset as i64,
+            )
+        };
         match rc {
             sys::SQLITE_OK => Ok(buf.len()),
             sys::SQLITE_IOERR_SHORT_READ => Ok(0),
-            rc => Err(std::io::Error::other(format!("xRead failed with SQLite code {rc}"))),
+            rc => Err(std::io::Error::other(format!(
+                "xRead failed with SQLite code {rc}"
+            ))),
         }
     }
 }
@@ -132,7 +162,9 @@ unsafe extern "C" fn x_open(
         // SAFETY: the allocation is szOsFile = HEADER + base.szOsFile bytes.
         f.real = unsafe { (p as *mut u8).add(HEADER) } as *mut sys::sqlite3_file;
         // SAFETY: forwarding SQLite's own arguments to the base VFS with its file object.
-        let rc = unsafe { base.xOpen.unwrap()(base as *const _ as *mut _, z_name, f.real, flags, out_flags) };
+        let rc = unsafe {
+            base.xOpen.unwrap()(base as *const _ as *mut _, z_name, f.real, flags, out_flags)
+        };
         // SAFETY: the base xOpen always sets pMethods (to NULL or a table).
         let real_m = unsafe { (*f.real).pMethods };
         if !real_m.is_null() {
@@ -143,7 +175,9 @@ unsafe extern "C" fn x_open(
             return rc;
         }
         // SAFETY: z_name is a NUL-terminated path SQLite keeps alive while the file is open.
-        let name = unsafe { CStr::from_ptr(z_name) }.to_string_lossy().to_string();
+        let name = unsafe { CStr::from_ptr(z_name) }
+            .to_string_lossy()
+            .to_string();
         if flags & sys::SQLITE_OPEN_MAIN_DB != 0 {
             let uri = |key: &str| -> Option<String> {
                 let k = std::ffi::CString::new(key).ok()?;
@@ -201,7 +235,12 @@ unsafe extern "C" fn x_close(p: *mut sys::sqlite3_file) -> c_int {
     })
 }
 
-unsafe extern "C" fn x_read(p: *mut sys::sqlite3_file, buf: *mut c_void, amt: c_int, off: i64) -> c_int {
+unsafe extern "C" fn x_read(
+    p: *mut sys::sqlite3_file,
+    buf: *mut c_void,
+    amt: c_int,
+    off: i64,
+) -> c_int {
     guard(sys::SQLITE_IOERR_READ, || {
         let f = file(p);
         // SAFETY: forwarding SQLite's arguments to the real file.
@@ -209,7 +248,12 @@ unsafe extern "C" fn x_read(p: *mut sys::sqlite3_file, buf: *mut c_void, amt: c_
     })
 }
 
-unsafe extern "C" fn x_write(p: *mut sys::sqlite3_file, buf: *const c_void, amt: c_int, off: i64) -> c_int {
+unsafe extern "C" fn x_write(
+    p: *mut sys::sqlite3_file,
+    buf: *const c_void,
+    amt: c_int,
+    off: i64,
+) -> c_int {
     guard(sys::SQLITE_IOERR_WRITE, || {
         let f = file(p);
         // SAFETY: forwarding SQLite's arguments to the real file.
@@ -269,7 +313,10 @@ unsafe extern "C" fn x_sector_size(p: *mut sys::sqlite3_file) -> c_int {
     guard(4096, || {
         let f = file(p);
         // SAFETY: forwarding to the real file.
-        real_methods(f).xSectorSize.map(|x| unsafe { x(f.real) }).unwrap_or(4096)
+        real_methods(f)
+            .xSectorSize
+            .map(|x| unsafe { x(f.real) })
+            .unwrap_or(4096)
     })
 }
 
@@ -277,7 +324,10 @@ unsafe extern "C" fn x_device_characteristics(p: *mut sys::sqlite3_file) -> c_in
     guard(0, || {
         let f = file(p);
         // SAFETY: forwarding to the real file.
-        real_methods(f).xDeviceCharacteristics.map(|x| unsafe { x(f.real) }).unwrap_or(0)
+        real_methods(f)
+            .xDeviceCharacteristics
+            .map(|x| unsafe { x(f.real) })
+            .unwrap_or(0)
     })
 }
 
@@ -308,8 +358,16 @@ const fn io_methods(version: c_int) -> sys::sqlite3_io_methods {
         xDeviceCharacteristics: Some(x_device_characteristics),
         xShmMap: if version >= 2 { Some(x_shm_map) } else { None },
         xShmLock: if version >= 2 { Some(x_shm_lock) } else { None },
-        xShmBarrier: if version >= 2 { Some(x_shm_barrier) } else { None },
-        xShmUnmap: if version >= 2 { Some(x_shm_unmap) } else { None },
+        xShmBarrier: if version >= 2 {
+            Some(x_shm_barrier)
+        } else {
+            None
+        },
+        xShmUnmap: if version >= 2 {
+            Some(x_shm_unmap)
+        } else {
+            None
+        },
         xFetch: if version >= 3 { Some(x_fetch) } else { None },
         xUnfetch: if version >= 3 { Some(x_unfetch) } else { None },
     }
@@ -319,7 +377,11 @@ static IO_V1: sys::sqlite3_io_methods = io_methods(1);
 static IO_V2: sys::sqlite3_io_methods = io_methods(2);
 static IO_V3: sys::sqlite3_io_methods = io_methods(3);
 
-unsafe extern "C" fn x_delete(vfs: *mut sys::sqlite3_vfs, z_name: *const c_char, sync_dir: c_int) -> c_int {
+unsafe extern "C" fn x_delete(
+    vfs: *mut sys::sqlite3_vfs,
+    z_name: *const c_char,
+    sync_dir: c_int,
+) -> c_int {
     guard(sys::SQLITE_IOERR_DELETE, || {
         let base = base_vfs(vfs);
         if !z_name.is_null() {

@@ -29,7 +29,11 @@ impl DirStore {
 
     /// `0009/0000000000000001-0000000000000001.ltx` → `<dir>/ltx/9/…`; other keys map as-is.
     fn path_of(&self, key: &str) -> Result<PathBuf, StoreError> {
-        if key.is_empty() || key.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        if key.is_empty()
+            || key
+                .split('/')
+                .any(|s| s.is_empty() || s == "." || s == "..")
+        {
             return Err(StoreError::Permanent(format!("invalid object key {key:?}")));
         }
         let parts: Vec<&str> = key.split('/').collect();
@@ -120,14 +124,18 @@ impl ObjectStore for DirStore {
         for level in levels {
             let level = level.map_err(|e| io_error("listing", &ltx, e))?;
             let level_name = level.file_name().to_string_lossy().to_string();
-            let Ok(files) = std::fs::read_dir(level.path()) else { continue };
+            let Ok(files) = std::fs::read_dir(level.path()) else {
+                continue;
+            };
             for file in files {
                 let file = file.map_err(|e| io_error("listing", &level.path(), e))?;
                 let name = file.file_name().to_string_lossy().to_string();
                 if name.starts_with('.') || !name.ends_with(".ltx") {
                     continue;
                 }
-                let Some(key) = Self::key_of(&level_name, &name) else { continue };
+                let Some(key) = Self::key_of(&level_name, &name) else {
+                    continue;
+                };
                 if key.starts_with(prefix) {
                     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
                     out.push(ObjectInfo { key, size });
@@ -172,9 +180,16 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let store = DirStore::new(dir.clone());
         // The contract uses the prefix "db": a file replica has no prefix, so strip it here.
-        super::super::contract::run(&Prefixed { inner: &store, prefix: "db/" });
-        store.put("0009/0000000000000001-0000000000000002.ltx", b"x").unwrap();
-        assert!(dir.join("ltx/9/0000000000000001-0000000000000002.ltx").exists());
+        super::super::contract::run(&Prefixed {
+            inner: &store,
+            prefix: "db/",
+        });
+        store
+            .put("0009/0000000000000001-0000000000000002.ltx", b"x")
+            .unwrap();
+        assert!(dir
+            .join("ltx/9/0000000000000001-0000000000000002.ltx")
+            .exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -25,7 +25,11 @@ pub fn parse_ltx_filename(name: &str) -> Option<(u64, u64)> {
 }
 
 fn parse_txid(s: &str) -> Option<u64> {
-    if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if s.len() != 16
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         return None;
     }
     u64::from_str_radix(s, 16).ok()
@@ -51,7 +55,11 @@ pub fn s3_key(prefix: &str, level: u8, min_txid: u64, max_txid: u64) -> String {
 /// Inverse of [`s3_key`] for the same `prefix`: `(level, min_txid, max_txid)`.
 pub fn parse_s3_key(prefix: &str, key: &str) -> Option<(u8, u64, u64)> {
     let prefix = prefix.trim_matches('/');
-    let rest = if prefix.is_empty() { key } else { key.strip_prefix(prefix)?.strip_prefix('/')? };
+    let rest = if prefix.is_empty() {
+        key
+    } else {
+        key.strip_prefix(prefix)?.strip_prefix('/')?
+    };
     let (level, name) = rest.split_once('/')?;
     if level.len() != 4 || !level.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
@@ -68,7 +76,11 @@ pub fn file_level_dir(level: u8) -> String {
 
 /// A file replica's LTX path relative to the replica dir: `ltx/<level decimal>/<min>-<max>.ltx`.
 pub fn file_relpath(level: u8, min_txid: u64, max_txid: u64) -> String {
-    format!("{}/{}", file_level_dir(level), ltx_filename(min_txid, max_txid))
+    format!(
+        "{}/{}",
+        file_level_dir(level),
+        ltx_filename(min_txid, max_txid)
+    )
 }
 
 #[cfg(test)]
@@ -78,9 +90,15 @@ mod tests {
     #[test]
     fn filename_round_trips_and_is_fixed_width() {
         assert_eq!(ltx_filename(1, 1), "0000000000000001-0000000000000001.ltx");
-        assert_eq!(ltx_filename(0x3e8, u64::MAX), "00000000000003e8-ffffffffffffffff.ltx");
+        assert_eq!(
+            ltx_filename(0x3e8, u64::MAX),
+            "00000000000003e8-ffffffffffffffff.ltx"
+        );
         for (min, max) in [(1, 1), (2, 0xabc), (u64::MAX, u64::MAX)] {
-            assert_eq!(parse_ltx_filename(&ltx_filename(min, max)), Some((min, max)));
+            assert_eq!(
+                parse_ltx_filename(&ltx_filename(min, max)),
+                Some((min, max))
+            );
         }
     }
 
@@ -104,13 +122,22 @@ mod tests {
 
     #[test]
     fn s3_keys_match_litestream_layout() {
-        assert_eq!(s3_key("db", 0, 1, 2), "db/0000/0000000000000001-0000000000000002.ltx");
+        assert_eq!(
+            s3_key("db", 0, 1, 2),
+            "db/0000/0000000000000001-0000000000000002.ltx"
+        );
         assert_eq!(
             s3_key("a/b", SNAPSHOT_LEVEL, 1, 0x10),
             "a/b/0009/0000000000000001-0000000000000010.ltx"
         );
-        assert_eq!(s3_key("", 1, 3, 4), "0001/0000000000000003-0000000000000004.ltx");
-        assert_eq!(s3_key("/db/", 0, 1, 1), "db/0000/0000000000000001-0000000000000001.ltx");
+        assert_eq!(
+            s3_key("", 1, 3, 4),
+            "0001/0000000000000003-0000000000000004.ltx"
+        );
+        assert_eq!(
+            s3_key("/db/", 0, 1, 1),
+            "db/0000/0000000000000001-0000000000000001.ltx"
+        );
         assert_eq!(s3_level_prefix("db", 9), "db/0009/");
         assert_eq!(s3_level_prefix("", 9), "0009/");
     }
@@ -123,16 +150,34 @@ mod tests {
             let key = s3_key(prefix, level, min, max);
             assert_eq!(parse_s3_key(prefix, &key), Some((level, min, max)), "{key}");
         }
-        assert_eq!(parse_s3_key("db", "other/0000/0000000000000001-0000000000000001.ltx"), None);
-        assert_eq!(parse_s3_key("db", "db/000/0000000000000001-0000000000000001.ltx"), None);
-        assert_eq!(parse_s3_key("db", "db/0100/0000000000000001-0000000000000001.ltx"), None);
-        assert_eq!(parse_s3_key("db", "db/0000/x/0000000000000001-0000000000000001.ltx"), None);
-        assert_eq!(parse_s3_key("", "db/0000/0000000000000001-0000000000000001.ltx"), None);
+        assert_eq!(
+            parse_s3_key("db", "other/0000/0000000000000001-0000000000000001.ltx"),
+            None
+        );
+        assert_eq!(
+            parse_s3_key("db", "db/000/0000000000000001-0000000000000001.ltx"),
+            None
+        );
+        assert_eq!(
+            parse_s3_key("db", "db/0100/0000000000000001-0000000000000001.ltx"),
+            None
+        );
+        assert_eq!(
+            parse_s3_key("db", "db/0000/x/0000000000000001-0000000000000001.ltx"),
+            None
+        );
+        assert_eq!(
+            parse_s3_key("", "db/0000/0000000000000001-0000000000000001.ltx"),
+            None
+        );
     }
 
     #[test]
     fn file_paths_match_litestream_layout() {
-        assert_eq!(file_relpath(0, 2, 2), "ltx/0/0000000000000002-0000000000000002.ltx");
+        assert_eq!(
+            file_relpath(0, 2, 2),
+            "ltx/0/0000000000000002-0000000000000002.ltx"
+        );
         assert_eq!(
             file_relpath(SNAPSHOT_LEVEL, 1, 1),
             "ltx/9/0000000000000001-0000000000000001.ltx"

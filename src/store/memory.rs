@@ -32,7 +32,10 @@ impl ObjectStore for MemoryStore {
     fn put(&self, key: &str, body: &[u8]) -> Result<(), StoreError> {
         self.counts.lock().unwrap().put += 1;
         self.check()?;
-        self.objects.lock().unwrap().insert(key.to_string(), body.to_vec());
+        self.objects
+            .lock()
+            .unwrap()
+            .insert(key.to_string(), body.to_vec());
         Ok(())
     }
     fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
@@ -60,7 +63,10 @@ impl ObjectStore for MemoryStore {
             .unwrap()
             .range(prefix.to_string()..)
             .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| ObjectInfo { key: k.clone(), size: v.len() as u64 })
+            .map(|(k, v)| ObjectInfo {
+                key: k.clone(),
+                size: v.len() as u64,
+            })
             .collect())
     }
     fn delete(&self, key: &str) -> Result<(), StoreError> {

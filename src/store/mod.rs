@@ -89,40 +89,6 @@ pub fn open(target: &crate::config::ReplicaTarget) -> Result<Box<dyn ObjectStore
     }
 }
 
-#[cfg(test)]
-pub(crate) mod contract {
-    //! One body of tests every backend must pass.
-    use super::*;
-
-    pub fn run(store: &dyn ObjectStore) {
-        let k1 = keys::s3_key("db", 0, 1, 1);
-        let k2 = keys::s3_key("db", 0, 2, 3);
-        let k9 = keys::s3_key("db", 9, 1, 3);
-        assert!(matches!(store.get(&k1), Err(StoreError::NotFound(_))));
-        assert!(store.list("db/").unwrap().is_empty());
-        store.put(&k2, b"second").unwrap();
-        store.put(&k1, b"first").unwrap();
-        store.put(&k9, b"snapshot").unwrap();
-        assert_eq!(store.get(&k1).unwrap(), b"first");
-        assert_eq!(store.get_range(&k2, 1, 3).unwrap(), b"eco");
-        assert_eq!(store.get_range(&k2, 4, 100).unwrap(), b"nd");
-        let all: Vec<String> = store.list("db/").unwrap().into_iter().map(|o| o.key).collect();
-        assert_eq!(all, vec![k1.clone(), k2.clone(), k9.clone()]);
-        let l0: Vec<ObjectInfo> = store.list("db/0000/").unwrap();
-        assert_eq!(l0.len(), 2);
-        assert_eq!(l0[1].size, 6);
-        store.put(&k1, b"overwritten").unwrap();
-        assert_eq!(store.get(&k1).unwrap(), b"overwritten");
-        store.delete(&k1).unwrap();
-        store.delete(&k1).unwrap();
-        assert!(matches!(store.get(&k1), Err(StoreError::NotFound(_))));
-        assert_eq!(store.list("db/0000/").unwrap().len(), 1);
-        assert!(store.list("other/").unwrap().is_empty());
-        let counts = store.request_counts();
-        assert!(counts.put >= 4 && counts.get >= 1 && counts.list >= 1 && counts.delete >= 1);
-    }
-}
-
 /// A shared store is a store (tests keep a handle to inspect what was uploaded).
 impl<T: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<T> {
     fn put(&self, key: &str, body: &[u8]) -> Result<(), StoreError> {
@@ -148,5 +114,44 @@ impl<T: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<T> {
     }
     fn describe(&self) -> String {
         (**self).describe()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod contract {
+    //! One body of tests every backend must pass.
+    use super::*;
+
+    pub fn run(store: &dyn ObjectStore) {
+        let k1 = keys::s3_key("db", 0, 1, 1);
+        let k2 = keys::s3_key("db", 0, 2, 3);
+        let k9 = keys::s3_key("db", 9, 1, 3);
+        assert!(matches!(store.get(&k1), Err(StoreError::NotFound(_))));
+        assert!(store.list("db/").unwrap().is_empty());
+        store.put(&k2, b"second").unwrap();
+        store.put(&k1, b"first").unwrap();
+        store.put(&k9, b"snapshot").unwrap();
+        assert_eq!(store.get(&k1).unwrap(), b"first");
+        assert_eq!(store.get_range(&k2, 1, 3).unwrap(), b"eco");
+        assert_eq!(store.get_range(&k2, 4, 100).unwrap(), b"nd");
+        let all: Vec<String> = store
+            .list("db/")
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert_eq!(all, vec![k1.clone(), k2.clone(), k9.clone()]);
+        let l0: Vec<ObjectInfo> = store.list("db/0000/").unwrap();
+        assert_eq!(l0.len(), 2);
+        assert_eq!(l0[1].size, 6);
+        store.put(&k1, b"overwritten").unwrap();
+        assert_eq!(store.get(&k1).unwrap(), b"overwritten");
+        store.delete(&k1).unwrap();
+        store.delete(&k1).unwrap();
+        assert!(matches!(store.get(&k1), Err(StoreError::NotFound(_))));
+        assert_eq!(store.list("db/0000/").unwrap().len(), 1);
+        assert!(store.list("other/").unwrap().is_empty());
+        let counts = store.request_counts();
+        assert!(counts.put >= 4 && counts.get >= 1 && counts.list >= 1 && counts.delete >= 1);
     }
 }

@@ -17,7 +17,11 @@ pub fn so_path() -> PathBuf {
         return PathBuf::from(p);
     }
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/libreplica.so");
-    assert!(p.exists(), "{} is missing: run `make build` (make test does it first)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `make build` (make test does it first)",
+        p.display()
+    );
     p
 }
 
@@ -31,7 +35,10 @@ pub fn litestream_bin() -> PathBuf {
     if let Ok(p) = std::env::var("LITESTREAM_BIN") {
         return PathBuf::from(p);
     }
-    for p in ["/opt/litestream-venv/bin/litestream", "/opt/lsvenv/bin/litestream"] {
+    for p in [
+        "/opt/litestream-venv/bin/litestream",
+        "/opt/lsvenv/bin/litestream",
+    ] {
         if Path::new(p).exists() {
             return PathBuf::from(p);
         }
@@ -67,14 +74,27 @@ impl Drop for TempDir {
 }
 
 fn nanos() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
 }
 
 /// Runs `program` in `cwd` with a clean replica environment plus `env`, feeding `stdin`.
 pub fn run(program: &str, args: &[&str], cwd: &Path, env: &[(&str, &str)], stdin: &str) -> Output {
     let mut cmd = Command::new(program);
-    cmd.args(args).current_dir(cwd).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    for var in ["REPLICA_URL", "REPLICA_CONFIG", "LITESTREAM_CONFIG", "REPLICA_SYNC_INTERVAL", "REPLICA_DEFAULT_VFS"] {
+    cmd.args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for var in [
+        "REPLICA_URL",
+        "REPLICA_CONFIG",
+        "LITESTREAM_CONFIG",
+        "REPLICA_SYNC_INTERVAL",
+        "REPLICA_DEFAULT_VFS",
+    ] {
         cmd.env_remove(var);
     }
     // Keep a developer's own config out of the tests.
@@ -82,8 +102,15 @@ pub fn run(program: &str, args: &[&str], cwd: &Path, env: &[(&str, &str)], stdin
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         if child.try_wait().unwrap().is_some() {
@@ -117,13 +144,25 @@ pub fn stderr(o: &Output) -> String {
 
 /// Panics with both streams when the host failed.
 pub fn check(o: &Output, what: &str) -> String {
-    assert!(o.status.success(), "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}", o.status, stdout(o), stderr(o));
+    assert!(
+        o.status.success(),
+        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
     stdout(o)
 }
 
 /// `sqlite3 DB .dump` of a database, through Debian's CLI without the extension.
 pub fn dump(db: &Path) -> String {
-    let o = run(SQLITE3, &[db.to_str().unwrap(), ".dump"], db.parent().unwrap(), &[], "");
+    let o = run(
+        SQLITE3,
+        &[db.to_str().unwrap(), ".dump"],
+        db.parent().unwrap(),
+        &[],
+        "",
+    );
     check(&o, "sqlite3 .dump")
 }
 

@@ -1,0 +1,247 @@
+//! The extension in real host processes: Debian's python3 (its `sqlite3` module can load
+//! extensions) and Ruby's `sqlite3` gem. The scripts live in `tests/hosts/`; each runs in a
+//! scratch directory with `REPLICA_URL=file://<scratch>/replicas` and prints what it saw.
+//! Here we check those values and compare the databases with `sqlite3 .dump`.
+
+mod common;
+
+use common::*;
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Output;
+
+fn script(name: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/hosts")
+        .join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn replicas_env(tmp: &TempDir) -> String {
+    format!("file://{}/replicas", tmp.path().display())
+}
+
+/// `key=value` lines (the first `=` splits) → map; a repeated key is a script bug.
+fn parse_kv(out: &str) -> HashMap<String, String> {
+    let mut map = HashMap::new();
+    for line in out.lines() {
+        if let Some((k, v)) = line.split_once('=') {
+            assert!(
+                map.insert(k.to_string(), v.to_string()).is_none(),
+                "key {k:?} printed twice:\n{out}"
+            );
+        }
+    }
+    map
+}
+
+/// `key value` lines (the first space splits) → map.
+fn parse_words(out: &str) -> HashMap<String, String> {
+    out.lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn get<'a>(map: &'a HashMap<String, String>, key: &str, all: &str) -> &'a str {
+    map.get(key)
+        .map(String::as_str)
+        .unwrap_or_else(|| panic!("the script printed no {key:?}:\n{all}"))
+}
+
+fn checked(o: &Output, what: &str) -> String {
+    let out = check(o, what);
+    // Rust-side asserts print this on failure; the extension's own stderr helps too.
+    if !stderr(o).trim().is_empty() {
+        eprintln!("{what} stderr:\n{}", stderr(o));
+    }
+    out
+}
+
+fn assert_same_dump(a: &Path, b: &Path) {
+    let (da, db) = (dump(a), dump(b));
+    assert!(
+        da.contains("CREATE TABLE"),
+        "{} dumped no tables:\n{da}",
+        a.display()
+    );
+    assert_eq!(da, db, "{} and {} differ", a.display(), b.display());
+}
+
+/// Three shipped transactions: sync returns 1, 2, 3; the latest, txid 1 and a timestamp
+/// between txids 2 and 3 restore to exactly those states.
+#[test]
+fn python_replicates_and_restores() {
+    let tmp = TempDir::new("host-python-basic");
+    let url = replicas_env(&tmp);
+    let o = python(&script("basic.py"), tmp.path(), &[("REPLICA_URL", &url)]);
+    let out = checked(&o, "python3 tests/hosts/basic.py");
+    let kv = parse_kv(&out);
+    let g = |k: &str| get(&kv, k, &out).to_string();
+    assert_eq!(g("journal_mode"), "wal");
+    assert_eq!(
+        (g("sync1"), g("sync2"), g("sync3")),
+        ("1".into(), "2".into(), "3".into()),
+        "{out}"
+    );
+    assert_eq!(g("status"), "[('app.db', 'up to date', 3, 3, 0, None)]");
+    assert_eq!(g("restored"), "3");
+    assert_eq!(g("restored_at_1"), "1");
+    assert_eq!(
+        g("restored_at_time"),
+        "2",
+        "a timestamp between txids 2 and 3 restores txid 2:\n{out}"
+    );
+    assert!(
+        g("second_restore").contains("restored.db already exists; pass 'overwrite'"),
+        "restoring onto an existing file must fail: {out}"
+    );
+    // 1000 items with qty 3i; +1 for every tenth; then ids above 900 deleted.
+    assert_eq!(g("rows app.db"), "900 1216440");
+    assert_eq!(g("rows restored.db"), "900 1216440");
+    assert_eq!(g("rows at1.db"), "1000 1501500");
+    assert_eq!(g("rows at_time.db"), "1000 1501600");
+    assert_same_dump(&tmp.join("app.db"), &tmp.join("restored.db"));
+    // Litestream's layout in the replica directory.
+    let ltx = tmp.join("replicas/app.db/ltx");
+    for f in [
+        "9/0000000000000001-0000000000000001.ltx",
+        "0/0000000000000002-0000000000000002.ltx",
+        "0/0000000000000003-0000000000000003.ltx",
+    ] {
+        assert!(
+            ltx.join(f).is_file(),
+            "{} is missing",
+            ltx.join(f).display()
+        );
+    }
+}
+
+/// Two connections in two threads commit 300 transactions concurrently; everything reaches
+/// the replica and the restore equals the source.
+#[test]
+fn python_threads_write_concurrently() {
+    let tmp = TempDir::new("host-python-threads");
+    let url = replicas_env(&tmp);
+    let o = python(&script("threads.py"), tmp.path(), &[("REPLICA_URL", &url)]);
+    let out = checked(&o, "python3 tests/hosts/threads.py");
+    let kv = parse_words(&out);
+    assert_eq!(get(&kv, "first_sync", &out), "1");
+    assert_eq!(get(&kv, "errors", &out), "[]", "a writer failed:\n{out}");
+    assert_eq!(get(&kv, "counters", &out), "[('a', 150), ('b', 150)]");
+    let txid: i64 = get(&kv, "txid", &out).parse().unwrap();
+    assert!(
+        txid >= 2,
+        "the concurrent writes were shipped after the first sync: {out}"
+    );
+    assert_eq!(get(&kv, "status", &out), "[('up to date', 0, 0, None)]");
+    assert_eq!(
+        get(&kv, "restored", &out),
+        txid.to_string(),
+        "restore returns the synced txid"
+    );
+    assert_same_dump(&tmp.join("app.db"), &tmp.join("restored.db"));
+    let d = dump(&tmp.join("restored.db"));
+    // 150 rows per writer, minus the seq % 7 == 0 ones deleted every 50 transactions.
+    let rows = d.matches("INSERT INTO log VALUES").count();
+    assert_eq!(
+        rows,
+        2 * (150 - (0..150).filter(|s| s % 7 == 0).count()),
+        "{d}"
+    );
+}
+
+/// Loading twice is harmless; with REPLICA_DEFAULT_VFS=0 only the database attached with
+/// ?vfs=replica replicates.
+#[test]
+fn python_load_twice_and_attach_with_vfs_param() {
+    let tmp = TempDir::new("host-python-attach");
+    let url = replicas_env(&tmp);
+    let o = python(
+        &script("attach.py"),
+        tmp.path(),
+        &[("REPLICA_URL", &url), ("REPLICA_DEFAULT_VFS", "0")],
+    );
+    let out = checked(&o, "python3 tests/hosts/attach.py");
+    let kv = parse_words(&out);
+    assert_eq!(get(&kv, "version", &out), "libreplica");
+    assert_eq!(
+        get(&kv, "main_journal", &out),
+        "delete",
+        "a plain open must not be switched to WAL"
+    );
+    assert_eq!(
+        get(&kv, "side_journal", &out),
+        "wal",
+        "the ?vfs=replica database is switched to WAL"
+    );
+    assert_eq!(get(&kv, "sync", &out), "1");
+    assert_eq!(get(&kv, "status", &out), "[('side.db', 'up to date')]");
+    assert_eq!(get(&kv, "restored", &out), "1");
+    assert_eq!(get(&kv, "side_rows", &out), "(300, 'side-99')");
+    // app.db has a name-derived replica location, but nothing was ever shipped there.
+    assert!(
+        get(&kv, "app_restore", &out).contains("restore failed"),
+        "{out}"
+    );
+    assert!(
+        !tmp.join("replicas/app.db").exists(),
+        "app.db was opened without the replica VFS but replicated"
+    );
+    assert!(!tmp.join("app.db-replica").exists(), "app.db got a spool");
+    let side = dump(&tmp.join("side.db"));
+    assert_eq!(side, dump(&tmp.join("side-restored.db")));
+    assert!(
+        side.contains("INSERT INTO s VALUES(299,'side-299');"),
+        "{side}"
+    );
+}
+
+fn ruby_available() -> bool {
+    let ok = std::process::Command::new("ruby")
+        .args(["-e", "require \"sqlite3\""])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        if std::env::var_os("CI").is_some() {
+            panic!("ruby with the sqlite3 gem is required under CI (`ruby -e 'require \"sqlite3\"'` failed)");
+        }
+        println!("SKIPPED: ruby or its sqlite3 gem is missing (`ruby -e 'require \"sqlite3\"'` failed); `gem install sqlite3` or .ci/run installs it");
+    }
+    ok
+}
+
+#[test]
+fn ruby_replicates_and_restores() {
+    if !ruby_available() {
+        return;
+    }
+    let tmp = TempDir::new("host-ruby-basic");
+    let url = replicas_env(&tmp);
+    let lib = load_path();
+    let o = run(
+        "ruby",
+        &["-"],
+        tmp.path(),
+        &[("REPLICA_URL", &url), ("REPLICA_TEST_LIB", &lib)],
+        &script("basic.rb"),
+    );
+    let out = checked(&o, "ruby tests/hosts/basic.rb");
+    let kv = parse_kv(&out);
+    let g = |k: &str| get(&kv, k, &out).to_string();
+    assert_eq!(g("journal_mode"), "wal");
+    assert_eq!((g("sync1"), g("sync2")), ("1".into(), "2".into()), "{out}");
+    assert_eq!(g("status"), r#"[["app.db", "up to date", 2, 0]]"#);
+    assert_eq!(g("restored"), "2");
+    assert_eq!(g("restored_at_1"), "1");
+    assert!(
+        g("bad_sync").contains("replica_sync: timeout_ms must be an integer"),
+        "{out}"
+    );
+    // 500 people born 1900 + i % 120; every third name upper-cased in txid 2.
+    assert_eq!(g("rows app.db"), "500 978750 166");
+    assert_eq!(g("rows restored.db"), "500 978750 166");
+    assert_eq!(g("rows at1.db"), "500 978750 0");
+    assert_same_dump(&tmp.join("app.db"), &tmp.join("restored.db"));
+}
