@@ -45,6 +45,9 @@ pub struct Progress {
     pub needs_snapshot: Option<String>,
     /// Count of snapshots shipped, so an on-demand snapshot can wait for the next one.
     pub snapshots: u64,
+    /// Bumped by every snapshot request, so one made while a snapshot is being read is
+    /// not cleared by that snapshot.
+    pub snapshot_request: u64,
     /// The uploader should ship what is pending now rather than wait for the interval.
     pub flush_requested: bool,
     pub last_error: Option<String>,
@@ -128,6 +131,7 @@ impl Database {
 
     pub fn request_snapshot(&self, reason: &str) {
         self.update_progress(|p| {
+            p.snapshot_request += 1;
             if p.needs_snapshot.is_none() {
                 p.needs_snapshot = Some(reason.to_string());
             }

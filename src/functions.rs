@@ -88,7 +88,10 @@ pub fn snapshot(db_arg: Option<&str>, conn_db: Option<&Path>) -> Result<i64, Err
     let mut txid = 0;
     for db in dbs {
         let before = db.progress().snapshots;
-        db.update_progress(|p| p.needs_snapshot = Some("requested by replica_snapshot()".into()));
+        db.update_progress(|p| {
+            p.snapshot_request += 1;
+            p.needs_snapshot = Some("requested by replica_snapshot()".into());
+        });
         crate::uploader::wake();
         match db.wait_for(SNAPSHOT_TIMEOUT, |p| p.snapshots > before) {
             Ok(p) => txid = p.txid as i64,

@@ -26,10 +26,14 @@ use std::time::Duration;
 pub type LockedRead<'a> =
     dyn FnMut(&mut dyn ReadAt, Option<&mut dyn ReadAt>) -> Result<(), Error> + 'a;
 
-/// Reads the live database consistently, for snapshots.
+/// Reads the live database consistently, for snapshots, without blocking writers.
 pub trait SnapshotSource: Send + Sync {
-    /// Calls `f` with the database file and its WAL while holding the write lock.
-    fn with_write_lock(&self, db_path: &Path, f: &mut LockedRead<'_>) -> Result<(), Error>;
+    /// Calls `f` with the database file and its WAL while a read transaction is open on the
+    /// database: checkpoints can then neither restart nor truncate the WAL nor copy frames
+    /// newer than that transaction into the database file (except that a reader SQLite lets
+    /// read the database file alone does not hold off a WAL restart: `f` detects that by
+    /// re-reading the WAL header, and the snapshot is retried).
+    fn with_read_transaction(&self, db_path: &Path, f: &mut LockedRead<'_>) -> Result<(), Error>;
 }
 
 /// Level-0 batches larger than this are split at a transaction boundary.
@@ -244,15 +248,32 @@ impl DbUploader {
         let scratch = self.db.spool.scratch_path("snapshot.ltx.tmp");
         let mut built: Option<BuiltSnapshot> = None;
         let db = self.db.clone();
-        source.with_write_lock(&db.path, &mut |dbf, walf| {
-            // Under the write lock no commit is in flight: everything committed is captured.
-            let seq = db.spool.last_seq();
-            built = build_snapshot(dbf, walf, txid, now, &scratch, seq)?;
-            Ok(())
+        let request = db.progress().snapshot_request;
+        source.with_read_transaction(&db.path, &mut |dbf, mut walf| {
+            for _attempt in 0..5 {
+                // Every commit captured so far is in the committed state read below: it is
+                // either still in the WAL (nothing can restart or truncate it while the read
+                // transaction is open) or already copied into the database file. Commits
+                // captured later but read below are dropped by position when shipping.
+                let seq = db.spool.last_seq();
+                let before = read_wal_header(&mut walf)?;
+                let snap = build_snapshot(dbf, &mut walf, txid, now, &scratch, seq)?;
+                if read_wal_header(&mut walf)? == before {
+                    built = snap;
+                    return Ok(());
+                }
+            }
+            Err(Error::Io(
+                "the WAL kept restarting while a snapshot was read; will retry".into(),
+            ))
         })?;
         let Some(snap) = built else {
             // An empty database: nothing to replicate until its first commit.
-            self.db.update_progress(|p| p.needs_snapshot = None);
+            self.db.update_progress(|p| {
+                if p.snapshot_request == request {
+                    p.needs_snapshot = None;
+                }
+            });
             return Ok(Step::Idle);
         };
         let key = self.key(keys::SNAPSHOT_LEVEL, 1, txid);
@@ -284,7 +305,9 @@ impl DbUploader {
         self.db.update_progress(|p| {
             p.txid = txid;
             p.shipped_seq = snap.seq;
-            p.needs_snapshot = None;
+            if p.snapshot_request == request {
+                p.needs_snapshot = None;
+            }
             p.snapshots += 1;
         });
         Ok(Step::Snapshot { txid })
@@ -292,6 +315,25 @@ impl DbUploader {
 
     fn ship_batch(&mut self, now: u64, pending: &[RecordMeta]) -> Result<Step, Error> {
         let state = self.db.spool.state();
+        // Commits captured while a snapshot was being read can already be in it; so can a
+        // commit captured twice. They end at or before the replicated WAL position.
+        let covered = pending
+            .iter()
+            .take_while(|r| {
+                state
+                    .position
+                    .is_some_and(|(p, _)| r.end.salts() == p.salts() && r.end.frame <= p.frame)
+            })
+            .count();
+        if covered > 0 {
+            let seq = pending[covered - 1].seq;
+            self.db.spool.mark_shipped(SpoolState {
+                shipped_seq: seq,
+                ..state
+            })?;
+            self.db.update_progress(|p| p.shipped_seq = seq);
+            return Ok(Step::WaitUntil(now));
+        }
         let mut bytes = 0u64;
         let mut batch = Vec::new();
         for r in pending {
@@ -436,6 +478,14 @@ fn carried_checksum(raw: u64) -> u64 {
     }
 }
 
+fn read_wal_header(
+    wal: &mut Option<&mut dyn ReadAt>,
+) -> Result<Option<[u8; wal::WAL_HEADER_SIZE]>, Error> {
+    let Some(w) = wal else { return Ok(None) };
+    let mut h = [0u8; wal::WAL_HEADER_SIZE];
+    Ok((w.read_at(0, &mut h)? == h.len()).then_some(h))
+}
+
 struct BuiltSnapshot {
     seq: u64,
     page_size: u32,
@@ -449,18 +499,15 @@ struct BuiltSnapshot {
 /// into a level-9 LTX file at `out`. `None` for a database without pages.
 fn build_snapshot(
     dbf: &mut dyn ReadAt,
-    walf: Option<&mut dyn ReadAt>,
+    walf: &mut Option<&mut dyn ReadAt>,
     txid: u64,
     now: u64,
     out: &Path,
     seq: u64,
 ) -> Result<Option<BuiltSnapshot>, Error> {
-    let (map, mut walf) = match walf {
-        Some(w) => {
-            let map = wal::map_committed_pages(&mut |o, b| w.read_at(o, b))?;
-            (Some(map), Some(w))
-        }
-        None => (None, None),
+    let map = match walf.as_mut() {
+        Some(w) => Some(wal::map_committed_pages(&mut |o, b| w.read_at(o, b))?),
+        None => None,
     };
     let committed = map.as_ref().filter(|m| m.last_commit.is_some());
     let mut db_header = [0u8; 100];
@@ -655,7 +702,11 @@ mod tests {
     }
 
     impl SnapshotSource for FakeDb {
-        fn with_write_lock(&self, _db_path: &Path, f: &mut LockedRead<'_>) -> Result<(), Error> {
+        fn with_read_transaction(
+            &self,
+            _db_path: &Path,
+            f: &mut LockedRead<'_>,
+        ) -> Result<(), Error> {
             f(&mut Bytes(self.image()), None)
         }
     }

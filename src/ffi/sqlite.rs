@@ -249,11 +249,11 @@ impl Drop for RawFile {
     }
 }
 
-/// Reads the live database under the write lock, for snapshots.
+/// Reads the live database inside a read transaction, for snapshots.
 pub(crate) struct LiveDatabase;
 
 impl crate::uploader::SnapshotSource for LiveDatabase {
-    fn with_write_lock(
+    fn with_read_transaction(
         &self,
         db_path: &Path,
         f: &mut crate::uploader::LockedRead<'_>,
@@ -278,12 +278,14 @@ impl crate::uploader::SnapshotSource for LiveDatabase {
                 )));
             }
         }
+        // Opened read-write (it never writes) so that SQLite can set up the WAL index even
+        // when no other connection has the database open.
         let conn = Connection::open(db_path, false)?;
         conn.exec("PRAGMA busy_timeout=5000")?;
-        // Holding the write lock means no commit is half-way: everything committed so far
-        // has been captured, and no checkpoint can restart or truncate the WAL under us.
-        conn.exec("BEGIN IMMEDIATE")?;
+        // A read transaction, not the write lock: writers go on while the snapshot is read.
+        conn.exec("BEGIN")?;
         let result = (|| {
+            conn.query_column("SELECT count(*) FROM sqlite_master")?;
             let mut db = RawFile::open(db_path, false)?.ok_or_else(|| {
                 Error::InvalidArgument(format!("{} does not exist", db_path.display()))
             })?;
@@ -292,7 +294,7 @@ impl crate::uploader::SnapshotSource for LiveDatabase {
             let mut wal = RawFile::open(Path::new(&wal_path), true)?;
             f(&mut db, wal.as_mut().map(|w| w as &mut dyn ReadAt))
         })();
-        let _ = conn.exec("ROLLBACK");
+        let _ = conn.exec("COMMIT");
         result
     }
 }
