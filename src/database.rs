@@ -30,6 +30,13 @@ pub struct CaptureState {
     pub rewrote_in_place: bool,
     /// The frame whose header the previous write was, to tell appends from in-place writes.
     pub last_header_frame: Option<u32>,
+    /// The current transaction's frames as SQLite wrote them (header ‖ page each), starting
+    /// at frame `txn_first`, so capture need not read them back; `txn_buffer_ok` is false
+    /// once the writes stopped being plain appends (or grew too large), and capture then
+    /// reads the frames from the WAL instead.
+    pub txn_buffer: Vec<u8>,
+    pub txn_first: u32,
+    pub txn_buffer_ok: bool,
     /// Whether this process has compared the WAL on disk with the spool since it started.
     pub caught_up: bool,
 }

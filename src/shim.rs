@@ -225,7 +225,9 @@ impl WalObserver {
         let mut cap = db.capture.lock().unwrap_or_else(|p| p.into_inner());
         if offset == 0 {
             if data.len() >= WAL_HEADER_SIZE {
-                // A new log generation: frames start again at 1 with new salts.
+                // A new log generation: frames start again at 1 with new salts, overwriting
+                // the old ones, so the spool must hold its records on disk from now on.
+                flush_spool(db);
                 let parsed = WalHeader::parse(&data[..WAL_HEADER_SIZE]).ok();
                 cap.header = parsed;
                 cap.chain = parsed.map(|h| FrameChain::new(&h));
@@ -244,6 +246,7 @@ impl WalObserver {
         let rel = offset - WAL_HEADER_SIZE as u64;
         let frame = (rel / frame_size) as u32 + 1;
         let within = rel % frame_size;
+        buffer_frame_write(&mut cap, frame, within, data, frame_size);
         let mut ready: Option<(u32, FrameHeader)> = None;
         if within == 0 && data.len() >= FRAME_HEADER_SIZE {
             if let Ok(fh) = FrameHeader::parse(&data[..FRAME_HEADER_SIZE]) {
@@ -314,8 +317,18 @@ impl WalObserver {
     }
 }
 
+/// Writes out the spool's in-memory records before the WAL frames they came from go away.
+fn flush_spool(db: &Database) {
+    if let Err(e) = db.spool.flush() {
+        // Without them on disk a crash would leave a gap: fall back to a snapshot.
+        db.request_snapshot(&format!("writing the spool failed: {e}"));
+        crate::status::log_error(&format!("{}: {e}", db.name));
+    }
+}
+
 /// The log is gone (truncated or deleted): the next writer starts a new one with a header.
 fn forget_wal(db: &Database) {
+    flush_spool(db);
     let mut cap = db.capture.lock().unwrap_or_else(|p| p.into_inner());
     cap.header = None;
     cap.chain = None;
@@ -323,6 +336,49 @@ fn forget_wal(db: &Database) {
     cap.deferred_commit = None;
     cap.rewrote_in_place = false;
     cap.last_header_frame = None;
+}
+
+/// Most transactions' frames are plain appends (header, then page, frame after frame):
+/// keep them, so capture verifies and spools them without reading the WAL back.
+const TXN_BUFFER_MAX: usize = 4 << 20;
+
+fn buffer_frame_write(
+    cap: &mut CaptureState,
+    frame: u32,
+    within: u64,
+    data: &[u8],
+    frame_size: u64,
+) {
+    let fs = frame_size as usize;
+    let buffered_frames = (cap.txn_buffer.len() / fs) as u32;
+    let partial = cap.txn_buffer.len() % fs;
+    if within == 0 && (data.len() == FRAME_HEADER_SIZE || data.len() == fs) && partial == 0 {
+        let next_expected = cap.chain.as_ref().map(|c| c.next_frame());
+        if cap.txn_buffer.is_empty() || Some(frame) == next_expected {
+            // The first frame after the last capture (also after a rollback rewound).
+            cap.txn_buffer.clear();
+            cap.txn_first = frame;
+            cap.txn_buffer_ok = Some(frame) == next_expected;
+        } else if frame != cap.txn_first + buffered_frames {
+            cap.txn_buffer_ok = false;
+        }
+    } else if within == FRAME_HEADER_SIZE as u64
+        && data.len() + FRAME_HEADER_SIZE == fs
+        && partial == FRAME_HEADER_SIZE
+    {
+        if frame + 1 != cap.txn_first + buffered_frames + 1 {
+            cap.txn_buffer_ok = false;
+        }
+    } else {
+        cap.txn_buffer_ok = false;
+    }
+    if cap.txn_buffer_ok && cap.txn_buffer.len() + data.len() <= TXN_BUFFER_MAX {
+        cap.txn_buffer.extend_from_slice(data);
+    } else {
+        cap.txn_buffer_ok = false;
+        cap.txn_buffer.clear();
+        cap.txn_buffer.shrink_to(fs * 16);
+    }
 }
 
 /// Reads the frames of one transaction back from the WAL and appends them to the spool.
@@ -360,19 +416,29 @@ fn capture(
         },
     };
     let mut trial = chain.clone();
+    let frame_size = FRAME_HEADER_SIZE + header.page_size as usize;
+    let nframes = (commit_frame - first + 1) as usize;
+    let written = std::mem::take(&mut cap.txn_buffer);
+    let use_written =
+        cap.txn_buffer_ok && cap.txn_first == first && written.len() == nframes * frame_size;
     let mut rec = db
         .spool
-        .begin_record(record, commit_frame - first + 1)
+        .begin_record(record, nframes as u32)
         .map_err(|e| e.to_string())?;
-    let mut buf = vec![0u8; FRAME_HEADER_SIZE + header.page_size as usize];
-    for f in first..=commit_frame {
-        let off = wal::frame_offset(header.page_size, f);
-        match file.read_at(off, &mut buf) {
-            Ok(n) if n == buf.len() => {}
-            Ok(_) => return Err(format!("WAL frame {f} is missing")),
-            Err(e) => return Err(format!("reading WAL frame {f}: {e}")),
-        }
-        let (h, page) = buf.split_at(FRAME_HEADER_SIZE);
+    let mut buf = vec![0u8; if use_written { 0 } else { frame_size }];
+    for (i, f) in (first..=commit_frame).enumerate() {
+        let frame_bytes: &[u8] = if use_written {
+            &written[i * frame_size..(i + 1) * frame_size]
+        } else {
+            let off = wal::frame_offset(header.page_size, f);
+            match file.read_at(off, &mut buf) {
+                Ok(n) if n == buf.len() => {}
+                Ok(_) => return Err(format!("WAL frame {f} is missing")),
+                Err(e) => return Err(format!("reading WAL frame {f}: {e}")),
+            }
+            &buf
+        };
+        let (h, page) = frame_bytes.split_at(FRAME_HEADER_SIZE);
         match trial.accept(h, page) {
             Ok(Some(frame)) => rec.push(frame.pgno, page).map_err(|e| e.to_string())?,
             _ => {
@@ -384,6 +450,9 @@ fn capture(
     }
     rec.commit().map_err(|e| e.to_string())?;
     *chain = trial;
+    // Reuse the allocation for the next transaction.
+    cap.txn_buffer = written;
+    cap.txn_buffer.clear();
     db.counters().captured_txns += 1;
     Ok(())
 }

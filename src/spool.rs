@@ -23,9 +23,12 @@
 //! - `overflow`: present while captured commits were dropped because the spool was over its
 //!   size cap; the uploader must then ship a snapshot (which also removes the marker).
 //!
-//! Records are appended without fsync: a process crash keeps them (the kernel has them), and
-//! after a power loss the WAL still holds what SQLite kept, so the next open catches up from
-//! the WAL or, if continuity cannot be shown, takes a snapshot. Recovery drops a torn tail.
+//! Records are first kept in memory (up to 8 MiB) and written out, without fsync, when the
+//! buffer fills, before SQLite can restart, truncate or delete the WAL (the shim calls
+//! `flush`), or never, if they are shipped first. Until then the WAL itself still holds the
+//! frames, so a crash loses nothing: the next open captures them again from the WAL, or, if
+//! continuity cannot be shown, ships a snapshot. After a power loss the same holds for what
+//! SQLite kept. Recovery drops a torn tail.
 
 use crate::ltx::Crc64;
 use crate::wal::WalPosition;
@@ -187,10 +190,40 @@ pub struct RecordHeader {
     pub integrity: Integrity,
 }
 
+/// Committed records are kept in memory up to this size before they are written out.
+const WRITE_BUFFER_BYTES: usize = 8 << 20;
+
 struct Segment {
     id: u64,
     file: File,
+    /// Bytes of committed records, on disk or in `buffer`.
     len: u64,
+    /// Bytes on disk; `buffer` holds `[flushed, len)`.
+    flushed: u64,
+    buffer: Vec<u8>,
+}
+
+impl Segment {
+    fn new(id: u64, file: File, len: u64) -> Segment {
+        Segment {
+            id,
+            file,
+            len,
+            flushed: len,
+            buffer: Vec::new(),
+        }
+    }
+
+    fn write_out(&mut self) -> Result<(), SpoolError> {
+        if !self.buffer.is_empty() {
+            self.file
+                .write_all_at(&self.buffer, self.flushed)
+                .map_err(|e| SpoolError::Io(format!("writing the spool: {e}")))?;
+            self.flushed += self.buffer.len() as u64;
+            self.buffer.clear();
+        }
+        Ok(())
+    }
 }
 
 struct Inner {
@@ -283,7 +316,7 @@ impl Spool {
                     .write(true)
                     .open(&path)
                     .map_err(|e| io("opening", &path, e))?;
-                Some(Segment { id, file, len })
+                Some(Segment::new(id, file, len))
             }
             None => None,
         };
@@ -343,11 +376,10 @@ impl Spool {
                 .truncate(true)
                 .open(&path)
                 .map_err(|e| io("creating", &path, e))?;
-            inner.segment = Some(Segment {
-                id: seq,
-                file,
-                len: 0,
-            });
+            if let Some(old) = inner.segment.as_mut() {
+                old.write_out()?;
+            }
+            inner.segment = Some(Segment::new(seq, file, 0));
         }
         let seg = inner.segment.as_ref().expect("segment just ensured");
         let meta = RecordMeta {
@@ -403,6 +435,16 @@ impl Spool {
         })
     }
 
+    /// Writes out records kept in memory. Needed before SQLite may overwrite or remove the
+    /// WAL frames they came from (a restart, a truncation, a deletion): until then a crash
+    /// loses nothing, because the next open captures them again from the WAL.
+    pub fn flush(&self) -> Result<(), SpoolError> {
+        match self.lock().segment.as_mut() {
+            Some(seg) => seg.write_out(),
+            None => Ok(()),
+        }
+    }
+
     /// Records not yet shipped, oldest first.
     pub fn pending(&self) -> Vec<RecordMeta> {
         self.lock().pending.clone()
@@ -454,17 +496,29 @@ impl Spool {
             .dir
             .join("seg")
             .join(format!("{:016x}.seg", rec.segment));
+        let offset = rec.page_offset(i);
+        buf.resize(rec.page_size as usize, 0);
         let file = {
             let inner = self.lock();
             match &inner.segment {
+                Some(s) if s.id == rec.segment && offset >= s.flushed => {
+                    let at = (offset - s.flushed) as usize;
+                    let src = s.buffer.get(at..at + buf.len()).ok_or_else(|| {
+                        SpoolError::Corrupt(format!(
+                            "record {} is not in the spool's write buffer",
+                            rec.seq
+                        ))
+                    })?;
+                    buf.copy_from_slice(src);
+                    return Ok(());
+                }
                 Some(s) if s.id == rec.segment => {
                     s.file.try_clone().map_err(|e| io("opening", &path, e))?
                 }
                 _ => File::open(&path).map_err(|e| io("opening", &path, e))?,
             }
         };
-        buf.resize(rec.page_size as usize, 0);
-        file.read_exact_at(buf, rec.page_offset(i))
+        file.read_exact_at(buf, offset)
             .map_err(|e| io("reading", &path, e))
     }
 
@@ -491,7 +545,12 @@ impl Spool {
         let current = inner.segment.as_ref().map(|s| s.id);
         if keep_from.is_none() {
             match inner.segment.as_mut() {
-                Some(seg) if seg.len < SEGMENT_ROLL_BYTES => seg.len = 0,
+                Some(seg) if seg.len < SEGMENT_ROLL_BYTES => {
+                    // Shipped before they were ever written out: they never touch the disk.
+                    seg.len = 0;
+                    seg.flushed = 0;
+                    seg.buffer.clear();
+                }
                 _ => inner.segment = None,
             }
         }
@@ -607,17 +666,19 @@ impl RecordWriter<'_> {
         }
         self.meta.pgnos.push(pgno);
         if self.buf.len() >= 1 << 20 {
-            self.flush()?;
+            self.spill()?;
         }
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), SpoolError> {
+    /// Writes the record so far to disk (a large record does not stay in memory).
+    fn spill(&mut self) -> Result<(), SpoolError> {
         let seg = self
             .inner
             .segment
             .as_mut()
             .expect("record writer has a segment");
+        seg.write_out()?;
         seg.file
             .write_all_at(&self.buf, seg.len + self.written)
             .map_err(|e| SpoolError::Io(format!("appending to spool: {e}")))?;
@@ -636,7 +697,20 @@ impl RecordWriter<'_> {
         }
         let crc = self.crc.finish();
         self.buf.extend_from_slice(&crc.to_be_bytes());
-        self.flush()?;
+        // Small records stay in memory (the WAL still holds their frames; see `flush`).
+        let seg = self
+            .inner
+            .segment
+            .as_mut()
+            .expect("record writer has a segment");
+        let buffered = self.written == 0 && seg.buffer.len() + self.buf.len() <= WRITE_BUFFER_BYTES;
+        if buffered {
+            seg.buffer.extend_from_slice(&self.buf);
+            self.written = self.buf.len() as u64;
+            self.buf.clear();
+        } else {
+            self.spill()?;
+        }
         let meta = std::mem::replace(
             &mut self.meta,
             RecordMeta {
@@ -658,7 +732,11 @@ impl RecordWriter<'_> {
         let seq = meta.seq;
         let len = meta.len();
         let inner = &mut *self.inner;
-        inner.segment.as_mut().unwrap().len += self.written;
+        let seg = inner.segment.as_mut().expect("record writer has a segment");
+        seg.len += self.written;
+        if !buffered {
+            seg.flushed = seg.len; // spilled: the whole record is on disk, after the buffer
+        }
         self.written = 0;
         inner.next_seq = seq + 1;
         inner.pending_bytes += len;
@@ -827,6 +905,7 @@ mod tests {
         assert_eq!(rec.records, 0);
         assert_eq!(append(&spool, 2, &[(1, 1), (2, 2)]), 1);
         assert_eq!(append(&spool, 3, &[(2, 3)]), 2);
+        spool.flush().unwrap();
         drop(spool);
         let (spool, rec) = Spool::open(&dir, 1 << 30).unwrap();
         assert_eq!(rec.records, 2);
@@ -845,6 +924,7 @@ mod tests {
         let mut st = spool.state();
         st.shipped_seq = 3;
         spool.mark_shipped(st).unwrap();
+        spool.flush().unwrap();
         drop(spool);
         let (spool, rec) = Spool::open(&dir, 1 << 30).unwrap();
         assert_eq!(rec.records, 0);
@@ -859,6 +939,7 @@ mod tests {
         let (spool, _) = Spool::open(&dir, 1 << 30).unwrap();
         append(&spool, 2, &[(1, 1)]);
         append(&spool, 3, &[(1, 2)]);
+        spool.flush().unwrap();
         drop(spool);
         let seg = dir.join("seg").join(format!("{:016x}.seg", 1));
         let len = std::fs::metadata(&seg).unwrap().len();
@@ -868,6 +949,7 @@ mod tests {
         assert_eq!(rec.records, 1);
         assert!(rec.torn_bytes_dropped > 0);
         assert_eq!(append(&spool, 3, &[(1, 2)]), 2);
+        spool.flush().unwrap();
         drop(spool);
         let (spool, rec) = Spool::open(&dir, 1 << 30).unwrap();
         assert_eq!((rec.records, rec.torn_bytes_dropped), (2, 0));
@@ -887,6 +969,7 @@ mod tests {
             }
         }
         append(&spool, 4, &[(2, 2)]);
+        spool.flush().unwrap();
         drop(spool);
         let (spool, rec) = Spool::open(&dir, 1 << 30).unwrap();
         assert_eq!(rec.records, 2);
@@ -903,6 +986,7 @@ mod tests {
             spool.begin_record(header(3), 4),
             Err(SpoolError::Overflow { .. })
         ));
+        spool.flush().unwrap();
         drop(spool);
         let (spool, rec) = Spool::open(&dir, 2000).unwrap();
         assert!(rec.overflowed && spool.is_overflowed());
@@ -957,6 +1041,7 @@ mod tests {
             let mut chain = crate::wal::FrameChain::new(&header);
             append_chained(&spool, &mut chain, big_endian, &[(1, 1), (2, 2), (1, 3)], 2);
             append_chained(&spool, &mut chain, big_endian, &[(3, 4)], 3);
+            spool.flush().unwrap();
             drop(spool);
             let (_, rec) = Spool::open(&dir, 1 << 30).unwrap();
             assert_eq!(
@@ -989,12 +1074,31 @@ mod tests {
         spool.mark_shipped(st).unwrap();
         // The segment is rewritten from its start: one short record over the old ones.
         append(&spool, 4, &[(4, 4)]);
+        spool.flush().unwrap();
         drop(spool);
         let (spool, rec) = Spool::open(&dir, 1 << 30).unwrap();
         assert_eq!(rec.records, 1);
         assert_eq!(spool.pending()[0].seq, 3);
         assert_eq!(spool.pending()[0].pgnos, vec![4]);
         assert_eq!(append(&spool, 5, &[(5, 5)]), 4);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn records_stay_in_memory_until_flushed_and_are_read_from_there() {
+        let dir = tmpdir("buffer");
+        let (spool, _) = Spool::open(&dir, 1 << 30).unwrap();
+        append(&spool, 2, &[(1, 1)]);
+        spool.flush().unwrap();
+        append(&spool, 3, &[(2, 2), (3, 3)]);
+        let mut buf = Vec::new();
+        spool.read_page(&spool.pending()[1], 1, &mut buf).unwrap();
+        assert_eq!(buf, vec![3u8; 512]);
+        // A crash now loses the unflushed record (the WAL still has its frames).
+        drop(spool);
+        let (spool, rec) = Spool::open(&dir, 1 << 30).unwrap();
+        assert_eq!(rec.records, 1);
+        assert_eq!(spool.last_position().unwrap().0.frame, 2);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -911,6 +911,7 @@ mod tests {
         h.commit(&[(2, 5)], 3, 2_000);
         assert_eq!(up.step(2_000, &h.live), Step::Shipped { txid: 2 });
         h.commit(&[(4, 6)], 4, 3_000); // captured, not shipped: the process "dies"
+        h.db.spool.flush().unwrap(); // as the shim does before the WAL may go away
         drop(up);
         let db =
             Arc::new(Database::open(&h.dir.join("app.db"), h.db.config.clone(), 1 << 30).unwrap());

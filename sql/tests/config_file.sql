@@ -21,12 +21,14 @@
 .system mkdir storage
 .open storage/production.sqlite3
 PRAGMA journal_mode;
+SELECT replica_sync(10000) AS initial_snapshot;
 BEGIN;
 CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT);
 INSERT INTO users(name) VALUES ('ada'), ('grace');
 COMMIT;
 SELECT replica_sync(10000) AS synced;
 .open storage/cache.sqlite3
+SELECT replica_sync(10000) AS initial_snapshot;
 BEGIN;
 CREATE TABLE entries(k, v);
 INSERT INTO entries VALUES ('a', 1);

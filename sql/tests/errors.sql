@@ -2,6 +2,7 @@
 -- after each error).
 .load @LIB@
 .open app.db
+SELECT replica_sync(10000) AS initial_snapshot;
 CREATE TABLE t(x);
 SELECT replica_sync(10000) >= 1 AS synced;
 SELECT replica_sync('x');

@@ -1,9 +1,12 @@
 -- The README's flow: load, then open a new database. It is switched to WAL and replicates;
--- each replica_sync() returns the txid the replica reached: 1 (the first upload, a
--- snapshot), then one more per transaction shipped, and the same again when nothing is new.
+-- each replica_sync() returns the txid the replica reached: 1 for the first upload (a
+-- snapshot of the new database; syncing before the first write keeps the numbering
+-- independent of when the uploader takes it), then one more per transaction shipped, and the
+-- same again when nothing is new.
 .load @LIB@
 .open app.db
 PRAGMA journal_mode;
+SELECT replica_sync(10000) AS initial_snapshot;
 BEGIN;
 CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL);
 INSERT INTO t(v) VALUES ('a'), ('b');

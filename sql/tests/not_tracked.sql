@@ -1,6 +1,7 @@
 -- In-memory and temporary databases are never replicated, nor are TEMP tables.
 .load @LIB@
 .open app.db
+SELECT replica_sync(10000) AS initial_snapshot;
 CREATE TABLE t(x);
 CREATE TEMP TABLE scratch(y);
 WITH RECURSIVE i(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM i WHERE k < 5000)

@@ -9,12 +9,14 @@ SELECT count(*) AS replicated FROM replica_status();
 SELECT replica_sync(100);
 .open file:z.db?replica=file://@TMP@/elsewhere/z-copy.db
 PRAGMA journal_mode;
+SELECT replica_sync(10000) AS initial_snapshot;
 BEGIN;
 CREATE TABLE t(x);
 INSERT INTO t VALUES ('z');
 COMMIT;
 SELECT replica_sync(10000) AS synced;
 .open app.db
+SELECT replica_sync(10000) AS initial_snapshot;
 CREATE TABLE t(x);
 SELECT replica_sync(10000) AS synced;
 SELECT name, replica_url FROM replica_status();

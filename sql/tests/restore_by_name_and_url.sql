@@ -2,6 +2,7 @@
 -- pass an integrity check.
 .load @LIB@
 .open app.db
+SELECT replica_sync(10000) AS initial_snapshot;
 BEGIN;
 CREATE TABLE accounts(id INTEGER PRIMARY KEY, owner TEXT NOT NULL, balance INTEGER NOT NULL);
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500)

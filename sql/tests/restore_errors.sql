@@ -2,6 +2,7 @@
 -- time that is neither a txid nor a timestamp, a live database, a replica that is empty.
 .load @LIB@
 .open app.db
+SELECT replica_sync(10000) AS initial_snapshot;
 BEGIN;
 CREATE TABLE t(x);
 INSERT INTO t VALUES ('one');

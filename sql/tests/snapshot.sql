@@ -3,6 +3,7 @@
 -- commit is pending and the txids are deterministic.)
 .load @LIB@
 .open app.db
+SELECT replica_sync(10000) AS initial_snapshot;
 BEGIN;
 CREATE TABLE t(k TEXT PRIMARY KEY, v BLOB);
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200)
@@ -19,20 +20,19 @@ SELECT replica_snapshot('app.db') AS snapshot_by_name;
 INSERT INTO t VALUES ('new', x'00');
 SELECT replica_sync(10000) AS synced;
 SELECT replica_restore('app.db', 'latest.db') AS restored;
+SELECT replica_restore('app.db', 'at3.db', 3) AS restored_at_3;
 SELECT replica_restore('app.db', 'at2.db', 2) AS restored_at_2;
-SELECT replica_restore('app.db', 'at1.db', 1) AS restored_at_1;
 .system find replicas -type f | sort
 ATTACH 'file:snap.db?replica=off' AS snap;
 ATTACH 'file:latest.db?replica=off' AS latest;
+ATTACH 'file:at3.db?replica=off' AS at3;
 ATTACH 'file:at2.db?replica=off' AS at2;
-ATTACH 'file:at1.db?replica=off' AS at1;
-SELECT (SELECT count(*) FROM at1.t) AS at1_rows,
-       (SELECT count(*) FROM at2.t) AS at2_rows,
+SELECT (SELECT count(*) FROM at2.t) AS at2_rows,
+       (SELECT count(*) FROM at3.t) AS at3_rows,
        (SELECT count(*) FROM snap.t) AS snap_rows,
        (SELECT count(*) FROM latest.t) AS latest_rows,
        (SELECT count(*) FROM main.t) AS source_rows;
 SELECT count(*) AS latest_differs FROM (SELECT * FROM main.t EXCEPT SELECT * FROM latest.t);
-SELECT count(*) AS snap_differs_from_at2 FROM (SELECT * FROM at2.t EXCEPT SELECT * FROM snap.t);
+SELECT count(*) AS snap_differs_from_at3 FROM (SELECT * FROM at3.t EXCEPT SELECT * FROM snap.t);
 SELECT length(v) FROM latest.t WHERE k = 'k1';
 SELECT length(v) FROM snap.t WHERE k = 'k1';
-SELECT replica_snapshot('nope');

@@ -2,6 +2,7 @@
 -- up to date after two shipped transactions.
 .load @LIB@
 .open app.db
+SELECT replica_sync(10000) AS initial_snapshot;
 SELECT group_concat(name, ',') AS columns FROM (SELECT name FROM pragma_table_xinfo('replica_status') ORDER BY cid);
 SELECT count(*) AS rows_after_open FROM replica_status();
 BEGIN;

@@ -9,6 +9,7 @@ INSERT INTO t VALUES ('plain');
 SELECT count(*) AS replicated FROM replica_status();
 .open file:x.db?vfs=replica
 PRAGMA journal_mode;
+SELECT replica_sync(10000) AS initial_snapshot;
 BEGIN;
 CREATE TABLE t(x);
 INSERT INTO t VALUES ('x');

@@ -1,5 +1,5 @@
 # Run with REPLICA_DEFAULT_VFS=0. Loading twice is harmless; a plain open does not replicate,
-# an ATTACHed database opened after the load with ?vfs=replica does; replica_sync() on a
+# an ATTACHed database opened after the load with ?vfs=replica (and put in WAL mode) does; replica_sync() on a
 # connection whose main database does not replicate waits for every database.
 import os
 import sqlite3
@@ -18,7 +18,10 @@ print("version", other.execute("SELECT substr(replica_version(), 1, 10)").fetcho
 db = sqlite3.connect("file:app.db", uri=True, isolation_level=None)
 print("main_journal", db.execute("PRAGMA main.journal_mode").fetchone()[0], flush=True)
 db.execute("ATTACH 'file:side.db?vfs=replica' AS side")
-print("side_journal", db.execute("PRAGMA side.journal_mode").fetchone()[0], flush=True)
+print("side_status", db.execute("SELECT name FROM replica_status()").fetchall(), flush=True)
+# Only connections' main databases are switched to WAL at open; an attached one is switched
+# here, as the README says replicated databases must be in WAL mode.
+print("side_journal", db.execute("PRAGMA side.journal_mode=WAL").fetchone()[0], flush=True)
 db.execute("CREATE TABLE main.t(x)")
 db.execute("INSERT INTO main.t VALUES ('main')")
 db.execute("BEGIN")
