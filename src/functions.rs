@@ -60,7 +60,9 @@ pub fn sync(conn_db: Option<&Path>, timeout_ms: Option<i64>) -> Result<i64, Erro
             Ok(p) => txid = p.txid as i64,
             Err(p) => {
                 let pending = db.spool.pending().len();
+                let not_wal = db.counters().state == "waiting for WAL mode";
                 let why = match (&p.needs_snapshot, &p.last_error) {
+                    _ if not_wal => "it is not in WAL mode, so nothing of it can be replicated: run PRAGMA journal_mode=WAL on it".into(),
                     (_, Some(e)) => format!("last error: {e}"),
                     (Some(s), None) => format!("waiting for a snapshot ({s})"),
                     _ => "the uploader is still working".into(),

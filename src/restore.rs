@@ -135,7 +135,7 @@ pub struct RestoreRequest<'a> {
 pub fn restore(req: &RestoreRequest) -> Result<Restored, Error> {
     if req.output.exists() && !req.overwrite {
         return Err(Error::InvalidArgument(format!(
-            "{} already exists; pass 'overwrite' as the fourth argument to replace it",
+            "replica_restore: {} already exists; pass 'overwrite' as the fourth argument to replace it",
             req.output.display()
         )));
     }

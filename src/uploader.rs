@@ -301,6 +301,10 @@ impl DbUploader {
             c.snapshots += 1;
             c.bytes_uploaded += size;
             c.last_upload_at_ms = Some(now);
+            c.state = "replicating";
+            if let Ok(store) = &self.store {
+                c.requests = store.request_counts();
+            }
         }
         self.db.update_progress(|p| {
             p.txid = txid;
@@ -443,9 +447,14 @@ impl DbUploader {
         self.last_ship_ms = now;
         {
             let mut c = self.db.counters();
+            // Counters first: replica_sync() returns as soon as progress is published.
             c.uploads += 1;
             c.bytes_uploaded += size;
             c.last_upload_at_ms = Some(now);
+            c.state = "replicating";
+            if let Ok(store) = &self.store {
+                c.requests = store.request_counts();
+            }
         }
         let seq = last.seq;
         let more = pending.len() > batch.len();

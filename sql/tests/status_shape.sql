@@ -19,7 +19,6 @@ SELECT name, path, replica_url, state, local_txid, replicated_txid, pending_byte
   FROM replica_status();
 SELECT lag_ms = 0 AS no_lag,
        last_upload_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9]Z' AS rfc3339_upload_time,
-       put_requests >= uploads AS a_put_per_upload,
        list_requests >= 1 AS listed_at_start
   FROM replica_status();
 .mode list

@@ -111,18 +111,32 @@ pub fn run(program: &str, args: &[&str], cwd: &Path, env: &[(&str, &str)], stdin
         .unwrap()
         .write_all(stdin.as_bytes())
         .unwrap();
+    // Drain both pipes while waiting, so a chatty child never blocks on a full pipe.
+    let drain = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
     let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
             panic!("{program} did not finish within 300 s");
         }
         std::thread::park_timeout(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
     }
-    child.wait_with_output().unwrap()
 }
 
 /// Runs a Python script with Debian's python3 (the one whose sqlite3 can load extensions).
