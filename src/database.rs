@@ -55,6 +55,9 @@ pub struct Progress {
     /// Bumped by every snapshot request, so one made while a snapshot is being read is
     /// not cleared by that snapshot.
     pub snapshot_request: u64,
+    /// A commit the next snapshot must contain (one whose capture failed: it becomes
+    /// visible to readers a moment after the failure), and until when to insist (ms).
+    pub snapshot_must_cover: Option<(crate::wal::WalPosition, u64)>,
     /// The uploader should ship what is pending now rather than wait for the interval.
     pub flush_requested: bool,
     pub last_error: Option<String>,

@@ -51,6 +51,8 @@ pub enum SpoolError {
         cap_bytes: u64,
     },
     Corrupt(String),
+    /// Another process owns this spool.
+    Locked(PathBuf),
 }
 
 impl std::fmt::Display for SpoolError {
@@ -61,6 +63,11 @@ impl std::fmt::Display for SpoolError {
                 write!(f, "spool is over its cap of {cap_bytes} bytes; a snapshot will be shipped instead")
             }
             SpoolError::Corrupt(m) => write!(f, "spool is corrupt: {m}"),
+            SpoolError::Locked(d) => write!(
+                f,
+                "another process replicates this database (it holds {}); this process leaves replication to it",
+                d.join("lock").display()
+            ),
         }
     }
 }
@@ -239,6 +246,8 @@ pub struct Spool {
     dir: PathBuf,
     cap_bytes: u64,
     inner: Mutex<Inner>,
+    /// Held (an exclusive `flock`) for as long as this process owns the spool.
+    _lock: File,
 }
 
 /// What recovery found when the spool was opened.
@@ -261,6 +270,22 @@ impl Spool {
     pub fn open(dir: &Path, cap_bytes: u64) -> Result<(Spool, Recovery), SpoolError> {
         let seg_dir = dir.join("seg");
         std::fs::create_dir_all(&seg_dir).map_err(|e| io("creating", &seg_dir, e))?;
+        // One process appends to a spool at a time (several writers per database are the
+        // multi-process issue's work): a second process leaves replication to the first.
+        let lock_path = dir.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io("opening", &lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(SpoolError::Locked(dir.to_path_buf()))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io("locking", &lock_path, e)),
+        }
         let mut rec = Recovery::default();
         let state_path = dir.join("state");
         let state = match std::fs::read_to_string(&state_path) {
@@ -324,6 +349,7 @@ impl Spool {
         let spool = Spool {
             dir: dir.to_path_buf(),
             cap_bytes,
+            _lock: lock,
             inner: Mutex::new(Inner {
                 state,
                 pending,
@@ -1099,6 +1125,19 @@ mod tests {
         let (spool, rec) = Spool::open(&dir, 1 << 30).unwrap();
         assert_eq!(rec.records, 1);
         assert_eq!(spool.last_position().unwrap().0.frame, 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_second_owner_is_refused() {
+        let dir = tmpdir("lock");
+        let (spool, _) = Spool::open(&dir, 1 << 30).unwrap();
+        assert!(matches!(
+            Spool::open(&dir, 1 << 30),
+            Err(SpoolError::Locked(_))
+        ));
+        drop(spool);
+        assert!(Spool::open(&dir, 1 << 30).is_ok());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

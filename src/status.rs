@@ -33,6 +33,11 @@ pub fn log_error(msg: &str) {
     log_line("error", msg);
 }
 
+/// Something worth knowing that needs no action: a fallback that repairs itself.
+pub fn log_notice(msg: &str) {
+    log_line("notice", msg);
+}
+
 fn log_line(level: &str, msg: &str) {
     crate::ffi::sqlite_log(
         libsqlite3_sys::SQLITE_WARNING,

@@ -22,9 +22,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-/// What a snapshot does with the database file and its WAL (if any).
-pub type LockedRead<'a> =
-    dyn FnMut(&mut dyn ReadAt, Option<&mut dyn ReadAt>) -> Result<(), Error> + 'a;
+/// Reads the WAL-index header as SQLite sees it now (`None` where there is none).
+pub type IndexReader<'a> = dyn FnMut() -> Option<wal::WalIndexHeader> + 'a;
+
+/// What a snapshot does with the database file, its WAL (if any) and its WAL index.
+pub type LockedRead<'a> = dyn FnMut(&mut dyn ReadAt, Option<&mut dyn ReadAt>, &mut IndexReader<'_>) -> Result<(), Error>
+    + 'a;
 
 /// Reads the live database consistently, for snapshots, without blocking writers.
 pub trait SnapshotSource: Send + Sync {
@@ -248,8 +251,13 @@ impl DbUploader {
         let scratch = self.db.spool.scratch_path("snapshot.ltx.tmp");
         let mut built: Option<BuiltSnapshot> = None;
         let db = self.db.clone();
-        let request = db.progress().snapshot_request;
-        source.with_read_transaction(&db.path, &mut |dbf, mut walf| {
+        let progress = db.progress();
+        let request = progress.snapshot_request;
+        let reason = progress
+            .needs_snapshot
+            .clone()
+            .unwrap_or_else(|| "the replicated state is unknown".into());
+        source.with_read_transaction(&db.path, &mut |dbf, mut walf, index| {
             for _attempt in 0..5 {
                 // Every commit captured so far is in the committed state read below: it is
                 // either still in the WAL (nothing can restart or truncate it while the read
@@ -257,7 +265,7 @@ impl DbUploader {
                 // captured later but read below are dropped by position when shipping.
                 let seq = db.spool.last_seq();
                 let before = read_wal_header(&mut walf)?;
-                let snap = build_snapshot(dbf, &mut walf, txid, now, &scratch, seq)?;
+                let snap = build_snapshot(dbf, &mut walf, index(), txid, now, &scratch, seq)?;
                 if read_wal_header(&mut walf)? == before {
                     built = snap;
                     return Ok(());
@@ -276,6 +284,22 @@ impl DbUploader {
             });
             return Ok(Step::Idle);
         };
+        // A snapshot asked for because a commit could not be captured must contain it; the
+        // commit becomes visible to readers a moment after its capture failed.
+        if let Some((pos, until)) = progress.snapshot_must_cover {
+            let covered = match snap.position {
+                Some((p, _)) => p.salts() != pos.salts() || p.frame >= pos.frame,
+                None => true,
+            };
+            if !covered && now < until {
+                let _ = std::fs::remove_file(&scratch);
+                return Ok(Step::WaitUntil(now + 20));
+            }
+        }
+        crate::status::log_notice(&format!(
+            "{}: shipping snapshot txid {txid}: {reason}",
+            self.db.name
+        ));
         let key = self.key(keys::SNAPSHOT_LEVEL, 1, txid);
         let size = std::fs::metadata(&scratch).map(|m| m.len()).unwrap_or(0);
         self.store()?.put_file(&key, &scratch)?;
@@ -311,6 +335,7 @@ impl DbUploader {
             p.shipped_seq = snap.seq;
             if p.snapshot_request == request {
                 p.needs_snapshot = None;
+                p.snapshot_must_cover = None;
             }
             p.snapshots += 1;
         });
@@ -487,6 +512,44 @@ fn carried_checksum(raw: u64) -> u64 {
     }
 }
 
+/// The latest frame of each page among frames `1..=mx_frame`, per the WAL index.
+fn map_indexed_pages(w: &mut dyn ReadAt, idx: &wal::WalIndexHeader) -> Result<wal::PageMap, Error> {
+    let mut hdr = [0u8; wal::WAL_HEADER_SIZE];
+    if w.read_at(0, &mut hdr)? < hdr.len() {
+        return Err(Error::Io(
+            "the WAL index names frames the WAL does not have".into(),
+        ));
+    }
+    let header = wal::WalHeader::parse(&hdr)?;
+    if header.salts() != (idx.salt1, idx.salt2) || header.page_size != idx.page_size {
+        return Err(Error::Io(
+            "the WAL index and the WAL header disagree (a restart in progress)".into(),
+        ));
+    }
+    let mut latest = std::collections::BTreeMap::new();
+    let mut fh = [0u8; wal::FRAME_HEADER_SIZE];
+    for frame in 1..=idx.mx_frame {
+        if w.read_at(wal::frame_offset(idx.page_size, frame), &mut fh)? < fh.len() {
+            return Err(Error::Io(format!("WAL frame {frame} is missing")));
+        }
+        let pgno = u32::from_be_bytes(fh[0..4].try_into().unwrap());
+        if pgno >= 1 && pgno <= idx.n_page {
+            latest.insert(pgno, frame);
+        }
+    }
+    Ok(wal::PageMap {
+        header: Some(header),
+        latest_frame: latest,
+        last_commit: Some(wal::WalPosition {
+            salt1: idx.salt1,
+            salt2: idx.salt2,
+            frame: idx.mx_frame,
+        }),
+        commit_size: idx.n_page,
+        last_commit_checksum: idx.cksum,
+    })
+}
+
 fn read_wal_header(
     wal: &mut Option<&mut dyn ReadAt>,
 ) -> Result<Option<[u8; wal::WAL_HEADER_SIZE]>, Error> {
@@ -509,14 +572,19 @@ struct BuiltSnapshot {
 fn build_snapshot(
     dbf: &mut dyn ReadAt,
     walf: &mut Option<&mut dyn ReadAt>,
+    index: Option<wal::WalIndexHeader>,
     txid: u64,
     now: u64,
     out: &Path,
     seq: u64,
 ) -> Result<Option<BuiltSnapshot>, Error> {
-    let map = match walf.as_mut() {
-        Some(w) => Some(wal::map_committed_pages(&mut |o, b| w.read_at(o, b))?),
-        None => None,
+    let map = match (walf.as_mut(), index) {
+        // SQLite's own view of what is committed: the WAL index. Frames up to its last
+        // frame are committed even where the log's checksum chain is broken.
+        (Some(w), Some(idx)) if idx.mx_frame > 0 => Some(map_indexed_pages(*w, &idx)?),
+        (Some(_), Some(_)) => None,
+        (Some(w), None) => Some(wal::map_committed_pages(&mut |o, b| w.read_at(o, b))?),
+        (None, _) => None,
     };
     let committed = map.as_ref().filter(|m| m.last_commit.is_some());
     let mut db_header = [0u8; 100];
@@ -716,7 +784,7 @@ mod tests {
             _db_path: &Path,
             f: &mut LockedRead<'_>,
         ) -> Result<(), Error> {
-            f(&mut Bytes(self.image()), None)
+            f(&mut Bytes(self.image()), None, &mut || None)
         }
     }
 
@@ -755,6 +823,15 @@ mod tests {
                 live,
                 frame: 0,
             }
+        }
+
+        /// Opens the database's spool again, as a new process would (the old one lets go).
+        fn reopen(&mut self, spool_cap: u64) {
+            let cfg = self.db.config.clone();
+            let placeholder =
+                Arc::new(Database::open(&self.dir.join("placeholder.db"), cfg.clone(), 1).unwrap());
+            drop(std::mem::replace(&mut self.db, placeholder));
+            self.db = Arc::new(Database::open(&self.dir.join("app.db"), cfg, spool_cap).unwrap());
         }
 
         fn uploader(&self) -> DbUploader {
@@ -922,9 +999,7 @@ mod tests {
         h.commit(&[(4, 6)], 4, 3_000); // captured, not shipped: the process "dies"
         h.db.spool.flush().unwrap(); // as the shim does before the WAL may go away
         drop(up);
-        let db =
-            Arc::new(Database::open(&h.dir.join("app.db"), h.db.config.clone(), 1 << 30).unwrap());
-        h.db = db;
+        h.reopen(1 << 30);
         let mut up = h.uploader();
         assert_eq!(up.step(10_000, &h.live), Step::Shipped { txid: 3 });
         assert_eq!(
@@ -951,9 +1026,8 @@ mod tests {
         h.store
             .put("0000/0000000000000005-0000000000000005.ltx", b"not ours")
             .unwrap();
-        let db =
-            Arc::new(Database::open(&h.dir.join("app.db"), h.db.config.clone(), 1 << 30).unwrap());
-        h.db = db;
+        drop(up);
+        h.reopen(1 << 30);
         let mut up = h.uploader();
         assert_eq!(up.step(2_000, &h.live), Step::Snapshot { txid: 6 });
         same(
@@ -966,8 +1040,7 @@ mod tests {
     #[test]
     fn a_spool_overflow_ships_a_snapshot_instead() {
         let mut h = Harness::new("overflow");
-        let cfg = h.db.config.clone();
-        h.db = Arc::new(Database::open(&h.dir.join("app.db"), cfg, 3_000).unwrap());
+        h.reopen(3_000);
         let mut up = h.uploader();
         up.step(1_000, &h.live);
         h.commit(&[(2, 1), (3, 1)], 3, 2_000);

@@ -92,6 +92,54 @@ impl Connection {
         Ok(())
     }
 
+    /// The WAL-index header of this connection's main database, read through SQLite's own
+    /// shared-memory mapping (opening the `-shm` file ourselves would drop this process's
+    /// locks on it when closed). `None` without shared memory (exclusive locking mode).
+    pub(crate) fn wal_index_header(&self) -> Option<crate::wal::WalIndexHeader> {
+        let fcntl = sqlite_fn!(file_control);
+        let mut file: *mut sys::sqlite3_file = std::ptr::null_mut();
+        // SAFETY: FILE_POINTER writes the main database's sqlite3_file pointer into `file`.
+        let rc = unsafe {
+            fcntl(
+                self.db,
+                c"main".as_ptr(),
+                sys::SQLITE_FCNTL_FILE_POINTER,
+                &mut file as *mut _ as *mut c_void,
+            )
+        };
+        if rc != sys::SQLITE_OK || file.is_null() {
+            return None;
+        }
+        // SAFETY: a file object SQLite keeps open while the connection is; its method table
+        // is static data of the VFS.
+        let methods = unsafe { (*file).pMethods.as_ref() }?;
+        if methods.iVersion < 2 {
+            return None;
+        }
+        let shm_map = methods.xShmMap?;
+        let mut region: *mut c_void = std::ptr::null_mut();
+        // SAFETY: region 0 without extending; the connection is in a read transaction, so the
+        // region is mapped and stays mapped while the connection is open.
+        let rc = unsafe { shm_map(file, 0, 32768, 0, &mut region) };
+        if rc != sys::SQLITE_OK || region.is_null() {
+            return None;
+        }
+        let size = crate::wal::WAL_INDEX_HEADER_SIZE;
+        for _ in 0..1000 {
+            let mut copies = [0u8; 96];
+            // SAFETY: the first 96 bytes of region 0 are the two header copies. A writer may
+            // be updating them; SQLite's readers also copy and compare, as done here.
+            unsafe {
+                std::ptr::copy_nonoverlapping(region as *const u8, copies.as_mut_ptr(), 2 * size)
+            };
+            if copies[..size] == copies[size..] {
+                return crate::wal::WalIndexHeader::parse(&copies[..size]);
+            }
+            std::thread::yield_now();
+        }
+        None
+    }
+
     /// The first column of every row, as text.
     pub(crate) fn query_column(&self, sql: &str) -> Result<Vec<String>, Error> {
         let prepare = sqlite_fn!(prepare_v2);
@@ -292,7 +340,11 @@ impl crate::uploader::SnapshotSource for LiveDatabase {
             let mut wal_path = db_path.as_os_str().to_owned();
             wal_path.push("-wal");
             let mut wal = RawFile::open(Path::new(&wal_path), true)?;
-            f(&mut db, wal.as_mut().map(|w| w as &mut dyn ReadAt))
+            f(
+                &mut db,
+                wal.as_mut().map(|w| w as &mut dyn ReadAt),
+                &mut || conn.wal_index_header(),
+            )
         })();
         let _ = conn.exec("COMMIT");
         result
