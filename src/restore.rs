@@ -56,13 +56,17 @@ pub fn parse_listing(objects: &[ObjectInfo]) -> Vec<LtxObject> {
 /// covers the most while staying at or before the target.
 pub fn plan(objects: &[LtxObject], target: Option<u64>) -> Result<Vec<LtxObject>, Error> {
     let limit = target.unwrap_or(u64::MAX);
+    // A file starting at txid 1 holds every page (an LTX snapshot), whatever its level:
+    // Litestream's first level-0 file and its compactions from txid 1 are snapshots too.
     let snapshot = objects
         .iter()
-        .filter(|o| o.level == keys::SNAPSHOT_LEVEL && o.max_txid <= limit)
-        .max_by_key(|o| o.max_txid)
+        .filter(|o| o.min_txid == 1 && o.max_txid <= limit)
+        .max_by_key(|o| (o.max_txid, o.level == keys::SNAPSHOT_LEVEL))
         .ok_or_else(|| match target {
             _ if objects.is_empty() => Error::Restore("the replica holds no LTX files".into()),
-            Some(t) => Error::Restore(format!("no snapshot at or before txid {t} in the replica")),
+            Some(t) => Error::Restore(format!(
+                "no snapshot (a file starting at txid 1) at or before txid {t} in the replica"
+            )),
             None => Error::Restore("the replica holds no snapshot".into()),
         })?;
     let mut chain = vec![snapshot.clone()];
@@ -70,9 +74,7 @@ pub fn plan(objects: &[LtxObject], target: Option<u64>) -> Result<Vec<LtxObject>
     loop {
         let next = objects
             .iter()
-            .filter(|o| {
-                o.level != keys::SNAPSHOT_LEVEL && o.min_txid == reached + 1 && o.max_txid <= limit
-            })
+            .filter(|o| o.min_txid == reached + 1 && o.max_txid <= limit)
             .max_by_key(|o| (o.max_txid, o.level));
         match next {
             Some(o) => {
@@ -235,7 +237,7 @@ fn apply(req: &RestoreRequest, chain: &[LtxObject], tmp: &Path) -> Result<Restor
             )));
         }
         let checksums = h.flags & ltx::FLAG_NO_CHECKSUM == 0;
-        if obj.level != keys::SNAPSHOT_LEVEL && checksums {
+        if obj.min_txid != 1 && checksums {
             if let Some(prev) = expected_post {
                 if h.pre_apply_checksum != prev {
                     return Err(Error::Restore(format!(
@@ -365,6 +367,28 @@ mod tests {
             .map(|o| (o.level, o.max_txid))
             .collect();
         assert_eq!(keys, vec![(9, 1), (0, 2), (0, 3)]);
+    }
+
+    #[test]
+    fn any_file_from_txid_1_is_a_snapshot_as_litestream_writes_them() {
+        let objs = vec![
+            obj(0, 1, 1),
+            obj(0, 2, 2),
+            obj(1, 1, 2),
+            obj(0, 3, 3),
+            obj(9, 1, 3),
+            obj(0, 4, 4),
+        ];
+        let plan_of = |t| -> Vec<(u8, u64, u64)> {
+            plan(&objs, t)
+                .unwrap()
+                .iter()
+                .map(|o| (o.level, o.min_txid, o.max_txid))
+                .collect()
+        };
+        assert_eq!(plan_of(Some(1)), vec![(0, 1, 1)]);
+        assert_eq!(plan_of(Some(2)), vec![(1, 1, 2)]);
+        assert_eq!(plan_of(None), vec![(9, 1, 3), (0, 4, 4)]);
     }
 
     #[test]
