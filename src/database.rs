@@ -87,6 +87,10 @@ pub struct Database {
     progress: Mutex<Progress>,
     progress_changed: Condvar,
     pub counters: Mutex<Counters>,
+    /// The process that opened the spool. A forked child shares this memory but not the
+    /// uploader thread; until the multi-process work lands it leaves capture to the parent
+    /// (whose next capture or catch-up takes the child's commits along with its own).
+    owner_pid: u32,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -123,11 +127,17 @@ impl Database {
             capture: Mutex::new(CaptureState::default()),
             progress: Mutex::new(progress),
             progress_changed: Condvar::new(),
+            owner_pid: std::process::id(),
             counters: Mutex::new(Counters {
                 state: "starting",
                 ..Default::default()
             }),
         })
+    }
+
+    /// Whether this process is the one that owns the spool (false in a forked child).
+    pub fn owned_here(&self) -> bool {
+        self.owner_pid == std::process::id()
     }
 
     pub fn progress(&self) -> Progress {

@@ -27,6 +27,12 @@ pub fn version(sqlite_version: &str) -> String {
 /// otherwise every database this process replicates.
 fn databases_for(conn_db: Option<&Path>, what: &str) -> Result<Vec<Arc<Database>>, Error> {
     if let Some(db) = conn_db.and_then(database::get) {
+        if !db.owned_here() {
+            return Err(Error::Unsupported(format!(
+                "{what}: this process was forked from the one that replicates {}; that process ships this one's commits too (multi-process support is not built yet)",
+                db.name
+            )));
+        }
         return Ok(vec![db]);
     }
     let all = database::all();

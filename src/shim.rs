@@ -118,7 +118,7 @@ pub struct WalObserver {
 
 /// The WAL of a database is being opened by a connection of this process.
 pub fn on_open_wal(wal_path: &str, file: &mut dyn ReadAt) -> Option<WalObserver> {
-    let db = database::get(&db_path_of(wal_path)?)?;
+    let db = database::get(&db_path_of(wal_path)?).filter(|db| db.owned_here())?;
     {
         let mut cap = db.capture.lock().unwrap_or_else(|p| p.into_inner());
         if !cap.caught_up {
@@ -239,6 +239,9 @@ impl WalObserver {
     /// A write to the WAL succeeded.
     pub fn after_write(&self, offset: u64, data: &[u8], file: &mut dyn ReadAt) {
         let db = &self.db;
+        if !db.owned_here() {
+            return; // a forked child: see Database::owned_here
+        }
         let mut cap = db.capture.lock().unwrap_or_else(|p| p.into_inner());
         if offset == 0 {
             if data.len() >= WAL_HEADER_SIZE {
@@ -335,7 +338,7 @@ impl WalObserver {
     }
 
     pub fn after_truncate(&self, size: u64) {
-        if size < WAL_HEADER_SIZE as u64 {
+        if size < WAL_HEADER_SIZE as u64 && self.db.owned_here() {
             forget_wal(&self.db);
         }
     }
@@ -506,7 +509,9 @@ pub fn before_delete(path: &str) {
     let Some(db) = db_path_of(path).and_then(|p| database::get(&p)) else {
         return;
     };
-    forget_wal(&db);
+    if db.owned_here() {
+        forget_wal(&db);
+    }
 }
 
 /// What the process configuration says about a database path (for restore by name).

@@ -675,7 +675,10 @@ fn build_snapshot(
 
 // ---- the thread ------------------------------------------------------------------------
 
-static WAKE: OnceLock<crossbeam_channel::Sender<()>> = OnceLock::new();
+/// The uploader thread of this process: its process id and how to wake it. A forked child
+/// inherits the value but not the thread, so a different pid means "start one here".
+static UPLOADER: std::sync::Mutex<Option<(u32, crossbeam_channel::Sender<()>)>> =
+    std::sync::Mutex::new(None);
 static SOURCE: OnceLock<Box<dyn SnapshotSource>> = OnceLock::new();
 
 /// Installs how snapshots read the live database (the FFI layer does this at load).
@@ -689,24 +692,29 @@ pub fn wake() {
     if SOURCE.get().is_none() {
         return; // not loaded into a host (unit tests drive `step` themselves)
     }
-    let tx = WAKE.get_or_init(|| {
+    let pid = std::process::id();
+    let mut uploader = UPLOADER.lock().unwrap_or_else(|p| p.into_inner());
+    if uploader.as_ref().is_none_or(|(owner, _)| *owner != pid) {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let spawned = std::thread::Builder::new()
             .name("replica-uploader".into())
             .spawn(move || run(rx));
         if let Err(e) = spawned {
             crate::status::log_error(&format!("cannot start the uploader thread: {e}"));
+            return;
         }
-        tx
-    });
-    let _ = tx.try_send(());
+        *uploader = Some((pid, tx));
+    }
+    if let Some((_, tx)) = uploader.as_ref() {
+        let _ = tx.try_send(());
+    }
 }
 
 fn run(rx: crossbeam_channel::Receiver<()>) {
     let source = SOURCE.get().expect("set before the thread starts");
     let mut workers: HashMap<PathBuf, DbUploader> = HashMap::new();
     loop {
-        for db in database::all() {
+        for db in database::all().into_iter().filter(|db| db.owned_here()) {
             workers
                 .entry(db.path.clone())
                 .or_insert_with(|| DbUploader::new(db));
