@@ -1519,7 +1519,7 @@ mod tests {
         let mut tick = 0u32;
         let mut slow = |off: u64, buf: &mut [u8]| -> io::Result<usize> {
             tick += 1;
-            if tick % 3 == 0 {
+            if tick.is_multiple_of(3) {
                 return Err(io::ErrorKind::Interrupted.into());
             }
             let off = off as usize;
