@@ -114,6 +114,8 @@ impl Database {
             progress.needs_snapshot = Some("first upload of this database".into());
         } else if recovery.overflowed {
             progress.needs_snapshot = Some("the spool overflowed before a restart".into());
+        } else if let Some(reason) = spool.gap() {
+            progress.needs_snapshot = Some(format!("owed since before a restart: {reason}"));
         }
         let name = path
             .file_name()

@@ -180,10 +180,19 @@ fn catch_up(db: &Database, cap: &mut CaptureState, file: &mut dyn ReadAt) -> Res
                 Some(p) => FrameChain::resume(&header, p.frame + 1, scan.last_commit_checksum),
                 None => FrameChain::new(&header),
             });
-            if !scan.txns.is_empty() {
-                db.request_snapshot(
-                    "the WAL holds commits from a log generation this spool never captured",
-                );
+            if scan.txns.is_empty() {
+                // Nothing committed in this log yet.
+            } else if db.spool.generation() == Some(header.salts()) && db.spool.state().txid != 0 {
+                // This process saw the log start over with everything before it spooled:
+                // the whole generation continues the replica (a crash lost only memory).
+                for txn in &scan.txns {
+                    let cksum = frame_checksum(file, txn)?;
+                    append_txn(db, txn, cksum)?;
+                }
+            } else {
+                let why = "the WAL holds commits from a log generation this spool never captured";
+                let _ = db.spool.mark_gap(why);
+                db.request_snapshot(why);
             }
         }
     }
@@ -226,6 +235,9 @@ fn capture_failed(db: &Database, cap: &mut CaptureState, why: &str, commit: Opti
     if let Some(pos) = commit {
         db.update_progress(|p| p.snapshot_must_cover = Some((pos, now_ms() + 10_000)));
     }
+    if let Err(e) = db.spool.mark_gap(why) {
+        crate::status::log_error(&format!("{}: {e}", db.name));
+    }
     db.request_snapshot(why);
     // Not an error for the user: the snapshot restores continuity by itself. (SQLite 3.40
     // itself leaves a broken checksum chain after ROLLBACK TO inside a spilled transaction.)
@@ -249,6 +261,11 @@ impl WalObserver {
                 // the old ones, so the spool must hold its records on disk from now on.
                 flush_spool(db);
                 let parsed = WalHeader::parse(&data[..WAL_HEADER_SIZE]).ok();
+                if let Some(h) = parsed {
+                    if let Err(e) = db.spool.set_generation(h.salts()) {
+                        crate::status::log_error(&format!("{}: {e}", db.name));
+                    }
+                }
                 cap.header = parsed;
                 cap.chain = parsed.map(|h| FrameChain::new(&h));
                 cap.pending_commit = None;

@@ -20,6 +20,9 @@
 //!   checksum chain from the stored start to the stored end, and the CRC covers only the
 //!   header; the commit path then hashes nothing it has not already verified. Integrity 0:
 //!   the CRC covers header and entries (records built from a scan, not in frame order).
+//! - `generation`: the salts of the WAL generation this process last saw start, written once
+//!   everything before it was on disk (see `set_generation`).
+//! - `gap`: present while a snapshot is owed because a commit could not be captured.
 //! - `overflow`: present while captured commits were dropped because the spool was over its
 //!   size cap; the uploader must then ship a snapshot (which also removes the marker).
 //!
@@ -655,6 +658,38 @@ impl Spool {
             f.sync_data()
         };
         write().map_err(|e| io("writing", &path, e))
+    }
+
+    /// Records that every commit of earlier WAL generations is in the spool (or shipped) and
+    /// the log now starts over with these salts: after a crash, the commits of that new
+    /// generation can be captured again from the WAL without a gap. Written after `flush`.
+    pub fn set_generation(&self, salts: (u32, u32)) -> Result<(), SpoolError> {
+        let path = self.dir.join("generation");
+        std::fs::write(&path, format!("{},{}\n", salts.0, salts.1))
+            .map_err(|e| io("writing", &path, e))
+    }
+
+    /// The salts `set_generation` last recorded.
+    pub fn generation(&self) -> Option<(u32, u32)> {
+        let text = std::fs::read_to_string(self.dir.join("generation")).ok()?;
+        let (a, b) = text.trim().split_once(',')?;
+        Some((a.parse().ok()?, b.parse().ok()?))
+    }
+
+    /// Remembers, across a crash, that the replica misses something only a snapshot can
+    /// give it (a commit whose capture failed).
+    pub fn mark_gap(&self, reason: &str) -> Result<(), SpoolError> {
+        let path = self.dir.join("gap");
+        std::fs::write(&path, reason).map_err(|e| io("writing", &path, e))
+    }
+
+    /// Why a snapshot is owed, if `mark_gap` said so and no snapshot shipped since.
+    pub fn gap(&self) -> Option<String> {
+        std::fs::read_to_string(self.dir.join("gap")).ok()
+    }
+
+    pub fn clear_gap(&self) {
+        let _ = std::fs::remove_file(self.dir.join("gap"));
     }
 
     /// Scratch path for building an upload (one at a time per spool).

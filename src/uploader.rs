@@ -316,6 +316,9 @@ impl DbUploader {
         };
         self.db.spool.store_page_checksums(&snap.table, &[], true)?;
         self.db.spool.mark_shipped(new_state)?;
+        if self.db.progress().snapshot_request == request {
+            self.db.spool.clear_gap();
+        }
         self.table = Some(snap.table);
         self.remote_max_txid = txid;
         self.last_ship_ms = now;

@@ -45,6 +45,7 @@ macro_rules! golden {
 golden!(
     load_and_sync,
     status_shape,
+    status_after_sync,
     restore_by_name_and_url,
     restore_point_in_time,
     snapshot,
@@ -55,6 +56,8 @@ golden!(
     vfs_uri_param,
     replica_off_param,
     bad_config,
+    bad_env,
+    missing_config,
     config_file,
     version,
 );

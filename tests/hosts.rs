@@ -51,7 +51,7 @@ fn get<'a>(map: &'a HashMap<String, String>, key: &str, all: &str) -> &'a str {
 
 fn checked(o: &Output, what: &str) -> String {
     let out = check(o, what);
-    // Rust-side asserts print this on failure; the extension's own stderr helps too.
+    // Shown with a failing assert below: the host's warnings and the extension's log.
     if !stderr(o).trim().is_empty() {
         eprintln!("{what} stderr:\n{}", stderr(o));
     }
@@ -81,8 +81,8 @@ fn assert_same_dump(a: &Path, b: &Path) {
     assert_eq!(da, db, "{} and {} differ", a.display(), b.display());
 }
 
-/// Three shipped transactions: sync returns 1, 2, 3; the latest, txid 1 and a timestamp
-/// between txids 2 and 3 restore to exactly those states.
+/// A snapshot of the new database (txid 1), then three shipped transactions: sync returns 2,
+/// 3, 4; the latest, txid 2 and a timestamp between txids 3 and 4 restore exactly those states.
 #[test]
 fn python_replicates_and_restores() {
     let tmp = TempDir::new("host-python-basic");
@@ -92,18 +92,19 @@ fn python_replicates_and_restores() {
     let kv = parse_kv(&out);
     let g = |k: &str| get(&kv, k, &out).to_string();
     assert_eq!(g("journal_mode"), "wal");
+    assert_eq!(g("initial"), "1");
     assert_eq!(
         (g("sync1"), g("sync2"), g("sync3")),
-        ("1".into(), "2".into(), "3".into()),
+        ("2".into(), "3".into(), "4".into()),
         "{out}"
     );
-    assert_eq!(g("status"), "[('app.db', 'up to date', 3, 3, 0, None)]");
-    assert_eq!(g("restored"), "3");
-    assert_eq!(g("restored_at_1"), "1");
+    assert_eq!(g("status"), "[('app.db', 'up to date', 4, 4, 0, None)]");
+    assert_eq!(g("restored"), "4");
+    assert_eq!(g("restored_at_2"), "2");
     assert_eq!(
         g("restored_at_time"),
-        "2",
-        "a timestamp between txids 2 and 3 restores txid 2:\n{out}"
+        "3",
+        "a timestamp between txids 3 and 4 restores txid 3:\n{out}"
     );
     assert!(
         g("second_restore").contains("restored.db already exists; pass 'overwrite'"),
@@ -112,7 +113,7 @@ fn python_replicates_and_restores() {
     // 1000 items with qty 3i; +1 for every tenth; then ids above 900 deleted.
     assert_eq!(g("rows app.db"), "900 1216440");
     assert_eq!(g("rows restored.db"), "900 1216440");
-    assert_eq!(g("rows at1.db"), "1000 1501500");
+    assert_eq!(g("rows at2.db"), "1000 1501500");
     assert_eq!(g("rows at_time.db"), "1000 1501600");
     assert_same_dump(&tmp.join("app.db"), &tmp.join("restored.db"));
     // Litestream's layout in the replica directory.
@@ -121,6 +122,7 @@ fn python_replicates_and_restores() {
         "9/0000000000000001-0000000000000001.ltx",
         "0/0000000000000002-0000000000000002.ltx",
         "0/0000000000000003-0000000000000003.ltx",
+        "0/0000000000000004-0000000000000004.ltx",
     ] {
         assert!(
             ltx.join(f).is_file(),
@@ -139,12 +141,13 @@ fn python_threads_write_concurrently() {
     let o = python(&script("threads.py"), tmp.path(), &[("REPLICA_URL", &url)]);
     let out = checked(&o, "python3 tests/hosts/threads.py");
     let kv = parse_words(&out);
-    assert_eq!(get(&kv, "first_sync", &out), "1");
+    assert_eq!(get(&kv, "initial", &out), "1");
+    assert_eq!(get(&kv, "first_sync", &out), "2");
     assert_eq!(get(&kv, "errors", &out), "[]", "a writer failed:\n{out}");
     assert_eq!(get(&kv, "counters", &out), "[('a', 150), ('b', 150)]");
     let txid: i64 = get(&kv, "txid", &out).parse().unwrap();
     assert!(
-        txid >= 2,
+        txid >= 3,
         "the concurrent writes were shipped after the first sync: {out}"
     );
     assert_eq!(get(&kv, "status", &out), "[('up to date', 0, 0, None)]");
@@ -184,13 +187,15 @@ fn python_load_twice_and_attach_with_vfs_param() {
         "a plain open must not be switched to WAL"
     );
     assert_eq!(
-        get(&kv, "side_journal", &out),
-        "wal",
-        "the ?vfs=replica database is switched to WAL"
+        get(&kv, "side_status", &out),
+        "[('side.db',)]",
+        "the ?vfs=replica database is tracked from ATTACH"
     );
-    assert_eq!(get(&kv, "sync", &out), "1");
+    assert_eq!(get(&kv, "side_journal", &out), "wal");
+    assert_eq!(get(&kv, "initial", &out), "1");
+    assert_eq!(get(&kv, "sync", &out), "2");
     assert_eq!(get(&kv, "status", &out), "[('side.db', 'up to date')]");
-    assert_eq!(get(&kv, "restored", &out), "1");
+    assert_eq!(get(&kv, "restored", &out), "2");
     assert_eq!(get(&kv, "side_rows", &out), "(300, 'side-99')");
     // app.db has a name-derived replica location, but nothing was ever shipped there.
     assert!(
@@ -270,17 +275,18 @@ fn ruby_replicates_and_restores() {
     let kv = parse_kv(&out);
     let g = |k: &str| get(&kv, k, &out).to_string();
     assert_eq!(g("journal_mode"), "wal");
-    assert_eq!((g("sync1"), g("sync2")), ("1".into(), "2".into()), "{out}");
-    assert_eq!(g("status"), r#"[["app.db", "up to date", 2, 0]]"#);
-    assert_eq!(g("restored"), "2");
-    assert_eq!(g("restored_at_1"), "1");
+    assert_eq!(g("initial"), "1");
+    assert_eq!((g("sync1"), g("sync2")), ("2".into(), "3".into()), "{out}");
+    assert_eq!(g("status"), r#"[["app.db", "up to date", 3, 0]]"#);
+    assert_eq!(g("restored"), "3");
+    assert_eq!(g("restored_at_2"), "2");
     assert!(
         g("bad_sync").contains("replica_sync: timeout_ms must be an integer"),
         "{out}"
     );
-    // 500 people born 1900 + i % 120; every third name upper-cased in txid 2.
+    // 500 people born 1900 + i % 120; every third name upper-cased in txid 3.
     assert_eq!(g("rows app.db"), "500 978750 166");
     assert_eq!(g("rows restored.db"), "500 978750 166");
-    assert_eq!(g("rows at1.db"), "500 978750 0");
+    assert_eq!(g("rows at2.db"), "500 978750 0");
     assert_same_dump(&tmp.join("app.db"), &tmp.join("restored.db"));
 }

@@ -29,17 +29,35 @@ fn driver() -> PathBuf {
 }
 
 /// Like `common::run` (clean replica environment), with a shorter, chosen time limit.
-fn run_limited(program: &str, args: &[&str], cwd: &Path, env: &[(&str, &str)], limit: Duration) -> Output {
+fn run_limited(
+    program: &str,
+    args: &[&str],
+    cwd: &Path,
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> Output {
     let mut cmd = Command::new(program);
-    cmd.args(args).current_dir(cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    for var in ["REPLICA_URL", "REPLICA_CONFIG", "LITESTREAM_CONFIG", "REPLICA_SYNC_INTERVAL", "REPLICA_DEFAULT_VFS"] {
+    cmd.args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for var in [
+        "REPLICA_URL",
+        "REPLICA_CONFIG",
+        "LITESTREAM_CONFIG",
+        "REPLICA_SYNC_INTERVAL",
+        "REPLICA_DEFAULT_VFS",
+    ] {
         cmd.env_remove(var);
     }
     cmd.env("REPLICA_CONFIG", "off");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
     // Drain the pipes in threads so a chatty child cannot block on a full pipe.
     let mut out_pipe = child.stdout.take().unwrap();
     let mut err_pipe = child.stderr.take().unwrap();
@@ -67,7 +85,11 @@ fn run_limited(program: &str, args: &[&str], cwd: &Path, env: &[(&str, &str)], l
         }
         std::thread::park_timeout(Duration::from_millis(20));
     };
-    Output { status, stdout: out_t.join().unwrap(), stderr: err_t.join().unwrap() }
+    Output {
+        status,
+        stdout: out_t.join().unwrap(),
+        stderr: err_t.join().unwrap(),
+    }
 }
 
 /// Runs the driver with `args` in `cwd`: the extension's load path in REPLICA_TEST_LIB, and
@@ -97,6 +119,8 @@ struct Report {
     status: BTreeMap<String, String>,
     status_rows: usize,
     open_retries: u64,
+    /// Operations after which SQLite's own WAL did not chain (see the driver).
+    sqlite_broken_chains: Vec<u64>,
     counts: String,
     seconds: String,
 }
@@ -105,17 +129,39 @@ fn parse_report(text: &str, seed: u64) -> Report {
     let mut r = Report::default();
     for line in text.lines() {
         let f: Vec<&str> = line.split('\t').collect();
-        let num = |s: &str| s.parse::<u64>().unwrap_or_else(|_| panic!("seed {seed}: bad number {s:?} in {line:?}"));
+        let num = |s: &str| {
+            s.parse::<u64>()
+                .unwrap_or_else(|_| panic!("seed {seed}: bad number {s:?} in {line:?}"))
+        };
         match f[0] {
-            "point" => r.points.push(Point { label: f[1].into(), txid: num(f[2]), hash: f[3].into(), rows: f[4].into() }),
+            "point" => r.points.push(Point {
+                label: f[1].into(),
+                txid: num(f[2]),
+                hash: f[3].into(),
+                rows: f[4].into(),
+            }),
             "final" => {
-                r.final_point = Some(Point { label: "final".into(), txid: num(f[1]), hash: f[2].into(), rows: f[3].into() })
+                r.final_point = Some(Point {
+                    label: "final".into(),
+                    txid: num(f[1]),
+                    hash: f[2].into(),
+                    rows: f[3].into(),
+                })
             }
             "status" => {
-                r.status.insert(f[1].into(), f.get(2).copied().unwrap_or("").into());
+                r.status
+                    .insert(f[1].into(), f.get(2).copied().unwrap_or("").into());
             }
             "status_rows" => r.status_rows = num(f[1]) as usize,
             "open_retries" => r.open_retries = num(f[1]),
+            "sqlite_broken_chains" => {
+                r.sqlite_broken_chains = f[2]
+                    .trim_matches(|c| c == '[' || c == ']')
+                    .split(',')
+                    .filter(|x| !x.trim().is_empty())
+                    .map(|x| num(x.trim()))
+                    .collect()
+            }
             "counts" => r.counts = f[1].into(),
             "seconds" => r.seconds = f[1].into(),
             _ => {}
@@ -127,10 +173,15 @@ fn parse_report(text: &str, seed: u64) -> Report {
 /// The LTX files of a file replica, as (level directory, file name).
 fn replica_files(replica: &Path) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    let Ok(levels) = std::fs::read_dir(replica.join("ltx")) else { return out };
+    let Ok(levels) = std::fs::read_dir(replica.join("ltx")) else {
+        return out;
+    };
     for level in levels.flatten() {
         for f in std::fs::read_dir(level.path()).unwrap().flatten() {
-            out.push((level.file_name().to_string_lossy().to_string(), f.file_name().to_string_lossy().to_string()));
+            out.push((
+                level.file_name().to_string_lossy().to_string(),
+                f.file_name().to_string_lossy().to_string(),
+            ));
         }
     }
     out.sort();
@@ -139,19 +190,35 @@ fn replica_files(replica: &Path) -> Vec<(String, String)> {
 
 /// The whole check for one seed.
 fn workload(seed: u64) {
-    let ops: u64 = std::env::var("WORKLOAD_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(450);
+    let ops: u64 = std::env::var("WORKLOAD_OPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(450);
     // Vary how commits are batched into files with the seed.
     let interval = ["20ms", "150ms", "1s"][(seed % 3) as usize];
     eprintln!("workload seed {seed} ({ops} ops, sync interval {interval}); replay with WORKLOAD_SEED={seed}");
     let dir = TempDir::new(&format!("workload-{seed}"));
     let replicas = dir.join("replicas");
     let url = format!("file://{}", replicas.display());
-    let env = [("REPLICA_URL", url.as_str()), ("REPLICA_SYNC_INTERVAL", interval)];
+    let env = [
+        ("REPLICA_URL", url.as_str()),
+        ("REPLICA_SYNC_INTERVAL", interval),
+    ];
     let started = Instant::now();
 
-    let out = run_driver(dir.path(), &["run", &seed.to_string(), &ops.to_string(), "report.txt"], &env);
-    check(&out, &format!("workload driver (seed {seed}, replay with WORKLOAD_SEED={seed})"));
-    let report = parse_report(&std::fs::read_to_string(dir.join("report.txt")).unwrap(), seed);
+    let run_out = run_driver(
+        dir.path(),
+        &["run", &seed.to_string(), &ops.to_string(), "report.txt"],
+        &env,
+    );
+    check(
+        &run_out,
+        &format!("workload driver (seed {seed}, replay with WORKLOAD_SEED={seed})"),
+    );
+    let report = parse_report(
+        &std::fs::read_to_string(dir.join("report.txt")).unwrap(),
+        seed,
+    );
     eprintln!(
         "seed {seed}: driver {:.1} s (ops {} s), counts {}, open retries {}",
         started.elapsed().as_secs_f64(),
@@ -160,18 +227,45 @@ fn workload(seed: u64) {
         report.open_retries
     );
 
-    assert_eq!(report.points.len(), 10, "seed {seed}: the driver recorded {} sync points, not 10", report.points.len());
-    let fin = report.final_point.clone().unwrap_or_else(|| panic!("seed {seed}: no final point in the report"));
+    assert_eq!(
+        report.points.len(),
+        10,
+        "seed {seed}: the driver recorded {} sync points, not 10",
+        report.points.len()
+    );
+    let fin = report
+        .final_point
+        .clone()
+        .unwrap_or_else(|| panic!("seed {seed}: no final point in the report"));
     for w in report.points.windows(2) {
-        assert!(w[0].txid <= w[1].txid, "seed {seed}: replica_sync went backwards: {:?} then {:?}", w[0], w[1]);
+        assert!(
+            w[0].txid <= w[1].txid,
+            "seed {seed}: replica_sync went backwards: {:?} then {:?}",
+            w[0],
+            w[1]
+        );
     }
-    assert!(fin.txid >= report.points[9].txid, "seed {seed}: final txid {} < last point {:?}", fin.txid, report.points[9]);
-    assert!(fin.txid > report.points[0].txid, "seed {seed}: the replica did not advance after the first sync point");
+    assert!(
+        fin.txid >= report.points[9].txid,
+        "seed {seed}: final txid {} < last point {:?}",
+        fin.txid,
+        report.points[9]
+    );
+    assert!(
+        fin.txid > report.points[0].txid,
+        "seed {seed}: the replica did not advance after the first sync point"
+    );
 
     // Make the source a plain database file (from a connection without the extension).
     let src = dir.join("app.db");
     check(
-        &run(SQLITE3, &[src.to_str().unwrap(), "PRAGMA wal_checkpoint(TRUNCATE);"], dir.path(), &[], ""),
+        &run(
+            SQLITE3,
+            &[src.to_str().unwrap(), "PRAGMA wal_checkpoint(TRUNCATE);"],
+            dir.path(),
+            &[],
+            "",
+        ),
         "checkpoint the source",
     );
 
@@ -179,18 +273,28 @@ fn workload(seed: u64) {
     // name (resolved through REPLICA_URL) and by URL.
     let mut args: Vec<String> = vec!["app.db".into(), "latest.db".into(), "latest".into()];
     for (i, p) in report.points.iter().enumerate() {
-        args.push(if i % 2 == 0 { "app.db".into() } else { format!("{url}/app.db") });
+        args.push(if i % 2 == 0 {
+            "app.db".into()
+        } else {
+            format!("{url}/app.db")
+        });
         args.push(format!("r{i}.db"));
         args.push(p.txid.to_string());
     }
-    let argv: Vec<&str> = std::iter::once("restore").chain(args.iter().map(String::as_str)).collect();
+    let argv: Vec<&str> = std::iter::once("restore")
+        .chain(args.iter().map(String::as_str))
+        .collect();
     let out = run_driver(dir.path(), &argv, &env);
     let text = check(&out, &format!("replica_restore (seed {seed})"));
     let mut restored: BTreeMap<String, String> = BTreeMap::new();
     for line in text.lines() {
         let f: Vec<&str> = line.splitn(3, '\t').collect();
         if f.len() == 3 {
-            assert_eq!(f[1], "ok", "seed {seed}: replica_restore into {} failed: {}", f[0], f[2]);
+            assert_eq!(
+                f[1], "ok",
+                "seed {seed}: replica_restore into {} failed: {}",
+                f[0], f[2]
+            );
             restored.insert(f[0].into(), f[2].into());
         }
     }
@@ -213,22 +317,42 @@ fn workload(seed: u64) {
     // Contents: each restore equals the state recorded when its txid was returned.
     let mut dbs = vec!["latest.db".to_string()];
     dbs.extend((0..report.points.len()).map(|i| format!("r{i}.db")));
-    let argv: Vec<&str> = std::iter::once("hash").chain(dbs.iter().map(String::as_str)).collect();
-    let text = check(&run_driver(dir.path(), &argv, &[]), &format!("hash restored databases (seed {seed})"));
+    let argv: Vec<&str> = std::iter::once("hash")
+        .chain(dbs.iter().map(String::as_str))
+        .collect();
+    let text = check(
+        &run_driver(dir.path(), &argv, &[]),
+        &format!("hash restored databases (seed {seed})"),
+    );
     let hashes: BTreeMap<String, (String, String, String)> = text
         .lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
-            (f.len() == 4).then(|| (f[0].to_string(), (f[1].to_string(), f[2].to_string(), f[3].to_string())))
+            (f.len() == 4).then(|| {
+                (
+                    f[0].to_string(),
+                    (f[1].to_string(), f[2].to_string(), f[3].to_string()),
+                )
+            })
         })
         .collect();
     let mut mismatches = Vec::new();
-    let expected = std::iter::once(("latest.db".to_string(), &fin))
-        .chain(report.points.iter().enumerate().map(|(i, p)| (format!("r{i}.db"), p)));
+    let expected = std::iter::once(("latest.db".to_string(), &fin)).chain(
+        report
+            .points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (format!("r{i}.db"), p)),
+    );
     for (db, p) in expected {
-        let (hash, integrity, rows) = hashes.get(&db).unwrap_or_else(|| panic!("seed {seed}: no hash for {db}: {text}"));
+        let (hash, integrity, rows) = hashes
+            .get(&db)
+            .unwrap_or_else(|| panic!("seed {seed}: no hash for {db}: {text}"));
         if integrity != "ok" {
-            mismatches.push(format!("{db} (txid {}): integrity_check: {integrity}", p.txid));
+            mismatches.push(format!(
+                "{db} (txid {}): integrity_check: {integrity}",
+                p.txid
+            ));
         } else if *hash != p.hash {
             mismatches.push(format!(
                 "{db} restored at txid {} ({}) has rows {rows}, but when replica_sync returned that txid the database had rows {}",
@@ -245,7 +369,10 @@ fn workload(seed: u64) {
 
     // The latest restore is the source, to the byte and to the LTX checksum.
     let latest = dir.join("latest.db");
-    assert!(dump(&src) == dump(&latest), "seed {seed}: `sqlite3 .dump` of the latest restore differs from the source");
+    assert!(
+        dump(&src) == dump(&latest),
+        "seed {seed}: `sqlite3 .dump` of the latest restore differs from the source"
+    );
     assert_eq!(
         ltx_db_checksum(&latest),
         ltx_db_checksum(&src),
@@ -263,7 +390,9 @@ fn workload(seed: u64) {
     let level0 = files.iter().filter(|(l, _)| l == "0").count() as u64;
     let level9 = files.iter().filter(|(l, _)| l == "9").count() as u64;
     assert!(
-        files.iter().any(|(l, n)| l == "9" && n == "0000000000000001-0000000000000001.ltx"),
+        files
+            .iter()
+            .any(|(l, n)| l == "9" && n == "0000000000000001-0000000000000001.ltx"),
         "seed {seed}: no initial snapshot 9/0000000000000001-0000000000000001.ltx in {files:?}"
     );
     assert_eq!(
@@ -274,29 +403,90 @@ fn workload(seed: u64) {
     );
 
     // Quality of the run, checked last (the checks above are about correctness): the
-    // extension logged no error, nothing is pending, and it never fell back to a snapshot —
-    // every commit went through the extension, so capture must have seen every one. (A
-    // failure to switch a freshly opened database to WAL mode is the open race that
-    // `fresh_databases_open_without_busy` covers; the driver retries those opens.)
-    let driver_stderr = std::fs::read_to_string(dir.join("driver.stderr")).unwrap_or_default();
-    let _ = driver_stderr;
-    assert_eq!(report.status_rows, 1, "seed {seed}: replica_status() has {} rows: {:?}", report.status_rows, report.status);
-    let st = |k: &str| report.status.get(k).cloned().unwrap_or_default();
-    assert_eq!(st("last_error"), "None", "seed {seed}: replica_status().last_error: {:?}", report.status);
-    assert_eq!(st("upload_errors"), "0", "seed {seed}: upload errors: {:?}", report.status);
-    assert_eq!(st("pending_txns"), "0", "seed {seed}: pending after replica_sync: {:?}", report.status);
-    assert_eq!(st("replicated_txid"), fin.txid.to_string(), "seed {seed}: status vs final sync: {:?}", report.status);
+    // extension logged no error; a capture failed (and fell back to a snapshot) only in an
+    // operation after which SQLite's own WAL did not chain — every commit went through the
+    // extension, so otherwise capture must have taken every one; nothing is pending; and no
+    // open failed with "database is locked" (the driver retries those; see
+    // `fresh_databases_open_without_busy`). The driver marks stderr with "OP <i> <name>"
+    // before each operation, so the extension's messages (REPLICA_LOG=stderr) name theirs.
+    let run_stderr = stderr(&run_out);
+    let mut errors = Vec::new();
+    let mut unexplained = Vec::new();
+    let mut explained = 0u64;
+    let mut current_op = String::from("(setup)");
+    let mut current_idx: Option<u64> = None;
+    for line in run_stderr.lines() {
+        if let Some(rest) = line.strip_prefix("OP\t") {
+            current_idx = rest.split('\t').next().and_then(|n| n.parse().ok());
+            current_op = rest.replace('\t', " ");
+        } else if line.starts_with("libreplica error") {
+            errors.push(format!("op {current_op}: {line}"));
+        } else if line.starts_with("libreplica") && line.contains("capture:") {
+            match current_idx {
+                Some(i) if report.sqlite_broken_chains.contains(&i) => explained += 1,
+                _ => unexplained.push(format!("op {current_op}: {line}")),
+            }
+        }
+    }
+    assert!(
+        errors.is_empty(),
+        "seed {seed}: the extension logged errors during the workload:\n{}",
+        errors.join("\n")
+    );
+    assert!(
+        unexplained.is_empty(),
+        "seed {seed}: capture failed (and fell back to a snapshot) although SQLite's WAL chained after the operation:\n{}",
+        unexplained.join("\n")
+    );
     assert_eq!(
-        (st("snapshots"), level9),
-        ("1".to_string(), 1),
-        "seed {seed}: the uploader shipped fallback snapshots during a workload made entirely through the extension (status {:?}, files {files:?})",
+        report.open_retries, 0,
+        "seed {seed}: opening app.db failed with 'database is locked' {} times",
+        report.open_retries
+    );
+    assert_eq!(
+        report.status_rows, 1,
+        "seed {seed}: replica_status() has {} rows: {:?}",
+        report.status_rows, report.status
+    );
+    let st = |k: &str| report.status.get(k).cloned().unwrap_or_default();
+    assert_eq!(
+        st("last_error"),
+        "None",
+        "seed {seed}: replica_status().last_error: {:?}",
         report.status
     );
-    eprintln!("seed {seed}: OK, final txid {}, {level0} level-0 files, {:.1} s", fin.txid, started.elapsed().as_secs_f64());
+    assert_eq!(
+        st("upload_errors"),
+        "0",
+        "seed {seed}: upload errors: {:?}",
+        report.status
+    );
+    assert_eq!(
+        st("pending_txns"),
+        "0",
+        "seed {seed}: pending after replica_sync: {:?}",
+        report.status
+    );
+    assert_eq!(
+        st("replicated_txid"),
+        fin.txid.to_string(),
+        "seed {seed}: status vs final sync: {:?}",
+        report.status
+    );
+    let snapshots: u64 = st("snapshots").parse().unwrap_or(u64::MAX);
+    assert!(
+        snapshots == level9 && snapshots <= 1 + explained,
+        "seed {seed}: {snapshots} snapshots ({level9} level-9 files) for {explained} capture failures SQLite's broken WAL explains (ops {:?}); status {:?}, files {files:?}",
+        report.sqlite_broken_chains,
+        report.status
+    );
+    eprintln!(
+        "seed {seed}: OK, final txid {}, {level0} level-0 files, {:.1} s",
+        fin.txid,
+        started.elapsed().as_secs_f64()
+    );
 }
 
-/// Checks the extension's stderr of a driver run for logged errors (run separately from
-/// `workload` so a correctness failure is reported before a quality one).
 #[test]
 fn workload_seed_1() {
     workload(1);
@@ -311,9 +501,16 @@ fn workload_seed_2() {
 #[test]
 fn workload_seed_from_env_or_time() {
     let seed = match std::env::var("WORKLOAD_SEED") {
-        Ok(s) => s.trim().parse().unwrap_or_else(|_| panic!("WORKLOAD_SEED={s:?} is not a number")),
+        Ok(s) => s
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("WORKLOAD_SEED={s:?} is not a number")),
         Err(_) => {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 % 1_000_000_007
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                % 1_000_000_007
         }
     };
     workload(seed);
@@ -327,42 +524,46 @@ fn workload_seed_from_env_or_time() {
 /// itself, "database is locked", because it checks the error code after auto-extensions.)
 #[test]
 fn fresh_databases_open_without_busy() {
-    let dir = TempDir::new("open-race");
-    let url = format!("file://{}", dir.join("replicas").display());
+    // A fresh process per database: the race is with the uploader thread's first turn.
     let script = r#"
 import os, sqlite3
 boot = sqlite3.connect(":memory:")
 boot.enable_load_extension(True)
 boot.load_extension(os.environ["REPLICA_TEST_LIB"])
-failures = []
-conns = []
-for i in range(40):
-    try:
-        c = sqlite3.connect("db%d.db" % i, isolation_level=None)
-        mode = c.execute("PRAGMA journal_mode").fetchone()[0]
-        if mode != "wal":
-            failures.append("db%d.db: journal_mode %s" % (i, mode))
-        c.execute("CREATE TABLE t(x)")
-        c.execute("INSERT INTO t VALUES (1)")
-        conns.append(c)
-    except sqlite3.Error as e:
-        failures.append("db%d.db: %s" % (i, e))
-print("failures", len(failures))
-for f in failures:
-    print(f)
+try:
+    c = sqlite3.connect("app.db", isolation_level=None)
+    mode = c.execute("PRAGMA journal_mode").fetchone()[0]
+    c.execute("CREATE TABLE t(x)")
+    c.execute("INSERT INTO t VALUES (1)")
+    print("ok" if mode == "wal" else "journal_mode " + mode)
+except sqlite3.Error as e:
+    print("error:", e)
 "#;
-    let out = python(script, dir.path(), &[("REPLICA_URL", &url)]);
-    let text = check(&out, "opening fresh databases");
+    let mut failures = Vec::new();
+    for i in 0..32 {
+        let dir = TempDir::new(&format!("open-race-{i}"));
+        let url = format!("file://{}", dir.join("replicas").display());
+        let out = python(script, dir.path(), &[("REPLICA_URL", &url)]);
+        let text = check(&out, "opening a fresh database");
+        if text.trim() != "ok" {
+            failures.push(format!(
+                "attempt {i}: {} {}",
+                text.trim(),
+                stderr(&out).trim()
+            ));
+        }
+    }
     assert!(
-        text.starts_with("failures 0\n"),
-        "opening brand-new databases with the extension loaded failed:\n{text}\nstderr:\n{}",
-        stderr(&out)
+        failures.is_empty(),
+        "opening a brand-new database with the extension loaded failed in {} of 32 fresh processes:\n{}",
+        failures.len(),
+        failures.join("\n")
     );
 }
 
 /// Runs a short Python script with the extension loaded; it prints `source <n> <sum>`,
 /// calls replica_sync, restores, and prints `restored <n> <sum>` and the status.
-fn sync_and_restore(name: &str, body: &str) {
+fn sync_and_restore(name: &str, body: &str, allow_fallback_snapshot: bool) {
     let dir = TempDir::new(name);
     let url = format!("file://{}", dir.join("replicas").display());
     let script = format!(
@@ -388,25 +589,51 @@ print("status", db.execute("SELECT last_error, snapshots, captured_txns FROM rep
 try:
     print("restored txid", db.execute("SELECT replica_restore('app.db', 'r.db')").fetchone()[0])
     r = sqlite3.connect("r.db")
-    print("restored", *r.execute("SELECT count(*), sum(length(v)), sum(id * length(v)) FROM t").fetchone())
+    print("restored-rows", *r.execute("SELECT count(*), sum(length(v)), sum(id * length(v)) FROM t").fetchone())
 except sqlite3.Error as e:
     print("restore failed:", e)
 "#
     );
-    let out = python(&script, dir.path(), &[("REPLICA_URL", &url), ("REPLICA_LOG", "stderr"), ("REPLICA_SYNC_INTERVAL", "1s")]);
+    let out = python(
+        &script,
+        dir.path(),
+        &[
+            ("REPLICA_URL", &url),
+            ("REPLICA_LOG", "stderr"),
+            ("REPLICA_SYNC_INTERVAL", "1s"),
+        ],
+    );
     let text = check(&out, name);
-    let line = |p: &str| text.lines().find(|l| l.starts_with(p)).map(|l| l[p.len()..].trim().to_string());
-    assert!(line("synced").is_some(), "{name}: replica_sync failed after the transaction:\n{text}\nstderr:\n{}", stderr(&out));
+    let line = |p: &str| {
+        text.lines()
+            .find(|l| l.starts_with(p))
+            .map(|l| l[p.len()..].trim().to_string())
+    };
+    assert!(
+        line("synced").is_some(),
+        "{name}: replica_sync failed after the transaction:\n{text}\nstderr:\n{}",
+        stderr(&out)
+    );
     assert_eq!(
-        line("restored "),
+        line("restored-rows"),
         line("source"),
         "{name}: the restore differs from the database replica_sync vouched for:\n{text}\nstderr:\n{}",
         stderr(&out)
     );
+    let err = stderr(&out);
+    let complaints: Vec<&str> = err
+        .lines()
+        .filter(|l| {
+            l.starts_with("libreplica error")
+                || (!allow_fallback_snapshot
+                    && l.starts_with("libreplica")
+                    && l.contains("capture:"))
+        })
+        .collect();
     assert!(
-        !stderr(&out).contains("libreplica error"),
-        "{name}: the extension logged errors (a capture that fell back to a snapshot):\n{text}\nstderr:\n{}",
-        stderr(&out)
+        complaints.is_empty(),
+        "{name}: the extension logged errors or a failed capture (which falls back to a snapshot):\n{}\n\n{text}",
+        complaints.join("\n")
     );
 }
 
@@ -426,6 +653,7 @@ db.execute("UPDATE t SET v = randomblob(1500) WHERE id % 9 = 0")
 db.execute("COMMIT")
 db.execute("PRAGMA cache_size=-2000")
 "#,
+        false,
     );
 }
 
@@ -434,7 +662,8 @@ db.execute("PRAGMA cache_size=-2000")
 /// "recompute checksums from frame N" mark across the savepoint rollback, so the committed
 /// frames on disk do not form a valid checksum chain (SQLite's own crash recovery would
 /// drop that transaction), yet the live database has it and a checkpoint writes it to the
-/// database file. The replica must still end up with it. Found by the workload (seed 1).
+/// database file. The replica must still end up with it (a fallback snapshot is fine
+/// here: the WAL on disk really does not chain). Found by the workload (seed 1).
 #[test]
 fn savepoint_rollback_after_in_place_rewrite() {
     sync_and_restore(
@@ -455,5 +684,50 @@ db.execute("RELEASE a")
 db.execute("COMMIT")
 db.execute("PRAGMA cache_size=-2000")
 "#,
+        true,
     );
+}
+
+/// The first transaction of a new WAL generation (after a RESTART or TRUNCATE checkpoint)
+/// spills, rewrites frames in place inside savepoint b, rolls back to b and then to
+/// savepoint a (opened before the log restarted), and commits. SQLite 3.40 writes the
+/// commit's frames seeded with the old generation's checksum and then, in its checksum
+/// rewrite pass (which starts at frame 1, from the WAL header), fixes them: the WAL on disk
+/// chains. Capture must wait for that rewrite rather than fail and fall back to a snapshot
+/// (and must not then fail the next commit too). Found by the workload (seed 898379124,
+/// operations 159 and 161).
+#[test]
+fn savepoint_rollback_in_first_transaction_after_wal_restart() {
+    for mode in ["RESTART", "TRUNCATE"] {
+        sync_and_restore(
+            &format!("restart-savepoint-{mode}"),
+            &format!(
+                r#"
+db.execute("PRAGMA wal_checkpoint({mode})").fetchone()
+db.execute("PRAGMA cache_size=10")
+db.execute("BEGIN IMMEDIATE")
+for i in range(3):
+    db.execute("INSERT INTO t(v) VALUES (?)", (rng.randbytes(800),))
+db.execute("SAVEPOINT a")
+for i in range(80):
+    db.execute("INSERT INTO t(v) VALUES (?)", (rng.randbytes(rng.choice([100, 1500, 5000])),))
+db.execute("SAVEPOINT b")
+ids = [r[0] for r in db.execute("SELECT id FROM t")]
+for i in rng.sample(ids, 30):
+    db.execute("UPDATE t SET v = ? WHERE id = ?", (rng.randbytes(rng.choice([100, 1500, 5000])), i))
+db.execute("ROLLBACK TO b")
+for i in range(5):
+    db.execute("INSERT INTO t(v) VALUES (?)", (rng.randbytes(800),))
+db.execute("RELEASE b")
+db.execute("ROLLBACK TO a")
+db.execute("INSERT INTO t(v) VALUES (?)", (rng.randbytes(100),))
+db.execute("RELEASE a")
+db.execute("COMMIT")
+db.execute("PRAGMA cache_size=-2000")
+db.execute("INSERT INTO t(v) VALUES (?)", (rng.randbytes(100),))
+"#
+            ),
+            false,
+        );
+    }
 }

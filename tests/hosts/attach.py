@@ -1,6 +1,7 @@
 # Run with REPLICA_DEFAULT_VFS=0. Loading twice is harmless; a plain open does not replicate,
-# an ATTACHed database opened after the load with ?vfs=replica (and put in WAL mode) does; replica_sync() on a
-# connection whose main database does not replicate waits for every database.
+# an ATTACHed database opened after the load with ?vfs=replica (and put in WAL mode) does;
+# replica_sync() on a connection whose main database does not replicate waits for every
+# database.
 import os
 import sqlite3
 
@@ -22,6 +23,7 @@ print("side_status", db.execute("SELECT name FROM replica_status()").fetchall(),
 # Only connections' main databases are switched to WAL at open; an attached one is switched
 # here, as the README says replicated databases must be in WAL mode.
 print("side_journal", db.execute("PRAGMA side.journal_mode=WAL").fetchone()[0], flush=True)
+print("initial", boot.execute("SELECT replica_sync(10000)").fetchone()[0], flush=True)
 db.execute("CREATE TABLE main.t(x)")
 db.execute("INSERT INTO main.t VALUES ('main')")
 db.execute("BEGIN")

@@ -23,6 +23,9 @@ boot.enable_load_extension(False)
 
 db = sqlite3.connect("app.db", isolation_level=None)
 out("journal_mode", db.execute("PRAGMA journal_mode").fetchone()[0])
+# The first upload is a snapshot of the new database; syncing before the first write makes
+# the txids below independent of when the uploader takes it.
+out("initial", db.execute("SELECT replica_sync(10000)").fetchone()[0])
 db.execute("BEGIN")
 db.execute("CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT NOT NULL, qty INTEGER, data BLOB)")
 db.executemany(
@@ -35,9 +38,9 @@ out("sync1", db.execute("SELECT replica_sync(10000)").fetchone()[0])
 db.execute("UPDATE items SET qty = qty + 1 WHERE id % 10 = 0")
 out("sync2", db.execute("SELECT replica_sync(10000)").fetchone()[0])
 
-# A point in time between txid 2 and txid 3: every commit of txid 2 was captured before
+# A point in time between txid 3 and txid 4: every commit of txid 3 was captured before
 # `point`, and the clock moves past it (a wait on the clock, not on the extension) before
-# txid 3 commits.
+# txid 4 commits.
 point = now_ms()
 while now_ms() <= point:
     pass
@@ -52,7 +55,7 @@ out("status", status)
 stamp = datetime.datetime.fromtimestamp(point / 1000, tz=datetime.timezone.utc)
 stamp = stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{point % 1000:03d}Z"
 out("restored", db.execute("SELECT replica_restore('app.db', 'restored.db')").fetchone()[0])
-out("restored_at_1", db.execute("SELECT replica_restore('app.db', 'at1.db', 1)").fetchone()[0])
+out("restored_at_2", db.execute("SELECT replica_restore('app.db', 'at2.db', 2)").fetchone()[0])
 out("restored_at_time", db.execute("SELECT replica_restore('app.db', 'at_time.db', ?)", (stamp,)).fetchone()[0])
 
 try:
@@ -64,7 +67,7 @@ except sqlite3.Error as e:
 COUNT = "SELECT count(*) || ' ' || sum(qty) FROM items"
 out("rows app.db", db.execute(COUNT).fetchone()[0])
 db.close()
-for name in ["restored.db", "at1.db", "at_time.db"]:
+for name in ["restored.db", "at2.db", "at_time.db"]:
     c = sqlite3.connect(f"file:{name}?replica=off", uri=True)
     out(f"rows {name}", c.execute(COUNT).fetchone()[0])
     c.close()

@@ -12,8 +12,11 @@ boot.enable_load_extension(True)
 boot.load_extension(LIB)
 
 setup = sqlite3.connect("app.db", isolation_level=None)
+print("initial", setup.execute("SELECT replica_sync(10000)").fetchone()[0], flush=True)
+setup.execute("BEGIN")
 setup.execute("CREATE TABLE log(id INTEGER PRIMARY KEY, writer TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT)")
 setup.execute("CREATE TABLE counters(writer TEXT PRIMARY KEY, n INTEGER NOT NULL)")
+setup.execute("COMMIT")
 print("first_sync", setup.execute("SELECT replica_sync(10000)").fetchone()[0], flush=True)
 
 start = threading.Barrier(2)

@@ -9,7 +9,9 @@ Modes (output is line-oriented and tab-separated, so the Rust side needs no JSON
       operations. At ten points it calls replica_sync(10000) and records (txid, hash of the
       canonical dump); at the end it syncs again and records the final state and
       replica_status(). Writes the report to OUT.txt (and stdout):
-      "point LABEL TXID HASH ROWS", "final TXID HASH ROWS", "status KEY VALUE", ...
+      "point LABEL TXID HASH ROWS", "final TXID HASH ROWS", "status KEY VALUE",
+      "sqlite_broken_chains N [OPS]", ... Before each operation it writes "OP I NAME" to
+      stderr, so the extension's messages there (REPLICA_LOG=stderr) can be attributed.
 
   driver.py restore SRC TARGET POINT [SRC TARGET POINT ...]
       Loads the extension and runs replica_restore(SRC, TARGET[, POINT]) for each triple
@@ -27,6 +29,7 @@ import json
 import os
 import random
 import sqlite3
+import struct
 import sys
 import time
 
@@ -74,7 +77,6 @@ class Workload:
         self.conns = []
         self.open_retries = 0
         self.next_tmp = 0
-        self.log = []  # (op index, op name) for the report
         self.counts = {}
 
     # -- connections ------------------------------------------------------------------
@@ -259,6 +261,68 @@ class Workload:
     def count(self, name):
         self.counts[name] = self.counts.get(name, 0) + 1
 
+    # -- an oracle for SQLite's own WAL ---------------------------------------------------
+    #
+    # SQLite 3.40 can leave committed frames in the WAL whose checksums do not chain: after
+    # frames were rewritten in place in a spilled transaction, ROLLBACK TO a savepoint
+    # before them keeps SQLite's "recompute checksums from frame N" mark, and the commit
+    # then rewrites the checksums from the wrong place. The live database has the
+    # transaction; SQLite's own crash recovery would drop it; and the extension, which
+    # verifies the chain when it captures, cannot take it and falls back to a snapshot.
+    # So the driver checks, after each operation, whether the frames that operation
+    # appended chain in the file (reading the wal-index header in -shm for where the log
+    # stood before); the test allows capture failures only in those operations.
+
+    @staticmethod
+    def wal_index_header():
+        try:
+            with open("app.db-shm", "rb") as f:
+                h = f.read(48)
+        except FileNotFoundError:
+            return None
+        if len(h) < 48:
+            return None
+        mx_frame = struct.unpack_from("=I", h, 16)[0]
+        cksum = struct.unpack_from("=II", h, 24)
+        return (mx_frame, cksum, h[32:40])
+
+    @staticmethod
+    def wal_checksum(data, s0, s1, fmt):
+        words = struct.unpack(fmt % (len(data) // 4), data)
+        for i in range(0, len(words), 2):
+            s0 = (s0 + words[i] + s1) & 0xFFFFFFFF
+            s1 = (s1 + words[i + 1] + s0) & 0xFFFFFFFF
+        return s0, s1
+
+    def frames_chain(self, before):
+        """Do the frames appended since `before` (a wal_index_header()) chain in the file?"""
+        after = self.wal_index_header()
+        if after is None:
+            return True
+        try:
+            with open("app.db-wal", "rb") as f:
+                header = f.read(32)
+                if len(header) < 32 or header[16:24] != after[2]:
+                    return True  # no log, or the index describes another generation
+                magic, _, page_size, _, _, _, hc1, hc2 = struct.unpack(">8I", header)
+                fmt = (">%dI" if magic & 1 else "<%dI")
+                if before is None or before[2] != after[2] or before[0] == 0 or before[0] > after[0]:
+                    first, cksum = 1, (hc1, hc2)
+                else:
+                    first, cksum = before[0] + 1, before[1]
+                for frame in range(first, after[0] + 1):
+                    f.seek(32 + (frame - 1) * (24 + page_size))
+                    buf = f.read(24 + page_size)
+                    if len(buf) < 24 + page_size or buf[8:16] != after[2]:
+                        return False
+                    cksum = self.wal_checksum(buf[:8], cksum[0], cksum[1], fmt)
+                    cksum = self.wal_checksum(buf[24:], cksum[0], cksum[1], fmt)
+                    if cksum != struct.unpack(">II", buf[16:24]):
+                        return False
+        except FileNotFoundError:
+            return True
+        return True
+
     # -- the run ----------------------------------------------------------------------
 
     def sync_point(self, label):
@@ -290,10 +354,16 @@ class Workload:
         sync_at = set(int((k + 1) * self.ops / 11) for k in range(10))
         points = []
         started = time.time()
+        self.broken_chains = []
         for i in range(self.ops):
             f = self.rng.choices(funcs, weights)[0]
             self.count(f.__name__)
+            before = self.wal_index_header()
+            # Marks the extension's stderr (REPLICA_LOG=stderr) with the operation it is in.
+            print("OP\t%d\t%s" % (i, f.__name__), file=sys.stderr, flush=True)
             f(self.conn())
+            if f != self.op_reopen and not self.frames_chain(before):
+                self.broken_chains.append(i)
             if i in sync_at:
                 points.append(self.sync_point("op%d" % i))
         final = self.sync_point("final")
@@ -313,6 +383,7 @@ class Workload:
             for k in sorted(row):
                 lines.append("status\t%s\t%s" % (k, row[k]))
         lines.append("open_retries\t%d" % self.open_retries)
+        lines.append("sqlite_broken_chains\t%d\t%s" % (len(self.broken_chains), self.broken_chains))
         lines.append("counts\t%s" % json.dumps(self.counts, sort_keys=True))
         lines.append("seconds\t%.2f" % (time.time() - started))
         with open(out_path, "w") as f:
