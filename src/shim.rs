@@ -74,30 +74,30 @@ const URI_KEYS: &[&str] = &["replica", "replica_sync_interval"];
 pub fn on_open_main_db(
     path: &str,
     uri_param: &dyn Fn(&str) -> Option<String>,
-) -> Result<(), Error> {
+) -> Result<Option<DbObserver>, Error> {
     let Some(resolver) = RESOLVER.get() else {
-        return Ok(());
+        return Ok(None);
     };
     if path.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let params: Vec<(String, String)> = URI_KEYS
         .iter()
         .filter_map(|k| uri_param(k).map(|v| (k.to_string(), v)))
         .collect();
     let path = PathBuf::from(path);
-    if let Some(cfg) = resolver.resolve(&path, &params)? {
-        match open_database(&path, cfg) {
-            Err(Error::Spool(e @ crate::spool::SpoolError::Locked(_))) => {
-                // Not an error for the application: its database opens normally.
-                crate::status::add_warning(&format!("{}: {e}", path.display()));
-            }
-            other => {
-                other?;
-            }
+    let Some(cfg) = resolver.resolve(&path, &params)? else {
+        return Ok(None);
+    };
+    match open_database(&path, cfg) {
+        Ok(db) => Ok(db.owned_here().then_some(DbObserver { db })),
+        Err(Error::Spool(e @ crate::spool::SpoolError::Locked(_))) => {
+            // Not an error for the application: its database opens normally.
+            crate::status::add_warning(&format!("{}: {e}", path.display()));
+            Ok(None)
         }
+        Err(e) => Err(e),
     }
-    Ok(())
 }
 
 /// Registers a replicated database (also used by tests that drive the shim directly).
@@ -259,6 +259,8 @@ impl WalObserver {
             if data.len() >= WAL_HEADER_SIZE {
                 // A new log generation: frames start again at 1 with new salts, overwriting
                 // the old ones, so the spool must hold its records on disk from now on.
+                // The old log's frames are still intact: settle a deferred commit first.
+                resolve_deferred(db, &mut cap, file);
                 flush_spool(db);
                 let parsed = WalHeader::parse(&data[..WAL_HEADER_SIZE]).ok();
                 if let Some(h) = parsed {
@@ -286,6 +288,10 @@ impl WalObserver {
         buffer_frame_write(&mut cap, frame, within, data, frame_size);
         let mut ready: Option<(u32, FrameHeader)> = None;
         let mut rewritten = false;
+        if within == 0 && cap.deferred_commit.is_some_and(|k| frame > k) {
+            // A later transaction is writing: SQLite is done with the deferred one.
+            resolve_deferred(db, &mut cap, file);
+        }
         if within == 0 && data.len() >= FRAME_HEADER_SIZE {
             if let Ok(fh) = FrameHeader::parse(&data[..FRAME_HEADER_SIZE]) {
                 if data.len() == FRAME_HEADER_SIZE && cap.deferred_commit == Some(frame) {
@@ -320,29 +326,24 @@ impl WalObserver {
         let Some((commit_frame, fh)) = ready else {
             return;
         };
-        match capture(db, &mut cap, header, commit_frame, fh, file, rewritten) {
-            Ok(()) => cap.rewrote_in_place = false,
-            Err(_) if cap.rewrote_in_place && cap.deferred_commit.is_none() => {
-                // Checksums from the rewritten frame on are stale until SQLite rewrites them.
+        let mode = if rewritten {
+            Mode::AfterRewrite
+        } else {
+            Mode::Strict
+        };
+        match capture(db, &mut cap, header, commit_frame, fh, file, mode) {
+            Ok(()) => {
+                cap.rewrote_in_place = false;
+                cap.deferred_commit = None;
+            }
+            Err(_) => {
+                // Checksums can be stale until SQLite rewrites them at the end of the
+                // transaction (after an in-place rewrite, or a ROLLBACK TO across a WAL
+                // restart), and SQLite 3.40 sometimes never does. Wait for the rewrite; at
+                // the latest, the release of the write lock settles it (`resolve_deferred`).
                 cap.deferred_commit = Some(commit_frame);
                 cap.rewrote_in_place = false;
                 return;
-            }
-            Err(why) => {
-                // Keep following the log from this commit so later commits are still
-                // captured; the snapshot covers whatever this one missed.
-                let pos = WalPosition {
-                    salt1: header.salt1,
-                    salt2: header.salt2,
-                    frame: commit_frame,
-                };
-                capture_failed(db, &mut cap, &why, Some(pos));
-                cap.chain = Some(FrameChain::resume(
-                    &header,
-                    commit_frame + 1,
-                    (fh.cksum1, fh.cksum2),
-                ));
-                cap.rewrote_in_place = false;
             }
         }
         drop(cap);
@@ -374,6 +375,19 @@ fn flush_spool(db: &Database) {
 fn forget_wal(db: &Database) {
     flush_spool(db);
     let mut cap = db.capture.lock().unwrap_or_else(|p| p.into_inner());
+    if let (Some(k), Some(h)) = (cap.deferred_commit, cap.header) {
+        let pos = WalPosition {
+            salt1: h.salt1,
+            salt2: h.salt2,
+            frame: k,
+        };
+        capture_failed(
+            db,
+            &mut cap,
+            "the WAL went away before a commit could be captured",
+            Some(pos),
+        );
+    }
     cap.header = None;
     cap.chain = None;
     cap.pending_commit = None;
@@ -433,7 +447,7 @@ fn capture(
     commit_frame: u32,
     fh: FrameHeader,
     file: &mut dyn ReadAt,
-    rewritten: bool,
+    mode: Mode,
 ) -> Result<(), String> {
     let chain = cap
         .chain
@@ -457,7 +471,7 @@ fn capture(
         captured_at_ms: now_ms(),
         // After an in-place rewrite the log's own chain may have holes (see below), so the
         // spool protects such a record with its own CRC.
-        integrity: if rewritten {
+        integrity: if mode != Mode::Strict {
             Integrity::Crc
         } else {
             Integrity::WalChain {
@@ -496,10 +510,25 @@ fn capture(
             // rewrite, and a ROLLBACK TO inside a spilled transaction can leave such frames
             // unrewritten in a committed transaction (its WAL index still counts them; the
             // frames after them are chained from their zero checksum). Accept exactly that.
-            _ if rewritten && is_unsealed_frame(h) => {
+            _ if mode != Mode::Strict && is_unsealed_frame(h) => {
                 let pgno = u32::from_be_bytes(h[0..4].try_into().unwrap());
                 rec.push(pgno, page).map_err(|e| e.to_string())?;
                 trial = FrameChain::resume(&header, f + 1, (0, 0));
+            }
+            // SQLite is done with the transaction (its write lock is released) and its WAL
+            // index counts these frames as committed even though their checksums were never
+            // rewritten: take them as written, as long as they belong to this log.
+            _ if mode == Mode::Lenient
+                && h[8..16]
+                    == [header.salt1.to_be_bytes(), header.salt2.to_be_bytes()].concat()[..] =>
+            {
+                let pgno = u32::from_be_bytes(h[0..4].try_into().unwrap());
+                rec.push(pgno, page).map_err(|e| e.to_string())?;
+                let stored = (
+                    u32::from_be_bytes(h[16..20].try_into().unwrap()),
+                    u32::from_be_bytes(h[20..24].try_into().unwrap()),
+                );
+                trial = FrameChain::resume(&header, f + 1, stored);
             }
             _ => {
                 return Err(format!(
@@ -515,6 +544,88 @@ fn capture(
     cap.txn_buffer.clear();
     db.counters().captured_txns += 1;
     Ok(())
+}
+
+/// How strictly capture checks the frames it reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Salts and the checksum chain must hold.
+    Strict,
+    /// SQLite has just rewritten the checksums: frames it left unsealed are accepted too.
+    AfterRewrite,
+    /// The transaction is over (see `resolve_deferred`): frames of this log are accepted.
+    Lenient,
+}
+
+/// Settles a commit whose frames did not verify when it was written.
+fn resolve_deferred(db: &Database, cap: &mut CaptureState, file: &mut dyn ReadAt) {
+    let Some(k) = cap.deferred_commit.take() else {
+        return;
+    };
+    let Some(header) = cap.header else { return };
+    let mut h = [0u8; FRAME_HEADER_SIZE];
+    let fh = match file.read_at(wal::frame_offset(header.page_size, k), &mut h) {
+        Ok(n) if n == h.len() => FrameHeader::parse(&h).ok(),
+        _ => None,
+    };
+    let pos = WalPosition {
+        salt1: header.salt1,
+        salt2: header.salt2,
+        frame: k,
+    };
+    let result = match fh {
+        Some(fh) if fh.is_commit() => capture(db, cap, header, k, fh, file, Mode::Lenient),
+        _ => Err(format!("WAL frame {k} is no longer a commit frame")),
+    };
+    if let Err(why) = result {
+        capture_failed(db, cap, &why, Some(pos));
+        let stored = fh.map(|f| (f.cksum1, f.cksum2)).unwrap_or((0, 0));
+        cap.chain = Some(FrameChain::resume(&header, k + 1, stored));
+    }
+    crate::uploader::wake();
+}
+
+/// Watches a replicated database's main file for the end of write transactions.
+pub struct DbObserver {
+    db: Arc<Database>,
+}
+
+impl DbObserver {
+    /// SQLite released the WAL write lock: every write of the transaction is done, so a
+    /// deferred commit can be settled now, before the application sees COMMIT return.
+    pub fn after_write_unlock(&self, open_wal: &mut dyn FnMut() -> Option<Box<dyn ReadAt>>) {
+        if !self.db.owned_here() {
+            return;
+        }
+        let mut cap = self.db.capture.lock().unwrap_or_else(|p| p.into_inner());
+        if cap.deferred_commit.is_none() {
+            return;
+        }
+        match open_wal() {
+            Some(mut wal) => resolve_deferred(&self.db, &mut cap, wal.as_mut()),
+            None => {
+                let header = cap.header;
+                let k = cap.deferred_commit.take();
+                if let (Some(h), Some(k)) = (header, k) {
+                    let pos = WalPosition {
+                        salt1: h.salt1,
+                        salt2: h.salt2,
+                        frame: k,
+                    };
+                    capture_failed(
+                        &self.db,
+                        &mut cap,
+                        "the WAL could not be reopened to capture a commit",
+                        Some(pos),
+                    );
+                }
+            }
+        }
+    }
+
+    pub fn db_path(&self) -> &Path {
+        &self.db.path
+    }
 }
 
 fn is_unsealed_frame(h: &[u8]) -> bool {

@@ -12,8 +12,11 @@
 //! `WORKLOAD_SEED=<seed> cargo nextest run --test workload workload_seed_from_env_or_time`
 //! (`KEEP_TEST_DIRS=1` keeps the directory; the driver's report is `report.txt` there).
 //!
-//! Two short deterministic tests at the end pin down the patterns the workload first
-//! failed on.
+//! Then, after the correctness checks, the quality of the run: no error logged, nothing
+//! pending, and a capture failure (a fallback snapshot) only after an operation that left
+//! SQLite's own WAL without a valid checksum chain (the driver checks that itself).
+//!
+//! Short deterministic tests at the end pin down the patterns the workload failed on.
 
 mod common;
 
@@ -492,9 +495,11 @@ fn workload_seed_1() {
     workload(1);
 }
 
+/// Found a silent gap: a commit whose capture was deferred (waiting for SQLite to rewrite
+/// checksums it never rewrote) was dropped when the WAL restarted (operations 30-32).
 #[test]
-fn workload_seed_2() {
-    workload(0x5eed_0002);
+fn workload_seed_935788560() {
+    workload(935_788_560);
 }
 
 /// `WORKLOAD_SEED` replays a failure; otherwise a new seed each run (from the clock).

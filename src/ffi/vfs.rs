@@ -4,7 +4,7 @@
 
 use super::{guard, sys};
 use crate::error::Error;
-use crate::shim::{self, ReadAt, WalObserver};
+use crate::shim::{self, DbObserver, ReadAt, WalObserver};
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::mem::size_of;
 use std::ptr::null_mut;
@@ -16,7 +16,10 @@ pub const VFS_NAME: &CStr = c"replica";
 struct ReplicaFile {
     base: sys::sqlite3_file,
     real: *mut sys::sqlite3_file,
+    /// Set on the `-wal` of a replicated database.
     observer: *mut WalObserver,
+    /// Set on the main file of a replicated database (its shm locks end transactions).
+    db_observer: *mut DbObserver,
 }
 
 const HEADER: usize = (size_of::<ReplicaFile>() + 15) & !15;
@@ -159,6 +162,7 @@ unsafe extern "C" fn x_open(
         let f = file(p);
         f.base.pMethods = std::ptr::null();
         f.observer = null_mut();
+        f.db_observer = null_mut();
         // SAFETY: the allocation is szOsFile = HEADER + base.szOsFile bytes.
         f.real = unsafe { (p as *mut u8).add(HEADER) } as *mut sys::sqlite3_file;
         // SAFETY: forwarding SQLite's own arguments to the base VFS with its file object.
@@ -188,10 +192,14 @@ unsafe extern "C" fn x_open(
                 // SAFETY: a non-null result points into z_name's parameter list.
                 (!v.is_null()).then(|| unsafe { CStr::from_ptr(v) }.to_string_lossy().to_string())
             };
-            if let Err(e) = shim::on_open_main_db(&name, &uri) {
-                super::sqlite_log(sys::SQLITE_CANTOPEN, &format!("libreplica: {name}: {e}"));
-                close_real(f);
-                return sys::SQLITE_CANTOPEN;
+            match shim::on_open_main_db(&name, &uri) {
+                Ok(Some(obs)) => f.db_observer = Box::into_raw(Box::new(obs)),
+                Ok(None) => {}
+                Err(e) => {
+                    super::sqlite_log(sys::SQLITE_CANTOPEN, &format!("libreplica: {name}: {e}"));
+                    close_real(f);
+                    return sys::SQLITE_CANTOPEN;
+                }
             }
         } else if flags & sys::SQLITE_OPEN_WAL != 0 {
             if let Some(obs) = shim::on_open_wal(&name, &mut RealReader(f.real)) {
@@ -230,6 +238,11 @@ unsafe extern "C" fn x_close(p: *mut sys::sqlite3_file) -> c_int {
             // SAFETY: created by Box::into_raw in x_open and freed only here.
             drop(unsafe { Box::from_raw(f.observer) });
             f.observer = null_mut();
+        }
+        if !f.db_observer.is_null() {
+            // SAFETY: created by Box::into_raw in x_open and freed only here.
+            drop(unsafe { Box::from_raw(f.db_observer) });
+            f.db_observer = null_mut();
         }
         close_real(f)
     })
@@ -304,7 +317,39 @@ forward!(x_unlock, xUnlock, sys::SQLITE_IOERR_UNLOCK, (lock: c_int));
 forward!(x_check_reserved_lock, xCheckReservedLock, sys::SQLITE_IOERR_CHECKRESERVEDLOCK, (out: *mut c_int));
 forward!(x_file_control, xFileControl, sys::SQLITE_NOTFOUND, (op: c_int, arg: *mut c_void));
 forward!(x_shm_map, xShmMap, sys::SQLITE_IOERR_SHMMAP, (pg: c_int, pgsz: c_int, extend: c_int, pp: *mut *mut c_void));
-forward!(x_shm_lock, xShmLock, sys::SQLITE_IOERR_SHMLOCK, (offset: c_int, n: c_int, flags: c_int));
+unsafe extern "C" fn x_shm_lock(
+    p: *mut sys::sqlite3_file,
+    offset: c_int,
+    n: c_int,
+    flags: c_int,
+) -> c_int {
+    guard(sys::SQLITE_IOERR_SHMLOCK, || {
+        let f = file(p);
+        let Some(lock) = real_methods(f).xShmLock else {
+            return sys::SQLITE_IOERR_SHMLOCK;
+        };
+        // SAFETY: forwarding SQLite's arguments unchanged to the real file.
+        let rc = unsafe { lock(f.real, offset, n, flags) };
+        // Slot 0 is the WAL write lock: its release ends a write transaction.
+        if rc == sys::SQLITE_OK
+            && offset == 0
+            && flags == sys::SQLITE_SHM_UNLOCK | sys::SQLITE_SHM_EXCLUSIVE
+            && !f.db_observer.is_null()
+        {
+            // SAFETY: the observer box lives until x_close.
+            let obs = unsafe { &*f.db_observer };
+            let mut wal_path = obs.db_path().as_os_str().to_owned();
+            wal_path.push("-wal");
+            obs.after_write_unlock(&mut || {
+                super::sqlite::RawFile::open(std::path::Path::new(&wal_path), true)
+                    .ok()
+                    .flatten()
+                    .map(|w| Box::new(w) as Box<dyn ReadAt>)
+            });
+        }
+        rc
+    })
+}
 forward!(x_shm_unmap, xShmUnmap, sys::SQLITE_IOERR, (delete: c_int));
 forward!(x_fetch, xFetch, sys::SQLITE_IOERR, (off: i64, amt: c_int, pp: *mut *mut c_void));
 forward!(x_unfetch, xUnfetch, sys::SQLITE_IOERR, (off: i64, pp: *mut c_void));
