@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -14,42 +13,10 @@ use std::time::{Duration, Instant};
 /// Runs the real litestream (without AWS_CA_BUNDLE, which makes it refuse to start).
 fn litestream(args: &[&str], cwd: &Path) -> Output {
     let mut cmd = Command::new(litestream_bin());
-    cmd.args(args)
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args(args).current_dir(cwd);
+    // The real litestream refuses to start while AWS_CA_BUNDLE is set.
     cmd.env_remove("AWS_CA_BUNDLE");
-    let mut child = cmd.spawn().expect("cannot start litestream");
-    let mut out_pipe = child.stdout.take().unwrap();
-    let mut err_pipe = child.stderr.take().unwrap();
-    let out_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out_pipe.read_to_end(&mut v);
-        v
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err_pipe.read_to_end(&mut v);
-        v
-    });
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("litestream {args:?} did not finish within 120 s");
-        }
-        std::thread::park_timeout(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: out_t.join().unwrap(),
-        stderr: err_t.join().unwrap(),
-    }
+    run_command(cmd, "", Duration::from_secs(120))
 }
 
 /// `litestream restore [-txid T] -o OUT URL`; panics with its output when it fails.

@@ -22,9 +22,8 @@ mod common;
 
 use common::*;
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 fn driver() -> PathBuf {
@@ -39,60 +38,7 @@ fn run_limited(
     env: &[(&str, &str)],
     limit: Duration,
 ) -> Output {
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for var in [
-        "REPLICA_URL",
-        "REPLICA_CONFIG",
-        "LITESTREAM_CONFIG",
-        "REPLICA_SYNC_INTERVAL",
-        "REPLICA_DEFAULT_VFS",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("REPLICA_CONFIG", "off");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
-    // Drain the pipes in threads so a chatty child cannot block on a full pipe.
-    let mut out_pipe = child.stdout.take().unwrap();
-    let mut err_pipe = child.stderr.take().unwrap();
-    let out_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out_pipe.read_to_end(&mut v);
-        v
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err_pipe.read_to_end(&mut v);
-        v
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            let out = String::from_utf8_lossy(&out_t.join().unwrap()).to_string();
-            let err = String::from_utf8_lossy(&err_t.join().unwrap()).to_string();
-            panic!("{program} {args:?} did not finish within {limit:?}\nstdout:\n{out}\nstderr:\n{err}");
-        }
-        std::thread::park_timeout(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: out_t.join().unwrap(),
-        stderr: err_t.join().unwrap(),
-    }
+    run_command(replica_command(program, args, cwd, env), "", limit)
 }
 
 /// Runs the driver with `args` in `cwd`: the extension's load path in REPLICA_TEST_LIB, and

@@ -80,14 +80,10 @@ fn nanos() -> u128 {
         .as_nanos()
 }
 
-/// Runs `program` in `cwd` with a clean replica environment plus `env`, feeding `stdin`.
-pub fn run(program: &str, args: &[&str], cwd: &Path, env: &[(&str, &str)], stdin: &str) -> Output {
+/// A command for `program` in `cwd` with a clean replica environment plus `env`.
+pub fn replica_command(program: &str, args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(program);
-    cmd.args(args)
-        .current_dir(cwd)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args(args).current_dir(cwd);
     for var in [
         "REPLICA_URL",
         "REPLICA_CONFIG",
@@ -102,16 +98,25 @@ pub fn run(program: &str, args: &[&str], cwd: &Path, env: &[(&str, &str)], stdin
     for (k, v) in env {
         cmd.env(k, v);
     }
+    cmd
+}
+
+/// Runs `cmd`, feeding `stdin` and draining both pipes while it runs (a chatty child never
+/// blocks on a full pipe); kills it and panics, with what it printed, after `limit`.
+pub fn run_command(mut cmd: Command, stdin: &str, limit: Duration) -> Output {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let what = format!("{cmd:?}");
     let mut child = cmd
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
     child
         .stdin
         .take()
         .unwrap()
         .write_all(stdin.as_bytes())
         .unwrap();
-    // Drain both pipes while waiting, so a chatty child never blocks on a full pipe.
     let drain = |mut r: Box<dyn std::io::Read + Send>| {
         std::thread::spawn(move || {
             let mut v = Vec::new();
@@ -121,14 +126,17 @@ pub fn run(program: &str, args: &[&str], cwd: &Path, env: &[(&str, &str)], stdin
     };
     let out = drain(Box::new(child.stdout.take().unwrap()));
     let err = drain(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + Duration::from_secs(300);
+    let deadline = Instant::now() + limit;
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("{program} did not finish within 300 s");
+            let _ = child.wait();
+            let out = String::from_utf8_lossy(&out.join().unwrap()).to_string();
+            let err = String::from_utf8_lossy(&err.join().unwrap()).to_string();
+            panic!("{what} did not finish within {limit:?}\nstdout:\n{out}\nstderr:\n{err}");
         }
         std::thread::park_timeout(Duration::from_millis(20));
     };
@@ -137,6 +145,15 @@ pub fn run(program: &str, args: &[&str], cwd: &Path, env: &[(&str, &str)], stdin
         stdout: out.join().unwrap(),
         stderr: err.join().unwrap(),
     }
+}
+
+/// Runs `program` in `cwd` with a clean replica environment plus `env`, feeding `stdin`.
+pub fn run(program: &str, args: &[&str], cwd: &Path, env: &[(&str, &str)], stdin: &str) -> Output {
+    run_command(
+        replica_command(program, args, cwd, env),
+        stdin,
+        Duration::from_secs(300),
+    )
 }
 
 /// Runs a Python script with Debian's python3 (the one whose sqlite3 can load extensions).
