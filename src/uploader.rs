@@ -259,15 +259,41 @@ impl DbUploader {
             .unwrap_or_else(|| "the replicated state is unknown".into());
         source.with_read_transaction(&db.path, &mut |dbf, mut walf, index| {
             for _attempt in 0..5 {
-                // Every commit captured so far is in the committed state read below: it is
-                // either still in the WAL (nothing can restart or truncate it while the read
-                // transaction is open) or already copied into the database file. Commits
-                // captured later but read below are dropped by position when shipping.
-                let seq = db.spool.last_seq();
+                // Which captured commits the snapshot holds is decided by position: a commit
+                // is captured as its last frame is written, a moment before SQLite publishes
+                // it to readers, so the newest captured commit may be missing from what is
+                // read below. Commits captured later that it does hold are dropped by
+                // position when shipping.
+                let captured: Vec<(u64, wal::WalPosition)> =
+                    db.spool.pending().iter().map(|r| (r.seq, r.end)).collect();
+                let shipped_before = db.spool.state().shipped_seq;
                 let before = read_wal_header(&mut walf)?;
-                let snap = build_snapshot(dbf, &mut walf, index(), txid, now, &scratch, seq)?;
+                let index = index();
+                let snap = build_snapshot(dbf, &mut walf, index, txid, now, &scratch, 0)?;
                 if read_wal_header(&mut walf)? == before {
-                    built = snap;
+                    built = snap.map(|mut snap| {
+                        // With an index but no committed frame, the log's start is the position.
+                        let at = snap.position.map(|(p, _)| p).or_else(|| {
+                            index.map(|i| wal::WalPosition {
+                                salt1: i.salt1,
+                                salt2: i.salt2,
+                                frame: i.mx_frame,
+                            })
+                        });
+                        if snap.position.is_none() {
+                            snap.position = index.map(|i| (at.unwrap(), i.cksum));
+                        }
+                        snap.seq = captured
+                            .iter()
+                            .take_while(|(_, end)| match at {
+                                Some(p) => end.salts() != p.salts() || end.frame <= p.frame,
+                                None => true, // no WAL: everything is in the database file
+                            })
+                            .map(|(seq, _)| *seq)
+                            .last()
+                            .unwrap_or(shipped_before);
+                        snap
+                    });
                     return Ok(());
                 }
             }
