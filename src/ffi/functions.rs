@@ -77,15 +77,16 @@ pub(super) fn ensure_wal_mode(db: *mut sys::sqlite3) {
         return;
     }
     let exec = sqlite_fn!(exec);
+    let busy_timeout = sqlite_fn!(busy_timeout);
+    // The connection is still being opened, so it has SQLite's default busy timeout (none):
+    // give this statement one, so that our uploader reading the database at that moment (or
+    // another process) delays it rather than fails it, then restore the default.
     // SAFETY: a live connection and a static SQL string without callback.
     let rc = unsafe {
-        exec(
-            db,
-            c"PRAGMA journal_mode=WAL".as_ptr(),
-            None,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-        )
+        busy_timeout(db, 5000);
+        let rc = exec(db, c"PRAGMA journal_mode=WAL".as_ptr(), None, std::ptr::null_mut(), std::ptr::null_mut());
+        busy_timeout(db, 0);
+        rc
     };
     if rc != sys::SQLITE_OK {
         crate::status::log_error(&format!(
