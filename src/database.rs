@@ -39,6 +39,9 @@ pub struct CaptureState {
     pub txn_buffer_ok: bool,
     /// Whether this process has compared the WAL on disk with the spool since it started.
     pub caught_up: bool,
+    /// The previous process died with records only in memory: catch-up must find them in
+    /// the WAL or ask for a snapshot.
+    pub unflushed_lost: bool,
 }
 
 /// Progress the uploader publishes; waiters in `replica_sync` watch it.
@@ -126,7 +129,10 @@ impl Database {
             path: path.to_path_buf(),
             config,
             spool,
-            capture: Mutex::new(CaptureState::default()),
+            capture: Mutex::new(CaptureState {
+                unflushed_lost: recovery.unflushed_lost,
+                ..Default::default()
+            }),
             progress: Mutex::new(progress),
             progress_changed: Condvar::new(),
             owner_pid: std::process::id(),

@@ -160,6 +160,22 @@ pub fn restore(req: &RestoreRequest) -> Result<Restored, Error> {
                 "integrity check of the restored database failed: {e}"
             ))
         })?;
+        // A WAL or journal left beside the file being replaced would be replayed into the
+        // restored database when it is first opened.
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let mut side = req.output.as_os_str().to_owned();
+            side.push(suffix);
+            match std::fs::remove_file(PathBuf::from(side)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(Error::Io(format!(
+                        "removing {suffix} beside {}: {e}",
+                        req.output.display()
+                    )))
+                }
+            }
+        }
         std::fs::rename(&tmp, req.output)
             .map_err(|e| Error::Io(format!("renaming into {}: {e}", req.output.display())))?;
         Ok(restored)
@@ -277,6 +293,10 @@ fn apply(req: &RestoreRequest, chain: &[LtxObject], tmp: &Path) -> Result<Restor
             pages_written += 1;
         }
         let trailer = dec.finish().map_err(corrupt)?;
+        if h.commit < commit {
+            // A shrink: pages past the end must not come back if a later file grows it again.
+            out.set_len(h.commit as u64 * page_size as u64)?;
+        }
         commit = h.commit;
         // Pages beyond the new size are gone.
         if table.len() > commit as usize {

@@ -137,78 +137,109 @@ pub fn on_open_wal(wal_path: &str, file: &mut dyn ReadAt) -> Option<WalObserver>
 }
 
 /// Compares the WAL on disk with what the spool holds and captures commits made since
-/// (after a crash between a commit and its capture), or asks for a snapshot when the WAL
-/// belongs to a generation this spool never saw.
+/// (after a crash between a commit and its capture, or records lost from memory), or asks
+/// for a snapshot when the WAL belongs to a generation this spool never saw. Streams the log
+/// one transaction at a time.
 fn catch_up(db: &Database, cap: &mut CaptureState, file: &mut dyn ReadAt) -> Result<(), Error> {
+    let lost = std::mem::take(&mut cap.unflushed_lost);
     let mut hdr = [0u8; WAL_HEADER_SIZE];
-    if file.read_at(0, &mut hdr)? < WAL_HEADER_SIZE {
-        return Ok(()); // empty WAL: the next writer writes a header
-    }
-    let Ok(header) = WalHeader::parse(&hdr) else {
-        return Ok(());
+    let header = match file.read_at(0, &mut hdr)? {
+        n if n == WAL_HEADER_SIZE => WalHeader::parse(&hdr).ok(),
+        _ => None,
+    };
+    let Some(header) = header else {
+        if lost {
+            owe_snapshot(
+                db,
+                "records held in memory were lost and the WAL they came from is gone",
+            );
+        }
+        return Ok(()); // an empty WAL: the next writer writes a header
     };
     cap.header = Some(header);
-    let mut read = |off: u64, buf: &mut [u8]| file.read_at(off, buf);
-    let last = db.spool.last_position();
-    match last {
-        Some((pos, cksum)) if (pos.salt1, pos.salt2) == header.salts() => {
-            let scan = wal::scan(&mut read, Some((pos, cksum)))?;
-            if scan.restarted {
-                // Same salts, but the frame we stopped at is not what we captured there.
-                let full = wal::scan(&mut read, None)?;
-                cap.chain = Some(match full.last_commit {
-                    Some(p) => FrameChain::resume(&header, p.frame + 1, full.last_commit_checksum),
-                    None => FrameChain::new(&header),
-                });
-                db.request_snapshot(
+    // Where this log continues what the spool holds, if it does.
+    let mut continues = false;
+    let mut chain = FrameChain::new(&header);
+    match db.spool.last_position() {
+        Some((pos, cksum)) if pos.salts() == header.salts() => {
+            if frame_carries(file, &header, pos.frame, cksum)? {
+                chain = FrameChain::resume(&header, pos.frame + 1, cksum);
+                continues = true;
+            } else {
+                owe_snapshot(
+                    db,
                     "the WAL no longer continues from the spool's last captured frame",
                 );
-                return Ok(());
-            }
-            for txn in &scan.txns {
-                let cksum = frame_checksum(file, txn)?;
-                append_txn(db, txn, cksum)?;
-            }
-            cap.chain = Some(match scan.last_commit {
-                Some(p) => FrameChain::resume(&header, p.frame + 1, scan.last_commit_checksum),
-                None => FrameChain::resume(&header, pos.frame + 1, cksum),
-            });
-        }
-        _ => {
-            let scan = wal::scan(&mut read, None)?;
-            cap.chain = Some(match scan.last_commit {
-                Some(p) => FrameChain::resume(&header, p.frame + 1, scan.last_commit_checksum),
-                None => FrameChain::new(&header),
-            });
-            if scan.txns.is_empty() {
-                // Nothing committed in this log yet.
-            } else if db.spool.generation() == Some(header.salts()) && db.spool.state().txid != 0 {
-                // This process saw the log start over with everything before it spooled:
-                // the whole generation continues the replica (a crash lost only memory).
-                for txn in &scan.txns {
-                    let cksum = frame_checksum(file, txn)?;
-                    append_txn(db, txn, cksum)?;
-                }
-            } else {
-                let why = "the WAL holds commits from a log generation this spool never captured";
-                let _ = db.spool.mark_gap(why);
-                db.request_snapshot(why);
             }
         }
+        // This process saw the log start over with everything before it spooled.
+        _ if db.spool.generation() == Some(header.salts()) && db.spool.state().txid != 0 => {
+            continues = true
+        }
+        _ => {}
+    }
+    let mut assembler = wal::TxnAssembler::new(header.page_size);
+    let mut buf = vec![0u8; FRAME_HEADER_SIZE + header.page_size as usize];
+    let mut resume = (chain.next_frame(), chain.checksum());
+    let mut found_commit = false;
+    loop {
+        let f = chain.next_frame();
+        if file.read_at(wal::frame_offset(header.page_size, f), &mut buf)? < buf.len() {
+            break;
+        }
+        let (h, page) = buf.split_at(FRAME_HEADER_SIZE);
+        let Ok(Some(fh)) = chain.accept(h, page) else {
+            break;
+        };
+        if let Some(txn) = assembler.push(
+            WalPosition {
+                salt1: header.salt1,
+                salt2: header.salt2,
+                frame: f,
+            },
+            &fh,
+            page,
+        ) {
+            found_commit = true;
+            resume = (f + 1, chain.checksum());
+            if continues {
+                append_txn(db, &txn, chain.checksum())?;
+            }
+        }
+    }
+    cap.chain = Some(FrameChain::resume(&header, resume.0, resume.1));
+    if found_commit && !continues {
+        owe_snapshot(
+            db,
+            "the WAL holds commits from a log generation this spool never captured",
+        );
     }
     Ok(())
 }
 
-/// The running WAL checksum through a transaction's commit frame, as its header records it.
-fn frame_checksum(file: &mut dyn ReadAt, txn: &wal::CommittedTxn) -> Result<(u32, u32), Error> {
-    let mut h = [0u8; FRAME_HEADER_SIZE];
-    if file.read_at(wal::frame_offset(txn.page_size, txn.end.frame), &mut h)? < FRAME_HEADER_SIZE {
-        return Err(Error::Io(format!(
-            "WAL frame {} vanished while catching up",
-            txn.end.frame
-        )));
+/// Whether frame `frame` (0 = the log header) still carries the running checksum `cksum`.
+fn frame_carries(
+    file: &mut dyn ReadAt,
+    header: &WalHeader,
+    frame: u32,
+    cksum: (u32, u32),
+) -> Result<bool, Error> {
+    if frame == 0 {
+        return Ok(header.checksum() == cksum);
     }
-    Ok(FrameHeader::parse(&h)?.checksum())
+    let mut h = [0u8; FRAME_HEADER_SIZE];
+    if file.read_at(wal::frame_offset(header.page_size, frame), &mut h)? < h.len() {
+        return Ok(false);
+    }
+    Ok(FrameHeader::parse(&h).is_ok_and(|fh| fh.is_commit() && fh.checksum() == cksum))
+}
+
+/// A gap only a snapshot can close, remembered across a crash.
+fn owe_snapshot(db: &Database, why: &str) {
+    if let Err(e) = db.spool.mark_gap(why) {
+        crate::status::log_error(&format!("{}: {e}", db.name));
+    }
+    db.request_snapshot(why);
 }
 
 fn append_txn(db: &Database, txn: &wal::CommittedTxn, end_cksum: (u32, u32)) -> Result<(), Error> {
@@ -248,6 +279,36 @@ fn capture_failed(db: &Database, cap: &mut CaptureState, why: &str, commit: Opti
 }
 
 impl WalObserver {
+    /// A write to the WAL is about to happen. Before a new log header (a restart) replaces
+    /// the old one, whatever still depends on the old frames is settled and on disk.
+    pub fn before_write(&self, offset: u64, data: &[u8], file: &mut dyn ReadAt) {
+        let db = &self.db;
+        if offset != 0 || data.len() < WAL_HEADER_SIZE || !db.owned_here() {
+            return;
+        }
+        let mut cap = db.capture.lock().unwrap_or_else(|p| p.into_inner());
+        resolve_deferred(db, &mut cap, file);
+        drop(cap);
+        flush_spool(db);
+        if let Ok(h) = WalHeader::parse(&data[..WAL_HEADER_SIZE]) {
+            if let Err(e) = db.spool.set_generation(h.salts()) {
+                crate::status::log_error(&format!("{}: {e}", db.name));
+            }
+        }
+    }
+
+    /// The WAL is about to be truncated: below a header's size, its frames go away.
+    pub fn before_truncate(&self, size: u64, file: &mut dyn ReadAt) {
+        let db = &self.db;
+        if size >= WAL_HEADER_SIZE as u64 || !db.owned_here() {
+            return;
+        }
+        let mut cap = db.capture.lock().unwrap_or_else(|p| p.into_inner());
+        resolve_deferred(db, &mut cap, file);
+        drop(cap);
+        flush_spool(db);
+    }
+
     /// A write to the WAL succeeded.
     pub fn after_write(&self, offset: u64, data: &[u8], file: &mut dyn ReadAt) {
         let db = &self.db;
@@ -259,15 +320,8 @@ impl WalObserver {
             if data.len() >= WAL_HEADER_SIZE {
                 // A new log generation: frames start again at 1 with new salts, overwriting
                 // the old ones, so the spool must hold its records on disk from now on.
-                // The old log's frames are still intact: settle a deferred commit first.
-                resolve_deferred(db, &mut cap, file);
-                flush_spool(db);
+                // (`before_write` settled the old log while its frames were intact.)
                 let parsed = WalHeader::parse(&data[..WAL_HEADER_SIZE]).ok();
-                if let Some(h) = parsed {
-                    if let Err(e) = db.spool.set_generation(h.salts()) {
-                        crate::status::log_error(&format!("{}: {e}", db.name));
-                    }
-                }
                 cap.header = parsed;
                 cap.chain = parsed.map(|h| FrameChain::new(&h));
                 cap.pending_commit = None;
@@ -276,6 +330,18 @@ impl WalObserver {
                 cap.last_header_frame = None;
             }
             return;
+        }
+        if cap.header.is_none() && offset >= WAL_HEADER_SIZE as u64 && db.owned_here() {
+            // Another process started this log (after ours was deleted or truncated):
+            // read its header and see whether it continues what the spool holds.
+            if let Err(e) = catch_up(db, &mut cap, file) {
+                capture_failed(
+                    db,
+                    &mut cap,
+                    &format!("reading a WAL another process started: {e}"),
+                    None,
+                );
+            }
         }
         let Some(header) = cap.header else { return };
         if offset < WAL_HEADER_SIZE as u64 {

@@ -22,6 +22,7 @@
 //!   the CRC covers header and entries (records built from a scan, not in frame order).
 //! - `generation`: the salts of the WAL generation this process last saw start, written once
 //!   everything before it was on disk (see `set_generation`).
+//! - `unflushed`: present while records are held only in memory (see below).
 //! - `gap`: present while a snapshot is owed because a commit could not be captured.
 //! - `overflow`: present while captured commits were dropped because the spool was over its
 //!   size cap; the uploader must then ship a snapshot (which also removes the marker).
@@ -211,6 +212,9 @@ struct Segment {
     /// Bytes on disk; `buffer` holds `[flushed, len)`.
     flushed: u64,
     buffer: Vec<u8>,
+    /// While `buffer` holds records, this marker file exists: if the process dies and the
+    /// WAL is gone too, recovery knows records were lost and asks for a snapshot.
+    unflushed_marker: Option<PathBuf>,
 }
 
 impl Segment {
@@ -221,6 +225,7 @@ impl Segment {
             len,
             flushed: len,
             buffer: Vec::new(),
+            unflushed_marker: None,
         }
     }
 
@@ -231,6 +236,9 @@ impl Segment {
                 .map_err(|e| SpoolError::Io(format!("writing the spool: {e}")))?;
             self.flushed += self.buffer.len() as u64;
             self.buffer.clear();
+            if let Some(marker) = self.unflushed_marker.take() {
+                let _ = std::fs::remove_file(marker);
+            }
         }
         Ok(())
     }
@@ -260,6 +268,8 @@ pub struct Recovery {
     pub torn_bytes_dropped: u64,
     pub overflowed: bool,
     pub had_state: bool,
+    /// Records kept in memory were lost (the process died before writing them out).
+    pub unflushed_lost: bool,
 }
 
 impl Spool {
@@ -301,6 +311,8 @@ impl Spool {
             Err(e) => return Err(io("reading", &state_path, e)),
         };
         let overflowed = dir.join("overflow").exists();
+        rec.unflushed_lost = dir.join("unflushed").exists();
+        let _ = std::fs::remove_file(dir.join("unflushed"));
         rec.overflowed = overflowed;
         let mut pending = Vec::new();
         let mut max_seq = state.shipped_seq;
@@ -579,6 +591,9 @@ impl Spool {
                     seg.len = 0;
                     seg.flushed = 0;
                     seg.buffer.clear();
+                    if let Some(marker) = seg.unflushed_marker.take() {
+                        let _ = std::fs::remove_file(marker);
+                    }
                 }
                 _ => inner.segment = None,
             }
@@ -766,6 +781,11 @@ impl RecordWriter<'_> {
             .expect("record writer has a segment");
         let buffered = self.written == 0 && seg.buffer.len() + self.buf.len() <= WRITE_BUFFER_BYTES;
         if buffered {
+            if seg.unflushed_marker.is_none() {
+                let marker = self.spool.dir.join("unflushed");
+                std::fs::write(&marker, b"").map_err(|e| io("writing", &marker, e))?;
+                seg.unflushed_marker = Some(marker);
+            }
             seg.buffer.extend_from_slice(&self.buf);
             self.written = self.buf.len() as u64;
             self.buf.clear();
@@ -1155,9 +1175,10 @@ mod tests {
         let mut buf = Vec::new();
         spool.read_page(&spool.pending()[1], 1, &mut buf).unwrap();
         assert_eq!(buf, vec![3u8; 512]);
-        // A crash now loses the unflushed record (the WAL still has its frames).
+        // A crash now loses the unflushed record (the WAL still has its frames), and says so.
         drop(spool);
         let (spool, rec) = Spool::open(&dir, 1 << 30).unwrap();
+        assert!(rec.unflushed_lost);
         assert_eq!(rec.records, 1);
         assert_eq!(spool.last_position().unwrap().0.frame, 2);
         let _ = std::fs::remove_dir_all(&dir);

@@ -84,7 +84,13 @@ pub(super) fn ensure_wal_mode(db: *mut sys::sqlite3) {
     // SAFETY: a live connection and a static SQL string without callback.
     let rc = unsafe {
         busy_timeout(db, 5000);
-        let rc = exec(db, c"PRAGMA journal_mode=WAL".as_ptr(), None, std::ptr::null_mut(), std::ptr::null_mut());
+        let rc = exec(
+            db,
+            c"PRAGMA journal_mode=WAL".as_ptr(),
+            None,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
         busy_timeout(db, 0);
         rc
     };

@@ -48,6 +48,20 @@ impl Connection {
         let rc = unsafe { open(c_path.as_ptr(), &mut db, flags, vfs.as_ptr()) };
         OPENING_PRIVATE.with(|c| c.set(false));
         let conn = Connection { db };
+        if rc == sys::SQLITE_OK {
+            // Our connection must never checkpoint and delete the WAL when it closes: that
+            // would go around the replica VFS (and its last chance to save frames).
+            let config = sqlite_fn!(db_config);
+            // SAFETY: SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE takes an int and an optional int*.
+            unsafe {
+                config(
+                    db,
+                    sys::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                    1 as c_int,
+                    std::ptr::null_mut::<c_int>(),
+                )
+            };
+        }
         if rc != sys::SQLITE_OK {
             let message = if db.is_null() {
                 format!("SQLite error {rc}")

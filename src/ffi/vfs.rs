@@ -269,6 +269,13 @@ unsafe extern "C" fn x_write(
 ) -> c_int {
     guard(sys::SQLITE_IOERR_WRITE, || {
         let f = file(p);
+        if off == 0 && !f.observer.is_null() {
+            // SAFETY: buf holds amt bytes for the duration of this call.
+            let data = unsafe { std::slice::from_raw_parts(buf as *const u8, amt as usize) };
+            // SAFETY: the observer box lives until x_close.
+            let obs = unsafe { &*f.observer };
+            obs.before_write(0, data, &mut RealReader(f.real));
+        }
         // SAFETY: forwarding SQLite's arguments to the real file.
         let rc = unsafe { real_methods(f).xWrite.unwrap()(f.real, buf, amt, off) };
         if rc == sys::SQLITE_OK && !f.observer.is_null() {
@@ -285,6 +292,10 @@ unsafe extern "C" fn x_write(
 unsafe extern "C" fn x_truncate(p: *mut sys::sqlite3_file, size: i64) -> c_int {
     guard(sys::SQLITE_IOERR_TRUNCATE, || {
         let f = file(p);
+        if !f.observer.is_null() {
+            // SAFETY: the observer box lives until x_close.
+            unsafe { &*f.observer }.before_truncate(size as u64, &mut RealReader(f.real));
+        }
         // SAFETY: forwarding to the real file.
         let rc = unsafe { real_methods(f).xTruncate.unwrap()(f.real, size) };
         if rc == sys::SQLITE_OK && !f.observer.is_null() {
