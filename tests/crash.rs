@@ -174,3 +174,116 @@ print("bad", bad)
         "restores missed commits that replica_sync vouched for:\n{text}"
     );
 }
+
+/// After this process's WAL was deleted (last close), another process without the
+/// extension starts the next one; this process's later commits must still be captured.
+#[test]
+fn a_wal_started_by_another_process_is_followed() {
+    let dir = TempDir::new("foreign-wal-start");
+    let url = format!("file://{}", dir.join("replicas").display());
+    let script = r#"
+import os, sqlite3, subprocess
+boot = sqlite3.connect(":memory:")
+boot.enable_load_extension(True)
+boot.load_extension(os.environ["REPLICA_TEST_LIB"])
+c = sqlite3.connect("app.db", isolation_level=None)
+c.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
+c.execute("INSERT INTO t VALUES (0, 'x')")
+c.execute("SELECT replica_sync(10000)").fetchone()
+c.close()  # the last connection: SQLite checkpoints and deletes the WAL
+c = sqlite3.connect("app.db", isolation_level=None)
+c.execute("SELECT count(*) FROM t").fetchone()
+subprocess.run(["/usr/bin/sqlite3", "app.db", "INSERT INTO t VALUES (100, 'cli');"], check=True)
+for i in range(1, 6):
+    c.execute("INSERT INTO t VALUES (?, randomblob(3000))", (i,))
+c.execute("SELECT replica_sync(10000)").fetchone()
+c.execute("SELECT replica_restore('app.db', 'r.db')").fetchone()
+r = sqlite3.connect("r.db")
+print("source", [x[0] for x in c.execute("SELECT id FROM t")])
+print("restored", [x[0] for x in r.execute("SELECT id FROM t")])
+"#;
+    let out = python(script, dir.path(), &[("REPLICA_URL", &url)]);
+    let text = check(&out, "foreign WAL start");
+    let get = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(String::from)
+    };
+    assert_eq!(get("restored "), get("source "), "{text}\n{}", stderr(&out));
+    assert_eq!(
+        get("source ").as_deref(),
+        Some("[0, 1, 2, 3, 4, 5, 100]"),
+        "{text}"
+    );
+}
+
+/// Records still only in memory when the process is killed, while their WAL frames are gone
+/// (another process checkpointed with TRUNCATE): the next process must ship a snapshot rather
+/// than continue the chain over the hole.
+#[test]
+fn records_lost_from_memory_with_their_wal_are_healed_by_a_snapshot() {
+    let dir = TempDir::new("memloss");
+    let url = format!("file://{}", dir.join("replicas").display());
+    let writer = r#"
+import os, sqlite3, sys
+boot = sqlite3.connect(":memory:")
+boot.enable_load_extension(True)
+boot.load_extension(os.environ["REPLICA_TEST_LIB"])
+c = sqlite3.connect("app.db", isolation_level=None)
+c.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+c.execute("INSERT INTO t VALUES (0, 'x')")
+c.execute("SELECT replica_sync(10000)").fetchone()
+for i in range(1, 6):
+    c.execute("INSERT INTO t VALUES (?, randomblob(3000))", (i,))
+print("ready", flush=True)
+sys.stdin.read()  # until killed
+"#;
+    let mut child = replica_command(
+        PYTHON3,
+        &["-c", writer],
+        dir.path(),
+        &[
+            ("REPLICA_URL", &url),
+            ("REPLICA_TEST_LIB", &load_path()),
+            ("REPLICA_SYNC_INTERVAL", "1h"),
+        ],
+    );
+    child.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut child = child.spawn().unwrap();
+    let _stdin = child.stdin.take();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let ckpt = run(
+        SQLITE3,
+        &["app.db", "PRAGMA wal_checkpoint(TRUNCATE);"],
+        dir.path(),
+        &[],
+        "",
+    );
+    check(&ckpt, "TRUNCATE checkpoint without the extension");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let verify = r#"
+import os, sqlite3
+boot = sqlite3.connect(":memory:")
+boot.enable_load_extension(True)
+boot.load_extension(os.environ["REPLICA_TEST_LIB"])
+c = sqlite3.connect("app.db", isolation_level=None)
+c.execute("INSERT INTO t VALUES (6, randomblob(3000))")
+c.execute("SELECT replica_sync(10000)").fetchone()
+c.execute("SELECT replica_restore('app.db', 'r.db')").fetchone()
+r = sqlite3.connect("r.db")
+print("integrity", r.execute("PRAGMA integrity_check").fetchone()[0])
+print("source", [x[0] for x in c.execute("SELECT id FROM t")])
+print("restored", [x[0] for x in r.execute("SELECT id FROM t")])
+"#;
+    let out = python(verify, dir.path(), &[("REPLICA_URL", &url)]);
+    let text = check(&out, "verify after losing records from memory");
+    let get = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(String::from)
+    };
+    assert_eq!(get("integrity ").as_deref(), Some("ok"), "{text}");
+    assert_eq!(get("restored "), get("source "), "{text}\n{}", stderr(&out));
+}
