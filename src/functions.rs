@@ -44,8 +44,15 @@ fn databases_for(conn_db: Option<&Path>, what: &str) -> Result<Vec<Arc<Database>
     Ok(all)
 }
 
+/// Opens a database's WAL for reading (the FFI layer reads through SQLite's VFS).
+pub type WalOpener<'a> = dyn FnMut(&Path) -> Option<Box<dyn crate::shim::ReadAt>> + 'a;
+
 /// Blocks until every commit made before the call is in the replica; returns the txid.
-pub fn sync(conn_db: Option<&Path>, timeout_ms: Option<i64>) -> Result<i64, Error> {
+pub fn sync(
+    conn_db: Option<&Path>,
+    timeout_ms: Option<i64>,
+    open_wal: &mut WalOpener<'_>,
+) -> Result<i64, Error> {
     let timeout_ms = timeout_ms.unwrap_or(DEFAULT_SYNC_TIMEOUT_MS);
     if timeout_ms < 0 {
         return Err(Error::InvalidArgument(format!(
@@ -56,6 +63,9 @@ pub fn sync(conn_db: Option<&Path>, timeout_ms: Option<i64>) -> Result<i64, Erro
     let deadline = std::time::Instant::now() + Duration::from_millis(timeout_ms as u64);
     let mut txid = 0;
     for db in dbs {
+        let mut wal_path = db.path.as_os_str().to_owned();
+        wal_path.push("-wal");
+        crate::shim::settle_deferred(&db, &mut || open_wal(Path::new(&wal_path)));
         let target_seq = db.spool.last_seq();
         db.update_progress(|p| p.flush_requested = true);
         crate::uploader::wake();

@@ -665,37 +665,42 @@ impl DbObserver {
     /// SQLite released the WAL write lock: every write of the transaction is done, so a
     /// deferred commit can be settled now, before the application sees COMMIT return.
     pub fn after_write_unlock(&self, open_wal: &mut dyn FnMut() -> Option<Box<dyn ReadAt>>) {
-        if !self.db.owned_here() {
-            return;
-        }
-        let mut cap = self.db.capture.lock().unwrap_or_else(|p| p.into_inner());
-        if cap.deferred_commit.is_none() {
-            return;
-        }
-        match open_wal() {
-            Some(mut wal) => resolve_deferred(&self.db, &mut cap, wal.as_mut()),
-            None => {
-                let header = cap.header;
-                let k = cap.deferred_commit.take();
-                if let (Some(h), Some(k)) = (header, k) {
-                    let pos = WalPosition {
-                        salt1: h.salt1,
-                        salt2: h.salt2,
-                        frame: k,
-                    };
-                    capture_failed(
-                        &self.db,
-                        &mut cap,
-                        "the WAL could not be reopened to capture a commit",
-                        Some(pos),
-                    );
-                }
-            }
-        }
+        settle_deferred(&self.db, open_wal);
     }
 
     pub fn db_path(&self) -> &Path {
         &self.db.path
+    }
+}
+
+/// Settles a deferred commit now, reading the WAL through `open_wal`. The write-lock release
+/// does this in normal locking mode; `replica_sync` does it too, for exclusive locking mode
+/// (no shared-memory locks to observe) and any path that skipped the release.
+pub fn settle_deferred(db: &Database, open_wal: &mut dyn FnMut() -> Option<Box<dyn ReadAt>>) {
+    if !db.owned_here() {
+        return;
+    }
+    let mut cap = db.capture.lock().unwrap_or_else(|p| p.into_inner());
+    if cap.deferred_commit.is_none() {
+        return;
+    }
+    match open_wal() {
+        Some(mut wal) => resolve_deferred(db, &mut cap, wal.as_mut()),
+        None => {
+            if let (Some(h), Some(k)) = (cap.header, cap.deferred_commit.take()) {
+                let pos = WalPosition {
+                    salt1: h.salt1,
+                    salt2: h.salt2,
+                    frame: k,
+                };
+                capture_failed(
+                    db,
+                    &mut cap,
+                    "the WAL could not be reopened to capture a commit",
+                    Some(pos),
+                );
+            }
+        }
     }
 }
 

@@ -247,7 +247,14 @@ unsafe extern "C" fn fn_sync(
         let args = Args::new(argc, argv);
         let r = check_arity(argc, "replica_sync", 0, 1)
             .and_then(|_| args.int(0, "replica_sync: timeout_ms"))
-            .and_then(|t| crate::functions::sync(context_db_path(ctx).as_deref(), t));
+            .and_then(|t| {
+                crate::functions::sync(context_db_path(ctx).as_deref(), t, &mut |wal| {
+                    super::sqlite::RawFile::open(wal, true)
+                        .ok()
+                        .flatten()
+                        .map(|w| Box::new(w) as Box<dyn crate::shim::ReadAt>)
+                })
+            });
         match r {
             Ok(txid) => result_int(ctx, txid),
             Err(e) => result_error(ctx, &e),
