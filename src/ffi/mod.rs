@@ -3,6 +3,8 @@
 //! raw file reads through the base VFS) that safe modules use through traits. Every
 //! `extern "C"` function runs its body inside [`guard`]; it must not hold replication logic.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 mod entry;
 mod functions;
 pub(crate) mod sqlite;
