@@ -446,19 +446,11 @@ fn flush_spool(db: &Database) {
 fn forget_wal(db: &Database) {
     flush_spool(db);
     let mut cap = db.capture.lock().unwrap_or_else(|p| p.into_inner());
-    if let (Some(k), Some(h)) = (cap.deferred_commit, cap.header) {
-        let pos = WalPosition {
-            salt1: h.salt1,
-            salt2: h.salt2,
-            frame: k,
-        };
-        capture_failed(
-            db,
-            &mut cap,
-            "the WAL went away before a commit could be captured",
-            Some(pos),
-        );
-    }
+    abandon_deferred(
+        db,
+        &mut cap,
+        "the WAL went away before a commit could be captured",
+    );
     cap.header = None;
     cap.chain = None;
     cap.pending_commit = None;
@@ -686,21 +678,23 @@ pub fn settle_deferred(db: &Database, open_wal: &mut dyn FnMut() -> Option<Box<d
     }
     match open_wal() {
         Some(mut wal) => resolve_deferred(db, &mut cap, wal.as_mut()),
-        None => {
-            if let (Some(h), Some(k)) = (cap.header, cap.deferred_commit.take()) {
-                let pos = WalPosition {
-                    salt1: h.salt1,
-                    salt2: h.salt2,
-                    frame: k,
-                };
-                capture_failed(
-                    db,
-                    &mut cap,
-                    "the WAL could not be reopened to capture a commit",
-                    Some(pos),
-                );
-            }
-        }
+        None => abandon_deferred(
+            db,
+            &mut cap,
+            "the WAL could not be reopened to capture a commit",
+        ),
+    }
+}
+
+/// Gives up on a deferred commit: a snapshot that contains it will be shipped instead.
+fn abandon_deferred(db: &Database, cap: &mut CaptureState, why: &str) {
+    if let (Some(h), Some(k)) = (cap.header, cap.deferred_commit.take()) {
+        let pos = WalPosition {
+            salt1: h.salt1,
+            salt2: h.salt2,
+            frame: k,
+        };
+        capture_failed(db, cap, why, Some(pos));
     }
 }
 
