@@ -113,7 +113,8 @@ impl DbUploader {
 
     /// Does at most one unit of work: an initial listing, a snapshot, or one batch.
     pub fn step(&mut self, now: u64, source: &dyn SnapshotSource) -> Step {
-        if now < self.retry_at {
+        // A replica_sync() call earns one attempt even during a backoff.
+        if now < self.retry_at && !self.db.progress().flush_requested {
             return Step::WaitUntil(self.retry_at);
         }
         match self.try_step(now, source) {
@@ -141,8 +142,10 @@ impl DbUploader {
                 let jitter = (self.seed >> 33) % (base / 2 + 1);
                 self.retry_at = now + base * 3 / 4 + jitter;
                 let error = e.to_string();
-                self.db
-                    .update_progress(|p| p.last_error = Some(error.clone()));
+                self.db.update_progress(|p| {
+                    p.last_error = Some(error.clone());
+                    p.flush_requested = false;
+                });
                 self.db.counters().upload_errors += 1;
                 crate::status::log_error(&format!("{}: {error}", self.db.name));
                 let step = Step::Failed {
@@ -362,6 +365,7 @@ impl DbUploader {
         self.db.update_progress(|p| {
             p.txid = txid;
             p.shipped_seq = snap.seq;
+            p.last_error = None;
             if p.snapshot_request == request {
                 p.needs_snapshot = None;
                 p.snapshot_must_cover = None;
@@ -515,6 +519,7 @@ impl DbUploader {
         self.db.update_progress(|p| {
             p.txid = txid;
             p.shipped_seq = seq;
+            p.last_error = None; // in the same update: replica_sync() returns on it
             if !more {
                 p.flush_requested = false;
             }
