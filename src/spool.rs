@@ -834,7 +834,6 @@ impl Drop for RecordWriter<'_> {
                 let _ = seg.file.set_len(seg.len);
             }
         }
-        let _ = self.spool;
     }
 }
 

@@ -485,7 +485,7 @@ impl DbUploader {
                 *slot = sum;
             }
         }
-        if pgno_is_lock_in_range(lock_pgno, commit) {
+        if lock_pgno <= commit {
             table[lock_pgno as usize - 1] = 0;
         }
         let changed: Vec<u32> = changes.iter().map(|c| c.0).collect();
@@ -526,10 +526,6 @@ impl DbUploader {
         });
         Ok(Step::Shipped { txid })
     }
-}
-
-fn pgno_is_lock_in_range(lock: u32, commit: u32) -> bool {
-    lock <= commit
 }
 
 /// LTX flags we write: no database checksums in the files, as Litestream 0.5 writes them,

@@ -211,7 +211,6 @@ impl Drop for Connection {
 
 /// A file opened read-only through the base VFS.
 pub(crate) struct RawFile {
-    vfs: *mut sys::sqlite3_vfs,
     mem: Vec<u64>,
 }
 
@@ -252,7 +251,7 @@ impl RawFile {
                 &mut out,
             )
         };
-        let file = RawFile { vfs, mem };
+        let file = RawFile { mem };
         if rc != sys::SQLITE_OK {
             if rc == sys::SQLITE_CANTOPEN && !path.exists() {
                 return Ok(None);
@@ -262,7 +261,6 @@ impl RawFile {
                 message: format!("opening {} read-only", path.display()),
             });
         }
-        let _ = file.vfs;
         Ok(Some(file))
     }
 
