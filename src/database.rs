@@ -206,6 +206,16 @@ pub fn get_or_open(
     if let Some(db) = reg.get(path) {
         return Ok(db.clone());
     }
+    // Two databases writing one replica would overwrite each other's files (REPLICA_URL
+    // names replicas by file name, so /a/app.db and /b/app.db collide): the first one wins.
+    let url = config.url();
+    if let Some(other) = reg.values().find(|db| db.config.url() == url) {
+        return Err(crate::error::Error::InvalidArgument(format!(
+            "{} is not replicated: its replica {url} is already the replica of {}; give it its own (a litestream.yml entry or ?replica=URL)",
+            path.display(),
+            other.path.display()
+        )));
+    }
     let db = Arc::new(Database::open(path, config, DEFAULT_SPOOL_CAP_BYTES)?);
     reg.insert(path.to_path_buf(), db.clone());
     Ok(db)

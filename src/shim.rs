@@ -96,6 +96,10 @@ pub fn on_open_main_db(
             crate::status::add_warning(&format!("{}: {e}", path.display()));
             Ok(None)
         }
+        Err(Error::InvalidArgument(e)) => {
+            crate::status::add_warning(&e);
+            Ok(None)
+        }
         Err(e) => Err(e),
     }
 }
