@@ -6,6 +6,7 @@
 pub mod fs;
 pub mod keys;
 pub mod memory;
+pub mod sigv4;
 
 use std::fmt;
 
