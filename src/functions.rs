@@ -176,9 +176,10 @@ pub fn restore(
     output: &str,
     point: Option<&str>,
     options: Option<&str>,
-    check: &dyn Fn(&Path) -> Result<(), String>,
+    check: &dyn Fn(&Path, bool) -> Result<(), String>,
 ) -> Result<i64, Error> {
     let mut overwrite = false;
+    let mut full_check = false;
     for opt in options
         .unwrap_or("")
         .split(',')
@@ -187,9 +188,11 @@ pub fn restore(
     {
         match opt {
             "overwrite" => overwrite = true,
+            // PRAGMA integrity_check instead of quick_check: slower, but also checks indexes.
+            "full" => full_check = true,
             other => {
                 return Err(Error::InvalidArgument(format!(
-                    "replica_restore: unknown option {other:?} (known: overwrite)"
+                    "replica_restore: unknown option {other:?} (known: overwrite, full)"
                 )))
             }
         }
@@ -220,7 +223,7 @@ pub fn restore(
         output: &output,
         target,
         overwrite,
-        check,
+        check: &|p| check(p, full_check),
     })?;
     Ok(restored.txid as i64)
 }

@@ -26,3 +26,6 @@ SELECT (SELECT count(*) FROM (SELECT * FROM main.accounts EXCEPT SELECT * FROM s
        (SELECT count(*) FROM (SELECT * FROM path.accounts EXCEPT SELECT * FROM src.accounts)) AS path_differs,
        (SELECT count(*) FROM src.accounts) - (SELECT count(*) FROM url.accounts) AS row_count_difference;
 SELECT name FROM sqlite_schema ORDER BY name;
+-- The 'full' option runs PRAGMA integrity_check; options combine with commas.
+SELECT replica_restore('app.db', 'full.db', NULL, 'full') > 0 AS full_check;
+SELECT replica_restore('app.db', 'full.db', NULL, 'overwrite, full') > 0 AS full_overwrite;

@@ -300,7 +300,7 @@ unsafe extern "C" fn fn_restore(
                 &out,
                 args.text(2).as_deref(),
                 args.text(3).as_deref(),
-                &|p| super::sqlite::integrity_check(p, false),
+                &|p, full| super::sqlite::integrity_check(p, full),
             )
         });
         match r {
