@@ -1,6 +1,7 @@
 //! libreplica: a SQLite loadable extension that captures every committed transaction of a
 //! WAL database through a VFS shim, spools it locally and ships it as Litestream-compatible
-//! LTX files from a background thread. `ffi` is the only module with `unsafe`.
+//! LTX files from a background thread. `ffi` holds every C call and raw pointer; the other
+//! modules are safe Rust.
 
 pub mod config;
 pub mod database;

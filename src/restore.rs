@@ -341,6 +341,15 @@ mod tests {
         }
     }
 
+    /// (level, max txid) of each planned file.
+    fn planned(objs: &[LtxObject], target: Option<u64>) -> Vec<(u8, u64)> {
+        plan(objs, target)
+            .unwrap()
+            .iter()
+            .map(|o| (o.level, o.max_txid))
+            .collect()
+    }
+
     #[test]
     fn plans_latest_snapshot_then_contiguous_chain() {
         let objs = vec![
@@ -351,18 +360,8 @@ mod tests {
             obj(0, 4, 4),
             obj(0, 5, 5),
         ];
-        let keys: Vec<(u8, u64)> = plan(&objs, None)
-            .unwrap()
-            .iter()
-            .map(|o| (o.level, o.max_txid))
-            .collect();
-        assert_eq!(keys, vec![(9, 3), (0, 4), (0, 5)]);
-        let keys: Vec<(u8, u64)> = plan(&objs, Some(2))
-            .unwrap()
-            .iter()
-            .map(|o| (o.level, o.max_txid))
-            .collect();
-        assert_eq!(keys, vec![(9, 1), (0, 2)]);
+        assert_eq!(planned(&objs, None), vec![(9, 3), (0, 4), (0, 5)]);
+        assert_eq!(planned(&objs, Some(2)), vec![(9, 1), (0, 2)]);
     }
 
     #[test]
@@ -375,18 +374,8 @@ mod tests {
             obj(0, 4, 4),
             obj(0, 5, 5),
         ];
-        let keys: Vec<(u8, u64)> = plan(&objs, None)
-            .unwrap()
-            .iter()
-            .map(|o| (o.level, o.max_txid))
-            .collect();
-        assert_eq!(keys, vec![(9, 1), (1, 4), (0, 5)]);
-        let keys: Vec<(u8, u64)> = plan(&objs, Some(3))
-            .unwrap()
-            .iter()
-            .map(|o| (o.level, o.max_txid))
-            .collect();
-        assert_eq!(keys, vec![(9, 1), (0, 2), (0, 3)]);
+        assert_eq!(planned(&objs, None), vec![(9, 1), (1, 4), (0, 5)]);
+        assert_eq!(planned(&objs, Some(3)), vec![(9, 1), (0, 2), (0, 3)]);
     }
 
     #[test]

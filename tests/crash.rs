@@ -72,10 +72,7 @@ fn killed_writers_lose_nothing_and_the_replica_converges() {
     // A fresh process opens the database (SQLite recovers the WAL, we catch up), syncs,
     // and restores; the restore must equal the database as SQLite sees it.
     let verify = r#"
-import os, sqlite3, hashlib
-boot = sqlite3.connect(":memory:")
-boot.enable_load_extension(True)
-boot.load_extension(os.environ["REPLICA_TEST_LIB"])
+import hashlib
 db = sqlite3.connect("app.db", isolation_level=None)
 print("synced", db.execute("SELECT replica_sync(30000)").fetchone()[0])
 src = hashlib.sha256("\n".join(db.iterdump()).encode()).hexdigest()
@@ -86,7 +83,7 @@ print("restored", dst)
 print("rows", db.execute("SELECT count(*) FROM t").fetchone()[0])
 print("status", *db.execute("SELECT snapshots, captured_txns, uploads FROM replica_status() WHERE name = 'app.db'").fetchone())
 "#;
-    let out = python(verify, dir.path(), &[("REPLICA_URL", &url)]);
+    let out = python_loaded(verify, dir.path(), &[("REPLICA_URL", &url)]);
     let text = check(
         &out,
         &format!("verify after crashes (seed {seed}, replay with CRASH_SEED={seed})"),
@@ -147,10 +144,6 @@ fn first_snapshots_racing_commits_lose_nothing() {
     let dir = TempDir::new("snapshot-race");
     let url = format!("file://{}", dir.join("replicas").display());
     let script = r#"
-import os, sqlite3
-boot = sqlite3.connect(":memory:")
-boot.enable_load_extension(True)
-boot.load_extension(os.environ["REPLICA_TEST_LIB"])
 bad = []
 for i in range(40):
     name = f"db{i}.db"
@@ -167,7 +160,7 @@ for i in range(40):
     c.close()
 print("bad", bad)
 "#;
-    let out = python(script, dir.path(), &[("REPLICA_URL", &url)]);
+    let out = python_loaded(script, dir.path(), &[("REPLICA_URL", &url)]);
     let text = check(&out, "snapshot race script");
     assert!(
         text.contains("bad []"),
@@ -182,10 +175,7 @@ fn a_wal_started_by_another_process_is_followed() {
     let dir = TempDir::new("foreign-wal-start");
     let url = format!("file://{}", dir.join("replicas").display());
     let script = r#"
-import os, sqlite3, subprocess
-boot = sqlite3.connect(":memory:")
-boot.enable_load_extension(True)
-boot.load_extension(os.environ["REPLICA_TEST_LIB"])
+import subprocess
 c = sqlite3.connect("app.db", isolation_level=None)
 c.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
 c.execute("INSERT INTO t VALUES (0, 'x')")
@@ -202,7 +192,7 @@ r = sqlite3.connect("r.db")
 print("source", [x[0] for x in c.execute("SELECT id FROM t")])
 print("restored", [x[0] for x in r.execute("SELECT id FROM t")])
 "#;
-    let out = python(script, dir.path(), &[("REPLICA_URL", &url)]);
+    let out = python_loaded(script, dir.path(), &[("REPLICA_URL", &url)]);
     let text = check(&out, "foreign WAL start");
     let get = |k: &str| {
         text.lines()
@@ -225,10 +215,7 @@ fn records_lost_from_memory_with_their_wal_are_healed_by_a_snapshot() {
     let dir = TempDir::new("memloss");
     let url = format!("file://{}", dir.join("replicas").display());
     let writer = r#"
-import os, sqlite3, sys
-boot = sqlite3.connect(":memory:")
-boot.enable_load_extension(True)
-boot.load_extension(os.environ["REPLICA_TEST_LIB"])
+import sys
 c = sqlite3.connect("app.db", isolation_level=None)
 c.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
 c.execute("INSERT INTO t VALUES (0, 'x')")
@@ -240,7 +227,7 @@ sys.stdin.read()  # until killed
 "#;
     let mut child = replica_command(
         PYTHON3,
-        &["-c", writer],
+        &["-c", &format!("{PY_LOAD}{writer}")],
         dir.path(),
         &[
             ("REPLICA_URL", &url),
@@ -264,10 +251,6 @@ sys.stdin.read()  # until killed
     child.kill().unwrap();
     child.wait().unwrap();
     let verify = r#"
-import os, sqlite3
-boot = sqlite3.connect(":memory:")
-boot.enable_load_extension(True)
-boot.load_extension(os.environ["REPLICA_TEST_LIB"])
 c = sqlite3.connect("app.db", isolation_level=None)
 c.execute("INSERT INTO t VALUES (6, randomblob(3000))")
 c.execute("SELECT replica_sync(10000)").fetchone()
@@ -277,7 +260,7 @@ print("integrity", r.execute("PRAGMA integrity_check").fetchone()[0])
 print("source", [x[0] for x in c.execute("SELECT id FROM t")])
 print("restored", [x[0] for x in r.execute("SELECT id FROM t")])
 "#;
-    let out = python(verify, dir.path(), &[("REPLICA_URL", &url)]);
+    let out = python_loaded(verify, dir.path(), &[("REPLICA_URL", &url)]);
     let text = check(&out, "verify after losing records from memory");
     let get = |k: &str| {
         text.lines()
@@ -296,10 +279,7 @@ fn snapshots_in_a_loop_beside_a_writer_stay_exact() {
     let dir = TempDir::new("snapshot-loop");
     let url = format!("file://{}", dir.join("replicas").display());
     let script = r#"
-import os, sqlite3, threading
-boot = sqlite3.connect(":memory:")
-boot.enable_load_extension(True)
-boot.load_extension(os.environ["REPLICA_TEST_LIB"])
+import threading
 w = sqlite3.connect("app.db", isolation_level=None, check_same_thread=False)
 w.execute("PRAGMA synchronous=FULL")
 w.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, pad BLOB)")
@@ -328,7 +308,7 @@ print("restored", r.execute("SELECT count(*), sum(id), sum(length(pad)) FROM t")
 same = [x[0] for x in w.execute("SELECT pad FROM t ORDER BY id")] == [x[0] for x in r.execute("SELECT pad FROM t ORDER BY id")]
 print("pads_equal", same)
 "#;
-    let out = python(script, dir.path(), &[("REPLICA_URL", &url)]);
+    let out = python_loaded(script, dir.path(), &[("REPLICA_URL", &url)]);
     let text = check(&out, "snapshot loop");
     let get = |k: &str| {
         text.lines()

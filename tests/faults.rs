@@ -13,10 +13,7 @@ fn an_unwritable_replica_delays_but_loses_nothing() {
     let dir = TempDir::new("store-down");
     let url = format!("file://{}", dir.join("replicas").display());
     let script = r#"
-import os, sqlite3, shutil, time
-boot = sqlite3.connect(":memory:")
-boot.enable_load_extension(True)
-boot.load_extension(os.environ["REPLICA_TEST_LIB"])
+import shutil, time
 c = sqlite3.connect("app.db", isolation_level=None)
 c.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
 c.execute("INSERT INTO t VALUES (0, 'first')")
@@ -43,7 +40,7 @@ c.execute("SELECT replica_restore('app.db', 'r.db')").fetchone()
 print("rows", sqlite3.connect("r.db").execute("SELECT count(*), sum(length(v)) FROM t").fetchone())
 print("source", c.execute("SELECT count(*), sum(length(v)) FROM t").fetchone())
 "#;
-    let out = python(script, dir.path(), &[("REPLICA_URL", &url)]);
+    let out = python_loaded(script, dir.path(), &[("REPLICA_URL", &url)]);
     let text = check(&out, "store-down script");
     assert!(
         text.contains("sync_while_down_error replica_sync: timed out"),
@@ -70,10 +67,6 @@ fn a_corrupt_object_is_named_and_nothing_is_written() {
     let dir = TempDir::new("corrupt");
     let url = format!("file://{}", dir.join("replicas").display());
     let script = r#"
-import os, sqlite3
-boot = sqlite3.connect(":memory:")
-boot.enable_load_extension(True)
-boot.load_extension(os.environ["REPLICA_TEST_LIB"])
 c = sqlite3.connect("app.db", isolation_level=None)
 c.execute("CREATE TABLE t(v)")
 c.execute("INSERT INTO t VALUES (randomblob(5000))")
@@ -103,7 +96,7 @@ except sqlite3.Error as e:
 print("left", sorted(f for f in os.listdir(".") if f.startswith("r.db")))
 print("at1", c.execute("SELECT replica_restore('app.db', 'r.db', 1)").fetchone()[0])
 "#;
-    let out = python(script, dir.path(), &[("REPLICA_URL", &url)]);
+    let out = python_loaded(script, dir.path(), &[("REPLICA_URL", &url)]);
     let text = check(&out, "corrupt-object script");
     let victim = text
         .lines()

@@ -156,6 +156,20 @@ pub fn run(program: &str, args: &[&str], cwd: &Path, env: &[(&str, &str)], stdin
     )
 }
 
+/// The preamble of a test script: the extension loaded on a throwaway connection (from
+/// REPLICA_TEST_LIB, which `python` sets), so databases opened after it replicate.
+pub const PY_LOAD: &str = r#"
+import os, sqlite3
+boot = sqlite3.connect(":memory:")
+boot.enable_load_extension(True)
+boot.load_extension(os.environ["REPLICA_TEST_LIB"])
+"#;
+
+/// `python` with `PY_LOAD` before `body`.
+pub fn python_loaded(body: &str, cwd: &Path, env: &[(&str, &str)]) -> Output {
+    python(&format!("{PY_LOAD}{body}"), cwd, env)
+}
+
 /// Runs a Python script with Debian's python3 (the one whose sqlite3 can load extensions).
 /// The script gets `LIB` (the load path) in its environment as REPLICA_TEST_LIB.
 pub fn python(script: &str, cwd: &Path, env: &[(&str, &str)]) -> Output {
