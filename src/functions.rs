@@ -23,8 +23,9 @@ pub fn version(sqlite_version: &str) -> String {
     )
 }
 
-/// The databases a call on a connection refers to: its main database if that replicates,
-/// otherwise every database this process replicates.
+/// The databases a call on a connection refers to: its main database, which must replicate;
+/// for a connection on an in-memory or temporary database, every database this process
+/// replicates.
 fn databases_for(conn_db: Option<&Path>, what: &str) -> Result<Vec<Arc<Database>>, Error> {
     if let Some(db) = conn_db.and_then(database::get) {
         if !db.owned_here() {
@@ -35,6 +36,14 @@ fn databases_for(conn_db: Option<&Path>, what: &str) -> Result<Vec<Arc<Database>
         }
         return Ok(vec![db]);
     }
+    if let Some(path) = conn_db {
+        // A real database file that does not replicate: succeeding here would mislead.
+        return Err(Error::NotReplicated(format!(
+            "{what}: {} is not replicated (set REPLICA_URL, add it to litestream.yml, or open it with ?replica=URL; replica_status() and its warnings say why)",
+            path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| path.display().to_string())
+        )));
+    }
+    // An in-memory or temporary main database: the call is about the process's databases.
     let all = database::all();
     if all.is_empty() {
         return Err(Error::NotReplicated(format!(
