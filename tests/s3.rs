@@ -177,3 +177,41 @@ print("restored", boot.execute("SELECT replica_restore('app.db', 'r.db')").fetch
     check(&o, "litestream restore from s3");
     assert_eq!(dump(&out_db), want, "litestream restore differs");
 }
+
+#[test]
+fn rejected_credentials_show_in_status_and_writes_go_on() {
+    let dir = TempDir::new("s3-badkey");
+    let srv = s3server::start(&dir.join("server"), "bkt");
+    let url = format!(
+        "s3://bkt/p?endpoint={}&force-path-style=true",
+        srv.endpoint()
+    );
+    let mut env = s3_env(&srv, &url);
+    env[2].1 = "wrong-secret".to_string();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let out = python_loaded(
+        r#"
+import time
+db = sqlite3.connect("app.db", isolation_level=None)
+db.execute("PRAGMA journal_mode=wal")
+db.execute("CREATE TABLE t(x)")
+db.execute("INSERT INTO t VALUES (1)")
+err = None
+for _ in range(100):
+    row = db.execute("SELECT last_error, replica_url FROM replica_status()").fetchone()
+    if row and row[0]:
+        err = row
+        break
+    time.sleep(0.1)
+print("error", err[0])
+print("url", err[1])
+print("rows", db.execute("SELECT count(*) FROM t").fetchone()[0])
+"#,
+        dir.path(),
+        &env,
+    );
+    let text = check(&out, "python with a wrong secret");
+    assert!(text.contains("SignatureDoesNotMatch"), "{text}");
+    assert!(text.contains("rows 1"), "{text}");
+    assert!(!text.contains("wrong-secret") && !stderr(&out).contains("wrong-secret"));
+}
