@@ -215,3 +215,95 @@ print("rows", db.execute("SELECT count(*) FROM t").fetchone()[0])
     assert!(text.contains("rows 1"), "{text}");
     assert!(!text.contains("wrong-secret") && !stderr(&out).contains("wrong-secret"));
 }
+
+/// A loopback proxy in front of `upstream` that answers the first `failures` requests with
+/// `503 SlowDown` (closing the connection) and pipes every later connection through.
+fn flaky_proxy(
+    upstream: u16,
+    failures: usize,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut client) = conn else { continue };
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            if n < failures {
+                // Read the head and any body, then refuse.
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match client.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                    }
+                }
+                let body = "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+                let _ = write!(
+                    client,
+                    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = client.shutdown(std::net::Shutdown::Both);
+                continue;
+            }
+            let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                continue;
+            };
+            let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut c1, mut s1) = (client, server);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c1, &mut s1);
+                let _ = s1.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s2, &mut c2);
+                let _ = c2.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn transient_failures_are_retried_a_bounded_number_of_times() {
+    let dir = TempDir::new("s3-retry");
+    let srv = s3server::start(dir.path(), "bkt");
+    // Two 503 SlowDown answers, then the real server: the request succeeds within its tries.
+    let (port, seen) = flaky_proxy(srv.port, 2);
+    let mut t = target(&srv, "", &srv.secret_key);
+    t.endpoint = Some(format!("http://127.0.0.1:{port}"));
+    let store = S3Store::new(&t).unwrap();
+    store.put("db/0000/a.ltx", b"abc").unwrap();
+    assert_eq!(store.get("db/0000/a.ltx").unwrap(), b"abc");
+    assert!(seen.load(std::sync::atomic::Ordering::SeqCst) >= 3);
+    assert_eq!(
+        store.request_counts().put,
+        1,
+        "retries are not extra billed requests"
+    );
+
+    // Always failing: Transient after a bounded number of tries, naming the server's code.
+    let (port, seen) = flaky_proxy(srv.port, usize::MAX);
+    t.endpoint = Some(format!("http://127.0.0.1:{port}"));
+    let store = S3Store::new(&t).unwrap();
+    let started = std::time::Instant::now();
+    match store.put("db/0000/b.ltx", b"x") {
+        Err(StoreError::Transient(m)) => assert!(m.contains("SlowDown"), "{m}"),
+        other => panic!("expected a transient error, got {other:?}"),
+    }
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 4, "tries");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // Nobody listening: a transient connection error, also bounded.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = closed.local_addr().unwrap().port();
+    drop(closed);
+    t.endpoint = Some(format!("http://127.0.0.1:{dead}"));
+    let store = S3Store::new(&t).unwrap();
+    assert!(store.get("db/0000/a.ltx").unwrap_err().is_transient());
+}

@@ -16,9 +16,19 @@ use std::time::Duration;
 const TRIES: u32 = 4;
 /// First backoff; doubled per retry, with full jitter.
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
-/// Whole-request limit (connect, send, receive).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// From the end of the request body to the response headers.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bodies get this much time plus one second per [`MIN_RATE`] bytes: a stalled transfer
+/// fails (and is retried) without capping how large an object can be.
+const BODY_TIMEOUT_BASE: Duration = Duration::from_secs(30);
+const MIN_RATE: u64 = 64 * 1024;
+/// Receiving a body of unknown size (a whole GET).
+const UNSIZED_BODY_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+fn body_timeout(len: u64) -> Duration {
+    BODY_TIMEOUT_BASE + Duration::from_secs(len / MIN_RATE)
+}
 
 pub struct S3Store {
     bucket: String,
@@ -118,8 +128,9 @@ fn tls_config(skip_verify: bool) -> Result<ureq::tls::TlsConfig, StoreError> {
 fn new_agent(tls: &ureq::tls::TlsConfig) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(REQUEST_TIMEOUT))
         .timeout_connect(Some(CONNECT_TIMEOUT))
+        .timeout_send_request(Some(BODY_TIMEOUT_BASE))
+        .timeout_recv_response(Some(RESPONSE_TIMEOUT))
         .max_redirects(0)
         .user_agent(concat!("libreplica/", env!("CARGO_PKG_VERSION")))
         .tls_config(tls.clone())
@@ -186,7 +197,8 @@ impl S3Store {
         g.1.clone()
     }
 
-    /// One signed request, no retry. Returns the status and the body.
+    /// One signed request, no retry. Returns the status and the body. `recv_len` is the
+    /// response body size when known (it sets the receive timeout).
     fn send_once(
         &self,
         method: &str,
@@ -194,6 +206,7 @@ impl S3Store {
         query: &[(&str, &str)],
         headers: &[(&str, &str)],
         body: &[u8],
+        recv_len: Option<u64>,
     ) -> Result<(u16, Vec<u8>), StoreError> {
         let path = format!("{}/{}", self.base_path, key);
         let payload_hash = sigv4::sha256_hex(body);
@@ -258,10 +271,20 @@ impl S3Store {
         };
         let agent = self.agent();
         // GET and DELETE carry no body (ureq refuses one on them).
+        let recv_timeout = recv_len.map_or(UNSIZED_BODY_TIMEOUT, body_timeout);
         let sent = if method == "PUT" {
-            agent.run(req.body(body).map_err(bad)?)
+            let req = agent
+                .configure_request(req.body(body).map_err(bad)?)
+                .timeout_send_body(Some(body_timeout(body.len() as u64)))
+                .timeout_recv_body(Some(BODY_TIMEOUT_BASE))
+                .build();
+            agent.run(req)
         } else {
-            agent.run(req.body(()).map_err(bad)?)
+            let req = agent
+                .configure_request(req.body(()).map_err(bad)?)
+                .timeout_recv_body(Some(recv_timeout))
+                .build();
+            agent.run(req)
         };
         let mut resp = sent.map_err(|e| transport_error(method, &self.what(key), e))?;
         let status = resp.status().as_u16();
@@ -283,19 +306,20 @@ impl S3Store {
         query: &[(&str, &str)],
         headers: &[(&str, &str)],
         body: &[u8],
+        recv_len: Option<u64>,
     ) -> Result<(u16, Vec<u8>), StoreError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let result =
-                self.send_once(method, key, query, headers, body)
-                    .and_then(|(status, bytes)| {
-                        if (200..300).contains(&status) {
-                            Ok((status, bytes))
-                        } else {
-                            Err(status_error(method, &self.what(key), status, &bytes))
-                        }
-                    });
+            let result = self
+                .send_once(method, key, query, headers, body, recv_len)
+                .and_then(|(status, bytes)| {
+                    if (200..300).contains(&status) {
+                        Ok((status, bytes))
+                    } else {
+                        Err(status_error(method, &self.what(key), status, &bytes))
+                    }
+                });
             match result {
                 Err(e) if e.is_transient() && attempt < TRIES => {
                     std::thread::sleep(backoff(attempt));
@@ -497,13 +521,14 @@ impl ObjectStore for S3Store {
             &[],
             &[("content-type", "application/octet-stream")],
             body,
+            None,
         )?;
         Ok(())
     }
 
     fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
         self.gets.fetch_add(1, Ordering::Relaxed);
-        Ok(self.send("GET", key, &[], &[], &[])?.1)
+        Ok(self.send("GET", key, &[], &[], &[], None)?.1)
     }
 
     fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
@@ -512,7 +537,7 @@ impl ObjectStore for S3Store {
         }
         self.gets.fetch_add(1, Ordering::Relaxed);
         let range = format!("bytes={}-{}", offset, offset.saturating_add(len - 1));
-        match self.send("GET", key, &[], &[("range", &range)], &[]) {
+        match self.send("GET", key, &[], &[("range", &range)], &[], Some(len)) {
             Ok((206, body)) => Ok(body),
             // A server that ignores Range sends the whole object.
             Ok((_, body)) => {
@@ -535,7 +560,7 @@ impl ObjectStore for S3Store {
             if let Some(t) = &token {
                 query.push(("continuation-token", t));
             }
-            let (_, body) = self.send("GET", "", &query, &[], &[])?;
+            let (_, body) = self.send("GET", "", &query, &[], &[], Some(1 << 20))?;
             let page = parse_list_page(&String::from_utf8_lossy(&body))?;
             out.extend(page.objects);
             match (page.truncated, page.next_token) {
@@ -555,7 +580,7 @@ impl ObjectStore for S3Store {
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.deletes.fetch_add(1, Ordering::Relaxed);
-        match self.send("DELETE", key, &[], &[], &[]) {
+        match self.send("DELETE", key, &[], &[], &[], Some(0)) {
             Ok(_) | Err(StoreError::NotFound(_)) => Ok(()),
             Err(e) => Err(e),
         }
