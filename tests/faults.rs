@@ -95,6 +95,7 @@ except sqlite3.Error as e:
     print("gap_error", e)
 print("left", sorted(f for f in os.listdir(".") if f.startswith("r.db")))
 print("at1", c.execute("SELECT replica_restore('app.db', 'r.db', 1)").fetchone()[0])
+print("after_ok", sorted(f for f in os.listdir(".") if f.startswith("r.db")))
 "#;
     let out = python_loaded(script, dir.path(), &[("REPLICA_URL", &url)]);
     let text = check(&out, "corrupt-object script");
@@ -120,5 +121,9 @@ print("at1", c.execute("SELECT replica_restore('app.db', 'r.db', 1)").fetchone()
     assert!(
         text.contains("at1 1"),
         "restoring before the damage still works:\n{text}"
+    );
+    assert!(
+        text.contains("after_ok ['r.db']"),
+        "a restore leaves only its output behind:\n{text}"
     );
 }

@@ -33,22 +33,20 @@ pub(crate) struct Connection {
 unsafe impl Send for Connection {}
 
 impl Connection {
-    pub(crate) fn open(path: &Path, read_only: bool) -> Result<Connection, Error> {
+    /// Opens `path` read-write on the base VFS. On a `live` database (one the application
+    /// uses) the connection never checkpoints on close; on our own files it cleans up as usual.
+    pub(crate) fn open(path: &Path, live: bool) -> Result<Connection, Error> {
         let open = sqlite_fn!(open_v2);
         let c_path = cstring(&path.to_string_lossy())?;
         let vfs = cstring(&crate::shim::base_vfs_name())?;
-        let flags = if read_only {
-            sys::SQLITE_OPEN_READONLY
-        } else {
-            sys::SQLITE_OPEN_READWRITE
-        };
+        let flags = sys::SQLITE_OPEN_READWRITE;
         let mut db = std::ptr::null_mut();
         OPENING_PRIVATE.with(|c| c.set(true));
         // SAFETY: valid C strings and an out-pointer; the handle is closed in Drop.
         let rc = unsafe { open(c_path.as_ptr(), &mut db, flags, vfs.as_ptr()) };
         OPENING_PRIVATE.with(|c| c.set(false));
         let conn = Connection { db };
-        if rc == sys::SQLITE_OK {
+        if rc == sys::SQLITE_OK && live {
             // Our connection must never checkpoint and delete the WAL when it closes: that
             // would go around the replica VFS (and its last chance to save frames).
             let config = sqlite_fn!(db_config);
@@ -340,7 +338,7 @@ impl crate::uploader::SnapshotSource for LiveDatabase {
         }
         // Opened read-write (it never writes) so that SQLite can set up the WAL index even
         // when no other connection has the database open.
-        let conn = Connection::open(db_path, false)?;
+        let conn = Connection::open(db_path, true)?;
         conn.exec("PRAGMA busy_timeout=5000")?;
         // A read transaction, not the write lock: writers go on while the snapshot is read.
         conn.exec("BEGIN")?;
@@ -365,7 +363,7 @@ impl crate::uploader::SnapshotSource for LiveDatabase {
 
 /// `PRAGMA quick_check` (or `integrity_check` when `full`) on a file we own.
 pub(crate) fn integrity_check(path: &Path, full: bool) -> Result<(), String> {
-    let conn = Connection::open(path, false).map_err(|e| e.to_string())?;
+    let conn = Connection::open(path, false).map_err(|e| e.to_string())?; // our own temp file
     let rows = conn
         .query_column(if full {
             "PRAGMA integrity_check"
