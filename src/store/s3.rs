@@ -1,16 +1,27 @@
 //! The S3 / R2 backend (`s3://` URLs, `type: s3`): blocking HTTPS over `ureq` with rustls on
 //! the ring provider, requests signed by [`super::sigv4`]. It owns addressing (path-style or
-//! virtual-hosted), the four requests the uploader and restore need (PUT with a full payload
-//! hash, GET and ranged GET, ListObjectsV2 with paging, DELETE), mapping HTTP outcomes onto
+//! virtual-hosted), the requests the uploader and restore need (PUT with a full payload
+//! hash — multipart above the part size, parts read from the file one at a time, at most 2 in
+//! flight on R2 and 4 elsewhere, aborted on failure — GET and ranged GET, ListObjectsV2 with
+//! paging, DELETE), conditional PUT and HEAD for leases, mapping HTTP outcomes onto
 //! [`StoreError`] and a small bounded retry on transient failures. It must not interpret
 //! object contents, and it never puts a secret in an error or in [`ObjectStore::describe`].
 
 use super::sigv4;
 use super::{ObjectInfo, ObjectStore, RequestCounts, StoreError};
 use crate::config::{Credentials, S3Target};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
+
+/// Objects larger than this go up in parts of this size (the last one shorter).
+pub const DEFAULT_PART_SIZE: u64 = 5 * 1024 * 1024;
+/// S3's ceiling on the number of parts; larger objects get larger parts.
+const MAX_PARTS: u64 = 10_000;
+/// Parts in flight at once: R2 allows fewer concurrent writes to one upload.
+const PARTS_IN_FLIGHT: usize = 4;
+const PARTS_IN_FLIGHT_R2: usize = 2;
 
 /// Attempts per request (the first try included) on transient failures.
 const TRIES: u32 = 4;
@@ -47,6 +58,10 @@ pub struct S3Store {
     /// The agent and the pid that built it: a forked child never reuses its parent's
     /// connections (DESIGN §6), it builds its own agent on first use.
     agent: Mutex<(u32, ureq::Agent)>,
+    /// Multipart above this size; parts of this size except the last.
+    part_size: u64,
+    /// At most this many parts uploading at once.
+    parts_in_flight: usize,
     puts: AtomicU64,
     gets: AtomicU64,
     lists: AtomicU64,
@@ -170,6 +185,12 @@ impl S3Store {
         };
         let tls = tls_config(target.skip_verify)?;
         let agent = new_agent(&tls);
+        let host_only = authority.split(':').next().unwrap_or("");
+        let parts_in_flight = if host_only.ends_with(".r2.cloudflarestorage.com") {
+            PARTS_IN_FLIGHT_R2
+        } else {
+            PARTS_IN_FLIGHT
+        };
         Ok(S3Store {
             bucket: target.bucket.clone(),
             prefix: target.prefix.clone(),
@@ -181,11 +202,29 @@ impl S3Store {
             endpoint_display: format!("{scheme}://{authority}"),
             tls,
             agent: Mutex::new((std::process::id(), agent)),
+            part_size: DEFAULT_PART_SIZE,
+            parts_in_flight,
             puts: AtomicU64::new(0),
             gets: AtomicU64::new(0),
             lists: AtomicU64::new(0),
             deletes: AtomicU64::new(0),
         })
+    }
+
+    /// Sets the multipart threshold and part size (S3 wants at least 5 MiB for every part
+    /// but the last; smaller values are for tests against lenient servers).
+    pub fn with_part_size(mut self, part_size: u64) -> S3Store {
+        self.part_size = part_size.max(1);
+        self
+    }
+
+    pub fn part_size(&self) -> u64 {
+        self.part_size
+    }
+
+    /// How many parts of one multipart upload go up at once (2 on R2, else 4).
+    pub fn parts_in_flight(&self) -> usize {
+        self.parts_in_flight
     }
 
     fn agent(&self) -> ureq::Agent {
@@ -207,7 +246,7 @@ impl S3Store {
         headers: &[(&str, &str)],
         body: &[u8],
         recv_len: Option<u64>,
-    ) -> Result<(u16, Vec<u8>), StoreError> {
+    ) -> Result<Response, StoreError> {
         let path = format!("{}/{}", self.base_path, key);
         let payload_hash = sigv4::sha256_hex(body);
         let creds = sigv4::Credentials {
@@ -272,7 +311,7 @@ impl S3Store {
         let agent = self.agent();
         // GET and DELETE carry no body (ureq refuses one on them).
         let recv_timeout = recv_len.map_or(UNSIZED_BODY_TIMEOUT, body_timeout);
-        let sent = if method == "PUT" {
+        let sent = if method == "PUT" || method == "POST" {
             let req = agent
                 .configure_request(req.body(body).map_err(bad)?)
                 .timeout_send_body(Some(body_timeout(body.len() as u64)))
@@ -288,13 +327,36 @@ impl S3Store {
         };
         let mut resp = sent.map_err(|e| transport_error(method, &self.what(key), e))?;
         let status = resp.status().as_u16();
+        let etag = resp
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let content_length = resp
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if method == "HEAD" {
+            return Ok(Response {
+                status,
+                body: Vec::new(),
+                etag,
+                content_length,
+            });
+        }
         let bytes = resp
             .body_mut()
             .with_config()
             .limit(u64::MAX)
             .read_to_vec()
             .map_err(|e| transport_error(method, &self.what(key), e))?;
-        Ok((status, bytes))
+        Ok(Response {
+            status,
+            body: bytes,
+            etag,
+            content_length,
+        })
     }
 
     /// [`Self::send_once`] with bounded exponential backoff (full jitter) on transient errors
@@ -308,16 +370,30 @@ impl S3Store {
         body: &[u8],
         recv_len: Option<u64>,
     ) -> Result<(u16, Vec<u8>), StoreError> {
+        self.send_full(method, key, query, headers, body, recv_len)
+            .map(|r| (r.status, r.body))
+    }
+
+    /// [`Self::send`], keeping the response headers the callers need.
+    fn send_full(
+        &self,
+        method: &str,
+        key: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        body: &[u8],
+        recv_len: Option<u64>,
+    ) -> Result<Response, StoreError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let result = self
                 .send_once(method, key, query, headers, body, recv_len)
-                .and_then(|(status, bytes)| {
-                    if (200..300).contains(&status) {
-                        Ok((status, bytes))
+                .and_then(|r| {
+                    if (200..300).contains(&r.status) {
+                        Ok(r)
                     } else {
-                        Err(status_error(method, &self.what(key), status, &bytes))
+                        Err(status_error(method, &self.what(key), r.status, &r.body))
                     }
                 });
             match result {
@@ -332,6 +408,252 @@ impl S3Store {
     fn what(&self, key: &str) -> String {
         format!("s3://{}/{}", self.bucket, key)
     }
+}
+
+/// What [`S3Store::send_once`] keeps of a response.
+struct Response {
+    status: u16,
+    body: Vec<u8>,
+    etag: Option<String>,
+    content_length: Option<u64>,
+}
+
+/// Where a multipart upload reads its parts from: a body in memory, or a file read part by
+/// part at its offset (never whole).
+enum Source<'a> {
+    Bytes(&'a [u8]),
+    File(&'a std::fs::File, &'a std::path::Path),
+}
+
+impl Source<'_> {
+    fn read(&self, offset: u64, len: u64) -> Result<Cow<'_, [u8]>, StoreError> {
+        match self {
+            Source::Bytes(b) => Ok(Cow::Borrowed(&b[offset as usize..(offset + len) as usize])),
+            Source::File(f, path) => {
+                use std::os::unix::fs::FileExt;
+                let mut buf = vec![0u8; len as usize];
+                f.read_exact_at(&mut buf, offset).map_err(|e| {
+                    StoreError::Permanent(format!(
+                        "reading {} at {offset} (+{len}): {e}",
+                        path.display()
+                    ))
+                })?;
+                Ok(Cow::Owned(buf))
+            }
+        }
+    }
+}
+
+/// Strips the quotes around an ETag (`"abc"` → `abc`); the weak prefix is kept.
+fn bare_etag(etag: &str) -> String {
+    etag.trim().trim_matches('"').to_string()
+}
+
+/// A 200 that carries an `<Error>` (CompleteMultipartUpload can fail after its headers).
+fn embedded_error(method: &str, what: &str, body: &[u8]) -> Option<StoreError> {
+    let text = String::from_utf8_lossy(body);
+    if !text.contains("<Error>") {
+        return None;
+    }
+    let code = xml_text(&text, "Code").unwrap_or_default();
+    // Map it like the status it stands for: internal errors are transient.
+    let status = match code.as_str() {
+        "InternalError" | "SlowDown" | "ServiceUnavailable" | "RequestTimeout" => 503,
+        "AccessDenied" => 403,
+        _ => 400,
+    };
+    Some(status_error(method, what, status, body))
+}
+
+impl S3Store {
+    /// Part size and count for an object of `size` bytes: equal parts of at least
+    /// [`Self::part_size`], the last one shorter, never more than S3's 10,000.
+    fn part_layout(&self, size: u64) -> (u64, u64) {
+        let mut part = self.part_size;
+        if size.div_ceil(part) > MAX_PARTS {
+            part = size.div_ceil(MAX_PARTS);
+        }
+        (part, size.div_ceil(part).max(1))
+    }
+
+    /// Uploads `size` bytes from `src` as one multipart upload, aborting it on any failure.
+    fn put_multipart(&self, key: &str, src: &Source<'_>, size: u64) -> Result<(), StoreError> {
+        let what = self.what(key);
+        self.puts.fetch_add(1, Ordering::Relaxed);
+        let created = self.send_full(
+            "POST",
+            key,
+            &[("uploads", "")],
+            &[("content-type", "application/octet-stream")],
+            &[],
+            Some(1 << 16),
+        )?;
+        if let Some(e) = embedded_error("POST", &what, &created.body) {
+            return Err(e);
+        }
+        let upload_id = xml_text(&String::from_utf8_lossy(&created.body), "UploadId")
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| {
+                StoreError::Permanent(format!(
+                    "CreateMultipartUpload {what}: no <UploadId> in the response"
+                ))
+            })?;
+        match self.upload_parts_and_complete(key, src, size, &upload_id) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // Best effort: a failed abort leaves parts a lifecycle rule has to clean.
+                self.puts.fetch_add(1, Ordering::Relaxed);
+                let _ = self.send(
+                    "DELETE",
+                    key,
+                    &[("uploadId", &upload_id)],
+                    &[],
+                    &[],
+                    Some(1 << 16),
+                );
+                Err(e)
+            }
+        }
+    }
+
+    fn upload_parts_and_complete(
+        &self,
+        key: &str,
+        src: &Source<'_>,
+        size: u64,
+        upload_id: &str,
+    ) -> Result<(), StoreError> {
+        let what = self.what(key);
+        let (part_size, parts) = self.part_layout(size);
+        let etags: Mutex<Vec<Option<String>>> = Mutex::new(vec![None; parts as usize]);
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let first_error: Mutex<Option<StoreError>> = Mutex::new(None);
+        let workers = self.parts_in_flight.clamp(1, parts as usize);
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| loop {
+                    if failed.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let i = next.fetch_add(1, Ordering::SeqCst) as u64;
+                    if i >= parts {
+                        return;
+                    }
+                    let offset = i * part_size;
+                    let len = part_size.min(size - offset);
+                    let result = src.read(offset, len).and_then(|body| {
+                        self.puts.fetch_add(1, Ordering::Relaxed);
+                        let number = (i + 1).to_string();
+                        let r = self.send_full(
+                            "PUT",
+                            key,
+                            &[("partNumber", &number), ("uploadId", upload_id)],
+                            &[],
+                            &body,
+                            Some(1 << 16),
+                        )?;
+                        r.etag.filter(|e| !e.is_empty()).ok_or_else(|| {
+                            StoreError::Permanent(format!(
+                                "UploadPart {what} part {number}: no ETag in the response"
+                            ))
+                        })
+                    });
+                    match result {
+                        Ok(etag) => {
+                            etags.lock().unwrap_or_else(|e| e.into_inner())[i as usize] =
+                                Some(etag);
+                        }
+                        Err(e) => {
+                            failed.store(true, Ordering::SeqCst);
+                            first_error
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .get_or_insert(e);
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            return Err(e);
+        }
+        let etags = etags.into_inner().unwrap_or_else(|e| e.into_inner());
+        let mut xml = String::from("<CompleteMultipartUpload>");
+        for (i, etag) in etags.iter().enumerate() {
+            let etag = etag.as_deref().ok_or_else(|| {
+                StoreError::Permanent(format!("UploadPart {what} part {}: not uploaded", i + 1))
+            })?;
+            xml.push_str(&format!(
+                "<Part><PartNumber>{}</PartNumber><ETag>\"{}\"</ETag></Part>",
+                i + 1,
+                xml_escape(&bare_etag(etag))
+            ));
+        }
+        xml.push_str("</CompleteMultipartUpload>");
+        self.puts.fetch_add(1, Ordering::Relaxed);
+        let done = self.send_full(
+            "POST",
+            key,
+            &[("uploadId", upload_id)],
+            &[("content-type", "application/xml")],
+            xml.as_bytes(),
+            Some(1 << 16),
+        )?;
+        match embedded_error("POST", &what, &done.body) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// One PUT of the whole body with extra (signed) headers.
+    fn put_single(&self, key: &str, body: &[u8], extra: &[(&str, &str)]) -> Result<(), StoreError> {
+        self.puts.fetch_add(1, Ordering::Relaxed);
+        let mut headers = vec![("content-type", "application/octet-stream")];
+        headers.extend_from_slice(extra);
+        self.send("PUT", key, &[], &headers, body, None)?;
+        Ok(())
+    }
+
+    /// Creates `key` only if no object has that key (`If-None-Match: *`); an existing
+    /// object gives [`StoreError::PreconditionFailed`]. A single PUT whatever the size.
+    /// A retried attempt whose first try landed also reports `PreconditionFailed`.
+    pub fn put_if_absent(&self, key: &str, body: &[u8]) -> Result<(), StoreError> {
+        self.put_single(key, body, &[("if-none-match", "*")])
+    }
+
+    /// Replaces `key` only if its current ETag is `etag` (quoted or bare, as [`Self::head`]
+    /// gives it); otherwise, or when the object is gone, [`StoreError::PreconditionFailed`].
+    pub fn put_if_match(&self, key: &str, body: &[u8], etag: &str) -> Result<(), StoreError> {
+        let quoted = format!("\"{}\"", bare_etag(etag));
+        self.put_single(key, body, &[("if-match", &quoted)])
+    }
+
+    /// The size and ETag (without quotes) of `key`, or `None` when there is no such object.
+    pub fn head(&self, key: &str) -> Result<Option<(u64, String)>, StoreError> {
+        self.gets.fetch_add(1, Ordering::Relaxed);
+        match self.send_full("HEAD", key, &[], &[], &[], Some(0)) {
+            Ok(r) => {
+                let size = r.content_length.ok_or_else(|| {
+                    StoreError::Permanent(format!("HEAD {}: no Content-Length", self.what(key)))
+                })?;
+                Ok(Some((
+                    size,
+                    r.etag.as_deref().map(bare_etag).unwrap_or_default(),
+                )))
+            }
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Full jitter: uniform in `[0, base * 2^(attempt-1)]`.
@@ -514,16 +836,23 @@ fn parse_list_page(xml: &str) -> Result<ListPage, StoreError> {
 
 impl ObjectStore for S3Store {
     fn put(&self, key: &str, body: &[u8]) -> Result<(), StoreError> {
-        self.puts.fetch_add(1, Ordering::Relaxed);
-        self.send(
-            "PUT",
-            key,
-            &[],
-            &[("content-type", "application/octet-stream")],
-            body,
-            None,
-        )?;
-        Ok(())
+        if body.len() as u64 > self.part_size {
+            return self.put_multipart(key, &Source::Bytes(body), body.len() as u64);
+        }
+        self.put_single(key, body, &[])
+    }
+
+    fn put_file(&self, key: &str, path: &std::path::Path) -> Result<(), StoreError> {
+        let read_err =
+            |e: std::io::Error| StoreError::Permanent(format!("reading {}: {e}", path.display()));
+        let file = std::fs::File::open(path).map_err(read_err)?;
+        let size = file.metadata().map_err(read_err)?.len();
+        if size > self.part_size {
+            return self.put_multipart(key, &Source::File(&file, path), size);
+        }
+        let src = Source::File(&file, path);
+        let body = src.read(0, size)?;
+        self.put_single(key, &body, &[])
     }
 
     fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
@@ -695,6 +1024,43 @@ mod tests {
                 session_token: None,
             }),
         }
+    }
+
+    #[test]
+    fn part_layout_and_parallelism() {
+        let s = S3Store::new(&target(Some("http://127.0.0.1:9000"), true)).unwrap();
+        assert_eq!(s.part_size(), DEFAULT_PART_SIZE);
+        assert_eq!(s.parts_in_flight(), 4);
+        let mib = 1024 * 1024;
+        assert_eq!(s.part_layout(17 * mib), (5 * mib, 4));
+        assert_eq!(s.part_layout(15 * mib), (5 * mib, 3));
+        // Past 10,000 parts the parts grow instead.
+        let (part, n) = s.part_layout(60_000 * mib);
+        assert!(n <= MAX_PARTS && part * n >= 60_000 * mib && part > 5 * mib);
+        let s = s.with_part_size(1000);
+        assert_eq!(s.part_layout(2500), (1000, 3));
+        let r2 = S3Store::new(&target(
+            Some("https://0123abcd.r2.cloudflarestorage.com"),
+            true,
+        ))
+        .unwrap();
+        assert_eq!(r2.parts_in_flight(), 2);
+    }
+
+    #[test]
+    fn etags_and_embedded_errors() {
+        assert_eq!(bare_etag("\"abc-3\""), "abc-3");
+        assert_eq!(bare_etag("abc"), "abc");
+        assert!(embedded_error("POST", "k", b"<CompleteMultipartUploadResult/>").is_none());
+        assert!(
+            embedded_error("POST", "k", b"  <Error><Code>InternalError</Code></Error>")
+                .unwrap()
+                .is_transient()
+        );
+        assert!(matches!(
+            embedded_error("POST", "k", b"<Error><Code>InvalidPart</Code></Error>"),
+            Some(StoreError::Permanent(_))
+        ));
     }
 
     #[test]
