@@ -388,10 +388,18 @@ const FAULTS: [Fault; 5] = [
     Fault::CutBody,
 ];
 
+const BLACKOUT: [Fault; 4] = [
+    Fault::Status500,
+    Fault::Status503,
+    Fault::Reset,
+    Fault::CutBody,
+];
+
 /// A loopback HTTP/1.1 proxy in front of `upstream`, one request per connection (it asks
 /// the upstream to close after each response; `Connection` is not a signed header). For
 /// `fault_for` after it starts, every other request gets a fault, cycling through
-/// [`FAULTS`]; then it is transparent. The accept loop stops when dropped, and by itself
+/// [`FAULTS`], except in the middle fifth..four fifths of that time, a blackout where every
+/// request fails; then it is transparent. The accept loop stops when dropped, and by itself
 /// after `lifetime`.
 struct FaultProxy {
     port: u16,
@@ -427,7 +435,14 @@ impl FaultProxy {
                 };
                 let _ = client.set_nonblocking(false);
                 reqs.fetch_add(1, Ordering::SeqCst);
-                let fault = if started.elapsed() < fault_for && n % 2 == 1 {
+                let t = started.elapsed();
+                let fault = if t >= fault_for {
+                    None
+                } else if t >= fault_for * 2 / 5 && t < fault_for * 4 / 5 {
+                    // A blackout: every request fails (no stalls, which succeed late), longer
+                    // than the store's own retries last, so whole uploads fail.
+                    Some(BLACKOUT[rng.below(BLACKOUT.len() as u64) as usize])
+                } else if n % 2 == 1 {
                     Some(FAULTS[((n / 2) % FAULTS.len() as u64) as usize])
                 } else {
                     None
@@ -645,6 +660,13 @@ db.close()
         started.elapsed().as_secs_f64(),
         proxy.requests.load(Ordering::SeqCst)
     );
+    eprintln!(
+        "seed {seed}: status after the faults: {}",
+        text.lines()
+            .filter(|l| l.starts_with("status ") || l.starts_with("commits "))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
     assert!(
         proxy.faults_over(),
         "seed {seed}: the writer ended inside the fault window"
@@ -663,6 +685,11 @@ db.close()
         .filter_map(|l| l.strip_prefix("status "))
         .filter_map(|l| l.split_once(' '))
         .collect();
+    assert_ne!(
+        status.get("upload_errors").copied().unwrap_or("0"),
+        "0",
+        "seed {seed}: the blackout failed no upload (the faults did not reach the extension): {status:?}"
+    );
     assert_eq!(
         status.get("pending_txns"),
         Some(&"0"),
@@ -796,6 +823,34 @@ fn libreplica_restores_what_litestream_replicated_to_s3() {
         .stdout(std::fs::File::create(dir.join("litestream.log")).unwrap())
         .stderr(std::fs::File::create(dir.join("litestream.err")).unwrap());
     let mut ls = Replicator(cmd.spawn().expect("cannot start litestream replicate"));
+    let url = s3_url(srv.port, "ls/app.db");
+    // Bounded poll: litestream's own restore from the bucket matches the source.
+    let wait_replicated = |want: &str, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut n = 0;
+        loop {
+            n += 1;
+            let out = dir.join(&format!("poll-{}-{n}.db", what.replace(' ', "-")));
+            let o = litestream(
+                &["restore", "-o", out.to_str().unwrap(), &url],
+                dir.path(),
+                &srv,
+            );
+            if o.status.success() && out.exists() && dump_t(&out) == want {
+                return;
+            }
+            assert!(
+            Instant::now() < deadline,
+            "seed {seed}: litestream replicate did not replicate {what} to the bucket within 60 s; last restore: {} {}\nlitestream: {}\n{}",
+            stdout(&o),
+            stderr(&o),
+            std::fs::read_to_string(dir.join("litestream.log")).unwrap_or_default(),
+            std::fs::read_to_string(dir.join("litestream.err")).unwrap_or_default()
+        );
+            std::thread::park_timeout(Duration::from_millis(200));
+        }
+    };
+    wait_replicated(&dump_t(&db), "the initial database");
     for round in 0..3 {
         write_plain(&format!(
             r#"
@@ -808,33 +863,9 @@ for txn in range(5):
     db.execute("COMMIT")
 "#
         ));
+        wait_replicated(&dump_t(&db), &format!("round {round}"));
     }
     let want = dump_t(&db);
-    let url = s3_url(srv.port, "ls/app.db");
-    // Bounded poll: litestream's own restore from the bucket matches the source.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut n = 0;
-    loop {
-        n += 1;
-        let out = dir.join(&format!("poll-{n}.db"));
-        let o = litestream(
-            &["restore", "-o", out.to_str().unwrap(), &url],
-            dir.path(),
-            &srv,
-        );
-        if o.status.success() && out.exists() && dump_t(&out) == want {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "seed {seed}: litestream replicate did not reach the bucket within 60 s; last restore: {} {}\nlitestream: {}\n{}",
-            stdout(&o),
-            stderr(&o),
-            std::fs::read_to_string(dir.join("litestream.log")).unwrap_or_default(),
-            std::fs::read_to_string(dir.join("litestream.err")).unwrap_or_default()
-        );
-        std::thread::park_timeout(Duration::from_millis(200));
-    }
     ls.stop();
     let files = server_ltx_files(&dir.join("server/bkt/ls/app.db"));
     let env = keys(&srv);
@@ -849,7 +880,13 @@ for txn in range(5):
             "replica_restore of the litestream-written S3 replica (seed {seed}); files {files:?}"
         ),
     );
-    assert!(text.starts_with("restored "), "{text}");
+    let max = files.iter().map(|f| f.2).max().unwrap_or(0);
+    assert_eq!(
+        text.trim(),
+        format!("restored {max}"),
+        "seed {seed}: replica_restore did not restore the replica's last txid; files {files:?}"
+    );
+    eprintln!("seed {seed}: litestream wrote {files:?}");
     assert!(
         dump_t(&dir.join("x.db")) == want,
         "seed {seed}: replica_restore of the litestream S3 replica differs from the source; files {files:?}"
