@@ -134,6 +134,23 @@ fn assert_level0_contiguous(files: &[(u8, u64, u64)], last: u64, what: &str) {
     );
 }
 
+/// The level-0 check itself catches gaps, overlaps, duplicates and a short tail.
+#[test]
+fn the_level0_check_rejects_gaps_duplicates_and_overlaps() {
+    let good = [(0, 2, 2), (0, 3, 5), (0, 6, 6), (9, 1, 1)];
+    assert_level0_contiguous(&good, 6, "good");
+    for (bad, last) in [
+        (vec![(0, 2, 2), (0, 4, 4), (9, 1, 1)], 4), // gap
+        (vec![(0, 2, 2), (0, 2, 3), (9, 1, 1)], 3), // duplicate start
+        (vec![(0, 2, 4), (0, 3, 5), (9, 1, 1)], 5), // overlap
+        (vec![(0, 2, 2), (0, 3, 3), (9, 1, 1)], 4), // short of the last txid
+        (vec![(0, 2, 2)], 2),                       // no snapshot
+    ] {
+        let r = std::panic::catch_unwind(|| assert_level0_contiguous(&bad, last, "bad"));
+        assert!(r.is_err(), "accepted {bad:?} up to {last}");
+    }
+}
+
 // -- 1. the randomized workload over S3 ---------------------------------------------------
 
 fn driver() -> PathBuf {
@@ -210,7 +227,10 @@ fn randomized_workload_over_s3_restores_every_sync_point() {
     let url = s3_url(srv.port, "prefix");
     let mut env = keys(&srv);
     env.push(("REPLICA_URL".into(), url.clone()));
-    env.push(("REPLICA_SYNC_INTERVAL".into(), "100ms".into()));
+    // Vary how commits are batched into objects with the seed.
+    let interval = ["20ms", "150ms", "1s"][(seed % 3) as usize];
+    eprintln!("seed {seed}: sync interval {interval}");
+    env.push(("REPLICA_SYNC_INTERVAL".into(), interval.into()));
     let env = as_refs(&env);
     let started = Instant::now();
     let run_out = run_driver(
