@@ -431,7 +431,13 @@ struct FaultProxy {
 }
 
 impl FaultProxy {
-    fn start(upstream: u16, seed: u64, fault_for: Duration, lifetime: Duration) -> FaultProxy {
+    fn start(
+        upstream: u16,
+        seed: u64,
+        fault_for: Duration,
+        lifetime: Duration,
+        blackout: bool,
+    ) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -458,7 +464,7 @@ impl FaultProxy {
                 let t = started.elapsed();
                 let fault = if t >= fault_for {
                     None
-                } else if t >= fault_for * 2 / 5 && t < fault_for * 4 / 5 {
+                } else if blackout && t >= fault_for * 2 / 5 && t < fault_for * 4 / 5 {
                     // A blackout: every request fails (no stalls, which succeed late), longer
                     // than the store's own retries last, so whole uploads fail.
                     Some(BLACKOUT[rng.below(BLACKOUT.len() as u64) as usize])
@@ -631,6 +637,7 @@ fn a_steady_writer_survives_5xx_stalls_resets_and_cut_bodies() {
         seed,
         Duration::from_secs(5),
         Duration::from_secs(240),
+        true,
     );
     let mut env = keys(&srv);
     env.push(("REPLICA_URL".into(), s3_url(proxy.port, "faulty")));
@@ -742,6 +749,43 @@ db.close()
         dump(&dir.join("app.db")) == dump(&dir.join("r.db")),
         "seed {seed}: the restore differs from the source"
     );
+    // And a restore through a proxy that faults every other request (5xx, stalls, resets,
+    // cut response bodies) all along: the store's retries carry it, and it is the same.
+    let restore_proxy = FaultProxy::start(
+        srv.port,
+        seed ^ 0x5eed,
+        Duration::from_secs(120),
+        Duration::from_secs(120),
+        false,
+    );
+    let restore = python_loaded(
+        &format!(
+            "print('restored', boot.execute(\"SELECT replica_restore('{}', 'r2.db')\").fetchone()[0])\n",
+            s3_url(restore_proxy.port, "faulty/app.db")
+        ),
+        dir.path(),
+        &env,
+    );
+    let rtext = check(
+        &restore,
+        &format!("replica_restore through the faulting proxy (seed {seed})"),
+    );
+    let injected = restore_proxy.injected();
+    eprintln!("seed {seed}: restore through the proxy injected {injected:?}");
+    assert!(
+        injected.iter().all(|(_, n)| *n > 0),
+        "seed {seed}: not every fault was injected into the restore: {injected:?}"
+    );
+    assert!(
+        rtext.contains(&format!("restored {synced}")),
+        "seed {seed}: restore through the proxy returned {rtext}, replica_sync {synced}"
+    );
+    assert!(
+        dump(&dir.join("app.db")) == dump(&dir.join("r2.db")),
+        "seed {seed}: the restore through the faulting proxy differs from the source"
+    );
+    drop(restore_proxy);
+
     let files = server_ltx_files(&dir.join("server/bkt/faulty/app.db"));
     assert_level0_contiguous(&files, synced, &format!("seed {seed}"));
     assert_eq!(
