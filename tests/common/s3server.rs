@@ -70,6 +70,9 @@ pub fn start(dir: &Path, bucket: &str) -> S3Server {
                     let Ok((socket, _)) = listener.accept().await else {
                         continue;
                     };
+                    // Without this, Nagle's algorithm on the server and delayed ACKs on the
+                    // client hold the tail of a streamed body back for tens of milliseconds.
+                    let _ = socket.set_nodelay(true);
                     let service = service.clone();
                     tokio::spawn(async move {
                         let _ = hyper::server::conn::http1::Builder::new()

@@ -1,0 +1,958 @@
+//! End to end over the S3 transport, against the in-process `s3s` + `s3s-fs` server (which
+//! verifies SigV4): the seeded randomized workload with restores at its sync points; a
+//! steady writer behind a fault-injecting loopback proxy (5xx, stalls, resets, cut bodies);
+//! and Litestream interop both ways (`litestream replicate` to the bucket, `replica_restore`
+//! from it). `litestream restore` of a libreplica S3 replica is covered by `tests/s3.rs`.
+//!
+//! Virtual-hosted addressing is not tested end to end: it needs `bkt.localhost` (or a
+//! similar name) to resolve to loopback, which this machine does not do.
+
+mod common;
+#[path = "common/s3server.rs"]
+mod s3server;
+
+use common::*;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn seed_from_env_or_time(var: &str) -> u64 {
+    match std::env::var(var) {
+        Ok(s) => s
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{var}={s:?} is not a number")),
+        Err(_) => {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                % 1_000_000_007
+        }
+    }
+}
+
+/// A small deterministic PRNG (xorshift64*), so fault schedules replay from the seed.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The environment every process talking to the server gets: the keys, and the extension's
+/// log on stderr.
+fn keys(srv: &s3server::S3Server) -> Vec<(String, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID".into(), srv.access_key.clone()),
+        ("AWS_SECRET_ACCESS_KEY".into(), srv.secret_key.clone()),
+        ("AWS_REGION".into(), "us-east-1".into()),
+        ("REPLICA_LOG".into(), "stderr".into()),
+    ]
+}
+
+fn as_refs(v: &[(String, String)]) -> Vec<(&str, &str)> {
+    v.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// `s3://bkt/PATH?endpoint=http://127.0.0.1:PORT&force-path-style=true`.
+fn s3_url(port: u16, path: &str) -> String {
+    format!("s3://bkt/{path}?endpoint=http://127.0.0.1:{port}&force-path-style=true")
+}
+
+/// The LTX files the server holds under `db_dir` (s3s-fs keeps objects as files):
+/// (level, min txid, max txid), sorted.
+fn server_ltx_files(db_dir: &Path) -> Vec<(u8, u64, u64)> {
+    let mut out = Vec::new();
+    let Ok(levels) = std::fs::read_dir(db_dir) else {
+        return out;
+    };
+    for level in levels.flatten() {
+        let Ok(lvl) = u8::from_str_radix(&level.file_name().to_string_lossy(), 16) else {
+            continue;
+        };
+        let Ok(files) = std::fs::read_dir(level.path()) else {
+            continue;
+        };
+        for f in files.flatten() {
+            let name = f.file_name().to_string_lossy().to_string();
+            let Some(stem) = name.strip_suffix(".ltx") else {
+                continue;
+            };
+            let Some((a, b)) = stem.split_once('-') else {
+                continue;
+            };
+            if let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) {
+                out.push((lvl, a, b));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Level-0 files cover the txids after the first snapshot up to `last`, each exactly once,
+/// in order; the first snapshot is 9/1-1.
+fn assert_level0_contiguous(files: &[(u8, u64, u64)], last: u64, what: &str) {
+    assert!(
+        files.contains(&(9, 1, 1)),
+        "{what}: no initial snapshot 9/1-1 in {files:?}"
+    );
+    let l0: Vec<(u64, u64)> = files
+        .iter()
+        .filter(|f| f.0 == 0)
+        .map(|f| (f.1, f.2))
+        .collect();
+    let mut next = 2;
+    for (a, b) in &l0 {
+        assert!(
+            *a == next && b >= a,
+            "{what}: level-0 file {a:x}-{b:x} where txid {next} was due (gap, overlap or duplicate); level 0: {l0:?}"
+        );
+        next = b + 1;
+    }
+    assert_eq!(
+        next,
+        last + 1,
+        "{what}: level 0 ends at txid {}, the last synced txid is {last}; level 0: {l0:?}",
+        next - 1
+    );
+}
+
+/// The level-0 check itself catches gaps, overlaps, duplicates and a short tail.
+#[test]
+fn the_level0_check_rejects_gaps_duplicates_and_overlaps() {
+    let good = [(0, 2, 2), (0, 3, 5), (0, 6, 6), (9, 1, 1)];
+    assert_level0_contiguous(&good, 6, "good");
+    for (bad, last) in [
+        (vec![(0, 2, 2), (0, 4, 4), (9, 1, 1)], 4), // gap
+        (vec![(0, 2, 2), (0, 2, 3), (9, 1, 1)], 3), // duplicate start
+        (vec![(0, 2, 4), (0, 3, 5), (9, 1, 1)], 5), // overlap
+        (vec![(0, 2, 2), (0, 3, 3), (9, 1, 1)], 4), // short of the last txid
+        (vec![(0, 2, 2)], 2),                       // no snapshot
+    ] {
+        let r = std::panic::catch_unwind(|| assert_level0_contiguous(&bad, last, "bad"));
+        assert!(r.is_err(), "accepted {bad:?} up to {last}");
+    }
+}
+
+// -- 1. the randomized workload over S3 ---------------------------------------------------
+
+fn driver() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workload/driver.py")
+}
+
+fn run_driver(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let lib = load_path();
+    let script = driver();
+    let mut argv: Vec<&str> = vec![script.to_str().unwrap()];
+    argv.extend_from_slice(args);
+    let mut all: Vec<(&str, &str)> = vec![("REPLICA_TEST_LIB", &lib)];
+    all.extend_from_slice(env);
+    run_command(
+        replica_command(PYTHON3, &argv, cwd, &all),
+        "",
+        Duration::from_secs(240),
+    )
+}
+
+struct Point {
+    label: String,
+    txid: u64,
+    hash: String,
+    rows: String,
+}
+
+/// The driver's report: the sync points, the final point, and replica_status().
+fn parse_report(text: &str, seed: u64) -> (Vec<Point>, Point, BTreeMap<String, String>) {
+    let mut points = Vec::new();
+    let mut fin = None;
+    let mut status = BTreeMap::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let num = |s: &str| {
+            s.parse::<u64>()
+                .unwrap_or_else(|_| panic!("seed {seed}: bad number {s:?} in {line:?}"))
+        };
+        match f[0] {
+            "point" => points.push(Point {
+                label: f[1].into(),
+                txid: num(f[2]),
+                hash: f[3].into(),
+                rows: f[4].into(),
+            }),
+            "final" => {
+                fin = Some(Point {
+                    label: "final".into(),
+                    txid: num(f[1]),
+                    hash: f[2].into(),
+                    rows: f[3].into(),
+                })
+            }
+            "status" => {
+                status.insert(f[1].to_string(), f.get(2).copied().unwrap_or("").into());
+            }
+            _ => {}
+        }
+    }
+    let fin = fin.unwrap_or_else(|| panic!("seed {seed}: no final point in the report"));
+    (points, fin, status)
+}
+
+#[test]
+fn randomized_workload_over_s3_restores_every_sync_point() {
+    let seed = seed_from_env_or_time("S3_WORKLOAD_SEED");
+    let ops = std::env::var("WORKLOAD_OPS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(300);
+    eprintln!("s3 workload seed {seed} ({ops} ops); replay with S3_WORKLOAD_SEED={seed}");
+    let dir = TempDir::new(&format!("s3-workload-{seed}"));
+    let srv = s3server::start(&dir.join("server"), "bkt");
+    let url = s3_url(srv.port, "prefix");
+    let mut env = keys(&srv);
+    env.push(("REPLICA_URL".into(), url.clone()));
+    // Vary how commits are batched into objects with the seed.
+    let interval = ["20ms", "150ms", "1s"][(seed % 3) as usize];
+    eprintln!("seed {seed}: sync interval {interval}");
+    env.push(("REPLICA_SYNC_INTERVAL".into(), interval.into()));
+    let env = as_refs(&env);
+    let started = Instant::now();
+    let run_out = run_driver(
+        dir.path(),
+        &["run", &seed.to_string(), &ops.to_string(), "report.txt"],
+        &env,
+    );
+    check(&run_out, &format!("workload driver over s3 (seed {seed})"));
+    let (points, fin, status) = parse_report(
+        &std::fs::read_to_string(dir.join("report.txt")).unwrap(),
+        seed,
+    );
+    eprintln!(
+        "seed {seed}: driver {:.1} s, final txid {}",
+        started.elapsed().as_secs_f64(),
+        fin.txid
+    );
+    assert_eq!(
+        points.len(),
+        10,
+        "seed {seed}: {} sync points",
+        points.len()
+    );
+    assert!(
+        points.windows(2).all(|w| w[0].txid <= w[1].txid) && fin.txid >= points[9].txid,
+        "seed {seed}: replica_sync went backwards"
+    );
+    let st = |k: &str| status.get(k).cloned().unwrap_or_default();
+    assert_eq!(st("pending_txns"), "0", "seed {seed}: {status:?}");
+    assert_eq!(st("upload_errors"), "0", "seed {seed}: {status:?}");
+    assert_eq!(
+        st("replicated_txid"),
+        fin.txid.to_string(),
+        "seed {seed}: {status:?}"
+    );
+    let run_err = stderr(&run_out);
+    let errors: Vec<&str> = run_err
+        .lines()
+        .filter(|l| l.starts_with("libreplica error"))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "seed {seed}: the extension logged errors:\n{}",
+        errors.join("\n")
+    );
+
+    // Checkpoint the source into a plain file (without the extension).
+    let src = dir.join("app.db");
+    check(
+        &run(
+            SQLITE3,
+            &[src.to_str().unwrap(), "PRAGMA wal_checkpoint(TRUNCATE);"],
+            dir.path(),
+            &[],
+            "",
+        ),
+        "checkpoint the source",
+    );
+
+    // Restore the latest and every point, naming the replica by database name (through
+    // REPLICA_URL) and by its full S3 URL, alternately.
+    let full = s3_url(srv.port, "prefix/app.db");
+    let mut args: Vec<String> = vec!["app.db".into(), "latest.db".into(), "latest".into()];
+    for (i, p) in points.iter().enumerate() {
+        args.push(if i % 2 == 0 {
+            "app.db".into()
+        } else {
+            full.clone()
+        });
+        args.push(format!("r{i}.db"));
+        args.push(p.txid.to_string());
+    }
+    let argv: Vec<&str> = std::iter::once("restore")
+        .chain(args.iter().map(String::as_str))
+        .collect();
+    let out = run_driver(dir.path(), &argv, &env);
+    let text = check(&out, &format!("replica_restore over s3 (seed {seed})"));
+    let mut restored: BTreeMap<String, String> = BTreeMap::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.splitn(3, '\t').collect();
+        if f.len() == 3 {
+            assert_eq!(
+                f[1], "ok",
+                "seed {seed}: replica_restore into {} failed: {}",
+                f[0], f[2]
+            );
+            restored.insert(f[0].into(), f[2].into());
+        }
+    }
+    let mut expected: Vec<(String, &Point)> = vec![("latest.db".into(), &fin)];
+    expected.extend(
+        points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (format!("r{i}.db"), p)),
+    );
+    for (db, p) in &expected {
+        assert_eq!(
+            restored.get(db).map(String::as_str),
+            Some(p.txid.to_string().as_str()),
+            "seed {seed}: restore into {db} ({}) returned {restored:?}",
+            p.label
+        );
+    }
+    let dbs: Vec<&str> = expected.iter().map(|(d, _)| d.as_str()).collect();
+    let argv: Vec<&str> = std::iter::once("hash").chain(dbs.iter().copied()).collect();
+    let text = check(&run_driver(dir.path(), &argv, &[]), "hash restores");
+    let hashes: BTreeMap<&str, Vec<&str>> = text
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f.len() == 4).then(|| (f[0], f))
+        })
+        .collect();
+    let mut mismatches = Vec::new();
+    for (db, p) in &expected {
+        let f = hashes
+            .get(db.as_str())
+            .unwrap_or_else(|| panic!("seed {seed}: no hash for {db}: {text}"));
+        if f[2] != "ok" {
+            mismatches.push(format!("{db} (txid {}): integrity_check: {}", p.txid, f[2]));
+        } else if f[1] != p.hash {
+            mismatches.push(format!(
+                "{db} restored at txid {} ({}) has rows {}, the database had rows {}",
+                p.txid, p.label, f[3], p.rows
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "seed {seed}: restores differ from the states replica_sync vouched for:\n{}",
+        mismatches.join("\n")
+    );
+    let latest = dir.join("latest.db");
+    assert!(
+        dump(&src) == dump(&latest),
+        "seed {seed}: the latest restore differs from the source"
+    );
+    assert_eq!(
+        ltx_db_checksum(&latest),
+        ltx_db_checksum(&src),
+        "seed {seed}: LTX checksums differ"
+    );
+
+    // The bucket: level-9 snapshots and level-0 files together count the txids.
+    let files = server_ltx_files(&dir.join("server/bkt/prefix/app.db"));
+    let counted = files.iter().filter(|f| f.0 == 0 || f.0 == 9).count() as u64;
+    assert_eq!(
+        counted, fin.txid,
+        "seed {seed}: {counted} level-0/level-9 files for txid {}: {files:?}",
+        fin.txid
+    );
+    eprintln!(
+        "seed {seed}: OK in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+// -- 2. a fault-injecting proxy ---------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    Status500,
+    Status503,
+    Stall,
+    Reset,
+    CutBody,
+}
+
+const FAULTS: [Fault; 5] = [
+    Fault::Status500,
+    Fault::Status503,
+    Fault::Stall,
+    Fault::Reset,
+    Fault::CutBody,
+];
+
+const BLACKOUT: [Fault; 4] = [
+    Fault::Status500,
+    Fault::Status503,
+    Fault::Reset,
+    Fault::CutBody,
+];
+
+/// A loopback HTTP/1.1 proxy in front of `upstream`, one request per connection (it asks
+/// the upstream to close after each response; `Connection` is not a signed header). For
+/// `fault_for` after it starts, every other request gets a fault, cycling through
+/// [`FAULTS`], except in the middle fifth..four fifths of that time, a blackout where every
+/// request fails; then it is transparent. The accept loop stops when dropped, and by itself
+/// after `lifetime`.
+struct FaultProxy {
+    port: u16,
+    started: Instant,
+    fault_for: Duration,
+    injected: Arc<Vec<AtomicUsize>>,
+    requests: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FaultProxy {
+    fn start(
+        upstream: u16,
+        seed: u64,
+        fault_for: Duration,
+        lifetime: Duration,
+        blackout: bool,
+    ) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let injected: Arc<Vec<AtomicUsize>> =
+            Arc::new(FAULTS.iter().map(|_| AtomicUsize::new(0)).collect());
+        let requests = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
+        let (inj, reqs, stopping) = (injected.clone(), requests.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut rng = Rng::new(seed);
+            let mut n = 0u64;
+            while !stopping.load(Ordering::SeqCst) && started.elapsed() < lifetime {
+                let client = match listener.accept() {
+                    Ok((c, _)) => c,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::park_timeout(Duration::from_millis(2));
+                        continue;
+                    }
+                    Err(_) => continue,
+                };
+                let _ = client.set_nonblocking(false);
+                reqs.fetch_add(1, Ordering::SeqCst);
+                let t = started.elapsed();
+                let fault = if t >= fault_for {
+                    None
+                } else if blackout && t >= fault_for * 2 / 5 && t < fault_for * 4 / 5 {
+                    // A blackout: every request fails (no stalls, which succeed late), longer
+                    // than the store's own retries last, so whole uploads fail.
+                    Some(BLACKOUT[rng.below(BLACKOUT.len() as u64) as usize])
+                } else if n % 2 == 1 {
+                    Some(FAULTS[((n / 2) % FAULTS.len() as u64) as usize])
+                } else {
+                    None
+                };
+                n += 1;
+                let stall = Duration::from_millis(200 + rng.below(400));
+                let cut = rng.below(1000);
+                let inj = inj.clone();
+                std::thread::spawn(move || {
+                    if let Some(f) = fault {
+                        inj[FAULTS.iter().position(|x| *x == f).unwrap()]
+                            .fetch_add(1, Ordering::SeqCst);
+                    }
+                    let _ = serve_one(client, upstream, fault, stall, cut);
+                });
+            }
+        });
+        FaultProxy {
+            port,
+            started,
+            fault_for,
+            injected,
+            requests,
+            stop,
+        }
+    }
+
+    fn injected(&self) -> Vec<(Fault, usize)> {
+        FAULTS
+            .iter()
+            .zip(self.injected.iter())
+            .map(|(f, n)| (*f, n.load(Ordering::SeqCst)))
+            .collect()
+    }
+
+    fn faults_over(&self) -> bool {
+        self.started.elapsed() >= self.fault_for
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Reads up to the end of an HTTP head; returns the head and whatever followed it.
+fn read_head(s: &mut TcpStream) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let rest = buf.split_off(i + 4);
+            return Ok((buf, rest));
+        }
+        let k = s.read(&mut chunk)?;
+        if k == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..k]);
+    }
+}
+
+fn content_length(head: &[u8]) -> usize {
+    String::from_utf8_lossy(head)
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0)
+}
+
+fn serve_one(
+    mut client: TcpStream,
+    upstream: u16,
+    fault: Option<Fault>,
+    stall: Duration,
+    cut: u64,
+) -> std::io::Result<()> {
+    client.set_read_timeout(Some(Duration::from_secs(30)))?;
+    if fault == Some(Fault::Reset) {
+        // Close with the request unread: the kernel answers with a RST (or, if nothing
+        // had arrived yet, a plain close before any response).
+        let mut b = [0u8; 8];
+        let _ = client.read(&mut b);
+        drop(client);
+        return Ok(());
+    }
+    let (head, mut body) = read_head(&mut client)?;
+    let want = content_length(&head);
+    let mut chunk = [0u8; 65536];
+    while body.len() < want {
+        let k = client.read(&mut chunk)?;
+        if k == 0 {
+            return Ok(());
+        }
+        body.extend_from_slice(&chunk[..k]);
+    }
+    if let Some(f @ (Fault::Status500 | Fault::Status503)) = fault {
+        let (status, code) = if f == Fault::Status500 {
+            ("500 Internal Server Error", "InternalError")
+        } else {
+            ("503 Service Unavailable", "SlowDown")
+        };
+        let msg = format!("<Error><Code>{code}</Code><Message>injected</Message></Error>");
+        write!(
+            client,
+            "HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{msg}",
+            msg.len()
+        )?;
+        let _ = client.shutdown(Shutdown::Both);
+        return Ok(());
+    }
+    // Forward with `Connection: close`, read the whole response.
+    let text = String::from_utf8_lossy(&head[..head.len() - 4]).to_string();
+    let mut fwd = String::new();
+    for line in text.split("\r\n") {
+        if !line.to_ascii_lowercase().starts_with("connection:") {
+            fwd.push_str(line);
+            fwd.push_str("\r\n");
+        }
+    }
+    fwd.push_str("Connection: close\r\n\r\n");
+    let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
+    up.set_read_timeout(Some(Duration::from_secs(30)))?;
+    up.write_all(fwd.as_bytes())?;
+    up.write_all(&body)?;
+    let mut resp = Vec::new();
+    up.read_to_end(&mut resp)?;
+    match fault {
+        Some(Fault::Stall) => {
+            std::thread::sleep(stall); // the fault itself: a slow server, not synchronization
+            client.write_all(&resp)?;
+        }
+        Some(Fault::CutBody) => {
+            // The head and part of the body (at least one byte short), then close.
+            let head_end = resp
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map_or(resp.len(), |i| i + 4);
+            let body_len = resp.len() - head_end;
+            let keep = if body_len > 0 {
+                head_end + (cut as usize % body_len)
+            } else {
+                head_end / 2
+            };
+            client.write_all(&resp[..keep])?;
+        }
+        _ => client.write_all(&resp)?,
+    }
+    let _ = client.shutdown(Shutdown::Both);
+    Ok(())
+}
+
+#[test]
+fn a_steady_writer_survives_5xx_stalls_resets_and_cut_bodies() {
+    let seed = seed_from_env_or_time("S3_FAULT_SEED");
+    eprintln!("fault proxy seed {seed}; replay with S3_FAULT_SEED={seed}");
+    let dir = TempDir::new("s3-faults");
+    let srv = s3server::start(&dir.join("server"), "bkt");
+    let proxy = FaultProxy::start(
+        srv.port,
+        seed,
+        Duration::from_secs(5),
+        Duration::from_secs(240),
+        true,
+    );
+    let mut env = keys(&srv);
+    env.push(("REPLICA_URL".into(), s3_url(proxy.port, "faulty")));
+    env.push(("REPLICA_SYNC_INTERVAL".into(), "50ms".into()));
+    let env = as_refs(&env);
+    let started = Instant::now();
+    // Commits at a steady pace for about 7 s (the faults last the first 5 s), then syncs.
+    let out = python_loaded(
+        &format!(
+            r#"
+import random, time
+rng = random.Random({seed})
+db = sqlite3.connect("app.db", isolation_level=None)
+assert db.execute("PRAGMA journal_mode=wal").fetchone()[0] == "wal"
+db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
+commits = 0
+t0 = time.time()
+while time.time() - t0 < 7.0:
+    db.execute("BEGIN IMMEDIATE")
+    for i in range(rng.randint(1, 20)):
+        db.execute("INSERT INTO t(v) VALUES (?)", (rng.randbytes(rng.choice([10, 500, 5000, 20000])),))
+    if rng.random() < 0.3:
+        db.execute("DELETE FROM t WHERE id % 7 = ?", (rng.randint(0, 6),))
+    db.execute("COMMIT")
+    commits += 1
+    time.sleep(0.03)  # the writer's pace
+print("commits", commits)
+print("synced", db.execute("SELECT replica_sync(60000)").fetchone()[0])
+cur = db.execute("SELECT * FROM replica_status()")
+cols = [d[0] for d in cur.description]
+for row in cur.fetchall():
+    for k, v in zip(cols, row):
+        print("status", k, v)
+db.close()
+"#
+        ),
+        dir.path(),
+        &env,
+    );
+    let text = check(
+        &out,
+        &format!("writer behind the fault proxy (seed {seed})"),
+    );
+    let injected = proxy.injected();
+    eprintln!(
+        "seed {seed}: {:.1} s, {} requests through the proxy, injected {injected:?}",
+        started.elapsed().as_secs_f64(),
+        proxy.requests.load(Ordering::SeqCst)
+    );
+    eprintln!(
+        "seed {seed}: status after the faults: {}",
+        text.lines()
+            .filter(|l| l.starts_with("status ") || l.starts_with("commits "))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    assert!(
+        proxy.faults_over(),
+        "seed {seed}: the writer ended inside the fault window"
+    );
+    assert!(
+        injected.iter().all(|(_, n)| *n > 0),
+        "seed {seed}: not every fault was injected: {injected:?}"
+    );
+    let synced: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("synced "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("seed {seed}: no synced txid:\n{text}"));
+    let status: BTreeMap<&str, &str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("status "))
+        .filter_map(|l| l.split_once(' '))
+        .collect();
+    assert_ne!(
+        status.get("upload_errors").copied().unwrap_or("0"),
+        "0",
+        "seed {seed}: the blackout failed no upload (the faults did not reach the extension): {status:?}"
+    );
+    assert_eq!(
+        status.get("pending_txns"),
+        Some(&"0"),
+        "seed {seed}: {status:?}"
+    );
+    assert_eq!(
+        status.get("replicated_txid").copied(),
+        Some(synced.to_string().as_str()),
+        "seed {seed}: {status:?}"
+    );
+
+    // Restore (straight from the server, past the proxy) equals the source.
+    let restore = python_loaded(
+        &format!(
+            "print('restored', boot.execute(\"SELECT replica_restore('{}', 'r.db')\").fetchone()[0])\n",
+            s3_url(srv.port, "faulty/app.db")
+        ),
+        dir.path(),
+        &env,
+    );
+    let rtext = check(
+        &restore,
+        &format!("replica_restore after faults (seed {seed})"),
+    );
+    assert!(
+        rtext.contains(&format!("restored {synced}")),
+        "seed {seed}: restore returned {rtext}, replica_sync {synced}"
+    );
+    assert!(
+        dump(&dir.join("app.db")) == dump(&dir.join("r.db")),
+        "seed {seed}: the restore differs from the source"
+    );
+    // And a restore through a proxy that faults every other request (5xx, stalls, resets,
+    // cut response bodies) all along: the store's retries carry it, and it is the same.
+    let restore_proxy = FaultProxy::start(
+        srv.port,
+        seed ^ 0x5eed,
+        Duration::from_secs(120),
+        Duration::from_secs(120),
+        false,
+    );
+    let restore = python_loaded(
+        &format!(
+            "print('restored', boot.execute(\"SELECT replica_restore('{}', 'r2.db')\").fetchone()[0])\n",
+            s3_url(restore_proxy.port, "faulty/app.db")
+        ),
+        dir.path(),
+        &env,
+    );
+    let rtext = check(
+        &restore,
+        &format!("replica_restore through the faulting proxy (seed {seed})"),
+    );
+    let injected = restore_proxy.injected();
+    eprintln!("seed {seed}: restore through the proxy injected {injected:?}");
+    assert!(
+        injected.iter().all(|(_, n)| *n > 0),
+        "seed {seed}: not every fault was injected into the restore: {injected:?}"
+    );
+    assert!(
+        rtext.contains(&format!("restored {synced}")),
+        "seed {seed}: restore through the proxy returned {rtext}, replica_sync {synced}"
+    );
+    assert!(
+        dump(&dir.join("app.db")) == dump(&dir.join("r2.db")),
+        "seed {seed}: the restore through the faulting proxy differs from the source"
+    );
+    drop(restore_proxy);
+
+    let files = server_ltx_files(&dir.join("server/bkt/faulty/app.db"));
+    assert_level0_contiguous(&files, synced, &format!("seed {seed}"));
+    assert_eq!(
+        status.get("snapshots"),
+        Some(&"1"),
+        "seed {seed}: a fallback snapshot was taken: {status:?}"
+    );
+}
+
+// -- 3. litestream replicate to S3, libreplica restores --------------------------------
+
+/// A running `litestream replicate`, stopped by pid (SIGTERM, then SIGKILL) when dropped.
+struct Replicator(Child);
+
+impl Replicator {
+    fn stop(&mut self) {
+        if self.0.try_wait().unwrap().is_some() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.0.try_wait().unwrap().is_some() {
+                return;
+            }
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Replicator {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn litestream(args: &[&str], cwd: &Path, srv: &s3server::S3Server) -> Output {
+    let mut cmd = Command::new(litestream_bin());
+    cmd.args(args)
+        .current_dir(cwd)
+        .env_remove("AWS_CA_BUNDLE")
+        .env("AWS_ACCESS_KEY_ID", &srv.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &srv.secret_key)
+        .env("AWS_REGION", "us-east-1");
+    run_command(cmd, "", Duration::from_secs(60))
+}
+
+fn dump_t(db: &Path) -> String {
+    check(
+        &run(
+            SQLITE3,
+            &[db.to_str().unwrap(), ".dump t"],
+            db.parent().unwrap(),
+            &[],
+            "",
+        ),
+        "sqlite3 .dump t",
+    )
+}
+
+#[test]
+fn libreplica_restores_what_litestream_replicated_to_s3() {
+    let seed = seed_from_env_or_time("S3_LS_SEED");
+    eprintln!("litestream-to-s3 seed {seed}; replay with S3_LS_SEED={seed}");
+    let dir = TempDir::new("s3-ls-replicate");
+    let srv = s3server::start(&dir.join("server"), "bkt");
+    let db = dir.join("app.db");
+    let config = dir.join("litestream.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "dbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n      type: s3\n      bucket: bkt\n      path: ls/app.db\n      endpoint: {}\n      region: us-east-1\n      force-path-style: true\n      access-key-id: {}\n      secret-access-key: {}\n      sync-interval: 100ms\n",
+            db.display(),
+            srv.endpoint(),
+            srv.access_key,
+            srv.secret_key
+        ),
+    )
+    .unwrap();
+    let write_plain = |body: &str| {
+        let script = format!(
+            "import sqlite3, random\ndb = sqlite3.connect('app.db', isolation_level=None, timeout=30)\ndb.execute('PRAGMA journal_mode=WAL')\n{body}\n"
+        );
+        check(
+            &run(PYTHON3, &["-"], dir.path(), &[], &script),
+            "plain python writer",
+        );
+    };
+    write_plain("db.execute('CREATE TABLE t(id INTEGER PRIMARY KEY, k TEXT, v BLOB)')\ndb.execute(\"INSERT INTO t(k, v) VALUES ('first', zeroblob(100))\")");
+    let mut cmd = Command::new(litestream_bin());
+    cmd.args(["replicate", "-config", config.to_str().unwrap()])
+        .current_dir(dir.path())
+        .env_remove("AWS_CA_BUNDLE")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.join("litestream.log")).unwrap())
+        .stderr(std::fs::File::create(dir.join("litestream.err")).unwrap());
+    let mut ls = Replicator(cmd.spawn().expect("cannot start litestream replicate"));
+    let url = s3_url(srv.port, "ls/app.db");
+    // Bounded poll: litestream's own restore from the bucket matches the source.
+    let wait_replicated = |want: &str, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut n = 0;
+        loop {
+            n += 1;
+            let out = dir.join(&format!("poll-{}-{n}.db", what.replace(' ', "-")));
+            let o = litestream(
+                &["restore", "-o", out.to_str().unwrap(), &url],
+                dir.path(),
+                &srv,
+            );
+            if o.status.success() && out.exists() && dump_t(&out) == want {
+                return;
+            }
+            assert!(
+            Instant::now() < deadline,
+            "seed {seed}: litestream replicate did not replicate {what} to the bucket within 60 s; last restore: {} {}\nlitestream: {}\n{}",
+            stdout(&o),
+            stderr(&o),
+            std::fs::read_to_string(dir.join("litestream.log")).unwrap_or_default(),
+            std::fs::read_to_string(dir.join("litestream.err")).unwrap_or_default()
+        );
+            std::thread::park_timeout(Duration::from_millis(200));
+        }
+    };
+    wait_replicated(&dump_t(&db), "the initial database");
+    for round in 0..3 {
+        write_plain(&format!(
+            r#"
+rng = random.Random({seed} + {round})
+for txn in range(5):
+    db.execute("BEGIN IMMEDIATE")
+    for i in range(40):
+        db.execute("INSERT INTO t(k, v) VALUES (?, ?)", ("r{round}", rng.randbytes(rng.choice([10, 300, 2000, 7000]))))
+    db.execute("DELETE FROM t WHERE id % 13 = ?", (rng.randint(0, 12),))
+    db.execute("COMMIT")
+"#
+        ));
+        wait_replicated(&dump_t(&db), &format!("round {round}"));
+    }
+    let want = dump_t(&db);
+    ls.stop();
+    let files = server_ltx_files(&dir.join("server/bkt/ls/app.db"));
+    let env = keys(&srv);
+    let out = python_loaded(
+        &format!("print('restored', boot.execute(\"SELECT replica_restore('{url}', 'x.db')\").fetchone()[0])\n"),
+        dir.path(),
+        &as_refs(&env),
+    );
+    let text = check(
+        &out,
+        &format!(
+            "replica_restore of the litestream-written S3 replica (seed {seed}); files {files:?}"
+        ),
+    );
+    let max = files.iter().map(|f| f.2).max().unwrap_or(0);
+    assert_eq!(
+        text.trim(),
+        format!("restored {max}"),
+        "seed {seed}: replica_restore did not restore the replica's last txid; files {files:?}"
+    );
+    eprintln!("seed {seed}: litestream wrote {files:?}");
+    assert!(
+        dump_t(&dir.join("x.db")) == want,
+        "seed {seed}: replica_restore of the litestream S3 replica differs from the source; files {files:?}"
+    );
+}
