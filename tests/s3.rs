@@ -191,18 +191,17 @@ fn rejected_credentials_show_in_status_and_writes_go_on() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let out = python_loaded(
         r#"
-import time
 db = sqlite3.connect("app.db", isolation_level=None)
 db.execute("PRAGMA journal_mode=wal")
 db.execute("CREATE TABLE t(x)")
 db.execute("INSERT INTO t VALUES (1)")
-err = None
-for _ in range(100):
-    row = db.execute("SELECT last_error, replica_url FROM replica_status()").fetchone()
-    if row and row[0]:
-        err = row
-        break
-    time.sleep(0.1)
+# replica_sync waits (with a deadline) and fails: the bucket rejects every request.
+try:
+    db.execute("SELECT replica_sync(3000)").fetchone()
+    print("sync unexpectedly succeeded")
+except sqlite3.Error as e:
+    print("sync_error", e)
+err = db.execute("SELECT last_error, replica_url FROM replica_status()").fetchone()
 print("error", err[0])
 print("url", err[1])
 print("rows", db.execute("SELECT count(*) FROM t").fetchone()[0])
