@@ -137,8 +137,18 @@ impl ObjectStore for DirStore {
                     continue;
                 };
                 if key.starts_with(prefix) {
-                    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-                    out.push(ObjectInfo { key, size });
+                    let meta = file.metadata().ok();
+                    let size = meta.as_ref().map(|m| m.len()).unwrap_or(0);
+                    let modified_ms = meta
+                        .and_then(|m| m.modified().ok())
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map(|d| d.as_millis() as u64)
+                        .unwrap_or(0);
+                    out.push(ObjectInfo {
+                        key,
+                        size,
+                        modified_ms,
+                    });
                 }
             }
         }

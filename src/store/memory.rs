@@ -7,8 +7,10 @@ use std::sync::Mutex;
 
 #[derive(Default)]
 pub struct MemoryStore {
-    objects: Mutex<BTreeMap<String, Vec<u8>>>,
+    objects: Mutex<BTreeMap<String, (Vec<u8>, u64)>>,
     counts: Mutex<RequestCounts>,
+    /// When set, the modification time puts record (tests with an injected clock).
+    pub clock_ms: Mutex<Option<u64>>,
     /// When set, every request fails with this error: simulates a bucket that is down.
     pub fail_with: Mutex<Option<StoreError>>,
 }
@@ -32,10 +34,16 @@ impl ObjectStore for MemoryStore {
     fn put(&self, key: &str, body: &[u8]) -> Result<(), StoreError> {
         self.counts.lock().unwrap().put += 1;
         self.check()?;
+        let now = self.clock_ms.lock().unwrap().unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0)
+        });
         self.objects
             .lock()
             .unwrap()
-            .insert(key.to_string(), body.to_vec());
+            .insert(key.to_string(), (body.to_vec(), now));
         Ok(())
     }
     fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
@@ -45,7 +53,7 @@ impl ObjectStore for MemoryStore {
             .lock()
             .unwrap()
             .get(key)
-            .cloned()
+            .map(|(body, _)| body.clone())
             .ok_or_else(|| StoreError::NotFound(key.to_string()))
     }
     fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
@@ -63,9 +71,10 @@ impl ObjectStore for MemoryStore {
             .unwrap()
             .range(prefix.to_string()..)
             .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| ObjectInfo {
+            .map(|(k, (body, modified_ms))| ObjectInfo {
                 key: k.clone(),
-                size: v.len() as u64,
+                size: body.len() as u64,
+                modified_ms: *modified_ms,
             })
             .collect())
     }

@@ -49,6 +49,9 @@ impl StoreError {
 pub struct ObjectInfo {
     pub key: String,
     pub size: u64,
+    /// Last-modified time in ms since the epoch (S3 `LastModified`, file mtime, or the time
+    /// of the memory store's put); 0 when the backend did not say.
+    pub modified_ms: u64,
 }
 
 /// Request counts by billing class, kept by every backend so status can show them.
@@ -75,6 +78,11 @@ pub trait ObjectStore: Send + Sync {
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError>;
     /// Deleting a missing key is not an error.
     fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Deletes every key; `Ok` means none of them remains (backends whose bulk delete can
+    /// report keys deleted that remain, like R2's DeleteObjects, verify and retry).
+    fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        keys.iter().try_for_each(|k| self.delete(k))
+    }
     fn request_counts(&self) -> RequestCounts;
     /// Where this store points, for status and errors; never contains secrets.
     fn describe(&self) -> String;
@@ -107,6 +115,9 @@ impl<T: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<T> {
     }
     fn delete(&self, key: &str) -> Result<(), StoreError> {
         (**self).delete(key)
+    }
+    fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        (**self).delete_many(keys)
     }
     fn request_counts(&self) -> RequestCounts {
         (**self).request_counts()
@@ -151,6 +162,18 @@ pub mod contract {
         assert!(matches!(store.get(&k1), Err(StoreError::NotFound(_))));
         assert_eq!(store.list("db/0000/").unwrap().len(), 1);
         assert!(store.list("other/").unwrap().is_empty());
+        let listed = store.list("db/").unwrap();
+        assert!(
+            listed.iter().all(|o| o.modified_ms > 1_600_000_000_000),
+            "{listed:?}"
+        );
+        let many: Vec<String> = (10..15).map(|t| keys::s3_key("db", 1, t, t)).collect();
+        for k in &many {
+            store.put(k, b"x").unwrap();
+        }
+        store.delete_many(&many).unwrap();
+        store.delete_many(&many).unwrap();
+        assert!(store.list("db/0001/").unwrap().is_empty());
         let counts = store.request_counts();
         assert!(counts.put >= 4 && counts.get >= 1 && counts.list >= 1 && counts.delete >= 1);
     }

@@ -819,7 +819,14 @@ fn parse_list_page(xml: &str) -> Result<ListPage, StoreError> {
             .ok_or_else(|| {
                 StoreError::Permanent(format!("ListObjectsV2: no valid <Size> for {key}"))
             })?;
-        objects.push(ObjectInfo { key, size });
+        let modified_ms = xml_text(block, "LastModified")
+            .and_then(|t| crate::status::parse_rfc3339(&t))
+            .unwrap_or(0);
+        objects.push(ObjectInfo {
+            key,
+            size,
+            modified_ms,
+        });
         rest = &block_start[end + "</Contents>".len()..];
     }
     // The top-level flags: look outside the Contents blocks (keys cannot contain raw `<`).
@@ -954,11 +961,13 @@ mod tests {
             vec![
                 ObjectInfo {
                     key: "p/a&b c<.ltx".into(),
-                    size: 12
+                    size: 12,
+                    modified_ms: 1_704_067_200_000,
                 },
                 ObjectInfo {
                     key: "p/0000/x.ltx".into(),
-                    size: 0
+                    size: 0,
+                    modified_ms: 0,
                 }
             ]
         );
