@@ -216,6 +216,17 @@ fn parse_report(text: &str, seed: u64) -> (Vec<Point>, Point, BTreeMap<String, S
 
 #[test]
 fn randomized_workload_over_s3_restores_every_sync_point() {
+    randomized_workload(false);
+}
+
+/// The same through virtual-hosted addressing (`Host: bkt.localhost:PORT`), reached through
+/// a CONNECT proxy given in `HTTP_PROXY` (which the extension honours, like the AWS CLI).
+#[test]
+fn randomized_workload_virtual_hosted_through_a_proxy() {
+    randomized_workload(true);
+}
+
+fn randomized_workload(virtual_hosted: bool) {
     let seed = seed_from_env_or_time("S3_WORKLOAD_SEED");
     let ops = std::env::var("WORKLOAD_OPS")
         .ok()
@@ -223,10 +234,27 @@ fn randomized_workload_over_s3_restores_every_sync_point() {
         .unwrap_or(300);
     eprintln!("s3 workload seed {seed} ({ops} ops); replay with S3_WORKLOAD_SEED={seed}");
     let dir = TempDir::new(&format!("s3-workload-{seed}"));
-    let srv = s3server::start(&dir.join("server"), "bkt");
-    let url = s3_url(srv.port, "prefix");
+    let (srv, proxy) = if virtual_hosted {
+        let srv = s3server::start_virtual_hosted(&dir.join("server"), "bkt");
+        let proxy = s3server::connect_proxy(srv.port);
+        (srv, Some(proxy))
+    } else {
+        (s3server::start(&dir.join("server"), "bkt"), None)
+    };
+    let replica_url = |path: &str| match &proxy {
+        Some(_) => format!(
+            "s3://bkt/{path}?endpoint={}&force-path-style=false",
+            srv.virtual_endpoint()
+        ),
+        None => s3_url(srv.port, path),
+    };
+    let url = replica_url("prefix");
     let mut env = keys(&srv);
     env.push(("REPLICA_URL".into(), url.clone()));
+    if let Some(p) = &proxy {
+        env.push(("HTTP_PROXY".into(), format!("http://127.0.0.1:{}", p.port)));
+        env.push(("NO_PROXY".into(), String::new()));
+    }
     // Vary how commits are batched into objects with the seed.
     let interval = ["20ms", "150ms", "1s"][(seed % 3) as usize];
     eprintln!("seed {seed}: sync interval {interval}");
@@ -292,7 +320,7 @@ fn randomized_workload_over_s3_restores_every_sync_point() {
 
     // Restore the latest and every point, naming the replica by database name (through
     // REPLICA_URL) and by its full S3 URL, alternately.
-    let full = s3_url(srv.port, "prefix/app.db");
+    let full = replica_url("prefix/app.db");
     let mut args: Vec<String> = vec!["app.db".into(), "latest.db".into(), "latest".into()];
     for (i, p) in points.iter().enumerate() {
         args.push(if i % 2 == 0 {
@@ -383,6 +411,14 @@ fn randomized_workload_over_s3_restores_every_sync_point() {
         "seed {seed}: {counted} level-0/level-9 files for txid {}: {files:?}",
         fin.txid
     );
+    if let Some(p) = &proxy {
+        let targets = p.targets.lock().unwrap().clone();
+        let want = format!("bkt.localhost:{}", srv.port);
+        assert!(
+            !targets.is_empty() && targets.iter().all(|t| *t == want),
+            "seed {seed}: expected every request to go to {want}, the proxy saw {targets:?}"
+        );
+    }
     eprintln!(
         "seed {seed}: OK in {:.1} s",
         started.elapsed().as_secs_f64()

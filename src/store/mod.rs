@@ -5,6 +5,7 @@
 
 pub mod fs;
 pub mod keys;
+mod md5;
 pub mod memory;
 pub mod s3;
 pub mod sigv4;

@@ -25,6 +25,8 @@ const PARTS_IN_FLIGHT_R2: usize = 2;
 
 /// Attempts per request (the first try included) on transient failures.
 const TRIES: u32 = 4;
+/// Delete-and-verify rounds of [`ObjectStore::delete_many`] before it gives up.
+const DELETE_ROUNDS: usize = 3;
 /// First backoff; doubled per retry, with full jitter.
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -630,6 +632,74 @@ impl S3Store {
         self.put_single(key, body, &[("if-match", &quoted)])
     }
 
+    /// One DeleteObjects request (quiet mode: only failures come back). A key the server
+    /// refuses for a reason other than a passing one fails the whole call, naming the key.
+    fn delete_objects(&self, keys: &[String]) -> Result<(), StoreError> {
+        self.deletes.fetch_add(1, Ordering::Relaxed);
+        let mut xml = String::from(
+            "<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Quiet>true</Quiet>",
+        );
+        for k in keys {
+            xml.push_str("<Object><Key>");
+            xml.push_str(&xml_escape(k));
+            xml.push_str("</Key></Object>");
+        }
+        xml.push_str("</Delete>");
+        let md5 = super::md5::content_md5(xml.as_bytes());
+        let (_, body) = self.send(
+            "POST",
+            "",
+            &[("delete", "")],
+            &[("content-type", "application/xml"), ("content-md5", &md5)],
+            xml.as_bytes(),
+            Some(1 << 20),
+        )?;
+        let text = String::from_utf8_lossy(&body);
+        if let Some(e) = embedded_error("POST", &format!("DeleteObjects {}", self.what("")), &body)
+        {
+            if !text.contains("<DeleteResult") {
+                return Err(e);
+            }
+        }
+        for block in raw_blocks(&text, "Error").unwrap_or_default() {
+            let key = xml_text(block, "Key").unwrap_or_default();
+            let wrapped = format!("<Error>{block}</Error>");
+            match embedded_error("DELETE", &self.what(&key), wrapped.as_bytes()) {
+                // Passing failures are left for the verification round to retry.
+                Some(e)
+                    if e.is_transient()
+                        || xml_text(block, "Code").as_deref() == Some("NoSuchKey") => {}
+                Some(e) => return Err(e),
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Which of `keys` a listing of their folders still shows.
+    fn still_listed(&self, keys: &[String]) -> Result<Vec<String>, StoreError> {
+        let mut folders: Vec<&str> = keys
+            .iter()
+            .map(|k| k.rsplit_once('/').map_or("", |(dir, _)| dir))
+            .collect();
+        folders.sort();
+        folders.dedup();
+        let mut listed = std::collections::HashSet::new();
+        for folder in folders {
+            let prefix = if folder.is_empty() {
+                String::new()
+            } else {
+                format!("{folder}/")
+            };
+            listed.extend(self.list(&prefix)?.into_iter().map(|o| o.key));
+        }
+        Ok(keys
+            .iter()
+            .filter(|k| listed.contains(*k))
+            .cloned()
+            .collect())
+    }
+
     /// The size and ETag (without quotes) of `key`, or `None` when there is no such object.
     pub fn head(&self, key: &str) -> Result<Option<(u64, String)>, StoreError> {
         self.gets.fetch_add(1, Ordering::Relaxed);
@@ -706,6 +776,21 @@ fn status_error(method: &str, what: &str, status: u16, body: &[u8]) -> StoreErro
         }
         _ => StoreError::Permanent(detail),
     }
+}
+
+/// The undecoded insides of every `<tag>…</tag>` block, so nested fields are decoded exactly
+/// once; `None` when a block is not closed.
+fn raw_blocks<'a>(xml: &'a str, tag: &str) -> Option<Vec<&'a str>> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    let mut out = Vec::new();
+    let mut rest = xml;
+    while let Some(i) = rest.find(&open) {
+        let start = &rest[i + open.len()..];
+        let end = start.find(&close)?;
+        out.push(&start[..end]);
+        rest = &start[end + close.len()..];
+    }
+    Some(out)
 }
 
 /// The decoded text of the first `<tag>…</tag>` in `xml`.
@@ -802,15 +887,9 @@ fn parse_list_page(xml: &str) -> Result<ListPage, StoreError> {
     }
     let mut objects = Vec::new();
     // Walk the raw `<Contents>` blocks so a key's text is decoded exactly once.
-    let mut rest = xml;
-    while let Some(i) = rest.find("<Contents>") {
-        let block_start = &rest[i + "<Contents>".len()..];
-        let Some(end) = block_start.find("</Contents>") else {
-            return Err(StoreError::Permanent(
-                "ListObjectsV2: unterminated <Contents>".into(),
-            ));
-        };
-        let block = &block_start[..end];
+    for block in raw_blocks(xml, "Contents")
+        .ok_or_else(|| StoreError::Permanent("ListObjectsV2: unterminated <Contents>".into()))?
+    {
         let key = xml_text(block, "Key").ok_or_else(|| {
             StoreError::Permanent("ListObjectsV2: <Contents> without <Key>".into())
         })?;
@@ -827,7 +906,6 @@ fn parse_list_page(xml: &str) -> Result<ListPage, StoreError> {
             size,
             modified_ms,
         });
-        rest = &block_start[end + "</Contents>".len()..];
     }
     // The top-level flags: look outside the Contents blocks (keys cannot contain raw `<`).
     let truncated = xml_text(xml, "IsTruncated")
@@ -920,6 +998,39 @@ impl ObjectStore for S3Store {
             Ok(_) | Err(StoreError::NotFound(_)) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// DeleteObjects in batches of 1000, then a LIST of each level holding the keys to see
+    /// that they are gone (R2 can report keys deleted that remain); keys still there are
+    /// deleted one by one and checked again, a bounded number of times.
+    fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        let mut remaining: Vec<String> = keys.to_vec();
+        remaining.sort();
+        remaining.dedup();
+        for round in 0..DELETE_ROUNDS {
+            if remaining.is_empty() {
+                return Ok(());
+            }
+            if round == 0 {
+                for batch in remaining.chunks(1000) {
+                    self.delete_objects(batch)?;
+                }
+            } else {
+                for key in &remaining {
+                    self.delete(key)?;
+                }
+            }
+            remaining = self.still_listed(&remaining)?;
+        }
+        if remaining.is_empty() {
+            return Ok(());
+        }
+        Err(StoreError::Transient(format!(
+            "DeleteObjects {}: {} key(s) still listed after being deleted {DELETE_ROUNDS} times, e.g. {}",
+            self.what(""),
+            remaining.len(),
+            remaining[0]
+        )))
     }
 
     fn request_counts(&self) -> RequestCounts {

@@ -20,6 +20,12 @@ impl S3Server {
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
+
+    /// `http://localhost:PORT`: with virtual-hosted addressing requests go to
+    /// `<bucket>.localhost:PORT` (see [`start_virtual_hosted`]).
+    pub fn virtual_endpoint(&self) -> String {
+        format!("http://localhost:{}", self.port)
+    }
 }
 
 fn random_hex(n: usize) -> String {
@@ -41,9 +47,23 @@ fn random_hex(n: usize) -> String {
 
 /// Starts a server storing into `dir`, with the bucket `bucket` created (a directory).
 pub fn start(dir: &Path, bucket: &str) -> S3Server {
+    start_with(dir, bucket, false)
+}
+
+/// [`start`], also answering virtual-hosted requests: `Host: <bucket>.localhost:PORT` names
+/// the bucket (requests to `127.0.0.1:PORT` stay path-style). Nothing resolves
+/// `<bucket>.localhost` here, so clients reach it through a CONNECT proxy.
+pub fn start_virtual_hosted(dir: &Path, bucket: &str) -> S3Server {
+    start_with(dir, bucket, true)
+}
+
+fn start_with(dir: &Path, bucket: &str, virtual_hosted: bool) -> S3Server {
     std::fs::create_dir_all(dir.join(bucket)).unwrap();
     let access_key = format!("AK{}", random_hex(18).to_uppercase());
     let secret_key = random_hex(40);
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    let port = std_listener.local_addr().unwrap().port();
     let fs = s3s_fs::FileSystem::new(dir).expect("s3s-fs root");
     let service = {
         let mut b = S3ServiceBuilder::new(fs);
@@ -51,11 +71,12 @@ pub fn start(dir: &Path, bucket: &str) -> S3Server {
             access_key.clone(),
             secret_key.clone(),
         ));
+        if virtual_hosted {
+            // The Host header carries the port, so the base domain does too.
+            b.set_host(s3s::host::SingleDomain::new(&format!("localhost:{port}")).unwrap());
+        }
         b.build()
     };
-    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    std_listener.set_nonblocking(true).unwrap();
-    let port = std_listener.local_addr().unwrap().port();
     std::thread::Builder::new()
         .name(format!("s3s-{port}"))
         .spawn(move || {
@@ -89,4 +110,60 @@ pub fn start(dir: &Path, bucket: &str) -> S3Server {
         secret_key,
         bucket: bucket.to_string(),
     }
+}
+
+/// An HTTP CONNECT proxy on loopback that tunnels every connection to `upstream` on
+/// 127.0.0.1, whatever host it is asked for, and records the `host:port` targets: with
+/// `HTTP_PROXY` pointing at it, a client using virtual-hosted addressing reaches
+/// [`start_virtual_hosted`] without a DNS entry for `<bucket>.localhost`.
+pub struct ConnectProxy {
+    pub port: u16,
+    pub targets: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+pub fn connect_proxy(upstream: u16) -> ConnectProxy {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let targets = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = targets.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut client) = conn else { continue };
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+                    match client.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let text = String::from_utf8_lossy(&head).to_string();
+                let mut words = text.split_whitespace();
+                if words.next() != Some("CONNECT") {
+                    let _ = client.write_all(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n");
+                    return;
+                }
+                seen.lock().unwrap().push(words.next().unwrap_or("").to_string());
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                    let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
+                    return;
+                };
+                if client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").is_err() {
+                    return;
+                }
+                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut c1, mut s1) = (client, server);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c1, &mut s1);
+                    let _ = s1.shutdown(std::net::Shutdown::Write);
+                });
+                let _ = std::io::copy(&mut s2, &mut c2);
+                let _ = c2.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    ConnectProxy { port, targets }
 }
