@@ -88,6 +88,16 @@ pub struct S3Target {
     pub force_path_style: bool,
     pub skip_verify: bool,
     pub credentials: Option<Credentials>,
+    pub timeouts: S3Timeouts,
+}
+
+/// How long the S3 client waits: `connect-timeout` (TCP and TLS set-up) and `read-timeout`
+/// (for the response headers, and for a body that stops moving). `None` keeps the
+/// client's defaults; both are replica keys and s3:// URL parameters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct S3Timeouts {
+    pub connect: Option<Duration>,
+    pub read: Option<Duration>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -705,6 +715,7 @@ struct S3Parts {
     region: Option<String>,
     force_path_style: Option<bool>,
     skip_verify: Option<bool>,
+    timeouts: S3Timeouts,
 }
 
 const UNSUPPORTED_SCHEMES: &[&str] = &["gs", "abs", "sftp", "webdav", "webdavs", "nats", "oss"];
@@ -715,6 +726,8 @@ const S3_QUERY_USED: &[&str] = &[
     "forcePathStyle",
     "skip-verify",
     "skipVerify",
+    "connect-timeout",
+    "read-timeout",
 ];
 /// Litestream's other s3 URL parameters: accepted and ignored.
 const S3_QUERY_IGNORED: &[&str] = &[
@@ -857,7 +870,20 @@ fn parse_s3_location(rest: &str) -> Result<S3Parts, String> {
                     parts.skip_verify = Some(b);
                 }
             }
-            "endpoint" | "region" => {}
+            "connect-timeout" | "read-timeout" if !v.is_empty() => {
+                let d = parse_duration(v)
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        format!("query parameter `{k}`: {}", describe_duration_error(v))
+                    })?;
+                if k == "connect-timeout" {
+                    parts.timeouts.connect = Some(d);
+                } else {
+                    parts.timeouts.read = Some(d);
+                }
+            }
+            "endpoint" | "region" | "connect-timeout" | "read-timeout" => {}
             k if S3_QUERY_IGNORED.contains(&k) => {}
             k => {
                 let mut known: Vec<&str> = S3_QUERY_USED.to_vec();
@@ -1032,6 +1058,7 @@ fn finalize_s3(
         region,
         skip_verify: p.skip_verify.unwrap_or(false),
         credentials,
+        timeouts: p.timeouts,
     })
 }
 
@@ -1078,6 +1105,8 @@ const TOP_FIELDS: &[&str] = &[
     "force-path-style",
     "skip-verify",
     "sync-interval",
+    "connect-timeout",
+    "read-timeout",
 ];
 /// Litestream's global keys that libreplica accepts and ignores.
 const TOP_UNUSED: &[&str] = &[
@@ -1128,6 +1157,8 @@ const REPLICA_FIELDS: &[&str] = &[
     "access-key-id",
     "secret-access-key",
     "sync-interval",
+    "connect-timeout",
+    "read-timeout",
 ];
 /// Litestream replica keys (v0.5, plus v0.3's retention/snapshot keys) that libreplica ignores.
 const REPLICA_UNUSED: &[&str] = &[
@@ -1422,6 +1453,8 @@ struct Fields {
     texts: BTreeMap<&'static str, Text>,
     bools: BTreeMap<&'static str, bool>,
     sync_interval: Option<Duration>,
+    /// `connect-timeout` and `read-timeout`.
+    durations: BTreeMap<&'static str, Duration>,
 }
 
 impl Fields {
@@ -1448,6 +1481,14 @@ impl Fields {
                 }
             }
             "sync-interval" => self.sync_interval = read_duration(ctx, &key, node)?,
+            "connect-timeout" | "read-timeout" => {
+                if let Some(d) = read_duration(ctx, &key, node)? {
+                    if d.is_zero() {
+                        return Err(ctx.err(&key, "must be greater than zero"));
+                    }
+                    self.durations.insert(name, d);
+                }
+            }
             _ => {
                 if let Some(t) = read_text(ctx, &key, node, SECRET_FIELDS.contains(&name))? {
                     self.texts.insert(name, t);
@@ -1760,6 +1801,7 @@ fn build_replica(
                     .copied()
                     .or(p.skip_verify)
                     .or_else(|| global.bools.get("skip-verify").copied());
+                p.timeouts = file_timeouts(own, global, p.timeouts);
                 let creds = file_credentials(ctx, own, global)?;
                 ReplicaTarget::S3(finalize_s3(p, creds, ctx.env)?)
             }
@@ -1805,6 +1847,7 @@ fn build_replica(
                         .get("skip-verify")
                         .or(global.bools.get("skip-verify"))
                         .copied(),
+                    timeouts: file_timeouts(own, global, S3Timeouts::default()),
                 };
                 let creds = file_credentials(ctx, own, global)?;
                 ReplicaTarget::S3(finalize_s3(p, creds, ctx.env)?)
@@ -1835,6 +1878,21 @@ fn build_replica(
         target,
         sync_interval,
     })
+}
+
+/// The replica's own timeouts, then the URL's, then the top level's.
+fn file_timeouts(own: &Fields, global: &Fields, url: S3Timeouts) -> S3Timeouts {
+    let pick = |name: &str, from_url: Option<Duration>| {
+        own.durations
+            .get(name)
+            .copied()
+            .or(from_url)
+            .or_else(|| global.durations.get(name).copied())
+    };
+    S3Timeouts {
+        connect: pick("connect-timeout", url.connect),
+        read: pick("read-timeout", url.read),
+    }
 }
 
 fn read_replica_fields(ctx: &mut Ctx, at: String, node: &Yaml) -> Result<Fields, ConfigError> {
@@ -2632,6 +2690,50 @@ dbs:
         assert_eq!(
             (t.endpoint.as_ref(), t.region.as_ref(), t.force_path_style),
             (None, None, false)
+        );
+    }
+
+    #[test]
+    fn s3_timeouts_from_replica_url_and_top_level() {
+        let e = env(&[("AWS_ACCESS_KEY_ID", "AK"), ("AWS_SECRET_ACCESS_KEY", "SK")]);
+        let cfg = parse(
+            "read-timeout: 45s\nconnect-timeout: 3s\ndbs:\n  - path: /app/a.db\n    replica:\n      url: s3://b/a?connect-timeout=2s&read-timeout=9s\n      read-timeout: 20s\n  - path: /app/b.db\n    replica:\n      type: s3\n      bucket: b\n      path: b\n",
+            &e,
+        )
+        .unwrap();
+        let t = |i: usize| s3(&cfg.dbs[i].1.target).timeouts;
+        let secs = |n| Some(Duration::from_secs(n));
+        assert_eq!(
+            t(0),
+            S3Timeouts {
+                connect: secs(2),
+                read: secs(20)
+            }
+        );
+        assert_eq!(
+            t(1),
+            S3Timeouts {
+                connect: secs(3),
+                read: secs(45)
+            }
+        );
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        let plain = parse_replica_url("s3://b/x", &e).unwrap();
+        assert_eq!(s3(&plain).timeouts, S3Timeouts::default());
+        let msg = parse_replica_url("s3://b/x?read-timeout=soon", &e)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("read-timeout") && msg.contains("duration"),
+            "{msg}"
+        );
+        let msg = err_text(parse(
+            "dbs:\n  - path: /app/a.db\n    replica:\n      url: s3://b/a\n      connect-timeout: 0s\n",
+            &e,
+        ));
+        assert!(
+            msg.contains("connect-timeout") && msg.contains("greater than zero"),
+            "{msg}"
         );
     }
 

@@ -29,6 +29,7 @@ fn target(srv: &s3server::S3Server, endpoint: Option<String>) -> S3Target {
             secret_access_key: srv.secret_key.clone(),
             session_token: None,
         }),
+        timeouts: Default::default(),
     }
 }
 

@@ -29,19 +29,15 @@ const TRIES: u32 = 4;
 const DELETE_ROUNDS: usize = 3;
 /// First backoff; doubled per retry, with full jitter.
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
+/// Defaults of `connect-timeout` and `read-timeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// From the end of the request body to the response headers.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Bodies get this much time plus one second per [`MIN_RATE`] bytes: a stalled transfer
+/// From the end of the request body to the response headers; also the base of body timeouts.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bodies get the read timeout plus one second per [`MIN_RATE`] bytes: a stalled transfer
 /// fails (and is retried) without capping how large an object can be.
-const BODY_TIMEOUT_BASE: Duration = Duration::from_secs(30);
 const MIN_RATE: u64 = 64 * 1024;
 /// Receiving a body of unknown size (a whole GET).
 const UNSIZED_BODY_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-
-fn body_timeout(len: u64) -> Duration {
-    BODY_TIMEOUT_BASE + Duration::from_secs(len / MIN_RATE)
-}
 
 pub struct S3Store {
     bucket: String,
@@ -57,6 +53,8 @@ pub struct S3Store {
     /// Shown by `describe`: the endpoint the requests go to.
     endpoint_display: String,
     tls: ureq::tls::TlsConfig,
+    connect_timeout: Duration,
+    read_timeout: Duration,
     /// The agent and the pid that built it: a forked child never reuses its parent's
     /// connections (DESIGN §6), it builds its own agent on first use.
     agent: Mutex<(u32, ureq::Agent)>,
@@ -142,12 +140,12 @@ fn tls_config(skip_verify: bool) -> Result<ureq::tls::TlsConfig, StoreError> {
     Ok(b.build())
 }
 
-fn new_agent(tls: &ureq::tls::TlsConfig) -> ureq::Agent {
+fn new_agent(tls: &ureq::tls::TlsConfig, connect: Duration, read: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_connect(Some(CONNECT_TIMEOUT))
-        .timeout_send_request(Some(BODY_TIMEOUT_BASE))
-        .timeout_recv_response(Some(RESPONSE_TIMEOUT))
+        .timeout_connect(Some(connect))
+        .timeout_send_request(Some(read))
+        .timeout_recv_response(Some(read))
         .max_redirects(0)
         .user_agent(concat!("libreplica/", env!("CARGO_PKG_VERSION")))
         .tls_config(tls.clone())
@@ -186,7 +184,9 @@ impl S3Store {
             (format!("{}.{authority}", target.bucket), String::new())
         };
         let tls = tls_config(target.skip_verify)?;
-        let agent = new_agent(&tls);
+        let connect_timeout = target.timeouts.connect.unwrap_or(CONNECT_TIMEOUT);
+        let read_timeout = target.timeouts.read.unwrap_or(READ_TIMEOUT);
+        let agent = new_agent(&tls, connect_timeout, read_timeout);
         let host_only = authority.split(':').next().unwrap_or("");
         let parts_in_flight = if host_only.ends_with(".r2.cloudflarestorage.com") {
             PARTS_IN_FLIGHT_R2
@@ -203,6 +203,8 @@ impl S3Store {
             credentials,
             endpoint_display: format!("{scheme}://{authority}"),
             tls,
+            connect_timeout,
+            read_timeout,
             agent: Mutex::new((std::process::id(), agent)),
             part_size: DEFAULT_PART_SIZE,
             parts_in_flight,
@@ -233,7 +235,10 @@ impl S3Store {
         let mut g = self.agent.lock().unwrap_or_else(|e| e.into_inner());
         let pid = std::process::id();
         if g.0 != pid {
-            *g = (pid, new_agent(&self.tls));
+            *g = (
+                pid,
+                new_agent(&self.tls, self.connect_timeout, self.read_timeout),
+            );
         }
         g.1.clone()
     }
@@ -312,12 +317,12 @@ impl S3Store {
         };
         let agent = self.agent();
         // GET and DELETE carry no body (ureq refuses one on them).
-        let recv_timeout = recv_len.map_or(UNSIZED_BODY_TIMEOUT, body_timeout);
+        let recv_timeout = recv_len.map_or(UNSIZED_BODY_TIMEOUT, |n| self.body_timeout(n));
         let sent = if method == "PUT" || method == "POST" {
             let req = agent
                 .configure_request(req.body(body).map_err(bad)?)
-                .timeout_send_body(Some(body_timeout(body.len() as u64)))
-                .timeout_recv_body(Some(BODY_TIMEOUT_BASE))
+                .timeout_send_body(Some(self.body_timeout(body.len() as u64)))
+                .timeout_recv_body(Some(self.read_timeout))
                 .build();
             agent.run(req)
         } else {
@@ -405,6 +410,10 @@ impl S3Store {
                 other => return other,
             }
         }
+    }
+
+    fn body_timeout(&self, len: u64) -> Duration {
+        self.read_timeout + Duration::from_secs(len / MIN_RATE)
     }
 
     fn what(&self, key: &str) -> String {
@@ -1143,6 +1152,7 @@ mod tests {
                 secret_access_key: "TOPSECRETVALUE".into(),
                 session_token: None,
             }),
+            timeouts: Default::default(),
         }
     }
 

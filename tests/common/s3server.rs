@@ -143,15 +143,22 @@ pub fn connect_proxy(upstream: u16) -> ConnectProxy {
                 let text = String::from_utf8_lossy(&head).to_string();
                 let mut words = text.split_whitespace();
                 if words.next() != Some("CONNECT") {
-                    let _ = client.write_all(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n");
+                    let _ = client
+                        .write_all(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n");
                     return;
                 }
-                seen.lock().unwrap().push(words.next().unwrap_or("").to_string());
+                seen.lock()
+                    .unwrap()
+                    .push(words.next().unwrap_or("").to_string());
                 let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
-                    let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
+                    let _ =
+                        client.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
                     return;
                 };
-                if client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").is_err() {
+                if client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .is_err()
+                {
                     return;
                 }
                 let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
