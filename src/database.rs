@@ -64,6 +64,9 @@ pub struct Progress {
     /// The uploader should ship what is pending now rather than wait for the interval.
     pub flush_requested: bool,
     pub last_error: Option<String>,
+    /// Consecutive failed attempts, and when the next one is due (ms), while retrying.
+    pub retries: u32,
+    pub next_retry_at_ms: Option<u64>,
 }
 
 /// Counters for `replica_status()`.

@@ -51,7 +51,7 @@ fn log_line(level: &str, msg: &str) {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct StatusRow {
     pub name: String,
     pub path: String,
@@ -72,6 +72,10 @@ pub struct StatusRow {
     pub get_requests: i64,
     pub list_requests: i64,
     pub delete_requests: i64,
+    /// Consecutive failed upload attempts (0 when the last one succeeded).
+    pub retries: i64,
+    /// When the uploader tries again, while it is backing off.
+    pub next_retry_at: Option<String>,
     pub warnings: Option<String>,
 }
 
@@ -96,8 +100,52 @@ pub const COLUMNS: &[&str] = &[
     "get_requests",
     "list_requests",
     "delete_requests",
+    "retries",
+    "next_retry_at",
     "warnings",
 ];
+
+/// One value of a status row, as SQL sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cell<'a> {
+    Text(&'a str),
+    Int(i64),
+    Null,
+}
+
+impl StatusRow {
+    /// Column `i` (in [`COLUMNS`] order); `None` past the last.
+    pub fn cell(&self, i: usize) -> Option<Cell<'_>> {
+        Some(match *COLUMNS.get(i)? {
+            "name" => Cell::Text(&self.name),
+            "path" => Cell::Text(&self.path),
+            "replica_url" => Cell::Text(&self.replica_url),
+            "state" => Cell::Text(&self.state),
+            "local_txid" => Cell::Int(self.local_txid),
+            "replicated_txid" => Cell::Int(self.replicated_txid),
+            "lag_ms" => Cell::Int(self.lag_ms),
+            "pending_bytes" => Cell::Int(self.pending_bytes),
+            "last_upload_at" => self
+                .last_upload_at
+                .as_deref()
+                .map_or(Cell::Null, Cell::Text),
+            "last_error" => self.last_error.as_deref().map_or(Cell::Null, Cell::Text),
+            "uploads" => Cell::Int(self.uploads),
+            "upload_errors" => Cell::Int(self.upload_errors),
+            "snapshots" => Cell::Int(self.snapshots),
+            "pending_txns" => Cell::Int(self.pending_txns),
+            "captured_txns" => Cell::Int(self.captured_txns),
+            "put_requests" => Cell::Int(self.put_requests),
+            "get_requests" => Cell::Int(self.get_requests),
+            "list_requests" => Cell::Int(self.list_requests),
+            "delete_requests" => Cell::Int(self.delete_requests),
+            "retries" => Cell::Int(self.retries),
+            "next_retry_at" => self.next_retry_at.as_deref().map_or(Cell::Null, Cell::Text),
+            "warnings" => self.warnings.as_deref().map_or(Cell::Null, Cell::Text),
+            _ => return None,
+        })
+    }
+}
 
 pub fn rows(now_ms: u64) -> Vec<StatusRow> {
     let warnings = warnings();
@@ -144,6 +192,8 @@ pub fn rows(now_ms: u64) -> Vec<StatusRow> {
                 get_requests: c.requests.get as i64,
                 list_requests: c.requests.list as i64,
                 delete_requests: c.requests.delete as i64,
+                retries: i64::from(progress.retries),
+                next_retry_at: progress.next_retry_at_ms.map(format_rfc3339),
                 warnings: warnings.clone(),
             }
         })
@@ -250,6 +300,25 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_column_has_a_cell() {
+        let row = StatusRow {
+            name: "app.db".into(),
+            last_error: Some("boom".into()),
+            retries: 3,
+            ..StatusRow::default()
+        };
+        for (i, name) in COLUMNS.iter().enumerate() {
+            assert!(row.cell(i).is_some(), "column {name} has no cell");
+        }
+        assert_eq!(row.cell(COLUMNS.len()), None);
+        let at = |n: &str| row.cell(COLUMNS.iter().position(|c| *c == n).unwrap());
+        assert_eq!(at("name"), Some(Cell::Text("app.db")));
+        assert_eq!(at("last_error"), Some(Cell::Text("boom")));
+        assert_eq!(at("retries"), Some(Cell::Int(3)));
+        assert_eq!(at("next_retry_at"), Some(Cell::Null));
+    }
 
     #[test]
     fn rfc3339_round_trips_and_accepts_offsets() {

@@ -126,7 +126,11 @@ impl DbUploader {
             Ok(step) => {
                 if matches!(step, Step::Shipped { .. } | Step::Snapshot { .. }) {
                     self.failures = 0;
-                    self.db.update_progress(|p| p.last_error = None);
+                    self.db.update_progress(|p| {
+                        p.last_error = None;
+                        p.retries = 0;
+                        p.next_retry_at_ms = None;
+                    });
                 }
                 self.refresh_counters(&step);
                 step
@@ -142,9 +146,12 @@ impl DbUploader {
                 let jitter = (self.seed >> 33) % (base / 2 + 1);
                 self.retry_at = now + base * 3 / 4 + jitter;
                 let error = e.to_string();
+                let (failures, retry_at) = (self.failures, self.retry_at);
                 self.db.update_progress(|p| {
                     p.last_error = Some(error.clone());
                     p.flush_requested = false;
+                    p.retries = failures;
+                    p.next_retry_at_ms = Some(retry_at);
                 });
                 self.db.counters().upload_errors += 1;
                 crate::status::log_error(&format!("{}: {error}", self.db.name));

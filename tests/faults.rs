@@ -29,13 +29,14 @@ try:
     print("sync_while_down unexpectedly succeeded")
 except sqlite3.Error as e:
     print("sync_while_down_error", e)
-row = c.execute("SELECT state, last_error, upload_errors > 0 FROM replica_status()").fetchone()
+row = c.execute("SELECT state, last_error, upload_errors > 0, retries > 0, next_retry_at IS NOT NULL FROM replica_status()").fetchone()
 print("status_while_down", row[0], "|", row[2], "|", row[1])
+print("retrying", row[3], row[4])
 os.remove(level0)                              # the store is back
 if os.path.isdir(level0 + ".aside"):
     os.rename(level0 + ".aside", level0)
 print("sync_after", c.execute("SELECT replica_sync(60000)").fetchone()[0])
-print("state_after", c.execute("SELECT state, last_error FROM replica_status()").fetchone())
+print("state_after", c.execute("SELECT state, last_error, retries, next_retry_at FROM replica_status()").fetchone())
 c.execute("SELECT replica_restore('app.db', 'r.db')").fetchone()
 print("rows", sqlite3.connect("r.db").execute("SELECT count(*), sum(length(v)) FROM t").fetchone())
 print("source", c.execute("SELECT count(*), sum(length(v)) FROM t").fetchone())
@@ -51,7 +52,14 @@ print("source", c.execute("SELECT count(*), sum(length(v)) FROM t").fetchone())
         text.contains("status_while_down error | 1 |"),
         "status must show the error:\n{text}"
     );
-    assert!(text.contains("state_after ('up to date', None)"), "{text}");
+    assert!(
+        text.contains("retrying 1 1"),
+        "status must show the retry state:\n{text}"
+    );
+    assert!(
+        text.contains("state_after ('up to date', None, 0, None)"),
+        "{text}"
+    );
     let get = |k: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(k))

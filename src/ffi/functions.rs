@@ -3,6 +3,7 @@
 
 use super::{guard, sqlite_fn, sys};
 use crate::error::Error;
+use crate::status::Cell;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::PathBuf;
 
@@ -482,37 +483,18 @@ unsafe extern "C" fn vt_column(
         let Some(r) = c.rows.get(c.index) else {
             return sys::SQLITE_ERROR;
         };
-        let text = |s: &str| result_text(ctx, s);
-        let opt = |s: &Option<String>| match s {
-            Some(s) => result_text(ctx, s),
-            None => {
+        let Ok(i) = usize::try_from(i) else {
+            return sys::SQLITE_RANGE;
+        };
+        match r.cell(i) {
+            Some(Cell::Text(s)) => result_text(ctx, s),
+            Some(Cell::Int(n)) => result_int(ctx, n),
+            Some(Cell::Null) => {
                 let f = sqlite_fn!(result_null);
                 // SAFETY: live context.
                 unsafe { f(ctx) }
             }
-        };
-        match i {
-            0 => text(&r.name),
-            1 => text(&r.path),
-            2 => text(&r.replica_url),
-            3 => text(&r.state),
-            4 => result_int(ctx, r.local_txid),
-            5 => result_int(ctx, r.replicated_txid),
-            6 => result_int(ctx, r.lag_ms),
-            7 => result_int(ctx, r.pending_bytes),
-            8 => opt(&r.last_upload_at),
-            9 => opt(&r.last_error),
-            10 => result_int(ctx, r.uploads),
-            11 => result_int(ctx, r.upload_errors),
-            12 => result_int(ctx, r.snapshots),
-            13 => result_int(ctx, r.pending_txns),
-            14 => result_int(ctx, r.captured_txns),
-            15 => result_int(ctx, r.put_requests),
-            16 => result_int(ctx, r.get_requests),
-            17 => result_int(ctx, r.list_requests),
-            18 => result_int(ctx, r.delete_requests),
-            19 => opt(&r.warnings),
-            _ => return sys::SQLITE_RANGE,
+            None => return sys::SQLITE_RANGE,
         }
         sys::SQLITE_OK
     })
