@@ -67,6 +67,8 @@ pub struct Progress {
     /// Consecutive failed attempts, and when the next one is due (ms), while retrying.
     pub retries: u32,
     pub next_retry_at_ms: Option<u64>,
+    /// Failed attempts ever (never reset), so a waiter can tell that one failed after it asked.
+    pub failed_attempts: u64,
 }
 
 /// Counters for `replica_status()`.

@@ -24,6 +24,8 @@ pub enum Error {
     Unsupported(String),
     /// The database is not (yet) in WAL mode, so there is nothing to replicate from.
     NotWal(String),
+    /// An upload a caller waited for failed (it is retried in the background).
+    Upload(String),
 }
 
 impl fmt::Display for Error {
@@ -40,7 +42,7 @@ impl fmt::Display for Error {
             Error::InvalidArgument(m) => write!(f, "{m}"),
             Error::Timeout(m) => write!(f, "{m}"),
             Error::Restore(m) => write!(f, "restore failed: {m}"),
-            Error::Unsupported(m) | Error::NotWal(m) => write!(f, "{m}"),
+            Error::Unsupported(m) | Error::NotWal(m) | Error::Upload(m) => write!(f, "{m}"),
         }
     }
 }
@@ -57,9 +59,11 @@ impl Error {
             Error::Timeout(_) => sys::SQLITE_BUSY,
             Error::Io(_) | Error::Spool(_) => sys::SQLITE_IOERR,
             Error::Ltx(_) | Error::Wal(_) | Error::Restore(_) => sys::SQLITE_CORRUPT,
-            Error::Config(_) | Error::Store(_) | Error::Unsupported(_) | Error::NotWal(_) => {
-                sys::SQLITE_ERROR
-            }
+            Error::Config(_)
+            | Error::Store(_)
+            | Error::Unsupported(_)
+            | Error::NotWal(_)
+            | Error::Upload(_) => sys::SQLITE_ERROR,
         }
     }
 }

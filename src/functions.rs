@@ -114,14 +114,28 @@ pub fn snapshot(db_arg: Option<&str>, conn_db: Option<&Path>) -> Result<i64, Err
     };
     let mut txid = 0;
     for db in dbs {
-        let before = db.progress().snapshots;
+        let before = db.progress();
+        // Like replica_sync, the request earns an attempt even while the uploader backs off.
         db.update_progress(|p| {
             p.snapshot_request += 1;
             p.needs_snapshot = Some("requested by replica_snapshot()".into());
+            p.flush_requested = true;
         });
         crate::uploader::wake();
-        match db.wait_for(SNAPSHOT_TIMEOUT, |p| p.snapshots > before) {
-            Ok(p) => txid = p.txid as i64,
+        let done = |p: &crate::database::Progress| {
+            p.snapshots > before.snapshots || p.failed_attempts > before.failed_attempts
+        };
+        match db.wait_for(SNAPSHOT_TIMEOUT, done) {
+            Ok(p) if p.snapshots > before.snapshots => txid = p.txid as i64,
+            // An attempt made after the request failed: say so now rather than wait out
+            // the backoff; the snapshot stays owed and is retried in the background.
+            Ok(p) => {
+                return Err(Error::Upload(format!(
+                    "replica_snapshot: {}: the snapshot could not be uploaded ({}); it stays pending and is retried",
+                    db.name,
+                    p.last_error.unwrap_or_else(|| "unknown error".into())
+                )))
+            }
             Err(p) => {
                 return Err(Error::Timeout(format!(
                     "replica_snapshot: {} did not finish a snapshot in {} s; last error: {}",

@@ -152,6 +152,7 @@ impl DbUploader {
                     p.flush_requested = false;
                     p.retries = failures;
                     p.next_retry_at_ms = Some(retry_at);
+                    p.failed_attempts += 1;
                 });
                 self.db.counters().upload_errors += 1;
                 crate::status::log_error(&format!("{}: {error}", self.db.name));
