@@ -1010,6 +1010,33 @@ mod tests {
     }
 
     #[test]
+    fn the_steady_state_is_one_put_per_batch_and_no_list_or_get() {
+        let mut h = Harness::new("economy");
+        let mut up = h.uploader();
+        up.step(1_000, &h.live);
+        h.commit(&[(2, 1)], 3, 5_000);
+        assert_eq!(up.step(5_000, &h.live), Step::Shipped { txid: 2 });
+        let before = h.store.request_counts();
+        let mut txid = 2;
+        for i in 0..20u64 {
+            let t = 10_000 + i * 5_000;
+            // Several commits per interval travel in one object.
+            for k in 0..3u64 {
+                h.commit(&[(2 + (i + k) as u32 % 2, (i * 3 + k) as u8)], 3, t + k);
+            }
+            txid += 1;
+            assert_eq!(up.step(t + 2_000, &h.live), Step::Shipped { txid });
+        }
+        let after = h.store.request_counts();
+        assert_eq!(after.put - before.put, 20, "one PUT per batch");
+        assert_eq!(
+            (after.list, after.get, after.delete),
+            (before.list, before.get, before.delete),
+            "no LIST, GET or DELETE in the steady state"
+        );
+    }
+
+    #[test]
     fn a_failing_store_backs_off_then_converges_without_losing_anything() {
         let mut h = Harness::new("outage");
         let mut up = h.uploader();
