@@ -440,3 +440,90 @@ fn a_server_that_never_answers_times_out_after_the_configured_read_timeout() {
     assert!(took >= Duration::from_millis(1200), "{took:?}");
     assert!(took < Duration::from_secs(10), "{took:?}");
 }
+
+/// A proxy that answers DeleteObjects with success without deleting anything (as R2 has
+/// been seen to do) and forwards every other request, one per connection.
+fn lying_delete_proxy(upstream: u16) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let lies = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = lies.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut client) = conn else { continue };
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                let Ok(Some((head, body))) = s3server::read_request(&mut client) else {
+                    return;
+                };
+                let line = String::from_utf8_lossy(&head)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                if line.starts_with("POST ") && line.contains("?delete") {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let xml =
+                        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><DeleteResult></DeleteResult>";
+                    let _ = write!(
+                        client,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
+                        xml.len()
+                    );
+                } else if let Ok(resp) = s3server::forward(&head, &body, upstream) {
+                    let _ = client.write_all(&resp);
+                }
+            });
+        }
+    });
+    (port, lies)
+}
+
+#[test]
+fn bulk_deletes_are_verified_and_finished_key_by_key_when_the_server_lies() {
+    let dir = TempDir::new("s3-lying-delete");
+    let srv = s3server::start(dir.path(), "bkt");
+    let (port, lies) = lying_delete_proxy(srv.port);
+    let mut t = target(&srv, "", &srv.secret_key);
+    t.endpoint = Some(format!("http://127.0.0.1:{port}"));
+    let store = S3Store::new(&t).unwrap();
+    let keys: Vec<String> = (1..=12u64)
+        .map(|i| replica::store::keys::s3_key("db", (i % 2) as u8, i, i))
+        .collect();
+    for k in &keys {
+        store.put(k, b"x").unwrap();
+    }
+    store.put("db/0000/keep.ltx", b"kept").unwrap();
+    let before = store.request_counts();
+    store.delete_many(&keys).unwrap();
+    assert_eq!(
+        lies.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one DeleteObjects"
+    );
+    let left: Vec<String> = store
+        .list("db/")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(left, vec!["db/0000/keep.ltx".to_string()]);
+    let after = store.request_counts();
+    // One DeleteObjects, then one DELETE per key it left behind; listings to check.
+    assert_eq!(after.delete - before.delete, 1 + keys.len() as u64);
+    assert!(after.list - before.list >= 2, "{before:?} -> {after:?}");
+
+    // Through the honest server: one DeleteObjects does it, one listing per level checks it.
+    let direct = S3Store::new(&target(&srv, "", &srv.secret_key)).unwrap();
+    for k in &keys {
+        direct.put(k, b"x").unwrap();
+    }
+    let before = direct.request_counts();
+    direct.delete_many(&keys).unwrap();
+    let after = direct.request_counts();
+    assert_eq!(after.delete - before.delete, 1);
+    assert_eq!(after.list - before.list, 2, "levels 0 and 1");
+    assert_eq!(direct.list("db/").unwrap().len(), 1);
+}

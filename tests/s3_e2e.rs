@@ -3,9 +3,7 @@
 //! steady writer behind a fault-injecting loopback proxy (5xx, stalls, resets, cut bodies);
 //! and Litestream interop both ways (`litestream replicate` to the bucket, `replica_restore`
 //! from it). `litestream restore` of a libreplica S3 replica is covered by `tests/s3.rs`.
-//!
-//! Virtual-hosted addressing is not tested end to end: it needs `bkt.localhost` (or a
-//! similar name) to resolve to loopback, which this machine does not do.
+//! The workload runs twice: path-style, and virtual-hosted through a CONNECT proxy.
 
 mod common;
 #[path = "common/s3server.rs"]
@@ -551,35 +549,6 @@ impl Drop for FaultProxy {
     }
 }
 
-/// Reads up to the end of an HTTP head; returns the head and whatever followed it.
-fn read_head(s: &mut TcpStream) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let rest = buf.split_off(i + 4);
-            return Ok((buf, rest));
-        }
-        let k = s.read(&mut chunk)?;
-        if k == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.extend_from_slice(&chunk[..k]);
-    }
-}
-
-fn content_length(head: &[u8]) -> usize {
-    String::from_utf8_lossy(head)
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0)
-}
-
 fn serve_one(
     mut client: TcpStream,
     upstream: u16,
@@ -596,16 +565,9 @@ fn serve_one(
         drop(client);
         return Ok(());
     }
-    let (head, mut body) = read_head(&mut client)?;
-    let want = content_length(&head);
-    let mut chunk = [0u8; 65536];
-    while body.len() < want {
-        let k = client.read(&mut chunk)?;
-        if k == 0 {
-            return Ok(());
-        }
-        body.extend_from_slice(&chunk[..k]);
-    }
+    let Some((head, body)) = s3server::read_request(&mut client)? else {
+        return Ok(());
+    };
     if let Some(f @ (Fault::Status500 | Fault::Status503)) = fault {
         let (status, code) = if f == Fault::Status500 {
             ("500 Internal Server Error", "InternalError")
@@ -621,22 +583,7 @@ fn serve_one(
         let _ = client.shutdown(Shutdown::Both);
         return Ok(());
     }
-    // Forward with `Connection: close`, read the whole response.
-    let text = String::from_utf8_lossy(&head[..head.len() - 4]).to_string();
-    let mut fwd = String::new();
-    for line in text.split("\r\n") {
-        if !line.to_ascii_lowercase().starts_with("connection:") {
-            fwd.push_str(line);
-            fwd.push_str("\r\n");
-        }
-    }
-    fwd.push_str("Connection: close\r\n\r\n");
-    let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
-    up.set_read_timeout(Some(Duration::from_secs(30)))?;
-    up.write_all(fwd.as_bytes())?;
-    up.write_all(&body)?;
-    let mut resp = Vec::new();
-    up.read_to_end(&mut resp)?;
+    let resp = s3server::forward(&head, &body, upstream)?;
     match fault {
         Some(Fault::Stall) => {
             std::thread::sleep(stall); // the fault itself: a slow server, not synchronization

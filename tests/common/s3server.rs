@@ -174,3 +174,61 @@ pub fn connect_proxy(upstream: u16) -> ConnectProxy {
     });
     ConnectProxy { port, targets }
 }
+
+/// Reads one HTTP/1.1 request (head and `Content-Length` body); `None` when the client
+/// closed first.
+pub fn read_request(s: &mut std::net::TcpStream) -> std::io::Result<Option<(Vec<u8>, Vec<u8>)>> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    let (head, mut body) = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let rest = buf.split_off(i + 4);
+            break (buf, rest);
+        }
+        let k = s.read(&mut chunk)?;
+        if k == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..k]);
+    };
+    let want = String::from_utf8_lossy(&head)
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    while body.len() < want {
+        let k = s.read(&mut chunk)?;
+        if k == 0 {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk[..k]);
+    }
+    Ok(Some((head, body)))
+}
+
+/// Sends one request to `upstream` with `Connection: close` (not a signed header) and
+/// returns the whole raw response.
+pub fn forward(head: &[u8], body: &[u8], upstream: u16) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Write};
+    let text = String::from_utf8_lossy(&head[..head.len() - 4]).to_string();
+    let mut fwd = String::new();
+    for line in text.split("\r\n") {
+        if !line.to_ascii_lowercase().starts_with("connection:") {
+            fwd.push_str(line);
+            fwd.push_str("\r\n");
+        }
+    }
+    fwd.push_str("Connection: close\r\n\r\n");
+    let mut up = std::net::TcpStream::connect(("127.0.0.1", upstream))?;
+    up.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    up.write_all(fwd.as_bytes())?;
+    up.write_all(body)?;
+    let mut resp = Vec::new();
+    up.read_to_end(&mut resp)?;
+    Ok(resp)
+}
