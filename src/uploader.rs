@@ -523,7 +523,9 @@ impl DbUploader {
             }
         }
         let seq = last.seq;
-        let more = pending.len() > batch.len();
+        // Commits captured while this batch was uploading count too: their waiters' flush
+        // requests must survive this one (else they wait out a whole sync interval).
+        let more = pending.len() > batch.len() || self.db.spool.last_seq() > seq;
         self.db.update_progress(|p| {
             p.txid = txid;
             p.shipped_seq = seq;

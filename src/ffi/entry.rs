@@ -84,7 +84,8 @@ fn init(db: *mut sys::sqlite3) -> Result<(), Error> {
         *done = true;
     }
     drop(done);
-    super::functions::register(db)
+    super::functions::register(db)?;
+    super::commit_hook::configure_from_uri(db)
 }
 
 /// Runs for every connection opened after the load: SQL functions, and WAL mode for
@@ -100,6 +101,10 @@ unsafe extern "C" fn auto_extension_entry(
             return sys::SQLITE_ERROR;
         }
         super::functions::ensure_wal_mode(db);
+        if let Err(e) = super::commit_hook::configure_from_uri(db) {
+            set_error_message(pz_err_msg, &format!("libreplica: {e}"));
+            return sys::SQLITE_ERROR;
+        }
         sys::SQLITE_OK
     })
 }

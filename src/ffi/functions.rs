@@ -14,7 +14,7 @@ pub(super) fn register(db: *mut sys::sqlite3) -> Result<(), Error> {
     type Func =
         unsafe extern "C" fn(*mut sys::sqlite3_context, c_int, *mut *mut sys::sqlite3_value);
     let create = sqlite_fn!(create_function_v2);
-    let funcs: [(&CStr, c_int, c_int, Func); 4] = [
+    let funcs: [(&CStr, c_int, c_int, Func); 5] = [
         (
             c"replica_version",
             0,
@@ -24,6 +24,7 @@ pub(super) fn register(db: *mut sys::sqlite3) -> Result<(), Error> {
         (c"replica_sync", -1, FLAGS, fn_sync),
         (c"replica_snapshot", -1, FLAGS, fn_snapshot),
         (c"replica_restore", -1, FLAGS, fn_restore),
+        (c"replica_sync_mode", -1, FLAGS, fn_sync_mode),
     ];
     for (name, n_arg, flags, f) in funcs {
         // SAFETY: db is a live connection handed to us by SQLite; name is static; no user
@@ -258,6 +259,42 @@ unsafe extern "C" fn fn_sync(
             });
         match r {
             Ok(txid) => result_int(ctx, txid),
+            Err(e) => result_error(ctx, &e),
+        }
+    })
+}
+
+/// `replica_sync_mode([mode [, timeout_ms]])`: this connection's commit mode, `'commit'`
+/// (COMMIT waits for the replica) or `'async'`; with arguments, sets it first.
+unsafe extern "C" fn fn_sync_mode(
+    ctx: *mut sys::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut sys::sqlite3_value,
+) {
+    guard((), || {
+        let args = Args::new(argc, argv);
+        let handle = sqlite_fn!(context_db_handle);
+        // SAFETY: ctx is the live function context.
+        let db = unsafe { handle(ctx) };
+        let r = check_arity(argc, "replica_sync_mode", 0, 2).and_then(|_| {
+            let timeout = args
+                .int(1, "replica_sync_mode: timeout_ms")?
+                .map(crate::functions::sync_commit::parse_timeout)
+                .transpose()?;
+            match args.text(0) {
+                Some(mode) => {
+                    let on = crate::functions::sync_commit::parse_mode(&mode)?;
+                    super::commit_hook::set_mode(db, on, timeout)
+                }
+                None if argc > 0 => Err(Error::InvalidArgument(
+                    "replica_sync_mode: mode must be 'commit' or 'async'".into(),
+                )),
+                None => Ok(super::commit_hook::current(db)),
+            }
+        });
+        match r {
+            Ok(Some(_)) => result_text(ctx, "commit"),
+            Ok(None) => result_text(ctx, "async"),
             Err(e) => result_error(ctx, &e),
         }
     })

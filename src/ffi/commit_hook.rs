@@ -1,0 +1,220 @@
+//! Synchronous commits through SQLite's WAL hook, which SQLite calls after a transaction has
+//! committed and released its locks, and whose error code becomes the statement's (the
+//! documented outcome: the commit has happened locally). It owns installing and removing
+//! the hook and running `replica_sync` from it; waiting, batching and messages live in
+//! `crate::functions`. It must not touch replication state itself.
+
+use super::{guard, sqlite_fn, sys};
+use crate::error::Error;
+use crate::functions::sync_commit::{self, Settings};
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+
+/// Arms synchronous commits on `db` if its main database's URI says `replica_sync=commit`
+/// (with `replica_sync_timeout=<ms>`, default 5000). The WAL hook cannot be installed yet:
+/// SQLite sets its auto-checkpoint hook after the auto-extensions run, replacing any other.
+/// So a commit hook installs it just before the first commit, then removes itself.
+pub(super) fn configure_from_uri(db: *mut sys::sqlite3) -> Result<(), Error> {
+    if uri_settings(db)?.is_none() {
+        return Ok(());
+    }
+    let commit_hook = sqlite_fn!(commit_hook);
+    // SAFETY: a live connection; the argument is the connection itself, which outlives its
+    // hooks.
+    unsafe { commit_hook(db, Some(before_first_commit), db as *mut c_void) };
+    Ok(())
+}
+
+/// The timeout the URI asks for, when it asks for synchronous commits.
+fn uri_settings(db: *mut sys::sqlite3) -> Result<Option<u32>, Error> {
+    let filename = sqlite_fn!(db_filename);
+    // SAFETY: a live connection; the name (with its URI parameters) is owned by it.
+    let name = unsafe { filename(db, c"main".as_ptr()) };
+    if name.is_null() {
+        return Ok(None);
+    }
+    let param = sqlite_fn!(uri_parameter);
+    let int64 = sqlite_fn!(uri_int64);
+    // SAFETY: `name` is a database file name SQLite gave us, as uri_parameter requires.
+    let mode = unsafe { param(name, c"replica_sync".as_ptr()) };
+    if mode.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: NUL-terminated text owned by the connection.
+    let mode = unsafe { CStr::from_ptr(mode) }
+        .to_string_lossy()
+        .to_string();
+    if !sync_commit::parse_mode(&mode)? {
+        return Ok(None);
+    }
+    // SAFETY: as above.
+    let timeout = unsafe {
+        int64(
+            name,
+            c"replica_sync_timeout".as_ptr(),
+            i64::from(sync_commit::DEFAULT_TIMEOUT_MS),
+        )
+    };
+    sync_commit::parse_timeout(timeout).map(Some)
+}
+
+unsafe extern "C" fn before_first_commit(arg: *mut c_void) -> c_int {
+    guard(0, || {
+        let db = arg as *mut sys::sqlite3;
+        if let Ok(Some(timeout)) = uri_settings(db) {
+            if let Err(e) = set_mode(db, true, Some(timeout)) {
+                crate::status::log_error(&format!("synchronous commits: {e}"));
+            }
+        }
+        let commit_hook = sqlite_fn!(commit_hook);
+        // SAFETY: a live connection; removing this hook (SQLite allows it from the hook).
+        unsafe { commit_hook(db, None, std::ptr::null_mut()) };
+        0 // let the commit go on
+    })
+}
+
+/// The WAL hook a connection had, taken off it (the API only tells by replacing it).
+enum Previous {
+    Ours(Settings),
+    /// SQLite's auto-checkpoint hook, whose argument is the page count.
+    AutoCheckpoint(u32),
+    /// None, or one installed through the C API that cannot be put back.
+    Other,
+}
+
+fn take_hook(db: *mut sys::sqlite3) -> Previous {
+    let wal_hook = sqlite_fn!(wal_hook);
+    // SAFETY: a live connection; the caller installs a hook again.
+    let previous = unsafe { wal_hook(db, None, std::ptr::null_mut()) } as usize;
+    match Settings::unpack(previous as u64) {
+        Some(s) => Previous::Ours(s),
+        None if previous > 0 && previous <= c_int::MAX as usize => {
+            Previous::AutoCheckpoint(previous as u32)
+        }
+        None => Previous::Other,
+    }
+}
+
+fn install(db: *mut sys::sqlite3, settings: Option<Settings>, autocheckpoint: u32) {
+    match settings {
+        Some(s) => {
+            let wal_hook = sqlite_fn!(wal_hook);
+            // SAFETY: a live connection; the argument is a packed integer, never dereferenced.
+            unsafe { wal_hook(db, Some(after_commit), s.pack() as usize as *mut c_void) };
+        }
+        None if autocheckpoint > 0 => {
+            let auto = sqlite_fn!(wal_autocheckpoint);
+            // SAFETY: a live connection; this reinstalls SQLite's own hook.
+            unsafe { auto(db, autocheckpoint.min(c_int::MAX as u32) as c_int) };
+        }
+        None => {}
+    }
+}
+
+/// Switches `db` to synchronous (`on`) or asynchronous commits; returns the settings now in
+/// force (`None` = asynchronous). `timeout_ms` keeps the current one when `None`.
+pub(super) fn set_mode(
+    db: *mut sys::sqlite3,
+    on: bool,
+    timeout_ms: Option<u32>,
+) -> Result<Option<Settings>, Error> {
+    if usize::BITS < 64 {
+        return Err(Error::Unsupported(
+            "synchronous commits need a 64-bit build".into(),
+        ));
+    }
+    let (current, autocheckpoint) = match take_hook(db) {
+        Previous::Ours(s) => (Some(s), s.autocheckpoint),
+        Previous::AutoCheckpoint(n) => (None, n),
+        Previous::Other => (None, 0),
+    };
+    let settings = on.then(|| Settings {
+        timeout_ms: timeout_ms
+            .or(current.map(|s| s.timeout_ms))
+            .unwrap_or(sync_commit::DEFAULT_TIMEOUT_MS),
+        autocheckpoint,
+    });
+    install(db, settings, autocheckpoint);
+    Ok(settings)
+}
+
+/// The settings of `db`'s hook, if the hook is ours.
+pub(super) fn current(db: *mut sys::sqlite3) -> Option<Settings> {
+    match take_hook(db) {
+        Previous::Ours(s) => {
+            install(db, Some(s), s.autocheckpoint);
+            Some(s)
+        }
+        Previous::AutoCheckpoint(n) => {
+            install(db, None, n);
+            None
+        }
+        Previous::Other => None,
+    }
+}
+
+/// After each commit that wrote WAL frames: wait for the replica, then do the auto-checkpoint
+/// SQLite's own hook would have done.
+unsafe extern "C" fn after_commit(
+    arg: *mut c_void,
+    db: *mut sys::sqlite3,
+    db_name: *const c_char,
+    frames: c_int,
+) -> c_int {
+    guard(sys::SQLITE_OK, || {
+        let Some(settings) = Settings::unpack(arg as usize as u64) else {
+            return sys::SQLITE_OK;
+        };
+        if !tracked(db, db_name) {
+            return sys::SQLITE_OK;
+        }
+        // Through SQL, so that a failure's message ("committed locally, not yet in the
+        // replica …") becomes the connection's error message for the COMMIT.
+        let sql = CString::new(format!("SELECT replica_sync({})", settings.timeout_ms))
+            .unwrap_or_default();
+        let exec = sqlite_fn!(exec);
+        // SAFETY: a live connection inside its own WAL hook, where running statements is
+        // allowed (SQLite's own hook runs a checkpoint here); no callback.
+        let rc = unsafe {
+            exec(
+                db,
+                sql.as_ptr(),
+                None,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+        if rc != sys::SQLITE_OK {
+            // SQLite replaces a WAL hook's error message with the generic text of its code,
+            // so the detail goes to the log and the code is the one that does not claim a
+            // failed commit: SQLITE_WARNING ("warning message").
+            let errmsg = sqlite_fn!(errmsg);
+            // SAFETY: a live connection; the message is copied before any other call.
+            let detail = unsafe { CStr::from_ptr(errmsg(db)) }
+                .to_string_lossy()
+                .to_string();
+            crate::status::log_error(&format!(
+                "synchronous COMMIT: committed locally, not confirmed by the replica: {detail}"
+            ));
+            return sys::SQLITE_WARNING;
+        }
+        if settings.autocheckpoint > 0 && frames >= settings.autocheckpoint as c_int {
+            let checkpoint = sqlite_fn!(wal_checkpoint);
+            // SAFETY: as SQLite's default hook does: a passive checkpoint of this database.
+            unsafe { checkpoint(db, db_name) };
+        }
+        sys::SQLITE_OK
+    })
+}
+
+/// Whether the database `db_name` of `db` replicates in this process.
+fn tracked(db: *mut sys::sqlite3, db_name: *const c_char) -> bool {
+    let filename = sqlite_fn!(db_filename);
+    // SAFETY: a live connection and the schema name SQLite passed to the hook.
+    let p = unsafe { filename(db, db_name) };
+    if p.is_null() {
+        return false;
+    }
+    // SAFETY: NUL-terminated, owned by the connection.
+    let path = unsafe { CStr::from_ptr(p) }.to_string_lossy().to_string();
+    !path.is_empty() && crate::database::get(std::path::Path::new(&path)).is_some()
+}
