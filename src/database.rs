@@ -8,6 +8,7 @@ use crate::spool::Spool;
 use crate::wal::{FrameChain, FrameHeader, WalHeader};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -95,10 +96,30 @@ pub struct Database {
     progress: Mutex<Progress>,
     progress_changed: Condvar,
     pub counters: Mutex<Counters>,
-    /// The process that opened the spool. A forked child shares this memory but not the
-    /// uploader thread; until the multi-process work lands it leaves capture to the parent
-    /// (whose next capture or catch-up takes the child's commits along with its own).
+    /// The process that opened the spool, as the fork epoch and pid at open. A forked child
+    /// shares this memory but not the uploader thread; until the multi-process work lands it
+    /// leaves capture to the parent (whose next capture or catch-up takes the child's
+    /// commits along with its own).
+    owner_epoch: u64,
     owner_pid: u32,
+}
+
+/// Bumped in every forked child by the `pthread_atfork` handler the extension installs,
+/// so "is this still the process that opened it?" is an atomic load on the commit path
+/// rather than a `getpid` system call.
+static FORK_EPOCH: AtomicU64 = AtomicU64::new(0);
+/// Whether that handler is installed; without it (the crate used as a library) the pid
+/// is compared instead.
+static FORK_HANDLER: AtomicBool = AtomicBool::new(false);
+
+/// The `pthread_atfork` child handler's whole job: async-signal-safe (one atomic add).
+pub fn on_fork_child() {
+    FORK_EPOCH.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Records that [`on_fork_child`] runs in every child.
+pub fn fork_handler_installed() {
+    FORK_HANDLER.store(true, Ordering::SeqCst);
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -140,6 +161,7 @@ impl Database {
             }),
             progress: Mutex::new(progress),
             progress_changed: Condvar::new(),
+            owner_epoch: FORK_EPOCH.load(Ordering::SeqCst),
             owner_pid: std::process::id(),
             counters: Mutex::new(Counters {
                 state: "starting",
@@ -150,7 +172,8 @@ impl Database {
 
     /// Whether this process is the one that owns the spool (false in a forked child).
     pub fn owned_here(&self) -> bool {
-        self.owner_pid == std::process::id()
+        self.owner_epoch == FORK_EPOCH.load(Ordering::Relaxed)
+            && (FORK_HANDLER.load(Ordering::Relaxed) || self.owner_pid == std::process::id())
     }
 
     pub fn progress(&self) -> Progress {

@@ -316,11 +316,13 @@ impl WalObserver {
     /// A write to the WAL succeeded.
     pub fn after_write(&self, offset: u64, data: &[u8], file: &mut dyn ReadAt) {
         let db = &self.db;
+        // Before any lock: a forked child must not wait on a mutex that a thread of its
+        // parent held at the fork, and its copy of this state has no effect outside it.
+        if !db.owned_here() {
+            return; // a forked child: see Database::owned_here
+        }
         let mut cap = db.capture.lock().unwrap_or_else(|p| p.into_inner());
         if offset == 0 {
-            if !db.owned_here() {
-                return; // a forked child: see Database::owned_here
-            }
             if data.len() >= WAL_HEADER_SIZE {
                 // A new log generation: frames start again at 1 with new salts, overwriting
                 // the old ones, so the spool must hold its records on disk from now on.
@@ -335,7 +337,7 @@ impl WalObserver {
             }
             return;
         }
-        if cap.header.is_none() && offset >= WAL_HEADER_SIZE as u64 && db.owned_here() {
+        if cap.header.is_none() && offset >= WAL_HEADER_SIZE as u64 {
             // Another process started this log (after ours was deleted or truncated):
             // read its header and see whether it continues what the spool holds.
             if let Err(e) = catch_up(db, &mut cap, file) {
@@ -358,7 +360,7 @@ impl WalObserver {
         buffer_frame_write(&mut cap, frame, within, data, frame_size);
         let mut ready: Option<(u32, FrameHeader)> = None;
         let mut rewritten = false;
-        if within == 0 && cap.deferred_commit.is_some_and(|k| frame > k) && db.owned_here() {
+        if within == 0 && cap.deferred_commit.is_some_and(|k| frame > k) {
             // A later transaction is writing: SQLite is done with the deferred one.
             resolve_deferred(db, &mut cap, file);
         }
@@ -396,11 +398,6 @@ impl WalObserver {
         let Some((commit_frame, fh)) = ready else {
             return;
         };
-        // Checked here rather than on every write: getpid() is a system call, and tracking
-        // frames in a forked child's copy of this state has no effect outside it.
-        if !db.owned_here() {
-            return; // a forked child: see Database::owned_here
-        }
         let mode = if rewritten {
             Mode::AfterRewrite
         } else {

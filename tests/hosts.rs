@@ -256,6 +256,35 @@ fn ruby_available() -> bool {
     ok
 }
 
+/// Ruby's `fork` after loading and writing: the child's writes to the parent's database
+/// reach the replica through the parent, and the child replicates its own database.
+#[test]
+fn ruby_fork_after_writing() {
+    if !ruby_available() {
+        return;
+    }
+    let tmp = TempDir::new("host-ruby-fork");
+    let url = replicas_env(&tmp);
+    let lib = load_path();
+    let o = run(
+        "ruby",
+        &["-"],
+        tmp.path(),
+        &[("REPLICA_URL", &url), ("REPLICA_TEST_LIB", &lib)],
+        &script("fork.rb"),
+    );
+    let out = checked(&o, "ruby tests/hosts/fork.rb");
+    let kv = parse_kv(&out);
+    let g = |k: &str| get(&kv, k, &out).to_string();
+    assert_eq!(g("child_exit"), "0", "{out}");
+    assert!(
+        g("child_sync_error").contains("this process was forked"),
+        "{out}"
+    );
+    assert_eq!(g("restored"), "parent-1,child-1,parent-2", "{out}");
+    assert_eq!(g("restored_child"), "42", "{out}");
+}
+
 #[test]
 fn ruby_replicates_and_restores() {
     if !ruby_available() {

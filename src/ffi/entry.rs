@@ -60,6 +60,7 @@ fn init(db: *mut sys::sqlite3) -> Result<(), Error> {
             .map(|v| v != "0")
             .unwrap_or(true);
         vfs::register(make_default)?;
+        install_fork_handler();
         crate::uploader::set_snapshot_source(Box::new(super::sqlite::LiveDatabase));
         let entry: unsafe extern "C" fn() = {
             let f: unsafe extern "C" fn(
@@ -107,6 +108,35 @@ unsafe extern "C" fn auto_extension_entry(
         }
         sys::SQLITE_OK
     })
+}
+
+extern "C" {
+    // From the C library std already links; the `libc` crate is not needed for one symbol.
+    fn pthread_atfork(
+        prepare: Option<unsafe extern "C" fn()>,
+        parent: Option<unsafe extern "C" fn()>,
+        child: Option<unsafe extern "C" fn()>,
+    ) -> c_int;
+}
+
+/// Runs in a forked child before `fork()` returns there: only marks the child (DESIGN §6),
+/// which then leaves the parent's in-memory state, threads and connections alone.
+unsafe extern "C" fn fork_child() {
+    // No guard(): catch_unwind is not async-signal-safe, and an atomic add cannot panic.
+    crate::database::on_fork_child();
+}
+
+fn install_fork_handler() {
+    // SAFETY: registering a function that lives as long as the process (the library stays
+    // loaded: init returns SQLITE_OK_LOAD_PERMANENTLY); it only touches an atomic.
+    let rc = unsafe { pthread_atfork(None, None, Some(fork_child)) };
+    if rc == 0 {
+        crate::database::fork_handler_installed();
+    } else {
+        crate::status::log_error(&format!(
+            "pthread_atfork failed ({rc}); forked children are recognised by their process id"
+        ));
+    }
 }
 
 fn set_error_message(pz_err_msg: *mut *mut c_char, msg: &str) {
