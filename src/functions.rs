@@ -75,6 +75,7 @@ pub fn sync(
         let mut wal_path = db.path.as_os_str().to_owned();
         wal_path.push("-wal");
         crate::shim::settle_deferred(&db, &mut || open_wal(Path::new(&wal_path)));
+        crate::shim::take_foreign_commits_now(&db, &mut || open_wal(Path::new(&wal_path)));
         let target_seq = db.spool.last_seq();
         db.update_progress(|p| p.flush_requested = true);
         crate::uploader::wake();

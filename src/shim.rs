@@ -221,6 +221,63 @@ fn catch_up(db: &Database, cap: &mut CaptureState, file: &mut dyn ReadAt) -> Res
     Ok(())
 }
 
+/// Commits that processes without the extension appended after this process's last
+/// capture: taken from the log while it still holds them. A log this process knew that
+/// another process restarted or truncated may have lost such commits, which only a snapshot
+/// can close. Skipped while a commit of this process is in flight (its own capture takes it).
+fn take_foreign_commits(db: &Database, cap: &mut CaptureState, file: &mut dyn ReadAt) {
+    if cap.pending_commit.is_some() || cap.deferred_commit.is_some() {
+        return;
+    }
+    let Some(known) = cap.header else {
+        return; // no log yet, or this process saw it go: the next header starts afresh
+    };
+    let mut hdr = [0u8; WAL_HEADER_SIZE];
+    let on_disk = match file.read_at(0, &mut hdr) {
+        Ok(n) if n == WAL_HEADER_SIZE => WalHeader::parse(&hdr).ok(),
+        Ok(_) => None,
+        Err(e) => {
+            crate::status::log_error(&format!("{}: reading the WAL header: {e}", db.name));
+            return;
+        }
+    };
+    if on_disk.map(|h| h.salts()) != Some(known.salts()) {
+        cap.header = None;
+        cap.chain = None;
+        owe_snapshot(
+            db,
+            "another process restarted or truncated the WAL; commits it made after the last capture may be missing",
+        );
+        return;
+    }
+    if let Err(e) = catch_up(db, cap, file) {
+        capture_failed(
+            db,
+            cap,
+            &format!("reading commits of another process: {e}"),
+            None,
+        );
+    }
+}
+
+/// [`take_foreign_commits`] for `replica_sync`, which must not leave out a commit made by
+/// a process without the extension just before it was called.
+pub fn take_foreign_commits_now(
+    db: &Database,
+    open_wal: &mut dyn FnMut() -> Option<Box<dyn ReadAt>>,
+) {
+    if !db.owned_here() {
+        return;
+    }
+    let mut cap = db.capture.lock().unwrap_or_else(|p| p.into_inner());
+    if cap.header.is_none() {
+        return;
+    }
+    if let Some(mut wal) = open_wal() {
+        take_foreign_commits(db, &mut cap, wal.as_mut());
+    }
+}
+
 /// Whether frame `frame` (0 = the log header) still carries the running checksum `cksum`.
 fn frame_carries(
     file: &mut dyn ReadAt,
@@ -292,6 +349,8 @@ impl WalObserver {
         }
         let mut cap = db.capture.lock().unwrap_or_else(|p| p.into_inner());
         resolve_deferred(db, &mut cap, file);
+        // The old log is still intact here (unless another process truncated it).
+        take_foreign_commits(db, &mut cap, file);
         drop(cap);
         flush_spool(db);
         if let Ok(h) = WalHeader::parse(&data[..WAL_HEADER_SIZE]) {
