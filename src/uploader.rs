@@ -76,6 +76,8 @@ pub struct DbUploader {
     failures: u32,
     retry_at: u64,
     seed: u64,
+    /// Snapshot attempts in a row put off because a new log was being started.
+    restart_waits: u32,
 }
 
 impl DbUploader {
@@ -103,6 +105,7 @@ impl DbUploader {
             last_ship_ms: 0,
             failures: 0,
             retry_at: 0,
+            restart_waits: 0,
             seed,
         }
     }
@@ -268,6 +271,10 @@ impl DbUploader {
             .needs_snapshot
             .clone()
             .unwrap_or_else(|| "the replicated state is unknown".into());
+        // Everything captured before the read transaction begins is in what it reads when
+        // there is no WAL then (it was all checkpointed); later captures may not be.
+        let captured_before_read = db.spool.last_seq();
+        let mut restart_in_progress = false;
         source.with_read_transaction(&db.path, &mut |dbf, mut walf, index| {
             for _attempt in 0..5 {
                 // Which captured commits the snapshot holds is decided by position: a commit
@@ -280,6 +287,21 @@ impl DbUploader {
                 let shipped_before = db.spool.state().shipped_seq;
                 let before = read_wal_header(&mut walf)?;
                 let index = index();
+                // A log header on disk that the index does not know yet: a writer is starting
+                // a new log (its salts need not follow the index's: a connection that never
+                // checkpointed picks random ones). Until it publishes, positions cannot be
+                // ordered: try again in a moment rather than guess.
+                if let (Some(h), Some(i)) = (before, index) {
+                    let disk_salt1 = u32::from_be_bytes(h[16..20].try_into().unwrap());
+                    let disk_salt2 = u32::from_be_bytes(h[20..24].try_into().unwrap());
+                    // A checkpoint that restarted the log bumps salt1 in the index and leaves
+                    // the old header on disk until the next writer: that header is older.
+                    let stale = i.mx_frame == 0 && i.salt1 == disk_salt1.wrapping_add(1);
+                    if (disk_salt1, disk_salt2) != (i.salt1, i.salt2) && !stale {
+                        restart_in_progress = true;
+                        return Ok(());
+                    }
+                }
                 let snap = build_snapshot(dbf, &mut walf, index, txid, now, &scratch, 0)?;
                 if read_wal_header(&mut walf)? == before {
                     built = snap.map(|mut snap| {
@@ -296,9 +318,11 @@ impl DbUploader {
                         }
                         snap.seq = captured
                             .iter()
-                            .take_while(|(_, end)| match at {
+                            .take_while(|(seq, end)| match at {
                                 Some(p) => end.salts() != p.salts() || end.frame <= p.frame,
-                                None => true, // no WAL: everything is in the database file
+                                // No WAL: what was captured before the read began is in the
+                                // database file; a WAL started since holds the rest.
+                                None => *seq <= captured_before_read,
                             })
                             .map(|(seq, _)| *seq)
                             .last()
@@ -312,6 +336,19 @@ impl DbUploader {
                 "the WAL kept restarting while a snapshot was read; will retry".into(),
             ))
         })?;
+        if restart_in_progress {
+            let _ = std::fs::remove_file(&scratch);
+            self.restart_waits += 1;
+            if self.restart_waits > 250 {
+                self.restart_waits = 0;
+                return Err(Error::Io(
+                    "the WAL header and SQLite's WAL index have disagreed for 5 s; will retry"
+                        .into(),
+                ));
+            }
+            return Ok(Step::WaitUntil(now + 20));
+        }
+        self.restart_waits = 0;
         let Some(snap) = built else {
             // An empty database: nothing to replicate until its first commit.
             self.db.update_progress(|p| {
