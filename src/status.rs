@@ -1,7 +1,7 @@
 //! What `replica_status()` shows: one row per replicated database (plus one per running
 //! restore of a replica no database here replicates), process-wide warnings (config keys
-//! accepted but unused, misspellings), running restores' progress, and the error log. It owns the wording of
-//! states and the time format; it must never show a secret (replica URLs come from
+//! accepted but unused, misspellings), running restores' progress, drill results and the
+//! error log. It owns the wording of states and the time format; it must never show a secret (replica URLs come from
 //! `ReplicaConfig::url`, which redacts).
 
 use crate::database;
