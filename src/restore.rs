@@ -607,6 +607,39 @@ fn check_page1(key: &str, page: &[u8], h: &ltx::Header) -> Result<(), Error> {
     Ok(())
 }
 
+/// Consecutive pages gathered into one write (a snapshot's pages come in order), so a
+/// large restore makes a few thousand writes rather than one per page.
+#[derive(Default)]
+struct WriteRun {
+    offset: u64,
+    bytes: Vec<u8>,
+}
+
+impl WriteRun {
+    const MAX: usize = 1 << 20;
+
+    fn write(&mut self, out: &std::fs::File, offset: u64, page: &[u8]) -> Result<(), Error> {
+        if !self.bytes.is_empty() && self.offset + self.bytes.len() as u64 != offset {
+            self.flush(out)?;
+        }
+        if self.bytes.is_empty() {
+            self.offset = offset;
+        }
+        self.bytes.extend_from_slice(page);
+        if self.bytes.len() >= Self::MAX {
+            self.flush(out)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, out: &std::fs::File) -> Result<(), Error> {
+        out.write_all_at(&self.bytes, self.offset)
+            .map_err(|e| Error::Io(format!("writing the restored database: {e}")))?;
+        self.bytes.clear();
+        Ok(())
+    }
+}
+
 /// Downloads and applies `chain` into `tmp`, verifying as it goes.
 fn apply(
     store: &dyn ObjectStore,
@@ -669,6 +702,7 @@ fn apply_pieces(
     let mut buf = Vec::new();
     let mut expected_post: Option<u64> = None;
     let mut next_piece = 0;
+    let mut run = WriteRun::default();
     for (index, obj) in chain.iter().enumerate() {
         let end_piece = fetcher.pieces[next_piece..]
             .iter()
@@ -742,8 +776,7 @@ fn apply_pieces(
             if pgno == 1 {
                 check_page1(&obj.key, &buf, &h)?;
             }
-            out.write_all_at(&buf, (pgno as u64 - 1) * page_size as u64)
-                .map_err(|e| Error::Io(format!("writing the restored database: {e}")))?;
+            run.write(out, (pgno as u64 - 1) * page_size as u64, &buf)?;
             if let Some(t) = table.as_mut() {
                 t.set(pgno, &buf);
             }
@@ -753,6 +786,7 @@ fn apply_pieces(
             Ok(t) => t,
             Err(e) => return Err(object_error(&obj.key, e, reader.failed.take())),
         };
+        run.flush(out)?;
         if h.commit < commit {
             // A shrink: pages past the end must not come back if a later file grows it again.
             out.set_len(h.commit as u64 * page_size as u64)?;
