@@ -189,6 +189,36 @@ fn rejected_credentials_show_in_status_and_writes_go_on() {
     let mut env = s3_env(&srv, &url);
     env[2].1 = "wrong-secret".to_string();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    // A missing database is restored before it opens (boot-time restore): with the bucket
+    // refusing, the open fails rather than start an empty database over the replica.
+    let out = python_loaded(
+        r#"
+try:
+    sqlite3.connect("new.db").execute("SELECT 1").fetchone()
+    print("opened")
+except sqlite3.Error as e:
+    print("open_error", e)
+"#,
+        dir.path(),
+        &env,
+    );
+    let text = check(&out, "opening a missing database with a wrong secret");
+    assert!(
+        text.contains("open_error unable to open database file"),
+        "{text}"
+    );
+    assert!(!dir.join("new.db").exists());
+    // An existing database opens and takes writes while uploads are refused.
+    check(
+        &run(
+            SQLITE3,
+            &["app.db", "PRAGMA journal_mode=wal;"],
+            dir.path(),
+            &[],
+            "",
+        ),
+        "creating app.db",
+    );
     let out = python_loaded(
         r#"
 db = sqlite3.connect("app.db", isolation_level=None)
