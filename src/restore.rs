@@ -18,6 +18,8 @@ use std::sync::{Condvar, Mutex};
 
 /// Litestream's restore parallelism (`-parallelism`, default 8).
 pub const DEFAULT_PARALLELISM: usize = 8;
+/// Extra rounds of a piece's GET (each with the store's own retries) on transient failures.
+const PIECE_ROUNDS: u32 = 4;
 /// Objects above this size are fetched as ranged GETs of this size, several at once.
 pub const DEFAULT_CHUNK_BYTES: u64 = 8 << 20;
 
@@ -451,13 +453,36 @@ impl Fetcher<'_> {
             };
             let p = self.pieces[i];
             let key = &self.chain[p.object].key;
-            let body = if p.whole {
-                self.store.get(key)
-            } else {
-                self.store.get_range(key, p.offset, p.len)
-            };
+            let body = self.fetch(p, key);
             self.lock().ready.insert(i, body);
             self.changed.notify_all();
+        }
+    }
+
+    /// One piece, retried beyond the store's own retries while failures are transient or
+    /// a body comes back short: with many GETs in flight, one request can meet several
+    /// faults in a row, and a whole restore should not fail for it.
+    fn fetch(&self, p: Piece, key: &str) -> Result<Vec<u8>, StoreError> {
+        let mut round = 0;
+        loop {
+            // A panicking store must not leave the consumer waiting for this piece forever.
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if p.whole {
+                    self.store.get(key)
+                } else {
+                    self.store.get_range(key, p.offset, p.len)
+                }
+            }))
+            .unwrap_or_else(|_| Err(StoreError::Permanent(format!("GET {key} panicked"))));
+            let retry = match &r {
+                Err(e) => e.is_transient(),
+                Ok(body) => body.len() as u64 != p.len,
+            };
+            round += 1;
+            if !retry || round > PIECE_ROUNDS || self.lock().stop {
+                return r;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100 * round as u64));
         }
     }
 
@@ -1230,5 +1255,97 @@ mod tests {
             let left: Vec<_> = std::fs::read_dir(&dir.0).unwrap().collect();
             assert!(left.is_empty(), "{what}: left {left:?}");
         }
+    }
+
+    /// Fails every GET that `fail(n)` picks (n counts GETs), transiently or by cutting the body.
+    struct FlakyStore {
+        inner: MemoryStore,
+        gets: std::sync::atomic::AtomicUsize,
+        fail: fn(usize) -> Option<bool>,
+    }
+
+    impl FlakyStore {
+        fn body(&self, r: Result<Vec<u8>, StoreError>) -> Result<Vec<u8>, StoreError> {
+            let n = self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            match (self.fail)(n) {
+                Some(true) => Err(StoreError::Transient(format!("injected fault {n}"))),
+                Some(false) => r.map(|mut b| {
+                    b.truncate(b.len() / 2);
+                    b
+                }),
+                None => r,
+            }
+        }
+    }
+
+    impl ObjectStore for FlakyStore {
+        fn put(&self, key: &str, body: &[u8]) -> Result<(), StoreError> {
+            self.inner.put(key, body)
+        }
+        fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+            self.body(self.inner.get(key))
+        }
+        fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
+            self.body(self.inner.get_range(key, offset, len))
+        }
+        fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+            self.inner.list(prefix)
+        }
+        fn delete(&self, key: &str) -> Result<(), StoreError> {
+            self.inner.delete(key)
+        }
+        fn request_counts(&self) -> crate::store::RequestCounts {
+            self.inner.request_counts()
+        }
+        fn describe(&self) -> String {
+            "flaky".into()
+        }
+    }
+
+    #[test]
+    fn transient_faults_and_cut_bodies_are_retried_but_not_forever() {
+        let (inner, db) = replica(false);
+        // Every other GET fails, alternately with an error and a cut body.
+        let flaky = FlakyStore {
+            inner,
+            gets: Default::default(),
+            fail: |n| (n % 2 == 0).then_some(n % 4 == 0),
+        };
+        let dir = Scratch::new("flaky");
+        let out = dir.0.join("out.db");
+        let tuning = Tuning {
+            chunk_bytes: 128,
+            ..Default::default()
+        };
+        let restore = |store: &dyn ObjectStore, out: &Path| {
+            restore_with(
+                &RestoreRequest {
+                    store,
+                    prefix: "db",
+                    output: out,
+                    target: Target::Latest,
+                    overwrite: false,
+                    check: &|_| Ok(()),
+                },
+                &tuning,
+            )
+        };
+        restore(&flaky, &out).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), db.concat());
+        // A store that never recovers fails the restore, naming the object.
+        let (inner, _) = replica(false);
+        let down = FlakyStore {
+            inner,
+            gets: Default::default(),
+            fail: |_| Some(true),
+        };
+        let err = restore(&down, &dir.0.join("down.db"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("0009/") && err.contains("injected fault"),
+            "{err}"
+        );
+        assert!(!dir.0.join("down.db").exists());
     }
 }
