@@ -21,7 +21,7 @@ pub const DEFAULT_PARALLELISM: usize = 8;
 /// Extra rounds of a piece's GET (each with the store's own retries) on transient failures.
 const PIECE_ROUNDS: u32 = 4;
 /// Objects above this size are fetched as ranged GETs of this size, several at once.
-pub const DEFAULT_CHUNK_BYTES: u64 = 8 << 20;
+pub const DEFAULT_CHUNK_BYTES: u64 = 4 << 20;
 
 /// Where to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
