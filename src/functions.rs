@@ -239,13 +239,24 @@ fn open_replica(
     Ok((store, prefix))
 }
 
+/// Why a restore runs, which decides what it must also do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// `replica_restore`.
+    Asked,
+    /// At open of a missing database: never replace a file that appears meanwhile.
+    Boot,
+    /// `replica_verify`: the restored file's database checksum is needed.
+    Drill,
+}
+
 /// Restores `replica` into `output`, showing progress in status while it runs.
 fn restore_tracked(
     replica: &ReplicaTarget,
     output: &Path,
     target: Target,
     opts: RestoreOptions,
-    want_checksum: bool,
+    purpose: Purpose,
     check: &dyn Fn(&Path, bool) -> Result<(), String>,
 ) -> Result<restore::Restored, Error> {
     let (store, prefix) = open_replica(replica)?;
@@ -261,7 +272,8 @@ fn restore_tracked(
         },
         &Tuning {
             parallelism: opts.parallelism,
-            want_checksum,
+            want_checksum: purpose == Purpose::Drill,
+            exclusive: purpose == Purpose::Boot,
             progress: &|p| tracker.update(p),
             ..Default::default()
         },
@@ -291,7 +303,7 @@ pub fn restore(
     }
     let target = parse_point(point)?;
     let replica = resolve_source(src)?;
-    let restored = restore_tracked(&replica, &output, target, opts, false, check)?;
+    let restored = restore_tracked(&replica, &output, target, opts, Purpose::Asked, check)?;
     Ok(restored.txid as i64)
 }
 
@@ -317,8 +329,13 @@ pub fn restore_missing(
         return Ok(());
     }
     let opts = parse_restore_options(None)?;
-    let restored =
-        restore_tracked(replica, path, Target::Latest, opts, false, check).map_err(failed)?;
+    let restored = match restore_tracked(replica, path, Target::Latest, opts, Purpose::Boot, check)
+    {
+        Ok(r) => r,
+        // Another process restored (or created) it meanwhile: open that one.
+        Err(_) if path.exists() => return Ok(()),
+        Err(e) => return Err(failed(e)),
+    };
     crate::status::log_notice(&format!(
         "{} was missing: restored it from {} at txid {} ({} files, {} bytes)",
         path.display(),
@@ -448,7 +465,7 @@ fn verify_one(
                 full_check: false,
                 parallelism: restore::DEFAULT_PARALLELISM,
             },
-            true,
+            Purpose::Drill,
             check,
         );
         let _ = std::fs::remove_file(&scratch);

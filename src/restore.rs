@@ -183,6 +183,9 @@ pub struct Tuning<'a> {
     pub chunk_bytes: u64,
     /// Compute the database checksum of the result even when no file carries one.
     pub want_checksum: bool,
+    /// Publish without ever replacing a file that appeared at the target meanwhile (an
+    /// error then), leaving any `-wal` beside it alone.
+    pub exclusive: bool,
     pub progress: &'a dyn Fn(&RestoreProgress),
 }
 
@@ -192,6 +195,7 @@ impl Default for Tuning<'_> {
             parallelism: DEFAULT_PARALLELISM,
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             want_checksum: false,
+            exclusive: false,
             progress: &|_| {},
         }
     }
@@ -233,6 +237,25 @@ pub fn restore_with(req: &RestoreRequest, tuning: &Tuning) -> Result<Restored, E
                 culprit(req.store, &chain, &tmp, req.check)
             ))
         })?;
+        if tuning.exclusive {
+            // Published only if nothing appeared at the target meanwhile (another process
+            // restoring or creating it): a hard link fails rather than replace a file.
+            let linked = std::fs::hard_link(&tmp, req.output);
+            cleanup(&tmp);
+            return match linked {
+                Ok(()) => Ok(restored),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    Err(Error::InvalidArgument(format!(
+                        "{} appeared while it was being restored; left as it is",
+                        req.output.display()
+                    )))
+                }
+                Err(e) => Err(Error::Io(format!(
+                    "linking into {}: {e}",
+                    req.output.display()
+                ))),
+            };
+        }
         // A WAL or journal left beside the file being replaced would be replayed into the
         // restored database when it is first opened.
         for suffix in ["-wal", "-shm", "-journal"] {
@@ -1138,6 +1161,7 @@ mod tests {
                     chunk_bytes: 128, // every file in several ranged GETs
                     want_checksum: true,
                     progress: &|p| seen.lock().unwrap().push(*p),
+                    ..Default::default()
                 },
             )
             .unwrap();
@@ -1347,5 +1371,47 @@ mod tests {
             "{err}"
         );
         assert!(!dir.0.join("down.db").exists());
+    }
+
+    #[test]
+    fn an_exclusive_restore_never_replaces_a_file_that_appeared_meanwhile() {
+        let (store, db) = replica(false);
+        let dir = Scratch::new("exclusive");
+        let out = dir.0.join("out.db");
+        // Another process creates the database while the restore runs.
+        let created = std::sync::Once::new();
+        let err = run(
+            &store,
+            &out,
+            &Tuning {
+                exclusive: true,
+                progress: &|_| created.call_once(|| std::fs::write(&out, b"theirs").unwrap()),
+                ..Default::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("appeared while it was being restored"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&out).unwrap(), b"theirs");
+        let left: Vec<_> = std::fs::read_dir(&dir.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("out.db")]);
+        // With nobody racing it, it publishes the restored file.
+        std::fs::remove_file(&out).unwrap();
+        run(
+            &store,
+            &out,
+            &Tuning {
+                exclusive: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), db.concat());
     }
 }
