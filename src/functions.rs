@@ -409,6 +409,44 @@ pub fn restore_points(
     Ok(rows)
 }
 
+/// The interval of scheduled restore drills, from `REPLICA_VALIDATION_INTERVAL` (a
+/// duration like `1h`; unset, empty or zero: none). A bad value fails the load.
+pub fn validation_interval() -> Result<Option<Duration>, Error> {
+    let Ok(v) = std::env::var("REPLICA_VALIDATION_INTERVAL") else {
+        return Ok(None);
+    };
+    if v.trim().is_empty() {
+        return Ok(None);
+    }
+    let d = config::parse_duration(&v)
+        .map_err(|e| Error::InvalidArgument(format!("REPLICA_VALIDATION_INTERVAL={v:?}: {e}")))?;
+    Ok((!d.is_zero()).then_some(d))
+}
+
+/// Runs a drill (`replica_verify`) on every database this process replicates, every
+/// `interval`, for the life of the process (the FFI layer runs it on a thread of its own).
+/// Outcomes go to `replica_status().last_verify`; failures are logged too.
+pub fn run_scheduled_drills(
+    interval: Duration,
+    live: &dyn crate::uploader::SnapshotSource,
+    open_wal: &mut WalOpener<'_>,
+    check: &dyn Fn(&Path, bool) -> Result<(), String>,
+) {
+    loop {
+        std::thread::sleep(interval);
+        for db in database::all() {
+            // Nothing replicated yet (or another process replicates it): nothing to drill.
+            if !db.owned_here() || db.progress().txid == 0 {
+                continue;
+            }
+            let name = db.path.to_string_lossy().to_string();
+            if let Err(e) = verify(Some(&name), None, live, open_wal, check) {
+                crate::status::log_error(&format!("scheduled restore drill of {}: {e}", db.name));
+            }
+        }
+    }
+}
+
 /// How many times a drill syncs again when commits keep arriving while it reads.
 const VERIFY_ATTEMPTS: usize = 5;
 

@@ -363,3 +363,45 @@ except sqlite3.Error as e:
         "an empty database was created"
     );
 }
+
+#[test]
+fn scheduled_drills_report_in_status() {
+    let dir = TempDir::new("scheduled-drills");
+    let url = format!("file://{}", dir.join("replicas").display());
+    let o = python_loaded(
+        r#"
+import time
+db = sqlite3.connect("app.db", isolation_level=None)
+db.execute("CREATE TABLE t(x)")
+db.execute("INSERT INTO t VALUES (1)")
+txid = db.execute("SELECT replica_sync(10000)").fetchone()[0]
+deadline = time.time() + 30
+while True:
+    v = db.execute("SELECT last_verify FROM replica_status()").fetchone()[0]
+    if v is not None or time.time() > deadline:
+        break
+    time.sleep(0.05)
+print("txid", txid)
+print("drill", v)
+"#,
+        dir.path(),
+        &[
+            ("REPLICA_URL", &url),
+            ("REPLICA_VALIDATION_INTERVAL", "100ms"),
+        ],
+    );
+    let text = check(&o, "scheduled drills");
+    let txid = text.lines().find_map(|l| l.strip_prefix("txid ")).unwrap();
+    assert!(
+        text.contains(&format!("drill ok: txid {txid}, checksum ")),
+        "{text}"
+    );
+    // A bad interval fails the load, naming the variable.
+    let o = python_loaded("", dir.path(), &[("REPLICA_VALIDATION_INTERVAL", "often")]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("REPLICA_VALIDATION_INTERVAL"),
+        "{}",
+        stderr(&o)
+    );
+}

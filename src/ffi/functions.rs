@@ -179,6 +179,14 @@ impl Args {
     }
 }
 
+/// Opens a database's WAL for reading through the base VFS (`None` if it does not exist).
+pub(super) fn open_wal_for_read(wal: &std::path::Path) -> Option<Box<dyn crate::shim::ReadAt>> {
+    super::sqlite::RawFile::open(wal, true)
+        .ok()
+        .flatten()
+        .map(|w| Box::new(w) as Box<dyn crate::shim::ReadAt>)
+}
+
 fn result_error(ctx: *mut sys::sqlite3_context, e: &Error) {
     let msg = CString::new(e.to_string().replace('\0', " ")).unwrap_or_default();
     let err = sqlite_fn!(result_error);
@@ -253,12 +261,7 @@ unsafe extern "C" fn fn_sync(
         let r = check_arity(argc, "replica_sync", 0, 1)
             .and_then(|_| args.int(0, "replica_sync: timeout_ms"))
             .and_then(|t| {
-                crate::functions::sync(context_db_path(ctx).as_deref(), t, &mut |wal| {
-                    super::sqlite::RawFile::open(wal, true)
-                        .ok()
-                        .flatten()
-                        .map(|w| Box::new(w) as Box<dyn crate::shim::ReadAt>)
-                })
+                crate::functions::sync(context_db_path(ctx).as_deref(), t, &mut open_wal_for_read)
             });
         match r {
             Ok(txid) => result_int(ctx, txid),
@@ -327,12 +330,7 @@ unsafe extern "C" fn fn_verify(
                 args.text(0).as_deref(),
                 context_db_path(ctx).as_deref(),
                 &super::sqlite::LiveDatabase,
-                &mut |wal| {
-                    super::sqlite::RawFile::open(wal, true)
-                        .ok()
-                        .flatten()
-                        .map(|w| Box::new(w) as Box<dyn crate::shim::ReadAt>)
-                },
+                &mut open_wal_for_read,
                 &|p, full| super::sqlite::integrity_check(p, full),
             )
         });
