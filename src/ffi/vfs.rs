@@ -1,6 +1,7 @@
 //! The `replica` VFS: a pass-through over the default VFS. Each file carries a pointer to a
 //! shim observer only when it is the WAL of a replicated database; every other call is a
-//! null check and a forward.
+//! null check and a forward. Opening a main database first gives the shim its chance to
+//! restore a missing replicated database (boot-time restore), before SQLite creates it.
 
 use super::{guard, sys};
 use crate::error::Error;
