@@ -1,8 +1,8 @@
 //! The logic behind the SQL functions (`replica_sync`, `replica_snapshot`,
 //! `replica_restore`, `replica_verify`, `replica_restore_points`, `replica_version`) and
 //! the restore a database gets when it is opened missing; the FFI layer only converts
-//! arguments and results. It owns argument meaning and error wording; it must not touch SQLite itself
-//! (the integrity check is handed in).
+//! arguments and results. It owns argument meaning and error wording; it must not touch
+//! SQLite itself (the integrity check and the live database reader are handed in).
 
 use crate::config::{self, ReplicaTarget};
 use crate::database::{self, Database};
@@ -203,24 +203,21 @@ pub fn parse_restore_options(options: Option<&str>) -> Result<RestoreOptions, Er
         .map(str::trim)
         .filter(|o| !o.is_empty())
     {
+        let bad = |what: String| Error::InvalidArgument(format!("replica_restore: {what}"));
         match opt.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
             None if opt == "overwrite" => o.overwrite = true,
             None if opt == "full" => o.full_check = true,
             Some(("parallelism", n)) => {
-                o.parallelism =
-                    n.parse()
-                        .ok()
-                        .filter(|n| (1..=64).contains(n))
-                        .ok_or_else(|| {
-                            Error::InvalidArgument(format!(
-                        "replica_restore: parallelism must be a number from 1 to 64, got {n:?}"
-                    ))
-                        })?
+                o.parallelism = n
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=64).contains(n))
+                    .ok_or_else(|| bad(format!("parallelism must be 1 to 64, got {n:?}")))?
             }
             _ => {
-                return Err(Error::InvalidArgument(format!(
-                "replica_restore: unknown option {opt:?} (known: overwrite, full, parallelism=N)"
-            )))
+                return Err(bad(format!(
+                    "unknown option {opt:?} (known: overwrite, full, parallelism=N)"
+                )))
             }
         }
     }
