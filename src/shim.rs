@@ -150,6 +150,14 @@ pub fn before_open_main_db(
     let Some(cfg) = resolve_at_open(resolver, &path, uri_param)? else {
         return Ok(());
     };
+    // The replica of another database here (REPLICA_URL names replicas by file name, so
+    // /a/app.db and /b/app.db share one): it is not this database's, and opening will say so.
+    if database::all()
+        .iter()
+        .any(|db| db.path != path && db.config.url() == cfg.url())
+    {
+        return Ok(());
+    }
     crate::functions::restore_missing(&path, &cfg.target, check)
 }
 

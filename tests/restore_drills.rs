@@ -308,6 +308,24 @@ except sqlite3.Error as e:
         .unwrap();
     assert!(synced > last, "{text}");
 
+    // Another database of the same name in the same process: REPLICA_URL gives it the same
+    // replica, which is not its own, so it starts empty (and does not replicate).
+    let text = check(
+        &python_loaded(
+            r#"
+os.mkdir("b")
+a = sqlite3.connect("app.db")
+print("a", a.execute("SELECT count(*) FROM t").fetchone()[0])
+b = sqlite3.connect("b/app.db")
+print("b", b.execute("SELECT count(*) FROM sqlite_master").fetchone()[0])
+"#,
+            &fresh,
+            &[("REPLICA_URL", &url)],
+        ),
+        "a second app.db",
+    );
+    assert!(text.contains("a 120\nb 0\n"), "{text}");
+
     // A replica that does not exist yet: a new, empty database.
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
