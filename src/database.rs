@@ -84,6 +84,8 @@ pub struct Counters {
     pub capture_errors: u64,
     pub requests: crate::store::RequestCounts,
     pub state: &'static str,
+    /// The last `replica_verify` drill: when (ms) and what it found.
+    pub last_verify: Option<(u64, String)>,
 }
 
 pub struct Database {

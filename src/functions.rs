@@ -1,12 +1,14 @@
 //! The logic behind the SQL functions (`replica_sync`, `replica_snapshot`,
-//! `replica_restore`, `replica_version`); the FFI layer only converts arguments and
-//! results. It owns argument meaning and error wording; it must not touch SQLite itself
-//! (the integrity check is handed in).
+//! `replica_restore`, `replica_verify`, `replica_restore_points`, `replica_version`) and
+//! the restore a database gets when it is opened missing; the FFI layer only converts
+//! arguments and results. It owns argument meaning and error wording; it must not touch
+//! SQLite itself (the integrity check and the live database reader are handed in).
 
 use crate::config::{self, ReplicaTarget};
 use crate::database::{self, Database};
 use crate::error::Error;
-use crate::restore::{self, RestoreRequest, Target};
+use crate::restore::{self, RestoreRequest, Target, Tuning};
+use crate::status::{Cell, RestoreTracker};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -195,6 +197,101 @@ fn resolve_source(src: &str) -> Result<ReplicaTarget, Error> {
     }
 }
 
+/// `replica_restore`'s options: comma-separated `overwrite`, `full`, `parallelism=N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestoreOptions {
+    pub overwrite: bool,
+    /// `PRAGMA integrity_check` instead of `quick_check`: slower, but also checks indexes.
+    pub full_check: bool,
+    pub parallelism: usize,
+}
+
+pub fn parse_restore_options(options: Option<&str>) -> Result<RestoreOptions, Error> {
+    let mut o = RestoreOptions {
+        overwrite: false,
+        full_check: false,
+        parallelism: restore::DEFAULT_PARALLELISM,
+    };
+    for opt in options
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+    {
+        let bad = |what: String| Error::InvalidArgument(format!("replica_restore: {what}"));
+        match opt.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
+            None if opt == "overwrite" => o.overwrite = true,
+            None if opt == "full" => o.full_check = true,
+            Some(("parallelism", n)) => {
+                o.parallelism = n
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=64).contains(n))
+                    .ok_or_else(|| bad(format!("parallelism must be 1 to 64, got {n:?}")))?
+            }
+            _ => {
+                return Err(bad(format!(
+                    "unknown option {opt:?} (known: overwrite, full, parallelism=N)"
+                )))
+            }
+        }
+    }
+    Ok(o)
+}
+
+/// The store and key prefix of a replica.
+fn open_replica(
+    replica: &ReplicaTarget,
+) -> Result<(Box<dyn crate::store::ObjectStore>, String), Error> {
+    let store = crate::store::open(replica)?;
+    let prefix = match replica {
+        ReplicaTarget::S3(t) => t.prefix.clone(),
+        ReplicaTarget::File { .. } => String::new(),
+    };
+    Ok((store, prefix))
+}
+
+/// Why a restore runs, which decides what it must also do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// `replica_restore`.
+    Asked,
+    /// At open of a missing database: never replace a file that appears meanwhile.
+    Boot,
+    /// `replica_verify`: the restored file's database checksum is needed.
+    Drill,
+}
+
+/// Restores `replica` into `output`, showing progress in status while it runs.
+fn restore_tracked(
+    replica: &ReplicaTarget,
+    output: &Path,
+    target: Target,
+    opts: RestoreOptions,
+    purpose: Purpose,
+    check: &dyn Fn(&Path, bool) -> Result<(), String>,
+) -> Result<restore::Restored, Error> {
+    let (store, prefix) = open_replica(replica)?;
+    let tracker = RestoreTracker::start(replica.url(), output);
+    restore::restore_with(
+        &RestoreRequest {
+            store: store.as_ref(),
+            prefix: &prefix,
+            output,
+            target,
+            overwrite: opts.overwrite,
+            check: &|p| check(p, opts.full_check),
+        },
+        &Tuning {
+            parallelism: opts.parallelism,
+            want_checksum: purpose == Purpose::Drill,
+            exclusive: purpose == Purpose::Boot,
+            progress: &|p| tracker.update(p),
+            ..Default::default()
+        },
+    )
+}
+
 pub fn restore(
     src: &str,
     output: &str,
@@ -202,25 +299,7 @@ pub fn restore(
     options: Option<&str>,
     check: &dyn Fn(&Path, bool) -> Result<(), String>,
 ) -> Result<i64, Error> {
-    let mut overwrite = false;
-    let mut full_check = false;
-    for opt in options
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|o| !o.is_empty())
-    {
-        match opt {
-            "overwrite" => overwrite = true,
-            // PRAGMA integrity_check instead of quick_check: slower, but also checks indexes.
-            "full" => full_check = true,
-            other => {
-                return Err(Error::InvalidArgument(format!(
-                    "replica_restore: unknown option {other:?} (known: overwrite, full)"
-                )))
-            }
-        }
-    }
+    let opts = parse_restore_options(options)?;
     if output.is_empty() {
         return Err(Error::InvalidArgument(
             "replica_restore: the target path is empty".into(),
@@ -236,20 +315,224 @@ pub fn restore(
     }
     let target = parse_point(point)?;
     let replica = resolve_source(src)?;
-    let store = crate::store::open(&replica)?;
-    let prefix = match &replica {
-        ReplicaTarget::S3(t) => t.prefix.clone(),
-        ReplicaTarget::File { .. } => String::new(),
-    };
-    let restored = restore::restore(&RestoreRequest {
-        store: store.as_ref(),
-        prefix: &prefix,
-        output: &output,
-        target,
-        overwrite,
-        check: &|p| check(p, full_check),
-    })?;
+    let restored = restore_tracked(&replica, &output, target, opts, Purpose::Asked, check)?;
     Ok(restored.txid as i64)
+}
+
+/// Boot-time restore of a replicated database whose file is missing (see
+/// `shim::before_open_main_db`): a replica without files means a new database.
+pub fn restore_missing(
+    path: &Path,
+    replica: &ReplicaTarget,
+    check: &dyn Fn(&Path, bool) -> Result<(), String>,
+) -> Result<(), Error> {
+    let failed = |e: Error| {
+        Error::Restore(format!(
+            "{} does not exist and restoring it from {} failed ({e}); not creating an empty database that would be replicated over the replica (set REPLICA_RESTORE_IF_MISSING=0 to start empty)",
+            path.display(),
+            replica.url()
+        ))
+    };
+    let (store, prefix) = open_replica(replica).map_err(failed)?;
+    if restore::list_objects(store.as_ref(), &prefix)
+        .map_err(failed)?
+        .is_empty()
+    {
+        return Ok(());
+    }
+    let opts = parse_restore_options(None)?;
+    let restored = match restore_tracked(replica, path, Target::Latest, opts, Purpose::Boot, check)
+    {
+        Ok(r) => r,
+        // Another process restored (or created) it meanwhile: open that one.
+        Err(_) if path.exists() => return Ok(()),
+        Err(e) => return Err(failed(e)),
+    };
+    crate::status::log_notice(&format!(
+        "{} was missing: restored it from {} at txid {} ({} files, {} bytes)",
+        path.display(),
+        replica.url(),
+        restored.txid,
+        restored.files,
+        restored.bytes_downloaded
+    ));
+    Ok(())
+}
+
+/// The replica a restore-points listing or a drill is about.
+fn replica_of(
+    db_arg: Option<&str>,
+    conn_db: Option<&Path>,
+    what: &str,
+) -> Result<Vec<(String, ReplicaTarget)>, Error> {
+    match db_arg {
+        Some(src) => Ok(vec![(
+            database::find(src)
+                .map(|d| d.name.clone())
+                .unwrap_or_else(|| src.to_string()),
+            resolve_source(src)?,
+        )]),
+        None => Ok(databases_for(conn_db, what)?
+            .into_iter()
+            .map(|db| (db.name.clone(), db.config.target.clone()))
+            .collect()),
+    }
+}
+
+/// Columns of `replica_restore_points`; `db` is the hidden argument.
+pub const RESTORE_POINT_COLUMNS: &[&str] = &[
+    "name",
+    "level",
+    "min_txid",
+    "max_txid",
+    "timestamp",
+    "size",
+    "key",
+    "db HIDDEN",
+];
+
+/// Every LTX file of the replica, oldest first: level, txid range, when it was written
+/// (the LTX header's timestamp, read with parallel 100-byte ranged GETs; the store's
+/// modified time where a header cannot be read) and its size.
+pub fn restore_points(
+    db_arg: Option<&str>,
+    conn_db: Option<&Path>,
+) -> Result<crate::status::Rows, Error> {
+    let mut rows = Vec::new();
+    for (name, replica) in replica_of(db_arg, conn_db, "replica_restore_points")? {
+        let (store, prefix) = open_replica(&replica)?;
+        let mut objects = restore::list_objects(store.as_ref(), &prefix)?;
+        objects.sort_by_key(|o| (o.min_txid, o.max_txid, o.level));
+        let headers = restore::read_headers(store.as_ref(), &objects, restore::DEFAULT_PARALLELISM);
+        for (o, h) in objects.iter().zip(headers) {
+            let ts = h.map(|h| h.timestamp_ms).unwrap_or(o.modified_ms);
+            rows.push(vec![
+                name.as_str().into(),
+                Cell::Int(o.level as i64),
+                Cell::Int(o.min_txid as i64),
+                Cell::Int(o.max_txid as i64),
+                Cell::Text(crate::status::format_rfc3339(ts)),
+                Cell::Int(o.size as i64),
+                o.key.as_str().into(),
+                db_arg.map(str::to_string).into(),
+            ]);
+        }
+    }
+    Ok(rows)
+}
+
+/// The interval of scheduled restore drills, from `REPLICA_VALIDATION_INTERVAL` (a
+/// duration like `1h`; unset, empty or zero: none). A bad value fails the load.
+pub fn validation_interval() -> Result<Option<Duration>, Error> {
+    let Ok(v) = std::env::var("REPLICA_VALIDATION_INTERVAL") else {
+        return Ok(None);
+    };
+    if v.trim().is_empty() {
+        return Ok(None);
+    }
+    let d = config::parse_duration(&v)
+        .map_err(|e| Error::InvalidArgument(format!("REPLICA_VALIDATION_INTERVAL={v:?}: {e}")))?;
+    Ok((!d.is_zero()).then_some(d))
+}
+
+/// Runs a drill (`replica_verify`) on every database this process replicates, every
+/// `interval`, for the life of the process (the FFI layer runs it on a thread of its own).
+/// Outcomes go to `replica_status().last_verify`; failures are logged too.
+pub fn run_scheduled_drills(
+    interval: Duration,
+    live: &dyn crate::uploader::SnapshotSource,
+    open_wal: &mut WalOpener<'_>,
+    check: &dyn Fn(&Path, bool) -> Result<(), String>,
+) {
+    loop {
+        std::thread::sleep(interval);
+        for db in database::all() {
+            // Nothing replicated yet (or another process replicates it): nothing to drill.
+            if !db.owned_here() || db.progress().txid == 0 {
+                continue;
+            }
+            let name = db.path.to_string_lossy().to_string();
+            if let Err(e) = verify(Some(&name), None, live, open_wal, check) {
+                crate::status::log_error(&format!("scheduled restore drill of {}: {e}", db.name));
+            }
+        }
+    }
+}
+
+/// How many times a drill syncs again when commits keep arriving while it reads.
+const VERIFY_ATTEMPTS: usize = 5;
+
+/// `replica_verify([db])`: syncs, reads the live database's checksum at the replicated txid
+/// (inside a read transaction, while nothing is pending), restores that txid into a scratch
+/// file and compares. Returns the txid verified; a mismatch or a failed restore is an
+/// error. The outcome goes to `replica_status().last_verify`.
+pub fn verify(
+    db_arg: Option<&str>,
+    conn_db: Option<&Path>,
+    live: &dyn crate::uploader::SnapshotSource,
+    open_wal: &mut WalOpener<'_>,
+    check: &dyn Fn(&Path, bool) -> Result<(), String>,
+) -> Result<i64, Error> {
+    let dbs = match db_arg {
+        Some(name) => vec![database::find(name).ok_or_else(|| {
+            Error::NotReplicated(format!(
+                "replica_verify: {name} is not a replicated database of this process"
+            ))
+        })?],
+        None => databases_for(conn_db, "replica_verify")?,
+    };
+    let mut txid = 0;
+    for db in dbs {
+        let outcome = verify_one(&db, live, open_wal, check);
+        let text = match &outcome {
+            Ok((t, sum)) => format!("ok: txid {t}, checksum {sum:016x}"),
+            Err(e) => format!("failed: {e}"),
+        };
+        db.counters().last_verify = Some((crate::shim::now_ms(), text));
+        txid = outcome?.0 as i64;
+    }
+    Ok(txid)
+}
+
+fn verify_one(
+    db: &database::Database,
+    live: &dyn crate::uploader::SnapshotSource,
+    open_wal: &mut WalOpener<'_>,
+    check: &dyn Fn(&Path, bool) -> Result<(), String>,
+) -> Result<(u64, u64), Error> {
+    for _ in 0..VERIFY_ATTEMPTS {
+        sync(Some(&db.path), None, open_wal)?;
+        let Some((txid, live_sum)) = crate::verify::live_checksum(db, live)? else {
+            continue; // a commit arrived meanwhile: sync again
+        };
+        let scratch = db.spool.scratch_path("verify.db");
+        let restored = restore_tracked(
+            &db.config.target,
+            &scratch,
+            Target::Txid(txid),
+            RestoreOptions {
+                overwrite: true,
+                full_check: false,
+                parallelism: restore::DEFAULT_PARALLELISM,
+            },
+            Purpose::Drill,
+            check,
+        );
+        let _ = std::fs::remove_file(&scratch);
+        let restored = restored?;
+        let restored_sum = restored.db_checksum.expect("asked for");
+        if restored.txid != txid || restored_sum != live_sum {
+            return Err(Error::Restore(format!(
+                "replica_verify: {}: the replica restored at txid {} has checksum {restored_sum:016x}, the live database at txid {txid} has {live_sum:016x}",
+                db.name, restored.txid
+            )));
+        }
+        return Ok((txid, live_sum));
+    }
+    Err(Error::Timeout(format!(
+        "replica_verify: {}: commits kept arriving; {VERIFY_ATTEMPTS} attempts found the database ahead of its replica",
+        db.name
+    )))
 }
 
 #[cfg(test)]
@@ -268,6 +551,26 @@ mod tests {
         );
         let e = parse_point(Some("last tuesday")).unwrap_err().to_string();
         assert!(e.contains("neither a txid nor an RFC 3339"), "{e}");
+    }
+
+    #[test]
+    fn restore_options_parse_or_fail_clearly() {
+        let o = parse_restore_options(Some("overwrite, parallelism=3,full")).unwrap();
+        assert_eq!(
+            o,
+            RestoreOptions {
+                overwrite: true,
+                full_check: true,
+                parallelism: 3
+            }
+        );
+        assert_eq!(
+            parse_restore_options(None).unwrap().parallelism,
+            restore::DEFAULT_PARALLELISM
+        );
+        for bad in ["parallelism=0", "parallelism=x", "fast"] {
+            assert!(parse_restore_options(Some(bad)).is_err(), "{bad}");
+        }
     }
 }
 

@@ -15,6 +15,7 @@ pub mod spool;
 pub mod status;
 pub mod store;
 pub mod uploader;
+pub mod verify;
 pub mod wal;
 
 pub use ffi::sqlite3_replica_init;

@@ -81,12 +81,8 @@ pub fn on_open_main_db(
     if path.is_empty() {
         return Ok(None);
     }
-    let params: Vec<(String, String)> = URI_KEYS
-        .iter()
-        .filter_map(|k| uri_param(k).map(|v| (k.to_string(), v)))
-        .collect();
     let path = PathBuf::from(path);
-    let Some(cfg) = resolver.resolve(&path, &params)? else {
+    let Some(cfg) = resolve_at_open(resolver, &path, uri_param)? else {
         return Ok(None);
     };
     match open_database(&path, cfg) {
@@ -102,6 +98,67 @@ pub fn on_open_main_db(
         }
         Err(e) => Err(e),
     }
+}
+
+fn resolve_at_open(
+    resolver: &Resolver,
+    path: &Path,
+    uri_param: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<ReplicaConfig>, Error> {
+    let params: Vec<(String, String)> = URI_KEYS
+        .iter()
+        .filter_map(|k| uri_param(k).map(|v| (k.to_string(), v)))
+        .collect();
+    Ok(resolver.resolve(path, &params)?)
+}
+
+/// Whether a replicated database opened while missing is restored first (Litestream's
+/// `restore-if-db-not-exists`, on by default here): `REPLICA_RESTORE_IF_MISSING=0` (or
+/// `off`, `false`) turns it off.
+fn restore_if_missing_enabled() -> bool {
+    !matches!(
+        std::env::var("REPLICA_RESTORE_IF_MISSING")
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+            .as_str(),
+        "0" | "off" | "false" | "no"
+    )
+}
+
+/// A main database is about to be opened (before SQLite creates its file): if it
+/// replicates and neither it nor its WAL exists, restore it from its replica. An empty
+/// replica is a new database; a replica that cannot be read fails the open, because an
+/// empty database created in its place would then be replicated over the good replica.
+pub fn before_open_main_db(
+    path: &str,
+    uri_param: &dyn Fn(&str) -> Option<String>,
+    check: &dyn Fn(&Path, bool) -> Result<(), String>,
+) -> Result<(), Error> {
+    let Some(resolver) = RESOLVER.get() else {
+        return Ok(());
+    };
+    let path = PathBuf::from(path);
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    if path.as_os_str().is_empty()
+        || path.exists()
+        || Path::new(&wal).exists()
+        || !restore_if_missing_enabled()
+    {
+        return Ok(());
+    }
+    let Some(cfg) = resolve_at_open(resolver, &path, uri_param)? else {
+        return Ok(());
+    };
+    // The replica of another database here (REPLICA_URL names replicas by file name, so
+    // /a/app.db and /b/app.db share one): it is not this database's, and opening will say so.
+    if database::all()
+        .iter()
+        .any(|db| db.path != path && db.config.url() == cfg.url())
+    {
+        return Ok(());
+    }
+    crate::functions::restore_missing(&path, &cfg.target, check)
 }
 
 /// Registers a replicated database (also used by tests that drive the shim directly).

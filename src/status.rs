@@ -1,6 +1,7 @@
-//! What `replica_status()` shows: one row per replicated database, process-wide warnings
-//! (config keys accepted but unused, misspellings) and the error log. It owns the wording of
-//! states and the time format; it must never show a secret (replica URLs come from
+//! What `replica_status()` shows: one row per replicated database (plus one per running
+//! restore of a replica no database here replicates), process-wide warnings (config keys
+//! accepted but unused, misspellings), running restores' progress, drill results and the
+//! error log. It owns the wording of states and the time format; it must never show a secret (replica URLs come from
 //! `ReplicaConfig::url`, which redacts).
 
 use crate::database;
@@ -77,6 +78,127 @@ pub struct StatusRow {
     /// When the uploader tries again, while it is backing off.
     pub next_retry_at: Option<String>,
     pub warnings: Option<String>,
+    /// Progress of a restore from this replica running now.
+    pub restore: Option<crate::restore::RestoreProgress>,
+    /// The last `replica_verify` drill: when, and its outcome.
+    pub last_verify_at: Option<String>,
+    pub last_verify: Option<String>,
+}
+
+/// The rows of a table-valued function.
+pub type Rows = Vec<Vec<Cell>>;
+
+/// A value of a table-valued function's row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Int(i64),
+    Text(String),
+    Null,
+}
+
+impl From<i64> for Cell {
+    fn from(v: i64) -> Cell {
+        Cell::Int(v)
+    }
+}
+
+impl From<Option<String>> for Cell {
+    fn from(v: Option<String>) -> Cell {
+        v.map_or(Cell::Null, Cell::Text)
+    }
+}
+
+impl From<&str> for Cell {
+    fn from(v: &str) -> Cell {
+        Cell::Text(v.to_string())
+    }
+}
+
+impl StatusRow {
+    /// The row's values in [`COLUMNS`] order.
+    pub fn cells(&self) -> Vec<Cell> {
+        let restore = |f: fn(&crate::restore::RestoreProgress) -> u64| -> Cell {
+            self.restore.map_or(Cell::Null, |p| Cell::Int(f(&p) as i64))
+        };
+        vec![
+            self.name.as_str().into(),
+            self.path.as_str().into(),
+            self.replica_url.as_str().into(),
+            self.state.as_str().into(),
+            self.local_txid.into(),
+            self.replicated_txid.into(),
+            self.lag_ms.into(),
+            self.pending_bytes.into(),
+            self.last_upload_at.clone().into(),
+            self.last_error.clone().into(),
+            self.uploads.into(),
+            self.upload_errors.into(),
+            self.snapshots.into(),
+            self.pending_txns.into(),
+            self.captured_txns.into(),
+            self.put_requests.into(),
+            self.get_requests.into(),
+            self.list_requests.into(),
+            self.delete_requests.into(),
+            self.retries.into(),
+            self.next_retry_at.clone().into(),
+            self.warnings.clone().into(),
+            restore(|p| p.files_done),
+            restore(|p| p.files_total),
+            restore(|p| p.bytes_done),
+            restore(|p| p.bytes_total),
+            self.last_verify_at.clone().into(),
+            self.last_verify.clone().into(),
+        ]
+    }
+}
+
+struct ActiveRestore {
+    id: u64,
+    replica_url: String,
+    output: String,
+    progress: crate::restore::RestoreProgress,
+}
+
+static RESTORES: Mutex<Vec<ActiveRestore>> = Mutex::new(Vec::new());
+
+/// A restore running now, shown in status until dropped.
+pub struct RestoreTracker {
+    id: u64,
+}
+
+impl RestoreTracker {
+    /// `replica_url` must be redacted (`ReplicaTarget::url`).
+    pub fn start(replica_url: String, output: &std::path::Path) -> RestoreTracker {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        RESTORES
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(ActiveRestore {
+                id,
+                replica_url,
+                output: output.display().to_string(),
+                progress: Default::default(),
+            });
+        RestoreTracker { id }
+    }
+
+    pub fn update(&self, p: &crate::restore::RestoreProgress) {
+        let mut all = RESTORES.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = all.iter_mut().find(|r| r.id == self.id) {
+            r.progress = *p;
+        }
+    }
+}
+
+impl Drop for RestoreTracker {
+    fn drop(&mut self) {
+        RESTORES
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|r| r.id != self.id);
+    }
 }
 
 /// Column names, in order, of the `replica_status` table.
@@ -103,55 +225,21 @@ pub const COLUMNS: &[&str] = &[
     "retries",
     "next_retry_at",
     "warnings",
+    "restore_files_done",
+    "restore_files_total",
+    "restore_bytes_done",
+    "restore_bytes_total",
+    "last_verify_at",
+    "last_verify",
 ];
-
-/// One value of a status row, as SQL sees it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Cell<'a> {
-    Text(&'a str),
-    Int(i64),
-    Null,
-}
-
-impl StatusRow {
-    /// Column `i` (in [`COLUMNS`] order); `None` past the last.
-    pub fn cell(&self, i: usize) -> Option<Cell<'_>> {
-        Some(match *COLUMNS.get(i)? {
-            "name" => Cell::Text(&self.name),
-            "path" => Cell::Text(&self.path),
-            "replica_url" => Cell::Text(&self.replica_url),
-            "state" => Cell::Text(&self.state),
-            "local_txid" => Cell::Int(self.local_txid),
-            "replicated_txid" => Cell::Int(self.replicated_txid),
-            "lag_ms" => Cell::Int(self.lag_ms),
-            "pending_bytes" => Cell::Int(self.pending_bytes),
-            "last_upload_at" => self
-                .last_upload_at
-                .as_deref()
-                .map_or(Cell::Null, Cell::Text),
-            "last_error" => self.last_error.as_deref().map_or(Cell::Null, Cell::Text),
-            "uploads" => Cell::Int(self.uploads),
-            "upload_errors" => Cell::Int(self.upload_errors),
-            "snapshots" => Cell::Int(self.snapshots),
-            "pending_txns" => Cell::Int(self.pending_txns),
-            "captured_txns" => Cell::Int(self.captured_txns),
-            "put_requests" => Cell::Int(self.put_requests),
-            "get_requests" => Cell::Int(self.get_requests),
-            "list_requests" => Cell::Int(self.list_requests),
-            "delete_requests" => Cell::Int(self.delete_requests),
-            "retries" => Cell::Int(self.retries),
-            "next_retry_at" => self.next_retry_at.as_deref().map_or(Cell::Null, Cell::Text),
-            "warnings" => self.warnings.as_deref().map_or(Cell::Null, Cell::Text),
-            _ => return None,
-        })
-    }
-}
 
 pub fn rows(now_ms: u64) -> Vec<StatusRow> {
     let warnings = warnings();
     let warnings = (!warnings.is_empty()).then(|| warnings.join("; "));
-    database::all()
-        .into_iter()
+    let restores = RESTORES.lock().unwrap_or_else(|p| p.into_inner());
+    let dbs = database::all();
+    let mut rows: Vec<StatusRow> = dbs
+        .iter()
         .map(|db| {
             let progress = db.progress();
             let pending = db.spool.pending();
@@ -195,9 +283,36 @@ pub fn rows(now_ms: u64) -> Vec<StatusRow> {
                 retries: i64::from(progress.retries),
                 next_retry_at: progress.next_retry_at_ms.map(format_rfc3339),
                 warnings: warnings.clone(),
+                restore: restores
+                    .iter()
+                    .find(|r| r.replica_url == db.config.url())
+                    .map(|r| r.progress),
+                last_verify_at: c.last_verify.as_ref().map(|(at, _)| format_rfc3339(*at)),
+                last_verify: c.last_verify.as_ref().map(|(_, v)| v.clone()),
             }
         })
-        .collect()
+        .collect();
+    // Restores of replicas no database here replicates (by URL, or at boot before the
+    // database is registered) get a row of their own.
+    for r in restores
+        .iter()
+        .filter(|r| !dbs.iter().any(|db| db.config.url() == r.replica_url))
+    {
+        let output = std::path::Path::new(&r.output);
+        rows.push(StatusRow {
+            name: output
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default(),
+            path: r.output.clone(),
+            replica_url: r.replica_url.clone(),
+            state: "restoring".into(),
+            warnings: warnings.clone(),
+            restore: Some(r.progress),
+            ..StatusRow::default()
+        });
+    }
+    rows
 }
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
@@ -309,15 +424,45 @@ mod tests {
             retries: 3,
             ..StatusRow::default()
         };
-        for (i, name) in COLUMNS.iter().enumerate() {
-            assert!(row.cell(i).is_some(), "column {name} has no cell");
-        }
-        assert_eq!(row.cell(COLUMNS.len()), None);
-        let at = |n: &str| row.cell(COLUMNS.iter().position(|c| *c == n).unwrap());
-        assert_eq!(at("name"), Some(Cell::Text("app.db")));
-        assert_eq!(at("last_error"), Some(Cell::Text("boom")));
-        assert_eq!(at("retries"), Some(Cell::Int(3)));
-        assert_eq!(at("next_retry_at"), Some(Cell::Null));
+        let cells = row.cells();
+        assert_eq!(cells.len(), COLUMNS.len());
+        let at = |n: &str| cells[COLUMNS.iter().position(|c| *c == n).unwrap()].clone();
+        assert_eq!(at("name"), Cell::Text("app.db".into()));
+        assert_eq!(at("last_error"), Cell::Text("boom".into()));
+        assert_eq!(at("retries"), Cell::Int(3));
+        assert_eq!(at("next_retry_at"), Cell::Null);
+    }
+
+    #[test]
+    fn a_running_restore_shows_its_progress_until_it_ends() {
+        let url = "file:///nowhere/status-test-replica".to_string();
+        let find = || {
+            rows(0)
+                .into_iter()
+                .find(|r| r.replica_url == url)
+                .map(|r| (r.state.clone(), r.restore, r.cells()))
+        };
+        let t = RestoreTracker::start(url.clone(), std::path::Path::new("/tmp/out.db"));
+        let p = crate::restore::RestoreProgress {
+            files_done: 1,
+            files_total: 4,
+            bytes_done: 10,
+            bytes_total: 99,
+        };
+        t.update(&p);
+        let (state, progress, cells) = find().expect("a row for the restore");
+        assert_eq!(state, "restoring");
+        assert_eq!(progress, Some(p));
+        assert_eq!(cells.len(), COLUMNS.len());
+        assert_eq!(
+            cells[COLUMNS
+                .iter()
+                .position(|c| *c == "restore_bytes_total")
+                .unwrap()],
+            Cell::Int(99)
+        );
+        drop(t);
+        assert!(find().is_none());
     }
 
     #[test]

@@ -590,7 +590,10 @@ fn carried_checksum(raw: u64) -> u64 {
 }
 
 /// The latest frame of each page among frames `1..=mx_frame`, per the WAL index.
-fn map_indexed_pages(w: &mut dyn ReadAt, idx: &wal::WalIndexHeader) -> Result<wal::PageMap, Error> {
+pub(crate) fn map_indexed_pages(
+    w: &mut dyn ReadAt,
+    idx: &wal::WalIndexHeader,
+) -> Result<wal::PageMap, Error> {
     let mut hdr = [0u8; wal::WAL_HEADER_SIZE];
     if w.read_at(0, &mut hdr)? < hdr.len() {
         return Err(Error::Io(

@@ -48,6 +48,7 @@ golden!(
     status_after_sync,
     restore_by_name_and_url,
     restore_point_in_time,
+    restore_points_and_verify,
     snapshot,
     errors,
     restore_errors,

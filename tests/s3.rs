@@ -190,6 +190,36 @@ fn rejected_credentials_show_in_status_and_writes_go_on() {
     let mut env = s3_env(&srv, &url);
     env[2].1 = "wrong-secret".to_string();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    // A missing database is restored before it opens (boot-time restore): with the bucket
+    // refusing, the open fails rather than start an empty database over the replica.
+    let out = python_loaded(
+        r#"
+try:
+    sqlite3.connect("new.db").execute("SELECT 1").fetchone()
+    print("opened")
+except sqlite3.Error as e:
+    print("open_error", e)
+"#,
+        dir.path(),
+        &env,
+    );
+    let text = check(&out, "opening a missing database with a wrong secret");
+    assert!(
+        text.contains("open_error unable to open database file"),
+        "{text}"
+    );
+    assert!(!dir.join("new.db").exists());
+    // An existing database opens and takes writes while uploads are refused.
+    check(
+        &run(
+            SQLITE3,
+            &["app.db", "PRAGMA journal_mode=wal;"],
+            dir.path(),
+            &[],
+            "",
+        ),
+        "creating app.db",
+    );
     let out = python_loaded(
         r#"
 db = sqlite3.connect("app.db", isolation_level=None)
@@ -526,4 +556,63 @@ fn bulk_deletes_are_verified_and_finished_key_by_key_when_the_server_lies() {
     assert_eq!(after.delete - before.delete, 1);
     assert_eq!(after.list - before.list, 2, "levels 0 and 1");
     assert_eq!(direct.list("db/").unwrap().len(), 1);
+}
+
+/// Over S3: a snapshot larger than one ranged piece, restore points from ranged header
+/// GETs, a drill, and a fresh directory whose missing database is restored at open.
+#[test]
+fn restore_points_drills_and_boot_restore_through_s3() {
+    let dir = TempDir::new("s3-restore2");
+    let srv = s3server::start(&dir.join("server"), "bkt");
+    let url = format!(
+        "s3://bkt/r?endpoint={}&force-path-style=true",
+        srv.endpoint()
+    );
+    let env = s3_env(&srv, &url);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let body = r#"
+db = sqlite3.connect("app.db", isolation_level=None)
+db.execute("PRAGMA journal_mode=wal")
+db.execute("CREATE TABLE t(x)")
+db.execute("BEGIN")
+for i in range(2500):
+    db.execute("INSERT INTO t VALUES (randomblob(4000))")  # ~10 MiB, incompressible
+db.execute("COMMIT")
+db.execute("SELECT replica_sync(30000)")
+db.execute("INSERT INTO t VALUES (1)")
+print("txid", db.execute("SELECT replica_sync(30000)").fetchone()[0])
+for r in db.execute("SELECT level, min_txid, max_txid, size > 4194304 FROM replica_restore_points()"):
+    print("point", *r)
+print("verify", db.execute("SELECT replica_verify()").fetchone()[0])
+print("sum", db.execute("SELECT count(*), sum(length(x)) FROM t").fetchone())
+"#;
+    let text = check(&python_loaded(body, dir.path(), &env), "writing over S3");
+    let txid = text.lines().find_map(|l| l.strip_prefix("txid ")).unwrap();
+    let points: Vec<&str> = text.lines().filter(|l| l.starts_with("point ")).collect();
+    assert!(points[0].starts_with("point 9 1 "), "{text}");
+    assert!(
+        points.iter().any(|p| p.ends_with(" 1")),
+        "no file past one ranged piece: {text}"
+    );
+    assert!(
+        points.last().unwrap().contains(&format!(" {txid} {txid} ")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("verify {txid}\n")), "{text}");
+    let sum = text
+        .lines()
+        .find(|l| l.starts_with("sum "))
+        .unwrap()
+        .to_string();
+    let fresh = dir.join("fresh");
+    std::fs::create_dir_all(&fresh).unwrap();
+    let text = check(
+        &python_loaded(
+            r#"print("sum", sqlite3.connect("app.db").execute("SELECT count(*), sum(length(x)) FROM t").fetchone())"#,
+            &fresh,
+            &env,
+        ),
+        "opening a missing database over S3",
+    );
+    assert_eq!(text.trim(), sum, "the restored database differs");
 }

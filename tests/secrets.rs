@@ -40,10 +40,13 @@ fn secrets_never_appear_in_status_errors_logs_debug_or_files() {
     // good.db: the working key, written literally in the file. bad.db: credentials from
     // the environment, which the server rejects. A misspelled key adds a warning.
     let yaml = format!(
-        "dbs:\n  - path: good.db\n    replica:\n      type: s3\n      bucket: bkt\n      path: good\n      endpoint: {endpoint}\n      access-key-id: {}\n      secret-access-key: {}\n      sync-intervall: 1s\n  - path: bad.db\n    replica:\n      url: s3://bkt/bad?endpoint={endpoint}\n",
+        "dbs:\n  - path: good.db\n    replica:\n      type: s3\n      bucket: bkt\n      path: good\n      endpoint: {endpoint}\n      access-key-id: {}\n      secret-access-key: {}\n      sync-intervall: 1s\n  - path: bad.db\n    replica:\n      url: s3://bkt/bad?endpoint={endpoint}\n  - path: missing.db\n    replica:\n      url: s3://bkt/missing?endpoint={endpoint}\n",
         srv.access_key, srv.secret_key
     );
     std::fs::write(dir.join("litestream.yml"), yaml).unwrap();
+    // bad.db exists (empty), so it opens; missing.db does not, so opening it tries the
+    // boot-time restore with the rejected key and fails, naming the error.
+    std::fs::write(dir.join("bad.db"), b"").unwrap();
     let env = [
         ("REPLICA_CONFIG", "litestream.yml"),
         ("AWS_ACCESS_KEY_ID", "AKIAWRONGKEY"),
@@ -68,6 +71,11 @@ for name in ("good.db", "bad.db"):
     show(name + " snapshot", "SELECT replica_snapshot()")
     show(name + " restore", "SELECT replica_restore('" + name + "', 'r-" + name + "')")
     show(name + " restore url", "SELECT replica_restore((SELECT replica_url FROM replica_status() WHERE name = '" + name + "'), 'u-" + name + "')")
+try:
+    sqlite3.connect("missing.db").execute("SELECT 1")
+    print("missing.db opened unexpectedly")
+except sqlite3.Error as e:
+    print("missing.db open error:", e)
 show("status", "SELECT * FROM replica_status()")
 show("version", "SELECT replica_version()")
 show("bad restore", "SELECT replica_restore('s3://bkt/nothing?endpoint=http://127.0.0.1:1', 'x.db')")
@@ -89,7 +97,11 @@ show("bad restore", "SELECT replica_restore('s3://bkt/nothing?endpoint=http://12
         text.contains("sync-intervall"),
         "the warning names the key: {text}"
     );
-    assert!(!log.is_empty(), "the extension logged nothing");
+    assert!(text.contains("missing.db open error"), "{text}");
+    assert!(
+        log.contains("missing.db does not exist and restoring it from s3://bkt/missing"),
+        "{log}"
+    );
 
     // The grep finds what is there: the config file holds the working secret.
     let in_config = files_containing(dir.path(), srv.secret_key.as_bytes());

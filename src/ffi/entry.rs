@@ -62,6 +62,21 @@ fn init(db: *mut sys::sqlite3) -> Result<(), Error> {
         vfs::register(make_default)?;
         install_fork_handler();
         crate::uploader::set_snapshot_source(Box::new(super::sqlite::LiveDatabase));
+        if let Some(interval) = crate::functions::validation_interval()? {
+            std::thread::Builder::new()
+                .name("replica-drills".into())
+                .spawn(move || {
+                    super::guard((), || {
+                        crate::functions::run_scheduled_drills(
+                            interval,
+                            &super::sqlite::LiveDatabase,
+                            &mut super::functions::open_wal_for_read,
+                            &|p, full| super::sqlite::integrity_check(p, full),
+                        )
+                    })
+                })
+                .map_err(|e| Error::Io(format!("starting the restore drill thread: {e}")))?;
+        }
         let entry: unsafe extern "C" fn() = {
             let f: unsafe extern "C" fn(
                 *mut sys::sqlite3,

@@ -1,5 +1,6 @@
-//! SQL function and virtual-table trampolines: argument and result conversion only; the
-//! meaning lives in `crate::functions` and `crate::status`.
+//! SQL function and virtual-table trampolines (`replica_status`, `replica_restore_points`):
+//! argument and result conversion only; the meaning lives in `crate::functions` and
+//! `crate::status`.
 
 use super::{guard, sqlite_fn, sys};
 use crate::error::Error;
@@ -14,7 +15,7 @@ pub(super) fn register(db: *mut sys::sqlite3) -> Result<(), Error> {
     type Func =
         unsafe extern "C" fn(*mut sys::sqlite3_context, c_int, *mut *mut sys::sqlite3_value);
     let create = sqlite_fn!(create_function_v2);
-    let funcs: [(&CStr, c_int, c_int, Func); 5] = [
+    let funcs: [(&CStr, c_int, c_int, Func); 6] = [
         (
             c"replica_version",
             0,
@@ -25,6 +26,7 @@ pub(super) fn register(db: *mut sys::sqlite3) -> Result<(), Error> {
         (c"replica_snapshot", -1, FLAGS, fn_snapshot),
         (c"replica_restore", -1, FLAGS, fn_restore),
         (c"replica_sync_mode", -1, FLAGS, fn_sync_mode),
+        (c"replica_verify", -1, FLAGS, fn_verify),
     ];
     for (name, n_arg, flags, f) in funcs {
         // SAFETY: db is a live connection handed to us by SQLite; name is static; no user
@@ -50,21 +52,23 @@ pub(super) fn register(db: *mut sys::sqlite3) -> Result<(), Error> {
         }
     }
     let create_module = sqlite_fn!(create_module_v2);
-    // SAFETY: the module table is static; no client data.
-    let rc = unsafe {
-        create_module(
-            db,
-            c"replica_status".as_ptr(),
-            &STATUS_MODULE,
-            std::ptr::null_mut(),
-            None,
-        )
-    };
-    if rc != sys::SQLITE_OK {
-        return Err(Error::Sqlite {
-            code: rc,
-            message: "registering replica_status".into(),
-        });
+    for table in &TABLES {
+        // SAFETY: the module and the table definition (its client data) are static.
+        let rc = unsafe {
+            create_module(
+                db,
+                table.name.as_ptr(),
+                &TABLE_MODULE,
+                table as *const TableDef as *mut c_void,
+                None,
+            )
+        };
+        if rc != sys::SQLITE_OK {
+            return Err(Error::Sqlite {
+                code: rc,
+                message: format!("registering {}", table.name.to_string_lossy()),
+            });
+        }
     }
     Ok(())
 }
@@ -176,6 +180,14 @@ impl Args {
     }
 }
 
+/// Opens a database's WAL for reading through the base VFS (`None` if it does not exist).
+pub(super) fn open_wal_for_read(wal: &std::path::Path) -> Option<Box<dyn crate::shim::ReadAt>> {
+    super::sqlite::RawFile::open(wal, true)
+        .ok()
+        .flatten()
+        .map(|w| Box::new(w) as Box<dyn crate::shim::ReadAt>)
+}
+
 fn result_error(ctx: *mut sys::sqlite3_context, e: &Error) {
     let msg = CString::new(e.to_string().replace('\0', " ")).unwrap_or_default();
     let err = sqlite_fn!(result_error);
@@ -250,12 +262,7 @@ unsafe extern "C" fn fn_sync(
         let r = check_arity(argc, "replica_sync", 0, 1)
             .and_then(|_| args.int(0, "replica_sync: timeout_ms"))
             .and_then(|t| {
-                crate::functions::sync(context_db_path(ctx).as_deref(), t, &mut |wal| {
-                    super::sqlite::RawFile::open(wal, true)
-                        .ok()
-                        .flatten()
-                        .map(|w| Box::new(w) as Box<dyn crate::shim::ReadAt>)
-                })
+                crate::functions::sync(context_db_path(ctx).as_deref(), t, &mut open_wal_for_read)
             });
         match r {
             Ok(txid) => result_int(ctx, txid),
@@ -348,21 +355,79 @@ unsafe extern "C" fn fn_restore(
     })
 }
 
-// ---- replica_status: an eponymous-only, read-only virtual table --------------------------
+unsafe extern "C" fn fn_verify(
+    ctx: *mut sys::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut sys::sqlite3_value,
+) {
+    guard((), || {
+        let args = Args::new(argc, argv);
+        let r = check_arity(argc, "replica_verify", 0, 1).and_then(|_| {
+            crate::functions::verify(
+                args.text(0).as_deref(),
+                context_db_path(ctx).as_deref(),
+                &super::sqlite::LiveDatabase,
+                &mut open_wal_for_read,
+                &|p, full| super::sqlite::integrity_check(p, full),
+            )
+        });
+        match r {
+            Ok(txid) => result_int(ctx, txid),
+            Err(e) => result_error(ctx, &e),
+        }
+    })
+}
 
-#[repr(C)]
-struct StatusTable {
-    base: sys::sqlite3_vtab,
+// ---- eponymous-only, read-only virtual tables -------------------------------------------
+
+/// One table-valued function: its columns (a trailing `HIDDEN` one is its optional
+/// argument) and how to compute its rows from that argument and the connection's database.
+struct TableDef {
+    name: &'static CStr,
+    columns: fn() -> Vec<&'static str>,
+    rows: fn(Option<&str>, Option<&std::path::Path>) -> Result<crate::status::Rows, Error>,
+}
+
+static TABLES: [TableDef; 2] = [
+    TableDef {
+        name: c"replica_status",
+        columns: || crate::status::COLUMNS.to_vec(),
+        rows: |_, _| {
+            Ok(crate::status::rows(crate::shim::now_ms())
+                .iter()
+                .map(|r| r.cells())
+                .collect())
+        },
+    },
+    TableDef {
+        name: c"replica_restore_points",
+        columns: || crate::functions::RESTORE_POINT_COLUMNS.to_vec(),
+        rows: crate::functions::restore_points,
+    },
+];
+
+fn hidden_column(def: &TableDef) -> Option<c_int> {
+    (def.columns)()
+        .iter()
+        .position(|c| c.ends_with(" HIDDEN"))
+        .map(|i| i as c_int)
 }
 
 #[repr(C)]
-struct StatusCursor {
+struct Table {
+    base: sys::sqlite3_vtab,
+    def: &'static TableDef,
+    db: *mut sys::sqlite3,
+}
+
+#[repr(C)]
+struct Cursor {
     base: sys::sqlite3_vtab_cursor,
-    rows: Vec<crate::status::StatusRow>,
+    rows: crate::status::Rows,
     index: usize,
 }
 
-static STATUS_MODULE: sys::sqlite3_module = sys::sqlite3_module {
+static TABLE_MODULE: sys::sqlite3_module = sys::sqlite3_module {
     iVersion: 0,
     xCreate: None, // eponymous-only: usable as replica_status() without CREATE VIRTUAL TABLE
     xConnect: Some(vt_connect),
@@ -392,14 +457,16 @@ static STATUS_MODULE: sys::sqlite3_module = sys::sqlite3_module {
 
 unsafe extern "C" fn vt_connect(
     db: *mut sys::sqlite3,
-    _aux: *mut c_void,
+    aux: *mut c_void,
     _argc: c_int,
     _argv: *const *const c_char,
     pp_vtab: *mut *mut sys::sqlite3_vtab,
     _err: *mut *mut c_char,
 ) -> c_int {
     guard(sys::SQLITE_ERROR, || {
-        let schema = format!("CREATE TABLE x({})", crate::status::COLUMNS.join(", "));
+        // SAFETY: aux is the &'static TableDef registered with the module.
+        let def: &'static TableDef = unsafe { &*(aux as *const TableDef) };
+        let schema = format!("CREATE TABLE x({})", (def.columns)().join(", "));
         let schema = CString::new(schema).unwrap();
         let declare = sqlite_fn!(declare_vtab);
         // SAFETY: called from xConnect with the connection SQLite passed.
@@ -407,12 +474,14 @@ unsafe extern "C" fn vt_connect(
         if rc != sys::SQLITE_OK {
             return rc;
         }
-        let table = Box::new(StatusTable {
+        let table = Box::new(Table {
             base: sys::sqlite3_vtab {
                 pModule: std::ptr::null(),
                 nRef: 0,
                 zErrMsg: std::ptr::null_mut(),
             },
+            def,
+            db,
         });
         // SAFETY: pp_vtab is SQLite's out-pointer; the box is freed in vt_disconnect.
         unsafe { *pp_vtab = Box::into_raw(table) as *mut sys::sqlite3_vtab };
@@ -423,20 +492,45 @@ unsafe extern "C" fn vt_connect(
 unsafe extern "C" fn vt_disconnect(vtab: *mut sys::sqlite3_vtab) -> c_int {
     guard(sys::SQLITE_ERROR, || {
         // SAFETY: created by Box::into_raw in vt_connect; SQLite disconnects once.
-        drop(unsafe { Box::from_raw(vtab as *mut StatusTable) });
+        drop(unsafe { Box::from_raw(vtab as *mut Table) });
         sys::SQLITE_OK
     })
 }
 
 unsafe extern "C" fn vt_best_index(
-    _vtab: *mut sys::sqlite3_vtab,
+    vtab: *mut sys::sqlite3_vtab,
     info: *mut sys::sqlite3_index_info,
 ) -> c_int {
     guard(sys::SQLITE_ERROR, || {
-        // SAFETY: info is valid for the call.
-        unsafe {
-            (*info).estimatedCost = 10.0;
-            (*info).estimatedRows = 4;
+        // SAFETY: vtab is a Table from vt_connect; info is valid for the call.
+        let (def, info) = unsafe { ((*(vtab as *mut Table)).def, &mut *info) };
+        info.estimatedCost = 10.0;
+        info.estimatedRows = 4;
+        info.idxNum = 0;
+        let Some(hidden) = hidden_column(def) else {
+            return sys::SQLITE_OK;
+        };
+        let n = info.nConstraint.max(0) as usize;
+        if n == 0 {
+            return sys::SQLITE_OK;
+        }
+        // SAFETY: SQLite passes nConstraint constraints and as many usage slots.
+        let (cons, usage) = unsafe {
+            (
+                std::slice::from_raw_parts(info.aConstraint, n),
+                std::slice::from_raw_parts_mut(info.aConstraintUsage, n),
+            )
+        };
+        for (i, c) in cons.iter().enumerate() {
+            if c.iColumn == hidden && c.op as c_int == sys::SQLITE_INDEX_CONSTRAINT_EQ {
+                if c.usable == 0 {
+                    // The argument is not known yet: make SQLite pick a plan where it is.
+                    return sys::SQLITE_CONSTRAINT;
+                }
+                usage[i].argvIndex = 1;
+                usage[i].omit = 1;
+                info.idxNum = 1;
+            }
         }
         sys::SQLITE_OK
     })
@@ -447,7 +541,7 @@ unsafe extern "C" fn vt_open(
     pp: *mut *mut sys::sqlite3_vtab_cursor,
 ) -> c_int {
     guard(sys::SQLITE_ERROR, || {
-        let cursor = Box::new(StatusCursor {
+        let cursor = Box::new(Cursor {
             base: sys::sqlite3_vtab_cursor {
                 pVtab: std::ptr::null_mut(),
             },
@@ -460,32 +554,59 @@ unsafe extern "C" fn vt_open(
     })
 }
 
-fn cursor<'a>(p: *mut sys::sqlite3_vtab_cursor) -> &'a mut StatusCursor {
+fn cursor<'a>(p: *mut sys::sqlite3_vtab_cursor) -> &'a mut Cursor {
     // SAFETY: SQLite passes back cursors vt_open created.
-    unsafe { &mut *(p as *mut StatusCursor) }
+    unsafe { &mut *(p as *mut Cursor) }
 }
 
 unsafe extern "C" fn vt_close(p: *mut sys::sqlite3_vtab_cursor) -> c_int {
     guard(sys::SQLITE_ERROR, || {
         // SAFETY: created by Box::into_raw in vt_open; closed once.
-        drop(unsafe { Box::from_raw(p as *mut StatusCursor) });
+        drop(unsafe { Box::from_raw(p as *mut Cursor) });
         sys::SQLITE_OK
     })
 }
 
 unsafe extern "C" fn vt_filter(
     p: *mut sys::sqlite3_vtab_cursor,
-    _idx: c_int,
+    idx: c_int,
     _idx_str: *const c_char,
-    _argc: c_int,
-    _argv: *mut *mut sys::sqlite3_value,
+    argc: c_int,
+    argv: *mut *mut sys::sqlite3_value,
 ) -> c_int {
     guard(sys::SQLITE_ERROR, || {
         let c = cursor(p);
-        c.rows = crate::status::rows(crate::shim::now_ms());
-        c.index = 0;
-        sys::SQLITE_OK
+        // SAFETY: a cursor's pVtab is the Table it was opened on.
+        let table = unsafe { &mut *(c.base.pVtab as *mut Table) };
+        let args = Args::new(argc, argv);
+        let arg = if idx == 1 { args.text(0) } else { None };
+        match (table.def.rows)(arg.as_deref(), main_db_path(table.db).as_deref()) {
+            Ok(rows) => {
+                c.rows = rows;
+                c.index = 0;
+                sys::SQLITE_OK
+            }
+            Err(e) => {
+                set_vtab_error(&mut table.base, &e.to_string());
+                e.sqlite_code()
+            }
+        }
     })
+}
+
+/// Hands SQLite a table's error message (it frees it with sqlite3_free).
+fn set_vtab_error(vtab: &mut sys::sqlite3_vtab, msg: &str) {
+    let mprintf = sqlite_fn!(mprintf);
+    let free = sqlite_fn!(free);
+    let c = CString::new(msg.replace('\0', " ")).unwrap_or_default();
+    // SAFETY: the previous message (if any) came from sqlite3_mprintf; "%s" with a valid
+    // NUL-terminated string.
+    unsafe {
+        if !vtab.zErrMsg.is_null() {
+            free(vtab.zErrMsg as *mut c_void);
+        }
+        vtab.zErrMsg = mprintf(c"%s".as_ptr(), c.as_ptr());
+    }
 }
 
 unsafe extern "C" fn vt_next(p: *mut sys::sqlite3_vtab_cursor) -> c_int {
@@ -517,21 +638,17 @@ unsafe extern "C" fn vt_column(
 ) -> c_int {
     guard(sys::SQLITE_ERROR, || {
         let c = cursor(p);
-        let Some(r) = c.rows.get(c.index) else {
-            return sys::SQLITE_ERROR;
-        };
-        let Ok(i) = usize::try_from(i) else {
+        let Some(cell) = c.rows.get(c.index).and_then(|r| r.get(i as usize)) else {
             return sys::SQLITE_RANGE;
         };
-        match r.cell(i) {
-            Some(Cell::Text(s)) => result_text(ctx, s),
-            Some(Cell::Int(n)) => result_int(ctx, n),
-            Some(Cell::Null) => {
+        match cell {
+            Cell::Int(v) => result_int(ctx, *v),
+            Cell::Text(t) => result_text(ctx, t),
+            Cell::Null => {
                 let f = sqlite_fn!(result_null);
                 // SAFETY: live context.
                 unsafe { f(ctx) }
             }
-            None => return sys::SQLITE_RANGE,
         }
         sys::SQLITE_OK
     })

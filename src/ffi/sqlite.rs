@@ -39,7 +39,10 @@ impl Connection {
         let open = sqlite_fn!(open_v2);
         let c_path = cstring(&path.to_string_lossy())?;
         let vfs = cstring(&crate::shim::base_vfs_name())?;
-        let flags = sys::SQLITE_OPEN_READWRITE;
+        // Never shared-cache, even if the host enabled it process-wide: a boot-time restore
+        // checks integrity from inside another connection's xOpen, where SQLite may hold the
+        // shared-cache open mutex.
+        let flags = sys::SQLITE_OPEN_READWRITE | sys::SQLITE_OPEN_PRIVATECACHE;
         let mut db = std::ptr::null_mut();
         OPENING_PRIVATE.with(|c| c.set(true));
         // SAFETY: valid C strings and an out-pointer; the handle is closed in Drop.

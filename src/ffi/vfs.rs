@@ -1,6 +1,7 @@
 //! The `replica` VFS: a pass-through over the default VFS. Each file carries a pointer to a
 //! shim observer only when it is the WAL of a replicated database; every other call is a
-//! null check and a forward.
+//! null check and a forward. Opening a main database first gives the shim its chance to
+//! restore a missing replicated database (boot-time restore), before SQLite creates it.
 
 use super::{guard, sys};
 use crate::error::Error;
@@ -165,6 +166,21 @@ unsafe extern "C" fn x_open(
         f.db_observer = null_mut();
         // SAFETY: the allocation is szOsFile = HEADER + base.szOsFile bytes.
         f.real = unsafe { (p as *mut u8).add(HEADER) } as *mut sys::sqlite3_file;
+        if flags & sys::SQLITE_OPEN_MAIN_DB != 0 && !z_name.is_null() {
+            // SAFETY: z_name is a NUL-terminated database filename SQLite keeps alive.
+            let name = unsafe { CStr::from_ptr(z_name) }
+                .to_string_lossy()
+                .to_string();
+            let restored = shim::before_open_main_db(
+                &name,
+                &|key| uri_parameter(z_name, key),
+                &|path, full| super::sqlite::integrity_check(path, full),
+            );
+            if let Err(e) = restored {
+                crate::status::log_error(&e.to_string());
+                return sys::SQLITE_CANTOPEN;
+            }
+        }
         // SAFETY: forwarding SQLite's own arguments to the base VFS with its file object.
         let rc = unsafe {
             base.xOpen.unwrap()(base as *const _ as *mut _, z_name, f.real, flags, out_flags)
@@ -183,16 +199,7 @@ unsafe extern "C" fn x_open(
             .to_string_lossy()
             .to_string();
         if flags & sys::SQLITE_OPEN_MAIN_DB != 0 {
-            let uri = |key: &str| -> Option<String> {
-                let k = std::ffi::CString::new(key).ok()?;
-                let param = super::sqlite_fn!(uri_parameter);
-                // SAFETY: z_name is a database filename as SQLite passes to xOpen, which is
-                // what sqlite3_uri_parameter expects.
-                let v = unsafe { param(z_name as _, k.as_ptr()) };
-                // SAFETY: a non-null result points into z_name's parameter list.
-                (!v.is_null()).then(|| unsafe { CStr::from_ptr(v) }.to_string_lossy().to_string())
-            };
-            match shim::on_open_main_db(&name, &uri) {
+            match shim::on_open_main_db(&name, &|key| uri_parameter(z_name, key)) {
                 Ok(Some(obs)) => f.db_observer = Box::into_raw(Box::new(obs)),
                 Ok(None) => {}
                 Err(e) => {
@@ -208,6 +215,17 @@ unsafe extern "C" fn x_open(
         }
         sys::SQLITE_OK
     })
+}
+
+/// A URI parameter of the database filename SQLite passed to xOpen.
+fn uri_parameter(z_name: *const c_char, key: &str) -> Option<String> {
+    let k = std::ffi::CString::new(key).ok()?;
+    let param = super::sqlite_fn!(uri_parameter);
+    // SAFETY: z_name is a database filename as SQLite passes to xOpen, which is what
+    // sqlite3_uri_parameter expects.
+    let v = unsafe { param(z_name as _, k.as_ptr()) };
+    // SAFETY: a non-null result points into z_name's parameter list.
+    (!v.is_null()).then(|| unsafe { CStr::from_ptr(v) }.to_string_lossy().to_string())
 }
 
 fn close_real(f: &mut ReplicaFile) -> c_int {

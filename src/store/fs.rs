@@ -102,7 +102,9 @@ impl ObjectStore for DirStore {
         let read = || -> std::io::Result<Vec<u8>> {
             let mut f = std::fs::File::open(&path)?;
             f.seek(SeekFrom::Start(offset))?;
-            let mut buf = Vec::new();
+            // Sized up front: growing by doubling would hold up to twice the range (restore
+            // keeps several ranges in memory at once).
+            let mut buf = Vec::with_capacity(len.min(64 << 20) as usize);
             f.take(len).read_to_end(&mut buf)?;
             Ok(buf)
         };

@@ -1,0 +1,98 @@
+//! Restore drills' other half: the live database's LTX checksum (page checksums XORed, as
+//! restore computes it for the restored file) at a txid known to be the replicated one. It
+//! reads through the `SnapshotSource` read transaction (never blocking writers) and owns
+//! the rule that decides the state read *is* that txid; it must not write anything.
+
+use crate::database::Database;
+use crate::error::Error;
+use crate::ltx;
+use crate::shim::ReadAt;
+use crate::uploader::SnapshotSource;
+use crate::wal;
+
+/// Where replication stands: equal before and after the read, with nothing pending, means
+/// the state read is exactly the replicated txid (a commit is captured before readers can
+/// see it, so one slipping in would have changed this).
+fn replicated_position(db: &Database) -> Option<(u64, u64)> {
+    let p = db.progress();
+    (p.needs_snapshot.is_none() && db.spool.pending().is_empty())
+        .then(|| (p.txid, db.spool.last_seq()))
+}
+
+/// `(txid, checksum)` of the live database, or `None` when commits moved it meanwhile.
+pub fn live_checksum(
+    db: &Database,
+    source: &dyn SnapshotSource,
+) -> Result<Option<(u64, u64)>, Error> {
+    let mut found = None;
+    source.with_read_transaction(&db.path, &mut |dbf, mut walf, index| {
+        let Some(before) = replicated_position(db) else {
+            return Ok(());
+        };
+        let wal_before = wal_header(&mut walf)?;
+        let sum = committed_checksum(dbf, &mut walf, index())?;
+        if replicated_position(db) == Some(before) && wal_header(&mut walf)? == wal_before {
+            found = Some((before.0, sum));
+        }
+        Ok(())
+    })?;
+    Ok(found)
+}
+
+fn wal_header(walf: &mut Option<&mut dyn ReadAt>) -> Result<Option<Vec<u8>>, Error> {
+    let Some(w) = walf else { return Ok(None) };
+    let mut h = vec![0u8; wal::WAL_HEADER_SIZE];
+    Ok((w.read_at(0, &mut h)? == h.len()).then_some(h))
+}
+
+/// The checksum of what a reader sees now: the database file overlaid with the WAL's
+/// frames up to SQLite's last committed frame (its WAL index), pages past the end of the
+/// file counted as zeros, as restore counts them.
+fn committed_checksum(
+    dbf: &mut dyn ReadAt,
+    walf: &mut Option<&mut dyn ReadAt>,
+    index: Option<wal::WalIndexHeader>,
+) -> Result<u64, Error> {
+    let map = match (walf.as_mut(), index) {
+        (Some(w), Some(idx)) if idx.mx_frame > 0 => {
+            Some(crate::uploader::map_indexed_pages(*w, &idx)?)
+        }
+        _ => None,
+    };
+    let (page_size, commit) = match &map {
+        Some(m) => (m.header.map(|h| h.page_size).unwrap_or(0), m.commit_size),
+        None => {
+            let mut h = [0u8; 100];
+            if dbf.read_at(0, &mut h)? < h.len() {
+                return Ok(ltx::DbChecksum::default().value());
+            }
+            let ps = match u16::from_be_bytes([h[16], h[17]]) {
+                1 => 65536,
+                n => n as u32,
+            };
+            (ps, u32::from_be_bytes(h[28..32].try_into().unwrap()))
+        }
+    };
+    if !ltx::is_valid_page_size(page_size) {
+        return Err(Error::Io(format!(
+            "the live database has an invalid page size {page_size}"
+        )));
+    }
+    let mut sum = ltx::DbChecksum::default();
+    let mut page = vec![0u8; page_size as usize];
+    for pgno in 1..=commit {
+        let frame = map.as_ref().and_then(|m| m.latest_frame.get(&pgno));
+        let n = match (frame, walf.as_mut()) {
+            (Some(&f), Some(w)) => w.read_at(
+                wal::frame_offset(page_size, f) + wal::FRAME_HEADER_SIZE as u64,
+                &mut page,
+            )?,
+            _ => dbf.read_at((pgno as u64 - 1) * page_size as u64, &mut page)?,
+        };
+        if n < page.len() {
+            page.fill(0);
+        }
+        sum.add_page(pgno, &page);
+    }
+    Ok(sum.value())
+}
