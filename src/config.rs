@@ -95,6 +95,9 @@ pub struct ReplicaConfig {
     pub target: ReplicaTarget,
     /// Defaults to [`DEFAULT_SYNC_INTERVAL`]; always greater than zero.
     pub sync_interval: Duration,
+    /// Snapshots, compaction and retention (litestream.yml's top-level `snapshot`, `levels`
+    /// and `l0-retention`; Litestream's defaults otherwise).
+    pub lifecycle: crate::lifecycle::Lifecycle,
 }
 
 impl ReplicaConfig {
@@ -1834,6 +1837,7 @@ fn build_replica(
     Ok(ReplicaConfig {
         target,
         sync_interval,
+        lifecycle: crate::lifecycle::Lifecycle::default(),
     })
 }
 
@@ -2323,6 +2327,7 @@ impl Resolver {
         Ok(Some(ReplicaConfig {
             target,
             sync_interval,
+            lifecycle: crate::lifecycle::Lifecycle::default(),
         }))
     }
 }

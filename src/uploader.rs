@@ -252,7 +252,6 @@ impl DbUploader {
         let state = self.db.spool.state();
         let txid = state.txid.max(self.remote_max_txid) + 1;
         let scratch = self.db.spool.scratch_path("snapshot.ltx.tmp");
-        let mut built: Option<BuiltSnapshot> = None;
         let db = self.db.clone();
         let progress = db.progress();
         let request = progress.snapshot_request;
@@ -260,50 +259,7 @@ impl DbUploader {
             .needs_snapshot
             .clone()
             .unwrap_or_else(|| "the replicated state is unknown".into());
-        source.with_read_transaction(&db.path, &mut |dbf, mut walf, index| {
-            for _attempt in 0..5 {
-                // Which captured commits the snapshot holds is decided by position: a commit
-                // is captured as its last frame is written, a moment before SQLite publishes
-                // it to readers, so the newest captured commit may be missing from what is
-                // read below. Commits captured later that it does hold are dropped by
-                // position when shipping.
-                let captured: Vec<(u64, wal::WalPosition)> =
-                    db.spool.pending().iter().map(|r| (r.seq, r.end)).collect();
-                let shipped_before = db.spool.state().shipped_seq;
-                let before = read_wal_header(&mut walf)?;
-                let index = index();
-                let snap = build_snapshot(dbf, &mut walf, index, txid, now, &scratch, 0)?;
-                if read_wal_header(&mut walf)? == before {
-                    built = snap.map(|mut snap| {
-                        // With an index but no committed frame, the log's start is the position.
-                        let at = snap.position.map(|(p, _)| p).or_else(|| {
-                            index.map(|i| wal::WalPosition {
-                                salt1: i.salt1,
-                                salt2: i.salt2,
-                                frame: i.mx_frame,
-                            })
-                        });
-                        if snap.position.is_none() {
-                            snap.position = index.map(|i| (at.unwrap(), i.cksum));
-                        }
-                        snap.seq = captured
-                            .iter()
-                            .take_while(|(_, end)| match at {
-                                Some(p) => end.salts() != p.salts() || end.frame <= p.frame,
-                                None => true, // no WAL: everything is in the database file
-                            })
-                            .map(|(seq, _)| *seq)
-                            .last()
-                            .unwrap_or(shipped_before);
-                        snap
-                    });
-                    return Ok(());
-                }
-            }
-            Err(Error::Io(
-                "the WAL kept restarting while a snapshot was read; will retry".into(),
-            ))
-        })?;
+        let built = read_snapshot(&db, source, txid, now, &scratch)?;
         let Some(snap) = built else {
             // An empty database: nothing to replicate until its first commit.
             self.db.update_progress(|p| {
@@ -526,6 +482,63 @@ impl DbUploader {
         });
         Ok(Step::Shipped { txid })
     }
+}
+
+/// Reads the database's committed state through `source` into a level-9 LTX file at
+/// `scratch` (see `build_snapshot`); `seq` of the result is the last spool record it holds.
+fn read_snapshot(
+    db: &Database,
+    source: &dyn SnapshotSource,
+    txid: u64,
+    now: u64,
+    scratch: &Path,
+) -> Result<Option<BuiltSnapshot>, Error> {
+let mut built: Option<BuiltSnapshot> = None;
+source.with_read_transaction(&db.path, &mut |dbf, mut walf, index| {
+        for _attempt in 0..5 {
+            // Which captured commits the snapshot holds is decided by position: a commit
+            // is captured as its last frame is written, a moment before SQLite publishes
+            // it to readers, so the newest captured commit may be missing from what is
+            // read below. Commits captured later that it does hold are dropped by
+            // position when shipping.
+            let captured: Vec<(u64, wal::WalPosition)> =
+                db.spool.pending().iter().map(|r| (r.seq, r.end)).collect();
+            let shipped_before = db.spool.state().shipped_seq;
+            let before = read_wal_header(&mut walf)?;
+            let index = index();
+            let snap = build_snapshot(dbf, &mut walf, index, txid, now, scratch, 0)?;
+            if read_wal_header(&mut walf)? == before {
+                built = snap.map(|mut snap| {
+                    // With an index but no committed frame, the log's start is the position.
+                    let at = snap.position.map(|(p, _)| p).or_else(|| {
+                        index.map(|i| wal::WalPosition {
+                            salt1: i.salt1,
+                            salt2: i.salt2,
+                            frame: i.mx_frame,
+                        })
+                    });
+                    if snap.position.is_none() {
+                        snap.position = index.map(|i| (at.unwrap(), i.cksum));
+                    }
+                    snap.seq = captured
+                        .iter()
+                        .take_while(|(_, end)| match at {
+                            Some(p) => end.salts() != p.salts() || end.frame <= p.frame,
+                            None => true, // no WAL: everything is in the database file
+                        })
+                        .map(|(seq, _)| *seq)
+                        .last()
+                        .unwrap_or(shipped_before);
+                    snap
+                });
+                return Ok(());
+            }
+        }
+        Err(Error::Io(
+            "the WAL kept restarting while a snapshot was read; will retry".into(),
+        ))
+    })?;
+    Ok(built)
 }
 
 /// LTX flags we write: no database checksums in the files, as Litestream 0.5 writes them,
@@ -849,6 +862,7 @@ mod tests {
                     dir: dir.join("replica"),
                 },
                 sync_interval: Duration::from_millis(1000),
+                lifecycle: crate::lifecycle::Lifecycle::default(),
             };
             let db = Arc::new(Database::open(&dir.join("app.db"), cfg, 1 << 30).unwrap());
             let live = FakeDb {
