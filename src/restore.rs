@@ -72,9 +72,12 @@ pub fn plan(objects: &[LtxObject], target: Option<u64>) -> Result<Vec<LtxObject>
     let mut chain = vec![snapshot.clone()];
     let mut reached = snapshot.max_txid;
     loop {
+        // A compacted file may start before the state reached (a snapshot taken inside
+        // its range, as Litestream's are): applying all of it is still right, since every
+        // page it holds is that page's latest version up to its end.
         let next = objects
             .iter()
-            .filter(|o| o.min_txid == reached + 1 && o.max_txid <= limit)
+            .filter(|o| o.min_txid <= reached + 1 && o.max_txid > reached && o.max_txid <= limit)
             .max_by_key(|o| (o.max_txid, o.level));
         match next {
             Some(o) => {
@@ -108,6 +111,18 @@ pub fn plan(objects: &[LtxObject], target: Option<u64>) -> Result<Vec<LtxObject>
         if objects.iter().all(|o| o.max_txid < t) {
             return Err(Error::Restore(format!(
                 "txid {t} is past the end of the replica (latest txid {reached})"
+            )));
+        }
+        if reached < t {
+            // Compaction merged the files that ended at it: never restore another state.
+            let after = objects
+                .iter()
+                .filter(|o| o.max_txid > t)
+                .map(|o| o.max_txid)
+                .min()
+                .unwrap_or(t);
+            return Err(Error::Restore(format!(
+                "txid {t} is not a restore point of the replica (its files were compacted); the nearest are txids {reached} and {after}"
             )));
         }
     }

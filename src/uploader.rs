@@ -11,13 +11,14 @@
 
 use crate::database::{self, Database};
 use crate::error::Error;
-use crate::ltx::{self, Encoder, Header};
+use crate::lifecycle::{self, FileId, KnownFile};
+use crate::ltx::{self, Decoder, Encoder, Header};
 use crate::shim::{now_ms, ReadAt};
 use crate::spool::{RecordMeta, SpoolState};
 use crate::store::{keys, ObjectStore};
 use crate::wal;
 use std::collections::{BTreeMap, HashMap};
-use std::io::BufWriter;
+use std::io::{BufWriter, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -56,6 +57,15 @@ pub enum Step {
     Snapshot {
         txid: u64,
     },
+    /// Files of `level - 1` were merged into `files` new files of `level`.
+    Compacted {
+        level: u8,
+        files: usize,
+    },
+    /// Retention deleted this many files.
+    Retained {
+        deleted: usize,
+    },
     /// The step failed; it will be retried after a backoff, until this time.
     Failed {
         retry_at: u64,
@@ -76,7 +86,16 @@ pub struct DbUploader {
     failures: u32,
     retry_at: u64,
     seed: u64,
+    /// The replica's LTX files as this uploader knows them: listed at start-up, then kept
+    /// up to date from its own uploads and deletes (no LIST in the steady state).
+    known: BTreeMap<FileId, KnownFile>,
+    /// When each compaction level (index = level - 1) last ran; 0 = not yet this process.
+    last_compaction: Vec<u64>,
+    last_retention: u64,
 }
+
+/// Local copies of recently uploaded level-0 files larger than this are not kept.
+const MAX_CACHED_L0_BYTES: u64 = 64 << 20;
 
 impl DbUploader {
     pub fn new(db: Arc<Database>) -> DbUploader {
@@ -104,6 +123,9 @@ impl DbUploader {
             failures: 0,
             retry_at: 0,
             seed,
+            known: BTreeMap::new(),
+            last_compaction: Vec::new(),
+            last_retention: 0,
         }
     }
 
@@ -124,7 +146,13 @@ impl DbUploader {
                 Step::Idle
             }
             Ok(step) => {
-                if matches!(step, Step::Shipped { .. } | Step::Snapshot { .. }) {
+                if matches!(
+                    step,
+                    Step::Shipped { .. }
+                        | Step::Snapshot { .. }
+                        | Step::Compacted { .. }
+                        | Step::Retained { .. }
+                ) {
                     self.failures = 0;
                     self.db.update_progress(|p| p.last_error = None);
                 }
@@ -192,7 +220,7 @@ impl DbUploader {
         }
         let Some((_, first_captured_at)) = self.db.spool.pending_summary() else {
             self.db.update_progress(|p| p.flush_requested = false);
-            return Ok(Step::Idle);
+            return self.lifecycle_step(now, source, Step::Idle);
         };
         let interval = self.db.config.sync_interval.as_millis() as u64;
         let flush = self.db.progress().flush_requested;
@@ -202,7 +230,7 @@ impl DbUploader {
             self.last_ship_ms + interval
         };
         if now < due {
-            return Ok(Step::WaitUntil(due));
+            return self.lifecycle_step(now, source, Step::WaitUntil(due));
         }
         self.ship_batch(now, &self.db.spool.pending())
     }
@@ -222,7 +250,40 @@ impl DbUploader {
             .map(|(_, max)| max)
             .max()
             .unwrap_or(0);
+        let mut known = BTreeMap::new();
+        for o in &objects {
+            let Some((level, min_txid, max_txid)) = keys::parse_s3_key(&self.prefix, &o.key)
+            else {
+                continue;
+            };
+            // Snapshot times decide retention: read them from the LTX headers (a few small
+            // ranged GETs at start-up); the other levels go by the object's modified time.
+            let timestamp_ms = if level == keys::SNAPSHOT_LEVEL {
+                store
+                    .get_range(&o.key, 0, ltx::HEADER_SIZE as u64)
+                    .ok()
+                    .and_then(|b| Header::decode(&b).ok())
+                    .map_or(o.modified_ms, |h| h.timestamp_ms)
+            } else {
+                o.modified_ms
+            };
+            let id = FileId {
+                level,
+                min_txid,
+                max_txid,
+            };
+            known.insert(
+                id,
+                KnownFile {
+                    id,
+                    timestamp_ms,
+                    size: o.size,
+                },
+            );
+        }
+        self.known = known;
         self.remote_max_txid = remote_max;
+        self.prune_l0_cache();
         let state = self.db.spool.state();
         let url = self.db.config.url();
         if state.txid == 0 || state.txid != remote_max || state.replica_url != url {
@@ -289,6 +350,7 @@ impl DbUploader {
         let size = std::fs::metadata(&scratch).map(|m| m.len()).unwrap_or(0);
         self.store()?.put_file(&key, &scratch)?;
         let _ = std::fs::remove_file(&scratch);
+        self.remember(keys::SNAPSHOT_LEVEL, 1, txid, now, size);
         let new_state = SpoolState {
             replica_url: self.db.config.url(),
             txid,
@@ -329,6 +391,263 @@ impl DbUploader {
             p.snapshots += 1;
         });
         Ok(Step::Snapshot { txid })
+    }
+
+    fn remember(&mut self, level: u8, min_txid: u64, max_txid: u64, timestamp_ms: u64, size: u64) {
+        let id = FileId {
+            level,
+            min_txid,
+            max_txid,
+        };
+        self.known.insert(
+            id,
+            KnownFile {
+                id,
+                timestamp_ms,
+                size,
+            },
+        );
+    }
+
+    /// Where local copies of uploaded level-0 files wait for their level-1 compaction.
+    fn l0_cache_dir(&self) -> PathBuf {
+        self.db.spool.scratch_path("l0")
+    }
+
+    fn l0_cache_path(&self, min_txid: u64, max_txid: u64) -> PathBuf {
+        self.l0_cache_dir()
+            .join(keys::ltx_filename(min_txid, max_txid))
+    }
+
+    /// Drops local level-0 copies the replica no longer needs compacted (bounded cache).
+    fn prune_l0_cache(&self) {
+        let l1_max = self.level_max(1);
+        let Ok(entries) = std::fs::read_dir(self.l0_cache_dir()) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let keep = name
+                .to_str()
+                .and_then(keys::parse_ltx_filename)
+                .is_some_and(|(min, max)| {
+                    max > l1_max
+                        && self.known.contains_key(&FileId {
+                            level: 0,
+                            min_txid: min,
+                            max_txid: max,
+                        })
+                });
+            if !keep {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
+    fn level_max(&self, level: u8) -> u64 {
+        self.known
+            .keys()
+            .filter(|id| id.level == level)
+            .map(|id| id.max_txid)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Runs at most one due lifecycle job (a compaction level, a scheduled snapshot, a
+    /// retention pass); otherwise returns `otherwise`, woken for the next job that will be
+    /// due.
+    fn lifecycle_step(
+        &mut self,
+        now: u64,
+        source: &dyn SnapshotSource,
+        otherwise: Step,
+    ) -> Result<Step, Error> {
+        let cfg = self.db.config.lifecycle.clone();
+        let files: Vec<KnownFile> = self.known.values().copied().collect();
+        self.last_compaction.resize(cfg.levels.len(), 0);
+        let mut next_due = u64::MAX;
+        for level in 1..=cfg.max_level() {
+            let iv = cfg.interval_ms(level);
+            let last = &mut self.last_compaction[level as usize - 1];
+            if *last == 0 {
+                *last = now; // a new process waits for the next window, as after a compaction
+            }
+            let runs = lifecycle::plan_compactions(&files, level);
+            if runs.is_empty() {
+                continue;
+            }
+            if lifecycle::is_due(now, iv, *last) {
+                for run in &runs {
+                    self.compact(run)?;
+                }
+                self.last_compaction[level as usize - 1] = now;
+                if level == 1 {
+                    self.prune_l0_cache();
+                }
+                return Ok(Step::Compacted {
+                    level,
+                    files: runs.len(),
+                });
+            }
+            next_due = next_due.min(lifecycle::window_start(now, iv) + iv);
+        }
+        let txid = self.db.spool.state().txid;
+        if lifecycle::snapshot_due(&files, &cfg, now, txid) {
+            if let Some(step) = self.scheduled_snapshot(now, source)? {
+                return Ok(step);
+            }
+        }
+        // Retention runs at the level-1 window (else the snapshot interval): one batched
+        // delete at most per window.
+        let retention_iv = if cfg.levels.is_empty() {
+            cfg.snapshot_interval.as_millis() as u64
+        } else {
+            cfg.interval_ms(1)
+        };
+        if self.last_retention == 0 {
+            self.last_retention = now;
+        }
+        if lifecycle::is_due(now, retention_iv, self.last_retention) {
+            self.last_retention = now;
+            let doomed = lifecycle::plan_retention(&files, &cfg, now);
+            if !doomed.is_empty() {
+                let keys: Vec<String> = doomed
+                    .iter()
+                    .map(|id| self.key(id.level, id.min_txid, id.max_txid))
+                    .collect();
+                self.store()?.delete_many(&keys)?;
+                for id in &doomed {
+                    self.known.remove(id);
+                    if id.level == 0 {
+                        let _ = std::fs::remove_file(self.l0_cache_path(id.min_txid, id.max_txid));
+                    }
+                }
+                let mut c = self.db.counters();
+                c.files_deleted += doomed.len() as u64;
+                if let Ok(store) = &self.store {
+                    c.requests = store.request_counts();
+                }
+                return Ok(Step::Retained {
+                    deleted: doomed.len(),
+                });
+            }
+        }
+        if !lifecycle::plan_retention(&files, &cfg, now + retention_iv).is_empty() {
+            next_due = next_due.min(lifecycle::window_start(now, retention_iv) + retention_iv);
+        }
+        let newest_snapshot = files
+            .iter()
+            .filter(|f| f.id.level == keys::SNAPSHOT_LEVEL)
+            .max_by_key(|f| f.id.max_txid);
+        if newest_snapshot.is_some_and(|s| s.id.max_txid < txid) {
+            let iv = cfg.snapshot_interval.as_millis() as u64;
+            next_due = next_due.min(lifecycle::window_start(now, iv) + iv);
+        }
+        Ok(match otherwise {
+            Step::Idle if next_due != u64::MAX => Step::WaitUntil(next_due),
+            Step::WaitUntil(t) => Step::WaitUntil(t.min(next_due)),
+            other => other,
+        })
+    }
+
+    /// Merges one run of files into the next level and uploads the result. Level-0 inputs
+    /// come from their local copies when present; anything else is downloaded.
+    fn compact(&mut self, run: &lifecycle::Compaction) -> Result<(), Error> {
+        let out = run.output();
+        let mut decoders: Vec<Decoder<Box<dyn Read>>> = Vec::with_capacity(run.inputs.len());
+        for f in &run.inputs {
+            let id = f.id;
+            let local = (id.level == 0)
+                .then(|| std::fs::File::open(self.l0_cache_path(id.min_txid, id.max_txid)).ok())
+                .flatten();
+            let reader: Box<dyn Read> = match local {
+                Some(file) => Box::new(std::io::BufReader::new(file)),
+                None => Box::new(std::io::Cursor::new(
+                    self.store()?
+                        .get(&self.key(id.level, id.min_txid, id.max_txid))?,
+                )),
+            };
+            let key = self.key(id.level, id.min_txid, id.max_txid);
+            decoders.push(Decoder::new(reader).map_err(|e| Error::Io(format!("{key}: {e}")))?);
+        }
+        let scratch = self.db.spool.scratch_path("compact.ltx.tmp");
+        let file = std::fs::File::create(&scratch)
+            .map_err(|e| Error::Io(format!("{}: {e}", scratch.display())))?;
+        let (w, header, _) = lifecycle::merge(decoders, BufWriter::with_capacity(1 << 20, file))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&scratch);
+                Error::Io(format!(
+                    "compacting {} files into level {} ({}-{}): {e}",
+                    run.inputs.len(),
+                    out.level,
+                    out.min_txid,
+                    out.max_txid
+                ))
+            })?;
+        w.into_inner()
+            .map_err(|e| Error::Io(format!("{}: {e}", scratch.display())))?
+            .sync_all()?;
+        let size = std::fs::metadata(&scratch).map(|m| m.len()).unwrap_or(0);
+        let put = self
+            .store()?
+            .put_file(&self.key(out.level, out.min_txid, out.max_txid), &scratch);
+        let _ = std::fs::remove_file(&scratch);
+        put?;
+        self.remember(out.level, out.min_txid, out.max_txid, header.timestamp_ms, size);
+        let mut c = self.db.counters();
+        c.compactions += 1;
+        c.bytes_uploaded += size;
+        if let Ok(store) = &self.store {
+            c.requests = store.request_counts();
+        }
+        Ok(())
+    }
+
+    /// The periodic snapshot: the replicated state at the current txid, named `1-<txid>`
+    /// as Litestream names its snapshots, so that level 0 stays contiguous for compaction.
+    /// It is read from the live database, so it is taken only when nothing is pending, and
+    /// kept only if it holds exactly the replicated state (its checksum says so); else
+    /// `None` and it is tried again after the next shipment.
+    fn scheduled_snapshot(
+        &mut self,
+        now: u64,
+        source: &dyn SnapshotSource,
+    ) -> Result<Option<Step>, Error> {
+        let state = self.db.spool.state();
+        if self.db.spool.pending_summary().is_some() || state.txid == 0 {
+            return Ok(None);
+        }
+        let scratch = self.db.spool.scratch_path("snapshot.ltx.tmp");
+        let built = read_snapshot(&self.db, source, state.txid, now, &scratch)?;
+        let same = built.as_ref().is_some_and(|b| {
+            b.raw_checksum == state.post_checksum
+                && b.commit == state.commit
+                && b.page_size == state.page_size
+        });
+        if !same {
+            let _ = std::fs::remove_file(&scratch);
+            return Ok(None);
+        }
+        let size = std::fs::metadata(&scratch).map(|m| m.len()).unwrap_or(0);
+        let put = self.store()?.put_file(
+            &self.key(keys::SNAPSHOT_LEVEL, 1, state.txid),
+            &scratch,
+        );
+        let _ = std::fs::remove_file(&scratch);
+        put?;
+        self.remember(keys::SNAPSHOT_LEVEL, 1, state.txid, now, size);
+        {
+            let mut c = self.db.counters();
+            c.uploads += 1;
+            c.snapshots += 1;
+            c.bytes_uploaded += size;
+            c.last_upload_at_ms = Some(now);
+            if let Ok(store) = &self.store {
+                c.requests = store.request_counts();
+            }
+        }
+        self.db.update_progress(|p| p.snapshots += 1);
+        Ok(Some(Step::Snapshot { txid: state.txid }))
     }
 
     fn ship_batch(&mut self, now: u64, pending: &[RecordMeta]) -> Result<Step, Error> {
@@ -432,7 +751,14 @@ impl DbUploader {
             .sync_all()?;
         let size = std::fs::metadata(&scratch).map(|m| m.len()).unwrap_or(0);
         self.store()?.put_file(&self.key(0, txid, txid), &scratch)?;
-        let _ = std::fs::remove_file(&scratch);
+        self.remember(0, txid, txid, last.captured_at_ms, size);
+        // Kept for the level-1 compaction, which would otherwise download it again.
+        let cached = size <= MAX_CACHED_L0_BYTES
+            && std::fs::create_dir_all(self.l0_cache_dir()).is_ok()
+            && std::fs::rename(&scratch, self.l0_cache_path(txid, txid)).is_ok();
+        if !cached {
+            let _ = std::fs::remove_file(&scratch);
+        }
 
         let table = self.table.as_mut().expect("checked by try_step");
         table.resize(commit as usize, 0);
@@ -774,7 +1100,10 @@ fn run(rx: crossbeam_channel::Receiver<()>) {
                 error: "internal error (panic)".into(),
             });
             match step {
-                Step::Shipped { .. } | Step::Snapshot { .. } => next = now,
+                Step::Shipped { .. }
+                | Step::Snapshot { .. }
+                | Step::Compacted { .. }
+                | Step::Retained { .. } => next = now,
                 Step::WaitUntil(t) | Step::Failed { retry_at: t, .. } => next = next.min(t),
                 Step::Idle => {}
             }
@@ -969,7 +1298,19 @@ mod tests {
         // The database shrinks.
         h.commit(&[(1, 11)], 2, 40_000);
         assert_eq!(up.step(40_000, &h.live), Step::Shipped { txid: 4 });
-        assert_eq!(up.step(40_001, &h.live), Step::Idle);
+        // A level-1 window has passed since the first level-0 file: compaction, from the
+        // local copies (no GET).
+        let gets = h.store.request_counts().get;
+        assert_eq!(
+            up.step(40_001, &h.live),
+            Step::Compacted { level: 1, files: 1 }
+        );
+        assert_eq!(h.store.request_counts().get, gets);
+        assert!(h
+            .store
+            .keys()
+            .contains(&"0001/0000000000000002-0000000000000004.ltx".to_string()));
+        assert_eq!(up.step(40_002, &h.live), Step::WaitUntil(300_000));
 
         same(
             &h.restore(Target::Latest).unwrap(),
@@ -1008,9 +1349,17 @@ mod tests {
         up.step(1_000, &h.live);
         h.commit(&[(2, 9)], 3, 5_000);
         assert_eq!(up.step(5_000, &h.live), Step::Shipped { txid: 2 });
+        // Past the compaction of every level (the last at the first hour's end).
+        let mut t = 6_000;
+        while t < 3_700_000 {
+            up.step(t, &h.live);
+            t += 10_000;
+        }
+        assert!(h.store.keys().iter().any(|k| k.starts_with("0003/")));
         let before = h.store.request_counts();
-        for t in 0..50 {
-            assert_eq!(up.step(6_000 + t * 1000, &h.live), Step::Idle);
+        for i in 0..50 {
+            let step = up.step(t + i * 1000, &h.live);
+            assert!(matches!(step, Step::WaitUntil(_) | Step::Idle), "{step:?}");
         }
         assert_eq!(h.store.request_counts(), before);
     }
