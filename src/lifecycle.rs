@@ -141,19 +141,17 @@ pub fn plan_compactions(files: &[KnownFile], level: u8) -> Vec<Compaction> {
 }
 
 /// Whether a scheduled snapshot is due: a snapshot-interval boundary has passed since the
-/// newest snapshot, and the replica has moved on since it.
-pub fn snapshot_due(files: &[KnownFile], cfg: &Lifecycle, now: u64, txid: u64) -> bool {
-    let newest = files
-        .iter()
-        .filter(|f| f.id.level == crate::store::keys::SNAPSHOT_LEVEL)
-        .max_by_key(|f| f.id.max_txid);
-    match newest {
-        None => false, // the first snapshot is the uploader's own business
-        Some(s) => {
-            s.id.max_txid < txid
-                && is_due(now, cfg.snapshot_interval.as_millis() as u64, s.timestamp_ms)
-        }
-    }
+/// last snapshot (taken at `last_snapshot_at`, of txid `last_snapshot_txid`), and the
+/// replica, now at `txid`, has moved on since.
+pub fn snapshot_due(
+    cfg: &Lifecycle,
+    now: u64,
+    last_snapshot_at: u64,
+    last_snapshot_txid: u64,
+    txid: u64,
+) -> bool {
+    last_snapshot_txid < txid
+        && is_due(now, cfg.snapshot_interval.as_millis() as u64, last_snapshot_at)
 }
 
 /// The files retention deletes at `now`; see the module docs for the rules.

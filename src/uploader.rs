@@ -92,6 +92,8 @@ pub struct DbUploader {
     /// When each compaction level (index = level - 1) last ran; 0 = not yet this process.
     last_compaction: Vec<u64>,
     last_retention: u64,
+    /// When the newest snapshot was taken (its header holds the time of its state).
+    last_snapshot_at: u64,
 }
 
 /// Local copies of recently uploaded level-0 files larger than this are not kept.
@@ -126,6 +128,7 @@ impl DbUploader {
             known: BTreeMap::new(),
             last_compaction: Vec::new(),
             last_retention: 0,
+            last_snapshot_at: 0,
         }
     }
 
@@ -281,6 +284,11 @@ impl DbUploader {
                 },
             );
         }
+        self.last_snapshot_at = known
+            .values()
+            .filter(|f| f.id.level == keys::SNAPSHOT_LEVEL)
+            .max_by_key(|f| f.id.max_txid)
+            .map_or(0, |f| f.timestamp_ms);
         self.known = known;
         self.remote_max_txid = remote_max;
         self.prune_l0_cache();
@@ -351,6 +359,7 @@ impl DbUploader {
         self.store()?.put_file(&key, &scratch)?;
         let _ = std::fs::remove_file(&scratch);
         self.remember(keys::SNAPSHOT_LEVEL, 1, txid, now, size);
+        self.last_snapshot_at = now;
         let new_state = SpoolState {
             replica_url: self.db.config.url(),
             txid,
@@ -492,7 +501,10 @@ impl DbUploader {
             next_due = next_due.min(lifecycle::window_start(now, iv) + iv);
         }
         let txid = self.db.spool.state().txid;
-        if lifecycle::snapshot_due(&files, &cfg, now, txid) {
+        let last_snapshot_txid = self.level_max(keys::SNAPSHOT_LEVEL);
+        if last_snapshot_txid > 0
+            && lifecycle::snapshot_due(&cfg, now, self.last_snapshot_at, last_snapshot_txid, txid)
+        {
             if let Some(step) = self.scheduled_snapshot(now, source)? {
                 return Ok(step);
             }
@@ -535,11 +547,7 @@ impl DbUploader {
         if !lifecycle::plan_retention(&files, &cfg, now + retention_iv).is_empty() {
             next_due = next_due.min(lifecycle::window_start(now, retention_iv) + retention_iv);
         }
-        let newest_snapshot = files
-            .iter()
-            .filter(|f| f.id.level == keys::SNAPSHOT_LEVEL)
-            .max_by_key(|f| f.id.max_txid);
-        if newest_snapshot.is_some_and(|s| s.id.max_txid < txid) {
+        if last_snapshot_txid > 0 && last_snapshot_txid < txid {
             let iv = cfg.snapshot_interval.as_millis() as u64;
             next_due = next_due.min(lifecycle::window_start(now, iv) + iv);
         }
@@ -617,8 +625,16 @@ impl DbUploader {
         if self.db.spool.pending_summary().is_some() || state.txid == 0 {
             return Ok(None);
         }
+        // Its timestamp is that of its state: the time of the file that ends at its txid.
+        let state_at = self
+            .known
+            .values()
+            .filter(|f| f.id.max_txid == state.txid && f.id.level != keys::SNAPSHOT_LEVEL)
+            .map(|f| f.timestamp_ms)
+            .max()
+            .unwrap_or(now);
         let scratch = self.db.spool.scratch_path("snapshot.ltx.tmp");
-        let built = read_snapshot(&self.db, source, state.txid, now, &scratch)?;
+        let built = read_snapshot(&self.db, source, state.txid, state_at, &scratch)?;
         let same = built.as_ref().is_some_and(|b| {
             b.raw_checksum == state.post_checksum
                 && b.commit == state.commit
@@ -635,7 +651,8 @@ impl DbUploader {
         );
         let _ = std::fs::remove_file(&scratch);
         put?;
-        self.remember(keys::SNAPSHOT_LEVEL, 1, state.txid, now, size);
+        self.remember(keys::SNAPSHOT_LEVEL, 1, state.txid, state_at, size);
+        self.last_snapshot_at = now;
         {
             let mut c = self.db.counters();
             c.uploads += 1;
