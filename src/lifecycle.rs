@@ -324,3 +324,225 @@ pub fn merge<R: Read, W: Write>(inputs: Vec<Decoder<R>>, out: W) -> Result<(W, H
     let (w, trailer) = enc.finish(post)?;
     Ok((w, header, trailer))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ltx::{decode_all, FLAG_NO_CHECKSUM};
+
+    const PS: u32 = 512;
+
+    /// An LTX file of `pages` (pgno, fill byte) with the database at `commit` pages.
+    fn ltx_file(min: u64, max: u64, commit: u32, pages: &[(u32, u8)], ts: u64) -> Vec<u8> {
+        let header = Header {
+            flags: FLAG_NO_CHECKSUM,
+            page_size: PS,
+            commit,
+            min_txid: min,
+            max_txid: max,
+            timestamp_ms: ts,
+            pre_apply_checksum: 0,
+            wal_offset: 0,
+            wal_size: 0,
+            wal_salt1: 0,
+            wal_salt2: 0,
+            node_id: 0,
+        };
+        let mut enc = Encoder::new(Vec::new(), header).unwrap();
+        for &(pgno, fill) in pages {
+            enc.encode_page(pgno, &vec![fill; PS as usize]).unwrap();
+        }
+        enc.finish(0).unwrap().0
+    }
+
+    /// A database as restore builds it: pages by number, grown with zeros, cut at commit.
+    fn apply(db: &mut Vec<u8>, file: &[u8]) {
+        let (h, pages, _) = decode_all(file).unwrap();
+        if db.len() < h.commit as usize {
+            db.resize(h.commit as usize, 0);
+        }
+        for (pgno, data) in pages {
+            db[pgno as usize - 1] = data[0];
+        }
+        db.truncate(h.commit as usize);
+    }
+
+    fn merged(files: &[&Vec<u8>]) -> Result<Vec<u8>, Error> {
+        let decs = files
+            .iter()
+            .map(|f| Decoder::new(&f[..]).unwrap())
+            .collect();
+        merge(decs, Vec::new()).map(|(w, _, _)| w)
+    }
+
+    #[test]
+    fn merge_keeps_the_latest_page_versions_and_the_last_header_fields() {
+        let a = ltx_file(2, 2, 4, &[(1, 1), (3, 1)], 100);
+        let b = ltx_file(3, 5, 5, &[(3, 2), (5, 2)], 200);
+        let c = ltx_file(6, 6, 5, &[(1, 3)], 300);
+        let out = merged(&[&a, &b, &c]).unwrap();
+        let (h, pages, _) = decode_all(&out).unwrap();
+        assert_eq!((h.min_txid, h.max_txid, h.commit, h.timestamp_ms), (2, 6, 5, 300));
+        assert!(h.no_checksum() && h.wal_offset == 0);
+        let got: Vec<(u32, u8)> = pages.iter().map(|(p, d)| (*p, d[0])).collect();
+        assert_eq!(got, vec![(1, 3), (3, 2), (5, 2)]);
+        // Applied over any state inside its range, it gives the state after its last input.
+        let base = vec![9u8; 4];
+        let mut one_by_one = base.clone();
+        for f in [&a, &b, &c] {
+            apply(&mut one_by_one, f);
+        }
+        let mut at_once = base.clone();
+        apply(&mut at_once, &out);
+        assert_eq!(at_once, one_by_one);
+        let mut from_middle = base;
+        apply(&mut from_middle, &a);
+        apply(&mut from_middle, &b);
+        apply(&mut from_middle, &out);
+        assert_eq!(from_middle, one_by_one);
+    }
+
+    #[test]
+    fn merge_writes_zeros_for_pages_cut_off_then_grown_back() {
+        // 6 pages; shrink to 2; grow to 5 writing only page 5: pages 3 and 4 read as zeros.
+        let shrink = ltx_file(2, 2, 2, &[(1, 1)], 1);
+        let grow = ltx_file(3, 3, 5, &[(5, 7)], 2);
+        let out = merged(&[&shrink, &grow]).unwrap();
+        let base = vec![9u8; 6];
+        let mut expected = base.clone();
+        apply(&mut expected, &shrink);
+        apply(&mut expected, &grow);
+        assert_eq!(expected, vec![1, 9, 0, 0, 7]);
+        let mut got = base;
+        apply(&mut got, &out);
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn merge_from_a_snapshot_is_a_snapshot() {
+        let snap = ltx_file(1, 3, 3, &[(1, 1), (2, 1), (3, 1)], 1);
+        let shrink = ltx_file(4, 4, 1, &[], 2);
+        let grow = ltx_file(5, 5, 4, &[(4, 4)], 3);
+        let out = merged(&[&snap, &shrink, &grow]).unwrap();
+        let (h, pages, _) = decode_all(&out).unwrap();
+        assert!(h.is_snapshot());
+        let got: Vec<(u32, u8)> = pages.iter().map(|(p, d)| (*p, d[0])).collect();
+        assert_eq!(got, vec![(1, 1), (2, 0), (3, 0), (4, 4)]);
+    }
+
+    #[test]
+    fn merge_refuses_gaps_and_corrupt_inputs() {
+        let a = ltx_file(2, 2, 2, &[(1, 1)], 1);
+        let c = ltx_file(4, 4, 2, &[(2, 1)], 1);
+        let err = merged(&[&a, &c]).unwrap_err().to_string();
+        assert!(err.contains("not contiguous"), "{err}");
+        let mut b = ltx_file(3, 3, 2, &[(2, 5)], 1);
+        let i = ltx::HEADER_SIZE + 12;
+        b[i] ^= 0xff; // inside the compressed page
+        assert!(merged(&[&a, &b]).is_err());
+        let mut b = ltx_file(3, 3, 2, &[(2, 5)], 1);
+        let n = b.len();
+        b[n - 1] ^= 1; // the file checksum
+        let err = merged(&[&a, &b]).unwrap_err().to_string();
+        assert!(err.contains("checksum"), "{err}");
+    }
+
+    fn known(level: u8, min: u64, max: u64, ts: u64) -> KnownFile {
+        KnownFile {
+            id: FileId {
+                level,
+                min_txid: min,
+                max_txid: max,
+            },
+            timestamp_ms: ts,
+            size: 1,
+        }
+    }
+
+    fn ranges(c: &[Compaction]) -> Vec<(u64, u64)> {
+        c.iter()
+            .map(|c| (c.output().min_txid, c.output().max_txid))
+            .collect()
+    }
+
+    #[test]
+    fn compactions_take_what_follows_the_level_and_split_at_holes() {
+        let files = vec![
+            known(9, 1, 1, 0),
+            known(0, 2, 2, 0),
+            known(0, 3, 3, 0),
+            known(1, 2, 3, 0),
+            known(0, 4, 4, 0),
+            known(0, 5, 5, 0),
+            // txid 6 is a forced snapshot: level 0 resumes at 7.
+            known(9, 1, 6, 0),
+            known(0, 7, 7, 0),
+        ];
+        assert_eq!(ranges(&plan_compactions(&files, 1)), vec![(4, 5), (7, 7)]);
+        assert_eq!(ranges(&plan_compactions(&files, 2)), vec![(2, 3)]);
+        assert!(plan_compactions(&files, 3).is_empty());
+    }
+
+    #[test]
+    fn windows_are_epoch_aligned() {
+        assert_eq!(window_start(95_000, 30_000), 90_000);
+        assert!(is_due(90_000, 30_000, 89_999));
+        assert!(!is_due(119_999, 30_000, 90_000));
+        let cfg = Lifecycle::default();
+        assert!(!snapshot_due(&cfg, 86_400_000 - 1, 10, 1, 5));
+        assert!(snapshot_due(&cfg, 86_400_000, 10, 1, 5));
+        assert!(!snapshot_due(&cfg, 86_400_000, 10, 5, 5), "nothing new");
+    }
+
+    #[test]
+    fn retention_keeps_the_base_snapshot_and_all_after_it() {
+        let h = 3_600_000;
+        let cfg = Lifecycle::default();
+        let now = 50 * h;
+        let files = vec![
+            known(9, 1, 1, 0),
+            known(9, 1, 10, 20 * h), // newest at or before the window start (26 h): the base
+            known(9, 1, 20, 40 * h),
+            known(1, 2, 8, h),
+            known(1, 9, 12, 21 * h), // straddles the base: stays
+            known(1, 13, 25, 45 * h),
+            known(2, 2, 10, 20 * h), // ends at the base: the base holds it
+            known(2, 11, 25, 45 * h),
+            known(3, 2, 25, 45 * h),
+            known(0, 24, 24, now - 6 * 60_000), // in L1, older than 5 min
+            known(0, 25, 25, now - 4 * 60_000), // too young
+            known(0, 26, 26, now - 7 * 60_000), // not in L1 yet
+        ];
+        let doomed: Vec<(u8, u64, u64)> = plan_retention(&files, &cfg, now)
+            .iter()
+            .map(|id| (id.level, id.min_txid, id.max_txid))
+            .collect();
+        assert_eq!(doomed, vec![(0, 24, 24), (1, 2, 8), (2, 2, 10), (9, 1, 1)]);
+        // No snapshot old enough yet: nothing but level 0 goes.
+        let young: Vec<KnownFile> = files
+            .iter()
+            .map(|f| KnownFile {
+                timestamp_ms: f.timestamp_ms.max(now - h),
+                ..*f
+            })
+            .collect();
+        assert_eq!(
+            plan_retention(&young, &cfg, now),
+            vec![FileId {
+                level: 0,
+                min_txid: 24,
+                max_txid: 24
+            }]
+        );
+        // The newest file of a level stays even when it is old.
+        let lone = vec![known(9, 1, 5, 0), known(9, 1, 9, h), known(1, 2, 9, h)];
+        assert_eq!(
+            plan_retention(&lone, &cfg, now),
+            vec![FileId {
+                level: 9,
+                min_txid: 1,
+                max_txid: 5
+            }]
+        );
+    }
+}
