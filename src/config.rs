@@ -292,6 +292,10 @@ pub struct ConfigFile {
     /// The file's top-level `sync-interval`, if set. Also used for targets given by URI
     /// parameters and `REPLICA_URL`.
     pub global_sync_interval: Option<Duration>,
+    /// The file's `snapshot`, `levels` and `l0-retention` (Litestream's defaults where
+    /// absent); they apply to every replica, as in Litestream, including those given by URI
+    /// parameters and `REPLICA_URL`.
+    pub lifecycle: crate::lifecycle::Lifecycle,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1082,14 +1086,13 @@ const TOP_FIELDS: &[&str] = &[
     "skip-verify",
     "sync-interval",
 ];
+/// Litestream's global lifecycle keys: snapshots, compaction levels, level-0 retention.
+const TOP_LIFECYCLE: &[&str] = &["snapshot", "levels", "l0-retention"];
 /// Litestream's global keys that libreplica accepts and ignores.
 const TOP_UNUSED: &[&str] = &[
     "addr",
     "socket",
-    "levels",
-    "snapshot",
     "validation",
-    "l0-retention",
     "l0-retention-check-interval",
     "verify-compaction",
     "retention",
@@ -1195,6 +1198,7 @@ impl Level {
             Level::Top => {
                 let mut v = TOP_FIELDS.to_vec();
                 v.push("dbs");
+                v.extend_from_slice(TOP_LIFECYCLE);
                 v
             }
             Level::Db => DB_USED.to_vec(),
@@ -1565,6 +1569,94 @@ fn read_duration(ctx: &mut Ctx, key: &str, node: &Yaml) -> Result<Option<Duratio
         Ok(d) => Ok(Some(d)),
         Err(_) => Err(ctx.err(key, describe_duration_error(&value))),
     }
+}
+
+/// Reads Litestream's top-level `snapshot: {interval, retention}`, `levels: [{interval}]`
+/// (levels 1, 2, …; at most 8) and `l0-retention` (`0` keeps level-0 files until the
+/// snapshot retention removes them) into `into`.
+fn read_lifecycle(
+    ctx: &mut Ctx,
+    key: &str,
+    node: &Yaml,
+    into: &mut crate::lifecycle::Lifecycle,
+) -> Result<(), ConfigError> {
+    match (key, node) {
+        (_, Yaml::Null) => {}
+        ("snapshot", Yaml::Hash(map)) => {
+            for (k, v) in map {
+                let name = key_name(k);
+                let at = child("snapshot", &name);
+                match name.as_str() {
+                    "interval" => {
+                        if let Some(d) = read_duration(ctx, &at, v)? {
+                            into.snapshot_interval = d;
+                        }
+                    }
+                    "retention" => {
+                        if let Some(d) = read_duration(ctx, &at, v)? {
+                            into.snapshot_retention = d;
+                        }
+                    }
+                    _ => ctx.warn(&at, "unknown key (known: interval, retention); ignored"),
+                }
+            }
+        }
+        ("levels", Yaml::Array(list)) => {
+            if list.len() > 8 {
+                return Err(ctx.err(
+                    "levels",
+                    format!("at most 8 compaction levels (level 9 holds snapshots), got {}", list.len()),
+                ));
+            }
+            let mut levels = Vec::with_capacity(list.len());
+            for (i, level) in list.iter().enumerate() {
+                let at = format!("levels[{i}]");
+                let interval = match level {
+                    Yaml::Hash(map) => {
+                        let mut interval = None;
+                        for (k, v) in map {
+                            let name = key_name(k);
+                            if name == "interval" {
+                                interval = read_duration(ctx, &child(&at, "interval"), v)?;
+                            } else {
+                                ctx.warn(&child(&at, &name), "unknown key (known: interval); ignored");
+                            }
+                        }
+                        interval
+                    }
+                    _ => None,
+                };
+                let Some(interval) = interval else {
+                    return Err(ctx.err(
+                        &at,
+                        format!("level {} needs an `interval`, like `{{interval: 30s}}`", i + 1),
+                    ));
+                };
+                levels.push(interval);
+            }
+            into.levels = levels;
+        }
+        ("l0-retention", Yaml::String(text))
+            if matches!(text.trim(), "0" | "0s" | "0ms" | "0m" | "0h") =>
+        {
+            into.l0_retention = Duration::ZERO;
+        }
+        ("l0-retention", Yaml::Integer(0)) => into.l0_retention = Duration::ZERO,
+        ("l0-retention", _) => {
+            if let Some(d) = read_duration(ctx, key, node)? {
+                into.l0_retention = d;
+            }
+        }
+        (_, other) => {
+            let shape = if key == "snapshot" {
+                "a mapping like `{interval: 24h, retention: 24h}`"
+            } else {
+                "a list like `[{interval: 30s}, {interval: 5m}, {interval: 1h}]`"
+            };
+            return Err(ctx.err(key, format!("expected {shape}, got {}", describe(other))));
+        }
+    }
+    Ok(())
 }
 
 /// The error for a required value that is missing or empty, naming the key and any variables.
@@ -2002,11 +2094,14 @@ pub fn parse_config_file(path: &Path, text: &str, env: &Env) -> Result<ConfigFil
     };
 
     let mut global = Fields::default();
+    let mut lifecycle = crate::lifecycle::Lifecycle::default();
     let mut dbs_node: Option<&Yaml> = None;
     for (k, v) in root {
         let key = key_name(k);
         if key == "dbs" {
             dbs_node = Some(v);
+        } else if TOP_LIFECYCLE.contains(&key.as_str()) {
+            read_lifecycle(&mut ctx, &key, v, &mut lifecycle)?;
         } else if let Some(name) = TOP_FIELDS.iter().find(|f| **f == key) {
             global.read(&mut ctx, name, v)?;
         } else {
@@ -2043,12 +2138,16 @@ pub fn parse_config_file(path: &Path, text: &str, env: &Env) -> Result<ConfigFil
             ))
         }
     }
+    for (_, rc) in dbs.iter_mut() {
+        rc.lifecycle = lifecycle.clone();
+    }
     Ok(ConfigFile {
         path: path.to_path_buf(),
         dbs,
         warnings: ctx.warnings,
         global_credentials,
         global_sync_interval: global.sync_interval,
+        lifecycle,
     })
 }
 
@@ -2324,10 +2423,15 @@ impl Resolver {
             .or(entry_sync)
             .or(file_sync)
             .unwrap_or(DEFAULT_SYNC_INTERVAL);
+        let lifecycle = self
+            .file
+            .as_ref()
+            .map(|f| f.lifecycle.clone())
+            .unwrap_or_default();
         Ok(Some(ReplicaConfig {
             target,
             sync_interval,
-            lifecycle: crate::lifecycle::Lifecycle::default(),
+            lifecycle,
         }))
     }
 }
@@ -2959,6 +3063,48 @@ dbs:
     }
 
     #[test]
+    fn lifecycle_keys_apply_to_every_replica_with_litestream_defaults() {
+        let cfg = parse(
+            "dbs:\n  - path: /a.db\n    replica: {url: s3://b/a}\n",
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(cfg.dbs[0].1.lifecycle, crate::lifecycle::Lifecycle::default());
+        let text = r#"
+snapshot: {interval: 1h, retention: 72h}
+levels:
+  - interval: 10s
+  - interval: 2m
+l0-retention: 0
+dbs:
+  - path: /a.db
+    replica: {url: s3://b/a}
+"#;
+        let cfg = parse(text, &env(&[])).unwrap();
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        let l = &cfg.dbs[0].1.lifecycle;
+        assert_eq!(l.snapshot_interval, Duration::from_secs(3600));
+        assert_eq!(l.snapshot_retention, Duration::from_secs(72 * 3600));
+        assert_eq!(l.levels, vec![Duration::from_secs(10), Duration::from_secs(120)]);
+        assert_eq!(l.l0_retention, Duration::ZERO);
+        assert_eq!(&cfg.lifecycle, l);
+        let err = parse("levels: [{interval: 30s}, {}]\ndbs: []\n", &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("levels[1]") && err.contains("interval"), "{err}");
+        let err = parse("snapshot: daily\ndbs: []\n", &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("snapshot") && err.contains("mapping"), "{err}");
+        let cfg = parse("snapshot: {intervall: 1h}\ndbs: []\n", &env(&[])).unwrap();
+        assert!(
+            cfg.warnings.iter().any(|w| w.key == "snapshot.intervall"),
+            "{:?}",
+            cfg.warnings
+        );
+    }
+
+    #[test]
     fn warnings_for_unused_misspelled_and_misplaced_keys() {
         let text = r#"
 addr: ":9090"
@@ -2993,7 +3139,15 @@ dbs:
             "`addr` is accepted but not used by libreplica yet"
         );
         assert!(msg("logging").contains("not used by libreplica yet"));
-        assert!(msg("snapshot").contains("not used by libreplica yet"));
+        assert!(
+            cfg.warnings.iter().all(|w| w.key != "snapshot"),
+            "snapshot is used: {:?}",
+            cfg.warnings
+        );
+        assert_eq!(
+            cfg.dbs[0].1.lifecycle.snapshot_interval,
+            Duration::from_secs(24 * 3600)
+        );
         assert_eq!(
             msg("dsb"),
             "unknown key `dsb` is ignored; did you mean `dbs`?"
