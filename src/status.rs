@@ -72,6 +72,10 @@ pub struct StatusRow {
     pub get_requests: i64,
     pub list_requests: i64,
     pub delete_requests: i64,
+    /// Files written by compaction into levels 1–3.
+    pub compactions: i64,
+    /// Files retention deleted (each checked gone).
+    pub files_deleted: i64,
     pub warnings: Option<String>,
 }
 
@@ -96,6 +100,8 @@ pub const COLUMNS: &[&str] = &[
     "get_requests",
     "list_requests",
     "delete_requests",
+    "compactions",
+    "files_deleted",
     "warnings",
 ];
 
@@ -144,6 +150,8 @@ pub fn rows(now_ms: u64) -> Vec<StatusRow> {
                 get_requests: c.requests.get as i64,
                 list_requests: c.requests.list as i64,
                 delete_requests: c.requests.delete as i64,
+                compactions: c.compactions as i64,
+                files_deleted: c.files_deleted as i64,
                 warnings: warnings.clone(),
             }
         })

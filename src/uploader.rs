@@ -520,14 +520,18 @@ impl DbUploader {
             self.last_retention = now;
         }
         if lifecycle::is_due(now, retention_iv, self.last_retention) {
-            self.last_retention = now;
             let doomed = lifecycle::plan_retention(&files, &cfg, now);
-            if !doomed.is_empty() {
+            if doomed.is_empty() {
+                self.last_retention = now;
+            } else {
                 let keys: Vec<String> = doomed
                     .iter()
                     .map(|id| self.key(id.level, id.min_txid, id.max_txid))
                     .collect();
+                // Ok means every key is gone (the store verifies); after an error the
+                // same files are planned again after the backoff.
                 self.store()?.delete_many(&keys)?;
+                self.last_retention = now;
                 for id in &doomed {
                     self.known.remove(id);
                     if id.level == 0 {
@@ -576,7 +580,12 @@ impl DbUploader {
                 )),
             };
             let key = self.key(id.level, id.min_txid, id.max_txid);
-            decoders.push(Decoder::new(reader).map_err(|e| Error::Io(format!("{key}: {e}")))?);
+            let decoder = Decoder::new(reader).map_err(|e| Error::Io(format!("{key}: {e}")))?;
+            // Listed files carry the object's modified time until their header is read.
+            if let Some(k) = self.known.get_mut(&id) {
+                k.timestamp_ms = decoder.header().timestamp_ms;
+            }
+            decoders.push(decoder);
         }
         let scratch = self.db.spool.scratch_path("compact.ltx.tmp");
         let file = std::fs::File::create(&scratch)
@@ -1357,6 +1366,55 @@ mod tests {
                 i / PS + 1
             );
         }
+    }
+
+    #[test]
+    fn compaction_after_a_restart_downloads_its_inputs_and_retention_retries_a_failed_delete() {
+        let mut h = Harness::new("lifecycle");
+        let mut up = h.uploader();
+        assert_eq!(up.step(1_000, &h.live), Step::Snapshot { txid: 1 });
+        h.commit(&[(2, 20)], 3, 2_000);
+        assert_eq!(up.step(2_000, &h.live), Step::Shipped { txid: 2 });
+        h.commit(&[(3, 30)], 3, 5_000);
+        assert_eq!(up.step(5_000, &h.live), Step::Shipped { txid: 3 });
+        // The process dies and its local copies of level-0 files are gone.
+        drop(up);
+        std::fs::remove_dir_all(h.db.spool.scratch_path("l0")).unwrap();
+        let mut up = h.uploader();
+        assert_eq!(up.step(10_000, &h.live), Step::WaitUntil(30_000));
+        let gets = h.store.request_counts().get;
+        assert_eq!(
+            up.step(30_000, &h.live),
+            Step::Compacted { level: 1, files: 1 }
+        );
+        assert_eq!(h.store.request_counts().get, gets + 2, "both inputs downloaded");
+        assert_eq!(
+            up.step(300_000, &h.live),
+            Step::Compacted { level: 2, files: 1 }
+        );
+        // Level-0 retention: txid 2 is in level 1 and older than 5 minutes (txid 3 is the
+        // newest of its level and stays). The first delete fails and is retried.
+        *h.store.fail_with.lock().unwrap() =
+            Some(StoreError::Transient("DeleteObjects left keys behind".into()));
+        let step = up.step(330_000, &h.live);
+        let Step::Failed { retry_at, .. } = step else {
+            panic!("expected the delete to fail: {step:?}")
+        };
+        *h.store.fail_with.lock().unwrap() = None;
+        assert_eq!(up.step(retry_at, &h.live), Step::Retained { deleted: 1 });
+        assert!(!h
+            .store
+            .keys()
+            .contains(&"0000/0000000000000002-0000000000000002.ltx".to_string()));
+        let c = h.db.counters().clone();
+        assert_eq!((c.compactions, c.files_deleted), (2, 1));
+        same(
+            &h.restore(Target::Latest).unwrap(),
+            &h.live.image(),
+            "latest",
+        );
+        // Every window of every level is done: nothing more until a snapshot is due.
+        assert_eq!(up.step(retry_at + 1, &h.live), Step::WaitUntil(3_600_000));
     }
 
     #[test]

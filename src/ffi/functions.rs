@@ -511,7 +511,9 @@ unsafe extern "C" fn vt_column(
             16 => result_int(ctx, r.get_requests),
             17 => result_int(ctx, r.list_requests),
             18 => result_int(ctx, r.delete_requests),
-            19 => opt(&r.warnings),
+            19 => result_int(ctx, r.compactions),
+            20 => result_int(ctx, r.files_deleted),
+            21 => opt(&r.warnings),
             _ => return sys::SQLITE_RANGE,
         }
         sys::SQLITE_OK
