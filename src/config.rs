@@ -1605,7 +1605,10 @@ fn read_lifecycle(
             if list.len() > 8 {
                 return Err(ctx.err(
                     "levels",
-                    format!("at most 8 compaction levels (level 9 holds snapshots), got {}", list.len()),
+                    format!(
+                        "at most 8 compaction levels (level 9 holds snapshots), got {}",
+                        list.len()
+                    ),
                 ));
             }
             let mut levels = Vec::with_capacity(list.len());
@@ -1619,7 +1622,10 @@ fn read_lifecycle(
                             if name == "interval" {
                                 interval = read_duration(ctx, &child(&at, "interval"), v)?;
                             } else {
-                                ctx.warn(&child(&at, &name), "unknown key (known: interval); ignored");
+                                ctx.warn(
+                                    &child(&at, &name),
+                                    "unknown key (known: interval); ignored",
+                                );
                             }
                         }
                         interval
@@ -1629,7 +1635,10 @@ fn read_lifecycle(
                 let Some(interval) = interval else {
                     return Err(ctx.err(
                         &at,
-                        format!("level {} needs an `interval`, like `{{interval: 30s}}`", i + 1),
+                        format!(
+                            "level {} needs an `interval`, like `{{interval: 30s}}`",
+                            i + 1
+                        ),
                     ));
                 };
                 levels.push(interval);
@@ -3069,7 +3078,10 @@ dbs:
             &env(&[]),
         )
         .unwrap();
-        assert_eq!(cfg.dbs[0].1.lifecycle, crate::lifecycle::Lifecycle::default());
+        assert_eq!(
+            cfg.dbs[0].1.lifecycle,
+            crate::lifecycle::Lifecycle::default()
+        );
         let text = r#"
 snapshot: {interval: 1h, retention: 72h}
 levels:
@@ -3085,13 +3097,19 @@ dbs:
         let l = &cfg.dbs[0].1.lifecycle;
         assert_eq!(l.snapshot_interval, Duration::from_secs(3600));
         assert_eq!(l.snapshot_retention, Duration::from_secs(72 * 3600));
-        assert_eq!(l.levels, vec![Duration::from_secs(10), Duration::from_secs(120)]);
+        assert_eq!(
+            l.levels,
+            vec![Duration::from_secs(10), Duration::from_secs(120)]
+        );
         assert_eq!(l.l0_retention, Duration::ZERO);
         assert_eq!(&cfg.lifecycle, l);
         let err = parse("levels: [{interval: 30s}, {}]\ndbs: []\n", &env(&[]))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("levels[1]") && err.contains("interval"), "{err}");
+        assert!(
+            err.contains("levels[1]") && err.contains("interval"),
+            "{err}"
+        );
         let err = parse("snapshot: daily\ndbs: []\n", &env(&[]))
             .unwrap_err()
             .to_string();

@@ -151,7 +151,11 @@ pub fn snapshot_due(
     txid: u64,
 ) -> bool {
     last_snapshot_txid < txid
-        && is_due(now, cfg.snapshot_interval.as_millis() as u64, last_snapshot_at)
+        && is_due(
+            now,
+            cfg.snapshot_interval.as_millis() as u64,
+            last_snapshot_at,
+        )
 }
 
 /// The files retention deletes at `now`; see the module docs for the rules.
@@ -213,7 +217,10 @@ pub fn plan_retention(files: &[KnownFile], cfg: &Lifecycle, now: u64) -> Vec<Fil
 /// checksums. A page past the size of a later input that no later input writes was cut off
 /// and grown back as zeros, so it is written as zeros (ltx's compactor drops it and would
 /// leave an older version in place). Returns the writer and the output's header and trailer.
-pub fn merge<R: Read, W: Write>(inputs: Vec<Decoder<R>>, out: W) -> Result<(W, Header, Trailer), Error> {
+pub fn merge<R: Read, W: Write>(
+    inputs: Vec<Decoder<R>>,
+    out: W,
+) -> Result<(W, Header, Trailer), Error> {
     let bad = |m: String| Error::Ltx(LtxError::BadHeader(m));
     let Some(first) = inputs.first().map(|d| *d.header()) else {
         return Err(bad("a merge needs at least one input".into()));
@@ -262,7 +269,10 @@ pub fn merge<R: Read, W: Write>(inputs: Vec<Decoder<R>>, out: W) -> Result<(W, H
     let lock = ltx::lock_pgno(first.page_size);
     let zero = vec![0u8; ps];
     let mut enc = Encoder::new(out, header)?;
-    let pre_checksums: Vec<u64> = inputs.iter().map(|d| d.header().pre_apply_checksum).collect();
+    let pre_checksums: Vec<u64> = inputs
+        .iter()
+        .map(|d| d.header().pre_apply_checksum)
+        .collect();
     let mut decs = inputs;
     let mut heads: Vec<Option<u32>> = Vec::with_capacity(n);
     let mut bufs: Vec<Vec<u8>> = vec![Vec::with_capacity(ps); n];
@@ -281,12 +291,7 @@ pub fn merge<R: Read, W: Write>(inputs: Vec<Decoder<R>>, out: W) -> Result<(W, H
             (None, Some(z)) => z,
         };
         // The latest input writing this page, if any; every input at it moves on.
-        let mut latest: Option<usize> = None;
-        for i in 0..n {
-            if heads[i] == Some(pgno) {
-                latest = Some(i);
-            }
-        }
+        let latest = heads.iter().rposition(|h| *h == Some(pgno));
         let zeroed = suffix_min[latest.map_or(0, |k| k + 1)] < pgno;
         if pgno <= commit && pgno != lock {
             match latest {
@@ -295,9 +300,9 @@ pub fn merge<R: Read, W: Write>(inputs: Vec<Decoder<R>>, out: W) -> Result<(W, H
                 _ => {}
             }
         }
-        for i in 0..n {
-            if heads[i] == Some(pgno) {
-                heads[i] = decs[i].next_page(&mut bufs[i])?;
+        for ((head, dec), buf) in heads.iter_mut().zip(decs.iter_mut()).zip(bufs.iter_mut()) {
+            if *head == Some(pgno) {
+                *head = dec.next_page(buf)?;
             }
         }
         if zero_cursor <= pgno {
@@ -382,7 +387,10 @@ mod tests {
         let c = ltx_file(6, 6, 5, &[(1, 3)], 300);
         let out = merged(&[&a, &b, &c]).unwrap();
         let (h, pages, _) = decode_all(&out).unwrap();
-        assert_eq!((h.min_txid, h.max_txid, h.commit, h.timestamp_ms), (2, 6, 5, 300));
+        assert_eq!(
+            (h.min_txid, h.max_txid, h.commit, h.timestamp_ms),
+            (2, 6, 5, 300)
+        );
         assert!(h.no_checksum() && h.wal_offset == 0);
         let got: Vec<(u32, u8)> = pages.iter().map(|(p, d)| (*p, d[0])).collect();
         assert_eq!(got, vec![(1, 3), (3, 2), (5, 2)]);

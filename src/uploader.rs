@@ -7,7 +7,14 @@
 //! Batching: a commit that arrives after an idle period (nothing shipped for at least the
 //! sync interval) is shipped at once; while commits keep coming, one file per interval. An
 //! idle database makes no requests at all. Txids count shipped files, as in Litestream:
-//! each level-0 file has min = max = previous + 1; a snapshot is `1-<txid>` at level 9.
+//! each level-0 file has min = max = previous + 1; a snapshot asked for (first upload, gap,
+//! `replica_snapshot()`) is `1-<txid + 1>` at level 9, while a scheduled one holds exactly
+//! the replicated state and is `1-<txid>`, so level 0 stays contiguous.
+//!
+//! Lifecycle (planned by `lifecycle`, run here when nothing is due to ship): compaction of
+//! each level at its window, from local copies of recent level-0 files (`<spool>/l0/`) or
+//! downloads; scheduled snapshots; retention deletes. The replica's files are known from
+//! one LIST at start-up and then from this uploader's own uploads and deletes.
 
 use crate::database::{self, Database};
 use crate::error::Error;
@@ -255,8 +262,7 @@ impl DbUploader {
             .unwrap_or(0);
         let mut known = BTreeMap::new();
         for o in &objects {
-            let Some((level, min_txid, max_txid)) = keys::parse_s3_key(&self.prefix, &o.key)
-            else {
+            let Some((level, min_txid, max_txid)) = keys::parse_s3_key(&self.prefix, &o.key) else {
                 continue;
             };
             // Snapshot times decide retention: read them from the LTX headers (a few small
@@ -574,10 +580,11 @@ impl DbUploader {
                 .flatten();
             let reader: Box<dyn Read> = match local {
                 Some(file) => Box::new(std::io::BufReader::new(file)),
-                None => Box::new(std::io::Cursor::new(
-                    self.store()?
-                        .get(&self.key(id.level, id.min_txid, id.max_txid))?,
-                )),
+                None => Box::new(std::io::Cursor::new(self.store()?.get(&self.key(
+                    id.level,
+                    id.min_txid,
+                    id.max_txid,
+                ))?)),
             };
             let key = self.key(id.level, id.min_txid, id.max_txid);
             let decoder = Decoder::new(reader).map_err(|e| Error::Io(format!("{key}: {e}")))?;
@@ -610,7 +617,13 @@ impl DbUploader {
             .put_file(&self.key(out.level, out.min_txid, out.max_txid), &scratch);
         let _ = std::fs::remove_file(&scratch);
         put?;
-        self.remember(out.level, out.min_txid, out.max_txid, header.timestamp_ms, size);
+        self.remember(
+            out.level,
+            out.min_txid,
+            out.max_txid,
+            header.timestamp_ms,
+            size,
+        );
         let mut c = self.db.counters();
         c.compactions += 1;
         c.bytes_uploaded += size;
@@ -654,10 +667,9 @@ impl DbUploader {
             return Ok(None);
         }
         let size = std::fs::metadata(&scratch).map(|m| m.len()).unwrap_or(0);
-        let put = self.store()?.put_file(
-            &self.key(keys::SNAPSHOT_LEVEL, 1, state.txid),
-            &scratch,
-        );
+        let put = self
+            .store()?
+            .put_file(&self.key(keys::SNAPSHOT_LEVEL, 1, state.txid), &scratch);
         let _ = std::fs::remove_file(&scratch);
         put?;
         self.remember(keys::SNAPSHOT_LEVEL, 1, state.txid, state_at, size);
@@ -779,7 +791,8 @@ impl DbUploader {
         self.store()?.put_file(&self.key(0, txid, txid), &scratch)?;
         self.remember(0, txid, txid, last.captured_at_ms, size);
         // Kept for the level-1 compaction, which would otherwise download it again.
-        let cached = size <= MAX_CACHED_L0_BYTES
+        let cached = !self.db.config.lifecycle.levels.is_empty()
+            && size <= MAX_CACHED_L0_BYTES
             && std::fs::create_dir_all(self.l0_cache_dir()).is_ok()
             && std::fs::rename(&scratch, self.l0_cache_path(txid, txid)).is_ok();
         if !cached {
@@ -845,8 +858,8 @@ fn read_snapshot(
     now: u64,
     scratch: &Path,
 ) -> Result<Option<BuiltSnapshot>, Error> {
-let mut built: Option<BuiltSnapshot> = None;
-source.with_read_transaction(&db.path, &mut |dbf, mut walf, index| {
+    let mut built: Option<BuiltSnapshot> = None;
+    source.with_read_transaction(&db.path, &mut |dbf, mut walf, index| {
         for _attempt in 0..5 {
             // Which captured commits the snapshot holds is decided by position: a commit
             // is captured as its last frame is written, a moment before SQLite publishes
@@ -1387,15 +1400,20 @@ mod tests {
             up.step(30_000, &h.live),
             Step::Compacted { level: 1, files: 1 }
         );
-        assert_eq!(h.store.request_counts().get, gets + 2, "both inputs downloaded");
+        assert_eq!(
+            h.store.request_counts().get,
+            gets + 2,
+            "both inputs downloaded"
+        );
         assert_eq!(
             up.step(300_000, &h.live),
             Step::Compacted { level: 2, files: 1 }
         );
         // Level-0 retention: txid 2 is in level 1 and older than 5 minutes (txid 3 is the
         // newest of its level and stays). The first delete fails and is retried.
-        *h.store.fail_with.lock().unwrap() =
-            Some(StoreError::Transient("DeleteObjects left keys behind".into()));
+        *h.store.fail_with.lock().unwrap() = Some(StoreError::Transient(
+            "DeleteObjects left keys behind".into(),
+        ));
         let step = up.step(330_000, &h.live);
         let Step::Failed { retry_at, .. } = step else {
             panic!("expected the delete to fail: {step:?}")

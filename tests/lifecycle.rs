@@ -303,7 +303,7 @@ fn three_days_of_snapshots_compaction_and_retention_stay_restorable() {
             Step::Compacted { level, .. } => {
                 let n = events.entry(format!("L{level}")).or_default();
                 *n += 1;
-                if *n <= 2 || (level == 3 && *n % 8 == 0) {
+                if *n <= 2 || (level == 3 && (*n).is_multiple_of(8)) {
                     compare_with_litestream(sql, states, &format!("compaction #{n} into L{level}"));
                     litestream_checks += 1;
                 }
@@ -330,7 +330,14 @@ fn three_days_of_snapshots_compaction_and_retention_stay_restorable() {
             Step::Failed { error, .. } => panic!("seed {seed}: step at {now} failed: {error}"),
         }
     };
-    drive(&mut now, START + MINUTE, &mut sql, &mut states, &digest, START);
+    drive(
+        &mut now,
+        START + MINUTE,
+        &mut sql,
+        &mut states,
+        &digest,
+        START,
+    );
     let end = START + 3 * DAY;
     let mut t = START + MINUTE;
     while t < end {
@@ -357,33 +364,55 @@ fn three_days_of_snapshots_compaction_and_retention_stay_restorable() {
                 ),
             };
             digest = sql.exec(&script);
-            assert!(!digest.starts_with("corrupt"), "seed {seed}: source {digest}");
+            assert!(
+                !digest.starts_with("corrupt"),
+                "seed {seed}: source {digest}"
+            );
             wal.capture(&db, at, true);
             last_commit_at = at;
             drive(&mut now, at, &mut sql, &mut states, &digest, at);
         }
         t += 2 * MINUTE + rng.below(6 * MINUTE);
     }
-    drive(&mut now, end, &mut sql, &mut states, &digest, last_commit_at);
+    drive(
+        &mut now,
+        end,
+        &mut sql,
+        &mut states,
+        &digest,
+        last_commit_at,
+    );
     println!(
         "seed {seed}: {} txids, events {events:?}, litestream checks {litestream_checks}, files {:?}, {:?}",
         states.len(),
         levels_present(&replica),
         began.elapsed()
     );
-    for (what, min) in [("L1", 100), ("L2", 100), ("L3", 60), ("snapshot", 3), ("retention", 3)] {
+    for (what, min) in [
+        ("L1", 100),
+        ("L2", 100),
+        ("L3", 60),
+        ("snapshot", 3),
+        ("retention", 3),
+    ] {
         assert!(
             events.get(what).copied().unwrap_or(0) >= min,
             "seed {seed}: too few {what} passes: {events:?}"
         );
     }
-    assert!(litestream_checks >= 8, "seed {seed}: {litestream_checks} litestream checks");
+    assert!(
+        litestream_checks >= 8,
+        "seed {seed}: {litestream_checks} litestream checks"
+    );
 
     // Retention kept the bucket to the window: about a day of level-1 files, few level-0
     // files, two or three snapshots.
     let present = levels_present(&replica);
     assert!(present[&9] <= 3, "seed {seed}: snapshots kept: {present:?}");
-    assert!(present[&0] <= 10, "seed {seed}: level-0 files kept: {present:?}");
+    assert!(
+        present[&0] <= 10,
+        "seed {seed}: level-0 files kept: {present:?}"
+    );
     let per_day = states.len() / 3;
     assert!(
         present[&1] <= per_day + per_day / 2,
@@ -446,20 +475,26 @@ fn three_days_of_snapshots_compaction_and_retention_stay_restorable() {
             Err(e) => {
                 // Only a txid merged inside a level-1 file is no restore point.
                 assert!(
-                    !points.contains(&txid)
-                        && e.to_string().contains("is not a restore point"),
+                    !points.contains(&txid) && e.to_string().contains("is not a restore point"),
                     "seed {seed}: restore at txid {txid}: {e}"
                 );
             }
         }
     }
-    assert!(exact >= 15, "seed {seed}: only {exact} of 20 txids were restore points");
+    assert!(
+        exact >= 15,
+        "seed {seed}: only {exact} of 20 txids were restore points"
+    );
     // The real litestream agrees at a txid inside the window too.
     let txid = *points.iter().rev().nth(points.len() / 3).unwrap();
     restore_ours(store.as_ref(), &out, Target::Txid(txid)).unwrap();
     let _ = std::fs::remove_file(&ls_out);
     litestream_restore(&url, &ls_out, Some(txid));
-    assert_eq!(sql.digest_of(&ls_out), sql.digest_of(&out), "seed {seed}: litestream at txid {txid}");
+    assert_eq!(
+        sql.digest_of(&ls_out),
+        sql.digest_of(&out),
+        "seed {seed}: litestream at txid {txid}"
+    );
 
     // Outside the window: clear errors.
     let err = restore_ours(store.as_ref(), &out, Target::Timestamp(START + HOUR)).unwrap_err();
@@ -473,6 +508,9 @@ fn three_days_of_snapshots_compaction_and_retention_stay_restorable() {
         "seed {seed}: {err}"
     );
     let c = db.counters().clone();
-    assert!(c.files_deleted > 0 && c.compactions > 0, "seed {seed}: {c:?}");
+    assert!(
+        c.files_deleted > 0 && c.compactions > 0,
+        "seed {seed}: {c:?}"
+    );
     println!("seed {seed}: done in {:?}", began.elapsed());
 }
