@@ -580,11 +580,18 @@ impl DbUploader {
                 .flatten();
             let reader: Box<dyn Read> = match local {
                 Some(file) => Box::new(std::io::BufReader::new(file)),
-                None => Box::new(std::io::Cursor::new(self.store()?.get(&self.key(
-                    id.level,
-                    id.min_txid,
-                    id.max_txid,
-                ))?)),
+                None => {
+                    let key = self.key(id.level, id.min_txid, id.max_txid);
+                    match self.store()?.get(&key) {
+                        Ok(body) => Box::new(std::io::Cursor::new(body)),
+                        Err(e @ crate::store::StoreError::NotFound(_)) => {
+                            // Someone else changed the replica: list it again next step.
+                            self.initialized = false;
+                            return Err(e.into());
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
             };
             let key = self.key(id.level, id.min_txid, id.max_txid);
             let decoder = Decoder::new(reader).map_err(|e| Error::Io(format!("{key}: {e}")))?;
@@ -664,7 +671,15 @@ impl DbUploader {
         });
         if !same {
             let _ = std::fs::remove_file(&scratch);
-            return Ok(None);
+            if self.db.spool.pending_summary().is_none() && built.is_some() {
+                // Nothing was committed meanwhile, yet the database is not the replicated
+                // state: close the difference with a full snapshot (a new txid).
+                self.db.request_snapshot(
+                    "the scheduled snapshot found the database differs from the replicated state",
+                );
+                return Ok(Some(Step::WaitUntil(now)));
+            }
+            return Ok(None); // a commit raced the read: ship it, then try again
         }
         let size = std::fs::metadata(&scratch).map(|m| m.len()).unwrap_or(0);
         let put = self
@@ -1433,6 +1448,55 @@ mod tests {
         );
         // Every window of every level is done: nothing more until a snapshot is due.
         assert_eq!(up.step(retry_at + 1, &h.live), Step::WaitUntil(3_600_000));
+    }
+
+    #[test]
+    fn scheduled_snapshots_keep_the_txid_unless_the_database_differs() {
+        const DAY: u64 = 86_400_000;
+        let mut h = Harness::new("scheduled");
+        let mut up = h.uploader();
+        assert_eq!(up.step(1_000, &h.live), Step::Snapshot { txid: 1 });
+        h.commit(&[(2, 20)], 3, 2_000);
+        assert_eq!(up.step(2_000, &h.live), Step::Shipped { txid: 2 });
+        let mut t = 3_000;
+        while t < DAY {
+            up.step(t, &h.live);
+            t += 600_000;
+        }
+        // The day's boundary: a snapshot of the replicated state, at the same txid.
+        assert_eq!(up.step(DAY, &h.live), Step::Snapshot { txid: 2 });
+        assert!(h
+            .store
+            .keys()
+            .contains(&"0009/0000000000000001-0000000000000002.ltx".to_string()));
+        same(
+            &h.restore(Target::Txid(2)).unwrap(),
+            &h.live.image(),
+            "txid 2",
+        );
+        // Nothing new: no snapshot the next day.
+        assert!(!matches!(up.step(2 * DAY, &h.live), Step::Snapshot { .. }));
+        h.commit(&[(3, 30)], 3, 2 * DAY + 1);
+        assert_eq!(up.step(2 * DAY + 1, &h.live), Step::Shipped { txid: 3 });
+        // The database changes behind the replica's back: the next scheduled snapshot
+        // notices and a full snapshot with a new txid replaces it.
+        h.live.pages.lock().unwrap()[0] = page(99);
+        t = 2 * DAY + 2;
+        let step = loop {
+            match up.step(t, &h.live) {
+                Step::Snapshot { txid } => break txid,
+                _ => t += 600_000,
+            }
+            assert!(t < 4 * DAY, "no snapshot");
+        };
+        // (A boundary passed with nothing new since the last snapshot: due at the change.)
+        assert_eq!(step, 4);
+        assert!(t < 3 * DAY, "{t}");
+        same(
+            &h.restore(Target::Latest).unwrap(),
+            &h.live.image(),
+            "latest",
+        );
     }
 
     #[test]
