@@ -42,18 +42,23 @@ db = sqlite3.connect(sys.argv[1], isolation_level=None)
 db.execute("pragma journal_mode=wal")
 db.execute("pragma wal_autocheckpoint=0")
 db.execute("create table t(id integer primary key, v blob)")
-def digest(conn):
-    ok = conn.execute("pragma integrity_check").fetchone()[0]
-    h = hashlib.sha256("\n".join(conn.iterdump()).encode()).hexdigest()
-    return h if ok == "ok" else "corrupt:" + ok
+def digest(conn, check):
+    ok = conn.execute("pragma integrity_check").fetchone()[0] if check else "ok"
+    h = hashlib.sha256()
+    for (sql,) in conn.execute("select sql from sqlite_master order by name"):
+        h.update((sql or "").encode())
+    for i, v in conn.execute("select id, v from t order by id"):
+        h.update(b"%d:%d:" % (i, len(v)))
+        h.update(v)
+    return h.hexdigest() if ok == "ok" else "corrupt:" + ok
 for line in sys.stdin:
     cmd, _, arg = line.rstrip("\n").partition(" ")
     if cmd == "exec":
         db.executescript(arg.replace("\\n", "\n"))
-        print(digest(db), flush=True)
+        print(digest(db, False), flush=True)
     elif cmd == "hash":
         c = sqlite3.connect("file:" + arg + "?immutable=1", uri=True)
-        print(digest(c), flush=True)
+        print(digest(c, True), flush=True)
         c.close()
 "#;
 
@@ -135,13 +140,19 @@ struct WalTail {
 impl WalTail {
     /// Appends the WAL's new commits to the spool (or only skips them, with `record` false).
     fn capture(&mut self, db: &Database, at: u64, record: bool) {
-        let wal = std::fs::read(&self.path).unwrap();
+        // Only the header and the frames not seen yet are read (the WAL only grows here);
+        // the zeroed rest of the buffer is never touched.
+        let file = std::fs::File::open(&self.path).unwrap();
+        let mut wal = vec![0u8; file.metadata().unwrap().len() as usize];
+        file.read_exact_at(&mut wal[..32], 0).unwrap();
         let ps = u32::from_be_bytes(wal[8..12].try_into().unwrap()) as usize;
         let salts = (
             u32::from_be_bytes(wal[16..20].try_into().unwrap()),
             u32::from_be_bytes(wal[20..24].try_into().unwrap()),
         );
         let frame_at = |n: u32| 32 + (n as usize - 1) * (24 + ps);
+        let unseen = frame_at(self.next_frame).min(wal.len());
+        file.read_exact_at(&mut wal[unseen..], unseen as u64).unwrap();
         let mut txn: Vec<u32> = Vec::new();
         let mut n = self.next_frame;
         while frame_at(n) + 24 + ps <= wal.len() {
@@ -249,6 +260,8 @@ fn three_days_of_snapshots_compaction_and_retention_stay_restorable() {
     };
     let db = Arc::new(Database::open(&db_path, cfg, 1 << 30).unwrap());
     let store = Arc::new(DirStore::new(replica.clone()));
+    // Restores read through their own handle, so the uploader's request counts are its own.
+    let reader = DirStore::new(replica.clone());
     let mut up = DbUploader::with_store(db.clone(), Ok(Box::new(store.clone())));
     let mut wal = WalTail {
         path: dir.join("app.db-wal"),
@@ -268,7 +281,7 @@ fn three_days_of_snapshots_compaction_and_retention_stay_restorable() {
     let ls_out = dir.join("litestream.db");
     let compare_with_litestream =
         |sql: &mut Sql, states: &BTreeMap<u64, (u64, String)>, what: &str| {
-            let txid = restore_ours(store.as_ref(), &out, Target::Latest)
+            let txid = restore_ours(&reader, &out, Target::Latest)
                 .unwrap_or_else(|e| panic!("seed {seed}: our restore after {what}: {e}"));
             let ours = sql.digest_of(&out);
             assert_eq!(
@@ -404,6 +417,9 @@ fn three_days_of_snapshots_compaction_and_retention_stay_restorable() {
         litestream_checks >= 8,
         "seed {seed}: {litestream_checks} litestream checks"
     );
+    let requests = store.request_counts();
+    println!("seed {seed}: the uploader's requests over 3 days: {requests:?}");
+    assert_eq!(requests.list, 1, "seed {seed}: LIST only at start-up");
 
     // Retention kept the bucket to the window: about a day of level-1 files, few level-0
     // files, two or three snapshots.
@@ -421,7 +437,7 @@ fn three_days_of_snapshots_compaction_and_retention_stay_restorable() {
 
     // Restores inside the window, at random times and txids.
     let window_start = end - DAY;
-    let listing = store.list("").unwrap();
+    let listing = reader.list("").unwrap();
     let points: Vec<u64> = {
         let mut p: Vec<u64> = restore::parse_listing(&listing)
             .iter()
@@ -439,7 +455,7 @@ fn three_days_of_snapshots_compaction_and_retention_stay_restorable() {
             .filter(|&&p| time_of(p) <= ts)
             .max()
             .expect("a restore point before every time in the window");
-        let got = restore_ours(store.as_ref(), &out, Target::Timestamp(ts))
+        let got = restore_ours(&reader, &out, Target::Timestamp(ts))
             .unwrap_or_else(|e| panic!("seed {seed}: restore #{i} at {ts}: {e}"));
         assert_eq!(got, expected, "seed {seed}: restore at timestamp {ts}");
         assert_eq!(
@@ -462,7 +478,7 @@ fn three_days_of_snapshots_compaction_and_retention_stay_restorable() {
     let mut exact = 0;
     for i in 0..20 {
         let txid = in_window[rng.below(in_window.len() as u64) as usize];
-        match restore_ours(store.as_ref(), &out, Target::Txid(txid)) {
+        match restore_ours(&reader, &out, Target::Txid(txid)) {
             Ok(got) => {
                 assert_eq!(got, txid, "seed {seed}: restore #{i} at txid {txid}");
                 assert_eq!(
@@ -487,7 +503,7 @@ fn three_days_of_snapshots_compaction_and_retention_stay_restorable() {
     );
     // The real litestream agrees at a txid inside the window too.
     let txid = *points.iter().rev().nth(points.len() / 3).unwrap();
-    restore_ours(store.as_ref(), &out, Target::Txid(txid)).unwrap();
+    restore_ours(&reader, &out, Target::Txid(txid)).unwrap();
     let _ = std::fs::remove_file(&ls_out);
     litestream_restore(&url, &ls_out, Some(txid));
     assert_eq!(
@@ -497,12 +513,12 @@ fn three_days_of_snapshots_compaction_and_retention_stay_restorable() {
     );
 
     // Outside the window: clear errors.
-    let err = restore_ours(store.as_ref(), &out, Target::Timestamp(START + HOUR)).unwrap_err();
+    let err = restore_ours(&reader, &out, Target::Timestamp(START + HOUR)).unwrap_err();
     assert!(
         err.to_string().contains("nothing at or before timestamp"),
         "seed {seed}: {err}"
     );
-    let err = restore_ours(store.as_ref(), &out, Target::Txid(5)).unwrap_err();
+    let err = restore_ours(&reader, &out, Target::Txid(5)).unwrap_err();
     assert!(
         err.to_string().contains("no snapshot"),
         "seed {seed}: {err}"
