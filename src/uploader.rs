@@ -12,8 +12,8 @@
 //! the replicated state and is `1-<txid>`, so level 0 stays contiguous.
 //!
 //! Lifecycle (planned by `lifecycle`, run here when nothing is due to ship): compaction of
-//! each level at its window, from local copies of recent level-0 files (`<spool>/l0/`) or
-//! downloads; scheduled snapshots; retention deletes. The replica's files are known from
+//! each level at its window, from local copies of the files it uploaded (`<spool>/cache/`)
+//! or downloads; scheduled snapshots; retention deletes. The replica's files are known from
 //! one LIST at start-up and then from this uploader's own uploads and deletes.
 
 use crate::database::{self, Database};
@@ -103,8 +103,8 @@ pub struct DbUploader {
     last_snapshot_at: u64,
 }
 
-/// Local copies of recently uploaded level-0 files larger than this are not kept.
-const MAX_CACHED_L0_BYTES: u64 = 64 << 20;
+/// Local copies of uploaded files larger than this are not kept for compaction.
+const MAX_CACHED_BYTES: u64 = 64 << 20;
 
 impl DbUploader {
     pub fn new(db: Arc<Database>) -> DbUploader {
@@ -297,7 +297,7 @@ impl DbUploader {
             .map_or(0, |f| f.timestamp_ms);
         self.known = known;
         self.remote_max_txid = remote_max;
-        self.prune_l0_cache();
+        self.prune_cache();
         let state = self.db.spool.state();
         let url = self.db.config.url();
         if state.txid == 0 || state.txid != remote_max || state.replica_url != url {
@@ -424,37 +424,63 @@ impl DbUploader {
         );
     }
 
-    /// Where local copies of uploaded level-0 files wait for their level-1 compaction.
-    fn l0_cache_dir(&self) -> PathBuf {
-        self.db.spool.scratch_path("l0")
+    /// Where local copies of uploaded files wait for the compaction into the next level:
+    /// `<spool>/cache/<level>/<min>-<max>.ltx`.
+    fn cache_path(&self, id: FileId) -> PathBuf {
+        self.db
+            .spool
+            .scratch_path("cache")
+            .join(id.level.to_string())
+            .join(keys::ltx_filename(id.min_txid, id.max_txid))
     }
 
-    fn l0_cache_path(&self, min_txid: u64, max_txid: u64) -> PathBuf {
-        self.l0_cache_dir()
-            .join(keys::ltx_filename(min_txid, max_txid))
+    /// Keeps `file`, just uploaded as `id`, if a higher level will compact it; else
+    /// removes it.
+    fn keep_local_copy(&self, id: FileId, file: &Path, size: u64) {
+        let path = self.cache_path(id);
+        let kept = id.level < self.db.config.lifecycle.max_level()
+            && size <= MAX_CACHED_BYTES
+            && path
+                .parent()
+                .is_some_and(|dir| std::fs::create_dir_all(dir).is_ok())
+            && std::fs::rename(file, &path).is_ok();
+        if !kept {
+            let _ = std::fs::remove_file(file);
+        }
     }
 
-    /// Drops local level-0 copies the replica no longer needs compacted (bounded cache).
-    fn prune_l0_cache(&self) {
-        let l1_max = self.level_max(1);
-        let Ok(entries) = std::fs::read_dir(self.l0_cache_dir()) else {
+    /// Drops local copies the next level already holds or the replica no longer has, so
+    /// the cache stays bounded by what the next compactions need.
+    fn prune_cache(&self) {
+        let root = self.db.spool.scratch_path("cache");
+        let Ok(levels) = std::fs::read_dir(&root) else {
             return;
         };
-        for e in entries.flatten() {
-            let name = e.file_name();
-            let keep = name
-                .to_str()
-                .and_then(keys::parse_ltx_filename)
-                .is_some_and(|(min, max)| {
-                    max > l1_max
-                        && self.known.contains_key(&FileId {
-                            level: 0,
-                            min_txid: min,
-                            max_txid: max,
-                        })
-                });
-            if !keep {
-                let _ = std::fs::remove_file(e.path());
+        for dir in levels.flatten() {
+            let level: Option<u8> = dir.file_name().to_str().and_then(|n| n.parse().ok());
+            let next_max = level.map(|l| self.level_max(l + 1));
+            let Ok(entries) = std::fs::read_dir(dir.path()) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let keep = match (level, next_max) {
+                    (Some(level), Some(next_max)) => name
+                        .to_str()
+                        .and_then(keys::parse_ltx_filename)
+                        .is_some_and(|(min, max)| {
+                            max > next_max
+                                && self.known.contains_key(&FileId {
+                                    level,
+                                    min_txid: min,
+                                    max_txid: max,
+                                })
+                        }),
+                    _ => false,
+                };
+                if !keep {
+                    let _ = std::fs::remove_file(e.path());
+                }
             }
         }
     }
@@ -496,9 +522,7 @@ impl DbUploader {
                     self.compact(run)?;
                 }
                 self.last_compaction[level as usize - 1] = now;
-                if level == 1 {
-                    self.prune_l0_cache();
-                }
+                self.prune_cache();
                 return Ok(Step::Compacted {
                     level,
                     files: runs.len(),
@@ -540,9 +564,7 @@ impl DbUploader {
                 self.last_retention = now;
                 for id in &doomed {
                     self.known.remove(id);
-                    if id.level == 0 {
-                        let _ = std::fs::remove_file(self.l0_cache_path(id.min_txid, id.max_txid));
-                    }
+                    let _ = std::fs::remove_file(self.cache_path(*id));
                 }
                 let mut c = self.db.counters();
                 c.files_deleted += doomed.len() as u64;
@@ -568,16 +590,14 @@ impl DbUploader {
         })
     }
 
-    /// Merges one run of files into the next level and uploads the result. Level-0 inputs
-    /// come from their local copies when present; anything else is downloaded.
+    /// Merges one run of files into the next level and uploads the result. Inputs come from
+    /// their local copies when present, else they are downloaded.
     fn compact(&mut self, run: &lifecycle::Compaction) -> Result<(), Error> {
         let out = run.output();
         let mut decoders: Vec<Decoder<Box<dyn Read>>> = Vec::with_capacity(run.inputs.len());
         for f in &run.inputs {
             let id = f.id;
-            let local = (id.level == 0)
-                .then(|| std::fs::File::open(self.l0_cache_path(id.min_txid, id.max_txid)).ok())
-                .flatten();
+            let local = std::fs::File::open(self.cache_path(id)).ok();
             let reader: Box<dyn Read> = match local {
                 Some(file) => Box::new(std::io::BufReader::new(file)),
                 None => {
@@ -622,8 +642,11 @@ impl DbUploader {
         let put = self
             .store()?
             .put_file(&self.key(out.level, out.min_txid, out.max_txid), &scratch);
-        let _ = std::fs::remove_file(&scratch);
-        put?;
+        if let Err(e) = put {
+            let _ = std::fs::remove_file(&scratch);
+            return Err(e.into());
+        }
+        self.keep_local_copy(out, &scratch, size);
         self.remember(
             out.level,
             out.min_txid,
@@ -806,13 +829,15 @@ impl DbUploader {
         self.store()?.put_file(&self.key(0, txid, txid), &scratch)?;
         self.remember(0, txid, txid, last.captured_at_ms, size);
         // Kept for the level-1 compaction, which would otherwise download it again.
-        let cached = !self.db.config.lifecycle.levels.is_empty()
-            && size <= MAX_CACHED_L0_BYTES
-            && std::fs::create_dir_all(self.l0_cache_dir()).is_ok()
-            && std::fs::rename(&scratch, self.l0_cache_path(txid, txid)).is_ok();
-        if !cached {
-            let _ = std::fs::remove_file(&scratch);
-        }
+        self.keep_local_copy(
+            FileId {
+                level: 0,
+                min_txid: txid,
+                max_txid: txid,
+            },
+            &scratch,
+            size,
+        );
 
         let table = self.table.as_mut().expect("checked by try_step");
         table.resize(commit as usize, 0);
@@ -1407,7 +1432,7 @@ mod tests {
         assert_eq!(up.step(5_000, &h.live), Step::Shipped { txid: 3 });
         // The process dies and its local copies of level-0 files are gone.
         drop(up);
-        std::fs::remove_dir_all(h.db.spool.scratch_path("l0")).unwrap();
+        std::fs::remove_dir_all(h.db.spool.scratch_path("cache")).unwrap();
         let mut up = h.uploader();
         assert_eq!(up.step(10_000, &h.live), Step::WaitUntil(30_000));
         let gets = h.store.request_counts().get;

@@ -152,7 +152,8 @@ impl WalTail {
         );
         let frame_at = |n: u32| 32 + (n as usize - 1) * (24 + ps);
         let unseen = frame_at(self.next_frame).min(wal.len());
-        file.read_exact_at(&mut wal[unseen..], unseen as u64).unwrap();
+        file.read_exact_at(&mut wal[unseen..], unseen as u64)
+            .unwrap();
         let mut txn: Vec<u32> = Vec::new();
         let mut n = self.next_frame;
         while frame_at(n) + 24 + ps <= wal.len() {
@@ -420,6 +421,10 @@ fn three_days_of_snapshots_compaction_and_retention_stay_restorable() {
     let requests = store.request_counts();
     println!("seed {seed}: the uploader's requests over 3 days: {requests:?}");
     assert_eq!(requests.list, 1, "seed {seed}: LIST only at start-up");
+    assert_eq!(
+        requests.get, 0,
+        "seed {seed}: compaction reads local copies"
+    );
 
     // Retention kept the bucket to the window: about a day of level-1 files, few level-0
     // files, two or three snapshots.
