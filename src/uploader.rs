@@ -223,7 +223,7 @@ impl DbUploader {
 
     fn try_step(&mut self, now: u64, source: &dyn SnapshotSource) -> Result<Step, Error> {
         if !self.initialized {
-            self.initialize()?;
+            self.initialize(now)?;
         }
         if self.db.progress().needs_snapshot.is_some() || self.table.is_none() {
             return self.snapshot(now, source);
@@ -246,7 +246,7 @@ impl DbUploader {
     }
 
     /// Start-up: one LIST to learn where the replica stands, compared with the spool.
-    fn initialize(&mut self) -> Result<(), Error> {
+    fn initialize(&mut self, now: u64) -> Result<(), Error> {
         let store = self.store()?;
         let list_prefix = if self.prefix.is_empty() {
             String::new()
@@ -274,7 +274,7 @@ impl DbUploader {
                     .and_then(|b| Header::decode(&b).ok())
                     .map_or(o.modified_ms, |h| h.timestamp_ms)
             } else {
-                o.modified_ms
+                o.modified_ms.min(now) // a store clock ahead of ours must not delay retention
             };
             let id = FileId {
                 level,
@@ -290,11 +290,26 @@ impl DbUploader {
                 },
             );
         }
-        self.last_snapshot_at = known
-            .values()
-            .filter(|f| f.id.level == keys::SNAPSHOT_LEVEL)
-            .max_by_key(|f| f.id.max_txid)
-            .map_or(0, |f| f.timestamp_ms);
+        // When the newest snapshot was taken (its object's time: a scheduled snapshot's
+        // header holds the time of its state, from before the boundary that made it due).
+        let newest_snapshot = objects
+            .iter()
+            .filter_map(|o| Some((keys::parse_s3_key(&self.prefix, &o.key)?, o.modified_ms)))
+            .filter(|((level, _, _), _)| *level == keys::SNAPSHOT_LEVEL)
+            .max_by_key(|((_, _, max), _)| *max);
+        self.last_snapshot_at = match newest_snapshot {
+            Some(((level, min_txid, max_txid), modified_ms)) => {
+                let header_time = known
+                    .get(&FileId {
+                        level,
+                        min_txid,
+                        max_txid,
+                    })
+                    .map_or(0, |f| f.timestamp_ms);
+                modified_ms.min(now).max(header_time)
+            }
+            None => 0,
+        };
         self.known = known;
         self.remote_max_txid = remote_max;
         self.prune_cache();
