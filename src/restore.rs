@@ -52,8 +52,10 @@ pub fn parse_listing(objects: &[ObjectInfo]) -> Vec<LtxObject> {
 }
 
 /// Chooses the files to apply for a target txid (`None` = latest): the newest snapshot at
-/// or before it, then at each step the file starting right after the state reached that
-/// covers the most while staying at or before the target.
+/// or before it, then at each step the file continuing the state reached (starting right
+/// after it, or before it for a compacted file) that covers the most while staying at or
+/// before the target. A target txid the chain cannot end at exactly (compaction merged it
+/// into a larger file) is an error naming the nearest restore points.
 pub fn plan(objects: &[LtxObject], target: Option<u64>) -> Result<Vec<LtxObject>, Error> {
     let limit = target.unwrap_or(u64::MAX);
     // A file starting at txid 1 holds every page (an LTX snapshot), whatever its level:
@@ -413,6 +415,25 @@ mod tests {
         assert_eq!(plan_of(Some(1)), vec![(0, 1, 1)]);
         assert_eq!(plan_of(Some(2)), vec![(1, 1, 2)]);
         assert_eq!(plan_of(None), vec![(9, 1, 3), (0, 4, 4)]);
+    }
+
+    #[test]
+    fn continues_through_compacted_files_that_straddle_a_snapshot() {
+        // Snapshot 1-5 was taken inside the range of level-1 file 4-7.
+        let objs = vec![
+            obj(9, 1, 1),
+            obj(1, 2, 3),
+            obj(1, 4, 7),
+            obj(9, 1, 5),
+            obj(0, 8, 8),
+        ];
+        assert_eq!(planned(&objs, None), vec![(9, 5), (1, 7), (0, 8)]);
+        assert_eq!(planned(&objs, Some(5)), vec![(9, 5)]);
+        let err = plan(&objs, Some(6)).unwrap_err().to_string();
+        assert!(
+            err.contains("txid 6 is not a restore point") && err.contains("5 and 7"),
+            "{err}"
+        );
     }
 
     #[test]
