@@ -101,6 +101,9 @@ pub struct DbUploader {
     last_retention: u64,
     /// When the newest snapshot was taken (its header holds the time of its state).
     last_snapshot_at: u64,
+    /// Set while a lifecycle job runs, so that its failure backs off lifecycle jobs only.
+    lifecycle_failed: bool,
+    lifecycle_retry_at: u64,
 }
 
 /// Local copies of uploaded files larger than this are not kept for compaction.
@@ -136,6 +139,8 @@ impl DbUploader {
             last_compaction: Vec::new(),
             last_retention: 0,
             last_snapshot_at: 0,
+            lifecycle_failed: false,
+            lifecycle_retry_at: 0,
         }
     }
 
@@ -178,7 +183,14 @@ impl DbUploader {
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
                 let jitter = (self.seed >> 33) % (base / 2 + 1);
-                self.retry_at = now + base * 3 / 4 + jitter;
+                let retry_at = now + base * 3 / 4 + jitter;
+                if std::mem::take(&mut self.lifecycle_failed) {
+                    // Compaction, retention or a scheduled snapshot failed: only they wait;
+                    // shipping goes on.
+                    self.lifecycle_retry_at = retry_at;
+                } else {
+                    self.retry_at = retry_at;
+                }
                 let error = e.to_string();
                 self.db.update_progress(|p| {
                     p.last_error = Some(error.clone());
@@ -186,10 +198,7 @@ impl DbUploader {
                 });
                 self.db.counters().upload_errors += 1;
                 crate::status::log_error(&format!("{}: {error}", self.db.name));
-                let step = Step::Failed {
-                    retry_at: self.retry_at,
-                    error,
-                };
+                let step = Step::Failed { retry_at, error };
                 self.refresh_counters(&step);
                 step
             }
@@ -513,6 +522,26 @@ impl DbUploader {
     /// retention pass); otherwise returns `otherwise`, woken for the next job that will be
     /// due.
     fn lifecycle_step(
+        &mut self,
+        now: u64,
+        source: &dyn SnapshotSource,
+        otherwise: Step,
+    ) -> Result<Step, Error> {
+        if now < self.lifecycle_retry_at {
+            return Ok(match otherwise {
+                Step::WaitUntil(t) => Step::WaitUntil(t.min(self.lifecycle_retry_at)),
+                _ => Step::WaitUntil(self.lifecycle_retry_at),
+            });
+        }
+        self.lifecycle_failed = true;
+        let step = self.lifecycle_jobs(now, source, otherwise);
+        if step.is_ok() {
+            self.lifecycle_failed = false;
+        }
+        step
+    }
+
+    fn lifecycle_jobs(
         &mut self,
         now: u64,
         source: &dyn SnapshotSource,
@@ -1445,6 +1474,7 @@ mod tests {
         assert_eq!(up.step(2_000, &h.live), Step::Shipped { txid: 2 });
         h.commit(&[(3, 30)], 3, 5_000);
         assert_eq!(up.step(5_000, &h.live), Step::Shipped { txid: 3 });
+        let state3 = h.live.image();
         // The process dies and its local copies of level-0 files are gone.
         drop(up);
         std::fs::remove_dir_all(h.db.spool.scratch_path("cache")).unwrap();
@@ -1474,20 +1504,33 @@ mod tests {
             panic!("expected the delete to fail: {step:?}")
         };
         *h.store.fail_with.lock().unwrap() = None;
-        assert_eq!(up.step(retry_at, &h.live), Step::Retained { deleted: 1 });
-        assert!(!h
+        // Shipping does not wait for the lifecycle's backoff.
+        h.commit(&[(1, 11)], 3, 330_001);
+        assert_eq!(up.step(330_001, &h.live), Step::Shipped { txid: 4 });
+        assert_eq!(up.step(330_002, &h.live), Step::WaitUntil(retry_at));
+        assert_eq!(
+            up.step(retry_at, &h.live),
+            Step::Compacted { level: 1, files: 1 }
+        );
+        // Txids 2 and 3 are in level 1 and old; 4 is the newest of level 0 and stays.
+        assert_eq!(up.step(retry_at, &h.live), Step::Retained { deleted: 2 });
+        let level0: Vec<String> = h
             .store
             .keys()
-            .contains(&"0000/0000000000000002-0000000000000002.ltx".to_string()));
+            .into_iter()
+            .filter(|k| k.starts_with("0000/"))
+            .collect();
+        assert_eq!(level0, vec!["0000/0000000000000004-0000000000000004.ltx"]);
         let c = h.db.counters().clone();
-        assert_eq!((c.compactions, c.files_deleted), (2, 1));
+        assert_eq!((c.compactions, c.files_deleted), (3, 2));
         same(
             &h.restore(Target::Latest).unwrap(),
             &h.live.image(),
             "latest",
         );
-        // Every window of every level is done: nothing more until a snapshot is due.
-        assert_eq!(up.step(retry_at + 1, &h.live), Step::WaitUntil(3_600_000));
+        same(&h.restore(Target::Txid(3)).unwrap(), &state3, "txid 3");
+        // The next job: level 2 takes the new level-1 file at its window.
+        assert_eq!(up.step(retry_at + 1, &h.live), Step::WaitUntil(600_000));
     }
 
     #[test]
