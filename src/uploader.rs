@@ -658,7 +658,10 @@ impl DbUploader {
                 }
             };
             let key = self.key(id.level, id.min_txid, id.max_txid);
-            let decoder = Decoder::new(reader).map_err(|e| Error::Io(format!("{key}: {e}")))?;
+            let decoder = Decoder::new(reader).map_err(|e| {
+                let _ = std::fs::remove_file(self.cache_path(id));
+                Error::Io(format!("{key}: {e}"))
+            })?;
             // Listed files carry the object's modified time until their header is read.
             if let Some(k) = self.known.get_mut(&id) {
                 k.timestamp_ms = decoder.header().timestamp_ms;
@@ -671,6 +674,10 @@ impl DbUploader {
         let (w, header, _) = lifecycle::merge(decoders, BufWriter::with_capacity(1 << 20, file))
             .map_err(|e| {
                 let _ = std::fs::remove_file(&scratch);
+                // A bad local copy must not fail every retry: the next one downloads.
+                for f in &run.inputs {
+                    let _ = std::fs::remove_file(self.cache_path(f.id));
+                }
                 Error::Io(format!(
                     "compacting {} files into level {} ({}-{}): {e}",
                     run.inputs.len(),
@@ -679,9 +686,10 @@ impl DbUploader {
                     out.max_txid
                 ))
             })?;
+        // No fsync: the file is uploaded from here, and a local copy torn by a crash fails
+        // its checksum and is downloaded instead.
         w.into_inner()
-            .map_err(|e| Error::Io(format!("{}: {e}", scratch.display())))?
-            .sync_all()?;
+            .map_err(|e| Error::Io(format!("{}: {e}", scratch.display())))?;
         let size = std::fs::metadata(&scratch).map(|m| m.len()).unwrap_or(0);
         let put = self
             .store()?
@@ -1531,6 +1539,38 @@ mod tests {
         same(&h.restore(Target::Txid(3)).unwrap(), &state3, "txid 3");
         // The next job: level 2 takes the new level-1 file at its window.
         assert_eq!(up.step(retry_at + 1, &h.live), Step::WaitUntil(600_000));
+    }
+
+    #[test]
+    fn a_torn_local_copy_is_downloaded_instead() {
+        let mut h = Harness::new("torn");
+        let mut up = h.uploader();
+        assert_eq!(up.step(1_000, &h.live), Step::Snapshot { txid: 1 });
+        h.commit(&[(2, 20)], 3, 2_000);
+        assert_eq!(up.step(2_000, &h.live), Step::Shipped { txid: 2 });
+        assert_eq!(up.step(2_001, &h.live), Step::WaitUntil(30_000));
+        let copy =
+            h.db.spool
+                .scratch_path("cache/0/0000000000000002-0000000000000002.ltx");
+        let mut bytes = std::fs::read(&copy).unwrap();
+        let n = bytes.len();
+        bytes[n - 1] ^= 1;
+        std::fs::write(&copy, bytes).unwrap();
+        let gets = h.store.request_counts().get;
+        let Step::Failed { retry_at, error } = up.step(30_000, &h.live) else {
+            panic!("the torn copy must fail the merge")
+        };
+        assert!(error.contains("checksum"), "{error}");
+        assert_eq!(
+            up.step(retry_at, &h.live),
+            Step::Compacted { level: 1, files: 1 }
+        );
+        assert_eq!(h.store.request_counts().get, gets + 1);
+        same(
+            &h.restore(Target::Latest).unwrap(),
+            &h.live.image(),
+            "latest",
+        );
     }
 
     #[test]
