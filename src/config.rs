@@ -1104,13 +1104,12 @@ const TOP_UNUSED: &[&str] = &[
     "shutdown-sync-timeout",
     "shutdown-sync-interval",
 ];
-const DB_USED: &[&str] = &["path", "replica", "replicas"];
+const DB_USED: &[&str] = &["path", "replica", "replicas", "snapshot"];
 const DB_UNUSED: &[&str] = &[
     "dir",
     "pattern",
     "recursive",
     "watch",
-    "snapshot",
     "meta-path",
     "meta-dir",
     "monitor-interval",
@@ -1571,6 +1570,39 @@ fn read_duration(ctx: &mut Ctx, key: &str, node: &Yaml) -> Result<Option<Duratio
     }
 }
 
+/// `snapshot: {interval, retention}` at `at` (top level or a database's).
+fn read_snapshot_settings(
+    ctx: &mut Ctx,
+    at: &str,
+    node: &Yaml,
+) -> Result<(Option<Duration>, Option<Duration>), ConfigError> {
+    let (mut interval, mut retention) = (None, None);
+    match node {
+        Yaml::Null => {}
+        Yaml::Hash(map) => {
+            for (k, v) in map {
+                let name = key_name(k);
+                let key = child(at, &name);
+                match name.as_str() {
+                    "interval" => interval = read_duration(ctx, &key, v)?,
+                    "retention" => retention = read_duration(ctx, &key, v)?,
+                    _ => ctx.warn(&key, "unknown key (known: interval, retention); ignored"),
+                }
+            }
+        }
+        other => {
+            return Err(ctx.err(
+                at,
+                format!(
+                    "expected a mapping like `{{interval: 24h, retention: 24h}}`, got {}",
+                    describe(other)
+                ),
+            ))
+        }
+    }
+    Ok((interval, retention))
+}
+
 /// Reads Litestream's top-level `snapshot: {interval, retention}`, `levels: [{interval}]`
 /// (levels 1, 2, …; at most 8) and `l0-retention` (`0` keeps level-0 files until the
 /// snapshot retention removes them) into `into`.
@@ -1582,24 +1614,10 @@ fn read_lifecycle(
 ) -> Result<(), ConfigError> {
     match (key, node) {
         (_, Yaml::Null) => {}
-        ("snapshot", Yaml::Hash(map)) => {
-            for (k, v) in map {
-                let name = key_name(k);
-                let at = child("snapshot", &name);
-                match name.as_str() {
-                    "interval" => {
-                        if let Some(d) = read_duration(ctx, &at, v)? {
-                            into.snapshot_interval = d;
-                        }
-                    }
-                    "retention" => {
-                        if let Some(d) = read_duration(ctx, &at, v)? {
-                            into.snapshot_retention = d;
-                        }
-                    }
-                    _ => ctx.warn(&at, "unknown key (known: interval, retention); ignored"),
-                }
-            }
+        ("snapshot", _) => {
+            let (interval, retention) = read_snapshot_settings(ctx, "snapshot", node)?;
+            into.snapshot_interval = interval.unwrap_or(into.snapshot_interval);
+            into.snapshot_retention = retention.unwrap_or(into.snapshot_retention);
         }
         ("levels", Yaml::Array(list)) => {
             if list.len() > 8 {
@@ -1992,6 +2010,7 @@ fn parse_db(
             "path" => path = read_text(ctx, &child(at, "path"), v, false)?,
             "replica" => replica = Some(v).filter(|v| !v.is_null()),
             "replicas" => replicas = Some(v).filter(|v| !v.is_null()),
+            "snapshot" => {} // read with the file's lifecycle settings
             _ => {
                 has_dir |= key == "dir";
                 ctx.warn_key(Level::Db, at, &key);
@@ -2123,6 +2142,50 @@ pub fn parse_config_file(path: &Path, text: &str, env: &Env) -> Result<ConfigFil
     match dbs_node {
         None | Some(Yaml::Null) => ctx.warn("dbs", "no databases are configured in this file"),
         Some(Yaml::Array(list)) => {
+            // A database's `snapshot:` applies to every database unless the top level sets
+            // it (Litestream's rule); two databases may not disagree.
+            let top = root
+                .iter()
+                .find(|(k, _)| key_name(k) == "snapshot")
+                .map(|(_, v)| v);
+            let top_set = |field: &str| {
+                top.and_then(Yaml::as_hash)
+                    .is_some_and(|h| h.iter().any(|(k, v)| key_name(k) == field && !v.is_null()))
+            };
+            let (top_interval, top_retention) = (top_set("interval"), top_set("retention"));
+            let mut from_dbs: [Option<(Duration, String)>; 2] = [None, None];
+            for (i, node) in list.iter().enumerate() {
+                let Some(snap) = node
+                    .as_hash()
+                    .and_then(|h| h.iter().find(|(k, _)| key_name(k) == "snapshot"))
+                    .map(|(_, v)| v)
+                else {
+                    continue;
+                };
+                let at = format!("dbs[{i}].snapshot");
+                let (interval, retention) = read_snapshot_settings(&mut ctx, &at, snap)?;
+                for (slot, value, name) in [(0, interval, "interval"), (1, retention, "retention")]
+                {
+                    let Some(value) = value else { continue };
+                    if let Some((prev, prev_at)) = &from_dbs[slot] {
+                        if *prev != value {
+                            return Err(ctx.err(
+                                &child(&at, name),
+                                format!(
+                                    "conflicts with {prev_at}.{name}: Litestream applies a database's snapshot {name} to every database"
+                                ),
+                            ));
+                        }
+                    }
+                    from_dbs[slot] = Some((value, at.clone()));
+                }
+            }
+            if let (Some((d, _)), false) = (&from_dbs[0], top_interval) {
+                lifecycle.snapshot_interval = *d;
+            }
+            if let (Some((d, _)), false) = (&from_dbs[1], top_retention) {
+                lifecycle.snapshot_retention = *d;
+            }
             for (i, node) in list.iter().enumerate() {
                 let at = format!("dbs[{i}]");
                 if let Some((db, rc)) = parse_db(&mut ctx, &at, node, &global)? {
@@ -3114,6 +3177,30 @@ dbs:
             .unwrap_err()
             .to_string();
         assert!(err.contains("snapshot") && err.contains("mapping"), "{err}");
+        let per_db = "dbs:\n  - path: /a.db\n    snapshot: {retention: 48h}\n    replica: {url: s3://b/a}\n  - path: /b.db\n    replica: {url: s3://b/b}\n";
+        let cfg = parse(per_db, &env(&[])).unwrap();
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        for (_, rc) in &cfg.dbs {
+            assert_eq!(
+                rc.lifecycle.snapshot_retention,
+                Duration::from_secs(48 * 3600)
+            );
+        }
+        let top_wins = format!("snapshot: {{retention: 1h}}\n{per_db}");
+        let cfg = parse(&top_wins, &env(&[])).unwrap();
+        assert_eq!(
+            cfg.dbs[0].1.lifecycle.snapshot_retention,
+            Duration::from_secs(3600)
+        );
+        let conflict = per_db.replace(
+            "  - path: /b.db\n",
+            "  - path: /b.db\n    snapshot: {retention: 12h}\n",
+        );
+        let err = parse(&conflict, &env(&[])).unwrap_err().to_string();
+        assert!(
+            err.contains("dbs[1].snapshot.retention") && err.contains("conflicts"),
+            "{err}"
+        );
         let cfg = parse("snapshot: {intervall: 1h}\ndbs: []\n", &env(&[])).unwrap();
         assert!(
             cfg.warnings.iter().any(|w| w.key == "snapshot.intervall"),
