@@ -105,6 +105,9 @@ pub struct ReplicaConfig {
     pub target: ReplicaTarget,
     /// Defaults to [`DEFAULT_SYNC_INTERVAL`]; always greater than zero.
     pub sync_interval: Duration,
+    /// Snapshots, compaction and retention (litestream.yml's top-level `snapshot`, `levels`
+    /// and `l0-retention`; Litestream's defaults otherwise).
+    pub lifecycle: crate::lifecycle::Lifecycle,
 }
 
 impl ReplicaConfig {
@@ -299,6 +302,10 @@ pub struct ConfigFile {
     /// The file's top-level `sync-interval`, if set. Also used for targets given by URI
     /// parameters and `REPLICA_URL`.
     pub global_sync_interval: Option<Duration>,
+    /// The file's `snapshot`, `levels` and `l0-retention` (Litestream's defaults where
+    /// absent); they apply to every replica, as in Litestream, including those given by URI
+    /// parameters and `REPLICA_URL`.
+    pub lifecycle: crate::lifecycle::Lifecycle,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1108,14 +1115,13 @@ const TOP_FIELDS: &[&str] = &[
     "connect-timeout",
     "read-timeout",
 ];
+/// Litestream's global lifecycle keys: snapshots, compaction levels, level-0 retention.
+const TOP_LIFECYCLE: &[&str] = &["snapshot", "levels", "l0-retention"];
 /// Litestream's global keys that libreplica accepts and ignores.
 const TOP_UNUSED: &[&str] = &[
     "addr",
     "socket",
-    "levels",
-    "snapshot",
     "validation",
-    "l0-retention",
     "l0-retention-check-interval",
     "verify-compaction",
     "retention",
@@ -1127,13 +1133,12 @@ const TOP_UNUSED: &[&str] = &[
     "shutdown-sync-timeout",
     "shutdown-sync-interval",
 ];
-const DB_USED: &[&str] = &["path", "replica", "replicas"];
+const DB_USED: &[&str] = &["path", "replica", "replicas", "snapshot"];
 const DB_UNUSED: &[&str] = &[
     "dir",
     "pattern",
     "recursive",
     "watch",
-    "snapshot",
     "meta-path",
     "meta-dir",
     "monitor-interval",
@@ -1223,6 +1228,7 @@ impl Level {
             Level::Top => {
                 let mut v = TOP_FIELDS.to_vec();
                 v.push("dbs");
+                v.extend_from_slice(TOP_LIFECYCLE);
                 v
             }
             Level::Db => DB_USED.to_vec(),
@@ -1605,6 +1611,122 @@ fn read_duration(ctx: &mut Ctx, key: &str, node: &Yaml) -> Result<Option<Duratio
     }
 }
 
+/// `snapshot: {interval, retention}` at `at` (top level or a database's).
+fn read_snapshot_settings(
+    ctx: &mut Ctx,
+    at: &str,
+    node: &Yaml,
+) -> Result<(Option<Duration>, Option<Duration>), ConfigError> {
+    let (mut interval, mut retention) = (None, None);
+    match node {
+        Yaml::Null => {}
+        Yaml::Hash(map) => {
+            for (k, v) in map {
+                let name = key_name(k);
+                let key = child(at, &name);
+                match name.as_str() {
+                    "interval" => interval = read_duration(ctx, &key, v)?,
+                    "retention" => retention = read_duration(ctx, &key, v)?,
+                    _ => ctx.warn(&key, "unknown key (known: interval, retention); ignored"),
+                }
+            }
+        }
+        other => {
+            return Err(ctx.err(
+                at,
+                format!(
+                    "expected a mapping like `{{interval: 24h, retention: 24h}}`, got {}",
+                    describe(other)
+                ),
+            ))
+        }
+    }
+    Ok((interval, retention))
+}
+
+/// Reads Litestream's top-level `snapshot: {interval, retention}`, `levels: [{interval}]`
+/// (levels 1, 2, …; at most 8) and `l0-retention` (`0` keeps level-0 files until the
+/// snapshot retention removes them) into `into`.
+fn read_lifecycle(
+    ctx: &mut Ctx,
+    key: &str,
+    node: &Yaml,
+    into: &mut crate::lifecycle::Lifecycle,
+) -> Result<(), ConfigError> {
+    match (key, node) {
+        (_, Yaml::Null) => {}
+        ("snapshot", _) => {
+            let (interval, retention) = read_snapshot_settings(ctx, "snapshot", node)?;
+            into.snapshot_interval = interval.unwrap_or(into.snapshot_interval);
+            into.snapshot_retention = retention.unwrap_or(into.snapshot_retention);
+        }
+        ("levels", Yaml::Array(list)) => {
+            if list.len() > 8 {
+                return Err(ctx.err(
+                    "levels",
+                    format!(
+                        "at most 8 compaction levels (level 9 holds snapshots), got {}",
+                        list.len()
+                    ),
+                ));
+            }
+            let mut levels = Vec::with_capacity(list.len());
+            for (i, level) in list.iter().enumerate() {
+                let at = format!("levels[{i}]");
+                let interval = match level {
+                    Yaml::Hash(map) => {
+                        let mut interval = None;
+                        for (k, v) in map {
+                            let name = key_name(k);
+                            if name == "interval" {
+                                interval = read_duration(ctx, &child(&at, "interval"), v)?;
+                            } else {
+                                ctx.warn(
+                                    &child(&at, &name),
+                                    "unknown key (known: interval); ignored",
+                                );
+                            }
+                        }
+                        interval
+                    }
+                    _ => None,
+                };
+                let Some(interval) = interval else {
+                    return Err(ctx.err(
+                        &at,
+                        format!(
+                            "level {} needs an `interval`, like `{{interval: 30s}}`",
+                            i + 1
+                        ),
+                    ));
+                };
+                levels.push(interval);
+            }
+            into.levels = levels;
+        }
+        ("l0-retention", Yaml::String(text))
+            if matches!(text.trim(), "0" | "0s" | "0ms" | "0m" | "0h") =>
+        {
+            into.l0_retention = Duration::ZERO;
+        }
+        ("l0-retention", Yaml::Integer(0)) => into.l0_retention = Duration::ZERO,
+        ("l0-retention", _) => {
+            if let Some(d) = read_duration(ctx, key, node)? {
+                into.l0_retention = d;
+            }
+        }
+        (_, other) => {
+            let shape = if key == "snapshot" {
+                "a mapping like `{interval: 24h, retention: 24h}`"
+            } else {
+                "a list like `[{interval: 30s}, {interval: 5m}, {interval: 1h}]`"
+            };
+            return Err(ctx.err(key, format!("expected {shape}, got {}", describe(other))));
+        }
+    }
+    Ok(())
+}
+
 /// The error for a required value that is missing or empty, naming the key and any variables.
 fn missing(ctx: &Ctx, own: &Fields, global: &Fields, name: &str, requirement: &str) -> ConfigError {
     for f in [own, global] {
@@ -1877,6 +1999,7 @@ fn build_replica(
     Ok(ReplicaConfig {
         target,
         sync_interval,
+        lifecycle: crate::lifecycle::Lifecycle::default(),
     })
 }
 
@@ -1945,6 +2068,7 @@ fn parse_db(
             "path" => path = read_text(ctx, &child(at, "path"), v, false)?,
             "replica" => replica = Some(v).filter(|v| !v.is_null()),
             "replicas" => replicas = Some(v).filter(|v| !v.is_null()),
+            "snapshot" => {} // read with the file's lifecycle settings
             _ => {
                 has_dir |= key == "dir";
                 ctx.warn_key(Level::Db, at, &key);
@@ -2056,11 +2180,14 @@ pub fn parse_config_file(path: &Path, text: &str, env: &Env) -> Result<ConfigFil
     };
 
     let mut global = Fields::default();
+    let mut lifecycle = crate::lifecycle::Lifecycle::default();
     let mut dbs_node: Option<&Yaml> = None;
     for (k, v) in root {
         let key = key_name(k);
         if key == "dbs" {
             dbs_node = Some(v);
+        } else if TOP_LIFECYCLE.contains(&key.as_str()) {
+            read_lifecycle(&mut ctx, &key, v, &mut lifecycle)?;
         } else if let Some(name) = TOP_FIELDS.iter().find(|f| **f == key) {
             global.read(&mut ctx, name, v)?;
         } else {
@@ -2073,6 +2200,50 @@ pub fn parse_config_file(path: &Path, text: &str, env: &Env) -> Result<ConfigFil
     match dbs_node {
         None | Some(Yaml::Null) => ctx.warn("dbs", "no databases are configured in this file"),
         Some(Yaml::Array(list)) => {
+            // A database's `snapshot:` applies to every database unless the top level sets
+            // it (Litestream's rule); two databases may not disagree.
+            let top = root
+                .iter()
+                .find(|(k, _)| key_name(k) == "snapshot")
+                .map(|(_, v)| v);
+            let top_set = |field: &str| {
+                top.and_then(Yaml::as_hash)
+                    .is_some_and(|h| h.iter().any(|(k, v)| key_name(k) == field && !v.is_null()))
+            };
+            let (top_interval, top_retention) = (top_set("interval"), top_set("retention"));
+            let mut from_dbs: [Option<(Duration, String)>; 2] = [None, None];
+            for (i, node) in list.iter().enumerate() {
+                let Some(snap) = node
+                    .as_hash()
+                    .and_then(|h| h.iter().find(|(k, _)| key_name(k) == "snapshot"))
+                    .map(|(_, v)| v)
+                else {
+                    continue;
+                };
+                let at = format!("dbs[{i}].snapshot");
+                let (interval, retention) = read_snapshot_settings(&mut ctx, &at, snap)?;
+                for (slot, value, name) in [(0, interval, "interval"), (1, retention, "retention")]
+                {
+                    let Some(value) = value else { continue };
+                    if let Some((prev, prev_at)) = &from_dbs[slot] {
+                        if *prev != value {
+                            return Err(ctx.err(
+                                &child(&at, name),
+                                format!(
+                                    "conflicts with {prev_at}.{name}: Litestream applies a database's snapshot {name} to every database"
+                                ),
+                            ));
+                        }
+                    }
+                    from_dbs[slot] = Some((value, at.clone()));
+                }
+            }
+            if let (Some((d, _)), false) = (&from_dbs[0], top_interval) {
+                lifecycle.snapshot_interval = *d;
+            }
+            if let (Some((d, _)), false) = (&from_dbs[1], top_retention) {
+                lifecycle.snapshot_retention = *d;
+            }
             for (i, node) in list.iter().enumerate() {
                 let at = format!("dbs[{i}]");
                 if let Some((db, rc)) = parse_db(&mut ctx, &at, node, &global)? {
@@ -2097,12 +2268,16 @@ pub fn parse_config_file(path: &Path, text: &str, env: &Env) -> Result<ConfigFil
             ))
         }
     }
+    for (_, rc) in dbs.iter_mut() {
+        rc.lifecycle = lifecycle.clone();
+    }
     Ok(ConfigFile {
         path: path.to_path_buf(),
         dbs,
         warnings: ctx.warnings,
         global_credentials,
         global_sync_interval: global.sync_interval,
+        lifecycle,
     })
 }
 
@@ -2378,9 +2553,15 @@ impl Resolver {
             .or(entry_sync)
             .or(file_sync)
             .unwrap_or(DEFAULT_SYNC_INTERVAL);
+        let lifecycle = self
+            .file
+            .as_ref()
+            .map(|f| f.lifecycle.clone())
+            .unwrap_or_default();
         Ok(Some(ReplicaConfig {
             target,
             sync_interval,
+            lifecycle,
         }))
     }
 }
@@ -3056,6 +3237,81 @@ dbs:
     }
 
     #[test]
+    fn lifecycle_keys_apply_to_every_replica_with_litestream_defaults() {
+        let cfg = parse(
+            "dbs:\n  - path: /a.db\n    replica: {url: s3://b/a}\n",
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.dbs[0].1.lifecycle,
+            crate::lifecycle::Lifecycle::default()
+        );
+        let text = r#"
+snapshot: {interval: 1h, retention: 72h}
+levels:
+  - interval: 10s
+  - interval: 2m
+l0-retention: 0
+dbs:
+  - path: /a.db
+    replica: {url: s3://b/a}
+"#;
+        let cfg = parse(text, &env(&[])).unwrap();
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        let l = &cfg.dbs[0].1.lifecycle;
+        assert_eq!(l.snapshot_interval, Duration::from_secs(3600));
+        assert_eq!(l.snapshot_retention, Duration::from_secs(72 * 3600));
+        assert_eq!(
+            l.levels,
+            vec![Duration::from_secs(10), Duration::from_secs(120)]
+        );
+        assert_eq!(l.l0_retention, Duration::ZERO);
+        assert_eq!(&cfg.lifecycle, l);
+        let err = parse("levels: [{interval: 30s}, {}]\ndbs: []\n", &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("levels[1]") && err.contains("interval"),
+            "{err}"
+        );
+        let err = parse("snapshot: daily\ndbs: []\n", &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("snapshot") && err.contains("mapping"), "{err}");
+        let per_db = "dbs:\n  - path: /a.db\n    snapshot: {retention: 48h}\n    replica: {url: s3://b/a}\n  - path: /b.db\n    replica: {url: s3://b/b}\n";
+        let cfg = parse(per_db, &env(&[])).unwrap();
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        for (_, rc) in &cfg.dbs {
+            assert_eq!(
+                rc.lifecycle.snapshot_retention,
+                Duration::from_secs(48 * 3600)
+            );
+        }
+        let top_wins = format!("snapshot: {{retention: 1h}}\n{per_db}");
+        let cfg = parse(&top_wins, &env(&[])).unwrap();
+        assert_eq!(
+            cfg.dbs[0].1.lifecycle.snapshot_retention,
+            Duration::from_secs(3600)
+        );
+        let conflict = per_db.replace(
+            "  - path: /b.db\n",
+            "  - path: /b.db\n    snapshot: {retention: 12h}\n",
+        );
+        let err = parse(&conflict, &env(&[])).unwrap_err().to_string();
+        assert!(
+            err.contains("dbs[1].snapshot.retention") && err.contains("conflicts"),
+            "{err}"
+        );
+        let cfg = parse("snapshot: {intervall: 1h}\ndbs: []\n", &env(&[])).unwrap();
+        assert!(
+            cfg.warnings.iter().any(|w| w.key == "snapshot.intervall"),
+            "{:?}",
+            cfg.warnings
+        );
+    }
+
+    #[test]
     fn warnings_for_unused_misspelled_and_misplaced_keys() {
         let text = r#"
 addr: ":9090"
@@ -3090,7 +3346,15 @@ dbs:
             "`addr` is accepted but not used by libreplica yet"
         );
         assert!(msg("logging").contains("not used by libreplica yet"));
-        assert!(msg("snapshot").contains("not used by libreplica yet"));
+        assert!(
+            cfg.warnings.iter().all(|w| w.key != "snapshot"),
+            "snapshot is used: {:?}",
+            cfg.warnings
+        );
+        assert_eq!(
+            cfg.dbs[0].1.lifecycle.snapshot_interval,
+            Duration::from_secs(24 * 3600)
+        );
         assert_eq!(
             msg("dsb"),
             "unknown key `dsb` is ignored; did you mean `dbs`?"

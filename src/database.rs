@@ -78,6 +78,9 @@ pub struct Counters {
     pub uploads: u64,
     pub upload_errors: u64,
     pub snapshots: u64,
+    /// Files written by compaction, and files retention deleted (verified gone).
+    pub compactions: u64,
+    pub files_deleted: u64,
     pub bytes_uploaded: u64,
     pub last_upload_at_ms: Option<u64>,
     pub captured_txns: u64,

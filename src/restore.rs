@@ -73,6 +73,10 @@ pub fn parse_listing(objects: &[ObjectInfo]) -> Vec<LtxObject> {
 /// or before it, then the chain with the fewest files (fewest bytes among those) from it to
 /// the newest state at or before the target. A file starting at txid 1 is a snapshot
 /// whatever its level: Litestream's first level-0 file and its compactions from txid 1 are.
+/// A file may continue a state from before its first txid (a compacted file spanning a
+/// snapshot, as Litestream's can): every page it holds is that page's latest version up to
+/// its end, so applying all of it is right. A target txid no chain ends at exactly
+/// (compaction merged it into a larger file) is an error naming the nearest restore points.
 pub fn plan(objects: &[LtxObject], target: Option<u64>) -> Result<Vec<LtxObject>, Error> {
     let limit = target.unwrap_or(u64::MAX);
     let snapshot = objects
@@ -94,18 +98,23 @@ pub fn plan(objects: &[LtxObject], target: Option<u64>) -> Result<Vec<LtxObject>
             )));
         }
     }
-    // States reached: txid → (files, bytes, the file that got there). Files only go forward,
-    // so taking them in order of their first txid settles each state before it is left.
+    // States reached: txid → (files, bytes, the file that got there). Taking files in order
+    // of their last txid settles every state a file can continue from before it is used.
     let start = snapshot.max_txid;
     let mut best: BTreeMap<u64, (usize, u64, Option<usize>)> = BTreeMap::new();
     best.insert(start, (0, 0, None));
     let mut order: Vec<usize> = (0..objects.len())
-        .filter(|&i| objects[i].min_txid > start && objects[i].max_txid <= limit)
+        .filter(|&i| objects[i].max_txid > start && objects[i].max_txid <= limit)
         .collect();
-    order.sort_by_key(|&i| (objects[i].min_txid, objects[i].max_txid));
+    order.sort_by_key(|&i| (objects[i].max_txid, objects[i].min_txid));
     for i in order {
         let o = &objects[i];
-        let Some(&(files, bytes, _)) = best.get(&(o.min_txid - 1)) else {
+        let from = o.min_txid.saturating_sub(1).max(start);
+        let Some(&(files, bytes, _)) = best
+            .range(from..o.max_txid)
+            .map(|(_, v)| v)
+            .min_by_key(|(files, bytes, _)| (*files, *bytes))
+        else {
             continue;
         };
         let cand = (files + 1, bytes + o.size, Some(i));
@@ -135,11 +144,32 @@ pub fn plan(objects: &[LtxObject], target: Option<u64>) -> Result<Vec<LtxObject>
             reached + 1,
         )));
     }
+    if let Some(t) = target {
+        if wanted < t {
+            // Compaction merged the files that ended at it: never restore another state.
+            let after = objects
+                .iter()
+                .filter(|o| o.max_txid > t)
+                .map(|o| o.max_txid)
+                .min()
+                .unwrap_or(t);
+            return Err(Error::Restore(format!(
+                "txid {t} is not a restore point of the replica (its files were compacted); the nearest are txids {wanted} and {after}"
+            )));
+        }
+    }
     let mut chain = Vec::new();
     let mut at = wanted;
     while let Some(&(_, _, Some(i))) = best.get(&at) {
         chain.push(objects[i].clone());
-        at = objects[i].min_txid - 1;
+        // The state this file continued from: the best reached state it could follow.
+        let o = &objects[i];
+        let from = o.min_txid.saturating_sub(1).max(start);
+        at = best
+            .range(from..o.max_txid)
+            .min_by_key(|(_, (files, bytes, _))| (*files, *bytes))
+            .map(|(k, _)| *k)
+            .expect("a file is only taken after a state it continues");
     }
     chain.push(snapshot.clone());
     chain.reverse();
@@ -951,6 +981,25 @@ mod tests {
         assert_eq!(plan_of(Some(1)), vec![(0, 1, 1)]);
         assert_eq!(plan_of(Some(2)), vec![(1, 1, 2)]);
         assert_eq!(plan_of(None), vec![(9, 1, 3), (0, 4, 4)]);
+    }
+
+    #[test]
+    fn continues_through_compacted_files_that_straddle_a_snapshot() {
+        // Snapshot 1-5 was taken inside the range of level-1 file 4-7.
+        let objs = vec![
+            obj(9, 1, 1),
+            obj(1, 2, 3),
+            obj(1, 4, 7),
+            obj(9, 1, 5),
+            obj(0, 8, 8),
+        ];
+        assert_eq!(planned(&objs, None), vec![(9, 5), (1, 7), (0, 8)]);
+        assert_eq!(planned(&objs, Some(5)), vec![(9, 5)]);
+        let err = plan(&objs, Some(6)).unwrap_err().to_string();
+        assert!(
+            err.contains("txid 6 is not a restore point") && err.contains("5 and 7"),
+            "{err}"
+        );
     }
 
     #[test]

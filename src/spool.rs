@@ -24,6 +24,9 @@
 //!   everything before it was on disk (see `set_generation`).
 //! - `unflushed`: present while records are held only in memory (see below).
 //! - `gap`: present while a snapshot is owed because a commit could not be captured.
+//! - `cache/<level>/<min>-<max>.ltx`: local copies of LTX files the uploader uploaded, kept
+//!   until the next level's compaction has merged them (a cache: missing files are
+//!   downloaded).
 //! - `overflow`: present while captured commits were dropped because the spool was over its
 //!   size cap; the uploader must then ship a snapshot (which also removes the marker).
 //!

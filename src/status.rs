@@ -77,6 +77,10 @@ pub struct StatusRow {
     pub retries: i64,
     /// When the uploader tries again, while it is backing off.
     pub next_retry_at: Option<String>,
+    /// Files written by compaction into levels 1–3.
+    pub compactions: i64,
+    /// Files retention deleted (each checked gone).
+    pub files_deleted: i64,
     pub warnings: Option<String>,
     /// Progress of a restore from this replica running now.
     pub restore: Option<crate::restore::RestoreProgress>,
@@ -142,6 +146,8 @@ impl StatusRow {
             self.delete_requests.into(),
             self.retries.into(),
             self.next_retry_at.clone().into(),
+            self.compactions.into(),
+            self.files_deleted.into(),
             self.warnings.clone().into(),
             restore(|p| p.files_done),
             restore(|p| p.files_total),
@@ -224,6 +230,8 @@ pub const COLUMNS: &[&str] = &[
     "delete_requests",
     "retries",
     "next_retry_at",
+    "compactions",
+    "files_deleted",
     "warnings",
     "restore_files_done",
     "restore_files_total",
@@ -282,6 +290,8 @@ pub fn rows(now_ms: u64) -> Vec<StatusRow> {
                 delete_requests: c.requests.delete as i64,
                 retries: i64::from(progress.retries),
                 next_retry_at: progress.next_retry_at_ms.map(format_rfc3339),
+                compactions: c.compactions as i64,
+                files_deleted: c.files_deleted as i64,
                 warnings: warnings.clone(),
                 restore: restores
                     .iter()

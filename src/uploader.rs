@@ -7,17 +7,25 @@
 //! Batching: a commit that arrives after an idle period (nothing shipped for at least the
 //! sync interval) is shipped at once; while commits keep coming, one file per interval. An
 //! idle database makes no requests at all. Txids count shipped files, as in Litestream:
-//! each level-0 file has min = max = previous + 1; a snapshot is `1-<txid>` at level 9.
+//! each level-0 file has min = max = previous + 1; a snapshot asked for (first upload, gap,
+//! `replica_snapshot()`) is `1-<txid + 1>` at level 9, while a scheduled one holds exactly
+//! the replicated state and is `1-<txid>`, so level 0 stays contiguous.
+//!
+//! Lifecycle (planned by `lifecycle`, run here when nothing is due to ship): compaction of
+//! each level at its window, from local copies of the files it uploaded (`<spool>/cache/`)
+//! or downloads; scheduled snapshots; retention deletes. The replica's files are known from
+//! one LIST at start-up and then from this uploader's own uploads and deletes.
 
 use crate::database::{self, Database};
 use crate::error::Error;
-use crate::ltx::{self, Encoder, Header};
+use crate::lifecycle::{self, FileId, KnownFile};
+use crate::ltx::{self, Decoder, Encoder, Header};
 use crate::shim::{now_ms, ReadAt};
 use crate::spool::{RecordMeta, SpoolState};
 use crate::store::{keys, ObjectStore};
 use crate::wal;
 use std::collections::{BTreeMap, HashMap};
-use std::io::BufWriter;
+use std::io::{BufWriter, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -56,6 +64,15 @@ pub enum Step {
     Snapshot {
         txid: u64,
     },
+    /// Files of `level - 1` were merged into `files` new files of `level`.
+    Compacted {
+        level: u8,
+        files: usize,
+    },
+    /// Retention deleted this many files.
+    Retained {
+        deleted: usize,
+    },
     /// The step failed; it will be retried after a backoff, until this time.
     Failed {
         retry_at: u64,
@@ -78,7 +95,21 @@ pub struct DbUploader {
     seed: u64,
     /// Snapshot attempts in a row put off because a new log was being started.
     restart_waits: u32,
+    /// The replica's LTX files as this uploader knows them: listed at start-up, then kept
+    /// up to date from its own uploads and deletes (no LIST in the steady state).
+    known: BTreeMap<FileId, KnownFile>,
+    /// When each compaction level (index = level - 1) last ran; 0 = not yet this process.
+    last_compaction: Vec<u64>,
+    last_retention: u64,
+    /// When the newest snapshot was taken (its header holds the time of its state).
+    last_snapshot_at: u64,
+    /// Set while a lifecycle job runs, so that its failure backs off lifecycle jobs only.
+    lifecycle_failed: bool,
+    lifecycle_retry_at: u64,
 }
+
+/// Local copies of uploaded files larger than this are not kept for compaction.
+const MAX_CACHED_BYTES: u64 = 64 << 20;
 
 impl DbUploader {
     pub fn new(db: Arc<Database>) -> DbUploader {
@@ -107,6 +138,12 @@ impl DbUploader {
             retry_at: 0,
             restart_waits: 0,
             seed,
+            known: BTreeMap::new(),
+            last_compaction: Vec::new(),
+            last_retention: 0,
+            last_snapshot_at: 0,
+            lifecycle_failed: false,
+            lifecycle_retry_at: 0,
         }
     }
 
@@ -127,7 +164,13 @@ impl DbUploader {
                 Step::Idle
             }
             Ok(step) => {
-                if matches!(step, Step::Shipped { .. } | Step::Snapshot { .. }) {
+                if matches!(
+                    step,
+                    Step::Shipped { .. }
+                        | Step::Snapshot { .. }
+                        | Step::Compacted { .. }
+                        | Step::Retained { .. }
+                ) {
                     self.failures = 0;
                     self.db.update_progress(|p| {
                         p.last_error = None;
@@ -147,9 +190,16 @@ impl DbUploader {
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
                 let jitter = (self.seed >> 33) % (base / 2 + 1);
-                self.retry_at = now + base * 3 / 4 + jitter;
+                let retry_at = now + base * 3 / 4 + jitter;
+                if std::mem::take(&mut self.lifecycle_failed) {
+                    // Compaction, retention or a scheduled snapshot failed: only they wait;
+                    // shipping goes on.
+                    self.lifecycle_retry_at = retry_at;
+                } else {
+                    self.retry_at = retry_at;
+                }
                 let error = e.to_string();
-                let (failures, retry_at) = (self.failures, self.retry_at);
+                let failures = self.failures;
                 self.db.update_progress(|p| {
                     p.last_error = Some(error.clone());
                     p.flush_requested = false;
@@ -159,10 +209,7 @@ impl DbUploader {
                 });
                 self.db.counters().upload_errors += 1;
                 crate::status::log_error(&format!("{}: {error}", self.db.name));
-                let step = Step::Failed {
-                    retry_at: self.retry_at,
-                    error,
-                };
+                let step = Step::Failed { retry_at, error };
                 self.refresh_counters(&step);
                 step
             }
@@ -196,14 +243,14 @@ impl DbUploader {
 
     fn try_step(&mut self, now: u64, source: &dyn SnapshotSource) -> Result<Step, Error> {
         if !self.initialized {
-            self.initialize()?;
+            self.initialize(now)?;
         }
         if self.db.progress().needs_snapshot.is_some() || self.table.is_none() {
             return self.snapshot(now, source);
         }
         let Some((_, first_captured_at)) = self.db.spool.pending_summary() else {
             self.db.update_progress(|p| p.flush_requested = false);
-            return Ok(Step::Idle);
+            return self.lifecycle_step(now, source, Step::Idle);
         };
         let interval = self.db.config.sync_interval.as_millis() as u64;
         let flush = self.db.progress().flush_requested;
@@ -213,13 +260,13 @@ impl DbUploader {
             self.last_ship_ms + interval
         };
         if now < due {
-            return Ok(Step::WaitUntil(due));
+            return self.lifecycle_step(now, source, Step::WaitUntil(due));
         }
         self.ship_batch(now, &self.db.spool.pending())
     }
 
     /// Start-up: one LIST to learn where the replica stands, compared with the spool.
-    fn initialize(&mut self) -> Result<(), Error> {
+    fn initialize(&mut self, now: u64) -> Result<(), Error> {
         let store = self.store()?;
         let list_prefix = if self.prefix.is_empty() {
             String::new()
@@ -233,7 +280,59 @@ impl DbUploader {
             .map(|(_, max)| max)
             .max()
             .unwrap_or(0);
+        let mut known = BTreeMap::new();
+        for o in &objects {
+            let Some((level, min_txid, max_txid)) = keys::parse_s3_key(&self.prefix, &o.key) else {
+                continue;
+            };
+            // Snapshot times decide retention: read them from the LTX headers (a few small
+            // ranged GETs at start-up); the other levels go by the object's modified time.
+            let timestamp_ms = if level == keys::SNAPSHOT_LEVEL {
+                store
+                    .get_range(&o.key, 0, ltx::HEADER_SIZE as u64)
+                    .ok()
+                    .and_then(|b| Header::decode(&b).ok())
+                    .map_or(o.modified_ms, |h| h.timestamp_ms)
+            } else {
+                o.modified_ms.min(now) // a store clock ahead of ours must not delay retention
+            };
+            let id = FileId {
+                level,
+                min_txid,
+                max_txid,
+            };
+            known.insert(
+                id,
+                KnownFile {
+                    id,
+                    timestamp_ms,
+                    size: o.size,
+                },
+            );
+        }
+        // When the newest snapshot was taken (its object's time: a scheduled snapshot's
+        // header holds the time of its state, from before the boundary that made it due).
+        let newest_snapshot = objects
+            .iter()
+            .filter_map(|o| Some((keys::parse_s3_key(&self.prefix, &o.key)?, o.modified_ms)))
+            .filter(|((level, _, _), _)| *level == keys::SNAPSHOT_LEVEL)
+            .max_by_key(|((_, _, max), _)| *max);
+        self.last_snapshot_at = match newest_snapshot {
+            Some(((level, min_txid, max_txid), modified_ms)) => {
+                let header_time = known
+                    .get(&FileId {
+                        level,
+                        min_txid,
+                        max_txid,
+                    })
+                    .map_or(0, |f| f.timestamp_ms);
+                modified_ms.min(now).max(header_time)
+            }
+            None => 0,
+        };
+        self.known = known;
         self.remote_max_txid = remote_max;
+        self.prune_cache();
         let state = self.db.spool.state();
         let url = self.db.config.url();
         if state.txid == 0 || state.txid != remote_max || state.replica_url != url {
@@ -263,7 +362,6 @@ impl DbUploader {
         let state = self.db.spool.state();
         let txid = state.txid.max(self.remote_max_txid) + 1;
         let scratch = self.db.spool.scratch_path("snapshot.ltx.tmp");
-        let mut built: Option<BuiltSnapshot> = None;
         let db = self.db.clone();
         let progress = db.progress();
         let request = progress.snapshot_request;
@@ -271,83 +369,21 @@ impl DbUploader {
             .needs_snapshot
             .clone()
             .unwrap_or_else(|| "the replicated state is unknown".into());
-        // Everything captured before the read transaction begins is in what it reads when
-        // there is no WAL then (it was all checkpointed); later captures may not be.
-        let captured_before_read = db.spool.last_seq();
-        let mut restart_in_progress = false;
-        source.with_read_transaction(&db.path, &mut |dbf, mut walf, index| {
-            for _attempt in 0..5 {
-                // Which captured commits the snapshot holds is decided by position: a commit
-                // is captured as its last frame is written, a moment before SQLite publishes
-                // it to readers, so the newest captured commit may be missing from what is
-                // read below. Commits captured later that it does hold are dropped by
-                // position when shipping.
-                let captured: Vec<(u64, wal::WalPosition)> =
-                    db.spool.pending().iter().map(|r| (r.seq, r.end)).collect();
-                let shipped_before = db.spool.state().shipped_seq;
-                let before = read_wal_header(&mut walf)?;
-                let index = index();
-                // A log header on disk that the index does not know yet: a writer is starting
-                // a new log (its salts need not follow the index's: a connection that never
-                // checkpointed picks random ones). Until it publishes, positions cannot be
-                // ordered: try again in a moment rather than guess.
-                if let (Some(h), Some(i)) = (before, index) {
-                    let disk_salt1 = u32::from_be_bytes(h[16..20].try_into().unwrap());
-                    let disk_salt2 = u32::from_be_bytes(h[20..24].try_into().unwrap());
-                    // A checkpoint that restarted the log bumps salt1 in the index and leaves
-                    // the old header on disk until the next writer: that header is older.
-                    let stale = i.mx_frame == 0 && i.salt1 == disk_salt1.wrapping_add(1);
-                    if (disk_salt1, disk_salt2) != (i.salt1, i.salt2) && !stale {
-                        restart_in_progress = true;
-                        return Ok(());
-                    }
+        let built = match read_snapshot(&db, source, txid, now, &scratch)? {
+            SnapshotRead::Built(built) => built,
+            SnapshotRead::LogStarting => {
+                let _ = std::fs::remove_file(&scratch);
+                self.restart_waits += 1;
+                if self.restart_waits > 250 {
+                    self.restart_waits = 0;
+                    return Err(Error::Io(
+                        "the WAL header and SQLite's WAL index have disagreed for 5 s; will retry"
+                            .into(),
+                    ));
                 }
-                let snap = build_snapshot(dbf, &mut walf, index, txid, now, &scratch, 0)?;
-                if read_wal_header(&mut walf)? == before {
-                    built = snap.map(|mut snap| {
-                        // With an index but no committed frame, the log's start is the position.
-                        let at = snap.position.map(|(p, _)| p).or_else(|| {
-                            index.map(|i| wal::WalPosition {
-                                salt1: i.salt1,
-                                salt2: i.salt2,
-                                frame: i.mx_frame,
-                            })
-                        });
-                        if snap.position.is_none() {
-                            snap.position = index.map(|i| (at.unwrap(), i.cksum));
-                        }
-                        snap.seq = captured
-                            .iter()
-                            .take_while(|(seq, end)| match at {
-                                Some(p) => end.salts() != p.salts() || end.frame <= p.frame,
-                                // No WAL: what was captured before the read began is in the
-                                // database file; a WAL started since holds the rest.
-                                None => *seq <= captured_before_read,
-                            })
-                            .map(|(seq, _)| *seq)
-                            .last()
-                            .unwrap_or(shipped_before);
-                        snap
-                    });
-                    return Ok(());
-                }
+                return Ok(Step::WaitUntil(now + 20));
             }
-            Err(Error::Io(
-                "the WAL kept restarting while a snapshot was read; will retry".into(),
-            ))
-        })?;
-        if restart_in_progress {
-            let _ = std::fs::remove_file(&scratch);
-            self.restart_waits += 1;
-            if self.restart_waits > 250 {
-                self.restart_waits = 0;
-                return Err(Error::Io(
-                    "the WAL header and SQLite's WAL index have disagreed for 5 s; will retry"
-                        .into(),
-                ));
-            }
-            return Ok(Step::WaitUntil(now + 20));
-        }
+        };
         self.restart_waits = 0;
         let Some(snap) = built else {
             // An empty database: nothing to replicate until its first commit.
@@ -378,6 +414,8 @@ impl DbUploader {
         let size = std::fs::metadata(&scratch).map(|m| m.len()).unwrap_or(0);
         self.store()?.put_file(&key, &scratch)?;
         let _ = std::fs::remove_file(&scratch);
+        self.remember(keys::SNAPSHOT_LEVEL, 1, txid, now, size);
+        self.last_snapshot_at = now;
         let new_state = SpoolState {
             replica_url: self.db.config.url(),
             txid,
@@ -418,6 +456,356 @@ impl DbUploader {
             p.snapshots += 1;
         });
         Ok(Step::Snapshot { txid })
+    }
+
+    fn remember(&mut self, level: u8, min_txid: u64, max_txid: u64, timestamp_ms: u64, size: u64) {
+        let id = FileId {
+            level,
+            min_txid,
+            max_txid,
+        };
+        self.known.insert(
+            id,
+            KnownFile {
+                id,
+                timestamp_ms,
+                size,
+            },
+        );
+    }
+
+    /// Where local copies of uploaded files wait for the compaction into the next level:
+    /// `<spool>/cache/<level>/<min>-<max>.ltx`.
+    fn cache_path(&self, id: FileId) -> PathBuf {
+        self.db
+            .spool
+            .scratch_path("cache")
+            .join(id.level.to_string())
+            .join(keys::ltx_filename(id.min_txid, id.max_txid))
+    }
+
+    /// Keeps `file`, just uploaded as `id`, if a higher level will compact it; else
+    /// removes it.
+    fn keep_local_copy(&self, id: FileId, file: &Path, size: u64) {
+        let path = self.cache_path(id);
+        let kept = id.level < self.db.config.lifecycle.max_level()
+            && size <= MAX_CACHED_BYTES
+            && path
+                .parent()
+                .is_some_and(|dir| std::fs::create_dir_all(dir).is_ok())
+            && std::fs::rename(file, &path).is_ok();
+        if !kept {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+
+    /// Drops local copies the next level already holds or the replica no longer has, so
+    /// the cache stays bounded by what the next compactions need.
+    fn prune_cache(&self) {
+        let root = self.db.spool.scratch_path("cache");
+        let Ok(levels) = std::fs::read_dir(&root) else {
+            return;
+        };
+        for dir in levels.flatten() {
+            let level: Option<u8> = dir.file_name().to_str().and_then(|n| n.parse().ok());
+            let next_max = level.map(|l| self.level_max(l + 1));
+            let Ok(entries) = std::fs::read_dir(dir.path()) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let keep = match (level, next_max) {
+                    (Some(level), Some(next_max)) => name
+                        .to_str()
+                        .and_then(keys::parse_ltx_filename)
+                        .is_some_and(|(min, max)| {
+                            max > next_max
+                                && self.known.contains_key(&FileId {
+                                    level,
+                                    min_txid: min,
+                                    max_txid: max,
+                                })
+                        }),
+                    _ => false,
+                };
+                if !keep {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+
+    fn level_max(&self, level: u8) -> u64 {
+        self.known
+            .keys()
+            .filter(|id| id.level == level)
+            .map(|id| id.max_txid)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Runs at most one due lifecycle job (a compaction level, a scheduled snapshot, a
+    /// retention pass); otherwise returns `otherwise`, woken for the next job that will be
+    /// due.
+    fn lifecycle_step(
+        &mut self,
+        now: u64,
+        source: &dyn SnapshotSource,
+        otherwise: Step,
+    ) -> Result<Step, Error> {
+        if now < self.lifecycle_retry_at {
+            return Ok(match otherwise {
+                Step::WaitUntil(t) => Step::WaitUntil(t.min(self.lifecycle_retry_at)),
+                _ => Step::WaitUntil(self.lifecycle_retry_at),
+            });
+        }
+        self.lifecycle_failed = true;
+        let step = self.lifecycle_jobs(now, source, otherwise);
+        if step.is_ok() {
+            self.lifecycle_failed = false;
+        }
+        step
+    }
+
+    fn lifecycle_jobs(
+        &mut self,
+        now: u64,
+        source: &dyn SnapshotSource,
+        otherwise: Step,
+    ) -> Result<Step, Error> {
+        let cfg = self.db.config.lifecycle.clone();
+        let files: Vec<KnownFile> = self.known.values().copied().collect();
+        self.last_compaction.resize(cfg.levels.len(), 0);
+        let mut next_due = u64::MAX;
+        for level in 1..=cfg.max_level() {
+            let iv = cfg.interval_ms(level);
+            let last = &mut self.last_compaction[level as usize - 1];
+            if *last == 0 {
+                *last = now; // a new process waits for the next window, as after a compaction
+            }
+            let runs = lifecycle::plan_compactions(&files, level);
+            if runs.is_empty() {
+                continue;
+            }
+            if lifecycle::is_due(now, iv, *last) {
+                for run in &runs {
+                    self.compact(run)?;
+                }
+                self.last_compaction[level as usize - 1] = now;
+                self.prune_cache();
+                return Ok(Step::Compacted {
+                    level,
+                    files: runs.len(),
+                });
+            }
+            next_due = next_due.min(lifecycle::window_start(now, iv) + iv);
+        }
+        let txid = self.db.spool.state().txid;
+        let last_snapshot_txid = self.level_max(keys::SNAPSHOT_LEVEL);
+        if last_snapshot_txid > 0
+            && lifecycle::snapshot_due(&cfg, now, self.last_snapshot_at, last_snapshot_txid, txid)
+        {
+            if let Some(step) = self.scheduled_snapshot(now, source)? {
+                return Ok(step);
+            }
+        }
+        // Retention runs at the level-1 window (else the snapshot interval): one batched
+        // delete at most per window.
+        let retention_iv = if cfg.levels.is_empty() {
+            cfg.snapshot_interval.as_millis() as u64
+        } else {
+            cfg.interval_ms(1)
+        };
+        if self.last_retention == 0 {
+            self.last_retention = now;
+        }
+        if lifecycle::is_due(now, retention_iv, self.last_retention) {
+            let doomed = lifecycle::plan_retention(&files, &cfg, now);
+            if doomed.is_empty() {
+                self.last_retention = now;
+            } else {
+                let keys: Vec<String> = doomed
+                    .iter()
+                    .map(|id| self.key(id.level, id.min_txid, id.max_txid))
+                    .collect();
+                // Ok means every key is gone (the store verifies); after an error the
+                // same files are planned again after the backoff.
+                self.store()?.delete_many(&keys)?;
+                self.last_retention = now;
+                for id in &doomed {
+                    self.known.remove(id);
+                    let _ = std::fs::remove_file(self.cache_path(*id));
+                }
+                let mut c = self.db.counters();
+                c.files_deleted += doomed.len() as u64;
+                if let Ok(store) = &self.store {
+                    c.requests = store.request_counts();
+                }
+                return Ok(Step::Retained {
+                    deleted: doomed.len(),
+                });
+            }
+        }
+        if !lifecycle::plan_retention(&files, &cfg, now + retention_iv).is_empty() {
+            next_due = next_due.min(lifecycle::window_start(now, retention_iv) + retention_iv);
+        }
+        if last_snapshot_txid > 0 && last_snapshot_txid < txid {
+            let iv = cfg.snapshot_interval.as_millis() as u64;
+            next_due = next_due.min(lifecycle::window_start(now, iv) + iv);
+        }
+        Ok(match otherwise {
+            Step::Idle if next_due != u64::MAX => Step::WaitUntil(next_due),
+            Step::WaitUntil(t) => Step::WaitUntil(t.min(next_due)),
+            other => other,
+        })
+    }
+
+    /// Merges one run of files into the next level and uploads the result. Inputs come from
+    /// their local copies when present, else they are downloaded.
+    fn compact(&mut self, run: &lifecycle::Compaction) -> Result<(), Error> {
+        let out = run.output();
+        let mut decoders: Vec<Decoder<Box<dyn Read>>> = Vec::with_capacity(run.inputs.len());
+        for f in &run.inputs {
+            let id = f.id;
+            let local = std::fs::File::open(self.cache_path(id)).ok();
+            let reader: Box<dyn Read> = match local {
+                Some(file) => Box::new(std::io::BufReader::new(file)),
+                None => {
+                    let key = self.key(id.level, id.min_txid, id.max_txid);
+                    match self.store()?.get(&key) {
+                        Ok(body) => Box::new(std::io::Cursor::new(body)),
+                        Err(e @ crate::store::StoreError::NotFound(_)) => {
+                            // Someone else changed the replica: list it again next step.
+                            self.initialized = false;
+                            return Err(e.into());
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            };
+            let key = self.key(id.level, id.min_txid, id.max_txid);
+            let decoder = Decoder::new(reader).map_err(|e| {
+                let _ = std::fs::remove_file(self.cache_path(id));
+                Error::Io(format!("{key}: {e}"))
+            })?;
+            // Listed files carry the object's modified time until their header is read.
+            if let Some(k) = self.known.get_mut(&id) {
+                k.timestamp_ms = decoder.header().timestamp_ms;
+            }
+            decoders.push(decoder);
+        }
+        let scratch = self.db.spool.scratch_path("compact.ltx.tmp");
+        let file = std::fs::File::create(&scratch)
+            .map_err(|e| Error::Io(format!("{}: {e}", scratch.display())))?;
+        let (w, header, _) = lifecycle::merge(decoders, BufWriter::with_capacity(1 << 20, file))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&scratch);
+                // A bad local copy must not fail every retry: the next one downloads.
+                for f in &run.inputs {
+                    let _ = std::fs::remove_file(self.cache_path(f.id));
+                }
+                Error::Io(format!(
+                    "compacting {} files into level {} ({}-{}): {e}",
+                    run.inputs.len(),
+                    out.level,
+                    out.min_txid,
+                    out.max_txid
+                ))
+            })?;
+        // No fsync: the file is uploaded from here, and a local copy torn by a crash fails
+        // its checksum and is downloaded instead.
+        w.into_inner()
+            .map_err(|e| Error::Io(format!("{}: {e}", scratch.display())))?;
+        let size = std::fs::metadata(&scratch).map(|m| m.len()).unwrap_or(0);
+        let put = self
+            .store()?
+            .put_file(&self.key(out.level, out.min_txid, out.max_txid), &scratch);
+        if let Err(e) = put {
+            let _ = std::fs::remove_file(&scratch);
+            return Err(e.into());
+        }
+        self.keep_local_copy(out, &scratch, size);
+        self.remember(
+            out.level,
+            out.min_txid,
+            out.max_txid,
+            header.timestamp_ms,
+            size,
+        );
+        let mut c = self.db.counters();
+        c.compactions += 1;
+        c.bytes_uploaded += size;
+        if let Ok(store) = &self.store {
+            c.requests = store.request_counts();
+        }
+        Ok(())
+    }
+
+    /// The periodic snapshot: the replicated state at the current txid, named `1-<txid>`
+    /// as Litestream names its snapshots, so that level 0 stays contiguous for compaction.
+    /// It is read from the live database, so it is taken only when nothing is pending, and
+    /// kept only if it holds exactly the replicated state (its checksum says so); else
+    /// `None` and it is tried again after the next shipment.
+    fn scheduled_snapshot(
+        &mut self,
+        now: u64,
+        source: &dyn SnapshotSource,
+    ) -> Result<Option<Step>, Error> {
+        let state = self.db.spool.state();
+        if self.db.spool.pending_summary().is_some() || state.txid == 0 {
+            return Ok(None);
+        }
+        // Its timestamp is that of its state: the time of the file that ends at its txid.
+        let state_at = self
+            .known
+            .values()
+            .filter(|f| f.id.max_txid == state.txid && f.id.level != keys::SNAPSHOT_LEVEL)
+            .map(|f| f.timestamp_ms)
+            .max()
+            .unwrap_or(now);
+        let scratch = self.db.spool.scratch_path("snapshot.ltx.tmp");
+        let SnapshotRead::Built(built) =
+            read_snapshot(&self.db, source, state.txid, state_at, &scratch)?
+        else {
+            return Ok(None); // a writer is starting a new log: try again later
+        };
+        let same = built.as_ref().is_some_and(|b| {
+            b.raw_checksum == state.post_checksum
+                && b.commit == state.commit
+                && b.page_size == state.page_size
+        });
+        if !same {
+            let _ = std::fs::remove_file(&scratch);
+            if self.db.spool.pending_summary().is_none() && built.is_some() {
+                // Nothing was committed meanwhile, yet the database is not the replicated
+                // state: close the difference with a full snapshot (a new txid).
+                self.db.request_snapshot(
+                    "the scheduled snapshot found the database differs from the replicated state",
+                );
+                return Ok(Some(Step::WaitUntil(now)));
+            }
+            return Ok(None); // a commit raced the read: ship it, then try again
+        }
+        let size = std::fs::metadata(&scratch).map(|m| m.len()).unwrap_or(0);
+        let put = self
+            .store()?
+            .put_file(&self.key(keys::SNAPSHOT_LEVEL, 1, state.txid), &scratch);
+        let _ = std::fs::remove_file(&scratch);
+        put?;
+        self.remember(keys::SNAPSHOT_LEVEL, 1, state.txid, state_at, size);
+        self.last_snapshot_at = now;
+        {
+            let mut c = self.db.counters();
+            c.uploads += 1;
+            c.snapshots += 1;
+            c.bytes_uploaded += size;
+            c.last_upload_at_ms = Some(now);
+            if let Ok(store) = &self.store {
+                c.requests = store.request_counts();
+            }
+        }
+        self.db.update_progress(|p| p.snapshots += 1);
+        Ok(Some(Step::Snapshot { txid: state.txid }))
     }
 
     fn ship_batch(&mut self, now: u64, pending: &[RecordMeta]) -> Result<Step, Error> {
@@ -521,7 +909,17 @@ impl DbUploader {
             .sync_all()?;
         let size = std::fs::metadata(&scratch).map(|m| m.len()).unwrap_or(0);
         self.store()?.put_file(&self.key(0, txid, txid), &scratch)?;
-        let _ = std::fs::remove_file(&scratch);
+        self.remember(0, txid, txid, last.captured_at_ms, size);
+        // Kept for the level-1 compaction, which would otherwise download it again.
+        self.keep_local_copy(
+            FileId {
+                level: 0,
+                min_txid: txid,
+                max_txid: txid,
+            },
+            &scratch,
+            size,
+        );
 
         let table = self.table.as_mut().expect("checked by try_step");
         table.resize(commit as usize, 0);
@@ -573,6 +971,96 @@ impl DbUploader {
         });
         Ok(Step::Shipped { txid })
     }
+}
+
+/// Reads the database's committed state through `source` into a level-9 LTX file at
+/// `scratch` (see `build_snapshot`); `seq` of the result is the last spool record it holds.
+fn read_snapshot(
+    db: &Database,
+    source: &dyn SnapshotSource,
+    txid: u64,
+    now: u64,
+    scratch: &Path,
+) -> Result<SnapshotRead, Error> {
+    let mut built: Option<BuiltSnapshot> = None;
+    // Everything captured before the read transaction begins is in what it reads when there
+    // is no WAL then (it was all checkpointed); later captures may not be.
+    let captured_before_read = db.spool.last_seq();
+    let mut log_starting = false;
+    source.with_read_transaction(&db.path, &mut |dbf, mut walf, index| {
+        for _attempt in 0..5 {
+            // Which captured commits the snapshot holds is decided by position: a commit
+            // is captured as its last frame is written, a moment before SQLite publishes
+            // it to readers, so the newest captured commit may be missing from what is
+            // read below. Commits captured later that it does hold are dropped by
+            // position when shipping.
+            let captured: Vec<(u64, wal::WalPosition)> =
+                db.spool.pending().iter().map(|r| (r.seq, r.end)).collect();
+            let shipped_before = db.spool.state().shipped_seq;
+            let before = read_wal_header(&mut walf)?;
+            let index = index();
+            // A log header on disk that the index does not know yet: a writer is starting
+            // a new log (its salts need not follow the index's: a connection that never
+            // checkpointed picks random ones). Until it publishes, positions cannot be
+            // ordered: try again in a moment rather than guess.
+            if let (Some(h), Some(i)) = (before, index) {
+                let disk_salt1 = u32::from_be_bytes(h[16..20].try_into().unwrap());
+                let disk_salt2 = u32::from_be_bytes(h[20..24].try_into().unwrap());
+                // A checkpoint that restarted the log bumps salt1 in the index and leaves
+                // the old header on disk until the next writer: that header is older.
+                let stale = i.mx_frame == 0 && i.salt1 == disk_salt1.wrapping_add(1);
+                if (disk_salt1, disk_salt2) != (i.salt1, i.salt2) && !stale {
+                    log_starting = true;
+                    return Ok(());
+                }
+            }
+            let snap = build_snapshot(dbf, &mut walf, index, txid, now, scratch, 0)?;
+            if read_wal_header(&mut walf)? == before {
+                built = snap.map(|mut snap| {
+                    // With an index but no committed frame, the log's start is the position.
+                    let at = snap.position.map(|(p, _)| p).or_else(|| {
+                        index.map(|i| wal::WalPosition {
+                            salt1: i.salt1,
+                            salt2: i.salt2,
+                            frame: i.mx_frame,
+                        })
+                    });
+                    if snap.position.is_none() {
+                        snap.position = index.map(|i| (at.unwrap(), i.cksum));
+                    }
+                    snap.seq = captured
+                        .iter()
+                        .take_while(|(seq, end)| match at {
+                            Some(p) => end.salts() != p.salts() || end.frame <= p.frame,
+                            // No WAL: what was captured before the read began is in the
+                            // database file; a WAL started since holds the rest.
+                            None => *seq <= captured_before_read,
+                        })
+                        .map(|(seq, _)| *seq)
+                        .last()
+                        .unwrap_or(shipped_before);
+                    snap
+                });
+                return Ok(());
+            }
+        }
+        Err(Error::Io(
+            "the WAL kept restarting while a snapshot was read; will retry".into(),
+        ))
+    })?;
+    Ok(if log_starting {
+        SnapshotRead::LogStarting
+    } else {
+        SnapshotRead::Built(built)
+    })
+}
+
+/// What [`read_snapshot`] got.
+enum SnapshotRead {
+    /// The snapshot (`None` for a database without pages).
+    Built(Option<BuiltSnapshot>),
+    /// A writer was starting a new log: read again in a moment.
+    LogStarting,
 }
 
 /// LTX flags we write: no database checksums in the files, as Litestream 0.5 writes them,
@@ -811,7 +1299,10 @@ fn run(rx: crossbeam_channel::Receiver<()>) {
                 error: "internal error (panic)".into(),
             });
             match step {
-                Step::Shipped { .. } | Step::Snapshot { .. } => next = now,
+                Step::Shipped { .. }
+                | Step::Snapshot { .. }
+                | Step::Compacted { .. }
+                | Step::Retained { .. } => next = now,
                 Step::WaitUntil(t) | Step::Failed { retry_at: t, .. } => next = next.min(t),
                 Step::Idle => {}
             }
@@ -899,6 +1390,7 @@ mod tests {
                     dir: dir.join("replica"),
                 },
                 sync_interval: Duration::from_millis(1000),
+                lifecycle: crate::lifecycle::Lifecycle::default(),
             };
             let db = Arc::new(Database::open(&dir.join("app.db"), cfg, 1 << 30).unwrap());
             let live = FakeDb {
@@ -1005,7 +1497,19 @@ mod tests {
         // The database shrinks.
         h.commit(&[(1, 11)], 2, 40_000);
         assert_eq!(up.step(40_000, &h.live), Step::Shipped { txid: 4 });
-        assert_eq!(up.step(40_001, &h.live), Step::Idle);
+        // A level-1 window has passed since the first level-0 file: compaction, from the
+        // local copies (no GET).
+        let gets = h.store.request_counts().get;
+        assert_eq!(
+            up.step(40_001, &h.live),
+            Step::Compacted { level: 1, files: 1 }
+        );
+        assert_eq!(h.store.request_counts().get, gets);
+        assert!(h
+            .store
+            .keys()
+            .contains(&"0001/0000000000000002-0000000000000004.ltx".to_string()));
+        assert_eq!(up.step(40_002, &h.live), Step::WaitUntil(300_000));
 
         same(
             &h.restore(Target::Latest).unwrap(),
@@ -1038,15 +1542,172 @@ mod tests {
     }
 
     #[test]
+    fn compaction_after_a_restart_downloads_its_inputs_and_retention_retries_a_failed_delete() {
+        let mut h = Harness::new("lifecycle");
+        let mut up = h.uploader();
+        assert_eq!(up.step(1_000, &h.live), Step::Snapshot { txid: 1 });
+        h.commit(&[(2, 20)], 3, 2_000);
+        assert_eq!(up.step(2_000, &h.live), Step::Shipped { txid: 2 });
+        h.commit(&[(3, 30)], 3, 5_000);
+        assert_eq!(up.step(5_000, &h.live), Step::Shipped { txid: 3 });
+        let state3 = h.live.image();
+        // The process dies and its local copies of level-0 files are gone.
+        drop(up);
+        std::fs::remove_dir_all(h.db.spool.scratch_path("cache")).unwrap();
+        let mut up = h.uploader();
+        assert_eq!(up.step(10_000, &h.live), Step::WaitUntil(30_000));
+        let gets = h.store.request_counts().get;
+        assert_eq!(
+            up.step(30_000, &h.live),
+            Step::Compacted { level: 1, files: 1 }
+        );
+        assert_eq!(
+            h.store.request_counts().get,
+            gets + 2,
+            "both inputs downloaded"
+        );
+        assert_eq!(
+            up.step(300_000, &h.live),
+            Step::Compacted { level: 2, files: 1 }
+        );
+        // Level-0 retention: txid 2 is in level 1 and older than 5 minutes (txid 3 is the
+        // newest of its level and stays). The first delete fails and is retried.
+        *h.store.fail_with.lock().unwrap() = Some(StoreError::Transient(
+            "DeleteObjects left keys behind".into(),
+        ));
+        let step = up.step(330_000, &h.live);
+        let Step::Failed { retry_at, .. } = step else {
+            panic!("expected the delete to fail: {step:?}")
+        };
+        *h.store.fail_with.lock().unwrap() = None;
+        // Shipping does not wait for the lifecycle's backoff.
+        h.commit(&[(1, 11)], 3, 330_001);
+        assert_eq!(up.step(330_001, &h.live), Step::Shipped { txid: 4 });
+        assert_eq!(up.step(330_002, &h.live), Step::WaitUntil(retry_at));
+        assert_eq!(
+            up.step(retry_at, &h.live),
+            Step::Compacted { level: 1, files: 1 }
+        );
+        // Txids 2 and 3 are in level 1 and old; 4 is the newest of level 0 and stays.
+        assert_eq!(up.step(retry_at, &h.live), Step::Retained { deleted: 2 });
+        let level0: Vec<String> = h
+            .store
+            .keys()
+            .into_iter()
+            .filter(|k| k.starts_with("0000/"))
+            .collect();
+        assert_eq!(level0, vec!["0000/0000000000000004-0000000000000004.ltx"]);
+        let c = h.db.counters().clone();
+        assert_eq!((c.compactions, c.files_deleted), (3, 2));
+        same(
+            &h.restore(Target::Latest).unwrap(),
+            &h.live.image(),
+            "latest",
+        );
+        same(&h.restore(Target::Txid(3)).unwrap(), &state3, "txid 3");
+        // The next job: level 2 takes the new level-1 file at its window.
+        assert_eq!(up.step(retry_at + 1, &h.live), Step::WaitUntil(600_000));
+    }
+
+    #[test]
+    fn a_torn_local_copy_is_downloaded_instead() {
+        let mut h = Harness::new("torn");
+        let mut up = h.uploader();
+        assert_eq!(up.step(1_000, &h.live), Step::Snapshot { txid: 1 });
+        h.commit(&[(2, 20)], 3, 2_000);
+        assert_eq!(up.step(2_000, &h.live), Step::Shipped { txid: 2 });
+        assert_eq!(up.step(2_001, &h.live), Step::WaitUntil(30_000));
+        let copy =
+            h.db.spool
+                .scratch_path("cache/0/0000000000000002-0000000000000002.ltx");
+        let mut bytes = std::fs::read(&copy).unwrap();
+        let n = bytes.len();
+        bytes[n - 1] ^= 1;
+        std::fs::write(&copy, bytes).unwrap();
+        let gets = h.store.request_counts().get;
+        let Step::Failed { retry_at, error } = up.step(30_000, &h.live) else {
+            panic!("the torn copy must fail the merge")
+        };
+        assert!(error.contains("checksum"), "{error}");
+        assert_eq!(
+            up.step(retry_at, &h.live),
+            Step::Compacted { level: 1, files: 1 }
+        );
+        assert_eq!(h.store.request_counts().get, gets + 1);
+        same(
+            &h.restore(Target::Latest).unwrap(),
+            &h.live.image(),
+            "latest",
+        );
+    }
+
+    #[test]
+    fn scheduled_snapshots_keep_the_txid_unless_the_database_differs() {
+        const DAY: u64 = 86_400_000;
+        let mut h = Harness::new("scheduled");
+        let mut up = h.uploader();
+        assert_eq!(up.step(1_000, &h.live), Step::Snapshot { txid: 1 });
+        h.commit(&[(2, 20)], 3, 2_000);
+        assert_eq!(up.step(2_000, &h.live), Step::Shipped { txid: 2 });
+        let mut t = 3_000;
+        while t < DAY {
+            up.step(t, &h.live);
+            t += 600_000;
+        }
+        // The day's boundary: a snapshot of the replicated state, at the same txid.
+        assert_eq!(up.step(DAY, &h.live), Step::Snapshot { txid: 2 });
+        assert!(h
+            .store
+            .keys()
+            .contains(&"0009/0000000000000001-0000000000000002.ltx".to_string()));
+        same(
+            &h.restore(Target::Txid(2)).unwrap(),
+            &h.live.image(),
+            "txid 2",
+        );
+        // Nothing new: no snapshot the next day.
+        assert!(!matches!(up.step(2 * DAY, &h.live), Step::Snapshot { .. }));
+        h.commit(&[(3, 30)], 3, 2 * DAY + 1);
+        assert_eq!(up.step(2 * DAY + 1, &h.live), Step::Shipped { txid: 3 });
+        // The database changes behind the replica's back: the next scheduled snapshot
+        // notices and a full snapshot with a new txid replaces it.
+        h.live.pages.lock().unwrap()[0] = page(99);
+        t = 2 * DAY + 2;
+        let step = loop {
+            match up.step(t, &h.live) {
+                Step::Snapshot { txid } => break txid,
+                _ => t += 600_000,
+            }
+            assert!(t < 4 * DAY, "no snapshot");
+        };
+        // (A boundary passed with nothing new since the last snapshot: due at the change.)
+        assert_eq!(step, 4);
+        assert!(t < 3 * DAY, "{t}");
+        same(
+            &h.restore(Target::Latest).unwrap(),
+            &h.live.image(),
+            "latest",
+        );
+    }
+
+    #[test]
     fn an_idle_database_makes_no_requests() {
         let mut h = Harness::new("idle");
         let mut up = h.uploader();
         up.step(1_000, &h.live);
         h.commit(&[(2, 9)], 3, 5_000);
         assert_eq!(up.step(5_000, &h.live), Step::Shipped { txid: 2 });
+        // Past the compaction of every level (the last at the first hour's end).
+        let mut t = 6_000;
+        while t < 3_700_000 {
+            up.step(t, &h.live);
+            t += 10_000;
+        }
+        assert!(h.store.keys().iter().any(|k| k.starts_with("0003/")));
         let before = h.store.request_counts();
-        for t in 0..50 {
-            assert_eq!(up.step(6_000 + t * 1000, &h.live), Step::Idle);
+        for i in 0..50 {
+            let step = up.step(t + i * 1000, &h.live);
+            assert!(matches!(step, Step::WaitUntil(_) | Step::Idle), "{step:?}");
         }
         assert_eq!(h.store.request_counts(), before);
     }

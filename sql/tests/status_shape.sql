@@ -15,7 +15,7 @@ SELECT replica_sync(10000);
 .mode line
 SELECT name, path, replica_url, state, local_txid, replicated_txid, pending_bytes,
        pending_txns, last_error, upload_errors, uploads, snapshots, captured_txns,
-       delete_requests, warnings
+       delete_requests, compactions, files_deleted, warnings
   FROM replica_status();
 SELECT lag_ms = 0 AS no_lag,
        last_upload_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9]Z' AS rfc3339_upload_time,

@@ -228,3 +228,30 @@ pub fn ltx_db_checksum(db: &Path) -> u64 {
     }
     sum.value()
 }
+
+/// Runs the real litestream (without AWS_CA_BUNDLE, which makes it refuse to start).
+pub fn litestream(args: &[&str], cwd: &Path) -> Output {
+    let mut cmd = Command::new(litestream_bin());
+    cmd.args(args).current_dir(cwd);
+    // The real litestream refuses to start while AWS_CA_BUNDLE is set.
+    cmd.env_remove("AWS_CA_BUNDLE");
+    run_command(cmd, "", Duration::from_secs(120))
+}
+
+/// `litestream restore [-txid T] -o OUT URL`; panics with its output when it fails.
+pub fn litestream_restore(url: &str, out: &Path, txid: Option<u64>) {
+    let hex = txid.map(|t| format!("{t:016x}"));
+    let mut args = vec!["restore", "-integrity-check", "full"];
+    if let Some(h) = &hex {
+        args.extend(["-txid", h.as_str()]);
+    }
+    args.extend(["-o", out.to_str().unwrap(), url]);
+    let o = litestream(&args, out.parent().unwrap());
+    check(&o, &format!("litestream {}", args.join(" ")));
+    assert!(
+        out.exists(),
+        "litestream {} wrote no {}",
+        args.join(" "),
+        out.display()
+    );
+}
