@@ -8,7 +8,7 @@ use crate::spool::Spool;
 use crate::wal::{FrameChain, FrameHeader, WalHeader};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -101,6 +101,9 @@ pub struct Database {
     progress: Mutex<Progress>,
     progress_changed: Condvar,
     pub counters: Mutex<Counters>,
+    /// Writes to the WAL by this process under way (between the VFS call and the end of
+    /// its capture): a poll for other processes' commits waits for them to finish.
+    pub wal_writes_in_flight: AtomicU32,
     /// The process that opened the spool, as the fork epoch and pid at open. A forked child
     /// shares this memory but not the uploader thread; until the multi-process work lands it
     /// leaves capture to the parent (whose next capture or catch-up takes the child's
@@ -166,6 +169,7 @@ impl Database {
             }),
             progress: Mutex::new(progress),
             progress_changed: Condvar::new(),
+            wal_writes_in_flight: AtomicU32::new(0),
             owner_epoch: FORK_EPOCH.load(Ordering::SeqCst),
             owner_pid: std::process::id(),
             counters: Mutex::new(Counters {

@@ -85,11 +85,23 @@ pub fn on_open_main_db(
     let Some(cfg) = resolve_at_open(resolver, &path, uri_param)? else {
         return Ok(None);
     };
+    let cfg_for_standby = cfg.clone();
     match open_database(&path, cfg) {
         Ok(db) => Ok(db.owned_here().then_some(DbObserver { db })),
         Err(Error::Spool(e @ crate::spool::SpoolError::Locked(_))) => {
-            // Not an error for the application: its database opens normally.
-            crate::status::add_warning(&format!("{}: {e}", path.display()));
+            // Not an error for the application: its database opens normally. The owner
+            // takes this process's commits from the WAL; if it goes away, this one takes
+            // over (see `take_over_standbys`).
+            let mut standby = STANDBY.lock().unwrap_or_else(|p| p.into_inner());
+            if !standby.iter().any(|(p, _)| *p == path) {
+                crate::status::add_warning(&format!(
+                    "{}: {e}; it takes over if that one goes away",
+                    path.display()
+                ));
+                standby.push((path.clone(), cfg_for_standby.clone()));
+            }
+            drop(standby);
+            crate::uploader::wake();
             Ok(None)
         }
         Err(Error::InvalidArgument(e)) => {
@@ -326,13 +338,69 @@ pub fn take_foreign_commits_now(
     if !db.owned_here() {
         return;
     }
+    // A commit of this process whose write has landed but whose capture has not run yet
+    // would look like another process's: leave the log to that capture.
+    if db
+        .wal_writes_in_flight
+        .load(std::sync::atomic::Ordering::SeqCst)
+        > 0
+    {
+        return;
+    }
     let mut cap = db.capture.lock().unwrap_or_else(|p| p.into_inner());
+    if db
+        .wal_writes_in_flight
+        .load(std::sync::atomic::Ordering::SeqCst)
+        > 0
+    {
+        return;
+    }
+    if !cap.caught_up {
+        // Replication was taken over from a process that died, or started before any
+        // connection here opened the WAL: catch up with the whole log first.
+        cap.caught_up = true;
+        if let Some(mut wal) = open_wal() {
+            if let Err(e) = catch_up(db, &mut cap, wal.as_mut()) {
+                capture_failed(db, &mut cap, &format!("reading the WAL: {e}"), None);
+            }
+        }
+        return;
+    }
     if cap.header.is_none() {
         return;
     }
     if let Some(mut wal) = open_wal() {
         take_foreign_commits(db, &mut cap, wal.as_mut());
     }
+}
+
+/// Databases whose spool another process of this host owns: this process takes over their
+/// replication when that process goes away (its lock is released when it dies).
+static STANDBY: Mutex<Vec<(PathBuf, ReplicaConfig)>> = Mutex::new(Vec::new());
+
+/// Tries to take over every database on standby; returns whether any are left to watch.
+pub fn take_over_standbys() -> bool {
+    let mut standby = STANDBY.lock().unwrap_or_else(|p| p.into_inner());
+    standby.retain(
+        |(path, cfg)| match database::get_or_open(path, cfg.clone()) {
+            Ok(_) => {
+                crate::status::log_notice(&format!(
+                    "{}: took over replication (the process that replicated it is gone)",
+                    path.display()
+                ));
+                false
+            }
+            Err(Error::Spool(crate::spool::SpoolError::Locked(_))) => true,
+            Err(e) => {
+                crate::status::log_error(&format!(
+                    "{}: cannot take over replication: {e}",
+                    path.display()
+                ));
+                false
+            }
+        },
+    );
+    !standby.is_empty()
 }
 
 /// Whether frame `frame` (0 = the log header) still carries the running checksum `cksum`.
@@ -397,6 +465,20 @@ fn capture_failed(db: &Database, cap: &mut CaptureState, why: &str, commit: Opti
 }
 
 impl WalObserver {
+    /// A write to the WAL starts (before [`Self::before_write`]); [`Self::write_ended`]
+    /// follows once the write and its capture are done, whatever the outcome.
+    pub fn write_starting(&self) {
+        self.db
+            .wal_writes_in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn write_ended(&self) {
+        self.db
+            .wal_writes_in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// A write to the WAL is about to happen. Before a new log header (a restart) replaces
     /// the old one, whatever still depends on the old frames is settled and on disk.
     pub fn before_write(&self, offset: u64, data: &[u8], file: &mut dyn ReadAt) {

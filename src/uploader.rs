@@ -45,11 +45,19 @@ pub trait SnapshotSource: Send + Sync {
     /// read the database file alone does not hold off a WAL restart: `f` detects that by
     /// re-reading the WAL header, and the snapshot is retried).
     fn with_read_transaction(&self, db_path: &Path, f: &mut LockedRead<'_>) -> Result<(), Error>;
+
+    /// The database's `-wal`, opened for reading through the base VFS (`None`: no WAL, or
+    /// no live database behind this source, as in unit tests).
+    fn open_wal(&self, _db_path: &Path) -> Option<Box<dyn crate::shim::ReadAt>> {
+        None
+    }
 }
 
 /// Level-0 batches larger than this are split at a transaction boundary.
 const MAX_BATCH_BYTES: u64 = 256 << 20;
 const MAX_BACKOFF_MS: u64 = 30_000;
+/// The WAL is looked at for uncaptured commits every sync interval, at least this often.
+pub const WAL_POLL_MAX_MS: u64 = 1_000;
 
 /// What one step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +103,8 @@ pub struct DbUploader {
     seed: u64,
     /// Snapshot attempts in a row put off because a new log was being started.
     restart_waits: u32,
+    /// When to look at the WAL for commits nobody captured.
+    next_wal_poll: u64,
     /// The replica's LTX files as this uploader knows them: listed at start-up, then kept
     /// up to date from its own uploads and deletes (no LIST in the steady state).
     known: BTreeMap<FileId, KnownFile>,
@@ -137,6 +147,7 @@ impl DbUploader {
             failures: 0,
             retry_at: 0,
             restart_waits: 0,
+            next_wal_poll: 0,
             seed,
             known: BTreeMap::new(),
             last_compaction: Vec::new(),
@@ -245,6 +256,13 @@ impl DbUploader {
         if !self.initialized {
             self.initialize(now)?;
         }
+        // Commits of processes that write without capturing them (no extension, or one that
+        // leaves replication to this process) are taken from the WAL once per interval.
+        let interval = self.db.config.sync_interval.as_millis() as u64;
+        if now >= self.next_wal_poll {
+            self.next_wal_poll = now + interval.clamp(100, WAL_POLL_MAX_MS);
+            crate::shim::take_foreign_commits_now(&self.db, &mut || source.open_wal(&self.db.path));
+        }
         if self.db.progress().needs_snapshot.is_some() || self.table.is_none() {
             return self.snapshot(now, source);
         }
@@ -252,7 +270,6 @@ impl DbUploader {
             self.db.update_progress(|p| p.flush_requested = false);
             return self.lifecycle_step(now, source, Step::Idle);
         };
-        let interval = self.db.config.sync_interval.as_millis() as u64;
         let flush = self.db.progress().flush_requested;
         let due = if flush || self.last_ship_ms + interval <= first_captured_at {
             now // after an idle period, or asked for: ship at once
@@ -1287,8 +1304,15 @@ fn run(rx: crossbeam_channel::Receiver<()>) {
                 .entry(db.path.clone())
                 .or_insert_with(|| DbUploader::new(db));
         }
+        let standby = crate::shim::take_over_standbys();
         let now = now_ms();
-        let mut next = now + 60_000;
+        // Awake at least once per WAL poll, and while a database waits to be taken over.
+        let mut next = now
+            + if workers.is_empty() && !standby {
+                60_000
+            } else {
+                WAL_POLL_MAX_MS
+            };
         for w in workers.values_mut() {
             // A bug in one database's upload must not take the thread (and the others) down.
             let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -372,3 +372,89 @@ print("same_after_restart", c.execute(q).fetchall() == sqlite3.connect("r2.db").
         stderr(&out)
     );
 }
+
+/// Two processes write one database; the first owns its spool and replicates, taking the
+/// second's commits from the WAL. When it is killed, the second takes over within seconds
+/// and the replica ends up with every commit of both.
+#[test]
+fn a_second_process_takes_over_when_the_owner_is_killed() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    let dir = TempDir::new("takeover");
+    let url = format!("file://{}", dir.join("replicas").display());
+    let lib = load_path();
+    let env = [
+        ("REPLICA_URL", url.as_str()),
+        ("REPLICA_TEST_LIB", lib.as_str()),
+        ("REPLICA_LOG", "stderr"),
+    ];
+    let spawn = |body: &str| {
+        let mut cmd = replica_command(
+            PYTHON3,
+            &["-u", "-c", &format!("{PY_LOAD}{body}")],
+            dir.path(),
+            &env,
+        );
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        cmd.spawn().unwrap()
+    };
+    // The owner: writes, syncs, then idles until killed.
+    let mut owner = spawn(
+        r#"
+import sys
+c = sqlite3.connect("app.db", isolation_level=None)
+c.execute("PRAGMA journal_mode=wal")
+c.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, who TEXT)")
+for i in range(1, 11):
+    c.execute("INSERT INTO t VALUES (?, 'owner')", (i,))
+print("synced", c.execute("SELECT replica_sync(10000)").fetchone()[0])
+sys.stdin.readline()
+"#,
+    );
+    let mut owner_out = BufReader::new(owner.stdout.take().unwrap());
+    let mut line = String::new();
+    owner_out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("synced"), "owner: {line:?}");
+    // The second process: writes while the owner lives, then after it is gone.
+    let mut second = spawn(
+        r#"
+import sys, time
+c = sqlite3.connect("app.db", isolation_level=None)
+c.execute("PRAGMA busy_timeout=5000")
+for i in range(11, 21):
+    c.execute("INSERT INTO t VALUES (?, 'second')", (i,))
+print("wrote", flush=True)
+sys.stdin.readline()  # the owner has been killed
+for i in range(21, 31):
+    c.execute("INSERT INTO t VALUES (?, 'second')", (i,))
+deadline = time.time() + 30
+while True:
+    try:
+        print("synced", c.execute("SELECT replica_sync(1000)").fetchone()[0], flush=True)
+        break
+    except sqlite3.Error as e:
+        if time.time() > deadline:
+            print("never took over:", e, flush=True)
+            sys.exit(1)
+c.execute("SELECT replica_restore('app.db', 'r.db')").fetchone()
+q = "SELECT id, who FROM t ORDER BY id"
+print("same", c.execute(q).fetchall() == sqlite3.connect("r.db").execute(q).fetchall(), flush=True)
+print("rows", sqlite3.connect("r.db").execute("SELECT count(*) FROM t").fetchone()[0], flush=True)
+"#,
+    );
+    let mut second_out = BufReader::new(second.stdout.take().unwrap());
+    line.clear();
+    second_out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "wrote");
+    owner.kill().unwrap(); // SIGKILL
+    owner.wait().unwrap();
+    second.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut second_out, &mut rest).unwrap();
+    let status = second.wait().unwrap();
+    assert!(status.success(), "second process: {rest}");
+    assert!(rest.contains("same True"), "{rest}");
+    assert!(rest.contains("rows 30"), "{rest}");
+}

@@ -314,6 +314,15 @@ impl Drop for RawFile {
 pub(crate) struct LiveDatabase;
 
 impl crate::uploader::SnapshotSource for LiveDatabase {
+    fn open_wal(&self, db_path: &Path) -> Option<Box<dyn crate::shim::ReadAt>> {
+        let mut wal_path = db_path.as_os_str().to_owned();
+        wal_path.push("-wal");
+        RawFile::open(Path::new(&wal_path), true)
+            .ok()
+            .flatten()
+            .map(|w| Box::new(w) as Box<dyn crate::shim::ReadAt>)
+    }
+
     fn with_read_transaction(
         &self,
         db_path: &Path,

@@ -287,21 +287,25 @@ unsafe extern "C" fn x_write(
 ) -> c_int {
     guard(sys::SQLITE_IOERR_WRITE, || {
         let f = file(p);
-        if off == 0 && !f.observer.is_null() {
-            // SAFETY: buf holds amt bytes for the duration of this call.
-            let data = unsafe { std::slice::from_raw_parts(buf as *const u8, amt as usize) };
-            // SAFETY: the observer box lives until x_close.
-            let obs = unsafe { &*f.observer };
-            obs.before_write(0, data, &mut RealReader(f.real));
+        // SAFETY: the observer box lives until x_close.
+        let obs = unsafe { f.observer.as_ref() };
+        if let Some(obs) = obs {
+            obs.write_starting();
+            if off == 0 {
+                // SAFETY: buf holds amt bytes for the duration of this call.
+                let data = unsafe { std::slice::from_raw_parts(buf as *const u8, amt as usize) };
+                obs.before_write(0, data, &mut RealReader(f.real));
+            }
         }
         // SAFETY: forwarding SQLite's arguments to the real file.
         let rc = unsafe { real_methods(f).xWrite.unwrap()(f.real, buf, amt, off) };
-        if rc == sys::SQLITE_OK && !f.observer.is_null() {
-            // SAFETY: buf holds amt bytes for the duration of this call; the observer box
-            // lives until x_close.
-            let data = unsafe { std::slice::from_raw_parts(buf as *const u8, amt as usize) };
-            let obs = unsafe { &*f.observer };
-            obs.after_write(off as u64, data, &mut RealReader(f.real));
+        if let Some(obs) = obs {
+            if rc == sys::SQLITE_OK {
+                // SAFETY: buf holds amt bytes for the duration of this call.
+                let data = unsafe { std::slice::from_raw_parts(buf as *const u8, amt as usize) };
+                obs.after_write(off as u64, data, &mut RealReader(f.real));
+            }
+            obs.write_ended();
         }
         rc
     })
