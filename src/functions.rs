@@ -574,6 +574,33 @@ mod tests {
     }
 }
 
+/// A synchronous commit in a process that does not replicate `db_path` itself (another
+/// process holds its spool): waits until that process has shipped the commit ending at
+/// `commit`, as the spool's state file says. Polls the file: there is no channel between
+/// processes, and the wait is bounded by `timeout_ms`.
+pub fn wait_for_other_process(
+    db_path: &Path,
+    commit: crate::wal::WalPosition,
+    timeout_ms: u32,
+) -> Result<(), Error> {
+    let dir = crate::spool::Spool::dir_for(db_path);
+    let deadline = std::time::Instant::now() + Duration::from_millis(u64::from(timeout_ms));
+    loop {
+        let shipped = crate::spool::Spool::read_state_file(&dir).and_then(|s| s.position);
+        if shipped.is_some_and(|(p, _)| commit.covered_by(&p)) {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::Timeout(format!(
+                "{}: the process that replicates it (it holds {}) had not shipped this commit after {timeout_ms} ms; the commit is safe locally and will be shipped",
+                db_path.display(),
+                dir.join("lock").display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// Synchronous commits (`replica_sync=commit`): a connection's COMMIT returns only once the
 /// transaction is in the replica. The setting lives in the `pArg` of SQLite's WAL hook (no
 /// allocation, nothing to free when the connection closes), packed by these pure helpers.

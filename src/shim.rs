@@ -378,6 +378,19 @@ pub fn take_foreign_commits_now(
 /// replication when that process goes away (its lock is released when it dies).
 static STANDBY: Mutex<Vec<(PathBuf, ReplicaConfig)>> = Mutex::new(Vec::new());
 
+/// Whether another process of this host replicates `path` for this one: its spool was
+/// locked when this process opened it, or this process is a fork of the one that does.
+pub fn replicated_elsewhere(path: &Path) -> bool {
+    if database::get(path).is_some_and(|db| !db.owned_here()) {
+        return true;
+    }
+    STANDBY
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .any(|(p, _)| p == path)
+}
+
 /// Tries to take over every database on standby; returns whether any are left to watch.
 pub fn take_over_standbys() -> bool {
     let mut standby = STANDBY.lock().unwrap_or_else(|p| p.into_inner());

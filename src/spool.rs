@@ -277,6 +277,13 @@ pub struct Recovery {
 
 impl Spool {
     /// The sidecar directory of a database: `/x/app.db` → `/x/app.db-replica`.
+    /// The replicated state as the owning process last wrote it, read without opening (or
+    /// locking) the spool: another process waits on it for its synchronous commits.
+    pub fn read_state_file(dir: &Path) -> Option<SpoolState> {
+        let text = std::fs::read_to_string(dir.join("state")).ok()?;
+        SpoolState::decode(&text).ok()
+    }
+
     pub fn dir_for(db_path: &Path) -> PathBuf {
         let mut s = db_path.as_os_str().to_owned();
         s.push("-replica");

@@ -162,6 +162,11 @@ impl DbUploader {
         &self.db
     }
 
+    /// When this database's WAL is next looked at for commits nobody captured.
+    pub fn next_wal_poll(&self) -> u64 {
+        self.next_wal_poll
+    }
+
     /// Does at most one unit of work: an initial listing, a snapshot, or one batch.
     pub fn step(&mut self, now: u64, source: &dyn SnapshotSource) -> Step {
         // A replica_sync() call earns one attempt even during a backoff.
@@ -1322,6 +1327,7 @@ fn run(rx: crossbeam_channel::Receiver<()>) {
                 retry_at: now + 1000,
                 error: "internal error (panic)".into(),
             });
+            next = next.min(w.next_wal_poll());
             match step {
                 Step::Shipped { .. }
                 | Step::Snapshot { .. }

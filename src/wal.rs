@@ -371,6 +371,19 @@ impl WalPosition {
     pub fn salts(&self) -> (u32, u32) {
         (self.salt1, self.salt2)
     }
+
+    /// Whether a replica that reached `shipped` holds the commit ending here: the same log
+    /// and at least as far, or a later log. SQLite adds one to salt1 at every restart of a
+    /// log, so "later" is a (wrapping) larger salt1; a log created anew after the old one
+    /// was deleted has random salts, which this cannot order, so a waiter on it may wait
+    /// until its timeout, never be told too early in the common cases.
+    pub fn covered_by(&self, shipped: &WalPosition) -> bool {
+        if self.salts() == shipped.salts() {
+            return self.frame <= shipped.frame;
+        }
+        let ahead = shipped.salt1.wrapping_sub(self.salt1);
+        (1..=64).contains(&ahead)
+    }
 }
 
 /// Verifies frames one by one against the header's salts and the running
@@ -801,6 +814,25 @@ pub fn map_committed_pages(
         }
     })?;
     Ok(map)
+}
+
+#[cfg(test)]
+mod position_tests {
+    use super::*;
+
+    #[test]
+    fn coverage_follows_frames_then_restarts() {
+        let at = |s1, s2, f| WalPosition::new((s1, s2), f);
+        assert!(at(7, 9, 10).covered_by(&at(7, 9, 10)));
+        assert!(at(7, 9, 10).covered_by(&at(7, 9, 11)));
+        assert!(!at(7, 9, 10).covered_by(&at(7, 9, 9)));
+        // A later log (salt1 + 1 per restart, salt2 random), wrapping too.
+        assert!(at(7, 9, 10).covered_by(&at(8, 1234, 0)));
+        assert!(at(u32::MAX, 9, 10).covered_by(&at(0, 5, 1)));
+        // An earlier log, or unrelated random salts: not covered.
+        assert!(!at(8, 1, 1).covered_by(&at(7, 9, 100)));
+        assert!(!at(7, 9, 1).covered_by(&at(0x8000_0000, 3, 1)));
+    }
 }
 
 #[cfg(test)]

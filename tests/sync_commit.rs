@@ -159,3 +159,84 @@ except sqlite3.Error as e:
         "{text}"
     );
 }
+
+/// A synchronous connection in a process that does not replicate the database (another
+/// process holds its spool): each COMMIT waits until that process has shipped it. Killing
+/// that process right after the last acknowledged commit loses none of them.
+#[test]
+fn commits_acknowledged_in_another_process_are_in_the_replica() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = TempDir::new("sync-commit-other");
+    let url = format!("file://{}", dir.join("replicas").display());
+    let lib = load_path();
+    let env = [
+        ("REPLICA_URL", url.as_str()),
+        ("REPLICA_TEST_LIB", lib.as_str()),
+        ("REPLICA_SYNC_INTERVAL", "50ms"),
+        ("REPLICA_LOG", "stderr"),
+    ];
+    let mut owner = replica_command(
+        PYTHON3,
+        &[
+            "-u",
+            "-c",
+            &format!(
+                "{PY_LOAD}{}",
+                r#"
+import sys
+c = sqlite3.connect("app.db", isolation_level=None)
+c.execute("PRAGMA journal_mode=wal")
+c.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, who TEXT)")
+print("synced", c.execute("SELECT replica_sync(10000)").fetchone()[0])
+sys.stdin.readline()
+"#
+            ),
+        ],
+        dir.path(),
+        &env,
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut line = String::new();
+    BufReader::new(owner.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("synced"), "{line:?}");
+    let out = python_loaded(
+        r#"
+c = sqlite3.connect("file:app.db?replica_sync=commit&replica_sync_timeout=20000", uri=True, isolation_level=None)
+c.execute("PRAGMA busy_timeout=5000")
+acked = 0
+for i in range(1, 21):
+    c.execute("INSERT INTO t VALUES (?, 'other')", (i,))
+    acked += 1
+print("acked", acked)
+print("mode", c.execute("SELECT replica_sync_mode()").fetchone()[0])
+"#,
+        dir.path(),
+        &env,
+    );
+    let text = check(&out, "synchronous commits in the second process");
+    assert!(text.contains("acked 20"), "{text}");
+    assert!(
+        stderr(&out).contains("another process replicates this database"),
+        "the second process must not own the spool: {}",
+        stderr(&out)
+    );
+    owner.kill().unwrap(); // SIGKILL right after the last acknowledgement
+    owner.wait().unwrap();
+    let restore = python_loaded(
+        r#"
+c = sqlite3.connect(":memory:")
+c.execute("SELECT replica_restore(?, 'r.db')", (os.environ["URL"] + "/app.db",)).fetchone()
+print("rows", sqlite3.connect("r.db").execute("SELECT count(*) FROM t WHERE who = 'other'").fetchone()[0])
+"#,
+        dir.path(),
+        &[("URL", url.as_str())],
+    );
+    let text = check(&restore, "restore");
+    assert!(text.contains("rows 20"), "{text}");
+}

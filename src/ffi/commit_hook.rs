@@ -164,7 +164,32 @@ unsafe extern "C" fn after_commit(
         let Some(settings) = Settings::unpack(arg as usize as u64) else {
             return sys::SQLITE_OK;
         };
-        if !tracked(db, db_name) {
+        let Some(path) = db_path(db, db_name) else {
+            return sys::SQLITE_OK;
+        };
+        if crate::shim::replicated_elsewhere(&path) {
+            // Another process ships this commit: wait for it to say so.
+            // SAFETY: db_name is the schema name SQLite passed to this hook.
+            let schema = unsafe { CStr::from_ptr(db_name) };
+            let Some(idx) = super::sqlite::wal_index_header_of(db, schema) else {
+                return sys::SQLITE_OK;
+            };
+            let commit = crate::wal::WalPosition::new((idx.salt1, idx.salt2), idx.mx_frame);
+            return match crate::functions::wait_for_other_process(
+                &path,
+                commit,
+                settings.timeout_ms,
+            ) {
+                Ok(()) => sys::SQLITE_OK,
+                Err(e) => {
+                    crate::status::log_error(&format!(
+                        "synchronous COMMIT: committed locally, not confirmed by the replica: {e}"
+                    ));
+                    sys::SQLITE_WARNING
+                }
+            };
+        }
+        if crate::database::get(&path).is_none() {
             return sys::SQLITE_OK;
         }
         // Through SQL, so that a failure's message ("committed locally, not yet in the
@@ -206,15 +231,15 @@ unsafe extern "C" fn after_commit(
     })
 }
 
-/// Whether the database `db_name` of `db` replicates in this process.
-fn tracked(db: *mut sys::sqlite3, db_name: *const c_char) -> bool {
+/// The file of database `db_name` of `db`.
+fn db_path(db: *mut sys::sqlite3, db_name: *const c_char) -> Option<std::path::PathBuf> {
     let filename = sqlite_fn!(db_filename);
     // SAFETY: a live connection and the schema name SQLite passed to the hook.
     let p = unsafe { filename(db, db_name) };
     if p.is_null() {
-        return false;
+        return None;
     }
     // SAFETY: NUL-terminated, owned by the connection.
     let path = unsafe { CStr::from_ptr(p) }.to_string_lossy().to_string();
-    !path.is_empty() && crate::database::get(std::path::Path::new(&path)).is_some()
+    (!path.is_empty()).then(|| std::path::PathBuf::from(path))
 }

@@ -111,48 +111,7 @@ impl Connection {
     /// shared-memory mapping (opening the `-shm` file ourselves would drop this process's
     /// locks on it when closed). `None` without shared memory (exclusive locking mode).
     pub(crate) fn wal_index_header(&self) -> Option<crate::wal::WalIndexHeader> {
-        let fcntl = sqlite_fn!(file_control);
-        let mut file: *mut sys::sqlite3_file = std::ptr::null_mut();
-        // SAFETY: FILE_POINTER writes the main database's sqlite3_file pointer into `file`.
-        let rc = unsafe {
-            fcntl(
-                self.db,
-                c"main".as_ptr(),
-                sys::SQLITE_FCNTL_FILE_POINTER,
-                &mut file as *mut _ as *mut c_void,
-            )
-        };
-        if rc != sys::SQLITE_OK || file.is_null() {
-            return None;
-        }
-        // SAFETY: a file object SQLite keeps open while the connection is; its method table
-        // is static data of the VFS.
-        let methods = unsafe { (*file).pMethods.as_ref() }?;
-        if methods.iVersion < 2 {
-            return None;
-        }
-        let shm_map = methods.xShmMap?;
-        let mut region: *mut c_void = std::ptr::null_mut();
-        // SAFETY: region 0 without extending; the connection is in a read transaction, so the
-        // region is mapped and stays mapped while the connection is open.
-        let rc = unsafe { shm_map(file, 0, 32768, 0, &mut region) };
-        if rc != sys::SQLITE_OK || region.is_null() {
-            return None;
-        }
-        let size = crate::wal::WAL_INDEX_HEADER_SIZE;
-        for _ in 0..1000 {
-            let mut copies = [0u8; 96];
-            // SAFETY: the first 96 bytes of region 0 are the two header copies. A writer may
-            // be updating them; SQLite's readers also copy and compare, as done here.
-            unsafe {
-                std::ptr::copy_nonoverlapping(region as *const u8, copies.as_mut_ptr(), 2 * size)
-            };
-            if copies[..size] == copies[size..] {
-                return crate::wal::WalIndexHeader::parse(&copies[..size]);
-            }
-            std::thread::yield_now();
-        }
-        None
+        wal_index_header_of(self.db, c"main")
     }
 
     /// The first column of every row, as text.
@@ -388,4 +347,54 @@ pub(crate) fn integrity_check(path: &Path, full: bool) -> Result<(), String> {
     } else {
         Err(rows.join("; "))
     }
+}
+
+/// The WAL-index header of a connection's database `schema`, read from SQLite's own shared
+/// memory (`None` when the database is not in WAL mode or its index is not mapped).
+pub(crate) fn wal_index_header_of(
+    db: *mut sys::sqlite3,
+    schema: &std::ffi::CStr,
+) -> Option<crate::wal::WalIndexHeader> {
+    let fcntl = sqlite_fn!(file_control);
+    let mut file: *mut sys::sqlite3_file = std::ptr::null_mut();
+    // SAFETY: FILE_POINTER writes the database's sqlite3_file pointer into `file`.
+    let rc = unsafe {
+        fcntl(
+            db,
+            schema.as_ptr(),
+            sys::SQLITE_FCNTL_FILE_POINTER,
+            &mut file as *mut _ as *mut c_void,
+        )
+    };
+    if rc != sys::SQLITE_OK || file.is_null() {
+        return None;
+    }
+    // SAFETY: a file object SQLite keeps open while the connection is; its method table
+    // is static data of the VFS.
+    let methods = unsafe { (*file).pMethods.as_ref() }?;
+    if methods.iVersion < 2 {
+        return None;
+    }
+    let shm_map = methods.xShmMap?;
+    let mut region: *mut c_void = std::ptr::null_mut();
+    // SAFETY: region 0 without extending; a connection that has read or written in WAL
+    // mode has it mapped, and it stays mapped while the connection is open.
+    let rc = unsafe { shm_map(file, 0, 32768, 0, &mut region) };
+    if rc != sys::SQLITE_OK || region.is_null() {
+        return None;
+    }
+    let size = crate::wal::WAL_INDEX_HEADER_SIZE;
+    for _ in 0..1000 {
+        let mut copies = [0u8; 96];
+        // SAFETY: the first 96 bytes of region 0 are the two header copies. A writer may
+        // be updating them; SQLite's readers also copy and compare, as done here.
+        unsafe {
+            std::ptr::copy_nonoverlapping(region as *const u8, copies.as_mut_ptr(), 2 * size)
+        };
+        if copies[..size] == copies[size..] {
+            return crate::wal::WalIndexHeader::parse(&copies[..size]);
+        }
+        std::thread::yield_now();
+    }
+    None
 }

@@ -314,15 +314,20 @@ unsafe extern "C" fn x_write(
 unsafe extern "C" fn x_truncate(p: *mut sys::sqlite3_file, size: i64) -> c_int {
     guard(sys::SQLITE_IOERR_TRUNCATE, || {
         let f = file(p);
-        if !f.observer.is_null() {
-            // SAFETY: the observer box lives until x_close.
-            unsafe { &*f.observer }.before_truncate(size as u64, &mut RealReader(f.real));
+        // SAFETY: the observer box lives until x_close.
+        let obs = unsafe { f.observer.as_ref() };
+        if let Some(obs) = obs {
+            // A truncate is a write too: a poll must not mistake it for another process's.
+            obs.write_starting();
+            obs.before_truncate(size as u64, &mut RealReader(f.real));
         }
         // SAFETY: forwarding to the real file.
         let rc = unsafe { real_methods(f).xTruncate.unwrap()(f.real, size) };
-        if rc == sys::SQLITE_OK && !f.observer.is_null() {
-            // SAFETY: the observer box lives until x_close.
-            unsafe { &*f.observer }.after_truncate(size as u64);
+        if let Some(obs) = obs {
+            if rc == sys::SQLITE_OK {
+                obs.after_truncate(size as u64);
+            }
+            obs.write_ended();
         }
         rc
     })
