@@ -391,6 +391,11 @@ pub fn replicated_elsewhere(path: &Path) -> bool {
         .any(|(p, _)| p == path)
 }
 
+/// The databases this process stands by for, with their configuration.
+pub fn standby_databases() -> Vec<(PathBuf, ReplicaConfig)> {
+    STANDBY.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
 /// Tries to take over every database on standby; returns whether any are left to watch.
 pub fn take_over_standbys() -> bool {
     let mut standby = STANDBY.lock().unwrap_or_else(|p| p.into_inner());

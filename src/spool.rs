@@ -284,6 +284,15 @@ impl Spool {
         SpoolState::decode(&text).ok()
     }
 
+    /// The process id the spool's lock file names (the process that replicates it).
+    pub fn owner_pid(dir: &Path) -> Option<u32> {
+        std::fs::read_to_string(dir.join("lock"))
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("pid="))
+            .and_then(|p| p.trim().parse().ok())
+    }
+
     pub fn dir_for(db_path: &Path) -> PathBuf {
         let mut s = db_path.as_os_str().to_owned();
         s.push("-replica");
@@ -308,6 +317,13 @@ impl Spool {
                 return Err(SpoolError::Locked(dir.to_path_buf()))
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io("locking", &lock_path, e)),
+        }
+        // Who holds it, for the status of the processes that stand by.
+        {
+            use std::io::Write;
+            let mut f = &lock;
+            let _ = f.set_len(0);
+            let _ = f.write_all(format!("pid={}\n", std::process::id()).as_bytes());
         }
         let mut rec = Recovery::default();
         let state_path = dir.join("state");

@@ -73,6 +73,8 @@ pub struct StatusRow {
     pub get_requests: i64,
     pub list_requests: i64,
     pub delete_requests: i64,
+    /// Which process uploads this database: `pid N (this process)` or `pid N`.
+    pub uploader: Option<String>,
     /// Consecutive failed upload attempts (0 when the last one succeeded).
     pub retries: i64,
     /// When the uploader tries again, while it is backing off.
@@ -144,6 +146,7 @@ impl StatusRow {
             self.get_requests.into(),
             self.list_requests.into(),
             self.delete_requests.into(),
+            self.uploader.clone().into(),
             self.retries.into(),
             self.next_retry_at.clone().into(),
             self.compactions.into(),
@@ -228,6 +231,7 @@ pub const COLUMNS: &[&str] = &[
     "get_requests",
     "list_requests",
     "delete_requests",
+    "uploader",
     "retries",
     "next_retry_at",
     "compactions",
@@ -288,6 +292,12 @@ pub fn rows(now_ms: u64) -> Vec<StatusRow> {
                 get_requests: c.requests.get as i64,
                 list_requests: c.requests.list as i64,
                 delete_requests: c.requests.delete as i64,
+                uploader: Some(if db.owned_here() {
+                    format!("pid {} (this process)", std::process::id())
+                } else {
+                    crate::spool::Spool::owner_pid(&crate::spool::Spool::dir_for(&db.path))
+                        .map_or_else(|| "another process".into(), |p| format!("pid {p}"))
+                }),
                 retries: i64::from(progress.retries),
                 next_retry_at: progress.next_retry_at_ms.map(format_rfc3339),
                 compactions: c.compactions as i64,
@@ -302,6 +312,22 @@ pub fn rows(now_ms: u64) -> Vec<StatusRow> {
             }
         })
         .collect();
+    // Databases another process replicates for this one (it stands by to take over).
+    for (path, cfg) in crate::shim::standby_databases() {
+        let owner = crate::spool::Spool::owner_pid(&crate::spool::Spool::dir_for(&path));
+        rows.push(StatusRow {
+            name: path
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default(),
+            path: path.display().to_string(),
+            replica_url: cfg.url(),
+            state: "standby".into(),
+            uploader: Some(owner.map_or_else(|| "another process".into(), |p| format!("pid {p}"))),
+            warnings: warnings.clone(),
+            ..StatusRow::default()
+        });
+    }
     // Restores of replicas no database here replicates (by URL, or at boot before the
     // database is registered) get a row of their own.
     for r in restores

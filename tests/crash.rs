@@ -425,6 +425,7 @@ c = sqlite3.connect("app.db", isolation_level=None)
 c.execute("PRAGMA busy_timeout=5000")
 for i in range(11, 21):
     c.execute("INSERT INTO t VALUES (?, 'second')", (i,))
+print("standby", *c.execute("SELECT state, uploader FROM replica_status()").fetchone(), flush=True)
 print("wrote", flush=True)
 sys.stdin.readline()  # the owner has been killed
 for i in range(21, 31):
@@ -441,10 +442,18 @@ while True:
 c.execute("SELECT replica_restore('app.db', 'r.db')").fetchone()
 q = "SELECT id, who FROM t ORDER BY id"
 print("same", c.execute(q).fetchall() == sqlite3.connect("r.db").execute(q).fetchall(), flush=True)
+print("uploader", c.execute("SELECT uploader FROM replica_status() WHERE name = 'app.db'").fetchone()[0], "pid", os.getpid(), flush=True)
 print("rows", sqlite3.connect("r.db").execute("SELECT count(*) FROM t").fetchone()[0], flush=True)
 "#,
     );
     let mut second_out = BufReader::new(second.stdout.take().unwrap());
+    line.clear();
+    second_out.read_line(&mut line).unwrap();
+    assert_eq!(
+        line.trim(),
+        format!("standby standby pid {}", owner.id()),
+        "status names the process that uploads"
+    );
     line.clear();
     second_out.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "wrote");
@@ -457,4 +466,7 @@ print("rows", sqlite3.connect("r.db").execute("SELECT count(*) FROM t").fetchone
     assert!(status.success(), "second process: {rest}");
     assert!(rest.contains("same True"), "{rest}");
     assert!(rest.contains("rows 30"), "{rest}");
+    let uploader = rest.lines().find_map(|l| l.strip_prefix("uploader ")).unwrap();
+    let (said, pid) = uploader.split_once(" pid ").unwrap();
+    assert_eq!(said, format!("pid {pid} (this process)"), "{rest}");
 }
