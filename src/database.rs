@@ -70,6 +70,10 @@ pub struct Progress {
     pub next_retry_at_ms: Option<u64>,
     /// Failed attempts ever (never reset), so a waiter can tell that one failed after it asked.
     pub failed_attempts: u64,
+    /// Requests to hand the replica's lease back (the last connection closed), and the
+    /// last one done.
+    pub lease_release_requests: u64,
+    pub lease_released: u64,
 }
 
 /// Counters for `replica_status()`.
@@ -104,6 +108,8 @@ pub struct Database {
     /// Writes to the WAL by this process under way (between the VFS call and the end of
     /// its capture): a poll for other processes' commits waits for them to finish.
     pub wal_writes_in_flight: AtomicU32,
+    /// Connections of this process that have the database open through the replica VFS.
+    pub open_handles: AtomicU32,
     /// The process that opened the spool, as the fork epoch and pid at open. A forked child
     /// shares this memory but not the uploader thread; until the multi-process work lands it
     /// leaves capture to the parent (whose next capture or catch-up takes the child's
@@ -170,6 +176,7 @@ impl Database {
             progress: Mutex::new(progress),
             progress_changed: Condvar::new(),
             wal_writes_in_flight: AtomicU32::new(0),
+            open_handles: AtomicU32::new(0),
             owner_epoch: FORK_EPOCH.load(Ordering::SeqCst),
             owner_pid: std::process::id(),
             counters: Mutex::new(Counters {

@@ -26,6 +26,9 @@ pub enum Error {
     NotWal(String),
     /// An upload a caller waited for failed (it is retried in the background).
     Upload(String),
+    /// Another uploader (another host, or a container with its own volume) holds the
+    /// replica's lease until the time given (ms): this one must not write to the replica.
+    LeaseHeld(String, u64),
 }
 
 impl fmt::Display for Error {
@@ -43,6 +46,11 @@ impl fmt::Display for Error {
             Error::Timeout(m) => write!(f, "{m}"),
             Error::Restore(m) => write!(f, "restore failed: {m}"),
             Error::Unsupported(m) | Error::NotWal(m) | Error::Upload(m) => write!(f, "{m}"),
+            Error::LeaseHeld(owner, until) => write!(
+                f,
+                "another uploader holds this replica's lease ({owner}, until {}); this process keeps its commits in the spool and takes over when the lease expires",
+                crate::status::format_rfc3339(*until)
+            ),
         }
     }
 }
@@ -64,6 +72,7 @@ impl Error {
             | Error::Unsupported(_)
             | Error::NotWal(_)
             | Error::Upload(_) => sys::SQLITE_ERROR,
+            Error::LeaseHeld(..) => sys::SQLITE_BUSY,
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod database;
 pub mod error;
 mod ffi;
 pub mod functions;
+pub mod lease;
 pub mod lifecycle;
 pub mod ltx;
 pub mod restore;

@@ -87,7 +87,7 @@ pub fn on_open_main_db(
     };
     let cfg_for_standby = cfg.clone();
     match open_database(&path, cfg) {
-        Ok(db) => Ok(db.owned_here().then_some(DbObserver { db })),
+        Ok(db) => Ok(db.owned_here().then(|| DbObserver::new(db))),
         Err(Error::Spool(e @ crate::spool::SpoolError::Locked(_))) => {
             // Not an error for the application: its database opens normally. The owner
             // takes this process's commits from the WAL; if it goes away, this one takes
@@ -870,7 +870,53 @@ pub struct DbObserver {
     db: Arc<Database>,
 }
 
+impl Drop for DbObserver {
+    /// The last connection of this process to the database closed: ship what is pending
+    /// and hand the replica's lease back, waiting at most `REPLICA_SHUTDOWN_SYNC_TIMEOUT`
+    /// (default 2 s; Litestream's `shutdown-sync-timeout`). Nothing depends on it: what is
+    /// not shipped stays in the spool for the next process, and a lease not handed back
+    /// expires.
+    fn drop(&mut self) {
+        let left = self
+            .db
+            .open_handles
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        if left == 1 && self.db.owned_here() {
+            on_last_close(&self.db);
+        }
+    }
+}
+
+fn on_last_close(db: &Database) {
+    let timeout = std::env::var("REPLICA_SHUTDOWN_SYNC_TIMEOUT")
+        .ok()
+        .and_then(|v| crate::config::parse_duration(&v).ok())
+        .unwrap_or(std::time::Duration::from_secs(2));
+    if timeout.is_zero() {
+        return;
+    }
+    let deadline = std::time::Instant::now() + timeout;
+    let target = db.spool.last_seq();
+    let request = db.progress().lease_release_requests + 1;
+    db.update_progress(|p| {
+        p.flush_requested = true;
+        p.lease_release_requests = request;
+    });
+    crate::uploader::wake();
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    let _ = db.wait_for(left, |p| {
+        (p.shipped_seq >= target && p.needs_snapshot.is_none() && p.lease_released >= request)
+            || p.last_error.is_some()
+    });
+}
+
 impl DbObserver {
+    fn new(db: Arc<Database>) -> DbObserver {
+        db.open_handles
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        DbObserver { db }
+    }
+
     /// SQLite released the WAL write lock: every write of the transaction is done, so a
     /// deferred commit can be settled now, before the application sees COMMIT return.
     pub fn after_write_unlock(&self, open_wal: &mut dyn FnMut() -> Option<Box<dyn ReadAt>>) {

@@ -293,6 +293,31 @@ impl Spool {
             .and_then(|p| p.trim().parse().ok())
     }
 
+    /// A name for this spool that outlives processes (made once, kept in the file `id`):
+    /// the replica's lease is held by a spool, so that a process restarting on the same
+    /// volume continues at once while another host's spool is fenced out.
+    pub fn instance_id(&self) -> String {
+        let path = self.dir.join("id");
+        if let Ok(id) = std::fs::read_to_string(&path) {
+            let id = id.trim().to_string();
+            if !id.is_empty() {
+                return id;
+            }
+        }
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let id = format!(
+            "{:016x}",
+            crate::ltx::crc64(
+                format!("{t}:{}:{}", std::process::id(), self.dir.display()).as_bytes()
+            )
+        );
+        let _ = std::fs::write(&path, &id);
+        id
+    }
+
     pub fn dir_for(db_path: &Path) -> PathBuf {
         let mut s = db_path.as_os_str().to_owned();
         s.push("-replica");

@@ -22,7 +22,7 @@ use crate::lifecycle::{self, FileId, KnownFile};
 use crate::ltx::{self, Decoder, Encoder, Header};
 use crate::shim::{now_ms, ReadAt};
 use crate::spool::{RecordMeta, SpoolState};
-use crate::store::{keys, ObjectStore};
+use crate::store::{keys, ObjectStore, StoreError};
 use crate::wal;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufWriter, Read};
@@ -116,6 +116,16 @@ pub struct DbUploader {
     /// Set while a lifecycle job runs, so that its failure backs off lifecycle jobs only.
     lifecycle_failed: bool,
     lifecycle_retry_at: u64,
+    /// The `now` of the step running, for the lease checks before each write.
+    step_now: u64,
+    /// This uploader's name in the lease, the version (ETag) of the lease it last wrote and
+    /// until when that lease lets it write.
+    owner_id: String,
+    lease_version: Option<String>,
+    lease_until: u64,
+    lease_ttl_ms: u64,
+    /// The store cannot do conditional writes: replicate without a lease (said once).
+    lease_unsupported: bool,
 }
 
 /// Local copies of uploaded files larger than this are not kept for compaction.
@@ -155,7 +165,122 @@ impl DbUploader {
             last_snapshot_at: 0,
             lifecycle_failed: false,
             lifecycle_retry_at: 0,
+            step_now: 0,
+            owner_id: String::new(), // set below, from the spool
+            lease_version: None,
+            lease_until: 0,
+            lease_ttl_ms: std::env::var("REPLICA_LEASE_TTL")
+                .ok()
+                .and_then(|v| crate::config::parse_duration(&v).ok())
+                .map_or(crate::lease::LEASE_TTL_MS, |d| d.as_millis() as u64)
+                .max(1),
+            lease_unsupported: false,
         }
+        .with_owner_id()
+    }
+
+    fn with_owner_id(mut self) -> DbUploader {
+        self.owner_id = crate::lease::owner_id(&host_name(), &self.db.spool.instance_id());
+        self
+    }
+
+    /// Makes sure this uploader holds the replica's lease for a while longer before it
+    /// writes to the replica: renews it (conditionally on the version it wrote) once half
+    /// of it is gone, takes it over when it is absent or expired, and refuses with
+    /// [`Error::LeaseHeld`] while another uploader's is valid.
+    fn hold_lease(&mut self) -> Result<(), Error> {
+        let now = self.step_now;
+        if self.lease_unsupported || self.lease_until > now + self.lease_ttl_ms / 2 {
+            return Ok(());
+        }
+        let key = self.lease_key();
+        let ours = crate::lease::Lease {
+            owner: self.owner_id.clone(),
+            expires_ms: now + self.lease_ttl_ms,
+        }
+        .encode();
+        let store = self.store()?;
+        let written = match self.lease_version.as_deref() {
+            Some(v) => match store.write_if(&key, &ours, Some(v)) {
+                Ok(v) => Some(v),
+                Err(StoreError::PreconditionFailed(_)) => None, // changed since: look
+                Err(e) => return Err(self.lease_error(e)),
+            },
+            None => None,
+        };
+        let version = match written {
+            Some(v) => v,
+            None => {
+                let (found, version) = match store.read_versioned(&key) {
+                    Ok((body, v)) => (Some(body), Some(v)),
+                    Err(StoreError::NotFound(_)) => (None, None),
+                    Err(e) => return Err(self.lease_error(e)),
+                };
+                match crate::lease::decide(found.as_deref(), &self.owner_id, now) {
+                    crate::lease::Decision::Held { owner, until } => {
+                        self.lease_version = None;
+                        self.lease_until = 0;
+                        return Err(Error::LeaseHeld(owner, until));
+                    }
+                    crate::lease::Decision::Take => {
+                        match store.write_if(&key, &ours, version.as_deref()) {
+                            Ok(v) => v,
+                            // Another uploader wrote it between our read and write.
+                            Err(StoreError::PreconditionFailed(_)) => {
+                                return Err(Error::LeaseHeld(
+                                    "another uploader, just now".into(),
+                                    now + self.lease_ttl_ms,
+                                ))
+                            }
+                            Err(e) => return Err(self.lease_error(e)),
+                        }
+                    }
+                }
+            }
+        };
+        self.lease_version = Some(version);
+        self.lease_until = now + self.lease_ttl_ms;
+        Ok(())
+    }
+
+    /// Writes an expired lease over ours, so that another uploader can take over at once.
+    fn release_lease(&mut self) -> Result<(), Error> {
+        let Some(version) = self.lease_version.take() else {
+            return Ok(());
+        };
+        self.lease_until = 0;
+        let key = self.lease_key();
+        let expired = crate::lease::Lease {
+            owner: self.owner_id.clone(),
+            expires_ms: 0,
+        }
+        .encode();
+        match self.store()?.write_if(&key, &expired, Some(&version)) {
+            Ok(_) | Err(StoreError::PreconditionFailed(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn lease_key(&self) -> String {
+        if self.prefix.is_empty() {
+            crate::lease::LEASE_NAME.to_string()
+        } else {
+            format!("{}/{}", self.prefix, crate::lease::LEASE_NAME)
+        }
+    }
+
+    /// A store that cannot do conditional writes replicates without a lease (said once);
+    /// other errors are the store's.
+    fn lease_error(&mut self, e: StoreError) -> Error {
+        let m = e.to_string();
+        if m.contains("conditional writes are not supported") || m.contains("NotImplemented") {
+            self.lease_unsupported = true;
+            crate::status::log_notice(&format!(
+                "{}: the store cannot do conditional writes ({m}); replicating without a lease, so two hosts must not share this replica",
+                self.db.name
+            ));
+        }
+        Error::Store(e)
     }
 
     pub fn db(&self) -> &Arc<Database> {
@@ -169,6 +294,7 @@ impl DbUploader {
 
     /// Does at most one unit of work: an initial listing, a snapshot, or one batch.
     pub fn step(&mut self, now: u64, source: &dyn SnapshotSource) -> Step {
+        self.step_now = now;
         // A replica_sync() call earns one attempt even during a backoff.
         if now < self.retry_at && !self.db.progress().flush_requested {
             return Step::WaitUntil(self.retry_at);
@@ -196,6 +322,25 @@ impl DbUploader {
                 }
                 self.refresh_counters(&step);
                 step
+            }
+            Err(Error::LeaseHeld(owner, until)) => {
+                // Not a failure: another uploader has the replica. Keep spooling; look
+                // again when its lease runs out (it renews it while it uploads).
+                let error = Error::LeaseHeld(owner, until).to_string();
+                let retry_at = until.max(now + 1);
+                self.retry_at = retry_at;
+                let changed = self.db.progress().last_error.as_deref() != Some(error.as_str());
+                self.db.update_progress(|p| {
+                    p.last_error = Some(error.clone());
+                    p.flush_requested = false;
+                    p.next_retry_at_ms = Some(retry_at);
+                    p.failed_attempts += 1;
+                });
+                if changed {
+                    crate::status::log_notice(&format!("{}: {error}", self.db.name));
+                }
+                self.db.counters().state = "lease held elsewhere";
+                Step::Failed { retry_at, error }
             }
             Err(e) => {
                 self.failures = self.failures.saturating_add(1);
@@ -260,6 +405,17 @@ impl DbUploader {
     fn try_step(&mut self, now: u64, source: &dyn SnapshotSource) -> Result<Step, Error> {
         if !self.initialized {
             self.initialize(now)?;
+        }
+        // The last connection closed: once everything is shipped, hand the lease back.
+        let progress = self.db.progress();
+        if progress.lease_release_requests > progress.lease_released
+            && self.db.spool.pending_summary().is_none()
+            && progress.needs_snapshot.is_none()
+        {
+            self.release_lease()?;
+            let done = progress.lease_release_requests;
+            self.db
+                .update_progress(|p| p.lease_released = p.lease_released.max(done));
         }
         // Commits of processes that write without capturing them (no extension, or one that
         // leaves replication to this process) are taken from the WAL once per interval.
@@ -381,6 +537,8 @@ impl DbUploader {
     }
 
     fn snapshot(&mut self, now: u64, source: &dyn SnapshotSource) -> Result<Step, Error> {
+        // Before reading the whole database: a replica another uploader holds gets nothing.
+        self.hold_lease()?;
         let state = self.db.spool.state();
         let txid = state.txid.max(self.remote_max_txid) + 1;
         let scratch = self.db.spool.scratch_path("snapshot.ltx.tmp");
@@ -434,6 +592,10 @@ impl DbUploader {
         ));
         let key = self.key(keys::SNAPSHOT_LEVEL, 1, txid);
         let size = std::fs::metadata(&scratch).map(|m| m.len()).unwrap_or(0);
+        if let Err(e) = self.hold_lease() {
+            let _ = std::fs::remove_file(&scratch);
+            return Err(e);
+        }
         self.store()?.put_file(&key, &scratch)?;
         let _ = std::fs::remove_file(&scratch);
         self.remember(keys::SNAPSHOT_LEVEL, 1, txid, now, size);
@@ -652,6 +814,7 @@ impl DbUploader {
                     .collect();
                 // Ok means every key is gone (the store verifies); after an error the
                 // same files are planned again after the backoff.
+                self.hold_lease()?;
                 self.store()?.delete_many(&keys)?;
                 self.last_retention = now;
                 for id in &doomed {
@@ -685,6 +848,7 @@ impl DbUploader {
     /// Merges one run of files into the next level and uploads the result. Inputs come from
     /// their local copies when present, else they are downloaded.
     fn compact(&mut self, run: &lifecycle::Compaction) -> Result<(), Error> {
+        self.hold_lease()?;
         let out = run.output();
         let mut decoders: Vec<Decoder<Box<dyn Read>>> = Vec::with_capacity(run.inputs.len());
         for f in &run.inputs {
@@ -739,12 +903,14 @@ impl DbUploader {
         w.into_inner()
             .map_err(|e| Error::Io(format!("{}: {e}", scratch.display())))?;
         let size = std::fs::metadata(&scratch).map(|m| m.len()).unwrap_or(0);
-        let put = self
-            .store()?
-            .put_file(&self.key(out.level, out.min_txid, out.max_txid), &scratch);
+        let put = self.hold_lease().and_then(|_| {
+            self.store()?
+                .put_file(&self.key(out.level, out.min_txid, out.max_txid), &scratch)
+                .map_err(Error::from)
+        });
         if let Err(e) = put {
             let _ = std::fs::remove_file(&scratch);
-            return Err(e.into());
+            return Err(e);
         }
         self.keep_local_copy(out, &scratch, size);
         self.remember(
@@ -809,9 +975,11 @@ impl DbUploader {
             return Ok(None); // a commit raced the read: ship it, then try again
         }
         let size = std::fs::metadata(&scratch).map(|m| m.len()).unwrap_or(0);
-        let put = self
-            .store()?
-            .put_file(&self.key(keys::SNAPSHOT_LEVEL, 1, state.txid), &scratch);
+        let put = self.hold_lease().and_then(|_| {
+            self.store()?
+                .put_file(&self.key(keys::SNAPSHOT_LEVEL, 1, state.txid), &scratch)
+                .map_err(Error::from)
+        });
         let _ = std::fs::remove_file(&scratch);
         put?;
         self.remember(keys::SNAPSHOT_LEVEL, 1, state.txid, state_at, size);
@@ -930,6 +1098,10 @@ impl DbUploader {
             .map_err(|e| Error::Io(format!("{}: {e}", scratch.display())))?
             .sync_all()?;
         let size = std::fs::metadata(&scratch).map(|m| m.len()).unwrap_or(0);
+        if let Err(e) = self.hold_lease() {
+            let _ = std::fs::remove_file(&scratch);
+            return Err(e);
+        }
         self.store()?.put_file(&self.key(0, txid, txid), &scratch)?;
         self.remember(0, txid, txid, last.captured_at_ms, size);
         // Kept for the level-1 compaction, which would otherwise download it again.
@@ -1347,6 +1519,16 @@ fn run(rx: crossbeam_channel::Receiver<()>) {
     }
 }
 
+/// This machine's name, for the lease (`/proc/sys/kernel/hostname`, else `HOSTNAME`).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "host".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1508,7 +1690,7 @@ mod tests {
         assert_eq!(up.step(10_000, &h.live), Step::Snapshot { txid: 1 });
         assert_eq!(
             h.store.keys(),
-            vec!["0009/0000000000000001-0000000000000001.ltx"]
+            vec!["0009/0000000000000001-0000000000000001.ltx", "lease"]
         );
         let state1 = h.live.image();
 
@@ -1593,8 +1775,8 @@ mod tests {
         );
         assert_eq!(
             h.store.request_counts().get,
-            gets + 2,
-            "both inputs downloaded"
+            gets + 3,
+            "both inputs downloaded, and the lease read once by the new process"
         );
         assert_eq!(
             up.step(300_000, &h.live),
@@ -1759,7 +1941,10 @@ mod tests {
             assert_eq!(up.step(t + 2_000, &h.live), Step::Shipped { txid: 3 + i });
         }
         let after = h.store.request_counts();
-        assert_eq!(after.put - before.put, 20, "one PUT per batch");
+        // One PUT per batch, and the lease renewed once half of it is gone: over these
+        // 97 simulated seconds, every 30 s.
+        let renewals = 97_000 / (crate::lease::LEASE_TTL_MS / 2);
+        assert_eq!(after.put - before.put, 20 + renewals, "one PUT per batch");
         assert_eq!(
             (after.list, after.get, after.delete),
             (before.list, before.get, before.delete),

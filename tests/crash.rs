@@ -466,7 +466,10 @@ print("rows", sqlite3.connect("r.db").execute("SELECT count(*) FROM t").fetchone
     assert!(status.success(), "second process: {rest}");
     assert!(rest.contains("same True"), "{rest}");
     assert!(rest.contains("rows 30"), "{rest}");
-    let uploader = rest.lines().find_map(|l| l.strip_prefix("uploader ")).unwrap();
+    let uploader = rest
+        .lines()
+        .find_map(|l| l.strip_prefix("uploader "))
+        .unwrap();
     let (said, pid) = uploader.split_once(" pid ").unwrap();
     assert_eq!(said, format!("pid {pid} (this process)"), "{rest}");
 }

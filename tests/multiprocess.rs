@@ -315,3 +315,149 @@ with open("restored-ids.txt", "w") as f:
         "seed {seed}: txids in no file: {missing:?}"
     );
 }
+
+/// Two "hosts" (two processes, each with its own volume: database and spool) pointed at one
+/// replica path, as an old and a new container during a deploy. The new one boots with an
+/// empty volume, so it restores the replica first, then writes: only the lease holder
+/// uploads; the other reports it in status and keeps its commits, then takes over once the
+/// first is gone and its lease ran out, with a snapshot above everything the first wrote.
+#[test]
+fn two_hosts_on_one_replica_never_both_upload() {
+    use std::io::Write;
+    let dir = TempDir::new("two-hosts");
+    let shared = format!("file://{}", dir.join("shared").display());
+    let lib = load_path();
+    for host in ["host-a", "host-b"] {
+        std::fs::create_dir_all(dir.join(host)).unwrap();
+    }
+    let env = [
+        ("REPLICA_URL", shared.as_str()),
+        ("REPLICA_TEST_LIB", lib.as_str()),
+        ("REPLICA_LEASE_TTL", "2s"),
+        ("REPLICA_LOG", "stderr"),
+    ];
+    let spawn = |host: &str, body: &str| {
+        let mut cmd = replica_command(
+            PYTHON3,
+            &["-u", "-c", &format!("{PY_LOAD}{body}")],
+            &dir.join(host),
+            &env,
+        );
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        cmd.spawn().unwrap()
+    };
+    let body = |who: &str| {
+        format!(
+            r#"
+import sys, time
+c = sqlite3.connect("app.db", isolation_level=None)
+c.execute("PRAGMA journal_mode=wal")
+c.execute("CREATE TABLE IF NOT EXISTS t(who TEXT, n INTEGER)")
+for n in range(5):
+    c.execute("INSERT INTO t VALUES ('{who}', ?)", (n,))
+try:
+    print("synced", c.execute("SELECT replica_sync(1500)").fetchone()[0], flush=True)
+except sqlite3.Error as e:
+    print("refused", e, flush=True)
+print("status", *c.execute("SELECT state, pending_txns > 0 FROM replica_status()").fetchone(), flush=True)
+sys.stdin.readline()
+deadline = time.time() + 20
+while True:
+    try:
+        print("synced", c.execute("SELECT replica_sync(1000)").fetchone()[0], flush=True)
+        break
+    except sqlite3.Error as e:
+        if time.time() > deadline:
+            print("never", e, flush=True)
+            sys.exit(1)
+"#
+        )
+    };
+    let mut a = spawn("host-a", &body("a"));
+    let mut a_out = BufReader::new(a.stdout.take().unwrap());
+    let mut line = String::new();
+    a_out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("synced"), "host a: {line:?}");
+    let mut b = spawn("host-b", &body("b"));
+    let mut b_out = BufReader::new(b.stdout.take().unwrap());
+    line.clear();
+    b_out.read_line(&mut line).unwrap();
+    assert!(
+        line.starts_with("refused") && line.contains("another uploader holds this replica's lease"),
+        "host b must not upload while host a holds the lease: {line:?}"
+    );
+    line.clear();
+    b_out.read_line(&mut line).unwrap();
+    assert_eq!(
+        line.trim(),
+        "status lease held elsewhere 1",
+        "host b's status"
+    );
+
+    let files = |d: &Path| -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for level in ["0", "9"] {
+            if let Ok(rd) = std::fs::read_dir(d.join("shared/app.db/ltx").join(level)) {
+                out.extend(
+                    rd.flatten()
+                        .map(|e| format!("{level}/{}", e.file_name().to_string_lossy())),
+                );
+            }
+        }
+        out
+    };
+    let restore_rows = || {
+        let out = python_loaded(
+            r#"
+c = sqlite3.connect(":memory:")
+c.execute("SELECT replica_restore(?, 'r.db', NULL, 'overwrite')", (os.environ["URL"] + "/app.db",)).fetchone()
+print(sqlite3.connect("r.db").execute("SELECT group_concat(who) FROM (SELECT DISTINCT who FROM t ORDER BY who)").fetchone()[0])
+"#,
+            dir.path(),
+            &[("URL", shared.as_str())],
+        );
+        check(&out, "restore the shared replica").trim().to_string()
+    };
+    assert_eq!(restore_rows(), "a", "only host a's data is in the replica");
+    let before = files(dir.path());
+
+    // Host a goes away without a word; host b takes over once a's lease has run out.
+    a.kill().unwrap();
+    a.wait().unwrap();
+    b.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    line.clear();
+    b_out.read_line(&mut line).unwrap();
+    assert!(
+        line.starts_with("synced"),
+        "host b never took over: {line:?}"
+    );
+    b.stdin.as_mut().unwrap().write_all(b"\n").ok();
+    b.wait().unwrap();
+    assert_eq!(
+        restore_rows(),
+        "a,b",
+        "host b's snapshot (a's data, then b's) is the latest state"
+    );
+    // Host b wrote above everything host a wrote; nothing of a's was replaced.
+    let after = files(dir.path());
+    assert!(before.is_subset(&after), "{before:?} vs {after:?}");
+    let max_before = before
+        .iter()
+        .filter_map(|f| {
+            f.split(['-', '.'])
+                .nth(1)
+                .and_then(|t| u64::from_str_radix(t, 16).ok())
+        })
+        .max()
+        .unwrap();
+    for f in after.difference(&before) {
+        let min = u64::from_str_radix(f.split(['/', '-']).nth(1).unwrap(), 16).unwrap();
+        let max = u64::from_str_radix(f.split(['-', '.']).nth(1).unwrap(), 16).unwrap();
+        assert!(
+            max > max_before && (min == 1 || min > max_before),
+            "{f} overlaps host a's files"
+        );
+    }
+}

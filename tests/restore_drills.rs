@@ -101,13 +101,27 @@ fn corrupt_replicas_are_refused_naming_the_object_and_leave_no_file() {
         Ok(last)
     );
 
-    let snapshot = std::fs::read_dir(good.join("ltx/9"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let snapshot_name = snapshot.file_name().unwrap().to_string_lossy().to_string();
+    // The file holding the schema's text: the first snapshot, or the level-0 file after it
+    // when the snapshot was taken before the schema was committed (the database exists,
+    // in WAL mode, a moment earlier).
+    let schema_file = ["ltx/9", "ltx/0"]
+        .iter()
+        .flat_map(|level| {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(good.join(level))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            files.sort();
+            files
+        })
+        .find(|f| {
+            std::fs::read(f)
+                .unwrap()
+                .windows(12)
+                .any(|w| w == b"CREATE TABLE")
+        })
+        .expect("a file with the schema");
+    let schema_rel = schema_file.strip_prefix(&good).unwrap().to_path_buf();
     let mid = last / 2 + 1;
     type Corrupt = Box<dyn Fn(&Path)>;
     let cases: Vec<(&str, Corrupt, String)> = vec![
@@ -124,7 +138,7 @@ fn corrupt_replicas_are_refused_naming_the_object_and_leave_no_file() {
         (
             "a flipped byte in a page",
             Box::new(move |r: &Path| {
-                let f = r.join("ltx/9").join(&snapshot_name);
+                let f = r.join(&schema_rel);
                 let mut b = std::fs::read(&f).unwrap();
                 // A byte of page data stored as an LZ4 literal (the schema's text): flipping
                 // a compressed token instead may decode to the same page, which is no
@@ -133,7 +147,11 @@ fn corrupt_replicas_are_refused_naming_the_object_and_leave_no_file() {
                 b[at] ^= 0x10;
                 std::fs::write(&f, b).unwrap();
             }),
-            snapshot.file_name().unwrap().to_string_lossy().to_string(),
+            schema_file
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .to_string(),
         ),
         (
             "a missing level-0 file in the middle",

@@ -87,6 +87,54 @@ impl ObjectStore for DirStore {
         })
     }
 
+    fn read_versioned(&self, key: &str) -> Result<(Vec<u8>, String), StoreError> {
+        let body = self.get(key)?;
+        if body.is_empty() {
+            // Created by a writer that has not written yet (see `write_if`).
+            return Err(StoreError::NotFound(key.to_string()));
+        }
+        let version = super::memory::version_of(&body);
+        Ok((body, version))
+    }
+
+    /// Compare-and-swap under an exclusive `flock` of the object's file itself, written in
+    /// place, so processes sharing the directory see one winner. (A rename would put a new
+    /// file beside the lock.) A torn write reads as garbage, which the lease takes over.
+    fn write_if(
+        &self,
+        key: &str,
+        body: &[u8],
+        expected: Option<&str>,
+    ) -> Result<String, StoreError> {
+        self.puts.fetch_add(1, Ordering::Relaxed);
+        let path = self.path_of(key)?;
+        let parent = path.parent().expect("joined path has a parent");
+        std::fs::create_dir_all(parent).map_err(|e| io_error("creating", parent, e))?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_error("opening", &path, e))?;
+        f.lock().map_err(|e| io_error("locking", &path, e))?;
+        let mut current = Vec::new();
+        f.read_to_end(&mut current)
+            .map_err(|e| io_error("reading", &path, e))?;
+        let version = (!current.is_empty()).then(|| super::memory::version_of(&current));
+        if version.as_deref() != expected {
+            return Err(StoreError::PreconditionFailed(key.to_string()));
+        }
+        let mut write = || -> std::io::Result<()> {
+            f.set_len(0)?;
+            f.seek(SeekFrom::Start(0))?;
+            f.write_all(body)?;
+            f.sync_all()
+        };
+        write().map_err(|e| io_error("writing", &path, e))?;
+        Ok(super::memory::version_of(body))
+    }
+
     fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
         self.gets.fetch_add(1, Ordering::Relaxed);
         let path = self.path_of(key)?;
@@ -236,6 +284,17 @@ mod tests {
         }
         fn delete(&self, key: &str) -> Result<(), StoreError> {
             self.inner.delete(self.strip(key))
+        }
+        fn read_versioned(&self, key: &str) -> Result<(Vec<u8>, String), StoreError> {
+            self.inner.read_versioned(self.strip(key))
+        }
+        fn write_if(
+            &self,
+            key: &str,
+            body: &[u8],
+            expected: Option<&str>,
+        ) -> Result<String, StoreError> {
+            self.inner.write_if(self.strip(key), body, expected)
         }
         fn request_counts(&self) -> RequestCounts {
             self.inner.request_counts()

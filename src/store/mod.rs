@@ -84,6 +84,28 @@ pub trait ObjectStore: Send + Sync {
     fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
         keys.iter().try_for_each(|k| self.delete(k))
     }
+    /// The object and a version tag (the ETag) for [`ObjectStore::write_if`].
+    fn read_versioned(&self, key: &str) -> Result<(Vec<u8>, String), StoreError> {
+        Err(StoreError::Permanent(format!(
+            "{}: conditional writes are not supported (reading {key})",
+            self.describe()
+        )))
+    }
+    /// Compare-and-swap, for the lease that fences uploaders on several hosts: writes only
+    /// if the object's version is `expected` (`None`: only if there is no such object), and
+    /// returns the new version; otherwise [`StoreError::PreconditionFailed`].
+    fn write_if(
+        &self,
+        key: &str,
+        body: &[u8],
+        expected: Option<&str>,
+    ) -> Result<String, StoreError> {
+        let _ = (body, expected);
+        Err(StoreError::Permanent(format!(
+            "{}: conditional writes are not supported (writing {key})",
+            self.describe()
+        )))
+    }
     fn request_counts(&self) -> RequestCounts;
     /// Where this store points, for status and errors; never contains secrets.
     fn describe(&self) -> String;
@@ -119,6 +141,17 @@ impl<T: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<T> {
     }
     fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
         (**self).delete_many(keys)
+    }
+    fn read_versioned(&self, key: &str) -> Result<(Vec<u8>, String), StoreError> {
+        (**self).read_versioned(key)
+    }
+    fn write_if(
+        &self,
+        key: &str,
+        body: &[u8],
+        expected: Option<&str>,
+    ) -> Result<String, StoreError> {
+        (**self).write_if(key, body, expected)
     }
     fn request_counts(&self) -> RequestCounts {
         (**self).request_counts()
@@ -175,6 +208,27 @@ pub mod contract {
         store.delete_many(&many).unwrap();
         store.delete_many(&many).unwrap();
         assert!(store.list("db/0001/").unwrap().is_empty());
+        // Compare-and-swap: create only if absent, replace only at the version read.
+        let lease = "db/lease";
+        assert!(matches!(
+            store.read_versioned(lease),
+            Err(StoreError::NotFound(_))
+        ));
+        let v1 = store.write_if(lease, b"one", None).unwrap();
+        assert!(matches!(
+            store.write_if(lease, b"two", None),
+            Err(StoreError::PreconditionFailed(_))
+        ));
+        let (body, seen) = store.read_versioned(lease).unwrap();
+        assert_eq!((body.as_slice(), seen.as_str()), (&b"one"[..], v1.as_str()));
+        let v2 = store.write_if(lease, b"two", Some(&v1)).unwrap();
+        assert_ne!(v1, v2);
+        assert!(matches!(
+            store.write_if(lease, b"three", Some(&v1)),
+            Err(StoreError::PreconditionFailed(_))
+        ));
+        assert_eq!(store.read_versioned(lease).unwrap(), (b"two".to_vec(), v2));
+        store.delete(lease).unwrap();
         let counts = store.request_counts();
         assert!(counts.put >= 4 && counts.get >= 1 && counts.list >= 1 && counts.delete >= 1);
     }

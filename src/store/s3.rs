@@ -655,11 +655,21 @@ impl S3Store {
 
     /// One PUT of the whole body with extra (signed) headers.
     fn put_single(&self, key: &str, body: &[u8], extra: &[(&str, &str)]) -> Result<(), StoreError> {
+        self.put_single_etag(key, body, extra).map(|_| ())
+    }
+
+    /// [`Self::put_single`], returning the new object's ETag (without quotes).
+    fn put_single_etag(
+        &self,
+        key: &str,
+        body: &[u8],
+        extra: &[(&str, &str)],
+    ) -> Result<Option<String>, StoreError> {
         self.puts.fetch_add(1, Ordering::Relaxed);
         let mut headers = vec![("content-type", "application/octet-stream")];
         headers.extend_from_slice(extra);
-        self.send("PUT", key, &[], &headers, body, None)?;
-        Ok(())
+        let r = self.send_full("PUT", key, &[], &headers, body, None)?;
+        Ok(r.etag.as_deref().map(bare_etag))
     }
 
     /// Creates `key` only if no object has that key (`If-None-Match: *`); an existing
@@ -1075,6 +1085,39 @@ impl ObjectStore for S3Store {
             remaining.len(),
             remaining[0]
         )))
+    }
+
+    fn read_versioned(&self, key: &str) -> Result<(Vec<u8>, String), StoreError> {
+        self.gets.fetch_add(1, Ordering::Relaxed);
+        let r = self.send_full("GET", key, &[], &[], &[], None)?;
+        let etag = r.etag.as_deref().map(bare_etag).ok_or_else(|| {
+            StoreError::Permanent(format!("GET {}: no ETag in the response", self.what(key)))
+        })?;
+        Ok((r.body, etag))
+    }
+
+    fn write_if(
+        &self,
+        key: &str,
+        body: &[u8],
+        expected: Option<&str>,
+    ) -> Result<String, StoreError> {
+        let quoted;
+        let condition = match expected {
+            None => ("if-none-match", "*"),
+            Some(etag) => {
+                quoted = format!("\"{}\"", bare_etag(etag));
+                ("if-match", quoted.as_str())
+            }
+        };
+        match self.put_single_etag(key, body, &[condition])? {
+            Some(etag) => Ok(etag),
+            // A server that does not say: ask.
+            None => self
+                .head(key)?
+                .map(|(_, etag)| etag)
+                .ok_or_else(|| StoreError::PreconditionFailed(key.to_string())),
+        }
     }
 
     fn request_counts(&self) -> RequestCounts {

@@ -1,0 +1,116 @@
+//! The replica's lease: one object beside the LTX files naming the uploader that may write
+//! to the replica, and until when. Written only by compare-and-swap (conditional PUT), it
+//! fences out an uploader on another host, or an overlapping container with its own volume,
+//! that points at the same replica (on one host the spool lock already decides). This
+//! module is pure: encoding, and the decision to take the lease or stand back; the
+//! uploader does the requests. It must not do I/O.
+
+/// How long a lease lasts without renewal. An uploader renews it before writing once less
+/// than half is left, so a busy replica costs one extra PUT per half-period and an idle one
+/// none; another host takes over at most this long after the holder stops.
+pub const LEASE_TTL_MS: u64 = 60_000;
+/// The lease object's name, beside `<level>/` under the replica's prefix.
+pub const LEASE_NAME: &str = "lease";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// Who holds it: host name and spool id (see [`owner_id`]).
+    pub owner: String,
+    pub expires_ms: u64,
+}
+
+impl Lease {
+    pub fn encode(&self) -> Vec<u8> {
+        format!("owner={}\nexpires_ms={}\n", self.owner, self.expires_ms).into_bytes()
+    }
+
+    /// `None` for something that is not a lease (then it is taken over as if expired: a
+    /// garbled lease must not stop replication for ever).
+    pub fn decode(body: &[u8]) -> Option<Lease> {
+        let text = std::str::from_utf8(body).ok()?;
+        let mut owner = None;
+        let mut expires_ms = None;
+        for line in text.lines() {
+            match line.split_once('=') {
+                Some(("owner", v)) => owner = Some(v.to_string()),
+                Some(("expires_ms", v)) => expires_ms = v.trim().parse().ok(),
+                _ => {}
+            }
+        }
+        Some(Lease {
+            owner: owner?,
+            expires_ms: expires_ms?,
+        })
+    }
+}
+
+/// What an uploader does with the lease it found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// None, ours, expired or unreadable: write ours over it (conditionally).
+    Take,
+    /// Another uploader's, still valid: do not write to the replica before `until`.
+    Held { owner: String, until: u64 },
+}
+
+pub fn decide(found: Option<&[u8]>, me: &str, now: u64) -> Decision {
+    match found.map(Lease::decode) {
+        Some(Some(l)) if l.owner != me && l.expires_ms > now => Decision::Held {
+            owner: l.owner,
+            until: l.expires_ms,
+        },
+        _ => Decision::Take,
+    }
+}
+
+/// An uploader's name in the lease: its host and its spool's lasting id (the spool lock
+/// already makes one process per spool the uploader).
+pub fn owner_id(host: &str, spool_id: &str) -> String {
+    format!("{host}:{spool_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leases_round_trip_and_garbage_is_not_one() {
+        let l = Lease {
+            owner: owner_id("web-1", "00000000000000a7"),
+            expires_ms: 123_456,
+        };
+        assert_eq!(Lease::decode(&l.encode()), Some(l));
+        assert_eq!(Lease::decode(b"hello"), None);
+        assert_eq!(Lease::decode(b"owner=x\n"), None);
+    }
+
+    #[test]
+    fn take_unless_another_holder_is_still_valid() {
+        let mine = owner_id("a", "1");
+        let theirs = Lease {
+            owner: owner_id("b", "2"),
+            expires_ms: 10_000,
+        }
+        .encode();
+        assert_eq!(decide(None, &mine, 0), Decision::Take);
+        assert_eq!(
+            decide(Some(&theirs), &mine, 9_999),
+            Decision::Held {
+                owner: owner_id("b", "2"),
+                until: 10_000
+            }
+        );
+        assert_eq!(
+            decide(Some(&theirs), &mine, 10_000),
+            Decision::Take,
+            "expired"
+        );
+        let own = Lease {
+            owner: mine.clone(),
+            expires_ms: 99_999,
+        }
+        .encode();
+        assert_eq!(decide(Some(&own), &mine, 0), Decision::Take, "renewal");
+        assert_eq!(decide(Some(b"garbage"), &mine, 0), Decision::Take);
+    }
+}
