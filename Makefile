@@ -2,15 +2,19 @@
 SO := target/release/libreplica.so
 CARGO ?= cargo
 
-.PHONY: build test unit integration bench demo lint fuzz clean
+.PHONY: build test fault-build unit integration bench demo lint fuzz clean
 
 build:
 	$(CARGO) build --release --lib
 
 # Everything: unit tests, then golden SQL, host, workload and interop tests against the
 # release build of the extension.
-test: build
+test: build fault-build
 	$(CARGO) nextest run --no-fail-fast --cargo-profile dev
+
+# The extension with named crash points, for tests/fault_points.rs (never shipped).
+fault-build:
+	$(CARGO) build --release --lib --features fault-points --target-dir target/fault
 
 demo: build
 	bash sql/demo.sh

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod database;
 pub mod error;
+pub mod fault;
 mod ffi;
 pub mod functions;
 pub mod lease;

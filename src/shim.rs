@@ -817,7 +817,9 @@ fn capture(
             }
         }
     }
+    crate::fault::point("capture.before_append");
     rec.commit().map_err(|e| e.to_string())?;
+    crate::fault::point("capture.after_append");
     *chain = trial;
     // Reuse the allocation for the next transaction.
     cap.txn_buffer = written;

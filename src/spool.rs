@@ -531,6 +531,7 @@ impl Spool {
     /// WAL frames they came from (a restart, a truncation, a deletion): until then a crash
     /// loses nothing, because the next open captures them again from the WAL.
     pub fn flush(&self) -> Result<(), SpoolError> {
+        crate::fault::point("spool.flush");
         match self.lock().segment.as_mut() {
             Some(seg) => seg.write_out(),
             None => Ok(()),

@@ -238,6 +238,7 @@ impl DbUploader {
                 }
             }
         };
+        crate::fault::point("lease.after_write");
         self.lease_version = Some(version);
         self.lease_until = now + self.lease_ttl_ms;
         Ok(())
@@ -597,6 +598,7 @@ impl DbUploader {
             return Err(e);
         }
         self.store()?.put_file(&key, &scratch)?;
+        crate::fault::point("snapshot.after_put");
         let _ = std::fs::remove_file(&scratch);
         self.remember(keys::SNAPSHOT_LEVEL, 1, txid, now, size);
         self.last_snapshot_at = now;
@@ -912,6 +914,7 @@ impl DbUploader {
             let _ = std::fs::remove_file(&scratch);
             return Err(e);
         }
+        crate::fault::point("compaction.after_put");
         self.keep_local_copy(out, &scratch, size);
         self.remember(
             out.level,
@@ -1103,6 +1106,7 @@ impl DbUploader {
             return Err(e);
         }
         self.store()?.put_file(&self.key(0, txid, txid), &scratch)?;
+        crate::fault::point("upload.after_put");
         self.remember(0, txid, txid, last.captured_at_ms, size);
         // Kept for the level-1 compaction, which would otherwise download it again.
         self.keep_local_copy(

@@ -58,6 +58,21 @@ pub(crate) fn guard<T>(fallback: T, f: impl FnOnce() -> T) -> T {
     }
 }
 
+/// Ends this process as `kill -9` would (no exit handlers, no flushing): the crash tests'
+/// named fault points (`crate::fault`).
+#[cfg(feature = "fault-points")]
+pub(crate) fn kill_self() -> ! {
+    extern "C" {
+        fn kill(pid: i32, sig: i32) -> i32;
+        fn getpid() -> i32;
+    }
+    // SAFETY: plain system calls on this process; SIGKILL (9) cannot be caught.
+    unsafe {
+        kill(getpid(), 9);
+    }
+    std::process::abort()
+}
+
 /// Writes a message to SQLite's error log (`sqlite3_log`), if the host has one configured.
 pub(crate) fn sqlite_log(code: i32, msg: &str) {
     let Some(log) = api().and_then(|a| a.log) else {

@@ -1,0 +1,139 @@
+//! Crash at each named fault point (`src/fault.rs`, built with the `fault-points` feature
+//! into `target/fault/`; `make test` builds it): a writer is killed there with SIGKILL, the
+//! next process opens the database, and the replica converges on the source with every
+//! txid exactly once.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+
+/// The extension built with the crash points: `$REPLICA_FAULT_SO`, else `target/fault/`.
+fn fault_load_path() -> String {
+    let so = std::env::var("REPLICA_FAULT_SO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fault/release/libreplica.so")
+        });
+    assert!(
+        so.exists(),
+        "{} is missing: `make test` builds it (cargo build --release --lib --features fault-points --target-dir target/fault)",
+        so.display()
+    );
+    so.with_extension("").display().to_string()
+}
+
+const POINTS: &[&str] = &[
+    "capture.before_append",
+    "capture.after_append",
+    "spool.flush",
+    "upload.after_put",
+    "snapshot.after_put",
+    "lease.after_write",
+    "compaction.after_put",
+];
+
+#[test]
+fn the_test_names_every_fault_point() {
+    assert_eq!(POINTS, replica::fault::POINTS);
+}
+
+#[test]
+fn a_crash_at_each_fault_point_loses_nothing() {
+    let lib = fault_load_path();
+    for (i, point) in POINTS.iter().enumerate() {
+        let dir = TempDir::new(&format!("fault-{i}"));
+        let url = format!("file://{}", dir.join("replicas").display());
+        // Crash at the point's second arrival, so that some state came before it; the
+        // compaction point needs a level-1 window: one second, here.
+        let (after, levels) = match *point {
+            "compaction.after_put" => ("1", "levels:\n  - interval: 1s\n"),
+            // The first lease write comes before the first upload; renewals are 30 s apart.
+            "snapshot.after_put" | "lease.after_write" => ("1", ""),
+            _ => ("2", ""),
+        };
+        std::fs::write(
+            dir.join("litestream.yml"),
+            format!("{levels}dbs:\n  - path: app.db\n    replica:\n      url: {url}/app.db\n      sync-interval: 50ms\n"),
+        )
+        .unwrap();
+        let env = [
+            ("REPLICA_TEST_LIB", lib.as_str()),
+            ("REPLICA_CONFIG", "litestream.yml"),
+            ("REPLICA_FAULT_POINT", point),
+            ("REPLICA_FAULT_AFTER", after),
+        ];
+        let script = r#"
+import os, sqlite3, time
+boot = sqlite3.connect(":memory:")
+boot.enable_load_extension(True)
+boot.load_extension(os.environ["REPLICA_TEST_LIB"])
+db = sqlite3.connect("app.db", isolation_level=None)
+db.execute("PRAGMA journal_mode=wal")
+db.execute("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v BLOB)")
+deadline = time.time() + 20
+n = 0
+while time.time() < deadline:
+    n += 1
+    db.execute("INSERT INTO t(v) VALUES (randomblob(3000))")
+    if n % 5 == 0:
+        try:
+            db.execute("SELECT replica_sync(2000)")
+        except sqlite3.Error:
+            pass
+    if n % 40 == 0:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+print("never crashed", n)
+"#;
+        let crashed = run(PYTHON3, &["-"], dir.path(), &env, script);
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&crashed.status),
+            Some(9),
+            "{point}: the writer did not crash there: {}{}",
+            stdout(&crashed),
+            stderr(&crashed)
+        );
+        // The next process (without crash points) opens the database and converges.
+        let next = python_loaded(
+            r#"
+db = sqlite3.connect("app.db", isolation_level=None)
+db.execute("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v BLOB)")
+db.execute("INSERT INTO t(v) VALUES (randomblob(10))")
+print("synced", db.execute("SELECT replica_sync(30000)").fetchone()[0])
+db.execute("SELECT replica_restore('app.db', 'r.db')").fetchone()
+q = "SELECT id, hex(v) FROM t ORDER BY id"
+print("same", db.execute(q).fetchall() == sqlite3.connect("r.db").execute(q).fetchall())
+"#,
+            dir.path(),
+            &[("REPLICA_CONFIG", "litestream.yml")],
+        );
+        let text = check(&next, &format!("{point}: the process after the crash"));
+        assert!(text.contains("same True"), "{point}: {text}");
+        // Each txid exactly once at level 0 (snapshots stand for their own state).
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(dir.join("replicas/app.db/ltx/0")) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if let Some((a, b)) = name.strip_suffix(".ltx").and_then(|s| s.split_once('-')) {
+                    ranges.push((
+                        u64::from_str_radix(a, 16).unwrap(),
+                        u64::from_str_radix(b, 16).unwrap(),
+                    ));
+                }
+            }
+        }
+        ranges.sort();
+        for w in ranges.windows(2) {
+            assert!(
+                w[0].1 < w[1].0,
+                "{point}: a txid twice: {:?} {:?}",
+                w[0],
+                w[1]
+            );
+        }
+        eprintln!(
+            "{point}: crashed, converged ({} level-0 files)",
+            ranges.len()
+        );
+    }
+}
