@@ -1,8 +1,10 @@
 # libreplica: the commands the README names.
-SO := target/release/libreplica.so
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+SO := $(TARGET_DIR)/release/libreplica.so
+S3_SERVER := $(TARGET_DIR)/release/examples/s3_server
 CARGO ?= cargo
 
-.PHONY: build test fault-build unit integration bench demo lint fuzz clean
+.PHONY: build test fault-build unit integration bench bench-quick bench-server demo lint fuzz clean
 
 build:
 	$(CARGO) build --release --lib
@@ -19,8 +21,17 @@ fault-build:
 demo: build
 	bash sql/demo.sh
 
-bench: build
-	/usr/bin/python3 bench/overhead.py --so $(SO)
+# Plain SQLite, libreplica and the real Litestream against one local S3 server (under 20 min
+# on 2 cores; bench-quick or BENCH_ARGS=--quick: under 3 min). Results in bench/results/.
+BENCH_ARGS ?=
+bench-server:
+	$(CARGO) build --release --example s3_server
+
+bench: build bench-server
+	/usr/bin/python3 bench/bench.py --so $(SO) --server $(S3_SERVER) $(BENCH_ARGS)
+
+bench-quick: build bench-server
+	/usr/bin/python3 bench/bench.py --so $(SO) --server $(S3_SERVER) --quick $(BENCH_ARGS)
 
 lint:
 	$(CARGO) fmt --check

