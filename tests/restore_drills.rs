@@ -10,11 +10,22 @@ use std::path::{Path, PathBuf};
 /// Writes `app.db` (or `name`) through the extension, one synced commit per batch, so the
 /// replica holds a snapshot then one level-0 file per batch. Returns the last txid.
 fn write_replica(cwd: &Path, url: &str, name: &str, schema: &str, batches: usize) -> u64 {
+    // The schema exists before the extension sees the database, so that the first snapshot
+    // (taken as soon as it is opened) holds it and the txids do not depend on timing.
+    check(
+        &run(
+            SQLITE3,
+            &[name, &format!("PRAGMA journal_mode=wal; {schema};")],
+            cwd,
+            &[],
+            "",
+        ),
+        "create the schema",
+    );
     let out = python_loaded(
         &format!(
             r#"
 db = sqlite3.connect("{name}", isolation_level=None)
-db.execute("{schema}")
 txid = db.execute("SELECT replica_sync(10000)").fetchone()[0]
 for b in range({batches}):
     db.execute("BEGIN")
