@@ -57,7 +57,7 @@ pub trait SnapshotSource: Send + Sync {
 const MAX_BATCH_BYTES: u64 = 256 << 20;
 const MAX_BACKOFF_MS: u64 = 30_000;
 /// The WAL is looked at for uncaptured commits every sync interval, at least this often.
-pub const WAL_POLL_MAX_MS: u64 = 1_000;
+pub const WAL_POLL_MAX_MS: u64 = 250;
 
 /// What one step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
