@@ -9,6 +9,7 @@ pub mod error;
 pub mod fault;
 mod ffi;
 pub mod functions;
+pub mod handoff;
 pub mod lease;
 pub mod lifecycle;
 pub mod ltx;

@@ -313,6 +313,14 @@ fn take_foreign_commits(db: &Database, cap: &mut CaptureState, file: &mut dyn Re
     if on_disk.map(|h| h.salts()) != Some(known.salts()) {
         cap.header = None;
         cap.chain = None;
+        // A restart another process handed off (see `ingest_handoffs`) announced the new
+        // log, which then continues the spool: read it from its start.
+        if on_disk.is_some() && on_disk.map(|h| h.salts()) == db.spool.generation() {
+            if let Err(e) = catch_up(db, cap, file) {
+                capture_failed(db, cap, &format!("reading the WAL: {e}"), None);
+            }
+            return;
+        }
         owe_snapshot(
             db,
             "another process restarted or truncated the WAL; commits it made after the last capture may be missing",
@@ -355,22 +363,185 @@ pub fn take_foreign_commits_now(
     {
         return;
     }
+    let Some(mut wal) = open_wal() else {
+        ingest_handoffs(db, &mut cap);
+        return;
+    };
+    // A process restarting the log hands the old one off before it writes the new header:
+    // read the header, take the hand-offs, and go round again while the log keeps moving
+    // on (a busy writer can restart it many times between two polls).
+    for _ in 0..8 {
+        let before = wal_salts(wal.as_mut());
+        if ingest_handoffs(db, &mut cap) == 0 || wal_salts(wal.as_mut()) == before {
+            break;
+        }
+    }
     if !cap.caught_up {
         // Replication was taken over from a process that died, or started before any
         // connection here opened the WAL: catch up with the whole log first.
         cap.caught_up = true;
-        if let Some(mut wal) = open_wal() {
+        if let Err(e) = catch_up(db, &mut cap, wal.as_mut()) {
+            capture_failed(db, &mut cap, &format!("reading the WAL: {e}"), None);
+        }
+        return;
+    }
+    if cap.header.is_none() {
+        // A log another process started (after handing the old one off, it continues the
+        // generation the hand-off announced; otherwise catch-up decides), or the old one
+        // going on after all: catch up with whatever log is there.
+        let mut hdr = [0u8; WAL_HEADER_SIZE];
+        if matches!(wal.read_at(0, &mut hdr), Ok(n) if n == WAL_HEADER_SIZE) {
             if let Err(e) = catch_up(db, &mut cap, wal.as_mut()) {
                 capture_failed(db, &mut cap, &format!("reading the WAL: {e}"), None);
             }
         }
         return;
     }
-    if cap.header.is_none() {
-        return;
+    take_foreign_commits(db, &mut cap, wal.as_mut());
+}
+
+/// Appends what other processes handed off when they restarted or truncated the log (the
+/// commits after this spool's last position), announces the log that follows, and removes
+/// the hand-off files. A hand-off of a log whose start this spool never saw cannot be
+/// placed: it is dropped, and the gap it leaves is found and closed by a snapshot.
+fn ingest_handoffs(db: &Database, cap: &mut CaptureState) -> usize {
+    let dir = crate::spool::Spool::dir_for(&db.path);
+    let pending = crate::handoff::pending(&dir);
+    let count = pending.len();
+    for (path, handoff) in pending {
+        let Some(h) = handoff else {
+            crate::status::log_error(&format!(
+                "{}: dropping a torn hand-off file {}",
+                db.name,
+                path.display()
+            ));
+            let _ = std::fs::remove_file(&path);
+            continue;
+        };
+        let last = db.spool.last_position();
+        let in_log = last.is_some_and(|(p, _)| p.salts() == h.old_salts);
+        let knows_start = in_log || db.spool.generation() == Some(h.old_salts);
+        if knows_start {
+            let mut ok = true;
+            for t in &h.txns {
+                let new = match db.spool.last_position() {
+                    Some((p, _)) if p.salts() == h.old_salts => t.txn.end.frame > p.frame,
+                    _ => true,
+                };
+                if new {
+                    if let Err(e) = append_txn(db, &t.txn, t.end_cksum) {
+                        capture_failed(db, cap, &format!("appending a hand-off: {e}"), None);
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            if ok {
+                flush_spool(db);
+                if let Some(next) = h.next_salts {
+                    if let Err(e) = db.spool.set_generation(next) {
+                        crate::status::log_error(&format!("{}: {e}", db.name));
+                    }
+                }
+            }
+        } else {
+            crate::status::log_notice(&format!(
+                "{}: a hand-off of a log this spool never saw begin; a snapshot will close the gap",
+                db.name
+            ));
+        }
+        if cap.header.is_some_and(|x| x.salts() == h.old_salts) {
+            cap.header = None;
+            cap.chain = None;
+        }
+        let _ = std::fs::remove_file(&path);
     }
-    if let Some(mut wal) = open_wal() {
-        take_foreign_commits(db, &mut cap, wal.as_mut());
+    count
+}
+
+/// The salts of the log's header on disk, if it has one.
+fn wal_salts(file: &mut dyn ReadAt) -> Option<(u32, u32)> {
+    let mut hdr = [0u8; WAL_HEADER_SIZE];
+    match file.read_at(0, &mut hdr) {
+        Ok(n) if n == WAL_HEADER_SIZE => WalHeader::parse(&hdr).ok().map(|h| h.salts()),
+        _ => None,
+    }
+}
+
+/// Watches the `-wal` of a database another process replicates, for the moment this
+/// process restarts or truncates the log: it hands the log's commits over first.
+pub struct HandoffObserver {
+    spool_dir: PathBuf,
+    name: String,
+}
+
+/// The WAL of a database this process does not replicate itself is being opened.
+pub fn on_open_wal_elsewhere(wal_path: &str) -> Option<HandoffObserver> {
+    let db_path = db_path_of(wal_path)?;
+    replicated_elsewhere(&db_path).then(|| HandoffObserver {
+        spool_dir: crate::spool::Spool::dir_for(&db_path),
+        name: db_path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default(),
+    })
+}
+
+impl HandoffObserver {
+    /// This process is about to write a new log header (`Some`) or truncate the log
+    /// (`None`): the old log's frames are still intact. Writes its committed transactions,
+    /// all of them, into a hand-off file; the owner keeps those it has not captured.
+    pub fn before_log_goes(&self, new_header: Option<&[u8]>, file: &mut dyn ReadAt) {
+        let mut hdr = [0u8; WAL_HEADER_SIZE];
+        let old = match file.read_at(0, &mut hdr) {
+            Ok(n) if n == WAL_HEADER_SIZE => WalHeader::parse(&hdr).ok(),
+            _ => None,
+        };
+        let Some(old) = old else { return };
+        let next_salts = new_header
+            .filter(|d| d.len() >= WAL_HEADER_SIZE)
+            .and_then(|d| WalHeader::parse(&d[..WAL_HEADER_SIZE]).ok())
+            .map(|h| h.salts());
+        if next_salts == Some(old.salts()) {
+            return; // the same header written again: no new log
+        }
+        let mut chain = FrameChain::new(&old);
+        let mut assembler = wal::TxnAssembler::new(old.page_size);
+        let mut buf = vec![0u8; FRAME_HEADER_SIZE + old.page_size as usize];
+        let mut txns = Vec::new();
+        loop {
+            let f = chain.next_frame();
+            match file.read_at(wal::frame_offset(old.page_size, f), &mut buf) {
+                Ok(n) if n == buf.len() => {}
+                _ => break,
+            }
+            let (h, page) = buf.split_at(FRAME_HEADER_SIZE);
+            let Ok(Some(fh)) = chain.accept(h, page) else {
+                break;
+            };
+            let pos = WalPosition {
+                salt1: old.salt1,
+                salt2: old.salt2,
+                frame: f,
+            };
+            if let Some(txn) = assembler.push(pos, &fh, page) {
+                txns.push(crate::handoff::HandedTxn {
+                    txn,
+                    end_cksum: chain.checksum(),
+                });
+            }
+        }
+        let handoff = crate::handoff::Handoff {
+            old_salts: old.salts(),
+            txns,
+            next_salts,
+        };
+        if let Err(e) = crate::handoff::write(&self.spool_dir, &handoff) {
+            crate::status::log_error(&format!(
+                "{}: handing the WAL's commits over to the process that replicates it: {e}",
+                self.name
+            ));
+        }
     }
 }
 

@@ -461,3 +461,83 @@ print(sqlite3.connect("r.db").execute("SELECT group_concat(who) FROM (SELECT DIS
         );
     }
 }
+
+/// Processes that do not upload restart the WAL often (small auto-checkpoint) while the
+/// uploading process only watches: each hands the old log's commits over before its
+/// restart, so the replica ends equal to the source with no snapshot beyond the first.
+#[test]
+fn restarts_by_processes_that_do_not_upload_need_no_snapshot() {
+    use std::io::Write;
+    let dir = TempDir::new("handoff");
+    let url = format!("file://{}", dir.join("replicas").display());
+    let lib = load_path();
+    let env = [
+        ("REPLICA_URL", url.as_str()),
+        ("REPLICA_TEST_LIB", lib.as_str()),
+        ("REPLICA_SYNC_INTERVAL", "1s"),
+        ("REPLICA_LOG", "stderr"),
+    ];
+    let mut owner = replica_command(
+        PYTHON3,
+        &[
+            "-u",
+            "-c",
+            &format!(
+                "{PY_LOAD}{}",
+                r#"
+import sys
+c = sqlite3.connect("app.db", isolation_level=None)
+c.execute("PRAGMA journal_mode=wal")
+c.execute("CREATE TABLE t(who TEXT, n INTEGER, pad BLOB)")
+print("synced", c.execute("SELECT replica_sync(10000)").fetchone()[0], flush=True)
+sys.stdin.readline()
+print("synced", c.execute("SELECT replica_sync(30000)").fetchone()[0], flush=True)
+c.execute("SELECT replica_restore('app.db', 'r.db')").fetchone()
+q = "SELECT who, n, hex(pad) FROM t ORDER BY who, n"
+print("same", c.execute(q).fetchall() == sqlite3.connect("r.db").execute(q).fetchall(), flush=True)
+print("rows", c.execute("SELECT count(*) FROM t").fetchone()[0], flush=True)
+print("snapshots", c.execute("SELECT snapshots FROM replica_status() WHERE name = 'app.db'").fetchone()[0], flush=True)
+"#
+            ),
+        ],
+        dir.path(),
+        &env,
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut out = BufReader::new(owner.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("synced"), "{line:?}");
+    let writer = |who: &str| {
+        format!(
+            r#"
+c = sqlite3.connect("app.db", isolation_level=None, timeout=30)
+c.execute("PRAGMA wal_autocheckpoint=8")
+for n in range(150):
+    c.execute("INSERT INTO t VALUES ('{who}', ?, randomblob(3000))", (n,))
+print("wrote", c.execute("SELECT state FROM replica_status() WHERE name = 'app.db'").fetchone()[0])
+"#
+        )
+    };
+    for who in ["w1", "w2"] {
+        let o = python_loaded(&writer(who), dir.path(), &env);
+        let text = check(&o, who);
+        assert!(
+            text.contains("wrote standby"),
+            "{who} must not upload: {text}"
+        );
+    }
+    owner.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    owner.wait().unwrap();
+    assert!(rest.contains("same True"), "{rest}");
+    assert!(rest.contains("rows 300"), "{rest}");
+    assert!(
+        rest.contains("snapshots 1\n"),
+        "a restart by another process cost a snapshot: {rest}"
+    );
+}

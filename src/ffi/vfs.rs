@@ -5,7 +5,7 @@
 
 use super::{guard, sys};
 use crate::error::Error;
-use crate::shim::{self, DbObserver, ReadAt, WalObserver};
+use crate::shim::{self, DbObserver, HandoffObserver, ReadAt, WalObserver};
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::mem::size_of;
 use std::ptr::null_mut;
@@ -21,6 +21,9 @@ struct ReplicaFile {
     observer: *mut WalObserver,
     /// Set on the main file of a replicated database (its shm locks end transactions).
     db_observer: *mut DbObserver,
+    /// Set on the `-wal` of a database another process replicates: it hands the log's
+    /// commits over before this process restarts or truncates it.
+    handoff: *mut HandoffObserver,
 }
 
 const HEADER: usize = (size_of::<ReplicaFile>() + 15) & !15;
@@ -164,6 +167,7 @@ unsafe extern "C" fn x_open(
         f.base.pMethods = std::ptr::null();
         f.observer = null_mut();
         f.db_observer = null_mut();
+        f.handoff = null_mut();
         // SAFETY: the allocation is szOsFile = HEADER + base.szOsFile bytes.
         f.real = unsafe { (p as *mut u8).add(HEADER) } as *mut sys::sqlite3_file;
         if flags & sys::SQLITE_OPEN_MAIN_DB != 0 && !z_name.is_null() {
@@ -211,6 +215,8 @@ unsafe extern "C" fn x_open(
         } else if flags & sys::SQLITE_OPEN_WAL != 0 {
             if let Some(obs) = shim::on_open_wal(&name, &mut RealReader(f.real)) {
                 f.observer = Box::into_raw(Box::new(obs));
+            } else if let Some(h) = shim::on_open_wal_elsewhere(&name) {
+                f.handoff = Box::into_raw(Box::new(h));
             }
         }
         sys::SQLITE_OK
@@ -262,6 +268,11 @@ unsafe extern "C" fn x_close(p: *mut sys::sqlite3_file) -> c_int {
             drop(unsafe { Box::from_raw(f.db_observer) });
             f.db_observer = null_mut();
         }
+        if !f.handoff.is_null() {
+            // SAFETY: created by Box::into_raw in x_open and freed only here.
+            drop(unsafe { Box::from_raw(f.handoff) });
+            f.handoff = null_mut();
+        }
         close_real(f)
     })
 }
@@ -287,6 +298,14 @@ unsafe extern "C" fn x_write(
 ) -> c_int {
     guard(sys::SQLITE_IOERR_WRITE, || {
         let f = file(p);
+        // SAFETY: the hand-off box lives until x_close.
+        if let Some(h) = unsafe { f.handoff.as_ref() } {
+            if off == 0 {
+                // SAFETY: buf holds amt bytes for the duration of this call.
+                let data = unsafe { std::slice::from_raw_parts(buf as *const u8, amt as usize) };
+                h.before_log_goes(Some(data), &mut RealReader(f.real));
+            }
+        }
         // SAFETY: the observer box lives until x_close.
         let obs = unsafe { f.observer.as_ref() };
         if let Some(obs) = obs {
@@ -314,6 +333,12 @@ unsafe extern "C" fn x_write(
 unsafe extern "C" fn x_truncate(p: *mut sys::sqlite3_file, size: i64) -> c_int {
     guard(sys::SQLITE_IOERR_TRUNCATE, || {
         let f = file(p);
+        // SAFETY: the hand-off box lives until x_close.
+        if let Some(h) = unsafe { f.handoff.as_ref() } {
+            if (size as u64) < crate::wal::WAL_HEADER_SIZE as u64 {
+                h.before_log_goes(None, &mut RealReader(f.real));
+            }
+        }
         // SAFETY: the observer box lives until x_close.
         let obs = unsafe { f.observer.as_ref() };
         if let Some(obs) = obs {
