@@ -29,6 +29,11 @@
 //!   downloaded).
 //! - `overflow`: present while captured commits were dropped because the spool was over its
 //!   size cap; the uploader must then ship a snapshot (which also removes the marker).
+//! - `lock`: held (`flock`) by the process that owns the spool; it names that process's pid.
+//! - `id`: this spool's lasting name, which the replica's lease records.
+//! - `handoff/<nanos>-<pid>`: commits handed over by processes that do not own the spool,
+//!   written before they restart or truncate the WAL (format in `crate::handoff`); the
+//!   owner appends them and removes the files.
 //!
 //! Records are first kept in memory (up to 8 MiB) and written out, without fsync, when the
 //! buffer fills, before SQLite can restart, truncate or delete the WAL (the shim calls
