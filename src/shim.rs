@@ -298,8 +298,17 @@ fn take_foreign_commits(db: &Database, cap: &mut CaptureState, file: &mut dyn Re
     if cap.pending_commit.is_some() || cap.deferred_commit.is_some() {
         return;
     }
+    // What other processes handed off first: the log this process knew may be gone.
+    ingest_handoffs(db, cap);
     let Some(known) = cap.header else {
-        return; // no log yet, or this process saw it go: the next header starts afresh
+        // A log another process started (after handing the old one off, it continues the
+        // generation the hand-off announced; otherwise catch-up decides), or none yet.
+        if wal_salts(file).is_some() {
+            if let Err(e) = catch_up(db, cap, file) {
+                capture_failed(db, cap, &format!("reading the WAL: {e}"), None);
+            }
+        }
+        return;
     };
     let mut hdr = [0u8; WAL_HEADER_SIZE];
     let on_disk = match file.read_at(0, &mut hdr) {
@@ -382,18 +391,6 @@ pub fn take_foreign_commits_now(
         cap.caught_up = true;
         if let Err(e) = catch_up(db, &mut cap, wal.as_mut()) {
             capture_failed(db, &mut cap, &format!("reading the WAL: {e}"), None);
-        }
-        return;
-    }
-    if cap.header.is_none() {
-        // A log another process started (after handing the old one off, it continues the
-        // generation the hand-off announced; otherwise catch-up decides), or the old one
-        // going on after all: catch up with whatever log is there.
-        let mut hdr = [0u8; WAL_HEADER_SIZE];
-        if matches!(wal.read_at(0, &mut hdr), Ok(n) if n == WAL_HEADER_SIZE) {
-            if let Err(e) = catch_up(db, &mut cap, wal.as_mut()) {
-                capture_failed(db, &mut cap, &format!("reading the WAL: {e}"), None);
-            }
         }
         return;
     }

@@ -329,6 +329,8 @@ impl DbUploader {
                 // again when its lease runs out (it renews it while it uploads).
                 let error = Error::LeaseHeld(owner, until).to_string();
                 let retry_at = until.max(now + 1);
+                // Whatever asked (shipping or a lifecycle job), everything waits for it.
+                self.lifecycle_failed = false;
                 self.retry_at = retry_at;
                 let changed = self.db.progress().last_error.as_deref() != Some(error.as_str());
                 self.db.update_progress(|p| {
