@@ -379,7 +379,6 @@ print("same_after_restart", c.execute(q).fetchall() == sqlite3.connect("r2.db").
 #[test]
 fn a_second_process_takes_over_when_the_owner_is_killed() {
     use std::io::{BufRead, BufReader, Write};
-    use std::process::Stdio;
     let dir = TempDir::new("takeover");
     let url = format!("file://{}", dir.join("replicas").display());
     let lib = load_path();
@@ -388,18 +387,7 @@ fn a_second_process_takes_over_when_the_owner_is_killed() {
         ("REPLICA_TEST_LIB", lib.as_str()),
         ("REPLICA_LOG", "stderr"),
     ];
-    let spawn = |body: &str| {
-        let mut cmd = replica_command(
-            PYTHON3,
-            &["-u", "-c", &format!("{PY_LOAD}{body}")],
-            dir.path(),
-            &env,
-        );
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        cmd.spawn().unwrap()
-    };
+    let spawn = |body: &str| spawn_python_loaded(body, dir.path(), &env);
     // The owner: writes, syncs, then idles until killed.
     let mut owner = spawn(
         r#"

@@ -336,18 +336,7 @@ fn two_hosts_on_one_replica_never_both_upload() {
         ("REPLICA_LEASE_TTL", "2s"),
         ("REPLICA_LOG", "stderr"),
     ];
-    let spawn = |host: &str, body: &str| {
-        let mut cmd = replica_command(
-            PYTHON3,
-            &["-u", "-c", &format!("{PY_LOAD}{body}")],
-            &dir.join(host),
-            &env,
-        );
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        cmd.spawn().unwrap()
-    };
+    let spawn = |host: &str, body: &str| spawn_python_loaded(body, &dir.join(host), &env);
     let body = |who: &str| {
         format!(
             r#"
@@ -477,14 +466,8 @@ fn restarts_by_processes_that_do_not_upload_need_no_snapshot() {
         ("REPLICA_SYNC_INTERVAL", "1s"),
         ("REPLICA_LOG", "stderr"),
     ];
-    let mut owner = replica_command(
-        PYTHON3,
-        &[
-            "-u",
-            "-c",
-            &format!(
-                "{PY_LOAD}{}",
-                r#"
+    let mut owner = spawn_python_loaded(
+        r#"
 import sys
 c = sqlite3.connect("app.db", isolation_level=None)
 c.execute("PRAGMA journal_mode=wal")
@@ -497,16 +480,10 @@ q = "SELECT who, n, hex(pad) FROM t ORDER BY who, n"
 print("same", c.execute(q).fetchall() == sqlite3.connect("r.db").execute(q).fetchall(), flush=True)
 print("rows", c.execute("SELECT count(*) FROM t").fetchone()[0], flush=True)
 print("snapshots", c.execute("SELECT snapshots FROM replica_status() WHERE name = 'app.db'").fetchone()[0], flush=True)
-"#
-            ),
-        ],
+"#,
         dir.path(),
         &env,
-    )
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .spawn()
-    .unwrap();
+    );
     let mut out = BufReader::new(owner.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();

@@ -166,7 +166,6 @@ except sqlite3.Error as e:
 #[test]
 fn commits_acknowledged_in_another_process_are_in_the_replica() {
     use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
     let dir = TempDir::new("sync-commit-other");
     let url = format!("file://{}", dir.join("replicas").display());
     let lib = load_path();
@@ -176,30 +175,18 @@ fn commits_acknowledged_in_another_process_are_in_the_replica() {
         ("REPLICA_SYNC_INTERVAL", "50ms"),
         ("REPLICA_LOG", "stderr"),
     ];
-    let mut owner = replica_command(
-        PYTHON3,
-        &[
-            "-u",
-            "-c",
-            &format!(
-                "{PY_LOAD}{}",
-                r#"
+    let mut owner = spawn_python_loaded(
+        r#"
 import sys
 c = sqlite3.connect("app.db", isolation_level=None)
 c.execute("PRAGMA journal_mode=wal")
 c.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, who TEXT)")
 print("synced", c.execute("SELECT replica_sync(10000)").fetchone()[0])
 sys.stdin.readline()
-"#
-            ),
-        ],
+"#,
         dir.path(),
         &env,
-    )
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .spawn()
-    .unwrap();
+    );
     let mut line = String::new();
     BufReader::new(owner.stdout.take().unwrap())
         .read_line(&mut line)

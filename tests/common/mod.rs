@@ -165,6 +165,23 @@ boot.enable_load_extension(True)
 boot.load_extension(os.environ["REPLICA_TEST_LIB"])
 "#;
 
+/// Starts Debian's python3 running `PY_LOAD` then `body` in `cwd`, unbuffered, with stdin
+/// and stdout piped (a test steers it line by line) and stderr passed through. The caller
+/// sets `REPLICA_TEST_LIB` in `env`.
+pub fn spawn_python_loaded(body: &str, cwd: &Path, env: &[(&str, &str)]) -> std::process::Child {
+    replica_command(
+        PYTHON3,
+        &["-u", "-c", &format!("{PY_LOAD}{body}")],
+        cwd,
+        env,
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit())
+    .spawn()
+    .unwrap()
+}
+
 /// `python` with `PY_LOAD` before `body`.
 pub fn python_loaded(body: &str, cwd: &Path, env: &[(&str, &str)]) -> Output {
     python(&format!("{PY_LOAD}{body}"), cwd, env)
