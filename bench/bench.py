@@ -109,6 +109,23 @@ elif work == "history":
         if cfg["load"]:
             db.execute("SELECT replica_sync(600000)").fetchone()
     out["rows"] = db.execute("SELECT count(*) FROM b").fetchone()[0]
+    if cfg["load"] and cfg["day_s"]:
+        db.execute("SELECT replica_snapshot()").fetchone()  # the day starts from a snapshot
+    # Then a day of history (time-compressed with the lifecycle windows; see w4_restore):
+    # transactions at `day_rate` per second, each rewriting `day_rows` random rows.
+    import random
+    rng = random.Random(cfg["seed"])
+    start, i = time.perf_counter(), 0
+    while time.perf_counter() - start < cfg["day_s"]:
+        i += 1
+        delay = start + i / cfg["day_rate"] - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        db.execute("BEGIN")
+        for _ in range(cfg["day_rows"]):
+            db.execute("UPDATE b SET payload = ? WHERE id = ?", (rng.randbytes(4000), rng.randrange(1, out["rows"] + 1)))
+        db.execute("COMMIT")
+    out["day_txns"] = i
 elif work == "rate":
     # Commit i (1-based) at t0 + i/rate, round-robin over the databases.
     rate, n = cfg["rate"], cfg["n"]
@@ -407,8 +424,11 @@ class Bench:
             time.sleep(0.05)
         return False
 
-    def run(self, variant, workload, ndb=1, n=0, mb=0, rate=0, window=0, steps=1, keep=False, committers=0):
-        """One writer process (plus litestream for its variants). Returns a result dict."""
+    def run(self, variant, workload, ndb=1, n=0, mb=0, rate=0, window=0, steps=1, keep=False, committers=0,
+            config=None, sync_interval=None, day=None):
+        """One writer process (plus litestream for its variants). Returns a result dict.
+        `config`: a libreplica config file's text (lifecycle settings); `day`: the history
+        workload's day phase, {"s", "rate", "rows", "seed"}."""
         self.run_no += 1
         prefix = f"r{self.run_no:04d}-{variant}"
         rundir = os.path.join(self.work, prefix)
@@ -420,9 +440,17 @@ class Bench:
             env["REPLICA_URL"] = self.server.s3_url(prefix)
             if variant in ("libreplica-10ms", "libreplica-100ms"):
                 env["REPLICA_SYNC_INTERVAL"] = variant.split("-")[1]
+            if sync_interval:
+                env["REPLICA_SYNC_INTERVAL"] = sync_interval
+            if config:
+                env["REPLICA_CONFIG"] = os.path.join(rundir, "replica.yml")
+                with open(env["REPLICA_CONFIG"], "w") as f:
+                    f.write(config)
+        day = day or {"s": 0, "rate": 1, "rows": 0, "seed": 0}
         cfg = {"load": load, "so": self.args.so, "dbs": dbs, "workload": workload, "n": n, "mb": mb,
                "rate": rate, "window": window, "steps": steps, "commits_out": os.path.join(rundir, "commits.json"),
-               "committers": committers, "sync_timeout_ms": 10000}
+               "committers": committers, "sync_timeout_ms": 10000, "day_s": day["s"], "day_rate": day["rate"],
+               "day_rows": day["rows"], "seed": day["seed"]}
         offset = self.server.log_size()
         writer = subprocess.Popen(["/usr/bin/python3", "-c", WRITER, json.dumps(cfg)], env=env, cwd=rundir,
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -586,11 +614,42 @@ def w23_lag_requests(b, a):
     return out
 
 
+# A day of history in DAY_SCALE-times compressed time: Litestream's default windows (L1 30 s,
+# L2 5 min, L3 1 h, level-0 retention 5 min) divided by the scale, so the day's files have the
+# shape of a real day's (about 24 level-3 files, then level 2, 1 and 0 for the last hour).
+# Snapshots stay daily and unscaled: the restore starts from the day-old snapshot.
+DAY_SCALE = 1440
+LIFECYCLE_DAY = """snapshot:
+  interval: 24h
+  retention: 24h
+levels:
+  - interval: {l1}ms
+  - interval: {l2}ms
+  - interval: {l3}ms
+l0-retention: {l2}ms
+"""
+
+
 def w4_restore(b, a):
-    res = b.run("libreplica", "history", mb=a.restore_mb, steps=a.restore_steps, keep=True)
+    ms = lambda s: max(1, round(s * 1000 / DAY_SCALE))
+    config = LIFECYCLE_DAY.format(l1=ms(30), l2=ms(300), l3=ms(3600))
+    day = {"s": 86400 / DAY_SCALE * a.restore_day_fraction, "rate": 50, "rows": 4, "seed": a.seed}
+    res = b.run("libreplica", "history", mb=a.restore_mb, steps=a.restore_steps, keep=True, config=config,
+                sync_interval="100ms", day=day)
     prefix, src = res["prefix"], res["dbs"][0]
     size = os.path.getsize(src)
     url = b.server.s3_url(f"{prefix}/{os.path.basename(src)}")
+    files = {}
+    for root, _, names in os.walk(os.path.join(b.server.root, BUCKET, prefix)):
+        for n in names:
+            if n.endswith(".ltx"):
+                lvl = os.path.basename(root)
+                files.setdefault(lvl, [0, 0])
+                files[lvl][0] += 1
+                files[lvl][1] += os.path.getsize(os.path.join(root, n))
+    log(f"  history: {res.get('rows')} rows, {res.get('day_txns')} transactions over {day['s']:.0f} s "
+        f"(a {'day' if a.restore_day_fraction == 1 else f'{a.restore_day_fraction:g} day'} at {DAY_SCALE}x); bucket: "
+        + ", ".join(f"L{int(l)} {c} files {sz / 2**20:.1f} MiB" for l, (c, sz) in sorted(files.items())))
     env = b.env("restore")
     times = {"libreplica": [], "litestream": []}
     target = os.path.join(b.work, "restored.db")
@@ -613,7 +672,9 @@ def w4_restore(b, a):
             times[tool].append(dt)
             log(f"  round {r + 1} restore {tool:10s} {dt:7.2f} s  {size / 2**20 / dt:7.1f} MiB/s")
     b.discard(prefix, os.path.dirname(src))
-    out = {"db_mib": size / 2**20, "steps": a.restore_steps, "bucket_written_by": "libreplica", "runs_s": times}
+    out = {"db_mib": size / 2**20, "steps": a.restore_steps, "bucket_written_by": "libreplica", "runs_s": times,
+           "history": {"day_scale": DAY_SCALE, "day_fraction": a.restore_day_fraction, "txns": res.get("day_txns"),
+                       "files_by_level": files}}
     for tool, ts in times.items():
         m = statistics.median(ts)
         out[tool] = {"median_s": m, "mib_s": size / 2**20 / m}
@@ -821,16 +882,19 @@ def main():
     ap.add_argument("--quick", action="store_true", help="small sizes, short windows (under 3 minutes)")
     ap.add_argument("--only", default="1,2,4,5,6", help="workloads to run (2 = lag and requests, 3 is part of 2)")
     ap.add_argument("--out", default="bench/results")
+    ap.add_argument("--seed", type=int, default=None, help="seed of the random choices (printed; default: random)")
     a = ap.parse_args()
+    if a.seed is None:
+        a.seed = int.from_bytes(os.urandom(4), "little")
     if a.quick:
         a.rounds, a.n_small, a.n_large, a.bulk_mb = 3, 5000, 0, 16
         a.rates, a.window, a.idle_window, a.mem_window, a.settle = [0, 1, 50, 500], 3, 3, 2, 0.5
-        a.restore_mb, a.restore_steps, a.restore_rounds = 32, 4, 2
+        a.restore_mb, a.restore_steps, a.restore_rounds, a.restore_day_fraction = 32, 4, 2, 0.25
         a.sync_window = 3
     else:
         a.rounds, a.n_small, a.n_large, a.bulk_mb = 5, 20000, 200000, 256
         a.rates, a.window, a.idle_window, a.mem_window, a.settle = [0, 1, 50, 500], 20, 40, 10, 1.0
-        a.restore_mb, a.restore_steps, a.restore_rounds = 1024, 8, 2
+        a.restore_mb, a.restore_steps, a.restore_rounds, a.restore_day_fraction = 1024, 8, 2, 1
         a.sync_window = 20
     a.so = os.path.abspath(a.so)
     if a.so.endswith(".so"):
@@ -844,7 +908,7 @@ def main():
     res = {"date": time.strftime("%Y-%m-%d", time.gmtime()), "git": sha, "args": {k: v for k, v in vars(a).items()},
            "machine": machine(), "litestream_version": ver}
     log(f"libreplica bench ({'quick' if a.quick else 'full'}) on {res['machine']['summary']}; litestream {ver}; "
-        f"S3 server {b.server.endpoint}")
+        f"S3 server {b.server.endpoint}; seed {a.seed} (--seed to replay)")
     try:
         if "1" in only:
             log("== 1. commit throughput (interleaved plain / libreplica / litestream)")
