@@ -193,30 +193,83 @@ impl Crc64 {
     }
 
     pub fn update(&mut self, data: &[u8]) {
-        let t = &CRC64_TABLES;
-        let mut crc = self.state;
-        let mut chunks = data.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            crc ^= u64::from_le_bytes(word);
-            crc = t[7][(crc & 0xff) as usize]
-                ^ t[6][((crc >> 8) & 0xff) as usize]
-                ^ t[5][((crc >> 16) & 0xff) as usize]
-                ^ t[4][((crc >> 24) & 0xff) as usize]
-                ^ t[3][((crc >> 32) & 0xff) as usize]
-                ^ t[2][((crc >> 40) & 0xff) as usize]
-                ^ t[1][((crc >> 48) & 0xff) as usize]
-                ^ t[0][(crc >> 56) as usize];
-        }
-        for &b in chunks.remainder() {
-            crc = t[0][((crc ^ b as u64) & 0xff) as usize] ^ (crc >> 8);
-        }
-        self.state = crc;
+        self.state = crc64_advance(self.state, data);
     }
 
     pub fn finish(&self) -> u64 {
         !self.state
+    }
+}
+
+/// The CRC register after `data`, from `crc`: no init or final inversion. Linear over
+/// GF(2) in the register and the data together, which [`ZeroAdvance`] relies on.
+fn crc64_advance(mut crc: u64, data: &[u8]) -> u64 {
+    let t = &CRC64_TABLES;
+    let mut chunks = data.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        crc ^= u64::from_le_bytes(word);
+        crc = t[7][(crc & 0xff) as usize]
+            ^ t[6][((crc >> 8) & 0xff) as usize]
+            ^ t[5][((crc >> 16) & 0xff) as usize]
+            ^ t[4][((crc >> 24) & 0xff) as usize]
+            ^ t[3][((crc >> 32) & 0xff) as usize]
+            ^ t[2][((crc >> 40) & 0xff) as usize]
+            ^ t[1][((crc >> 48) & 0xff) as usize]
+            ^ t[0][(crc >> 56) as usize];
+    }
+    for &b in chunks.remainder() {
+        crc = t[0][((crc ^ b as u64) & 0xff) as usize] ^ (crc >> 8);
+    }
+    crc
+}
+
+/// Advancing a CRC register over `len` zero bytes, as a GF(2) matrix (column `i` is the
+/// image of register bit `i`). Since `advance(r, d) = advance(r, 0…0) ^ advance(0, d)`,
+/// one CRC pass over a page gives both the file's running checksum and the page's own
+/// checksum (`pgno ++ page`), where the decoder used to make a pass for each.
+#[derive(Clone, Debug)]
+pub struct ZeroAdvance {
+    cols: [u64; 64],
+}
+
+impl ZeroAdvance {
+    /// By squaring: `advance` over one zero byte, composed to `len` bytes.
+    pub fn new(len: usize) -> Self {
+        let mut step = ZeroAdvance {
+            cols: std::array::from_fn(|i| crc64_advance(1 << i, &[0])),
+        };
+        let mut acc = ZeroAdvance {
+            cols: std::array::from_fn(|i| 1 << i), // identity
+        };
+        let mut n = len;
+        while n > 0 {
+            if n & 1 == 1 {
+                acc = acc.then(&step);
+            }
+            step = step.then(&step);
+            n >>= 1;
+        }
+        acc
+    }
+
+    /// `other` applied after `self`.
+    fn then(&self, other: &ZeroAdvance) -> ZeroAdvance {
+        ZeroAdvance {
+            cols: std::array::from_fn(|i| other.apply(self.cols[i])),
+        }
+    }
+
+    pub fn apply(&self, mut reg: u64) -> u64 {
+        let mut out = 0;
+        let mut i = 0;
+        while reg != 0 {
+            out ^= self.cols[i] & (reg & 1).wrapping_neg();
+            reg >>= 1;
+            i += 1;
+        }
+        out
     }
 }
 
@@ -673,6 +726,10 @@ pub struct Decoder<R: Read> {
     expected_index: Vec<u8>,
     compressed: Vec<u8>,
     snapshot_checksum: DbChecksum,
+    /// Advances a CRC register over one page.
+    page_shift: ZeroAdvance,
+    /// The checksum of the page `next_page` returned last.
+    page_sum: u64,
 }
 
 impl<R: Read> Decoder<R> {
@@ -695,7 +752,15 @@ impl<R: Read> Decoder<R> {
             expected_index: Vec::new(),
             compressed: Vec::new(),
             snapshot_checksum: DbChecksum::default(),
+            page_shift: ZeroAdvance::new(header.page_size as usize),
+            page_sum: 0,
         })
+    }
+
+    /// `page_checksum(pgno, page)` of the page [`Decoder::next_page`] returned last,
+    /// computed in the pass that checks the file.
+    pub fn page_checksum(&self) -> u64 {
+        self.page_sum
     }
 
     pub fn header(&self) -> &Header {
@@ -761,8 +826,7 @@ impl<R: Read> Decoder<R> {
         }
         self.compressed.resize(size, 0);
         self.r.read_exact(&mut self.compressed)?;
-        buf.clear();
-        buf.resize(page_size, 0);
+        buf.resize(page_size, 0); // no clearing: the page is checked to be fully written
         let n = lz4_flex::block::decompress_into(&self.compressed, buf)
             .map_err(|e| LtxError::BadPage(format!("page {pgno} does not decompress: {e}")))?;
         if n != page_size {
@@ -770,14 +834,21 @@ impl<R: Read> Decoder<R> {
                 "page {pgno} decompresses to {n} bytes, page size is {page_size}"
             )));
         }
-        self.hash.update(buf);
+        // One CRC pass over the page serves the file checksum and the page checksum.
+        let page_crc = crc64_advance(0, buf);
+        self.hash.state = self.page_shift.apply(self.hash.state) ^ page_crc;
+        let pgno_crc = crc64_advance(!0, &pgno.to_be_bytes());
+        self.page_sum = CHECKSUM_FLAG | !(self.page_shift.apply(pgno_crc) ^ page_crc);
 
         let entry_size = (PAGE_HEADER_SIZE + 4 + size) as u64;
         append_index_entry(&mut self.expected_index, pgno, offset, entry_size);
         self.bytes_read += size as u64; // the header and size field were counted when read
         self.prev_pgno = pgno;
-        if self.header.is_snapshot() && !self.header.no_checksum() {
-            self.snapshot_checksum.add_page(pgno, buf);
+        if self.header.is_snapshot()
+            && !self.header.no_checksum()
+            && pgno != lock_pgno(self.header.page_size)
+        {
+            self.snapshot_checksum.0 ^= self.page_sum & !CHECKSUM_FLAG;
         }
         Ok(Some(pgno))
     }
@@ -910,6 +981,26 @@ mod tests {
         pages.iter().for_each(|(p, d)| sum.add_page(*p, d));
         let bytes = encode(header(1, 1, 3, 0), &pages, sum.value());
         (pages, bytes)
+    }
+
+    #[test]
+    fn zero_advance_splits_one_pass_into_file_and_page_checksums() {
+        for len in [0usize, 1, 7, 8, 512, 4096, 65536] {
+            let shift = ZeroAdvance::new(len);
+            let page = noise(len as u64 + 3, len);
+            let prefix = noise(99, 37);
+            // Running checksum: prefix then page, in one go and from the page's own pass.
+            let mut whole = Crc64::new();
+            whole.update(&prefix);
+            whole.update(&page);
+            let mut split = Crc64::new();
+            split.update(&prefix);
+            split.state = shift.apply(split.state) ^ crc64_advance(0, &page);
+            assert_eq!(split.finish(), whole.finish(), "len {len}");
+            let pgno_crc = crc64_advance(!0, &7u32.to_be_bytes());
+            let sum = CHECKSUM_FLAG | !(shift.apply(pgno_crc) ^ crc64_advance(0, &page));
+            assert_eq!(sum, page_checksum(7, &page), "len {len}");
+        }
     }
 
     #[test]

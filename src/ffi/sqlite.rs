@@ -335,6 +335,10 @@ impl crate::uploader::SnapshotSource for LiveDatabase {
 /// `PRAGMA quick_check` (or `integrity_check` when `full`) on a file we own.
 pub(crate) fn integrity_check(path: &Path, full: bool) -> Result<(), String> {
     let conn = Connection::open(path, false).map_err(|e| e.to_string())?; // our own temp file
+                                                                          // Read through a mapping (up to SQLite's compiled-in limit): the check reads every page
+                                                                          // of a file just written, and copying each out of the page cache cost a restore of 1 GiB
+                                                                          // a tenth of its CPU.
+    let _ = conn.exec("PRAGMA mmap_size=1099511627776");
     let rows = conn
         .query_column(if full {
             "PRAGMA integrity_check"

@@ -387,12 +387,14 @@ impl S3Store {
                 content_length,
             });
         }
-        let bytes = resp
-            .body_mut()
-            .with_config()
-            .limit(u64::MAX)
-            .read_to_vec()
-            .map_err(|e| transport_error(method, &self.what(key), e))?;
+        // Sized from Content-Length up front: grown by doubling, a 4 MiB body was zeroed
+        // and copied again at each step, which cost a restore's fetchers a third of their CPU.
+        let mut bytes = Vec::with_capacity(content_length.unwrap_or(0).min(PREALLOC_MAX) as usize);
+        std::io::Read::read_to_end(
+            &mut resp.body_mut().with_config().limit(u64::MAX).reader(),
+            &mut bytes,
+        )
+        .map_err(|e| transport_error(method, &self.what(key), e.into()))?;
         Ok(Response {
             status,
             body: bytes,
@@ -791,6 +793,9 @@ fn backoff(attempt: u32) -> Duration {
     };
     Duration::from_millis(r % (cap + 1))
 }
+
+/// The most a response's Content-Length reserves before its body arrives.
+const PREALLOC_MAX: u64 = 64 << 20;
 
 fn transport_error(method: &str, what: &str, e: ureq::Error) -> StoreError {
     let msg = format!("{method} {what}: {e}");
