@@ -2,8 +2,8 @@
 //! Debian's python3/sqlite3, with checkpoints off) whose commits are read from its WAL into
 //! the spool, and an uploader stepped through injected time to a file replica, so that
 //! snapshots, compactions (L1 30 s, L2 5 min, L3 1 h) and retention (24 h, L0 5 min) run
-//! at their windows. After sampled compaction and retention passes the real
-//! `litestream restore` must restore what ours does; at the end, restores at 20 seeded
+//! at their windows. After every compaction and retention pass that changed the bucket the
+//! real `litestream restore` must restore what ours does; at the end, restores at 20 seeded
 //! random timestamps and 20 txids inside the retention window must equal the source at
 //! that point, and outside it fail clearly. Replay a failure with `LIFECYCLE_SEED=<seed>`.
 
@@ -220,6 +220,21 @@ fn restore_ours(store: &dyn ObjectStore, out: &Path, target: Target) -> Result<u
     .map(|r| r.txid)
 }
 
+/// Every LTX file of a directory replica, sorted.
+fn replica_files(replica: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for level in std::fs::read_dir(replica.join("ltx")).into_iter().flatten() {
+        for f in std::fs::read_dir(level.unwrap().path())
+            .into_iter()
+            .flatten()
+        {
+            out.push(f.unwrap().path());
+        }
+    }
+    out.sort();
+    out
+}
+
 fn levels_present(replica: &Path) -> BTreeMap<u8, usize> {
     let mut out = BTreeMap::new();
     for level in [0u8, 1, 2, 3, 9] {
@@ -277,7 +292,8 @@ fn three_days_of_snapshots_compaction_and_retention_stay_restorable() {
     let mut last_commit_at = START;
     let mut events: BTreeMap<String, usize> = BTreeMap::new();
     let mut litestream_checks = 0;
-    let mut last_snapshot_count = 0;
+    let mut retention_checks = 0;
+    let mut last_checked: Vec<PathBuf> = Vec::new();
     let out = dir.join("ours.db");
     let ls_out = dir.join("litestream.db");
     let compare_with_litestream =
@@ -315,27 +331,32 @@ fn three_days_of_snapshots_compaction_and_retention_stay_restorable() {
                     .or_insert_with(|| (commit_at, digest.to_string()));
                 *events.entry("snapshot".into()).or_default() += 1;
             }
+            // Every pass that changed the bucket is checked; a pass that changed nothing
+            // (a retention pass with nothing to delete) leaves the state checked last.
             Step::Compacted { level, .. } => {
                 let n = events.entry(format!("L{level}")).or_default();
                 *n += 1;
-                if *n <= 2 || (level == 3 && (*n).is_multiple_of(12)) {
+                let listing = replica_files(&replica);
+                if listing != last_checked {
                     compare_with_litestream(sql, states, &format!("compaction #{n} into L{level}"));
                     litestream_checks += 1;
+                    last_checked = listing;
                 }
             }
             Step::Retained { deleted } => {
                 let n = events.entry("retention".into()).or_default();
                 *n += 1;
-                let snapshots = levels_present(&replica)[&9];
-                if *n <= 2 || snapshots < last_snapshot_count {
+                let listing = replica_files(&replica);
+                if listing != last_checked {
                     compare_with_litestream(
                         sql,
                         states,
                         &format!("retention pass #{n} ({deleted} deleted)"),
                     );
                     litestream_checks += 1;
+                    retention_checks += 1;
+                    last_checked = listing;
                 }
-                last_snapshot_count = snapshots;
             }
             Step::WaitUntil(t) if t <= until => *now = t.max(*now),
             Step::WaitUntil(_) | Step::Idle => {
@@ -358,8 +379,8 @@ fn three_days_of_snapshots_compaction_and_retention_stay_restorable() {
     let mut t = START + MINUTE;
     let mut restarted = false;
     while t < end {
-        // A commit every 3–11 minutes; now and then a burst of three, 3 s apart, that a
-        // level-1 file merges.
+        // A commit every 10–30 minutes; now and then a burst of three, 3 s apart, that a
+        // level-1 file merges. (Every pass costs a `litestream restore`: about 600 of them.)
         let burst = if rng.below(10) == 0 { 3 } else { 1 };
         for i in 0..burst {
             let at = t + i * 3_000;
@@ -397,7 +418,7 @@ fn three_days_of_snapshots_compaction_and_retention_stay_restorable() {
             last_commit_at = at;
             drive(&mut up, &mut now, at, &mut sql, &mut states, &digest, at);
         }
-        t += 3 * MINUTE + rng.below(8 * MINUTE);
+        t += 10 * MINUTE + rng.below(20 * MINUTE);
         if !restarted && t > START + DAY + DAY / 2 {
             // The process restarts and its local copies are gone: the new uploader lists
             // the replica once and downloads what its compactions need.
@@ -433,9 +454,13 @@ fn three_days_of_snapshots_compaction_and_retention_stay_restorable() {
             "seed {seed}: too few {what} passes: {events:?}"
         );
     }
+    let compactions: usize = ["L1", "L2", "L3"]
+        .iter()
+        .map(|l| events.get(*l).copied().unwrap_or(0))
+        .sum();
     assert!(
-        litestream_checks >= 8,
-        "seed {seed}: {litestream_checks} litestream checks"
+        litestream_checks >= compactions && retention_checks >= 3,
+        "seed {seed}: {litestream_checks} litestream checks ({retention_checks} after retention) for {compactions} compactions"
     );
     let requests = store.request_counts();
     println!("seed {seed}: the uploader's requests over 3 days: {requests:?}");
