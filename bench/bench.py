@@ -13,8 +13,9 @@ Variants: `plain` (no replication), `libreplica` (default sync interval 1 s), `l
 and monitor-interval 100ms). Requests are compared at equal settings (default with default,
 100ms with 100ms).
 
-Workloads: 1 commit throughput, 2 replication lag, 3 requests (and the R2 bill), 4 restore,
-5 memory and CPU, 6 synchronous mode (libreplica only: COMMIT latency and PUTs per commit with
+Workloads: 1 commit throughput, 2 replication lag, 3 requests (and the R2 bill), 4 restore
+(a 1 GiB database, snapshotted, then a day of history time-compressed 1440x through the
+lifecycle windows; `replica_restore` and `litestream restore` restore the same bucket), 5 memory and CPU, 6 synchronous mode (libreplica only: COMMIT latency and PUTs per commit with
 1 and 8 committer threads, each with its own `replica_sync=commit` connection).
 
 Lag: each commit i also sets a one-row table to 'SEQ' || printf('%012d', i). That table is
