@@ -741,10 +741,20 @@ impl Writer {
         )
     }
 
+    /// Queues `job`; fails at once once a write has failed (a full disk should not cost
+    /// the rest of the download first).
     fn send(&self, job: WriteJob) -> Result<(), Error> {
+        self.failure()?;
         self.jobs
             .send(job)
             .map_err(|_| Error::Io("writing the restored database: the writer stopped".into()))
+    }
+
+    fn failure(&self) -> Result<(), Error> {
+        match &*self.failed.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(Error::Io(format!("writing the restored database: {e}"))),
+            None => Ok(()),
+        }
     }
 
     /// Waits until every job sent so far is done; the first write error, if any.
@@ -752,10 +762,7 @@ impl Writer {
         let (done, wait) = crossbeam_channel::bounded(1);
         self.send(WriteJob::Barrier(done))?;
         let _ = wait.recv();
-        match self.failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            Some(e) => Err(Error::Io(format!("writing the restored database: {e}"))),
-            None => Ok(()),
-        }
+        self.failure()
     }
 }
 

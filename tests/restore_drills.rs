@@ -1,5 +1,5 @@
 //! Restore through the loaded extension in Debian's python3: refusing corrupt replicas
-//! (naming the object, leaving no file), `replica_restore_points`, `replica_verify` drills,
+//! (naming the object, leaving no file), failing cleanly when the output cannot be written, `replica_restore_points`, `replica_verify` drills,
 //! and the boot-time restore of a configured database whose file is missing.
 
 mod common;
@@ -205,6 +205,52 @@ fn corrupt_replicas_are_refused_naming_the_object_and_leave_no_file() {
             .collect();
         assert!(left.is_empty(), "{what}: left behind {left:?}");
     }
+}
+
+#[test]
+fn a_restore_that_cannot_write_fails_naming_why_and_leaves_no_file() {
+    let dir = TempDir::new("restore-nospace");
+    let url = format!("file://{}", dir.join("replicas").display());
+    write_replica(
+        dir.path(),
+        &url,
+        "app.db",
+        "CREATE TABLE t(a INTEGER PRIMARY KEY, b)",
+        8,
+    );
+    let out_dir = dir.join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    // A file-size limit stands in for a full disk: every write past 16 KiB fails (EFBIG),
+    // as writes fail with ENOSPC, with the signal that would kill the process ignored.
+    let o = python_loaded(
+        &format!(
+            r#"
+import resource, signal
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (16384, 16384))
+try:
+    print("ok", boot.execute("SELECT replica_restore(?, ?)", ({src:?}, {out:?})).fetchone()[0])
+except sqlite3.Error as e:
+    print("error", e)
+"#,
+            src = format!("{url}/app.db"),
+            out = out_dir.join("r.db").display().to_string()
+        ),
+        dir.path(),
+        &[("REPLICA_URL", "")],
+    );
+    let text = check(&o, "replica_restore under a file-size limit");
+    assert!(
+        text.starts_with("error") && text.contains("writing the restored database: File too large"),
+        "the restore should fail naming the write: {text}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(left.is_empty(), "left behind {left:?}");
+    // The same restore without the limit succeeds: the limit was the only obstacle.
+    restore(dir.path(), &format!("{url}/app.db"), &out_dir.join("r.db")).unwrap();
 }
 
 #[test]
