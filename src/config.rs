@@ -1396,6 +1396,11 @@ impl Ctx<'_> {
                 &path,
                 format!("`{key}` is a database setting and is ignored here; put it in an entry under `dbs:`"),
             );
+        } else if level != Level::Top && Level::Top.knows(key) {
+            self.warn(
+                &path,
+                format!("`{key}` is a top-level setting and is ignored here; put it at the top of the file, outside `dbs:`"),
+            );
         } else {
             let mut known = level.used();
             known.extend(level.unused());
@@ -3636,6 +3641,19 @@ dbs:
         assert!(msg("restore-if-db-not-exists").contains("is a database setting"));
         assert!(msg("dbs[0].validation-interval").contains("is a replica setting"));
         assert!(msg("dbs[0].replica.restore-if-db-not-exists").contains("is a database setting"));
+        let cfg = parse(
+            "dbs:\n  - path: /a.db\n    shutdown-sync-timeout: 1s\n    replica: {url: /bk/a}\n",
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.warnings[0].to_string(),
+            "litestream.yml: dbs[0].shutdown-sync-timeout: `shutdown-sync-timeout` is a top-level setting and is ignored here; put it at the top of the file, outside `dbs:`"
+        );
+        assert_eq!(
+            cfg.dbs[0].1.shutdown_sync_timeout,
+            DEFAULT_SHUTDOWN_SYNC_TIMEOUT
+        );
         assert!(cfg.dbs[0].1.restore_if_missing);
         assert_eq!(cfg.dbs[0].1.validation_interval, None);
     }
