@@ -9,9 +9,14 @@
 //! 1. URI parameters of the database filename: `replica=<url>` (or `replica=off`) and
 //!    `replica_sync_interval=<duration>`.
 //! 2. Environment: `REPLICA_SYNC_INTERVAL` (overrides every sync interval), `REPLICA_URL` (a
-//!    location for every database that no config-file entry names: `<REPLICA_URL>/<file name>`).
+//!    location for every database that no config-file entry names: `<REPLICA_URL>/<file name>`),
+//!    and `REPLICA_RESTORE_IF_MISSING`, `REPLICA_VALIDATION_INTERVAL`,
+//!    `REPLICA_SHUTDOWN_SYNC_TIMEOUT` (each overrides its config-file key for every database).
 //! 3. The config file (`REPLICA_CONFIG`, `LITESTREAM_CONFIG`, `./config/litestream.yml`,
-//!    `/etc/litestream.yml`), in Litestream v0.5's `litestream.yml` shape.
+//!    `/etc/litestream.yml`), in Litestream v0.5's `litestream.yml` shape: a database's own
+//!    entry (`dbs[].restore-if-db-not-exists`, `dbs[].replica.validation-interval`, …) over
+//!    the file's top level (`validation-interval`, `shutdown-sync-timeout`, …). Databases the
+//!    file does not name (given by `REPLICA_URL` or `replica=`) take its top-level settings.
 //!
 //! Secrets (secret access keys, session tokens) never appear in any `Debug`, `Display`, `url()`
 //! or error output of this module.
@@ -26,6 +31,16 @@ use yaml_rust2::{Yaml, YamlLoader};
 
 /// Sync interval used when nothing configures one (Litestream's default).
 pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Whether a missing database is restored at open when nothing configures it (Litestream's
+/// `restore-if-db-not-exists` defaults to off; a library opened by an application that
+/// already expects its data has no separate restore step, so it is on here).
+pub const DEFAULT_RESTORE_IF_MISSING: bool = true;
+
+/// How long the last close of a database waits for its shipping when nothing configures it.
+/// Litestream waits up to 30 s at process exit; here the wait blocks the application's
+/// `sqlite3_close`, and nothing depends on it, so it is short.
+pub const DEFAULT_SHUTDOWN_SYNC_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Per-database resolved configuration; the name the module docs use for [`ReplicaConfig`].
 pub type DbConfig = ReplicaConfig;
@@ -108,6 +123,15 @@ pub struct ReplicaConfig {
     /// Snapshots, compaction and retention (litestream.yml's top-level `snapshot`, `levels`
     /// and `l0-retention`; Litestream's defaults otherwise).
     pub lifecycle: crate::lifecycle::Lifecycle,
+    /// Restore the database from the replica when it is opened while neither it nor its WAL
+    /// exists (`restore-if-db-not-exists`; [`DEFAULT_RESTORE_IF_MISSING`] otherwise).
+    pub restore_if_missing: bool,
+    /// How often a restore drill checks the replica (`validation-interval`); `None`: never.
+    /// Never zero.
+    pub validation_interval: Option<Duration>,
+    /// How long the last close waits for shipping and the lease hand-back
+    /// (`shutdown-sync-timeout`; [`DEFAULT_SHUTDOWN_SYNC_TIMEOUT`] otherwise); zero: no wait.
+    pub shutdown_sync_timeout: Duration,
 }
 
 impl ReplicaConfig {
@@ -306,6 +330,12 @@ pub struct ConfigFile {
     /// absent); they apply to every replica, as in Litestream, including those given by URI
     /// parameters and `REPLICA_URL`.
     pub lifecycle: crate::lifecycle::Lifecycle,
+    /// The file's top-level `validation-interval`, if set (zero: explicitly none). The
+    /// default of its entries' replicas, and of targets given by URI parameters and
+    /// `REPLICA_URL`.
+    pub global_validation_interval: Option<Duration>,
+    /// The file's `shutdown-sync-timeout`, if set (zero: no wait); for every database.
+    pub shutdown_sync_timeout: Option<Duration>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1112,11 +1142,14 @@ const TOP_FIELDS: &[&str] = &[
     "force-path-style",
     "skip-verify",
     "sync-interval",
+    "validation-interval",
     "connect-timeout",
     "read-timeout",
 ];
 /// Litestream's global lifecycle keys: snapshots, compaction levels, level-0 retention.
 const TOP_LIFECYCLE: &[&str] = &["snapshot", "levels", "l0-retention"];
+/// Litestream's global keys about the process rather than its replicas, which libreplica uses.
+const TOP_PROCESS: &[&str] = &["shutdown-sync-timeout"];
 /// Litestream's global keys that libreplica accepts and ignores.
 const TOP_UNUSED: &[&str] = &[
     "addr",
@@ -1130,10 +1163,15 @@ const TOP_UNUSED: &[&str] = &[
     "exec",
     "logging",
     "mcp-addr",
-    "shutdown-sync-timeout",
     "shutdown-sync-interval",
 ];
-const DB_USED: &[&str] = &["path", "replica", "replicas", "snapshot"];
+const DB_USED: &[&str] = &[
+    "path",
+    "replica",
+    "replicas",
+    "snapshot",
+    "restore-if-db-not-exists",
+];
 const DB_UNUSED: &[&str] = &[
     "dir",
     "pattern",
@@ -1148,7 +1186,6 @@ const DB_UNUSED: &[&str] = &[
     "max-checkpoint-page-count",
     "truncate-page-n",
     "max-sync-wal-bytes",
-    "restore-if-db-not-exists",
 ];
 const REPLICA_FIELDS: &[&str] = &[
     "type",
@@ -1162,6 +1199,7 @@ const REPLICA_FIELDS: &[&str] = &[
     "access-key-id",
     "secret-access-key",
     "sync-interval",
+    "validation-interval",
     "connect-timeout",
     "read-timeout",
 ];
@@ -1174,7 +1212,6 @@ const REPLICA_UNUSED: &[&str] = &[
 ];
 /// Litestream's shared replica settings (allowed globally and per replica) that libreplica ignores.
 const SETTINGS_UNUSED: &[&str] = &[
-    "validation-interval",
     "max-sync-ltx-files",
     "auto-recover",
     "sign-payload",
@@ -1229,6 +1266,7 @@ impl Level {
                 let mut v = TOP_FIELDS.to_vec();
                 v.push("dbs");
                 v.extend_from_slice(TOP_LIFECYCLE);
+                v.extend_from_slice(TOP_PROCESS);
                 v
             }
             Level::Db => DB_USED.to_vec(),
@@ -1358,6 +1396,11 @@ impl Ctx<'_> {
                 &path,
                 format!("`{key}` is a database setting and is ignored here; put it in an entry under `dbs:`"),
             );
+        } else if level != Level::Top && Level::Top.knows(key) {
+            self.warn(
+                &path,
+                format!("`{key}` is a top-level setting and is ignored here; put it at the top of the file, outside `dbs:`"),
+            );
         } else {
             let mut known = level.used();
             known.extend(level.unused());
@@ -1459,6 +1502,8 @@ struct Fields {
     texts: BTreeMap<&'static str, Text>,
     bools: BTreeMap<&'static str, bool>,
     sync_interval: Option<Duration>,
+    /// Zero: explicitly no drills (so a replica can turn off the top level's).
+    validation_interval: Option<Duration>,
     /// `connect-timeout` and `read-timeout`.
     durations: BTreeMap<&'static str, Duration>,
 }
@@ -1487,6 +1532,9 @@ impl Fields {
                 }
             }
             "sync-interval" => self.sync_interval = read_duration(ctx, &key, node)?,
+            "validation-interval" => {
+                self.validation_interval = read_duration_or_zero(ctx, &key, node)?
+            }
             "connect-timeout" | "read-timeout" => {
                 if let Some(d) = read_duration(ctx, &key, node)? {
                     if d.is_zero() {
@@ -1574,6 +1622,28 @@ fn read_bool(ctx: &mut Ctx, key: &str, node: &Yaml) -> Result<Option<bool>, Conf
 }
 
 fn read_duration(ctx: &mut Ctx, key: &str, node: &Yaml) -> Result<Option<Duration>, ConfigError> {
+    read_duration_with(ctx, key, node, false)
+}
+
+/// Like [`read_duration`], but zero (`0`, `0s`, a bare YAML `0`) is a value: it turns
+/// something off.
+fn read_duration_or_zero(
+    ctx: &mut Ctx,
+    key: &str,
+    node: &Yaml,
+) -> Result<Option<Duration>, ConfigError> {
+    if let Yaml::Integer(0) = node {
+        return Ok(Some(Duration::ZERO));
+    }
+    read_duration_with(ctx, key, node, true)
+}
+
+fn read_duration_with(
+    ctx: &mut Ctx,
+    key: &str,
+    node: &Yaml,
+    zero_allowed: bool,
+) -> Result<Option<Duration>, ConfigError> {
     let value = match node {
         Yaml::Null => return Ok(None),
         Yaml::String(s) => {
@@ -1603,7 +1673,7 @@ fn read_duration(ctx: &mut Ctx, key: &str, node: &Yaml) -> Result<Option<Duratio
         }
     };
     match parse_duration(&value) {
-        Ok(d) if d.is_zero() => {
+        Ok(d) if d.is_zero() && !zero_allowed => {
             Err(ctx.err(key, format!("must be greater than zero, got {value:?}")))
         }
         Ok(d) => Ok(Some(d)),
@@ -1704,14 +1774,8 @@ fn read_lifecycle(
             }
             into.levels = levels;
         }
-        ("l0-retention", Yaml::String(text))
-            if matches!(text.trim(), "0" | "0s" | "0ms" | "0m" | "0h") =>
-        {
-            into.l0_retention = Duration::ZERO;
-        }
-        ("l0-retention", Yaml::Integer(0)) => into.l0_retention = Duration::ZERO,
         ("l0-retention", _) => {
-            if let Some(d) = read_duration(ctx, key, node)? {
+            if let Some(d) = read_duration_or_zero(ctx, key, node)? {
                 into.l0_retention = d;
             }
         }
@@ -2000,6 +2064,12 @@ fn build_replica(
         target,
         sync_interval,
         lifecycle: crate::lifecycle::Lifecycle::default(),
+        restore_if_missing: DEFAULT_RESTORE_IF_MISSING,
+        validation_interval: own
+            .validation_interval
+            .or(global.validation_interval)
+            .filter(|d| !d.is_zero()),
+        shutdown_sync_timeout: DEFAULT_SHUTDOWN_SYNC_TIMEOUT,
     })
 }
 
@@ -2062,10 +2132,14 @@ fn parse_db(
     let mut replica: Option<&Yaml> = None;
     let mut replicas: Option<&Yaml> = None;
     let mut has_dir = false;
+    let mut restore_if_missing = None;
     for (k, v) in map {
         let key = key_name(k);
         match key.as_str() {
             "path" => path = read_text(ctx, &child(at, "path"), v, false)?,
+            "restore-if-db-not-exists" => {
+                restore_if_missing = read_bool(ctx, &child(at, &key), v)?;
+            }
             "replica" => replica = Some(v).filter(|v| !v.is_null()),
             "replicas" => replicas = Some(v).filter(|v| !v.is_null()),
             "snapshot" => {} // read with the file's lifecycle settings
@@ -2130,7 +2204,8 @@ fn parse_db(
             ))
         }
     };
-    let rc = build_replica(ctx, &fields, global)?;
+    let mut rc = build_replica(ctx, &fields, global)?;
+    rc.restore_if_missing = restore_if_missing.unwrap_or(DEFAULT_RESTORE_IF_MISSING);
     if extra > 0 {
         ctx.warn(
             &child(at, "replicas"),
@@ -2181,11 +2256,14 @@ pub fn parse_config_file(path: &Path, text: &str, env: &Env) -> Result<ConfigFil
 
     let mut global = Fields::default();
     let mut lifecycle = crate::lifecycle::Lifecycle::default();
+    let mut shutdown_sync_timeout = None;
     let mut dbs_node: Option<&Yaml> = None;
     for (k, v) in root {
         let key = key_name(k);
         if key == "dbs" {
             dbs_node = Some(v);
+        } else if key == "shutdown-sync-timeout" {
+            shutdown_sync_timeout = read_duration_or_zero(&mut ctx, &key, v)?;
         } else if TOP_LIFECYCLE.contains(&key.as_str()) {
             read_lifecycle(&mut ctx, &key, v, &mut lifecycle)?;
         } else if let Some(name) = TOP_FIELDS.iter().find(|f| **f == key) {
@@ -2270,6 +2348,7 @@ pub fn parse_config_file(path: &Path, text: &str, env: &Env) -> Result<ConfigFil
     }
     for (_, rc) in dbs.iter_mut() {
         rc.lifecycle = lifecycle.clone();
+        rc.shutdown_sync_timeout = shutdown_sync_timeout.unwrap_or(DEFAULT_SHUTDOWN_SYNC_TIMEOUT);
     }
     Ok(ConfigFile {
         path: path.to_path_buf(),
@@ -2278,6 +2357,8 @@ pub fn parse_config_file(path: &Path, text: &str, env: &Env) -> Result<ConfigFil
         global_credentials,
         global_sync_interval: global.sync_interval,
         lifecycle,
+        global_validation_interval: global.validation_interval,
+        shutdown_sync_timeout,
     })
 }
 
@@ -2332,6 +2413,12 @@ pub struct Resolver {
     replica_url: Option<ReplicaTarget>,
     /// `REPLICA_SYNC_INTERVAL`, parsed.
     env_sync_interval: Option<Duration>,
+    /// `REPLICA_RESTORE_IF_MISSING`, parsed.
+    env_restore_if_missing: Option<bool>,
+    /// `REPLICA_VALIDATION_INTERVAL`, parsed (zero: no drills).
+    env_validation_interval: Option<Duration>,
+    /// `REPLICA_SHUTDOWN_SYNC_TIMEOUT`, parsed (zero: no wait).
+    env_shutdown_sync_timeout: Option<Duration>,
     /// File-system canonicalization used for path matching (replaceable in tests).
     canonicalize: fn(&Path) -> Option<PathBuf>,
 }
@@ -2361,12 +2448,49 @@ impl fmt::Debug for Resolver {
                 &self.replica_url.as_ref().map(ReplicaTarget::url),
             )
             .field("env_sync_interval", &self.env_sync_interval)
+            .field("env_restore_if_missing", &self.env_restore_if_missing)
+            .field("env_validation_interval", &self.env_validation_interval)
+            .field("env_shutdown_sync_timeout", &self.env_shutdown_sync_timeout)
             .finish()
     }
 }
 
+/// A duration from the environment variable `var`, if set; zero is an error unless allowed.
+fn env_duration(env: &Env, var: &str, zero_allowed: bool) -> Result<Option<Duration>, ConfigError> {
+    let Some(v) = env.get(var).map(str::trim) else {
+        return Ok(None);
+    };
+    let reason = match parse_duration(v) {
+        Ok(d) if zero_allowed || !d.is_zero() => return Ok(Some(d)),
+        Ok(_) => format!("must be greater than zero, got {v:?}"),
+        Err(_) => describe_duration_error(v),
+    };
+    Err(ConfigError::Env {
+        var: var.to_string(),
+        reason,
+    })
+}
+
+/// A switch from the environment variable `var`, if set: `1`/`on`/`true`/`yes` or
+/// `0`/`off`/`false`/`no`.
+fn env_switch(env: &Env, var: &str) -> Result<Option<bool>, ConfigError> {
+    let Some(v) = env.get(var).map(str::trim) else {
+        return Ok(None);
+    };
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "on" | "true" | "yes" => Ok(Some(true)),
+        "0" | "off" | "false" | "no" => Ok(Some(false)),
+        _ => Err(ConfigError::Env {
+            var: var.to_string(),
+            reason: format!("expected 1 or 0 (on/off, true/false), got {v:?}"),
+        }),
+    }
+}
+
 impl Resolver {
-    /// Validates `REPLICA_URL` and `REPLICA_SYNC_INTERVAL` (errors name the variable).
+    /// Validates `REPLICA_URL`, `REPLICA_SYNC_INTERVAL`, `REPLICA_RESTORE_IF_MISSING`,
+    /// `REPLICA_VALIDATION_INTERVAL` and `REPLICA_SHUTDOWN_SYNC_TIMEOUT` (errors name the
+    /// variable).
     pub fn new(env: Env, file: Option<ConfigFile>) -> Result<Resolver, ConfigError> {
         let global_creds = file.as_ref().and_then(|f| f.global_credentials.as_ref());
         let replica_url = match env.get("REPLICA_URL").map(str::trim) {
@@ -2379,31 +2503,27 @@ impl Resolver {
                 }
             })?),
         };
-        let env_sync_interval = match env.get("REPLICA_SYNC_INTERVAL").map(str::trim) {
-            None => None,
-            Some(v) => match parse_duration(v) {
-                Ok(d) if !d.is_zero() => Some(d),
-                Ok(_) => {
-                    return Err(ConfigError::Env {
-                        var: "REPLICA_SYNC_INTERVAL".to_string(),
-                        reason: format!("must be greater than zero, got {v:?}"),
-                    })
-                }
-                Err(_) => {
-                    return Err(ConfigError::Env {
-                        var: "REPLICA_SYNC_INTERVAL".to_string(),
-                        reason: describe_duration_error(v),
-                    })
-                }
-            },
-        };
         Ok(Resolver {
+            env_sync_interval: env_duration(&env, "REPLICA_SYNC_INTERVAL", false)?,
+            env_restore_if_missing: env_switch(&env, "REPLICA_RESTORE_IF_MISSING")?,
+            env_validation_interval: env_duration(&env, "REPLICA_VALIDATION_INTERVAL", true)?,
+            env_shutdown_sync_timeout: env_duration(&env, "REPLICA_SHUTDOWN_SYNC_TIMEOUT", true)?,
             env,
             file,
             replica_url,
-            env_sync_interval,
             canonicalize: fs_canonicalize,
         })
+    }
+
+    /// Whether any database may get a `validation-interval` (so a drill scheduler is needed).
+    pub fn schedules_drills(&self) -> bool {
+        match self.env_validation_interval {
+            Some(d) => !d.is_zero(),
+            None => self.file.as_ref().is_some_and(|f| {
+                f.global_validation_interval.is_some_and(|d| !d.is_zero())
+                    || f.dbs.iter().any(|(_, rc)| rc.validation_interval.is_some())
+            }),
+        }
     }
 
     /// [`Env::from_process`] + [`locate_config_file`] + read + [`parse_config_file`] +
@@ -2456,6 +2576,9 @@ impl Resolver {
     /// URI parameters (first occurrence wins, as with `sqlite3_uri_parameter`). Target: URI
     /// `replica=` > config-file entry > `REPLICA_URL/<file name>`. Sync interval: URI
     /// `replica_sync_interval` > `REPLICA_SYNC_INTERVAL` > the entry's > the file's top-level > 1s.
+    /// Boot restore, drill interval and shutdown wait: the environment variable > the entry's
+    /// (its replica's, for `validation-interval`) > the file's top level > the default. An
+    /// entry is used only when the URI gives no `replica=`.
     pub fn resolve(
         &self,
         db_path: &Path,
@@ -2509,7 +2632,7 @@ impl Resolver {
         };
 
         let file_sync = self.file.as_ref().and_then(|f| f.global_sync_interval);
-        let (target, entry_sync) = if let Some(url) = replica_param {
+        let (target, entry) = if let Some(url) = replica_param {
             if url.trim().is_empty() {
                 return Err(uri_err(
                     "replica",
@@ -2525,7 +2648,7 @@ impl Resolver {
                 .map_err(|e| uri_err("replica", e.to_string()))?;
             (target, None)
         } else if let Some(rc) = self.file_entry(&db) {
-            (rc.target.clone(), Some(rc.sync_interval))
+            (rc.target.clone(), Some(rc))
         } else if let Some(base) = &self.replica_url {
             let Some(name) = db.file_name().map(|n| n.to_string_lossy().into_owned()) else {
                 return Ok(None);
@@ -2550,18 +2673,28 @@ impl Resolver {
         };
         let sync_interval = interval
             .or(self.env_sync_interval)
-            .or(entry_sync)
+            .or(entry.map(|rc| rc.sync_interval))
             .or(file_sync)
             .unwrap_or(DEFAULT_SYNC_INTERVAL);
-        let lifecycle = self
-            .file
-            .as_ref()
-            .map(|f| f.lifecycle.clone())
-            .unwrap_or_default();
+        let file = self.file.as_ref();
+        let validation_interval = match (self.env_validation_interval, entry) {
+            (Some(d), _) => Some(d),
+            (None, Some(rc)) => rc.validation_interval,
+            (None, None) => file.and_then(|f| f.global_validation_interval),
+        };
         Ok(Some(ReplicaConfig {
             target,
             sync_interval,
-            lifecycle,
+            lifecycle: file.map(|f| f.lifecycle.clone()).unwrap_or_default(),
+            restore_if_missing: self
+                .env_restore_if_missing
+                .or(entry.map(|rc| rc.restore_if_missing))
+                .unwrap_or(DEFAULT_RESTORE_IF_MISSING),
+            validation_interval: validation_interval.filter(|d| !d.is_zero()),
+            shutdown_sync_timeout: self
+                .env_shutdown_sync_timeout
+                .or(file.and_then(|f| f.shutdown_sync_timeout))
+                .unwrap_or(DEFAULT_SHUTDOWN_SYNC_TIMEOUT),
         }))
     }
 }
@@ -3309,6 +3442,220 @@ dbs:
             "{:?}",
             cfg.warnings
         );
+    }
+
+    const OPERATIONAL_KEYS: &str = r#"
+validation-interval: 1h
+shutdown-sync-timeout: 10s
+dbs:
+  - path: /a.db
+    restore-if-db-not-exists: false
+    replica: {url: /bk/a, validation-interval: 5m}
+  - path: /b.db
+    replica: {url: /bk/b}
+  - path: /c.db
+    restore-if-db-not-exists: true
+    replica: {url: /bk/c, validation-interval: 0}
+"#;
+
+    /// (restore_if_missing, validation_interval, shutdown_sync_timeout) of a resolved database.
+    fn operational(r: &Resolver, db: &str) -> (bool, Option<Duration>, Duration) {
+        let rc = r.resolve(Path::new(db), &[]).unwrap().unwrap();
+        (
+            rc.restore_if_missing,
+            rc.validation_interval,
+            rc.shutdown_sync_timeout,
+        )
+    }
+
+    #[test]
+    fn restore_validation_and_shutdown_keys_db_over_top() {
+        let (min, hour) = (Duration::from_secs(60), Duration::from_secs(3600));
+        let cfg = parse(OPERATIONAL_KEYS, &env(&[])).unwrap();
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        assert_eq!(cfg.global_validation_interval, Some(hour));
+        assert_eq!(cfg.shutdown_sync_timeout, Some(Duration::from_secs(10)));
+        let r = Resolver::new(env(&[("REPLICA_URL", "/srv/r")]), Some(cfg)).unwrap();
+        let ten = Duration::from_secs(10);
+        // The entry's own setting, else the top level's (`0` turns the top level's off).
+        assert_eq!(operational(&r, "/a.db"), (false, Some(5 * min), ten));
+        assert_eq!(operational(&r, "/b.db"), (true, Some(hour), ten));
+        assert_eq!(operational(&r, "/c.db"), (true, None, ten));
+        // A database the file does not name takes the top level's.
+        assert_eq!(operational(&r, "/x/other.db"), (true, Some(hour), ten));
+        let p = params(&[("replica", "/uri/a")]);
+        let rc = r.resolve(Path::new("/a.db"), &p).unwrap().unwrap();
+        assert_eq!(
+            (rc.restore_if_missing, rc.validation_interval),
+            (true, Some(hour))
+        );
+        assert!(r.schedules_drills());
+
+        // Nothing configured: Litestream's keys default as documented.
+        let cfg = parse(
+            "dbs:\n  - path: /a.db\n    replica: {url: /bk/a}\n",
+            &env(&[]),
+        )
+        .unwrap();
+        let r = Resolver::new(env(&[("REPLICA_URL", "/srv/r")]), Some(cfg)).unwrap();
+        let defaults = (
+            DEFAULT_RESTORE_IF_MISSING,
+            None,
+            DEFAULT_SHUTDOWN_SYNC_TIMEOUT,
+        );
+        assert_eq!(operational(&r, "/a.db"), defaults);
+        assert_eq!(operational(&r, "/x/other.db"), defaults);
+        assert!(!r.schedules_drills());
+        let r = Resolver::new(env(&[("REPLICA_URL", "/srv/r")]), None).unwrap();
+        assert_eq!(operational(&r, "/x/other.db"), defaults);
+
+        // Zero is a value for both durations: no drills, no wait at the last close.
+        let cfg = parse(
+            "validation-interval: 0s\nshutdown-sync-timeout: 0\ndbs:\n  - path: /a.db\n    replica: {url: /bk/a}\n",
+            &env(&[]),
+        )
+        .unwrap();
+        let r = Resolver::new(env(&[]), Some(cfg)).unwrap();
+        assert_eq!(operational(&r, "/a.db"), (true, None, Duration::ZERO));
+        assert!(!r.schedules_drills());
+        // Only one database's own interval still needs the scheduler.
+        let cfg = parse(
+            "dbs:\n  - path: /a.db\n    replica: {url: /bk/a, validation-interval: $VI}\n",
+            &env(&[("VI", "90s")]),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.dbs[0].1.validation_interval,
+            Some(Duration::from_secs(90))
+        );
+        assert!(Resolver::new(env(&[]), Some(cfg))
+            .unwrap()
+            .schedules_drills());
+    }
+
+    #[test]
+    fn restore_validation_and_shutdown_keys_env_over_file() {
+        let cfg = parse(OPERATIONAL_KEYS, &env(&[])).unwrap();
+        let with = |vars: &[(&str, &str)]| Resolver::new(env(vars), Some(cfg.clone())).unwrap();
+        let r = with(&[
+            ("REPLICA_RESTORE_IF_MISSING", "1"),
+            ("REPLICA_VALIDATION_INTERVAL", "30s"),
+            ("REPLICA_SHUTDOWN_SYNC_TIMEOUT", "500ms"),
+        ]);
+        let (half, thirty) = (Duration::from_millis(500), Duration::from_secs(30));
+        for db in ["/a.db", "/b.db", "/c.db"] {
+            assert_eq!(operational(&r, db), (true, Some(thirty), half), "{db}");
+        }
+        let r = with(&[
+            ("REPLICA_RESTORE_IF_MISSING", "off"),
+            ("REPLICA_VALIDATION_INTERVAL", "0"),
+            ("REPLICA_SHUTDOWN_SYNC_TIMEOUT", "0"),
+        ]);
+        for db in ["/a.db", "/b.db", "/c.db"] {
+            assert_eq!(operational(&r, db), (false, None, Duration::ZERO), "{db}");
+        }
+        assert!(!r.schedules_drills());
+        // Blank is unset: the file decides.
+        let r = with(&[
+            ("REPLICA_RESTORE_IF_MISSING", " "),
+            ("REPLICA_VALIDATION_INTERVAL", ""),
+        ]);
+        assert_eq!(
+            operational(&r, "/a.db"),
+            (
+                false,
+                Some(Duration::from_secs(300)),
+                Duration::from_secs(10)
+            )
+        );
+        // Bad values fail, naming the variable.
+        for (var, value, reason) in [
+            (
+                "REPLICA_RESTORE_IF_MISSING",
+                "maybe",
+                "expected 1 or 0 (on/off, true/false), got \"maybe\"",
+            ),
+            (
+                "REPLICA_VALIDATION_INTERVAL",
+                "often",
+                "expected a duration like 1s or 500ms, got \"often\"",
+            ),
+            (
+                "REPLICA_SHUTDOWN_SYNC_TIMEOUT",
+                "2",
+                "expected a duration like 1s or 500ms, got \"2\"",
+            ),
+        ] {
+            let e = Resolver::new(env(&[(var, value)]), Some(cfg.clone()))
+                .unwrap_err()
+                .to_string();
+            assert_eq!(e, format!("environment variable {var}: {reason}"));
+        }
+    }
+
+    #[test]
+    fn restore_validation_and_shutdown_keys_bad_values_name_the_key() {
+        for (text, expected) in [
+            (
+                "dbs:\n  - path: /a.db\n    restore-if-db-not-exists: maybe\n    replica: {url: /bk/a}\n",
+                "dbs[0].restore-if-db-not-exists: expected true or false, got \"maybe\"",
+            ),
+            (
+                "dbs:\n  - path: /a.db\n    restore-if-db-not-exists: 1\n    replica: {url: /bk/a}\n",
+                "dbs[0].restore-if-db-not-exists: expected true or false, got 1",
+            ),
+            (
+                "validation-interval: soon\ndbs: []\n",
+                "validation-interval: expected a duration like 1s or 500ms, got \"soon\"",
+            ),
+            (
+                "dbs:\n  - path: /a.db\n    replicas:\n      - url: /bk/a\n        validation-interval: 5\n",
+                "dbs[0].replicas[0].validation-interval: expected a duration like 1s or 500ms, got 5 (a number needs a unit)",
+            ),
+            (
+                "shutdown-sync-timeout: -1s\ndbs: []\n",
+                "shutdown-sync-timeout: expected a duration like 1s or 500ms, got \"-1s\"",
+            ),
+            (
+                "shutdown-sync-timeout: {seconds: 2}\ndbs: []\n",
+                "shutdown-sync-timeout: expected a duration like 1s or 500ms, got a mapping",
+            ),
+        ] {
+            let msg = err_text(parse(text, &env(&[])));
+            assert_eq!(msg, format!("{FILE}: {expected}"), "{text}");
+        }
+        // In the wrong place they are ignored with a warning that says where they go.
+        let cfg = parse(
+            "restore-if-db-not-exists: false\ndbs:\n  - path: /a.db\n    validation-interval: 1h\n    replica: {url: /bk/a, restore-if-db-not-exists: false}\n",
+            &env(&[]),
+        )
+        .unwrap();
+        let msg = |key: &str| {
+            cfg.warnings
+                .iter()
+                .find(|w| w.key == key)
+                .unwrap_or_else(|| panic!("no warning for {key}: {:?}", cfg.warnings))
+                .message
+                .clone()
+        };
+        assert!(msg("restore-if-db-not-exists").contains("is a database setting"));
+        assert!(msg("dbs[0].validation-interval").contains("is a replica setting"));
+        assert!(msg("dbs[0].replica.restore-if-db-not-exists").contains("is a database setting"));
+        let cfg = parse(
+            "dbs:\n  - path: /a.db\n    shutdown-sync-timeout: 1s\n    replica: {url: /bk/a}\n",
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.warnings[0].to_string(),
+            "litestream.yml: dbs[0].shutdown-sync-timeout: `shutdown-sync-timeout` is a top-level setting and is ignored here; put it at the top of the file, outside `dbs:`"
+        );
+        assert_eq!(
+            cfg.dbs[0].1.shutdown_sync_timeout,
+            DEFAULT_SHUTDOWN_SYNC_TIMEOUT
+        );
+        assert!(cfg.dbs[0].1.restore_if_missing);
+        assert_eq!(cfg.dbs[0].1.validation_interval, None);
     }
 
     #[test]

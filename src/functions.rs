@@ -9,9 +9,10 @@ use crate::database::{self, Database};
 use crate::error::Error;
 use crate::restore::{self, RestoreRequest, Target, Tuning};
 use crate::status::{Cell, RestoreTracker};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const DEFAULT_SYNC_TIMEOUT_MS: i64 = 30_000;
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -328,7 +329,7 @@ pub fn restore_missing(
 ) -> Result<(), Error> {
     let failed = |e: Error| {
         Error::Restore(format!(
-            "{} does not exist and restoring it from {} failed ({e}); not creating an empty database that would be replicated over the replica (set REPLICA_RESTORE_IF_MISSING=0 to start empty)",
+            "{} does not exist and restoring it from {} failed ({e}); not creating an empty database that would be replicated over the replica (set `restore-if-db-not-exists: false` or REPLICA_RESTORE_IF_MISSING=0 to start empty)",
             path.display(),
             replica.url()
         ))
@@ -421,32 +422,83 @@ pub fn restore_points(
     Ok(rows)
 }
 
-/// The interval of scheduled restore drills, from `REPLICA_VALIDATION_INTERVAL` (a
-/// duration like `1h`; unset, empty or zero: none). A bad value fails the load.
-pub fn validation_interval() -> Result<Option<Duration>, Error> {
-    let Ok(v) = std::env::var("REPLICA_VALIDATION_INTERVAL") else {
-        return Ok(None);
-    };
-    if v.trim().is_empty() {
-        return Ok(None);
-    }
-    let d = config::parse_duration(&v)
-        .map_err(|e| Error::InvalidArgument(format!("REPLICA_VALIDATION_INTERVAL={v:?}: {e}")))?;
-    Ok((!d.is_zero()).then_some(d))
+/// The longest the drill thread sleeps: a database opened meanwhile gets its schedule
+/// within this time.
+const MAX_DRILL_IDLE: Duration = Duration::from_secs(1);
+
+/// When each database's next scheduled drill is due. The clock is passed in, so the
+/// schedule is testable without waiting.
+#[derive(Debug, Default)]
+pub struct DrillSchedule {
+    /// Database path → its interval and when its next drill is due.
+    next: HashMap<PathBuf, (Duration, Instant)>,
 }
 
-/// Runs a drill (`replica_verify`) on every database this process replicates, every
-/// `interval`, for the life of the process (the FFI layer runs it on a thread of its own).
-/// Outcomes go to `replica_status().last_verify`; failures are logged too.
+impl DrillSchedule {
+    /// The databases of `dbs` (path, `validation-interval`) whose drill is due at `now`, in
+    /// the order given; each is due again one interval after `now` (see [`Self::restart`]).
+    /// A database seen for the first time, or with another interval, is first due one
+    /// interval from `now`; one no longer listed, or without an interval, is forgotten.
+    pub fn due(&mut self, now: Instant, dbs: &[(PathBuf, Option<Duration>)]) -> Vec<PathBuf> {
+        self.next
+            .retain(|path, _| dbs.iter().any(|(p, i)| p == path && i.is_some()));
+        let mut due = Vec::new();
+        for (path, interval) in dbs {
+            let Some(interval) = *interval else { continue };
+            let entry = self
+                .next
+                .entry(path.clone())
+                .or_insert((interval, now + interval));
+            if entry.0 != interval {
+                *entry = (interval, now + interval);
+            }
+            if now >= entry.1 {
+                entry.1 = now + interval;
+                due.push(path.clone());
+            }
+        }
+        due
+    }
+
+    /// A drill of `path` ended at `now`: its next one is one interval later (a drill that
+    /// takes longer than its interval does not run back to back).
+    pub fn restart(&mut self, path: &Path, now: Instant) {
+        if let Some((interval, at)) = self.next.get_mut(path) {
+            *at = now + *interval;
+        }
+    }
+
+    /// How long to wait from `now` for the next due drill, at most [`MAX_DRILL_IDLE`].
+    pub fn idle(&self, now: Instant) -> Duration {
+        self.next
+            .values()
+            .map(|(_, at)| at.saturating_duration_since(now))
+            .min()
+            .unwrap_or(MAX_DRILL_IDLE)
+            .min(MAX_DRILL_IDLE)
+    }
+}
+
+/// Runs a drill (`replica_verify`) on every database this process replicates at that
+/// database's own `validation-interval`, for the life of the process (the FFI layer runs it
+/// on one thread of its own). Outcomes go to `replica_status().last_verify`; failures are
+/// logged too.
 pub fn run_scheduled_drills(
-    interval: Duration,
     live: &dyn crate::uploader::SnapshotSource,
     open_wal: &mut WalOpener<'_>,
     check: &dyn Fn(&Path, bool) -> Result<(), String>,
 ) {
+    let mut schedule = DrillSchedule::default();
     loop {
-        std::thread::sleep(interval);
-        for db in database::all() {
+        let dbs = database::all();
+        let intervals: Vec<(PathBuf, Option<Duration>)> = dbs
+            .iter()
+            .map(|db| (db.path.clone(), db.config.validation_interval))
+            .collect();
+        for path in schedule.due(Instant::now(), &intervals) {
+            let Some(db) = dbs.iter().find(|db| db.path == path) else {
+                continue;
+            };
             // Nothing replicated yet (or another process replicates it): nothing to drill.
             if !db.owned_here() || db.progress().txid == 0 {
                 continue;
@@ -455,7 +507,10 @@ pub fn run_scheduled_drills(
             if let Err(e) = verify(Some(&name), None, live, open_wal, check) {
                 crate::status::log_error(&format!("scheduled restore drill of {}: {e}", db.name));
             }
+            schedule.restart(&path, Instant::now());
         }
+        // Scheduling, not synchronization: the thread wakes when the next drill is due.
+        std::thread::sleep(schedule.idle(Instant::now()));
     }
 }
 
@@ -538,6 +593,53 @@ fn verify_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_database_drills_at_its_own_interval() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let (a, b, c) = (
+            PathBuf::from("/a.db"),
+            PathBuf::from("/b.db"),
+            PathBuf::from("/c.db"),
+        );
+        let mut dbs = vec![
+            (a.clone(), Some(ms(100))),
+            (b.clone(), Some(ms(300))),
+            (c.clone(), None),
+        ];
+        let mut s = DrillSchedule::default();
+        // First seen: each is due one of its intervals later.
+        assert!(s.due(t0, &dbs).is_empty());
+        assert_eq!(s.idle(t0), ms(100));
+        assert!(s.due(t0 + ms(99), &dbs).is_empty());
+        assert_eq!(s.due(t0 + ms(100), &dbs), vec![a.clone()]);
+        assert_eq!(s.idle(t0 + ms(100)), ms(100));
+        assert_eq!(s.due(t0 + ms(200), &dbs), vec![a.clone()]);
+        assert_eq!(s.due(t0 + ms(300), &dbs), vec![a.clone(), b.clone()]);
+        // A drill that ran long: the next one is an interval after it ended.
+        s.restart(&a, t0 + ms(450));
+        assert!(s.due(t0 + ms(500), &dbs).is_empty());
+        assert_eq!(s.due(t0 + ms(550), &dbs), vec![a.clone()]);
+        // A database opened later gets its own schedule; one closed is forgotten.
+        dbs.push((PathBuf::from("/d.db"), Some(ms(50))));
+        dbs.remove(0);
+        assert!(s.due(t0 + ms(560), &dbs).is_empty());
+        assert_eq!(s.idle(t0 + ms(560)), ms(40));
+        assert_eq!(
+            s.due(t0 + ms(610), &dbs),
+            vec![b.clone(), PathBuf::from("/d.db")]
+        );
+        // Another interval for the same database starts its schedule over.
+        dbs[0].1 = Some(ms(20));
+        assert!(s.due(t0 + ms(620), &dbs).is_empty());
+        assert_eq!(s.due(t0 + ms(640), &dbs), vec![b.clone()]);
+        // Long intervals: the thread still wakes every MAX_DRILL_IDLE to see new databases.
+        let mut s = DrillSchedule::default();
+        assert_eq!(s.idle(t0), MAX_DRILL_IDLE);
+        s.due(t0, &[(a, Some(Duration::from_secs(3600)))]);
+        assert_eq!(s.idle(t0), MAX_DRILL_IDLE);
+    }
 
     #[test]
     fn points_in_time_parse_or_fail_clearly() {

@@ -124,21 +124,15 @@ fn resolve_at_open(
     Ok(resolver.resolve(path, &params)?)
 }
 
-/// Whether a replicated database opened while missing is restored first (Litestream's
-/// `restore-if-db-not-exists`, on by default here): `REPLICA_RESTORE_IF_MISSING=0` (or
-/// `off`, `false`) turns it off.
-fn restore_if_missing_enabled() -> bool {
-    !matches!(
-        std::env::var("REPLICA_RESTORE_IF_MISSING")
-            .unwrap_or_default()
-            .to_ascii_lowercase()
-            .as_str(),
-        "0" | "off" | "false" | "no"
-    )
+/// Whether some database may need scheduled restore drills (see
+/// [`crate::functions::run_scheduled_drills`]).
+pub fn drills_configured() -> bool {
+    RESOLVER.get().is_some_and(Resolver::schedules_drills)
 }
 
 /// A main database is about to be opened (before SQLite creates its file): if it
-/// replicates and neither it nor its WAL exists, restore it from its replica. An empty
+/// replicates, neither it nor its WAL exists and its configuration asks for it
+/// (`restore-if-db-not-exists`, on by default here), restore it from its replica. An empty
 /// replica is a new database; a replica that cannot be read fails the open, because an
 /// empty database created in its place would then be replicated over the good replica.
 pub fn before_open_main_db(
@@ -152,14 +146,12 @@ pub fn before_open_main_db(
     let path = PathBuf::from(path);
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
-    if path.as_os_str().is_empty()
-        || path.exists()
-        || Path::new(&wal).exists()
-        || !restore_if_missing_enabled()
-    {
+    if path.as_os_str().is_empty() || path.exists() || Path::new(&wal).exists() {
         return Ok(());
     }
-    let Some(cfg) = resolve_at_open(resolver, &path, uri_param)? else {
+    let Some(cfg) =
+        resolve_at_open(resolver, &path, uri_param)?.filter(|cfg| cfg.restore_if_missing)
+    else {
         return Ok(());
     };
     // The replica of another database here (REPLICA_URL names replicas by file name, so
@@ -1042,8 +1034,8 @@ pub struct DbObserver {
 
 impl Drop for DbObserver {
     /// The last connection of this process to the database closed: ship what is pending
-    /// and hand the replica's lease back, waiting at most `REPLICA_SHUTDOWN_SYNC_TIMEOUT`
-    /// (default 2 s; Litestream's `shutdown-sync-timeout`). Nothing depends on it: what is
+    /// and hand the replica's lease back, waiting at most its `shutdown-sync-timeout`
+    /// (`REPLICA_SHUTDOWN_SYNC_TIMEOUT`; default 2 s). Nothing depends on it: what is
     /// not shipped stays in the spool for the next process, and a lease not handed back
     /// expires.
     fn drop(&mut self) {
@@ -1058,10 +1050,7 @@ impl Drop for DbObserver {
 }
 
 fn on_last_close(db: &Database) {
-    let timeout = std::env::var("REPLICA_SHUTDOWN_SYNC_TIMEOUT")
-        .ok()
-        .and_then(|v| crate::config::parse_duration(&v).ok())
-        .unwrap_or(std::time::Duration::from_secs(2));
+    let timeout = db.config.shutdown_sync_timeout;
     if timeout.is_zero() {
         return;
     }

@@ -1609,6 +1609,9 @@ mod tests {
                 },
                 sync_interval: Duration::from_millis(1000),
                 lifecycle: crate::lifecycle::Lifecycle::default(),
+                restore_if_missing: crate::config::DEFAULT_RESTORE_IF_MISSING,
+                validation_interval: None,
+                shutdown_sync_timeout: crate::config::DEFAULT_SHUTDOWN_SYNC_TIMEOUT,
             };
             let db = Arc::new(Database::open(&dir.join("app.db"), cfg, 1 << 30).unwrap());
             let live = FakeDb {

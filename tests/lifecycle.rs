@@ -273,6 +273,9 @@ fn three_days_of_snapshots_compaction_and_retention_stay_restorable() {
         },
         sync_interval: Duration::from_secs(1),
         lifecycle: Lifecycle::default(),
+        restore_if_missing: replica::config::DEFAULT_RESTORE_IF_MISSING,
+        validation_interval: None,
+        shutdown_sync_timeout: replica::config::DEFAULT_SHUTDOWN_SYNC_TIMEOUT,
     };
     let db = Arc::new(Database::open(&db_path, cfg, 1 << 30).unwrap());
     let store = Arc::new(DirStore::new(replica.clone()));

@@ -442,6 +442,30 @@ print("b", b.execute("SELECT count(*) FROM sqlite_master").fetchone()[0])
     );
     assert!(text.contains("rows 0\n"), "{text}");
 
+    // Turned off by the config file's `restore-if-db-not-exists: false` for this database;
+    // REPLICA_RESTORE_IF_MISSING=1 wins over the file.
+    for (name, env_switch, rows) in [
+        ("file-off", None, "rows 0\n"),
+        ("env-on", Some("1"), "rows 120\n"),
+    ] {
+        let cwd = dir.join(name);
+        std::fs::create_dir_all(&cwd).unwrap();
+        let copy = dir.join(&format!("replicas-{name}"));
+        copy_dir(&dir.join("replicas"), &copy);
+        std::fs::write(
+            cwd.join("litestream.yml"),
+            format!(
+                "dbs:\n  - path: app.db\n    restore-if-db-not-exists: false\n    replica:\n      url: file://{}/app.db\n",
+                copy.display()
+            ),
+        )
+        .unwrap();
+        let mut env = vec![("REPLICA_CONFIG", "litestream.yml")];
+        env.extend(env_switch.map(|v| ("REPLICA_RESTORE_IF_MISSING", v)));
+        let text = check(&open(&cwd, &env), name);
+        assert!(text.contains(rows), "{name}: {text}");
+    }
+
     // An unreadable replica fails the open and creates nothing.
     let broken = dir.join("broken");
     std::fs::create_dir_all(&broken).unwrap();
@@ -503,6 +527,39 @@ print("drill", v)
         text.contains(&format!("drill ok: txid {txid}, checksum ")),
         "{text}"
     );
+    // The config file's `validation-interval`, per database: a.db's replica drills every
+    // 100 ms, b.db (no interval anywhere) never.
+    std::fs::write(
+        dir.join("litestream.yml"),
+        format!(
+            "dbs:\n  - path: a.db\n    replica: {{url: {url}/a.db, validation-interval: 100ms}}\n  - path: b.db\n    replica: {{url: {url}/b.db}}\n"
+        ),
+    )
+    .unwrap();
+    let o = python_loaded(
+        r#"
+import time
+dbs = {n: sqlite3.connect(n + ".db", isolation_level=None) for n in ("a", "b")}
+for n, db in dbs.items():
+    db.execute("CREATE TABLE t(x)")
+    db.execute("INSERT INTO t VALUES (1)")
+    db.execute("SELECT replica_sync(10000)")
+status = "SELECT name, last_verify FROM replica_status() ORDER BY name"
+deadline = time.time() + 30
+while True:
+    rows = dbs["a"].execute(status).fetchall()
+    if rows[0][1] is not None or time.time() > deadline:
+        break
+    time.sleep(0.05)
+for name, v in rows:
+    print(name, v)
+"#,
+        dir.path(),
+        &[("REPLICA_CONFIG", "litestream.yml")],
+    );
+    let text = check(&o, "scheduled drills from the config file");
+    assert!(text.contains("a.db ok: txid "), "{text}");
+    assert!(text.contains("b.db None\n"), "{text}");
     // A bad interval fails the load, naming the variable.
     let o = python_loaded("", dir.path(), &[("REPLICA_VALIDATION_INTERVAL", "often")]);
     assert!(!o.status.success());

@@ -62,13 +62,13 @@ fn init(db: *mut sys::sqlite3) -> Result<(), Error> {
         vfs::register(make_default)?;
         install_fork_handler();
         crate::uploader::set_snapshot_source(Box::new(super::sqlite::LiveDatabase));
-        if let Some(interval) = crate::functions::validation_interval()? {
+        if crate::shim::drills_configured() {
+            // One thread for every database's drills, each at its own interval.
             std::thread::Builder::new()
                 .name("replica-drills".into())
                 .spawn(move || {
                     super::guard((), || {
                         crate::functions::run_scheduled_drills(
-                            interval,
                             &super::sqlite::LiveDatabase,
                             &mut super::functions::open_wal_for_read,
                             &|p, full| super::sqlite::integrity_check(p, full),

@@ -90,6 +90,9 @@ pub fn replica_command(program: &str, args: &[&str], cwd: &Path, env: &[(&str, &
         "LITESTREAM_CONFIG",
         "REPLICA_SYNC_INTERVAL",
         "REPLICA_DEFAULT_VFS",
+        "REPLICA_RESTORE_IF_MISSING",
+        "REPLICA_VALIDATION_INTERVAL",
+        "REPLICA_SHUTDOWN_SYNC_TIMEOUT",
     ] {
         cmd.env_remove(var);
     }
