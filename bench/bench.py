@@ -857,7 +857,11 @@ def markdown(res):
             out.append(f"| {rate} tx/s | {v} | {lag} | {pm['put']:.0f} / {pm['get'] + pm['head']:.0f} / {pm['list']:.0f} | {row['r2_usd_month_4db']:.2f} |")
     if "restore" in res:
         r = res["restore"]
-        out += ["", f"Restore of a {r['db_mib']:.0f} MiB database ({r['steps']} transactions, written by libreplica): "
+        h = r.get("history") or {}
+        files = ", ".join(f"L{int(l)} {c}" for l, (c, _) in sorted((h.get("files_by_level") or {}).items()))
+        what = (f"a snapshot, then {h['txns']} transactions of history ({h['day_fraction']:g} day at {h['day_scale']}x; "
+                f"files in the bucket: {files})" if h.get("txns") is not None else f"{r['steps']} transactions")
+        out += ["", f"Restore of a {r['db_mib']:.0f} MiB database ({what}, written by libreplica): "
                 f"`replica_restore` {r['libreplica']['median_s']:.2f} s ({r['libreplica']['mib_s']:.0f} MiB/s), "
                 f"`litestream restore` {r['litestream']['median_s']:.2f} s ({r['litestream']['mib_s']:.0f} MiB/s): "
                 f"{r['litestream']['median_s'] / r['libreplica']['median_s']:.2f}× (target ≥ 2×)."]
