@@ -1278,6 +1278,30 @@ fn carried_checksum(raw: u64) -> u64 {
 }
 
 /// The latest frame of each page among frames `1..=mx_frame`, per the WAL index.
+/// Page `pgno` of a committed state into `page`: from its latest WAL `frame` when it has
+/// one, else from the database file; a page past the end of the file reads as zeros, as
+/// restore counts it.
+pub(crate) fn read_committed_page(
+    dbf: &mut dyn ReadAt,
+    walf: &mut Option<&mut dyn ReadAt>,
+    frame: Option<u32>,
+    pgno: u32,
+    page: &mut [u8],
+) -> Result<(), Error> {
+    let page_size = page.len() as u32;
+    let n = match (frame, walf.as_mut()) {
+        (Some(frame), Some(w)) => w.read_at(
+            wal::frame_offset(page_size, frame) + wal::FRAME_HEADER_SIZE as u64,
+            page,
+        )?,
+        _ => dbf.read_at((pgno as u64 - 1) * page_size as u64, page)?,
+    };
+    if n < page.len() {
+        page.fill(0);
+    }
+    Ok(())
+}
+
 pub(crate) fn map_indexed_pages(
     w: &mut dyn ReadAt,
     idx: &wal::WalIndexHeader,
@@ -1412,16 +1436,7 @@ fn build_snapshot(
         if pgno == lock_pgno {
             continue;
         }
-        let n = match (latest.get(&pgno), walf.as_mut()) {
-            (Some(&frame), Some(w)) => w.read_at(
-                wal::frame_offset(page_size, frame) + wal::FRAME_HEADER_SIZE as u64,
-                &mut page,
-            )?,
-            _ => dbf.read_at((pgno as u64 - 1) * page_size as u64, &mut page)?,
-        };
-        if n < page.len() {
-            page.fill(0);
-        }
+        read_committed_page(dbf, walf, latest.get(&pgno).copied(), pgno, &mut page)?;
         let sum = ltx::page_checksum(pgno, &page);
         table[pgno as usize - 1] = sum;
         raw ^= sum;

@@ -81,17 +81,8 @@ fn committed_checksum(
     let mut sum = ltx::DbChecksum::default();
     let mut page = vec![0u8; page_size as usize];
     for pgno in 1..=commit {
-        let frame = map.as_ref().and_then(|m| m.latest_frame.get(&pgno));
-        let n = match (frame, walf.as_mut()) {
-            (Some(&f), Some(w)) => w.read_at(
-                wal::frame_offset(page_size, f) + wal::FRAME_HEADER_SIZE as u64,
-                &mut page,
-            )?,
-            _ => dbf.read_at((pgno as u64 - 1) * page_size as u64, &mut page)?,
-        };
-        if n < page.len() {
-            page.fill(0);
-        }
+        let frame = map.as_ref().and_then(|m| m.latest_frame.get(&pgno).copied());
+        crate::uploader::read_committed_page(dbf, walf, frame, pgno, &mut page)?;
         sum.add_page(pgno, &page);
     }
     Ok(sum.value())
