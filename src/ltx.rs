@@ -305,8 +305,14 @@ impl DbChecksum {
     /// Adds a page; the lock page (derived from `page.len()`) is ignored as ltx ignores it.
     pub fn add_page(&mut self, pgno: u32, page: &[u8]) {
         if pgno != lock_pgno(page.len() as u32) {
-            self.0 ^= page_checksum(pgno, page) & !CHECKSUM_FLAG;
+            self.add_page_checksum(page_checksum(pgno, page));
         }
+    }
+
+    /// Adds a page by its [`page_checksum`], already computed (the caller skips the lock
+    /// page).
+    pub fn add_page_checksum(&mut self, sum: u64) {
+        self.0 ^= sum & !CHECKSUM_FLAG;
     }
 
     /// Removes a page's previous contents (XOR is its own inverse).
@@ -848,7 +854,7 @@ impl<R: Read> Decoder<R> {
             && !self.header.no_checksum()
             && pgno != lock_pgno(self.header.page_size)
         {
-            self.snapshot_checksum.0 ^= self.page_sum & !CHECKSUM_FLAG;
+            self.snapshot_checksum.add_page_checksum(self.page_sum);
         }
         Ok(Some(pgno))
     }
