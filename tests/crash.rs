@@ -1,23 +1,16 @@
 //! `kill -9` of a writing process at random points: the next process that opens the database
 //! resumes from the spool (and the WAL), and the replica converges to the source.
 mod common;
+#[path = "common/procs.rs"]
+mod procs;
+#[path = "common/seeded.rs"]
+mod seeded;
 
 use common::*;
+use procs::Procs;
+use seeded::seed_from_env;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-
-fn seed() -> u64 {
-    std::env::var("CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                % 100_000
-        })
-}
 
 /// Starts the writer, lets it commit `commits` transactions, then kills it with SIGKILL.
 fn write_then_kill(dir: &TempDir, url: &str, seed: u64, commits: u64) {
@@ -56,7 +49,7 @@ fn write_then_kill(dir: &TempDir, url: &str, seed: u64, commits: u64) {
 
 #[test]
 fn killed_writers_lose_nothing_and_the_replica_converges() {
-    let seed = seed();
+    let seed = seed_from_env("CRASH_SEED", |t| t % 100_000);
     let dir = TempDir::new("crash");
     let url = format!("file://{}", dir.join("replicas").display());
     let mut rng = seed;
@@ -378,18 +371,9 @@ print("same_after_restart", c.execute(q).fetchall() == sqlite3.connect("r2.db").
 /// and the replica ends up with every commit of both.
 #[test]
 fn a_second_process_takes_over_when_the_owner_is_killed() {
-    use std::io::{BufRead, BufReader, Write};
-    let dir = TempDir::new("takeover");
-    let url = format!("file://{}", dir.join("replicas").display());
-    let lib = load_path();
-    let env = [
-        ("REPLICA_URL", url.as_str()),
-        ("REPLICA_TEST_LIB", lib.as_str()),
-        ("REPLICA_LOG", "stderr"),
-    ];
-    let spawn = |body: &str| spawn_python_loaded(body, dir.path(), &env);
+    let procs = Procs::new("takeover", &[]);
     // The owner: writes, syncs, then idles until killed.
-    let mut owner = spawn(
+    let mut owner = procs.spawn(
         r#"
 import sys
 c = sqlite3.connect("app.db", isolation_level=None)
@@ -401,14 +385,13 @@ print("synced", c.execute("SELECT replica_sync(10000)").fetchone()[0])
 sys.stdin.readline()
 "#,
     );
-    let mut owner_out = BufReader::new(owner.stdout.take().unwrap());
-    let mut line = String::new();
-    owner_out.read_line(&mut line).unwrap();
+    let line = owner.line();
     assert!(line.starts_with("synced"), "owner: {line:?}");
     // The second process: writes while the owner lives, then after it is gone.
-    let mut second = spawn(
+    let mut second = procs.spawn(&format!(
+        "{PY_WAIT_FOR}{}",
         r#"
-import sys, time
+import sys
 c = sqlite3.connect("app.db", isolation_level=None)
 c.execute("PRAGMA busy_timeout=5000")
 for i in range(11, 21):
@@ -418,39 +401,24 @@ print("wrote", flush=True)
 sys.stdin.readline()  # the owner has been killed
 for i in range(21, 31):
     c.execute("INSERT INTO t VALUES (?, 'second')", (i,))
-deadline = time.time() + 30
-while True:
-    try:
-        print("synced", c.execute("SELECT replica_sync(1000)").fetchone()[0], flush=True)
-        break
-    except sqlite3.Error as e:
-        if time.time() > deadline:
-            print("never took over:", e, flush=True)
-            sys.exit(1)
+synced = wait_for("takeover (a replica_sync that succeeds)", lambda: c.execute("SELECT replica_sync(1000)").fetchone()[0], retry_on=sqlite3.Error)
+print("synced", synced, flush=True)
 c.execute("SELECT replica_restore('app.db', 'r.db')").fetchone()
 q = "SELECT id, who FROM t ORDER BY id"
 print("same", c.execute(q).fetchall() == sqlite3.connect("r.db").execute(q).fetchall(), flush=True)
 print("uploader", c.execute("SELECT uploader FROM replica_status() WHERE name = 'app.db'").fetchone()[0], "pid", os.getpid(), flush=True)
 print("rows", sqlite3.connect("r.db").execute("SELECT count(*) FROM t").fetchone()[0], flush=True)
 "#,
-    );
-    let mut second_out = BufReader::new(second.stdout.take().unwrap());
-    line.clear();
-    second_out.read_line(&mut line).unwrap();
+    ));
     assert_eq!(
-        line.trim(),
-        format!("standby standby pid {}", owner.id()),
+        second.line().trim(),
+        format!("standby standby pid {}", owner.child.id()),
         "status names the process that uploads"
     );
-    line.clear();
-    second_out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "wrote");
-    owner.kill().unwrap(); // SIGKILL
-    owner.wait().unwrap();
-    second.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut second_out, &mut rest).unwrap();
-    let status = second.wait().unwrap();
+    assert_eq!(second.line().trim(), "wrote");
+    owner.kill();
+    second.send("go");
+    let (rest, status) = second.finish();
     assert!(status.success(), "second process: {rest}");
     assert!(rest.contains("same True"), "{rest}");
     assert!(rest.contains("rows 30"), "{rest}");

@@ -256,14 +256,13 @@ fn ruby_available() -> bool {
     ok
 }
 
-/// Ruby's `fork` after loading and writing: the child's writes to the parent's database
-/// reach the replica through the parent, and the child replicates its own database.
-#[test]
-fn ruby_fork_after_writing() {
+/// Runs `tests/hosts/<name>` with ruby in a new scratch directory `tmp_name`; its checked
+/// output, or `None` (the test skips) when ruby or its sqlite3 gem is missing.
+fn ruby_script(name: &str, tmp_name: &str) -> Option<(TempDir, String)> {
     if !ruby_available() {
-        return;
+        return None;
     }
-    let tmp = TempDir::new("host-ruby-fork");
+    let tmp = TempDir::new(tmp_name);
     let url = replicas_env(&tmp);
     let lib = load_path();
     let o = run(
@@ -271,9 +270,19 @@ fn ruby_fork_after_writing() {
         &["-"],
         tmp.path(),
         &[("REPLICA_URL", &url), ("REPLICA_TEST_LIB", &lib)],
-        &script("fork.rb"),
+        &script(name),
     );
-    let out = checked(&o, "ruby tests/hosts/fork.rb");
+    let out = checked(&o, &format!("ruby tests/hosts/{name}"));
+    Some((tmp, out))
+}
+
+/// Ruby's `fork` after loading and writing: the child's writes to the parent's database
+/// reach the replica through the parent, and the child replicates its own database.
+#[test]
+fn ruby_fork_after_writing() {
+    let Some((_tmp, out)) = ruby_script("fork.rb", "host-ruby-fork") else {
+        return;
+    };
     let kv = parse_kv(&out);
     let g = |k: &str| get(&kv, k, &out).to_string();
     assert_eq!(g("child_exit"), "0", "{out}");
@@ -287,20 +296,9 @@ fn ruby_fork_after_writing() {
 
 #[test]
 fn ruby_replicates_and_restores() {
-    if !ruby_available() {
+    let Some((tmp, out)) = ruby_script("basic.rb", "host-ruby-basic") else {
         return;
-    }
-    let tmp = TempDir::new("host-ruby-basic");
-    let url = replicas_env(&tmp);
-    let lib = load_path();
-    let o = run(
-        "ruby",
-        &["-"],
-        tmp.path(),
-        &[("REPLICA_URL", &url), ("REPLICA_TEST_LIB", &lib)],
-        &script("basic.rb"),
-    );
-    let out = checked(&o, "ruby tests/hosts/basic.rb");
+    };
     let kv = parse_kv(&out);
     let g = |k: &str| get(&kv, k, &out).to_string();
     assert_eq!(g("journal_mode"), "wal");

@@ -8,6 +8,8 @@
 //! that point, and outside it fail clearly. Replay a failure with `LIFECYCLE_SEED=<seed>`.
 
 mod common;
+#[path = "common/seeded.rs"]
+mod seeded;
 
 use common::*;
 use replica::config::{ReplicaConfig, ReplicaTarget};
@@ -21,6 +23,7 @@ use replica::store::fs::DirStore;
 use replica::store::ObjectStore;
 use replica::uploader::{DbUploader, LockedRead, SnapshotSource, Step};
 use replica::wal::WalPosition;
+use seeded::{seed_from_env, Rng};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::FileExt;
@@ -194,19 +197,6 @@ impl WalTail {
     }
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn restore_ours(store: &dyn ObjectStore, out: &Path, target: Target) -> Result<u64, Error> {
     let _ = std::fs::remove_file(out);
     restore::restore(&RestoreRequest {
@@ -248,16 +238,7 @@ fn levels_present(replica: &Path) -> BTreeMap<u8, usize> {
 
 #[test]
 fn three_days_of_snapshots_compaction_and_retention_stay_restorable() {
-    let seed = std::env::var("LIFECYCLE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
+    let seed = seed_from_env("LIFECYCLE_SEED", |t| t | 1);
     println!("LIFECYCLE_SEED={seed}");
     let began = Instant::now();
     let dir = TempDir::new("lifecycle");

@@ -7,40 +7,19 @@
 //! exactly once (level 0), or as a snapshot's state (level 9).
 
 mod common;
+#[path = "common/procs.rs"]
+mod procs;
+#[path = "common/seeded.rs"]
+mod seeded;
 
 use common::*;
+use procs::Procs;
+use seeded::{seed_from_env, Rng};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn seed() -> u64 {
-    std::env::var("MULTIPROCESS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        })
-}
 
 fn bank_script() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -122,7 +101,7 @@ fn gone(pid: u32) -> bool {
 
 #[test]
 fn writers_forks_and_fifty_kills_lose_no_acknowledged_transfer() {
-    let seed = seed();
+    let seed = seed_from_env("MULTIPROCESS_SEED", |t| t | 1);
     eprintln!("multiprocess seed {seed}; replay with MULTIPROCESS_SEED={seed}");
     let mut rng = Rng(seed);
     let dir = TempDir::new(&format!("multiprocess-{seed}"));
@@ -323,24 +302,16 @@ with open("restored-ids.txt", "w") as f:
 /// first is gone and its lease ran out, with a snapshot above everything the first wrote.
 #[test]
 fn two_hosts_on_one_replica_never_both_upload() {
-    use std::io::Write;
-    let dir = TempDir::new("two-hosts");
-    let shared = format!("file://{}", dir.join("shared").display());
-    let lib = load_path();
+    let procs = Procs::new("two-hosts", &[("REPLICA_LEASE_TTL", "2s")]);
+    let dir = &procs.dir;
     for host in ["host-a", "host-b"] {
         std::fs::create_dir_all(dir.join(host)).unwrap();
     }
-    let env = [
-        ("REPLICA_URL", shared.as_str()),
-        ("REPLICA_TEST_LIB", lib.as_str()),
-        ("REPLICA_LEASE_TTL", "2s"),
-        ("REPLICA_LOG", "stderr"),
-    ];
-    let spawn = |host: &str, body: &str| spawn_python_loaded(body, &dir.join(host), &env);
+    let spawn = |host: &str, body: &str| procs.spawn_in(&dir.join(host), body);
     let body = |who: &str| {
         format!(
-            r#"
-import sys, time
+            r#"{PY_WAIT_FOR}
+import sys
 c = sqlite3.connect("app.db", isolation_level=None)
 c.execute("PRAGMA journal_mode=wal")
 c.execute("CREATE TABLE IF NOT EXISTS t(who TEXT, n INTEGER)")
@@ -352,35 +323,22 @@ except sqlite3.Error as e:
     print("refused", e, flush=True)
 print("status", *c.execute("SELECT state, pending_txns > 0 FROM replica_status()").fetchone(), flush=True)
 sys.stdin.readline()
-deadline = time.time() + 20
-while True:
-    try:
-        print("synced", c.execute("SELECT replica_sync(1000)").fetchone()[0], flush=True)
-        break
-    except sqlite3.Error as e:
-        if time.time() > deadline:
-            print("never", e, flush=True)
-            sys.exit(1)
+synced = wait_for("takeover (a replica_sync that succeeds)", lambda: c.execute("SELECT replica_sync(1000)").fetchone()[0], timeout=20, retry_on=sqlite3.Error)
+print("synced", synced, flush=True)
 "#
         )
     };
     let mut a = spawn("host-a", &body("a"));
-    let mut a_out = BufReader::new(a.stdout.take().unwrap());
-    let mut line = String::new();
-    a_out.read_line(&mut line).unwrap();
+    let line = a.line();
     assert!(line.starts_with("synced"), "host a: {line:?}");
     let mut b = spawn("host-b", &body("b"));
-    let mut b_out = BufReader::new(b.stdout.take().unwrap());
-    line.clear();
-    b_out.read_line(&mut line).unwrap();
+    let line = b.line();
     assert!(
         line.starts_with("refused") && line.contains("another uploader holds this replica's lease"),
         "host b must not upload while host a holds the lease: {line:?}"
     );
-    line.clear();
-    b_out.read_line(&mut line).unwrap();
     assert_eq!(
-        line.trim(),
+        b.line().trim(),
         "status lease held elsewhere 1",
         "host b's status"
     );
@@ -388,7 +346,7 @@ while True:
     let files = |d: &Path| -> BTreeSet<String> {
         let mut out = BTreeSet::new();
         for level in ["0", "9"] {
-            if let Ok(rd) = std::fs::read_dir(d.join("shared/app.db/ltx").join(level)) {
+            if let Ok(rd) = std::fs::read_dir(d.join("replicas/app.db/ltx").join(level)) {
                 out.extend(
                     rd.flatten()
                         .map(|e| format!("{level}/{}", e.file_name().to_string_lossy())),
@@ -405,7 +363,7 @@ c.execute("SELECT replica_restore(?, 'r.db', NULL, 'overwrite')", (os.environ["U
 print(sqlite3.connect("r.db").execute("SELECT group_concat(who) FROM (SELECT DISTINCT who FROM t ORDER BY who)").fetchone()[0])
 "#,
             dir.path(),
-            &[("URL", shared.as_str())],
+            &[("URL", procs.url.as_str())],
         );
         check(&out, "restore the shared replica").trim().to_string()
     };
@@ -413,17 +371,14 @@ print(sqlite3.connect("r.db").execute("SELECT group_concat(who) FROM (SELECT DIS
     let before = files(dir.path());
 
     // Host a goes away without a word; host b takes over once a's lease has run out.
-    a.kill().unwrap();
-    a.wait().unwrap();
-    b.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
-    line.clear();
-    b_out.read_line(&mut line).unwrap();
+    a.kill();
+    b.send("go");
+    let line = b.line();
     assert!(
         line.starts_with("synced"),
         "host b never took over: {line:?}"
     );
-    b.stdin.as_mut().unwrap().write_all(b"\n").ok();
-    b.wait().unwrap();
+    b.finish();
     assert_eq!(
         restore_rows(),
         "a,b",
@@ -456,17 +411,8 @@ print(sqlite3.connect("r.db").execute("SELECT group_concat(who) FROM (SELECT DIS
 /// restart, so the replica ends equal to the source with no snapshot beyond the first.
 #[test]
 fn restarts_by_processes_that_do_not_upload_need_no_snapshot() {
-    use std::io::Write;
-    let dir = TempDir::new("handoff");
-    let url = format!("file://{}", dir.join("replicas").display());
-    let lib = load_path();
-    let env = [
-        ("REPLICA_URL", url.as_str()),
-        ("REPLICA_TEST_LIB", lib.as_str()),
-        ("REPLICA_SYNC_INTERVAL", "1s"),
-        ("REPLICA_LOG", "stderr"),
-    ];
-    let mut owner = spawn_python_loaded(
+    let procs = Procs::new("handoff", &[("REPLICA_SYNC_INTERVAL", "1s")]);
+    let mut owner = procs.spawn(
         r#"
 import sys
 c = sqlite3.connect("app.db", isolation_level=None)
@@ -481,12 +427,8 @@ print("same", c.execute(q).fetchall() == sqlite3.connect("r.db").execute(q).fetc
 print("rows", c.execute("SELECT count(*) FROM t").fetchone()[0], flush=True)
 print("snapshots", c.execute("SELECT snapshots FROM replica_status() WHERE name = 'app.db'").fetchone()[0], flush=True)
 "#,
-        dir.path(),
-        &env,
     );
-    let mut out = BufReader::new(owner.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
+    let line = owner.line();
     assert!(line.starts_with("synced"), "{line:?}");
     let writer = |who: &str| {
         format!(
@@ -500,17 +442,15 @@ print("wrote", c.execute("SELECT state FROM replica_status() WHERE name = 'app.d
         )
     };
     for who in ["w1", "w2"] {
-        let o = python_loaded(&writer(who), dir.path(), &env);
+        let o = procs.python(&writer(who));
         let text = check(&o, who);
         assert!(
             text.contains("wrote standby"),
             "{who} must not upload: {text}"
         );
     }
-    owner.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
-    owner.wait().unwrap();
+    owner.send("go");
+    let (rest, _) = owner.finish();
     assert!(rest.contains("same True"), "{rest}");
     assert!(rest.contains("rows 300"), "{rest}");
     assert!(

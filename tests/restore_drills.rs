@@ -7,11 +7,13 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 
-/// Writes `app.db` (or `name`) through the extension, one synced commit per batch, so the
-/// replica holds a snapshot then one level-0 file per batch. Returns the last txid.
-fn write_replica(cwd: &Path, url: &str, name: &str, schema: &str, batches: usize) -> u64 {
-    // The schema exists before the extension sees the database, so that the first snapshot
-    // (taken as soon as it is opened) holds it and the txids do not depend on timing.
+/// The schema of `app.db` in most tests here.
+const APP_SCHEMA: &str = "CREATE TABLE t(a INTEGER PRIMARY KEY, b)";
+
+/// Creates `name` in WAL mode with `schema`, without the extension: the schema exists before
+/// the extension sees the database, so that the first snapshot (taken as soon as it is
+/// opened) holds it and the txids do not depend on timing.
+fn create_schema(cwd: &Path, name: &str, schema: &str) {
     check(
         &run(
             SQLITE3,
@@ -22,6 +24,12 @@ fn write_replica(cwd: &Path, url: &str, name: &str, schema: &str, batches: usize
         ),
         "create the schema",
     );
+}
+
+/// Writes `app.db` (or `name`) through the extension, one synced commit per batch, so the
+/// replica holds a snapshot then one level-0 file per batch. Returns the last txid.
+fn write_replica(cwd: &Path, url: &str, name: &str, schema: &str, batches: usize) -> u64 {
+    create_schema(cwd, name, schema);
     let out = python_loaded(
         &format!(
             r#"
@@ -42,11 +50,26 @@ print(txid)
     check(&out, "writing the replica").trim().parse().unwrap()
 }
 
+/// A new scratch directory `name` whose `app.db` (`APP_SCHEMA`) was written to
+/// `file://<dir>/replicas` by `write_replica`: the directory, that URL and the last txid.
+fn app_replica(name: &str, batches: usize) -> (TempDir, String, u64) {
+    let dir = TempDir::new(name);
+    let url = format!("file://{}", dir.join("replicas").display());
+    let last = write_replica(dir.path(), &url, "app.db", APP_SCHEMA, batches);
+    (dir, url, last)
+}
+
 /// Runs `replica_restore(src, out)`; `Ok(txid)` or `Err(message)`.
 fn restore(cwd: &Path, src: &str, out: &Path) -> Result<u64, String> {
+    restore_after("", cwd, src, out)
+}
+
+/// `restore` in a process that first runs the Python lines `setup`.
+fn restore_after(setup: &str, cwd: &Path, src: &str, out: &Path) -> Result<u64, String> {
     let o = python_loaded(
         &format!(
             r#"
+{setup}
 try:
     print("ok", boot.execute("SELECT replica_restore(?, ?)", ({src:?}, {out:?})).fetchone()[0])
 except sqlite3.Error as e:
@@ -77,21 +100,21 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// What `dir` holds.
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect()
+}
+
 fn l0(replica: &Path, txid: u64) -> PathBuf {
     replica.join(format!("ltx/0/{txid:016x}-{txid:016x}.ltx"))
 }
 
 #[test]
 fn corrupt_replicas_are_refused_naming_the_object_and_leave_no_file() {
-    let dir = TempDir::new("restore-corrupt");
-    let url = format!("file://{}", dir.join("replicas").display());
-    let last = write_replica(
-        dir.path(),
-        &url,
-        "app.db",
-        "CREATE TABLE t(a INTEGER PRIMARY KEY, b)",
-        6,
-    );
+    let (dir, url, last) = app_replica("restore-corrupt", 6);
     // Another database with its own schema and more pages: its files have the same names.
     let other_last = write_replica(
         dir.path(),
@@ -199,55 +222,34 @@ fn corrupt_replicas_are_refused_naming_the_object_and_leave_no_file() {
             err.contains(&names),
             "{what}: the error should name {names}: {err}"
         );
-        let left: Vec<_> = std::fs::read_dir(&out_dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
+        let left = files_in(&out_dir);
         assert!(left.is_empty(), "{what}: left behind {left:?}");
     }
 }
 
 #[test]
 fn a_restore_that_cannot_write_fails_naming_why_and_leaves_no_file() {
-    let dir = TempDir::new("restore-nospace");
-    let url = format!("file://{}", dir.join("replicas").display());
-    write_replica(
-        dir.path(),
-        &url,
-        "app.db",
-        "CREATE TABLE t(a INTEGER PRIMARY KEY, b)",
-        8,
-    );
+    let (dir, url, _) = app_replica("restore-nospace", 8);
     let out_dir = dir.join("out");
     std::fs::create_dir_all(&out_dir).unwrap();
     // A file-size limit stands in for a full disk: every write past 16 KiB fails (EFBIG),
     // as writes fail with ENOSPC, with the signal that would kill the process ignored.
-    let o = python_loaded(
-        &format!(
-            r#"
+    let err = restore_after(
+        r#"
 import resource, signal
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (16384, 16384))
-try:
-    print("ok", boot.execute("SELECT replica_restore(?, ?)", ({src:?}, {out:?})).fetchone()[0])
-except sqlite3.Error as e:
-    print("error", e)
 "#,
-            src = format!("{url}/app.db"),
-            out = out_dir.join("r.db").display().to_string()
-        ),
         dir.path(),
-        &[("REPLICA_URL", "")],
-    );
-    let text = check(&o, "replica_restore under a file-size limit");
+        &format!("{url}/app.db"),
+        &out_dir.join("r.db"),
+    )
+    .expect_err("a restore under a file-size limit");
     assert!(
-        text.starts_with("error") && text.contains("writing the restored database: File too large"),
-        "the restore should fail naming the write: {text}"
+        err.contains("writing the restored database: File too large"),
+        "the restore should fail naming the write: {err}"
     );
-    let left: Vec<_> = std::fs::read_dir(&out_dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let left = files_in(&out_dir);
     assert!(left.is_empty(), "left behind {left:?}");
     // The same restore without the limit succeeds: the limit was the only obstacle.
     restore(dir.path(), &format!("{url}/app.db"), &out_dir.join("r.db")).unwrap();
@@ -257,21 +259,7 @@ except sqlite3.Error as e:
 fn restore_points_list_every_file_and_a_drill_verifies_the_replica() {
     let dir = TempDir::new("restore-points");
     let url = format!("file://{}", dir.join("replicas").display());
-    // The schema exists before the extension sees the database, so that the first snapshot
-    // (taken as soon as it is opened) holds it and the txids below do not depend on timing.
-    check(
-        &run(
-            SQLITE3,
-            &[
-                "app.db",
-                "PRAGMA journal_mode=wal; CREATE TABLE t(a INTEGER PRIMARY KEY, b);",
-            ],
-            dir.path(),
-            &[],
-            "",
-        ),
-        "create the schema",
-    );
+    create_schema(dir.path(), "app.db", APP_SCHEMA);
     let o = python_loaded(
         r#"
 import time
@@ -355,15 +343,7 @@ print("status-corrupt", db.execute("SELECT last_verify FROM replica_status()").f
 
 #[test]
 fn a_missing_configured_database_is_restored_when_opened() {
-    let dir = TempDir::new("boot-restore");
-    let url = format!("file://{}", dir.join("replicas").display());
-    let last = write_replica(
-        dir.path(),
-        &url,
-        "app.db",
-        "CREATE TABLE t(a INTEGER PRIMARY KEY, b)",
-        3,
-    );
+    let (dir, url, last) = app_replica("boot-restore", 3);
     // A fresh container: an empty volume, the same configuration.
     let fresh = dir.join("fresh");
     std::fs::create_dir_all(&fresh).unwrap();
@@ -500,21 +480,18 @@ fn scheduled_drills_report_in_status() {
     let dir = TempDir::new("scheduled-drills");
     let url = format!("file://{}", dir.join("replicas").display());
     let o = python_loaded(
-        r#"
-import time
+        &format!(
+            "{PY_WAIT_FOR}{}",
+            r#"
 db = sqlite3.connect("app.db", isolation_level=None)
 db.execute("CREATE TABLE t(x)")
 db.execute("INSERT INTO t VALUES (1)")
 txid = db.execute("SELECT replica_sync(10000)").fetchone()[0]
-deadline = time.time() + 30
-while True:
-    v = db.execute("SELECT last_verify FROM replica_status()").fetchone()[0]
-    if v is not None or time.time() > deadline:
-        break
-    time.sleep(0.05)
+v = wait_for("scheduled drill in replica_status()", lambda: db.execute("SELECT last_verify FROM replica_status()").fetchone()[0])
 print("txid", txid)
 print("drill", v)
-"#,
+"#
+        ),
         dir.path(),
         &[
             ("REPLICA_URL", &url),
@@ -537,23 +514,22 @@ print("drill", v)
     )
     .unwrap();
     let o = python_loaded(
-        r#"
-import time
+        &format!(
+            "{PY_WAIT_FOR}{}",
+            r#"
 dbs = {n: sqlite3.connect(n + ".db", isolation_level=None) for n in ("a", "b")}
 for n, db in dbs.items():
     db.execute("CREATE TABLE t(x)")
     db.execute("INSERT INTO t VALUES (1)")
     db.execute("SELECT replica_sync(10000)")
 status = "SELECT name, last_verify FROM replica_status() ORDER BY name"
-deadline = time.time() + 30
-while True:
+def a_drilled():
     rows = dbs["a"].execute(status).fetchall()
-    if rows[0][1] is not None or time.time() > deadline:
-        break
-    time.sleep(0.05)
-for name, v in rows:
+    return rows if rows[0][1] is not None else None
+for name, v in wait_for("drill of a.db in replica_status()", a_drilled):
     print(name, v)
-"#,
+"#
+        ),
         dir.path(),
         &[("REPLICA_CONFIG", "litestream.yml")],
     );

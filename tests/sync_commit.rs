@@ -4,10 +4,13 @@
 //! SQLITE_WARNING while the transaction stays committed locally.
 
 mod common;
+#[path = "common/procs.rs"]
+mod procs;
 #[path = "common/s3server.rs"]
 mod s3server;
 
 use common::*;
+use procs::Procs;
 
 #[test]
 fn eight_committers_share_uploads_and_every_acknowledged_commit_survives_a_crash() {
@@ -165,17 +168,8 @@ except sqlite3.Error as e:
 /// that process right after the last acknowledged commit loses none of them.
 #[test]
 fn commits_acknowledged_in_another_process_are_in_the_replica() {
-    use std::io::{BufRead, BufReader};
-    let dir = TempDir::new("sync-commit-other");
-    let url = format!("file://{}", dir.join("replicas").display());
-    let lib = load_path();
-    let env = [
-        ("REPLICA_URL", url.as_str()),
-        ("REPLICA_TEST_LIB", lib.as_str()),
-        ("REPLICA_SYNC_INTERVAL", "50ms"),
-        ("REPLICA_LOG", "stderr"),
-    ];
-    let mut owner = spawn_python_loaded(
+    let procs = Procs::new("sync-commit-other", &[("REPLICA_SYNC_INTERVAL", "50ms")]);
+    let mut owner = procs.spawn(
         r#"
 import sys
 c = sqlite3.connect("app.db", isolation_level=None)
@@ -184,15 +178,10 @@ c.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, who TEXT)")
 print("synced", c.execute("SELECT replica_sync(10000)").fetchone()[0])
 sys.stdin.readline()
 "#,
-        dir.path(),
-        &env,
     );
-    let mut line = String::new();
-    BufReader::new(owner.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let line = owner.line();
     assert!(line.starts_with("synced"), "{line:?}");
-    let out = python_loaded(
+    let out = procs.python(
         r#"
 c = sqlite3.connect("file:app.db?replica_sync=commit&replica_sync_timeout=20000", uri=True, isolation_level=None)
 c.execute("PRAGMA busy_timeout=5000")
@@ -203,8 +192,6 @@ for i in range(1, 21):
 print("acked", acked)
 print("mode", c.execute("SELECT replica_sync_mode()").fetchone()[0])
 "#,
-        dir.path(),
-        &env,
     );
     let text = check(&out, "synchronous commits in the second process");
     assert!(text.contains("acked 20"), "{text}");
@@ -213,16 +200,15 @@ print("mode", c.execute("SELECT replica_sync_mode()").fetchone()[0])
         "the second process must not own the spool: {}",
         stderr(&out)
     );
-    owner.kill().unwrap(); // SIGKILL right after the last acknowledgement
-    owner.wait().unwrap();
+    owner.kill(); // SIGKILL right after the last acknowledgement
     let restore = python_loaded(
         r#"
 c = sqlite3.connect(":memory:")
 c.execute("SELECT replica_restore(?, 'r.db')", (os.environ["URL"] + "/app.db",)).fetchone()
 print("rows", sqlite3.connect("r.db").execute("SELECT count(*) FROM t WHERE who = 'other'").fetchone()[0])
 "#,
-        dir.path(),
-        &[("URL", url.as_str())],
+        procs.dir.path(),
+        &[("URL", procs.url.as_str())],
     );
     let text = check(&restore, "restore");
     assert!(text.contains("rows 20"), "{text}");

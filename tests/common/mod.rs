@@ -275,3 +275,25 @@ pub fn litestream_restore(url: &str, out: &Path, txid: Option<u64>) {
         out.display()
     );
 }
+
+/// A Python helper to put before a script's body (after `PY_LOAD`) that waits on a condition:
+/// `wait_for(what, poll, timeout=30, retry_on=())` calls `poll()` every 50 ms until it
+/// returns something other than None and returns that; an exception of a type in
+/// `retry_on` counts as not yet. After `timeout` seconds it raises TimeoutError naming
+/// `what` (and the last such exception), so a script never goes on as if it had happened.
+pub const PY_WAIT_FOR: &str = r#"
+import time
+def wait_for(what, poll, timeout=30, retry_on=()):
+    deadline = time.time() + timeout
+    error = None
+    while True:
+        try:
+            value = poll()
+            if value is not None:
+                return value
+        except retry_on as e:
+            error = e
+        if time.time() > deadline:
+            raise TimeoutError(f"no {what} within {timeout} s" + (f" (last: {error})" if error else ""))
+        time.sleep(0.05)
+"#;
