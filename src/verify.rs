@@ -81,7 +81,9 @@ fn committed_checksum(
     let mut sum = ltx::DbChecksum::default();
     let mut page = vec![0u8; page_size as usize];
     for pgno in 1..=commit {
-        let frame = map.as_ref().and_then(|m| m.latest_frame.get(&pgno).copied());
+        let frame = map
+            .as_ref()
+            .and_then(|m| m.latest_frame.get(&pgno).copied());
         crate::uploader::read_committed_page(dbf, walf, frame, pgno, &mut page)?;
         sum.add_page(pgno, &page);
     }

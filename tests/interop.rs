@@ -1,14 +1,14 @@
 //! Interoperability with the real Litestream (0.5.17, `litestream_bin()`), both ways:
 //! `litestream restore` reads what libreplica writes — latest and at a txid, across a
 //! `replica_snapshot()` and a process restart — and `replica_restore()` reads what
-//! `litestream replicate` writes.
+//! `litestream replicate` writes (driven by tests/common/litestream_replicate.rs, which
+//! tests/s3_e2e.rs shares for an S3 replica).
 
 mod common;
 
+use common::litestream_replicate::*;
 use common::*;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// `replica_restore(src, target[, txid])` in a fresh python with the extension loaded;
 /// returns the txid it restored.
@@ -222,99 +222,13 @@ for r in range(3):
     }
 }
 
-/// A running `litestream replicate`, stopped (SIGTERM, then SIGKILL) when dropped.
-struct Replicator(Child);
-
-impl Replicator {
-    fn start(config: &Path, cwd: &Path) -> Replicator {
-        let mut cmd = Command::new(litestream_bin());
-        cmd.args(["replicate", "-config", config.to_str().unwrap()])
-            .current_dir(cwd)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(cwd.join("litestream.log")).unwrap())
-            .stderr(std::fs::File::create(cwd.join("litestream.err")).unwrap());
-        cmd.env_remove("AWS_CA_BUNDLE");
-        Replicator(cmd.spawn().expect("cannot start litestream replicate"))
-    }
-
-    fn stop(&mut self) {
-        if self.0.try_wait().unwrap().is_some() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.0.try_wait().unwrap().is_some() {
-                return;
-            }
-            std::thread::park_timeout(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Replicator {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Writes through plain python (no extension).
-fn write_plain(cwd: &Path, body: &str) {
-    let script = format!(
-        r#"
-import sqlite3, random
-db = sqlite3.connect("app.db", isolation_level=None, timeout=30)
-db.execute("PRAGMA journal_mode=WAL")
-{body}
-"#
-    );
-    check(
-        &run(PYTHON3, &["-"], cwd, &[], &script),
-        "plain python writer",
-    );
-}
-
-/// `.dump t`: the application's table only. Litestream adds its own `_litestream_seq` and
-/// `_litestream_lock` tables to the source and writes to them itself (its last write is
-/// not necessarily replicated yet), so whole-database dumps of the source and a restore
-/// of a Litestream replica need not match.
-fn dump_t(db: &Path) -> String {
-    let o = run(
-        SQLITE3,
-        &[db.to_str().unwrap(), ".dump t"],
-        db.parent().unwrap(),
-        &[],
-        "",
-    );
-    check(&o, "sqlite3 .dump t")
-}
-
 /// Polls (bounded) until litestream's restore of `url` equals `want`; returns the replica's
 /// highest txid then.
-fn wait_replicated(dir: &TempDir, url: &str, replica: &Path, want: &str, what: &str) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut n = 0;
-    loop {
-        n += 1;
-        let out = dir.join(&format!("poll-{n}.db"));
-        let o = litestream(&["restore", "-o", out.to_str().unwrap(), url], dir.path());
-        if o.status.success() && out.exists() && dump_t(&out) == want {
-            return ltx_files(replica).iter().map(|f| f.2).max().unwrap();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "litestream replicate did not replicate {what} within 60 s; last restore: {} {}\nlitestream replicate's output:\n{}\n{}",
-            stdout(&o),
-            stderr(&o),
-            std::fs::read_to_string(dir.join("litestream.log")).unwrap_or_default(),
-            std::fs::read_to_string(dir.join("litestream.err")).unwrap_or_default()
-        );
-        std::thread::park_timeout(Duration::from_millis(200));
-    }
+fn wait_replicated_txid(dir: &TempDir, url: &str, replica: &Path, want: &str, what: &str) -> u64 {
+    wait_replicated(dir.path(), want, what, "", |out| {
+        litestream(&["restore", "-o", out.to_str().unwrap(), url], dir.path())
+    });
+    ltx_files(replica).iter().map(|f| f.2).max().unwrap()
 }
 
 /// Replicates with the real `litestream replicate` while plain python writes; returns
@@ -333,37 +247,18 @@ fn litestream_written_replica(dir: &TempDir) -> (Vec<(u64, String)>, String) {
     )
     .unwrap();
     let url = format!("file://{}", replica.display());
-    write_plain(
-        dir.path(),
-        r#"
-db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, k TEXT, v BLOB)")
-db.execute("INSERT INTO t(k, v) VALUES ('first', zeroblob(100))")
-"#,
-    );
+    write_first_row(dir.path());
     let mut rounds = Vec::new();
     let mut ls = Replicator::start(&config, dir.path());
     rounds.push((
-        wait_replicated(dir, &url, &replica, &dump_t(&db), "the initial database"),
+        wait_replicated_txid(dir, &url, &replica, &dump_t(&db), "the initial database"),
         dump_t(&db),
     ));
     for round in 0..3 {
-        write_plain(
-            dir.path(),
-            &format!(
-                r#"
-rng = random.Random({round})
-for txn in range(5):
-    db.execute("BEGIN IMMEDIATE")
-    for i in range(40):
-        db.execute("INSERT INTO t(k, v) VALUES (?, ?)", ("r{round}", rng.randbytes(rng.choice([10, 300, 2000, 7000]))))
-    db.execute("DELETE FROM t WHERE id % 13 = ?", (rng.randint(0, 12),))
-    db.execute("COMMIT")
-"#
-            ),
-        );
+        write_round(dir.path(), round.into(), round);
         let want = dump_t(&db);
         rounds.push((
-            wait_replicated(dir, &url, &replica, &want, &format!("round {round}")),
+            wait_replicated_txid(dir, &url, &replica, &want, &format!("round {round}")),
             want,
         ));
     }

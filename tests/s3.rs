@@ -4,6 +4,8 @@
 //! `litestream restore` reading what libreplica wrote to the bucket.
 
 mod common;
+#[path = "common/s3env.rs"]
+mod s3env;
 #[path = "common/s3server.rs"]
 mod s3server;
 
@@ -11,6 +13,7 @@ use common::*;
 use replica::config::{Credentials, S3Target};
 use replica::store::s3::S3Store;
 use replica::store::{ObjectStore, StoreError};
+use s3env::*;
 use std::process::Command;
 use std::time::Duration;
 
@@ -98,26 +101,13 @@ fn listing_pages_past_a_thousand_keys() {
     assert!(store.request_counts().list - before >= 2, "expected paging");
 }
 
-/// The extension, a REPLICA_URL on the local server, and the keys in the environment.
-fn s3_env(srv: &s3server::S3Server, url: &str) -> Vec<(String, String)> {
-    vec![
-        ("REPLICA_URL".into(), url.into()),
-        ("AWS_ACCESS_KEY_ID".into(), srv.access_key.clone()),
-        ("AWS_SECRET_ACCESS_KEY".into(), srv.secret_key.clone()),
-        ("REPLICA_LOG".into(), "stderr".into()),
-    ]
-}
-
 #[test]
 fn end_to_end_sync_and_restore_through_s3_and_litestream_reads_it() {
     let dir = TempDir::new("s3-e2e");
     let srv = s3server::start(&dir.join("server"), "bkt");
-    let url = format!(
-        "s3://bkt/pre/fix?endpoint={}&force-path-style=true",
-        srv.endpoint()
-    );
+    let url = s3_url(srv.port, "pre/fix");
     let env = s3_env(&srv, &url);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let env = as_refs(&env);
     let out = python_loaded(
         r#"
 db = sqlite3.connect("app.db", isolation_level=None)
@@ -134,15 +124,7 @@ print("restored", boot.execute("SELECT replica_restore('app.db', 'r.db')").fetch
         dir.path(),
         &env,
     );
-    let text = check(&out, "python through s3");
-    assert!(
-        !stderr(&out).contains("libreplica error"),
-        "the extension logged errors:\n{}",
-        stderr(&out)
-    );
-    let synced = text.lines().find_map(|l| l.strip_prefix("synced "));
-    let restored = text.lines().find_map(|l| l.strip_prefix("restored "));
-    assert!(synced.is_some() && synced == restored, "{text}");
+    check_restored_what_synced(&out, "python through s3");
     let want = dump(&dir.join("app.db"));
     assert_eq!(dump(&dir.join("r.db")), want, "replica_restore differs");
     // The objects are where Litestream expects them (level 9 for the snapshot, level 0 for
@@ -168,10 +150,7 @@ print("restored", boot.execute("SELECT replica_restore('app.db', 'r.db')").fetch
         eprintln!("litestream not installed; skipping the litestream half");
         return;
     }
-    let ls_url = format!(
-        "s3://bkt/pre/fix/app.db?endpoint={}&force-path-style=true",
-        srv.endpoint()
-    );
+    let ls_url = s3_url(srv.port, "pre/fix/app.db");
     let out_db = dir.join("ls.db");
     let mut cmd = Command::new(litestream_bin());
     cmd.args(["restore", "-o", out_db.to_str().unwrap(), &ls_url])
@@ -189,13 +168,10 @@ print("restored", boot.execute("SELECT replica_restore('app.db', 'r.db')").fetch
 fn rejected_credentials_show_in_status_and_writes_go_on() {
     let dir = TempDir::new("s3-badkey");
     let srv = s3server::start(&dir.join("server"), "bkt");
-    let url = format!(
-        "s3://bkt/p?endpoint={}&force-path-style=true",
-        srv.endpoint()
-    );
+    let url = s3_url(srv.port, "p");
     let mut env = s3_env(&srv, &url);
     env[2].1 = "wrong-secret".to_string();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let env = as_refs(&env);
     // A missing database is restored before it opens (boot-time restore): with the bucket
     // refusing, the open fails rather than start an empty database over the replica.
     let out = python_loaded(
@@ -570,12 +546,9 @@ fn bulk_deletes_are_verified_and_finished_key_by_key_when_the_server_lies() {
 fn restore_points_drills_and_boot_restore_through_s3() {
     let dir = TempDir::new("s3-restore2");
     let srv = s3server::start(&dir.join("server"), "bkt");
-    let url = format!(
-        "s3://bkt/r?endpoint={}&force-path-style=true",
-        srv.endpoint()
-    );
+    let url = s3_url(srv.port, "r");
     let env = s3_env(&srv, &url);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let env = as_refs(&env);
     let body = r#"
 db = sqlite3.connect("app.db", isolation_level=None)
 db.execute("PRAGMA journal_mode=wal")

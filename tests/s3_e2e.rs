@@ -3,37 +3,29 @@
 //! steady writer behind a fault-injecting loopback proxy (5xx, stalls, resets, cut bodies);
 //! and Litestream interop both ways (`litestream replicate` to the bucket, `replica_restore`
 //! from it). `litestream restore` of a libreplica S3 replica is covered by `tests/s3.rs`.
-//! The workload runs twice: path-style, and virtual-hosted through a CONNECT proxy.
+//! The workload runs twice: path-style, and virtual-hosted through a CONNECT proxy. The
+//! workload's driver and restores are tests/common/workload.rs (shared with
+//! tests/workload.rs), `litestream replicate` tests/common/litestream_replicate.rs (shared
+//! with tests/interop.rs).
 
 mod common;
+#[path = "common/s3env.rs"]
+mod s3env;
 #[path = "common/s3server.rs"]
 mod s3server;
 
+use common::litestream_replicate::*;
+use common::workload::*;
 use common::*;
+use s3env::*;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn seed_from_env_or_time(var: &str) -> u64 {
-    match std::env::var(var) {
-        Ok(s) => s
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{var}={s:?} is not a number")),
-        Err(_) => {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                % 1_000_000_007
-        }
-    }
-}
 
 /// A small deterministic PRNG (xorshift64*), so fault schedules replay from the seed.
 struct Rng(u64);
@@ -62,15 +54,6 @@ fn keys(srv: &s3server::S3Server) -> Vec<(String, String)> {
         ("AWS_REGION".into(), "us-east-1".into()),
         ("REPLICA_LOG".into(), "stderr".into()),
     ]
-}
-
-fn as_refs(v: &[(String, String)]) -> Vec<(&str, &str)> {
-    v.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
-}
-
-/// `s3://bkt/PATH?endpoint=http://127.0.0.1:PORT&force-path-style=true`.
-fn s3_url(port: u16, path: &str) -> String {
-    format!("s3://bkt/{path}?endpoint=http://127.0.0.1:{port}&force-path-style=true")
 }
 
 /// The LTX files the server holds under `db_dir` (s3s-fs keeps objects as files):
@@ -151,67 +134,6 @@ fn the_level0_check_rejects_gaps_duplicates_and_overlaps() {
 
 // -- 1. the randomized workload over S3 ---------------------------------------------------
 
-fn driver() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workload/driver.py")
-}
-
-fn run_driver(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let lib = load_path();
-    let script = driver();
-    let mut argv: Vec<&str> = vec![script.to_str().unwrap()];
-    argv.extend_from_slice(args);
-    let mut all: Vec<(&str, &str)> = vec![("REPLICA_TEST_LIB", &lib)];
-    all.extend_from_slice(env);
-    run_command(
-        replica_command(PYTHON3, &argv, cwd, &all),
-        "",
-        Duration::from_secs(240),
-    )
-}
-
-struct Point {
-    label: String,
-    txid: u64,
-    hash: String,
-    rows: String,
-}
-
-/// The driver's report: the sync points, the final point, and replica_status().
-fn parse_report(text: &str, seed: u64) -> (Vec<Point>, Point, BTreeMap<String, String>) {
-    let mut points = Vec::new();
-    let mut fin = None;
-    let mut status = BTreeMap::new();
-    for line in text.lines() {
-        let f: Vec<&str> = line.split('\t').collect();
-        let num = |s: &str| {
-            s.parse::<u64>()
-                .unwrap_or_else(|_| panic!("seed {seed}: bad number {s:?} in {line:?}"))
-        };
-        match f[0] {
-            "point" => points.push(Point {
-                label: f[1].into(),
-                txid: num(f[2]),
-                hash: f[3].into(),
-                rows: f[4].into(),
-            }),
-            "final" => {
-                fin = Some(Point {
-                    label: "final".into(),
-                    txid: num(f[1]),
-                    hash: f[2].into(),
-                    rows: f[3].into(),
-                })
-            }
-            "status" => {
-                status.insert(f[1].to_string(), f.get(2).copied().unwrap_or("").into());
-            }
-            _ => {}
-        }
-    }
-    let fin = fin.unwrap_or_else(|| panic!("seed {seed}: no final point in the report"));
-    (points, fin, status)
-}
-
 #[test]
 fn randomized_workload_over_s3_restores_every_sync_point() {
     randomized_workload(false);
@@ -226,10 +148,7 @@ fn randomized_workload_virtual_hosted_through_a_proxy() {
 
 fn randomized_workload(virtual_hosted: bool) {
     let seed = seed_from_env_or_time("S3_WORKLOAD_SEED");
-    let ops = std::env::var("WORKLOAD_OPS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(300);
+    let ops = ops_from_env(300);
     eprintln!("s3 workload seed {seed} ({ops} ops); replay with S3_WORKLOAD_SEED={seed}");
     let dir = TempDir::new(&format!("s3-workload-{seed}"));
     let (srv, proxy) = if virtual_hosted {
@@ -254,44 +173,21 @@ fn randomized_workload(virtual_hosted: bool) {
         env.push(("NO_PROXY".into(), String::new()));
     }
     // Vary how commits are batched into objects with the seed.
-    let interval = ["20ms", "150ms", "1s"][(seed % 3) as usize];
+    let interval = sync_interval(seed);
     eprintln!("seed {seed}: sync interval {interval}");
     env.push(("REPLICA_SYNC_INTERVAL".into(), interval.into()));
     let env = as_refs(&env);
     let started = Instant::now();
-    let run_out = run_driver(
-        dir.path(),
-        &["run", &seed.to_string(), &ops.to_string(), "report.txt"],
-        &env,
-    );
-    check(&run_out, &format!("workload driver over s3 (seed {seed})"));
-    let (points, fin, status) = parse_report(
-        &std::fs::read_to_string(dir.join("report.txt")).unwrap(),
+    let workload_run = Run {
+        dir: dir.path(),
         seed,
-    );
-    eprintln!(
-        "seed {seed}: driver {:.1} s, final txid {}",
-        started.elapsed().as_secs_f64(),
-        fin.txid
-    );
-    assert_eq!(
-        points.len(),
-        10,
-        "seed {seed}: {} sync points",
-        points.len()
-    );
-    assert!(
-        points.windows(2).all(|w| w[0].txid <= w[1].txid) && fin.txid >= points[9].txid,
-        "seed {seed}: replica_sync went backwards"
-    );
-    let st = |k: &str| status.get(k).cloned().unwrap_or_default();
-    assert_eq!(st("pending_txns"), "0", "seed {seed}: {status:?}");
-    assert_eq!(st("upload_errors"), "0", "seed {seed}: {status:?}");
-    assert_eq!(
-        st("replicated_txid"),
-        fin.txid.to_string(),
-        "seed {seed}: {status:?}"
-    );
+        env: &env,
+        limit: Duration::from_secs(240),
+        over: " over s3",
+        replay_var: "S3_WORKLOAD_SEED",
+    };
+    let (run_out, report, fin) = workload_run.drive(ops);
+    assert_status_settled(&report, &fin, seed);
     let run_err = stderr(&run_out);
     let errors: Vec<&str> = run_err
         .lines()
@@ -303,103 +199,9 @@ fn randomized_workload(virtual_hosted: bool) {
         errors.join("\n")
     );
 
-    // Checkpoint the source into a plain file (without the extension).
-    let src = dir.join("app.db");
-    check(
-        &run(
-            SQLITE3,
-            &[src.to_str().unwrap(), "PRAGMA wal_checkpoint(TRUNCATE);"],
-            dir.path(),
-            &[],
-            "",
-        ),
-        "checkpoint the source",
-    );
-
     // Restore the latest and every point, naming the replica by database name (through
     // REPLICA_URL) and by its full S3 URL, alternately.
-    let full = replica_url("prefix/app.db");
-    let mut args: Vec<String> = vec!["app.db".into(), "latest.db".into(), "latest".into()];
-    for (i, p) in points.iter().enumerate() {
-        args.push(if i % 2 == 0 {
-            "app.db".into()
-        } else {
-            full.clone()
-        });
-        args.push(format!("r{i}.db"));
-        args.push(p.txid.to_string());
-    }
-    let argv: Vec<&str> = std::iter::once("restore")
-        .chain(args.iter().map(String::as_str))
-        .collect();
-    let out = run_driver(dir.path(), &argv, &env);
-    let text = check(&out, &format!("replica_restore over s3 (seed {seed})"));
-    let mut restored: BTreeMap<String, String> = BTreeMap::new();
-    for line in text.lines() {
-        let f: Vec<&str> = line.splitn(3, '\t').collect();
-        if f.len() == 3 {
-            assert_eq!(
-                f[1], "ok",
-                "seed {seed}: replica_restore into {} failed: {}",
-                f[0], f[2]
-            );
-            restored.insert(f[0].into(), f[2].into());
-        }
-    }
-    let mut expected: Vec<(String, &Point)> = vec![("latest.db".into(), &fin)];
-    expected.extend(
-        points
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (format!("r{i}.db"), p)),
-    );
-    for (db, p) in &expected {
-        assert_eq!(
-            restored.get(db).map(String::as_str),
-            Some(p.txid.to_string().as_str()),
-            "seed {seed}: restore into {db} ({}) returned {restored:?}",
-            p.label
-        );
-    }
-    let dbs: Vec<&str> = expected.iter().map(|(d, _)| d.as_str()).collect();
-    let argv: Vec<&str> = std::iter::once("hash").chain(dbs.iter().copied()).collect();
-    let text = check(&run_driver(dir.path(), &argv, &[]), "hash restores");
-    let hashes: BTreeMap<&str, Vec<&str>> = text
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            (f.len() == 4).then(|| (f[0], f))
-        })
-        .collect();
-    let mut mismatches = Vec::new();
-    for (db, p) in &expected {
-        let f = hashes
-            .get(db.as_str())
-            .unwrap_or_else(|| panic!("seed {seed}: no hash for {db}: {text}"));
-        if f[2] != "ok" {
-            mismatches.push(format!("{db} (txid {}): integrity_check: {}", p.txid, f[2]));
-        } else if f[1] != p.hash {
-            mismatches.push(format!(
-                "{db} restored at txid {} ({}) has rows {}, the database had rows {}",
-                p.txid, p.label, f[3], p.rows
-            ));
-        }
-    }
-    assert!(
-        mismatches.is_empty(),
-        "seed {seed}: restores differ from the states replica_sync vouched for:\n{}",
-        mismatches.join("\n")
-    );
-    let latest = dir.join("latest.db");
-    assert!(
-        dump(&src) == dump(&latest),
-        "seed {seed}: the latest restore differs from the source"
-    );
-    assert_eq!(
-        ltx_db_checksum(&latest),
-        ltx_db_checksum(&src),
-        "seed {seed}: LTX checksums differ"
-    );
+    workload_run.restore_every_point(&report, &fin, &replica_url("prefix/app.db"));
 
     // The bucket: level-9 snapshots and level-0 files together count the txids.
     let files = server_ltx_files(&dir.join("server/bkt/prefix/app.db"));
@@ -780,35 +582,6 @@ db.close()
 
 // -- 3. litestream replicate to S3, libreplica restores --------------------------------
 
-/// A running `litestream replicate`, stopped by pid (SIGTERM, then SIGKILL) when dropped.
-struct Replicator(Child);
-
-impl Replicator {
-    fn stop(&mut self) {
-        if self.0.try_wait().unwrap().is_some() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.0.try_wait().unwrap().is_some() {
-                return;
-            }
-            std::thread::park_timeout(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Replicator {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 fn litestream(args: &[&str], cwd: &Path, srv: &s3server::S3Server) -> Output {
     let mut cmd = Command::new(litestream_bin());
     cmd.args(args)
@@ -818,19 +591,6 @@ fn litestream(args: &[&str], cwd: &Path, srv: &s3server::S3Server) -> Output {
         .env("AWS_SECRET_ACCESS_KEY", &srv.secret_key)
         .env("AWS_REGION", "us-east-1");
     run_command(cmd, "", Duration::from_secs(60))
-}
-
-fn dump_t(db: &Path) -> String {
-    check(
-        &run(
-            SQLITE3,
-            &[db.to_str().unwrap(), ".dump t"],
-            db.parent().unwrap(),
-            &[],
-            "",
-        ),
-        "sqlite3 .dump t",
-    )
 }
 
 #[test]
@@ -852,65 +612,29 @@ fn libreplica_restores_what_litestream_replicated_to_s3() {
         ),
     )
     .unwrap();
-    let write_plain = |body: &str| {
-        let script = format!(
-            "import sqlite3, random\ndb = sqlite3.connect('app.db', isolation_level=None, timeout=30)\ndb.execute('PRAGMA journal_mode=WAL')\n{body}\n"
-        );
-        check(
-            &run(PYTHON3, &["-"], dir.path(), &[], &script),
-            "plain python writer",
-        );
-    };
-    write_plain("db.execute('CREATE TABLE t(id INTEGER PRIMARY KEY, k TEXT, v BLOB)')\ndb.execute(\"INSERT INTO t(k, v) VALUES ('first', zeroblob(100))\")");
-    let mut cmd = Command::new(litestream_bin());
-    cmd.args(["replicate", "-config", config.to_str().unwrap()])
-        .current_dir(dir.path())
-        .env_remove("AWS_CA_BUNDLE")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(dir.join("litestream.log")).unwrap())
-        .stderr(std::fs::File::create(dir.join("litestream.err")).unwrap());
-    let mut ls = Replicator(cmd.spawn().expect("cannot start litestream replicate"));
+    write_first_row(dir.path());
+    let mut ls = Replicator::start(&config, dir.path());
     let url = s3_url(srv.port, "ls/app.db");
     // Bounded poll: litestream's own restore from the bucket matches the source.
-    let wait_replicated = |want: &str, what: &str| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut n = 0;
-        loop {
-            n += 1;
-            let out = dir.join(&format!("poll-{}-{n}.db", what.replace(' ', "-")));
-            let o = litestream(
-                &["restore", "-o", out.to_str().unwrap(), &url],
-                dir.path(),
-                &srv,
-            );
-            if o.status.success() && out.exists() && dump_t(&out) == want {
-                return;
-            }
-            assert!(
-            Instant::now() < deadline,
-            "seed {seed}: litestream replicate did not replicate {what} to the bucket within 60 s; last restore: {} {}\nlitestream: {}\n{}",
-            stdout(&o),
-            stderr(&o),
-            std::fs::read_to_string(dir.join("litestream.log")).unwrap_or_default(),
-            std::fs::read_to_string(dir.join("litestream.err")).unwrap_or_default()
-        );
-            std::thread::park_timeout(Duration::from_millis(200));
-        }
+    let wait_replicated_to_bucket = |want: &str, what: &str| {
+        wait_replicated(
+            dir.path(),
+            want,
+            &format!("{what} to the bucket"),
+            &format!("seed {seed}: "),
+            |out| {
+                litestream(
+                    &["restore", "-o", out.to_str().unwrap(), &url],
+                    dir.path(),
+                    &srv,
+                )
+            },
+        )
     };
-    wait_replicated(&dump_t(&db), "the initial database");
+    wait_replicated_to_bucket(&dump_t(&db), "the initial database");
     for round in 0..3 {
-        write_plain(&format!(
-            r#"
-rng = random.Random({seed} + {round})
-for txn in range(5):
-    db.execute("BEGIN IMMEDIATE")
-    for i in range(40):
-        db.execute("INSERT INTO t(k, v) VALUES (?, ?)", ("r{round}", rng.randbytes(rng.choice([10, 300, 2000, 7000]))))
-    db.execute("DELETE FROM t WHERE id % 13 = ?", (rng.randint(0, 12),))
-    db.execute("COMMIT")
-"#
-        ));
-        wait_replicated(&dump_t(&db), &format!("round {round}"));
+        write_round(dir.path(), seed + u64::from(round), round);
+        wait_replicated_to_bucket(&dump_t(&db), &format!("round {round}"));
     }
     let want = dump_t(&db);
     ls.stop();

@@ -4,6 +4,8 @@
 //! python3 with a database larger than 16 MiB.
 
 mod common;
+#[path = "common/s3env.rs"]
+mod s3env;
 #[path = "common/s3server.rs"]
 mod s3server;
 
@@ -11,6 +13,7 @@ use common::*;
 use replica::config::{Credentials, S3Target};
 use replica::store::s3::S3Store;
 use replica::store::{ObjectStore, StoreError};
+use s3env::*;
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 
@@ -291,16 +294,9 @@ db.close()
     let db_size = std::fs::metadata(dir.join("app.db")).unwrap().len();
     assert!(db_size > 16 * MIB as u64, "{db_size}");
 
-    let url = format!(
-        "s3://bkt/prefix?endpoint={}&force-path-style=true",
-        srv.endpoint()
-    );
-    let env = [
-        ("REPLICA_URL", url.as_str()),
-        ("AWS_ACCESS_KEY_ID", srv.access_key.as_str()),
-        ("AWS_SECRET_ACCESS_KEY", srv.secret_key.as_str()),
-        ("REPLICA_LOG", "stderr"),
-    ];
+    let url = s3_url(srv.port, "prefix");
+    let env = s3_env(&srv, &url);
+    let env = as_refs(&env);
     let out = python_loaded(
         r#"
 db = sqlite3.connect("app.db", isolation_level=None)
@@ -311,15 +307,7 @@ print("restored", boot.execute("SELECT replica_restore('app.db', 'r.db')").fetch
         dir.path(),
         &env,
     );
-    let text = check(&out, "python through s3");
-    assert!(
-        !stderr(&out).contains("libreplica error"),
-        "the extension logged errors:\n{}",
-        stderr(&out)
-    );
-    let synced = text.lines().find_map(|l| l.strip_prefix("synced "));
-    let restored = text.lines().find_map(|l| l.strip_prefix("restored "));
-    assert!(synced.is_some() && synced == restored, "{text}");
+    check_restored_what_synced(&out, "python through s3");
     assert_eq!(
         dump(&dir.join("r.db")),
         dump(&dir.join("app.db")),

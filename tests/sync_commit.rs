@@ -6,26 +6,22 @@
 mod common;
 #[path = "common/procs.rs"]
 mod procs;
+#[path = "common/s3env.rs"]
+mod s3env;
 #[path = "common/s3server.rs"]
 mod s3server;
 
 use common::*;
 use procs::Procs;
+use s3env::*;
 
 #[test]
 fn eight_committers_share_uploads_and_every_acknowledged_commit_survives_a_crash() {
     let dir = TempDir::new("sync-commit");
     let srv = s3server::start(&dir.join("server"), "bkt");
-    let url = format!(
-        "s3://bkt/sync?endpoint={}&force-path-style=true",
-        srv.endpoint()
-    );
-    let env = [
-        ("REPLICA_URL", url.as_str()),
-        ("AWS_ACCESS_KEY_ID", srv.access_key.as_str()),
-        ("AWS_SECRET_ACCESS_KEY", srv.secret_key.as_str()),
-        ("REPLICA_LOG", "stderr"),
-    ];
+    let url = s3_url(srv.port, "sync");
+    let env = s3_env(&srv, &url);
+    let env = as_refs(&env);
     // Eight threads, each with its own synchronous connection; the process then dies at
     // once: no replica_sync, no close, no chance for the uploader to catch up.
     let out = python_loaded(

@@ -3,7 +3,8 @@
 //! then roll back (or commit), savepoints with partial rollbacks, VACUUM, every checkpoint
 //! mode, journal_size_limit changes, schema changes, closing every connection, and 2-3
 //! connections taking turns — all through Debian's python3 with the extension loaded
-//! (tests/workload/driver.py).
+//! (tests/workload/driver.py; running it and restoring its sync points is
+//! tests/common/workload.rs, shared with the S3 run in tests/s3_e2e.rs).
 //!
 //! At ten points the driver calls `replica_sync()` and records the txid it returns and a
 //! hash of the database's canonical content; every one of those txids must restore to
@@ -20,104 +21,10 @@
 
 mod common;
 
+use common::workload::*;
 use common::*;
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn driver() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workload/driver.py")
-}
-
-/// Like `common::run` (clean replica environment), with a shorter, chosen time limit.
-fn run_limited(
-    program: &str,
-    args: &[&str],
-    cwd: &Path,
-    env: &[(&str, &str)],
-    limit: Duration,
-) -> Output {
-    run_command(replica_command(program, args, cwd, env), "", limit)
-}
-
-/// Runs the driver with `args` in `cwd`: the extension's load path in REPLICA_TEST_LIB, and
-/// the extension's errors on stderr.
-fn run_driver(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let lib = load_path();
-    let script = driver();
-    let mut argv: Vec<&str> = vec![script.to_str().unwrap()];
-    argv.extend_from_slice(args);
-    let mut all: Vec<(&str, &str)> = vec![("REPLICA_TEST_LIB", &lib), ("REPLICA_LOG", "stderr")];
-    all.extend_from_slice(env);
-    run_limited(PYTHON3, &argv, cwd, &all, Duration::from_secs(180))
-}
-
-#[derive(Debug, Clone)]
-struct Point {
-    label: String,
-    txid: u64,
-    hash: String,
-    rows: String,
-}
-
-#[derive(Debug, Default)]
-struct Report {
-    points: Vec<Point>,
-    final_point: Option<Point>,
-    status: BTreeMap<String, String>,
-    status_rows: usize,
-    open_retries: u64,
-    /// Operations after which SQLite's own WAL did not chain (see the driver).
-    sqlite_broken_chains: Vec<u64>,
-    counts: String,
-    seconds: String,
-}
-
-fn parse_report(text: &str, seed: u64) -> Report {
-    let mut r = Report::default();
-    for line in text.lines() {
-        let f: Vec<&str> = line.split('\t').collect();
-        let num = |s: &str| {
-            s.parse::<u64>()
-                .unwrap_or_else(|_| panic!("seed {seed}: bad number {s:?} in {line:?}"))
-        };
-        match f[0] {
-            "point" => r.points.push(Point {
-                label: f[1].into(),
-                txid: num(f[2]),
-                hash: f[3].into(),
-                rows: f[4].into(),
-            }),
-            "final" => {
-                r.final_point = Some(Point {
-                    label: "final".into(),
-                    txid: num(f[1]),
-                    hash: f[2].into(),
-                    rows: f[3].into(),
-                })
-            }
-            "status" => {
-                r.status
-                    .insert(f[1].into(), f.get(2).copied().unwrap_or("").into());
-            }
-            "status_rows" => r.status_rows = num(f[1]) as usize,
-            "open_retries" => r.open_retries = num(f[1]),
-            "sqlite_broken_chains" => {
-                r.sqlite_broken_chains = f[2]
-                    .trim_matches(|c| c == '[' || c == ']')
-                    .split(',')
-                    .filter(|x| !x.trim().is_empty())
-                    .map(|x| num(x.trim()))
-                    .collect()
-            }
-            "counts" => r.counts = f[1].into(),
-            "seconds" => r.seconds = f[1].into(),
-            _ => {}
-        }
-    }
-    r
-}
 
 /// The LTX files of a file replica, as (level directory, file name).
 fn replica_files(replica: &Path) -> Vec<(String, String)> {
@@ -139,12 +46,8 @@ fn replica_files(replica: &Path) -> Vec<(String, String)> {
 
 /// The whole check for one seed.
 fn workload(seed: u64) {
-    let ops: u64 = std::env::var("WORKLOAD_OPS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(450);
-    // Vary how commits are batched into files with the seed.
-    let interval = ["20ms", "150ms", "1s"][(seed % 3) as usize];
+    let ops = ops_from_env(450);
+    let interval = sync_interval(seed);
     eprintln!("workload seed {seed} ({ops} ops, sync interval {interval}); replay with WORKLOAD_SEED={seed}");
     let dir = TempDir::new(&format!("workload-{seed}"));
     let replicas = dir.join("replicas");
@@ -154,184 +57,16 @@ fn workload(seed: u64) {
         ("REPLICA_SYNC_INTERVAL", interval),
     ];
     let started = Instant::now();
-
-    let run_out = run_driver(
-        dir.path(),
-        &["run", &seed.to_string(), &ops.to_string(), "report.txt"],
-        &env,
-    );
-    check(
-        &run_out,
-        &format!("workload driver (seed {seed}, replay with WORKLOAD_SEED={seed})"),
-    );
-    let report = parse_report(
-        &std::fs::read_to_string(dir.join("report.txt")).unwrap(),
+    let workload_run = Run {
+        dir: dir.path(),
         seed,
-    );
-    eprintln!(
-        "seed {seed}: driver {:.1} s (ops {} s), counts {}, open retries {}",
-        started.elapsed().as_secs_f64(),
-        report.seconds,
-        report.counts,
-        report.open_retries
-    );
-
-    assert_eq!(
-        report.points.len(),
-        10,
-        "seed {seed}: the driver recorded {} sync points, not 10",
-        report.points.len()
-    );
-    let fin = report
-        .final_point
-        .clone()
-        .unwrap_or_else(|| panic!("seed {seed}: no final point in the report"));
-    for w in report.points.windows(2) {
-        assert!(
-            w[0].txid <= w[1].txid,
-            "seed {seed}: replica_sync went backwards: {:?} then {:?}",
-            w[0],
-            w[1]
-        );
-    }
-    assert!(
-        fin.txid >= report.points[9].txid,
-        "seed {seed}: final txid {} < last point {:?}",
-        fin.txid,
-        report.points[9]
-    );
-    assert!(
-        fin.txid > report.points[0].txid,
-        "seed {seed}: the replica did not advance after the first sync point"
-    );
-
-    // Make the source a plain database file (from a connection without the extension).
-    let src = dir.join("app.db");
-    check(
-        &run(
-            SQLITE3,
-            &[src.to_str().unwrap(), "PRAGMA wal_checkpoint(TRUNCATE);"],
-            dir.path(),
-            &[],
-            "",
-        ),
-        "checkpoint the source",
-    );
-
-    // Restore the latest and every sync point; alternate naming the replica by database
-    // name (resolved through REPLICA_URL) and by URL.
-    let mut args: Vec<String> = vec!["app.db".into(), "latest.db".into(), "latest".into()];
-    for (i, p) in report.points.iter().enumerate() {
-        args.push(if i % 2 == 0 {
-            "app.db".into()
-        } else {
-            format!("{url}/app.db")
-        });
-        args.push(format!("r{i}.db"));
-        args.push(p.txid.to_string());
-    }
-    let argv: Vec<&str> = std::iter::once("restore")
-        .chain(args.iter().map(String::as_str))
-        .collect();
-    let out = run_driver(dir.path(), &argv, &env);
-    let text = check(&out, &format!("replica_restore (seed {seed})"));
-    let mut restored: BTreeMap<String, String> = BTreeMap::new();
-    for line in text.lines() {
-        let f: Vec<&str> = line.splitn(3, '\t').collect();
-        if f.len() == 3 {
-            assert_eq!(
-                f[1], "ok",
-                "seed {seed}: replica_restore into {} failed: {}",
-                f[0], f[2]
-            );
-            restored.insert(f[0].into(), f[2].into());
-        }
-    }
-    assert_eq!(
-        restored.get("latest.db").map(String::as_str),
-        Some(fin.txid.to_string().as_str()),
-        "seed {seed}: the latest restore returned {restored:?}, the final replica_sync {}",
-        fin.txid
-    );
-    for (i, p) in report.points.iter().enumerate() {
-        assert_eq!(
-            restored.get(&format!("r{i}.db")).map(String::as_str),
-            Some(p.txid.to_string().as_str()),
-            "seed {seed}: restore at txid {} ({}) returned {restored:?}",
-            p.txid,
-            p.label
-        );
-    }
-
-    // Contents: each restore equals the state recorded when its txid was returned.
-    let mut dbs = vec!["latest.db".to_string()];
-    dbs.extend((0..report.points.len()).map(|i| format!("r{i}.db")));
-    let argv: Vec<&str> = std::iter::once("hash")
-        .chain(dbs.iter().map(String::as_str))
-        .collect();
-    let text = check(
-        &run_driver(dir.path(), &argv, &[]),
-        &format!("hash restored databases (seed {seed})"),
-    );
-    let hashes: BTreeMap<String, (String, String, String)> = text
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            (f.len() == 4).then(|| {
-                (
-                    f[0].to_string(),
-                    (f[1].to_string(), f[2].to_string(), f[3].to_string()),
-                )
-            })
-        })
-        .collect();
-    let mut mismatches = Vec::new();
-    let expected = std::iter::once(("latest.db".to_string(), &fin)).chain(
-        report
-            .points
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (format!("r{i}.db"), p)),
-    );
-    for (db, p) in expected {
-        let (hash, integrity, rows) = hashes
-            .get(&db)
-            .unwrap_or_else(|| panic!("seed {seed}: no hash for {db}: {text}"));
-        if integrity != "ok" {
-            mismatches.push(format!(
-                "{db} (txid {}): integrity_check: {integrity}",
-                p.txid
-            ));
-        } else if *hash != p.hash {
-            mismatches.push(format!(
-                "{db} restored at txid {} ({}) has rows {rows}, but when replica_sync returned that txid the database had rows {}",
-                p.txid, p.label, p.rows
-            ));
-        }
-    }
-    assert!(
-        mismatches.is_empty(),
-        "seed {seed}: restored databases differ from the states replica_sync vouched for:\n{}\n(extension stderr:\n{})",
-        mismatches.join("\n"),
-        stderr(&out)
-    );
-
-    // The latest restore is the source, to the byte and to the LTX checksum.
-    let latest = dir.join("latest.db");
-    assert!(
-        dump(&src) == dump(&latest),
-        "seed {seed}: `sqlite3 .dump` of the latest restore differs from the source"
-    );
-    assert_eq!(
-        ltx_db_checksum(&latest),
-        ltx_db_checksum(&src),
-        "seed {seed}: the LTX database checksum of the latest restore differs from the source's"
-    );
-    assert_eq!(
-        std::fs::metadata(&latest).unwrap().len(),
-        std::fs::metadata(&src).unwrap().len(),
-        "seed {seed}: the latest restore and the source have different sizes"
-    );
+        env: &env,
+        limit: Duration::from_secs(180),
+        over: "",
+        replay_var: "WORKLOAD_SEED",
+    };
+    let (run_out, report, fin) = workload_run.drive(ops);
+    workload_run.restore_every_point(&report, &fin, &format!("{url}/app.db"));
 
     // The replica has the Litestream layout: the first snapshot at level 9, level-0 files
     // after it, txids counting files.
@@ -392,37 +127,12 @@ fn workload(seed: u64) {
         "seed {seed}: opening app.db failed with 'database is locked' {} times",
         report.open_retries
     );
-    assert_eq!(
-        report.status_rows, 1,
-        "seed {seed}: replica_status() has {} rows: {:?}",
-        report.status_rows, report.status
-    );
-    let st = |k: &str| report.status.get(k).cloned().unwrap_or_default();
-    assert_eq!(
-        st("last_error"),
-        "None",
-        "seed {seed}: replica_status().last_error: {:?}",
-        report.status
-    );
-    assert_eq!(
-        st("upload_errors"),
-        "0",
-        "seed {seed}: upload errors: {:?}",
-        report.status
-    );
-    assert_eq!(
-        st("pending_txns"),
-        "0",
-        "seed {seed}: pending after replica_sync: {:?}",
-        report.status
-    );
-    assert_eq!(
-        st("replicated_txid"),
-        fin.txid.to_string(),
-        "seed {seed}: status vs final sync: {:?}",
-        report.status
-    );
-    let snapshots: u64 = st("snapshots").parse().unwrap_or(u64::MAX);
+    assert_status_settled(&report, &fin, seed);
+    let snapshots: u64 = report
+        .status
+        .get("snapshots")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(u64::MAX);
     assert!(
         snapshots == level9 && snapshots <= 1 + explained,
         "seed {seed}: {snapshots} snapshots ({level9} level-9 files) for {explained} capture failures SQLite's broken WAL explains (ops {:?}); status {:?}, files {files:?}",
@@ -451,19 +161,7 @@ fn workload_seed_935788560() {
 /// `WORKLOAD_SEED` replays a failure; otherwise a new seed each run (from the clock).
 #[test]
 fn workload_seed_from_env_or_time() {
-    let seed = match std::env::var("WORKLOAD_SEED") {
-        Ok(s) => s
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("WORKLOAD_SEED={s:?} is not a number")),
-        Err(_) => {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                % 1_000_000_007
-        }
-    };
+    let seed = seed_from_env_or_time("WORKLOAD_SEED");
     workload(seed);
 }
 

@@ -3,6 +3,9 @@
 //! of the extension (`make build`, which `make test` does first).
 #![allow(dead_code)]
 
+pub mod litestream_replicate;
+pub mod workload;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
