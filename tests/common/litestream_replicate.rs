@@ -101,14 +101,7 @@ for txn in range(5):
 /// not necessarily replicated yet), so whole-database dumps of the source and a restore
 /// of a Litestream replica need not match.
 pub fn dump_t(db: &Path) -> String {
-    let o = run(
-        SQLITE3,
-        &[db.to_str().unwrap(), ".dump t"],
-        db.parent().unwrap(),
-        &[],
-        "",
-    );
-    check(&o, "sqlite3 .dump t")
+    sqlite3_dot(db, ".dump t")
 }
 
 /// Polls (bounded, 60 s) until `litestream_restore(OUT)` — litestream's own restore of the

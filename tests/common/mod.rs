@@ -224,14 +224,19 @@ pub fn check(o: &Output, what: &str) -> String {
 
 /// `sqlite3 DB .dump` of a database, through Debian's CLI without the extension.
 pub fn dump(db: &Path) -> String {
+    sqlite3_dot(db, ".dump")
+}
+
+/// `sqlite3 DB <command>` (like `.dump t`), through Debian's CLI without the extension.
+pub fn sqlite3_dot(db: &Path, command: &str) -> String {
     let o = run(
         SQLITE3,
-        &[db.to_str().unwrap(), ".dump"],
+        &[db.to_str().unwrap(), command],
         db.parent().unwrap(),
         &[],
         "",
     );
-    check(&o, "sqlite3 .dump")
+    check(&o, &format!("sqlite3 {command}"))
 }
 
 /// The LTX database checksum of a database file (no WAL): XOR of page checksums.
