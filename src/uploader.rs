@@ -637,6 +637,8 @@ impl DbUploader {
             p.txid = txid;
             p.shipped_seq = snap.seq;
             p.last_error = None;
+            p.retries = 0;
+            p.next_retry_at_ms = None;
             if p.snapshot_request == request {
                 p.needs_snapshot = None;
                 p.snapshot_must_cover = None;
@@ -1164,7 +1166,11 @@ impl DbUploader {
         self.db.update_progress(|p| {
             p.txid = txid;
             p.shipped_seq = seq;
-            p.last_error = None; // in the same update: replica_sync() returns on it
+            // In the same update as the txid: replica_sync() returns on it, and status read
+            // right after must not show the backoff of an error that is gone.
+            p.last_error = None;
+            p.retries = 0;
+            p.next_retry_at_ms = None;
             if !more {
                 p.flush_requested = false;
             }
