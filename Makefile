@@ -12,7 +12,7 @@ build:
 # Everything: unit tests, then golden SQL, host, workload and interop tests against the
 # release build of the extension.
 test: build fault-build
-	$(CARGO) nextest run --no-fail-fast --cargo-profile dev
+	$(CARGO) nextest run --no-fail-fast --cargo-profile dev --features test-support
 
 # The extension with named crash points, for tests/fault_points.rs (never shipped).
 fault-build:
@@ -35,7 +35,7 @@ bench-quick: build bench-server
 
 lint:
 	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets --features test-support -- -D warnings
 
 # 60 s per target with cargo-fuzz (cargo install cargo-fuzz). The machine has only a stable
 # toolchain: RUSTC_BOOTSTRAP lets cargo-fuzz pass its -Z flags; no sanitizer (the code under

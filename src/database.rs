@@ -3,13 +3,14 @@
 //! the hand-offs between the shim (app threads), the uploader thread and the SQL functions;
 //! it must not do I/O beyond opening the spool.
 
+use crate::base::lock::lock;
 use crate::config::ReplicaConfig;
 use crate::spool::Spool;
 use crate::wal::{FrameChain, FrameHeader, WalHeader};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 /// Default spool cap: beyond it, captured commits are dropped and a snapshot ships instead.
@@ -132,12 +133,23 @@ pub fn on_fork_child() {
 }
 
 /// Records that [`on_fork_child`] runs in every child.
-pub fn fork_handler_installed() {
-    FORK_HANDLER.store(true, Ordering::SeqCst);
+/// How capture wakes the uploader: installed by the FFI entry once the extension is loaded
+/// into a host; until then waking does nothing (unit tests step the uploader themselves).
+static UPLOADER_WAKE: OnceLock<fn()> = OnceLock::new();
+
+pub fn set_uploader_wake(wake: fn()) {
+    let _ = UPLOADER_WAKE.set(wake);
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+/// Asks the uploader to look at the databases now (a commit was captured, one was opened).
+pub fn wake_uploader() {
+    if let Some(wake) = UPLOADER_WAKE.get() {
+        wake();
+    }
+}
+
+pub fn fork_handler_installed() {
+    FORK_HANDLER.store(true, Ordering::SeqCst);
 }
 
 impl Database {

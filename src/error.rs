@@ -49,7 +49,7 @@ impl fmt::Display for Error {
             Error::LeaseHeld(owner, until) => write!(
                 f,
                 "another uploader holds this replica's lease ({owner}, until {}); this process keeps its commits in the spool and takes over when the lease expires",
-                crate::status::format_rfc3339(*until)
+                crate::base::clock::format_rfc3339(*until)
             ),
         }
     }

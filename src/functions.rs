@@ -57,7 +57,7 @@ fn databases_for(conn_db: Option<&Path>, what: &str) -> Result<Vec<Arc<Database>
 }
 
 /// Opens a database's WAL for reading (the FFI layer reads through SQLite's VFS).
-pub type WalOpener<'a> = dyn FnMut(&Path) -> Option<Box<dyn crate::shim::ReadAt>> + 'a;
+pub type WalOpener<'a> = dyn FnMut(&Path) -> Option<Box<dyn crate::base::io::ReadAt>> + 'a;
 
 /// Blocks until every commit made before the call is in the replica; returns the txid.
 pub fn sync(
@@ -169,7 +169,7 @@ pub fn parse_point(s: Option<&str>) -> Result<Target, Error> {
             return Ok(Target::Txid(t));
         }
     }
-    crate::status::parse_rfc3339(s).map(Target::Timestamp).ok_or_else(|| {
+    crate::base::clock::parse_rfc3339(s).map(Target::Timestamp).ok_or_else(|| {
         Error::InvalidArgument(format!(
             "replica_restore: point in time {s:?} is neither a txid nor an RFC 3339 timestamp like 2026-11-25T18:00:00Z"
         ))
@@ -321,7 +321,7 @@ pub fn restore(
 }
 
 /// Boot-time restore of a replicated database whose file is missing (see
-/// `shim::before_open_main_db`): a replica without files means a new database.
+/// `shim::restore_needed_before_open`): a replica without files means a new database.
 pub fn restore_missing(
     path: &Path,
     replica: &ReplicaTarget,
@@ -349,7 +349,7 @@ pub fn restore_missing(
         Err(_) if path.exists() => return Ok(()),
         Err(e) => return Err(failed(e)),
     };
-    crate::status::log_notice(&format!(
+    crate::base::log::notice(&format!(
         "{} was missing: restored it from {} at txid {} ({} files, {} bytes)",
         path.display(),
         replica.url(),
@@ -412,7 +412,7 @@ pub fn restore_points(
                 Cell::Int(o.level as i64),
                 Cell::Int(o.min_txid as i64),
                 Cell::Int(o.max_txid as i64),
-                Cell::Text(crate::status::format_rfc3339(ts)),
+                Cell::Text(crate::base::clock::format_rfc3339(ts)),
                 Cell::Int(o.size as i64),
                 o.key.as_str().into(),
                 db_arg.map(str::to_string).into(),
@@ -484,7 +484,7 @@ impl DrillSchedule {
 /// on one thread of its own). Outcomes go to `replica_status().last_verify`; failures are
 /// logged too.
 pub fn run_scheduled_drills(
-    live: &dyn crate::uploader::SnapshotSource,
+    live: &dyn crate::snapshot::SnapshotSource,
     open_wal: &mut WalOpener<'_>,
     check: &dyn Fn(&Path, bool) -> Result<(), String>,
 ) {
@@ -505,7 +505,7 @@ pub fn run_scheduled_drills(
             }
             let name = db.path.to_string_lossy().to_string();
             if let Err(e) = verify(Some(&name), None, live, open_wal, check) {
-                crate::status::log_error(&format!("scheduled restore drill of {}: {e}", db.name));
+                crate::base::log::error(&format!("scheduled restore drill of {}: {e}", db.name));
             }
             schedule.restart(&path, Instant::now());
         }
@@ -524,7 +524,7 @@ const VERIFY_ATTEMPTS: usize = 5;
 pub fn verify(
     db_arg: Option<&str>,
     conn_db: Option<&Path>,
-    live: &dyn crate::uploader::SnapshotSource,
+    live: &dyn crate::snapshot::SnapshotSource,
     open_wal: &mut WalOpener<'_>,
     check: &dyn Fn(&Path, bool) -> Result<(), String>,
 ) -> Result<i64, Error> {
@@ -543,7 +543,7 @@ pub fn verify(
             Ok((t, sum)) => format!("ok: txid {t}, checksum {sum:016x}"),
             Err(e) => format!("failed: {e}"),
         };
-        db.counters().last_verify = Some((crate::shim::now_ms(), text));
+        db.counters().last_verify = Some((crate::base::clock::now_ms(), text));
         txid = outcome?.0 as i64;
     }
     Ok(txid)
@@ -551,7 +551,7 @@ pub fn verify(
 
 fn verify_one(
     db: &database::Database,
-    live: &dyn crate::uploader::SnapshotSource,
+    live: &dyn crate::snapshot::SnapshotSource,
     open_wal: &mut WalOpener<'_>,
     check: &dyn Fn(&Path, bool) -> Result<(), String>,
 ) -> Result<(u64, u64), Error> {

@@ -3,6 +3,7 @@
 //! LTX files from a background thread. `ffi` holds every C call and raw pointer; the other
 //! modules are safe Rust.
 
+pub mod base;
 pub mod config;
 pub mod database;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod lifecycle;
 pub mod ltx;
 pub mod restore;
 pub mod shim;
+pub mod snapshot;
 pub mod spool;
 pub mod status;
 pub mod store;

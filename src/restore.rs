@@ -384,7 +384,7 @@ fn parallel_map<T: Sync, R: Send>(
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(item) = items.get(i) else { break };
                 let r = f(item);
-                results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(r);
+                crate::base::lock::lock(&results)[i] = Some(r);
             });
         }
     });
@@ -490,7 +490,7 @@ struct Fetcher<'a> {
 
 impl Fetcher<'_> {
     fn lock(&self) -> std::sync::MutexGuard<'_, FetchState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::base::lock::lock(&self.state)
     }
 
     fn work(&self) {
@@ -726,7 +726,7 @@ impl Writer {
                     }
                 };
                 if let Err(e) = result {
-                    let mut f = failure.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut f = crate::base::lock::lock(&failure);
                     f.get_or_insert_with(|| e.to_string());
                 }
             }
@@ -751,7 +751,7 @@ impl Writer {
     }
 
     fn failure(&self) -> Result<(), Error> {
-        match &*self.failed.lock().unwrap_or_else(|p| p.into_inner()) {
+        match &*crate::base::lock::lock(&self.failed) {
             Some(e) => Err(Error::Io(format!("writing the restored database: {e}"))),
             None => Ok(()),
         }

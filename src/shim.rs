@@ -12,7 +12,9 @@
 //! taken; frames rewritten in place are read in their final form. A WAL restart (new header
 //! at offset 0) starts a new chain; truncation and deletion only forget the header.
 
-use crate::config::{ReplicaConfig, Resolver};
+use crate::base::clock::now_ms;
+use crate::base::io::ReadAt;
+use crate::config::{ReplicaConfig, ReplicaTarget, Resolver};
 use crate::database::{self, CaptureState, Database};
 use crate::error::Error;
 use crate::spool::{Integrity, RecordHeader};
@@ -22,24 +24,15 @@ use crate::wal::{
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// Positioned reads of a file the shim is looking at (the FFI layer reads through SQLite).
-pub trait ReadAt {
-    /// Reads `buf.len()` bytes at `offset`; returns `buf.len()`, or 0 at/after end of file.
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize>;
-}
-
 static BASE_VFS_NAME: Mutex<String> = Mutex::new(String::new());
 static RESOLVER: OnceLock<Resolver> = OnceLock::new();
 
 pub fn set_base_vfs_name(name: &str) {
-    *BASE_VFS_NAME.lock().unwrap_or_else(|p| p.into_inner()) = name.to_string();
+    *crate::base::lock::lock(&BASE_VFS_NAME) = name.to_string();
 }
 
 pub fn base_vfs_name() -> String {
-    let n = BASE_VFS_NAME
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let n = crate::base::lock::lock(&BASE_VFS_NAME).clone();
     if n.is_empty() {
         "unix".into()
     } else {
@@ -54,17 +47,10 @@ pub fn init_process_config() -> Result<(), Error> {
     }
     let (resolver, warnings) = Resolver::from_process()?;
     for w in &warnings {
-        crate::status::add_warning(&w.to_string());
+        crate::base::log::add_warning(&w.to_string());
     }
     let _ = RESOLVER.set(resolver);
     Ok(())
-}
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// URI parameters the configuration understands.
@@ -92,20 +78,20 @@ pub fn on_open_main_db(
             // Not an error for the application: its database opens normally. The owner
             // takes this process's commits from the WAL; if it goes away, this one takes
             // over (see `take_over_standbys`).
-            let mut standby = STANDBY.lock().unwrap_or_else(|p| p.into_inner());
+            let mut standby = crate::base::lock::lock(&STANDBY);
             if !standby.iter().any(|(p, _)| *p == path) {
-                crate::status::add_warning(&format!(
+                crate::base::log::add_warning(&format!(
                     "{}: {e}; it takes over if that one goes away",
                     path.display()
                 ));
                 standby.push((path.clone(), cfg_for_standby.clone()));
             }
             drop(standby);
-            crate::uploader::wake();
+            database::wake_uploader();
             Ok(None)
         }
         Err(Error::InvalidArgument(e)) => {
-            crate::status::add_warning(&e);
+            crate::base::log::add_warning(&e);
             Ok(None)
         }
         Err(e) => Err(e),
@@ -130,29 +116,29 @@ pub fn drills_configured() -> bool {
     RESOLVER.get().is_some_and(Resolver::schedules_drills)
 }
 
-/// A main database is about to be opened (before SQLite creates its file): if it
-/// replicates, neither it nor its WAL exists and its configuration asks for it
-/// (`restore-if-db-not-exists`, on by default here), restore it from its replica. An empty
-/// replica is a new database; a replica that cannot be read fails the open, because an
-/// empty database created in its place would then be replicated over the good replica.
-pub fn before_open_main_db(
+/// A main database is about to be opened (before SQLite creates its file): whether it must
+/// first be restored from its replica, and from where. It must when it replicates, neither
+/// it nor its WAL exists and its configuration asks for it (`restore-if-db-not-exists`, on by
+/// default here). The caller restores (an empty replica is a new database; a replica that
+/// cannot be read fails the open, because an empty database created in its place would then
+/// be replicated over the good replica).
+pub fn restore_needed_before_open(
     path: &str,
     uri_param: &dyn Fn(&str) -> Option<String>,
-    check: &dyn Fn(&Path, bool) -> Result<(), String>,
-) -> Result<(), Error> {
+) -> Result<Option<(PathBuf, ReplicaTarget)>, Error> {
     let Some(resolver) = RESOLVER.get() else {
-        return Ok(());
+        return Ok(None);
     };
     let path = PathBuf::from(path);
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
     if path.as_os_str().is_empty() || path.exists() || Path::new(&wal).exists() {
-        return Ok(());
+        return Ok(None);
     }
     let Some(cfg) =
         resolve_at_open(resolver, &path, uri_param)?.filter(|cfg| cfg.restore_if_missing)
     else {
-        return Ok(());
+        return Ok(None);
     };
     // The replica of another database here (REPLICA_URL names replicas by file name, so
     // /a/app.db and /b/app.db share one): it is not this database's, and opening will say so.
@@ -160,15 +146,15 @@ pub fn before_open_main_db(
         .iter()
         .any(|db| db.path != path && db.config.url() == cfg.url())
     {
-        return Ok(());
+        return Ok(None);
     }
-    crate::functions::restore_missing(&path, &cfg.target, check)
+    Ok(Some((path, cfg.target)))
 }
 
 /// Registers a replicated database (also used by tests that drive the shim directly).
 pub fn open_database(path: &Path, cfg: ReplicaConfig) -> Result<Arc<Database>, Error> {
     let db = database::get_or_open(path, cfg)?;
-    crate::uploader::wake();
+    database::wake_uploader();
     Ok(db)
 }
 
@@ -185,7 +171,7 @@ pub struct WalObserver {
 pub fn on_open_wal(wal_path: &str, file: &mut dyn ReadAt) -> Option<WalObserver> {
     let db = database::get(&db_path_of(wal_path)?).filter(|db| db.owned_here())?;
     {
-        let mut cap = db.capture.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cap = crate::base::lock::lock(&db.capture);
         if !cap.caught_up {
             cap.caught_up = true;
             if let Err(e) = catch_up(&db, &mut cap, file) {
@@ -307,7 +293,7 @@ fn take_foreign_commits(db: &Database, cap: &mut CaptureState, file: &mut dyn Re
         Ok(n) if n == WAL_HEADER_SIZE => WalHeader::parse(&hdr).ok(),
         Ok(_) => None,
         Err(e) => {
-            crate::status::log_error(&format!("{}: reading the WAL header: {e}", db.name));
+            crate::base::log::error(&format!("{}: reading the WAL header: {e}", db.name));
             return;
         }
     };
@@ -356,7 +342,7 @@ pub fn take_foreign_commits_now(
     {
         return;
     }
-    let mut cap = db.capture.lock().unwrap_or_else(|p| p.into_inner());
+    let mut cap = crate::base::lock::lock(&db.capture);
     if db
         .wal_writes_in_flight
         .load(std::sync::atomic::Ordering::SeqCst)
@@ -399,7 +385,7 @@ fn ingest_handoffs(db: &Database, cap: &mut CaptureState) -> usize {
     let count = pending.len();
     for (path, handoff) in pending {
         let Some(h) = handoff else {
-            crate::status::log_error(&format!(
+            crate::base::log::error(&format!(
                 "{}: dropping a torn hand-off file {}",
                 db.name,
                 path.display()
@@ -429,12 +415,12 @@ fn ingest_handoffs(db: &Database, cap: &mut CaptureState) -> usize {
                 flush_spool(db);
                 if let Some(next) = h.next_salts {
                     if let Err(e) = db.spool.set_generation(next) {
-                        crate::status::log_error(&format!("{}: {e}", db.name));
+                        crate::base::log::error(&format!("{}: {e}", db.name));
                     }
                 }
             }
         } else {
-            crate::status::log_notice(&format!(
+            crate::base::log::notice(&format!(
                 "{}: a hand-off of a log this spool never saw begin; a snapshot will close the gap",
                 db.name
             ));
@@ -526,7 +512,7 @@ impl HandoffObserver {
             next_salts,
         };
         if let Err(e) = crate::handoff::write(&self.spool_dir, &handoff) {
-            crate::status::log_error(&format!(
+            crate::base::log::error(&format!(
                 "{}: handing the WAL's commits over to the process that replicates it: {e}",
                 self.name
             ));
@@ -544,25 +530,23 @@ pub fn replicated_elsewhere(path: &Path) -> bool {
     if database::get(path).is_some_and(|db| !db.owned_here()) {
         return true;
     }
-    STANDBY
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+    crate::base::lock::lock(&STANDBY)
         .iter()
         .any(|(p, _)| p == path)
 }
 
 /// The databases this process stands by for, with their configuration.
 pub fn standby_databases() -> Vec<(PathBuf, ReplicaConfig)> {
-    STANDBY.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    crate::base::lock::lock(&STANDBY).clone()
 }
 
 /// Tries to take over every database on standby; returns whether any are left to watch.
 pub fn take_over_standbys() -> bool {
-    let mut standby = STANDBY.lock().unwrap_or_else(|p| p.into_inner());
+    let mut standby = crate::base::lock::lock(&STANDBY);
     standby.retain(
         |(path, cfg)| match database::get_or_open(path, cfg.clone()) {
             Ok(_) => {
-                crate::status::log_notice(&format!(
+                crate::base::log::notice(&format!(
                     "{}: took over replication (the process that replicated it is gone)",
                     path.display()
                 ));
@@ -570,7 +554,7 @@ pub fn take_over_standbys() -> bool {
             }
             Err(Error::Spool(crate::spool::SpoolError::Locked(_))) => true,
             Err(e) => {
-                crate::status::log_error(&format!(
+                crate::base::log::error(&format!(
                     "{}: cannot take over replication: {e}",
                     path.display()
                 ));
@@ -601,7 +585,7 @@ fn frame_carries(
 /// A gap only a snapshot can close, remembered across a crash.
 fn owe_snapshot(db: &Database, why: &str) {
     if let Err(e) = db.spool.mark_gap(why) {
-        crate::status::log_error(&format!("{}: {e}", db.name));
+        crate::base::log::error(&format!("{}: {e}", db.name));
     }
     db.request_snapshot(why);
 }
@@ -631,12 +615,12 @@ fn capture_failed(db: &Database, cap: &mut CaptureState, why: &str, commit: Opti
         db.update_progress(|p| p.snapshot_must_cover = Some((pos, now_ms() + 10_000)));
     }
     if let Err(e) = db.spool.mark_gap(why) {
-        crate::status::log_error(&format!("{}: {e}", db.name));
+        crate::base::log::error(&format!("{}: {e}", db.name));
     }
     db.request_snapshot(why);
     // Not an error for the user: the snapshot restores continuity by itself. (SQLite 3.40
     // itself leaves a broken checksum chain after ROLLBACK TO inside a spilled transaction.)
-    crate::status::log_notice(&format!(
+    crate::base::log::notice(&format!(
         "{}: capture: {why}; a snapshot will be shipped",
         db.name
     ));
@@ -664,7 +648,7 @@ impl WalObserver {
         if offset != 0 || data.len() < WAL_HEADER_SIZE || !db.owned_here() {
             return;
         }
-        let mut cap = db.capture.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cap = crate::base::lock::lock(&db.capture);
         resolve_deferred(db, &mut cap, file);
         // The old log is still intact here (unless another process truncated it).
         take_foreign_commits(db, &mut cap, file);
@@ -672,7 +656,7 @@ impl WalObserver {
         flush_spool(db);
         if let Ok(h) = WalHeader::parse(&data[..WAL_HEADER_SIZE]) {
             if let Err(e) = db.spool.set_generation(h.salts()) {
-                crate::status::log_error(&format!("{}: {e}", db.name));
+                crate::base::log::error(&format!("{}: {e}", db.name));
             }
         }
     }
@@ -683,7 +667,7 @@ impl WalObserver {
         if size >= WAL_HEADER_SIZE as u64 || !db.owned_here() {
             return;
         }
-        let mut cap = db.capture.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cap = crate::base::lock::lock(&db.capture);
         resolve_deferred(db, &mut cap, file);
         drop(cap);
         flush_spool(db);
@@ -697,7 +681,7 @@ impl WalObserver {
         if !db.owned_here() {
             return; // a forked child: see Database::owned_here
         }
-        let mut cap = db.capture.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cap = crate::base::lock::lock(&db.capture);
         if offset == 0 {
             if data.len() >= WAL_HEADER_SIZE {
                 // A new log generation: frames start again at 1 with new salts, overwriting
@@ -799,7 +783,7 @@ impl WalObserver {
         // pending it has a deadline and comes back by itself (a wake-up per commit costs a
         // context switch on the commit path).
         if self.db.spool.pending_summary().is_none_or(|(n, _)| n <= 1) {
-            crate::uploader::wake();
+            database::wake_uploader();
         }
     }
 
@@ -815,14 +799,14 @@ fn flush_spool(db: &Database) {
     if let Err(e) = db.spool.flush() {
         // Without them on disk a crash would leave a gap: fall back to a snapshot.
         db.request_snapshot(&format!("writing the spool failed: {e}"));
-        crate::status::log_error(&format!("{}: {e}", db.name));
+        crate::base::log::error(&format!("{}: {e}", db.name));
     }
 }
 
 /// The log is gone (truncated or deleted): the next writer starts a new one with a header.
 fn forget_wal(db: &Database) {
     flush_spool(db);
-    let mut cap = db.capture.lock().unwrap_or_else(|p| p.into_inner());
+    let mut cap = crate::base::lock::lock(&db.capture);
     abandon_deferred(
         db,
         &mut cap,
@@ -1024,7 +1008,7 @@ fn resolve_deferred(db: &Database, cap: &mut CaptureState, file: &mut dyn ReadAt
         let stored = fh.map(|f| (f.cksum1, f.cksum2)).unwrap_or((0, 0));
         cap.chain = Some(FrameChain::resume(&header, k + 1, stored));
     }
-    crate::uploader::wake();
+    database::wake_uploader();
 }
 
 /// Watches a replicated database's main file for the end of write transactions.
@@ -1061,7 +1045,7 @@ fn on_last_close(db: &Database) {
         p.flush_requested = true;
         p.lease_release_requests = request;
     });
-    crate::uploader::wake();
+    database::wake_uploader();
     let left = deadline.saturating_duration_since(std::time::Instant::now());
     let _ = db.wait_for(left, |p| {
         (p.shipped_seq >= target && p.needs_snapshot.is_none() && p.lease_released >= request)
@@ -1094,7 +1078,7 @@ pub fn settle_deferred(db: &Database, open_wal: &mut dyn FnMut() -> Option<Box<d
     if !db.owned_here() {
         return;
     }
-    let mut cap = db.capture.lock().unwrap_or_else(|p| p.into_inner());
+    let mut cap = crate::base::lock::lock(&db.capture);
     if cap.deferred_commit.is_none() {
         return;
     }

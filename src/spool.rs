@@ -438,7 +438,7 @@ impl Spool {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        crate::base::lock::lock(&self.inner)
     }
 
     /// Starts appending one record of `npages` pages; the caller pushes exactly that many.

@@ -16,11 +16,13 @@
 //! or downloads; scheduled snapshots; retention deletes. The replica's files are known from
 //! one LIST at start-up and then from this uploader's own uploads and deletes.
 
+use crate::base::clock::now_ms;
+use crate::base::io::ReadAt;
 use crate::database::{self, Database};
 use crate::error::Error;
 use crate::lifecycle::{self, FileId, KnownFile};
 use crate::ltx::{self, Decoder, Encoder, Header};
-use crate::shim::{now_ms, ReadAt};
+use crate::snapshot::{map_indexed_pages, read_committed_page, read_wal_header, SnapshotSource};
 use crate::spool::{RecordMeta, SpoolState};
 use crate::store::{keys, ObjectStore, StoreError};
 use crate::wal;
@@ -29,29 +31,6 @@ use std::io::{BufWriter, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-
-/// Reads the WAL-index header as SQLite sees it now (`None` where there is none).
-pub type IndexReader<'a> = dyn FnMut() -> Option<wal::WalIndexHeader> + 'a;
-
-/// What a snapshot does with the database file, its WAL (if any) and its WAL index.
-pub type LockedRead<'a> = dyn FnMut(&mut dyn ReadAt, Option<&mut dyn ReadAt>, &mut IndexReader<'_>) -> Result<(), Error>
-    + 'a;
-
-/// Reads the live database consistently, for snapshots, without blocking writers.
-pub trait SnapshotSource: Send + Sync {
-    /// Calls `f` with the database file and its WAL while a read transaction is open on the
-    /// database: checkpoints can then neither restart nor truncate the WAL nor copy frames
-    /// newer than that transaction into the database file (except that a reader SQLite lets
-    /// read the database file alone does not hold off a WAL restart: `f` detects that by
-    /// re-reading the WAL header, and the snapshot is retried).
-    fn with_read_transaction(&self, db_path: &Path, f: &mut LockedRead<'_>) -> Result<(), Error>;
-
-    /// The database's `-wal`, opened for reading through the base VFS (`None`: no WAL, or
-    /// no live database behind this source, as in unit tests).
-    fn open_wal(&self, _db_path: &Path) -> Option<Box<dyn crate::shim::ReadAt>> {
-        None
-    }
-}
 
 /// Level-0 batches larger than this are split at a transaction boundary.
 const MAX_BATCH_BYTES: u64 = 256 << 20;
@@ -276,7 +255,7 @@ impl DbUploader {
         let m = e.to_string();
         if m.contains("conditional writes are not supported") || m.contains("NotImplemented") {
             self.lease_unsupported = true;
-            crate::status::log_notice(&format!(
+            crate::base::log::notice(&format!(
                 "{}: the store cannot do conditional writes ({m}); replicating without a lease, so two hosts must not share this replica",
                 self.db.name
             ));
@@ -340,7 +319,7 @@ impl DbUploader {
                     p.failed_attempts += 1;
                 });
                 if changed {
-                    crate::status::log_notice(&format!("{}: {error}", self.db.name));
+                    crate::base::log::notice(&format!("{}: {error}", self.db.name));
                 }
                 self.db.counters().state = "lease held elsewhere";
                 Step::Failed { retry_at, error }
@@ -372,7 +351,7 @@ impl DbUploader {
                     p.failed_attempts += 1;
                 });
                 self.db.counters().upload_errors += 1;
-                crate::status::log_error(&format!("{}: {error}", self.db.name));
+                crate::base::log::error(&format!("{}: {error}", self.db.name));
                 let step = Step::Failed { retry_at, error };
                 self.refresh_counters(&step);
                 step
@@ -589,7 +568,7 @@ impl DbUploader {
                 return Ok(Step::WaitUntil(now + 20));
             }
         }
-        crate::status::log_notice(&format!(
+        crate::base::log::notice(&format!(
             "{}: shipping snapshot txid {txid}: {reason}",
             self.db.name
         ));
@@ -889,7 +868,7 @@ impl DbUploader {
         let scratch = self.db.spool.scratch_path("compact.ltx.tmp");
         let file = std::fs::File::create(&scratch)
             .map_err(|e| Error::Io(format!("{}: {e}", scratch.display())))?;
-        let (w, header, _) = lifecycle::merge(decoders, BufWriter::with_capacity(1 << 20, file))
+        let (w, header, _) = ltx::merge(decoders, BufWriter::with_capacity(1 << 20, file))
             .map_err(|e| {
                 let _ = std::fs::remove_file(&scratch);
                 // A bad local copy must not fail every retry: the next one downloads.
@@ -1283,79 +1262,6 @@ fn carried_checksum(raw: u64) -> u64 {
     }
 }
 
-/// The latest frame of each page among frames `1..=mx_frame`, per the WAL index.
-/// Page `pgno` of a committed state into `page`: from its latest WAL `frame` when it has
-/// one, else from the database file; a page past the end of the file reads as zeros, as
-/// restore counts it.
-pub(crate) fn read_committed_page(
-    dbf: &mut dyn ReadAt,
-    walf: &mut Option<&mut dyn ReadAt>,
-    frame: Option<u32>,
-    pgno: u32,
-    page: &mut [u8],
-) -> Result<(), Error> {
-    let page_size = page.len() as u32;
-    let n = match (frame, walf.as_mut()) {
-        (Some(frame), Some(w)) => w.read_at(
-            wal::frame_offset(page_size, frame) + wal::FRAME_HEADER_SIZE as u64,
-            page,
-        )?,
-        _ => dbf.read_at((pgno as u64 - 1) * page_size as u64, page)?,
-    };
-    if n < page.len() {
-        page.fill(0);
-    }
-    Ok(())
-}
-
-pub(crate) fn map_indexed_pages(
-    w: &mut dyn ReadAt,
-    idx: &wal::WalIndexHeader,
-) -> Result<wal::PageMap, Error> {
-    let mut hdr = [0u8; wal::WAL_HEADER_SIZE];
-    if w.read_at(0, &mut hdr)? < hdr.len() {
-        return Err(Error::Io(
-            "the WAL index names frames the WAL does not have".into(),
-        ));
-    }
-    let header = wal::WalHeader::parse(&hdr)?;
-    if header.salts() != (idx.salt1, idx.salt2) || header.page_size != idx.page_size {
-        return Err(Error::Io(
-            "the WAL index and the WAL header disagree (a restart in progress)".into(),
-        ));
-    }
-    let mut latest = std::collections::BTreeMap::new();
-    let mut fh = [0u8; wal::FRAME_HEADER_SIZE];
-    for frame in 1..=idx.mx_frame {
-        if w.read_at(wal::frame_offset(idx.page_size, frame), &mut fh)? < fh.len() {
-            return Err(Error::Io(format!("WAL frame {frame} is missing")));
-        }
-        let pgno = u32::from_be_bytes(fh[0..4].try_into().unwrap());
-        if pgno >= 1 && pgno <= idx.n_page {
-            latest.insert(pgno, frame);
-        }
-    }
-    Ok(wal::PageMap {
-        header: Some(header),
-        latest_frame: latest,
-        last_commit: Some(wal::WalPosition {
-            salt1: idx.salt1,
-            salt2: idx.salt2,
-            frame: idx.mx_frame,
-        }),
-        commit_size: idx.n_page,
-        last_commit_checksum: idx.cksum,
-    })
-}
-
-fn read_wal_header(
-    wal: &mut Option<&mut dyn ReadAt>,
-) -> Result<Option<[u8; wal::WAL_HEADER_SIZE]>, Error> {
-    let Some(w) = wal else { return Ok(None) };
-    let mut h = [0u8; wal::WAL_HEADER_SIZE];
-    Ok((w.read_at(0, &mut h)? == h.len()).then_some(h))
-}
-
 struct BuiltSnapshot {
     seq: u64,
     page_size: u32,
@@ -1482,14 +1388,14 @@ pub fn wake() {
         return; // not loaded into a host (unit tests drive `step` themselves)
     }
     let pid = std::process::id();
-    let mut uploader = UPLOADER.lock().unwrap_or_else(|p| p.into_inner());
+    let mut uploader = crate::base::lock::lock(&UPLOADER);
     if uploader.as_ref().is_none_or(|(owner, _)| *owner != pid) {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let spawned = std::thread::Builder::new()
             .name("replica-uploader".into())
             .spawn(move || run(rx));
         if let Err(e) = spawned {
-            crate::status::log_error(&format!("cannot start the uploader thread: {e}"));
+            crate::base::log::error(&format!("cannot start the uploader thread: {e}"));
             return;
         }
         *uploader = Some((pid, tx));
@@ -1561,6 +1467,7 @@ mod tests {
     use super::*;
     use crate::config::{ReplicaConfig, ReplicaTarget};
     use crate::restore::{self, RestoreRequest, Target};
+    use crate::snapshot::LockedRead;
     use crate::spool::RecordHeader;
     use crate::store::memory::MemoryStore;
     use crate::store::StoreError;

@@ -3,11 +3,11 @@
 //! reads through the `SnapshotSource` read transaction (never blocking writers) and owns
 //! the rule that decides the state read *is* that txid; it must not write anything.
 
+use crate::base::io::ReadAt;
 use crate::database::Database;
 use crate::error::Error;
 use crate::ltx;
-use crate::shim::ReadAt;
-use crate::uploader::SnapshotSource;
+use crate::snapshot::{map_indexed_pages, read_committed_page, read_wal_header, SnapshotSource};
 use crate::wal;
 
 /// Where replication stands: equal before and after the read, with nothing pending, means
@@ -29,20 +29,14 @@ pub fn live_checksum(
         let Some(before) = replicated_position(db) else {
             return Ok(());
         };
-        let wal_before = wal_header(&mut walf)?;
+        let wal_before = read_wal_header(&mut walf)?;
         let sum = committed_checksum(dbf, &mut walf, index())?;
-        if replicated_position(db) == Some(before) && wal_header(&mut walf)? == wal_before {
+        if replicated_position(db) == Some(before) && read_wal_header(&mut walf)? == wal_before {
             found = Some((before.0, sum));
         }
         Ok(())
     })?;
     Ok(found)
-}
-
-fn wal_header(walf: &mut Option<&mut dyn ReadAt>) -> Result<Option<Vec<u8>>, Error> {
-    let Some(w) = walf else { return Ok(None) };
-    let mut h = vec![0u8; wal::WAL_HEADER_SIZE];
-    Ok((w.read_at(0, &mut h)? == h.len()).then_some(h))
 }
 
 /// The checksum of what a reader sees now: the database file overlaid with the WAL's
@@ -54,9 +48,7 @@ fn committed_checksum(
     index: Option<wal::WalIndexHeader>,
 ) -> Result<u64, Error> {
     let map = match (walf.as_mut(), index) {
-        (Some(w), Some(idx)) if idx.mx_frame > 0 => {
-            Some(crate::uploader::map_indexed_pages(*w, &idx)?)
-        }
+        (Some(w), Some(idx)) if idx.mx_frame > 0 => Some(map_indexed_pages(*w, &idx)?),
         _ => None,
     };
     let (page_size, commit) = match &map {
@@ -84,7 +76,7 @@ fn committed_checksum(
         let frame = map
             .as_ref()
             .and_then(|m| m.latest_frame.get(&pgno).copied());
-        crate::uploader::read_committed_page(dbf, walf, frame, pgno, &mut page)?;
+        read_committed_page(dbf, walf, frame, pgno, &mut page)?;
         sum.add_page(pgno, &page);
     }
     Ok(sum.value())

@@ -62,7 +62,7 @@ unsafe extern "C" fn before_first_commit(arg: *mut c_void) -> c_int {
         let db = arg as *mut sys::sqlite3;
         if let Ok(Some(timeout)) = uri_settings(db) {
             if let Err(e) = set_mode(db, true, Some(timeout)) {
-                crate::status::log_error(&format!("synchronous commits: {e}"));
+                crate::base::log::error(&format!("synchronous commits: {e}"));
             }
         }
         let commit_hook = sqlite_fn!(commit_hook);
@@ -182,7 +182,7 @@ unsafe extern "C" fn after_commit(
             ) {
                 Ok(()) => sys::SQLITE_OK,
                 Err(e) => {
-                    crate::status::log_error(&format!(
+                    crate::base::log::error(&format!(
                         "synchronous COMMIT: committed locally, not confirmed by the replica: {e}"
                     ));
                     sys::SQLITE_WARNING
@@ -217,7 +217,7 @@ unsafe extern "C" fn after_commit(
             let detail = unsafe { CStr::from_ptr(errmsg(db)) }
                 .to_string_lossy()
                 .to_string();
-            crate::status::log_error(&format!(
+            crate::base::log::error(&format!(
                 "synchronous COMMIT: committed locally, not confirmed by the replica: {detail}"
             ));
             return sys::SQLITE_WARNING;

@@ -52,8 +52,9 @@ fn init(db: *mut sys::sqlite3) -> Result<(), Error> {
             version % 1000
         )));
     }
-    let mut done = INIT.lock().unwrap_or_else(|p| p.into_inner());
+    let mut done = crate::base::lock::lock(&INIT);
     if !*done {
+        crate::base::log::set_sink(|msg| super::sqlite_log(sys::SQLITE_WARNING, msg));
         // A bad config is reported now, at load time, rather than silently not replicating.
         crate::shim::init_process_config()?;
         let make_default = std::env::var("REPLICA_DEFAULT_VFS")
@@ -62,6 +63,7 @@ fn init(db: *mut sys::sqlite3) -> Result<(), Error> {
         vfs::register(make_default)?;
         install_fork_handler();
         crate::uploader::set_snapshot_source(Box::new(super::sqlite::LiveDatabase));
+        crate::database::set_uploader_wake(crate::uploader::wake);
         if crate::shim::drills_configured() {
             // One thread for every database's drills, each at its own interval.
             std::thread::Builder::new()
@@ -148,7 +150,7 @@ fn install_fork_handler() {
     if rc == 0 {
         crate::database::fork_handler_installed();
     } else {
-        crate::status::log_error(&format!(
+        crate::base::log::error(&format!(
             "pthread_atfork failed ({rc}); forked children are recognised by their process id"
         ));
     }

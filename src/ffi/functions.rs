@@ -101,7 +101,7 @@ pub(super) fn ensure_wal_mode(db: *mut sys::sqlite3) {
         rc
     };
     if rc != sys::SQLITE_OK {
-        crate::status::log_error(&format!(
+        crate::base::log::error(&format!(
             "{}: could not switch to WAL mode (SQLite code {rc}); it will not replicate until it is in WAL mode",
             path.display()
         ));
@@ -181,11 +181,11 @@ impl Args {
 }
 
 /// Opens a database's WAL for reading through the base VFS (`None` if it does not exist).
-pub(super) fn open_wal_for_read(wal: &std::path::Path) -> Option<Box<dyn crate::shim::ReadAt>> {
+pub(super) fn open_wal_for_read(wal: &std::path::Path) -> Option<Box<dyn crate::base::io::ReadAt>> {
     super::sqlite::RawFile::open(wal, true)
         .ok()
         .flatten()
-        .map(|w| Box::new(w) as Box<dyn crate::shim::ReadAt>)
+        .map(|w| Box::new(w) as Box<dyn crate::base::io::ReadAt>)
 }
 
 fn result_error(ctx: *mut sys::sqlite3_context, e: &Error) {
@@ -393,7 +393,7 @@ static TABLES: [TableDef; 2] = [
         name: c"replica_status",
         columns: || crate::status::COLUMNS.to_vec(),
         rows: |_, _| {
-            Ok(crate::status::rows(crate::shim::now_ms())
+            Ok(crate::status::rows(crate::base::clock::now_ms())
                 .iter()
                 .map(|r| r.cells())
                 .collect())

@@ -52,25 +52,10 @@ pub(crate) fn guard<T>(fallback: T, f: impl FnOnce() -> T) -> T {
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            crate::status::log_error(&format!("internal error (caught panic): {msg}"));
+            crate::base::log::error(&format!("internal error (caught panic): {msg}"));
             fallback
         }
     }
-}
-
-/// Ends this process as `kill -9` would (no exit handlers, no flushing): the crash tests'
-/// named fault points (`crate::fault`).
-#[cfg(feature = "fault-points")]
-pub(crate) fn kill_self() -> ! {
-    extern "C" {
-        fn kill(pid: i32, sig: i32) -> i32;
-        fn getpid() -> i32;
-    }
-    // SAFETY: plain system calls on this process; SIGKILL (9) cannot be caught.
-    unsafe {
-        kill(getpid(), 9);
-    }
-    std::process::abort()
 }
 
 /// Writes a message to SQLite's error log (`sqlite3_log`), if the host has one configured.

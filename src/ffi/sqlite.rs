@@ -4,8 +4,8 @@
 //! process's POSIX locks on it, and the unix VFS knows how to avoid that).
 
 use super::{sqlite_fn, sys};
+use crate::base::io::ReadAt;
 use crate::error::Error;
-use crate::shim::ReadAt;
 use std::cell::Cell;
 use std::ffi::{c_int, c_void, CStr, CString};
 use std::path::Path;
@@ -272,20 +272,20 @@ impl Drop for RawFile {
 /// Reads the live database inside a read transaction, for snapshots.
 pub(crate) struct LiveDatabase;
 
-impl crate::uploader::SnapshotSource for LiveDatabase {
-    fn open_wal(&self, db_path: &Path) -> Option<Box<dyn crate::shim::ReadAt>> {
+impl crate::snapshot::SnapshotSource for LiveDatabase {
+    fn open_wal(&self, db_path: &Path) -> Option<Box<dyn crate::base::io::ReadAt>> {
         let mut wal_path = db_path.as_os_str().to_owned();
         wal_path.push("-wal");
         RawFile::open(Path::new(&wal_path), true)
             .ok()
             .flatten()
-            .map(|w| Box::new(w) as Box<dyn crate::shim::ReadAt>)
+            .map(|w| Box::new(w) as Box<dyn crate::base::io::ReadAt>)
     }
 
     fn with_read_transaction(
         &self,
         db_path: &Path,
-        f: &mut crate::uploader::LockedRead<'_>,
+        f: &mut crate::snapshot::LockedRead<'_>,
     ) -> Result<(), Error> {
         // Only WAL databases replicate; a database still in rollback-journal mode (a new
         // one, before the auto-extension switched it) must not be locked by us meanwhile.

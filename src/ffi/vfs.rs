@@ -4,8 +4,9 @@
 //! restore a missing replicated database (boot-time restore), before SQLite creates it.
 
 use super::{guard, sys};
+use crate::base::io::ReadAt;
 use crate::error::Error;
-use crate::shim::{self, DbObserver, HandoffObserver, ReadAt, WalObserver};
+use crate::shim::{self, DbObserver, HandoffObserver, WalObserver};
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::mem::size_of;
 use std::ptr::null_mut;
@@ -175,13 +176,18 @@ unsafe extern "C" fn x_open(
             let name = unsafe { CStr::from_ptr(z_name) }
                 .to_string_lossy()
                 .to_string();
-            let restored = shim::before_open_main_db(
-                &name,
-                &|key| uri_parameter(z_name, key),
-                &|path, full| super::sqlite::integrity_check(path, full),
-            );
+            let restored =
+                shim::restore_needed_before_open(&name, &|key| uri_parameter(z_name, key))
+                    .and_then(|needed| match needed {
+                        Some((path, replica)) => {
+                            crate::functions::restore_missing(&path, &replica, &|path, full| {
+                                super::sqlite::integrity_check(path, full)
+                            })
+                        }
+                        None => Ok(()),
+                    });
             if let Err(e) = restored {
-                crate::status::log_error(&e.to_string());
+                crate::base::log::error(&e.to_string());
                 return sys::SQLITE_CANTOPEN;
             }
         }

@@ -93,7 +93,7 @@ impl ObjectStore for DirStore {
             // Created by a writer that has not written yet (see `write_if`).
             return Err(StoreError::NotFound(key.to_string()));
         }
-        let version = super::memory::version_of(&body);
+        let version = super::content_version(&body);
         Ok((body, version))
     }
 
@@ -121,7 +121,7 @@ impl ObjectStore for DirStore {
         let mut current = Vec::new();
         f.read_to_end(&mut current)
             .map_err(|e| io_error("reading", &path, e))?;
-        let version = (!current.is_empty()).then(|| super::memory::version_of(&current));
+        let version = (!current.is_empty()).then(|| super::content_version(&current));
         if version.as_deref() != expected {
             return Err(StoreError::PreconditionFailed(key.to_string()));
         }
@@ -132,7 +132,7 @@ impl ObjectStore for DirStore {
             f.sync_all()
         };
         write().map_err(|e| io_error("writing", &path, e))?;
-        Ok(super::memory::version_of(body))
+        Ok(super::content_version(body))
     }
 
     fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {

@@ -9,7 +9,7 @@
 //! Level 9 holds full snapshots; levels 0..=8 hold incremental and compacted files.
 
 /// The level litestream keeps full-database snapshots in.
-pub const SNAPSHOT_LEVEL: u8 = 9;
+pub const SNAPSHOT_LEVEL: u8 = crate::lifecycle::SNAPSHOT_LEVEL;
 
 /// `%016x-%016x.ltx`, lowercase, as ltx's `FormatFilename`.
 pub fn ltx_filename(min_txid: u64, max_txid: u64) -> String {

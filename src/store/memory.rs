@@ -80,7 +80,7 @@ impl ObjectStore for MemoryStore {
     }
     fn read_versioned(&self, key: &str) -> Result<(Vec<u8>, String), StoreError> {
         let body = self.get(key)?;
-        Ok((body.clone(), version_of(&body)))
+        Ok((body.clone(), super::content_version(&body)))
     }
     fn write_if(
         &self,
@@ -91,13 +91,13 @@ impl ObjectStore for MemoryStore {
         self.counts.lock().unwrap().put += 1;
         self.check()?;
         let mut objects = self.objects.lock().unwrap();
-        let current = objects.get(key).map(|(b, _)| version_of(b));
+        let current = objects.get(key).map(|(b, _)| super::content_version(b));
         if current.as_deref() != expected {
             return Err(StoreError::PreconditionFailed(key.to_string()));
         }
         let now = self.clock_ms.lock().unwrap().unwrap_or(0);
         objects.insert(key.to_string(), (body.to_vec(), now));
-        Ok(version_of(body))
+        Ok(super::content_version(body))
     }
     fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.counts.lock().unwrap().delete += 1;
@@ -111,11 +111,6 @@ impl ObjectStore for MemoryStore {
     fn describe(&self) -> String {
         "memory://".into()
     }
-}
-
-/// A version tag that changes with the contents (a CRC-64 of them), as an ETag does.
-pub(super) fn version_of(body: &[u8]) -> String {
-    format!("{:016x}{:08x}", crate::ltx::crc64(body), body.len())
 }
 
 #[cfg(test)]

@@ -130,7 +130,7 @@ fn tls_config(skip_verify: bool) -> Result<ureq::tls::TlsConfig, StoreError> {
             .find(|p| p.is_file());
         let system = system_path.as_ref().and_then(|p| std::fs::read(p).ok());
         if system.is_none() {
-            crate::status::log_notice(&format!(
+            crate::base::log::notice(&format!(
                 "{name}: no system trust store found to add it to; trusting only the bundle"
             ));
         }
@@ -267,7 +267,7 @@ impl S3Store {
     }
 
     fn agent(&self) -> ureq::Agent {
-        let mut g = self.agent.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = crate::base::lock::lock(&self.agent);
         let pid = std::process::id();
         if g.0 != pid {
             *g = (
@@ -609,15 +609,11 @@ impl S3Store {
                     });
                     match result {
                         Ok(etag) => {
-                            etags.lock().unwrap_or_else(|e| e.into_inner())[i as usize] =
-                                Some(etag);
+                            crate::base::lock::lock(&etags)[i as usize] = Some(etag);
                         }
                         Err(e) => {
                             failed.store(true, Ordering::SeqCst);
-                            first_error
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .get_or_insert(e);
+                            crate::base::lock::lock(&first_error).get_or_insert(e);
                             return;
                         }
                     }
@@ -958,7 +954,7 @@ fn parse_list_page(xml: &str) -> Result<ListPage, StoreError> {
                 StoreError::Permanent(format!("ListObjectsV2: no valid <Size> for {key}"))
             })?;
         let modified_ms = xml_text(block, "LastModified")
-            .and_then(|t| crate::status::parse_rfc3339(&t))
+            .and_then(|t| crate::base::clock::parse_rfc3339(&t))
             .unwrap_or(0);
         objects.push(ObjectInfo {
             key,

@@ -45,6 +45,9 @@
 //! - `commit` must match the pages available: more pages than exist fails the restore.
 //!   The lock page is never stored (not exercised: it needs a database over 1 GiB).
 
+mod merge;
+pub use merge::merge;
+
 use std::fmt;
 use std::io::{self, BufReader, Read, Write};
 
@@ -940,8 +943,9 @@ mod tests {
     /// Written by litestream v0.5.17 for a fresh 4-page database (L0, txid 1) and the
     /// next transaction (txid 2), both with `FLAG_NO_CHECKSUM`.
     const REAL_SNAPSHOT: &[u8] =
-        include_bytes!("../tests/fixtures/ltx/litestream-0.5.17-snapshot-txid1.ltx");
-    const REAL_L0: &[u8] = include_bytes!("../tests/fixtures/ltx/litestream-0.5.17-l0-txid2.ltx");
+        include_bytes!("../../tests/fixtures/ltx/litestream-0.5.17-snapshot-txid1.ltx");
+    const REAL_L0: &[u8] =
+        include_bytes!("../../tests/fixtures/ltx/litestream-0.5.17-l0-txid2.ltx");
 
     /// Deterministic, poorly compressible bytes (xorshift64).
     fn noise(seed: u64, len: usize) -> Vec<u8> {
