@@ -27,12 +27,10 @@ LAYERS = {
 }
 
 
-def strip_source(text):
-    text = re.sub(r'r(#*)"(?:.|\n)*?"\1', '""', text)
-    text = re.sub(r'b?"(?:\\.|[^"\\])*"', '""', text)
-    text = re.sub(r"b?'(?:\\.|[^'\\])'", "''", text)
-    text = re.sub(r"/\*(?:.|\n)*?\*/", "", text)
-    text = re.sub(r"//[^\n]*", "", text)
+def strip_source(text, keep_lines=False):
+    """`text` without comments, string and char contents and `#[cfg(test)]` modules (with
+    `keep_lines`, every removed line break stays, so line numbers still match)."""
+    text = strip_literals(text, keep_lines)
     out, i = [], 0
     test_mod = re.compile(r"#\[cfg\(test\)\]\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+\w+\s*(?:;|\{)")
     while True:
@@ -47,7 +45,59 @@ def strip_source(text):
             while depth and j < len(text):
                 depth += {"{": 1, "}": -1}.get(text[j], 0)
                 j += 1
+        if keep_lines:
+            out.append("\n" * text.count("\n", m.start(), j))
         i = j
+
+
+def strip_literals(text, keep_lines):
+    out, i, n = [], 0, len(text)
+
+    def skipped(a, b):
+        if keep_lines:
+            out.append("\n" * text.count("\n", a, b))
+
+    while i < n:
+        c = text[i]
+        if text.startswith("//", i):
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+        elif text.startswith("/*", i):
+            depth, j = 1, i + 2
+            while depth and j < n:
+                if text.startswith("/*", j):
+                    depth, j = depth + 1, j + 2
+                elif text.startswith("*/", j):
+                    depth, j = depth - 1, j + 2
+                else:
+                    j += 1
+            skipped(i, j)
+            i = j
+        elif (m := re.compile(r'b?r(#*)"').match(text, i)) and (i == 0 or not (text[i - 1].isalnum() or text[i - 1] == "_")):
+            end = text.find('"' + m.group(1), m.end())
+            j = n if end < 0 else end + 1 + len(m.group(1))
+            out.append('""')
+            skipped(i, j)
+            i = j
+        elif c == '"':
+            j = i + 1
+            while j < n and text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            out.append('""')
+            skipped(i, j + 1)
+            i = j + 1
+        elif c == "'":
+            m = re.compile(r"'(?:\\(?:x[0-9a-fA-F]{2}|u\{[0-9a-fA-F]+\}|.)|[^'\\\n])'").match(text, i)
+            if m:
+                out.append("' '")
+                i = m.end()
+            else:
+                out.append(c)
+                i += 1
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
 
 
 def module_of(rel):
