@@ -4,7 +4,7 @@ SO := $(TARGET_DIR)/release/libreplica.so
 S3_SERVER := $(TARGET_DIR)/release/examples/s3_server
 CARGO ?= cargo
 
-.PHONY: build test fault-build unit integration bench bench-quick bench-server demo lint fuzz clean
+.PHONY: build test fault-build demo bench-server bench bench-quick lint fuzz clean
 
 build:
 	$(CARGO) build --release --lib
@@ -36,6 +36,8 @@ bench-quick: build bench-server
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets --features test-support -- -D warnings
+	python3 scripts/check_layers.py
+	python3 scripts/check_sizes.py
 
 # 60 s per target with cargo-fuzz (cargo install cargo-fuzz). The machine has only a stable
 # toolchain: RUSTC_BOOTSTRAP lets cargo-fuzz pass its -Z flags; no sanitizer (the code under
