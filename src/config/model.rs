@@ -1,0 +1,207 @@
+//! Resolved configuration types: what a database replicates to and how ([`ReplicaConfig`]), a
+//! parsed config file ([`ConfigFile`]), the defaults that apply when nothing configures a
+//! setting, and the warning and error types every other part of `config` reports with. Holds
+//! data and its formatting only: no parsing, no environment, no I/O.
+//!
+//! Secrets (secret access keys, session tokens) never appear in any `Debug` or `Display` output
+//! of these types.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Sync interval used when nothing configures one (Litestream's default).
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Whether a missing database is restored at open when nothing configures it (Litestream's
+/// `restore-if-db-not-exists` defaults to off; a library opened by an application that
+/// already expects its data has no separate restore step, so it is on here).
+pub const DEFAULT_RESTORE_IF_MISSING: bool = true;
+
+/// How long the last close of a database waits for its shipping when nothing configures it.
+/// Litestream waits up to 30 s at process exit; here the wait blocks the application's
+/// `sqlite3_close`, and nothing depends on it, so it is short.
+pub const DEFAULT_SHUTDOWN_SYNC_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Per-database resolved configuration; the name the module docs use for [`ReplicaConfig`].
+pub type DbConfig = ReplicaConfig;
+
+/// S3 credentials. `Debug` redacts the secret and the session token and masks the key id.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key_id", &mask_key_id(&self.access_key_id))
+            .field("secret_access_key", &"<redacted>")
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// Shows only the last four characters of a long access key id (as `aws configure list` does).
+fn mask_key_id(id: &str) -> String {
+    let chars: Vec<char> = id.chars().collect();
+    if chars.len() >= 12 {
+        let tail: String = chars[chars.len() - 4..].iter().collect();
+        format!("****{tail}")
+    } else {
+        "****".to_string()
+    }
+}
+
+/// Where one database replicates to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplicaTarget {
+    /// The replica directory for this database (`file:///srv/replicas/app.db` → `/srv/replicas/app.db`).
+    /// Always absolute and lexically normalized.
+    File {
+        dir: PathBuf,
+    },
+    S3(S3Target),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Target {
+    pub bucket: String,
+    /// Key prefix of this database's replica; no leading or trailing slash; may be empty.
+    pub prefix: String,
+    /// Always with a scheme (`https://…`, or `http://…` for local/private hosts given without one).
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub force_path_style: bool,
+    pub skip_verify: bool,
+    pub credentials: Option<Credentials>,
+    pub timeouts: S3Timeouts,
+}
+
+/// How long the S3 client waits: `connect-timeout` (TCP and TLS set-up) and `read-timeout`
+/// (for the response headers, and for a body that stops moving). `None` keeps the
+/// client's defaults; both are replica keys and s3:// URL parameters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct S3Timeouts {
+    pub connect: Option<Duration>,
+    pub read: Option<Duration>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaConfig {
+    pub target: ReplicaTarget,
+    /// Defaults to [`DEFAULT_SYNC_INTERVAL`]; always greater than zero.
+    pub sync_interval: Duration,
+    /// Snapshots, compaction and retention (litestream.yml's top-level `snapshot`, `levels`
+    /// and `l0-retention`; Litestream's defaults otherwise).
+    pub lifecycle: crate::lifecycle::Lifecycle,
+    /// Restore the database from the replica when it is opened while neither it nor its WAL
+    /// exists (`restore-if-db-not-exists`; [`DEFAULT_RESTORE_IF_MISSING`] otherwise).
+    pub restore_if_missing: bool,
+    /// How often a restore drill checks the replica (`validation-interval`); `None`: never.
+    /// Never zero.
+    pub validation_interval: Option<Duration>,
+    /// How long the last close waits for shipping and the lease hand-back
+    /// (`shutdown-sync-timeout`; [`DEFAULT_SHUTDOWN_SYNC_TIMEOUT`] otherwise); zero: no wait.
+    pub shutdown_sync_timeout: Duration,
+}
+
+/// A non-fatal problem in the config file. `Display`: `litestream.yml: <key>: <message>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    /// Key path, e.g. `dbs[0].replicas[0].retention`.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "litestream.yml: {}: {}", self.key, self.message)
+    }
+}
+
+/// Every variant's `Display` names the file, key, variable or parameter and the problem, and
+/// never contains a secret value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// `REPLICA_CONFIG` or `LITESTREAM_CONFIG` names a file that does not exist.
+    ConfigFileNotFound { var: String, path: PathBuf },
+    /// The config file exists but could not be read.
+    ReadConfigFile { path: PathBuf, reason: String },
+    /// The config file is not valid YAML.
+    Yaml { path: PathBuf, reason: String },
+    /// A value in the config file is wrong; `key` is a path like `dbs[0].replicas[0].sync-interval`.
+    File {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
+    /// An environment variable has an unusable value.
+    Env { var: String, reason: String },
+    /// A URI parameter of a database filename is wrong.
+    UriParam {
+        db: PathBuf,
+        param: String,
+        reason: String,
+    },
+    /// A replica URL is wrong. `url` is already redacted (no user-info, no query).
+    Url { url: String, reason: String },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::ConfigFileNotFound { var, path } => write!(
+                f,
+                "{var} names the config file {}, which does not exist",
+                path.display()
+            ),
+            ConfigError::ReadConfigFile { path, reason } => {
+                write!(f, "cannot read config file {}: {reason}", path.display())
+            }
+            ConfigError::Yaml { path, reason } => {
+                write!(f, "{}: invalid YAML: {reason}", path.display())
+            }
+            ConfigError::File { path, key, reason } => {
+                write!(f, "{}: {key}: {reason}", path.display())
+            }
+            ConfigError::Env { var, reason } => write!(f, "environment variable {var}: {reason}"),
+            ConfigError::UriParam { db, param, reason } => {
+                write!(f, "{}: URI parameter `{param}`: {reason}", db.display())
+            }
+            ConfigError::Url { url, reason } => write!(f, "replica URL {url}: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A parsed config file.
+#[derive(Clone, Debug)]
+pub struct ConfigFile {
+    pub path: PathBuf,
+    /// Absolute, lexically normalized database path → its replica, in file order.
+    pub dbs: Vec<(PathBuf, ReplicaConfig)>,
+    pub warnings: Vec<Warning>,
+    /// The file's top-level `access-key-id`/`secret-access-key`, if both are set. Also used for
+    /// s3 targets given by `replica=` URI parameters and `REPLICA_URL`.
+    pub global_credentials: Option<Credentials>,
+    /// The file's top-level `sync-interval`, if set. Also used for targets given by URI
+    /// parameters and `REPLICA_URL`.
+    pub global_sync_interval: Option<Duration>,
+    /// The file's `snapshot`, `levels` and `l0-retention` (Litestream's defaults where
+    /// absent); they apply to every replica, as in Litestream, including those given by URI
+    /// parameters and `REPLICA_URL`.
+    pub lifecycle: crate::lifecycle::Lifecycle,
+    /// The file's top-level `validation-interval`, if set (zero: explicitly none). The
+    /// default of its entries' replicas, and of targets given by URI parameters and
+    /// `REPLICA_URL`.
+    pub global_validation_interval: Option<Duration>,
+    /// The file's `shutdown-sync-timeout`, if set (zero: no wait); for every database.
+    pub shutdown_sync_timeout: Option<Duration>,
+}

@@ -1,0 +1,331 @@
+//! The [`Resolver`]: decides at open time what one database replicates to, from the URI
+//! parameters of its filename, the `REPLICA_*` environment, the config file's entry for it and
+//! the file's top level, in that order, then the defaults. [`Resolver::from_process`] is the
+//! only function in `config` that touches the process (environment, working directory, the
+//! config file); everything else here works on what it was given, except the replaceable
+//! `canonicalize` used to match database paths.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::discovery::locate_config_file;
+use super::env::{env_duration, env_switch, Env};
+use super::model::{
+    ConfigError, ConfigFile, ReplicaConfig, ReplicaTarget, Warning, DEFAULT_RESTORE_IF_MISSING,
+    DEFAULT_SHUTDOWN_SYNC_TIMEOUT, DEFAULT_SYNC_INTERVAL,
+};
+use super::paths::normalize;
+use super::schema::did_you_mean;
+use super::url::parse_replica_url_with;
+use super::values::{describe_duration_error, parse_duration};
+use super::yaml::parse_config_file;
+
+const URI_PARAMS: &[&str] = &["replica", "replica_sync_interval"];
+
+/// Everything needed to decide, at open time, what a database replicates to.
+pub struct Resolver {
+    env: Env,
+    file: Option<ConfigFile>,
+    /// `REPLICA_URL`, parsed: the parent location of every database no config entry names.
+    replica_url: Option<ReplicaTarget>,
+    /// `REPLICA_SYNC_INTERVAL`, parsed.
+    env_sync_interval: Option<Duration>,
+    /// `REPLICA_RESTORE_IF_MISSING`, parsed.
+    env_restore_if_missing: Option<bool>,
+    /// `REPLICA_VALIDATION_INTERVAL`, parsed (zero: no drills).
+    env_validation_interval: Option<Duration>,
+    /// `REPLICA_SHUTDOWN_SYNC_TIMEOUT`, parsed (zero: no wait).
+    env_shutdown_sync_timeout: Option<Duration>,
+    /// File-system canonicalization used for path matching (replaceable in tests).
+    pub(super) canonicalize: fn(&Path) -> Option<PathBuf>,
+}
+
+fn fs_canonicalize(p: &Path) -> Option<PathBuf> {
+    std::fs::canonicalize(p).ok()
+}
+
+impl fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resolver")
+            .field("config_file", &self.file.as_ref().map(|c| &c.path))
+            .field(
+                "dbs",
+                &self
+                    .file
+                    .iter()
+                    .flat_map(|c| {
+                        c.dbs
+                            .iter()
+                            .map(|(p, rc)| (p.display().to_string(), rc.url()))
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .field(
+                "replica_url",
+                &self.replica_url.as_ref().map(ReplicaTarget::url),
+            )
+            .field("env_sync_interval", &self.env_sync_interval)
+            .field("env_restore_if_missing", &self.env_restore_if_missing)
+            .field("env_validation_interval", &self.env_validation_interval)
+            .field("env_shutdown_sync_timeout", &self.env_shutdown_sync_timeout)
+            .finish()
+    }
+}
+
+impl Resolver {
+    /// Validates `REPLICA_URL`, `REPLICA_SYNC_INTERVAL`, `REPLICA_RESTORE_IF_MISSING`,
+    /// `REPLICA_VALIDATION_INTERVAL` and `REPLICA_SHUTDOWN_SYNC_TIMEOUT` (errors name the
+    /// variable).
+    pub fn new(env: Env, file: Option<ConfigFile>) -> Result<Resolver, ConfigError> {
+        let global_creds = file.as_ref().and_then(|f| f.global_credentials.as_ref());
+        let replica_url = match env.get("REPLICA_URL").map(str::trim) {
+            None => None,
+            Some(v) if v.eq_ignore_ascii_case("off") => None,
+            Some(v) => Some(parse_replica_url_with(v, &env, global_creds).map_err(|e| {
+                ConfigError::Env {
+                    var: "REPLICA_URL".to_string(),
+                    reason: e.to_string(),
+                }
+            })?),
+        };
+        Ok(Resolver {
+            env_sync_interval: env_duration(&env, "REPLICA_SYNC_INTERVAL", false)?,
+            env_restore_if_missing: env_switch(&env, "REPLICA_RESTORE_IF_MISSING")?,
+            env_validation_interval: env_duration(&env, "REPLICA_VALIDATION_INTERVAL", true)?,
+            env_shutdown_sync_timeout: env_duration(&env, "REPLICA_SHUTDOWN_SYNC_TIMEOUT", true)?,
+            env,
+            file,
+            replica_url,
+            canonicalize: fs_canonicalize,
+        })
+    }
+
+    /// Whether any database may get a `validation-interval` (so a drill scheduler is needed).
+    pub fn schedules_drills(&self) -> bool {
+        match self.env_validation_interval {
+            Some(d) => !d.is_zero(),
+            None => self.file.as_ref().is_some_and(|f| {
+                f.global_validation_interval.is_some_and(|d| !d.is_zero())
+                    || f.dbs.iter().any(|(_, rc)| rc.validation_interval.is_some())
+            }),
+        }
+    }
+
+    /// [`Env::from_process`] + [`locate_config_file`] + read + [`parse_config_file`] +
+    /// [`Resolver::new`]. Returns the config file's warnings for the caller to log.
+    pub fn from_process() -> Result<(Resolver, Vec<Warning>), ConfigError> {
+        let env = Env::from_process();
+        let mut warnings = Vec::new();
+        let file = match locate_config_file(&env, &|p: &Path| p.exists())? {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(&path).map_err(|e| ConfigError::ReadConfigFile {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                let parsed = parse_config_file(&path, &text, &env)?;
+                warnings.extend(parsed.warnings.iter().cloned());
+                Some(parsed)
+            }
+            None => None,
+        };
+        Ok((Resolver::new(env, file)?, warnings))
+    }
+
+    /// The parsed config file, if one was used.
+    pub fn config_file(&self) -> Option<&ConfigFile> {
+        self.file.as_ref()
+    }
+
+    /// The environment this resolver was built from.
+    pub fn env(&self) -> &Env {
+        &self.env
+    }
+
+    /// The config-file entry for `db` (already absolute and normalized): equal paths, or equal
+    /// canonical paths when both exist.
+    fn file_entry(&self, db: &Path) -> Option<&ReplicaConfig> {
+        let file = self.file.as_ref()?;
+        if let Some((_, rc)) = file.dbs.iter().find(|(p, _)| p == db) {
+            return Some(rc);
+        }
+        let canon = (self.canonicalize)(db)?;
+        file.dbs
+            .iter()
+            .find(|(p, _)| (self.canonicalize)(p).as_deref() == Some(canon.as_path()))
+            .map(|(_, rc)| rc)
+    }
+
+    /// What `db_path` replicates to, or `None` for no replication. `db_path` is the path SQLite
+    /// opens (a relative one is taken relative to the env's cwd); `uri_params` are the filename's
+    /// URI parameters (first occurrence wins, as with `sqlite3_uri_parameter`). Target: URI
+    /// `replica=` > config-file entry > `REPLICA_URL/<file name>`. Sync interval: URI
+    /// `replica_sync_interval` > `REPLICA_SYNC_INTERVAL` > the entry's > the file's top-level > 1s.
+    /// Boot restore, drill interval and shutdown wait: the environment variable > the entry's
+    /// (its replica's, for `validation-interval`) > the file's top level > the default. An
+    /// entry is used only when the URI gives no `replica=`.
+    pub fn resolve(
+        &self,
+        db_path: &Path,
+        uri_params: &[(String, String)],
+    ) -> Result<Option<ReplicaConfig>, ConfigError> {
+        let db = normalize(&self.env.cwd.join(db_path));
+        let (replica_param, interval_param) = replica_uri_params(&db, uri_params)?;
+        if let Some(r) = replica_param {
+            if r.trim().eq_ignore_ascii_case("off") {
+                return Ok(None);
+            }
+        }
+        let interval = uri_sync_interval(&db, interval_param)?;
+        let Some((target, entry)) = self.target(&db, replica_param)? else {
+            return Ok(None);
+        };
+        Ok(Some(self.assemble(target, entry, interval)))
+    }
+
+    /// The target of `db` and the config-file entry it came from, if any.
+    fn target(
+        &self,
+        db: &Path,
+        replica_param: Option<&str>,
+    ) -> Result<Option<(ReplicaTarget, Option<&ReplicaConfig>)>, ConfigError> {
+        if let Some(url) = replica_param {
+            if url.trim().is_empty() {
+                return Err(uri_err(
+                    db,
+                    "replica",
+                    "is empty; give a replica URL, or replica=off to disable replication"
+                        .to_string(),
+                ));
+            }
+            let creds = self
+                .file
+                .as_ref()
+                .and_then(|f| f.global_credentials.as_ref());
+            let target = parse_replica_url_with(url, &self.env, creds)
+                .map_err(|e| uri_err(db, "replica", e.to_string()))?;
+            Ok(Some((target, None)))
+        } else if let Some(rc) = self.file_entry(db) {
+            Ok(Some((rc.target.clone(), Some(rc))))
+        } else if let Some(base) = &self.replica_url {
+            Ok(derived_target(base, db).map(|target| (target, None)))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// The settings other than the target, each from the first source that sets it.
+    fn assemble(
+        &self,
+        target: ReplicaTarget,
+        entry: Option<&ReplicaConfig>,
+        uri_interval: Option<Duration>,
+    ) -> ReplicaConfig {
+        let file = self.file.as_ref();
+        let file_sync = file.and_then(|f| f.global_sync_interval);
+        let sync_interval = uri_interval
+            .or(self.env_sync_interval)
+            .or(entry.map(|rc| rc.sync_interval))
+            .or(file_sync)
+            .unwrap_or(DEFAULT_SYNC_INTERVAL);
+        let validation_interval = match (self.env_validation_interval, entry) {
+            (Some(d), _) => Some(d),
+            (None, Some(rc)) => rc.validation_interval,
+            (None, None) => file.and_then(|f| f.global_validation_interval),
+        };
+        ReplicaConfig {
+            target,
+            sync_interval,
+            lifecycle: file.map(|f| f.lifecycle.clone()).unwrap_or_default(),
+            restore_if_missing: self
+                .env_restore_if_missing
+                .or(entry.map(|rc| rc.restore_if_missing))
+                .unwrap_or(DEFAULT_RESTORE_IF_MISSING),
+            validation_interval: validation_interval.filter(|d| !d.is_zero()),
+            shutdown_sync_timeout: self
+                .env_shutdown_sync_timeout
+                .or(file.and_then(|f| f.shutdown_sync_timeout))
+                .unwrap_or(DEFAULT_SHUTDOWN_SYNC_TIMEOUT),
+        }
+    }
+}
+
+fn uri_err(db: &Path, param: &str, reason: String) -> ConfigError {
+    ConfigError::UriParam {
+        db: db.to_path_buf(),
+        param: param.to_string(),
+        reason,
+    }
+}
+
+/// The first `replica` and `replica_sync_interval` of `uri_params`; other parameters that
+/// start with `replica` are errors (a misspelling would otherwise silently not apply).
+fn replica_uri_params<'a>(
+    db: &Path,
+    uri_params: &'a [(String, String)],
+) -> Result<(Option<&'a str>, Option<&'a str>), ConfigError> {
+    let mut replica_param: Option<&str> = None;
+    let mut interval_param: Option<&str> = None;
+    for (k, v) in uri_params {
+        match k.as_str() {
+            "replica" => {
+                replica_param.get_or_insert(v.as_str());
+            }
+            "replica_sync_interval" => {
+                interval_param.get_or_insert(v.as_str());
+            }
+            k if k.starts_with("replica") => {
+                return Err(uri_err(
+                    db,
+                    k,
+                    format!(
+                        "unknown libreplica parameter (known: replica, replica_sync_interval){}",
+                        did_you_mean(k, URI_PARAMS.iter().copied())
+                    ),
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok((replica_param, interval_param))
+}
+
+/// The `replica_sync_interval` URI parameter, parsed; never zero.
+fn uri_sync_interval(db: &Path, param: Option<&str>) -> Result<Option<Duration>, ConfigError> {
+    let Some(v) = param.map(str::trim) else {
+        return Ok(None);
+    };
+    match parse_duration(v) {
+        Ok(d) if !d.is_zero() => Ok(Some(d)),
+        Ok(_) => Err(uri_err(
+            db,
+            "replica_sync_interval",
+            format!("must be greater than zero, got {v:?}"),
+        )),
+        Err(_) => Err(uri_err(
+            db,
+            "replica_sync_interval",
+            describe_duration_error(v),
+        )),
+    }
+}
+
+/// `REPLICA_URL`'s location for `db`: the database's file name under it.
+fn derived_target(base: &ReplicaTarget, db: &Path) -> Option<ReplicaTarget> {
+    let name = db.file_name().map(|n| n.to_string_lossy().into_owned())?;
+    Some(match base {
+        ReplicaTarget::File { dir } => ReplicaTarget::File {
+            dir: dir.join(&name),
+        },
+        ReplicaTarget::S3(t) => {
+            let mut t = t.clone();
+            t.prefix = if t.prefix.is_empty() {
+                name
+            } else {
+                format!("{}/{name}", t.prefix)
+            };
+            ReplicaTarget::S3(t)
+        }
+    })
+}

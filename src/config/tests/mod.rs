@@ -1,0 +1,54 @@
+//! Tests of `config` through its entry points: config files (`yaml`), replica URLs (`url`),
+//! precedence and matching in the resolver (`resolve`), finding the config file (`discovery`),
+//! and the promise that no secret reaches any output (`secrets`). The fixtures they share live
+//! here; a test of one self-contained function sits next to that function instead.
+
+use std::path::Path;
+
+use super::{parse_config_file, ConfigError, ConfigFile, Env, ReplicaTarget, S3Target};
+
+mod discovery;
+mod resolve;
+mod secrets;
+mod url;
+mod yaml;
+
+const FILE: &str = "/app/config/litestream.yml";
+
+fn env(vars: &[(&str, &str)]) -> Env {
+    Env::new(
+        "/app",
+        vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+}
+
+fn parse(yaml: &str, env: &Env) -> Result<ConfigFile, ConfigError> {
+    parse_config_file(Path::new(FILE), yaml, env)
+}
+
+fn s3(t: &ReplicaTarget) -> &S3Target {
+    match t {
+        ReplicaTarget::S3(s) => s,
+        other => panic!("expected s3, got {other:?}"),
+    }
+}
+
+fn file_dir(t: &ReplicaTarget) -> &Path {
+    match t {
+        ReplicaTarget::File { dir } => dir,
+        other => panic!("expected file, got {other:?}"),
+    }
+}
+
+fn params(p: &[(&str, &str)]) -> Vec<(String, String)> {
+    p.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn err_text(r: Result<ConfigFile, ConfigError>) -> String {
+    match r {
+        Ok(c) => panic!("expected an error, got {c:?}"),
+        Err(e) => e.to_string(),
+    }
+}

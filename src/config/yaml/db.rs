@@ -1,0 +1,190 @@
+//! The `dbs:` list of the config file: each entry's database path, its one replica and its
+//! database-level settings (`restore-if-db-not-exists`), and the rule that no two entries name
+//! the same database. Replica keys are read by `fields` and built by `replica`; the lifecycle
+//! keys of an entry are read with the file's (see `lifecycle`).
+
+use std::path::PathBuf;
+
+use yaml_rust2::yaml::Hash;
+use yaml_rust2::Yaml;
+
+use super::fields::{read_replica_fields, Fields};
+use super::lifecycle::apply_db_snapshots;
+use super::read::{child, describe, key_name, read_bool, read_text, Ctx};
+use super::replica::build_replica;
+use crate::config::env::Text;
+use crate::config::model::{ConfigError, ReplicaConfig, DEFAULT_RESTORE_IF_MISSING};
+use crate::config::paths::absolutize;
+use crate::config::schema::Level;
+
+/// Reads the top level's `dbs` node, applying the entries' `snapshot` settings to `lifecycle`.
+pub(super) fn read_dbs(
+    ctx: &mut Ctx,
+    root: &Hash,
+    dbs_node: Option<&Yaml>,
+    global: &Fields,
+    lifecycle: &mut crate::lifecycle::Lifecycle,
+) -> Result<Vec<(PathBuf, ReplicaConfig)>, ConfigError> {
+    let mut dbs: Vec<(PathBuf, ReplicaConfig)> = Vec::new();
+    match dbs_node {
+        None | Some(Yaml::Null) => ctx.warn("dbs", "no databases are configured in this file"),
+        Some(Yaml::Array(list)) => {
+            apply_db_snapshots(ctx, root, list, lifecycle)?;
+            for (i, node) in list.iter().enumerate() {
+                let at = format!("dbs[{i}]");
+                if let Some((db, rc)) = parse_db(ctx, &at, node, global)? {
+                    if let Some(j) = dbs.iter().position(|(p, _)| *p == db) {
+                        return Err(ctx.err(
+                            &child(&at, "path"),
+                            format!(
+                                "names the same database as an earlier entry (#{}): {}",
+                                j + 1,
+                                db.display()
+                            ),
+                        ));
+                    }
+                    dbs.push((db, rc));
+                }
+            }
+        }
+        Some(other) => {
+            return Err(ctx.err(
+                "dbs",
+                format!("expected a list of databases, got {}", describe(other)),
+            ))
+        }
+    }
+    Ok(dbs)
+}
+
+/// The keys of one `dbs[i]` entry, as written.
+#[derive(Default)]
+struct DbKeys<'a> {
+    path: Option<Text>,
+    replica: Option<&'a Yaml>,
+    replicas: Option<&'a Yaml>,
+    /// A `dir:` entry (directory replication), which is skipped rather than an error.
+    has_dir: bool,
+    restore_if_missing: Option<bool>,
+}
+
+/// One `dbs[i]` entry; `Ok(None)` for entries libreplica skips (directory replication).
+fn parse_db(
+    ctx: &mut Ctx,
+    at: &str,
+    node: &Yaml,
+    global: &Fields,
+) -> Result<Option<(PathBuf, ReplicaConfig)>, ConfigError> {
+    let Yaml::Hash(map) = node else {
+        return Err(ctx.err(
+            at,
+            format!(
+                "expected a mapping with `path` and `replica`, got {}",
+                describe(node)
+            ),
+        ));
+    };
+    let keys = read_db_keys(ctx, at, map)?;
+    let Some(db_path) = db_path(ctx, at, &keys)? else {
+        return Ok(None);
+    };
+    let (fields, extra) = replica_fields(ctx, at, keys.replica, keys.replicas)?;
+    let mut rc = build_replica(ctx, &fields, global)?;
+    rc.restore_if_missing = keys
+        .restore_if_missing
+        .unwrap_or(DEFAULT_RESTORE_IF_MISSING);
+    if extra > 0 {
+        ctx.warn(
+            &child(at, "replicas"),
+            format!(
+                "{} replicas are configured; libreplica replicates only to the first ({}) and ignores the other {extra}",
+                extra + 1,
+                rc.url()
+            ),
+        );
+    }
+    Ok(Some((db_path, rc)))
+}
+
+fn read_db_keys<'a>(ctx: &mut Ctx, at: &str, map: &'a Hash) -> Result<DbKeys<'a>, ConfigError> {
+    let mut keys = DbKeys::default();
+    for (k, v) in map {
+        let key = key_name(k);
+        match key.as_str() {
+            "path" => keys.path = read_text(ctx, &child(at, "path"), v, false)?,
+            "restore-if-db-not-exists" => {
+                keys.restore_if_missing = read_bool(ctx, &child(at, &key), v)?;
+            }
+            "replica" => keys.replica = Some(v).filter(|v| !v.is_null()),
+            "replicas" => keys.replicas = Some(v).filter(|v| !v.is_null()),
+            "snapshot" => {} // read with the file's lifecycle settings
+            _ => {
+                keys.has_dir |= key == "dir";
+                ctx.warn_key(Level::Db, at, &key);
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// The entry's database file, absolute; `Ok(None)` (with a warning) for a `dir:` entry.
+fn db_path(ctx: &mut Ctx, at: &str, keys: &DbKeys) -> Result<Option<PathBuf>, ConfigError> {
+    let path = &keys.path;
+    match path.as_ref().and_then(Text::get) {
+        Some(p) => {
+            let p = p
+                .strip_prefix("sqlite3://")
+                .or_else(|| p.strip_prefix("sqlite://"))
+                .unwrap_or(p);
+            absolutize(p, ctx.env)
+                .map(Some)
+                .map_err(|r| ctx.err(&child(at, "path"), r))
+        }
+        None if keys.has_dir && path.is_none() => {
+            ctx.warn(
+                at,
+                "directory replication (`dir`) is not supported by libreplica yet; this entry is ignored",
+            );
+            Ok(None)
+        }
+        None => Err(match path {
+            Some(t) => ctx.err(
+                &child(at, "path"),
+                format!("{} (the database file)", t.why_empty()),
+            ),
+            None => ctx.err(at, "`path` is required (the database file)"),
+        }),
+    }
+}
+
+/// The entry's replica (`replica:`, or the first of `replicas:`) and how many others
+/// `replicas:` lists.
+fn replica_fields(
+    ctx: &mut Ctx,
+    at: &str,
+    replica: Option<&Yaml>,
+    replicas: Option<&Yaml>,
+) -> Result<(Fields, usize), ConfigError> {
+    match (replica, replicas) {
+        (Some(_), Some(_)) => Err(ctx.err(
+            at,
+            "cannot specify both `replica` and `replicas`; use `replica:`",
+        )),
+        (Some(r), None) => Ok((read_replica_fields(ctx, child(at, "replica"), r)?, 0)),
+        (None, Some(Yaml::Array(list))) => match list.first() {
+            Some(first) => Ok((
+                read_replica_fields(ctx, format!("{at}.replicas[0]"), first)?,
+                list.len() - 1,
+            )),
+            None => Err(ctx.err(&child(at, "replicas"), "is empty; configure one replica")),
+        },
+        (None, Some(other)) => Err(ctx.err(
+            &child(at, "replicas"),
+            format!("expected a list of replicas, got {}", describe(other)),
+        )),
+        (None, None) => Err(ctx.err(
+            at,
+            "no replica configured: add `replica:` with a `type` or `url`",
+        )),
+    }
+}
