@@ -100,6 +100,35 @@ def strip_literals(text, keep_lines):
     return "".join(out)
 
 
+def test_only_dirs(root):
+    """Paths (without `.rs`) of modules declared `#[cfg(test)] mod x;` in their own files:
+    they and everything below them are tests."""
+    found = []
+    decl = re.compile(r"#\[cfg\(test\)\]\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;")
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            if not name.endswith(".rs"):
+                continue
+            path = os.path.join(dirpath, name)
+            with open(path) as f:
+                text = f.read()
+            base = dirpath if name in ("mod.rs", "lib.rs") else path[:-3]
+            found += [os.path.join(base, m.group(1)) for m in decl.finditer(text)]
+    return found
+
+
+def source_files(root):
+    """Every non-test `.rs` file below `root`."""
+    tests = test_only_dirs(root)
+    for dirpath, _, names in os.walk(root):
+        for name in sorted(names):
+            path = os.path.join(dirpath, name)
+            if name.endswith(".rs") and not any(
+                path[:-3] == t or path.startswith(t + os.sep) for t in tests
+            ):
+                yield path
+
+
 def module_of(rel):
     parts = rel[:-3].split("/")
     if parts[-1] == "mod":
@@ -163,11 +192,8 @@ def find_cycle(nodes, edges):
 
 def main(root):
     files = {}
-    for dirpath, _, names in os.walk(root):
-        for name in names:
-            if name.endswith(".rs"):
-                path = os.path.join(dirpath, name)
-                files[module_of(os.path.relpath(path, root))] = os.path.relpath(path)
+    for path in source_files(root):
+        files[module_of(os.path.relpath(path, root))] = os.path.relpath(path)
     modules = set(files)
     problems = []
     top_edges, folder_edges = {}, {}
