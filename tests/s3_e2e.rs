@@ -15,6 +15,7 @@ mod s3env;
 mod s3server;
 
 use common::litestream_replicate::*;
+use common::seeded::Rng;
 use common::workload::*;
 use common::*;
 use s3env::*;
@@ -26,24 +27,6 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// A small deterministic PRNG (xorshift64*), so fault schedules replay from the seed.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// The environment every process talking to the server gets: the keys, and the extension's
 /// log on stderr.
@@ -284,7 +267,7 @@ impl FaultProxy {
         let started = Instant::now();
         let (inj, reqs, stopping) = (injected.clone(), requests.clone(), stop.clone());
         std::thread::spawn(move || {
-            let mut rng = Rng::new(seed);
+            let mut rng = Rng::from_seed(seed);
             let mut n = 0u64;
             while !stopping.load(Ordering::SeqCst) && started.elapsed() < lifetime {
                 let client = match listener.accept() {

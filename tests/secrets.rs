@@ -1,4 +1,4 @@
-//! Secrets stay secret (DESIGN invariant 7): with a working key in the config file and a
+//! Secrets stay secret: with a working key in the config file and a
 //! rejected key plus a session token in the environment, every output a user or operator
 //! can see — every `replica_status()` column, SQL errors, the extension's log, `Debug` of
 //! the config and the store — and every file the extension or the bucket holds is grepped

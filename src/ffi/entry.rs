@@ -136,7 +136,7 @@ extern "C" {
     ) -> c_int;
 }
 
-/// Runs in a forked child before `fork()` returns there: only marks the child (DESIGN §6),
+/// Runs in a forked child before `fork()` returns there: only marks the child,
 /// which then leaves the parent's in-memory state, threads and connections alone.
 unsafe extern "C" fn fork_child() {
     // No guard(): catch_unwind is not async-signal-safe, and an atomic add cannot panic.

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod litestream_replicate;
+pub mod seeded;
 pub mod workload;
 
 use std::io::Write;

@@ -10,19 +10,7 @@ use std::time::{Duration, Instant};
 
 /// `var` parsed as a seed, else a new seed from the clock (so each run tries another).
 pub fn seed_from_env_or_time(var: &str) -> u64 {
-    match std::env::var(var) {
-        Ok(s) => s
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{var}={s:?} is not a number")),
-        Err(_) => {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                % 1_000_000_007
-        }
-    }
+    super::seeded::seed_from_env(var, |t| t % 1_000_000_007)
 }
 
 /// How many operations the driver runs: `$WORKLOAD_OPS`, else `default`.
