@@ -202,83 +202,11 @@ pub fn rows(now_ms: u64) -> Vec<StatusRow> {
     let dbs = database::all();
     let mut rows: Vec<StatusRow> = dbs
         .iter()
-        .map(|db| {
-            let progress = db.progress();
-            let pending = db.spool.pending();
-            let c = db.counters().clone();
-            let lag = pending
-                .first()
-                .map(|r| now_ms.saturating_sub(r.captured_at_ms))
-                .unwrap_or(0);
-            let behind = !pending.is_empty() || progress.needs_snapshot.is_some();
-            let state = if c.state == "lease held elsewhere" && progress.last_error.is_some() {
-                c.state.to_string()
-            } else if progress.last_error.is_some() {
-                "error".to_string()
-            } else if c.state == "waiting for WAL mode" {
-                c.state.to_string()
-            } else if progress.needs_snapshot.is_some() {
-                "snapshot pending".to_string()
-            } else if behind {
-                "pending".to_string()
-            } else {
-                "up to date".to_string()
-            };
-            StatusRow {
-                name: db.name.clone(),
-                path: db.path.display().to_string(),
-                replica_url: db.config.url(),
-                state,
-                local_txid: (progress.txid + behind as u64) as i64,
-                replicated_txid: progress.txid as i64,
-                lag_ms: lag as i64,
-                pending_bytes: db.spool.pending_bytes() as i64,
-                last_upload_at: c.last_upload_at_ms.map(format_rfc3339),
-                last_error: progress.last_error.clone(),
-                uploads: c.uploads as i64,
-                upload_errors: c.upload_errors as i64,
-                snapshots: c.snapshots as i64,
-                pending_txns: pending.len() as i64,
-                captured_txns: c.captured_txns as i64,
-                put_requests: c.requests.put as i64,
-                get_requests: c.requests.get as i64,
-                list_requests: c.requests.list as i64,
-                delete_requests: c.requests.delete as i64,
-                uploader: Some(if db.owned_here() {
-                    format!("pid {} (this process)", std::process::id())
-                } else {
-                    crate::spool::Spool::owner_pid(&crate::spool::Spool::dir_for(&db.path))
-                        .map_or_else(|| "another process".into(), |p| format!("pid {p}"))
-                }),
-                retries: i64::from(progress.retries),
-                next_retry_at: progress.next_retry_at_ms.map(format_rfc3339),
-                compactions: c.compactions as i64,
-                files_deleted: c.files_deleted as i64,
-                warnings: warnings.clone(),
-                restore: restores
-                    .iter()
-                    .find(|r| r.replica_url == db.config.url())
-                    .map(|r| r.progress),
-                last_verify_at: c.last_verify.as_ref().map(|(at, _)| format_rfc3339(*at)),
-                last_verify: c.last_verify.as_ref().map(|(_, v)| v.clone()),
-            }
-        })
+        .map(|db| database_row(db, now_ms, &warnings, &restores))
         .collect();
     // Databases another process replicates for this one (it stands by to take over).
     for (path, cfg) in crate::shim::standby_databases() {
-        let owner = crate::spool::Spool::owner_pid(&crate::spool::Spool::dir_for(&path));
-        rows.push(StatusRow {
-            name: path
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default(),
-            path: path.display().to_string(),
-            replica_url: cfg.url(),
-            state: "standby".into(),
-            uploader: Some(owner.map_or_else(|| "another process".into(), |p| format!("pid {p}"))),
-            warnings: warnings.clone(),
-            ..StatusRow::default()
-        });
+        rows.push(standby_row(&path, &cfg, &warnings));
     }
     // Restores of replicas no database here replicates (by URL, or at boot before the
     // database is registered) get a row of their own.
@@ -286,21 +214,125 @@ pub fn rows(now_ms: u64) -> Vec<StatusRow> {
         .iter()
         .filter(|r| !dbs.iter().any(|db| db.config.url() == r.replica_url))
     {
-        let output = std::path::Path::new(&r.output);
-        rows.push(StatusRow {
-            name: output
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default(),
-            path: r.output.clone(),
-            replica_url: r.replica_url.clone(),
-            state: "restoring".into(),
-            warnings: warnings.clone(),
-            restore: Some(r.progress),
-            ..StatusRow::default()
-        });
+        rows.push(restore_row(r, &warnings));
     }
     rows
+}
+
+/// The row of a database this process replicates (or another process replicates for it).
+fn database_row(
+    db: &database::Database,
+    now_ms: u64,
+    warnings: &Option<String>,
+    restores: &[ActiveRestore],
+) -> StatusRow {
+    let progress = db.progress();
+    let pending = db.spool.pending();
+    let c = db.counters().clone();
+    let lag = pending
+        .first()
+        .map(|r| now_ms.saturating_sub(r.captured_at_ms))
+        .unwrap_or(0);
+    let behind = !pending.is_empty() || progress.needs_snapshot.is_some();
+    StatusRow {
+        name: db.name.clone(),
+        path: db.path.display().to_string(),
+        replica_url: db.config.url(),
+        state: state_of(&progress, c.state, behind),
+        local_txid: (progress.txid + behind as u64) as i64,
+        replicated_txid: progress.txid as i64,
+        lag_ms: lag as i64,
+        pending_bytes: db.spool.pending_bytes() as i64,
+        last_upload_at: c.last_upload_at_ms.map(format_rfc3339),
+        last_error: progress.last_error.clone(),
+        uploads: c.uploads as i64,
+        upload_errors: c.upload_errors as i64,
+        snapshots: c.snapshots as i64,
+        pending_txns: pending.len() as i64,
+        captured_txns: c.captured_txns as i64,
+        put_requests: c.requests.put as i64,
+        get_requests: c.requests.get as i64,
+        list_requests: c.requests.list as i64,
+        delete_requests: c.requests.delete as i64,
+        uploader: Some(uploader_of(db)),
+        retries: i64::from(progress.retries),
+        next_retry_at: progress.next_retry_at_ms.map(format_rfc3339),
+        compactions: c.compactions as i64,
+        files_deleted: c.files_deleted as i64,
+        warnings: warnings.clone(),
+        restore: restores
+            .iter()
+            .find(|r| r.replica_url == db.config.url())
+            .map(|r| r.progress),
+        last_verify_at: c.last_verify.as_ref().map(|(at, _)| format_rfc3339(*at)),
+        last_verify: c.last_verify.as_ref().map(|(_, v)| v.clone()),
+    }
+}
+
+/// The state column: an error wins over everything but a lease held elsewhere (which
+/// explains the error), then waiting for WAL mode, then work still owed.
+fn state_of(progress: &database::Progress, counted: &str, behind: bool) -> String {
+    if counted == "lease held elsewhere" && progress.last_error.is_some() {
+        counted.to_string()
+    } else if progress.last_error.is_some() {
+        "error".to_string()
+    } else if counted == "waiting for WAL mode" {
+        counted.to_string()
+    } else if progress.needs_snapshot.is_some() {
+        "snapshot pending".to_string()
+    } else if behind {
+        "pending".to_string()
+    } else {
+        "up to date".to_string()
+    }
+}
+
+/// Which process uploads `db`: this one, or the one holding its spool.
+fn uploader_of(db: &database::Database) -> String {
+    if db.owned_here() {
+        format!("pid {} (this process)", std::process::id())
+    } else {
+        crate::spool::Spool::owner_pid(&crate::spool::Spool::dir_for(&db.path))
+            .map_or_else(|| "another process".into(), |p| format!("pid {p}"))
+    }
+}
+
+/// The row of a database another process replicates while this one stands by.
+fn standby_row(
+    path: &std::path::Path,
+    cfg: &crate::config::ReplicaConfig,
+    warnings: &Option<String>,
+) -> StatusRow {
+    let owner = crate::spool::Spool::owner_pid(&crate::spool::Spool::dir_for(path));
+    StatusRow {
+        name: path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default(),
+        path: path.display().to_string(),
+        replica_url: cfg.url(),
+        state: "standby".into(),
+        uploader: Some(owner.map_or_else(|| "another process".into(), |p| format!("pid {p}"))),
+        warnings: warnings.clone(),
+        ..StatusRow::default()
+    }
+}
+
+/// The row of a running restore no replicated database of this process shows.
+fn restore_row(r: &ActiveRestore, warnings: &Option<String>) -> StatusRow {
+    let output = std::path::Path::new(&r.output);
+    StatusRow {
+        name: output
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default(),
+        path: r.output.clone(),
+        replica_url: r.replica_url.clone(),
+        state: "restoring".into(),
+        warnings: warnings.clone(),
+        restore: Some(r.progress),
+        ..StatusRow::default()
+    }
 }
 
 #[cfg(test)]

@@ -58,11 +58,8 @@ fn committed_checksum(
             if dbf.read_at(0, &mut h)? < h.len() {
                 return Ok(ltx::DbChecksum::default().value());
             }
-            let ps = match u16::from_be_bytes([h[16], h[17]]) {
-                1 => 65536,
-                n => n as u32,
-            };
-            (ps, u32::from_be_bytes(h[28..32].try_into().unwrap()))
+            let h = wal::DbHeader::parse(&h).expect("100 bytes");
+            (h.page_size, h.page_count)
         }
     };
     if !ltx::is_valid_page_size(page_size) {

@@ -134,6 +134,39 @@ pub fn is_valid_page_size(page_size: u32) -> bool {
     page_size.is_power_of_two() && (MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&page_size)
 }
 
+/// The page size a database header or a WAL index stores in 16 bits: 65536 does not fit,
+/// so SQLite stores it as 1 there (the WAL file header stores it as is).
+pub fn page_size_from_header_field(raw: u16) -> u32 {
+    match raw {
+        1 => 65536,
+        n => n as u32,
+    }
+}
+
+/// What the first 100 bytes of a database file (its page 1) say about its size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DbHeader {
+    pub page_size: u32,
+    /// The database size in pages, as stored (0 or stale when not `page_count_valid`).
+    pub page_count: u32,
+    /// SQLite marks the stored size valid by making the change counter equal to
+    /// version-valid-for.
+    pub page_count_valid: bool,
+}
+
+impl DbHeader {
+    /// Reads the fields of `b`; `None` when it is shorter than 100 bytes. It does not check
+    /// the magic string.
+    pub fn parse(b: &[u8]) -> Option<DbHeader> {
+        let b = b.get(..100)?;
+        Some(DbHeader {
+            page_size: page_size_from_header_field(u16::from_be_bytes([b[16], b[17]])),
+            page_count: get_u32(b, 28),
+            page_count_valid: b[24..28] == b[92..96],
+        })
+    }
+}
+
 /// The 32-byte WAL file header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WalHeader {
@@ -1655,10 +1688,7 @@ impl WalIndexHeader {
         if version != WAL_FORMAT_VERSION || is_init == 0 {
             return None;
         }
-        let page_size = match u16::from_ne_bytes([b[14], b[15]]) {
-            1 => 65536,
-            n => n as u32,
-        };
+        let page_size = page_size_from_header_field(u16::from_ne_bytes([b[14], b[15]]));
         if !is_valid_page_size(page_size) {
             return None;
         }

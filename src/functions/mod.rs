@@ -1,0 +1,23 @@
+//! The logic behind the SQL functions (`replica_sync`, `replica_snapshot`,
+//! `replica_restore`, `replica_verify`, `replica_restore_points`, `replica_version`) and
+//! the restore a database gets when it is opened missing; the FFI layer only converts
+//! arguments and results. It owns argument meaning and error wording; it must not touch
+//! SQLite itself (the integrity check and the live database reader are handed in).
+//!
+//! `scope` resolves what a call refers to; `sync`, `restore`, `points` and `verify` hold
+//! one family of functions each; `sync_commit` packs the synchronous-commit setting.
+
+mod points;
+mod restore;
+mod scope;
+mod sync;
+pub mod sync_commit;
+mod verify;
+mod version;
+
+pub use points::{restore_points, RESTORE_POINT_COLUMNS};
+pub use restore::{parse_point, parse_restore_options, restore, restore_missing, RestoreOptions};
+pub use scope::WalOpener;
+pub use sync::{snapshot, sync, wait_for_other_process};
+pub use verify::{run_scheduled_drills, verify, DrillSchedule};
+pub use version::version;

@@ -1,0 +1,224 @@
+//! `replica_restore` and the restore a database gets when it is opened missing: the
+//! meaning of the point-in-time and options arguments, where a restore may write, and the
+//! restore engine run with its progress shown in status. It must not touch SQLite itself
+//! (the integrity check is handed in) nor restore over a live replicated database.
+
+use super::scope::{open_replica, resolve_source};
+use crate::config::ReplicaTarget;
+use crate::database;
+use crate::error::Error;
+use crate::restore::{self, RestoreRequest, Target, Tuning};
+use crate::status::RestoreTracker;
+use std::path::{Path, PathBuf};
+
+/// Parses `replica_restore`'s point-in-time argument: a txid or an RFC 3339 timestamp.
+pub fn parse_point(s: Option<&str>) -> Result<Target, Error> {
+    let Some(s) = s
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && !s.eq_ignore_ascii_case("latest"))
+    else {
+        return Ok(Target::Latest);
+    };
+    if let Ok(t) = s.parse::<u64>() {
+        return Ok(Target::Txid(t));
+    }
+    if let Some(hex) = s.strip_prefix("0x") {
+        if let Ok(t) = u64::from_str_radix(hex, 16) {
+            return Ok(Target::Txid(t));
+        }
+    }
+    crate::base::clock::parse_rfc3339(s).map(Target::Timestamp).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "replica_restore: point in time {s:?} is neither a txid nor an RFC 3339 timestamp like 2026-11-25T18:00:00Z"
+        ))
+    })
+}
+
+/// `replica_restore`'s options: comma-separated `overwrite`, `full`, `parallelism=N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestoreOptions {
+    pub overwrite: bool,
+    /// `PRAGMA integrity_check` instead of `quick_check`: slower, but also checks indexes.
+    pub full_check: bool,
+    pub parallelism: usize,
+}
+
+pub fn parse_restore_options(options: Option<&str>) -> Result<RestoreOptions, Error> {
+    let mut o = RestoreOptions {
+        overwrite: false,
+        full_check: false,
+        parallelism: restore::DEFAULT_PARALLELISM,
+    };
+    for opt in options
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+    {
+        let bad = |what: String| Error::InvalidArgument(format!("replica_restore: {what}"));
+        match opt.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
+            None if opt == "overwrite" => o.overwrite = true,
+            None if opt == "full" => o.full_check = true,
+            Some(("parallelism", n)) => {
+                o.parallelism = n
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=64).contains(n))
+                    .ok_or_else(|| bad(format!("parallelism must be 1 to 64, got {n:?}")))?
+            }
+            _ => {
+                return Err(bad(format!(
+                    "unknown option {opt:?} (known: overwrite, full, parallelism=N)"
+                )))
+            }
+        }
+    }
+    Ok(o)
+}
+
+/// Why a restore runs, which decides what it must also do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Purpose {
+    /// `replica_restore`.
+    Asked,
+    /// At open of a missing database: never replace a file that appears meanwhile.
+    Boot,
+    /// `replica_verify`: the restored file's database checksum is needed.
+    Drill,
+}
+
+/// Restores `replica` into `output`, showing progress in status while it runs.
+pub(super) fn restore_tracked(
+    replica: &ReplicaTarget,
+    output: &Path,
+    target: Target,
+    opts: RestoreOptions,
+    purpose: Purpose,
+    check: &dyn Fn(&Path, bool) -> Result<(), String>,
+) -> Result<restore::Restored, Error> {
+    let (store, prefix) = open_replica(replica)?;
+    let tracker = RestoreTracker::start(replica.url(), output);
+    restore::restore_with(
+        &RestoreRequest {
+            store: store.as_ref(),
+            prefix: &prefix,
+            output,
+            target,
+            overwrite: opts.overwrite,
+            check: &|p| check(p, opts.full_check),
+        },
+        &Tuning {
+            parallelism: opts.parallelism,
+            want_checksum: purpose == Purpose::Drill,
+            exclusive: purpose == Purpose::Boot,
+            progress: &|p| tracker.update(p),
+            ..Default::default()
+        },
+    )
+}
+
+pub fn restore(
+    src: &str,
+    output: &str,
+    point: Option<&str>,
+    options: Option<&str>,
+    check: &dyn Fn(&Path, bool) -> Result<(), String>,
+) -> Result<i64, Error> {
+    let opts = parse_restore_options(options)?;
+    if output.is_empty() {
+        return Err(Error::InvalidArgument(
+            "replica_restore: the target path is empty".into(),
+        ));
+    }
+    let output = PathBuf::from(output);
+    let abs_out = std::path::absolute(&output).unwrap_or(output.clone());
+    if database::get(&abs_out).is_some() {
+        return Err(Error::InvalidArgument(format!(
+            "replica_restore: {} is a live database replicated by this process; restore to another path",
+            output.display()
+        )));
+    }
+    let target = parse_point(point)?;
+    let replica = resolve_source(src)?;
+    let restored = restore_tracked(&replica, &output, target, opts, Purpose::Asked, check)?;
+    Ok(restored.txid as i64)
+}
+
+/// Boot-time restore of a replicated database whose file is missing (see
+/// `shim::restore_needed_before_open`): a replica without files means a new database.
+pub fn restore_missing(
+    path: &Path,
+    replica: &ReplicaTarget,
+    check: &dyn Fn(&Path, bool) -> Result<(), String>,
+) -> Result<(), Error> {
+    let failed = |e: Error| {
+        Error::Restore(format!(
+            "{} does not exist and restoring it from {} failed ({e}); not creating an empty database that would be replicated over the replica (set `restore-if-db-not-exists: false` or REPLICA_RESTORE_IF_MISSING=0 to start empty)",
+            path.display(),
+            replica.url()
+        ))
+    };
+    let (store, prefix) = open_replica(replica).map_err(failed)?;
+    if restore::list_objects(store.as_ref(), &prefix)
+        .map_err(failed)?
+        .is_empty()
+    {
+        return Ok(());
+    }
+    let opts = parse_restore_options(None)?;
+    let restored = match restore_tracked(replica, path, Target::Latest, opts, Purpose::Boot, check)
+    {
+        Ok(r) => r,
+        // Another process restored (or created) it meanwhile: open that one.
+        Err(_) if path.exists() => return Ok(()),
+        Err(e) => return Err(failed(e)),
+    };
+    crate::base::log::notice(&format!(
+        "{} was missing: restored it from {} at txid {} ({} files, {} bytes)",
+        path.display(),
+        replica.url(),
+        restored.txid,
+        restored.files,
+        restored.bytes_downloaded
+    ));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn points_in_time_parse_or_fail_clearly() {
+        assert_eq!(parse_point(None).unwrap(), Target::Latest);
+        assert_eq!(parse_point(Some("")).unwrap(), Target::Latest);
+        assert_eq!(parse_point(Some("42")).unwrap(), Target::Txid(42));
+        assert_eq!(parse_point(Some("0x2a")).unwrap(), Target::Txid(42));
+        assert_eq!(
+            parse_point(Some("1970-01-01T00:00:01Z")).unwrap(),
+            Target::Timestamp(1000)
+        );
+        let e = parse_point(Some("last tuesday")).unwrap_err().to_string();
+        assert!(e.contains("neither a txid nor an RFC 3339"), "{e}");
+    }
+
+    #[test]
+    fn restore_options_parse_or_fail_clearly() {
+        let o = parse_restore_options(Some("overwrite, parallelism=3,full")).unwrap();
+        assert_eq!(
+            o,
+            RestoreOptions {
+                overwrite: true,
+                full_check: true,
+                parallelism: 3
+            }
+        );
+        assert_eq!(
+            parse_restore_options(None).unwrap().parallelism,
+            restore::DEFAULT_PARALLELISM
+        );
+        for bad in ["parallelism=0", "parallelism=x", "fast"] {
+            assert!(parse_restore_options(Some(bad)).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! What a call refers to: the replicated databases of a connection (or of the process, for
+//! an in-memory or temporary main database), the replica a name or URL resolves to, and
+//! that replica's store. It owns the wording of "not replicated" errors; it must not
+//! change any database's state.
+
+use crate::config::{self, ReplicaTarget};
+use crate::database::{self, Database};
+use crate::error::Error;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The databases a call on a connection refers to: its main database, which must replicate;
+/// for a connection on an in-memory or temporary database, every database this process
+/// replicates.
+pub(super) fn databases_for(
+    conn_db: Option<&Path>,
+    what: &str,
+) -> Result<Vec<Arc<Database>>, Error> {
+    if let Some(db) = conn_db.and_then(database::get) {
+        if !db.owned_here() {
+            return Err(Error::Unsupported(format!(
+                "{what}: this process was forked from the one that replicates {}; that process ships this one's commits too (multi-process support is not built yet)",
+                db.name
+            )));
+        }
+        return Ok(vec![db]);
+    }
+    if let Some(path) = conn_db {
+        // A real database file that does not replicate: succeeding here would mislead.
+        return Err(Error::NotReplicated(format!(
+            "{what}: {} is not replicated (set REPLICA_URL, add it to litestream.yml, or open it with ?replica=URL; replica_status() and its warnings say why)",
+            path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| path.display().to_string())
+        )));
+    }
+    // An in-memory or temporary main database: the call is about the process's databases.
+    let all = database::all();
+    if all.is_empty() {
+        return Err(Error::NotReplicated(format!(
+            "{what}: no database is replicated in this process (set REPLICA_URL, add it to litestream.yml, or open it with ?replica=URL)"
+        )));
+    }
+    Ok(all)
+}
+
+/// Opens a database's WAL for reading (the FFI layer reads through SQLite's VFS).
+pub type WalOpener<'a> = dyn FnMut(&Path) -> Option<Box<dyn crate::base::io::ReadAt>> + 'a;
+
+/// What `replica_restore`'s first argument names.
+pub(super) fn resolve_source(src: &str) -> Result<ReplicaTarget, Error> {
+    if src.contains("://") || src.starts_with("s3:") {
+        return Ok(config::parse_replica_url(
+            src,
+            &config::Env::from_process(),
+        )?);
+    }
+    if let Some(db) = database::find(src) {
+        return Ok(db.config.target.clone());
+    }
+    let abs =
+        std::path::absolute(src).map_err(|e| Error::InvalidArgument(format!("{src}: {e}")))?;
+    match crate::shim::resolve_for_path(&abs)? {
+        Some(cfg) => Ok(cfg.target),
+        None => Err(Error::NotReplicated(format!(
+            "replica_restore: {src} has no replica: give a replica URL (file:///dir/{0} or s3://bucket/path), set REPLICA_URL, or add it to litestream.yml",
+            abs.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default()
+        ))),
+    }
+}
+
+/// The store and key prefix of a replica.
+pub(super) fn open_replica(
+    replica: &ReplicaTarget,
+) -> Result<(Box<dyn crate::store::ObjectStore>, String), Error> {
+    let store = crate::store::open(replica)?;
+    let prefix = match replica {
+        ReplicaTarget::S3(t) => t.prefix.clone(),
+        ReplicaTarget::File { .. } => String::new(),
+    };
+    Ok((store, prefix))
+}
+
+/// The replica a restore-points listing or a drill is about.
+pub(super) fn replica_of(
+    db_arg: Option<&str>,
+    conn_db: Option<&Path>,
+    what: &str,
+) -> Result<Vec<(String, ReplicaTarget)>, Error> {
+    match db_arg {
+        Some(src) => Ok(vec![(
+            database::find(src)
+                .map(|d| d.name.clone())
+                .unwrap_or_else(|| src.to_string()),
+            resolve_source(src)?,
+        )]),
+        None => Ok(databases_for(conn_db, what)?
+            .into_iter()
+            .map(|db| (db.name.clone(), db.config.target.clone()))
+            .collect()),
+    }
+}

@@ -1,0 +1,134 @@
+//! `replica_sync` and `replica_snapshot`: ask the uploader for work and wait until it is
+//! in the replica (or say, within the timeout, why it is not); and the wait of a
+//! synchronous commit whose database another process replicates. It must not upload
+//! anything itself; the commits it waits for are safe locally whatever it answers.
+
+use super::scope::{databases_for, WalOpener};
+use crate::database;
+use crate::error::Error;
+use std::path::Path;
+use std::time::Duration;
+
+const DEFAULT_SYNC_TIMEOUT_MS: i64 = 30_000;
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Blocks until every commit made before the call is in the replica; returns the txid.
+pub fn sync(
+    conn_db: Option<&Path>,
+    timeout_ms: Option<i64>,
+    open_wal: &mut WalOpener<'_>,
+) -> Result<i64, Error> {
+    let timeout_ms = timeout_ms.unwrap_or(DEFAULT_SYNC_TIMEOUT_MS);
+    if timeout_ms < 0 {
+        return Err(Error::InvalidArgument(format!(
+            "replica_sync: timeout must be >= 0 ms, got {timeout_ms}"
+        )));
+    }
+    let dbs = databases_for(conn_db, "replica_sync")?;
+    let deadline = std::time::Instant::now() + Duration::from_millis(timeout_ms as u64);
+    let mut txid = 0;
+    for db in dbs {
+        let mut wal_path = db.path.as_os_str().to_owned();
+        wal_path.push("-wal");
+        crate::shim::settle_deferred(&db, &mut || open_wal(Path::new(&wal_path)));
+        crate::shim::take_foreign_commits_now(&db, &mut || open_wal(Path::new(&wal_path)));
+        let target_seq = db.spool.last_seq();
+        db.update_progress(|p| p.flush_requested = true);
+        crate::uploader::wake();
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match db.wait_for(left, |p| {
+            p.shipped_seq >= target_seq && p.needs_snapshot.is_none()
+        }) {
+            Ok(p) => txid = p.txid as i64,
+            Err(p) => {
+                let pending = db.spool.pending().len();
+                let not_wal = db.counters().state == "waiting for WAL mode";
+                let why = match (&p.needs_snapshot, &p.last_error) {
+                    _ if not_wal => "it is not in WAL mode, so nothing of it can be replicated: run PRAGMA journal_mode=WAL on it".into(),
+                    (_, Some(e)) => format!("last error: {e}"),
+                    (Some(s), None) => format!("waiting for a snapshot ({s})"),
+                    _ => "the uploader is still working".into(),
+                };
+                return Err(Error::Timeout(format!(
+                    "replica_sync: timed out after {timeout_ms} ms: {} is at txid {} with {pending} transaction(s) pending; {why}. The commits are safe locally and will be shipped.",
+                    db.name, p.txid
+                )));
+            }
+        }
+    }
+    Ok(txid)
+}
+
+/// Ships a full snapshot now; returns its txid.
+pub fn snapshot(db_arg: Option<&str>, conn_db: Option<&Path>) -> Result<i64, Error> {
+    let dbs = match db_arg {
+        Some(name) => vec![database::find(name).ok_or_else(|| {
+            Error::NotReplicated(format!(
+                "replica_snapshot: {name} is not a replicated database of this process"
+            ))
+        })?],
+        None => databases_for(conn_db, "replica_snapshot")?,
+    };
+    let mut txid = 0;
+    for db in dbs {
+        let before = db.progress();
+        // Like replica_sync, the request earns an attempt even while the uploader backs off.
+        db.update_progress(|p| {
+            p.snapshot_request += 1;
+            p.needs_snapshot = Some("requested by replica_snapshot()".into());
+            p.flush_requested = true;
+        });
+        crate::uploader::wake();
+        let done = |p: &crate::database::Progress| {
+            p.snapshots > before.snapshots || p.failed_attempts > before.failed_attempts
+        };
+        match db.wait_for(SNAPSHOT_TIMEOUT, done) {
+            Ok(p) if p.snapshots > before.snapshots => txid = p.txid as i64,
+            // An attempt made after the request failed: say so now rather than wait out
+            // the backoff; the snapshot stays owed and is retried in the background.
+            Ok(p) => {
+                return Err(Error::Upload(format!(
+                    "replica_snapshot: {}: the snapshot could not be uploaded ({}); it stays pending and is retried",
+                    db.name,
+                    p.last_error.unwrap_or_else(|| "unknown error".into())
+                )))
+            }
+            Err(p) => {
+                return Err(Error::Timeout(format!(
+                    "replica_snapshot: {} did not finish a snapshot in {} s; last error: {}",
+                    db.name,
+                    SNAPSHOT_TIMEOUT.as_secs(),
+                    p.last_error.unwrap_or_else(|| "none".into())
+                )))
+            }
+        }
+    }
+    Ok(txid)
+}
+
+/// A synchronous commit in a process that does not replicate `db_path` itself (another
+/// process holds its spool): waits until that process has shipped the commit ending at
+/// `commit`, as the spool's state file says. Polls the file: there is no channel between
+/// processes, and the wait is bounded by `timeout_ms`.
+pub fn wait_for_other_process(
+    db_path: &Path,
+    commit: crate::wal::WalPosition,
+    timeout_ms: u32,
+) -> Result<(), Error> {
+    let dir = crate::spool::Spool::dir_for(db_path);
+    let deadline = std::time::Instant::now() + Duration::from_millis(u64::from(timeout_ms));
+    loop {
+        let shipped = crate::spool::Spool::read_state_file(&dir).and_then(|s| s.position);
+        if shipped.is_some_and(|(p, _)| commit.covered_by(&p)) {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::Timeout(format!(
+                "{}: the process that replicates it (it holds {}) had not shipped this commit after {timeout_ms} ms; the commit is safe locally and will be shipped",
+                db_path.display(),
+                dir.join("lock").display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}

@@ -1,0 +1,29 @@
+//! Restore: plan from a LIST (the latest snapshot at or before the target, then the shortest
+//! contiguous chain of files after it, across levels), download in parallel (a bounded
+//! window of whole or ranged GETs), stream each file through the LTX decoder straight into a
+//! temporary file, verify every file checksum, the database checksum chain where files carry
+//! one and SQLite's page-1 header against each file's commit size, check integrity (on
+//! failure, bisect the chain to name the first file after which it fails), then rename into
+//! place (or hard-link, never replacing, for boot-time restores). Planning is pure; applying
+//! takes the store and a checker. It must
+//! never leave an unverified file at the target path (nor any file when it fails), never
+//! overwrite a file unless asked, and never hold more than the download window in memory.
+//!
+//! `types` holds what a restore is told and reports, `plan` the pure planner, `fetch` the
+//! store reads and the download window, `write` the writer thread, `apply` the decoding and
+//! checks into the temporary file, and `run` the whole restore and its publication.
+
+mod apply;
+mod fetch;
+mod plan;
+mod run;
+mod types;
+mod write;
+
+pub use fetch::{list_objects, read_headers};
+pub use plan::{parse_listing, plan, LtxObject};
+pub use run::{restore, restore_with};
+pub use types::{
+    RestoreProgress, RestoreRequest, Restored, Target, Tuning, DEFAULT_CHUNK_BYTES,
+    DEFAULT_PARALLELISM,
+};

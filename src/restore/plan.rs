@@ -1,0 +1,330 @@
+//! Planning a restore, from a listing to a chain: which LTX objects the replica holds (parsed
+//! from key names), then the latest snapshot at or before the target and the shortest
+//! contiguous chain of files after it, across levels. Pure: it must not touch the store or
+//! the file system, and it refuses (rather than works around) a hole or a target no chain
+//! ends at exactly.
+
+use crate::error::Error;
+use crate::store::{keys, ObjectInfo};
+use std::collections::BTreeMap;
+
+/// One LTX object of the replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LtxObject {
+    pub key: String,
+    pub level: u8,
+    pub min_txid: u64,
+    pub max_txid: u64,
+    pub size: u64,
+    /// When the store says the object was written (S3 LastModified, file mtime), in ms.
+    pub modified_ms: u64,
+}
+
+/// Parses a listing into LTX objects, skipping anything else.
+pub fn parse_listing(objects: &[ObjectInfo]) -> Vec<LtxObject> {
+    let mut out: Vec<LtxObject> = objects
+        .iter()
+        .filter_map(|o| {
+            let mut parts = o.key.rsplit('/');
+            let name = parts.next()?;
+            let level = u8::from_str_radix(parts.next()?, 16).ok()?;
+            let (min_txid, max_txid) = keys::parse_ltx_filename(name)?;
+            Some(LtxObject {
+                key: o.key.clone(),
+                level,
+                min_txid,
+                max_txid,
+                size: o.size,
+                modified_ms: o.modified_ms,
+            })
+        })
+        .collect();
+    out.sort_by_key(|o| (o.max_txid, o.level, o.min_txid));
+    out
+}
+
+/// A reached state (its txid is the key of [`Reached`]): files applied to get there, their
+/// bytes, and the index of the file that got there (`None` for the snapshot).
+type State = (usize, u64, Option<usize>);
+/// Every state reached from the snapshot, by txid.
+type Reached = BTreeMap<u64, State>;
+
+/// Chooses the files to apply for a target txid (`None` = latest): the newest snapshot at
+/// or before it, then the chain with the fewest files (fewest bytes among those) from it to
+/// the newest state at or before the target. A file starting at txid 1 is a snapshot
+/// whatever its level: Litestream's first level-0 file and its compactions from txid 1 are.
+/// A file may continue a state from before its first txid (a compacted file spanning a
+/// snapshot, as Litestream's can): every page it holds is that page's latest version up to
+/// its end, so applying all of it is right. A target txid no chain ends at exactly
+/// (compaction merged it into a larger file) is an error naming the nearest restore points.
+pub fn plan(objects: &[LtxObject], target: Option<u64>) -> Result<Vec<LtxObject>, Error> {
+    let limit = target.unwrap_or(u64::MAX);
+    let snapshot = latest_snapshot(objects, target)?;
+    if let Some(t) = target {
+        refuse_past_the_end(objects, t)?;
+    }
+    let start = snapshot.max_txid;
+    let best = reach(objects, start, limit);
+    // The newest state wanted must be reached: anything else is a hole, and restoring the
+    // older state silently would hand back a database the user did not ask for.
+    let wanted = objects
+        .iter()
+        .filter(|o| o.max_txid <= limit)
+        .map(|o| o.max_txid)
+        .max()
+        .unwrap_or(start);
+    if !best.contains_key(&wanted) {
+        return Err(broken_chain(objects, &best, limit));
+    }
+    if let Some(t) = target {
+        if wanted < t {
+            return Err(not_a_restore_point(objects, t, wanted));
+        }
+    }
+    let mut chain = walk_back(objects, &best, start, wanted);
+    chain.push(snapshot.clone());
+    chain.reverse();
+    Ok(chain)
+}
+
+/// The newest file starting at txid 1 at or before the target (a snapshot level file wins
+/// a tie).
+fn latest_snapshot(objects: &[LtxObject], target: Option<u64>) -> Result<&LtxObject, Error> {
+    let limit = target.unwrap_or(u64::MAX);
+    objects
+        .iter()
+        .filter(|o| o.min_txid == 1 && o.max_txid <= limit)
+        .max_by_key(|o| (o.max_txid, o.level == keys::SNAPSHOT_LEVEL))
+        .ok_or_else(|| match target {
+            _ if objects.is_empty() => Error::Restore("the replica holds no LTX files".into()),
+            Some(t) => Error::Restore(format!(
+                "no snapshot (a file starting at txid 1) at or before txid {t} in the replica"
+            )),
+            None => Error::Restore("the replica holds no snapshot".into()),
+        })
+}
+
+fn refuse_past_the_end(objects: &[LtxObject], t: u64) -> Result<(), Error> {
+    if objects.iter().all(|o| o.max_txid < t) {
+        let latest = objects.iter().map(|o| o.max_txid).max().unwrap_or(0);
+        return Err(Error::Restore(format!(
+            "txid {t} is past the end of the replica (latest txid {latest})"
+        )));
+    }
+    Ok(())
+}
+
+/// The best reached state `o` can continue from (the first of the fewest files, then
+/// bytes), with its txid.
+fn continued_from(best: &Reached, o: &LtxObject, start: u64) -> Option<(u64, State)> {
+    let from = o.min_txid.saturating_sub(1).max(start);
+    best.range(from..o.max_txid)
+        .min_by_key(|(_, (files, bytes, _))| (*files, *bytes))
+        .map(|(k, v)| (*k, *v))
+}
+
+/// Every state reachable from the snapshot's `start` up to `limit`, each by its cheapest
+/// chain. Taking files in order of their last txid settles every state a file can continue
+/// from before it is used.
+fn reach(objects: &[LtxObject], start: u64, limit: u64) -> Reached {
+    let mut best = Reached::new();
+    best.insert(start, (0, 0, None));
+    let mut order: Vec<usize> = (0..objects.len())
+        .filter(|&i| objects[i].max_txid > start && objects[i].max_txid <= limit)
+        .collect();
+    order.sort_by_key(|&i| (objects[i].max_txid, objects[i].min_txid));
+    for i in order {
+        let o = &objects[i];
+        let Some((_, (files, bytes, _))) = continued_from(&best, o, start) else {
+            continue;
+        };
+        let cand = (files + 1, bytes + o.size, Some(i));
+        let slot = best.entry(o.max_txid).or_insert(cand);
+        if (cand.0, cand.1) < (slot.0, slot.1) {
+            *slot = cand;
+        }
+    }
+    best
+}
+
+/// The hole after the newest reached state, naming the next file there is.
+fn broken_chain(objects: &[LtxObject], best: &Reached, limit: u64) -> Error {
+    let reached = *best.keys().next_back().expect("the start is reached");
+    let after = objects
+        .iter()
+        .filter(|o| o.min_txid > reached + 1 && o.max_txid <= limit)
+        .min_by_key(|o| o.min_txid)
+        .map(|o| o.key.clone())
+        .unwrap_or_default();
+    Error::Restore(format!(
+        "the replica's chain is broken: no file starts at txid {0} (no {0:016x}-*.ltx at any level; the next file is {after}); refusing to restore an older state",
+        reached + 1,
+    ))
+}
+
+/// Compaction merged the files that ended at `t`: never restore another state.
+fn not_a_restore_point(objects: &[LtxObject], t: u64, wanted: u64) -> Error {
+    let after = objects
+        .iter()
+        .filter(|o| o.max_txid > t)
+        .map(|o| o.max_txid)
+        .min()
+        .unwrap_or(t);
+    Error::Restore(format!(
+        "txid {t} is not a restore point of the replica (its files were compacted); the nearest are txids {wanted} and {after}"
+    ))
+}
+
+/// The files that reach `wanted`, newest first, back to (not including) the snapshot.
+fn walk_back(objects: &[LtxObject], best: &Reached, start: u64, wanted: u64) -> Vec<LtxObject> {
+    let mut chain = Vec::new();
+    let mut at = wanted;
+    while let Some(&(_, _, Some(i))) = best.get(&at) {
+        chain.push(objects[i].clone());
+        // The state this file continued from: the best reached state it could follow.
+        at = continued_from(best, &objects[i], start)
+            .expect("a file is only taken after a state it continues")
+            .0;
+    }
+    chain
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    pub(in crate::restore) fn obj(level: u8, min: u64, max: u64) -> LtxObject {
+        LtxObject {
+            key: keys::s3_key("db", level, min, max),
+            level,
+            min_txid: min,
+            max_txid: max,
+            size: 1,
+            modified_ms: 0,
+        }
+    }
+
+    /// (level, max txid) of each planned file.
+    fn planned(objs: &[LtxObject], target: Option<u64>) -> Vec<(u8, u64)> {
+        plan(objs, target)
+            .unwrap()
+            .iter()
+            .map(|o| (o.level, o.max_txid))
+            .collect()
+    }
+
+    #[test]
+    fn plans_latest_snapshot_then_contiguous_chain() {
+        let objs = vec![
+            obj(9, 1, 1),
+            obj(0, 2, 2),
+            obj(0, 3, 3),
+            obj(9, 1, 3),
+            obj(0, 4, 4),
+            obj(0, 5, 5),
+        ];
+        assert_eq!(planned(&objs, None), vec![(9, 3), (0, 4), (0, 5)]);
+        assert_eq!(planned(&objs, Some(2)), vec![(9, 1), (0, 2)]);
+    }
+
+    #[test]
+    fn prefers_compacted_files_and_stops_at_the_target() {
+        let objs = vec![
+            obj(9, 1, 1),
+            obj(0, 2, 2),
+            obj(1, 2, 4),
+            obj(0, 3, 3),
+            obj(0, 4, 4),
+            obj(0, 5, 5),
+        ];
+        assert_eq!(planned(&objs, None), vec![(9, 1), (1, 4), (0, 5)]);
+        assert_eq!(planned(&objs, Some(3)), vec![(9, 1), (0, 2), (0, 3)]);
+    }
+
+    #[test]
+    fn any_file_from_txid_1_is_a_snapshot_as_litestream_writes_them() {
+        let objs = vec![
+            obj(0, 1, 1),
+            obj(0, 2, 2),
+            obj(1, 1, 2),
+            obj(0, 3, 3),
+            obj(9, 1, 3),
+            obj(0, 4, 4),
+        ];
+        let plan_of = |t| -> Vec<(u8, u64, u64)> {
+            plan(&objs, t)
+                .unwrap()
+                .iter()
+                .map(|o| (o.level, o.min_txid, o.max_txid))
+                .collect()
+        };
+        assert_eq!(plan_of(Some(1)), vec![(0, 1, 1)]);
+        assert_eq!(plan_of(Some(2)), vec![(1, 1, 2)]);
+        assert_eq!(plan_of(None), vec![(9, 1, 3), (0, 4, 4)]);
+    }
+
+    #[test]
+    fn continues_through_compacted_files_that_straddle_a_snapshot() {
+        // Snapshot 1-5 was taken inside the range of level-1 file 4-7.
+        let objs = vec![
+            obj(9, 1, 1),
+            obj(1, 2, 3),
+            obj(1, 4, 7),
+            obj(9, 1, 5),
+            obj(0, 8, 8),
+        ];
+        assert_eq!(planned(&objs, None), vec![(9, 5), (1, 7), (0, 8)]);
+        assert_eq!(planned(&objs, Some(5)), vec![(9, 5)]);
+        let err = plan(&objs, Some(6)).unwrap_err().to_string();
+        assert!(
+            err.contains("txid 6 is not a restore point") && err.contains("5 and 7"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn refuses_a_broken_chain_naming_the_gap() {
+        let objs = vec![obj(9, 1, 1), obj(0, 2, 2), obj(0, 4, 4)];
+        let err = plan(&objs, None).unwrap_err().to_string();
+        assert!(err.contains("no file starts at txid 3"), "{err}");
+        assert!(err.contains(&obj(0, 4, 4).key), "{err}");
+        assert!(plan(&objs, Some(2)).is_ok());
+    }
+
+    #[test]
+    fn refuses_without_snapshot_or_past_the_end() {
+        assert!(plan(&[], None)
+            .unwrap_err()
+            .to_string()
+            .contains("no LTX files"));
+        assert!(plan(&[obj(0, 2, 2)], None)
+            .unwrap_err()
+            .to_string()
+            .contains("no snapshot"));
+        assert!(plan(&[obj(9, 1, 1)], Some(7))
+            .unwrap_err()
+            .to_string()
+            .contains("past the end"));
+    }
+
+    #[test]
+    fn plans_the_fewest_files_not_the_greedy_longest_step() {
+        // Greedy "reach furthest" takes 2-10, then needs 11-15 and 16-20: three files.
+        let objs = vec![
+            obj(9, 1, 1),
+            obj(1, 2, 10),
+            obj(0, 2, 5),
+            obj(1, 6, 20),
+            obj(0, 11, 15),
+            obj(0, 16, 20),
+        ];
+        assert_eq!(planned(&objs, None), vec![(9, 1), (0, 5), (1, 20)]);
+    }
+
+    #[test]
+    fn goes_around_a_dead_end_through_another_level() {
+        // 2-10 leads nowhere (11 is missing), but 2-3 and 4-12 reach the end.
+        let objs = vec![obj(9, 1, 1), obj(1, 2, 10), obj(0, 2, 3), obj(1, 4, 12)];
+        assert_eq!(planned(&objs, None), vec![(9, 1), (0, 3), (1, 12)]);
+    }
+}

@@ -1,0 +1,77 @@
+//! What a restore is told and what it reports: the target, the request, the tuning knobs,
+//! progress and the outcome. Plain data shared by the planner, the fetcher and the
+//! applier; it must not do any I/O.
+
+use crate::store::ObjectStore;
+use std::path::Path;
+
+/// Litestream's restore parallelism (`-parallelism`, default 8).
+pub const DEFAULT_PARALLELISM: usize = 8;
+/// Objects above this size are fetched as ranged GETs of this size, several at once.
+pub const DEFAULT_CHUNK_BYTES: u64 = 4 << 20;
+
+/// Where to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Latest,
+    Txid(u64),
+    /// Milliseconds since the epoch: the last state whose files are all at or before it.
+    Timestamp(u64),
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    pub txid: u64,
+    pub files: usize,
+    pub pages: u32,
+    pub bytes_downloaded: u64,
+    /// The restored database's LTX checksum (page checksums XORed, flag bit set), when it
+    /// was computed: asked for, or needed to check a file that carries checksums.
+    pub db_checksum: Option<u64>,
+}
+
+/// How far a running restore is; reported after every downloaded piece.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RestoreProgress {
+    pub files_done: u64,
+    pub files_total: u64,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+}
+
+pub struct RestoreRequest<'a> {
+    pub store: &'a dyn ObjectStore,
+    /// Key prefix of the replica (empty for file replicas).
+    pub prefix: &'a str,
+    pub output: &'a Path,
+    pub target: Target,
+    pub overwrite: bool,
+    /// Runs `PRAGMA quick_check` (or more) on the restored file before it is moved in place.
+    pub check: &'a dyn Fn(&Path) -> Result<(), String>,
+}
+
+/// Knobs beyond what a restore must be told.
+pub struct Tuning<'a> {
+    /// Objects (or ranges of one) downloaded at once; also the window held in memory.
+    pub parallelism: usize,
+    pub chunk_bytes: u64,
+    /// Compute the database checksum of the result even when no file carries one.
+    pub want_checksum: bool,
+    /// Publish without ever replacing a file that appeared at the target meanwhile (an
+    /// error then), leaving any `-wal` beside it alone.
+    pub exclusive: bool,
+    pub progress: &'a dyn Fn(&RestoreProgress),
+}
+
+impl Default for Tuning<'_> {
+    fn default() -> Self {
+        Tuning {
+            parallelism: DEFAULT_PARALLELISM,
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
+            want_checksum: false,
+            exclusive: false,
+            progress: &|_| {},
+        }
+    }
+}
