@@ -2,7 +2,10 @@
 //! which page version wins and the header the output carries; it reads and writes only the
 //! decoders and writer it is handed.
 
-use super::{lock_pgno, Decoder, Encoder, Header, LtxError, Trailer};
+use super::decode::Decoder;
+use super::encode::Encoder;
+use super::error::LtxError;
+use super::header::{lock_pgno, Header, Trailer};
 use std::io::{Read, Write};
 
 /// Merges contiguous LTX files into one (latest page version wins), streaming: it holds
@@ -15,6 +18,30 @@ pub fn merge<R: Read, W: Write>(
     inputs: Vec<Decoder<R>>,
     out: W,
 ) -> Result<(W, Header, Trailer), LtxError> {
+    let (first, last) = check_inputs(&inputs)?;
+    let header = merged_header(&first, &last);
+    let mut enc = Encoder::new(out, header)?;
+    let pre_checksums: Vec<u64> = inputs
+        .iter()
+        .map(|d| d.header().pre_apply_checksum)
+        .collect();
+    let mut decs = inputs;
+    write_latest_pages(&mut decs, &mut enc)?;
+    let mut trailers = Vec::with_capacity(decs.len());
+    for d in decs {
+        trailers.push(d.finish()?);
+    }
+    if !first.no_checksum() {
+        check_chain(&pre_checksums, &trailers)?;
+    }
+    let post = trailers.last().unwrap().post_apply_checksum;
+    let (w, trailer) = enc.finish(post)?;
+    Ok((w, header, trailer))
+}
+
+/// The first and last inputs' headers, once every neighbour pair has the same page size
+/// and checksum flag and continues the other's transactions.
+fn check_inputs<R: Read>(inputs: &[Decoder<R>]) -> Result<(Header, Header), LtxError> {
     let bad = LtxError::BadHeader;
     let Some(first) = inputs.first().map(|d| *d.header()) else {
         return Err(bad("a merge needs at least one input".into()));
@@ -38,11 +65,16 @@ pub fn merge<R: Read, W: Write>(
             return Err(bad("inputs disagree on the no-checksum flag".into()));
         }
     }
-    let commit = last.commit;
-    let header = Header {
+    Ok((first, last))
+}
+
+/// The output spans the inputs: it starts where the first starts and ends as the last
+/// ends. It stands for no single WAL range, so the WAL fields are zero.
+fn merged_header(first: &Header, last: &Header) -> Header {
+    Header {
         flags: first.flags,
         page_size: first.page_size,
-        commit,
+        commit: last.commit,
         min_txid: first.min_txid,
         max_txid: last.max_txid,
         timestamp_ms: last.timestamp_ms,
@@ -52,22 +84,27 @@ pub fn merge<R: Read, W: Write>(
         wal_salt1: 0,
         wal_salt2: 0,
         node_id: 0,
-    };
+    }
+}
+
+/// Walks every input's pages in ascending order together and writes each page's latest
+/// version within the output's size, or zeros where a later input cut the page off and
+/// none after it wrote it again.
+fn write_latest_pages<R: Read, W: Write>(
+    decs: &mut [Decoder<R>],
+    enc: &mut Encoder<W>,
+) -> Result<(), LtxError> {
+    let header = *enc.header();
+    let commit = header.commit;
     // suffix_min[i] = the smallest size among inputs i.. (u32::MAX past the end).
-    let n = inputs.len();
+    let n = decs.len();
     let mut suffix_min = vec![u32::MAX; n + 1];
     for i in (0..n).rev() {
-        suffix_min[i] = suffix_min[i + 1].min(inputs[i].header().commit);
+        suffix_min[i] = suffix_min[i + 1].min(decs[i].header().commit);
     }
-    let ps = first.page_size as usize;
-    let lock = lock_pgno(first.page_size);
+    let ps = header.page_size as usize;
+    let lock = lock_pgno(header.page_size);
     let zero = vec![0u8; ps];
-    let mut enc = Encoder::new(out, header)?;
-    let pre_checksums: Vec<u64> = inputs
-        .iter()
-        .map(|d| d.header().pre_apply_checksum)
-        .collect();
-    let mut decs = inputs;
     let mut heads: Vec<Option<u32>> = Vec::with_capacity(n);
     let mut bufs: Vec<Vec<u8>> = vec![Vec::with_capacity(ps); n];
     for (d, b) in decs.iter_mut().zip(bufs.iter_mut()) {
@@ -103,25 +140,23 @@ pub fn merge<R: Read, W: Write>(
             zero_cursor = pgno + 1;
         }
     }
-    let mut trailers = Vec::with_capacity(n);
-    for d in decs {
-        trailers.push(d.finish()?);
-    }
-    if !first.no_checksum() {
-        for (i, t) in trailers.iter().enumerate().take(n - 1) {
-            if pre_checksums[i + 1] != t.post_apply_checksum {
-                return Err(bad(format!(
-                    "input {} does not start from the state input {i} ends in (pre-apply {:016x}, post-apply {:016x})",
-                    i + 1,
-                    pre_checksums[i + 1],
-                    t.post_apply_checksum
-                )));
-            }
+    Ok(())
+}
+
+/// With checksums, each input must start from the database state the one before it ends in.
+fn check_chain(pre_checksums: &[u64], trailers: &[Trailer]) -> Result<(), LtxError> {
+    let n = trailers.len();
+    for (i, t) in trailers.iter().enumerate().take(n - 1) {
+        if pre_checksums[i + 1] != t.post_apply_checksum {
+            return Err(LtxError::BadHeader(format!(
+                "input {} does not start from the state input {i} ends in (pre-apply {:016x}, post-apply {:016x})",
+                i + 1,
+                pre_checksums[i + 1],
+                t.post_apply_checksum
+            )));
         }
     }
-    let post = trailers.last().unwrap().post_apply_checksum;
-    let (w, trailer) = enc.finish(post)?;
-    Ok((w, header, trailer))
+    Ok(())
 }
 
 #[cfg(test)]
