@@ -112,9 +112,9 @@ pub struct Database {
     /// Connections of this process that have the database open through the replica VFS.
     pub open_handles: AtomicU32,
     /// The process that opened the spool, as the fork epoch and pid at open. A forked child
-    /// shares this memory but not the uploader thread; until the multi-process work lands it
-    /// leaves capture to the parent (whose next capture or catch-up takes the child's
-    /// commits along with its own).
+    /// shares this memory but not the uploader thread: like any process that does not own
+    /// the spool, it leaves capture to the parent (whose next capture or catch-up takes the
+    /// child's commits along with its own).
     owner_epoch: u64,
     owner_pid: u32,
 }

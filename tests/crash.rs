@@ -100,7 +100,7 @@ print("status", *db.execute("SELECT snapshots, captured_txns, uploads FROM repli
     );
 }
 
-/// Until multi-process support lands, a forked child leaves capture of the databases its
+/// A forked child leaves capture of the databases its
 /// parent replicates to the parent (which ships the child's commits with its own next one)
 /// and replicates the databases it opens itself with its own uploader thread.
 #[test]

@@ -19,7 +19,7 @@ pub(super) fn databases_for(
     if let Some(db) = conn_db.and_then(database::get) {
         if !db.owned_here() {
             return Err(Error::Unsupported(format!(
-                "{what}: this process was forked from the one that replicates {}; that process ships this one's commits too (multi-process support is not built yet)",
+                "{what}: this process was forked from the one that replicates {}; that process ships this one's commits too",
                 db.name
             )));
         }

@@ -1,0 +1,269 @@
+//! Capture on the commit path: the frames of one committed transaction, from the last
+//! captured commit up to its commit frame, verified against the salts and checksum chain
+//! and appended to the spool as one record; and the commits whose frames did not verify
+//! when written (deferred until SQLite is done with them). It must stay cheap (no work a
+//! plain append does not need, no allocation per commit beyond the record) and must never
+//! fail the application's write: a frame that does not verify is reported to the caller.
+
+use super::fallback::capture_failed;
+use crate::base::clock::now_ms;
+use crate::base::io::ReadAt;
+use crate::database::{self, CaptureState, Database};
+use crate::spool::{Integrity, RecordHeader};
+use crate::wal::{self, FrameChain, FrameHeader, WalHeader, WalPosition, FRAME_HEADER_SIZE};
+
+/// Most transactions' frames are plain appends (header, then page, frame after frame):
+/// keep them, so capture verifies and spools them without reading the WAL back.
+const TXN_BUFFER_MAX: usize = 4 << 20;
+
+/// Keeps the bytes of a write to frame `frame` (at `within` it) while the transaction's
+/// writes are plain appends; gives up on the buffer for this transaction otherwise.
+pub(super) fn buffer_frame_write(
+    cap: &mut CaptureState,
+    frame: u32,
+    within: u64,
+    data: &[u8],
+    frame_size: u64,
+) {
+    let fs = frame_size as usize;
+    let buffered_frames = (cap.txn_buffer.len() / fs) as u32;
+    let partial = cap.txn_buffer.len() % fs;
+    if within == 0 && (data.len() == FRAME_HEADER_SIZE || data.len() == fs) && partial == 0 {
+        let next_expected = cap.chain.as_ref().map(|c| c.next_frame());
+        if cap.txn_buffer.is_empty() || Some(frame) == next_expected {
+            // The first frame after the last capture (also after a rollback rewound).
+            cap.txn_buffer.clear();
+            cap.txn_first = frame;
+            cap.txn_buffer_ok = Some(frame) == next_expected;
+        } else if frame != cap.txn_first + buffered_frames {
+            cap.txn_buffer_ok = false;
+        }
+    } else if within == FRAME_HEADER_SIZE as u64
+        && data.len() + FRAME_HEADER_SIZE == fs
+        && partial == FRAME_HEADER_SIZE
+    {
+        if frame + 1 != cap.txn_first + buffered_frames + 1 {
+            cap.txn_buffer_ok = false;
+        }
+    } else {
+        cap.txn_buffer_ok = false;
+    }
+    if cap.txn_buffer_ok && cap.txn_buffer.len() + data.len() <= TXN_BUFFER_MAX {
+        cap.txn_buffer.extend_from_slice(data);
+    } else {
+        cap.txn_buffer_ok = false;
+        cap.txn_buffer.clear();
+        cap.txn_buffer.shrink_to(fs * 16);
+    }
+}
+
+/// How strictly capture checks the frames it reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// Salts and the checksum chain must hold.
+    Strict,
+    /// SQLite has just rewritten the checksums: frames it left unsealed are accepted too.
+    AfterRewrite,
+    /// The transaction is over (see `resolve_deferred`): frames of this log are accepted.
+    Lenient,
+}
+
+/// Reads the frames of one transaction back from the WAL (or takes them from the write
+/// buffer) and appends them to the spool.
+pub(super) fn capture(
+    db: &Database,
+    cap: &mut CaptureState,
+    header: WalHeader,
+    commit_frame: u32,
+    fh: FrameHeader,
+    file: &mut dyn ReadAt,
+    mode: Mode,
+) -> Result<(), String> {
+    let chain = cap
+        .chain
+        .as_mut()
+        .ok_or("the WAL position was unknown before this commit")?;
+    let first = chain.next_frame();
+    if commit_frame < first {
+        return Err(format!(
+            "commit frame {commit_frame} precedes the next expected frame {first}"
+        ));
+    }
+    let record = record_header(&header, commit_frame, &fh, chain.checksum(), mode);
+    let mut trial = chain.clone();
+    let frame_size = FRAME_HEADER_SIZE + header.page_size as usize;
+    let nframes = (commit_frame - first + 1) as usize;
+    let written = std::mem::take(&mut cap.txn_buffer);
+    let use_written =
+        cap.txn_buffer_ok && cap.txn_first == first && written.len() == nframes * frame_size;
+    let mut rec = db
+        .spool
+        .begin_record(record, nframes as u32)
+        .map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; if use_written { 0 } else { frame_size }];
+    for (i, f) in (first..=commit_frame).enumerate() {
+        let frame_bytes: &[u8] = if use_written {
+            &written[i * frame_size..(i + 1) * frame_size]
+        } else {
+            read_frame(file, &header, f, &mut buf)?;
+            &buf
+        };
+        let (h, page) = frame_bytes.split_at(FRAME_HEADER_SIZE);
+        let pgno = verify_frame(&mut trial, &header, f, h, page, mode)?;
+        rec.push(pgno, page).map_err(|e| e.to_string())?;
+    }
+    crate::fault::point("capture.before_append");
+    rec.commit().map_err(|e| e.to_string())?;
+    crate::fault::point("capture.after_append");
+    *chain = trial;
+    // Reuse the allocation for the next transaction.
+    cap.txn_buffer = written;
+    cap.txn_buffer.clear();
+    db.counters().captured_txns += 1;
+    Ok(())
+}
+
+/// The spool record of the transaction ending at `commit_frame`, whose first frame
+/// continues the chain at `chain_start`.
+fn record_header(
+    header: &WalHeader,
+    commit_frame: u32,
+    fh: &FrameHeader,
+    chain_start: (u32, u32),
+    mode: Mode,
+) -> RecordHeader {
+    RecordHeader {
+        page_size: header.page_size,
+        commit_size: fh.commit_size,
+        end: WalPosition {
+            salt1: header.salt1,
+            salt2: header.salt2,
+            frame: commit_frame,
+        },
+        end_cksum: (fh.cksum1, fh.cksum2),
+        captured_at_ms: now_ms(),
+        // After an in-place rewrite the log's own chain may have holes (see
+        // `verify_frame`), so the spool protects such a record with its own CRC.
+        integrity: if mode != Mode::Strict {
+            Integrity::Crc
+        } else {
+            Integrity::WalChain {
+                start: chain_start,
+                big_endian: header.big_endian_checksums(),
+            }
+        },
+    }
+}
+
+/// Reads frame `f` (header and page) into `buf`, which holds exactly one frame.
+fn read_frame(
+    file: &mut dyn ReadAt,
+    header: &WalHeader,
+    f: u32,
+    buf: &mut [u8],
+) -> Result<(), String> {
+    let off = wal::frame_offset(header.page_size, f);
+    match file.read_at(off, buf) {
+        Ok(n) if n == buf.len() => Ok(()),
+        Ok(_) => Err(format!("WAL frame {f} is missing")),
+        Err(e) => Err(format!("reading WAL frame {f}: {e}")),
+    }
+}
+
+/// Checks frame `f` (header `h`, `page`) against the chain `trial`, which it advances, as
+/// strictly as `mode` says; returns the frame's page number.
+fn verify_frame(
+    trial: &mut FrameChain,
+    header: &WalHeader,
+    f: u32,
+    h: &[u8],
+    page: &[u8],
+    mode: Mode,
+) -> Result<u32, String> {
+    if let Ok(Some(frame)) = trial.accept(h, page) {
+        return Ok(frame.pgno);
+    }
+    let not_chained = || format!("WAL frame {f} does not continue the checksum chain");
+    let fh = FrameHeader::parse(h).map_err(|_| not_chained())?;
+    // SQLite 3.40 writes frames with zero salts and checksums while it owes a checksum
+    // rewrite, and a ROLLBACK TO inside a spilled transaction can leave such frames
+    // unrewritten in a committed transaction (its WAL index still counts them; the frames
+    // after them are chained from their zero checksum). Accept exactly that.
+    if mode != Mode::Strict && is_unsealed_frame(&fh) {
+        *trial = FrameChain::resume(header, f + 1, (0, 0));
+        return Ok(fh.pgno);
+    }
+    // SQLite is done with the transaction (its write lock is released) and its WAL index
+    // counts these frames as committed even though their checksums were never rewritten:
+    // take them as written, as long as they belong to this log.
+    if mode == Mode::Lenient && fh.salts() == header.salts() {
+        *trial = FrameChain::resume(header, f + 1, fh.checksum());
+        return Ok(fh.pgno);
+    }
+    Err(not_chained())
+}
+
+fn is_unsealed_frame(fh: &FrameHeader) -> bool {
+    fh.pgno != 0 && fh.salts() == (0, 0) && fh.checksum() == (0, 0)
+}
+
+/// Settles a commit whose frames did not verify when it was written.
+pub(super) fn resolve_deferred(db: &Database, cap: &mut CaptureState, file: &mut dyn ReadAt) {
+    let Some(k) = cap.deferred_commit.take() else {
+        return;
+    };
+    let Some(header) = cap.header else { return };
+    let mut h = [0u8; FRAME_HEADER_SIZE];
+    let fh = match file.read_at(wal::frame_offset(header.page_size, k), &mut h) {
+        Ok(n) if n == h.len() => FrameHeader::parse(&h).ok(),
+        _ => None,
+    };
+    let pos = WalPosition {
+        salt1: header.salt1,
+        salt2: header.salt2,
+        frame: k,
+    };
+    let result = match fh {
+        Some(fh) if fh.is_commit() => capture(db, cap, header, k, fh, file, Mode::Lenient),
+        _ => Err(format!("WAL frame {k} is no longer a commit frame")),
+    };
+    if let Err(why) = result {
+        capture_failed(db, cap, &why, Some(pos));
+        let stored = fh.map(|f| (f.cksum1, f.cksum2)).unwrap_or((0, 0));
+        cap.chain = Some(FrameChain::resume(&header, k + 1, stored));
+    }
+    database::wake_uploader();
+}
+
+/// Settles a deferred commit now, reading the WAL through `open_wal`. The write-lock release
+/// does this in normal locking mode; `replica_sync` does it too, for exclusive locking mode
+/// (no shared-memory locks to observe) and any path that skipped the release.
+pub fn settle_deferred(db: &Database, open_wal: &mut dyn FnMut() -> Option<Box<dyn ReadAt>>) {
+    if !db.owned_here() {
+        return;
+    }
+    let mut cap = crate::base::lock::lock(&db.capture);
+    if cap.deferred_commit.is_none() {
+        return;
+    }
+    match open_wal() {
+        Some(mut wal) => resolve_deferred(db, &mut cap, wal.as_mut()),
+        None => abandon_deferred(
+            db,
+            &mut cap,
+            "the WAL could not be reopened to capture a commit",
+        ),
+    }
+}
+
+/// Gives up on a deferred commit: a snapshot that contains it will be shipped instead.
+pub(super) fn abandon_deferred(db: &Database, cap: &mut CaptureState, why: &str) {
+    if let (Some(h), Some(k)) = (cap.header, cap.deferred_commit.take()) {
+        let pos = WalPosition {
+            salt1: h.salt1,
+            salt2: h.salt2,
+            frame: k,
+        };
+        capture_failed(db, cap, why, Some(pos));
+    }
+}

@@ -1,0 +1,297 @@
+//! Catching up with a WAL this process has not seen written: at open (commits made since
+//! the spool's last record, after a crash), for commits of processes without the extension
+//! (taken from the log while it still holds them), and for what other processes handed off
+//! before restarting or truncating the log. It streams the log one transaction at a time
+//! and must never fail the application: what cannot be placed becomes an owed snapshot.
+
+use super::fallback::{capture_failed, flush_spool, owe_snapshot};
+use super::wal_file::{header_on_disk, salts_on_disk};
+use crate::base::clock::now_ms;
+use crate::base::io::ReadAt;
+use crate::database::{CaptureState, Database};
+use crate::error::Error;
+use crate::handoff::Handoff;
+use crate::spool::{Integrity, RecordHeader};
+use crate::wal::{self, FrameChain, FrameHeader, WalHeader, WalPosition, FRAME_HEADER_SIZE};
+use std::sync::atomic::Ordering;
+
+/// Compares the WAL on disk with what the spool holds and captures commits made since
+/// (after a crash between a commit and its capture, or records lost from memory), or asks
+/// for a snapshot when the WAL belongs to a generation this spool never saw. Streams the log
+/// one transaction at a time.
+pub(super) fn catch_up(
+    db: &Database,
+    cap: &mut CaptureState,
+    file: &mut dyn ReadAt,
+) -> Result<(), Error> {
+    let lost = std::mem::take(&mut cap.unflushed_lost);
+    let Some(header) = header_on_disk(file)? else {
+        if lost {
+            owe_snapshot(
+                db,
+                "records held in memory were lost and the WAL they came from is gone",
+            );
+        }
+        return Ok(()); // an empty WAL: the next writer writes a header
+    };
+    cap.header = Some(header);
+    let (mut chain, continues) = continuation(db, file, &header)?;
+    let mut assembler = wal::TxnAssembler::new(header.page_size);
+    let mut buf = vec![0u8; FRAME_HEADER_SIZE + header.page_size as usize];
+    let mut resume = (chain.next_frame(), chain.checksum());
+    let mut found_commit = false;
+    loop {
+        let f = chain.next_frame();
+        if file.read_at(wal::frame_offset(header.page_size, f), &mut buf)? < buf.len() {
+            break;
+        }
+        let (h, page) = buf.split_at(FRAME_HEADER_SIZE);
+        let Ok(Some(fh)) = chain.accept(h, page) else {
+            break;
+        };
+        if let Some(txn) = assembler.push(
+            WalPosition {
+                salt1: header.salt1,
+                salt2: header.salt2,
+                frame: f,
+            },
+            &fh,
+            page,
+        ) {
+            found_commit = true;
+            resume = (f + 1, chain.checksum());
+            if continues {
+                append_txn(db, &txn, chain.checksum())?;
+            }
+        }
+    }
+    cap.chain = Some(FrameChain::resume(&header, resume.0, resume.1));
+    if found_commit && !continues {
+        owe_snapshot(
+            db,
+            "the WAL holds commits from a log generation this spool never captured",
+        );
+    }
+    Ok(())
+}
+
+/// Where the log with `header` continues what the spool holds, if it does: the chain to
+/// read it from, and whether its commits go into the spool.
+fn continuation(
+    db: &Database,
+    file: &mut dyn ReadAt,
+    header: &WalHeader,
+) -> Result<(FrameChain, bool), Error> {
+    match db.spool.last_position() {
+        Some((pos, cksum)) if pos.salts() == header.salts() => {
+            if frame_carries(file, header, pos.frame, cksum)? {
+                return Ok((FrameChain::resume(header, pos.frame + 1, cksum), true));
+            }
+            owe_snapshot(
+                db,
+                "the WAL no longer continues from the spool's last captured frame",
+            );
+            Ok((FrameChain::new(header), false))
+        }
+        // This process saw the log start over with everything before it spooled.
+        _ if db.spool.generation() == Some(header.salts()) && db.spool.state().txid != 0 => {
+            Ok((FrameChain::new(header), true))
+        }
+        _ => Ok((FrameChain::new(header), false)),
+    }
+}
+
+/// [`catch_up`], with a failure turned into a capture failure that says what was `doing`.
+pub(super) fn catch_up_or_fall_back(
+    db: &Database,
+    cap: &mut CaptureState,
+    file: &mut dyn ReadAt,
+    doing: &str,
+) {
+    if let Err(e) = catch_up(db, cap, file) {
+        capture_failed(db, cap, &format!("{doing}: {e}"), None);
+    }
+}
+
+/// Commits that processes without the extension appended after this process's last
+/// capture: taken from the log while it still holds them. A log this process knew that
+/// another process restarted or truncated may have lost such commits, which only a snapshot
+/// can close. Skipped while a commit of this process is in flight (its own capture takes it).
+pub(super) fn take_foreign_commits(db: &Database, cap: &mut CaptureState, file: &mut dyn ReadAt) {
+    if cap.pending_commit.is_some() || cap.deferred_commit.is_some() {
+        return;
+    }
+    // What other processes handed off first: the log this process knew may be gone.
+    ingest_handoffs(db, cap);
+    let Some(known) = cap.header else {
+        // A log another process started (after handing the old one off, it continues the
+        // generation the hand-off announced; otherwise catch-up decides), or none yet.
+        if salts_on_disk(file).is_some() {
+            catch_up_or_fall_back(db, cap, file, "reading the WAL");
+        }
+        return;
+    };
+    let on_disk = match header_on_disk(file) {
+        Ok(h) => h,
+        Err(e) => {
+            crate::base::log::error(&format!("{}: reading the WAL header: {e}", db.name));
+            return;
+        }
+    };
+    if on_disk.map(|h| h.salts()) != Some(known.salts()) {
+        cap.header = None;
+        cap.chain = None;
+        // A restart another process handed off (see `ingest_handoffs`) announced the new
+        // log, which then continues the spool: read it from its start.
+        if on_disk.is_some() && on_disk.map(|h| h.salts()) == db.spool.generation() {
+            catch_up_or_fall_back(db, cap, file, "reading the WAL");
+            return;
+        }
+        owe_snapshot(
+            db,
+            "another process restarted or truncated the WAL; commits it made after the last capture may be missing",
+        );
+        return;
+    }
+    catch_up_or_fall_back(db, cap, file, "reading commits of another process");
+}
+
+/// [`take_foreign_commits`] for `replica_sync`, which must not leave out a commit made by
+/// a process without the extension just before it was called.
+pub fn take_foreign_commits_now(
+    db: &Database,
+    open_wal: &mut dyn FnMut() -> Option<Box<dyn ReadAt>>,
+) {
+    if !db.owned_here() {
+        return;
+    }
+    // A commit of this process whose write has landed but whose capture has not run yet
+    // would look like another process's: leave the log to that capture.
+    if db.wal_writes_in_flight.load(Ordering::SeqCst) > 0 {
+        return;
+    }
+    let mut cap = crate::base::lock::lock(&db.capture);
+    if db.wal_writes_in_flight.load(Ordering::SeqCst) > 0 {
+        return;
+    }
+    let Some(mut wal) = open_wal() else {
+        ingest_handoffs(db, &mut cap);
+        return;
+    };
+    // A process restarting the log hands the old one off before it writes the new header:
+    // read the header, take the hand-offs, and go round again while the log keeps moving
+    // on (a busy writer can restart it many times between two polls).
+    for _ in 0..8 {
+        let before = salts_on_disk(wal.as_mut());
+        if ingest_handoffs(db, &mut cap) == 0 || salts_on_disk(wal.as_mut()) == before {
+            break;
+        }
+    }
+    if !cap.caught_up {
+        // Replication was taken over from a process that died, or started before any
+        // connection here opened the WAL: catch up with the whole log first.
+        cap.caught_up = true;
+        catch_up_or_fall_back(db, &mut cap, wal.as_mut(), "reading the WAL");
+        return;
+    }
+    take_foreign_commits(db, &mut cap, wal.as_mut());
+}
+
+/// Appends what other processes handed off when they restarted or truncated the log (the
+/// commits after this spool's last position), announces the log that follows, and removes
+/// the hand-off files. A hand-off of a log whose start this spool never saw cannot be
+/// placed: it is dropped, and the gap it leaves is found and closed by a snapshot.
+pub(super) fn ingest_handoffs(db: &Database, cap: &mut CaptureState) -> usize {
+    let dir = crate::spool::Spool::dir_for(&db.path);
+    let pending = crate::handoff::pending(&dir);
+    let count = pending.len();
+    for (path, handoff) in pending {
+        match handoff {
+            Some(h) => ingest_handoff(db, cap, &h),
+            None => crate::base::log::error(&format!(
+                "{}: dropping a torn hand-off file {}",
+                db.name,
+                path.display()
+            )),
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    count
+}
+
+fn ingest_handoff(db: &Database, cap: &mut CaptureState, h: &Handoff) {
+    let last = db.spool.last_position();
+    let in_log = last.is_some_and(|(p, _)| p.salts() == h.old_salts);
+    let knows_start = in_log || db.spool.generation() == Some(h.old_salts);
+    if knows_start {
+        if append_handed_txns(db, cap, h) {
+            flush_spool(db);
+            if let Some(next) = h.next_salts {
+                if let Err(e) = db.spool.set_generation(next) {
+                    crate::base::log::error(&format!("{}: {e}", db.name));
+                }
+            }
+        }
+    } else {
+        crate::base::log::notice(&format!(
+            "{}: a hand-off of a log this spool never saw begin; a snapshot will close the gap",
+            db.name
+        ));
+    }
+    if cap.header.is_some_and(|x| x.salts() == h.old_salts) {
+        cap.header = None;
+        cap.chain = None;
+    }
+}
+
+/// Appends the hand-off's transactions the spool does not hold yet; false if one failed.
+fn append_handed_txns(db: &Database, cap: &mut CaptureState, h: &Handoff) -> bool {
+    for t in &h.txns {
+        let new = match db.spool.last_position() {
+            Some((p, _)) if p.salts() == h.old_salts => t.txn.end.frame > p.frame,
+            _ => true,
+        };
+        if new {
+            if let Err(e) = append_txn(db, &t.txn, t.end_cksum) {
+                capture_failed(db, cap, &format!("appending a hand-off: {e}"), None);
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Whether frame `frame` (0 = the log header) still carries the running checksum `cksum`.
+fn frame_carries(
+    file: &mut dyn ReadAt,
+    header: &WalHeader,
+    frame: u32,
+    cksum: (u32, u32),
+) -> Result<bool, Error> {
+    if frame == 0 {
+        return Ok(header.checksum() == cksum);
+    }
+    let mut h = [0u8; FRAME_HEADER_SIZE];
+    if file.read_at(wal::frame_offset(header.page_size, frame), &mut h)? < h.len() {
+        return Ok(false);
+    }
+    Ok(FrameHeader::parse(&h).is_ok_and(|fh| fh.is_commit() && fh.checksum() == cksum))
+}
+
+fn append_txn(db: &Database, txn: &wal::CommittedTxn, end_cksum: (u32, u32)) -> Result<(), Error> {
+    let header = RecordHeader {
+        page_size: txn.page_size,
+        commit_size: txn.commit_size,
+        end: txn.end,
+        end_cksum,
+        captured_at_ms: now_ms(),
+        integrity: Integrity::Crc,
+    };
+    let mut rec = db.spool.begin_record(header, txn.pages.len() as u32)?;
+    for (pgno, page) in &txn.pages {
+        rec.push(*pgno, page)?;
+    }
+    rec.commit()?;
+    db.counters().captured_txns += 1;
+    Ok(())
+}

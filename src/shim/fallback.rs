@@ -1,0 +1,50 @@
+//! How the shim falls back when it cannot capture a commit: the gap is remembered in the
+//! spool (across a crash) and a snapshot is requested, which restores continuity by itself.
+//! It must never fail the application's write: every problem here ends as a status error or
+//! a log line.
+
+use crate::base::clock::now_ms;
+use crate::database::{CaptureState, Database};
+use crate::wal::WalPosition;
+
+/// Writes out the spool's in-memory records before the WAL frames they came from go away.
+pub(super) fn flush_spool(db: &Database) {
+    if let Err(e) = db.spool.flush() {
+        // Without them on disk a crash would leave a gap: fall back to a snapshot.
+        db.request_snapshot(&format!("writing the spool failed: {e}"));
+        crate::base::log::error(&format!("{}: {e}", db.name));
+    }
+}
+
+/// A gap only a snapshot can close, remembered across a crash.
+pub(super) fn owe_snapshot(db: &Database, why: &str) {
+    if let Err(e) = db.spool.mark_gap(why) {
+        crate::base::log::error(&format!("{}: {e}", db.name));
+    }
+    db.request_snapshot(why);
+}
+
+/// A commit (at `commit`, when known) could not be captured: the checksum chain it broke is
+/// forgotten, and a snapshot that covers the commit is owed.
+pub(super) fn capture_failed(
+    db: &Database,
+    cap: &mut CaptureState,
+    why: &str,
+    commit: Option<WalPosition>,
+) {
+    cap.chain = None;
+    db.counters().capture_errors += 1;
+    if let Some(pos) = commit {
+        db.update_progress(|p| p.snapshot_must_cover = Some((pos, now_ms() + 10_000)));
+    }
+    if let Err(e) = db.spool.mark_gap(why) {
+        crate::base::log::error(&format!("{}: {e}", db.name));
+    }
+    db.request_snapshot(why);
+    // Not an error for the user: the snapshot restores continuity by itself. (SQLite 3.40
+    // itself leaves a broken checksum chain after ROLLBACK TO inside a spilled transaction.)
+    crate::base::log::notice(&format!(
+        "{}: capture: {why}; a snapshot will be shipped",
+        db.name
+    ));
+}

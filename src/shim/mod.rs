@@ -1,0 +1,36 @@
+//! Reactions to the VFS calls the FFI layer intercepts: deciding at open whether a database
+//! replicates, catching up with a WAL this process has not seen, and capturing every
+//! committed transaction from `-wal` writes into the spool. It must stay cheap on the commit
+//! path and must never fail an application's write: capture problems become "snapshot
+//! needed" plus a status error.
+//!
+//! Capture copies at commit: when the write that completes a commit frame returns, the
+//! frames of that transaction (from the last captured commit up to it) are read back from
+//! the WAL (they are in the page cache), verified against the salts and checksum chain, and
+//! appended to the spool. Frames of a spilled transaction that rolled back are never read,
+//! because the next commit's frames overwrite them and only frames up to a commit frame are
+//! taken; frames rewritten in place are read in their final form. A WAL restart (new header
+//! at offset 0) starts a new chain; truncation and deletion only forget the header.
+//!
+//! Several processes may open one database: the one that holds the spool's lock captures
+//! and uploads; the others stand by, hand the log's commits over before they restart or
+//! truncate it, and take over when the owner goes away.
+
+mod capture;
+mod catch_up;
+mod fallback;
+mod handoff;
+mod open;
+mod standby;
+mod wal_file;
+mod wal_observer;
+
+pub use capture::settle_deferred;
+pub use catch_up::take_foreign_commits_now;
+pub use handoff::{on_open_wal_elsewhere, HandoffObserver};
+pub use open::{
+    base_vfs_name, drills_configured, init_process_config, on_open_main_db, open_database,
+    resolve_for_path, restore_needed_before_open, set_base_vfs_name, DbObserver,
+};
+pub use standby::{replicated_elsewhere, standby_databases, take_over_standbys};
+pub use wal_observer::{before_delete, on_open_wal, WalObserver};

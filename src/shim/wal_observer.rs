@@ -1,0 +1,257 @@
+//! `WalObserver`: the reactions to the writes and truncations of one open `-wal` file of a
+//! database this process replicates. It tracks the log (a new header starts a new chain;
+//! truncation and deletion forget it), notices when a write completes a commit frame and
+//! has capture take that transaction, and settles what depends on old frames before a new
+//! header or a truncation removes them. It runs on the commit path: no allocation, and
+//! never a failed write.
+
+use super::capture::{abandon_deferred, buffer_frame_write, capture, resolve_deferred, Mode};
+use super::catch_up::{catch_up_or_fall_back, take_foreign_commits};
+use super::fallback::flush_spool;
+use super::wal_file::db_path_of;
+use crate::base::io::ReadAt;
+use crate::base::lock::lock;
+use crate::database::{self, CaptureState, Database};
+use crate::wal::{self, FrameChain, FrameHeader, WalHeader, FRAME_HEADER_SIZE, WAL_HEADER_SIZE};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Watches one open `-wal` file of a replicated database.
+pub struct WalObserver {
+    db: Arc<Database>,
+}
+
+/// The WAL of a database is being opened by a connection of this process.
+pub fn on_open_wal(wal_path: &str, file: &mut dyn ReadAt) -> Option<WalObserver> {
+    let db = database::get(&db_path_of(wal_path)?).filter(|db| db.owned_here())?;
+    {
+        let mut cap = lock(&db.capture);
+        if !cap.caught_up {
+            cap.caught_up = true;
+            catch_up_or_fall_back(&db, &mut cap, file, "reading the WAL at open");
+        }
+    }
+    Some(WalObserver { db })
+}
+
+impl WalObserver {
+    /// A write to the WAL starts (before [`Self::before_write`]); [`Self::write_ended`]
+    /// follows once the write and its capture are done, whatever the outcome.
+    pub fn write_starting(&self) {
+        self.db.wal_writes_in_flight.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn write_ended(&self) {
+        self.db.wal_writes_in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// A write to the WAL is about to happen. Before a new log header (a restart) replaces
+    /// the old one, whatever still depends on the old frames is settled and on disk.
+    pub fn before_write(&self, offset: u64, data: &[u8], file: &mut dyn ReadAt) {
+        let db = &self.db;
+        if offset != 0 || data.len() < WAL_HEADER_SIZE || !db.owned_here() {
+            return;
+        }
+        let mut cap = lock(&db.capture);
+        resolve_deferred(db, &mut cap, file);
+        // The old log is still intact here (unless another process truncated it).
+        take_foreign_commits(db, &mut cap, file);
+        drop(cap);
+        flush_spool(db);
+        if let Ok(h) = WalHeader::parse(&data[..WAL_HEADER_SIZE]) {
+            if let Err(e) = db.spool.set_generation(h.salts()) {
+                crate::base::log::error(&format!("{}: {e}", db.name));
+            }
+        }
+    }
+
+    /// The WAL is about to be truncated: below a header's size, its frames go away.
+    pub fn before_truncate(&self, size: u64, file: &mut dyn ReadAt) {
+        let db = &self.db;
+        if size >= WAL_HEADER_SIZE as u64 || !db.owned_here() {
+            return;
+        }
+        let mut cap = lock(&db.capture);
+        resolve_deferred(db, &mut cap, file);
+        drop(cap);
+        flush_spool(db);
+    }
+
+    /// A write to the WAL succeeded.
+    pub fn after_write(&self, offset: u64, data: &[u8], file: &mut dyn ReadAt) {
+        let db = &self.db;
+        // Before any lock: a forked child must not wait on a mutex that a thread of its
+        // parent held at the fork, and its copy of this state has no effect outside it.
+        if !db.owned_here() {
+            return; // a forked child: see Database::owned_here
+        }
+        let mut cap = lock(&db.capture);
+        if offset == 0 {
+            if data.len() >= WAL_HEADER_SIZE {
+                start_log(&mut cap, data);
+            }
+            return;
+        }
+        if cap.header.is_none() && offset >= WAL_HEADER_SIZE as u64 {
+            // Another process started this log (after ours was deleted or truncated):
+            // read its header and see whether it continues what the spool holds.
+            catch_up_or_fall_back(db, &mut cap, file, "reading a WAL another process started");
+        }
+        let Some(header) = cap.header else { return };
+        if offset < WAL_HEADER_SIZE as u64 {
+            return;
+        }
+        let Some((commit_frame, fh, mode)) =
+            completed_commit(db, &mut cap, header, offset, data, file)
+        else {
+            return;
+        };
+        if !capture_or_defer(db, &mut cap, header, commit_frame, fh, file, mode) {
+            return;
+        }
+        drop(cap);
+        // Only the first pending commit needs to wake the uploader: with commits already
+        // pending it has a deadline and comes back by itself (a wake-up per commit costs a
+        // context switch on the commit path).
+        if self.db.spool.pending_summary().is_none_or(|(n, _)| n <= 1) {
+            database::wake_uploader();
+        }
+    }
+
+    pub fn after_truncate(&self, size: u64) {
+        if size < WAL_HEADER_SIZE as u64 && self.db.owned_here() {
+            forget_wal(&self.db);
+        }
+    }
+}
+
+/// A new log generation: frames start again at 1 with new salts, overwriting the old ones,
+/// so the spool must hold its records on disk from now on. (`before_write` settled the old
+/// log while its frames were intact.)
+fn start_log(cap: &mut CaptureState, data: &[u8]) {
+    let parsed = WalHeader::parse(&data[..WAL_HEADER_SIZE]).ok();
+    cap.header = parsed;
+    cap.chain = parsed.map(|h| FrameChain::new(&h));
+    cap.pending_commit = None;
+    cap.deferred_commit = None;
+    cap.rewrote_in_place = false;
+    cap.last_header_frame = None;
+}
+
+/// Follows a write of `data` at `offset` (past the log header) through the frames of the
+/// transaction being written: the commit frame and how strictly to capture it, once this
+/// write completes a commit.
+fn completed_commit(
+    db: &Database,
+    cap: &mut CaptureState,
+    header: WalHeader,
+    offset: u64,
+    data: &[u8],
+    file: &mut dyn ReadAt,
+) -> Option<(u32, FrameHeader, Mode)> {
+    let frame_size = FRAME_HEADER_SIZE as u64 + header.page_size as u64;
+    let rel = offset - WAL_HEADER_SIZE as u64;
+    let frame = (rel / frame_size) as u32 + 1;
+    let within = rel % frame_size;
+    buffer_frame_write(cap, frame, within, data, frame_size);
+    let mut ready: Option<(u32, FrameHeader)> = None;
+    let mut rewritten = false;
+    if within == 0 && cap.deferred_commit.is_some_and(|k| frame > k) {
+        // A later transaction is writing: SQLite is done with the deferred one.
+        resolve_deferred(db, cap, file);
+    }
+    if within == 0 && data.len() >= FRAME_HEADER_SIZE {
+        if let Ok(fh) = FrameHeader::parse(&data[..FRAME_HEADER_SIZE]) {
+            if data.len() == FRAME_HEADER_SIZE && cap.deferred_commit == Some(frame) {
+                // The last checksum rewrite of a transaction that rewrote frames in place.
+                cap.deferred_commit = None;
+                rewritten = true;
+                ready = Some((frame, fh));
+            } else if fh.is_commit() {
+                // Salts and checksums may still be zero here (after an in-place rewrite
+                // SQLite fills them in at the end); capture verifies the final frames.
+                cap.pending_commit = Some((frame, fh));
+            } else if cap.pending_commit.map(|(f, _)| f) == Some(frame) {
+                cap.pending_commit = None;
+            }
+        }
+        cap.last_header_frame = Some(frame);
+    } else {
+        if within == FRAME_HEADER_SIZE as u64 && cap.last_header_frame != Some(frame) {
+            cap.rewrote_in_place = true;
+        }
+        cap.last_header_frame = None;
+    }
+    if ready.is_none() {
+        if let Some((commit_frame, fh)) = cap.pending_commit {
+            let end = offset + data.len() as u64;
+            if end == wal::frame_offset(header.page_size, commit_frame) + frame_size {
+                cap.pending_commit = None;
+                ready = Some((commit_frame, fh));
+            }
+        }
+    }
+    let (commit_frame, fh) = ready?;
+    let mode = if rewritten {
+        Mode::AfterRewrite
+    } else {
+        Mode::Strict
+    };
+    Some((commit_frame, fh, mode))
+}
+
+/// Captures the transaction ending at `commit_frame`, or defers it while its frames do not
+/// verify yet; returns whether it was captured.
+fn capture_or_defer(
+    db: &Database,
+    cap: &mut CaptureState,
+    header: WalHeader,
+    commit_frame: u32,
+    fh: FrameHeader,
+    file: &mut dyn ReadAt,
+    mode: Mode,
+) -> bool {
+    match capture(db, cap, header, commit_frame, fh, file, mode) {
+        Ok(()) => {
+            cap.rewrote_in_place = false;
+            cap.deferred_commit = None;
+            true
+        }
+        Err(_) => {
+            // Checksums can be stale until SQLite rewrites them at the end of the
+            // transaction (after an in-place rewrite, or a ROLLBACK TO across a WAL
+            // restart), and SQLite 3.40 sometimes never does. Wait for the rewrite; at
+            // the latest, the release of the write lock settles it (`resolve_deferred`).
+            cap.deferred_commit = Some(commit_frame);
+            cap.rewrote_in_place = false;
+            false
+        }
+    }
+}
+
+/// The log is gone (truncated or deleted): the next writer starts a new one with a header.
+fn forget_wal(db: &Database) {
+    flush_spool(db);
+    let mut cap = lock(&db.capture);
+    abandon_deferred(
+        db,
+        &mut cap,
+        "the WAL went away before a commit could be captured",
+    );
+    cap.header = None;
+    cap.chain = None;
+    cap.pending_commit = None;
+    cap.deferred_commit = None;
+    cap.rewrote_in_place = false;
+    cap.last_header_frame = None;
+}
+
+/// A file is about to be deleted; a deleted WAL means the next writer starts a new log.
+pub fn before_delete(path: &str) {
+    let Some(db) = db_path_of(path).and_then(|p| database::get(&p)) else {
+        return;
+    };
+    if db.owned_here() {
+        forget_wal(&db);
+    }
+}

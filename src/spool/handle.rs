@@ -1,0 +1,232 @@
+//! `Spool`, the spool this process owns once it is open: the records pending shipment (in
+//! memory, with their pages in segments), what shipping them reclaims, and the marker files
+//! that outlive a crash (`generation`, `gap`). It must not parse records or recover a spool;
+//! appending lives with the record writer, opening with recovery.
+
+use super::error::{io, SpoolError};
+use super::layout;
+use super::record::RecordMeta;
+use super::segment::{Segment, SEGMENT_ROLL_BYTES};
+use super::state::{self, SpoolState};
+use crate::base::lock::lock;
+use crate::wal::WalPosition;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub(super) struct Inner {
+    pub state: SpoolState,
+    pub pending: Vec<RecordMeta>,
+    pub pending_bytes: u64,
+    pub next_seq: u64,
+    pub segment: Option<Segment>,
+    pub overflowed: bool,
+}
+
+pub struct Spool {
+    pub(super) dir: PathBuf,
+    pub(super) cap_bytes: u64,
+    pub(super) inner: Mutex<Inner>,
+    /// Held (an exclusive `flock`) for as long as this process owns the spool.
+    pub(super) _lock: File,
+}
+
+impl Spool {
+    /// The replicated state as the owning process last wrote it, read without opening (or
+    /// locking) the spool: another process waits on it for its synchronous commits.
+    pub fn read_state_file(dir: &Path) -> Option<SpoolState> {
+        state::read_state_file(dir)
+    }
+
+    /// The process id the spool's lock file names (the process that replicates it).
+    pub fn owner_pid(dir: &Path) -> Option<u32> {
+        layout::owner_pid(dir)
+    }
+
+    /// A name for this spool that outlives processes (made once, kept in the file `id`):
+    /// the replica's lease is held by a spool, so that a process restarting on the same
+    /// volume continues at once while another host's spool is fenced out.
+    pub fn instance_id(&self) -> String {
+        layout::instance_id(&self.dir)
+    }
+
+    /// The sidecar directory of a database: `/x/app.db` → `/x/app.db-replica`.
+    pub fn dir_for(db_path: &Path) -> PathBuf {
+        layout::dir_for(db_path)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes out records kept in memory. Needed before SQLite may overwrite or remove the
+    /// WAL frames they came from (a restart, a truncation, a deletion): until then a crash
+    /// loses nothing, because the next open captures them again from the WAL.
+    pub fn flush(&self) -> Result<(), SpoolError> {
+        crate::fault::point("spool.flush");
+        match lock(&self.inner).segment.as_mut() {
+            Some(seg) => seg.write_out(),
+            None => Ok(()),
+        }
+    }
+
+    /// Records not yet shipped, oldest first.
+    pub fn pending(&self) -> Vec<RecordMeta> {
+        lock(&self.inner).pending.clone()
+    }
+
+    /// How many records are pending and when the oldest was captured, without copying them.
+    pub fn pending_summary(&self) -> Option<(usize, u64)> {
+        let inner = lock(&self.inner);
+        inner
+            .pending
+            .first()
+            .map(|r| (inner.pending.len(), r.captured_at_ms))
+    }
+
+    pub fn pending_bytes(&self) -> u64 {
+        lock(&self.inner).pending_bytes
+    }
+
+    pub fn is_overflowed(&self) -> bool {
+        lock(&self.inner).overflowed
+    }
+
+    /// Sequence number of the newest record appended (or shipped); 0 if none ever.
+    pub fn last_seq(&self) -> u64 {
+        lock(&self.inner).next_seq - 1
+    }
+
+    pub fn state(&self) -> SpoolState {
+        lock(&self.inner).state.clone()
+    }
+
+    /// The WAL position everything spooled so far ends at.
+    pub fn last_position(&self) -> Option<(WalPosition, (u32, u32))> {
+        let inner = lock(&self.inner);
+        match inner.pending.last() {
+            Some(r) => Some((r.end, r.end_cksum)),
+            None => inner.state.position,
+        }
+    }
+
+    /// Reads page `i` of a record into `buf`.
+    pub fn read_page(
+        &self,
+        rec: &RecordMeta,
+        i: usize,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), SpoolError> {
+        let path = layout::segment_file(&layout::seg_dir(&self.dir), rec.segment);
+        let offset = rec.page_offset(i);
+        buf.resize(rec.page_size as usize, 0);
+        let file = {
+            let inner = lock(&self.inner);
+            match &inner.segment {
+                Some(s) if s.id == rec.segment && offset >= s.flushed => {
+                    return s.read_buffered(offset, buf, rec.seq);
+                }
+                Some(s) if s.id == rec.segment => {
+                    s.file.try_clone().map_err(|e| io("opening", &path, e))?
+                }
+                _ => File::open(&path).map_err(|e| io("opening", &path, e))?,
+            }
+        };
+        file.read_exact_at(buf, offset)
+            .map_err(|e| io("reading", &path, e))
+    }
+
+    /// Records the replica's new state: every record up to `state.shipped_seq` is shipped
+    /// (or subsumed by a snapshot) and its space can be reclaimed.
+    pub fn mark_shipped(&self, state: SpoolState) -> Result<(), SpoolError> {
+        state::write_state(&self.dir, &state)?;
+        let mut inner = lock(&self.inner);
+        if state.shipped_seq >= inner.next_seq - 1 && inner.overflowed {
+            inner.overflowed = false;
+            let _ = std::fs::remove_file(self.dir.join("overflow"));
+        }
+        inner.pending.retain(|r| r.seq > state.shipped_seq);
+        inner.pending_bytes = inner.pending.iter().map(|r| r.len()).sum();
+        inner.state = state;
+        // Segments entirely before the first pending record can go. When nothing is
+        // pending, the current segment is rewritten from its start instead of being
+        // replaced: overwriting blocks the file already has is much cheaper on the commit
+        // path than allocating new ones (recovery stops at the first record whose sequence
+        // number does not follow, so the stale tail is never read as records).
+        let keep_from = inner.pending.first().map(|r| r.segment);
+        let current = inner.segment.as_ref().map(|s| s.id);
+        if keep_from.is_none() {
+            match inner.segment.as_mut() {
+                // Shipped before they were ever written out: they never touch the disk.
+                Some(seg) if seg.len < SEGMENT_ROLL_BYTES => seg.reset(),
+                _ => inner.segment = None,
+            }
+        }
+        let keep_current = keep_from.is_none() && inner.segment.is_some();
+        drop(inner);
+        let seg_dir = layout::seg_dir(&self.dir);
+        for id in layout::segment_ids(&seg_dir)? {
+            let obsolete = match keep_from {
+                Some(first) => id < first,
+                None => !(keep_current && Some(id) == current),
+            };
+            if obsolete {
+                let _ = std::fs::remove_file(layout::segment_file(&seg_dir, id));
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads the per-page checksums of the replicated state (see the module docs).
+    pub fn load_page_checksums(&self) -> Result<Vec<u64>, SpoolError> {
+        state::load_page_checksums(&self.dir)
+    }
+
+    /// Writes the changed entries of the per-page checksum table, and its new length.
+    pub fn store_page_checksums(
+        &self,
+        table: &[u64],
+        changed: &[u32],
+        rewrite_all: bool,
+    ) -> Result<(), SpoolError> {
+        state::store_page_checksums(&self.dir, table, changed, rewrite_all)
+    }
+
+    /// Records that every commit of earlier WAL generations is in the spool (or shipped) and
+    /// the log now starts over with these salts: after a crash, the commits of that new
+    /// generation can be captured again from the WAL without a gap. Written after `flush`.
+    pub fn set_generation(&self, salts: (u32, u32)) -> Result<(), SpoolError> {
+        let path = self.dir.join("generation");
+        std::fs::write(&path, format!("{},{}\n", salts.0, salts.1))
+            .map_err(|e| io("writing", &path, e))
+    }
+
+    /// The salts `set_generation` last recorded.
+    pub fn generation(&self) -> Option<(u32, u32)> {
+        let text = std::fs::read_to_string(self.dir.join("generation")).ok()?;
+        let (a, b) = text.trim().split_once(',')?;
+        Some((a.parse().ok()?, b.parse().ok()?))
+    }
+
+    /// Remembers, across a crash, that the replica misses something only a snapshot can
+    /// give it (a commit whose capture failed).
+    pub fn mark_gap(&self, reason: &str) -> Result<(), SpoolError> {
+        let path = self.dir.join("gap");
+        std::fs::write(&path, reason).map_err(|e| io("writing", &path, e))
+    }
+
+    /// Why a snapshot is owed, if `mark_gap` said so and no snapshot shipped since.
+    pub fn gap(&self) -> Option<String> {
+        std::fs::read_to_string(self.dir.join("gap")).ok()
+    }
+
+    pub fn clear_gap(&self) {
+        let _ = std::fs::remove_file(self.dir.join("gap"));
+    }
+
+    /// Scratch path for building an upload (one at a time per spool).
+    pub fn scratch_path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}

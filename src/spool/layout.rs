@@ -1,0 +1,99 @@
+//! Where things are in a spool directory: its place beside the database, segment file names,
+//! the owner's lock and the spool's lasting id. It must not read or write records or state.
+
+use super::error::{io, SpoolError};
+use std::fs::{File, OpenOptions};
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+/// The sidecar directory of a database: `/x/app.db` → `/x/app.db-replica`.
+pub(super) fn dir_for(db_path: &Path) -> PathBuf {
+    let mut s = db_path.as_os_str().to_owned();
+    s.push("-replica");
+    PathBuf::from(s)
+}
+
+pub(super) fn seg_dir(dir: &Path) -> PathBuf {
+    dir.join("seg")
+}
+
+/// The segment whose first record has sequence number `id`, in `seg_dir`.
+pub(super) fn segment_file(seg_dir: &Path, id: u64) -> PathBuf {
+    seg_dir.join(format!("{id:016x}.seg"))
+}
+
+/// The ids of the segments in `seg_dir`, in no particular order.
+pub(super) fn segment_ids(seg_dir: &Path) -> Result<Vec<u64>, SpoolError> {
+    let mut ids = Vec::new();
+    let entries = match std::fs::read_dir(seg_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(ids),
+        Err(e) => return Err(io("listing", seg_dir, e)),
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if let Some(hex) = name.strip_suffix(".seg") {
+            if let Ok(id) = u64::from_str_radix(hex, 16) {
+                ids.push(id);
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// Takes the spool's `lock` (an exclusive `flock`, held as long as the file stays open) and
+/// writes this process's pid into it; `Locked` when another process holds it.
+pub(super) fn acquire_lock(dir: &Path) -> Result<File, SpoolError> {
+    let lock_path = dir.join("lock");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| io("opening", &lock_path, e))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(SpoolError::Locked(dir.to_path_buf()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io("locking", &lock_path, e)),
+    }
+    // Who holds it, for the status of the processes that stand by.
+    {
+        use std::io::Write;
+        let mut f = &lock;
+        let _ = f.set_len(0);
+        let _ = f.write_all(format!("pid={}\n", std::process::id()).as_bytes());
+    }
+    Ok(lock)
+}
+
+/// The process id the spool's lock file names (the process that replicates it).
+pub(super) fn owner_pid(dir: &Path) -> Option<u32> {
+    std::fs::read_to_string(dir.join("lock"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("pid="))
+        .and_then(|p| p.trim().parse().ok())
+}
+
+/// The spool's lasting name, made once and kept in the file `id`.
+pub(super) fn instance_id(dir: &Path) -> String {
+    let path = dir.join("id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim().to_string();
+        if !id.is_empty() {
+            return id;
+        }
+    }
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let id = format!(
+        "{:016x}",
+        crate::ltx::crc64(format!("{t}:{}:{}", std::process::id(), dir.display()).as_bytes())
+    );
+    let _ = std::fs::write(&path, &id);
+    id
+}

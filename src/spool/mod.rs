@@ -1,0 +1,316 @@
+//! The local spool: a crash-safe staging area beside the database (`<db>-replica/`) that
+//! holds every committed transaction captured from the WAL until the uploader has shipped
+//! it. It owns the on-disk layout below and its recovery; it must not talk to the network,
+//! parse WAL files or encode LTX.
+//!
+//! Layout of `<db>-replica/`:
+//! - `state`: the replicated position, rewritten atomically (temp file + rename) after each
+//!   shipment: replica URL, last shipped txid, post-apply database checksum, page size,
+//!   database size, the spool sequence shipped through, and the WAL position it ends at.
+//! - `pages.crc`: one u64 per page, the LTX page checksum of every page of the replicated
+//!   state (page n at offset 8·(n-1)); their XOR is the database checksum in `state`, which
+//!   is how a torn update of this file is detected after a crash.
+//! - `seg/<first seq %016x>.seg`: append-only segments of records. A record is
+//!   `"RSP1" | seq u64 | page size u32 | db size after commit u32 | salt1 u32 | salt2 u32 |
+//!   commit frame u32 | wal checksum u32 u32 | page count u32 | captured at (ms) u64 |
+//!   integrity u32 | wal checksum before the first frame u32 u32` (64 bytes, big-endian),
+//!   then `page count` × (`pgno u32` ‖ page), then a CRC-64. Pages are in WAL frame order; a
+//!   later entry for the same page wins. Integrity 1/2 ("WAL chain", little/big-endian): the
+//!   entries are the transaction's WAL frames, so recovery recomputes SQLite's own frame
+//!   checksum chain from the stored start to the stored end, and the CRC covers only the
+//!   header; the commit path then hashes nothing it has not already verified. Integrity 0:
+//!   the CRC covers header and entries (records built from a scan, not in frame order).
+//! - `generation`: the salts of the WAL generation this process last saw start, written once
+//!   everything before it was on disk (see `set_generation`).
+//! - `unflushed`: present while records are held only in memory (see below).
+//! - `gap`: present while a snapshot is owed because a commit could not be captured.
+//! - `cache/<level>/<min>-<max>.ltx`: local copies of LTX files the uploader uploaded, kept
+//!   until the next level's compaction has merged them (a cache: missing files are
+//!   downloaded).
+//! - `overflow`: present while captured commits were dropped because the spool was over its
+//!   size cap; the uploader must then ship a snapshot (which also removes the marker).
+//! - `lock`: held (`flock`) by the process that owns the spool; it names that process's pid.
+//! - `id`: this spool's lasting name, which the replica's lease records.
+//! - `handoff/<nanos>-<pid>`: commits handed over by processes that do not own the spool,
+//!   written before they restart or truncate the WAL (format in `crate::handoff`); the
+//!   owner appends them and removes the files.
+//!
+//! Records are first kept in memory (up to 8 MiB) and written out, without fsync, when the
+//! buffer fills, before SQLite can restart, truncate or delete the WAL (the shim calls
+//! `flush`), or never, if they are shipped first. Until then the WAL itself still holds the
+//! frames, so a crash loses nothing: the next open captures them again from the WAL, or, if
+//! continuity cannot be shown, ships a snapshot. After a power loss the same holds for what
+//! SQLite kept. Recovery drops a torn tail.
+
+mod error;
+mod handle;
+mod layout;
+mod record;
+mod recover;
+mod segment;
+mod state;
+mod writer;
+
+pub use error::SpoolError;
+pub use handle::Spool;
+pub use record::{Integrity, RecordHeader, RecordMeta};
+pub use recover::Recovery;
+pub use state::SpoolState;
+pub use writer::RecordWriter;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal::WalPosition;
+    use std::fs::OpenOptions;
+    use std::path::PathBuf;
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("replica-spool-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn header(frame: u32) -> RecordHeader {
+        RecordHeader {
+            page_size: 512,
+            commit_size: 3,
+            end: WalPosition {
+                salt1: 7,
+                salt2: 9,
+                frame,
+            },
+            end_cksum: (frame, frame + 1),
+            captured_at_ms: 1000 + frame as u64,
+            integrity: Integrity::Crc,
+        }
+    }
+
+    fn append(spool: &Spool, frame: u32, pages: &[(u32, u8)]) -> u64 {
+        let mut w = spool
+            .begin_record(header(frame), pages.len() as u32)
+            .unwrap();
+        for (pgno, fill) in pages {
+            w.push(*pgno, &[*fill; 512]).unwrap();
+        }
+        w.commit().unwrap()
+    }
+
+    #[test]
+    fn records_survive_reopen_and_ship_reclaims_them() {
+        let dir = tmpdir("reopen");
+        let (spool, rec) = Spool::open(&dir, 1 << 30).unwrap();
+        assert_eq!(rec.records, 0);
+        assert_eq!(append(&spool, 2, &[(1, 1), (2, 2)]), 1);
+        assert_eq!(append(&spool, 3, &[(2, 3)]), 2);
+        spool.flush().unwrap();
+        drop(spool);
+        let (spool, rec) = Spool::open(&dir, 1 << 30).unwrap();
+        assert_eq!(rec.records, 2);
+        let pending = spool.pending();
+        assert_eq!(pending[0].pgnos, vec![1, 2]);
+        let mut buf = Vec::new();
+        spool.read_page(&pending[1], 0, &mut buf).unwrap();
+        assert_eq!(buf, vec![3u8; 512]);
+        assert_eq!(spool.last_position().unwrap().0.frame, 3);
+        let mut st = spool.state();
+        st.shipped_seq = 1;
+        st.txid = 1;
+        spool.mark_shipped(st).unwrap();
+        assert_eq!(spool.pending().len(), 1);
+        assert_eq!(append(&spool, 4, &[(3, 4)]), 3);
+        let mut st = spool.state();
+        st.shipped_seq = 3;
+        spool.mark_shipped(st).unwrap();
+        spool.flush().unwrap();
+        drop(spool);
+        let (spool, rec) = Spool::open(&dir, 1 << 30).unwrap();
+        assert_eq!(rec.records, 0);
+        assert_eq!(spool.last_seq(), 3);
+        assert_eq!(spool.state().txid, 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_torn_tail_is_dropped_on_recovery() {
+        let dir = tmpdir("torn");
+        let (spool, _) = Spool::open(&dir, 1 << 30).unwrap();
+        append(&spool, 2, &[(1, 1)]);
+        append(&spool, 3, &[(1, 2)]);
+        spool.flush().unwrap();
+        drop(spool);
+        let seg = dir.join("seg").join(format!("{:016x}.seg", 1));
+        let len = std::fs::metadata(&seg).unwrap().len();
+        let f = OpenOptions::new().write(true).open(&seg).unwrap();
+        f.set_len(len - 10).unwrap();
+        let (spool, rec) = Spool::open(&dir, 1 << 30).unwrap();
+        assert_eq!(rec.records, 1);
+        assert!(rec.torn_bytes_dropped > 0);
+        assert_eq!(append(&spool, 3, &[(1, 2)]), 2);
+        spool.flush().unwrap();
+        drop(spool);
+        let (spool, rec) = Spool::open(&dir, 1 << 30).unwrap();
+        assert_eq!((rec.records, rec.torn_bytes_dropped), (2, 0));
+        assert_eq!(spool.pending()[1].end.frame, 3);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_abandoned_record_leaves_no_trace() {
+        let dir = tmpdir("abandon");
+        let (spool, _) = Spool::open(&dir, 1 << 30).unwrap();
+        append(&spool, 2, &[(1, 1)]);
+        {
+            let mut w = spool.begin_record(header(3), 3000).unwrap();
+            for i in 0..2500 {
+                w.push(i + 1, &[5; 512]).unwrap();
+            }
+        }
+        append(&spool, 4, &[(2, 2)]);
+        spool.flush().unwrap();
+        drop(spool);
+        let (spool, rec) = Spool::open(&dir, 1 << 30).unwrap();
+        assert_eq!(rec.records, 2);
+        assert_eq!(spool.pending()[1].end.frame, 4);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn over_the_cap_it_refuses_and_remembers_until_a_snapshot_ships() {
+        let dir = tmpdir("cap");
+        let (spool, _) = Spool::open(&dir, 2000).unwrap();
+        append(&spool, 2, &[(1, 1), (2, 1)]);
+        assert!(matches!(
+            spool.begin_record(header(3), 4),
+            Err(SpoolError::Overflow { .. })
+        ));
+        spool.flush().unwrap();
+        drop(spool);
+        let (spool, rec) = Spool::open(&dir, 2000).unwrap();
+        assert!(rec.overflowed && spool.is_overflowed());
+        let mut st = spool.state();
+        st.shipped_seq = spool.last_seq();
+        spool.mark_shipped(st).unwrap();
+        assert!(!spool.is_overflowed());
+        append(&spool, 5, &[(1, 1)]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Appends frames sealed by a real WAL checksum chain, as capture does.
+    fn append_chained(
+        spool: &Spool,
+        chain: &mut crate::wal::FrameChain,
+        big_endian: bool,
+        pages: &[(u32, u8)],
+        size: u32,
+    ) {
+        let start = chain.checksum();
+        let mut frames = Vec::new();
+        for (i, &(pgno, fill)) in pages.iter().enumerate() {
+            let commit = if i + 1 == pages.len() { size } else { 0 };
+            frames.push(chain.seal(pgno, commit, &[fill; 512]).unwrap());
+        }
+        let last = frames.last().unwrap();
+        let header = RecordHeader {
+            page_size: 512,
+            commit_size: size,
+            end: WalPosition {
+                salt1: last.salt1,
+                salt2: last.salt2,
+                frame: chain.next_frame() - 1,
+            },
+            end_cksum: last.checksum(),
+            captured_at_ms: 1,
+            integrity: Integrity::WalChain { start, big_endian },
+        };
+        let mut w = spool.begin_record(header, pages.len() as u32).unwrap();
+        for &(pgno, fill) in pages {
+            w.push(pgno, &[fill; 512]).unwrap();
+        }
+        w.commit().unwrap();
+    }
+
+    #[test]
+    fn wal_chain_records_are_verified_by_sqlites_checksums_on_recovery() {
+        for big_endian in [false, true] {
+            let dir = tmpdir(&format!("chain-{big_endian}"));
+            let (spool, _) = Spool::open(&dir, 1 << 30).unwrap();
+            let header = crate::wal::WalHeader::new(big_endian, 512, 0, 11, 22);
+            let mut chain = crate::wal::FrameChain::new(&header);
+            append_chained(&spool, &mut chain, big_endian, &[(1, 1), (2, 2), (1, 3)], 2);
+            append_chained(&spool, &mut chain, big_endian, &[(3, 4)], 3);
+            spool.flush().unwrap();
+            drop(spool);
+            let (_, rec) = Spool::open(&dir, 1 << 30).unwrap();
+            assert_eq!(
+                (rec.records, rec.torn_bytes_dropped),
+                (2, 0),
+                "big_endian={big_endian}"
+            );
+            // Flip one byte of the second record's page: its chain no longer ends where the
+            // header says, so recovery drops it (and only it).
+            let seg = dir.join("seg").join(format!("{:016x}.seg", 1));
+            let mut bytes = std::fs::read(&seg).unwrap();
+            let n = bytes.len();
+            bytes[n - 8 - 100] ^= 0x40;
+            std::fs::write(&seg, &bytes).unwrap();
+            let (spool, rec) = Spool::open(&dir, 1 << 30).unwrap();
+            assert_eq!(rec.records, 1, "big_endian={big_endian}");
+            assert_eq!(spool.pending()[0].pgnos, vec![1, 2, 1]);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+
+    #[test]
+    fn a_reused_segment_never_resurrects_shipped_records() {
+        let dir = tmpdir("reuse");
+        let (spool, _) = Spool::open(&dir, 1 << 30).unwrap();
+        append(&spool, 2, &[(1, 1), (2, 1), (3, 1)]);
+        append(&spool, 3, &[(1, 2)]);
+        let mut st = spool.state();
+        st.shipped_seq = 2;
+        spool.mark_shipped(st).unwrap();
+        // The segment is rewritten from its start: one short record over the old ones.
+        append(&spool, 4, &[(4, 4)]);
+        spool.flush().unwrap();
+        drop(spool);
+        let (spool, rec) = Spool::open(&dir, 1 << 30).unwrap();
+        assert_eq!(rec.records, 1);
+        assert_eq!(spool.pending()[0].seq, 3);
+        assert_eq!(spool.pending()[0].pgnos, vec![4]);
+        assert_eq!(append(&spool, 5, &[(5, 5)]), 4);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn records_stay_in_memory_until_flushed_and_are_read_from_there() {
+        let dir = tmpdir("buffer");
+        let (spool, _) = Spool::open(&dir, 1 << 30).unwrap();
+        append(&spool, 2, &[(1, 1)]);
+        spool.flush().unwrap();
+        append(&spool, 3, &[(2, 2), (3, 3)]);
+        let mut buf = Vec::new();
+        spool.read_page(&spool.pending()[1], 1, &mut buf).unwrap();
+        assert_eq!(buf, vec![3u8; 512]);
+        // A crash now loses the unflushed record (the WAL still has its frames), and says so.
+        drop(spool);
+        let (spool, rec) = Spool::open(&dir, 1 << 30).unwrap();
+        assert!(rec.unflushed_lost);
+        assert_eq!(rec.records, 1);
+        assert_eq!(spool.last_position().unwrap().0.frame, 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_second_owner_is_refused() {
+        let dir = tmpdir("lock");
+        let (spool, _) = Spool::open(&dir, 1 << 30).unwrap();
+        assert!(matches!(
+            Spool::open(&dir, 1 << 30),
+            Err(SpoolError::Locked(_))
+        ));
+        drop(spool);
+        assert!(Spool::open(&dir, 1 << 30).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,191 @@
+//! The replicated position as the spool keeps it: the `state` file (rewritten atomically
+//! after each shipment) and the per-page checksum table `pages.crc`. It must not know about
+//! records or segments.
+
+use super::error::{io, SpoolError};
+use crate::wal::WalPosition;
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+/// Where the replica stands, as far as this spool knows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpoolState {
+    pub replica_url: String,
+    /// Last txid known to be in the replica; 0 = nothing shipped yet.
+    pub txid: u64,
+    pub post_checksum: u64,
+    pub page_size: u32,
+    /// Database size in pages after `txid`.
+    pub commit: u32,
+    /// Every record with a sequence number up to this one is in the replica (or subsumed).
+    pub shipped_seq: u64,
+    /// WAL position (and running WAL checksum) the replicated state ends at, when known.
+    pub position: Option<(WalPosition, (u32, u32))>,
+    pub shipped_at_ms: u64,
+}
+
+impl SpoolState {
+    pub(super) fn encode(&self) -> String {
+        let mut s = format!(
+            "replica_url={}\ntxid={}\npost_checksum={}\npage_size={}\ncommit={}\nshipped_seq={}\nshipped_at_ms={}\n",
+            self.replica_url, self.txid, self.post_checksum, self.page_size, self.commit, self.shipped_seq, self.shipped_at_ms
+        );
+        if let Some((p, c)) = self.position {
+            s += &format!(
+                "position={},{},{},{},{}\n",
+                p.salt1, p.salt2, p.frame, c.0, c.1
+            );
+        }
+        s
+    }
+
+    pub(super) fn decode(text: &str) -> Result<SpoolState, String> {
+        let mut st = SpoolState::default();
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            let (k, v) = line
+                .split_once('=')
+                .ok_or_else(|| format!("bad line {line:?}"))?;
+            let num = |v: &str| {
+                v.parse::<u64>()
+                    .map_err(|_| format!("bad value for {k}: {v:?}"))
+            };
+            match k {
+                "replica_url" => st.replica_url = v.to_string(),
+                "txid" => st.txid = num(v)?,
+                "post_checksum" => st.post_checksum = num(v)?,
+                "page_size" => st.page_size = num(v)? as u32,
+                "commit" => st.commit = num(v)? as u32,
+                "shipped_seq" => st.shipped_seq = num(v)?,
+                "shipped_at_ms" => st.shipped_at_ms = num(v)?,
+                "position" => st.position = Some(decode_position(v)?),
+                _ => {} // written by a newer version: ignore
+            }
+        }
+        Ok(st)
+    }
+}
+
+fn decode_position(v: &str) -> Result<(WalPosition, (u32, u32)), String> {
+    let n: Vec<u32> = v
+        .split(',')
+        .map(|x| x.parse::<u32>().map_err(|_| format!("bad position {v:?}")))
+        .collect::<Result<_, _>>()?;
+    if n.len() != 5 {
+        return Err(format!("bad position {v:?}"));
+    }
+    Ok((
+        WalPosition {
+            salt1: n[0],
+            salt2: n[1],
+            frame: n[2],
+        },
+        (n[3], n[4]),
+    ))
+}
+
+/// The state file of the spool in `dir`, for opening it: `None` when there is none yet.
+pub(super) fn read_state(dir: &Path) -> Result<Option<SpoolState>, SpoolError> {
+    let state_path = dir.join("state");
+    match std::fs::read_to_string(&state_path) {
+        Ok(t) => SpoolState::decode(&t)
+            .map(Some)
+            .map_err(|m| SpoolError::Corrupt(format!("{}: {m}", state_path.display()))),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io("reading", &state_path, e)),
+    }
+}
+
+/// The state file as the owning process last wrote it, read without opening the spool.
+pub(super) fn read_state_file(dir: &Path) -> Option<SpoolState> {
+    let text = std::fs::read_to_string(dir.join("state")).ok()?;
+    SpoolState::decode(&text).ok()
+}
+
+pub(super) fn write_state(dir: &Path, state: &SpoolState) -> Result<(), SpoolError> {
+    let path = dir.join("state");
+    let tmp = dir.join("state.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(state.encode().as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    };
+    write().map_err(|e| io("writing", &path, e))
+}
+
+pub(super) fn load_page_checksums(dir: &Path) -> Result<Vec<u64>, SpoolError> {
+    let path = dir.join("pages.crc");
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io("reading", &path, e)),
+    };
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_be_bytes(c.try_into().unwrap()))
+        .collect())
+}
+
+pub(super) fn store_page_checksums(
+    dir: &Path,
+    table: &[u64],
+    changed: &[u32],
+    rewrite_all: bool,
+) -> Result<(), SpoolError> {
+    let path = dir.join("pages.crc");
+    let write = || -> std::io::Result<()> {
+        if rewrite_all {
+            let mut bytes = Vec::with_capacity(table.len() * 8);
+            for v in table {
+                bytes.extend_from_slice(&v.to_be_bytes());
+            }
+            let tmp = dir.join("pages.crc.tmp");
+            let mut f = File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            return std::fs::rename(&tmp, &path);
+        }
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        for &pgno in changed {
+            if let Some(v) = table.get(pgno as usize - 1) {
+                f.write_all_at(&v.to_be_bytes(), (pgno as u64 - 1) * 8)?;
+            }
+        }
+        f.set_len(table.len() as u64 * 8)?;
+        f.sync_data()
+    };
+    write().map_err(|e| io("writing", &path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trips() {
+        let st = SpoolState {
+            replica_url: "file:///x".into(),
+            txid: 5,
+            post_checksum: u64::MAX,
+            page_size: 4096,
+            commit: 10,
+            shipped_seq: 9,
+            position: Some((
+                WalPosition {
+                    salt1: 1,
+                    salt2: 2,
+                    frame: 3,
+                },
+                (4, 5),
+            )),
+            shipped_at_ms: 12,
+        };
+        assert_eq!(SpoolState::decode(&st.encode()).unwrap(), st);
+    }
+}
