@@ -211,12 +211,14 @@ pub fn rows(now_ms: u64) -> Vec<StatusRow> {
                 .map(|r| now_ms.saturating_sub(r.captured_at_ms))
                 .unwrap_or(0);
             let behind = !pending.is_empty() || progress.needs_snapshot.is_some();
-            let state = if c.state == "lease held elsewhere" && progress.last_error.is_some() {
-                c.state.to_string()
+            let state = if c.state == database::UploaderState::LeaseHeldElsewhere
+                && progress.last_error.is_some()
+            {
+                c.state.as_str().to_string()
             } else if progress.last_error.is_some() {
                 "error".to_string()
-            } else if c.state == "waiting for WAL mode" {
-                c.state.to_string()
+            } else if c.state == database::UploaderState::WaitingForWal {
+                c.state.as_str().to_string()
             } else if progress.needs_snapshot.is_some() {
                 "snapshot pending".to_string()
             } else if behind {
