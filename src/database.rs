@@ -77,6 +77,36 @@ pub struct Progress {
     pub lease_released: u64,
 }
 
+/// What the uploader of a database is doing, as `replica_status()` shows some of it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum UploaderState {
+    /// Not stepped yet.
+    #[default]
+    Starting,
+    /// The database is not in WAL mode: nothing to replicate until its first WAL commit.
+    WaitingForWal,
+    /// Another uploader holds the replica's lease.
+    LeaseHeldElsewhere,
+    /// The last step failed and is retried after a backoff.
+    Retrying,
+    /// Something waits for its batch interval or a lifecycle job.
+    Pending,
+    Replicating,
+}
+
+impl UploaderState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UploaderState::Starting => "starting",
+            UploaderState::WaitingForWal => "waiting for WAL mode",
+            UploaderState::LeaseHeldElsewhere => "lease held elsewhere",
+            UploaderState::Retrying => "retrying",
+            UploaderState::Pending => "pending",
+            UploaderState::Replicating => "replicating",
+        }
+    }
+}
+
 /// Counters for `replica_status()`.
 #[derive(Debug, Default, Clone)]
 pub struct Counters {
@@ -91,7 +121,7 @@ pub struct Counters {
     pub captured_txns: u64,
     pub capture_errors: u64,
     pub requests: crate::store::RequestCounts,
-    pub state: &'static str,
+    pub state: UploaderState,
     /// The last `replica_verify` drill: when (ms) and what it found.
     pub last_verify: Option<(u64, String)>,
 }
@@ -192,7 +222,7 @@ impl Database {
             owner_epoch: FORK_EPOCH.load(Ordering::SeqCst),
             owner_pid: std::process::id(),
             counters: Mutex::new(Counters {
-                state: "starting",
+                state: UploaderState::Starting,
                 ..Default::default()
             }),
         })

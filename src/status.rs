@@ -5,7 +5,7 @@
 //! `ReplicaConfig::url`, which redacts).
 
 use crate::base::clock::format_rfc3339;
-use crate::database;
+use crate::database::{self, UploaderState};
 use std::sync::Mutex;
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -271,13 +271,13 @@ fn database_row(
 
 /// The state column: an error wins over everything but a lease held elsewhere (which
 /// explains the error), then waiting for WAL mode, then work still owed.
-fn state_of(progress: &database::Progress, counted: &str, behind: bool) -> String {
-    if counted == "lease held elsewhere" && progress.last_error.is_some() {
-        counted.to_string()
+fn state_of(progress: &database::Progress, counted: UploaderState, behind: bool) -> String {
+    if counted == UploaderState::LeaseHeldElsewhere && progress.last_error.is_some() {
+        counted.as_str().to_string()
     } else if progress.last_error.is_some() {
         "error".to_string()
-    } else if counted == "waiting for WAL mode" {
-        counted.to_string()
+    } else if counted == UploaderState::WaitingForWal {
+        counted.as_str().to_string()
     } else if progress.needs_snapshot.is_some() {
         "snapshot pending".to_string()
     } else if behind {

@@ -42,7 +42,7 @@ pub fn sync(
             Ok(p) => txid = p.txid as i64,
             Err(p) => {
                 let pending = db.spool.pending().len();
-                let not_wal = db.counters().state == "waiting for WAL mode";
+                let not_wal = db.counters().state == database::UploaderState::WaitingForWal;
                 let why = match (&p.needs_snapshot, &p.last_error) {
                     _ if not_wal => "it is not in WAL mode, so nothing of it can be replicated: run PRAGMA journal_mode=WAL on it".into(),
                     (_, Some(e)) => format!("last error: {e}"),

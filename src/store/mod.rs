@@ -27,6 +27,10 @@ pub enum StoreError {
     Transient(String),
     /// Retrying will not help: bad request, bad layout, corrupt object.
     Permanent(String),
+    /// The store cannot do what was asked (conditional writes, or a server that answers
+    /// `NotImplemented`), so the caller can do without it. Shown, and retried, as the error
+    /// it was reported as.
+    Unsupported(Box<StoreError>),
 }
 
 impl fmt::Display for StoreError {
@@ -37,6 +41,7 @@ impl fmt::Display for StoreError {
             StoreError::Auth(m) => write!(f, "access denied: {m}"),
             StoreError::Transient(m) => write!(f, "temporary store error: {m}"),
             StoreError::Permanent(m) => write!(f, "store error: {m}"),
+            StoreError::Unsupported(e) => write!(f, "{e}"),
         }
     }
 }
@@ -45,7 +50,11 @@ impl std::error::Error for StoreError {}
 
 impl StoreError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Transient(_))
+        match self {
+            StoreError::Transient(_) => true,
+            StoreError::Unsupported(e) => e.is_transient(),
+            _ => false,
+        }
     }
 }
 
@@ -90,10 +99,12 @@ pub trait ObjectStore: Send + Sync {
     }
     /// The object and a version tag (the ETag) for [`ObjectStore::write_if`].
     fn read_versioned(&self, key: &str) -> Result<(Vec<u8>, String), StoreError> {
-        Err(StoreError::Permanent(format!(
-            "{}: conditional writes are not supported (reading {key})",
-            self.describe()
-        )))
+        Err(StoreError::Unsupported(Box::new(StoreError::Permanent(
+            format!(
+                "{}: conditional writes are not supported (reading {key})",
+                self.describe()
+            ),
+        ))))
     }
     /// Compare-and-swap, for the lease that fences uploaders on several hosts: writes only
     /// if the object's version is `expected` (`None`: only if there is no such object), and
@@ -105,10 +116,12 @@ pub trait ObjectStore: Send + Sync {
         expected: Option<&str>,
     ) -> Result<String, StoreError> {
         let _ = (body, expected);
-        Err(StoreError::Permanent(format!(
-            "{}: conditional writes are not supported (writing {key})",
-            self.describe()
-        )))
+        Err(StoreError::Unsupported(Box::new(StoreError::Permanent(
+            format!(
+                "{}: conditional writes are not supported (writing {key})",
+                self.describe()
+            ),
+        ))))
     }
     fn request_counts(&self) -> RequestCounts;
     /// Where this store points, for status and errors; never contains secrets.

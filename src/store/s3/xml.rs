@@ -40,7 +40,7 @@ pub(super) fn status_error(method: &str, what: &str, status: u16, body: &[u8]) -
         detail.push_str(&format!(": {m}"));
     }
     let code = code.unwrap_or_default();
-    match status {
+    let error = match status {
         404 if code.is_empty() || code == "NoSuchKey" => StoreError::NotFound(what.to_string()),
         404 => StoreError::Permanent(detail),
         412 => StoreError::PreconditionFailed(detail),
@@ -51,7 +51,11 @@ pub(super) fn status_error(method: &str, what: &str, status: u16, body: &[u8]) -
             StoreError::Transient(detail)
         }
         _ => StoreError::Permanent(detail),
+    };
+    if code == "NotImplemented" {
+        return StoreError::Unsupported(Box::new(error));
     }
+    error
 }
 
 /// The undecoded insides of every `<tag>…</tag>` block, so nested fields are decoded exactly

@@ -1,0 +1,152 @@
+//! The replica as this uploader sees it: the store and the keys under its prefix, the lease
+//! that fences writes to it, the files it holds (from one LIST at start-up, then from this
+//! uploader's own uploads and deletes) with their local copies, and where its chain
+//! stands. It owns reading the listing; it must not decide what to upload (the jobs do).
+
+use super::cache::Cache;
+use super::known::{file_id, KnownFiles};
+use super::leaser::{host_name, Leaser};
+use crate::database::{Counters, Database};
+use crate::error::Error;
+use crate::lifecycle::FileId;
+use crate::ltx::{self, Header};
+use crate::store::{keys, ObjectInfo, ObjectStore};
+use std::path::Path;
+
+pub(super) struct Replica {
+    store: Result<Box<dyn ObjectStore>, String>,
+    prefix: String,
+    lease: Leaser,
+    pub cache: Cache,
+    pub known: KnownFiles,
+    /// Whether `known` is from a listing of this uploader; cleared when the replica turns
+    /// out to have changed behind its back (then it is listed again).
+    pub listed: bool,
+    /// Next txid when the replica's own state does not follow from the spool's.
+    pub max_txid: u64,
+    /// When the newest snapshot was taken (its header holds the time of its state).
+    pub last_snapshot_at: u64,
+}
+
+impl Replica {
+    pub fn new(db: &Database, store: Result<Box<dyn ObjectStore>, String>) -> Replica {
+        let prefix = match &db.config.target {
+            crate::config::ReplicaTarget::S3(t) => t.prefix.clone(),
+            crate::config::ReplicaTarget::File { .. } => String::new(),
+        };
+        let owner_id = crate::lease::owner_id(&host_name(), &db.spool.instance_id());
+        Replica {
+            store,
+            lease: Leaser::new(&prefix, owner_id, &db.name),
+            prefix,
+            cache: Cache::new(
+                db.spool.scratch_path("cache"),
+                db.config.lifecycle.max_level(),
+            ),
+            known: KnownFiles::default(),
+            listed: false,
+            max_txid: 0,
+            last_snapshot_at: 0,
+        }
+    }
+
+    pub fn store(&self) -> Result<&dyn ObjectStore, Error> {
+        opened(&self.store)
+    }
+
+    pub fn key(&self, id: FileId) -> String {
+        keys::s3_key(&self.prefix, id.level, id.min_txid, id.max_txid)
+    }
+
+    /// See [`Leaser::hold`]: called before every write to the replica.
+    pub fn hold_lease(&mut self, now: u64) -> Result<(), Error> {
+        self.lease.hold(opened(&self.store)?, now)
+    }
+
+    pub fn release_lease(&mut self) -> Result<(), Error> {
+        self.lease.release(opened(&self.store)?)
+    }
+
+    /// Uploads `file` as `id` (the caller holds the lease).
+    pub fn put_file(&self, id: FileId, file: &Path) -> Result<(), Error> {
+        Ok(self.store()?.put_file(&self.key(id), file)?)
+    }
+
+    /// Copies the store's request counts into the status counters.
+    pub fn count_requests(&self, c: &mut Counters) {
+        if let Ok(store) = &self.store {
+            c.requests = store.request_counts();
+        }
+    }
+
+    /// Start-up: one LIST to learn the replica's files, its highest txid and when its
+    /// newest snapshot was taken; local copies it no longer needs are dropped.
+    pub fn list(&mut self, now: u64) -> Result<(), Error> {
+        let store = self.store()?;
+        let list_prefix = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        let objects = store.list(&list_prefix)?;
+        let remote_max = objects
+            .iter()
+            .filter_map(|o| o.key.rsplit('/').next().and_then(keys::parse_ltx_filename))
+            .map(|(_, max)| max)
+            .max()
+            .unwrap_or(0);
+        let known = self.known_from(store, &objects, now);
+        self.last_snapshot_at = self.newest_snapshot_time(&objects, &known, now);
+        self.known = known;
+        self.max_txid = remote_max;
+        self.cache.prune(&self.known);
+        Ok(())
+    }
+
+    /// The LTX files of a listing. Snapshot times decide retention: they are read from the
+    /// LTX headers (a few small ranged GETs at start-up); the other levels go by the
+    /// object's modified time.
+    fn known_from(&self, store: &dyn ObjectStore, objects: &[ObjectInfo], now: u64) -> KnownFiles {
+        let mut known = KnownFiles::default();
+        for o in objects {
+            let Some((level, min_txid, max_txid)) = keys::parse_s3_key(&self.prefix, &o.key) else {
+                continue;
+            };
+            let timestamp_ms = if level == keys::SNAPSHOT_LEVEL {
+                store
+                    .get_range(&o.key, 0, ltx::HEADER_SIZE as u64)
+                    .ok()
+                    .and_then(|b| Header::decode(&b).ok())
+                    .map_or(o.modified_ms, |h| h.timestamp_ms)
+            } else {
+                o.modified_ms.min(now) // a store clock ahead of ours must not delay retention
+            };
+            known.insert(file_id(level, min_txid, max_txid), timestamp_ms, o.size);
+        }
+        known
+    }
+
+    /// When the newest snapshot was taken: its object's time (a scheduled snapshot's header
+    /// holds the time of its state, from before the boundary that made it due); 0 for none.
+    fn newest_snapshot_time(&self, objects: &[ObjectInfo], known: &KnownFiles, now: u64) -> u64 {
+        let newest_snapshot = objects
+            .iter()
+            .filter_map(|o| Some((keys::parse_s3_key(&self.prefix, &o.key)?, o.modified_ms)))
+            .filter(|((level, _, _), _)| *level == keys::SNAPSHOT_LEVEL)
+            .max_by_key(|((_, _, max), _)| *max);
+        match newest_snapshot {
+            Some(((level, min_txid, max_txid), modified_ms)) => {
+                let header_time = known
+                    .get(file_id(level, min_txid, max_txid))
+                    .map_or(0, |f| f.timestamp_ms);
+                modified_ms.min(now).max(header_time)
+            }
+            None => 0,
+        }
+    }
+}
+
+/// The store, or why it could not be opened.
+fn opened(store: &Result<Box<dyn ObjectStore>, String>) -> Result<&dyn ObjectStore, Error> {
+    store.as_deref().map_err(|e| Error::Unsupported(e.clone()))
+}

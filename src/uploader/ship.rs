@@ -1,0 +1,306 @@
+//! Shipping the spool's pending transactions as level-0 LTX files, one per batch: when a
+//! batch is due, which records go in it, encoding the latest version of each page, and
+//! continuing the replicated database checksum. It owns the per-page checksums of the
+//! replicated state; it must not read the live database (snapshots do).
+//!
+//! Txids count shipped files, as in Litestream: each level-0 file has min = max =
+//! previous + 1.
+
+use super::known::file_id;
+use super::remote::Replica;
+use super::types::{carried_checksum, Step, LTX_FLAGS};
+use crate::database::{Database, UploaderState};
+use crate::error::Error;
+use crate::ltx::{self, Encoder, Header};
+use crate::spool::{RecordMeta, SpoolState};
+use crate::wal;
+use std::collections::BTreeMap;
+use std::io::BufWriter;
+use std::path::Path;
+
+/// Level-0 batches larger than this are split at a transaction boundary.
+const MAX_BATCH_BYTES: u64 = 256 << 20;
+
+#[derive(Default)]
+pub(super) struct Shipper {
+    /// Per-page checksums of the replicated state; `None` until known (then a snapshot).
+    table: Option<Vec<u64>>,
+    /// When the last file was shipped.
+    last_ship_ms: u64,
+}
+
+/// A level-0 file encoded: the database checksum after it, and the pages it changes with
+/// their new checksums.
+struct Encoded {
+    raw: u64,
+    changes: Vec<(u32, u64)>,
+}
+
+impl Shipper {
+    /// Whether the replicated state is known (else a snapshot has to be shipped first).
+    pub fn knows_state(&self) -> bool {
+        self.table.is_some()
+    }
+
+    /// The replicated state's page checksums, read back from the spool at start-up.
+    pub fn resume(&mut self, table: Vec<u64>) {
+        self.table = Some(table);
+    }
+
+    /// The chain continues from a snapshot shipped at `now`.
+    pub fn restart(&mut self, table: Vec<u64>, now: u64) {
+        self.table = Some(table);
+        self.last_ship_ms = now;
+    }
+
+    /// When a batch whose first commit was captured at `first_captured_at` is due: at once
+    /// after an idle period (nothing shipped for an interval) or when asked to flush; while
+    /// commits keep coming, one interval after the last shipment.
+    pub fn due(&self, now: u64, first_captured_at: u64, flush: bool, interval: u64) -> u64 {
+        if flush || self.last_ship_ms + interval <= first_captured_at {
+            now
+        } else {
+            self.last_ship_ms + interval
+        }
+    }
+
+    /// Ships the next batch of `pending` as the next txid.
+    pub fn ship(
+        &mut self,
+        db: &Database,
+        replica: &mut Replica,
+        now: u64,
+        pending: &[RecordMeta],
+    ) -> Result<Step, Error> {
+        let state = db.spool.state();
+        if skip_covered(db, &state, pending)? {
+            return Ok(Step::WaitUntil(now));
+        }
+        let Some(batch) = take_batch(db, &state, pending) else {
+            return Ok(Step::WaitUntil(now));
+        };
+        let last = *batch.last().expect("pending is not empty");
+        let commit = last.commit_size;
+        let table = self.table.as_ref().expect("checked by try_step");
+        let txid = state.txid + 1;
+        let scratch = db.spool.scratch_path("batch.ltx.tmp");
+        let encoded = encode_batch(db, table, &state, &batch, txid, &scratch)?;
+        let size = upload(replica, txid, last.captured_at_ms, &scratch, now)?;
+        let changed = self.apply(&encoded, commit, state.page_size);
+        let table = self.table.as_ref().expect("checked by try_step");
+        db.spool.store_page_checksums(table, &changed, false)?;
+        let new_state = SpoolState {
+            replica_url: db.config.url(),
+            txid,
+            post_checksum: encoded.raw,
+            page_size: state.page_size,
+            commit,
+            shipped_seq: last.seq,
+            position: Some((last.end, last.end_cksum)),
+            shipped_at_ms: now,
+        };
+        db.spool.mark_shipped(new_state)?;
+        replica.max_txid = txid;
+        self.last_ship_ms = now;
+        {
+            let mut c = db.counters();
+            // Counters first: replica_sync() returns as soon as progress is published.
+            c.uploads += 1;
+            c.bytes_uploaded += size;
+            c.last_upload_at_ms = Some(now);
+            c.state = UploaderState::Replicating;
+            replica.count_requests(&mut c);
+        }
+        // Commits captured while this batch was uploading count too: their waiters' flush
+        // requests must survive this one (else they wait out a whole sync interval).
+        let more = pending.len() > batch.len() || db.spool.last_seq() > last.seq;
+        publish(db, txid, last.seq, more);
+        Ok(Step::Shipped { txid })
+    }
+
+    /// Brings the page checksums to the state after the shipped file; the pages changed.
+    fn apply(&mut self, encoded: &Encoded, commit: u32, page_size: u32) -> Vec<u32> {
+        let table = self.table.as_mut().expect("checked by try_step");
+        table.resize(commit as usize, 0);
+        for &(pgno, sum) in &encoded.changes {
+            if let Some(slot) = table.get_mut(pgno as usize - 1) {
+                *slot = sum;
+            }
+        }
+        let lock_pgno = ltx::lock_pgno(page_size);
+        if lock_pgno <= commit {
+            table[lock_pgno as usize - 1] = 0;
+        }
+        encoded.changes.iter().map(|c| c.0).collect()
+    }
+}
+
+/// Commits captured while a snapshot was being read can already be in it; so can a commit
+/// captured twice. They end at or before the replicated WAL position: marks them shipped
+/// (true) so that the next step looks at what follows.
+fn skip_covered(db: &Database, state: &SpoolState, pending: &[RecordMeta]) -> Result<bool, Error> {
+    let covered = pending
+        .iter()
+        .take_while(|r| {
+            state
+                .position
+                .is_some_and(|(p, _)| r.end.salts() == p.salts() && r.end.frame <= p.frame)
+        })
+        .count();
+    if covered == 0 {
+        return Ok(false);
+    }
+    let seq = pending[covered - 1].seq;
+    db.spool.mark_shipped(SpoolState {
+        shipped_seq: seq,
+        ..state.clone()
+    })?;
+    db.update_progress(|p| p.shipped_seq = seq);
+    Ok(true)
+}
+
+/// The records of the next batch, up to [`MAX_BATCH_BYTES`] (at least one); `None` when a
+/// record changes the page size (then a snapshot is asked for instead).
+fn take_batch<'a>(
+    db: &Database,
+    state: &SpoolState,
+    pending: &'a [RecordMeta],
+) -> Option<Vec<&'a RecordMeta>> {
+    let mut bytes = 0u64;
+    let mut batch = Vec::new();
+    for r in pending {
+        let len = r.pgnos.len() as u64 * r.page_size as u64;
+        if !batch.is_empty() && bytes + len > MAX_BATCH_BYTES {
+            break;
+        }
+        if r.page_size != state.page_size {
+            db.request_snapshot(&format!(
+                "page size changed from {} to {}",
+                state.page_size, r.page_size
+            ));
+            return None;
+        }
+        bytes += len;
+        batch.push(r);
+    }
+    Some(batch)
+}
+
+/// Writes the batch as the level-0 file `txid` at `scratch`, continuing the checksum of
+/// the state `table` describes.
+fn encode_batch(
+    db: &Database,
+    table: &[u64],
+    state: &SpoolState,
+    batch: &[&RecordMeta],
+    txid: u64,
+    scratch: &Path,
+) -> Result<Encoded, Error> {
+    let last = batch.last().expect("pending is not empty");
+    let commit = last.commit_size;
+    let latest = latest_pages(batch, commit);
+    let file = std::fs::File::create(scratch)
+        .map_err(|e| Error::Io(format!("{}: {e}", scratch.display())))?;
+    let header = batch_header(state, last, txid);
+    let mut enc = Encoder::new(BufWriter::with_capacity(1 << 20, file), header)?;
+    let mut raw = state.post_checksum;
+    let mut changes: Vec<(u32, u64)> = Vec::with_capacity(latest.len());
+    let mut buf = Vec::new();
+    let lock_pgno = ltx::lock_pgno(state.page_size);
+    for (&pgno, &(ri, ei)) in &latest {
+        if pgno == lock_pgno {
+            continue;
+        }
+        db.spool.read_page(batch[ri], ei, &mut buf)?;
+        let sum = ltx::page_checksum(pgno, &buf);
+        raw ^= table.get(pgno as usize - 1).copied().unwrap_or(0) ^ sum;
+        changes.push((pgno, sum));
+        enc.encode_page(pgno, &buf)?;
+    }
+    // Pages past the old end that no frame wrote read back as zeros after a restore.
+    let zero = vec![0u8; state.page_size as usize];
+    for pgno in (table.len() as u32 + 1)..=commit {
+        if pgno != lock_pgno && !latest.contains_key(&pgno) {
+            let sum = ltx::page_checksum(pgno, &zero);
+            raw ^= sum;
+            changes.push((pgno, sum));
+        }
+    }
+    // A shrinking database drops its tail pages from the checksum.
+    for pgno in (commit + 1)..=(table.len() as u32) {
+        raw ^= table[pgno as usize - 1];
+    }
+    let (w, _trailer) = enc.finish(carried_checksum(raw))?;
+    w.into_inner()
+        .map_err(|e| Error::Io(format!("{}: {e}", scratch.display())))?
+        .sync_all()?;
+    Ok(Encoded { raw, changes })
+}
+
+/// Where the latest version of each page up to `commit` is: (record, entry). Later
+/// records, and later entries, overwrite.
+fn latest_pages(batch: &[&RecordMeta], commit: u32) -> BTreeMap<u32, (usize, usize)> {
+    let mut latest: BTreeMap<u32, (usize, usize)> = BTreeMap::new();
+    for (ri, r) in batch.iter().enumerate() {
+        for (ei, &pgno) in r.pgnos.iter().enumerate() {
+            latest.insert(pgno, (ri, ei));
+        }
+    }
+    latest.retain(|&pgno, _| pgno <= commit);
+    latest
+}
+
+fn batch_header(state: &SpoolState, last: &RecordMeta, txid: u64) -> Header {
+    Header {
+        flags: LTX_FLAGS,
+        page_size: state.page_size,
+        commit: last.commit_size,
+        min_txid: txid,
+        max_txid: txid,
+        timestamp_ms: last.captured_at_ms,
+        pre_apply_checksum: carried_checksum(state.post_checksum),
+        wal_offset: wal::frame_offset(state.page_size, last.end.frame),
+        wal_size: wal::FRAME_HEADER_SIZE as u64 + state.page_size as u64,
+        wal_salt1: last.end.salt1,
+        wal_salt2: last.end.salt2,
+        node_id: 0,
+    }
+}
+
+/// Uploads the level-0 file `txid` at `scratch` under the lease, keeping a local copy for
+/// the level-1 compaction (which would otherwise download it again); its size.
+fn upload(
+    replica: &mut Replica,
+    txid: u64,
+    captured_at_ms: u64,
+    scratch: &Path,
+    now: u64,
+) -> Result<u64, Error> {
+    let id = file_id(0, txid, txid);
+    let size = std::fs::metadata(scratch).map(|m| m.len()).unwrap_or(0);
+    if let Err(e) = replica.hold_lease(now) {
+        let _ = std::fs::remove_file(scratch);
+        return Err(e);
+    }
+    replica.put_file(id, scratch)?;
+    crate::fault::point("upload.after_put");
+    replica.known.insert(id, captured_at_ms, size);
+    replica.cache.keep(id, scratch, size);
+    Ok(size)
+}
+
+/// Publishes the shipment to `replica_sync()` waiters and status.
+fn publish(db: &Database, txid: u64, seq: u64, more: bool) {
+    db.update_progress(|p| {
+        p.txid = txid;
+        p.shipped_seq = seq;
+        // In the same update as the txid: replica_sync() returns on it, and status read
+        // right after must not show the backoff of an error that is gone.
+        p.last_error = None;
+        p.retries = 0;
+        p.next_retry_at_ms = None;
+        if !more {
+            p.flush_requested = false;
+        }
+    });
+}

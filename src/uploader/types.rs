@@ -1,0 +1,71 @@
+//! The values the uploader's parts hand each other: what one step did, and how the LTX
+//! files it writes are flagged. It holds no state and does no I/O.
+
+use crate::ltx;
+
+/// What one step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing to ship.
+    Idle,
+    /// Something is pending; come back at this time (ms since the epoch).
+    WaitUntil(u64),
+    Shipped {
+        txid: u64,
+    },
+    Snapshot {
+        txid: u64,
+    },
+    /// Files of `level - 1` were merged into `files` new files of `level`.
+    Compacted {
+        level: u8,
+        files: usize,
+    },
+    /// Retention deleted this many files.
+    Retained {
+        deleted: usize,
+    },
+    /// The step failed; it will be retried after a backoff, until this time.
+    Failed {
+        retry_at: u64,
+        error: String,
+    },
+}
+
+impl Step {
+    /// Whether the step wrote to the replica: the error state clears, and the thread steps
+    /// again at once.
+    pub(super) fn wrote(&self) -> bool {
+        matches!(
+            self,
+            Step::Shipped { .. }
+                | Step::Snapshot { .. }
+                | Step::Compacted { .. }
+                | Step::Retained { .. }
+        )
+    }
+
+    /// This step (idle or waiting), woken no later than `at` (`u64::MAX`: no time of its
+    /// own); a step that did something is returned as it is.
+    pub(super) fn wake_by(self, at: u64) -> Step {
+        match self {
+            Step::Idle if at != u64::MAX => Step::WaitUntil(at),
+            Step::WaitUntil(t) => Step::WaitUntil(t.min(at)),
+            other => other,
+        }
+    }
+}
+
+/// LTX flags we write: no database checksums in the files, as Litestream 0.5 writes them,
+/// because `litestream restore` rejects a restore whose last file carries a post-apply
+/// checksum (see `ltx`). We still track the database checksum in the spool (`pages.crc`).
+pub const LTX_FLAGS: u32 = ltx::FLAG_NO_CHECKSUM;
+
+/// The checksum value a header or trailer carries under `LTX_FLAGS`.
+pub(super) fn carried_checksum(raw: u64) -> u64 {
+    if LTX_FLAGS & ltx::FLAG_NO_CHECKSUM != 0 {
+        0
+    } else {
+        ltx::DbChecksum(raw).value()
+    }
+}

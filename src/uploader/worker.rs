@@ -1,0 +1,231 @@
+//! The steppable per-database worker: [`DbUploader::step`] does at most one unit of work
+//! (the start-up listing, a snapshot, a batch or a lifecycle job) at the time it is given,
+//! so that tests drive it with a fake clock. It owns the order in which the jobs get their
+//! turn and what a failure means (a backoff, or standing back from another uploader's
+//! lease); the jobs themselves live in their own files. It must never block a commit.
+
+use super::backoff::Backoff;
+use super::compactor::Compactor;
+use super::remote::Replica;
+use super::ship::Shipper;
+use super::snapshots::Snapshotter;
+use super::types::Step;
+use crate::database::{Database, UploaderState};
+use crate::error::Error;
+use crate::snapshot::SnapshotSource;
+use crate::store::ObjectStore;
+use std::sync::Arc;
+
+/// The WAL is looked at for uncaptured commits every sync interval, at least this often.
+pub const WAL_POLL_MAX_MS: u64 = 250;
+
+pub struct DbUploader {
+    db: Arc<Database>,
+    replica: Replica,
+    shipper: Shipper,
+    snapshots: Snapshotter,
+    compactor: Compactor,
+    backoff: Backoff,
+    /// When to look at the WAL for commits nobody captured.
+    next_wal_poll: u64,
+}
+
+impl DbUploader {
+    pub fn new(db: Arc<Database>) -> DbUploader {
+        let store = crate::store::open(&db.config.target).map_err(|e| e.to_string());
+        Self::with_store(db, store)
+    }
+
+    pub fn with_store(
+        db: Arc<Database>,
+        store: Result<Box<dyn ObjectStore>, String>,
+    ) -> DbUploader {
+        DbUploader {
+            replica: Replica::new(&db, store),
+            db,
+            shipper: Shipper::default(),
+            snapshots: Snapshotter::default(),
+            compactor: Compactor::default(),
+            backoff: Backoff::new(),
+            next_wal_poll: 0,
+        }
+    }
+
+    pub fn db(&self) -> &Arc<Database> {
+        &self.db
+    }
+
+    /// When this database's WAL is next looked at for commits nobody captured.
+    pub fn next_wal_poll(&self) -> u64 {
+        self.next_wal_poll
+    }
+
+    /// Does at most one unit of work: an initial listing, a snapshot, or one batch.
+    pub fn step(&mut self, now: u64, source: &dyn SnapshotSource) -> Step {
+        if let Some(retry_at) = self.backoff.waiting(now) {
+            // A replica_sync() call earns one attempt even during a backoff.
+            if !self.db.progress().flush_requested {
+                return Step::WaitUntil(retry_at);
+            }
+        }
+        match self.try_step(now, source) {
+            Err(Error::NotWal(_)) => {
+                // Nothing to do until the database is in WAL mode; its first WAL commit wakes us.
+                self.db.counters().state = UploaderState::WaitingForWal;
+                Step::Idle
+            }
+            Ok(step) => {
+                if step.wrote() {
+                    self.backoff.succeeded();
+                    self.db.update_progress(|p| {
+                        p.last_error = None;
+                        p.retries = 0;
+                        p.next_retry_at_ms = None;
+                    });
+                }
+                self.refresh_counters(&step);
+                step
+            }
+            Err(Error::LeaseHeld(owner, until)) => self.lease_held(owner, until, now),
+            Err(e) => self.failed(e, now),
+        }
+    }
+
+    /// Not a failure: another uploader has the replica. Keep spooling; look again when its
+    /// lease runs out (it renews it while it uploads).
+    fn lease_held(&mut self, owner: String, until: u64, now: u64) -> Step {
+        let error = Error::LeaseHeld(owner, until).to_string();
+        let retry_at = until.max(now + 1);
+        // Whatever asked (shipping or a lifecycle job), everything waits for it.
+        self.compactor.not_its_failure();
+        self.backoff.wait_until(retry_at);
+        let changed = self.db.progress().last_error.as_deref() != Some(error.as_str());
+        self.db.update_progress(|p| {
+            p.last_error = Some(error.clone());
+            p.flush_requested = false;
+            p.next_retry_at_ms = Some(retry_at);
+            p.failed_attempts += 1;
+        });
+        if changed {
+            crate::base::log::notice(&format!("{}: {error}", self.db.name));
+        }
+        self.db.counters().state = UploaderState::LeaseHeldElsewhere;
+        Step::Failed { retry_at, error }
+    }
+
+    /// A failed step: it is retried after a backoff.
+    fn failed(&mut self, e: Error, now: u64) -> Step {
+        let retry_at = self.backoff.failed(now);
+        // Compaction, retention or a scheduled snapshot failed: only they wait; shipping
+        // goes on. Otherwise shipping waits.
+        if !self.compactor.take_failure(retry_at) {
+            self.backoff.wait_until(retry_at);
+        }
+        let error = e.to_string();
+        let failures = self.backoff.failures();
+        self.db.update_progress(|p| {
+            p.last_error = Some(error.clone());
+            p.flush_requested = false;
+            p.retries = failures;
+            p.next_retry_at_ms = Some(retry_at);
+            p.failed_attempts += 1;
+        });
+        self.db.counters().upload_errors += 1;
+        crate::base::log::error(&format!("{}: {error}", self.db.name));
+        let step = Step::Failed { retry_at, error };
+        self.refresh_counters(&step);
+        step
+    }
+
+    fn refresh_counters(&self, step: &Step) {
+        if *step == Step::Idle && self.db.counters().state == UploaderState::WaitingForWal {
+            return;
+        }
+        let mut c = self.db.counters();
+        self.replica.count_requests(&mut c);
+        c.state = match step {
+            Step::Failed { .. } => UploaderState::Retrying,
+            Step::WaitUntil(_) => UploaderState::Pending,
+            _ => UploaderState::Replicating,
+        };
+    }
+
+    fn try_step(&mut self, now: u64, source: &dyn SnapshotSource) -> Result<Step, Error> {
+        if !self.replica.listed {
+            self.initialize(now)?;
+        }
+        self.release_lease_if_asked()?;
+        // Commits of processes that write without capturing them (no extension, or one that
+        // leaves replication to this process) are taken from the WAL once per interval.
+        let interval = self.db.config.sync_interval.as_millis() as u64;
+        if now >= self.next_wal_poll {
+            self.next_wal_poll = now + interval.clamp(100, WAL_POLL_MAX_MS);
+            crate::shim::take_foreign_commits_now(&self.db, &mut || source.open_wal(&self.db.path));
+        }
+        let db = &self.db;
+        if db.progress().needs_snapshot.is_some() || !self.shipper.knows_state() {
+            let (replica, shipper) = (&mut self.replica, &mut self.shipper);
+            return self.snapshots.on_demand(db, replica, shipper, source, now);
+        }
+        let Some((_, first_captured_at)) = db.spool.pending_summary() else {
+            db.update_progress(|p| p.flush_requested = false);
+            return self
+                .compactor
+                .step(db, &mut self.replica, source, now, Step::Idle);
+        };
+        let flush = db.progress().flush_requested;
+        let due = self.shipper.due(now, first_captured_at, flush, interval);
+        if now < due {
+            let waiting = Step::WaitUntil(due);
+            return self
+                .compactor
+                .step(db, &mut self.replica, source, now, waiting);
+        }
+        self.shipper
+            .ship(db, &mut self.replica, now, &db.spool.pending())
+    }
+
+    /// The last connection closed: once everything is shipped, hand the lease back.
+    fn release_lease_if_asked(&mut self) -> Result<(), Error> {
+        let progress = self.db.progress();
+        if progress.lease_release_requests > progress.lease_released
+            && self.db.spool.pending_summary().is_none()
+            && progress.needs_snapshot.is_none()
+        {
+            self.replica.release_lease()?;
+            let done = progress.lease_release_requests;
+            self.db
+                .update_progress(|p| p.lease_released = p.lease_released.max(done));
+        }
+        Ok(())
+    }
+
+    /// Start-up: one LIST to learn where the replica stands, compared with the spool.
+    fn initialize(&mut self, now: u64) -> Result<(), Error> {
+        self.replica.list(now)?;
+        let remote_max = self.replica.max_txid;
+        let state = self.db.spool.state();
+        let url = self.db.config.url();
+        if state.txid == 0 || state.txid != remote_max || state.replica_url != url {
+            if state.txid != 0 {
+                self.db.request_snapshot(&format!(
+                    "the replica is at txid {remote_max} but this spool shipped through txid {}",
+                    state.txid
+                ));
+            } else {
+                self.db.request_snapshot("first upload of this database");
+            }
+        } else {
+            let table = self.db.spool.load_page_checksums()?;
+            let xor = table.iter().fold(0u64, |a, b| a ^ b);
+            if table.len() as u32 == state.commit && xor == state.post_checksum {
+                self.shipper.resume(table);
+            } else {
+                self.db
+                    .request_snapshot("the spool's page checksums do not match its state");
+            }
+        }
+        self.replica.listed = true;
+        Ok(())
+    }
+}
