@@ -1,10 +1,9 @@
 //! `kill -9` of a writing process at random points: the next process that opens the database
 //! resumes from the spool (and the WAL), and the replica converges to the source.
 mod common;
+use common::seeded;
 #[path = "common/procs.rs"]
 mod procs;
-#[path = "common/seeded.rs"]
-mod seeded;
 
 use common::*;
 use procs::Procs;

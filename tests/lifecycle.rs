@@ -8,8 +8,7 @@
 //! that point, and outside it fail clearly. Replay a failure with `LIFECYCLE_SEED=<seed>`.
 
 mod common;
-#[path = "common/seeded.rs"]
-mod seeded;
+use common::seeded;
 
 use common::*;
 use replica::base::io::ReadAt;
@@ -258,6 +257,7 @@ fn three_days_of_snapshots_compaction_and_retention_stay_restorable() {
         restore_if_missing: replica::config::DEFAULT_RESTORE_IF_MISSING,
         validation_interval: None,
         shutdown_sync_timeout: replica::config::DEFAULT_SHUTDOWN_SYNC_TIMEOUT,
+        lease_ttl: replica::config::DEFAULT_LEASE_TTL,
     };
     let db = Arc::new(Database::open(&db_path, cfg, 1 << 30).unwrap());
     let store = Arc::new(DirStore::new(replica.clone()));

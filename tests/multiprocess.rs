@@ -7,10 +7,9 @@
 //! exactly once (level 0), or as a snapshot's state (level 9).
 
 mod common;
+use common::seeded;
 #[path = "common/procs.rs"]
 mod procs;
-#[path = "common/seeded.rs"]
-mod seeded;
 
 use common::*;
 use procs::Procs;

@@ -50,8 +50,8 @@ pub use discovery::locate_config_file;
 pub use env::Env;
 pub use model::{
     ConfigError, ConfigFile, Credentials, DbConfig, ReplicaConfig, ReplicaTarget, S3Target,
-    S3Timeouts, Warning, DEFAULT_RESTORE_IF_MISSING, DEFAULT_SHUTDOWN_SYNC_TIMEOUT,
-    DEFAULT_SYNC_INTERVAL,
+    S3Timeouts, Warning, DEFAULT_LEASE_TTL, DEFAULT_RESTORE_IF_MISSING,
+    DEFAULT_SHUTDOWN_SYNC_TIMEOUT, DEFAULT_SYNC_INTERVAL,
 };
 pub use resolve::Resolver;
 pub use url::parse_replica_url;

@@ -23,6 +23,9 @@ pub const DEFAULT_RESTORE_IF_MISSING: bool = true;
 /// `sqlite3_close`, and nothing depends on it, so it is short.
 pub const DEFAULT_SHUTDOWN_SYNC_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long the replica's lease lasts without renewal, unless `REPLICA_LEASE_TTL` says.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_millis(crate::lease::LEASE_TTL_MS);
+
 /// Per-database resolved configuration; the name the module docs use for [`ReplicaConfig`].
 pub type DbConfig = ReplicaConfig;
 
@@ -109,6 +112,9 @@ pub struct ReplicaConfig {
     /// How long the last close waits for shipping and the lease hand-back
     /// (`shutdown-sync-timeout`; [`DEFAULT_SHUTDOWN_SYNC_TIMEOUT`] otherwise); zero: no wait.
     pub shutdown_sync_timeout: Duration,
+    /// How long the replica's lease lasts without renewal (`REPLICA_LEASE_TTL`;
+    /// [`DEFAULT_LEASE_TTL`] otherwise); never zero.
+    pub lease_ttl: Duration,
 }
 
 /// A non-fatal problem in the config file. `Display`: `litestream.yml: <key>: <message>`.

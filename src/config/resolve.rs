@@ -12,8 +12,8 @@ use std::time::Duration;
 use super::discovery::locate_config_file;
 use super::env::{env_duration, env_switch, Env};
 use super::model::{
-    ConfigError, ConfigFile, ReplicaConfig, ReplicaTarget, Warning, DEFAULT_RESTORE_IF_MISSING,
-    DEFAULT_SHUTDOWN_SYNC_TIMEOUT, DEFAULT_SYNC_INTERVAL,
+    ConfigError, ConfigFile, ReplicaConfig, ReplicaTarget, Warning, DEFAULT_LEASE_TTL,
+    DEFAULT_RESTORE_IF_MISSING, DEFAULT_SHUTDOWN_SYNC_TIMEOUT, DEFAULT_SYNC_INTERVAL,
 };
 use super::paths::normalize;
 use super::schema::did_you_mean;
@@ -37,6 +37,8 @@ pub struct Resolver {
     env_validation_interval: Option<Duration>,
     /// `REPLICA_SHUTDOWN_SYNC_TIMEOUT`, parsed (zero: no wait).
     env_shutdown_sync_timeout: Option<Duration>,
+    /// `REPLICA_LEASE_TTL`, parsed (never zero).
+    env_lease_ttl: Option<Duration>,
     /// File-system canonicalization used for path matching (replaceable in tests).
     pub(super) canonicalize: fn(&Path) -> Option<PathBuf>,
 }
@@ -94,6 +96,7 @@ impl Resolver {
             env_restore_if_missing: env_switch(&env, "REPLICA_RESTORE_IF_MISSING")?,
             env_validation_interval: env_duration(&env, "REPLICA_VALIDATION_INTERVAL", true)?,
             env_shutdown_sync_timeout: env_duration(&env, "REPLICA_SHUTDOWN_SYNC_TIMEOUT", true)?,
+            env_lease_ttl: env_duration(&env, "REPLICA_LEASE_TTL", false)?,
             env,
             file,
             replica_url,
@@ -247,6 +250,7 @@ impl Resolver {
                 .env_shutdown_sync_timeout
                 .or(file.and_then(|f| f.shutdown_sync_timeout))
                 .unwrap_or(DEFAULT_SHUTDOWN_SYNC_TIMEOUT),
+            lease_ttl: self.env_lease_ttl.unwrap_or(DEFAULT_LEASE_TTL),
         }
     }
 }

@@ -7,6 +7,7 @@
 use crate::error::Error;
 use crate::lease::{self, Decision, Lease};
 use crate::store::{ObjectStore, StoreError};
+use std::time::Duration;
 
 pub(super) struct Leaser {
     /// The lease object's key.
@@ -26,7 +27,7 @@ pub(super) struct Leaser {
 
 impl Leaser {
     /// The lease beside the level folders under `prefix`, held under `owner_id`.
-    pub fn new(prefix: &str, owner_id: String, db_name: &str) -> Leaser {
+    pub fn new(prefix: &str, owner_id: String, db_name: &str, ttl: Duration) -> Leaser {
         let key = if prefix.is_empty() {
             lease::LEASE_NAME.to_string()
         } else {
@@ -37,7 +38,7 @@ impl Leaser {
             owner_id,
             version: None,
             until: 0,
-            ttl_ms: ttl_ms_from_env(),
+            ttl_ms: (ttl.as_millis() as u64).max(1),
             unsupported: false,
             db_name: db_name.to_string(),
         }
@@ -133,16 +134,6 @@ impl Leaser {
         }
         Error::Store(e)
     }
-}
-
-/// How long a lease lasts: `REPLICA_LEASE_TTL` (a duration), else the default; at least
-/// 1 ms.
-fn ttl_ms_from_env() -> u64 {
-    std::env::var("REPLICA_LEASE_TTL")
-        .ok()
-        .and_then(|v| crate::config::parse_duration(&v).ok())
-        .map_or(lease::LEASE_TTL_MS, |d| d.as_millis() as u64)
-        .max(1)
 }
 
 /// This machine's name, for the lease (`/proc/sys/kernel/hostname`, else `HOSTNAME`).

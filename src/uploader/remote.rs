@@ -37,7 +37,7 @@ impl Replica {
         let owner_id = crate::lease::owner_id(&host_name(), &db.spool.instance_id());
         Replica {
             store,
-            lease: Leaser::new(&prefix, owner_id, &db.name),
+            lease: Leaser::new(&prefix, owner_id, &db.name, db.config.lease_ttl),
             prefix,
             cache: Cache::new(
                 db.spool.scratch_path("cache"),

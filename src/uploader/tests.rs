@@ -82,6 +82,7 @@ impl Harness {
             restore_if_missing: crate::config::DEFAULT_RESTORE_IF_MISSING,
             validation_interval: None,
             shutdown_sync_timeout: crate::config::DEFAULT_SHUTDOWN_SYNC_TIMEOUT,
+            lease_ttl: crate::config::DEFAULT_LEASE_TTL,
         };
         let db = Arc::new(Database::open(&dir.join("app.db"), cfg, 1 << 30).unwrap());
         let live = FakeDb {

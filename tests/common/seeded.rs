@@ -1,7 +1,7 @@
 //! Seeded randomness for tests that pick random moments and values: the seed comes from an
 //! environment variable when it is set, so that a failure (whose message prints its seed)
-//! replays exactly. The one seed helper and the one PRNG of the integration tests: included
-//! as `common::seeded`, or alone with `#[path = "common/seeded.rs"] mod seeded;`.
+//! replays exactly. The one seed helper and the one PRNG of the integration tests
+//! (`common::seeded`).
 #![allow(dead_code)]
 
 /// The seed in `$var` when it is set (a replay; anything but a number there is a mistake

@@ -558,3 +558,30 @@ fn path_matching_lexical_and_canonical() {
     assert_eq!(dir("link/b.db"), Some(PathBuf::from("/bk/b")));
     assert_eq!(dir("/nowhere/app.db"), None);
 }
+
+#[test]
+fn lease_ttl_comes_from_the_environment_and_bad_values_name_the_variable() {
+    let cfg = parse(OPERATIONAL_KEYS, &env(&[])).unwrap();
+    let ttl = |vars: &[(&str, &str)]| {
+        Resolver::new(env(vars), Some(cfg.clone()))
+            .unwrap()
+            .resolve(Path::new("/a.db"), &[])
+            .unwrap()
+            .unwrap()
+            .lease_ttl
+    };
+    assert_eq!(ttl(&[]), crate::config::DEFAULT_LEASE_TTL);
+    assert_eq!(ttl(&[("REPLICA_LEASE_TTL", "2s")]), Duration::from_secs(2));
+    for (value, reason) in [
+        ("soon", "expected a duration like 1s or 500ms, got \"soon\""),
+        ("0", "must be greater than zero, got \"0\""),
+    ] {
+        let e = Resolver::new(env(&[("REPLICA_LEASE_TTL", value)]), Some(cfg.clone()))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!("environment variable REPLICA_LEASE_TTL: {reason}")
+        );
+    }
+}

@@ -10,8 +10,8 @@ use super::fields::{file_credentials, file_timeouts, merged, missing, pick_endpo
 use super::read::Ctx;
 use crate::config::encoding::{looks_like_url, redact_url};
 use crate::config::model::{
-    ConfigError, ReplicaConfig, ReplicaTarget, S3Timeouts, DEFAULT_RESTORE_IF_MISSING,
-    DEFAULT_SHUTDOWN_SYNC_TIMEOUT, DEFAULT_SYNC_INTERVAL,
+    ConfigError, ReplicaConfig, ReplicaTarget, S3Timeouts, DEFAULT_LEASE_TTL,
+    DEFAULT_RESTORE_IF_MISSING, DEFAULT_SHUTDOWN_SYNC_TIMEOUT, DEFAULT_SYNC_INTERVAL,
 };
 use crate::config::paths::absolutize;
 use crate::config::s3::{clean_prefix, finalize_s3, S3Parts};
@@ -50,6 +50,7 @@ pub(super) fn build_replica(
             .or(global.validation_interval)
             .filter(|d| !d.is_zero()),
         shutdown_sync_timeout: DEFAULT_SHUTDOWN_SYNC_TIMEOUT,
+        lease_ttl: DEFAULT_LEASE_TTL,
     })
 }
 
