@@ -9,6 +9,12 @@
 /// than half is left, so a busy replica costs one extra PUT per half-period and an idle one
 /// none; another host takes over at most this long after the holder stops.
 pub const LEASE_TTL_MS: u64 = 60_000;
+/// How far ahead of ours another host's clock may run before its lease stops being
+/// believed. An uploader writes `expires_ms` as its own now + TTL, so from here a lease may
+/// claim up to now + TTL + this; a lease claiming more was written by a clock too far ahead
+/// or by hand, and honouring it would stop replication until then (for ever, for a
+/// far-future one).
+pub const CLOCK_SKEW_ALLOWANCE_MS: u64 = 2 * LEASE_TTL_MS;
 /// The lease object's name, beside `<level>/` under the replica's prefix.
 pub const LEASE_NAME: &str = "lease";
 
@@ -47,18 +53,34 @@ impl Lease {
 /// What an uploader does with the lease it found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// None, ours, expired or unreadable: write ours over it (conditionally).
+    /// None, ours, expired, unreadable or beyond belief: write ours over it (conditionally).
     Take,
     /// Another uploader's, still valid: do not write to the replica before `until`.
     Held { owner: String, until: u64 },
 }
 
+/// [`decide_with_ttl`] for leases of [`LEASE_TTL_MS`].
 pub fn decide(found: Option<&[u8]>, me: &str, now: u64) -> Decision {
+    decide_with_ttl(found, me, now, LEASE_TTL_MS)
+}
+
+/// Whether to take the lease `found` (the object's body, if any) or stand back, at `now`,
+/// for leases that last `ttl_ms`. Another uploader's lease holds until its expiry, unless
+/// that lies beyond now + TTL + [`CLOCK_SKEW_ALLOWANCE_MS`]: no uploader whose clock agrees
+/// with ours within the allowance can have written it, and a holder must renew within the
+/// TTL like everyone else, so it is taken over as if expired. (Waiting for the allowance
+/// instead would not end it: the next look would find the same expiry beyond it again.)
+pub fn decide_with_ttl(found: Option<&[u8]>, me: &str, now: u64, ttl_ms: u64) -> Decision {
+    let believable = now
+        .saturating_add(ttl_ms)
+        .saturating_add(CLOCK_SKEW_ALLOWANCE_MS);
     match found.map(Lease::decode) {
-        Some(Some(l)) if l.owner != me && l.expires_ms > now => Decision::Held {
-            owner: l.owner,
-            until: l.expires_ms,
-        },
+        Some(Some(l)) if l.owner != me && l.expires_ms > now && l.expires_ms <= believable => {
+            Decision::Held {
+                owner: l.owner,
+                until: l.expires_ms,
+            }
+        }
         _ => Decision::Take,
     }
 }
@@ -112,5 +134,51 @@ mod tests {
         .encode();
         assert_eq!(decide(Some(&own), &mine, 0), Decision::Take, "renewal");
         assert_eq!(decide(Some(b"garbage"), &mine, 0), Decision::Take);
+    }
+
+    #[test]
+    fn a_far_future_lease_is_capped() {
+        let mine = owner_id("a", "1");
+        let theirs = |expires_ms| {
+            Lease {
+                owner: owner_id("b", "2"),
+                expires_ms,
+            }
+            .encode()
+        };
+        let now = 1_767_225_600_000; // 2026-01-01
+        let held = |until| Decision::Held {
+            owner: owner_id("b", "2"),
+            until,
+        };
+        // Written by a host whose clock runs a minute ahead: honoured until it expires.
+        let ahead = now + LEASE_TTL_MS + 60_000;
+        assert_eq!(decide(Some(&theirs(ahead)), &mine, now), held(ahead));
+        // Right at the allowance: still honoured.
+        let edge = now + LEASE_TTL_MS + CLOCK_SKEW_ALLOWANCE_MS;
+        assert_eq!(decide(Some(&theirs(edge)), &mine, now), held(edge));
+        // Beyond it (a clock hours ahead, a lease written by hand for the year 2100, the
+        // largest expiry there is): taken over at once, not waited for.
+        for far in [edge + 1, now + 3_600_000, 4_102_444_800_000, u64::MAX] {
+            assert_eq!(
+                decide(Some(&theirs(far)), &mine, now),
+                Decision::Take,
+                "{far}"
+            );
+        }
+        // The allowance goes with the TTL, and does not overflow.
+        let short = now + 2_000 + CLOCK_SKEW_ALLOWANCE_MS;
+        assert_eq!(
+            decide_with_ttl(Some(&theirs(short)), &mine, now, 2_000),
+            held(short)
+        );
+        assert_eq!(
+            decide_with_ttl(Some(&theirs(short + 1)), &mine, now, 2_000),
+            Decision::Take
+        );
+        assert_eq!(
+            decide_with_ttl(Some(&theirs(u64::MAX)), &mine, u64::MAX - 1, u64::MAX),
+            held(u64::MAX)
+        );
     }
 }

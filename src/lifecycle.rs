@@ -128,7 +128,9 @@ pub fn plan_compactions(files: &[KnownFile], level: u8) -> Vec<Compaction> {
     let mut runs: Vec<Compaction> = Vec::new();
     for f in sources {
         match runs.last_mut() {
-            Some(run) if run.inputs.last().unwrap().id.max_txid + 1 == f.id.min_txid => {
+            Some(run)
+                if run.inputs.last().unwrap().id.max_txid.checked_add(1) == Some(f.id.min_txid) =>
+            {
                 run.inputs.push(f)
             }
             _ => runs.push(Compaction {
@@ -248,6 +250,19 @@ mod tests {
         assert_eq!(ranges(&plan_compactions(&files, 1)), vec![(4, 5), (7, 7)]);
         assert_eq!(ranges(&plan_compactions(&files, 2)), vec![(2, 3)]);
         assert!(plan_compactions(&files, 3).is_empty());
+    }
+
+    #[test]
+    fn a_txid_at_u64_max_does_not_overflow() {
+        // Names from the bucket: the last txid there is, then one that would continue it
+        // if `max + 1` wrapped.
+        let files = vec![
+            known(9, 1, 1, 0),
+            known(0, 2, u64::MAX, 0),
+            known(0, u64::MAX, u64::MAX, 0),
+        ];
+        let plans = plan_compactions(&files, 1);
+        assert_eq!(ranges(&plans), vec![(2, u64::MAX), (u64::MAX, u64::MAX)]);
     }
 
     #[test]

@@ -47,8 +47,19 @@ pub fn format_rfc3339(ms: u64) -> String {
     )
 }
 
+fn days_in_month(y: u32, m: u32) -> u32 {
+    match m {
+        2 if y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400)) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
 /// Parses RFC 3339 (`2026-11-25T18:00:00Z`, fractional seconds and `±hh:mm` offsets too)
-/// into milliseconds since the epoch.
+/// into milliseconds since the epoch. A date or time that does not exist (`2026-02-30`,
+/// hour 24, an offset beyond `±23:59`) is `None`, not the instant it would roll over to:
+/// a restore point must be the one the user meant.
 pub fn parse_rfc3339(s: &str) -> Option<u64> {
     let s = s.trim();
     let b = s.as_bytes();
@@ -61,7 +72,13 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
     {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<u32>().ok();
+    // Digits only: `parse` would also take a sign.
+    let num = |r: std::ops::Range<usize>| {
+        let d = s.get(r)?;
+        d.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| d.parse::<u32>().ok())?
+    };
     let (y, mo, d, h, mi, se) = (
         num(0..4)?,
         num(5..7)?,
@@ -70,7 +87,12 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
         num(14..16)?,
         num(17..19)?,
     );
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+    if !(1..=12).contains(&mo)
+        || !(1..=days_in_month(y, mo)).contains(&d)
+        || h > 23
+        || mi > 59
+        || se > 60
+    {
         return None;
     }
     let mut i = 19;
@@ -91,8 +113,8 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
     let offset_secs: i64 = match b.get(i) {
         Some(b'Z') | Some(b'z') if i + 1 == b.len() => 0,
         Some(&sign @ (b'+' | b'-')) if b.len() == i + 6 && b[i + 3] == b':' => {
-            let oh = num(i + 1..i + 3)? as i64;
-            let om = num(i + 4..i + 6)? as i64;
+            let oh = num(i + 1..i + 3).filter(|h| *h <= 23)? as i64;
+            let om = num(i + 4..i + 6).filter(|m| *m <= 59)? as i64;
             let v = oh * 3600 + om * 60;
             if sign == b'+' {
                 v
@@ -127,5 +149,37 @@ mod tests {
         );
         assert_eq!(parse_rfc3339("yesterday"), None);
         assert_eq!(parse_rfc3339("2000-13-01T00:00:00Z"), None);
+    }
+
+    #[test]
+    fn impossible_timestamps_are_refused() {
+        for bad in [
+            "2026-02-30T00:00:00Z",      // no such day
+            "2026-02-29T00:00:00Z",      // not a leap year
+            "1900-02-29T00:00:00Z",      // a century is not
+            "2026-04-31T00:00:00Z",      // a 30-day month
+            "2026-06-00T00:00:00Z",      // day zero
+            "2026-00-10T00:00:00Z",      // month zero
+            "2026-01-01T24:00:00Z",      // hour 24
+            "2026-01-01T12:60:00Z",      // minute 60
+            "2026-01-01T12:00:61Z",      // second 61
+            "2026-01-01T12:00:00+99:99", // no such offset
+            "2026-01-01T12:00:00+24:00",
+            "2026-01-01T12:00:00-01:60",
+            "2026-+1-01T00:00:00Z", // a sign is not a digit
+            "2026-01-01T+1:00:00Z",
+            "2026-01-01T12:00:00+-1:00",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+        for (good, ms) in [
+            ("2024-02-29T00:00:00Z", 1_709_164_800_000),
+            ("2000-02-29T00:00:00Z", 951_782_400_000),
+            ("2026-12-31T23:59:59Z", 1_798_761_599_000),
+            ("2026-01-01T00:00:00+23:59", 1_767_139_260_000),
+            ("2026-01-01T00:00:00-00:00", 1_767_225_600_000),
+        ] {
+            assert_eq!(parse_rfc3339(good), Some(ms), "{good}");
+        }
     }
 }

@@ -44,6 +44,9 @@ pub(super) fn percent_decode(s: &str, plus_is_space: bool) -> Result<String, Str
                     .and_then(|h| std::str::from_utf8(h).ok())
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
                     .ok_or_else(|| "invalid percent-encoding".to_string())?;
+                if hex == 0 {
+                    return Err("percent-encoding decodes to a NUL byte (%00)".to_string());
+                }
                 out.push(hex);
                 i += 3;
             }

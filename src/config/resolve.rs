@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::discovery::locate_config_file;
+use super::discovery::{locate_config_file, read_config_file};
 use super::env::{env_duration, env_switch, Env};
 use super::model::{
     ConfigError, ConfigFile, ReplicaConfig, ReplicaTarget, Warning, DEFAULT_LEASE_TTL,
@@ -122,11 +122,7 @@ impl Resolver {
         let mut warnings = Vec::new();
         let file = match locate_config_file(&env, &|p: &Path| p.exists())? {
             Some(path) => {
-                let text =
-                    std::fs::read_to_string(&path).map_err(|e| ConfigError::ReadConfigFile {
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    })?;
+                let text = read_config_file(&path)?;
                 let parsed = parse_config_file(&path, &text, &env)?;
                 warnings.extend(parsed.warnings.iter().cloned());
                 Some(parsed)

@@ -49,6 +49,57 @@ fn is_local_host(host_port: &str) -> bool {
     )
 }
 
+/// S3's rules for bucket names, which R2 and MinIO follow too: 3 to 63 characters of lowercase
+/// letters, digits, dots and hyphens, beginning and ending with a letter or digit, no `..`,
+/// and not an IP address. The name goes into the Host header or the path of every request,
+/// so nothing else may pass. Messages echo the name only when it is made of allowed
+/// characters.
+pub(super) fn check_bucket_name(bucket: &str) -> Result<(), String> {
+    let allowed = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-';
+    let bytes = bucket.as_bytes();
+    let problem = if !bytes.iter().all(|&b| allowed(b)) {
+        return Err(format!(
+            "the bucket name {} has characters a bucket name cannot have (only lowercase letters, digits, `.` and `-`)",
+            if bytes.iter().all(|b| b.is_ascii_graphic()) {
+                format!("`{bucket}`")
+            } else {
+                "given".to_string()
+            }
+        ));
+    } else if !(3..=63).contains(&bytes.len()) {
+        "must be 3 to 63 characters long"
+    } else if !bytes[0].is_ascii_alphanumeric() || !bytes[bytes.len() - 1].is_ascii_alphanumeric() {
+        "must begin and end with a letter or digit"
+    } else if bucket.contains("..") {
+        "must not contain `..`"
+    } else if is_ipv4(bucket) {
+        "must not be an IP address"
+    } else {
+        return Ok(());
+    };
+    Err(format!("the bucket name `{bucket}` {problem}"))
+}
+
+fn is_ipv4(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('.').collect();
+    parts.len() == 4
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Values sent in HTTP headers (a region, an access key id, a session token, an endpoint)
+/// may hold no control character: a CR or LF would end the header and start another.
+/// `what` names the value; the value itself is never echoed (it may be a secret).
+pub(super) fn check_header_value(what: &str, v: &str) -> Result<(), String> {
+    if v.chars().any(|c| c.is_ascii_control()) {
+        return Err(format!(
+            "{what} holds a control character (such as a line break), which cannot go into an HTTP header"
+        ));
+    }
+    Ok(())
+}
+
 /// Adds a scheme to an endpoint given without one (`https://`, or `http://` for local hosts)
 /// and removes a trailing slash. Rejects other schemes and embedded credentials.
 pub(super) fn normalize_endpoint(endpoint: &str) -> Result<String, String> {
@@ -56,6 +107,7 @@ pub(super) fn normalize_endpoint(endpoint: &str) -> Result<String, String> {
     if e.is_empty() {
         return Err("the endpoint is empty".to_string());
     }
+    check_header_value("the endpoint", e)?;
     let lower = e.to_ascii_lowercase();
     let with_scheme = if lower.starts_with("http://") || lower.starts_with("https://") {
         e.to_string()
@@ -140,6 +192,7 @@ pub(super) fn parse_s3_location(rest: &str) -> Result<S3Parts, String> {
     };
     check_s3_authority(authority)?;
     let mut parts = s3_host_parts(authority)?;
+    check_bucket_name(&parts.bucket)?;
     parts.prefix = clean_prefix(&percent_decode(path, false)?);
     apply_s3_query(&mut parts, query)?;
     Ok(parts)
@@ -203,7 +256,10 @@ fn apply_s3_param(parts: &mut S3Parts, k: &str, v: &str) -> Result<(), String> {
     };
     match k {
         "endpoint" if !v.is_empty() => parts.endpoint = Some(normalize_endpoint(v)?),
-        "region" if !v.is_empty() => parts.region = Some(v.to_string()),
+        "region" if !v.is_empty() => {
+            check_header_value("query parameter `region`", v)?;
+            parts.region = Some(v.to_string())
+        }
         "force-path-style" | "forcePathStyle" => {
             if let Some(b) = parse_bool(v)? {
                 parts.force_path_style = Some(b);
@@ -321,13 +377,15 @@ fn env_credentials(env: &Env) -> Result<Option<Credentials>, ConfigError> {
     for (ak_var, sk_var, token_var) in sources {
         match (env.get(ak_var), env.get(sk_var)) {
             (Some(ak), Some(sk)) => {
+                let token = token_var.and_then(|v| Some((v, env.get(v)?)));
+                for (var, v) in [(ak_var, ak), (sk_var, sk)].into_iter().chain(token) {
+                    check_env_header(var, v.trim())?;
+                }
                 return Ok(Some(Credentials {
                     access_key_id: ak.trim().to_string(),
                     secret_access_key: sk.trim().to_string(),
-                    session_token: token_var
-                        .and_then(|v| env.get(v))
-                        .map(|t| t.trim().to_string()),
-                }))
+                    session_token: token.map(|(_, t)| t.trim().to_string()),
+                }));
             }
             (None, None) => {}
             (Some(_), None) => {
@@ -345,6 +403,25 @@ fn env_credentials(env: &Env) -> Result<Option<Credentials>, ConfigError> {
         }
     }
     Ok(None)
+}
+
+/// `AWS_REGION`, else `AWS_DEFAULT_REGION`, if set.
+fn env_region(env: &Env) -> Result<Option<String>, ConfigError> {
+    for var in ["AWS_REGION", "AWS_DEFAULT_REGION"] {
+        if let Some(r) = env.get(var).map(str::trim) {
+            check_env_header(var, r)?;
+            return Ok(Some(r.to_string()));
+        }
+    }
+    Ok(None)
+}
+
+/// [`check_header_value`] for the value of the environment variable `var`.
+fn check_env_header(var: &str, v: &str) -> Result<(), ConfigError> {
+    check_header_value("the value", v).map_err(|reason| ConfigError::Env {
+        var: var.to_string(),
+        reason,
+    })
 }
 
 /// Applies environment fallbacks (endpoint, region, credentials) and provider defaults.
@@ -375,14 +452,10 @@ pub(super) fn finalize_s3(
         }
     };
     let r2 = endpoint.as_deref().is_some_and(is_r2_endpoint);
-    let region = p
-        .region
-        .or_else(|| r2.then(|| "auto".to_string()))
-        .or_else(|| {
-            env.get("AWS_REGION")
-                .or_else(|| env.get("AWS_DEFAULT_REGION"))
-                .map(|r| r.trim().to_string())
-        });
+    let region = match p.region.or_else(|| r2.then(|| "auto".to_string())) {
+        Some(r) => Some(r),
+        None => env_region(env)?,
+    };
     let credentials = match credentials {
         Some(c) => Some(c),
         None => env_credentials(env)?,

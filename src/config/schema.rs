@@ -122,6 +122,36 @@ const SETTINGS_UNUSED: &[&str] = &[
     "age",
 ];
 pub(super) const SECRET_FIELDS: &[&str] = &["access-key-id", "secret-access-key"];
+/// Fields that say where the data goes (the database's `path`, a replica's `url`, `path`,
+/// `bucket` and `endpoint`): a variable in them that is not set is an error, not an empty
+/// string, because the value without it names another place.
+const LOCATION_FIELDS: &[&str] = &["path", "url", "bucket", "endpoint"];
+/// Fields whose values are sent in HTTP request headers (the endpoint's host, and the region
+/// and key id in the signature's credential scope) or signed with: they may hold no control
+/// character, which could end a header and start another.
+const HEADER_FIELDS: &[&str] = &["endpoint", "region", "access-key-id", "secret-access-key"];
+
+/// What a text field's value may hold, from what it becomes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct TextRules {
+    /// Never shown in a message (only its kind).
+    pub(super) secret: bool,
+    /// A variable that is not set is an error (see `LOCATION_FIELDS`).
+    pub(super) location: bool,
+    /// No control characters (see `HEADER_FIELDS`).
+    pub(super) header: bool,
+}
+
+impl TextRules {
+    /// The rules of the text field `name` (the key's last part, as in `REPLICA_FIELDS`).
+    pub(super) fn of(name: &str) -> TextRules {
+        TextRules {
+            secret: SECRET_FIELDS.contains(&name),
+            location: LOCATION_FIELDS.contains(&name),
+            header: HEADER_FIELDS.contains(&name),
+        }
+    }
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Level {

@@ -30,6 +30,10 @@ pub(super) fn parse_location(url: &str, env: &Env) -> Result<Location, String> {
     if url.is_empty() {
         return Err("the URL is empty".to_string());
     }
+    // A URL can come from SQL text, which may hold one; a path or key would end there.
+    if url.contains('\0') {
+        return Err("the URL holds a NUL byte".to_string());
+    }
     if url
         .get(..5)
         .is_some_and(|p| p.eq_ignore_ascii_case("file:"))

@@ -19,13 +19,19 @@ pub fn parse_point(s: Option<&str>) -> Result<Target, Error> {
     else {
         return Ok(Target::Latest);
     };
-    if let Ok(t) = s.parse::<u64>() {
-        return Ok(Target::Txid(t));
-    }
-    if let Some(hex) = s.strip_prefix("0x") {
-        if let Ok(t) = u64::from_str_radix(hex, 16) {
-            return Ok(Target::Txid(t));
-        }
+    let txid = s.parse::<u64>().ok().or_else(|| {
+        s.strip_prefix("0x")
+            .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+    });
+    if let Some(t) = txid {
+        return if t <= crate::ltx::MAX_TXID {
+            Ok(Target::Txid(t))
+        } else {
+            Err(Error::InvalidArgument(format!(
+                "replica_restore: txid {t} is above the largest a replica can hold ({})",
+                crate::ltx::MAX_TXID
+            )))
+        };
     }
     crate::base::clock::parse_rfc3339(s).map(Target::Timestamp).ok_or_else(|| {
         Error::InvalidArgument(format!(
@@ -200,6 +206,23 @@ mod tests {
         );
         let e = parse_point(Some("last tuesday")).unwrap_err().to_string();
         assert!(e.contains("neither a txid nor an RFC 3339"), "{e}");
+    }
+
+    #[test]
+    fn a_txid_at_u64_max_is_refused() {
+        let max = crate::ltx::MAX_TXID;
+        assert_eq!(
+            parse_point(Some(&max.to_string())).unwrap(),
+            Target::Txid(max)
+        );
+        for big in [
+            (max + 1).to_string(),
+            u64::MAX.to_string(),
+            "0xffffffffffffffff".to_string(),
+        ] {
+            let e = parse_point(Some(&big)).unwrap_err().to_string();
+            assert!(e.contains("above the largest"), "{big}: {e}");
+        }
     }
 
     #[test]

@@ -18,6 +18,11 @@ pub const PAGE_FLAG_SIZE: u16 = 0x1;
 pub const CHECKSUM_FLAG: u64 = 1 << 63;
 /// The page sizes are SQLite's, so the WAL format owns their bounds.
 pub use crate::wal::{is_valid_page_size, MAX_PAGE_SIZE, MIN_PAGE_SIZE};
+/// The largest transaction id accepted: ltx's are unsigned, but SQL shows them as signed
+/// 64-bit integers, and the next id after any accepted one must exist (`max_txid + 1` is
+/// where the next file starts). A replica at a million commits a second takes 290,000 years
+/// to get here; a file or name beyond it is damaged or hostile.
+pub const MAX_TXID: u64 = i64::MAX as u64;
 /// SQLite's PENDING_BYTE: the page containing it (the lock page) is never used.
 const PENDING_BYTE: u32 = 0x4000_0000;
 
@@ -132,6 +137,12 @@ impl Header {
             return bad(format!(
                 "transaction ids out of order: {} > {}",
                 self.min_txid, self.max_txid
+            ));
+        }
+        if self.max_txid > MAX_TXID {
+            return bad(format!(
+                "transaction id {} is above the largest there can be ({MAX_TXID})",
+                self.max_txid
             ));
         }
         // ltx stores these as signed 64-bit integers.

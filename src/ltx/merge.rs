@@ -55,7 +55,7 @@ fn check_inputs<R: Read>(inputs: &[Decoder<R>]) -> Result<(Header, Header), LtxE
                 a.page_size, b.page_size
             )));
         }
-        if a.max_txid + 1 != b.min_txid {
+        if a.max_txid.checked_add(1) != Some(b.min_txid) {
             return Err(bad(format!(
                 "inputs are not contiguous: {}-{} then {}-{}",
                 a.min_txid, a.max_txid, b.min_txid, b.max_txid
@@ -162,7 +162,7 @@ fn check_chain(pre_checksums: &[u64], trailers: &[Trailer]) -> Result<(), LtxErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ltx::{decode_all, FLAG_NO_CHECKSUM, HEADER_SIZE};
+    use crate::ltx::{decode_all, FLAG_NO_CHECKSUM, HEADER_SIZE, MAX_TXID};
 
     const PS: u32 = 512;
 
@@ -265,6 +265,30 @@ mod tests {
         assert!(h.is_snapshot());
         let got: Vec<(u32, u8)> = pages.iter().map(|(p, d)| (*p, d[0])).collect();
         assert_eq!(got, vec![(1, 1), (2, 0), (3, 0), (4, 4)]);
+    }
+
+    #[test]
+    fn a_txid_at_u64_max_does_not_overflow() {
+        // A file from the bucket whose header claims the last txid there is, followed by
+        // one claiming to continue it (`max + 1` wraps to 0).
+        let mut a = ltx_file(2, 2, 2, &[(1, 1)], 1);
+        a[24..32].copy_from_slice(&u64::MAX.to_be_bytes());
+        let b = ltx_file(3, 3, 2, &[(2, 5)], 1);
+        let err = match Decoder::new(&a[..]) {
+            Err(e) => e.to_string(),
+            Ok(_) => merged(&[&a, &b]).unwrap_err().to_string(),
+        };
+        assert!(err.contains("above the largest"), "{err}");
+        // The largest accepted txid is one a file can still follow.
+        let last = ltx_file(MAX_TXID, MAX_TXID, 2, &[(1, 1)], 1);
+        assert!(Decoder::new(&last[..]).is_ok());
+        let err = merged(&[&last, &b]).unwrap_err().to_string();
+        assert!(err.contains("not contiguous"), "{err}");
+        let past = Header {
+            max_txid: MAX_TXID + 1,
+            ..*Decoder::new(&b[..]).unwrap().header()
+        };
+        assert!(Encoder::new(Vec::new(), past).is_err());
     }
 
     #[test]

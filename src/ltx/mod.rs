@@ -61,6 +61,6 @@ pub use encode::Encoder;
 pub use error::LtxError;
 pub use header::{
     is_valid_page_size, lock_pgno, Header, Trailer, CHECKSUM_FLAG, FLAG_NO_CHECKSUM, HEADER_SIZE,
-    MAGIC, MAX_PAGE_SIZE, MIN_PAGE_SIZE, PAGE_FLAG_SIZE, PAGE_HEADER_SIZE, TRAILER_SIZE,
+    MAGIC, MAX_PAGE_SIZE, MAX_TXID, MIN_PAGE_SIZE, PAGE_FLAG_SIZE, PAGE_HEADER_SIZE, TRAILER_SIZE,
 };
 pub use merge::merge;

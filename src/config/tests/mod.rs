@@ -1,6 +1,7 @@
 //! Tests of `config` through its entry points: config files (`yaml`), replica URLs (`url`),
 //! precedence and matching in the resolver (`resolve`), finding the config file (`discovery`),
-//! and the promise that no secret reaches any output (`secrets`). The fixtures they share live
+//! the promise that no secret reaches any output (`secrets`), and input written to hurt
+//! (`hostile`). The fixtures they share live
 //! here; a test of one self-contained function sits next to that function instead.
 
 use std::path::Path;
@@ -8,6 +9,7 @@ use std::path::Path;
 use super::{parse_config_file, ConfigError, ConfigFile, Env, ReplicaTarget, S3Target};
 
 mod discovery;
+mod hostile;
 mod resolve;
 mod secrets;
 mod url;

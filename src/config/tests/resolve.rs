@@ -454,10 +454,10 @@ fn precedence_uri_over_env_over_file() {
     );
     // URI replica for a database nothing else names.
     let rc = r
-        .resolve(Path::new("/y/z.db"), &params(&[("replica", "s3://b/z")]))
+        .resolve(Path::new("/y/z.db"), &params(&[("replica", "s3://bbb/z")]))
         .unwrap()
         .unwrap();
-    assert_eq!(rc.url(), "s3://b/z");
+    assert_eq!(rc.url(), "s3://bbb/z");
     // First occurrence wins.
     let p = params(&[("replica", "/first"), ("replica", "/second")]);
     assert_eq!(
@@ -514,7 +514,7 @@ fn replica_off_disables() {
         &env(&[]),
     )
     .unwrap();
-    let r = Resolver::new(env(&[("REPLICA_URL", "s3://b")]), Some(cfg)).unwrap();
+    let r = Resolver::new(env(&[("REPLICA_URL", "s3://bbb")]), Some(cfg)).unwrap();
     for db in ["/x/app.db", "/x/other.db"] {
         let p = params(&[("replica", "off"), ("replica_sync_interval", "5s")]);
         assert_eq!(r.resolve(Path::new(db), &p).unwrap(), None);

@@ -21,7 +21,7 @@ fn secrets_never_appear_in_output() {
         ),
     ]);
     let text = format!(
-        "access-key-id: GLOBALAKID00000\nsecret-access-key: {SECRET}\ndbs:\n  - path: /a.db\n    replica: {{type: s3, bucket: b, access-key-id: AKIAOWN000000, secret-access-key: $SK}}\n  - path: /b.db\n    replica: {{url: s3://b/x}}\n"
+        "access-key-id: GLOBALAKID00000\nsecret-access-key: {SECRET}\ndbs:\n  - path: /a.db\n    replica: {{type: s3, bucket: bbb, access-key-id: AKIAOWN000000, secret-access-key: $SK}}\n  - path: /b.db\n    replica: {{url: s3://bbb/x}}\n"
     );
     let cfg = parse(&text, &e).unwrap();
     assert_eq!(
@@ -43,9 +43,9 @@ fn secrets_never_appear_in_output() {
             .as_deref(),
         None
     );
-    let p = params(&[("replica", "s3://b/uri")]);
+    let p = params(&[("replica", "s3://bbb/uri")]);
     let from_uri = r.resolve(Path::new("/c.db"), &p).unwrap().unwrap();
-    let env_only = parse_replica_url("s3://b/y", &e).unwrap();
+    let env_only = parse_replica_url("s3://bbb/y", &e).unwrap();
     assert_eq!(
         s3(&env_only)
             .credentials
@@ -75,19 +75,19 @@ fn secrets_never_appear_in_output() {
     outputs.extend(cfg.warnings.iter().map(|w| w.to_string()));
     // Errors that involve secret-bearing values.
     let errors = [
-        parse(&format!("dbs:\n  - path: /a.db\n    replica: {{type: s3, bucket: b, secret-access-key: [{SECRET}]}}\n"), &e).unwrap_err(),
-        parse(&format!("dbs:\n  - path: /a.db\n    replica: {{type: s3, bucket: b, secret-access-key: '{SECRET}${{oops'}}\n"), &e).unwrap_err(),
-        parse(&format!("dbs:\n  - path: /a.db\n    replica: {{type: s3, bucket: b, secret-access-key: '{SECRET}${{a-b}}'}}\n"), &e).unwrap_err(),
-        parse(&format!("dbs:\n  - path: /a.db\n    replica: {{type: s3, bucket: b, secret-access-key: {SECRET}}}\n"), &env(&[])).unwrap_err(),
-        parse(&format!("dbs:\n  - path: /a.db\n    replica: {{url: 's3://AK:{SECRET}@b/x?endpoint=http://u:{SECRET}@h'}}\n"), &e).unwrap_err(),
-        parse(&format!("dbs:\n  - path: /a.db\n    replica: {{url: 's3://b/x?secret={SECRET}'}}\n"), &e).unwrap_err(),
-        parse(&format!("dbs:\n  - path: /a.db\n    replica: {{type: s3, bucket: b, endpoint: 'http://u:{SECRET}@h'}}\n"), &e).unwrap_err(),
-        parse_replica_url(&format!("s3://AK:{SECRET}@b/x"), &e).unwrap_err(),
-        parse_replica_url(&format!("s3://b/x?endpoint=https://u:{SECRET}@host"), &e).unwrap_err(),
-        parse_replica_url(&format!("gs://AK:{SECRET}@b/x"), &e).unwrap_err(),
-        Resolver::new(env(&[("REPLICA_URL", &format!("s3://a:{SECRET}@b"))]), None).unwrap_err(),
-        parse_replica_url("s3://b", &env(&[("LITESTREAM_SECRET_ACCESS_KEY", SECRET)])).unwrap_err(),
-        r.resolve(Path::new("/c.db"), &params(&[("replica", &format!("s3://k:{SECRET}@b"))])).unwrap_err(),
+        parse(&format!("dbs:\n  - path: /a.db\n    replica: {{type: s3, bucket: bbb, secret-access-key: [{SECRET}]}}\n"), &e).unwrap_err(),
+        parse(&format!("dbs:\n  - path: /a.db\n    replica: {{type: s3, bucket: bbb, secret-access-key: '{SECRET}${{oops'}}\n"), &e).unwrap_err(),
+        parse(&format!("dbs:\n  - path: /a.db\n    replica: {{type: s3, bucket: bbb, secret-access-key: '{SECRET}${{a-b}}'}}\n"), &e).unwrap_err(),
+        parse(&format!("dbs:\n  - path: /a.db\n    replica: {{type: s3, bucket: bbb, secret-access-key: {SECRET}}}\n"), &env(&[])).unwrap_err(),
+        parse(&format!("dbs:\n  - path: /a.db\n    replica: {{url: 's3://AK:{SECRET}@bbb/x?endpoint=http://u:{SECRET}@h'}}\n"), &e).unwrap_err(),
+        parse(&format!("dbs:\n  - path: /a.db\n    replica: {{url: 's3://bbb/x?secret={SECRET}'}}\n"), &e).unwrap_err(),
+        parse(&format!("dbs:\n  - path: /a.db\n    replica: {{type: s3, bucket: bbb, endpoint: 'http://u:{SECRET}@h'}}\n"), &e).unwrap_err(),
+        parse_replica_url(&format!("s3://AK:{SECRET}@bbb/x"), &e).unwrap_err(),
+        parse_replica_url(&format!("s3://bbb/x?endpoint=https://u:{SECRET}@host"), &e).unwrap_err(),
+        parse_replica_url(&format!("gs://AK:{SECRET}@bbb/x"), &e).unwrap_err(),
+        Resolver::new(env(&[("REPLICA_URL", &format!("s3://a:{SECRET}@bbb"))]), None).unwrap_err(),
+        parse_replica_url("s3://bbb", &env(&[("LITESTREAM_SECRET_ACCESS_KEY", SECRET)])).unwrap_err(),
+        r.resolve(Path::new("/c.db"), &params(&[("replica", &format!("s3://k:{SECRET}@bbb"))])).unwrap_err(),
     ];
     for err in &errors {
         outputs.push(err.to_string());

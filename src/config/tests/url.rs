@@ -32,8 +32,8 @@ fn url_forms() {
         ("ftp://x/y", "unknown URL scheme"),
         ("s3:bucket/x", "without `//`"),
         ("s3://", "bucket is missing"),
-        ("s3://b/x?endpiont=foo", "did you mean `endpoint`"),
-        ("s3://b/x?force-path-style=maybe", "must be true or false"),
+        ("s3://bbb/x?endpiont=foo", "did you mean `endpoint`"),
+        ("s3://bbb/x?force-path-style=maybe", "must be true or false"),
         ("s3://localhost:9000/x", "no bucket"),
         ("", "empty"),
     ] {
@@ -57,17 +57,17 @@ fn url_forms() {
     assert_eq!(t.credentials, None);
     assert_eq!(s("s3://bucket").prefix, "");
     assert_eq!(s("s3://bucket//a//b/").prefix, "a/b");
-    let t = s("s3://b/p?endpoint=minio.internal:9000&region=us-west-1&force-path-style=false&skip-verify=true");
+    let t = s("s3://bbb/p?endpoint=minio.internal:9000&region=us-west-1&force-path-style=false&skip-verify=true");
     assert_eq!(t.endpoint.as_deref(), Some("https://minio.internal:9000"));
     assert_eq!(t.region.as_deref(), Some("us-west-1"));
     assert!(!t.force_path_style && t.skip_verify);
-    let t = s("s3://b/p?endpoint=localhost:9000");
+    let t = s("s3://bbb/p?endpoint=localhost:9000");
     assert_eq!(t.endpoint.as_deref(), Some("http://localhost:9000"));
     assert!(t.force_path_style, "an endpoint implies path-style");
-    let t = s("s3://b/p?endpoint=http%3A%2F%2F10.0.0.5%3A9000&forcePathStyle=true&skipVerify=true&storage-class=STANDARD");
+    let t = s("s3://bbb/p?endpoint=http%3A%2F%2F10.0.0.5%3A9000&forcePathStyle=true&skipVerify=true&storage-class=STANDARD");
     assert_eq!(t.endpoint.as_deref(), Some("http://10.0.0.5:9000"));
     assert!(t.force_path_style && t.skip_verify);
-    let t = s("s3://b?endpoint=https://acct.r2.cloudflarestorage.com/");
+    let t = s("s3://bbb?endpoint=https://acct.r2.cloudflarestorage.com/");
     assert_eq!(
         t.endpoint.as_deref(),
         Some("https://acct.r2.cloudflarestorage.com")
@@ -86,7 +86,7 @@ fn url_forms() {
         (t.bucket.as_str(), t.endpoint.as_deref()),
         ("mybucket", Some("http://localhost:9000"))
     );
-    let t = s("s3://b.nyc3.digitaloceanspaces.com/db");
+    let t = s("s3://bbb.nyc3.digitaloceanspaces.com/db");
     assert_eq!(
         t.endpoint.as_deref(),
         Some("https://nyc3.digitaloceanspaces.com")
@@ -104,11 +104,11 @@ fn url_forms() {
 
     // url() round-trips.
     for u in [
-        "s3://b/p/q",
-        "s3://b",
-        "s3://b/p?endpoint=https://acct.r2.cloudflarestorage.com&region=auto",
-        "s3://b/p?endpoint=http://localhost:9000&force-path-style=false&skip-verify=true",
-        "s3://b/p?region=eu-west-1&force-path-style=true",
+        "s3://bbb/p/q",
+        "s3://bbb",
+        "s3://bbb/p?endpoint=https://acct.r2.cloudflarestorage.com&region=auto",
+        "s3://bbb/p?endpoint=http://localhost:9000&force-path-style=false&skip-verify=true",
+        "s3://bbb/p?region=eu-west-1&force-path-style=true",
         "file:///srv/replicas/app.db",
         "file:///srv/my%20dir",
     ] {
@@ -120,7 +120,7 @@ fn url_forms() {
 
 #[test]
 fn s3_env_fallbacks_and_credentials_chain() {
-    let url = "s3://b/p";
+    let url = "s3://bbb/p";
     let t = |vars: &[(&str, &str)]| match parse_replica_url(url, &env(vars)) {
         Ok(ReplicaTarget::S3(t)) => t,
         other => panic!("{other:?}"),
@@ -186,7 +186,7 @@ fn s3_env_fallbacks_and_credentials_chain() {
     assert_eq!(r2.region.as_deref(), Some("auto"));
 
     // In the file: replica keys > top-level keys > environment.
-    let text = "access-key-id: GLOBALAK\nsecret-access-key: ${GSK}\ndbs:\n  - path: /a.db\n    replica: {type: s3, bucket: b, access-key-id: OWNAK, secret-access-key: OWNSK}\n  - path: /b.db\n    replica: {type: s3, bucket: b}\n  - path: /c.db\n    replica: {type: s3, bucket: b, access-key-id: OWNAK}\n";
+    let text = "access-key-id: GLOBALAK\nsecret-access-key: ${GSK}\ndbs:\n  - path: /a.db\n    replica: {type: s3, bucket: bbb, access-key-id: OWNAK, secret-access-key: OWNSK}\n  - path: /b.db\n    replica: {type: s3, bucket: bbb}\n  - path: /c.db\n    replica: {type: s3, bucket: bbb, access-key-id: OWNAK}\n";
     let cfg = parse(
         text,
         &env(&[
@@ -215,14 +215,14 @@ fn s3_env_fallbacks_and_credentials_chain() {
     );
 
     // Half a pair in the file names the key and the variable.
-    let text = "dbs:\n  - path: /a.db\n    replica: {type: s3, bucket: b, access-key-id: AK, secret-access-key: $SK}\n";
+    let text = "dbs:\n  - path: /a.db\n    replica: {type: s3, bucket: bbb, access-key-id: AK, secret-access-key: $SK}\n";
     let msg = err_text(parse(text, &env(&[])));
     assert!(
         msg.contains("dbs[0].replica.secret-access-key: is empty") && msg.contains("SK is not set"),
         "{msg}"
     );
     // Both unset: fall back to the environment, with a warning.
-    let text = "dbs:\n  - path: /a.db\n    replica: {type: s3, bucket: b, access-key-id: $AK, secret-access-key: $SK}\n";
+    let text = "dbs:\n  - path: /a.db\n    replica: {type: s3, bucket: bbb, access-key-id: $AK, secret-access-key: $SK}\n";
     let cfg = parse(
         text,
         &env(&[("AWS_ACCESS_KEY_ID", "E1"), ("AWS_SECRET_ACCESS_KEY", "E2")]),

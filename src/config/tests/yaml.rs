@@ -108,7 +108,7 @@ fn relative_paths_resolve_against_cwd() {
 fn s3_timeouts_from_replica_url_and_top_level() {
     let e = env(&[("AWS_ACCESS_KEY_ID", "AK"), ("AWS_SECRET_ACCESS_KEY", "SK")]);
     let cfg = parse(
-        "read-timeout: 45s\nconnect-timeout: 3s\ndbs:\n  - path: /app/a.db\n    replica:\n      url: s3://b/a?connect-timeout=2s&read-timeout=9s\n      read-timeout: 20s\n  - path: /app/b.db\n    replica:\n      type: s3\n      bucket: b\n      path: b\n",
+        "read-timeout: 45s\nconnect-timeout: 3s\ndbs:\n  - path: /app/a.db\n    replica:\n      url: s3://bbb/a?connect-timeout=2s&read-timeout=9s\n      read-timeout: 20s\n  - path: /app/b.db\n    replica:\n      type: s3\n      bucket: bbb\n      path: b\n",
         &e,
     )
     .unwrap();
@@ -129,9 +129,9 @@ fn s3_timeouts_from_replica_url_and_top_level() {
         }
     );
     assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
-    let plain = parse_replica_url("s3://b/x", &e).unwrap();
+    let plain = parse_replica_url("s3://bbb/x", &e).unwrap();
     assert_eq!(s3(&plain).timeouts, S3Timeouts::default());
-    let msg = parse_replica_url("s3://b/x?read-timeout=soon", &e)
+    let msg = parse_replica_url("s3://bbb/x?read-timeout=soon", &e)
         .unwrap_err()
         .to_string();
     assert!(
@@ -139,7 +139,7 @@ fn s3_timeouts_from_replica_url_and_top_level() {
         "{msg}"
     );
     let msg = err_text(parse(
-        "dbs:\n  - path: /app/a.db\n    replica:\n      url: s3://b/a\n      connect-timeout: 0s\n",
+        "dbs:\n  - path: /app/a.db\n    replica:\n      url: s3://bbb/a\n      connect-timeout: 0s\n",
         &e,
     ));
     assert!(
@@ -150,7 +150,7 @@ fn s3_timeouts_from_replica_url_and_top_level() {
 
 #[test]
 fn file_replica_settings() {
-    let text = "region: auto\nsync-interval: 10s\nskip-verify: true\ndbs:\n  - path: /a.db\n    replica:\n      type: s3\n      bucket: b\n      path: /x/y/\n      endpoint: https://s3.example.com\n      force-path-style: false\n  - path: /b.db\n    replica:\n      url: s3://bkt/pre?region=eu-1\n      endpoint: minio:9000\n      sync-interval: 250ms\n";
+    let text = "region: auto\nsync-interval: 10s\nskip-verify: true\ndbs:\n  - path: /a.db\n    replica:\n      type: s3\n      bucket: bbb\n      path: /x/y/\n      endpoint: https://s3.example.com\n      force-path-style: false\n  - path: /b.db\n    replica:\n      url: s3://bkt/pre?region=eu-1\n      endpoint: minio:9000\n      sync-interval: 250ms\n";
     let cfg = parse(text, &env(&[])).unwrap();
     let a = &cfg.dbs[0].1;
     let t = s3(&a.target);
@@ -176,18 +176,18 @@ fn file_replica_settings() {
     assert_eq!(cfg.global_sync_interval, Some(Duration::from_secs(10)));
 
     for (text, needle) in [
-        ("dbs:\n  - path: /a.db\n    replica: {url: s3://b/x, bucket: c}\n", "dbs[0].replica.bucket: cannot be combined with `url`"),
-        ("dbs:\n  - path: /a.db\n    replica: {url: s3://b/x, path: y}\n", "dbs[0].replica.path: cannot be combined"),
-        ("dbs:\n  - path: /a.db\n    replica: {type: file, url: s3://b/x}\n", "dbs[0].replica.type: is file"),
-        ("dbs:\n  - path: /a.db\n    replica: {type: gs, bucket: b}\n", "dbs[0].replica.type: replica type `gs` is not supported"),
-        ("dbs:\n  - path: /a.db\n    replica: {type: s4, bucket: b}\n", "did you mean `s3`?"),
+        ("dbs:\n  - path: /a.db\n    replica: {url: s3://bbb/x, bucket: ccc}\n", "dbs[0].replica.bucket: cannot be combined with `url`"),
+        ("dbs:\n  - path: /a.db\n    replica: {url: s3://bbb/x, path: y}\n", "dbs[0].replica.path: cannot be combined"),
+        ("dbs:\n  - path: /a.db\n    replica: {type: file, url: s3://bbb/x}\n", "dbs[0].replica.type: is file"),
+        ("dbs:\n  - path: /a.db\n    replica: {type: gs, bucket: bbb}\n", "dbs[0].replica.type: replica type `gs` is not supported"),
+        ("dbs:\n  - path: /a.db\n    replica: {type: s4, bucket: bbb}\n", "did you mean `s3`?"),
         ("dbs:\n  - path: /a.db\n    replica: {type: s3}\n", "dbs[0].replica: `bucket` is required"),
         ("dbs:\n  - path: /a.db\n    replica: {type: file}\n", "dbs[0].replica: `path` is required"),
-        ("dbs:\n  - path: /a.db\n    replica: {path: 's3://b/x'}\n", "dbs[0].replica.path: looks like a URL"),
+        ("dbs:\n  - path: /a.db\n    replica: {path: 's3://bbb/x'}\n", "dbs[0].replica.path: looks like a URL"),
         ("dbs:\n  - path: /a.db\n    replica: {url: 'file://rel/x'}\n", "dbs[0].replica.url: file://rel/x: `file://rel` is not a local path"),
         ("dbs:\n  - replica: {url: /x}\n", "dbs[0]: `path` is required"),
         ("dbs:\n  - path: /a.db\n    replica: {url: /x}\n  - path: /b/../a.db\n    replica: {url: /y}\n", "dbs[1].path: names the same database"),
-        ("dbs:\n  - path: /a.db\n    replica: {type: s3, bucket: b, endpoint: 'ftp://x'}\n", "dbs[0].replica.endpoint: the endpoint must be an http"),
+        ("dbs:\n  - path: /a.db\n    replica: {type: s3, bucket: bbb, endpoint: 'ftp://x'}\n", "dbs[0].replica.endpoint: the endpoint must be an http"),
     ] {
         let msg = err_text(parse(text, &env(&[])));
         assert!(msg.contains(needle), "{text}\n=> {msg}");
@@ -199,11 +199,11 @@ fn file_replica_settings() {
 fn wrong_types_name_the_key_path() {
     for (text, expected) in [
         (
-            "dbs:\n  - path: /a.db\n    replicas:\n      - url: s3://b/x\n        sync-interval: fast\n",
+            "dbs:\n  - path: /a.db\n    replicas:\n      - url: s3://bbb/x\n        sync-interval: fast\n",
             "dbs[0].replicas[0].sync-interval: expected a duration like 1s or 500ms, got \"fast\"",
         ),
         (
-            "dbs:\n  - path: /a.db\n    replica:\n      url: s3://b/x\n      force-path-style: maybe\n",
+            "dbs:\n  - path: /a.db\n    replica:\n      url: s3://bbb/x\n      force-path-style: maybe\n",
             "dbs[0].replica.force-path-style: expected true or false, got \"maybe\"",
         ),
         ("dbs: 3\n", "dbs: expected a list of databases, got 3"),
@@ -215,7 +215,7 @@ fn wrong_types_name_the_key_path() {
         ("sync-interval: 0s\ndbs: []\n", "sync-interval: must be greater than zero"),
         ("skip-verify: 1\ndbs: []\n", "skip-verify: expected true or false, got 1"),
         ("- just\n- a list\n", "(top level): expected a mapping"),
-        ("dbs:\n  - path: /a.db\n    replica: {url: s3://b/x, sync-interval: $SI}\n", "dbs[0].replica.sync-interval: expected a duration like 1s or 500ms, got \"soon\""),
+        ("dbs:\n  - path: /a.db\n    replica: {url: s3://bbb/x, sync-interval: $SI}\n", "dbs[0].replica.sync-interval: expected a duration like 1s or 500ms, got \"soon\""),
     ] {
         let msg = err_text(parse(text, &env(&[("SI", "soon")])));
         assert!(msg.starts_with(&format!("{FILE}: {expected}")), "{text}\n=> {msg}");
@@ -224,7 +224,7 @@ fn wrong_types_name_the_key_path() {
     let msg = err_text(parse("dbs: [\n", &env(&[])));
     assert!(msg.starts_with(&format!("{FILE}: invalid YAML:")), "{msg}");
     // Variables make booleans and durations work too.
-    let text = "dbs:\n  - path: /a.db\n    replica: {url: s3://b/x, force-path-style: $FPS, sync-interval: $SI}\n";
+    let text = "dbs:\n  - path: /a.db\n    replica: {url: s3://bbb/x, force-path-style: $FPS, sync-interval: $SI}\n";
     let cfg = parse(text, &env(&[("FPS", "true"), ("SI", "2s")])).unwrap();
     assert!(s3(&cfg.dbs[0].1.target).force_path_style);
     assert_eq!(cfg.dbs[0].1.sync_interval, Duration::from_secs(2));
@@ -233,7 +233,7 @@ fn wrong_types_name_the_key_path() {
 #[test]
 fn lifecycle_keys_apply_to_every_replica_with_litestream_defaults() {
     let cfg = parse(
-        "dbs:\n  - path: /a.db\n    replica: {url: s3://b/a}\n",
+        "dbs:\n  - path: /a.db\n    replica: {url: s3://bbb/a}\n",
         &env(&[]),
     )
     .unwrap();
@@ -249,7 +249,7 @@ levels:
 l0-retention: 0
 dbs:
   - path: /a.db
-    replica: {url: s3://b/a}
+    replica: {url: s3://bbb/a}
 "#;
     let cfg = parse(text, &env(&[])).unwrap();
     assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
@@ -273,7 +273,7 @@ dbs:
         .unwrap_err()
         .to_string();
     assert!(err.contains("snapshot") && err.contains("mapping"), "{err}");
-    let per_db = "dbs:\n  - path: /a.db\n    snapshot: {retention: 48h}\n    replica: {url: s3://b/a}\n  - path: /b.db\n    replica: {url: s3://b/b}\n";
+    let per_db = "dbs:\n  - path: /a.db\n    snapshot: {retention: 48h}\n    replica: {url: s3://bbb/a}\n  - path: /b.db\n    replica: {url: s3://bbb/b}\n";
     let cfg = parse(per_db, &env(&[])).unwrap();
     assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
     for (_, rc) in &cfg.dbs {
@@ -318,13 +318,13 @@ dbs:
     checkpoint-interval: 1m
     sync-interval: 1s
     replica:
-      url: s3://b/a
+      url: s3://bbb/a
       retention: 24h
       sync-intreval: 1s
       access_key_id: x
   - dir: /data
     pattern: "*.db"
-    replica: {url: s3://b/dir}
+    replica: {url: s3://bbb/dir}
 "#;
     let cfg = parse(text, &env(&[])).unwrap();
     let msg = |key: &str| -> String {
@@ -378,7 +378,7 @@ dbs:
     );
     // A file replica warns about s3-only keys.
     let cfg = parse(
-        "dbs:\n  - path: /a.db\n    replica: {path: /bk, bucket: b}\n",
+        "dbs:\n  - path: /a.db\n    replica: {path: /bk, bucket: bbb}\n",
         &env(&[]),
     )
     .unwrap();

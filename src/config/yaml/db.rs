@@ -15,7 +15,7 @@ use super::replica::build_replica;
 use crate::config::env::Text;
 use crate::config::model::{ConfigError, ReplicaConfig, DEFAULT_RESTORE_IF_MISSING};
 use crate::config::paths::absolutize;
-use crate::config::schema::Level;
+use crate::config::schema::{Level, TextRules};
 
 /// Reads the top level's `dbs` node, applying the entries' `snapshot` settings to `lifecycle`.
 pub(super) fn read_dbs(
@@ -111,7 +111,7 @@ fn read_db_keys<'a>(ctx: &mut Ctx, at: &str, map: &'a Hash) -> Result<DbKeys<'a>
     for (k, v) in map {
         let key = key_name(k);
         match key.as_str() {
-            "path" => keys.path = read_text(ctx, &child(at, "path"), v, false)?,
+            "path" => keys.path = read_text(ctx, &child(at, "path"), v, TextRules::of("path"))?,
             "restore-if-db-not-exists" => {
                 keys.restore_if_missing = read_bool(ctx, &child(at, &key), v)?;
             }

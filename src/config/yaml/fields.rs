@@ -14,7 +14,7 @@ use super::read::{
 use crate::config::env::Text;
 use crate::config::model::{ConfigError, Credentials, S3Timeouts};
 use crate::config::s3::normalize_endpoint;
-use crate::config::schema::{Level, REPLICA_FIELDS, SECRET_FIELDS};
+use crate::config::schema::{Level, TextRules, REPLICA_FIELDS, SECRET_FIELDS};
 
 /// Replica settings of one replica (or the top level's defaults), as written.
 #[derive(Default)]
@@ -71,7 +71,7 @@ impl Fields {
                 }
             }
             _ => {
-                if let Some(t) = read_text(ctx, &key, node, SECRET_FIELDS.contains(&name))? {
+                if let Some(t) = read_text(ctx, &key, node, TextRules::of(name))? {
                     self.texts.insert(name, t);
                 }
             }

@@ -11,6 +11,7 @@ use yaml_rust2::{Yaml, YamlLoader};
 use super::db::read_dbs;
 use super::fields::{file_credentials, Fields};
 use super::lifecycle::read_lifecycle;
+use super::limits::check_limits;
 use super::merge::apply_merge_keys;
 use super::read::{describe, key_name, read_duration_or_zero, Ctx};
 use crate::config::env::Env;
@@ -20,8 +21,10 @@ use crate::lifecycle::Lifecycle;
 
 /// Parses a `litestream.yml`-shaped config file. `path` is used for messages and
 /// [`ConfigFile::path`]; `env` supplies `$VAR` values, the cwd for relative paths, and the
-/// credential/endpoint/region fallbacks.
+/// credential/endpoint/region fallbacks. Text over 1 MiB, with a NUL byte, nested more than
+/// 64 levels or whose aliases expand too far is refused before it is loaded.
 pub fn parse_config_file(path: &Path, text: &str, env: &Env) -> Result<ConfigFile, ConfigError> {
+    check_limits(path, text)?;
     let docs = YamlLoader::load_from_str(text).map_err(|e| ConfigError::Yaml {
         path: path.to_path_buf(),
         reason: e.to_string(),

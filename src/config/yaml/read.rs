@@ -10,7 +10,7 @@ use yaml_rust2::Yaml;
 
 use crate::config::env::{expand_vars, Env, Text};
 use crate::config::model::{ConfigError, Warning};
-use crate::config::schema::{did_you_mean, Level};
+use crate::config::schema::{did_you_mean, Level, TextRules};
 use crate::config::values::{describe_duration_error, parse_duration, parse_true_false};
 
 /// The file being read: where messages point and what warnings were collected so far.
@@ -129,13 +129,15 @@ fn kind(y: &Yaml) -> &'static str {
     }
 }
 
-/// Reads a string-like scalar and expands `$VAR`s. `Ok(None)` for an empty value.
+/// Reads a string-like scalar and expands `$VAR`s. `Ok(None)` for an empty value. `rules`
+/// say what the value may hold (see [`TextRules`]).
 pub(super) fn read_text(
     ctx: &mut Ctx,
     key: &str,
     node: &Yaml,
-    secret: bool,
+    rules: TextRules,
 ) -> Result<Option<Text>, ConfigError> {
+    let secret = rules.secret;
     let raw = match node {
         Yaml::String(s) | Yaml::Real(s) => s.clone(),
         Yaml::Integer(i) => i.to_string(),
@@ -162,6 +164,7 @@ pub(super) fn read_text(
         );
     }
     let t = expand_vars(&raw, ctx.env).map_err(|e| ctx.err(key, e))?;
+    check_text(ctx, key, &t, rules)?;
     if t.get().is_some() && !t.unset.is_empty() {
         ctx.warn(
             key,
@@ -175,6 +178,29 @@ pub(super) fn read_text(
         );
     }
     Ok(Some(t))
+}
+
+/// Refuses what `rules` forbid in an expanded value; never echoes the value.
+fn check_text(ctx: &Ctx, key: &str, t: &Text, rules: TextRules) -> Result<(), ConfigError> {
+    if rules.location && t.get().is_some() && !t.unset.is_empty() {
+        return Err(ctx.err(
+            key,
+            format!(
+                "{} not set, and without it the value names another place; set it (or write `$$` for a literal `$`)",
+                match t.unset.as_slice() {
+                    [one] => format!("{one} is"),
+                    many => format!("{} are", many.join(", ")),
+                }
+            ),
+        ));
+    }
+    if rules.header && t.value.chars().any(|c| c.is_ascii_control()) {
+        return Err(ctx.err(
+            key,
+            "holds a control character (such as a line break), which cannot go into an HTTP header",
+        ));
+    }
+    Ok(())
 }
 
 pub(super) fn read_bool(

@@ -14,7 +14,7 @@ use crate::config::model::{
     DEFAULT_RESTORE_IF_MISSING, DEFAULT_SHUTDOWN_SYNC_TIMEOUT, DEFAULT_SYNC_INTERVAL,
 };
 use crate::config::paths::absolutize;
-use crate::config::s3::{clean_prefix, finalize_s3, S3Parts};
+use crate::config::s3::{check_bucket_name, clean_prefix, finalize_s3, S3Parts};
 use crate::config::schema::did_you_mean;
 use crate::config::url::{parse_location, Location, UNSUPPORTED_SCHEMES};
 
@@ -173,17 +173,18 @@ fn s3_target_from_fields(
     let bucket = merged(own, global, "bucket")
         .ok_or_else(|| missing(ctx, own, global, "bucket", "an s3 replica needs a bucket"))?
         .to_string();
+    let key = if own.val("bucket").is_some() {
+        own.key("bucket")
+    } else {
+        "bucket".into()
+    };
     if bucket.contains('/') || looks_like_url(&bucket) {
-        let key = if own.val("bucket").is_some() {
-            own.key("bucket")
-        } else {
-            "bucket".into()
-        };
         return Err(ctx.err(
             &key,
             "must be a bucket name only; put the key prefix in `path` (or use `url: s3://bucket/prefix`)",
         ));
     }
+    check_bucket_name(&bucket).map_err(|r| ctx.err(&key, r))?;
     let prefix = own.val("path").unwrap_or_default();
     if looks_like_url(prefix) {
         return Err(ctx.err(
