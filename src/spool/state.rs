@@ -53,7 +53,14 @@ impl SpoolState {
             };
             match k {
                 "replica_url" => st.replica_url = v.to_string(),
-                "txid" => st.txid = num(v)?,
+                "txid" => {
+                    st.txid = num(v)?;
+                    if st.txid > crate::ltx::MAX_TXID {
+                        return Err(format!(
+                            "bad value for {k}: {v:?} (beyond the largest txid)"
+                        ));
+                    }
+                }
                 "post_checksum" => st.post_checksum = num(v)?,
                 "page_size" => st.page_size = num(v)? as u32,
                 "commit" => st.commit = num(v)? as u32,

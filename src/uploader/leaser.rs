@@ -87,7 +87,7 @@ impl Leaser {
             Err(StoreError::NotFound(_)) => (None, None),
             Err(e) => return Err(self.store_error(e)),
         };
-        match lease::decide(found.as_deref(), &self.owner_id, now) {
+        match lease::decide_with_ttl(found.as_deref(), &self.owner_id, now, self.ttl_ms) {
             Decision::Held { owner, until } => {
                 self.version = None;
                 self.until = 0;

@@ -8,7 +8,7 @@
 
 use super::known::file_id;
 use super::remote::Replica;
-use super::types::{carried_checksum, Step, LTX_FLAGS};
+use super::types::{carried_checksum, next_txid, Step, LTX_FLAGS};
 use crate::database::{Database, UploaderState};
 use crate::error::Error;
 use crate::ltx::{self, Encoder, Header};
@@ -82,7 +82,7 @@ impl Shipper {
         let last = *batch.last().expect("pending is not empty");
         let commit = last.commit_size;
         let table = self.table.as_ref().expect("checked by try_step");
-        let txid = state.txid + 1;
+        let txid = next_txid(state.txid)?;
         let scratch = db.spool.scratch_path("batch.ltx.tmp");
         let encoded = encode_batch(db, table, &state, &batch, txid, &scratch)?;
         let size = upload(replica, txid, last.captured_at_ms, &scratch, now)?;

@@ -7,7 +7,7 @@
 use super::known::file_id;
 use super::remote::Replica;
 use super::ship::Shipper;
-use super::types::{carried_checksum, Step, LTX_FLAGS};
+use super::types::{carried_checksum, next_txid, Step, LTX_FLAGS};
 use crate::base::io::ReadAt;
 use crate::database::{Counters, Database, Progress, UploaderState};
 use crate::error::Error;
@@ -43,7 +43,7 @@ impl Snapshotter {
         // Before reading the whole database: a replica another uploader holds gets nothing.
         replica.hold_lease(now)?;
         let state = db.spool.state();
-        let txid = state.txid.max(replica.max_txid) + 1;
+        let txid = next_txid(state.txid.max(replica.max_txid))?;
         let scratch = db.spool.scratch_path("snapshot.ltx.tmp");
         let progress = db.progress();
         let request = progress.snapshot_request;

@@ -1,7 +1,20 @@
 //! The values the uploader's parts hand each other: what one step did, and how the LTX
 //! files it writes are flagged. It holds no state and does no I/O.
 
+use crate::error::Error;
 use crate::ltx;
+
+/// The txid after `txid`: an error once the replica has reached the largest txid an LTX
+/// file may carry (only a damaged or hostile object name gets a replica there).
+pub fn next_txid(txid: u64) -> Result<u64, Error> {
+    txid.checked_add(1)
+        .filter(|next| *next <= ltx::MAX_TXID)
+        .ok_or_else(|| {
+            Error::Unsupported(format!(
+                "the replica is at txid {txid}, the largest an LTX file can carry; start a new replica"
+            ))
+        })
+}
 
 /// What one step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,5 +80,19 @@ pub(super) fn carried_checksum(raw: u64) -> u64 {
         0
     } else {
         ltx::DbChecksum(raw).value()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_txid_at_the_largest_has_no_next() {
+        assert_eq!(next_txid(7).unwrap(), 8);
+        assert_eq!(next_txid(ltx::MAX_TXID - 1).unwrap(), ltx::MAX_TXID);
+        let e = next_txid(ltx::MAX_TXID).unwrap_err().to_string();
+        assert!(e.contains("largest an LTX file can carry"), "{e}");
+        assert!(next_txid(u64::MAX).is_err());
     }
 }
