@@ -29,6 +29,9 @@ pub enum Error {
     /// Another uploader (another host, or a container with its own volume) holds the
     /// replica's lease until the time given (ms): this one must not write to the replica.
     LeaseHeld(String, u64),
+    /// A bug of the extension caught at the SQL boundary (a panic), named with the function
+    /// it happened in: an error, so that the call never reads as a success.
+    Internal(String),
 }
 
 impl fmt::Display for Error {
@@ -45,7 +48,9 @@ impl fmt::Display for Error {
             Error::InvalidArgument(m) => write!(f, "{m}"),
             Error::Timeout(m) => write!(f, "{m}"),
             Error::Restore(m) => write!(f, "restore failed: {m}"),
-            Error::Unsupported(m) | Error::NotWal(m) | Error::Upload(m) => write!(f, "{m}"),
+            Error::Unsupported(m) | Error::NotWal(m) | Error::Upload(m) | Error::Internal(m) => {
+                write!(f, "{m}")
+            }
             Error::LeaseHeld(owner, until) => write!(
                 f,
                 "another uploader holds this replica's lease ({owner}, until {}); this process keeps its commits in the spool and takes over when the lease expires",
@@ -73,6 +78,7 @@ impl Error {
             | Error::NotWal(_)
             | Error::Upload(_) => sys::SQLITE_ERROR,
             Error::LeaseHeld(..) => sys::SQLITE_BUSY,
+            Error::Internal(_) => sys::SQLITE_INTERNAL,
         }
     }
 }

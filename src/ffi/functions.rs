@@ -188,6 +188,14 @@ pub(super) fn open_wal_for_read(wal: &std::path::Path) -> Option<Box<dyn crate::
         .map(|w| Box::new(w) as Box<dyn crate::base::io::ReadAt>)
 }
 
+/// Runs the body of SQL function `name`: a panic becomes an error naming the function, for
+/// SQLite to raise. Caught by the trampoline's `guard` instead, it would leave the result
+/// NULL, which a caller reads as success (a restore that did nothing, say).
+fn call<T>(name: &str, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    super::catch(f)
+        .unwrap_or_else(|panic| Err(Error::Internal(format!("{name}: internal error: {panic}"))))
+}
+
 fn result_error(ctx: *mut sys::sqlite3_context, e: &Error) {
     let msg = CString::new(e.to_string().replace('\0', " ")).unwrap_or_default();
     let err = sqlite_fn!(result_error);
@@ -248,7 +256,12 @@ unsafe extern "C" fn fn_version(
     _argv: *mut *mut sys::sqlite3_value,
 ) {
     guard((), || {
-        result_text(ctx, &crate::functions::version(&sqlite_version()))
+        match call("replica_version", || {
+            Ok(crate::functions::version(&sqlite_version()))
+        }) {
+            Ok(v) => result_text(ctx, &v),
+            Err(e) => result_error(ctx, &e),
+        }
     })
 }
 
@@ -259,11 +272,17 @@ unsafe extern "C" fn fn_sync(
 ) {
     guard((), || {
         let args = Args::new(argc, argv);
-        let r = check_arity(argc, "replica_sync", 0, 1)
-            .and_then(|_| args.int(0, "replica_sync: timeout_ms"))
-            .and_then(|t| {
-                crate::functions::sync(context_db_path(ctx).as_deref(), t, &mut open_wal_for_read)
-            });
+        let r = call("replica_sync", || {
+            check_arity(argc, "replica_sync", 0, 1)
+                .and_then(|_| args.int(0, "replica_sync: timeout_ms"))
+                .and_then(|t| {
+                    crate::functions::sync(
+                        context_db_path(ctx).as_deref(),
+                        t,
+                        &mut open_wal_for_read,
+                    )
+                })
+        });
         match r {
             Ok(txid) => result_int(ctx, txid),
             Err(e) => result_error(ctx, &e),
@@ -283,21 +302,23 @@ unsafe extern "C" fn fn_sync_mode(
         let handle = sqlite_fn!(context_db_handle);
         // SAFETY: ctx is the live function context.
         let db = unsafe { handle(ctx) };
-        let r = check_arity(argc, "replica_sync_mode", 0, 2).and_then(|_| {
-            let timeout = args
-                .int(1, "replica_sync_mode: timeout_ms")?
-                .map(crate::functions::sync_commit::parse_timeout)
-                .transpose()?;
-            match args.text(0) {
-                Some(mode) => {
-                    let on = crate::functions::sync_commit::parse_mode(&mode)?;
-                    super::commit_hook::set_mode(db, on, timeout)
+        let r = call("replica_sync_mode", || {
+            check_arity(argc, "replica_sync_mode", 0, 2).and_then(|_| {
+                let timeout = args
+                    .int(1, "replica_sync_mode: timeout_ms")?
+                    .map(crate::functions::sync_commit::parse_timeout)
+                    .transpose()?;
+                match args.text(0) {
+                    Some(mode) => {
+                        let on = crate::functions::sync_commit::parse_mode(&mode)?;
+                        super::commit_hook::set_mode(db, on, timeout)
+                    }
+                    None if argc > 0 => Err(Error::InvalidArgument(
+                        "replica_sync_mode: mode must be 'commit' or 'async'".into(),
+                    )),
+                    None => Ok(super::commit_hook::current(db)),
                 }
-                None if argc > 0 => Err(Error::InvalidArgument(
-                    "replica_sync_mode: mode must be 'commit' or 'async'".into(),
-                )),
-                None => Ok(super::commit_hook::current(db)),
-            }
+            })
         });
         match r {
             Ok(Some(_)) => result_text(ctx, "commit"),
@@ -314,8 +335,10 @@ unsafe extern "C" fn fn_snapshot(
 ) {
     guard((), || {
         let args = Args::new(argc, argv);
-        let r = check_arity(argc, "replica_snapshot", 0, 1).and_then(|_| {
-            crate::functions::snapshot(args.text(0).as_deref(), context_db_path(ctx).as_deref())
+        let r = call("replica_snapshot", || {
+            check_arity(argc, "replica_snapshot", 0, 1).and_then(|_| {
+                crate::functions::snapshot(args.text(0).as_deref(), context_db_path(ctx).as_deref())
+            })
         });
         match r {
             Ok(txid) => result_int(ctx, txid),
@@ -331,22 +354,25 @@ unsafe extern "C" fn fn_restore(
 ) {
     guard((), || {
         let args = Args::new(argc, argv);
-        let r = check_arity(argc, "replica_restore", 2, 4).and_then(|_| {
-            let src = args.text(0).ok_or_else(|| {
-                Error::InvalidArgument(
-                    "replica_restore: the source (database or replica URL) is NULL".into(),
+        let r = call("replica_restore", || {
+            check_arity(argc, "replica_restore", 2, 4).and_then(|_| {
+                let src = args.text(0).ok_or_else(|| {
+                    Error::InvalidArgument(
+                        "replica_restore: the source (database or replica URL) is NULL".into(),
+                    )
+                })?;
+                let out = args.text(1).ok_or_else(|| {
+                    Error::InvalidArgument("replica_restore: the target path is NULL".into())
+                })?;
+                crate::functions::restore(
+                    &src,
+                    &out,
+                    args.text(2).as_deref(),
+                    args.text(3).as_deref(),
+                    &|p, full| super::sqlite::integrity_check(p, full),
+                    &super::sqlite::database_locked,
                 )
-            })?;
-            let out = args.text(1).ok_or_else(|| {
-                Error::InvalidArgument("replica_restore: the target path is NULL".into())
-            })?;
-            crate::functions::restore(
-                &src,
-                &out,
-                args.text(2).as_deref(),
-                args.text(3).as_deref(),
-                &|p, full| super::sqlite::integrity_check(p, full),
-            )
+            })
         });
         match r {
             Ok(txid) => result_int(ctx, txid),
@@ -362,14 +388,16 @@ unsafe extern "C" fn fn_verify(
 ) {
     guard((), || {
         let args = Args::new(argc, argv);
-        let r = check_arity(argc, "replica_verify", 0, 1).and_then(|_| {
-            crate::functions::verify(
-                args.text(0).as_deref(),
-                context_db_path(ctx).as_deref(),
-                &super::sqlite::LiveDatabase,
-                &mut open_wal_for_read,
-                &|p, full| super::sqlite::integrity_check(p, full),
-            )
+        let r = call("replica_verify", || {
+            check_arity(argc, "replica_verify", 0, 1).and_then(|_| {
+                crate::functions::verify(
+                    args.text(0).as_deref(),
+                    context_db_path(ctx).as_deref(),
+                    &super::sqlite::LiveDatabase,
+                    &mut open_wal_for_read,
+                    &|p, full| super::sqlite::integrity_check(p, full),
+                )
+            })
         });
         match r {
             Ok(txid) => result_int(ctx, txid),
@@ -580,7 +608,10 @@ unsafe extern "C" fn vt_filter(
         let table = unsafe { &mut *(c.base.pVtab as *mut Table) };
         let args = Args::new(argc, argv);
         let arg = if idx == 1 { args.text(0) } else { None };
-        match (table.def.rows)(arg.as_deref(), main_db_path(table.db).as_deref()) {
+        let name = table.def.name.to_string_lossy();
+        match call(&name, || {
+            (table.def.rows)(arg.as_deref(), main_db_path(table.db).as_deref())
+        }) {
             Ok(rows) => {
                 c.rows = rows;
                 c.index = 0;
@@ -652,4 +683,21 @@ unsafe extern "C" fn vt_column(
         }
         sys::SQLITE_OK
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_a_function_body_is_an_error_naming_the_function() {
+        let r: Result<i64, Error> = call("replica_restore", || panic!("range start > end"));
+        let e = r.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "replica_restore: internal error: range start > end"
+        );
+        assert_ne!(e.sqlite_code(), sys::SQLITE_OK);
+        assert_eq!(call("replica_sync", || Ok(7)).unwrap(), 7);
+    }
 }

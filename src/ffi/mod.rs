@@ -44,18 +44,20 @@ pub(crate) use sqlite_fn;
 
 /// Runs `f`, turning a panic into `fallback` so that no unwinding crosses into SQLite.
 pub(crate) fn guard<T>(fallback: T, f: impl FnOnce() -> T) -> T {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(v) => v,
-        Err(payload) => {
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            crate::base::log::error(&format!("internal error (caught panic): {msg}"));
-            fallback
-        }
-    }
+    catch(f).unwrap_or(fallback)
+}
+
+/// Runs `f`; a panic is logged and comes back as its message.
+pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        crate::base::log::error(&format!("internal error (caught panic): {msg}"));
+        msg
+    })
 }
 
 /// Writes a message to SQLite's error log (`sqlite3_log`), if the host has one configured.

@@ -180,6 +180,16 @@ unsafe impl Send for RawFile {}
 impl RawFile {
     /// Opens `path` (a database, or its WAL when `wal`); `None` if it does not exist.
     pub(crate) fn open(path: &Path, wal: bool) -> Result<Option<RawFile>, Error> {
+        let kind = if wal {
+            sys::SQLITE_OPEN_WAL
+        } else {
+            sys::SQLITE_OPEN_MAIN_DB
+        };
+        Self::open_with(path, sys::SQLITE_OPEN_READONLY | kind)
+    }
+
+    /// Opens `path` with the base VFS's open `flags`; `None` if it does not exist.
+    fn open_with(path: &Path, flags: c_int) -> Result<Option<RawFile>, Error> {
         if !path.exists() {
             return Ok(None);
         }
@@ -194,11 +204,6 @@ impl RawFile {
         let sz = unsafe { (*vfs).szOsFile } as usize;
         let mut mem = vec![0u64; sz.div_ceil(8) + 1];
         let c_path = cstring(&path.to_string_lossy())?;
-        let kind = if wal {
-            sys::SQLITE_OPEN_WAL
-        } else {
-            sys::SQLITE_OPEN_MAIN_DB
-        };
         let mut out = 0;
         // SAFETY: mem has szOsFile bytes; c_path outlives the call (unix copies the name
         // only for main databases it may reuse, which it keeps in its own memory).
@@ -207,7 +212,7 @@ impl RawFile {
                 vfs,
                 c_path.as_ptr(),
                 mem.as_mut_ptr() as *mut sys::sqlite3_file,
-                sys::SQLITE_OPEN_READONLY | kind,
+                flags,
                 &mut out,
             )
         };
@@ -218,7 +223,7 @@ impl RawFile {
             }
             return Err(Error::Sqlite {
                 code: rc,
-                message: format!("opening {} read-only", path.display()),
+                message: format!("opening {} through the base VFS", path.display()),
             });
         }
         Ok(Some(file))
@@ -266,6 +271,53 @@ impl Drop for RawFile {
                 unsafe { close(self.file()) };
             }
         }
+    }
+}
+
+/// Whether a connection, of another process or of this one, has the database at `path`
+/// open as far as SQLite's own locks can tell: `Ok(true)` when they are held.
+///
+/// It takes the locks a writer about to write the database file takes (SHARED, RESERVED,
+/// EXCLUSIVE) through the base VFS on a file object of its own, and lets them go at once;
+/// nothing is read or written. Why this probe:
+/// - A connection in WAL mode holds a SHARED lock on the database file for as long as it is
+///   open, idle or not, so EXCLUSIVE is refused while any has it open with commits in its
+///   WAL. In rollback-journal mode only a connection inside a transaction holds a lock: an
+///   idle one is invisible to any lock probe (the caller compares its own descriptors).
+/// - Through the base VFS, the unix VFS's per-inode bookkeeping counts this process's own
+///   connections too, and closing our file object never drops their POSIX locks (closing a
+///   plain descriptor of the file would).
+/// - `BEGIN IMMEDIATE` on a private connection would take only RESERVED (readers and idle
+///   WAL connections pass), and opening a connection reads the file: it may roll back a hot
+///   journal or create a `-wal` beside a file that is then not replaced after all.
+pub(crate) fn database_locked(path: &Path) -> Result<bool, Error> {
+    let file = RawFile::open_with(path, sys::SQLITE_OPEN_READWRITE | sys::SQLITE_OPEN_MAIN_DB)?
+        .ok_or_else(|| Error::Io(format!("{} does not exist", path.display())))?;
+    let (lock, unlock) = file
+        .methods()
+        .and_then(|m| Some((m.xLock?, m.xUnlock?)))
+        .ok_or_else(|| Error::Unsupported("the base VFS cannot lock files".into()))?;
+    let mut rc = sys::SQLITE_OK;
+    for level in [
+        sys::SQLITE_LOCK_SHARED,
+        sys::SQLITE_LOCK_RESERVED,
+        sys::SQLITE_LOCK_EXCLUSIVE,
+    ] {
+        // SAFETY: an open file of the base VFS; levels in the order SQLite takes them.
+        rc = unsafe { lock(file.file(), level) };
+        if rc != sys::SQLITE_OK {
+            break;
+        }
+    }
+    // SAFETY: the same open file; NONE releases whatever was taken, PENDING included.
+    unsafe { unlock(file.file(), sys::SQLITE_LOCK_NONE) };
+    match rc {
+        sys::SQLITE_OK => Ok(false),
+        rc if rc & 0xff == sys::SQLITE_BUSY => Ok(true),
+        rc => Err(Error::Sqlite {
+            code: rc,
+            message: format!("taking SQLite's locks on {} (code {rc})", path.display()),
+        }),
     }
 }
 

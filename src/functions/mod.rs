@@ -2,16 +2,19 @@
 //! `replica_restore`, `replica_verify`, `replica_restore_points`, `replica_version`) and
 //! the restore a database gets when it is opened missing; the FFI layer only converts
 //! arguments and results. It owns argument meaning and error wording; it must not touch
-//! SQLite itself (the integrity check and the live database reader are handed in).
+//! SQLite itself (the integrity check, the live database reader and the lock probe are
+//! handed in).
 //!
 //! `scope` resolves what a call refers to; `sync`, `restore`, `points` and `verify` hold
-//! one family of functions each; `sync_commit` packs the synchronous-commit setting.
+//! one family of functions each; `target` decides where a restore may write;
+//! `sync_commit` packs the synchronous-commit setting.
 
 mod points;
 mod restore;
 mod scope;
 mod sync;
 pub mod sync_commit;
+mod target;
 mod verify;
 mod version;
 
@@ -19,5 +22,6 @@ pub use points::{restore_points, RESTORE_POINT_COLUMNS};
 pub use restore::{parse_point, parse_restore_options, restore, restore_missing, RestoreOptions};
 pub use scope::WalOpener;
 pub use sync::{snapshot, sync, wait_for_other_process};
+pub use target::LockProbe;
 pub use verify::{run_scheduled_drills, verify, DrillSchedule};
 pub use version::version;

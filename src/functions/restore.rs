@@ -1,15 +1,16 @@
 //! `replica_restore` and the restore a database gets when it is opened missing: the
 //! meaning of the point-in-time and options arguments, where a restore may write, and the
 //! restore engine run with its progress shown in status. It must not touch SQLite itself
-//! (the integrity check is handed in) nor restore over a live replicated database.
+//! (the integrity check and the lock probe are handed in) nor restore over anything
+//! [`super::target`] refuses.
 
 use super::scope::{open_replica, resolve_source};
+use super::target::{self, LockProbe};
 use crate::config::ReplicaTarget;
-use crate::database;
 use crate::error::Error;
 use crate::restore::{self, RestoreRequest, Target, Tuning};
 use crate::status::RestoreTracker;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Parses `replica_restore`'s point-in-time argument: a txid or an RFC 3339 timestamp.
 pub fn parse_point(s: Option<&str>) -> Result<Target, Error> {
@@ -94,13 +95,14 @@ pub(super) enum Purpose {
 }
 
 /// Restores `replica` into `output`, showing progress in status while it runs.
+/// `before_publish` has the last word on the output path (see `Tuning::before_publish`).
 pub(super) fn restore_tracked(
     replica: &ReplicaTarget,
     output: &Path,
     target: Target,
-    opts: RestoreOptions,
-    purpose: Purpose,
+    (opts, purpose): (RestoreOptions, Purpose),
     check: &dyn Fn(&Path, bool) -> Result<(), String>,
+    before_publish: &dyn Fn(&Path) -> Result<(), Error>,
 ) -> Result<restore::Restored, Error> {
     let (store, prefix) = open_replica(replica)?;
     let tracker = RestoreTracker::start(replica.url(), output);
@@ -118,17 +120,22 @@ pub(super) fn restore_tracked(
             want_checksum: purpose == Purpose::Drill,
             exclusive: purpose == Purpose::Boot,
             progress: &|p| tracker.update(p),
+            before_publish,
             ..Default::default()
         },
     )
 }
 
+/// `replica_restore(src, output, point, options)`: `check` runs SQLite's integrity check on
+/// the restored file, `locked` probes SQLite's locks on an existing target (see
+/// [`super::target`] for where a restore may write, checked again just before publishing).
 pub fn restore(
     src: &str,
     output: &str,
     point: Option<&str>,
     options: Option<&str>,
     check: &dyn Fn(&Path, bool) -> Result<(), String>,
+    locked: &LockProbe,
 ) -> Result<i64, Error> {
     let opts = parse_restore_options(options)?;
     if output.is_empty() {
@@ -136,17 +143,18 @@ pub fn restore(
             "replica_restore: the target path is empty".into(),
         ));
     }
-    let output = PathBuf::from(output);
-    let abs_out = std::path::absolute(&output).unwrap_or(output.clone());
-    if database::get(&abs_out).is_some() {
-        return Err(Error::InvalidArgument(format!(
-            "replica_restore: {} is a live database replicated by this process; restore to another path",
-            output.display()
-        )));
-    }
-    let target = parse_point(point)?;
+    let output = target::vet(Path::new(output), opts.overwrite, locked)?;
+    let point = parse_point(point)?;
     let replica = resolve_source(src)?;
-    let restored = restore_tracked(&replica, &output, target, opts, Purpose::Asked, check)?;
+    let vet_again = |p: &Path| target::vet(p, opts.overwrite, locked).map(|_| ());
+    let restored = restore_tracked(
+        &replica,
+        &output,
+        point,
+        (opts, Purpose::Asked),
+        check,
+        &vet_again,
+    )?;
     Ok(restored.txid as i64)
 }
 
@@ -172,8 +180,8 @@ pub fn restore_missing(
         return Ok(());
     }
     let opts = parse_restore_options(None)?;
-    let restored = match restore_tracked(replica, path, Target::Latest, opts, Purpose::Boot, check)
-    {
+    let how = (opts, Purpose::Boot);
+    let restored = match restore_tracked(replica, path, Target::Latest, how, check, &|_| Ok(())) {
         Ok(r) => r,
         // Another process restored (or created) it meanwhile: open that one.
         Err(_) if path.exists() => return Ok(()),

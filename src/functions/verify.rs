@@ -156,13 +156,16 @@ fn verify_one(
             &db.config.target,
             &scratch,
             Target::Txid(txid),
-            RestoreOptions {
-                overwrite: true,
-                full_check: false,
-                parallelism: restore::DEFAULT_PARALLELISM,
-            },
-            Purpose::Drill,
+            (
+                RestoreOptions {
+                    overwrite: true,
+                    full_check: false,
+                    parallelism: restore::DEFAULT_PARALLELISM,
+                },
+                Purpose::Drill,
+            ),
             check,
+            &|_| Ok(()),
         );
         let _ = std::fs::remove_file(&scratch);
         let restored = restored?;

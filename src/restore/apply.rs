@@ -14,22 +14,15 @@ use crate::store::{ObjectStore, StoreError};
 use crate::wal::DbHeader;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
 
-/// Downloads and applies `chain` into `tmp`, verifying as it goes.
+/// Downloads and applies `chain` into `out` (a new, empty temporary file), verifying as it
+/// goes.
 pub(super) fn apply(
     store: &dyn ObjectStore,
     chain: &[LtxObject],
-    tmp: &Path,
+    out: &std::fs::File,
     tuning: &Tuning,
 ) -> Result<Restored, Error> {
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .read(true)
-        .open(tmp)
-        .map_err(|e| Error::Io(format!("creating {}: {e}", tmp.display())))?;
     let fetcher = Fetcher::new(store, chain, tuning.chunk_bytes, tuning.parallelism);
     let mut progress = RestoreProgress {
         files_total: chain.len() as u64,
@@ -41,9 +34,9 @@ pub(super) fn apply(
         for _ in 0..tuning.parallelism.clamp(1, fetcher.piece_count().max(1)) {
             s.spawn(|| fetcher.work());
         }
-        let (writer, write_loop) = Writer::start(&out);
+        let (writer, write_loop) = Writer::start(out);
         s.spawn(write_loop);
-        let r = apply_pieces(&fetcher, chain, &out, &writer, tuning, &mut progress)
+        let r = apply_pieces(&fetcher, chain, out, &writer, tuning, &mut progress)
             .and_then(|restored| writer.settle().map(|()| restored));
         fetcher.stop();
         r

@@ -4,7 +4,7 @@
 //! transient failures and short bodies a bounded number of times; it must never hold more
 //! than the window in memory, nor leave the consumer waiting on a piece that will not come.
 
-use super::plan::{parse_listing, LtxObject};
+use super::plan::{check_listing, parse_listing, LtxObject};
 use crate::error::Error;
 use crate::ltx;
 use crate::store::{ObjectStore, StoreError};
@@ -15,14 +15,17 @@ use std::sync::{Condvar, Mutex};
 /// Extra rounds of a piece's GET (each with the store's own retries) on transient failures.
 const PIECE_ROUNDS: u32 = 4;
 
-/// Lists the replica's LTX objects.
+/// Lists the replica's LTX objects; a listing no single replica can have (see
+/// [`check_listing`]) is an error.
 pub fn list_objects(store: &dyn ObjectStore, prefix: &str) -> Result<Vec<LtxObject>, Error> {
     let list_prefix = if prefix.is_empty() {
         String::new()
     } else {
         format!("{prefix}/")
     };
-    Ok(parse_listing(&store.list(&list_prefix)?))
+    let objects = parse_listing(&store.list(&list_prefix)?);
+    check_listing(&objects)?;
+    Ok(objects)
 }
 
 /// Runs `f` over `items` on up to `parallelism` threads; results in input order.

@@ -11,17 +11,19 @@
 //!
 //! `types` holds what a restore is told and reports, `plan` the pure planner, `fetch` the
 //! store reads and the download window, `write` the writer thread, `apply` the decoding and
-//! checks into the temporary file, and `run` the whole restore and its publication.
+//! checks into the temporary file, `temp` the creation of temporary files, and `run` the
+//! whole restore and its publication.
 
 mod apply;
 mod fetch;
 mod plan;
 mod run;
+mod temp;
 mod types;
 mod write;
 
 pub use fetch::{list_objects, read_headers};
-pub use plan::{parse_listing, plan, LtxObject};
+pub use plan::{check_listing, parse_listing, plan, LtxObject};
 pub use run::{restore, restore_with};
 pub use types::{
     RestoreProgress, RestoreRequest, Restored, Target, Tuning, DEFAULT_CHUNK_BYTES,

@@ -43,6 +43,32 @@ pub fn parse_listing(objects: &[ObjectInfo]) -> Vec<LtxObject> {
     out
 }
 
+/// Refuses a listing no replica can have: an object whose name says its first txid comes
+/// after its last (Litestream never writes one; planning around it would be guesswork), or
+/// the files of more than one replica (a URL pointing at a folder above several databases'
+/// replicas lists them all, and a chain stitched from both is a state neither had). Each
+/// error names what it found.
+pub fn check_listing(objects: &[LtxObject]) -> Result<(), Error> {
+    if let Some(o) = objects.iter().find(|o| o.min_txid > o.max_txid) {
+        return Err(Error::Restore(format!(
+            "the replica's object {} is named for txids {} to {}: its first txid is after its last, which no LTX file can be; refusing to plan a restore around it (remove it from the replica)",
+            o.key, o.min_txid, o.max_txid
+        )));
+    }
+    let prefixes: std::collections::BTreeSet<&str> =
+        objects.iter().map(|o| keys::chain_prefix(&o.key)).collect();
+    if prefixes.len() > 1 {
+        let shown: Vec<String> = prefixes.iter().take(10).map(|p| format!("{p:?}")).collect();
+        return Err(Error::Restore(format!(
+            "the replica's listing holds the files of {} replicas, under {}{}: restoring them as one would make a database none of them was; give the URL of one of them",
+            prefixes.len(),
+            shown.join(", "),
+            if prefixes.len() > shown.len() { ", …" } else { "" }
+        )));
+    }
+    Ok(())
+}
+
 /// A reached state (its txid is the key of [`Reached`]): files applied to get there, their
 /// bytes, and the index of the file that got there (`None` for the snapshot).
 type State = (usize, u64, Option<usize>);
@@ -56,8 +82,10 @@ type Reached = BTreeMap<u64, State>;
 /// A file may continue a state from before its first txid (a compacted file spanning a
 /// snapshot, as Litestream's can): every page it holds is that page's latest version up to
 /// its end, so applying all of it is right. A target txid no chain ends at exactly
-/// (compaction merged it into a larger file) is an error naming the nearest restore points.
+/// (compaction merged it into a larger file) is an error naming the nearest restore points;
+/// a listing [`check_listing`] refuses is an error too.
 pub fn plan(objects: &[LtxObject], target: Option<u64>) -> Result<Vec<LtxObject>, Error> {
+    check_listing(objects)?;
     let limit = target.unwrap_or(u64::MAX);
     let snapshot = latest_snapshot(objects, target)?;
     if let Some(t) = target {
@@ -305,6 +333,40 @@ pub(super) mod tests {
             .unwrap_err()
             .to_string()
             .contains("past the end"));
+    }
+
+    #[test]
+    fn refuses_a_name_whose_first_txid_is_after_its_last_naming_it() {
+        for target in [None, Some(2), Some(5)] {
+            let objs = vec![obj(9, 1, 1), obj(0, 2, 2), obj(0, 5, 3), obj(0, 3, 5)];
+            let err = plan(&objs, target).unwrap_err().to_string();
+            assert!(err.contains(&obj(0, 5, 3).key), "{target:?}: {err}");
+            assert!(err.contains("first txid is after its last"), "{err}");
+        }
+    }
+
+    #[test]
+    fn refuses_a_listing_of_several_replicas_naming_their_prefixes() {
+        let named = |prefix: &str, level, min, max| LtxObject {
+            key: keys::s3_key(prefix, level, min, max),
+            ..obj(level, min, max)
+        };
+        let objs = vec![
+            named("f/a.db", 9, 1, 1),
+            named("f/a.db", 0, 2, 2),
+            named("f/b.db", 9, 1, 1),
+            named("f/b.db", 0, 2, 2),
+        ];
+        let err = plan(&objs, None).unwrap_err().to_string();
+        assert!(
+            err.contains("\"f/a.db\"") && err.contains("\"f/b.db\"") && err.contains("2 replicas"),
+            "{err}"
+        );
+        // A replica's files and a stray at its root are two prefixes too.
+        let mut stray = objs[..2].to_vec();
+        stray.push(named("f", 0, 3, 3));
+        assert!(plan(&stray, None).is_err());
+        assert_eq!(plan(&objs[..2], None).unwrap().len(), 2);
     }
 
     #[test]

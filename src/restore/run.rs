@@ -1,13 +1,15 @@
 //! A restore from start to end: list the replica, resolve the target, plan the chain, apply
-//! it into a temporary file beside the output, run the integrity check (on failure, bisect
-//! the chain to name the first file after which it fails), then publish by rename (or by
-//! hard link, never replacing, for boot-time restores). It must never leave an unverified
-//! file at the target path (nor any file when it fails) and never overwrite a file unless
-//! asked.
+//! it into a new temporary file beside the output (an unpredictable name, created
+//! exclusively: see `temp`), run the integrity check (on failure, bisect the chain to name
+//! the first file after which it fails), let the caller look at the output path once more,
+//! then publish by rename (or by hard link, never replacing, for boot-time restores). It
+//! must never leave an unverified file at the target path (nor any file when it fails) and
+//! never overwrite a file unless asked.
 
 use super::apply::apply;
 use super::fetch::{list_objects, txid_at_time};
 use super::plan::{plan, LtxObject};
+use super::temp;
 use super::types::{RestoreRequest, Restored, Target, Tuning};
 use crate::error::Error;
 use crate::store::ObjectStore;
@@ -31,14 +33,19 @@ pub fn restore_with(req: &RestoreRequest, tuning: &Tuning) -> Result<Restored, E
         Target::Timestamp(ts) => Some(txid_at_time(req.store, &objects, ts, tuning.parallelism)?),
     };
     let chain = plan(&objects, target_txid)?;
-    let tmp = temp_path(req.output);
-    let result = apply(req.store, &chain, &tmp, tuning).and_then(|restored| {
+    let (tmp, file) = temp::create_beside(req.output, "restoring", temp::mode_for(req.output))?;
+    let applied = apply(req.store, &chain, &file, tuning);
+    // Closed before SQLite opens it for the check: closing a descriptor of a file drops the
+    // process's POSIX locks on it, SQLite's included.
+    drop(file);
+    let result = applied.and_then(|restored| {
         (req.check)(&tmp).map_err(|e| {
             Error::Restore(format!(
                 "integrity check of the restored database failed: {e}{}",
                 culprit(req.store, &chain, &tmp, req.check)
             ))
         })?;
+        (tuning.before_publish)(req.output)?;
         if tuning.exclusive {
             publish_exclusive(&tmp, req.output)?;
         } else {
@@ -99,28 +106,28 @@ fn culprit(
     tmp: &Path,
     check: &dyn Fn(&Path) -> Result<(), String>,
 ) -> String {
-    let probe = {
-        let mut s = tmp.as_os_str().to_owned();
-        s.push("-probe");
-        PathBuf::from(s)
-    };
     let quiet = Tuning::default();
-    let fails = |n: usize| -> bool {
-        let bad = match apply(store, &chain[..n], &probe, &quiet) {
+    // Whether the database after the first `n` files fails the check (`None`: no probe file
+    // could be made, so there is nothing to say).
+    let fails = |n: usize| -> Option<bool> {
+        let (probe, file) = temp::create_beside(tmp, "probe", 0o600).ok()?;
+        let applied = apply(store, &chain[..n], &file, &quiet);
+        drop(file);
+        let bad = match applied {
             Ok(_) => check(&probe).is_err(),
             Err(_) => true,
         };
         cleanup(&probe);
-        bad
+        Some(bad)
     };
     // Invariant: the whole chain fails; find the shortest failing prefix.
     let (mut good, mut bad) = (0, chain.len());
     while bad - good > 1 {
         let mid = (good + bad) / 2;
-        if fails(mid) {
-            bad = mid;
-        } else {
-            good = mid;
+        match fails(mid) {
+            Some(true) => bad = mid,
+            Some(false) => good = mid,
+            None => return String::new(),
         }
     }
     match chain.get(bad - 1) {
@@ -131,12 +138,6 @@ fn culprit(
         Some(o) => format!("; the snapshot {} already fails it", o.key),
         None => String::new(),
     }
-}
-
-fn temp_path(output: &Path) -> PathBuf {
-    let mut s = output.as_os_str().to_owned();
-    s.push(format!(".restoring-{}", std::process::id()));
-    PathBuf::from(s)
 }
 
 fn cleanup(tmp: &Path) {

@@ -2,6 +2,7 @@
 //! progress and the outcome. Plain data shared by the planner, the fetcher and the
 //! applier; it must not do any I/O.
 
+use crate::error::Error;
 use crate::store::ObjectStore;
 use std::path::Path;
 
@@ -62,6 +63,10 @@ pub struct Tuning<'a> {
     /// error then), leaving any `-wal` beside it alone.
     pub exclusive: bool,
     pub progress: &'a dyn Fn(&RestoreProgress),
+    /// Runs on the output path after the restored file passed its checks, just before it
+    /// is published: a last look at what is there now (a restore can take minutes), and
+    /// an error stops the restore.
+    pub before_publish: &'a dyn Fn(&Path) -> Result<(), Error>,
 }
 
 impl Default for Tuning<'_> {
@@ -72,6 +77,7 @@ impl Default for Tuning<'_> {
             want_checksum: false,
             exclusive: false,
             progress: &|_| {},
+            before_publish: &|_| Ok(()),
         }
     }
 }

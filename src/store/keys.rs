@@ -69,6 +69,15 @@ pub fn parse_s3_key(prefix: &str, key: &str) -> Option<(u8, u64, u64)> {
     Some((level, min, max))
 }
 
+/// The part of an LTX object's key before `/<level>/<name>`: the prefix of the replica it
+/// belongs to (`a/b` for `a/b/0000/…ltx`, empty for `0000/…ltx`). A listing whose keys
+/// have more than one is a listing of several replicas.
+pub fn chain_prefix(key: &str) -> &str {
+    let mut parts = key.rsplitn(3, '/');
+    let (_name, _level) = (parts.next(), parts.next());
+    parts.next().unwrap_or("")
+}
+
 /// A file replica's level directory relative to the replica dir: `ltx/<level decimal>`.
 pub fn file_level_dir(level: u8) -> String {
     format!("ltx/{level}")
@@ -170,6 +179,14 @@ mod tests {
             parse_s3_key("", "db/0000/0000000000000001-0000000000000001.ltx"),
             None
         );
+    }
+
+    #[test]
+    fn chain_prefixes_are_what_comes_before_the_level() {
+        assert_eq!(chain_prefix(&s3_key("a/b", 0, 1, 1)), "a/b");
+        assert_eq!(chain_prefix(&s3_key("db", 9, 1, 1)), "db");
+        assert_eq!(chain_prefix(&s3_key("", 9, 1, 1)), "");
+        assert_eq!(chain_prefix("0000000000000001-0000000000000001.ltx"), "");
     }
 
     #[test]

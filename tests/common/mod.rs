@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod litestream_replicate;
+pub mod restores;
 pub mod seeded;
 pub mod workload;
 
