@@ -26,6 +26,24 @@ pub const MAX_TXID: u64 = i64::MAX as u64;
 /// SQLite's PENDING_BYTE: the page containing it (the lock page) is never used.
 const PENDING_BYTE: u32 = 0x4000_0000;
 
+/// The bytes of a file besides its pages: the header, the end marker, the page index's
+/// terminator and length, and the trailer.
+const FIXED_BYTES: u64 = (HEADER_SIZE + PAGE_HEADER_SIZE + 1 + 8 + TRAILER_SIZE) as u64;
+
+/// The fewest bytes one stored page takes: its page header and size field, its LZ4 block
+/// and its index entry (three uvarints of at least a byte). An LZ4 block yields at most 255
+/// bytes per byte it holds (a match length grows by 255 per extension byte), so a page
+/// takes at least `page_size / 256` of them, and never fewer than one.
+pub fn min_page_bytes(page_size: u32) -> u64 {
+    (PAGE_HEADER_SIZE + 4 + 3) as u64 + (page_size as u64 / 256).max(1)
+}
+
+/// The most pages a file of `size` bytes can store: what a header is checked against
+/// before anything is sized from it.
+pub fn max_pages_in(size: u64, page_size: u32) -> u64 {
+    size.saturating_sub(FIXED_BYTES) / min_page_bytes(page_size)
+}
+
 /// The page holding byte offset 0x40000000 (SQLite's lock page); `page_size` should be valid.
 pub fn lock_pgno(page_size: u32) -> u32 {
     PENDING_BYTE / page_size.max(1) + 1
@@ -116,6 +134,25 @@ impl Header {
 
     pub fn lock_pgno(&self) -> u32 {
         lock_pgno(self.page_size)
+    }
+
+    /// Pages a snapshot must store: every page up to `commit` but the lock page.
+    pub fn snapshot_pages(&self) -> u64 {
+        let lock = u64::from(self.commit >= self.lock_pgno());
+        u64::from(self.commit) - lock
+    }
+
+    /// Checks the header against the size of the file it heads, before a reader sizes
+    /// anything from it: a snapshot must have room for every page it declares.
+    pub fn check_file_size(&self, size: u64) -> Result<(), LtxError> {
+        let most = max_pages_in(size, self.page_size);
+        if self.is_snapshot() && self.snapshot_pages() > most {
+            return Err(LtxError::BadHeader(format!(
+                "a snapshot of {} pages of {} bytes cannot fit in {size} bytes (room for {most} pages at most)",
+                self.commit, self.page_size
+            )));
+        }
+        Ok(())
     }
 
     /// The rules of ltx's `Header.Validate`.
@@ -229,7 +266,65 @@ pub(super) fn check_post_apply(header: &Header, post_apply_checksum: u64) -> Res
 mod tests {
     use super::*;
     use crate::ltx::encode::Encoder;
-    use crate::ltx::test_support::header;
+    use crate::ltx::test_support::{encode, header};
+
+    #[test]
+    fn headers_are_checked_against_the_file_size() {
+        // The most compressible real files (zero pages) fit their own headers.
+        let snap = crate::ltx::test_support::sample_snapshot().1;
+        Header::decode(&snap)
+            .unwrap()
+            .check_file_size(snap.len() as u64)
+            .unwrap();
+        for page_size in [512u32, 4096, 65536] {
+            let h = Header {
+                page_size,
+                ..header(1, 1, 40, FLAG_NO_CHECKSUM)
+            };
+            let zeros: Vec<(u32, Vec<u8>)> = (1..=40)
+                .map(|p| (p, vec![0u8; page_size as usize]))
+                .collect();
+            let bytes = encode(h, &zeros, 0);
+            assert!(
+                max_pages_in(bytes.len() as u64, page_size) >= 40,
+                "{page_size}"
+            );
+            h.check_file_size(bytes.len() as u64).unwrap();
+            assert!(h.check_file_size(bytes.len() as u64 / 2).is_err());
+        }
+        let h = header(1, 1, 3, FLAG_NO_CHECKSUM);
+        // A 4 KiB snapshot claiming 2^32-1 pages is refused from the header alone.
+        let huge = Header {
+            commit: u32::MAX,
+            page_size: 4096,
+            ..h
+        };
+        let err = huge.check_file_size(4096).unwrap_err().to_string();
+        assert!(
+            err.contains("4294967295 pages") && err.contains("4096 bytes"),
+            "{err}"
+        );
+        // Zero-page bounds for every page size: at least 1/256 of a page plus 13 bytes.
+        assert_eq!(min_page_bytes(512), 15);
+        assert_eq!(min_page_bytes(4096), 29);
+        assert_eq!(min_page_bytes(65536), 269);
+        assert_eq!(max_pages_in(100, 4096), 0);
+        assert_eq!(max_pages_in(131 + 29 * 10, 4096), 10);
+        // A level-0 file declares no pages of its own: the chain decides what it may grow.
+        let l0 = Header {
+            commit: u32::MAX,
+            ..header(2, 2, 3, FLAG_NO_CHECKSUM)
+        };
+        l0.check_file_size(200).unwrap();
+        // The lock page is never stored.
+        let lock = lock_pgno(4096);
+        let at_lock = Header {
+            commit: lock,
+            page_size: 4096,
+            ..h
+        };
+        assert_eq!(at_lock.snapshot_pages(), u64::from(lock) - 1);
+    }
 
     #[test]
     fn header_validation() {

@@ -43,7 +43,11 @@
 //! - The header timestamp is not needed to restore (0 works); litestream copies it into
 //!   the file's mtime / the object's `litestream-timestamp` metadata for `-timestamp`.
 //! - `commit` must match the pages available: more pages than exist fails the restore.
-//!   The lock page is never stored (not exercised: it needs a database over 1 GiB).
+//!   The lock page is never stored (not exercised: it needs a database over 1 GiB). A
+//!   level-0 file that grows `commit` without carrying every page it adds fails with
+//!   "decode page N: EOF" (or "nonsequential page numbers" when it carries a later one);
+//!   carrying them all, it restores. Restore here refuses such a file itself, and first
+//!   any header whose `commit` the file's byte size cannot back ([`max_pages_in`]).
 
 mod checksum;
 mod decode;
@@ -60,7 +64,8 @@ pub use decode::{decode_all, Decoder};
 pub use encode::Encoder;
 pub use error::LtxError;
 pub use header::{
-    is_valid_page_size, lock_pgno, Header, Trailer, CHECKSUM_FLAG, FLAG_NO_CHECKSUM, HEADER_SIZE,
-    MAGIC, MAX_PAGE_SIZE, MAX_TXID, MIN_PAGE_SIZE, PAGE_FLAG_SIZE, PAGE_HEADER_SIZE, TRAILER_SIZE,
+    is_valid_page_size, lock_pgno, max_pages_in, min_page_bytes, Header, Trailer, CHECKSUM_FLAG,
+    FLAG_NO_CHECKSUM, HEADER_SIZE, MAGIC, MAX_PAGE_SIZE, MAX_TXID, MIN_PAGE_SIZE, PAGE_FLAG_SIZE,
+    PAGE_HEADER_SIZE, TRAILER_SIZE,
 };
 pub use merge::merge;

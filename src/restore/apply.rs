@@ -1,8 +1,10 @@
 //! Applying a planned chain into a temporary file: each downloaded object streams through
 //! the LTX decoder straight into place, checked as it goes (names and header txids, page
 //! size, page numbers within the commit size, SQLite's page-1 header, every file checksum,
-//! and the database checksum chain where files carry one). It must stop at the first file
-//! that fails, naming its object, and leave publishing (or removing) the file to its caller.
+//! and the database checksum chain where files carry one) and what each file may do to the
+//! database's size, before anything is sized from its header. It must stop at the first
+//! file that fails, naming its object, and leave publishing (or removing) the file to its
+//! caller.
 
 use super::fetch::{Fetcher, ObjectReader};
 use super::plan::LtxObject;
@@ -94,6 +96,8 @@ struct Rebuild<'w> {
     table: Option<ChecksumTable>,
     page_size: u32,
     commit: u32,
+    /// What the file being applied may do to the size, checked page by page.
+    growth: Growth,
     pages_written: u32,
     /// The post-apply checksum of the last file, when it carried one and it was checked.
     expected_post: Option<u64>,
@@ -110,6 +114,7 @@ impl<'w> Rebuild<'w> {
             table: None,
             page_size: 0,
             commit: 0,
+            growth: Growth::default(),
             pages_written: 0,
             expected_post: None,
             buf: Vec::new(),
@@ -152,6 +157,8 @@ impl<'w> Rebuild<'w> {
             )));
         }
         self.page_size = h.page_size;
+        self.growth = Growth::start(self.commit, h, obj.size)
+            .map_err(|e| Error::Restore(format!("{}: {e}", obj.key)))?;
         let checksums = !h.no_checksum();
         if self.table.is_none() && (self.want_checksum || checksums) {
             self.writer.settle()?; // reads back what has been written
@@ -170,9 +177,6 @@ impl<'w> Rebuild<'w> {
                     )));
                 }
             }
-        }
-        if let Some(t) = self.table.as_mut() {
-            t.grow(h.commit, self.page_size);
         }
         Ok(())
     }
@@ -196,6 +200,9 @@ impl<'w> Rebuild<'w> {
                     obj.key, h.commit
                 ))));
             }
+            self.growth
+                .page(pgno)
+                .map_err(|e| Stop::Refuse(Error::Restore(format!("{}: {e}", obj.key))))?;
             if pgno == 1 {
                 check_page1(&obj.key, &self.buf, h).map_err(Stop::Refuse)?;
             }
@@ -204,7 +211,7 @@ impl<'w> Rebuild<'w> {
                 .write(self.writer, offset, &self.buf)
                 .map_err(Stop::Refuse)?;
             if let Some(t) = self.table.as_mut() {
-                t.set(pgno, dec.page_checksum());
+                t.set(pgno, dec.page_checksum(), self.page_size);
             }
             self.pages_written += 1;
         }
@@ -218,6 +225,9 @@ impl<'w> Rebuild<'w> {
         trailer: &ltx::Trailer,
     ) -> Result<(), Error> {
         self.run.flush(self.writer)?;
+        self.growth
+            .finish()
+            .map_err(|e| Error::Restore(format!("{}: {e}", obj.key)))?;
         if h.commit < self.commit {
             // A shrink: pages past the end must not come back if a later file grows it again.
             self.writer
@@ -225,6 +235,7 @@ impl<'w> Rebuild<'w> {
         }
         self.commit = h.commit;
         if let Some(t) = self.table.as_mut() {
+            t.grow(self.commit, self.page_size); // at most the lock page: the rest came
             t.truncate(self.commit);
         }
         match (&self.table, !h.no_checksum()) {
@@ -291,6 +302,85 @@ fn check_page1(key: &str, page: &[u8], h: &ltx::Header) -> Result<(), Error> {
     Ok(())
 }
 
+/// What one file may do to the database's size. A snapshot stores every page up to its size
+/// (the decoder checks the order) and must have the bytes for them; any other file may grow
+/// the database only by pages it carries, in order from the previous size: SQLite writes
+/// every page a transaction adds, and the real `litestream restore` refuses a chain that
+/// leaves a page below the size unwritten ("decode page N: EOF"). So a file's declared size
+/// is bounded by the previous size plus what its bytes can hold, and checked before any
+/// page: a tiny file cannot make the restore size a table or a file after a huge header.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Growth {
+    commit: u32,
+    lock: u32,
+    /// Every page up to here is in the database: the previous size, then each page after
+    /// it as it arrives.
+    covered: u32,
+}
+
+impl Growth {
+    /// Checks `h`, heading an object of `size` bytes, against the size before it, `prev`.
+    fn start(prev: u32, h: &ltx::Header, size: u64) -> Result<Growth, String> {
+        let prev = if h.is_snapshot() { 0 } else { prev };
+        h.check_file_size(size).map_err(|e| e.to_string())?;
+        let lock = h.lock_pgno();
+        let crosses_lock = prev < lock && lock <= h.commit;
+        let added = u64::from(h.commit.saturating_sub(prev)) - u64::from(crosses_lock);
+        let room = ltx::max_pages_in(size, h.page_size);
+        if added > room {
+            return Err(format!(
+                "declares a database of {} pages, {added} more than the {prev} it continues, \
+                 but its {size} bytes hold at most {room} pages: refused",
+                h.commit
+            ));
+        }
+        Ok(Growth {
+            commit: h.commit,
+            lock,
+            covered: prev,
+        })
+    }
+
+    /// The page after `covered`, past the lock page (never stored).
+    fn next(&self) -> u32 {
+        let n = self.covered.saturating_add(1);
+        if n == self.lock {
+            n.saturating_add(1)
+        } else {
+            n
+        }
+    }
+
+    /// Page `pgno` arrived (pages ascend): past the covered size, it must be the next one.
+    fn page(&mut self, pgno: u32) -> Result<(), String> {
+        if pgno <= self.covered {
+            return Ok(());
+        }
+        if pgno != self.next() {
+            return Err(self.missing());
+        }
+        self.covered = pgno;
+        Ok(())
+    }
+
+    /// After the last page: every page up to the declared size is there.
+    fn finish(&self) -> Result<(), String> {
+        if self.next() <= self.commit {
+            return Err(self.missing());
+        }
+        Ok(())
+    }
+
+    fn missing(&self) -> String {
+        format!(
+            "declares a database of {} pages but does not carry page {}, which it adds \
+             (a file may only grow the database by pages it holds): refused",
+            self.commit,
+            self.next()
+        )
+    }
+}
+
 /// Page checksums of the database being rebuilt, for files that carry a database checksum.
 struct ChecksumTable {
     sums: Vec<u64>,
@@ -323,7 +413,7 @@ impl ChecksumTable {
         self.sums.push(sum);
     }
 
-    /// Pages inside a grown size that no file writes are zero pages (as the uploader counts).
+    /// Pages up to `commit` that no file wrote (only ever the lock page) are zero pages.
     fn grow(&mut self, commit: u32, page_size: u32) {
         let zero = vec![0u8; page_size as usize];
         while self.sums.len() < commit as usize {
@@ -332,8 +422,10 @@ impl ChecksumTable {
         }
     }
 
-    /// Page `pgno` now has checksum `sum` (the decoder's `page_checksum`).
-    fn set(&mut self, pgno: u32, sum: u64) {
+    /// Page `pgno` now has checksum `sum` (the decoder's `page_checksum`); the table grows
+    /// with the pages that arrive, never ahead of them.
+    fn set(&mut self, pgno: u32, sum: u64, page_size: u32) {
+        self.grow(pgno, page_size);
         self.raw ^= self.sums[pgno as usize - 1] ^ sum;
         self.sums[pgno as usize - 1] = sum;
     }
@@ -346,5 +438,70 @@ impl ChecksumTable {
 
     fn value(&self) -> u64 {
         ltx::DbChecksum(self.raw).value()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(min: u64, commit: u32) -> ltx::Header {
+        ltx::Header {
+            flags: ltx::FLAG_NO_CHECKSUM,
+            page_size: 4096,
+            commit,
+            min_txid: min,
+            max_txid: min,
+            ..Default::default()
+        }
+    }
+
+    /// Room for `n` pages of 4096 bytes.
+    fn room(n: u64) -> u64 {
+        131 + n * ltx::min_page_bytes(4096)
+    }
+
+    #[test]
+    fn a_huge_header_is_refused_before_any_page() {
+        // A 4 KiB snapshot claiming 2^32-1 pages.
+        let err = Growth::start(0, &header(1, u32::MAX), 4096).unwrap_err();
+        assert!(err.contains("4294967295 pages"), "{err}");
+        // An 80-byte level-0 file declaring a huge size after a 3-page database.
+        let err = Growth::start(3, &header(2, 1 << 30), 80).unwrap_err();
+        assert!(
+            err.contains("1073741824 pages") && err.contains("80 bytes"),
+            "{err}"
+        );
+        // Room for 2 more pages: 5 is fine, 6 is not.
+        Growth::start(3, &header(2, 5), room(2)).unwrap();
+        assert!(Growth::start(3, &header(2, 6), room(2)).is_err());
+        // Shrinking needs no room; a snapshot ignores the size before it.
+        Growth::start(300, &header(2, 1), room(0)).unwrap();
+        Growth::start(300, &header(1, 2), room(2)).unwrap();
+    }
+
+    #[test]
+    fn a_file_grows_the_database_only_by_the_pages_it_carries() {
+        let grow = |prev: u32, commit: u32, pages: &[u32]| -> Result<(), String> {
+            let mut g = Growth::start(prev, &header(2, commit), room(1000))?;
+            pages.iter().try_for_each(|&p| g.page(p))?;
+            g.finish()
+        };
+        grow(3, 5, &[1, 4, 5]).unwrap();
+        grow(3, 3, &[2]).unwrap();
+        grow(3, 2, &[1]).unwrap(); // a shrink
+        let err = grow(3, 5, &[2, 5]).unwrap_err();
+        assert!(err.contains("does not carry page 4"), "{err}");
+        let err = grow(3, 5, &[4]).unwrap_err();
+        assert!(err.contains("does not carry page 5"), "{err}");
+        assert!(grow(3, 6, &[]).is_err());
+        // The lock page is never stored, whatever the growth crosses.
+        let lock = ltx::lock_pgno(4096);
+        grow(lock - 1, lock + 1, &[lock + 1]).unwrap();
+        grow(lock - 1, lock, &[]).unwrap();
+        assert!(grow(lock - 2, lock + 1, &[lock + 1]).is_err());
+        // A snapshot starts from nothing.
+        let mut g = Growth::start(7, &header(1, 2), room(2)).unwrap();
+        assert!(g.page(1).is_ok() && g.page(2).is_ok() && g.finish().is_ok());
     }
 }

@@ -211,9 +211,11 @@ impl<'a> Fetcher<'a> {
         let mut round = 0;
         loop {
             // A panicking store must not leave the consumer waiting for this piece forever.
+            // A whole object is read no further than its listed size: a bucket that lists
+            // 4 KiB cannot make the restore hold gigabytes.
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 if p.whole {
-                    self.store.get(key)
+                    self.store.get_bounded(key, p.len)
                 } else {
                     self.store.get_range(key, p.offset, p.len)
                 }
@@ -224,8 +226,14 @@ impl<'a> Fetcher<'a> {
                 Ok(body) => body.len() as u64 != p.len,
             };
             round += 1;
-            if !retry || round > PIECE_ROUNDS || crate::base::lock::lock(&self.state).stop {
-                return r;
+            let last = round > PIECE_ROUNDS || crate::base::lock::lock(&self.state).stop;
+            if !retry || last {
+                // A body still short is not what the listing promised: the decoder must not
+                // see a size it did not check the header against.
+                return r.and_then(|body| match body.len() as u64 {
+                    n if n == p.len => Ok(body),
+                    n => Err(short_body(key, p, n)),
+                });
             }
             std::thread::sleep(std::time::Duration::from_millis(100 * round as u64));
         }
@@ -248,6 +256,14 @@ impl<'a> Fetcher<'a> {
         crate::base::lock::lock(&self.state).stop = true;
         self.changed.notify_all();
     }
+}
+
+/// A piece that came back with `got` bytes instead of the `p.len` the listing implies.
+fn short_body(key: &str, p: Piece, got: u64) -> StoreError {
+    StoreError::Permanent(format!(
+        "GET {key}: {got} bytes at offset {} where the listing implies {}",
+        p.offset, p.len
+    ))
 }
 
 /// The bytes of one object, read piece by piece from the fetcher.

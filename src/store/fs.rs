@@ -1,12 +1,56 @@
 //! The local-directory backend (`file://` URLs, `type: file`), laid out exactly as the real
 //! `litestream` lays out file replicas: `<dir>/ltx/<level as decimal>/<min>-<max>.ltx`.
 //! It owns mapping S3-shaped keys (`<level %04x>/<name>`) onto that tree and writing files
-//! atomically (temp file, fsync, rename); it must not interpret file contents.
+//! atomically (temp file, fsync, rename); it must not interpret file contents. Whoever can
+//! write the directory is not trusted: it reads only regular files, opened without following
+//! a symbolic link or blocking, and never more bytes than the file (or its listing) holds.
 
 use super::{ObjectInfo, ObjectStore, RequestCounts, StoreError};
+use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+// Linux's open(2) flags, from its asm-generic and per-architecture fcntl.h (the `libc` crate
+// is not a dependency). O_NOFOLLOW makes opening a symbolic link fail; O_NONBLOCK makes
+// opening a FIFO return at once instead of waiting for a writer (regular files ignore it).
+#[cfg(any(
+    target_arch = "aarch64",
+    target_arch = "arm",
+    target_arch = "powerpc",
+    target_arch = "powerpc64"
+))]
+const O_NOFOLLOW: i32 = 0o100_000;
+#[cfg(any(
+    target_arch = "mips",
+    target_arch = "mips64",
+    target_arch = "sparc",
+    target_arch = "sparc64"
+))]
+const O_NOFOLLOW: i32 = 0x20000;
+#[cfg(not(any(
+    target_arch = "aarch64",
+    target_arch = "arm",
+    target_arch = "powerpc",
+    target_arch = "powerpc64",
+    target_arch = "mips",
+    target_arch = "mips64",
+    target_arch = "sparc",
+    target_arch = "sparc64"
+)))]
+const O_NOFOLLOW: i32 = 0o400_000;
+#[cfg(any(target_arch = "mips", target_arch = "mips64"))]
+const O_NONBLOCK: i32 = 0x80;
+#[cfg(any(target_arch = "sparc", target_arch = "sparc64"))]
+const O_NONBLOCK: i32 = 0x4000;
+#[cfg(not(any(
+    target_arch = "mips",
+    target_arch = "mips64",
+    target_arch = "sparc",
+    target_arch = "sparc64"
+)))]
+const O_NONBLOCK: i32 = 0o4000;
 
 pub struct DirStore {
     dir: PathBuf,
@@ -62,6 +106,65 @@ fn io_error(what: &str, path: &Path, e: std::io::Error) -> StoreError {
     }
 }
 
+/// Opens the file of `key` with `opts`, only if it is a regular file: not through a symbolic
+/// link, and not a FIFO (reading one waits for ever), a device (`/dev/zero` never ends), a
+/// socket or a directory; the type is that of the file opened, so it cannot change between
+/// a check and the open. Returns the file and its size.
+fn open_regular(opts: &mut OpenOptions, key: &str, path: &Path) -> Result<(File, u64), StoreError> {
+    let refused = |what: &str| {
+        StoreError::Permanent(format!(
+            "{} (object {key}): {what}, not a regular file: refused",
+            path.display()
+        ))
+    };
+    let file = match opts.custom_flags(O_NOFOLLOW | O_NONBLOCK).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Err(StoreError::NotFound(key.to_string()))
+        }
+        // O_NOFOLLOW's error (ELOOP) differs between architectures: ask what is there.
+        Err(_) if path.symlink_metadata().is_ok_and(|m| m.is_symlink()) => {
+            return Err(refused("a symbolic link"))
+        }
+        Err(e) => return Err(io_error("opening", path, e)),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| io_error("inspecting", path, e))?;
+    let t = meta.file_type();
+    match () {
+        _ if t.is_file() => Ok((file, meta.len())),
+        _ if t.is_fifo() => Err(refused("a FIFO")),
+        _ if t.is_char_device() || t.is_block_device() => Err(refused("a device")),
+        _ if t.is_socket() => Err(refused("a socket")),
+        _ if t.is_dir() => Err(refused("a directory")),
+        _ => Err(refused("a special file")),
+    }
+}
+
+/// At most `len` bytes of `file` from where it stands, for `key` at `path`.
+fn read_up_to(file: File, len: u64, key: &str, path: &Path) -> Result<Vec<u8>, StoreError> {
+    // Sized up front: growing by doubling would hold up to twice the bytes (restore keeps
+    // several ranges in memory at once).
+    let mut buf = Vec::with_capacity(len.min(64 << 20) as usize);
+    file.take(len)
+        .read_to_end(&mut buf)
+        .map_err(|e| match e.kind() {
+            ErrorKind::NotFound => StoreError::NotFound(key.to_string()),
+            _ => io_error("reading", path, e),
+        })?;
+    Ok(buf)
+}
+
+impl DirStore {
+    /// The file of `key` opened for reading (see [`open_regular`]), its path and size.
+    fn open_read(&self, key: &str) -> Result<(File, PathBuf, u64), StoreError> {
+        let path = self.path_of(key)?;
+        let (file, size) = open_regular(OpenOptions::new().read(true), key, &path)?;
+        Ok((file, path, size))
+    }
+}
+
 impl ObjectStore for DirStore {
     fn put(&self, key: &str, body: &[u8]) -> Result<(), StoreError> {
         self.puts.fetch_add(1, Ordering::Relaxed);
@@ -110,13 +213,9 @@ impl ObjectStore for DirStore {
         let path = self.path_of(key)?;
         let parent = path.parent().expect("joined path has a parent");
         std::fs::create_dir_all(parent).map_err(|e| io_error("creating", parent, e))?;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| io_error("opening", &path, e))?;
+        let mut opts = OpenOptions::new();
+        opts.create(true).truncate(false).read(true).write(true);
+        let (mut f, _) = open_regular(&mut opts, key, &path)?;
         f.lock().map_err(|e| io_error("locking", &path, e))?;
         let mut current = Vec::new();
         f.read_to_end(&mut current)
@@ -137,29 +236,25 @@ impl ObjectStore for DirStore {
 
     fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
         self.gets.fetch_add(1, Ordering::Relaxed);
-        let path = self.path_of(key)?;
-        std::fs::read(&path).map_err(|e| match e.kind() {
-            ErrorKind::NotFound => StoreError::NotFound(key.to_string()),
-            _ => io_error("reading", &path, e),
-        })
+        let (file, path, size) = self.open_read(key)?;
+        read_up_to(file, size, key, &path)
+    }
+
+    fn get_bounded(&self, key: &str, max_len: u64) -> Result<Vec<u8>, StoreError> {
+        self.gets.fetch_add(1, Ordering::Relaxed);
+        let (file, path, size) = self.open_read(key)?;
+        if size > max_len {
+            return Err(super::longer_than_listed(key, max_len));
+        }
+        read_up_to(file, size, key, &path)
     }
 
     fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
         self.gets.fetch_add(1, Ordering::Relaxed);
-        let path = self.path_of(key)?;
-        let read = || -> std::io::Result<Vec<u8>> {
-            let mut f = std::fs::File::open(&path)?;
-            f.seek(SeekFrom::Start(offset))?;
-            // Sized up front: growing by doubling would hold up to twice the range (restore
-            // keeps several ranges in memory at once).
-            let mut buf = Vec::with_capacity(len.min(64 << 20) as usize);
-            f.take(len).read_to_end(&mut buf)?;
-            Ok(buf)
-        };
-        read().map_err(|e| match e.kind() {
-            ErrorKind::NotFound => StoreError::NotFound(key.to_string()),
-            _ => io_error("reading", &path, e),
-        })
+        let (mut file, path, _) = self.open_read(key)?;
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| io_error("reading", &path, e))?;
+        read_up_to(file, len, key, &path)
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
@@ -250,6 +345,56 @@ mod tests {
         assert!(dir
             .join("ltx/9/0000000000000001-0000000000000002.ltx")
             .exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Only regular files are read: each other kind of entry is refused, naming it, at once
+    /// (a FIFO would block the open or the read, `/dev/zero` would never end).
+    #[test]
+    fn only_regular_files_are_read() {
+        let dir = std::env::temp_dir().join(format!("replica-fs-kinds-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = DirStore::new(dir.clone());
+        let key = |n: u64| format!("0000/{}", super::super::keys::ltx_filename(n, n));
+        store.put(&key(1), b"regular").unwrap();
+        let level0 = dir.join("ltx/0");
+        let path = |n: u64| level0.join(super::super::keys::ltx_filename(n, n));
+        std::os::unix::fs::symlink("/dev/zero", path(2)).unwrap();
+        std::os::unix::fs::symlink(path(1), path(3)).unwrap();
+        let mkfifo = std::process::Command::new("mkfifo").arg(path(4)).status();
+        assert!(mkfifo.unwrap().success());
+        std::fs::create_dir(path(5)).unwrap();
+        for (n, what) in [
+            (2, "a symbolic link"),
+            (3, "a symbolic link"),
+            (4, "a FIFO"),
+            (5, "a directory"),
+        ] {
+            for got in [
+                store.get(&key(n)),
+                store.get_bounded(&key(n), 100),
+                store.get_range(&key(n), 0, 100),
+                store.read_versioned(&key(n)).map(|(b, _)| b),
+            ] {
+                match got {
+                    Err(StoreError::Permanent(m)) => assert!(
+                        m.contains(what) && m.contains(&key(n)) && m.contains("refused"),
+                        "{m}"
+                    ),
+                    other => panic!("{n}: {other:?}"),
+                }
+            }
+            assert!(store.write_if(&key(n), b"x", None).is_err());
+        }
+        assert_eq!(store.get_bounded(&key(1), 7).unwrap(), b"regular");
+        match store.get_bounded(&key(1), 6) {
+            Err(StoreError::Permanent(m)) => assert!(m.contains("longer than the 6 bytes"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            store.get_bounded(&key(9), 6),
+            Err(StoreError::NotFound(_))
+        ));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

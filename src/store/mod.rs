@@ -86,6 +86,16 @@ pub trait ObjectStore: Send + Sync {
         self.put(key, &body)
     }
     fn get(&self, key: &str) -> Result<Vec<u8>, StoreError>;
+    /// The whole object, which a listing said is `max_len` bytes: a longer one is refused
+    /// with an error (backends never read past `max_len`), so a bucket cannot hand back more
+    /// than it listed. The default, for stores held in memory, checks after reading.
+    fn get_bounded(&self, key: &str, max_len: u64) -> Result<Vec<u8>, StoreError> {
+        let body = self.get(key)?;
+        if body.len() as u64 > max_len {
+            return Err(longer_than_listed(key, max_len));
+        }
+        Ok(body)
+    }
     /// Bytes `[offset, offset+len)`, fewer at the end of the object.
     fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError>;
     /// Every object whose key starts with `prefix`, sorted by key.
@@ -128,6 +138,14 @@ pub trait ObjectStore: Send + Sync {
     fn describe(&self) -> String;
 }
 
+/// The error of an object longer than its listing said: permanent, since asking again gets
+/// the same object.
+pub(crate) fn longer_than_listed(key: &str, listed: u64) -> StoreError {
+    StoreError::Permanent(format!(
+        "{key}: the object is longer than the {listed} bytes its listing gave (refused)"
+    ))
+}
+
 /// Opens the backend a replica target names.
 pub fn open(target: &crate::config::ReplicaTarget) -> Result<Box<dyn ObjectStore>, StoreError> {
     match target {
@@ -146,6 +164,9 @@ impl<T: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<T> {
     }
     fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
         (**self).get(key)
+    }
+    fn get_bounded(&self, key: &str, max_len: u64) -> Result<Vec<u8>, StoreError> {
+        (**self).get_bounded(key, max_len)
     }
     fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
         (**self).get_range(key, offset, len)

@@ -240,7 +240,16 @@ fn open_input(replica: &mut Replica, id: FileId) -> Result<Box<dyn Read>, Error>
     if let Ok(file) = std::fs::File::open(replica.cache.path(id)) {
         return Ok(Box::new(std::io::BufReader::new(file)));
     }
-    let got = replica.store()?.get(&replica.key(id));
+    // A download never holds more than the listing (or our own upload) said the object is.
+    let got = match replica
+        .known
+        .get(id)
+        .map(|f| f.size)
+        .filter(|size| *size > 0)
+    {
+        Some(size) => replica.store()?.get_bounded(&replica.key(id), size),
+        None => replica.store()?.get(&replica.key(id)),
+    };
     match got {
         Ok(body) => Ok(Box::new(std::io::Cursor::new(body))),
         Err(e @ StoreError::NotFound(_)) => {

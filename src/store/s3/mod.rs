@@ -7,6 +7,7 @@
 //! [`StoreError`](super::StoreError) and a small bounded retry on transient failures. It must
 //! not interpret object contents, and it never puts a secret in an error or in
 //! [`ObjectStore::describe`](super::ObjectStore::describe).
+mod body;
 mod client;
 mod http;
 mod multipart;

@@ -4,7 +4,7 @@
 //! file into memory.
 
 use super::client::S3Store;
-use super::http::bare_etag;
+use super::http::{bare_etag, SMALL_BODY};
 use super::xml::{embedded_error, xml_escape, xml_text};
 use crate::store::StoreError;
 use std::borrow::Cow;
@@ -66,7 +66,7 @@ impl S3Store {
             &[("uploads", "")],
             &[("content-type", "application/octet-stream")],
             &[],
-            Some(1 << 16),
+            SMALL_BODY,
         )?;
         if let Some(e) = embedded_error("POST", &what, &created.body) {
             return Err(e);
@@ -89,7 +89,7 @@ impl S3Store {
                     &[("uploadId", &upload_id)],
                     &[],
                     &[],
-                    Some(1 << 16),
+                    SMALL_BODY,
                 );
                 Err(e)
             }
@@ -172,7 +172,7 @@ impl S3Store {
                 &[("partNumber", &number), ("uploadId", upload_id)],
                 &[],
                 &body,
-                Some(1 << 16),
+                SMALL_BODY,
             )?;
             r.etag.filter(|e| !e.is_empty()).ok_or_else(|| {
                 StoreError::Permanent(format!(
@@ -211,7 +211,7 @@ impl S3Store {
             &[("uploadId", upload_id)],
             &[("content-type", "application/xml")],
             xml.as_bytes(),
-            Some(1 << 16),
+            SMALL_BODY,
         )?;
         match embedded_error("POST", &what, &done.body) {
             Some(e) => Err(e),

@@ -4,7 +4,7 @@
 //! interpret object contents, and it never puts a secret in an error or in the description.
 
 use super::client::S3Store;
-use super::http::bare_etag;
+use super::http::{bare_etag, Expect, LEASE_BODY, LIST_BODY, SMALL_BODY, UNLISTED_BODY};
 use super::multipart::Source;
 use super::xml::{embedded_error, parse_list_page, raw_blocks, xml_escape, xml_text};
 use crate::store::{ObjectInfo, ObjectStore, RequestCounts, StoreError};
@@ -29,7 +29,7 @@ impl S3Store {
         self.puts.fetch_add(1, Ordering::Relaxed);
         let mut headers = vec![("content-type", "application/octet-stream")];
         headers.extend_from_slice(extra);
-        let r = self.send_full("PUT", key, &[], &headers, body, None)?;
+        let r = self.send_full("PUT", key, &[], &headers, body, SMALL_BODY)?;
         Ok(r.etag.as_deref().map(bare_etag))
     }
 
@@ -67,7 +67,7 @@ impl S3Store {
             &[("delete", "")],
             &[("content-type", "application/xml"), ("content-md5", &md5)],
             xml.as_bytes(),
-            Some(1 << 20),
+            LIST_BODY,
         )?;
         let text = String::from_utf8_lossy(&body);
         if let Some(e) = embedded_error("POST", &format!("DeleteObjects {}", self.what("")), &body)
@@ -118,7 +118,7 @@ impl S3Store {
     /// The size and ETag (without quotes) of `key`, or `None` when there is no such object.
     pub fn head(&self, key: &str) -> Result<Option<(u64, String)>, StoreError> {
         self.gets.fetch_add(1, Ordering::Relaxed);
-        match self.send_full("HEAD", key, &[], &[], &[], Some(0)) {
+        match self.send_full("HEAD", key, &[], &[], &[], SMALL_BODY) {
             Ok(r) => {
                 let size = r.content_length.ok_or_else(|| {
                     StoreError::Permanent(format!("HEAD {}: no Content-Length", self.what(key)))
@@ -157,7 +157,13 @@ impl ObjectStore for S3Store {
 
     fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
         self.gets.fetch_add(1, Ordering::Relaxed);
-        Ok(self.send("GET", key, &[], &[], &[], None)?.1)
+        Ok(self.send("GET", key, &[], &[], &[], UNLISTED_BODY)?.1)
+    }
+
+    fn get_bounded(&self, key: &str, max_len: u64) -> Result<Vec<u8>, StoreError> {
+        self.gets.fetch_add(1, Ordering::Relaxed);
+        let expect = Expect::AtMost(max_len, "the size its listing gave");
+        Ok(self.send("GET", key, &[], &[], &[], expect)?.1)
     }
 
     fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
@@ -166,14 +172,10 @@ impl ObjectStore for S3Store {
         }
         self.gets.fetch_add(1, Ordering::Relaxed);
         let range = format!("bytes={}-{}", offset, offset.saturating_add(len - 1));
-        match self.send("GET", key, &[], &[("range", &range)], &[], Some(len)) {
-            Ok((206, body)) => Ok(body),
-            // A server that ignores Range sends the whole object.
-            Ok((_, body)) => {
-                let start = (offset as usize).min(body.len());
-                let end = start.saturating_add(len as usize).min(body.len());
-                Ok(body[start..end].to_vec())
-            }
+        let expect = Expect::Range { offset, len };
+        match self.send("GET", key, &[], &[("range", &range)], &[], expect) {
+            // A server that ignores Range sends the whole object: only the range was kept.
+            Ok((_, body)) => Ok(body),
             // Asking past the end of the object.
             Err(StoreError::Permanent(m)) if m.contains("HTTP 416") => Ok(Vec::new()),
             Err(e) => Err(e),
@@ -189,7 +191,7 @@ impl ObjectStore for S3Store {
             if let Some(t) = &token {
                 query.push(("continuation-token", t));
             }
-            let (_, body) = self.send("GET", "", &query, &[], &[], Some(1 << 20))?;
+            let (_, body) = self.send("GET", "", &query, &[], &[], LIST_BODY)?;
             let page = parse_list_page(&String::from_utf8_lossy(&body))?;
             out.extend(page.objects);
             match (page.truncated, page.next_token) {
@@ -209,7 +211,7 @@ impl ObjectStore for S3Store {
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.deletes.fetch_add(1, Ordering::Relaxed);
-        match self.send("DELETE", key, &[], &[], &[], Some(0)) {
+        match self.send("DELETE", key, &[], &[], &[], SMALL_BODY) {
             Ok(_) | Err(StoreError::NotFound(_)) => Ok(()),
             Err(e) => Err(e),
         }
@@ -250,7 +252,7 @@ impl ObjectStore for S3Store {
 
     fn read_versioned(&self, key: &str) -> Result<(Vec<u8>, String), StoreError> {
         self.gets.fetch_add(1, Ordering::Relaxed);
-        let r = self.send_full("GET", key, &[], &[], &[], None)?;
+        let r = self.send_full("GET", key, &[], &[], &[], LEASE_BODY)?;
         let etag = r.etag.as_deref().map(bare_etag).ok_or_else(|| {
             StoreError::Permanent(format!("GET {}: no ETag in the response", self.what(key)))
         })?;

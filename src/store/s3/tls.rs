@@ -88,6 +88,8 @@ pub(super) fn new_agent(
         .timeout_connect(Some(connect))
         .timeout_send_request(Some(read))
         .timeout_recv_response(Some(read))
+        // A body that stops moving for the read timeout fails (its total has a deadline too).
+        .timeout_per_read(Some(read))
         .max_redirects(0)
         .user_agent(concat!("libreplica/", env!("CARGO_PKG_VERSION")))
         .tls_config(tls.clone())
