@@ -188,7 +188,9 @@ impl Database {
         config: ReplicaConfig,
         spool_cap: u64,
     ) -> Result<Database, crate::error::Error> {
-        let (spool, recovery) = Spool::open(&Spool::dir_for(path), spool_cap)?;
+        // Nothing the spool writes may be readable by anyone the database is not.
+        let modes = crate::base::private_fs::Modes::beside(path);
+        let (spool, recovery) = Spool::open_with(&Spool::dir_for(path), spool_cap, modes)?;
         let state = spool.state();
         let mut progress = Progress {
             txid: state.txid,

@@ -5,6 +5,7 @@
 //! owner would find frames it never captured gone and ship a whole snapshot. This module
 //! owns the file format (CRC-64 sealed) and its names; it must not touch the spool itself.
 
+use crate::base::private_fs::{self, Modes};
 use crate::wal::{CommittedTxn, WalPosition};
 use std::path::{Path, PathBuf};
 
@@ -133,26 +134,34 @@ fn dir_of(spool_dir: &Path) -> PathBuf {
 /// Writes a hand-off atomically (temporary file, fsync, rename) under the spool directory;
 /// names sort in the order they were written.
 pub fn write(spool_dir: &Path, handoff: &Handoff) -> std::io::Result<PathBuf> {
-    use std::io::Write;
+    // Written by a process that does not own the spool: it checks the directory too (a
+    // symlink or another user's is refused), and copies the spool's own mode.
+    let modes = Modes::inside(spool_dir);
     let dir = dir_of(spool_dir);
-    std::fs::create_dir_all(&dir)?;
+    for d in [spool_dir, &dir] {
+        modes
+            .ensure_dir(d)
+            .map_err(|m| std::io::Error::other(format!("{}: {m}", d.display())))?;
+    }
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     let name = format!("{nanos:020}-{}", std::process::id());
-    let tmp = dir.join(format!(".{name}.tmp"));
     let path = dir.join(&name);
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&handoff.encode())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
+    modes.write_atomically(&path, &handoff.encode(), true)?;
     Ok(path)
 }
 
 /// The hand-offs waiting in the spool directory, oldest first (torn ones are `None`).
 pub fn pending(spool_dir: &Path) -> Vec<(PathBuf, Option<Handoff>)> {
-    let Ok(entries) = std::fs::read_dir(dir_of(spool_dir)) else {
+    let dir = dir_of(spool_dir);
+    // A `handoff` that is not a real directory (a symlink planted to feed commits in) is
+    // not read.
+    if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+        return Vec::new();
+    }
+    let Ok(entries) = std::fs::read_dir(&dir) else {
         return Vec::new();
     };
     let mut paths: Vec<PathBuf> = entries
@@ -167,7 +176,7 @@ pub fn pending(spool_dir: &Path) -> Vec<(PathBuf, Option<Handoff>)> {
     paths
         .into_iter()
         .map(|p| {
-            let h = std::fs::read(&p).ok().and_then(|b| Handoff::decode(&b));
+            let h = private_fs::read(&p).ok().and_then(|b| Handoff::decode(&b));
             (p, h)
         })
         .collect()

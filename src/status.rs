@@ -208,6 +208,10 @@ pub fn rows(now_ms: u64) -> Vec<StatusRow> {
     for (path, cfg) in crate::shim::standby_databases() {
         rows.push(standby_row(&path, &cfg, &warnings));
     }
+    // Databases whose spool was refused (a symlink, another user's): not replicated.
+    for r in crate::shim::refused_databases() {
+        rows.push(refused_row(&r, &warnings));
+    }
     // Restores of replicas no database here replicates (by URL, or at boot before the
     // database is registered) get a row of their own.
     for r in restores
@@ -313,6 +317,23 @@ fn standby_row(
         replica_url: cfg.url(),
         state: "standby".into(),
         uploader: Some(owner.map_or_else(|| "another process".into(), |p| format!("pid {p}"))),
+        warnings: warnings.clone(),
+        ..StatusRow::default()
+    }
+}
+
+/// The row of a database whose spool directory was refused: state `error`, and why.
+fn refused_row(r: &crate::shim::RefusedDatabase, warnings: &Option<String>) -> StatusRow {
+    StatusRow {
+        name: r
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default(),
+        path: r.path.display().to_string(),
+        replica_url: r.config.url(),
+        state: "error".into(),
+        last_error: Some(r.reason.clone()),
         warnings: warnings.clone(),
         ..StatusRow::default()
     }

@@ -1,8 +1,10 @@
 //! The leaves every other module may use and which use nothing of the crate: the clock and
 //! its one time format, logging through a sink the FFI entry installs, positioned reads,
-//! and the poison-tolerant lock. Nothing here knows about databases, replicas or SQLite.
+//! the poison-tolerant lock, and files only their owner can read. Nothing here knows about
+//! databases, replicas or SQLite.
 
 pub mod clock;
 pub mod io;
 pub mod lock;
 pub mod log;
+pub mod private_fs;

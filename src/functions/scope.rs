@@ -25,6 +25,9 @@ pub(super) fn databases_for(
         }
         return Ok(vec![db]);
     }
+    if let Some(reason) = conn_db.and_then(crate::shim::refused_reason) {
+        return Err(Error::NotReplicated(format!("{what}: {reason}")));
+    }
     if let Some(path) = conn_db {
         // A real database file that does not replicate: succeeding here would mislead.
         return Err(Error::NotReplicated(format!(

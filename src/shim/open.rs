@@ -4,6 +4,7 @@
 //! the end of write transactions and its last close. It must not read or capture the WAL.
 
 use super::capture::settle_deferred;
+use super::refused::refuse;
 use super::standby::stand_by;
 use crate::base::io::ReadAt;
 use crate::base::lock::lock;
@@ -62,15 +63,20 @@ pub fn on_open_main_db(
     let Some(cfg) = resolve_at_open(resolver, &path, uri_param)? else {
         return Ok(None);
     };
-    let cfg_for_standby = cfg.clone();
+    let cfg_kept = cfg.clone();
     match open_database(&path, cfg) {
         Ok(db) => Ok(db.owned_here().then(|| DbObserver::new(db))),
         Err(Error::Spool(e @ SpoolError::Locked(_))) => {
             // Not an error for the application: its database opens normally. The owner
             // takes this process's commits from the WAL; if it goes away, this one takes
             // over (see `take_over_standbys`).
-            stand_by(&path, cfg_for_standby, &e);
+            stand_by(&path, cfg_kept, &e);
             database::wake_uploader();
+            Ok(None)
+        }
+        Err(Error::Spool(e @ SpoolError::Refused { .. })) => {
+            // Not an error for the application either: its database works, unreplicated.
+            refuse(&path, cfg_kept, &e);
             Ok(None)
         }
         Err(Error::InvalidArgument(e)) => {

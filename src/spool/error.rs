@@ -13,6 +13,12 @@ pub enum SpoolError {
     Corrupt(String),
     /// Another process owns this spool.
     Locked(PathBuf),
+    /// The spool directory (or a file in it) cannot be trusted (a symlink, someone
+    /// else's): nothing is written into it and the database is not replicated.
+    Refused {
+        path: PathBuf,
+        reason: String,
+    },
 }
 
 impl std::fmt::Display for SpoolError {
@@ -28,12 +34,25 @@ impl std::fmt::Display for SpoolError {
                 "another process replicates this database (it holds {}); this process leaves replication to it",
                 d.join("lock").display()
             ),
+            SpoolError::Refused { path, reason } => write!(
+                f,
+                "spool {} refused: {reason}; this database is not replicated",
+                path.display()
+            ),
         }
     }
 }
 
 impl std::error::Error for SpoolError {}
 
+/// An I/O failure on `path`; one that met a symlink where the spool has its own files (a
+/// planted `lock -> victim`) refuses the spool instead.
 pub(super) fn io(what: &str, path: &Path, e: std::io::Error) -> SpoolError {
+    if crate::base::private_fs::is_symlink_refusal(&e) {
+        return SpoolError::Refused {
+            path: path.to_path_buf(),
+            reason: format!("{what} it: it is a symlink (not followed)"),
+        };
+    }
     SpoolError::Io(format!("{what} {}: {e}", path.display()))
 }

@@ -9,6 +9,7 @@ use super::record::RecordMeta;
 use super::segment::{Segment, SEGMENT_ROLL_BYTES};
 use super::state::{self, SpoolState};
 use crate::base::lock::lock;
+use crate::base::private_fs::{self, Modes};
 use crate::wal::WalPosition;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -27,6 +28,8 @@ pub(super) struct Inner {
 pub struct Spool {
     pub(super) dir: PathBuf,
     pub(super) cap_bytes: u64,
+    /// What every file and directory this spool creates gets (no wider than the database).
+    pub(super) modes: Modes,
     pub(super) inner: Mutex<Inner>,
     /// Held (an exclusive `flock`) for as long as this process owns the spool.
     pub(super) _lock: File,
@@ -48,7 +51,12 @@ impl Spool {
     /// the replica's lease is held by a spool, so that a process restarting on the same
     /// volume continues at once while another host's spool is fenced out.
     pub fn instance_id(&self) -> String {
-        layout::instance_id(&self.dir)
+        layout::instance_id(&self.dir, self.modes)
+    }
+
+    /// The modes of what is created in the spool (the uploader's cache and scratch files).
+    pub fn modes(&self) -> Modes {
+        self.modes
     }
 
     /// The sidecar directory of a database: `/x/app.db` → `/x/app.db-replica`.
@@ -130,7 +138,7 @@ impl Spool {
                 Some(s) if s.id == rec.segment => {
                     s.file.try_clone().map_err(|e| io("opening", &path, e))?
                 }
-                _ => File::open(&path).map_err(|e| io("opening", &path, e))?,
+                _ => private_fs::open_read(&path).map_err(|e| io("opening", &path, e))?,
             }
         };
         file.read_exact_at(buf, offset)
@@ -140,7 +148,7 @@ impl Spool {
     /// Records the replica's new state: every record up to `state.shipped_seq` is shipped
     /// (or subsumed by a snapshot) and its space can be reclaimed.
     pub fn mark_shipped(&self, state: SpoolState) -> Result<(), SpoolError> {
-        state::write_state(&self.dir, &state)?;
+        state::write_state(&self.dir, self.modes, &state)?;
         let mut inner = lock(&self.inner);
         if state.shipped_seq >= inner.next_seq - 1 && inner.overflowed {
             inner.overflowed = false;
@@ -190,7 +198,7 @@ impl Spool {
         changed: &[u32],
         rewrite_all: bool,
     ) -> Result<(), SpoolError> {
-        state::store_page_checksums(&self.dir, table, changed, rewrite_all)
+        state::store_page_checksums(&self.dir, self.modes, table, changed, rewrite_all)
     }
 
     /// Records that every commit of earlier WAL generations is in the spool (or shipped) and
@@ -198,13 +206,18 @@ impl Spool {
     /// generation can be captured again from the WAL without a gap. Written after `flush`.
     pub fn set_generation(&self, salts: (u32, u32)) -> Result<(), SpoolError> {
         let path = self.dir.join("generation");
-        std::fs::write(&path, format!("{},{}\n", salts.0, salts.1))
+        self.modes
+            .write_atomically(
+                &path,
+                format!("{},{}\n", salts.0, salts.1).as_bytes(),
+                false,
+            )
             .map_err(|e| io("writing", &path, e))
     }
 
     /// The salts `set_generation` last recorded.
     pub fn generation(&self) -> Option<(u32, u32)> {
-        let text = std::fs::read_to_string(self.dir.join("generation")).ok()?;
+        let text = private_fs::read_to_string(&self.dir.join("generation")).ok()?;
         let (a, b) = text.trim().split_once(',')?;
         Some((a.parse().ok()?, b.parse().ok()?))
     }
@@ -213,12 +226,14 @@ impl Spool {
     /// give it (a commit whose capture failed).
     pub fn mark_gap(&self, reason: &str) -> Result<(), SpoolError> {
         let path = self.dir.join("gap");
-        std::fs::write(&path, reason).map_err(|e| io("writing", &path, e))
+        self.modes
+            .write_atomically(&path, reason.as_bytes(), false)
+            .map_err(|e| io("writing", &path, e))
     }
 
     /// Why a snapshot is owed, if `mark_gap` said so and no snapshot shipped since.
     pub fn gap(&self) -> Option<String> {
-        std::fs::read_to_string(self.dir.join("gap")).ok()
+        private_fs::read_to_string(&self.dir.join("gap")).ok()
     }
 
     pub fn clear_gap(&self) {

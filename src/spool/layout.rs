@@ -2,7 +2,8 @@
 //! the owner's lock and the spool's lasting id. It must not read or write records or state.
 
 use super::error::{io, SpoolError};
-use std::fs::{File, OpenOptions};
+use crate::base::private_fs::{self, Modes};
+use std::fs::File;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
@@ -43,12 +44,12 @@ pub(super) fn segment_ids(seg_dir: &Path) -> Result<Vec<u64>, SpoolError> {
 
 /// Takes the spool's `lock` (an exclusive `flock`, held as long as the file stays open) and
 /// writes this process's pid into it; `Locked` when another process holds it.
-pub(super) fn acquire_lock(dir: &Path) -> Result<File, SpoolError> {
+/// Never through a symlink: a planted `lock -> victim` fails to open instead of truncating
+/// the victim.
+pub(super) fn acquire_lock(dir: &Path, modes: Modes) -> Result<File, SpoolError> {
     let lock_path = dir.join("lock");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
+    let lock = modes
+        .open_rw()
         .open(&lock_path)
         .map_err(|e| io("opening", &lock_path, e))?;
     match lock.try_lock() {
@@ -70,7 +71,7 @@ pub(super) fn acquire_lock(dir: &Path) -> Result<File, SpoolError> {
 
 /// The process id the spool's lock file names (the process that replicates it).
 pub(super) fn owner_pid(dir: &Path) -> Option<u32> {
-    std::fs::read_to_string(dir.join("lock"))
+    private_fs::read_to_string(&dir.join("lock"))
         .ok()?
         .lines()
         .find_map(|l| l.strip_prefix("pid="))
@@ -78,9 +79,9 @@ pub(super) fn owner_pid(dir: &Path) -> Option<u32> {
 }
 
 /// The spool's lasting name, made once and kept in the file `id`.
-pub(super) fn instance_id(dir: &Path) -> String {
+pub(super) fn instance_id(dir: &Path, modes: Modes) -> String {
     let path = dir.join("id");
-    if let Ok(id) = std::fs::read_to_string(&path) {
+    if let Ok(id) = private_fs::read_to_string(&path) {
         let id = id.trim().to_string();
         if !id.is_empty() {
             return id;
@@ -94,6 +95,6 @@ pub(super) fn instance_id(dir: &Path) -> String {
         "{:016x}",
         crate::ltx::crc64(format!("{t}:{}:{}", std::process::id(), dir.display()).as_bytes())
     );
-    let _ = std::fs::write(&path, &id);
+    let _ = modes.write_atomically(&path, id.as_bytes(), false);
     id
 }

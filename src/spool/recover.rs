@@ -9,7 +9,9 @@ use super::layout;
 use super::record::RecordMeta;
 use super::segment::{read_segment, Segment};
 use super::state;
+use crate::base::private_fs::{Modes, O_NOFOLLOW};
 use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -35,13 +37,30 @@ struct Found {
 }
 
 impl Spool {
+    /// Opens the spool in `dir` with owner-only modes (see `open_with`).
     pub fn open(dir: &Path, cap_bytes: u64) -> Result<(Spool, Recovery), SpoolError> {
+        Spool::open_with(dir, cap_bytes, Modes::PRIVATE)
+    }
+
+    /// Opens (or creates) the spool in `dir`; everything it creates gets `modes`. A `dir`
+    /// (or `seg/`) that is a symlink or another user's is `Refused`: its pages would be
+    /// where that user reads them, and its files could point anywhere.
+    pub fn open_with(
+        dir: &Path,
+        cap_bytes: u64,
+        modes: Modes,
+    ) -> Result<(Spool, Recovery), SpoolError> {
         let seg_dir = layout::seg_dir(dir);
-        std::fs::create_dir_all(&seg_dir).map_err(|e| io("creating", &seg_dir, e))?;
+        for d in [dir, &seg_dir] {
+            modes.ensure_dir(d).map_err(|reason| SpoolError::Refused {
+                path: d.to_path_buf(),
+                reason,
+            })?;
+        }
         // One process appends to a spool at a time: a second one stands by while the first
         // takes its commits from the WAL (and from its hand-offs), and takes over if the
         // first goes away.
-        let lock = layout::acquire_lock(dir)?;
+        let lock = layout::acquire_lock(dir, modes)?;
         let mut rec = Recovery::default();
         let state = state::read_state(dir)?;
         rec.had_state = state.is_some();
@@ -58,6 +77,7 @@ impl Spool {
                 let file = OpenOptions::new()
                     .read(true)
                     .write(true)
+                    .custom_flags(O_NOFOLLOW)
                     .open(&path)
                     .map_err(|e| io("opening", &path, e))?;
                 Some(Segment::new(id, file, len))
@@ -68,6 +88,7 @@ impl Spool {
         let spool = Spool {
             dir: dir.to_path_buf(),
             cap_bytes,
+            modes,
             _lock: lock,
             inner: Mutex::new(Inner {
                 state,
@@ -125,6 +146,7 @@ fn drop_torn_tail(
 ) -> Result<(), SpoolError> {
     let f = OpenOptions::new()
         .write(true)
+        .custom_flags(O_NOFOLLOW)
         .open(path)
         .map_err(|e| io("opening", path, e))?;
     f.set_len(valid_len)

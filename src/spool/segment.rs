@@ -82,7 +82,7 @@ pub(super) fn read_segment(
     path: &Path,
     id: u64,
 ) -> Result<(Vec<RecordMeta>, u64, u64), SpoolError> {
-    let mut f = File::open(path).map_err(|e| io("opening", path, e))?;
+    let mut f = crate::base::private_fs::open_read(path).map_err(|e| io("opening", path, e))?;
     let file_len = f.metadata().map_err(|e| io("reading", path, e))?.len();
     let mut records: Vec<RecordMeta> = Vec::new();
     let mut offset = 0u64;

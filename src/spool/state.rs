@@ -3,9 +3,9 @@
 //! records or segments.
 
 use super::error::{io, SpoolError};
+use crate::base::private_fs::{self, Modes};
 use crate::wal::WalPosition;
-use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -95,7 +95,7 @@ fn decode_position(v: &str) -> Result<(WalPosition, (u32, u32)), String> {
 /// The state file of the spool in `dir`, for opening it: `None` when there is none yet.
 pub(super) fn read_state(dir: &Path) -> Result<Option<SpoolState>, SpoolError> {
     let state_path = dir.join("state");
-    match std::fs::read_to_string(&state_path) {
+    match private_fs::read_to_string(&state_path) {
         Ok(t) => SpoolState::decode(&t)
             .map(Some)
             .map_err(|m| SpoolError::Corrupt(format!("{}: {m}", state_path.display()))),
@@ -106,25 +106,20 @@ pub(super) fn read_state(dir: &Path) -> Result<Option<SpoolState>, SpoolError> {
 
 /// The state file as the owning process last wrote it, read without opening the spool.
 pub(super) fn read_state_file(dir: &Path) -> Option<SpoolState> {
-    let text = std::fs::read_to_string(dir.join("state")).ok()?;
+    let text = private_fs::read_to_string(&dir.join("state")).ok()?;
     SpoolState::decode(&text).ok()
 }
 
-pub(super) fn write_state(dir: &Path, state: &SpoolState) -> Result<(), SpoolError> {
+pub(super) fn write_state(dir: &Path, modes: Modes, state: &SpoolState) -> Result<(), SpoolError> {
     let path = dir.join("state");
-    let tmp = dir.join("state.tmp");
-    let write = || -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(state.encode().as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)
-    };
-    write().map_err(|e| io("writing", &path, e))
+    modes
+        .write_atomically(&path, state.encode().as_bytes(), true)
+        .map_err(|e| io("writing", &path, e))
 }
 
 pub(super) fn load_page_checksums(dir: &Path) -> Result<Vec<u64>, SpoolError> {
     let path = dir.join("pages.crc");
-    let bytes = match std::fs::read(&path) {
+    let bytes = match private_fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(io("reading", &path, e)),
@@ -137,6 +132,7 @@ pub(super) fn load_page_checksums(dir: &Path) -> Result<Vec<u64>, SpoolError> {
 
 pub(super) fn store_page_checksums(
     dir: &Path,
+    modes: Modes,
     table: &[u64],
     changed: &[u32],
     rewrite_all: bool,
@@ -148,17 +144,9 @@ pub(super) fn store_page_checksums(
             for v in table {
                 bytes.extend_from_slice(&v.to_be_bytes());
             }
-            let tmp = dir.join("pages.crc.tmp");
-            let mut f = File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            return std::fs::rename(&tmp, &path);
+            return modes.write_atomically(&path, &bytes, true);
         }
-        let f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)?;
+        let f = modes.open_rw().open(&path)?;
         for &pgno in changed {
             if let Some(v) = table.get(pgno as usize - 1) {
                 f.write_all_at(&v.to_be_bytes(), (pgno as u64 - 1) * 8)?;

@@ -13,7 +13,6 @@ use super::segment::{Segment, SEGMENT_ROLL_BYTES};
 use crate::base::lock::lock;
 use crate::ltx::Crc64;
 use crate::wal::WalPosition;
-use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::sync::MutexGuard;
 
@@ -71,7 +70,10 @@ impl Spool {
             if !inner.overflowed {
                 inner.overflowed = true;
                 let p = self.dir.join("overflow");
-                File::create(&p).map_err(|e| io("creating", &p, e))?;
+                self.modes
+                    .open_rw()
+                    .open(&p)
+                    .map_err(|e| io("creating", &p, e))?;
             }
             return Err(SpoolError::Overflow {
                 cap_bytes: self.cap_bytes,
@@ -88,10 +90,9 @@ impl Spool {
         };
         if roll {
             let path = layout::segment_file(&layout::seg_dir(&self.dir), seq);
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
+            let file = self
+                .modes
+                .open_rw()
                 .truncate(true)
                 .open(&path)
                 .map_err(|e| io("creating", &path, e))?;
@@ -210,7 +211,11 @@ impl RecordWriter<'_> {
         if buffered {
             if seg.unflushed_marker.is_none() {
                 let marker = self.spool.dir.join("unflushed");
-                std::fs::write(&marker, b"").map_err(|e| io("writing", &marker, e))?;
+                self.spool
+                    .modes
+                    .open_rw()
+                    .open(&marker)
+                    .map_err(|e| io("writing", &marker, e))?;
                 seg.unflushed_marker = Some(marker);
             }
             seg.buffer.extend_from_slice(&self.buf);

@@ -4,6 +4,7 @@
 //! downloaded instead).
 
 use super::known::{file_id, KnownFiles};
+use crate::base::private_fs::Modes;
 use crate::lifecycle::FileId;
 use crate::store::keys;
 use std::path::{Path, PathBuf};
@@ -16,11 +17,17 @@ pub(super) struct Cache {
     root: PathBuf,
     /// The highest compaction level: its files are compacted into nothing.
     max_level: u8,
+    /// The spool's modes: the folders are made with them (and checked to be ours).
+    modes: Modes,
 }
 
 impl Cache {
-    pub fn new(root: PathBuf, max_level: u8) -> Cache {
-        Cache { root, max_level }
+    pub fn new(root: PathBuf, max_level: u8, modes: Modes) -> Cache {
+        Cache {
+            root,
+            max_level,
+            modes,
+        }
     }
 
     /// `<spool>/cache/<level>/<min>-<max>.ltx`.
@@ -40,9 +47,9 @@ impl Cache {
         let path = self.path(id);
         let kept = id.level < self.max_level
             && size <= MAX_CACHED_BYTES
-            && path
-                .parent()
-                .is_some_and(|dir| std::fs::create_dir_all(dir).is_ok())
+            && path.parent().is_some_and(|dir| {
+                self.modes.ensure_dir(&self.root).is_ok() && self.modes.ensure_dir(dir).is_ok()
+            })
             && std::fs::rename(file, &path).is_ok();
         if !kept {
             let _ = std::fs::remove_file(file);
@@ -52,10 +59,19 @@ impl Cache {
     /// Drops local copies the next level already holds or the replica no longer has, so
     /// the cache stays bounded by what the next compactions need.
     pub fn prune(&self, known: &KnownFiles) {
+        // Never through a symlink (planted to make this delete files elsewhere): the root
+        // and each level must be real directories.
+        if !std::fs::symlink_metadata(&self.root).is_ok_and(|m| m.is_dir()) {
+            return;
+        }
         let Ok(levels) = std::fs::read_dir(&self.root) else {
             return;
         };
         for dir in levels.flatten() {
+            if !dir.file_type().is_ok_and(|t| t.is_dir()) {
+                let _ = std::fs::remove_file(dir.path());
+                continue;
+            }
             let level: Option<u8> = dir.file_name().to_str().and_then(|n| n.parse().ok());
             let next_max = level.map(|l| known.level_max(l + 1));
             let Ok(entries) = std::fs::read_dir(dir.path()) else {

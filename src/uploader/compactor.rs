@@ -271,7 +271,7 @@ fn merge(
     scratch: &Path,
 ) -> Result<Header, Error> {
     let out = run.output();
-    let file = std::fs::File::create(scratch)
+    let file = crate::base::private_fs::create_fresh(scratch)
         .map_err(|e| Error::Io(format!("{}: {e}", scratch.display())))?;
     let (w, header, _) =
         ltx::merge(decoders, BufWriter::with_capacity(1 << 20, file)).map_err(|e| {

@@ -42,6 +42,7 @@ impl Replica {
             cache: Cache::new(
                 db.spool.scratch_path("cache"),
                 db.config.lifecycle.max_level(),
+                db.spool.modes(),
             ),
             known: KnownFiles::default(),
             listed: false,

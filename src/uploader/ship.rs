@@ -199,7 +199,7 @@ fn encode_batch(
     let last = batch.last().expect("pending is not empty");
     let commit = last.commit_size;
     let latest = latest_pages(batch, commit);
-    let file = std::fs::File::create(scratch)
+    let file = crate::base::private_fs::create_fresh(scratch)
         .map_err(|e| Error::Io(format!("{}: {e}", scratch.display())))?;
     let header = batch_header(state, last, txid);
     let mut enc = Encoder::new(BufWriter::with_capacity(1 << 20, file), header)?;

@@ -381,8 +381,8 @@ fn build_snapshot(
     };
     let position = committed.map(|m| (m.last_commit.unwrap(), m.last_commit_checksum));
     let header = snapshot_header(page_size, commit, txid, now, position);
-    let file =
-        std::fs::File::create(out).map_err(|e| Error::Io(format!("{}: {e}", out.display())))?;
+    let file = crate::base::private_fs::create_fresh(out)
+        .map_err(|e| Error::Io(format!("{}: {e}", out.display())))?;
     let mut enc = Encoder::new(BufWriter::with_capacity(1 << 20, file), header)?;
     let lock_pgno = ltx::lock_pgno(page_size);
     let mut table = vec![0u64; commit as usize];
