@@ -371,20 +371,16 @@ fn a_level0_file_declaring_a_huge_commit_is_refused() {
     assert_eq!(line_of(&text, "restored"), Some("2"), "{text}");
 }
 
-/// A FIFO standing where a level-0 file was listed: opening or reading it would wait for a
-/// writer for ever. Refused at once, naming the entry.
-#[test]
-fn a_fifo_in_a_directory_replica_is_refused() {
-    let dir = TempDir::new("fifo");
+/// Restores a directory replica whose level-0 file 2-2 was replaced by what `plant` puts at
+/// its path, and asserts the restore was refused naming that entry and `why`, leaving no
+/// file behind.
+fn assert_planted_entry_refused(name: &str, plant: impl FnOnce(&Path), why: &str) {
+    let dir = TempDir::new(name);
     let rep = dir.join("rep");
     real_replica(&dir, &rep);
     let l0 = rep.join("ltx/0/0000000000000002-0000000000000002.ltx");
     std::fs::remove_file(&l0).unwrap();
-    let made = std::process::Command::new("mkfifo")
-        .arg(&l0)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    plant(&l0);
     let src = format!("file://{}", rep.display());
     let out = python_limited(
         &restore_line(&src, "r.db"),
@@ -392,39 +388,37 @@ fn a_fifo_in_a_directory_replica_is_refused() {
         &[],
         Duration::from_secs(60),
     );
-    let text = check(&out, "restore with a FIFO in the replica");
+    let text = check(&out, &format!("restore with a planted entry ({name})"));
     let err = line_of(&text, "restore_error").unwrap_or_else(|| panic!("{text}"));
     assert!(
-        err.contains("0000000000000002-0000000000000002.ltx")
-            && err.contains("a FIFO, not a regular file: refused"),
+        err.contains("0000000000000002-0000000000000002.ltx") && err.contains(why),
         "{err}"
     );
     assert!(!dir.join("r.db").exists());
+}
+
+/// A FIFO standing where a level-0 file was listed: opening or reading it would wait for a
+/// writer for ever. Refused at once, naming the entry.
+#[test]
+fn a_fifo_in_a_directory_replica_is_refused() {
+    let mkfifo = |at: &Path| {
+        let made = std::process::Command::new("mkfifo")
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(made.success());
+    };
+    assert_planted_entry_refused("fifo", mkfifo, "a FIFO, not a regular file: refused");
 }
 
 /// `/dev/zero` symlinked in as a level-0 file: reading it never ends (a host reached 4 GB in
 /// 3 s). Refused without reading, naming the entry, within the memory limit.
 #[test]
 fn a_device_symlinked_into_a_directory_replica_is_refused() {
-    let dir = TempDir::new("dev-zero");
-    let rep = dir.join("rep");
-    real_replica(&dir, &rep);
-    let l0 = rep.join("ltx/0/0000000000000002-0000000000000002.ltx");
-    std::fs::remove_file(&l0).unwrap();
-    std::os::unix::fs::symlink("/dev/zero", &l0).unwrap();
-    let src = format!("file://{}", rep.display());
-    let out = python_limited(
-        &restore_line(&src, "r.db"),
-        dir.path(),
-        &[],
-        Duration::from_secs(60),
+    let link = |at: &Path| std::os::unix::fs::symlink("/dev/zero", at).unwrap();
+    assert_planted_entry_refused(
+        "dev-zero",
+        link,
+        "a symbolic link, not a regular file: refused",
     );
-    let text = check(&out, "restore with /dev/zero in the replica");
-    let err = line_of(&text, "restore_error").unwrap_or_else(|| panic!("{text}"));
-    assert!(
-        err.contains("0000000000000002-0000000000000002.ltx")
-            && err.contains("a symbolic link, not a regular file: refused"),
-        "{err}"
-    );
-    assert!(!dir.join("r.db").exists());
 }

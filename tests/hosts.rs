@@ -241,21 +241,6 @@ fn python_attached_rollback_journal_db_has_no_silent_gap() {
     }
 }
 
-fn ruby_available() -> bool {
-    let ok = std::process::Command::new("ruby")
-        .args(["-e", "require \"sqlite3\""])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        if std::env::var_os("CI").is_some() {
-            panic!("ruby with the sqlite3 gem is required under CI (`ruby -e 'require \"sqlite3\"'` failed)");
-        }
-        println!("SKIPPED: ruby or its sqlite3 gem is missing (`ruby -e 'require \"sqlite3\"'` failed); `gem install sqlite3` or .ci/run installs it");
-    }
-    ok
-}
-
 /// Runs `tests/hosts/<name>` with ruby in a new scratch directory `tmp_name`; its checked
 /// output, or `None` (the test skips) when ruby or its sqlite3 gem is missing.
 fn ruby_script(name: &str, tmp_name: &str) -> Option<(TempDir, String)> {

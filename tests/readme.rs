@@ -127,21 +127,6 @@ fn symlink(target: &Path, link: &Path) {
         .unwrap_or_else(|e| panic!("symlink {} -> {}: {e}", link.display(), target.display()));
 }
 
-fn ruby_available() -> bool {
-    let ok = std::process::Command::new("ruby")
-        .args(["-e", "require \"sqlite3\""])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        if std::env::var_os("CI").is_some() {
-            panic!("ruby with the sqlite3 gem is required under CI (`ruby -e 'require \"sqlite3\"'` failed)");
-        }
-        println!("SKIPPED: ruby or its sqlite3 gem is missing (`ruby -e 'require \"sqlite3\"'` failed); `gem install sqlite3` or .ci/run installs it");
-    }
-    ok
-}
-
 /// Runs one block in a scratch directory of its own; `Err` says what went wrong, `Ok(false)`
 /// that it was skipped.
 fn run_block(b: &Block) -> Result<bool, String> {

@@ -307,3 +307,20 @@ def wait_for(what, poll, timeout=30, retry_on=()):
             raise TimeoutError(f"no {what} within {timeout} s" + (f" (last: {error})" if error else ""))
         time.sleep(0.05)
 "#;
+
+/// Whether Ruby with the sqlite3 gem can run the Ruby hosts: required under CI, else a
+/// printed skip.
+pub fn ruby_available() -> bool {
+    let ok = std::process::Command::new("ruby")
+        .args(["-e", "require \"sqlite3\""])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        if std::env::var_os("CI").is_some() {
+            panic!("ruby with the sqlite3 gem is required under CI (`ruby -e 'require \"sqlite3\"'` failed)");
+        }
+        println!("SKIPPED: ruby or its sqlite3 gem is missing (`ruby -e 'require \"sqlite3\"'` failed); `gem install sqlite3` or .ci/run installs it");
+    }
+    ok
+}
