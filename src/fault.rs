@@ -1,4 +1,4 @@
-//! Named crash points for tests (issue 4): built only with the `fault-points` feature, where
+//! Named crash points for tests: built only with the `fault-points` feature, where
 //! `REPLICA_FAULT_POINT=<name>` makes the process kill itself with SIGKILL the moment it
 //! reaches that point (`REPLICA_FAULT_AFTER=<n>`: at its n-th arrival). Without the feature
 //! every point is an empty inline function. It owns nothing else and must not be used for

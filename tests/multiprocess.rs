@@ -1,4 +1,4 @@
-//! Many processes, forks and kills (issue 4's acceptance): 4 writer processes and 1 parent
+//! Many processes, forks and kills: 4 writer processes and 1 parent
 //! that forks 2 writers of its own move money between accounts (the total is invariant)
 //! while a seeded loop kills a random one with SIGKILL at least 50 times and starts it
 //! again. Two writers commit synchronously and keep a list of what was acknowledged.
