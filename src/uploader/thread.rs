@@ -90,7 +90,12 @@ fn step_one(w: &mut DbUploader, now: u64, source: &dyn SnapshotSource) -> u64 {
     if step.wrote() {
         return now;
     }
-    let next = w.next_wal_poll();
+    // A poll time already past was not reached by this step (a backoff, or a lease held
+    // elsewhere, returns before it): it is no time to wake for, or the thread would spin
+    // until the wait is over. The loop's own cap still wakes it for the next poll.
+    let next = Some(w.next_wal_poll())
+        .filter(|t| *t > now)
+        .unwrap_or(u64::MAX);
     match step {
         Step::WaitUntil(t) | Step::Failed { retry_at: t, .. } => next.min(t),
         _ => next,
