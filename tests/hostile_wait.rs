@@ -115,3 +115,72 @@ while sys.stdin.readline():
         share * 100.0
     );
 }
+
+/// Two processes on one database: the first owns its spool and uploads; the second stands
+/// by. The second's `replica_sync` must not call the configured database "not replicated":
+/// it waits until the first has shipped the second's commit, and `replica_snapshot`, which
+/// it cannot do, says who uploads.
+#[test]
+fn a_standby_process_is_not_told_its_database_is_not_replicated() {
+    let procs = Procs::new("standby-sync", &[]);
+    let owner = r#"
+import sys
+c = sqlite3.connect("app.db", isolation_level=None)
+c.execute("PRAGMA journal_mode=wal")
+c.execute("CREATE TABLE IF NOT EXISTS t(who TEXT)")
+c.execute("INSERT INTO t VALUES ('owner')")
+print("synced", c.execute("SELECT replica_sync(10000)").fetchone()[0], flush=True)
+sys.stdin.readline()
+"#;
+    let mut a = procs.spawn(owner);
+    let line = a.line();
+    assert!(line.starts_with("synced"), "owner: {line:?}");
+
+    let standby = r#"
+c = sqlite3.connect("app.db", isolation_level=None)
+c.execute("INSERT INTO t VALUES ('standby')")
+print("state", c.execute("SELECT state FROM replica_status()").fetchone()[0], flush=True)
+for sql in ["SELECT replica_sync(10000)", "SELECT replica_snapshot()"]:
+    try:
+        print("ok", c.execute(sql).fetchone()[0], flush=True)
+    except sqlite3.Error as e:
+        print("error", e, flush=True)
+"#;
+    let mut b = procs.spawn(standby);
+    let state = b.line();
+    let sync = b.line();
+    let snapshot = b.line();
+    b.finish();
+    a.send("stop");
+    a.finish();
+    println!("standby: {state}  replica_sync: {sync}  replica_snapshot: {snapshot}");
+    assert_eq!(
+        state.trim(),
+        "state standby",
+        "the second process stands by"
+    );
+    assert!(!sync.contains("not replicated"), "replica_sync: {sync:?}");
+    assert!(
+        sync.starts_with("ok "),
+        "replica_sync waits for the owner to ship the standby's commit: {sync:?}"
+    );
+    assert!(
+        snapshot.contains("another process (pid ") && snapshot.contains("stands by"),
+        "replica_snapshot says who uploads: {snapshot:?}"
+    );
+
+    let out = python_loaded(
+        r#"
+c = sqlite3.connect(":memory:")
+c.execute("SELECT replica_restore(?, 'r.db', NULL, 'overwrite')", (os.environ["URL"] + "/app.db",)).fetchone()
+print(sqlite3.connect("r.db").execute("SELECT group_concat(who) FROM (SELECT who FROM t ORDER BY who)").fetchone()[0])
+"#,
+        procs.dir.path(),
+        &[("URL", procs.url.as_str())],
+    );
+    assert_eq!(
+        check(&out, "restore").trim(),
+        "owner,standby",
+        "the synced commit of the standby is in the replica"
+    );
+}

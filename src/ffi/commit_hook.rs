@@ -180,7 +180,7 @@ unsafe extern "C" fn after_commit(
                 commit,
                 settings.timeout_ms,
             ) {
-                Ok(()) => sys::SQLITE_OK,
+                Ok(_) => sys::SQLITE_OK,
                 Err(e) => {
                     crate::base::log::error(&format!(
                         "synchronous COMMIT: committed locally, not confirmed by the replica: {e}"

@@ -25,6 +25,12 @@ pub(super) fn databases_for(
         }
         return Ok(vec![db]);
     }
+    if let Some(path) = conn_db.filter(|p| standing_by(p)) {
+        return Err(Error::Unsupported(format!(
+            "{what}: {}",
+            standby_owner(path)
+        )));
+    }
     if let Some(reason) = conn_db.and_then(crate::shim::refused_reason) {
         return Err(Error::NotReplicated(format!("{what}: {reason}")));
     }
@@ -43,6 +49,27 @@ pub(super) fn databases_for(
         )));
     }
     Ok(all)
+}
+
+/// Whether this process stands by for `path`: it is configured to replicate, but another
+/// process of this host owns its spool (and replicates it).
+pub(super) fn standing_by(path: &Path) -> bool {
+    database::get(path).is_none()
+        && crate::shim::standby_databases()
+            .iter()
+            .any(|(p, _)| p == path)
+}
+
+/// Who replicates a database this process stands by for, and what this process does.
+pub(super) fn standby_owner(path: &Path) -> String {
+    let owner = crate::spool::Spool::owner_pid(&crate::spool::Spool::dir_for(path))
+        .map(|pid| format!("another process (pid {pid})"))
+        .unwrap_or_else(|| "another process".into());
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| path.display().to_string());
+    format!("{owner} uploads {name}; this process stands by and takes over if it goes away")
 }
 
 /// Opens a database's WAL for reading (the FFI layer reads through SQLite's VFS).

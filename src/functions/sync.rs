@@ -3,19 +3,25 @@
 //! synchronous commit whose database another process replicates. It must not upload
 //! anything itself; the commits it waits for are safe locally whatever it answers.
 
-use super::scope::{databases_for, WalOpener};
+use super::scope::{databases_for, standby_owner, standing_by, WalOpener};
 use crate::database;
 use crate::error::Error;
+use crate::wal::WalPosition;
 use std::path::Path;
 use std::time::Duration;
 
 const DEFAULT_SYNC_TIMEOUT_MS: i64 = 30_000;
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(300);
+/// The longest pause between two looks at another process's progress.
+const MAX_POLL_PAUSE: Duration = Duration::from_millis(20);
 
 /// Blocks until every commit made before the call is in the replica; returns the txid.
+/// `wal_end` is where the connection's WAL ends (its last commit), when it is in WAL mode:
+/// a process that stands by for another one's replication waits for that one to ship it.
 pub fn sync(
     conn_db: Option<&Path>,
     timeout_ms: Option<i64>,
+    wal_end: Option<WalPosition>,
     open_wal: &mut WalOpener<'_>,
 ) -> Result<i64, Error> {
     let timeout_ms = timeout_ms.unwrap_or(DEFAULT_SYNC_TIMEOUT_MS);
@@ -23,6 +29,9 @@ pub fn sync(
         return Err(Error::InvalidArgument(format!(
             "replica_sync: timeout must be >= 0 ms, got {timeout_ms}"
         )));
+    }
+    if let Some(path) = conn_db.filter(|p| standing_by(p)) {
+        return sync_by_other_process(path, wal_end, timeout_ms);
     }
     let dbs = databases_for(conn_db, "replica_sync")?;
     let deadline = std::time::Instant::now() + Duration::from_millis(timeout_ms as u64);
@@ -106,29 +115,55 @@ pub fn snapshot(db_arg: Option<&str>, conn_db: Option<&Path>) -> Result<i64, Err
     Ok(txid)
 }
 
+/// `replica_sync` in a process that stands by for `path` (another process of this host
+/// owns its spool): waits for the owner to ship everything up to `wal_end`; the owner
+/// takes this process's commits from the shared WAL. Returns the txid it shipped.
+fn sync_by_other_process(
+    path: &Path,
+    wal_end: Option<WalPosition>,
+    timeout_ms: i64,
+) -> Result<i64, Error> {
+    let owner = standby_owner(path);
+    let Some(end) = wal_end else {
+        return Err(Error::Unsupported(format!(
+            "replica_sync: {owner}; its log could not be read to know what to wait for (is it in WAL mode?)"
+        )));
+    };
+    let timeout_ms = u32::try_from(timeout_ms).unwrap_or(u32::MAX);
+    match wait_for_other_process(path, end, timeout_ms) {
+        Ok(txid) => Ok(txid as i64),
+        Err(e) => Err(Error::Timeout(format!("replica_sync: {owner}: {e}"))),
+    }
+}
+
 /// A synchronous commit in a process that does not replicate `db_path` itself (another
 /// process holds its spool): waits until that process has shipped the commit ending at
-/// `commit`, as the spool's state file says. Polls the file: there is no channel between
-/// processes, and the wait is bounded by `timeout_ms`.
+/// `commit`, as the spool's state file says; returns the replica's txid then. Polls the
+/// file (there is no channel between processes), more slowly the longer it waits, and the
+/// wait is bounded by `timeout_ms`.
 pub fn wait_for_other_process(
     db_path: &Path,
     commit: crate::wal::WalPosition,
     timeout_ms: u32,
-) -> Result<(), Error> {
+) -> Result<u64, Error> {
     let dir = crate::spool::Spool::dir_for(db_path);
     let deadline = std::time::Instant::now() + Duration::from_millis(u64::from(timeout_ms));
+    let mut pause = Duration::from_millis(2);
     loop {
-        let shipped = crate::spool::Spool::read_state_file(&dir).and_then(|s| s.position);
+        let state = crate::spool::Spool::read_state_file(&dir);
+        let shipped = state.as_ref().and_then(|s| s.position);
         if shipped.is_some_and(|(p, _)| commit.covered_by(&p)) {
-            return Ok(());
+            return Ok(state.map_or(0, |s| s.txid));
         }
-        if std::time::Instant::now() >= deadline {
+        let now = std::time::Instant::now();
+        if now >= deadline {
             return Err(Error::Timeout(format!(
                 "{}: the process that replicates it (it holds {}) had not shipped this commit after {timeout_ms} ms; the commit is safe locally and will be shipped",
                 db_path.display(),
                 dir.join("lock").display()
             )));
         }
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(MAX_POLL_PAUSE);
     }
 }

@@ -147,7 +147,7 @@ fn verify_one(
     check: &dyn Fn(&Path, bool) -> Result<(), String>,
 ) -> Result<(u64, u64), Error> {
     for _ in 0..VERIFY_ATTEMPTS {
-        sync(Some(&db.path), None, open_wal)?;
+        sync(Some(&db.path), None, None, open_wal)?;
         let Some((txid, live_sum)) = crate::verify::live_checksum(db, live)? else {
             continue; // a commit arrived meanwhile: sync again
         };
