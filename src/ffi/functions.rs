@@ -126,25 +126,6 @@ fn context_db_path(ctx: *mut sys::sqlite3_context) -> Option<PathBuf> {
     main_db_path(unsafe { f(ctx) })
 }
 
-/// Where the main database's WAL ends (its last commit), as the connection's WAL index
-/// says, when another process replicates `path` (only then is it needed).
-fn wal_end_elsewhere(
-    ctx: *mut sys::sqlite3_context,
-    path: &std::path::Path,
-) -> Option<crate::wal::WalPosition> {
-    if !crate::shim::replicated_elsewhere(path) {
-        return None;
-    }
-    let f = sqlite_fn!(context_db_handle);
-    // SAFETY: ctx is the live function context.
-    let db = unsafe { f(ctx) };
-    let idx = super::sqlite::wal_index_header_of(db, c"main")?;
-    Some(crate::wal::WalPosition::new(
-        (idx.salt1, idx.salt2),
-        idx.mx_frame,
-    ))
-}
-
 /// The arguments of one call, read as text or integers.
 struct Args {
     values: Vec<*mut sys::sqlite3_value>,
@@ -296,10 +277,17 @@ unsafe extern "C" fn fn_sync(
                 .and_then(|_| args.int(0, "replica_sync: timeout_ms"))
                 .and_then(|t| {
                     let path = context_db_path(ctx);
+                    // Needed only when another process replicates it (it waits for that).
+                    let elsewhere = path
+                        .as_deref()
+                        .is_some_and(crate::shim::replicated_elsewhere);
+                    let f = sqlite_fn!(context_db_handle);
+                    // SAFETY: ctx is the live function context.
+                    let wal_end = elsewhere.then(|| super::sqlite::main_wal_end(unsafe { f(ctx) }));
                     crate::functions::sync(
                         path.as_deref(),
                         t,
-                        path.as_deref().and_then(|p| wal_end_elsewhere(ctx, p)),
+                        wal_end.flatten(),
                         &mut open_wal_for_read,
                     )
                 })

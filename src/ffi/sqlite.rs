@@ -454,3 +454,13 @@ pub(crate) fn wal_index_header_of(
     }
     None
 }
+
+/// Where the main database's WAL ends (its last commit), as the connection's WAL index
+/// says; `None` when it has no WAL index (not in WAL mode, or not read yet).
+pub(crate) fn main_wal_end(db: *mut sys::sqlite3) -> Option<crate::wal::WalPosition> {
+    let idx = wal_index_header_of(db, c"main")?;
+    Some(crate::wal::WalPosition::new(
+        (idx.salt1, idx.salt2),
+        idx.mx_frame,
+    ))
+}
