@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 const AS_LIMIT: u64 = 768 << 20;
 
 /// An S3 endpoint that misbehaves as `mode` says: `endless-list` answers ListObjectsV2 with
-/// a 200 whose body never ends; `trickle` lists one 4096-byte snapshot and sends its body a
+/// a 200 whose body never ends; `endless-pages` answers every ListObjectsV2 with a truncated
+/// page of 1000 keys and a new continuation token; `trickle` lists one 4096-byte snapshot and sends its body a
 /// byte every 0.2 s. Other requests get plausible answers (404 for objects, 200 for PUTs).
 /// It prints its port, then serves until killed.
 const MISBEHAVING_S3: &str = r#"
@@ -52,6 +53,11 @@ class H(http.server.BaseHTTPRequestHandler):
             while True:
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 chunk = entry * 700
+        elif "list-type=2" in self.path and mode == "endless-pages":
+            page = int(self.path.split("continuation-token=")[1].split("&")[0]) if "continuation-token=" in self.path else 0
+            entries = "".join("<Contents><Key>app/0000/%016x-%016x.ltx</Key><Size>1</Size></Contents>" % (page * 1000 + i + 2, page * 1000 + i + 2) for i in range(1000))
+            body = ("<ListBucketResult><IsTruncated>true</IsTruncated><NextContinuationToken>%d</NextContinuationToken>%s</ListBucketResult>" % (page + 1, entries)).encode()
+            self.reply(200, body)
         elif "list-type=2" in self.path:
             body = ("<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>%s</Key>"
                     "<Size>4096</Size></Contents></ListBucketResult>" % KEY).encode()
@@ -248,6 +254,49 @@ print("rows", c.execute("SELECT count(*) FROM t").fetchone()[0])
     assert_eq!(line_of(&text, "rows"), Some("1"), "{text}");
     let restore = line_of(&text, "restore_error").expect("the restore fails");
     assert!(restore.contains("ListObjectsV2"), "{restore}");
+}
+
+/// An S3 endpoint whose listing never ends: every page is truncated, with 1000 new keys and
+/// a new continuation token. Each page is within its bound, so only a bound on the listing
+/// as a whole stops it: the host stays within its address-space limit, `replica_status()`
+/// names the bound, and the database keeps working.
+#[test]
+fn endless_list_pages_fail_within_a_memory_limit() {
+    let srv = Server::start("endless-pages");
+    let dir = TempDir::new("endless-pages");
+    check(
+        &run(
+            SQLITE3,
+            &["app.db", "PRAGMA journal_mode=wal; CREATE TABLE t(v);"],
+            dir.path(),
+            &[],
+            "",
+        ),
+        "create app.db",
+    );
+    let url = srv.url("");
+    let script = r#"
+c = sqlite3.connect("app.db", isolation_level=None)
+c.execute("INSERT INTO t VALUES ('committed')")
+status = lambda: c.execute("SELECT state, last_error FROM replica_status() WHERE last_error IS NOT NULL").fetchone()
+state, error = wait_for("an error in replica_status()", status, timeout=90)
+print("status", state, "|", error)
+print("rows", c.execute("SELECT count(*) FROM t").fetchone()[0])
+"#;
+    let out = python_limited(
+        script,
+        dir.path(),
+        &[("REPLICA_URL", &url)],
+        Duration::from_secs(150),
+    );
+    let text = check(&out, "host under endless LIST pages");
+    let status = line_of(&text, "status").expect("status");
+    assert!(
+        status.starts_with("error | ") && status.contains("more than 250000 objects: refused"),
+        "status must name the bound:\n{text}\n{}",
+        stderr(&out)
+    );
+    assert_eq!(line_of(&text, "rows"), Some("1"), "{text}");
 }
 
 /// A GET whose body trickles in a byte at a time: with `read-timeout=1s` the 4096-byte

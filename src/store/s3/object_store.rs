@@ -13,6 +13,11 @@ use std::sync::atomic::Ordering;
 /// Delete-and-verify rounds of [`ObjectStore::delete_many`] before it gives up.
 const DELETE_ROUNDS: usize = 3;
 
+/// The most objects one listing may hold. A replica keeps a few thousand files (a day of
+/// level-0 to level-3 files and its snapshots); a listing past this is a URL pointing far
+/// above a replica, or a server that sends pages without end, and must not grow the host.
+const MAX_LISTED_OBJECTS: usize = 250_000;
+
 impl S3Store {
     /// One PUT of the whole body with extra (signed) headers.
     fn put_single(&self, key: &str, body: &[u8], extra: &[(&str, &str)]) -> Result<(), StoreError> {
@@ -194,6 +199,11 @@ impl ObjectStore for S3Store {
             let (_, body) = self.send("GET", "", &query, &[], &[], LIST_BODY)?;
             let page = parse_list_page(&String::from_utf8_lossy(&body))?;
             out.extend(page.objects);
+            if out.len() > MAX_LISTED_OBJECTS {
+                return Err(StoreError::Permanent(format!(
+                    "ListObjectsV2 of {prefix:?}: more than {MAX_LISTED_OBJECTS} objects: refused (a replica holds far fewer; does the URL point above the replica?)"
+                )));
+            }
             match (page.truncated, page.next_token) {
                 (true, Some(t)) if token.as_deref() != Some(t.as_str()) => token = Some(t),
                 (true, _) => {
