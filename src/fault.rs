@@ -37,7 +37,7 @@ pub fn point(name: &'static str) {
 }
 
 /// Ends this process as `kill -9` would (no exit handlers, no flushing). A child `kill`
-/// sends the signal so that this module needs no `unsafe`; the caller never returns from
+/// sends the signal, keeping this module free of raw system calls; the caller never returns from
 /// waiting for it, and the abort covers a machine without `kill`.
 #[cfg(feature = "fault-points")]
 fn kill_self() -> ! {

@@ -207,13 +207,13 @@ fn real_replica(dir: &TempDir, rep: &Path) -> u32 {
     n
 }
 
-/// An S3 endpoint answering LIST with an endless 200 body: the replicating host stays
-/// within its address-space limit, `replica_status()` shows the error, and a restore from
-/// the same URL fails naming the bound.
-#[test]
-fn an_endless_list_body_fails_within_a_memory_limit() {
-    let srv = Server::start("endless-list");
-    let dir = TempDir::new("endless-list");
+/// A host replicating `app.db` to a server misbehaving as `mode`, under the address-space
+/// limit: it commits a row, waits for `replica_status()` to show an error, asserts the
+/// status names `bound` and the database still holds its row, then runs `then` (more
+/// Python). Returns the host's output text.
+fn host_under_misbehaving_list(mode: &str, bound: &str, then: &str) -> String {
+    let srv = Server::start(mode);
+    let dir = TempDir::new(mode);
     check(
         &run(
             SQLITE3,
@@ -235,7 +235,7 @@ print("status", state, "|", error)
 print("rows", c.execute("SELECT count(*) FROM t").fetchone()[0])
 {}
 "#,
-        restore_line(&url, "r.db")
+        then.replace("{url}", &url)
     );
     let out = python_limited(
         &script,
@@ -243,15 +243,27 @@ print("rows", c.execute("SELECT count(*) FROM t").fetchone()[0])
         &[("REPLICA_URL", &url)],
         Duration::from_secs(120),
     );
-    let text = check(&out, "host under an endless LIST body");
+    let text = check(&out, &format!("host under a misbehaving LIST ({mode})"));
     let status = line_of(&text, "status").expect("status");
     assert!(
-        status.starts_with("error | ")
-            && status.contains("longer than 4 MiB (a ListObjectsV2 page)"),
+        status.starts_with("error | ") && status.contains(bound),
         "status must name the bound:\n{text}\n{}",
         stderr(&out)
     );
     assert_eq!(line_of(&text, "rows"), Some("1"), "{text}");
+    text
+}
+
+/// An S3 endpoint answering LIST with an endless 200 body: the replicating host stays
+/// within its address-space limit, `replica_status()` shows the error, and a restore from
+/// the same URL fails naming the bound.
+#[test]
+fn an_endless_list_body_fails_within_a_memory_limit() {
+    let text = host_under_misbehaving_list(
+        "endless-list",
+        "longer than 4 MiB (a ListObjectsV2 page)",
+        &restore_line("{url}", "r.db"),
+    );
     let restore = line_of(&text, "restore_error").expect("the restore fails");
     assert!(restore.contains("ListObjectsV2"), "{restore}");
 }
@@ -262,41 +274,7 @@ print("rows", c.execute("SELECT count(*) FROM t").fetchone()[0])
 /// names the bound, and the database keeps working.
 #[test]
 fn endless_list_pages_fail_within_a_memory_limit() {
-    let srv = Server::start("endless-pages");
-    let dir = TempDir::new("endless-pages");
-    check(
-        &run(
-            SQLITE3,
-            &["app.db", "PRAGMA journal_mode=wal; CREATE TABLE t(v);"],
-            dir.path(),
-            &[],
-            "",
-        ),
-        "create app.db",
-    );
-    let url = srv.url("");
-    let script = r#"
-c = sqlite3.connect("app.db", isolation_level=None)
-c.execute("INSERT INTO t VALUES ('committed')")
-status = lambda: c.execute("SELECT state, last_error FROM replica_status() WHERE last_error IS NOT NULL").fetchone()
-state, error = wait_for("an error in replica_status()", status, timeout=90)
-print("status", state, "|", error)
-print("rows", c.execute("SELECT count(*) FROM t").fetchone()[0])
-"#;
-    let out = python_limited(
-        script,
-        dir.path(),
-        &[("REPLICA_URL", &url)],
-        Duration::from_secs(150),
-    );
-    let text = check(&out, "host under endless LIST pages");
-    let status = line_of(&text, "status").expect("status");
-    assert!(
-        status.starts_with("error | ") && status.contains("more than 250000 objects: refused"),
-        "status must name the bound:\n{text}\n{}",
-        stderr(&out)
-    );
-    assert_eq!(line_of(&text, "rows"), Some("1"), "{text}");
+    host_under_misbehaving_list("endless-pages", "more than 250000 objects: refused", "");
 }
 
 /// A GET whose body trickles in a byte at a time: with `read-timeout=1s` the 4096-byte

@@ -269,7 +269,7 @@ mod tests {
         }
     }
 
-    fn run(store: &MemoryStore, out: &Path, tuning: &Tuning) -> Result<Restored, Error> {
+    fn run(store: &dyn ObjectStore, out: &Path, tuning: &Tuning) -> Result<Restored, Error> {
         restore_with(
             &RestoreRequest {
                 store,
@@ -478,19 +478,7 @@ mod tests {
             chunk_bytes: 128,
             ..Default::default()
         };
-        let restore = |store: &dyn ObjectStore, out: &Path| {
-            restore_with(
-                &RestoreRequest {
-                    store,
-                    prefix: "db",
-                    output: out,
-                    target: Target::Latest,
-                    overwrite: false,
-                    check: &|_| Ok(()),
-                },
-                &tuning,
-            )
-        };
+        let restore = |store: &dyn ObjectStore, out: &Path| run(store, out, &tuning);
         restore(&flaky, &out).unwrap();
         assert_eq!(std::fs::read(&out).unwrap(), db.concat());
         // A store that never recovers fails the restore, naming the object.
