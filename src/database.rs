@@ -75,6 +75,32 @@ pub struct Progress {
     /// last one done.
     pub lease_release_requests: u64,
     pub lease_released: u64,
+    /// How the database is journaled, as its writes through this process show: out of WAL
+    /// mode, nothing of it is captured.
+    pub journal: JournalMode,
+}
+
+/// A database's journal mode as far as replication is concerned.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum JournalMode {
+    /// WAL mode (the file header says so), or not known otherwise: replicating.
+    #[default]
+    Wal,
+    /// A rollback journal that each transaction deletes (`PRAGMA journal_mode=DELETE`).
+    Delete,
+    /// Another rollback journal (truncate, persist, memory, off).
+    Rollback,
+}
+
+impl JournalMode {
+    /// How status and errors name it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            JournalMode::Wal => "journal_mode=wal",
+            JournalMode::Delete => "journal_mode=delete",
+            JournalMode::Rollback => "journal_mode is not WAL",
+        }
+    }
 }
 
 /// What the uploader of a database is doing, as `replica_status()` shows some of it.
@@ -243,6 +269,11 @@ impl Database {
     pub fn update_progress(&self, f: impl FnOnce(&mut Progress)) {
         f(&mut lock(&self.progress));
         self.progress_changed.notify_all();
+    }
+
+    /// How the database is journaled (see [`Progress::journal`]).
+    pub fn journal_mode(&self) -> JournalMode {
+        lock(&self.progress).journal
     }
 
     pub fn request_snapshot(&self, reason: &str) {

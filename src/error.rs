@@ -68,7 +68,11 @@ impl Error {
         use libsqlite3_sys as sys;
         match self {
             Error::Sqlite { code, .. } => *code,
-            Error::InvalidArgument(_) | Error::NotReplicated(_) => sys::SQLITE_MISUSE,
+            // SQLITE_MISUSE is for an application that calls SQLite's C API wrongly (hosts
+            // raise it as a programming error: Python's InterfaceError, Ruby's
+            // MisuseException); a bad argument to a SQL function is an ordinary error, as
+            // with SQLite's own functions.
+            Error::InvalidArgument(_) | Error::NotReplicated(_) => sys::SQLITE_ERROR,
             Error::Timeout(_) => sys::SQLITE_BUSY,
             Error::Io(_) | Error::Spool(_) => sys::SQLITE_IOERR,
             Error::Ltx(_) | Error::Wal(_) | Error::Restore(_) => sys::SQLITE_CORRUPT,

@@ -160,6 +160,32 @@ impl Drop for RestoreTracker {
     }
 }
 
+/// A boot-time restore that failed, so its database could not be opened.
+struct BootFailure {
+    path: std::path::PathBuf,
+    replica_url: String,
+    reason: String,
+}
+
+static BOOT_FAILURES: Mutex<Vec<BootFailure>> = Mutex::new(Vec::new());
+
+/// The boot-time restore of `path` failed: status shows why (state `error`) until an open
+/// of it succeeds. `replica_url` must be redacted (`ReplicaTarget::url`).
+pub fn boot_restore_failed(path: &std::path::Path, replica_url: String, reason: String) {
+    let mut all = crate::base::lock::lock(&BOOT_FAILURES);
+    all.retain(|f| f.path != path);
+    all.push(BootFailure {
+        path: path.to_path_buf(),
+        replica_url,
+        reason,
+    });
+}
+
+/// The boot-time restore of `path` succeeded (or found nothing to restore).
+pub fn boot_restore_done(path: &std::path::Path) {
+    crate::base::lock::lock(&BOOT_FAILURES).retain(|f| f.path != path);
+}
+
 /// Column names, in order, of the `replica_status` table.
 pub const COLUMNS: &[&str] = &[
     "name",
@@ -211,6 +237,13 @@ pub fn rows(now_ms: u64) -> Vec<StatusRow> {
     // Databases whose spool was refused (a symlink, another user's): not replicated.
     for r in crate::shim::refused_databases() {
         rows.push(refused_row(&r, &warnings));
+    }
+    // Databases that could not be opened because their boot-time restore failed.
+    for f in crate::base::lock::lock(&BOOT_FAILURES)
+        .iter()
+        .filter(|f| !dbs.iter().any(|db| db.path == f.path))
+    {
+        rows.push(boot_failure_row(f, &warnings));
     }
     // Restores of replicas no database here replicates (by URL, or at boot before the
     // database is registered) get a row of their own.
@@ -273,10 +306,13 @@ fn database_row(
     }
 }
 
-/// The state column: an error wins over everything but a lease held elsewhere (which
-/// explains the error), then waiting for WAL mode, then work still owed.
+/// The state column: a database out of WAL mode is not replicating, whatever else holds;
+/// then an error wins over everything but a lease held elsewhere (which explains the
+/// error), then waiting for WAL mode, then work still owed.
 fn state_of(progress: &database::Progress, counted: UploaderState, behind: bool) -> String {
-    if counted == UploaderState::LeaseHeldElsewhere && progress.last_error.is_some() {
+    if progress.journal != database::JournalMode::Wal {
+        format!("not replicating: {}", progress.journal.describe())
+    } else if counted == UploaderState::LeaseHeldElsewhere && progress.last_error.is_some() {
         counted.as_str().to_string()
     } else if progress.last_error.is_some() {
         "error".to_string()
@@ -334,6 +370,23 @@ fn refused_row(r: &crate::shim::RefusedDatabase, warnings: &Option<String>) -> S
         replica_url: r.config.url(),
         state: "error".into(),
         last_error: Some(r.reason.clone()),
+        warnings: warnings.clone(),
+        ..StatusRow::default()
+    }
+}
+
+/// The row of a database whose boot-time restore failed: state `error`, and why.
+fn boot_failure_row(f: &BootFailure, warnings: &Option<String>) -> StatusRow {
+    StatusRow {
+        name: f
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default(),
+        path: f.path.display().to_string(),
+        replica_url: f.replica_url.clone(),
+        state: "error".into(),
+        last_error: Some(f.reason.clone()),
         warnings: warnings.clone(),
         ..StatusRow::default()
     }

@@ -7,7 +7,8 @@
 //! A non-zero exit status of sqlite3 is appended as a last line `[exit status N]`.
 //!
 //! The environment is the clean one of `common::run` plus
-//! `REPLICA_URL=file://@TMP@/replicas`. Leading comment lines of a script are directives:
+//! `REPLICA_URL=file://@TMP@/replicas` and `REPLICA_LOG=off` (the extension's log lines,
+//! on stderr by default, are `tests/messages.rs`'s subject). Leading comment lines of a script are directives:
 //!
 //! ```text
 //! -- env: NAME=VALUE      set a variable (an empty value unsets it: `-- env: REPLICA_URL=`)
@@ -157,7 +158,8 @@ fn run_golden(name: &str) {
     }
 
     let replicas = format!("file://{tmp_str}/replicas");
-    let mut env: Vec<(&str, &str)> = vec![("REPLICA_URL", &replicas), ("REPLICA_LOG", "")];
+    // The extension's log (stderr by default) is not part of a script's output.
+    let mut env: Vec<(&str, &str)> = vec![("REPLICA_URL", &replicas), ("REPLICA_LOG", "off")];
     for (k, v) in &script.env {
         env.retain(|(ek, _)| ek != k);
         env.push((k, v));

@@ -132,6 +132,41 @@ impl Resolver {
         Ok((Resolver::new(env, file)?, warnings))
     }
 
+    /// What this configuration replicates, a line each, for the log at load: every database
+    /// the config file lists with its replica, where `REPLICA_URL` sends the others, or that
+    /// nothing is configured. Replica URLs are redacted.
+    pub fn summary(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if let Some(f) = &self.file {
+            for (db, rc) in &f.dbs {
+                lines.push(format!(
+                    "{} replicates to {} (from {})",
+                    db.display(),
+                    rc.url(),
+                    f.path.display()
+                ));
+            }
+        }
+        if let Some(base) = &self.replica_url {
+            let which = if lines.is_empty() {
+                "every database"
+            } else {
+                "every other database"
+            };
+            lines.push(format!(
+                "{which} opened replicates under {} (REPLICA_URL), to a replica named after its file",
+                base.url()
+            ));
+        }
+        if lines.is_empty() {
+            lines.push(
+                "nothing is configured: no database will be replicated (set REPLICA_URL, list databases in litestream.yml, or open one with ?replica=URL)"
+                    .to_string(),
+            );
+        }
+        lines
+    }
+
     /// The parsed config file, if one was used.
     pub fn config_file(&self) -> Option<&ConfigFile> {
         self.file.as_ref()

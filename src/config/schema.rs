@@ -216,8 +216,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
     d[a.len()][b.len()]
 }
 
-/// `; did you mean `x`?` when a known name is close, else "".
-pub(super) fn did_you_mean<'a>(unknown: &str, known: impl Iterator<Item = &'a str>) -> String {
+/// The known name close to `unknown`, if one is: a case/underscore variant, one edit (for
+/// names of 2+ chars) or two (for 6+ chars).
+pub(super) fn suggest<'a>(unknown: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let lower = unknown.to_ascii_lowercase();
     let folded = lower.replace('_', "-");
     let mut best: Option<(usize, &str)> = None;
@@ -229,10 +230,12 @@ pub(super) fn did_you_mean<'a>(unknown: &str, known: impl Iterator<Item = &'a st
     }
     let len = unknown.chars().count();
     match best {
-        // A case/underscore variant, one edit (for names of 2+ chars) or two (for 6+ chars).
-        Some((d, k)) if d == 0 || (d == 1 && len >= 2) || (d == 2 && len >= 6) => {
-            format!("; did you mean `{k}`?")
-        }
-        _ => String::new(),
+        Some((d, k)) if d == 0 || (d == 1 && len >= 2) || (d == 2 && len >= 6) => Some(k),
+        _ => None,
     }
+}
+
+/// `; did you mean `x`?` when a known name is close, else "".
+pub(super) fn did_you_mean<'a>(unknown: &str, known: impl Iterator<Item = &'a str>) -> String {
+    suggest(unknown, known).map_or_else(String::new, |k| format!("; did you mean `{k}`?"))
 }

@@ -54,7 +54,7 @@ fn init(db: *mut sys::sqlite3) -> Result<(), Error> {
     }
     let mut done = crate::base::lock::lock(&INIT);
     if !*done {
-        crate::base::log::set_sink(|msg| super::sqlite_log(sys::SQLITE_WARNING, msg));
+        crate::base::log::set_sink(|level, msg| super::sqlite_log(log_code(level), msg));
         // A bad config is reported now, at load time, rather than silently not replicating.
         crate::shim::init_process_config()?;
         let make_default = std::env::var("REPLICA_DEFAULT_VFS")
@@ -114,6 +114,11 @@ unsafe extern "C" fn auto_extension_entry(
     _p_api: *const sys::sqlite3_api_routines,
 ) -> c_int {
     guard(sys::SQLITE_ERROR, || {
+        // The open of this connection's database failed (its boot-time restore): say why.
+        if let Some(why) = super::open_failure::take_for(super::functions::main_db_path(db)) {
+            set_error_message(pz_err_msg, &format!("libreplica: {why}"));
+            return sys::SQLITE_CANTOPEN;
+        }
         if let Err(e) = super::functions::register(db) {
             set_error_message(pz_err_msg, &format!("libreplica: {e}"));
             return sys::SQLITE_ERROR;
@@ -125,6 +130,16 @@ unsafe extern "C" fn auto_extension_entry(
         }
         sys::SQLITE_OK
     })
+}
+
+/// The code a line is logged with through `sqlite3_log`, by how much it matters.
+fn log_code(level: crate::base::log::Level) -> c_int {
+    use crate::base::log::Level;
+    match level {
+        Level::Error => sys::SQLITE_ERROR,
+        Level::Warning => sys::SQLITE_WARNING,
+        Level::Notice | Level::Info => sys::SQLITE_NOTICE,
+    }
 }
 
 extern "C" {

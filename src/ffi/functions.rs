@@ -108,7 +108,7 @@ pub(super) fn ensure_wal_mode(db: *mut sys::sqlite3) {
     }
 }
 
-fn main_db_path(db: *mut sys::sqlite3) -> Option<PathBuf> {
+pub(super) fn main_db_path(db: *mut sys::sqlite3) -> Option<PathBuf> {
     let f = sqlite_fn!(db_filename);
     // SAFETY: a live connection; the returned string is owned by it.
     let p = unsafe { f(db, c"main".as_ptr()) };

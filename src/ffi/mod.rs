@@ -8,6 +8,7 @@
 mod commit_hook;
 mod entry;
 mod functions;
+mod open_failure;
 pub(crate) mod sqlite;
 mod vfs;
 

@@ -176,6 +176,7 @@ unsafe extern "C" fn x_open(
             let name = unsafe { CStr::from_ptr(z_name) }
                 .to_string_lossy()
                 .to_string();
+            super::open_failure::clear();
             let restored =
                 shim::restore_needed_before_open(&name, &|key| uri_parameter(z_name, key))
                     .and_then(|needed| match needed {
@@ -188,7 +189,10 @@ unsafe extern "C" fn x_open(
                     });
             if let Err(e) = restored {
                 crate::base::log::error(&e.to_string());
-                return sys::SQLITE_CANTOPEN;
+                // SAFETY: p and out_flags are xOpen's own arguments.
+                return unsafe {
+                    super::open_failure::stand_in(p, &name, e.to_string(), flags, out_flags)
+                };
             }
         }
         // SAFETY: forwarding SQLite's own arguments to the base VFS with its file object.
@@ -324,6 +328,14 @@ unsafe extern "C" fn x_write(
         }
         // SAFETY: forwarding SQLite's arguments to the real file.
         let rc = unsafe { real_methods(f).xWrite.unwrap()(f.real, buf, amt, off) };
+        // SAFETY: the main-file observer box lives until x_close.
+        if let Some(main) = unsafe { f.db_observer.as_ref() } {
+            if rc == sys::SQLITE_OK && off == 0 {
+                // SAFETY: buf holds amt bytes for the duration of this call.
+                let data = unsafe { std::slice::from_raw_parts(buf as *const u8, amt as usize) };
+                main.after_main_write(0, data);
+            }
+        }
         if let Some(obs) = obs {
             if rc == sys::SQLITE_OK {
                 // SAFETY: buf holds amt bytes for the duration of this call.
@@ -502,6 +514,7 @@ unsafe extern "C" fn x_delete(
             // SAFETY: a NUL-terminated path from SQLite.
             let name = unsafe { CStr::from_ptr(z_name) }.to_string_lossy();
             shim::before_delete(&name);
+            shim::before_journal_delete(&name);
         }
         // SAFETY: forwarding to the base VFS.
         unsafe { base.xDelete.unwrap()(base as *const _ as *mut _, z_name, sync_dir) }

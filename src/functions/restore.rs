@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::restore::{self, RestoreRequest, Target, Tuning};
 use crate::status::RestoreTracker;
 use std::path::Path;
+use std::time::Duration;
 
 /// Parses `replica_restore`'s point-in-time argument: a txid or an RFC 3339 timestamp.
 pub fn parse_point(s: Option<&str>) -> Result<Target, Error> {
@@ -158,9 +159,45 @@ pub fn restore(
     Ok(restored.txid as i64)
 }
 
+/// Timeouts of a boot-time restore whose replica configures none: the application's open
+/// waits for it, so an endpoint that does not answer must fail it within seconds, not after
+/// the uploader's patient defaults and retries (15 s and 30 s, four tries).
+const BOOT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const BOOT_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `replica` with the boot-time restore's timeouts where it sets none.
+fn boot_target(replica: &ReplicaTarget) -> ReplicaTarget {
+    let mut replica = replica.clone();
+    if let ReplicaTarget::S3(t) = &mut replica {
+        t.timeouts.connect.get_or_insert(BOOT_CONNECT_TIMEOUT);
+        t.timeouts.read.get_or_insert(BOOT_READ_TIMEOUT);
+    }
+    replica
+}
+
 /// Boot-time restore of a replicated database whose file is missing (see
-/// `shim::restore_needed_before_open`): a replica without files means a new database.
+/// `shim::restore_needed_before_open`): a replica without files means a new database. Its
+/// first request is not retried when the endpoint does not answer, so an unreachable
+/// replica fails the open within one connect and one read timeout (5 s and 10 s unless
+/// configured). A failure stays in `replica_status()` until an open succeeds.
 pub fn restore_missing(
+    path: &Path,
+    replica: &ReplicaTarget,
+    check: &dyn Fn(&Path, bool) -> Result<(), String>,
+) -> Result<(), Error> {
+    match try_restore_missing(path, &boot_target(replica), check) {
+        Ok(()) => {
+            crate::status::boot_restore_done(path);
+            Ok(())
+        }
+        Err(e) => {
+            crate::status::boot_restore_failed(path, replica.url(), e.to_string());
+            Err(e)
+        }
+    }
+}
+
+fn try_restore_missing(
     path: &Path,
     replica: &ReplicaTarget,
     check: &dyn Fn(&Path, bool) -> Result<(), String>,
@@ -172,7 +209,11 @@ pub fn restore_missing(
             replica.url()
         ))
     };
-    let (store, prefix) = open_replica(replica).map_err(failed)?;
+    let store = crate::store::open_failing_fast(replica).map_err(|e| failed(e.into()))?;
+    let prefix = match replica {
+        ReplicaTarget::S3(t) => t.prefix.clone(),
+        ReplicaTarget::File { .. } => String::new(),
+    };
     if restore::list_objects(store.as_ref(), &prefix)
         .map_err(failed)?
         .is_empty()

@@ -37,6 +37,7 @@ pub fn sync(
     let deadline = std::time::Instant::now() + Duration::from_millis(timeout_ms as u64);
     let mut txid = 0;
     for db in dbs {
+        replicating("replica_sync", &db)?;
         let mut wal_path = db.path.as_os_str().to_owned();
         wal_path.push("-wal");
         crate::shim::settle_deferred(&db, &mut || open_wal(Path::new(&wal_path)));
@@ -68,6 +69,19 @@ pub fn sync(
     Ok(txid)
 }
 
+/// An error for a database out of WAL mode: nothing of it can be replicated until it is
+/// back, so waiting would only time out.
+fn replicating(what: &str, db: &database::Database) -> Result<(), Error> {
+    match db.journal_mode() {
+        database::JournalMode::Wal => Ok(()),
+        mode => Err(Error::NotWal(format!(
+            "{what}: {} is not replicating: {} (commits made since it left WAL mode are not captured); run PRAGMA journal_mode=WAL on it to replicate it again, and a snapshot will ship what was missed",
+            db.name,
+            mode.describe()
+        ))),
+    }
+}
+
 /// Ships a full snapshot now; returns its txid.
 pub fn snapshot(db_arg: Option<&str>, conn_db: Option<&Path>) -> Result<i64, Error> {
     let dbs = match db_arg {
@@ -80,6 +94,7 @@ pub fn snapshot(db_arg: Option<&str>, conn_db: Option<&Path>) -> Result<i64, Err
     };
     let mut txid = 0;
     for db in dbs {
+        replicating("replica_snapshot", &db)?;
         let before = db.progress();
         // Like replica_sync, the request earns an attempt even while the uploader backs off.
         db.update_progress(|p| {

@@ -38,6 +38,9 @@ pub fn init_process_config() -> Result<(), Error> {
         return Ok(());
     }
     let (resolver, warnings) = Resolver::from_process()?;
+    for line in resolver.summary() {
+        crate::base::log::info(&line);
+    }
     for w in &warnings {
         crate::base::log::add_warning(&w.to_string());
     }
@@ -208,5 +211,13 @@ impl DbObserver {
 
     pub fn db_path(&self) -> &Path {
         &self.db.path
+    }
+
+    /// A write of `data` at `offset` to the main file succeeded: page 1 says whether the
+    /// database is (still) in WAL mode.
+    pub fn after_main_write(&self, offset: u64, data: &[u8]) {
+        if offset == 0 {
+            super::journal::page_one_written(&self.db, data);
+        }
     }
 }

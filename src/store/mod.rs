@@ -154,6 +154,17 @@ pub fn open(target: &crate::config::ReplicaTarget) -> Result<Box<dyn ObjectStore
     }
 }
 
+/// [`open`], for a caller that blocks an application: an S3 endpoint that does not answer
+/// fails its request after one connect or read timeout (see `S3Store::failing_fast`).
+pub fn open_failing_fast(
+    target: &crate::config::ReplicaTarget,
+) -> Result<Box<dyn ObjectStore>, StoreError> {
+    match target {
+        crate::config::ReplicaTarget::S3(t) => Ok(Box::new(s3::S3Store::new(t)?.failing_fast())),
+        other => open(other),
+    }
+}
+
 /// A shared store is a store (tests keep a handle to inspect what was uploaded).
 impl<T: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<T> {
     fn put(&self, key: &str, body: &[u8]) -> Result<(), StoreError> {

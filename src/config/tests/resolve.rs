@@ -585,3 +585,32 @@ fn lease_ttl_comes_from_the_environment_and_bad_values_name_the_variable() {
         );
     }
 }
+
+#[test]
+fn the_summary_names_each_database_or_says_nothing_is_configured() {
+    let r = Resolver::new(env(&[]), None).unwrap();
+    assert_eq!(r.summary().len(), 1);
+    assert!(r.summary()[0].starts_with("nothing is configured: no database will be replicated"));
+    let cfg = parse(
+        "dbs:\n  - path: /x/app.db\n    replica: {url: \"s3://bkt/app?endpoint=http://h:9\"}\n",
+        &env(&[
+            ("AWS_ACCESS_KEY_ID", "AKID"),
+            ("AWS_SECRET_ACCESS_KEY", "TOPSECRET"),
+        ]),
+    )
+    .unwrap();
+    let r = Resolver::new(env(&[("REPLICA_URL", "/srv/r")]), Some(cfg)).unwrap();
+    let lines = r.summary();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].starts_with("/x/app.db replicates to s3://bkt/app?endpoint=http://h:9"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with(
+            "every other database opened replicates under file:///srv/r (REPLICA_URL)"
+        ),
+        "{lines:?}"
+    );
+    assert!(!lines.concat().contains("TOPSECRET") && !lines.concat().contains("AKID"));
+}

@@ -461,3 +461,52 @@ fn numbers_in_text_fields_warn() {
     );
     assert!(!w.iter().any(|w| w.contains("secret-access-key")), "{w:?}");
 }
+
+#[test]
+fn a_missing_key_error_names_the_typo_that_left_it_missing() {
+    let e = err_text(parse(
+        "dbs:\n  - path: /d/app.db\n    replicaz:\n      url: file:///b\n",
+        &env(&[]),
+    ));
+    assert!(
+        e.contains("no replica configured")
+            && e.contains(
+                "the unknown key `replicaz` (dbs[0].replicaz) was ignored: did you mean `replica`?"
+            ),
+        "{e}"
+    );
+    let e = err_text(parse(
+        "dbs:\n  - path: /d/app.db\n    replica:\n      url: s3://bkt/app\n      acess-key-id: AKID\n      secret-access-key: SECRET\n",
+        &env(&[]),
+    ));
+    assert!(
+        e.contains("`access-key-id` is required")
+            && e.contains("the unknown key `acess-key-id` (dbs[0].replica.acess-key-id) was ignored: did you mean `access-key-id`?")
+            && !e.contains("SECRET"),
+        "{e}"
+    );
+    // At the top level, for every replica.
+    let e = err_text(parse(
+        "acess-key-id: AKID\nsecret-access-key: SECRET\ndbs:\n  - path: /d/app.db\n    replica: {url: s3://bkt/app}\n",
+        &env(&[]),
+    ));
+    assert!(e.contains("did you mean `access-key-id`?"), "{e}");
+    // A file replica without its directory: a misspelled `url` may be why.
+    let e = err_text(parse(
+        "dbs:\n  - path: /d/app.db\n    replica:\n      urll: file:///b\n",
+        &env(&[]),
+    ));
+    assert!(
+        e.contains("`urll`") && e.contains("did you mean `url`?"),
+        "{e}"
+    );
+    // A typo unrelated to the missing key is not blamed.
+    let e = err_text(parse(
+        "dbs:\n  - path: /d/app.db\n    replica:\n      type: s3\n      sync-intervall: 1s\n",
+        &env(&[]),
+    ));
+    assert!(
+        e.contains("`bucket` is required") && !e.contains("sync-intervall"),
+        "{e}"
+    );
+}

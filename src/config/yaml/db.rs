@@ -152,7 +152,13 @@ fn db_path(ctx: &mut Ctx, at: &str, keys: &DbKeys) -> Result<Option<PathBuf>, Co
                 &child(at, "path"),
                 format!("{} (the database file)", t.why_empty()),
             ),
-            None => ctx.err(at, "`path` is required (the database file)"),
+            None => ctx.err(
+                at,
+                format!(
+                    "`path` is required (the database file){}",
+                    ctx.typo_hint(&["path"])
+                ),
+            ),
         }),
     }
 }
@@ -184,7 +190,10 @@ fn replica_fields(
         )),
         (None, None) => Err(ctx.err(
             at,
-            "no replica configured: add `replica:` with a `type` or `url`",
+            format!(
+                "no replica configured: add `replica:` with a `type` or `url`{}",
+                ctx.typo_hint(&["replica", "replicas"])
+            ),
         )),
     }
 }

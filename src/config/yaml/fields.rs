@@ -108,7 +108,8 @@ pub(super) fn read_replica_fields(
     Ok(fields)
 }
 
-/// The error for a required value that is missing or empty, naming the key and any variables.
+/// The error for a required value that is missing or empty, naming the key and any variables
+/// (and an unknown key close to it, which may be why it is missing).
 pub(super) fn missing(
     ctx: &Ctx,
     own: &Fields,
@@ -116,12 +117,28 @@ pub(super) fn missing(
     name: &str,
     requirement: &str,
 ) -> ConfigError {
+    missing_one_of(ctx, (own, global), name, requirement, &[name])
+}
+
+/// [`missing`], naming unknown keys close to any of `wanted` (keys whose absence leaves
+/// `name` required: a file replica needs `path` because its `url` or `type` is missing).
+pub(super) fn missing_one_of(
+    ctx: &Ctx,
+    (own, global): (&Fields, &Fields),
+    name: &str,
+    requirement: &str,
+    wanted: &[&str],
+) -> ConfigError {
     for f in [own, global] {
         if let Some(t) = f.texts.get(name).filter(|t| !t.raw.trim().is_empty()) {
             return ctx.err(&f.key(name), format!("{} ({requirement})", t.why_empty()));
         }
     }
-    ctx.err(&own.at, format!("`{name}` is required ({requirement})"))
+    let hint = ctx.typo_hint(wanted);
+    ctx.err(
+        &own.at,
+        format!("`{name}` is required ({requirement}){hint}"),
+    )
 }
 
 /// `own` first, then `global`, field by field (Litestream's `SetDefaults`).

@@ -33,6 +33,7 @@ pub fn parse_config_file(path: &Path, text: &str, env: &Env) -> Result<ConfigFil
         file: path,
         env,
         warnings: Vec::new(),
+        typos: Vec::new(),
     };
     if docs.len() > 1 {
         ctx.warn(

@@ -10,7 +10,7 @@ use yaml_rust2::Yaml;
 
 use crate::config::env::{expand_vars, Env, Text};
 use crate::config::model::{ConfigError, Warning};
-use crate::config::schema::{did_you_mean, Level, TextRules};
+use crate::config::schema::{suggest, Level, TextRules};
 use crate::config::values::{describe_duration_error, parse_duration, parse_true_false};
 
 /// The file being read: where messages point and what warnings were collected so far.
@@ -18,6 +18,17 @@ pub(super) struct Ctx<'a> {
     pub(super) file: &'a Path,
     pub(super) env: &'a Env,
     pub(super) warnings: Vec<Warning>,
+    /// Unknown keys close to a known one, so that an error about a missing key can name
+    /// the typo that left it missing.
+    pub(super) typos: Vec<Typo>,
+}
+
+/// An unknown key (ignored with a warning) and the known key it is close to.
+pub(super) struct Typo {
+    /// Where it is, e.g. `dbs[0].replicaz`.
+    path: String,
+    key: String,
+    meant: &'static str,
 }
 
 impl Ctx<'_> {
@@ -78,9 +89,33 @@ impl Ctx<'_> {
         } else {
             let mut known = level.used();
             known.extend(level.unused());
-            let hint = did_you_mean(key, known.into_iter());
+            let meant = suggest(key, known.into_iter());
+            let hint = meant.map_or_else(String::new, |k| format!("; did you mean `{k}`?"));
             self.warn(&path, format!("unknown key `{key}` is ignored{hint}"));
+            if let Some(meant) = meant {
+                self.typos.push(Typo {
+                    path,
+                    key: key.to_string(),
+                    meant,
+                });
+            }
         }
+    }
+
+    /// For an error about a missing key (one of `wanted`): the unknown keys found so far
+    /// that are close to it, as `; the unknown key `acess-key-id` (at …) was ignored: did
+    /// you mean `access-key-id`?`, else "".
+    pub(super) fn typo_hint(&self, wanted: &[&str]) -> String {
+        self.typos
+            .iter()
+            .filter(|t| wanted.contains(&t.meant))
+            .map(|t| {
+                format!(
+                    "; the unknown key `{}` ({}) was ignored: did you mean `{}`?",
+                    t.key, t.path, t.meant
+                )
+            })
+            .collect()
     }
 }
 

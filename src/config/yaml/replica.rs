@@ -6,7 +6,9 @@
 
 use std::path::PathBuf;
 
-use super::fields::{file_credentials, file_timeouts, merged, missing, pick_endpoint, Fields};
+use super::fields::{
+    file_credentials, file_timeouts, merged, missing, missing_one_of, pick_endpoint, Fields,
+};
 use super::read::Ctx;
 use crate::config::encoding::{looks_like_url, redact_url};
 use crate::config::model::{
@@ -221,12 +223,12 @@ fn file_target_from_fields(
     type_given: bool,
 ) -> Result<ReplicaTarget, ConfigError> {
     let path = own.val("path").ok_or_else(|| {
-        missing(
+        missing_one_of(
             ctx,
-            own,
-            &Fields::default(),
+            (own, &Fields::default()),
             "path",
             "a file replica needs the directory to replicate into, or give a `url`",
+            &["path", "url", "type"],
         )
     })?;
     if looks_like_url(path) {

@@ -36,6 +36,9 @@ pub struct S3Store {
     pub(super) tls: ureq::tls::TlsConfig,
     pub(super) connect_timeout: Duration,
     pub(super) read_timeout: Duration,
+    /// Whether a request the endpoint did not answer (no connection, no response in time)
+    /// is tried again; off for a caller that must not wait long (see `failing_fast`).
+    pub(super) retry_unanswered: bool,
     /// The agent and the pid that built it: a forked child never reuses its parent's
     /// connections, it builds its own agent on first use.
     pub(super) agent: Mutex<(u32, ureq::Agent)>,
@@ -135,6 +138,7 @@ impl S3Store {
             tls,
             connect_timeout,
             read_timeout,
+            retry_unanswered: true,
             agent: Mutex::new((std::process::id(), agent)),
             part_size: DEFAULT_PART_SIZE,
             parts_in_flight,
@@ -143,6 +147,15 @@ impl S3Store {
             lists: AtomicU64::new(0),
             deletes: AtomicU64::new(0),
         })
+    }
+
+    /// A store whose requests the endpoint did not answer fail after one connect or read
+    /// timeout instead of being tried again: for a caller that blocks an application (the
+    /// boot-time restore), where an endpoint that hangs must not hang it for minutes.
+    /// Answers worth retrying (503, throttling) are still retried.
+    pub fn failing_fast(mut self) -> S3Store {
+        self.retry_unanswered = false;
+        self
     }
 
     /// Sets the multipart threshold and part size (S3 wants at least 5 MiB for every part

@@ -298,17 +298,17 @@ impl S3Store {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let result = self
-                .send_once(method, key, query, headers, body, expect)
-                .and_then(|r| {
-                    if (200..300).contains(&r.status) {
-                        Ok(r)
-                    } else {
-                        Err(status_error(method, &self.what(key), r.status, &r.body))
-                    }
-                });
+            let sent = self.send_once(method, key, query, headers, body, expect);
+            let retry = self.retry_unanswered || sent.is_ok();
+            let result = sent.and_then(|r| {
+                if (200..300).contains(&r.status) {
+                    Ok(r)
+                } else {
+                    Err(status_error(method, &self.what(key), r.status, &r.body))
+                }
+            });
             match result {
-                Err(e) if e.is_transient() && attempt < TRIES => {
+                Err(e) if e.is_transient() && retry && attempt < TRIES => {
                     std::thread::sleep(backoff(attempt));
                 }
                 other => return other,
