@@ -5,8 +5,10 @@
 //! owner would find frames it never captured gone and ship a whole snapshot. This module
 //! owns the file format (CRC-64 sealed) and its names; it must not touch the spool itself.
 
+use crate::base::held_dir::HeldDir;
 use crate::base::private_fs::{self, Modes};
 use crate::wal::{CommittedTxn, WalPosition};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 4] = b"RPHO";
@@ -127,59 +129,72 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn dir_of(spool_dir: &Path) -> PathBuf {
-    spool_dir.join("handoff")
-}
+const DIR: &str = "handoff";
 
 /// Writes a hand-off atomically (temporary file, fsync, rename) under the spool directory;
-/// names sort in the order they were written.
+/// names sort in the order they were written. Returns its path.
 pub fn write(spool_dir: &Path, handoff: &Handoff) -> std::io::Result<PathBuf> {
-    // Written by a process that does not own the spool: it checks the directory too (a
-    // symlink or another user's is refused), and copies the spool's own mode.
-    let modes = Modes::inside(spool_dir);
-    let dir = dir_of(spool_dir);
-    for d in [spool_dir, &dir] {
-        modes
-            .ensure_dir(d)
-            .map_err(|m| std::io::Error::other(format!("{}: {m}", d.display())))?;
-    }
+    // Written by a process that does not own the spool: it holds the directory too (a
+    // symlink or another user's is refused), copies the spool's own mode, and writes
+    // through the held directory, so a spool swapped after the check is not written.
+    let refused = |d: &Path, e| std::io::Error::other(format!("{}: {e}", d.display()));
+    let spool =
+        HeldDir::ensure(spool_dir, Modes::inside(spool_dir)).map_err(|e| refused(spool_dir, e))?;
+    let modes = Modes::like_file_mode(spool.metadata()?.mode() & 0o666);
+    let dir = spool
+        .ensure_sub(DIR, modes)
+        .map_err(|e| refused(&spool.shown(DIR), e))?;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     let name = format!("{nanos:020}-{}", std::process::id());
-    let path = dir.join(&name);
-    modes.write_atomically(&path, &handoff.encode(), true)?;
-    Ok(path)
+    modes.write_atomically(&dir.at(&name), &handoff.encode(), true)?;
+    Ok(dir.shown(&name))
 }
 
-/// The hand-offs waiting in the spool directory, oldest first (torn ones are `None`).
-pub fn pending(spool_dir: &Path) -> Vec<(PathBuf, Option<Handoff>)> {
-    let dir = dir_of(spool_dir);
-    // A `handoff` that is not a real directory (a symlink planted to feed commits in) is
-    // not read.
-    if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
-        return Vec::new();
+/// The hand-offs waiting in a spool's `handoff/`, held while they are taken in.
+pub struct Pending {
+    dir: HeldDir,
+    /// File names, oldest first, with what each holds (`None` for a torn one).
+    pub files: Vec<(String, Option<Handoff>)>,
+}
+
+impl Pending {
+    /// The path of the hand-off `name`, for messages.
+    pub fn shown(&self, name: &str) -> PathBuf {
+        self.dir.shown(name)
     }
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+
+    /// Removes the hand-off `name` (taken in, or torn).
+    pub fn remove(&self, name: &str) {
+        let _ = std::fs::remove_file(self.dir.at(name));
+    }
+}
+
+/// The hand-offs waiting in the spool directory `spool`; `None` when there is no `handoff`
+/// directory, or it is not a real directory of this process's user (a symlink planted to
+/// feed commits in is not read).
+pub fn pending(spool: &HeldDir) -> Option<Pending> {
+    let dir = spool.existing_sub(DIR).ok()?;
+    let mut names: Vec<String> = dir
+        .names()
+        .ok()?
+        .into_iter()
+        .filter_map(|n| n.into_string().ok())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    let files = names
+        .into_iter()
+        .map(|n| {
+            let h = private_fs::read(&dir.at(&n))
+                .ok()
+                .and_then(|b| Handoff::decode(&b));
+            (n, h)
         })
         .collect();
-    paths.sort();
-    paths
-        .into_iter()
-        .map(|p| {
-            let h = private_fs::read(&p).ok().and_then(|b| Handoff::decode(&b));
-            (p, h)
-        })
-        .collect()
+    Some(Pending { dir, files })
 }
 
 #[cfg(test)]
@@ -236,11 +251,15 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.join("handoff/zzz-torn"), b"junk").unwrap();
-        let listed = pending(&dir);
-        assert_eq!(listed.len(), 3);
-        assert_eq!(listed[0].0, a);
-        assert_eq!(listed[1].0, b);
-        assert!(listed[0].1.is_some() && listed[2].1.is_none());
+        let spool = HeldDir::existing(&dir).unwrap();
+        let listed = pending(&spool).unwrap();
+        let files = &listed.files;
+        assert_eq!(files.len(), 3);
+        assert_eq!(listed.shown(&files[0].0), a);
+        assert_eq!(listed.shown(&files[1].0), b);
+        assert!(files[0].1.is_some() && files[2].1.is_none());
+        listed.remove(&files[2].0);
+        assert_eq!(pending(&spool).unwrap().files.len(), 2);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,5 +1,6 @@
-//! What `replica_status()` shows: one row per replicated database (plus one per running
-//! restore of a replica no database here replicates), process-wide warnings (config keys
+//! What `replica_status()` shows: one row per replicated database (plus one per database
+//! the configuration selects that this process does not replicate, saying why, and one per
+//! running restore of a replica no database here replicates), process-wide warnings (config keys
 //! accepted but unused, misspellings), running restores' progress, drill results and the
 //! error log. It owns the wording of states and the time format; it must never show a secret (replica URLs come from
 //! `ReplicaConfig::url`, which redacts).
@@ -234,7 +235,8 @@ pub fn rows(now_ms: u64) -> Vec<StatusRow> {
     for (path, cfg) in crate::shim::standby_databases() {
         rows.push(standby_row(&path, &cfg, &warnings));
     }
-    // Databases whose spool was refused (a symlink, another user's): not replicated.
+    // Databases not replicated here: opened read-only, or a spool this process may not
+    // write or cannot trust (a symlink, another user's).
     for r in crate::shim::refused_databases() {
         rows.push(refused_row(&r, &warnings));
     }
@@ -358,7 +360,8 @@ fn standby_row(
     }
 }
 
-/// The row of a database whose spool directory was refused: state `error`, and why.
+/// The row of a database this process does not replicate: state `error` when its spool
+/// should work and does not, else `not replicating`; `last_error` says why.
 fn refused_row(r: &crate::shim::RefusedDatabase, warnings: &Option<String>) -> StatusRow {
     StatusRow {
         name: r
@@ -368,8 +371,13 @@ fn refused_row(r: &crate::shim::RefusedDatabase, warnings: &Option<String>) -> S
             .unwrap_or_default(),
         path: r.path.display().to_string(),
         replica_url: r.config.url(),
-        state: "error".into(),
-        last_error: Some(r.reason.clone()),
+        state: if r.reason.is_error() {
+            "error"
+        } else {
+            "not replicating"
+        }
+        .into(),
+        last_error: Some(r.reason.to_string()),
         warnings: warnings.clone(),
         ..StatusRow::default()
     }

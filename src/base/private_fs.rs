@@ -4,21 +4,21 @@
 //!
 //! Symlinks are refused by opening with `O_NOFOLLOW` (a planted `lock -> /etc/shadow` then
 //! fails with ELOOP instead of truncating the victim); temporary files for atomic replace
-//! get names no one else predicts and are created with `O_EXCL`. A directory is checked with
-//! `symlink_metadata`, so a symlink standing in for it is seen as one.
+//! get names no one else predicts and are created with `O_EXCL`. Directories are held by a
+//! descriptor and checked on it (`super::held_dir`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Linux's `O_NOFOLLOW` (the same value on x86-64 and aarch64; `libc` is not a dependency):
-/// opening a path whose last component is a symlink fails with ELOOP.
-pub const O_NOFOLLOW: i32 = 0o400000;
+/// Opening a path whose last component is a symlink fails with ELOOP (the value differs
+/// between architectures: 0o400000 on x86-64, 0o100000 on aarch64).
+pub const O_NOFOLLOW: i32 = libc::O_NOFOLLOW;
 
-/// Linux's `ELOOP`: what opening with `O_NOFOLLOW` returns when the path is a symlink.
-pub const ELOOP: i32 = 40;
+/// What opening with `O_NOFOLLOW` returns when the path is a symlink.
+pub const ELOOP: i32 = libc::ELOOP;
 
 /// Whether `e` is an open refused because the path is a symlink.
 pub fn is_symlink_refusal(e: &std::io::Error) -> bool {
@@ -56,10 +56,11 @@ impl Modes {
             .unwrap_or(Modes::PRIVATE)
     }
 
-    /// The modes for files inside `dir`, a directory made with `ensure_dir` (its own mode
-    /// tells, for writers that do not know the database's).
+    /// The modes for files inside `dir`, a directory made with `HeldDir::ensure` (its own
+    /// mode tells, for writers that do not know the database's). Following a symlink here
+    /// only reads a mode: `dir` is usually a held directory's `/proc/self/fd/<fd>`.
     pub fn inside(dir: &Path) -> Modes {
-        std::fs::symlink_metadata(dir)
+        std::fs::metadata(dir)
             .map(|m| Modes::like_file_mode(m.mode() & 0o666))
             .unwrap_or(Modes::PRIVATE)
     }
@@ -126,40 +127,9 @@ impl Modes {
         }
         Err(last.unwrap_or_else(|| ErrorKind::AlreadyExists.into()))
     }
-
-    /// Makes sure `dir` is a directory this process's user owns, no wider than
-    /// `self.dir`: created with that mode when missing, narrowed when wider, refused (with
-    /// the reason) when it is a symlink, not a directory, or someone else's.
-    pub fn ensure_dir(&self, dir: &Path) -> Result<(), String> {
-        match std::fs::DirBuilder::new().mode(self.dir).create(dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(format!("cannot create it: {e}")),
-        }
-        let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("cannot inspect it: {e}"))?;
-        if meta.file_type().is_symlink() {
-            return Err("it is a symlink (refused: the pages would go wherever it points)".into());
-        }
-        if !meta.is_dir() {
-            return Err("it is not a directory".into());
-        }
-        let me = euid().map_err(|e| format!("cannot tell this process's user id: {e}"))?;
-        if meta.uid() != me {
-            return Err(format!(
-                "it is owned by uid {}, not by this process's user (uid {me})",
-                meta.uid()
-            ));
-        }
-        let mode = meta.mode() & 0o7777;
-        if mode & !self.dir != 0 {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & self.dir))
-                .map_err(|e| format!("cannot narrow its permissions: {e}"))?;
-        }
-        Ok(())
-    }
 }
 
-/// Creates `path` afresh for a scratch file in a directory made with `ensure_dir`: whatever
+/// Creates `path` afresh for a scratch file in a directory made with `HeldDir::ensure`: whatever
 /// is there (a stale scratch file, a planted symlink) is removed, not followed, and the new
 /// file gets the directory's mode without its execute bits.
 pub fn create_fresh(path: &Path) -> std::io::Result<File> {
@@ -258,10 +228,12 @@ mod tests {
         assert!(read(&link).is_err());
         let dlink = d.join("dlink");
         std::os::unix::fs::symlink(&d, &dlink).unwrap();
-        assert!(Modes::PRIVATE
-            .ensure_dir(&dlink)
-            .unwrap_err()
-            .contains("symlink"));
+        assert!(
+            super::super::held_dir::HeldDir::ensure(&dlink, Modes::PRIVATE)
+                .unwrap_err()
+                .to_string()
+                .contains("symlink")
+        );
         Modes::PRIVATE
             .write_atomically(&d.join("state"), b"x", false)
             .unwrap();

@@ -213,7 +213,8 @@ unsafe extern "C" fn x_open(
             .to_string_lossy()
             .to_string();
         if flags & sys::SQLITE_OPEN_MAIN_DB != 0 {
-            match shim::on_open_main_db(&name, &|key| uri_parameter(z_name, key)) {
+            let read_only = read_only_open(z_name, flags, out_flags);
+            match shim::on_open_main_db(&name, read_only, &|key| uri_parameter(z_name, key)) {
                 Ok(Some(obs)) => f.db_observer = Box::into_raw(Box::new(obs)),
                 Ok(None) => {}
                 Err(e) => {
@@ -231,6 +232,28 @@ unsafe extern "C" fn x_open(
         }
         sys::SQLITE_OK
     })
+}
+
+/// Whether (and why) SQLite opened a main database read-only: `immutable=1` (SQLite then
+/// opens the file read-write but never writes it), `mode=ro` or SQLITE_OPEN_READONLY asked
+/// for, or a file the base VFS could only open for reading (it says so in `out_flags`).
+fn read_only_open(
+    z_name: *const c_char,
+    flags: c_int,
+    out_flags: *mut c_int,
+) -> Option<shim::ReadOnlyOpen> {
+    let boolean = super::sqlite_fn!(uri_boolean);
+    // SAFETY: z_name is a database filename as SQLite passes to xOpen, which is what
+    // sqlite3_uri_boolean expects; the key is a NUL-terminated literal.
+    let immutable = unsafe { boolean(z_name as _, c"immutable".as_ptr(), 0) } != 0;
+    // SAFETY: when not null, out_flags points to the int the base xOpen just set.
+    let opened = unsafe { out_flags.as_ref() }.copied().unwrap_or(flags);
+    shim::ReadOnlyOpen::of_open(
+        immutable,
+        uri_parameter(z_name, "mode").as_deref(),
+        flags & sys::SQLITE_OPEN_READONLY != 0,
+        opened & sys::SQLITE_OPEN_READONLY != 0,
+    )
 }
 
 /// A URI parameter of the database filename SQLite passed to xOpen.

@@ -89,7 +89,7 @@ fn inside_a_spool(target: &Path) -> Option<String> {
     let spools: Vec<(u64, u64, String)> = database::all()
         .iter()
         .filter_map(|db| {
-            let m = std::fs::metadata(db.spool.dir()).ok()?;
+            let m = db.spool.directory().metadata().ok()?;
             Some((m.dev(), m.ino(), db.name.clone()))
         })
         .collect();

@@ -202,21 +202,21 @@ pub fn take_foreign_commits_now(
 /// the hand-off files. A hand-off of a log whose start this spool never saw cannot be
 /// placed: it is dropped, and the gap it leaves is found and closed by a snapshot.
 pub(super) fn ingest_handoffs(db: &Database, cap: &mut CaptureState) -> usize {
-    let dir = crate::spool::Spool::dir_for(&db.path);
-    let pending = crate::handoff::pending(&dir);
-    let count = pending.len();
-    for (path, handoff) in pending {
+    let Some(pending) = crate::handoff::pending(db.spool.directory()) else {
+        return 0;
+    };
+    for (name, handoff) in &pending.files {
         match handoff {
-            Some(h) => ingest_handoff(db, cap, &h),
+            Some(h) => ingest_handoff(db, cap, h),
             None => crate::base::log::error(&format!(
                 "{}: dropping a torn hand-off file {}",
                 db.name,
-                path.display()
+                pending.shown(name).display()
             )),
         }
-        let _ = std::fs::remove_file(&path);
+        pending.remove(name);
     }
-    count
+    pending.files.len()
 }
 
 fn ingest_handoff(db: &Database, cap: &mut CaptureState, h: &Handoff) {

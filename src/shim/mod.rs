@@ -35,6 +35,8 @@ pub use open::{
     base_vfs_name, drills_configured, init_process_config, on_open_main_db, open_database,
     resolve_for_path, restore_needed_before_open, set_base_vfs_name, DbObserver,
 };
-pub use refused::{refused_databases, refused_reason, RefusedDatabase};
+pub use refused::{
+    refused_databases, refused_reason, NotReplicated, ReadOnlyOpen, RefusedDatabase,
+};
 pub use standby::{replicated_elsewhere, standby_databases, take_over_standbys};
 pub use wal_observer::{before_delete, on_open_wal, WalObserver};

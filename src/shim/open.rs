@@ -4,7 +4,7 @@
 //! the end of write transactions and its last close. It must not read or capture the WAL.
 
 use super::capture::settle_deferred;
-use super::refused::refuse;
+use super::refused::{forget, note, refuse, NotReplicated, ReadOnlyOpen};
 use super::standby::stand_by;
 use crate::base::io::ReadAt;
 use crate::base::lock::lock;
@@ -52,8 +52,11 @@ pub fn init_process_config() -> Result<(), Error> {
 const URI_KEYS: &[&str] = &["replica", "replica_sync_interval"];
 
 /// A main database file is being opened: if it replicates, make sure it is registered.
+/// One opened read-only (`read_only`) commits nothing and takes no spool: unless another
+/// connection of this process replicates it, it is recorded as not replicated, and why.
 pub fn on_open_main_db(
     path: &str,
+    read_only: Option<ReadOnlyOpen>,
     uri_param: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<DbObserver>, Error> {
     let Some(resolver) = RESOLVER.get() else {
@@ -66,9 +69,18 @@ pub fn on_open_main_db(
     let Some(cfg) = resolve_at_open(resolver, &path, uri_param)? else {
         return Ok(None);
     };
+    if let Some(how) = read_only {
+        if database::get(&path).is_none() && !super::replicated_elsewhere(&path) {
+            note(&path, &cfg, NotReplicated::ReadOnly(how), false);
+        }
+        return Ok(None);
+    }
     let cfg_kept = cfg.clone();
     match open_database(&path, cfg) {
-        Ok(db) => Ok(db.owned_here().then(|| DbObserver::new(db))),
+        Ok(db) => {
+            forget(&path);
+            Ok(db.owned_here().then(|| DbObserver::new(db)))
+        }
         Err(Error::Spool(e @ SpoolError::Locked(_))) => {
             // Not an error for the application: its database opens normally. The owner
             // takes this process's commits from the WAL; if it goes away, this one takes
@@ -77,11 +89,9 @@ pub fn on_open_main_db(
             database::wake_uploader();
             Ok(None)
         }
-        Err(Error::Spool(e @ SpoolError::Refused { .. })) => {
-            // Not an error for the application either: its database works, unreplicated.
-            refuse(&path, cfg_kept, &e);
-            Ok(None)
-        }
+        // Not an error for the application either: its database works, unreplicated
+        // (a spool that cannot be trusted, or that this process may not write).
+        Err(Error::Spool(e)) if refuse(&path, &cfg_kept, &e) => Ok(None),
         Err(Error::InvalidArgument(e)) => {
             crate::base::log::add_warning(&e);
             Ok(None)

@@ -53,6 +53,7 @@ pub fn take_over_standbys() -> bool {
                 false
             }
             Err(Error::Spool(SpoolError::Locked(_))) => true,
+            Err(Error::Spool(e)) if super::refused::refuse(path, cfg, &e) => false,
             Err(e) => {
                 crate::base::log::error(&format!(
                     "{}: cannot take over replication: {e}",

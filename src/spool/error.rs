@@ -1,6 +1,7 @@
 //! The spool's error type. It owns the wording of spool failures; it must not decide what a
 //! caller does about them (falling back to a snapshot is the caller's choice).
 
+use crate::base::held_dir::DirError;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug)]
@@ -18,6 +19,20 @@ pub enum SpoolError {
     Refused {
         path: PathBuf,
         reason: String,
+    },
+    /// The spool cannot be created in the database's directory `dir`: this process may
+    /// not write there (permissions, a read-only file system).
+    DirectoryNotWritable {
+        dir: PathBuf,
+        spool: PathBuf,
+        error: String,
+    },
+    /// This process may not write `path`, the spool directory or a file in it (`what`
+    /// says what it tried).
+    NotWritable {
+        path: PathBuf,
+        what: &'static str,
+        error: String,
     },
 }
 
@@ -39,6 +54,15 @@ impl std::fmt::Display for SpoolError {
                 "spool {} refused: {reason}; this database is not replicated",
                 path.display()
             ),
+            SpoolError::DirectoryNotWritable { dir, spool, error } => write!(
+                f,
+                "directory {} is not writable ({error}): the spool {} cannot be created there",
+                dir.display(),
+                spool.display()
+            ),
+            SpoolError::NotWritable { path, what, error } => {
+                write!(f, "spool: {what} {}: {error}", path.display())
+            }
         }
     }
 }
@@ -46,13 +70,52 @@ impl std::fmt::Display for SpoolError {
 impl std::error::Error for SpoolError {}
 
 /// An I/O failure on `path`; one that met a symlink where the spool has its own files (a
-/// planted `lock -> victim`) refuses the spool instead.
-pub(super) fn io(what: &str, path: &Path, e: std::io::Error) -> SpoolError {
+/// planted `lock -> victim`) refuses the spool instead, and one this process may not write
+/// says so.
+pub(super) fn io(what: &'static str, path: &Path, e: std::io::Error) -> SpoolError {
     if crate::base::private_fs::is_symlink_refusal(&e) {
         return SpoolError::Refused {
             path: path.to_path_buf(),
             reason: format!("{what} it: it is a symlink (not followed)"),
         };
     }
+    if crate::base::held_dir::is_not_writable(&e) {
+        return SpoolError::NotWritable {
+            path: path.to_path_buf(),
+            what,
+            error: e.to_string(),
+        };
+    }
     SpoolError::Io(format!("{what} {}: {e}", path.display()))
+}
+
+/// Why the spool directory `spool` (or its subdirectory `sub`) cannot be held: the
+/// database's directory or the spool not writable by this process, or not to be trusted.
+pub(super) fn dir_error(spool: &Path, sub: Option<&Path>, e: DirError) -> SpoolError {
+    let path = sub.unwrap_or(spool).to_path_buf();
+    match (&e, sub) {
+        (DirError::Create(err), None) if e.is_not_writable() => SpoolError::DirectoryNotWritable {
+            dir: spool
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf(),
+            spool: spool.to_path_buf(),
+            error: err.to_string(),
+        },
+        (DirError::Create(err), Some(_)) if e.is_not_writable() => SpoolError::NotWritable {
+            path,
+            what: "creating",
+            error: err.to_string(),
+        },
+        (DirError::Open(err), _) if e.is_not_writable() => SpoolError::NotWritable {
+            path,
+            what: "opening",
+            error: err.to_string(),
+        },
+        _ => SpoolError::Refused {
+            path,
+            reason: e.to_string(),
+        },
+    }
 }

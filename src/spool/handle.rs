@@ -8,6 +8,7 @@ use super::layout;
 use super::record::RecordMeta;
 use super::segment::{Segment, SEGMENT_ROLL_BYTES};
 use super::state::{self, SpoolState};
+use crate::base::held_dir::HeldDir;
 use crate::base::lock::lock;
 use crate::base::private_fs::{self, Modes};
 use crate::wal::WalPosition;
@@ -26,7 +27,11 @@ pub(super) struct Inner {
 }
 
 pub struct Spool {
-    pub(super) dir: PathBuf,
+    /// The spool directory, held open since it was checked: every file is reached through
+    /// it, so a directory swapped in at its path later is never written.
+    pub(super) dir: HeldDir,
+    /// Its `seg/`, held the same way.
+    pub(super) seg: HeldDir,
     pub(super) cap_bytes: u64,
     /// What every file and directory this spool creates gets (no wider than the database).
     pub(super) modes: Modes,
@@ -54,6 +59,11 @@ impl Spool {
         layout::instance_id(&self.dir, self.modes)
     }
 
+    /// The spool directory as held (its `fstat`, files reached through it).
+    pub fn directory(&self) -> &HeldDir {
+        &self.dir
+    }
+
     /// The modes of what is created in the spool (the uploader's cache and scratch files).
     pub fn modes(&self) -> Modes {
         self.modes
@@ -64,8 +74,9 @@ impl Spool {
         layout::dir_for(db_path)
     }
 
+    /// The spool directory's path, for messages.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.dir.path()
     }
 
     /// Writes out records kept in memory. Needed before SQLite may overwrite or remove the
@@ -126,7 +137,8 @@ impl Spool {
         i: usize,
         buf: &mut Vec<u8>,
     ) -> Result<(), SpoolError> {
-        let path = layout::segment_file(&layout::seg_dir(&self.dir), rec.segment);
+        let name = layout::segment_name(rec.segment);
+        let path = self.seg.shown(&name);
         let offset = rec.page_offset(i);
         buf.resize(rec.page_size as usize, 0);
         let file = {
@@ -138,7 +150,8 @@ impl Spool {
                 Some(s) if s.id == rec.segment => {
                     s.file.try_clone().map_err(|e| io("opening", &path, e))?
                 }
-                _ => private_fs::open_read(&path).map_err(|e| io("opening", &path, e))?,
+                _ => private_fs::open_read(&self.seg.at(&name))
+                    .map_err(|e| io("opening", &path, e))?,
             }
         };
         file.read_exact_at(buf, offset)
@@ -152,7 +165,7 @@ impl Spool {
         let mut inner = lock(&self.inner);
         if state.shipped_seq >= inner.next_seq - 1 && inner.overflowed {
             inner.overflowed = false;
-            let _ = std::fs::remove_file(self.dir.join("overflow"));
+            let _ = std::fs::remove_file(self.dir.at("overflow"));
         }
         inner.pending.retain(|r| r.seq > state.shipped_seq);
         inner.pending_bytes = inner.pending.iter().map(|r| r.len()).sum();
@@ -173,14 +186,13 @@ impl Spool {
         }
         let keep_current = keep_from.is_none() && inner.segment.is_some();
         drop(inner);
-        let seg_dir = layout::seg_dir(&self.dir);
-        for id in layout::segment_ids(&seg_dir)? {
+        for id in layout::segment_ids(&self.seg)? {
             let obsolete = match keep_from {
                 Some(first) => id < first,
                 None => !(keep_current && Some(id) == current),
             };
             if obsolete {
-                let _ = std::fs::remove_file(layout::segment_file(&seg_dir, id));
+                let _ = std::fs::remove_file(self.seg.at(&layout::segment_name(id)));
             }
         }
         Ok(())
@@ -205,19 +217,18 @@ impl Spool {
     /// the log now starts over with these salts: after a crash, the commits of that new
     /// generation can be captured again from the WAL without a gap. Written after `flush`.
     pub fn set_generation(&self, salts: (u32, u32)) -> Result<(), SpoolError> {
-        let path = self.dir.join("generation");
         self.modes
             .write_atomically(
-                &path,
+                &self.dir.at("generation"),
                 format!("{},{}\n", salts.0, salts.1).as_bytes(),
                 false,
             )
-            .map_err(|e| io("writing", &path, e))
+            .map_err(|e| io("writing", &self.dir.shown("generation"), e))
     }
 
     /// The salts `set_generation` last recorded.
     pub fn generation(&self) -> Option<(u32, u32)> {
-        let text = private_fs::read_to_string(&self.dir.join("generation")).ok()?;
+        let text = private_fs::read_to_string(&self.dir.at("generation")).ok()?;
         let (a, b) = text.trim().split_once(',')?;
         Some((a.parse().ok()?, b.parse().ok()?))
     }
@@ -225,23 +236,23 @@ impl Spool {
     /// Remembers, across a crash, that the replica misses something only a snapshot can
     /// give it (a commit whose capture failed).
     pub fn mark_gap(&self, reason: &str) -> Result<(), SpoolError> {
-        let path = self.dir.join("gap");
         self.modes
-            .write_atomically(&path, reason.as_bytes(), false)
-            .map_err(|e| io("writing", &path, e))
+            .write_atomically(&self.dir.at("gap"), reason.as_bytes(), false)
+            .map_err(|e| io("writing", &self.dir.shown("gap"), e))
     }
 
     /// Why a snapshot is owed, if `mark_gap` said so and no snapshot shipped since.
     pub fn gap(&self) -> Option<String> {
-        private_fs::read_to_string(&self.dir.join("gap")).ok()
+        private_fs::read_to_string(&self.dir.at("gap")).ok()
     }
 
     pub fn clear_gap(&self) {
-        let _ = std::fs::remove_file(self.dir.join("gap"));
+        let _ = std::fs::remove_file(self.dir.at("gap"));
     }
 
-    /// Scratch path for building an upload (one at a time per spool).
+    /// Scratch path for building an upload (one at a time per spool), inside the held spool
+    /// directory (`/proc/self/fd/<fd>/<name>`: valid while the spool is open).
     pub fn scratch_path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
+        self.dir.at(name)
     }
 }

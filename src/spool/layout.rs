@@ -1,11 +1,16 @@
 //! Where things are in a spool directory: its place beside the database, segment file names,
 //! the owner's lock and the spool's lasting id. It must not read or write records or state.
+//! Everything inside is reached through the held directory (`HeldDir::at`), never through
+//! the spool's path again once it was checked.
 
 use super::error::{io, SpoolError};
+use crate::base::held_dir::HeldDir;
 use crate::base::private_fs::{self, Modes};
 use std::fs::File;
-use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+
+/// The subdirectory segments live in.
+pub(super) const SEG_DIR: &str = "seg";
 
 /// The sidecar directory of a database: `/x/app.db` → `/x/app.db-replica`.
 pub(super) fn dir_for(db_path: &Path) -> PathBuf {
@@ -14,48 +19,35 @@ pub(super) fn dir_for(db_path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-pub(super) fn seg_dir(dir: &Path) -> PathBuf {
-    dir.join("seg")
+/// The name of the segment whose first record has sequence number `id`.
+pub(super) fn segment_name(id: u64) -> String {
+    format!("{id:016x}.seg")
 }
 
-/// The segment whose first record has sequence number `id`, in `seg_dir`.
-pub(super) fn segment_file(seg_dir: &Path, id: u64) -> PathBuf {
-    seg_dir.join(format!("{id:016x}.seg"))
-}
-
-/// The ids of the segments in `seg_dir`, in no particular order.
-pub(super) fn segment_ids(seg_dir: &Path) -> Result<Vec<u64>, SpoolError> {
-    let mut ids = Vec::new();
-    let entries = match std::fs::read_dir(seg_dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(ids),
-        Err(e) => return Err(io("listing", seg_dir, e)),
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        if let Some(hex) = name.strip_suffix(".seg") {
-            if let Ok(id) = u64::from_str_radix(hex, 16) {
-                ids.push(id);
-            }
-        }
-    }
-    Ok(ids)
+/// The ids of the segments in `seg`, in no particular order.
+pub(super) fn segment_ids(seg: &HeldDir) -> Result<Vec<u64>, SpoolError> {
+    let names = seg.names().map_err(|e| io("listing", seg.path(), e))?;
+    Ok(names
+        .iter()
+        .filter_map(|n| n.to_str()?.strip_suffix(".seg"))
+        .filter_map(|hex| u64::from_str_radix(hex, 16).ok())
+        .collect())
 }
 
 /// Takes the spool's `lock` (an exclusive `flock`, held as long as the file stays open) and
 /// writes this process's pid into it; `Locked` when another process holds it.
 /// Never through a symlink: a planted `lock -> victim` fails to open instead of truncating
 /// the victim.
-pub(super) fn acquire_lock(dir: &Path, modes: Modes) -> Result<File, SpoolError> {
-    let lock_path = dir.join("lock");
+pub(super) fn acquire_lock(dir: &HeldDir, modes: Modes) -> Result<File, SpoolError> {
+    let lock_path = dir.shown("lock");
     let lock = modes
         .open_rw()
-        .open(&lock_path)
+        .open(dir.at("lock"))
         .map_err(|e| io("opening", &lock_path, e))?;
     match lock.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
-            return Err(SpoolError::Locked(dir.to_path_buf()))
+            return Err(SpoolError::Locked(dir.path().to_path_buf()))
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(io("locking", &lock_path, e)),
     }
@@ -69,9 +61,11 @@ pub(super) fn acquire_lock(dir: &Path, modes: Modes) -> Result<File, SpoolError>
     Ok(lock)
 }
 
-/// The process id the spool's lock file names (the process that replicates it).
+/// The process id the spool's lock file names (the process that replicates it); read only
+/// from a spool directory this process's user owns.
 pub(super) fn owner_pid(dir: &Path) -> Option<u32> {
-    private_fs::read_to_string(&dir.join("lock"))
+    let dir = HeldDir::existing(dir).ok()?;
+    private_fs::read_to_string(&dir.at("lock"))
         .ok()?
         .lines()
         .find_map(|l| l.strip_prefix("pid="))
@@ -79,8 +73,8 @@ pub(super) fn owner_pid(dir: &Path) -> Option<u32> {
 }
 
 /// The spool's lasting name, made once and kept in the file `id`.
-pub(super) fn instance_id(dir: &Path, modes: Modes) -> String {
-    let path = dir.join("id");
+pub(super) fn instance_id(dir: &HeldDir, modes: Modes) -> String {
+    let path = dir.at("id");
     if let Ok(id) = private_fs::read_to_string(&path) {
         let id = id.trim().to_string();
         if !id.is_empty() {
@@ -93,7 +87,9 @@ pub(super) fn instance_id(dir: &Path, modes: Modes) -> String {
         .unwrap_or(0);
     let id = format!(
         "{:016x}",
-        crate::ltx::crc64(format!("{t}:{}:{}", std::process::id(), dir.display()).as_bytes())
+        crate::ltx::crc64(
+            format!("{t}:{}:{}", std::process::id(), dir.path().display()).as_bytes()
+        )
     );
     let _ = modes.write_atomically(&path, id.as_bytes(), false);
     id

@@ -3,12 +3,13 @@
 //! beyond that: what recovery found is reported, and the caller decides (a lost in-memory
 //! record or an overflow means a snapshot).
 
-use super::error::{io, SpoolError};
+use super::error::{dir_error, io, SpoolError};
 use super::handle::{Inner, Spool};
-use super::layout;
+use super::layout::{self, SEG_DIR};
 use super::record::RecordMeta;
 use super::segment::{read_segment, Segment};
 use super::state;
+use crate::base::held_dir::HeldDir;
 use crate::base::private_fs::{Modes, O_NOFOLLOW};
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
@@ -42,51 +43,52 @@ impl Spool {
         Spool::open_with(dir, cap_bytes, Modes::PRIVATE)
     }
 
-    /// Opens (or creates) the spool in `dir`; everything it creates gets `modes`. A `dir`
-    /// (or `seg/`) that is a symlink or another user's is `Refused`: its pages would be
-    /// where that user reads them, and its files could point anywhere.
+    /// Opens (or creates) the spool in `path`; everything it creates gets `modes`. The
+    /// directory is opened once and held: its checks (a symlink or another user's is
+    /// `Refused`, since its pages would be where that user reads them and its files could
+    /// point anywhere) hold for everything the spool does later. A spool this process may
+    /// not create or write is `DirectoryNotWritable` or `NotWritable`.
     pub fn open_with(
-        dir: &Path,
+        path: &Path,
         cap_bytes: u64,
         modes: Modes,
     ) -> Result<(Spool, Recovery), SpoolError> {
-        let seg_dir = layout::seg_dir(dir);
-        for d in [dir, &seg_dir] {
-            modes.ensure_dir(d).map_err(|reason| SpoolError::Refused {
-                path: d.to_path_buf(),
-                reason,
-            })?;
-        }
+        let dir = HeldDir::ensure(path, modes).map_err(|e| dir_error(path, None, e))?;
+        let seg = dir
+            .ensure_sub(SEG_DIR, modes)
+            .map_err(|e| dir_error(path, Some(&dir.shown(SEG_DIR)), e))?;
         // One process appends to a spool at a time: a second one stands by while the first
         // takes its commits from the WAL (and from its hand-offs), and takes over if the
         // first goes away.
-        let lock = layout::acquire_lock(dir, modes)?;
+        let lock = layout::acquire_lock(&dir, modes)?;
+        narrow_old_files(&dir, modes, 2);
         let mut rec = Recovery::default();
-        let state = state::read_state(dir)?;
+        let state = state::read_state(&dir)?;
         rec.had_state = state.is_some();
         let state = state.unwrap_or_default();
-        let overflowed = dir.join("overflow").exists();
-        rec.unflushed_lost = dir.join("unflushed").exists();
-        let _ = std::fs::remove_file(dir.join("unflushed"));
+        let overflowed = dir.at("overflow").exists();
+        rec.unflushed_lost = dir.at("unflushed").exists();
+        let _ = std::fs::remove_file(dir.at("unflushed"));
         rec.overflowed = overflowed;
-        let found = recover_segments(&seg_dir, state.shipped_seq, &mut rec)?;
+        let found = recover_segments(&seg, state.shipped_seq, &mut rec)?;
         rec.records = found.pending.len();
         let segment = match found.last_segment {
             Some((id, len)) => {
-                let path = layout::segment_file(&seg_dir, id);
+                let name = layout::segment_name(id);
                 let file = OpenOptions::new()
                     .read(true)
                     .write(true)
                     .custom_flags(O_NOFOLLOW)
-                    .open(&path)
-                    .map_err(|e| io("opening", &path, e))?;
+                    .open(seg.at(&name))
+                    .map_err(|e| io("opening", &seg.shown(&name), e))?;
                 Some(Segment::new(id, file, len))
             }
             None => None,
         };
         let pending_bytes = found.pending.iter().map(|r| r.len()).sum();
         let spool = Spool {
-            dir: dir.to_path_buf(),
+            dir,
+            seg,
             cap_bytes,
             modes,
             _lock: lock,
@@ -103,10 +105,30 @@ impl Spool {
     }
 }
 
+/// A spool made by an older build kept the modes its umask gave: narrow its files and
+/// subdirectories (`depth` levels down: `cache/<level>/`) to `modes`.
+fn narrow_old_files(dir: &HeldDir, modes: Modes, depth: u32) {
+    dir.narrow_files(modes.file);
+    if depth == 0 {
+        return;
+    }
+    for name in dir.names().unwrap_or_default() {
+        let Some(name) = name.to_str() else { continue };
+        if !std::fs::symlink_metadata(dir.at(name)).is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        if let Ok(sub) = dir.existing_sub(name) {
+            if sub.narrow(modes).is_ok() {
+                narrow_old_files(&sub, modes, depth - 1);
+            }
+        }
+    }
+}
+
 /// Reads the segments in order, keeping the records after `shipped_seq`, up to the first
 /// torn record: that segment is cut there and the later ones removed.
 fn recover_segments(
-    seg_dir: &Path,
+    seg: &HeldDir,
     shipped_seq: u64,
     rec: &mut Recovery,
 ) -> Result<Found, SpoolError> {
@@ -115,11 +137,10 @@ fn recover_segments(
         max_seq: shipped_seq,
         last_segment: None,
     };
-    let mut ids = layout::segment_ids(seg_dir)?;
+    let mut ids = layout::segment_ids(seg)?;
     ids.sort_unstable();
     for (i, id) in ids.iter().enumerate() {
-        let path = layout::segment_file(seg_dir, *id);
-        let (records, valid_len, file_len) = read_segment(&path, *id)?;
+        let (records, valid_len, file_len) = read_segment(seg, *id)?;
         for r in records {
             found.max_seq = found.max_seq.max(r.seq);
             if r.seq > shipped_seq {
@@ -129,32 +150,33 @@ fn recover_segments(
         found.last_segment = Some((*id, valid_len));
         if valid_len < file_len {
             rec.torn_bytes_dropped += file_len - valid_len;
-            drop_torn_tail(seg_dir, &path, valid_len, &ids[i + 1..], rec)?;
+            drop_torn_tail(seg, *id, valid_len, &ids[i + 1..], rec)?;
             break;
         }
     }
     Ok(found)
 }
 
-/// Cuts segment `path` to its well-formed records and removes the segments after it.
+/// Cuts segment `id` to its well-formed records and removes the segments after it.
 fn drop_torn_tail(
-    seg_dir: &Path,
-    path: &Path,
+    seg: &HeldDir,
+    id: u64,
     valid_len: u64,
     later: &[u64],
     rec: &mut Recovery,
 ) -> Result<(), SpoolError> {
+    let name = layout::segment_name(id);
     let f = OpenOptions::new()
         .write(true)
         .custom_flags(O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| io("opening", path, e))?;
+        .open(seg.at(&name))
+        .map_err(|e| io("opening", &seg.shown(&name), e))?;
     f.set_len(valid_len)
-        .map_err(|e| io("truncating", path, e))?;
+        .map_err(|e| io("truncating", &seg.shown(&name), e))?;
     // Anything after a torn record was never acknowledged by a commit: drop later segments.
     for later in later {
-        let p = layout::segment_file(seg_dir, *later);
-        rec.torn_bytes_dropped += std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+        let p = seg.at(&layout::segment_name(*later));
+        rec.torn_bytes_dropped += std::fs::symlink_metadata(&p).map(|m| m.len()).unwrap_or(0);
         let _ = std::fs::remove_file(p);
     }
     Ok(())

@@ -3,11 +3,13 @@
 //! well-formed records back at recovery. It must not decide which records are pending.
 
 use super::error::{io, SpoolError};
+use super::layout::segment_name;
 use super::record::{RecordCheck, RecordMeta, StoredHeader, RECORD_HEADER_SIZE};
+use crate::base::held_dir::HeldDir;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// A new segment is started past this size, so shipped data can be deleted in pieces.
 pub(super) const SEGMENT_ROLL_BYTES: u64 = 64 << 20;
@@ -21,7 +23,8 @@ pub(super) struct Segment {
     pub flushed: u64,
     pub buffer: Vec<u8>,
     /// While `buffer` holds records, this marker file exists: if the process dies and the
-    /// WAL is gone too, recovery knows records were lost and asks for a snapshot.
+    /// WAL is gone too, recovery knows records were lost and asks for a snapshot. (Reached
+    /// through the spool's held directory, which lives as long as the spool.)
     pub unflushed_marker: Option<PathBuf>,
 }
 
@@ -76,14 +79,17 @@ impl Segment {
     }
 }
 
-/// Reads every well-formed record of a segment; returns them, the length of the well-formed
-/// prefix and the file length.
+/// Reads every well-formed record of segment `id` in `seg`; returns them, the length of the
+/// well-formed prefix and the file length.
 pub(super) fn read_segment(
-    path: &Path,
+    seg: &HeldDir,
     id: u64,
 ) -> Result<(Vec<RecordMeta>, u64, u64), SpoolError> {
-    let mut f = crate::base::private_fs::open_read(path).map_err(|e| io("opening", path, e))?;
-    let file_len = f.metadata().map_err(|e| io("reading", path, e))?.len();
+    let name = segment_name(id);
+    let shown = seg.shown(&name);
+    let mut f =
+        crate::base::private_fs::open_read(&seg.at(&name)).map_err(|e| io("opening", &shown, e))?;
+    let file_len = f.metadata().map_err(|e| io("reading", &shown, e))?.len();
     let mut records: Vec<RecordMeta> = Vec::new();
     let mut offset = 0u64;
     while let Some(r) = read_record(&mut f, id, offset, file_len, records.last()) {

@@ -3,6 +3,7 @@
 //! records or segments.
 
 use super::error::{io, SpoolError};
+use crate::base::held_dir::HeldDir;
 use crate::base::private_fs::{self, Modes};
 use crate::wal::WalPosition;
 use std::io::ErrorKind;
@@ -93,9 +94,9 @@ fn decode_position(v: &str) -> Result<(WalPosition, (u32, u32)), String> {
 }
 
 /// The state file of the spool in `dir`, for opening it: `None` when there is none yet.
-pub(super) fn read_state(dir: &Path) -> Result<Option<SpoolState>, SpoolError> {
-    let state_path = dir.join("state");
-    match private_fs::read_to_string(&state_path) {
+pub(super) fn read_state(dir: &HeldDir) -> Result<Option<SpoolState>, SpoolError> {
+    let state_path = dir.shown("state");
+    match private_fs::read_to_string(&dir.at("state")) {
         Ok(t) => SpoolState::decode(&t)
             .map(Some)
             .map_err(|m| SpoolError::Corrupt(format!("{}: {m}", state_path.display()))),
@@ -104,25 +105,29 @@ pub(super) fn read_state(dir: &Path) -> Result<Option<SpoolState>, SpoolError> {
     }
 }
 
-/// The state file as the owning process last wrote it, read without opening the spool.
+/// The state file as the owning process last wrote it, read without opening the spool (from
+/// a spool directory this process's user owns).
 pub(super) fn read_state_file(dir: &Path) -> Option<SpoolState> {
-    let text = private_fs::read_to_string(&dir.join("state")).ok()?;
+    let dir = HeldDir::existing(dir).ok()?;
+    let text = private_fs::read_to_string(&dir.at("state")).ok()?;
     SpoolState::decode(&text).ok()
 }
 
-pub(super) fn write_state(dir: &Path, modes: Modes, state: &SpoolState) -> Result<(), SpoolError> {
-    let path = dir.join("state");
+pub(super) fn write_state(
+    dir: &HeldDir,
+    modes: Modes,
+    state: &SpoolState,
+) -> Result<(), SpoolError> {
     modes
-        .write_atomically(&path, state.encode().as_bytes(), true)
-        .map_err(|e| io("writing", &path, e))
+        .write_atomically(&dir.at("state"), state.encode().as_bytes(), true)
+        .map_err(|e| io("writing", &dir.shown("state"), e))
 }
 
-pub(super) fn load_page_checksums(dir: &Path) -> Result<Vec<u64>, SpoolError> {
-    let path = dir.join("pages.crc");
-    let bytes = match private_fs::read(&path) {
+pub(super) fn load_page_checksums(dir: &HeldDir) -> Result<Vec<u64>, SpoolError> {
+    let bytes = match private_fs::read(&dir.at("pages.crc")) {
         Ok(b) => b,
         Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(io("reading", &path, e)),
+        Err(e) => return Err(io("reading", &dir.shown("pages.crc"), e)),
     };
     Ok(bytes
         .chunks_exact(8)
@@ -131,13 +136,13 @@ pub(super) fn load_page_checksums(dir: &Path) -> Result<Vec<u64>, SpoolError> {
 }
 
 pub(super) fn store_page_checksums(
-    dir: &Path,
+    dir: &HeldDir,
     modes: Modes,
     table: &[u64],
     changed: &[u32],
     rewrite_all: bool,
 ) -> Result<(), SpoolError> {
-    let path = dir.join("pages.crc");
+    let path = dir.at("pages.crc");
     let write = || -> std::io::Result<()> {
         if rewrite_all {
             let mut bytes = Vec::with_capacity(table.len() * 8);
@@ -155,7 +160,7 @@ pub(super) fn store_page_checksums(
         f.set_len(table.len() as u64 * 8)?;
         f.sync_data()
     };
-    write().map_err(|e| io("writing", &path, e))
+    write().map_err(|e| io("writing", &dir.shown("pages.crc"), e))
 }
 
 #[cfg(test)]

@@ -69,11 +69,10 @@ impl Spool {
         if inner.overflowed || inner.pending_bytes + len > self.cap_bytes {
             if !inner.overflowed {
                 inner.overflowed = true;
-                let p = self.dir.join("overflow");
                 self.modes
                     .open_rw()
-                    .open(&p)
-                    .map_err(|e| io("creating", &p, e))?;
+                    .open(self.dir.at("overflow"))
+                    .map_err(|e| io("creating", &self.dir.shown("overflow"), e))?;
             }
             return Err(SpoolError::Overflow {
                 cap_bytes: self.cap_bytes,
@@ -89,13 +88,13 @@ impl Spool {
             Some(s) => s.len >= SEGMENT_ROLL_BYTES,
         };
         if roll {
-            let path = layout::segment_file(&layout::seg_dir(&self.dir), seq);
+            let name = layout::segment_name(seq);
             let file = self
                 .modes
                 .open_rw()
                 .truncate(true)
-                .open(&path)
-                .map_err(|e| io("creating", &path, e))?;
+                .open(self.seg.at(&name))
+                .map_err(|e| io("creating", &self.seg.shown(&name), e))?;
             if let Some(old) = inner.segment.as_mut() {
                 old.write_out()?;
             }
@@ -210,12 +209,12 @@ impl RecordWriter<'_> {
         let buffered = self.written == 0 && seg.buffer.len() + self.buf.len() <= WRITE_BUFFER_BYTES;
         if buffered {
             if seg.unflushed_marker.is_none() {
-                let marker = self.spool.dir.join("unflushed");
+                let marker = self.spool.dir.at("unflushed");
                 self.spool
                     .modes
                     .open_rw()
                     .open(&marker)
-                    .map_err(|e| io("writing", &marker, e))?;
+                    .map_err(|e| io("writing", &self.spool.dir.shown("unflushed"), e))?;
                 seg.unflushed_marker = Some(marker);
             }
             seg.buffer.extend_from_slice(&self.buf);

@@ -237,7 +237,7 @@ fn open_inputs(
 
 /// The local copy of `id`, else its download.
 fn open_input(replica: &mut Replica, id: FileId) -> Result<Box<dyn Read>, Error> {
-    if let Ok(file) = std::fs::File::open(replica.cache.path(id)) {
+    if let Some(file) = replica.cache.open(id) {
         return Ok(Box::new(std::io::BufReader::new(file)));
     }
     // A download never holds more than the listing (or our own upload) said the object is.

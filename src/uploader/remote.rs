@@ -40,7 +40,7 @@ impl Replica {
             lease: Leaser::new(&prefix, owner_id, &db.name, db.config.lease_ttl),
             prefix,
             cache: Cache::new(
-                db.spool.scratch_path("cache"),
+                db.spool.directory(),
                 db.config.lifecycle.max_level(),
                 db.spool.modes(),
             ),
