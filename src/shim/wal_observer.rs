@@ -139,7 +139,7 @@ fn follow_unseen_restart(
     let Some(known) = cap.header else { return };
     let frame_size = FRAME_HEADER_SIZE as u64 + known.page_size as u64;
     let rel = offset - WAL_HEADER_SIZE as u64;
-    if rel % frame_size != 0 || data.len() < FRAME_HEADER_SIZE {
+    if !rel.is_multiple_of(frame_size) || data.len() < FRAME_HEADER_SIZE {
         return;
     }
     let Ok(fh) = FrameHeader::parse(&data[..FRAME_HEADER_SIZE]) else {
