@@ -41,6 +41,9 @@ pub struct CaptureState {
     pub txn_buffer_ok: bool,
     /// Whether this process has compared the WAL on disk with the spool since it started.
     pub caught_up: bool,
+    /// Set by a hooked connection's commit hook (see `shim::hooked`): the log with these
+    /// salts is captured through its end and spooled on disk, and that commit may restart it.
+    pub log_complete: Option<(u32, u32)>,
     /// The previous process died with records only in memory: catch-up must find them in
     /// the WAL or ask for a snapshot.
     pub unflushed_lost: bool,

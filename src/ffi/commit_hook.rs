@@ -1,8 +1,10 @@
-//! Synchronous commits through SQLite's WAL hook, which SQLite calls after a transaction has
-//! committed and released its locks, and whose error code becomes the statement's (the
-//! documented outcome: the commit has happened locally). It owns installing and removing
-//! the hook and running `replica_sync` from it; waiting, batching and messages live in
-//! `crate::functions`. It must not touch replication state itself.
+//! SQLite's WAL hook, which SQLite calls after a transaction has committed and released its
+//! locks, and whose error code becomes the statement's (the documented outcome: the commit
+//! has happened locally). It serves synchronous commits (running `replica_sync` from it) and
+//! the capture of connections opened before the load (handing the commit to
+//! `super::adopt`), and keeps SQLite's auto-checkpoint it replaces. It owns installing and
+//! removing the hook; waiting, batching and messages live in `crate::functions`. It must
+//! not touch replication state itself.
 
 use super::{guard, sqlite_fn, sys};
 use crate::error::Error;
@@ -21,6 +23,15 @@ pub(super) fn configure_from_uri(db: *mut sys::sqlite3) -> Result<(), Error> {
     // SAFETY: a live connection; the argument is the connection itself, which outlives its
     // hooks.
     unsafe { commit_hook(db, Some(before_first_commit), db as *mut c_void) };
+    Ok(())
+}
+
+/// [`configure_from_uri`] for a connection that is already open: the WAL hook can be
+/// installed now.
+pub(super) fn configure_open_connection(db: *mut sys::sqlite3) -> Result<(), Error> {
+    if let Some(timeout) = uri_settings(db)? {
+        set_mode(db, true, Some(timeout))?;
+    }
     Ok(())
 }
 
@@ -94,19 +105,34 @@ fn take_hook(db: *mut sys::sqlite3) -> Previous {
     }
 }
 
-fn install(db: *mut sys::sqlite3, settings: Option<Settings>, autocheckpoint: u32) {
-    match settings {
-        Some(s) => {
-            let wal_hook = sqlite_fn!(wal_hook);
-            // SAFETY: a live connection; the argument is a packed integer, never dereferenced.
-            unsafe { wal_hook(db, Some(after_commit), s.pack() as usize as *mut c_void) };
-        }
-        None if autocheckpoint > 0 => {
-            let auto = sqlite_fn!(wal_autocheckpoint);
-            // SAFETY: a live connection; this reinstalls SQLite's own hook.
-            unsafe { auto(db, autocheckpoint.min(c_int::MAX as u32) as c_int) };
-        }
-        None => {}
+/// Installs our WAL hook with `s` when it has work to do, else puts SQLite's own
+/// auto-checkpoint hook back.
+fn install(db: *mut sys::sqlite3, s: Settings) {
+    if s.synchronous() || s.capture {
+        let wal_hook = sqlite_fn!(wal_hook);
+        // SAFETY: a live connection; the argument is a packed integer, never dereferenced.
+        unsafe { wal_hook(db, Some(after_commit), s.pack() as usize as *mut c_void) };
+    } else if s.autocheckpoint > 0 {
+        let auto = sqlite_fn!(wal_autocheckpoint);
+        // SAFETY: a live connection; this reinstalls SQLite's own hook.
+        unsafe { auto(db, s.autocheckpoint.min(c_int::MAX as u32) as c_int) };
+    }
+}
+
+/// The connection's settings as its WAL hook holds them (taking the hook off it).
+fn take_settings(db: *mut sys::sqlite3) -> Settings {
+    match take_hook(db) {
+        Previous::Ours(s) => s,
+        Previous::AutoCheckpoint(n) => Settings {
+            timeout_ms: 0,
+            autocheckpoint: n,
+            capture: false,
+        },
+        Previous::Other => Settings {
+            timeout_ms: 0,
+            autocheckpoint: 0,
+            capture: false,
+        },
     }
 }
 
@@ -122,37 +148,45 @@ pub(super) fn set_mode(
             "synchronous commits need a 64-bit build".into(),
         ));
     }
-    let (current, autocheckpoint) = match take_hook(db) {
-        Previous::Ours(s) => (Some(s), s.autocheckpoint),
-        Previous::AutoCheckpoint(n) => (None, n),
-        Previous::Other => (None, 0),
+    let current = take_settings(db);
+    let timeout = timeout_ms
+        .or(current.synchronous().then_some(current.timeout_ms))
+        .unwrap_or(sync_commit::DEFAULT_TIMEOUT_MS);
+    let settings = Settings {
+        timeout_ms: if on { timeout } else { 0 },
+        ..current
     };
-    let settings = on.then(|| Settings {
-        timeout_ms: timeout_ms
-            .or(current.map(|s| s.timeout_ms))
-            .unwrap_or(sync_commit::DEFAULT_TIMEOUT_MS),
-        autocheckpoint,
-    });
-    install(db, settings, autocheckpoint);
-    Ok(settings)
+    install(db, settings);
+    Ok(settings.synchronous().then_some(settings))
 }
 
-/// The settings of `db`'s hook, if the hook is ours.
+/// The settings of `db`'s hook, if it makes COMMIT wait for the replica.
 pub(super) fn current(db: *mut sys::sqlite3) -> Option<Settings> {
-    match take_hook(db) {
-        Previous::Ours(s) => {
-            install(db, Some(s), s.autocheckpoint);
-            Some(s)
-        }
-        Previous::AutoCheckpoint(n) => {
-            install(db, None, n);
-            None
-        }
-        Previous::Other => None,
-    }
+    let s = take_settings(db);
+    install(db, s);
+    s.synchronous().then_some(s)
 }
 
-/// After each commit that wrote WAL frames: wait for the replica, then do the auto-checkpoint
+/// What the WAL hook calls to capture a commit of a connection opened before the load
+/// (given by `super::adopt`, which installs the capturing hook through this module).
+pub(super) type CaptureCommit = fn(*mut sys::sqlite3, *const c_char, c_int);
+
+static CAPTURE_COMMIT: std::sync::OnceLock<CaptureCommit> = std::sync::OnceLock::new();
+
+/// Makes `db`'s WAL hook capture its commits (a connection opened before the load) through
+/// `capture`. Returns false when usize cannot carry the packed settings.
+pub(super) fn capture_commits(db: *mut sys::sqlite3, capture: CaptureCommit) -> bool {
+    if usize::BITS < 64 {
+        return false;
+    }
+    let _ = CAPTURE_COMMIT.set(capture);
+    let s = take_settings(db);
+    install(db, Settings { capture: true, ..s });
+    true
+}
+
+/// After each commit that wrote WAL frames: capture it if the connection is one the replica
+/// VFS does not see, wait for the replica in synchronous mode, then do the auto-checkpoint
 /// SQLite's own hook would have done.
 unsafe extern "C" fn after_commit(
     arg: *mut c_void,
@@ -164,75 +198,84 @@ unsafe extern "C" fn after_commit(
         let Some(settings) = Settings::unpack(arg as usize as u64) else {
             return sys::SQLITE_OK;
         };
-        let Some(path) = db_path(db, db_name) else {
-            return sys::SQLITE_OK;
+        if let Some(capture) = CAPTURE_COMMIT.get().filter(|_| settings.capture) {
+            capture(db, db_name, frames);
+        }
+        let rc = if settings.synchronous() {
+            wait_for_replica(db, db_name, settings)
+        } else {
+            sys::SQLITE_OK
         };
-        if crate::shim::replicated_elsewhere(&path) {
-            // Another process ships this commit: wait for it to say so.
-            // SAFETY: db_name is the schema name SQLite passed to this hook.
-            let schema = unsafe { CStr::from_ptr(db_name) };
-            let Some(idx) = super::sqlite::wal_index_header_of(db, schema) else {
-                return sys::SQLITE_OK;
-            };
-            let commit = crate::wal::WalPosition::new((idx.salt1, idx.salt2), idx.mx_frame);
-            return match crate::functions::wait_for_other_process(
-                &path,
-                commit,
-                settings.timeout_ms,
-            ) {
-                Ok(_) => sys::SQLITE_OK,
-                Err(e) => {
-                    crate::base::log::error(&format!(
-                        "synchronous COMMIT: committed locally, not confirmed by the replica: {e}"
-                    ));
-                    sys::SQLITE_WARNING
-                }
-            };
-        }
-        if crate::database::get(&path).is_none() {
-            return sys::SQLITE_OK;
-        }
-        // Through SQL, so that a failure's message ("committed locally, not yet in the
-        // replica …") becomes the connection's error message for the COMMIT.
-        let sql = CString::new(format!("SELECT replica_sync({})", settings.timeout_ms))
-            .unwrap_or_default();
-        let exec = sqlite_fn!(exec);
-        // SAFETY: a live connection inside its own WAL hook, where running statements is
-        // allowed (SQLite's own hook runs a checkpoint here); no callback.
-        let rc = unsafe {
-            exec(
-                db,
-                sql.as_ptr(),
-                None,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-            )
-        };
-        if rc != sys::SQLITE_OK {
-            // SQLite replaces a WAL hook's error message with the generic text of its code,
-            // so the detail goes to the log and the code is the one that does not claim a
-            // failed commit: SQLITE_WARNING ("warning message").
-            let errmsg = sqlite_fn!(errmsg);
-            // SAFETY: a live connection; the message is copied before any other call.
-            let detail = unsafe { CStr::from_ptr(errmsg(db)) }
-                .to_string_lossy()
-                .to_string();
-            crate::base::log::error(&format!(
-                "synchronous COMMIT: committed locally, not confirmed by the replica: {detail}"
-            ));
-            return sys::SQLITE_WARNING;
-        }
         if settings.autocheckpoint > 0 && frames >= settings.autocheckpoint as c_int {
             let checkpoint = sqlite_fn!(wal_checkpoint);
             // SAFETY: as SQLite's default hook does: a passive checkpoint of this database.
             unsafe { checkpoint(db, db_name) };
         }
-        sys::SQLITE_OK
+        rc
     })
 }
 
+/// A synchronous COMMIT's wait for the replica; the code the statement returns.
+fn wait_for_replica(db: *mut sys::sqlite3, db_name: *const c_char, settings: Settings) -> c_int {
+    let Some(path) = db_path(db, db_name) else {
+        return sys::SQLITE_OK;
+    };
+    if crate::shim::replicated_elsewhere(&path) {
+        // Another process ships this commit: wait for it to say so.
+        // SAFETY: db_name is the schema name SQLite passed to this hook.
+        let schema = unsafe { CStr::from_ptr(db_name) };
+        let Some(idx) = super::sqlite::wal_index_header_of(db, schema) else {
+            return sys::SQLITE_OK;
+        };
+        let commit = crate::wal::WalPosition::new((idx.salt1, idx.salt2), idx.mx_frame);
+        return match crate::functions::wait_for_other_process(&path, commit, settings.timeout_ms) {
+            Ok(_) => sys::SQLITE_OK,
+            Err(e) => {
+                crate::base::log::error(&format!(
+                    "synchronous COMMIT: committed locally, not confirmed by the replica: {e}"
+                ));
+                sys::SQLITE_WARNING
+            }
+        };
+    }
+    if crate::database::get(&path).is_none() {
+        return sys::SQLITE_OK;
+    }
+    // Through SQL, so that a failure's message ("committed locally, not yet in the
+    // replica …") becomes the connection's error message for the COMMIT.
+    let sql =
+        CString::new(format!("SELECT replica_sync({})", settings.timeout_ms)).unwrap_or_default();
+    let exec = sqlite_fn!(exec);
+    // SAFETY: a live connection inside its own WAL hook, where running statements is
+    // allowed (SQLite's own hook runs a checkpoint here); no callback.
+    let rc = unsafe {
+        exec(
+            db,
+            sql.as_ptr(),
+            None,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    };
+    if rc != sys::SQLITE_OK {
+        // SQLite replaces a WAL hook's error message with the generic text of its code,
+        // so the detail goes to the log and the code is the one that does not claim a
+        // failed commit: SQLITE_WARNING ("warning message").
+        let errmsg = sqlite_fn!(errmsg);
+        // SAFETY: a live connection; the message is copied before any other call.
+        let detail = unsafe { CStr::from_ptr(errmsg(db)) }
+            .to_string_lossy()
+            .to_string();
+        crate::base::log::error(&format!(
+            "synchronous COMMIT: committed locally, not confirmed by the replica: {detail}"
+        ));
+        return sys::SQLITE_WARNING;
+    }
+    sys::SQLITE_OK
+}
+
 /// The file of database `db_name` of `db`.
-fn db_path(db: *mut sys::sqlite3, db_name: *const c_char) -> Option<std::path::PathBuf> {
+pub(super) fn db_path(db: *mut sys::sqlite3, db_name: *const c_char) -> Option<std::path::PathBuf> {
     let filename = sqlite_fn!(db_filename);
     // SAFETY: a live connection and the schema name SQLite passed to the hook.
     let p = unsafe { filename(db, db_name) };

@@ -103,6 +103,12 @@ fn init(db: *mut sys::sqlite3) -> Result<(), Error> {
     }
     drop(done);
     super::functions::register(db)?;
+    // A connection opened before the load (how frameworks load extensions): its databases
+    // are adopted and followed through hooks. Its synchronous-commit URI setting can take
+    // effect at once: SQLite installed its auto-checkpoint hook when it opened.
+    if super::adopt::adopt(db) {
+        return super::commit_hook::configure_open_connection(db);
+    }
     super::commit_hook::configure_from_uri(db)
 }
 

@@ -5,6 +5,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod adopt;
 mod commit_hook;
 mod entry;
 mod functions;

@@ -116,48 +116,62 @@ impl Connection {
 
     /// The first column of every row, as text.
     pub(crate) fn query_column(&self, sql: &str) -> Result<Vec<String>, Error> {
-        let prepare = sqlite_fn!(prepare_v2);
-        let step = sqlite_fn!(step);
-        let column_text = sqlite_fn!(column_text);
-        let finalize = sqlite_fn!(finalize);
-        let c = cstring(sql)?;
-        let mut stmt = std::ptr::null_mut();
-        // SAFETY: an open handle, a valid SQL string and an out-pointer.
-        let rc = unsafe { prepare(self.db, c.as_ptr(), -1, &mut stmt, std::ptr::null_mut()) };
-        if rc != sys::SQLITE_OK {
-            return Err(Error::Sqlite {
-                code: rc,
-                message: format!("{sql}: {}", self.errmsg()),
-            });
-        }
-        let mut rows = Vec::new();
-        loop {
-            // SAFETY: stmt is a prepared statement, finalized below.
-            let rc = unsafe { step(stmt) };
-            if rc == sys::SQLITE_ROW {
-                // SAFETY: column 0 of the current row; the text is copied before the next step.
-                let t = unsafe { column_text(stmt, 0) };
-                rows.push(if t.is_null() {
-                    String::new()
-                } else {
-                    // SAFETY: column_text returns a NUL-terminated string.
-                    unsafe { CStr::from_ptr(t as *const _) }
-                        .to_string_lossy()
-                        .to_string()
-                });
+        query_column_on(self.db, sql)
+    }
+}
+
+/// The first column of every row of `sql` run on `db`, as text.
+pub(crate) fn query_column_on(db: *mut sys::sqlite3, sql: &str) -> Result<Vec<String>, Error> {
+    let prepare = sqlite_fn!(prepare_v2);
+    let step = sqlite_fn!(step);
+    let column_text = sqlite_fn!(column_text);
+    let finalize = sqlite_fn!(finalize);
+    let c = cstring(sql)?;
+    let mut stmt = std::ptr::null_mut();
+    // SAFETY: an open handle (the caller's), a valid SQL string and an out-pointer.
+    let rc = unsafe { prepare(db, c.as_ptr(), -1, &mut stmt, std::ptr::null_mut()) };
+    if rc != sys::SQLITE_OK {
+        return Err(Error::Sqlite {
+            code: rc,
+            message: format!("{sql}: {}", errmsg_of(db)),
+        });
+    }
+    let mut rows = Vec::new();
+    loop {
+        // SAFETY: stmt is a prepared statement, finalized below.
+        let rc = unsafe { step(stmt) };
+        if rc == sys::SQLITE_ROW {
+            // SAFETY: column 0 of the current row; the text is copied before the next step.
+            let t = unsafe { column_text(stmt, 0) };
+            rows.push(if t.is_null() {
+                String::new()
             } else {
-                // SAFETY: finalizing the statement exactly once.
-                unsafe { finalize(stmt) };
-                if rc != sys::SQLITE_DONE {
-                    return Err(Error::Sqlite {
-                        code: rc,
-                        message: format!("{sql}: {}", self.errmsg()),
-                    });
-                }
-                return Ok(rows);
+                // SAFETY: column_text returns a NUL-terminated string.
+                unsafe { CStr::from_ptr(t as *const _) }
+                    .to_string_lossy()
+                    .to_string()
+            });
+        } else {
+            // SAFETY: finalizing the statement exactly once.
+            unsafe { finalize(stmt) };
+            if rc != sys::SQLITE_DONE {
+                return Err(Error::Sqlite {
+                    code: rc,
+                    message: format!("{sql}: {}", errmsg_of(db)),
+                });
             }
+            return Ok(rows);
         }
     }
+}
+
+/// The connection's last error message.
+pub(crate) fn errmsg_of(db: *mut sys::sqlite3) -> String {
+    let f = sqlite_fn!(errmsg);
+    // SAFETY: an open handle; errmsg returns a string owned by the connection, copied here.
+    unsafe { CStr::from_ptr(f(db)) }
+        .to_string_lossy()
+        .to_string()
 }
 
 impl Drop for Connection {
@@ -411,6 +425,15 @@ pub(crate) fn wal_index_header_of(
     db: *mut sys::sqlite3,
     schema: &std::ffi::CStr,
 ) -> Option<crate::wal::WalIndexHeader> {
+    wal_index_state_of(db, schema).map(|s| s.header)
+}
+
+/// The WAL-index header and the count of frames checkpointed (`nBackfill`), as
+/// [`wal_index_header_of`] reads them.
+pub(crate) fn wal_index_state_of(
+    db: *mut sys::sqlite3,
+    schema: &std::ffi::CStr,
+) -> Option<crate::shim::IndexState> {
     let fcntl = sqlite_fn!(file_control);
     let mut file: *mut sys::sqlite3_file = std::ptr::null_mut();
     // SAFETY: FILE_POINTER writes the database's sqlite3_file pointer into `file`.
@@ -441,14 +464,15 @@ pub(crate) fn wal_index_header_of(
     }
     let size = crate::wal::WAL_INDEX_HEADER_SIZE;
     for _ in 0..1000 {
-        let mut copies = [0u8; 96];
-        // SAFETY: the first 96 bytes of region 0 are the two header copies. A writer may
-        // be updating them; SQLite's readers also copy and compare, as done here.
-        unsafe {
-            std::ptr::copy_nonoverlapping(region as *const u8, copies.as_mut_ptr(), 2 * size)
-        };
-        if copies[..size] == copies[size..] {
-            return crate::wal::WalIndexHeader::parse(&copies[..size]);
+        // The two header copies, then the checkpoint information (nBackfill first).
+        let mut copies = [0u8; 100];
+        // SAFETY: the first 100 bytes of region 0 are the two header copies and nBackfill.
+        // A writer may be updating them; SQLite's readers also copy and compare, as here.
+        unsafe { std::ptr::copy_nonoverlapping(region as *const u8, copies.as_mut_ptr(), 100) };
+        if copies[..size] == copies[size..2 * size] {
+            let header = crate::wal::WalIndexHeader::parse(&copies[..size])?;
+            let backfilled = u32::from_ne_bytes(copies[96..100].try_into().unwrap());
+            return Some(crate::shim::IndexState { header, backfilled });
         }
         std::thread::yield_now();
     }

@@ -591,3 +591,11 @@ unsafe extern "C" fn x_dl_close(vfs: *mut sys::sqlite3_vfs, h: *mut c_void) {
         }
     })
 }
+
+/// Whether `methods` (an open file's method table) is the replica VFS's: the file was opened
+/// through it, so capture already sees its writes.
+pub(super) fn is_replica_file(methods: *const sys::sqlite3_io_methods) -> bool {
+    [&IO_V1, &IO_V2, &IO_V3]
+        .iter()
+        .any(|m| std::ptr::eq(*m as *const _, methods))
+}

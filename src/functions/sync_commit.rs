@@ -1,7 +1,8 @@
 //! Synchronous commits (`replica_sync=commit`): a connection's COMMIT returns only once the
 //! transaction is in the replica. The setting lives in the `pArg` of SQLite's WAL hook (no
-//! allocation, nothing to free when the connection closes), packed by these pure helpers;
-//! they must do no I/O and keep no state.
+//! allocation, nothing to free when the connection closes), packed by these pure helpers,
+//! together with whether the hook also captures the connection's commits (a connection
+//! opened before the extension was loaded); they must do no I/O and keep no state.
 
 use crate::error::Error;
 
@@ -9,25 +10,40 @@ use crate::error::Error;
 pub const DEFAULT_TIMEOUT_MS: u32 = 5_000;
 const TAG: u64 = 1 << 63;
 
-/// What a connection in synchronous mode does after each commit.
+const CAPTURE: u64 = 1 << 31;
+/// The largest auto-checkpoint size the packed argument keeps (larger ones are clamped).
+pub const MAX_AUTOCHECKPOINT: u32 = 0x7fff_ffff;
+
+/// What a connection's WAL hook does after each commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
+    /// How long COMMIT waits for the replica; 0 = it does not (asynchronous commits).
     pub timeout_ms: u32,
     /// `PRAGMA wal_autocheckpoint` as it was: the WAL hook replaces SQLite's own
     /// auto-checkpoint hook, so it runs the same checkpoint itself.
     pub autocheckpoint: u32,
+    /// The connection was opened before the load: the hook captures its commits.
+    pub capture: bool,
 }
 
 impl Settings {
     pub fn pack(self) -> u64 {
-        TAG | (u64::from(self.timeout_ms.min(0x7fff_ffff)) << 32) | u64::from(self.autocheckpoint)
+        TAG | (u64::from(self.timeout_ms.min(0x7fff_ffff)) << 32)
+            | if self.capture { CAPTURE } else { 0 }
+            | u64::from(self.autocheckpoint.min(MAX_AUTOCHECKPOINT))
     }
     /// `None` for a WAL-hook argument that is not ours (another hook, or none).
     pub fn unpack(arg: u64) -> Option<Settings> {
         (arg & TAG != 0).then_some(Settings {
             timeout_ms: ((arg >> 32) & 0x7fff_ffff) as u32,
-            autocheckpoint: arg as u32,
+            autocheckpoint: (arg as u32) & MAX_AUTOCHECKPOINT,
+            capture: arg & CAPTURE != 0,
         })
+    }
+
+    /// Whether COMMIT waits for the replica.
+    pub fn synchronous(self) -> bool {
+        self.timeout_ms > 0
     }
 }
 
@@ -64,13 +80,27 @@ mod tests {
         let s = Settings {
             timeout_ms: 5000,
             autocheckpoint: 1000,
+            capture: false,
         };
         assert_eq!(Settings::unpack(s.pack()), Some(s));
         let max = Settings {
             timeout_ms: 0x7fff_ffff,
-            autocheckpoint: u32::MAX,
+            autocheckpoint: MAX_AUTOCHECKPOINT,
+            capture: true,
         };
         assert_eq!(Settings::unpack(max.pack()), Some(max));
+        let clamped = Settings {
+            autocheckpoint: u32::MAX,
+            ..max
+        };
+        assert_eq!(Settings::unpack(clamped.pack()), Some(max));
+        let capture_only = Settings {
+            timeout_ms: 0,
+            autocheckpoint: 1000,
+            capture: true,
+        };
+        assert_eq!(Settings::unpack(capture_only.pack()), Some(capture_only));
+        assert!(!capture_only.synchronous() && s.synchronous());
         assert_eq!(Settings::unpack(0), None);
         assert_eq!(
             Settings::unpack(1000),

@@ -23,6 +23,7 @@ pub(super) fn catch_up(
     db: &Database,
     cap: &mut CaptureState,
     file: &mut dyn ReadAt,
+    upto: u32,
 ) -> Result<(), Error> {
     let lost = std::mem::take(&mut cap.unflushed_lost);
     let Some(header) = header_on_disk(file)? else {
@@ -35,37 +36,9 @@ pub(super) fn catch_up(
         return Ok(()); // an empty WAL: the next writer writes a header
     };
     cap.header = Some(header);
-    let (mut chain, continues) = continuation(db, file, &header)?;
-    let mut assembler = wal::TxnAssembler::new(header.page_size);
-    let mut buf = vec![0u8; FRAME_HEADER_SIZE + header.page_size as usize];
-    let mut resume = (chain.next_frame(), chain.checksum());
-    let mut found_commit = false;
-    loop {
-        let f = chain.next_frame();
-        if file.read_at(wal::frame_offset(header.page_size, f), &mut buf)? < buf.len() {
-            break;
-        }
-        let (h, page) = buf.split_at(FRAME_HEADER_SIZE);
-        let Ok(Some(fh)) = chain.accept(h, page) else {
-            break;
-        };
-        if let Some(txn) = assembler.push(
-            WalPosition {
-                salt1: header.salt1,
-                salt2: header.salt2,
-                frame: f,
-            },
-            &fh,
-            page,
-        ) {
-            found_commit = true;
-            resume = (f + 1, chain.checksum());
-            if continues {
-                append_txn(db, &txn, chain.checksum())?;
-            }
-        }
-    }
-    cap.chain = Some(FrameChain::resume(&header, resume.0, resume.1));
+    let (chain, continues) = continuation(db, file, &header)?;
+    let (resume, found_commit) = stream(db, file, &header, chain, upto, continues)?;
+    cap.chain = Some(resume);
     if found_commit && !continues {
         owe_snapshot(
             db,
@@ -73,6 +46,60 @@ pub(super) fn catch_up(
         );
     }
     Ok(())
+}
+
+/// Captures the commits the log holds after the chain capture has reached (the log capture
+/// follows, `cap.header`), reading no frame past `upto`.
+pub(super) fn follow(
+    db: &Database,
+    cap: &mut CaptureState,
+    file: &mut dyn ReadAt,
+    upto: u32,
+) -> Result<(), Error> {
+    let (Some(header), Some(chain)) = (cap.header, cap.chain.clone()) else {
+        return Err(Error::Internal(
+            "following a log whose position is unknown".into(),
+        ));
+    };
+    let (resume, _) = stream(db, file, &header, chain, upto, true)?;
+    cap.chain = Some(resume);
+    Ok(())
+}
+
+/// Reads the log's committed transactions from `chain` on (no frame past `upto`), appending
+/// them to the spool when `append`; the chain after the last complete one, and whether
+/// there was one.
+fn stream(
+    db: &Database,
+    file: &mut dyn ReadAt,
+    header: &WalHeader,
+    mut chain: FrameChain,
+    upto: u32,
+    append: bool,
+) -> Result<(FrameChain, bool), Error> {
+    let mut assembler = wal::TxnAssembler::new(header.page_size);
+    let mut buf = vec![0u8; FRAME_HEADER_SIZE + header.page_size as usize];
+    let mut resume = chain.clone();
+    let mut found_commit = false;
+    loop {
+        let f = chain.next_frame();
+        if f > upto || file.read_at(wal::frame_offset(header.page_size, f), &mut buf)? < buf.len() {
+            break;
+        }
+        let (h, page) = buf.split_at(FRAME_HEADER_SIZE);
+        let Ok(Some(fh)) = chain.accept(h, page) else {
+            break;
+        };
+        let pos = WalPosition::new(header.salts(), f);
+        if let Some(txn) = assembler.push(pos, &fh, page) {
+            found_commit = true;
+            resume = chain.clone();
+            if append {
+                append_txn(db, &txn, chain.checksum())?;
+            }
+        }
+    }
+    Ok((resume, found_commit))
 }
 
 /// Where the log with `header` continues what the spool holds, if it does: the chain to
@@ -97,18 +124,37 @@ fn continuation(
         _ if db.spool.generation() == Some(header.salts()) && db.spool.state().txid != 0 => {
             Ok((FrameChain::new(header), true))
         }
+        // Nothing captured, shipped or owed yet: the first upload is a snapshot, and the
+        // log's commits from its start follow it (those it holds are dropped by position
+        // when shipping). Owing a second snapshot for them would only repeat the first.
+        None if db.spool.state().txid == 0 && db.spool.gap().is_none() => {
+            Ok((FrameChain::new(header), true))
+        }
         _ => Ok((FrameChain::new(header), false)),
     }
 }
 
-/// [`catch_up`], with a failure turned into a capture failure that says what was `doing`.
+/// [`catch_up`] through the end of the log, with a failure turned into a capture failure
+/// that says what was `doing`.
 pub(super) fn catch_up_or_fall_back(
     db: &Database,
     cap: &mut CaptureState,
     file: &mut dyn ReadAt,
     doing: &str,
 ) {
-    if let Err(e) = catch_up(db, cap, file) {
+    catch_up_through(db, cap, file, u32::MAX, doing);
+}
+
+/// [`catch_up_or_fall_back`], reading no frame past `upto` (frames after it may belong to
+/// a commit of this process whose capture has not run yet).
+pub(super) fn catch_up_through(
+    db: &Database,
+    cap: &mut CaptureState,
+    file: &mut dyn ReadAt,
+    upto: u32,
+    doing: &str,
+) {
+    if let Err(e) = catch_up(db, cap, file, upto) {
         capture_failed(db, cap, &format!("{doing}: {e}"), None);
     }
 }
@@ -139,6 +185,14 @@ pub(super) fn take_foreign_commits(db: &Database, cap: &mut CaptureState, file: 
         }
     };
     if on_disk.map(|h| h.salts()) != Some(known.salts()) {
+        if let Some(new) = on_disk {
+            if restart_continues(db, cap, &known, &new) {
+                if let Err(e) = follow(db, cap, file, u32::MAX) {
+                    capture_failed(db, cap, &format!("reading a restarted log: {e}"), None);
+                }
+                return;
+            }
+        }
         cap.header = None;
         cap.chain = None;
         // A restart another process handed off (see `ingest_handoffs`) announced the new
@@ -294,4 +348,28 @@ fn append_txn(db: &Database, txn: &wal::CommittedTxn, end_cksum: (u32, u32)) -> 
     rec.commit()?;
     db.counters().captured_txns += 1;
     Ok(())
+}
+
+/// The log `known` was replaced by `new` without this process seeing the new header written.
+/// When a hooked commit found `known` complete just before (everything in it captured and on
+/// disk) and `new` is the log a restart of `known` starts (its first salt is one more), the
+/// new log continues the spool: capture follows it from its start, and true. Otherwise the
+/// caller leaves it to catch-up (which owes a snapshot).
+pub(super) fn restart_continues(
+    db: &Database,
+    cap: &mut CaptureState,
+    known: &WalHeader,
+    new: &WalHeader,
+) -> bool {
+    let complete = cap.log_complete.take() == Some(known.salts());
+    if !complete || new.salt1 != known.salt1.wrapping_add(1) {
+        return false;
+    }
+    if let Err(e) = db.spool.set_generation(new.salts()) {
+        crate::base::log::error(&format!("{}: {e}", db.name));
+        return false;
+    }
+    cap.header = Some(*new);
+    cap.chain = Some(FrameChain::new(new));
+    true
 }

@@ -20,6 +20,7 @@ mod capture;
 mod catch_up;
 mod fallback;
 mod handoff;
+mod hooked;
 mod journal;
 mod open;
 mod refused;
@@ -30,6 +31,7 @@ mod wal_observer;
 pub use capture::settle_deferred;
 pub use catch_up::take_foreign_commits_now;
 pub use handoff::{on_open_wal_elsewhere, HandoffObserver};
+pub use hooked::{after_hooked_commit, before_hooked_commit, on_adopt, IndexState};
 pub use journal::before_journal_delete;
 pub use open::{
     base_vfs_name, drills_configured, init_process_config, on_open_main_db, open_database,

@@ -97,10 +97,11 @@ impl WalObserver {
             // read its header and see whether it continues what the spool holds.
             catch_up_or_fall_back(db, &mut cap, file, "reading a WAL another process started");
         }
-        let Some(header) = cap.header else { return };
         if offset < WAL_HEADER_SIZE as u64 {
             return;
         }
+        follow_unseen_restart(db, &mut cap, offset, data, file);
+        let Some(header) = cap.header else { return };
         let Some((commit_frame, fh, mode)) =
             completed_commit(db, &mut cap, header, offset, data, file)
         else {
@@ -123,6 +124,51 @@ impl WalObserver {
             forget_wal(&self.db);
         }
     }
+}
+
+/// A frame header written with other salts than the log capture follows: a connection this
+/// VFS does not see (one opened before the load) restarted the log and committed into it.
+/// Continue with the new log, taking its commits up to the frame being written.
+fn follow_unseen_restart(
+    db: &Database,
+    cap: &mut CaptureState,
+    offset: u64,
+    data: &[u8],
+    file: &mut dyn ReadAt,
+) {
+    let Some(known) = cap.header else { return };
+    let frame_size = FRAME_HEADER_SIZE as u64 + known.page_size as u64;
+    let rel = offset - WAL_HEADER_SIZE as u64;
+    if !rel.is_multiple_of(frame_size) || data.len() < FRAME_HEADER_SIZE {
+        return;
+    }
+    let Ok(fh) = FrameHeader::parse(&data[..FRAME_HEADER_SIZE]) else {
+        return;
+    };
+    if fh.salts() == (0, 0) || fh.salts() == known.salts() {
+        return;
+    }
+    let Ok(Some(new)) = super::wal_file::header_on_disk(file) else {
+        return;
+    };
+    if new.salts() != fh.salts() {
+        return;
+    }
+    let frame = (rel / frame_size) as u32 + 1;
+    if super::catch_up::restart_continues(db, cap, &known, &new) {
+        if let Err(e) = super::catch_up::follow(db, cap, file, frame - 1) {
+            super::fallback::capture_failed(
+                db,
+                cap,
+                &format!("reading a restarted log: {e}"),
+                None,
+            );
+        }
+        return;
+    }
+    cap.header = None;
+    cap.chain = None;
+    super::catch_up::catch_up_through(db, cap, file, frame - 1, "reading a log restarted unseen");
 }
 
 /// A new log generation: frames start again at 1 with new salts, overwriting the old ones,

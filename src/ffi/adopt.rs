@@ -1,0 +1,282 @@
+//! Connections opened before the extension was loaded (frameworks open the database, then
+//! load extensions into that connection, often into every connection of a pool). Their
+//! files were opened through the base VFS, so the replica VFS never sees their writes:
+//! loading adopts each database of the connection that the configuration selects — WAL
+//! mode, registration, a catch-up — and follows its commits through SQLite's commit and
+//! WAL hooks (`crate::shim::hooked` has the rules). Adopting is idempotent per connection
+//! and per database; the state lives until the connection closes, which a function
+//! destructor reports. It must stay a thin edge: decisions live in `crate::shim`.
+
+use super::sqlite::{query_column_on, wal_index_state_of, RawFile};
+use super::{guard, sqlite_fn, sys};
+use crate::base::io::ReadAt;
+use crate::base::lock::lock;
+use crate::database::Database;
+use crate::shim::DbObserver;
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// One database of an adopted connection.
+struct Adopted {
+    schema: CString,
+    db: Arc<Database>,
+    wal_path: PathBuf,
+    /// Opened once the log exists; kept open, since a commit is read back through it.
+    wal: Option<RawFile>,
+    /// Counts this connection among the database's open handles, so that the last close in
+    /// this process ships what is pending (as for a connection of the replica VFS).
+    _observer: DbObserver,
+}
+
+impl Adopted {
+    fn wal(&mut self) -> Option<&mut dyn ReadAt> {
+        if self.wal.is_none() {
+            self.wal = RawFile::open(&self.wal_path, true).ok().flatten();
+        }
+        self.wal.as_mut().map(|w| w as &mut dyn ReadAt)
+    }
+}
+
+type Conn = Arc<Mutex<Vec<Adopted>>>;
+
+/// Adopted connections, by connection handle.
+static CONNECTIONS: Mutex<Vec<(usize, Conn)>> = Mutex::new(Vec::new());
+
+fn connection(db: *mut sys::sqlite3) -> Option<Conn> {
+    lock(&CONNECTIONS)
+        .iter()
+        .find(|(k, _)| *k == db as usize)
+        .map(|(_, c)| c.clone())
+}
+
+/// Adopts the databases of `db` (the connection the extension is being loaded into) that
+/// replicate and that the replica VFS does not see. Returns whether `db` now has any.
+pub(super) fn adopt(db: *mut sys::sqlite3) -> bool {
+    if super::sqlite::opening_private_connection() {
+        return false;
+    }
+    let names = match query_column_on(db, "SELECT name FROM pragma_database_list") {
+        Ok(n) => n,
+        Err(e) => {
+            crate::base::log::error(&format!("listing the connection's databases: {e}"));
+            return false;
+        }
+    };
+    let existing = connection(db);
+    let mut found = Vec::new();
+    for name in names.into_iter().filter(|n| n != "temp") {
+        let Ok(schema) = CString::new(name) else {
+            continue;
+        };
+        let known = existing
+            .as_ref()
+            .is_some_and(|c| lock(c).iter().any(|a| a.schema == schema));
+        if !known {
+            found.extend(adopt_schema(db, schema));
+        }
+    }
+    if found.is_empty() {
+        return existing.is_some();
+    }
+    match existing {
+        Some(c) => lock(&c).extend(found),
+        None => {
+            lock(&CONNECTIONS).push((db as usize, Arc::new(Mutex::new(found))));
+            install_hooks(db);
+        }
+    }
+    true
+}
+
+/// Adopts database `schema` of `db` if it replicates and was opened past the replica VFS.
+fn adopt_schema(db: *mut sys::sqlite3, schema: CString) -> Option<Adopted> {
+    let filename = sqlite_fn!(db_filename);
+    // SAFETY: a live connection; the name (with its URI parameters) is owned by it.
+    let name_ptr = unsafe { filename(db, schema.as_ptr()) };
+    if name_ptr.is_null() || opened_through_replica_vfs(db, &schema) {
+        return None;
+    }
+    // SAFETY: NUL-terminated, owned by the connection.
+    let path = unsafe { CStr::from_ptr(name_ptr) }
+        .to_string_lossy()
+        .to_string();
+    if path.is_empty() {
+        return None; // temporary or in-memory: never replicated
+    }
+    let readonly = sqlite_fn!(db_readonly);
+    // SAFETY: a live connection and one of its schema names.
+    let read_only = (unsafe { readonly(db, schema.as_ptr()) } == 1).then(|| {
+        let immutable = uri_parameter(name_ptr, "immutable").is_some_and(|v| v == "1");
+        let mode = uri_parameter(name_ptr, "mode");
+        crate::shim::ReadOnlyOpen::of_open(immutable, mode.as_deref(), true, true)
+            .unwrap_or(crate::shim::ReadOnlyOpen::Asked)
+    });
+    let uri_param = |key: &str| uri_parameter(name_ptr, key);
+    let observer = match crate::shim::on_open_main_db(&path, read_only, &uri_param) {
+        Ok(Some(o)) => o,
+        Ok(None) => return None,
+        Err(e) => {
+            crate::base::log::error(&format!(
+                "{path}: opened before libreplica was loaded and cannot be replicated: {e}"
+            ));
+            return None;
+        }
+    };
+    let database = crate::database::get(Path::new(&path))?;
+    switch_to_wal(db, &schema, &path);
+    let mut wal_path = path.clone().into_bytes();
+    wal_path.extend_from_slice(b"-wal");
+    let mut adopted = Adopted {
+        schema,
+        db: database,
+        wal_path: PathBuf::from(String::from_utf8_lossy(&wal_path).to_string()),
+        wal: None,
+        _observer: observer,
+    };
+    let db_arc = adopted.db.clone();
+    crate::shim::on_adopt(&db_arc, adopted.wal());
+    Some(adopted)
+}
+
+/// Whether the connection's file for `schema` came through the replica VFS.
+fn opened_through_replica_vfs(db: *mut sys::sqlite3, schema: &CStr) -> bool {
+    let fcntl = sqlite_fn!(file_control);
+    let mut file: *mut sys::sqlite3_file = std::ptr::null_mut();
+    // SAFETY: FILE_POINTER writes the database's sqlite3_file pointer into `file`.
+    let rc = unsafe {
+        fcntl(
+            db,
+            schema.as_ptr(),
+            sys::SQLITE_FCNTL_FILE_POINTER,
+            &mut file as *mut _ as *mut c_void,
+        )
+    };
+    // SAFETY: a file object SQLite keeps open while the connection is.
+    rc == sys::SQLITE_OK
+        && !file.is_null()
+        && super::vfs::is_replica_file(unsafe { (*file).pMethods })
+}
+
+fn uri_parameter(name_ptr: *const c_char, key: &str) -> Option<String> {
+    let param = sqlite_fn!(uri_parameter);
+    let key = CString::new(key).ok()?;
+    // SAFETY: `name_ptr` is a database file name SQLite gave us, as uri_parameter requires.
+    let v = unsafe { param(name_ptr, key.as_ptr()) };
+    // SAFETY: NUL-terminated text owned by the connection.
+    (!v.is_null()).then(|| unsafe { CStr::from_ptr(v) }.to_string_lossy().to_string())
+}
+
+/// Puts database `schema` of `db` in WAL mode, waiting a little for other connections (the
+/// switch needs a moment without readers); says so when it cannot.
+fn switch_to_wal(db: *mut sys::sqlite3, schema: &CStr, path: &str) {
+    let quoted = schema.to_string_lossy().replace('"', "\"\"");
+    let previous = query_column_on(db, "PRAGMA busy_timeout")
+        .ok()
+        .and_then(|v| v.first().and_then(|t| t.parse::<i64>().ok()))
+        .unwrap_or(0);
+    if previous == 0 {
+        let _ = query_column_on(db, "PRAGMA busy_timeout=5000");
+    }
+    let mode = query_column_on(db, &format!("PRAGMA \"{quoted}\".journal_mode=WAL"));
+    if previous == 0 {
+        let _ = query_column_on(db, "PRAGMA busy_timeout=0");
+    }
+    match mode {
+        Ok(m) if m.first().is_some_and(|m| m.eq_ignore_ascii_case("wal")) => {}
+        Ok(m) => crate::base::log::error(&format!(
+            "{path}: opened before libreplica was loaded, and its journal mode stays {}: it replicates once it is in WAL mode (PRAGMA journal_mode=WAL)",
+            m.first().map(String::as_str).unwrap_or("unknown")
+        )),
+        Err(e) => crate::base::log::error(&format!(
+            "{path}: opened before libreplica was loaded, and switching it to WAL mode failed: {e}; it replicates once it is in WAL mode"
+        )),
+    }
+}
+
+/// The commit hook, the capturing WAL hook, and a function whose destructor reports the
+/// connection's close.
+fn install_hooks(db: *mut sys::sqlite3) {
+    let commit_hook = sqlite_fn!(commit_hook);
+    // SAFETY: a live connection; the argument is the connection itself, which outlives its
+    // hooks.
+    let previous = unsafe { commit_hook(db, Some(before_commit), db as *mut c_void) };
+    if !previous.is_null() && previous != db as *mut c_void {
+        crate::base::log::add_warning(
+            "libreplica replaced a commit hook the application had set on this connection",
+        );
+    }
+    if !super::commit_hook::capture_commits(db, after_commit) {
+        crate::base::log::error("capturing commits through the WAL hook needs a 64-bit build");
+    }
+    let create = sqlite_fn!(create_function_v2);
+    // SAFETY: a live connection; the function is never called with effect, and SQLite calls
+    // the destructor once, when the connection closes.
+    unsafe {
+        create(
+            db,
+            c"replica_internal_adopted".as_ptr(),
+            0,
+            sys::SQLITE_UTF8 | sys::SQLITE_DIRECTONLY,
+            db as *mut c_void,
+            Some(noop),
+            None,
+            None,
+            Some(on_close),
+        )
+    };
+}
+
+unsafe extern "C" fn noop(
+    _ctx: *mut sys::sqlite3_context,
+    _argc: c_int,
+    _argv: *mut *mut sys::sqlite3_value,
+) {
+}
+
+/// The connection is closing: forget it (dropping its observers, which may ship what is
+/// pending if it was this process's last connection to a database).
+unsafe extern "C" fn on_close(arg: *mut c_void) {
+    guard((), || {
+        let removed = {
+            let mut conns = lock(&CONNECTIONS);
+            let i = conns.iter().position(|(k, _)| *k == arg as usize);
+            i.map(|i| conns.swap_remove(i))
+        };
+        drop(removed);
+    })
+}
+
+/// Before a commit of an adopted connection (which holds the WAL write lock).
+unsafe extern "C" fn before_commit(arg: *mut c_void) -> c_int {
+    guard(0, || {
+        let db = arg as *mut sys::sqlite3;
+        let Some(conn) = connection(db) else { return 0 };
+        // `PRAGMA wal_autocheckpoint` (and sqlite3_wal_autocheckpoint) put SQLite's own WAL
+        // hook back: take it over again, keeping its new size.
+        super::commit_hook::capture_commits(db, after_commit);
+        for a in lock(&conn).iter_mut() {
+            let index = wal_index_state_of(db, &a.schema);
+            let database = a.db.clone();
+            if let Some(w) = a.wal() {
+                crate::shim::before_hooked_commit(&database, w, index);
+            }
+        }
+        0
+    })
+}
+
+/// After a commit of an adopted connection: its frames end at `frames`.
+fn after_commit(db: *mut sys::sqlite3, db_name: *const c_char, frames: c_int) {
+    let Some(conn) = connection(db) else { return };
+    // SAFETY: the schema name SQLite passed to the WAL hook.
+    let schema = unsafe { CStr::from_ptr(db_name) };
+    let mut conn = lock(&conn);
+    let Some(a) = conn.iter_mut().find(|a| a.schema.as_c_str() == schema) else {
+        return;
+    };
+    let database = a.db.clone();
+    if let (Some(w), Ok(frame)) = (a.wal(), u32::try_from(frames)) {
+        crate::shim::after_hooked_commit(&database, w, frame);
+    }
+}

@@ -1,0 +1,133 @@
+//! Capture for connections the replica VFS does not see: those opened before the extension
+//! was loaded (frameworks open the database, then load extensions into that connection).
+//! Their writes go straight to the base VFS, so their commits are followed through SQLite's
+//! hooks instead: the commit hook (before the commit's frames are written, while the
+//! connection holds the WAL write lock) and the WAL hook (after the commit). Both reuse
+//! catch-up, which reads committed frames from the log through this process's own handle.
+//!
+//! The one thing such a connection can do that catch-up cannot repair is restart the log
+//! unseen (a restart happens while it writes its commit's first frame). So the commit hook
+//! captures everything the log holds and flushes the spool whenever a restart is possible
+//! (the log is fully checkpointed), and records that the log is complete; a new log whose
+//! salts show it replaced exactly that log then continues the spool. It must never fail the
+//! application's commit: problems become an owed snapshot, as elsewhere in capture.
+
+use super::catch_up::{catch_up_through, follow, restart_continues, take_foreign_commits};
+use super::fallback::{capture_failed, flush_spool};
+use super::wal_file::header_on_disk;
+use crate::base::io::ReadAt;
+use crate::base::lock::lock;
+use crate::database::{self, CaptureState, Database};
+use crate::wal::{WalHeader, WalIndexHeader, WalPosition};
+
+/// What SQLite's shared WAL index says about the log just before a commit.
+#[derive(Clone, Copy, Debug)]
+pub struct IndexState {
+    pub header: WalIndexHeader,
+    /// Frames already copied into the database file; when it reaches `header.mx_frame` the
+    /// committing connection may restart the log.
+    pub backfilled: u32,
+}
+
+/// A connection opened before the load now replicates this database: compare the log with
+/// the spool once (as a connection of the replica VFS does when it opens the WAL).
+pub fn on_adopt(db: &Database, wal: Option<&mut dyn ReadAt>) {
+    if !db.owned_here() {
+        return;
+    }
+    let mut cap = lock(&db.capture);
+    if cap.caught_up {
+        return;
+    }
+    let Some(file) = wal else { return };
+    cap.caught_up = true;
+    catch_up_through(db, &mut cap, file, u32::MAX, "reading the WAL when adopted");
+}
+
+/// A hooked connection is about to write a commit and holds the WAL write lock, so no other
+/// commit is in flight: take whatever the log holds that capture has not, and when the
+/// commit may restart the log, make the spool durable and remember the log is complete.
+pub fn before_hooked_commit(db: &Database, wal: &mut dyn ReadAt, index: Option<IndexState>) {
+    if !db.owned_here() {
+        return;
+    }
+    let mut cap = lock(&db.capture);
+    cap.log_complete = None;
+    if !ends_at(&cap, index) {
+        if cap.caught_up {
+            take_foreign_commits(db, &mut cap, wal);
+        } else {
+            cap.caught_up = true;
+            catch_up_through(db, &mut cap, wal, u32::MAX, "reading the WAL");
+        }
+    }
+    let may_restart = index.is_none_or(|i| i.backfilled >= i.header.mx_frame);
+    if may_restart && (ends_at(&cap, index) || index_was_reset(&cap, index)) {
+        drop(cap);
+        flush_spool(db);
+        let mut cap = lock(&db.capture);
+        cap.log_complete = cap.header.map(|h| h.salts());
+    }
+}
+
+/// A hooked connection committed: its transaction ends at frame `commit_frame` of the log on
+/// disk. Capture it (and anything before it), reading no further: frames after it may be a
+/// commit of this process's replica VFS whose own capture has not run yet.
+pub fn after_hooked_commit(db: &Database, wal: &mut dyn ReadAt, commit_frame: u32) {
+    if !db.owned_here() {
+        return;
+    }
+    let mut cap = lock(&db.capture);
+    let on_disk = header_on_disk(wal).ok().flatten();
+    if let (Some(known), Some(new)) = (cap.header, on_disk) {
+        if known.salts() != new.salts() && !restart_continues(db, &mut cap, &known, &new) {
+            cap.header = None;
+            cap.chain = None;
+        }
+    }
+    cap.log_complete = None;
+    cap.caught_up = true;
+    let followed = cap.chain.is_some() && follow(db, &mut cap, wal, commit_frame).is_ok();
+    if !followed || !reached(&cap, on_disk, commit_frame) {
+        catch_up_through(db, &mut cap, wal, commit_frame, "reading a commit");
+    }
+    if !reached(&cap, on_disk, commit_frame) {
+        let pos = on_disk.map(|h| WalPosition::new(h.salts(), commit_frame));
+        capture_failed(
+            db,
+            &mut cap,
+            "a commit of a connection opened before the load could not be read back from the WAL",
+            pos,
+        );
+    }
+    drop(cap);
+    if db.spool.pending_summary().is_none_or(|(n, _)| n <= 1) {
+        database::wake_uploader();
+    }
+}
+
+/// Whether capture has passed frame `frame` of the log with header `log`.
+fn reached(cap: &CaptureState, log: Option<WalHeader>, frame: u32) -> bool {
+    match (cap.header, cap.chain.as_ref(), log) {
+        (Some(h), Some(c), Some(l)) => h.salts() == l.salts() && c.next_frame() > frame,
+        _ => false,
+    }
+}
+
+/// Whether capture has taken the log through the end the index shows.
+fn ends_at(cap: &CaptureState, index: Option<IndexState>) -> bool {
+    let (Some(h), Some(chain), Some(i)) = (cap.header, cap.chain.as_ref(), index) else {
+        return false;
+    };
+    h.salts() == (i.header.salt1, i.header.salt2) && chain.next_frame() == i.header.mx_frame + 1
+}
+
+/// Whether a checkpoint has reset the index for the next log (no frames, the first salt one
+/// more than the log on disk, which capture has just read to its end): no commit can be
+/// added to the old log any more.
+fn index_was_reset(cap: &CaptureState, index: Option<IndexState>) -> bool {
+    let (Some(h), true, Some(i)) = (cap.header, cap.chain.is_some(), index) else {
+        return false;
+    };
+    i.header.mx_frame == 0 && i.header.salt1 == h.salt1.wrapping_add(1)
+}

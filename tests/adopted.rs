@@ -1,0 +1,221 @@
+//! Connections opened before the extension was loaded into them (how frameworks load
+//! extensions): their commits replicate through SQLite's hooks, through log restarts,
+//! without snapshots beyond the first, and alongside connections of the replica VFS.
+//! The real `litestream restore` and `replica_restore` read every replica back.
+//!
+//! `ADOPTED_ROUNDS` (default 6) sets the rounds of the mixed test and `ADOPTED_BUSY=1` keeps
+//! every core busy meanwhile (`make test-slow` runs 500 such rounds); `ADOPTED_SEED` replays.
+
+mod common;
+
+use common::seeded::{seed_from_env, Rng};
+use common::*;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// Python: open the database, make it WAL with a small auto-checkpoint (many log restarts),
+/// then load the extension into that same connection, and write.
+const ADOPT_AND_WRITE: &str = r#"
+import os, sqlite3, sys
+c = sqlite3.connect("app.db", isolation_level=None, timeout=20)
+c.execute("create table if not exists t(id integer primary key, who text, v blob)")
+c.execute("pragma wal_autocheckpoint=%(ac)d")
+c.enable_load_extension(True)
+c.load_extension(os.environ["REPLICA_TEST_LIB"])
+# After the load too: SQLite's own auto-checkpoint hook comes back, and must not end capture.
+c.execute("pragma wal_autocheckpoint=%(ac)d")
+for i in range(%(txns)d):
+    c.execute("begin")
+    for j in range(5):
+        c.execute("insert into t(who, v) values ('A', randomblob(%(size)d))")
+    c.execute("commit")
+print(c.execute("select replica_sync(20000)").fetchone()[0])
+print(c.execute("select snapshots, state from replica_status()").fetchone())
+"#;
+
+/// Python: connection A opened (and the extension loaded into it) before B opens through the
+/// replica VFS; A commits right after B opens, then both write from two threads.
+const BEFORE_AND_AFTER: &str = r#"
+import os, sqlite3, sys, threading
+A = sqlite3.connect("app.db", isolation_level=None, check_same_thread=False, timeout=20)
+A.execute("pragma journal_mode=wal")
+A.execute("create table t(id integer primary key, who text, v blob)")
+A.execute("pragma wal_autocheckpoint=%(ac)d")
+A.enable_load_extension(True)
+A.load_extension(os.environ["REPLICA_TEST_LIB"])
+B = sqlite3.connect("app.db", isolation_level=None, check_same_thread=False, timeout=20)
+B.execute("pragma wal_autocheckpoint=%(ac)d")
+A.execute("insert into t(who, v) values ('A', randomblob(1000))")
+def write(c, who, n):
+    for i in range(n):
+        c.execute("begin immediate")
+        for j in range(3):
+            c.execute("insert into t(who, v) values (?, randomblob(%(size)d))", (who,))
+        c.execute("commit")
+ts = [threading.Thread(target=write, args=(A, "A", %(txns)d)),
+      threading.Thread(target=write, args=(B, "B", %(txns)d))]
+for t in ts: t.start()
+for t in ts: t.join()
+print(B.execute("select replica_sync(20000)").fetchone()[0])
+print(B.execute("select snapshots, state from replica_status()").fetchone())
+"#;
+
+fn fill(template: &str, ac: u64, txns: u64, size: u64) -> String {
+    template
+        .replace("%(ac)d", &ac.to_string())
+        .replace("%(txns)d", &txns.to_string())
+        .replace("%(size)d", &size.to_string())
+}
+
+/// The rows of `t` in a database, as Debian's CLI prints them.
+fn rows(db: &Path) -> String {
+    sqlite3_dot(db, "SELECT id, who, hex(v) FROM t ORDER BY id")
+}
+
+fn snapshot_files(replica: &Path) -> usize {
+    std::fs::read_dir(replica.join("app.db/ltx/9"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Restores the replica with the real Litestream and with `replica_restore`; both must hold
+/// exactly the rows of the live database.
+fn check_restores(dir: &TempDir, what: &str) {
+    let live = rows(&dir.join("app.db"));
+    let url = format!("file://{}", dir.join("replica/app.db").display());
+    let by_litestream = dir.join("litestream.db");
+    litestream_restore(&url, &by_litestream, None);
+    assert_eq!(
+        rows(&by_litestream),
+        live,
+        "{what}: litestream restore differs"
+    );
+    let by_replica = dir.join("replica.db");
+    let o = python_loaded(
+        &format!(
+            "boot.execute(\"select replica_restore('{url}', '{}')\")\n",
+            by_replica.display()
+        ),
+        dir.path(),
+        &[],
+    );
+    check(&o, "replica_restore");
+    assert_eq!(rows(&by_replica), live, "{what}: replica_restore differs");
+}
+
+fn replica_env(dir: &TempDir) -> String {
+    format!("file://{}", dir.join("replica").display())
+}
+
+#[test]
+fn a_connection_opened_before_the_load_replicates_through_log_restarts_with_one_snapshot() {
+    let dir = TempDir::new("adopted-restarts");
+    let url = replica_env(&dir);
+    let o = python(
+        &fill(ADOPT_AND_WRITE, 10, 200, 200),
+        dir.path(),
+        &[("REPLICA_URL", &url)],
+    );
+    let out = check(&o, "writing through an adopted connection");
+    assert!(out.contains("'up to date'"), "status after sync: {out}");
+    assert_eq!(
+        snapshot_files(&dir.join("replica")),
+        1,
+        "one snapshot (the first upload) and level-0 files after it; got: {out}"
+    );
+    check_restores(&dir, "an adopted connection");
+}
+
+#[test]
+fn loading_into_the_same_connection_twice_adopts_it_once() {
+    let dir = TempDir::new("adopted-twice");
+    let url = replica_env(&dir);
+    let script = r#"
+import os, sqlite3
+c = sqlite3.connect("app.db", isolation_level=None)
+c.execute("create table t(id integer primary key, who text, v blob)")
+c.enable_load_extension(True)
+c.load_extension(os.environ["REPLICA_TEST_LIB"])
+c.load_extension(os.environ["REPLICA_TEST_LIB"])
+for i in range(50):
+    c.execute("insert into t(who, v) values ('A', randomblob(100))")
+print(c.execute("select replica_sync(20000)").fetchone()[0])
+print(c.execute("select count(*), sum(captured_txns) from replica_status()").fetchone())
+"#;
+    let out = check(
+        &python(script, dir.path(), &[("REPLICA_URL", &url)]),
+        "loading twice",
+    );
+    assert!(
+        out.lines().nth(1).is_some_and(|l| l.starts_with("(1, ")),
+        "one database row: {out}"
+    );
+    check_restores(&dir, "a connection loaded twice");
+}
+
+/// Busy loops on every core, stopped (by process id) when dropped.
+struct BusyCores(Vec<Child>);
+
+impl BusyCores {
+    fn start() -> BusyCores {
+        let n = std::thread::available_parallelism().map_or(2, |n| n.get());
+        BusyCores(
+            (0..n)
+                .map(|_| {
+                    Command::new("sh")
+                        .args(["-c", "while :; do :; done"])
+                        .stdout(Stdio::null())
+                        .spawn()
+                        .unwrap()
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for BusyCores {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn connections_opened_before_and_after_the_load_lose_no_commit() {
+    let rounds: u64 = std::env::var("ADOPTED_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6);
+    let _busy = (std::env::var("ADOPTED_BUSY").as_deref() == Ok("1")).then(BusyCores::start);
+    let seed = seed_from_env("ADOPTED_SEED", |t| t % 100_000);
+    eprintln!("ADOPTED_SEED={seed}");
+    let mut rng = Rng::from_seed(seed);
+    let mut extra_snapshots = 0;
+    for round in 0..rounds {
+        let ac = [4, 10, 100, 1000][rng.below(4) as usize];
+        let txns = 20 + rng.below(80);
+        let size = 50 + rng.below(2000);
+        let what = format!(
+            "round {round} (ADOPTED_SEED={seed}: autocheckpoint {ac}, {txns} txns of 3 × {size} B)"
+        );
+        let dir = TempDir::new("adopted-mixed");
+        let url = replica_env(&dir);
+        let o = python(
+            &fill(BEFORE_AND_AFTER, ac, txns, size),
+            dir.path(),
+            &[("REPLICA_URL", &url)],
+        );
+        let out = check(&o, &what);
+        assert!(
+            out.contains("'up to date'"),
+            "{what}: status after sync: {out}"
+        );
+        check_restores(&dir, &what);
+        if snapshot_files(&dir.join("replica")) > 1 {
+            extra_snapshots += 1;
+        }
+    }
+    eprintln!("{rounds} rounds, {extra_snapshots} with a snapshot beyond the first");
+}
