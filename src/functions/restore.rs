@@ -42,11 +42,15 @@ pub fn parse_point(s: Option<&str>) -> Result<Target, Error> {
     })
 }
 
-/// `replica_restore`'s options: comma-separated `overwrite`, `full`, `parallelism=N`.
+/// `replica_restore`'s options: comma-separated `overwrite`, `quick` (or `full`, the
+/// default), `parallelism=N`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RestoreOptions {
     pub overwrite: bool,
-    /// `PRAGMA integrity_check` instead of `quick_check`: slower, but also checks indexes.
+    /// `PRAGMA integrity_check` (the default) rather than `quick_check`. Only the full check
+    /// compares every index with its table: a page from another database or another state
+    /// that leaves the b-trees well formed (a same-named file from a database of the same
+    /// schema) passes `quick_check` and fails this. It costs more on indexed tables.
     pub full_check: bool,
     pub parallelism: usize,
 }
@@ -54,7 +58,7 @@ pub struct RestoreOptions {
 pub fn parse_restore_options(options: Option<&str>) -> Result<RestoreOptions, Error> {
     let mut o = RestoreOptions {
         overwrite: false,
-        full_check: false,
+        full_check: true,
         parallelism: restore::DEFAULT_PARALLELISM,
     };
     for opt in options
@@ -67,6 +71,7 @@ pub fn parse_restore_options(options: Option<&str>) -> Result<RestoreOptions, Er
         match opt.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
             None if opt == "overwrite" => o.overwrite = true,
             None if opt == "full" => o.full_check = true,
+            None if opt == "quick" => o.full_check = false,
             Some(("parallelism", n)) => {
                 o.parallelism = n
                     .parse()
@@ -76,7 +81,7 @@ pub fn parse_restore_options(options: Option<&str>) -> Result<RestoreOptions, Er
             }
             _ => {
                 return Err(bad(format!(
-                    "unknown option {opt:?} (known: overwrite, full, parallelism=N)"
+                    "unknown option {opt:?} (known: overwrite, quick, full, parallelism=N)"
                 )))
             }
         }
@@ -286,8 +291,19 @@ mod tests {
             }
         );
         assert_eq!(
-            parse_restore_options(None).unwrap().parallelism,
-            restore::DEFAULT_PARALLELISM
+            parse_restore_options(None).unwrap(),
+            RestoreOptions {
+                overwrite: false,
+                full_check: true,
+                parallelism: restore::DEFAULT_PARALLELISM
+            },
+            "by default, a restore checks indexes against their tables"
+        );
+        assert!(!parse_restore_options(Some("quick")).unwrap().full_check);
+        assert!(
+            parse_restore_options(Some("quick,full"))
+                .unwrap()
+                .full_check
         );
         for bad in ["parallelism=0", "parallelism=x", "fast"] {
             assert!(parse_restore_options(Some(bad)).is_err(), "{bad}");

@@ -159,6 +159,8 @@ fn verify_one(
             (
                 RestoreOptions {
                     overwrite: true,
+                    // The drill compares the result's database checksum with the live
+                    // database's, page by page: stronger than any integrity check.
                     full_check: false,
                     parallelism: restore::DEFAULT_PARALLELISM,
                 },

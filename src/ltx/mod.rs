@@ -37,7 +37,15 @@
 //!   snapshot checksum as [`DbChecksum`] and rejected a tampered one), but `restore` fails
 //!   with "post-apply checksum not allowed" whenever the *last* file of the restore plan
 //!   has a non-zero post-apply checksum: it compacts the plan under the no-checksum flag
-//!   and copies that value along. Files meant for litestream must use `FLAG_NO_CHECKSUM`.
+//!   and copies that value along. A lone checksummed snapshot fails the same way, and so
+//!   does `-txid` at a checksummed file. Nor does it chain them: a checksummed level-0 file
+//!   from another database, whose pre-apply checksum matches nothing, restored without a
+//!   word when a later file came after it. So checksums in the files would make every
+//!   replica unrestorable by litestream and bind nothing for it: files meant for litestream
+//!   must use `FLAG_NO_CHECKSUM`, and a restore here binds files to their database by what
+//!   it can check instead (the header against the name, page 1 against the commit size,
+//!   what a file may grow, then `PRAGMA integrity_check`, indexes against tables). Its
+//!   decoder still verifies the chain of files that do carry checksums.
 //! - A snapshot needs `min_txid == 1` (`1-1` or `1-N`); a `5-5` snapshot fails with
 //!   "cannot decode non-snapshot LTX file". L0 files must continue at `max_txid + 1`.
 //! - The header timestamp is not needed to restore (0 works); litestream copies it into

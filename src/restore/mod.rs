@@ -2,8 +2,10 @@
 //! contiguous chain of files after it, across levels), download in parallel (a bounded
 //! window of whole or ranged GETs), stream each file through the LTX decoder straight into a
 //! temporary file, verify every file checksum, the database checksum chain where files carry
-//! one and SQLite's page-1 header against each file's commit size, check integrity (on
-//! failure, bisect the chain to name the first file after which it fails), then rename into
+//! one and SQLite's page-1 header against each file's commit size, check integrity (indexes
+//! against tables by default: a same-named file from another database of the same schema
+//! leaves well-formed b-trees that only disagree with their indexes; on failure, bisect the
+//! chain to name the first file after which it fails), then rename into
 //! place (or hard-link, never replacing, for boot-time restores). Planning is pure; applying
 //! takes the store and a checker. It must
 //! never leave an unverified file at the target path (nor any file when it fails), never

@@ -48,7 +48,8 @@ pub struct RestoreRequest<'a> {
     pub output: &'a Path,
     pub target: Target,
     pub overwrite: bool,
-    /// Runs `PRAGMA quick_check` (or more) on the restored file before it is moved in place.
+    /// Runs SQLite's integrity check on the restored file before it is moved in place
+    /// (`integrity_check` unless the caller asked for `quick_check`).
     pub check: &'a dyn Fn(&Path) -> Result<(), String>,
 }
 
