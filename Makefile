@@ -4,15 +4,23 @@ SO := $(TARGET_DIR)/release/libreplica.so
 S3_SERVER := $(TARGET_DIR)/release/examples/s3_server
 CARGO ?= cargo
 
-.PHONY: build test fault-build demo bench-server bench bench-quick lint fuzz clean
+.PHONY: build test test-hosts fault-build demo bench-server bench bench-quick lint fuzz clean
 
 build:
 	$(CARGO) build --release --lib
 
 # Everything: unit tests, then golden SQL, host, workload and interop tests against the
 # release build of the extension.
+# TEST_ARGS: more nextest arguments (.ci/run leaves the host matrix to test-hosts).
+TEST_ARGS ?=
 test: build fault-build
-	$(CARGO) nextest run --no-fail-fast --cargo-profile dev --features test-support
+	$(CARGO) nextest run --no-fail-fast --cargo-profile dev --features test-support $(TEST_ARGS)
+
+# The host matrix alone (tests/host_matrix.rs: sqlite3, python3, apsw, Ruby's gem, Active
+# Record, Node 22 node:sqlite, datasette), every host required: `bash .ci/install-hosts`
+# (as root) installs them. `make test` runs it too, skipping the hosts that are missing.
+test-hosts: build
+	REPLICA_HOSTS_REQUIRED=1 $(CARGO) nextest run --no-fail-fast --cargo-profile dev --features test-support --test host_matrix
 
 # The extension with named crash points, for tests/fault_points.rs (never shipped).
 fault-build:
