@@ -41,12 +41,22 @@ pub struct CaptureState {
     pub txn_buffer_ok: bool,
     /// Whether this process has compared the WAL on disk with the spool since it started.
     pub caught_up: bool,
-    /// Set by a hooked connection's commit hook (see `shim::hooked`): the log with these
-    /// salts is captured through its end and spooled on disk, and that commit may restart it.
-    pub log_complete: Option<(u32, u32)>,
+    /// Set by a hooked connection's commit hook (see `shim::hooked`): what that commit may
+    /// replace with a new log without losing anything.
+    pub log_complete: Option<CompleteLog>,
     /// The previous process died with records only in memory: catch-up must find them in
     /// the WAL or ask for a snapshot.
     pub unflushed_lost: bool,
+}
+
+/// A log capture has taken through its end, so that a new log replacing it continues the
+/// spool (see `shim::hooked`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompleteLog {
+    /// The log with these salts.
+    Salts((u32, u32)),
+    /// No log at all (none on disk, or an empty one): the next writer starts the first.
+    Absent,
 }
 
 /// Progress the uploader publishes; waiters in `replica_sync` watch it.

@@ -12,12 +12,12 @@
 //! salts show it replaced exactly that log then continues the spool. It must never fail the
 //! application's commit: problems become an owed snapshot, as elsewhere in capture.
 
-use super::catch_up::{catch_up_through, follow, restart_continues, take_foreign_commits};
+use super::catch_up::{catch_up_through, follow, meet_new_log, take_foreign_commits};
 use super::fallback::{capture_failed, flush_spool};
 use super::wal_file::header_on_disk;
 use crate::base::io::ReadAt;
 use crate::base::lock::lock;
-use crate::database::{self, CaptureState, Database};
+use crate::database::{self, CaptureState, CompleteLog, Database};
 use crate::wal::{WalHeader, WalIndexHeader, WalPosition};
 
 /// What SQLite's shared WAL index says about the log just before a commit.
@@ -45,8 +45,9 @@ pub fn on_adopt(db: &Database, wal: Option<&mut dyn ReadAt>) {
 }
 
 /// A hooked connection is about to write a commit and holds the WAL write lock, so no other
-/// commit is in flight: take whatever the log holds that capture has not, and when the
-/// commit may restart the log, make the spool durable and remember the log is complete.
+/// commit is in flight: take whatever the log holds that capture has not, remember that the
+/// log is complete (this commit may restart it), and when the index says a restart is
+/// possible, make the spool durable.
 pub fn before_hooked_commit(db: &Database, wal: &mut dyn ReadAt, index: Option<IndexState>) {
     if !db.owned_here() {
         return;
@@ -61,12 +62,21 @@ pub fn before_hooked_commit(db: &Database, wal: &mut dyn ReadAt, index: Option<I
             catch_up_through(db, &mut cap, wal, u32::MAX, "reading the WAL");
         }
     }
-    let may_restart = index.is_none_or(|i| i.backfilled >= i.header.mx_frame);
-    if may_restart && (ends_at(&cap, index) || index_was_reset(&cap, index)) {
+    let no_log = cap.header.is_none() && header_on_disk(wal).ok().flatten().is_none();
+    cap.log_complete = if no_log {
+        Some(CompleteLog::Absent)
+    } else if ends_at(&cap, index) || index_was_reset(&cap, index) {
+        cap.header.map(|h| CompleteLog::Salts(h.salts()))
+    } else {
+        return;
+    };
+    // Records must be on disk before the frames they came from can be overwritten. Another
+    // connection's checkpoint may still complete between this read and the commit's own
+    // restart: then a crash before the next flush finds the records gone from memory and
+    // the log, and a snapshot closes the gap (`unflushed_lost`).
+    if index.is_none_or(|i| i.backfilled >= i.header.mx_frame) {
         drop(cap);
         flush_spool(db);
-        let mut cap = lock(&db.capture);
-        cap.log_complete = cap.header.map(|h| h.salts());
     }
 }
 
@@ -79,11 +89,9 @@ pub fn after_hooked_commit(db: &Database, wal: &mut dyn ReadAt, commit_frame: u3
     }
     let mut cap = lock(&db.capture);
     let on_disk = header_on_disk(wal).ok().flatten();
-    if let (Some(known), Some(new)) = (cap.header, on_disk) {
-        if known.salts() != new.salts() && !restart_continues(db, &mut cap, &known, &new) {
-            cap.header = None;
-            cap.chain = None;
-        }
+    let known = cap.header.map(|h| h.salts());
+    if on_disk.is_some_and(|new| known != Some(new.salts())) {
+        meet_new_log(db, &mut cap, wal, commit_frame, "reading a commit");
     }
     cap.log_complete = None;
     cap.caught_up = true;

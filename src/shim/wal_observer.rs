@@ -95,7 +95,15 @@ impl WalObserver {
         if cap.header.is_none() && offset >= WAL_HEADER_SIZE as u64 {
             // Another process started this log (after ours was deleted or truncated):
             // read its header and see whether it continues what the spool holds.
-            catch_up_or_fall_back(db, &mut cap, file, "reading a WAL another process started");
+            // Frames from this write on are this connection's own, for its capture to take.
+            let upto = super::wal_file::header_on_disk(file)
+                .ok()
+                .flatten()
+                .map_or(u32::MAX, |h| {
+                    frame_at(offset, h.page_size).saturating_sub(1)
+                });
+            let doing = "reading a WAL another process started";
+            super::catch_up::meet_new_log(db, &mut cap, file, upto, doing);
         }
         if offset < WAL_HEADER_SIZE as u64 {
             return;
@@ -154,8 +162,8 @@ fn follow_unseen_restart(
     if new.salts() != fh.salts() {
         return;
     }
-    let frame = (rel / frame_size) as u32 + 1;
-    if super::catch_up::restart_continues(db, cap, &known, &new) {
+    let frame = frame_at(offset, known.page_size);
+    if super::catch_up::restart_continues(db, cap, Some(&known), &new) {
         if let Err(e) = super::catch_up::follow(db, cap, file, frame - 1) {
             super::fallback::capture_failed(
                 db,
@@ -169,6 +177,12 @@ fn follow_unseen_restart(
     cap.header = None;
     cap.chain = None;
     super::catch_up::catch_up_through(db, cap, file, frame - 1, "reading a log restarted unseen");
+}
+
+/// The frame a write at `offset` (past the log header) falls in.
+fn frame_at(offset: u64, page_size: u32) -> u32 {
+    let frame_size = FRAME_HEADER_SIZE as u64 + page_size as u64;
+    ((offset - WAL_HEADER_SIZE as u64) / frame_size) as u32 + 1
 }
 
 /// A new log generation: frames start again at 1 with new salts, overwriting the old ones,
