@@ -141,21 +141,10 @@ fn adopt_schema(db: *mut sys::sqlite3, schema: CString) -> Option<Adopted> {
 
 /// Whether the connection's file for `schema` came through the replica VFS.
 fn opened_through_replica_vfs(db: *mut sys::sqlite3, schema: &CStr) -> bool {
-    let fcntl = sqlite_fn!(file_control);
-    let mut file: *mut sys::sqlite3_file = std::ptr::null_mut();
-    // SAFETY: FILE_POINTER writes the database's sqlite3_file pointer into `file`.
-    let rc = unsafe {
-        fcntl(
-            db,
-            schema.as_ptr(),
-            sys::SQLITE_FCNTL_FILE_POINTER,
-            &mut file as *mut _ as *mut c_void,
-        )
-    };
-    // SAFETY: a file object SQLite keeps open while the connection is.
-    rc == sys::SQLITE_OK
-        && !file.is_null()
-        && super::vfs::is_replica_file(unsafe { (*file).pMethods })
+    super::sqlite::file_of(db, schema).is_some_and(|file| {
+        // SAFETY: a file object SQLite keeps open while the connection is.
+        super::vfs::is_replica_file(unsafe { (*file).pMethods })
+    })
 }
 
 fn uri_parameter(name_ptr: *const c_char, key: &str) -> Option<String> {

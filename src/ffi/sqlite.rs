@@ -428,12 +428,8 @@ pub(crate) fn wal_index_header_of(
     wal_index_state_of(db, schema).map(|s| s.header)
 }
 
-/// The WAL-index header and the count of frames checkpointed (`nBackfill`), as
-/// [`wal_index_header_of`] reads them.
-pub(crate) fn wal_index_state_of(
-    db: *mut sys::sqlite3,
-    schema: &std::ffi::CStr,
-) -> Option<crate::shim::IndexState> {
+/// The open file of a connection's database `schema` (`None` when it has none).
+pub(crate) fn file_of(db: *mut sys::sqlite3, schema: &CStr) -> Option<*mut sys::sqlite3_file> {
     let fcntl = sqlite_fn!(file_control);
     let mut file: *mut sys::sqlite3_file = std::ptr::null_mut();
     // SAFETY: FILE_POINTER writes the database's sqlite3_file pointer into `file`.
@@ -445,9 +441,16 @@ pub(crate) fn wal_index_state_of(
             &mut file as *mut _ as *mut c_void,
         )
     };
-    if rc != sys::SQLITE_OK || file.is_null() {
-        return None;
-    }
+    (rc == sys::SQLITE_OK && !file.is_null()).then_some(file)
+}
+
+/// The WAL-index header and the count of frames checkpointed (`nBackfill`), as
+/// [`wal_index_header_of`] reads them.
+pub(crate) fn wal_index_state_of(
+    db: *mut sys::sqlite3,
+    schema: &std::ffi::CStr,
+) -> Option<crate::shim::IndexState> {
+    let file = file_of(db, schema)?;
     // SAFETY: a file object SQLite keeps open while the connection is; its method table
     // is static data of the VFS.
     let methods = unsafe { (*file).pMethods.as_ref() }?;
