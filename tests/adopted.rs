@@ -219,3 +219,25 @@ fn connections_opened_before_and_after_the_load_lose_no_commit() {
     }
     eprintln!("{rounds} rounds, {extra_snapshots} with a snapshot beyond the first");
 }
+
+#[test]
+fn closing_an_adopted_connection_ships_what_is_pending() {
+    let dir = TempDir::new("adopted-close");
+    let url = replica_env(&dir);
+    let script = r#"
+import os, sqlite3
+c = sqlite3.connect("app.db", isolation_level=None)
+c.execute("create table t(id integer primary key, who text, v blob)")
+c.enable_load_extension(True)
+c.load_extension(os.environ["REPLICA_TEST_LIB"])
+for i in range(30):
+    c.execute("insert into t(who, v) values ('A', randomblob(100))")
+c.close()
+"#;
+    check(
+        &python(script, dir.path(), &[("REPLICA_URL", &url)]),
+        "closing without replica_sync",
+    );
+    // No replica_sync: the close of the process's last connection shipped the rows.
+    check_restores(&dir, "an adopted connection closed without replica_sync");
+}
