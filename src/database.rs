@@ -49,14 +49,16 @@ pub struct CaptureState {
     pub unflushed_lost: bool,
 }
 
-/// A log capture has taken through its end, so that a new log replacing it continues the
-/// spool (see `shim::hooked`).
+/// What a hooked connection's commit hook found just before its commit: a log capture has
+/// taken through its end (or none), and SQLite's commit counter then (`change`). A new log
+/// replacing it continues the spool only if the counter shows no other commit in between
+/// (see `shim::hooked`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CompleteLog {
     /// The log with these salts.
-    Salts((u32, u32)),
+    Salts { salts: (u32, u32), change: u32 },
     /// No log at all (none on disk, or an empty one): the next writer starts the first.
-    Absent,
+    Absent { change: u32 },
 }
 
 /// Progress the uploader publishes; waiters in `replica_sync` watch it.
@@ -197,6 +199,11 @@ static FORK_EPOCH: AtomicU64 = AtomicU64::new(0);
 static FORK_HANDLER: AtomicBool = AtomicBool::new(false);
 
 /// The `pthread_atfork` child handler's whole job: async-signal-safe (one atomic add).
+/// Which process image this is: a forked child gets another (see [`Database::owned_here`]).
+pub fn process_identity() -> (u64, u32) {
+    (FORK_EPOCH.load(Ordering::SeqCst), std::process::id())
+}
+
 pub fn on_fork_child() {
     FORK_EPOCH.fetch_add(1, Ordering::SeqCst);
 }

@@ -43,7 +43,21 @@ type Conn = Arc<Mutex<Vec<Adopted>>>;
 /// Adopted connections, by connection handle.
 static CONNECTIONS: Mutex<Vec<(usize, Conn)>> = Mutex::new(Vec::new());
 
+/// The process image that adopted them (see `crate::database::process_identity`): a forked
+/// child must not take a lock a thread of its parent may have held at the fork, and its
+/// copies of these connections replicate nothing.
+static ADOPTED_IN_SET: std::sync::OnceLock<(u64, u32)> = std::sync::OnceLock::new();
+
+fn in_adopting_process() -> bool {
+    ADOPTED_IN_SET
+        .get()
+        .is_some_and(|id| *id == crate::database::process_identity())
+}
+
 fn connection(db: *mut sys::sqlite3) -> Option<Conn> {
+    if !in_adopting_process() {
+        return None;
+    }
     lock(&CONNECTIONS)
         .iter()
         .find(|(k, _)| *k == db as usize)
@@ -78,6 +92,10 @@ pub(super) fn adopt(db: *mut sys::sqlite3) -> bool {
     }
     if found.is_empty() {
         return existing.is_some();
+    }
+    let _ = ADOPTED_IN_SET.set(crate::database::process_identity());
+    if !in_adopting_process() {
+        return false; // a forked child loading again: its parent's adoptions are not its own
     }
     match existing {
         Some(c) => lock(&c).extend(found),
@@ -156,20 +174,26 @@ fn uri_parameter(name_ptr: *const c_char, key: &str) -> Option<String> {
     (!v.is_null()).then(|| unsafe { CStr::from_ptr(v) }.to_string_lossy().to_string())
 }
 
-/// Puts database `schema` of `db` in WAL mode, waiting a little for other connections (the
-/// switch needs a moment without readers); says so when it cannot.
+/// Puts database `schema` of `db` in WAL mode, retrying a little while other connections
+/// hold it (the switch needs a moment without readers; the connection's own busy handler is
+/// left as the application set it); says so when it cannot.
 fn switch_to_wal(db: *mut sys::sqlite3, schema: &CStr, path: &str) {
     let quoted = schema.to_string_lossy().replace('"', "\"\"");
-    let previous = query_column_on(db, "PRAGMA busy_timeout")
-        .ok()
-        .and_then(|v| v.first().and_then(|t| t.parse::<i64>().ok()))
-        .unwrap_or(0);
-    if previous == 0 {
-        let _ = query_column_on(db, "PRAGMA busy_timeout=5000");
-    }
-    let mode = query_column_on(db, &format!("PRAGMA \"{quoted}\".journal_mode=WAL"));
-    if previous == 0 {
-        let _ = query_column_on(db, "PRAGMA busy_timeout=0");
+    let is_wal = |m: &Result<Vec<String>, crate::error::Error>| {
+        m.as_ref()
+            .is_ok_and(|m| m.first().is_some_and(|m| m.eq_ignore_ascii_case("wal")))
+    };
+    let mut mode = query_column_on(db, &format!("PRAGMA \"{quoted}\".journal_mode"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !is_wal(&mode) {
+        mode = query_column_on(db, &format!("PRAGMA \"{quoted}\".journal_mode=WAL"));
+        let busy = matches!(&mode, Err(crate::error::Error::Sqlite { code, .. })
+            if *code & 0xff == sys::SQLITE_BUSY || *code & 0xff == sys::SQLITE_LOCKED);
+        if !busy || std::time::Instant::now() >= deadline {
+            break;
+        }
+        // Another connection holds the database; it lets go within its transaction.
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
     match mode {
         Ok(m) if m.first().is_some_and(|m| m.eq_ignore_ascii_case("wal")) => {}
@@ -227,6 +251,9 @@ unsafe extern "C" fn noop(
 /// pending if it was this process's last connection to a database).
 unsafe extern "C" fn on_close(arg: *mut c_void) {
     guard((), || {
+        if !in_adopting_process() {
+            return;
+        }
         let removed = {
             let mut conns = lock(&CONNECTIONS);
             let i = conns.iter().position(|(k, _)| *k == arg as usize);
@@ -244,7 +271,12 @@ unsafe extern "C" fn before_commit(arg: *mut c_void) -> c_int {
         // `PRAGMA wal_autocheckpoint` (and sqlite3_wal_autocheckpoint) put SQLite's own WAL
         // hook back: take it over again, keeping its new size.
         super::commit_hook::capture_commits(db, after_commit);
+        let txn_state = sqlite_fn!(txn_state);
         for a in lock(&conn).iter_mut() {
+            // SAFETY: a live connection and one of its schema names.
+            if unsafe { txn_state(db, a.schema.as_ptr()) } != sys::SQLITE_TXN_WRITE {
+                continue; // this commit writes nothing to that database
+            }
             let index = wal_index_state_of(db, &a.schema);
             let database = a.db.clone();
             if let Some(w) = a.wal() {
@@ -265,7 +297,8 @@ fn after_commit(db: *mut sys::sqlite3, db_name: *const c_char, frames: c_int) {
         return;
     };
     let database = a.db.clone();
+    let index = wal_index_state_of(db, schema);
     if let (Some(w), Ok(frame)) = (a.wal(), u32::try_from(frames)) {
-        crate::shim::after_hooked_commit(&database, w, frame);
+        crate::shim::after_hooked_commit(&database, w, frame, index);
     }
 }

@@ -8,7 +8,7 @@ use super::fallback::{capture_failed, flush_spool, owe_snapshot};
 use super::wal_file::{header_on_disk, salts_on_disk};
 use crate::base::clock::now_ms;
 use crate::base::io::ReadAt;
-use crate::database::{CaptureState, CompleteLog, Database};
+use crate::database::{CaptureState, Database};
 use crate::error::Error;
 use crate::handoff::Handoff;
 use crate::spool::{Integrity, RecordHeader};
@@ -173,7 +173,7 @@ pub(super) fn take_foreign_commits(db: &Database, cap: &mut CaptureState, file: 
         // A log another process started (after handing the old one off, it continues the
         // generation the hand-off announced; otherwise catch-up decides), or none yet.
         if salts_on_disk(file).is_some() {
-            meet_new_log(db, cap, file, u32::MAX, "reading the WAL");
+            catch_up_or_fall_back(db, cap, file, "reading the WAL");
         }
         return;
     };
@@ -185,14 +185,6 @@ pub(super) fn take_foreign_commits(db: &Database, cap: &mut CaptureState, file: 
         }
     };
     if on_disk.map(|h| h.salts()) != Some(known.salts()) {
-        if let Some(new) = on_disk {
-            if restart_continues(db, cap, Some(&known), &new) {
-                if let Err(e) = follow(db, cap, file, u32::MAX) {
-                    capture_failed(db, cap, &format!("reading a restarted log: {e}"), None);
-                }
-                return;
-            }
-        }
         cap.header = None;
         cap.chain = None;
         // A restart another process handed off (see `ingest_handoffs`) announced the new
@@ -348,61 +340,4 @@ fn append_txn(db: &Database, txn: &wal::CommittedTxn, end_cksum: (u32, u32)) -> 
     rec.commit()?;
     db.counters().captured_txns += 1;
     Ok(())
-}
-
-/// The log `known` (or none) was replaced by `new` without this process seeing the new
-/// header written. When a hooked commit found the old log complete just before (everything
-/// in it captured) and `new` is the log that replaces it (after a restart its first salt is
-/// one more; after no log at all, any), the new log continues the spool: capture follows it
-/// from its start, and true. Otherwise the caller leaves it to catch-up (which owes a
-/// snapshot).
-pub(super) fn restart_continues(
-    db: &Database,
-    cap: &mut CaptureState,
-    known: Option<&WalHeader>,
-    new: &WalHeader,
-) -> bool {
-    let continues = match (cap.log_complete.take(), known) {
-        (Some(CompleteLog::Salts(s)), Some(k)) => {
-            s == k.salts() && new.salt1 == k.salt1.wrapping_add(1)
-        }
-        (Some(CompleteLog::Absent), None) => true,
-        _ => false,
-    };
-    if !continues {
-        return false;
-    }
-    if let Err(e) = db.spool.set_generation(new.salts()) {
-        crate::base::log::error(&format!("{}: {e}", db.name));
-        return false;
-    }
-    cap.header = Some(*new);
-    cap.chain = Some(FrameChain::new(new));
-    true
-}
-
-/// Capture meets a log it did not see start (`cap.header` is another log's, or none): follow
-/// it when it continues the spool (see [`restart_continues`]), else catch up, owing a
-/// snapshot if needed; either way no frame past `upto` is read.
-pub(super) fn meet_new_log(
-    db: &Database,
-    cap: &mut CaptureState,
-    file: &mut dyn ReadAt,
-    upto: u32,
-    doing: &str,
-) {
-    let known = cap.header;
-    if let Ok(Some(new)) = header_on_disk(file) {
-        if known.map(|k| k.salts()) != Some(new.salts())
-            && restart_continues(db, cap, known.as_ref(), &new)
-        {
-            if let Err(e) = follow(db, cap, file, upto) {
-                capture_failed(db, cap, &format!("{doing}: {e}"), None);
-            }
-            return;
-        }
-    }
-    cap.header = None;
-    cap.chain = None;
-    catch_up_through(db, cap, file, upto, doing);
 }

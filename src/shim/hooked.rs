@@ -7,20 +7,23 @@
 //!
 //! The one thing such a connection can do that catch-up cannot repair is restart the log
 //! unseen (a restart happens while it writes its commit's first frame). So the commit hook
-//! captures everything the log holds and flushes the spool whenever a restart is possible
-//! (the log is fully checkpointed), and records that the log is complete; a new log whose
-//! salts show it replaced exactly that log then continues the spool. It must never fail the
-//! application's commit: problems become an owed snapshot, as elsewhere in capture.
+//! captures everything the log holds, flushes the spool when a restart is possible, and
+//! records the log it found complete together with SQLite's commit counter. The WAL hook
+//! then accepts a new log as continuing the spool only when the counter shows that the
+//! commits the new log holds are all the commits made since: no other commit can have gone
+//! missing in between. Everything else is caught up, owing a snapshot when it cannot be
+//! placed. It must never fail the application's commit.
 
-use super::catch_up::{catch_up_through, follow, meet_new_log, take_foreign_commits};
+use super::capture::resolve_deferred;
+use super::catch_up::{catch_up_through, follow, take_foreign_commits};
 use super::fallback::{capture_failed, flush_spool};
 use super::wal_file::header_on_disk;
 use crate::base::io::ReadAt;
 use crate::base::lock::lock;
 use crate::database::{self, CaptureState, CompleteLog, Database};
-use crate::wal::{WalHeader, WalIndexHeader, WalPosition};
+use crate::wal::{self, FrameChain, WalHeader, WalIndexHeader, WalPosition, FRAME_HEADER_SIZE};
 
-/// What SQLite's shared WAL index says about the log just before a commit.
+/// What SQLite's shared WAL index says about the log.
 #[derive(Clone, Copy, Debug)]
 pub struct IndexState {
     pub header: WalIndexHeader,
@@ -45,15 +48,16 @@ pub fn on_adopt(db: &Database, wal: Option<&mut dyn ReadAt>) {
 }
 
 /// A hooked connection is about to write a commit and holds the WAL write lock, so no other
-/// commit is in flight: take whatever the log holds that capture has not, remember that the
-/// log is complete (this commit may restart it), and when the index says a restart is
-/// possible, make the spool durable.
+/// commit is in flight: take whatever the log holds that capture has not, remember what the
+/// log was (this commit may restart it) and SQLite's commit counter, and when the index says
+/// a restart is possible, make the spool durable.
 pub fn before_hooked_commit(db: &Database, wal: &mut dyn ReadAt, index: Option<IndexState>) {
     if !db.owned_here() {
         return;
     }
     let mut cap = lock(&db.capture);
     cap.log_complete = None;
+    resolve_deferred(db, &mut cap, wal);
     if !ends_at(&cap, index) {
         if cap.caught_up {
             take_foreign_commits(db, &mut cap, wal);
@@ -62,11 +66,17 @@ pub fn before_hooked_commit(db: &Database, wal: &mut dyn ReadAt, index: Option<I
             catch_up_through(db, &mut cap, wal, u32::MAX, "reading the WAL");
         }
     }
+    let Some(i) = index else { return };
     let no_log = cap.header.is_none() && header_on_disk(wal).ok().flatten().is_none();
-    cap.log_complete = if no_log {
-        Some(CompleteLog::Absent)
+    cap.log_complete = if no_log && i.header.mx_frame == 0 {
+        Some(CompleteLog::Absent {
+            change: i.header.change,
+        })
     } else if ends_at(&cap, index) || index_was_reset(&cap, index) {
-        cap.header.map(|h| CompleteLog::Salts(h.salts()))
+        cap.header.map(|h| CompleteLog::Salts {
+            salts: h.salts(),
+            change: i.header.change,
+        })
     } else {
         return;
     };
@@ -74,26 +84,42 @@ pub fn before_hooked_commit(db: &Database, wal: &mut dyn ReadAt, index: Option<I
     // connection's checkpoint may still complete between this read and the commit's own
     // restart: then a crash before the next flush finds the records gone from memory and
     // the log, and a snapshot closes the gap (`unflushed_lost`).
-    if index.is_none_or(|i| i.backfilled >= i.header.mx_frame) {
+    if i.backfilled >= i.header.mx_frame {
         drop(cap);
         flush_spool(db);
     }
 }
 
 /// A hooked connection committed: its transaction ends at frame `commit_frame` of the log on
-/// disk. Capture it (and anything before it), reading no further: frames after it may be a
-/// commit of this process's replica VFS whose own capture has not run yet.
-pub fn after_hooked_commit(db: &Database, wal: &mut dyn ReadAt, commit_frame: u32) {
+/// disk, and `index` is the WAL index now. Capture it (and anything before it), reading no
+/// further: frames after it may be a commit of this process's replica VFS whose own capture
+/// has not run yet.
+pub fn after_hooked_commit(
+    db: &Database,
+    wal: &mut dyn ReadAt,
+    commit_frame: u32,
+    index: Option<IndexState>,
+) {
     if !db.owned_here() {
         return;
     }
     let mut cap = lock(&db.capture);
+    resolve_deferred(db, &mut cap, wal);
+    let claim = cap.log_complete.take();
     let on_disk = header_on_disk(wal).ok().flatten();
-    let known = cap.header.map(|h| h.salts());
-    if on_disk.is_some_and(|new| known != Some(new.salts())) {
-        meet_new_log(db, &mut cap, wal, commit_frame, "reading a commit");
+    let known = cap.header;
+    if let Some(new) = on_disk.filter(|n| known.map(|k| k.salts()) != Some(n.salts())) {
+        if restart_continues(claim, known.as_ref(), &new, index, wal) {
+            if let Err(e) = db.spool.set_generation(new.salts()) {
+                crate::base::log::error(&format!("{}: {e}", db.name));
+            }
+            cap.header = Some(new);
+            cap.chain = Some(FrameChain::new(&new));
+        } else {
+            cap.header = None;
+            cap.chain = None;
+        }
     }
-    cap.log_complete = None;
     cap.caught_up = true;
     let followed = cap.chain.is_some() && follow(db, &mut cap, wal, commit_frame).is_ok();
     if !followed || !reached(&cap, on_disk, commit_frame) {
@@ -112,6 +138,56 @@ pub fn after_hooked_commit(db: &Database, wal: &mut dyn ReadAt, commit_frame: u3
     if db.spool.pending_summary().is_none_or(|(n, _)| n <= 1) {
         database::wake_uploader();
     }
+}
+
+/// Whether the log `new` that replaced `known` (or no log) continues the spool: the commit
+/// hook found the old log complete (`claim`), `new` is what replaces it (after a restart its
+/// first salt is one more), and SQLite's commit counter has moved by exactly the number of
+/// commits `new` holds — so no commit was made anywhere else in between.
+fn restart_continues(
+    claim: Option<CompleteLog>,
+    known: Option<&WalHeader>,
+    new: &WalHeader,
+    index: Option<IndexState>,
+    wal: &mut dyn ReadAt,
+) -> bool {
+    let Some(i) = index.filter(|i| (i.header.salt1, i.header.salt2) == new.salts()) else {
+        return false;
+    };
+    let since = match (claim, known) {
+        (Some(CompleteLog::Salts { salts, change }), Some(k)) => {
+            if salts != k.salts() || new.salt1 != k.salt1.wrapping_add(1) {
+                return false;
+            }
+            change
+        }
+        (Some(CompleteLog::Absent { change }), None) => change,
+        _ => return false,
+    };
+    let commits = commits_through(wal, new, i.header.mx_frame);
+    commits.is_some_and(|n| i.header.change.wrapping_sub(since) == n)
+}
+
+/// How many commits the log `header` holds through frame `mx_frame`, its checksum chain
+/// intact all the way (`None` when it is not).
+fn commits_through(wal: &mut dyn ReadAt, header: &WalHeader, mx_frame: u32) -> Option<u32> {
+    let mut chain = FrameChain::new(header);
+    let mut buf = vec![0u8; FRAME_HEADER_SIZE + header.page_size as usize];
+    let mut commits = 0;
+    for f in 1..=mx_frame {
+        let n = wal
+            .read_at(wal::frame_offset(header.page_size, f), &mut buf)
+            .ok()?;
+        if n < buf.len() {
+            return None;
+        }
+        let (h, page) = buf.split_at(FRAME_HEADER_SIZE);
+        let fh = chain.accept(h, page).ok()??;
+        if fh.is_commit() {
+            commits += 1;
+        }
+    }
+    Some(commits)
 }
 
 /// Whether capture has passed frame `frame` of the log with header `log`.

@@ -103,7 +103,7 @@ impl WalObserver {
                     frame_at(offset, h.page_size).saturating_sub(1)
                 });
             let doing = "reading a WAL another process started";
-            super::catch_up::meet_new_log(db, &mut cap, file, upto, doing);
+            super::catch_up::catch_up_through(db, &mut cap, file, upto, doing);
         }
         if offset < WAL_HEADER_SIZE as u64 {
             return;
@@ -135,8 +135,10 @@ impl WalObserver {
 }
 
 /// A frame header written with other salts than the log capture follows: a connection this
-/// VFS does not see (one opened before the load) restarted the log and committed into it.
-/// Continue with the new log, taking its commits up to the frame being written.
+/// VFS does not see (one opened before the load, or another process) restarted the log and
+/// committed into it. Catch up with the new log up to the frame being written (owing a
+/// snapshot when it cannot be placed: only the hooked connection's own WAL hook can vouch
+/// for a restart it made, see `super::hooked`).
 fn follow_unseen_restart(
     db: &Database,
     cap: &mut CaptureState,
@@ -163,17 +165,6 @@ fn follow_unseen_restart(
         return;
     }
     let frame = frame_at(offset, known.page_size);
-    if super::catch_up::restart_continues(db, cap, Some(&known), &new) {
-        if let Err(e) = super::catch_up::follow(db, cap, file, frame - 1) {
-            super::fallback::capture_failed(
-                db,
-                cap,
-                &format!("reading a restarted log: {e}"),
-                None,
-            );
-        }
-        return;
-    }
     cap.header = None;
     cap.chain = None;
     super::catch_up::catch_up_through(db, cap, file, frame - 1, "reading a log restarted unseen");

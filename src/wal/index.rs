@@ -9,6 +9,9 @@ use super::header::{is_valid_page_size, WAL_FORMAT_VERSION};
 /// its readers follow the index, so snapshots must too).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WalIndexHeader {
+    /// Counts commits (SQLite's `iChange`): one more per commit, kept across log restarts,
+    /// unchanged by a commit that wrote nothing.
+    pub change: u32,
     pub page_size: u32,
     /// Last committed frame; 0 = the log holds nothing committed.
     pub mx_frame: u32,
@@ -44,6 +47,7 @@ impl WalIndexHeader {
         // The salts are stored as the raw big-endian bytes of the log header.
         let salt = |o: usize| u32::from_be_bytes(b[o..o + 4].try_into().unwrap());
         Some(WalIndexHeader {
+            change: u32_at(8),
             page_size,
             mx_frame: u32_at(16),
             n_page: u32_at(20),
