@@ -956,7 +956,8 @@ def w7_forked_memory(b, a):
            "by_role": {role: {"owner": role in owners, "added_hwm_mib": added[role],
                               "plain_hwm_mib": med("plain", role, "hwm_mib"), "libreplica_hwm_mib": med("libreplica", role, "hwm_mib"),
                               "plain_pss_mib": med("plain", role, "pss_mib"), "libreplica_pss_mib": med("libreplica", role, "pss_mib"),
-                              "plain_threads": med("plain", role, "threads"), "libreplica_threads": med("libreplica", role, "threads")}
+                              "plain_threads": max(res["processes"][role]["threads"] for res in runs["plain"]),
+                              "libreplica_threads": max(res["processes"][role]["threads"] for res in runs["libreplica"])}
                        for role in roles}}
     others = [role for role in roles if role not in owners]
     out["owner_added_hwm_mib"] = max((added[r] for r in owners), default=None)
