@@ -213,8 +213,10 @@ def report(res):
                f"{', '.join(f'{x:.0f}' for x in t['libreplica']['runs_ns'])} | |")
     lp = pr["libreplica"]
     out += ["", f"CPU time per commit by thread in the profiled libreplica run ({res['profile_n']} commits; perf record on cpu-clock, "
-            f"{lp['samples']} samples, {lp['lost_chunks']} chunks lost; shares of the sampled time, in ns of perf stat's "
-            f"{lp['cpu_ns_per_commit']:.0f} ns per commit):", ""]
+            f"{lp['samples']} samples, {lp['lost_chunks']} chunks lost; the samples hold {lp['sampled_cpu_ns_per_commit']:.0f} ns "
+            f"per commit of perf stat's {lp['cpu_ns_per_commit']:.0f} (plain: {pr['plain']['sampled_cpu_ns_per_commit']:.0f} of "
+            f"{pr['plain']['cpu_ns_per_commit']:.0f}): perf keeps fewer samples than it is asked for, so what follows are shares of "
+            f"the sampled time, in ns of perf stat's CPU time per commit, on the assumption that the loss is even):", ""]
     out += [f"- {th}: {ns:.0f}" for th, ns in lp["threads_ns_per_commit"].items()]
     out += ["", f"On the commit thread, {lp['commit_thread_replica_ns_per_commit']:.0f} ns per commit are libreplica's own work "
             f"(under a libreplica frame, not in SQLite's base VFS below it; another {lp['commit_thread_base_vfs_ns_per_commit']:.0f} ns "
@@ -231,7 +233,7 @@ def report(res):
         out += ["", "By self:", ""] + table(p["by_self"])
     out += ["", "libreplica's symbols (libreplica run):", ""] + table(lp["replica"])
     out += ["", "SQLite's symbols (libreplica run):", ""] + table(lp["sqlite"])
-    out += ["", "## Reading it", "", res.get("reading", "(see the commit message)")]
+    out += ["", "## Reading it", "", res.get("reading", "(to be written by whoever commits this file)")]
     return "\n".join(out) + "\n"
 
 
@@ -246,7 +248,14 @@ def main():
     ap.add_argument("--period-ns", type=int, default=250000, help="CPU time between samples")
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--out", default="bench/results")
+    ap.add_argument("--report", metavar="JSON", help="only write the .md of an earlier run's .json (with its \"reading\")")
     a = ap.parse_args()
+    if a.report:
+        with open(a.report) as f:
+            res = json.load(f)
+        with open(a.report[:-len(".json")] + ".md", "w") as f:
+            f.write(report(res))
+        return
     a.so = os.path.abspath(a.so)
     if a.so.endswith(".so"):
         a.so = a.so[:-3]
