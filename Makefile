@@ -36,7 +36,7 @@ fault-build:
 demo: build
 	bash sql/demo.sh
 
-# Plain SQLite, libreplica and the real Litestream against one local S3 server (under 20 min
+# Plain SQLite, libreplica and the real Litestream against one local S3 server (about 20 min
 # on 2 cores; bench-quick or BENCH_ARGS=--quick: under 3 min). Results in bench/results/.
 BENCH_ARGS ?=
 bench-server:

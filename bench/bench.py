@@ -300,7 +300,6 @@ def proc_stats(pid):
     return {"rss_mib": rss, "hwm_mib": hwm, "cpu_s": cpu}
 
 
-
 def smaps_pss(pid):
     """Proportional set size (MiB): shared pages divided among the processes mapping them."""
     try:
@@ -316,6 +315,7 @@ def proc_threads(pid):
             return next((int(l.split()[1]) for l in f if l.startswith("Threads:")), None)
     except OSError:
         return None
+
 
 class WalWatch:
     """The largest size of the databases' -wal files, sampled every 10 ms from another thread
@@ -684,6 +684,10 @@ class Bench:
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=open(os.path.join(rundir, "writer.err"), "w"), text=True)
         res = {"variant": variant, "ndb": ndb, "rate": rate, "window_s": window, "processes": {}}
+        # Bounded: a worker that dies without its "done" line would leave the reads below
+        # waiting; the parent's death closes the workers' release pipe and they exit.
+        watchdog = threading.Timer(window + 120, proc.kill)
+        watchdog.start()
         try:
             line = proc.stdout.readline().strip()
             if not line.startswith("ready "):
@@ -722,7 +726,10 @@ class Bench:
             proc.stdin.flush()
             proc.wait(60)
         finally:
+            watchdog.cancel()
             stop(proc)
+        if len(res["processes"]) != children + 1:
+            raise RuntimeError("a forked writer did not finish: " + open(os.path.join(rundir, "writer.err")).read()[-2000:])
         self.discard(prefix, rundir)
         return res
 
@@ -1210,9 +1217,11 @@ def main():
     path = os.path.join(a.out, f"{res['date']}-{sha}{'-quick' if a.quick else ''}{part}.json")
     with open(path, "w") as f:
         json.dump(res, f, indent=1)
-    if "throughput" in res and "lag_requests" in res:
+    if "throughput" in res and "lag_requests" in res and not part:
         plot(res, os.path.join(a.out, "latest-quick.svg" if a.quick else "latest.svg"))
-    with open(os.path.join(a.out, "latest-quick.md" if a.quick else "latest.md"), "w") as f:
+    # A run of some workloads only leaves latest.md (the last full table) alone.
+    md = os.path.join(a.out, "latest-quick.md" if a.quick else "latest.md") if not part else path[:-len(".json")] + ".md"
+    with open(md, "w") as f:
         f.write(markdown(res))
     log(f"results: {path} (elapsed {res['elapsed_s'] / 60:.1f} min)")
 
