@@ -4,7 +4,7 @@ SO := $(TARGET_DIR)/release/libreplica.so
 S3_SERVER := $(TARGET_DIR)/release/examples/s3_server
 CARGO ?= cargo
 
-.PHONY: build test test-hosts test-slow fault-build demo bench-server bench bench-quick lint fuzz clean
+.PHONY: build test test-hosts test-slow fault-build demo bench-server bench bench-quick profile lint fuzz clean
 
 build:
 	$(CARGO) build --release --lib
@@ -36,7 +36,7 @@ fault-build:
 demo: build
 	bash sql/demo.sh
 
-# Plain SQLite, libreplica and the real Litestream against one local S3 server (under 20 min
+# Plain SQLite, libreplica and the real Litestream against one local S3 server (about 20 min
 # on 2 cores; bench-quick or BENCH_ARGS=--quick: under 3 min). Results in bench/results/.
 BENCH_ARGS ?=
 bench-server:
@@ -47,6 +47,14 @@ bench: build bench-server
 
 bench-quick: build bench-server
 	/usr/bin/python3 bench/bench.py --so $(SO) --server $(S3_SERVER) --quick $(BENCH_ARGS)
+
+# Where the time per commit goes: the bench's autocommit writer under perf (as root, or with
+# kernel.perf_event_paranoid ≤ 1), against the profiling build (release code, symbols and line
+# tables; the shipped profile is unchanged). Writes bench/results/profile-<date>-<commit>.md.
+PROFILE_ARGS ?=
+profile: bench-server
+	$(CARGO) build --profile profiling --lib
+	/usr/bin/python3 bench/profile.py --so $(TARGET_DIR)/profiling/libreplica.so --server $(S3_SERVER) $(PROFILE_ARGS)
 
 lint:
 	$(CARGO) fmt --check

@@ -16,7 +16,10 @@ and monitor-interval 100ms). Requests are compared at equal settings (default wi
 Workloads: 1 commit throughput, 2 replication lag, 3 requests (and the R2 bill), 4 restore
 (a 1 GiB database, snapshotted, then a day of history time-compressed 1440x through the
 lifecycle windows; `replica_restore` and `litestream restore` restore the same bucket), 5 memory and CPU, 6 synchronous mode (libreplica only: COMMIT latency and PUTs per commit with
-1 and 8 committer threads, each with its own `replica_sync=commit` connection).
+1 and 8 committer threads, each with its own `replica_sync=commit` connection), 7 memory with
+forked workers (a parent and two forked children writing four databases, plain and libreplica:
+the peak RSS added to the uploading process and to the others). Workload 1 also samples the
+-wal file's size: the log's high-water mark per variant.
 
 Lag: each commit i also sets a one-row table to 'SEQ' || printf('%012d', i). That table is
 created first, so it is page 2. For every LTX object the server stored (in completion order)
@@ -27,7 +30,7 @@ which batches commits and whose txids therefore cannot be mapped to commits.
 Stdlib only; every loop is bounded; the servers and daemons it starts are stopped by pid.
 Targets that are not met are printed as "TARGET MISSED: ..." and recorded in the JSON.
 """
-import argparse, json, os, re, shutil, signal, statistics, struct, subprocess, sys, tempfile, time
+import argparse, json, os, re, shutil, signal, statistics, struct, subprocess, sys, tempfile, threading, time
 import urllib.request
 
 BUCKET = "bench"
@@ -199,6 +202,83 @@ print(time.perf_counter() - t0)
 '''
 
 
+# The multi-process memory scenario (workload 7), like a Puma cluster with `preload_app!`: the
+# parent loads the extension and opens the databases, then forks the workers; each worker
+# opens its own connections (the inherited ones are left alone, as Active Record's discard!
+# does) and every process commits one row at a time, round-robin over the databases, at
+# rate / processes each. Protocol: "ready <pids>", "go", one "done <json>" per process,
+# "exit" (the parent then releases the workers and reaps them).
+FORKED = r"""
+import json, os, sqlite3, struct, sys, time
+cfg = json.loads(sys.argv[1])
+if cfg["load"]:
+    boot = sqlite3.connect(":memory:")
+    boot.enable_load_extension(True)
+    boot.load_extension(cfg["so"])
+def open_all(create):
+    dbs = []
+    for path in cfg["dbs"]:
+        db = sqlite3.connect(path, isolation_level=None)
+        db.execute("PRAGMA busy_timeout=10000")
+        if create:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, payload TEXT)")
+        db.execute("PRAGMA synchronous=NORMAL")
+        dbs.append(db)
+    return dbs
+dbs = open_all(True)
+if cfg["load"]:
+    for db in dbs:
+        db.execute("SELECT replica_sync(60000)").fetchone()
+go_r, go_w = os.pipe()
+release_r, release_w = os.pipe()
+role, children = "parent", []
+for k in range(cfg["children"]):
+    pid = os.fork()
+    if pid == 0:
+        role, inherited, dbs = f"worker{k + 1}", dbs, open_all(False)
+        os.close(go_w)
+        os.close(release_w)
+        break
+    children.append(pid)
+if role == "parent":
+    os.close(go_r)
+    os.close(release_r)
+    print("ready " + json.dumps([os.getpid()] + children), flush=True)
+    assert sys.stdin.readline().strip() == "go"
+    start = time.time() + 0.05
+    for _ in children:
+        os.write(go_w, struct.pack("d", start))
+    me = 0
+else:
+    start = struct.unpack("d", os.read(go_r, 8))[0]
+    me = int(role[6:])
+nproc = cfg["children"] + 1
+rate = cfg["rate"] / nproc
+n = int(rate * cfg["window"])
+payload = "x" * 200
+# Processes take turns: process k commits at start + (i + k / nproc) / rate.
+for i in range(n):
+    delay = start + (i + me / nproc) / rate - time.time()
+    if delay > 0:
+        time.sleep(delay)
+    dbs[i % len(dbs)].execute("INSERT INTO t(payload) VALUES (?)", (payload,))
+out = {"role": role, "pid": os.getpid(), "commits": n, "seconds": time.time() - start}
+if cfg["load"]:
+    rows = dbs[0].execute("SELECT path, uploader FROM replica_status()").fetchall()
+    out["uploader"] = {os.path.basename(p): u for p, u in rows}
+print("done " + json.dumps(out), flush=True)
+if role != "parent":
+    while os.read(release_r, 1):
+        pass
+    os._exit(0)
+assert sys.stdin.readline().strip() == "exit"
+os.close(release_w)
+for pid in children:
+    os.waitpid(pid, 0)
+"""
+
+
 # ---------------------------------------------------------------------------------------------
 # Processes
 
@@ -218,6 +298,51 @@ def proc_stats(pid):
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return None
     return {"rss_mib": rss, "hwm_mib": hwm, "cpu_s": cpu}
+
+
+def smaps_pss(pid):
+    """Proportional set size (MiB): shared pages divided among the processes mapping them."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            return next((int(l.split()[1]) / 1024 for l in f if l.startswith("Pss:")), None)
+    except OSError:
+        return None
+
+
+def proc_threads(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next((int(l.split()[1]) for l in f if l.startswith("Threads:")), None)
+    except OSError:
+        return None
+
+
+class WalWatch:
+    """The largest size of the databases' -wal files, sampled every 10 ms from another thread
+    (SQLite reuses the log from its start after a checkpoint without shrinking it, so the
+    file size is the log's high-water mark unless something truncates it)."""
+
+    def __init__(self, dbs):
+        self.paths, self.hwm, self.done = [d + "-wal" for d in dbs], 0, threading.Event()
+        self.thread = threading.Thread(target=self.run)
+        self.thread.start()
+
+    def sample(self):
+        for p in self.paths:
+            try:
+                self.hwm = max(self.hwm, os.path.getsize(p))
+            except OSError:
+                pass
+
+    def run(self):
+        while not self.done.wait(0.01):
+            self.sample()
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+        self.sample()
+        return self.hwm / 2**20
 
 
 def stop(proc, grace=10):
@@ -426,10 +551,11 @@ class Bench:
         return False
 
     def run(self, variant, workload, ndb=1, n=0, mb=0, rate=0, window=0, steps=1, keep=False, committers=0,
-            config=None, sync_interval=None, day=None):
+            config=None, sync_interval=None, day=None, wrap=(), around=None):
         """One writer process (plus litestream for its variants). Returns a result dict.
         `config`: a libreplica config file's text (lifecycle settings); `day`: the history
-        workload's day phase, {"s", "rate", "rows", "seed"}."""
+        workload's day phase, {"s", "rate", "rows", "seed"}; `wrap`: a command the writer
+        runs under (bench/profile.py: perf); `around`: (called before "go", after "done")."""
         self.run_no += 1
         prefix = f"r{self.run_no:04d}-{variant}"
         rundir = os.path.join(self.work, prefix)
@@ -453,7 +579,7 @@ class Bench:
                "committers": committers, "sync_timeout_ms": 10000, "day_s": day["s"], "day_rate": day["rate"],
                "day_rows": day["rows"], "seed": day["seed"]}
         offset = self.server.log_size()
-        writer = subprocess.Popen(["/usr/bin/python3", "-c", WRITER, json.dumps(cfg)], env=env, cwd=rundir,
+        writer = subprocess.Popen(list(wrap) + ["/usr/bin/python3", "-c", WRITER, json.dumps(cfg)], env=env, cwd=rundir,
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=open(os.path.join(rundir, "writer.err"), "w"), text=True)
         ls = None
@@ -479,6 +605,9 @@ class Bench:
                 time.sleep(settle)
             before = self.server.stats()
             w0, l0 = proc_stats(writer.pid), ls and proc_stats(ls.pid)
+            if around:
+                around[0]()
+            wal = WalWatch(dbs) if workload in ("autocommit", "bulk") else None
             t_go = time.time()
             writer.stdin.write("go\n")
             writer.stdin.flush()
@@ -486,6 +615,10 @@ class Bench:
             if not line.startswith("done "):
                 raise RuntimeError(f"writer failed: {line!r}\n" + open(os.path.join(rundir, "writer.err")).read())
             t_done = time.time()
+            if wal:
+                res["wal_hwm_mib"] = wal.stop()
+            if around:
+                around[1]()
             w1, l1 = proc_stats(writer.pid), ls and proc_stats(ls.pid)
             after = self.server.stats()
             res.update(json.loads(line[5:]))
@@ -534,6 +667,72 @@ class Bench:
             res["dbs"] = dbs
         return res
 
+    def run_forked(self, variant, ndb, rate, window, children):
+        """The memory scenario's processes (FORKED): per process, the peak of VmRSS sampled
+        every 50 ms, the kernel's VmHWM, Pss and threads at the end of the window."""
+        self.run_no += 1
+        prefix = f"r{self.run_no:04d}-{variant}-forked"
+        rundir = os.path.join(self.work, prefix)
+        os.makedirs(rundir)
+        dbs = [os.path.join(rundir, f"app{k}.db") for k in range(ndb)]
+        env = self.env(variant)
+        load = variant.startswith("libreplica")
+        if load:
+            env["REPLICA_URL"] = self.server.s3_url(prefix)
+        cfg = {"load": load, "so": self.args.so, "dbs": dbs, "rate": rate, "window": window, "children": children}
+        proc = subprocess.Popen(["/usr/bin/python3", "-c", FORKED, json.dumps(cfg)], env=env, cwd=rundir,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=open(os.path.join(rundir, "writer.err"), "w"), text=True)
+        res = {"variant": variant, "ndb": ndb, "rate": rate, "window_s": window, "processes": {}}
+        # Bounded: a worker that dies without its "done" line would leave the reads below
+        # waiting; the parent's death closes the workers' release pipe and they exit.
+        watchdog = threading.Timer(window + 120, proc.kill)
+        watchdog.start()
+        try:
+            line = proc.stdout.readline().strip()
+            if not line.startswith("ready "):
+                raise RuntimeError(f"forked writers did not start: {line!r}\n" + open(os.path.join(rundir, "writer.err")).read())
+            pids = json.loads(line[6:])
+            peak = {pid: 0.0 for pid in pids}
+            stop_sampling = threading.Event()
+
+            def sample():
+                while not stop_sampling.wait(0.05):
+                    for pid in pids:
+                        st = proc_stats(pid)
+                        if st:
+                            peak[pid] = max(peak[pid], st["rss_mib"])
+            sampler = threading.Thread(target=sample)
+            sampler.start()
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            done = {}
+            for _ in pids:
+                line = proc.stdout.readline()
+                if not line.startswith("done "):
+                    raise RuntimeError(f"a forked writer failed: {line!r}\n" + open(os.path.join(rundir, "writer.err")).read())
+                d = json.loads(line[5:])
+                done[d["pid"]] = d
+            stop_sampling.set()
+            sampler.join()
+            for pid in pids:
+                st = proc_stats(pid) or {}
+                d = done[pid]
+                row = {"pid": pid, "commits": d["commits"], "seconds": d["seconds"], "uploader": d.get("uploader"),
+                       "rss_peak_sampled_mib": peak[pid], "hwm_mib": st.get("hwm_mib"), "rss_mib": st.get("rss_mib"),
+                       "pss_mib": smaps_pss(pid), "threads": proc_threads(pid)}
+                res["processes"][d["role"]] = row
+            proc.stdin.write("exit\n")
+            proc.stdin.flush()
+            proc.wait(60)
+        finally:
+            watchdog.cancel()
+            stop(proc)
+        if len(res["processes"]) != children + 1:
+            raise RuntimeError("a forked writer did not finish: " + open(os.path.join(rundir, "writer.err")).read()[-2000:])
+        self.discard(prefix, rundir)
+        return res
+
     def discard(self, prefix, rundir):
         shutil.rmtree(os.path.join(self.server.root, BUCKET, prefix), ignore_errors=True)
         shutil.rmtree(rundir, ignore_errors=True)
@@ -549,7 +748,7 @@ def log(msg):
 def w1_throughput(b, a):
     variants = ["plain", "libreplica", "litestream"]
     loads = [("autocommit", {"n": n}) for n in (a.n_small, a.n_large) if n] + [("bulk", {"mb": a.bulk_mb})]
-    runs = {}
+    runs, wal_hwm = {}, {}
     for r in range(a.rounds):
         for work, kw in loads:
             name = f"{work}-{kw['n']}" if work == "autocommit" else f"bulk-{kw['mb']}MiB"
@@ -557,17 +756,21 @@ def w1_throughput(b, a):
                 res = b.run(v, work, **kw)
                 key = "tps" if work == "autocommit" else "mb_s"
                 runs.setdefault(name, {}).setdefault(v, []).append(res[key])
-                log(f"  round {r + 1} {name:18s} {v:11s} {res[key]:10.1f} {'tx/s' if key == 'tps' else 'MB/s'}")
+                wal_hwm.setdefault(name, {}).setdefault(v, []).append(res["wal_hwm_mib"])
+                log(f"  round {r + 1} {name:18s} {v:11s} {res[key]:10.1f} {'tx/s' if key == 'tps' else 'MB/s'}  WAL high-water {res['wal_hwm_mib']:.1f} MiB")
     out = {}
     for name, by in runs.items():
         med = {v: statistics.median(x) for v, x in by.items()}
         unit = "tx/s" if name.startswith("autocommit") else "MB/s"
         target = 0.97 if name.startswith("autocommit") else 0.95
         row = {"unit": unit, "median": med, "runs": by, "target_ratio": target,
-               "ratio": {v: med[v] / med["plain"] for v in variants if v != "plain"}}
+               "ratio": {v: med[v] / med["plain"] for v in variants if v != "plain"},
+               "wal_hwm_mib": {v: max(x) for v, x in wal_hwm[name].items()}}
         out[name] = row
+        wh = row["wal_hwm_mib"]
         log(f"{name}: plain {med['plain']:.0f} {unit}, libreplica {med['libreplica']:.0f} ({row['ratio']['libreplica']:.3f}x), "
-            f"litestream {med['litestream']:.0f} ({row['ratio']['litestream']:.3f}x)  target libreplica >= {target}x")
+            f"litestream {med['litestream']:.0f} ({row['ratio']['litestream']:.3f}x)  target libreplica >= {target}x; "
+            f"WAL high-water (max over rounds) plain {wh['plain']:.1f}, libreplica {wh['libreplica']:.1f}, litestream {wh['litestream']:.1f} MiB")
         if row["ratio"]["libreplica"] < target:
             b.missed.append(f"throughput {name}: libreplica {row['ratio']['libreplica']:.3f}x plain < {target}x")
     return out
@@ -730,6 +933,53 @@ def w6_synchronous(b, a):
     return out
 
 
+
+MEMORY_TARGET_MIB = 8
+ALL_WORKLOADS = "1,2,4,5,6,7"
+
+
+def w7_forked_memory(b, a):
+    """A parent and two forked workers writing four databases (FORKED): the peak RSS the
+    extension adds to each process, the owner (the uploading process) and the others."""
+    ndb, rate, children = 4, 100, 2
+    runs = {"plain": [], "libreplica": []}
+    for r in range(a.forked_rounds):
+        for v in runs:
+            res = b.run_forked(v, ndb, rate, a.forked_window, children)
+            runs[v].append(res)
+            log(f"  round {r + 1} {v:10s} " + ", ".join(
+                f"{role} {p['hwm_mib']:.1f} MiB peak ({p['threads']} threads)" for role, p in res["processes"].items()))
+    roles = list(runs["plain"][0]["processes"])
+    owners = set()
+    for res in runs["libreplica"]:
+        for role, p in res["processes"].items():
+            if any("(this process)" in (u or "") for u in (p["uploader"] or {}).values()):
+                owners.add(role)
+    added = {role: statistics.median(l["processes"][role]["hwm_mib"] - p["processes"][role]["hwm_mib"]
+                                     for p, l in zip(runs["plain"], runs["libreplica"])) for role in roles}
+    med = lambda v, role, k: statistics.median(res["processes"][role][k] for res in runs[v])
+    out = {"ndb": ndb, "rate": rate, "processes": 1 + children, "window_s": a.forked_window, "rounds": a.forked_rounds,
+           "target_mib": MEMORY_TARGET_MIB, "owners": sorted(owners), "runs": runs,
+           "by_role": {role: {"owner": role in owners, "added_hwm_mib": added[role],
+                              "plain_hwm_mib": med("plain", role, "hwm_mib"), "libreplica_hwm_mib": med("libreplica", role, "hwm_mib"),
+                              "plain_pss_mib": med("plain", role, "pss_mib"), "libreplica_pss_mib": med("libreplica", role, "pss_mib"),
+                              "plain_threads": max(res["processes"][role]["threads"] for res in runs["plain"]),
+                              "libreplica_threads": max(res["processes"][role]["threads"] for res in runs["libreplica"])}
+                       for role in roles}}
+    others = [role for role in roles if role not in owners]
+    out["owner_added_hwm_mib"] = max((added[r] for r in owners), default=None)
+    out["non_uploading_added_hwm_mib"] = max((added[r] for r in others), default=None)
+    for role, row in out["by_role"].items():
+        log(f"{role:8s} {'owner' if row['owner'] else 'no upload'}: peak RSS {row['plain_hwm_mib']:.1f} -> {row['libreplica_hwm_mib']:.1f} MiB "
+            f"(+{row['added_hwm_mib']:.1f}), Pss {row['plain_pss_mib']:.1f} -> {row['libreplica_pss_mib']:.1f} MiB, "
+            f"threads {row['plain_threads']} -> {row['libreplica_threads']}")
+        if row["added_hwm_mib"] > MEMORY_TARGET_MIB:
+            b.missed.append(f"memory, {ndb} databases, {1 + children} processes: {role} ({'owner' if row['owner'] else 'not uploading'}) "
+                            f"+{row['added_hwm_mib']:.1f} MiB peak RSS > {MEMORY_TARGET_MIB} MiB")
+    if not owners:
+        b.missed.append("memory: no process reported itself as the uploader")
+    return out
+
 # ---------------------------------------------------------------------------------------------
 # Plot (SVG, stdlib)
 
@@ -844,12 +1094,17 @@ def machine():
 def markdown(res):
     tp, lr = res.get("throughput", {}), res.get("lag_requests", {})
     out = [f"Run {res['date']} at {res['git']} ({'quick' if res['args']['quick'] else 'full'} mode, {res['elapsed_s'] / 60:.1f} min) on {res['machine']['summary']}; "
-           f"Litestream {res['litestream_version']}.", "",
-           "| workload | plain SQLite | libreplica | Litestream | target |", "| --- | --- | --- | --- | --- |"]
+           f"Litestream {res['litestream_version']}."]
+    if tp:
+        out += ["", "| workload | plain SQLite | libreplica | Litestream | target | WAL high-water, MiB: plain / libreplica / Litestream |",
+                "| --- | --- | --- | --- | --- | --- |"]
     for name, row in tp.items():
         m, r, u = row["median"], row["ratio"], row["unit"]
-        out.append(f"| {name} | {m['plain']:.0f} {u} | {m['libreplica']:.0f} ({r['libreplica']:.2f}×) | {m['litestream']:.0f} ({r['litestream']:.2f}×) | ≥ {row['target_ratio']}× |")
-    out += ["", "| rate | variant | lag p50 / p99 / max (ms) | PUT / GET / LIST per min | R2, 4 dbs, $/month |", "| --- | --- | --- | --- | --- |"]
+        wh = row.get("wal_hwm_mib")
+        wal = f"{wh['plain']:.1f} / {wh['libreplica']:.1f} / {wh['litestream']:.1f}" if wh else "–"
+        out.append(f"| {name} | {m['plain']:.0f} {u} | {m['libreplica']:.0f} ({r['libreplica']:.2f}×) | {m['litestream']:.0f} ({r['litestream']:.2f}×) | ≥ {row['target_ratio']}× | {wal} |")
+    if lr:
+        out += ["", "| rate | variant | lag p50 / p99 / max (ms) | PUT / GET / LIST per min | R2, 4 dbs, $/month |", "| --- | --- | --- | --- | --- |"]
     for rate, by in lr.items():
         for v, row in by.items():
             lag = "–" if row.get("lag_p50_ms") is None else f"{row['lag_p50_ms']:.0f} / {row['lag_p99_ms']:.0f} / {row['lag_max_ms']:.0f}"
@@ -870,6 +1125,16 @@ def markdown(res):
             s = by["summary"]
             out.append(f"{ndb} database(s) at 50 tx/s: libreplica adds {s['libreplica_extra_hwm_mib']:.1f} MiB peak RSS and {s['libreplica_extra_cpu_pct']:.1f}% CPU "
                        f"to the app; the Litestream process uses {s['litestream_hwm_mib']:.1f} MiB and {s['litestream_cpu_pct']:.1f}% CPU.")
+    if "forked_memory" in res:
+        fm = res["forked_memory"]
+        out += ["", f"Memory with forked workers (a parent loads the extension and opens {fm['ndb']} databases, then forks 2 workers, "
+                f"as Puma with `preload_app!` does; {fm['rate']} tx/s in all for {fm['window_s']} s; median of {fm['rounds']} round(s)):", "",
+                "| process | uploads | peak RSS plain → libreplica (MiB) | added | Pss plain → libreplica (MiB) | threads | target |",
+                "| --- | --- | --- | --- | --- | --- | --- |"]
+        for role, row in fm["by_role"].items():
+            out.append(f"| {role} | {'yes' if row['owner'] else 'no'} | {row['plain_hwm_mib']:.1f} → {row['libreplica_hwm_mib']:.1f} | "
+                       f"+{row['added_hwm_mib']:.1f} | {row['plain_pss_mib']:.1f} → {row['libreplica_pss_mib']:.1f} | "
+                       f"{row['plain_threads']} → {row['libreplica_threads']} | ≤ {fm['target_mib']} |")
     if "synchronous" in res:
         sy = res["synchronous"]
         out += ["", f"Synchronous mode (`replica_sync=commit`, one row per COMMIT, back to back for {sy['window_s']} s; "
@@ -880,7 +1145,7 @@ def markdown(res):
             out.append(f"| {k} | {row['commits_per_s']:.0f} | {row['lat_p50_ms']:.1f} / {row['lat_p99_ms']:.1f} / {row['lat_max_ms']:.1f} | "
                        f"{row['puts_per_commit']:.2f} | {row['unconfirmed']} |")
     else:
-        out.append("Synchronous mode: not run.")
+        out += ["", "Synchronous mode: not run."]
     out += [""] + [f"- TARGET MISSED: {m}" for m in res["targets_missed"]]
     return "\n".join(out) + "\n"
 
@@ -891,7 +1156,7 @@ def main():
     ap.add_argument("--server", default="target/release/examples/s3_server")
     ap.add_argument("--litestream", default=os.environ.get("LITESTREAM_BIN"))
     ap.add_argument("--quick", action="store_true", help="small sizes, short windows (under 3 minutes)")
-    ap.add_argument("--only", default="1,2,4,5,6", help="workloads to run (2 = lag and requests, 3 is part of 2)")
+    ap.add_argument("--only", default=ALL_WORKLOADS, help="workloads to run (2 = lag and requests, 3 is part of 2)")
     ap.add_argument("--out", default="bench/results")
     ap.add_argument("--seed", type=int, default=None, help="seed of the random choices (printed; default: random)")
     a = ap.parse_args()
@@ -902,11 +1167,13 @@ def main():
         a.rates, a.window, a.idle_window, a.mem_window, a.settle = [0, 1, 50, 500], 3, 3, 2, 0.5
         a.restore_mb, a.restore_steps, a.restore_rounds, a.restore_day_fraction = 32, 4, 2, 0.25
         a.sync_window = 3
+        a.forked_window, a.forked_rounds = 3, 1
     else:
         a.rounds, a.n_small, a.n_large, a.bulk_mb = 5, 20000, 200000, 256
         a.rates, a.window, a.idle_window, a.mem_window, a.settle = [0, 1, 50, 500], 20, 40, 10, 1.0
         a.restore_mb, a.restore_steps, a.restore_rounds, a.restore_day_fraction = 1024, 8, 2, 1
         a.sync_window = 20
+        a.forked_window, a.forked_rounds = 30, 2
     a.so = os.path.abspath(a.so)
     if a.so.endswith(".so"):
         a.so = a.so[:-3]
@@ -936,6 +1203,9 @@ def main():
         if "6" in only:
             log("== 6. synchronous mode")
             res["synchronous"] = w6_synchronous(b, a)
+        if "7" in only:
+            log(f"== 7. memory with forked workers (a parent and 2 workers, 4 databases, 100 tx/s, {a.forked_window} s)")
+            res["forked_memory"] = w7_forked_memory(b, a)
     finally:
         b.close()
     res["targets_missed"] = b.missed
@@ -943,12 +1213,15 @@ def main():
     for m in b.missed:
         log(f"TARGET MISSED: {m}")
     os.makedirs(a.out, exist_ok=True)
-    path = os.path.join(a.out, f"{res['date']}-{sha}{'-quick' if a.quick else ''}.json")
+    part = "" if a.only == ALL_WORKLOADS else "-only" + a.only.replace(",", "")
+    path = os.path.join(a.out, f"{res['date']}-{sha}{'-quick' if a.quick else ''}{part}.json")
     with open(path, "w") as f:
         json.dump(res, f, indent=1)
-    if "throughput" in res and "lag_requests" in res:
+    if "throughput" in res and "lag_requests" in res and not part:
         plot(res, os.path.join(a.out, "latest-quick.svg" if a.quick else "latest.svg"))
-    with open(os.path.join(a.out, "latest-quick.md" if a.quick else "latest.md"), "w") as f:
+    # A run of some workloads only leaves latest.md (the last full table) alone.
+    md = os.path.join(a.out, "latest-quick.md" if a.quick else "latest.md") if not part else path[:-len(".json")] + ".md"
+    with open(md, "w") as f:
         f.write(markdown(res))
     log(f"results: {path} (elapsed {res['elapsed_s'] / 60:.1f} min)")
 
