@@ -23,7 +23,7 @@ test-hosts: build
 	REPLICA_HOSTS_REQUIRED=1 $(CARGO) nextest run --no-fail-fast --cargo-profile dev --features test-support --test host_matrix
 
 # Longer runs of the races `make test` samples: connections opened before and after the load
-# writing at once, ADOPTED_ROUNDS fresh processes with every core kept busy (500 for the
+# writing at once, ADOPTED_ROUNDS fresh processes with every core kept busy (500, as
 # the issue asks, which CI runs: about 6 minutes).
 ADOPTED_ROUNDS ?= 500
 test-slow: build
