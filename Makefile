@@ -23,8 +23,8 @@ test-hosts: build
 	REPLICA_HOSTS_REQUIRED=1 $(CARGO) nextest run --no-fail-fast --cargo-profile dev --features test-support --test host_matrix
 
 # Longer runs of the races `make test` samples: connections opened before and after the load
-# writing at once, ADOPTED_ROUNDS fresh processes with every core kept busy (500, as
-# the issue asks, which CI runs: about 6 minutes).
+# writing at once, ADOPTED_ROUNDS fresh processes with every core kept busy (500 by default,
+# as CI runs it: about 6 minutes on 2 cores).
 ADOPTED_ROUNDS ?= 500
 test-slow: build
 	ADOPTED_ROUNDS=$(ADOPTED_ROUNDS) ADOPTED_BUSY=1 $(CARGO) nextest run --no-fail-fast --cargo-profile dev --features test-support --test adopted connections_opened_before_and_after --no-capture
