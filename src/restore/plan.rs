@@ -166,7 +166,8 @@ fn reach(objects: &[LtxObject], start: u64, limit: u64) -> Reached {
         let Some((_, (files, bytes, _))) = continued_from(&best, o, start) else {
             continue;
         };
-        let cand = (files + 1, bytes + o.size, Some(i));
+        // Sizes are what the bucket lists: any u64.
+        let cand = (files + 1, bytes.saturating_add(o.size), Some(i));
         let slot = best.entry(o.max_txid).or_insert(cand);
         if (cand.0, cand.1) < (slot.0, slot.1) {
             *slot = cand;
@@ -386,6 +387,20 @@ pub(super) mod tests {
         let objects = parse_listing(&[listed(format!("db/0009/{name}"))]);
         assert_eq!(objects.len(), 1);
         assert_eq!((objects[0].level, objects[0].max_txid), (9, 1));
+    }
+
+    #[test]
+    fn listed_sizes_near_the_largest_do_not_overflow_the_planner() {
+        // Found by fuzz/fuzz_targets/restore_plan.rs: the bytes of a chain were summed
+        // unchecked, so sizes a bucket lists (any u64) overflowed.
+        let huge = |level, min, max| LtxObject {
+            size: u64::MAX,
+            ..obj(level, min, max)
+        };
+        let objs = vec![huge(9, 1, 1), huge(0, 2, 2), huge(0, 3, 3), obj(1, 2, 3)];
+        assert_eq!(planned(&objs, None), vec![(9, 1), (1, 3)]);
+        let objs = vec![huge(9, 1, 1), huge(0, 2, 2), huge(0, 3, 3)];
+        assert_eq!(planned(&objs, None), vec![(9, 1), (0, 2), (0, 3)]);
     }
 
     #[test]
