@@ -215,7 +215,9 @@ fn check_s3_authority(authority: &str) -> Result<(), String> {
     if authority.is_empty() {
         return Err("the bucket is missing: expected s3://bucket/prefix".to_string());
     }
-    Ok(())
+    // The host forms (`bucket.host:port`, `bucket.s3.<region>.amazonaws.com`, …) make an
+    // endpoint and a region out of it, which go into headers.
+    check_header_value("the URL's host", authority)
 }
 
 /// Applies an s3 URL's query string to `parts`.

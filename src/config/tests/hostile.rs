@@ -220,6 +220,26 @@ fn crlf_in_a_header_value_is_refused() {
 }
 
 #[test]
+fn a_line_break_in_an_s3_url_host_is_refused() {
+    // Found by fuzz/fuzz_targets/config_url.rs: the host forms of an s3 URL
+    // (`bucket.host:port`, `bucket.s3.<region>.amazonaws.com`) made an endpoint or a region
+    // from the host without the header-value check, so a line break reached a header.
+    for url in [
+        "s3://bkt.minio\r\nX-Amz-Injected:9000/db",
+        "s3://bkt.s3.us-east-1\r\nX-Amz-Injected.amazonaws.com/db",
+        "s3://bkt.s3.us-east-1\n.amazonaws.com/db",
+        "s3://bkt.eu\t1.digitaloceanspaces.com/db",
+    ] {
+        let msg = parse_replica_url(url, &env(&[])).unwrap_err().to_string();
+        assert!(
+            msg.contains("the URL's host holds a control character"),
+            "{url:?}: {msg}"
+        );
+    }
+    assert!(parse_replica_url("s3://bkt.minio:9000/db", &env(&[])).is_ok());
+}
+
+#[test]
 fn an_unset_variable_in_a_path_is_an_error() {
     let e = env(&[("SET", "here")]);
     for (text, key) in [
