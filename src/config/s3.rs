@@ -103,7 +103,11 @@ pub(super) fn check_header_value(what: &str, v: &str) -> Result<(), String> {
 /// Adds a scheme to an endpoint given without one (`https://`, or `http://` for local hosts)
 /// and removes a trailing slash. Rejects other schemes and embedded credentials.
 pub(super) fn normalize_endpoint(endpoint: &str) -> Result<String, String> {
-    let e = endpoint.trim().trim_end_matches('/');
+    // Slashes and spaces in any order: what is left must not end in either, or the URL
+    // `url()` shows would parse to another endpoint.
+    let e = endpoint
+        .trim()
+        .trim_end_matches(|c: char| c == '/' || c.is_whitespace());
     if e.is_empty() {
         return Err("the endpoint is empty".to_string());
     }
