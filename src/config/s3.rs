@@ -112,6 +112,11 @@ pub(super) fn normalize_endpoint(endpoint: &str) -> Result<String, String> {
         return Err("the endpoint is empty".to_string());
     }
     check_header_value("the endpoint", e)?;
+    // Requests add their own path and query: one in the endpoint would change what they
+    // address and what is signed.
+    if e.contains(['?', '#']) {
+        return Err("the endpoint must not have a query or fragment (`?`, `#`)".to_string());
+    }
     let lower = e.to_ascii_lowercase();
     let with_scheme = if lower.starts_with("http://") || lower.starts_with("https://") {
         e.to_string()

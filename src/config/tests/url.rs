@@ -261,3 +261,22 @@ fn an_endpoint_ending_in_slashes_and_spaces_parses_the_same_from_its_url() {
         assert_eq!(parse_replica_url(&t.url(), &e).unwrap(), t, "{u}");
     }
 }
+
+#[test]
+fn an_endpoint_with_a_query_or_fragment_is_refused() {
+    // Found by fuzz/fuzz_targets/config_url.rs: `endpoint=h?x@y` was taken as an endpoint
+    // (its host `h` has no `@`), and the URL `url()` shows cut `h?x@` off as credentials.
+    let e = env(&[]);
+    for u in [
+        "s3://bbb/p?endpoint=ht%3Fx%40%3Dy",
+        "s3://bbb/p?endpoint=https://h/%3Fq",
+        "s3://bbb/p?endpoint=https://h%23f",
+    ] {
+        let msg = parse_replica_url(u, &e).unwrap_err().to_string();
+        assert!(msg.contains("query or fragment"), "{u}: {msg}");
+    }
+    let text =
+        "dbs:\n  - path: /a.db\n    replica: {type: s3, bucket: bkt, endpoint: 'https://h?x'}\n";
+    let msg = err_text(parse(text, &e));
+    assert!(msg.contains("query or fragment"), "{msg}");
+}
