@@ -226,7 +226,13 @@ fn check_s3_authority(authority: &str) -> Result<(), String> {
     }
     // The host forms (`bucket.host:port`, `bucket.s3.<region>.amazonaws.com`, …) make an
     // endpoint and a region out of it, which go into headers.
-    check_header_value("the URL's host", authority)
+    check_header_value("the URL's host", authority)?;
+    // No host holds a space; and an endpoint made of one would read back trimmed, as
+    // another endpoint.
+    if authority.contains(char::is_whitespace) {
+        return Err("the URL's host holds a space".to_string());
+    }
+    Ok(())
 }
 
 /// Applies an s3 URL's query string to `parts`.

@@ -240,6 +240,25 @@ fn a_line_break_in_an_s3_url_host_is_refused() {
 }
 
 #[test]
+fn a_space_in_an_s3_url_host_is_refused() {
+    // Found by fuzz/fuzz_targets/config_url.rs: `s3://bkt.h:9000 /db` made the endpoint
+    // `http://h:9000 ` (with the space), and the URL `url()` shows for it parsed to another
+    // endpoint; no host holds a space.
+    for url in [
+        "s3://bkt.minio:9000 /db",
+        "s3://bkt.mi nio:9000/db",
+        "s3://bkt.minio:9000\u{2003}/db",
+        "s3://bkt.s3.us-east-1 .amazonaws.com/db",
+    ] {
+        let msg = parse_replica_url(url, &env(&[])).unwrap_err().to_string();
+        assert!(
+            msg.contains("the URL's host holds a space"),
+            "{url:?}: {msg}"
+        );
+    }
+}
+
+#[test]
 fn an_unset_variable_in_a_path_is_an_error() {
     let e = env(&[("SET", "here")]);
     for (text, key) in [
