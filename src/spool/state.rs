@@ -27,7 +27,8 @@ pub struct SpoolState {
 }
 
 impl SpoolState {
-    pub(super) fn encode(&self) -> String {
+    /// The state file's text.
+    pub fn encode(&self) -> String {
         let mut s = format!(
             "replica_url={}\ntxid={}\npost_checksum={}\npage_size={}\ncommit={}\nshipped_seq={}\nshipped_at_ms={}\n",
             self.replica_url, self.txid, self.post_checksum, self.page_size, self.commit, self.shipped_seq, self.shipped_at_ms
@@ -41,7 +42,8 @@ impl SpoolState {
         s
     }
 
-    pub(super) fn decode(text: &str) -> Result<SpoolState, String> {
+    /// The state file's text read back; an error names the line or value it cannot read.
+    pub fn decode(text: &str) -> Result<SpoolState, String> {
         let mut st = SpoolState::default();
         // A line's trailing CRs are its ending however the file ends (`lines` keeps a CR
         // on a last line without a newline), so a state reads the same after a rewrite.
