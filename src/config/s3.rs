@@ -202,9 +202,27 @@ pub(super) fn parse_s3_location(rest: &str) -> Result<S3Parts, String> {
     check_s3_authority(authority)?;
     let mut parts = s3_host_parts(authority)?;
     check_bucket_name(&parts.bucket)?;
+    // The URL `url()` shows names the bucket alone: it must read back as that bucket.
+    if !is_plain_bucket(&parts.bucket) {
+        return Err(format!(
+            "the bucket name `{}` is itself an S3 host name; give the bucket alone",
+            parts.bucket
+        ));
+    }
     parts.prefix = clean_prefix(&percent_decode(path, false)?);
     apply_s3_query(&mut parts, query)?;
     Ok(parts)
+}
+
+/// Whether `bucket` as the host of an s3:// URL names that bucket and nothing else (no
+/// provider host form that would make an endpoint, a region or another bucket of it).
+fn is_plain_bucket(bucket: &str) -> bool {
+    s3_host_parts(bucket).is_ok_and(|p| {
+        p.bucket == bucket
+            && p.endpoint.is_none()
+            && p.region.is_none()
+            && p.force_path_style.is_none()
+    })
 }
 
 /// Refuses host parts that cannot name a bucket: embedded credentials, access point ARNs,

@@ -280,3 +280,27 @@ fn an_endpoint_with_a_query_or_fragment_is_refused() {
     let msg = err_text(parse(text, &e));
     assert!(msg.contains("query or fragment"), "{msg}");
 }
+
+#[test]
+fn a_bucket_named_like_an_s3_host_is_refused() {
+    // Found by fuzz/fuzz_targets/config_url.rs (in make fuzz): a host form whose bucket part
+    // is itself a host form (`b.s3.r.amazonaws.com.s3.r.amazonaws.com`) gave a bucket that
+    // the URL `url()` shows for it reads as another bucket.
+    let e = env(&[]);
+    for u in [
+        "s3://bucketcket.s3.us-2.-2.amazonaws.com.s3.us-2.-2.amazonaws.com/ps",
+        "s3://bkt.nyc3.digitaloceanspaces.com.s3.amazonaws.com/x",
+        "s3://bkt.s3.amazonaws.com.s3.eu-west-1.amazonaws.com/x",
+    ] {
+        let msg = parse_replica_url(u, &e).unwrap_err().to_string();
+        assert!(msg.contains("is itself an S3 host"), "{u}: {msg}");
+    }
+    for u in [
+        "s3://bkt.s3.eu-west-1.amazonaws.com/x",
+        "s3://bkt.nyc3.digitaloceanspaces.com/x",
+        "s3://www.example.com/x",
+    ] {
+        let t = parse_replica_url(u, &e).unwrap();
+        assert_eq!(parse_replica_url(&t.url(), &e).unwrap(), t, "{u}");
+    }
+}
