@@ -62,14 +62,24 @@ lint:
 	python3 scripts/check_layers.py
 	python3 scripts/check_sizes.py
 
-# 60 s per target with cargo-fuzz (cargo install cargo-fuzz). The machine has only a stable
-# toolchain: RUSTC_BOOTSTRAP lets cargo-fuzz pass its -Z flags; no sanitizer (the code under
-# test has no unsafe). New inputs land in fuzz/corpus/<target>/.
+# Every fuzz target for FUZZ_SECONDS each (default 60), one after another, with cargo-fuzz
+# (installed on first use). RUSTC_BOOTSTRAP lets cargo-fuzz pass its -Z flags on a stable
+# toolchain; no sanitizer (the code under test has no unsafe). An input that panics, runs
+# longer than FUZZ_TIMEOUT seconds or takes more than FUZZ_RSS_MB of memory (one allocation
+# included) is a failure, saved in fuzz/artifacts/<target>/. New inputs land in
+# fuzz/corpus/<target>/; fuzz/examples/seed_corpus.rs writes the seeds.
 FUZZ_SECONDS ?= 60
+FUZZ_TIMEOUT ?= 10
+FUZZ_RSS_MB ?= 512
+FUZZ_TARGETS := ltx_decode wal_parse s3_xml config_yaml config_url handoff_decode \
+	spool_segment spool_state lease_decode restore_plan
 fuzz:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
-	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer none ltx_decode corpus/ltx_decode -- -max_total_time=$(FUZZ_SECONDS)
-	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer none wal_parse corpus/wal_parse -- -max_total_time=$(FUZZ_SECONDS)
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer none $$t corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -timeout=$(FUZZ_TIMEOUT) \
+			-rss_limit_mb=$(FUZZ_RSS_MB) -malloc_limit_mb=$(FUZZ_RSS_MB) || exit 1; \
+	done
 
 clean:
 	$(CARGO) clean

@@ -66,7 +66,8 @@ impl Handoff {
         out
     }
 
-    /// `None` for anything torn, truncated or not a hand-off.
+    /// `None` for anything torn, truncated or not a hand-off, and for transactions no WAL
+    /// holds (a page size SQLite cannot have, a page number outside the database).
     pub fn decode(bytes: &[u8]) -> Option<Handoff> {
         let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(8)?)?;
         if crate::ltx::crc64(body) != u64::from_be_bytes(crc.try_into().ok()?) {
@@ -87,12 +88,16 @@ impl Handoff {
             let page_size = r.u32()?;
             let commit_size = r.u32()?;
             let npages = r.u32()?;
-            if !(512..=65536).contains(&page_size) {
+            // What a WAL transaction can hold, as the spool records it goes into require.
+            if !crate::wal::is_valid_page_size(page_size) {
                 return None;
             }
             let mut pages = Vec::new();
             for _ in 0..npages {
                 let pgno = r.u32()?;
+                if !(1..=commit_size).contains(&pgno) {
+                    return None;
+                }
                 pages.push((pgno, r.take(page_size as usize)?.to_vec()));
             }
             txns.push(HandedTxn {
@@ -235,6 +240,27 @@ mod tests {
             ..h
         };
         assert_eq!(Handoff::decode(&truncate.encode()), Some(truncate));
+    }
+
+    #[test]
+    fn a_handoff_with_an_impossible_page_size_or_page_number_is_refused() {
+        // Found by fuzz/fuzz_targets/handoff_decode.rs: a sealed file claiming 65535-byte
+        // pages decoded, and its pages would have gone into spool records that recovery
+        // cannot read back (dropping every record after them).
+        let with = |page_size: u32, pgno: u32| {
+            let mut h = sample();
+            h.txns[1].txn.page_size = page_size;
+            h.txns[1].txn.pages = vec![(pgno, vec![0; page_size as usize])];
+            h.encode()
+        };
+        assert!(Handoff::decode(&with(1024, 3)).is_some());
+        for (page_size, pgno) in [(65535, 1), (1000, 1), (513, 1), (1024, 0), (1024, 4)] {
+            assert_eq!(
+                Handoff::decode(&with(page_size, pgno)),
+                None,
+                "page size {page_size}, page {pgno}"
+            );
+        }
     }
 
     #[test]

@@ -50,10 +50,10 @@ pub fn locate_config_file(
     Ok(None)
 }
 
-/// Reads the config file at `path`: a regular file (after symlinks) of at most 1 MiB of UTF-8.
-/// Checked before opening (opening a FIFO would wait for a writer) and again on the opened
-/// file (the path may have been replaced in between); the read stops one byte past the bound
-/// whatever the file claims.
+/// Reads the config file at `path`: a regular file (after symlinks) of at most 1 MiB of UTF-8
+/// ([`config_text`]). Checked before opening (opening a FIFO would wait for a writer) and
+/// again on the opened file (the path may have been replaced in between); the read stops
+/// one byte past the bound whatever the file claims.
 pub(super) fn read_config_file(path: &Path) -> Result<String, ConfigError> {
     let err = |reason: String| ConfigError::ReadConfigFile {
         path: path.to_path_buf(),
@@ -75,14 +75,21 @@ pub(super) fn read_config_file(path: &Path) -> Result<String, ConfigError> {
     file.take(MAX_CONFIG_BYTES as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| err(e.to_string()))?;
+    config_text(path, bytes)
+}
+
+/// The text of the config file at `path` (named in errors) from its bytes: at most 1 MiB of
+/// UTF-8.
+pub fn config_text(path: &Path, bytes: Vec<u8>) -> Result<String, ConfigError> {
     if bytes.len() > MAX_CONFIG_BYTES {
         return Err(too_large(path, bytes.len() as u64));
     }
-    String::from_utf8(bytes).map_err(|e| {
-        err(format!(
+    String::from_utf8(bytes).map_err(|e| ConfigError::ReadConfigFile {
+        path: path.to_path_buf(),
+        reason: format!(
             "it is not UTF-8 text (invalid byte at offset {})",
             e.utf8_error().valid_up_to()
-        ))
+        ),
     })
 }
 

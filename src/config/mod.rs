@@ -46,7 +46,7 @@ mod yaml;
 #[cfg(test)]
 mod tests;
 
-pub use discovery::locate_config_file;
+pub use discovery::{config_text, locate_config_file};
 pub use env::Env;
 pub use model::{
     ConfigError, ConfigFile, Credentials, DbConfig, ReplicaConfig, ReplicaTarget, S3Target,

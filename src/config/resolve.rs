@@ -115,21 +115,31 @@ impl Resolver {
         }
     }
 
-    /// [`Env::from_process`] + [`locate_config_file`] + read + [`parse_config_file`] +
-    /// [`Resolver::new`]. Returns the config file's warnings for the caller to log.
+    /// [`Env::from_process`] + [`locate_config_file`] + read + [`Resolver::from_config_text`].
+    /// Returns the config file's warnings for the caller to log.
     pub fn from_process() -> Result<(Resolver, Vec<Warning>), ConfigError> {
         let env = Env::from_process();
-        let mut warnings = Vec::new();
-        let file = match locate_config_file(&env, &|p: &Path| p.exists())? {
+        match locate_config_file(&env, &|p: &Path| p.exists())? {
             Some(path) => {
                 let text = read_config_file(&path)?;
-                let parsed = parse_config_file(&path, &text, &env)?;
-                warnings.extend(parsed.warnings.iter().cloned());
-                Some(parsed)
+                Resolver::from_config_text(env, &path, &text)
             }
-            None => None,
-        };
-        Ok((Resolver::new(env, file)?, warnings))
+            None => Ok((Resolver::new(env, None)?, Vec::new())),
+        }
+    }
+
+    /// A resolver for the config file at `path` (named in messages) holding `text`, as read
+    /// by the bounded read ([`config_text`](super::config_text) is its pure part):
+    /// [`parse_config_file`] + [`Resolver::new`]. Pure; returns the file's warnings for the
+    /// caller to log.
+    pub fn from_config_text(
+        env: Env,
+        path: &Path,
+        text: &str,
+    ) -> Result<(Resolver, Vec<Warning>), ConfigError> {
+        let parsed = parse_config_file(path, text, &env)?;
+        let warnings = parsed.warnings.clone();
+        Ok((Resolver::new(env, Some(parsed))?, warnings))
     }
 
     /// What this configuration replicates, a line each, for the log at load: every database

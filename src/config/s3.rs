@@ -103,11 +103,20 @@ pub(super) fn check_header_value(what: &str, v: &str) -> Result<(), String> {
 /// Adds a scheme to an endpoint given without one (`https://`, or `http://` for local hosts)
 /// and removes a trailing slash. Rejects other schemes and embedded credentials.
 pub(super) fn normalize_endpoint(endpoint: &str) -> Result<String, String> {
-    let e = endpoint.trim().trim_end_matches('/');
+    // Slashes and spaces in any order: what is left must not end in either, or the URL
+    // `url()` shows would parse to another endpoint.
+    let e = endpoint
+        .trim()
+        .trim_end_matches(|c: char| c == '/' || c.is_whitespace());
     if e.is_empty() {
         return Err("the endpoint is empty".to_string());
     }
     check_header_value("the endpoint", e)?;
+    // Requests add their own path and query: one in the endpoint would change what they
+    // address and what is signed.
+    if e.contains(['?', '#']) {
+        return Err("the endpoint must not have a query or fragment (`?`, `#`)".to_string());
+    }
     let lower = e.to_ascii_lowercase();
     let with_scheme = if lower.starts_with("http://") || lower.starts_with("https://") {
         e.to_string()
@@ -193,9 +202,27 @@ pub(super) fn parse_s3_location(rest: &str) -> Result<S3Parts, String> {
     check_s3_authority(authority)?;
     let mut parts = s3_host_parts(authority)?;
     check_bucket_name(&parts.bucket)?;
+    // The URL `url()` shows names the bucket alone: it must read back as that bucket.
+    if !is_plain_bucket(&parts.bucket) {
+        return Err(format!(
+            "the bucket name `{}` is itself an S3 host name; give the bucket alone",
+            parts.bucket
+        ));
+    }
     parts.prefix = clean_prefix(&percent_decode(path, false)?);
     apply_s3_query(&mut parts, query)?;
     Ok(parts)
+}
+
+/// Whether `bucket` as the host of an s3:// URL names that bucket and nothing else (no
+/// provider host form that would make an endpoint, a region or another bucket of it).
+fn is_plain_bucket(bucket: &str) -> bool {
+    s3_host_parts(bucket).is_ok_and(|p| {
+        p.bucket == bucket
+            && p.endpoint.is_none()
+            && p.region.is_none()
+            && p.force_path_style.is_none()
+    })
 }
 
 /// Refuses host parts that cannot name a bucket: embedded credentials, access point ARNs,
@@ -214,6 +241,14 @@ fn check_s3_authority(authority: &str) -> Result<(), String> {
     }
     if authority.is_empty() {
         return Err("the bucket is missing: expected s3://bucket/prefix".to_string());
+    }
+    // The host forms (`bucket.host:port`, `bucket.s3.<region>.amazonaws.com`, …) make an
+    // endpoint and a region out of it, which go into headers.
+    check_header_value("the URL's host", authority)?;
+    // No host holds a space; and an endpoint made of one would read back trimmed, as
+    // another endpoint.
+    if authority.contains(char::is_whitespace) {
+        return Err("the URL's host holds a space".to_string());
     }
     Ok(())
 }

@@ -20,15 +20,15 @@ pub struct LtxObject {
     pub modified_ms: u64,
 }
 
-/// Parses a listing into LTX objects, skipping anything else.
+/// Parses a listing into LTX objects, skipping anything else: only keys named as the
+/// uploader and Litestream name them (`<prefix>/<level %04x>/<min>-<max>.ltx`, read by
+/// [`keys::parse_s3_key`]), whatever their prefix ([`check_listing`] refuses several).
 pub fn parse_listing(objects: &[ObjectInfo]) -> Vec<LtxObject> {
     let mut out: Vec<LtxObject> = objects
         .iter()
         .filter_map(|o| {
-            let mut parts = o.key.rsplit('/');
-            let name = parts.next()?;
-            let level = u8::from_str_radix(parts.next()?, 16).ok()?;
-            let (min_txid, max_txid) = keys::parse_ltx_filename(name)?;
+            let (level, min_txid, max_txid) =
+                keys::parse_s3_key(keys::chain_prefix(&o.key), &o.key)?;
             Some(LtxObject {
                 key: o.key.clone(),
                 level,
@@ -166,7 +166,8 @@ fn reach(objects: &[LtxObject], start: u64, limit: u64) -> Reached {
         let Some((_, (files, bytes, _))) = continued_from(&best, o, start) else {
             continue;
         };
-        let cand = (files + 1, bytes + o.size, Some(i));
+        // Sizes are what the bucket lists: any u64.
+        let cand = (files + 1, bytes.saturating_add(o.size), Some(i));
         let slot = best.entry(o.max_txid).or_insert(cand);
         if (cand.0, cand.1) < (slot.0, slot.1) {
             *slot = cand;
@@ -367,6 +368,39 @@ pub(super) mod tests {
         stray.push(named("f", 0, 3, 3));
         assert!(plan(&stray, None).is_err());
         assert_eq!(plan(&objs[..2], None).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_key_whose_level_is_not_four_hex_digits_is_not_an_ltx_object() {
+        // Found by fuzz/fuzz_targets/restore_plan.rs: `db/0/…ltx` was planned as a level-0
+        // file, although neither the uploader nor Litestream reads (or writes) such a name.
+        let name = keys::ltx_filename(1, 1);
+        let listed = |key: String| ObjectInfo {
+            key,
+            size: 1,
+            modified_ms: 0,
+        };
+        for level in ["0", "9", "+009", "00009", "009", "000g", "0x09", ""] {
+            let objects = parse_listing(&[listed(format!("db/{level}/{name}"))]);
+            assert_eq!(objects, vec![], "level {level:?}");
+        }
+        let objects = parse_listing(&[listed(format!("db/0009/{name}"))]);
+        assert_eq!(objects.len(), 1);
+        assert_eq!((objects[0].level, objects[0].max_txid), (9, 1));
+    }
+
+    #[test]
+    fn listed_sizes_near_the_largest_do_not_overflow_the_planner() {
+        // Found by fuzz/fuzz_targets/restore_plan.rs: the bytes of a chain were summed
+        // unchecked, so sizes a bucket lists (any u64) overflowed.
+        let huge = |level, min, max| LtxObject {
+            size: u64::MAX,
+            ..obj(level, min, max)
+        };
+        let objs = vec![huge(9, 1, 1), huge(0, 2, 2), huge(0, 3, 3), obj(1, 2, 3)];
+        assert_eq!(planned(&objs, None), vec![(9, 1), (1, 3)]);
+        let objs = vec![huge(9, 1, 1), huge(0, 2, 2), huge(0, 3, 3)];
+        assert_eq!(planned(&objs, None), vec![(9, 1), (0, 2), (0, 3)]);
     }
 
     #[test]

@@ -55,6 +55,7 @@ pub use error::SpoolError;
 pub use handle::Spool;
 pub use record::{Integrity, RecordHeader, RecordMeta};
 pub use recover::Recovery;
+pub use segment::scan_segment;
 pub use state::SpoolState;
 pub use writer::RecordWriter;
 

@@ -87,21 +87,34 @@ pub(super) fn read_segment(
 ) -> Result<(Vec<RecordMeta>, u64, u64), SpoolError> {
     let name = segment_name(id);
     let shown = seg.shown(&name);
-    let mut f =
+    let f =
         crate::base::private_fs::open_read(&seg.at(&name)).map_err(|e| io("opening", &shown, e))?;
     let file_len = f.metadata().map_err(|e| io("reading", &shown, e))?.len();
+    let (records, valid_len) = read_records(f, id, file_len);
+    Ok((records, valid_len, file_len))
+}
+
+/// The well-formed records at the start of segment `id`, read from `r` (`len` bytes), and
+/// the length they take: what recovery keeps of a segment. A torn or stale record ends it.
+pub(super) fn read_records(mut r: impl Read, id: u64, len: u64) -> (Vec<RecordMeta>, u64) {
     let mut records: Vec<RecordMeta> = Vec::new();
     let mut offset = 0u64;
-    while let Some(r) = read_record(&mut f, id, offset, file_len, records.last()) {
-        offset += r.len();
-        records.push(r);
+    while let Some(rec) = read_record(&mut r, id, offset, len, records.last()) {
+        offset += rec.len();
+        records.push(rec);
     }
-    Ok((records, offset, file_len))
+    (records, offset)
+}
+
+/// [`read_records`] of a segment held in memory: the records recovery keeps of a segment
+/// file holding `bytes`, and the length of that well-formed prefix (the rest is cut off).
+pub fn scan_segment(bytes: &[u8], id: u64) -> (Vec<RecordMeta>, u64) {
+    read_records(bytes, id, bytes.len() as u64)
 }
 
 /// The record at `offset` (where `f` stands), if it is whole and follows `previous`.
 fn read_record(
-    f: &mut File,
+    f: &mut impl Read,
     id: u64,
     offset: u64,
     file_len: u64,

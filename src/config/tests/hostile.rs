@@ -220,6 +220,45 @@ fn crlf_in_a_header_value_is_refused() {
 }
 
 #[test]
+fn a_line_break_in_an_s3_url_host_is_refused() {
+    // Found by fuzz/fuzz_targets/config_url.rs: the host forms of an s3 URL
+    // (`bucket.host:port`, `bucket.s3.<region>.amazonaws.com`) made an endpoint or a region
+    // from the host without the header-value check, so a line break reached a header.
+    for url in [
+        "s3://bkt.minio\r\nX-Amz-Injected:9000/db",
+        "s3://bkt.s3.us-east-1\r\nX-Amz-Injected.amazonaws.com/db",
+        "s3://bkt.s3.us-east-1\n.amazonaws.com/db",
+        "s3://bkt.eu\t1.digitaloceanspaces.com/db",
+    ] {
+        let msg = parse_replica_url(url, &env(&[])).unwrap_err().to_string();
+        assert!(
+            msg.contains("the URL's host holds a control character"),
+            "{url:?}: {msg}"
+        );
+    }
+    assert!(parse_replica_url("s3://bkt.minio:9000/db", &env(&[])).is_ok());
+}
+
+#[test]
+fn a_space_in_an_s3_url_host_is_refused() {
+    // Found by fuzz/fuzz_targets/config_url.rs: `s3://bkt.h:9000 /db` made the endpoint
+    // `http://h:9000 ` (with the space), and the URL `url()` shows for it parsed to another
+    // endpoint; no host holds a space.
+    for url in [
+        "s3://bkt.minio:9000 /db",
+        "s3://bkt.mi nio:9000/db",
+        "s3://bkt.minio:9000\u{2003}/db",
+        "s3://bkt.s3.us-east-1 .amazonaws.com/db",
+    ] {
+        let msg = parse_replica_url(url, &env(&[])).unwrap_err().to_string();
+        assert!(
+            msg.contains("the URL's host holds a space"),
+            "{url:?}: {msg}"
+        );
+    }
+}
+
+#[test]
 fn an_unset_variable_in_a_path_is_an_error() {
     let e = env(&[("SET", "here")]);
     for (text, key) in [

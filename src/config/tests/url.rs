@@ -241,3 +241,66 @@ fn s3_env_fallbacks_and_credentials_chain() {
         .iter()
         .any(|w| w.key == "dbs[0].replica.access-key-id" && w.message.contains("AK is not set")));
 }
+
+#[test]
+fn an_endpoint_ending_in_slashes_and_spaces_parses_the_same_from_its_url() {
+    // Found by fuzz/fuzz_targets/config_url.rs: `/ /` at the end of an endpoint lost its
+    // last slash but kept the space, so the URL `url()` shows parsed to another endpoint.
+    let e = env(&[]);
+    for u in [
+        "s3://bbb/p?endpoint=http://localhost:9000// /",
+        "s3://bbb/p?endpoint=http://localhost:9000/%20/%20",
+    ] {
+        let t = parse_replica_url(u, &e).unwrap();
+        match &t {
+            ReplicaTarget::S3(s) => {
+                assert_eq!(s.endpoint.as_deref(), Some("http://localhost:9000"), "{u}")
+            }
+            other => panic!("{u}: {other:?}"),
+        }
+        assert_eq!(parse_replica_url(&t.url(), &e).unwrap(), t, "{u}");
+    }
+}
+
+#[test]
+fn an_endpoint_with_a_query_or_fragment_is_refused() {
+    // Found by fuzz/fuzz_targets/config_url.rs: `endpoint=h?x@y` was taken as an endpoint
+    // (its host `h` has no `@`), and the URL `url()` shows cut `h?x@` off as credentials.
+    let e = env(&[]);
+    for u in [
+        "s3://bbb/p?endpoint=ht%3Fx%40%3Dy",
+        "s3://bbb/p?endpoint=https://h/%3Fq",
+        "s3://bbb/p?endpoint=https://h%23f",
+    ] {
+        let msg = parse_replica_url(u, &e).unwrap_err().to_string();
+        assert!(msg.contains("query or fragment"), "{u}: {msg}");
+    }
+    let text =
+        "dbs:\n  - path: /a.db\n    replica: {type: s3, bucket: bkt, endpoint: 'https://h?x'}\n";
+    let msg = err_text(parse(text, &e));
+    assert!(msg.contains("query or fragment"), "{msg}");
+}
+
+#[test]
+fn a_bucket_named_like_an_s3_host_is_refused() {
+    // Found by fuzz/fuzz_targets/config_url.rs (in make fuzz): a host form whose bucket part
+    // is itself a host form (`b.s3.r.amazonaws.com.s3.r.amazonaws.com`) gave a bucket that
+    // the URL `url()` shows for it reads as another bucket.
+    let e = env(&[]);
+    for u in [
+        "s3://bucketcket.s3.us-2.-2.amazonaws.com.s3.us-2.-2.amazonaws.com/ps",
+        "s3://bkt.nyc3.digitaloceanspaces.com.s3.amazonaws.com/x",
+        "s3://bkt.s3.amazonaws.com.s3.eu-west-1.amazonaws.com/x",
+    ] {
+        let msg = parse_replica_url(u, &e).unwrap_err().to_string();
+        assert!(msg.contains("is itself an S3 host"), "{u}: {msg}");
+    }
+    for u in [
+        "s3://bkt.s3.eu-west-1.amazonaws.com/x",
+        "s3://bkt.nyc3.digitaloceanspaces.com/x",
+        "s3://www.example.com/x",
+    ] {
+        let t = parse_replica_url(u, &e).unwrap();
+        assert_eq!(parse_replica_url(&t.url(), &e).unwrap(), t, "{u}");
+    }
+}

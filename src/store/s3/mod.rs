@@ -13,6 +13,6 @@ mod http;
 mod multipart;
 mod object_store;
 mod tls;
-mod xml;
+pub mod xml;
 
 pub use client::{S3Store, DEFAULT_PART_SIZE};

@@ -6,7 +6,7 @@
 use super::client::S3Store;
 use super::http::{bare_etag, Expect, LEASE_BODY, LIST_BODY, SMALL_BODY, UNLISTED_BODY};
 use super::multipart::Source;
-use super::xml::{embedded_error, parse_list_page, raw_blocks, xml_escape, xml_text};
+use super::xml::{delete_result, parse_list_page, xml_escape};
 use crate::store::{ObjectInfo, ObjectStore, RequestCounts, StoreError};
 use std::sync::atomic::Ordering;
 
@@ -74,26 +74,7 @@ impl S3Store {
             xml.as_bytes(),
             LIST_BODY,
         )?;
-        let text = String::from_utf8_lossy(&body);
-        if let Some(e) = embedded_error("POST", &format!("DeleteObjects {}", self.what("")), &body)
-        {
-            if !text.contains("<DeleteResult") {
-                return Err(e);
-            }
-        }
-        for block in raw_blocks(&text, "Error").unwrap_or_default() {
-            let key = xml_text(block, "Key").unwrap_or_default();
-            let wrapped = format!("<Error>{block}</Error>");
-            match embedded_error("DELETE", &self.what(&key), wrapped.as_bytes()) {
-                // Passing failures are left for the verification round to retry.
-                Some(e)
-                    if e.is_transient()
-                        || xml_text(block, "Code").as_deref() == Some("NoSuchKey") => {}
-                Some(e) => return Err(e),
-                None => {}
-            }
-        }
-        Ok(())
+        delete_result(&|key| self.what(key), &body)
     }
 
     /// Which of `keys` a listing of their folders still shows.
@@ -197,7 +178,7 @@ impl ObjectStore for S3Store {
                 query.push(("continuation-token", t));
             }
             let (_, body) = self.send("GET", "", &query, &[], &[], LIST_BODY)?;
-            let page = parse_list_page(&String::from_utf8_lossy(&body))?;
+            let page = parse_list_page(&body)?;
             out.extend(page.objects);
             if out.len() > MAX_LISTED_OBJECTS {
                 return Err(StoreError::Permanent(format!(

@@ -1,11 +1,13 @@
 //! The XML S3 speaks, parsed just enough: ListObjectsV2 pages, `<Error>` bodies (with a
 //! status or embedded in a 200) mapped onto [`StoreError`], entity decoding and escaping for
 //! the bodies the store sends. It must not send requests or trust a body's structure.
+//! Public so that the fuzz targets (`fuzz/fuzz_targets/s3_xml.rs`) feed bodies to the very
+//! functions the store calls on them.
 
 use crate::store::{ObjectInfo, StoreError};
 
 /// A 200 that carries an `<Error>` (CompleteMultipartUpload can fail after its headers).
-pub(super) fn embedded_error(method: &str, what: &str, body: &[u8]) -> Option<StoreError> {
+pub fn embedded_error(method: &str, what: &str, body: &[u8]) -> Option<StoreError> {
     let text = String::from_utf8_lossy(body);
     if !text.contains("<Error>") {
         return None;
@@ -20,7 +22,7 @@ pub(super) fn embedded_error(method: &str, what: &str, body: &[u8]) -> Option<St
     Some(status_error(method, what, status, body))
 }
 
-pub(super) fn xml_escape(s: &str) -> String {
+pub fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -28,7 +30,7 @@ pub(super) fn xml_escape(s: &str) -> String {
 }
 
 /// Maps a non-2xx response onto a [`StoreError`], with the server's `<Code>`/`<Message>`.
-pub(super) fn status_error(method: &str, what: &str, status: u16, body: &[u8]) -> StoreError {
+pub fn status_error(method: &str, what: &str, status: u16, body: &[u8]) -> StoreError {
     let text = String::from_utf8_lossy(body);
     let code = xml_text(&text, "Code");
     let message = xml_text(&text, "Message");
@@ -60,7 +62,7 @@ pub(super) fn status_error(method: &str, what: &str, status: u16, body: &[u8]) -
 
 /// The undecoded insides of every `<tag>…</tag>` block, so nested fields are decoded exactly
 /// once; `None` when a block is not closed.
-pub(super) fn raw_blocks<'a>(xml: &'a str, tag: &str) -> Option<Vec<&'a str>> {
+pub fn raw_blocks<'a>(xml: &'a str, tag: &str) -> Option<Vec<&'a str>> {
     let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
     let mut out = Vec::new();
     let mut rest = xml;
@@ -74,7 +76,7 @@ pub(super) fn raw_blocks<'a>(xml: &'a str, tag: &str) -> Option<Vec<&'a str>> {
 }
 
 /// The decoded text of the first `<tag>…</tag>` in `xml`.
-pub(super) fn xml_text(xml: &str, tag: &str) -> Option<String> {
+pub fn xml_text(xml: &str, tag: &str) -> Option<String> {
     xml_all(xml, tag).into_iter().next()
 }
 
@@ -121,7 +123,9 @@ fn xml_decode(s: &str) -> String {
             continue;
         }
         if rest.starts_with('&') {
-            if let Some(semi) = rest[..rest.len().min(12)].find(';') {
+            // Bytes, not a slice of the text: the twelfth byte may fall inside a character.
+            let head = &rest.as_bytes()[..rest.len().min(12)];
+            if let Some(semi) = head.iter().position(|&b| b == b';') {
                 let ent = &rest[1..semi];
                 let decoded = match ent {
                     "amp" => Some('&'),
@@ -152,13 +156,15 @@ fn xml_decode(s: &str) -> String {
 
 /// One page of a ListObjectsV2 response.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(super) struct ListPage {
-    pub(super) objects: Vec<ObjectInfo>,
-    pub(super) truncated: bool,
-    pub(super) next_token: Option<String>,
+pub struct ListPage {
+    pub objects: Vec<ObjectInfo>,
+    pub truncated: bool,
+    pub next_token: Option<String>,
 }
 
-pub(super) fn parse_list_page(xml: &str) -> Result<ListPage, StoreError> {
+/// A ListObjectsV2 response body (bytes that are not UTF-8 are replaced) as one page.
+pub fn parse_list_page(body: &[u8]) -> Result<ListPage, StoreError> {
+    let xml: &str = &String::from_utf8_lossy(body);
     if !xml.contains("<ListBucketResult") {
         return Err(StoreError::Permanent(format!(
             "ListObjectsV2: unexpected response: {}",
@@ -199,6 +205,30 @@ pub(super) fn parse_list_page(xml: &str) -> Result<ListPage, StoreError> {
     })
 }
 
+/// The reply to a quiet DeleteObjects: `Ok` when every key is gone or its failure passes
+/// (transient, or already gone), which the caller's verification round retries; otherwise
+/// the first lasting failure, naming its key through `what`.
+pub fn delete_result(what: &dyn Fn(&str) -> String, body: &[u8]) -> Result<(), StoreError> {
+    let text = String::from_utf8_lossy(body);
+    if let Some(e) = embedded_error("POST", &format!("DeleteObjects {}", what("")), body) {
+        if !text.contains("<DeleteResult") {
+            return Err(e);
+        }
+    }
+    for block in raw_blocks(&text, "Error").unwrap_or_default() {
+        let key = xml_text(block, "Key").unwrap_or_default();
+        let wrapped = format!("<Error>{block}</Error>");
+        match embedded_error("DELETE", &what(&key), wrapped.as_bytes()) {
+            // Passing failures are left for the verification round to retry.
+            Some(e)
+                if e.is_transient() || xml_text(block, "Code").as_deref() == Some("NoSuchKey") => {}
+            Some(e) => return Err(e),
+            None => {}
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,7 +241,7 @@ mod tests {
 <Contents><Key>p/a&amp;b&#x20;c&lt;.ltx</Key><LastModified>2024-01-01T00:00:00.000Z</LastModified><Size>12</Size><StorageClass>STANDARD</StorageClass></Contents>
 <Contents><Key>p/0000/x.ltx</Key><Size>0</Size></Contents>
 <NextContinuationToken>tok/en&#61;=</NextContinuationToken></ListBucketResult>"#;
-        let page = parse_list_page(xml).unwrap();
+        let page = parse_list_page(xml.as_bytes()).unwrap();
         assert_eq!(
             page.objects,
             vec![
@@ -230,11 +260,11 @@ mod tests {
         assert!(page.truncated);
         assert_eq!(page.next_token.as_deref(), Some("tok/en=="));
         let empty = parse_list_page(
-            "<ListBucketResult><IsTruncated>false</IsTruncated><KeyCount>0</KeyCount></ListBucketResult>",
+            b"<ListBucketResult><IsTruncated>false</IsTruncated><KeyCount>0</KeyCount></ListBucketResult>",
         )
         .unwrap();
         assert_eq!(empty, ListPage::default());
-        assert!(parse_list_page("<Error><Code>X</Code></Error>").is_err());
+        assert!(parse_list_page(b"<Error><Code>X</Code></Error>").is_err());
     }
 
     #[test]
@@ -273,6 +303,21 @@ mod tests {
         assert_eq!(xml_all(x, "Key"), vec!["a", "", "bA"]);
         assert_eq!(xml_decode("<![CDATA[a&amp;]]>&amp;"), "a&amp;&");
         assert_eq!(xml_decode("&bogus; & &#xZZ;"), "&bogus; & &#xZZ;");
+    }
+
+    #[test]
+    fn an_entity_running_into_a_multibyte_character_is_read_as_text() {
+        // Found by fuzz/fuzz_targets/s3_xml.rs: an `&` followed by a character that straddles
+        // the twelfth byte panicked (slicing inside the character) on a LIST page.
+        let key = "db/&abcdefghij\u{20ac}.ltx";
+        let page = format!(
+            "<ListBucketResult><Contents><Key>{key}</Key><Size>1</Size></Contents></ListBucketResult>"
+        );
+        let page = parse_list_page(page.as_bytes()).unwrap();
+        assert_eq!(page.objects[0].key, key);
+        let body = "<Error><Code>SlowDown</Code><Message>&\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}</Message></Error>";
+        let e = status_error("GET", "s3://b/k", 503, body.as_bytes());
+        assert!(e.to_string().contains("&\u{e9}"), "{e}");
     }
 
     #[test]
