@@ -152,6 +152,21 @@ fn line_of<'a>(text: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
 }
 
+/// Restores `src` into `r.db` in `dir` under the memory limit, within `limit`; the host's
+/// output (`what` names the attempt when the host itself fails).
+fn restore_under_limit(dir: &Path, src: &str, limit: Duration, what: &str) -> String {
+    let out = python_limited(&restore_line(src, "r.db"), dir, &[], limit);
+    check(&out, what)
+}
+
+/// [`restore_under_limit`] that must be refused: the error it printed.
+fn refused_restore(dir: &Path, src: &str, limit: Duration, what: &str) -> String {
+    let text = restore_under_limit(dir, src, limit, what);
+    line_of(&text, "restore_error")
+        .unwrap_or_else(|| panic!("{what}: not refused:\n{text}"))
+        .to_string()
+}
+
 /// LTX file bytes: `pages` under `header`.
 fn ltx(header: Header, pages: &[(u32, Vec<u8>)]) -> Vec<u8> {
     let mut e = Encoder::new(Vec::new(), header).unwrap();
@@ -317,14 +332,12 @@ fn a_snapshot_header_claiming_4g_pages_is_refused_before_allocating() {
     bytes.resize(4096, 0x5a);
     plant(&rep, 9, 1, 1, &bytes);
     let src = format!("file://{}", rep.display());
-    let out = python_limited(
-        &restore_line(&src, "r.db"),
+    let err = refused_restore(
         dir.path(),
-        &[],
+        &src,
         Duration::from_secs(120),
+        "restore of a 4G-page snapshot",
     );
-    let text = check(&out, "restore of a 4G-page snapshot");
-    let err = line_of(&text, "restore_error").unwrap_or_else(|| panic!("{text}"));
     assert!(
         err.contains("0009/0000000000000001-0000000000000001.ltx")
             && err.contains("a snapshot of 4294967295 pages")
@@ -347,14 +360,12 @@ fn a_level0_file_declaring_a_huge_commit_is_refused() {
     let huge = ltx(no_checksum(2, 2, 4096, 1 << 31), &pages[1..2]);
     plant(&rep, 0, 2, 2, &huge);
     let src = format!("file://{}", rep.display());
-    let out = python_limited(
-        &restore_line(&src, "r.db"),
+    let err = refused_restore(
         dir.path(),
-        &[],
+        &src,
         Duration::from_secs(120),
+        "restore of a huge level-0 commit",
     );
-    let text = check(&out, "restore of a huge level-0 commit");
-    let err = line_of(&text, "restore_error").unwrap_or_else(|| panic!("{text}"));
     assert!(
         err.contains("0000/0000000000000002-0000000000000002.ltx")
             && err.contains("declares a database of 2147483648 pages"),
@@ -364,14 +375,12 @@ fn a_level0_file_declaring_a_huge_commit_is_refused() {
     // The same file growing the database by one page it does not carry: refused too.
     let gap = ltx(no_checksum(2, 2, 4096, n + 1), &pages[1..2]);
     plant(&rep, 0, 2, 2, &gap);
-    let out = python_limited(
-        &restore_line(&src, "r.db"),
+    let err = refused_restore(
         dir.path(),
-        &[],
+        &src,
         Duration::from_secs(120),
+        "restore of a level-0 file short of a page",
     );
-    let text = check(&out, "restore of a level-0 file short of a page");
-    let err = line_of(&text, "restore_error").unwrap_or_else(|| panic!("{text}"));
     assert!(
         err.contains(&format!("does not carry page {}", n + 1)),
         "{err}"
@@ -388,13 +397,12 @@ fn a_level0_file_declaring_a_huge_commit_is_refused() {
         &[pages[1].clone(), (n + 1, vec![0u8; 4096])],
     );
     plant(&rep, 0, 2, 2, &grown);
-    let out = python_limited(
-        &restore_line(&src, "r.db"),
+    let text = restore_under_limit(
         dir.path(),
-        &[],
+        &src,
         Duration::from_secs(120),
+        "restore of a level-0 file that grows the database",
     );
-    let text = check(&out, "restore of a level-0 file that grows the database");
     assert_eq!(line_of(&text, "restored"), Some("2"), "{text}");
 }
 
@@ -409,14 +417,12 @@ fn assert_planted_entry_refused(name: &str, plant: impl FnOnce(&Path), why: &str
     std::fs::remove_file(&l0).unwrap();
     plant(&l0);
     let src = format!("file://{}", rep.display());
-    let out = python_limited(
-        &restore_line(&src, "r.db"),
+    let err = refused_restore(
         dir.path(),
-        &[],
+        &src,
         Duration::from_secs(60),
+        &format!("restore with a planted entry ({name})"),
     );
-    let text = check(&out, &format!("restore with a planted entry ({name})"));
-    let err = line_of(&text, "restore_error").unwrap_or_else(|| panic!("{text}"));
     assert!(
         err.contains("0000000000000002-0000000000000002.ltx") && err.contains(why),
         "{err}"
