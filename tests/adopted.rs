@@ -33,6 +33,16 @@ print(c.execute("select replica_sync(20000)").fetchone()[0])
 print(c.execute("select snapshots, state from replica_status()").fetchone())
 "#;
 
+/// Python: open the database (creating table `t`), then load the extension into that same
+/// connection, `c`.
+const OPEN_THEN_LOAD: &str = r#"
+import os, sqlite3
+c = sqlite3.connect("app.db", isolation_level=None)
+c.execute("create table t(id integer primary key, who text, v blob)")
+c.enable_load_extension(True)
+c.load_extension(os.environ["REPLICA_TEST_LIB"])
+"#;
+
 /// Python: connection A opened (and the extension loaded into it) before B opens through the
 /// replica VFS; A commits right after B opens, then both write from two threads.
 const BEFORE_AND_AFTER: &str = r#"
@@ -130,20 +140,16 @@ fn a_connection_opened_before_the_load_replicates_through_log_restarts_with_one_
 fn loading_into_the_same_connection_twice_adopts_it_once() {
     let dir = TempDir::new("adopted-twice");
     let url = replica_env(&dir);
-    let script = r#"
-import os, sqlite3
-c = sqlite3.connect("app.db", isolation_level=None)
-c.execute("create table t(id integer primary key, who text, v blob)")
-c.enable_load_extension(True)
-c.load_extension(os.environ["REPLICA_TEST_LIB"])
-c.load_extension(os.environ["REPLICA_TEST_LIB"])
+    let script = format!(
+        r#"{OPEN_THEN_LOAD}c.load_extension(os.environ["REPLICA_TEST_LIB"])
 for i in range(50):
     c.execute("insert into t(who, v) values ('A', randomblob(100))")
 print(c.execute("select replica_sync(20000)").fetchone()[0])
 print(c.execute("select count(*), sum(captured_txns) from replica_status()").fetchone())
-"#;
+"#
+    );
     let out = check(
-        &python(script, dir.path(), &[("REPLICA_URL", &url)]),
+        &python(&script, dir.path(), &[("REPLICA_URL", &url)]),
         "loading twice",
     );
     assert_eq!(
@@ -232,18 +238,14 @@ fn connections_opened_before_and_after_the_load_lose_no_commit() {
 fn closing_an_adopted_connection_ships_what_is_pending() {
     let dir = TempDir::new("adopted-close");
     let url = replica_env(&dir);
-    let script = r#"
-import os, sqlite3
-c = sqlite3.connect("app.db", isolation_level=None)
-c.execute("create table t(id integer primary key, who text, v blob)")
-c.enable_load_extension(True)
-c.load_extension(os.environ["REPLICA_TEST_LIB"])
-for i in range(30):
+    let script = format!(
+        r#"{OPEN_THEN_LOAD}for i in range(30):
     c.execute("insert into t(who, v) values ('A', randomblob(100))")
 c.close()
-"#;
+"#
+    );
     check(
-        &python(script, dir.path(), &[("REPLICA_URL", &url)]),
+        &python(&script, dir.path(), &[("REPLICA_URL", &url)]),
         "closing without replica_sync",
     );
     // No replica_sync: the close of the process's last connection shipped the rows.
