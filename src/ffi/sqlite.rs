@@ -449,7 +449,7 @@ pub(crate) fn file_of(db: *mut sys::sqlite3, schema: &CStr) -> Option<*mut sys::
 pub(crate) fn wal_index_state_of(
     db: *mut sys::sqlite3,
     schema: &std::ffi::CStr,
-) -> Option<crate::shim::IndexState> {
+) -> Option<crate::wal::WalIndexState> {
     let file = file_of(db, schema)?;
     // SAFETY: a file object SQLite keeps open while the connection is; its method table
     // is static data of the VFS.
@@ -465,17 +465,16 @@ pub(crate) fn wal_index_state_of(
     if rc != sys::SQLITE_OK || region.is_null() {
         return None;
     }
-    let size = crate::wal::WAL_INDEX_HEADER_SIZE;
     for _ in 0..1000 {
-        // The two header copies, then the checkpoint information (nBackfill first).
-        let mut copies = [0u8; 100];
-        // SAFETY: the first 100 bytes of region 0 are the two header copies and nBackfill.
-        // A writer may be updating them; SQLite's readers also copy and compare, as here.
-        unsafe { std::ptr::copy_nonoverlapping(region as *const u8, copies.as_mut_ptr(), 100) };
-        if copies[..size] == copies[size..2 * size] {
-            let header = crate::wal::WalIndexHeader::parse(&copies[..size])?;
-            let backfilled = u32::from_ne_bytes(copies[96..100].try_into().unwrap());
-            return Some(crate::shim::IndexState { header, backfilled });
+        let mut prefix = [0u8; crate::wal::WAL_INDEX_STATE_SIZE];
+        // SAFETY: region 0 is at least 32 KiB and starts with the two header copies and
+        // nBackfill. A writer may be updating them; SQLite's readers also copy and compare,
+        // as `WalIndexState::parse` does.
+        unsafe {
+            std::ptr::copy_nonoverlapping(region as *const u8, prefix.as_mut_ptr(), prefix.len())
+        };
+        if let Ok(state) = crate::wal::WalIndexState::parse(&prefix) {
+            return state;
         }
         std::thread::yield_now();
     }

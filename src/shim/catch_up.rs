@@ -5,6 +5,7 @@
 //! and must never fail the application: what cannot be placed becomes an owed snapshot.
 
 use super::fallback::{capture_failed, flush_spool, owe_snapshot};
+use super::vouch::accept_vouched_log_on_disk;
 use super::wal_file::{header_on_disk, salts_on_disk};
 use crate::base::clock::now_ms;
 use crate::base::io::ReadAt;
@@ -24,6 +25,7 @@ pub(super) fn catch_up(
     cap: &mut CaptureState,
     file: &mut dyn ReadAt,
     upto: u32,
+    doing: &str,
 ) -> Result<(), Error> {
     let lost = std::mem::take(&mut cap.unflushed_lost);
     let Some(header) = header_on_disk(file)? else {
@@ -42,7 +44,9 @@ pub(super) fn catch_up(
     if found_commit && !continues {
         owe_snapshot(
             db,
-            "the WAL holds commits from a log generation this spool never captured",
+            &format!(
+                "{doing}: the WAL holds commits from a log generation this spool never captured"
+            ),
         );
     }
     Ok(())
@@ -154,7 +158,42 @@ pub(super) fn catch_up_through(
     upto: u32,
     doing: &str,
 ) {
-    if let Err(e) = catch_up(db, cap, file, upto) {
+    if let Err(e) = catch_up(db, cap, file, upto, doing) {
+        capture_failed(db, cap, &format!("{doing}: {e}"), None);
+    }
+}
+
+/// A log on disk that capture did not see start (none was known, or a connection this
+/// process's VFS does not see restarted the one it knew): followed from its first frame when
+/// the last hooked commit vouches for it (see `super::vouch`), otherwise caught up with,
+/// owing a snapshot when it cannot be placed. Reads no frame past `upto`.
+pub(super) fn meet_unseen_log(
+    db: &Database,
+    cap: &mut CaptureState,
+    file: &mut dyn ReadAt,
+    upto: u32,
+    doing: &str,
+) {
+    if let Ok(Some(new)) = header_on_disk(file) {
+        if accept_vouched_log_on_disk(db, cap, &new, file) {
+            follow_or_fall_back(db, cap, file, upto, doing);
+            return;
+        }
+    }
+    cap.header = None;
+    cap.chain = None;
+    catch_up_through(db, cap, file, upto, doing);
+}
+
+/// [`follow`], with a failure turned into a capture failure that says what was `doing`.
+fn follow_or_fall_back(
+    db: &Database,
+    cap: &mut CaptureState,
+    file: &mut dyn ReadAt,
+    upto: u32,
+    doing: &str,
+) {
+    if let Err(e) = follow(db, cap, file, upto) {
         capture_failed(db, cap, &format!("{doing}: {e}"), None);
     }
 }
@@ -173,7 +212,7 @@ pub(super) fn take_foreign_commits(db: &Database, cap: &mut CaptureState, file: 
         // A log another process started (after handing the old one off, it continues the
         // generation the hand-off announced; otherwise catch-up decides), or none yet.
         if salts_on_disk(file).is_some() {
-            catch_up_or_fall_back(db, cap, file, "reading the WAL");
+            meet_unseen_log(db, cap, file, u32::MAX, "reading the WAL");
         }
         return;
     };
@@ -185,6 +224,13 @@ pub(super) fn take_foreign_commits(db: &Database, cap: &mut CaptureState, file: 
         }
     };
     if on_disk.map(|h| h.salts()) != Some(known.salts()) {
+        // A restart a hooked connection of this process vouched for continues the spool.
+        if let Some(new) = on_disk {
+            if accept_vouched_log_on_disk(db, cap, &new, file) {
+                follow_or_fall_back(db, cap, file, u32::MAX, "reading a restarted WAL");
+                return;
+            }
+        }
         cap.header = None;
         cap.chain = None;
         // A restart another process handed off (see `ingest_handoffs`) announced the new

@@ -8,29 +8,21 @@
 //! The one thing such a connection can do that catch-up cannot repair is restart the log
 //! unseen (a restart happens while it writes its commit's first frame). So the commit hook
 //! captures everything the log holds, flushes the spool when a restart is possible, and
-//! records the log it found complete together with SQLite's commit counter. The WAL hook
-//! then accepts a new log as continuing the spool only when the counter shows that the
-//! commits the new log holds are all the commits made since: no other commit can have gone
-//! missing in between. Everything else is caught up, owing a snapshot when it cannot be
-//! placed. It must never fail the application's commit.
+//! records the log it found complete together with SQLite's commit counter; whoever meets
+//! the new log first accepts it as continuing the spool only when the counter shows that
+//! the commits the new log holds are all the commits made since (`super::vouch`).
+//! Everything else is caught up, owing a snapshot when it cannot be placed. It must never
+//! fail the application's commit.
 
 use super::capture::resolve_deferred;
 use super::catch_up::{catch_up_through, follow, take_foreign_commits};
 use super::fallback::{capture_failed, flush_spool};
+use super::vouch::accept_vouched_log;
 use super::wal_file::header_on_disk;
 use crate::base::io::ReadAt;
 use crate::base::lock::lock;
 use crate::database::{self, CaptureState, CompleteLog, Database};
-use crate::wal::{self, FrameChain, WalHeader, WalIndexHeader, WalPosition, FRAME_HEADER_SIZE};
-
-/// What SQLite's shared WAL index says about the log.
-#[derive(Clone, Copy, Debug)]
-pub struct IndexState {
-    pub header: WalIndexHeader,
-    /// Frames already copied into the database file; when it reaches `header.mx_frame` the
-    /// committing connection may restart the log.
-    pub backfilled: u32,
-}
+use crate::wal::{WalHeader, WalIndexState, WalPosition};
 
 /// A connection opened before the load now replicates this database: compare the log with
 /// the spool once (as a connection of the replica VFS does when it opens the WAL).
@@ -51,7 +43,7 @@ pub fn on_adopt(db: &Database, wal: Option<&mut dyn ReadAt>) {
 /// commit is in flight: take whatever the log holds that capture has not, remember what the
 /// log was (this commit may restart it) and SQLite's commit counter, and when the index says
 /// a restart is possible, make the spool durable.
-pub fn before_hooked_commit(db: &Database, wal: &mut dyn ReadAt, index: Option<IndexState>) {
+pub fn before_hooked_commit(db: &Database, wal: &mut dyn ReadAt, index: Option<WalIndexState>) {
     if !db.owned_here() {
         return;
     }
@@ -98,28 +90,22 @@ pub fn after_hooked_commit(
     db: &Database,
     wal: &mut dyn ReadAt,
     commit_frame: u32,
-    index: Option<IndexState>,
+    index: Option<WalIndexState>,
 ) {
     if !db.owned_here() {
         return;
     }
     let mut cap = lock(&db.capture);
     resolve_deferred(db, &mut cap, wal);
-    let claim = cap.log_complete.take();
     let on_disk = header_on_disk(wal).ok().flatten();
     let known = cap.header;
     if let Some(new) = on_disk.filter(|n| known.map(|k| k.salts()) != Some(n.salts())) {
-        if restart_continues(claim, known.as_ref(), &new, index, wal) {
-            if let Err(e) = db.spool.set_generation(new.salts()) {
-                crate::base::log::error(&format!("{}: {e}", db.name));
-            }
-            cap.header = Some(new);
-            cap.chain = Some(FrameChain::new(&new));
-        } else {
+        if !accept_vouched_log(db, &mut cap, &new, index, wal) {
             cap.header = None;
             cap.chain = None;
         }
     }
+    cap.log_complete = None;
     cap.caught_up = true;
     let followed = cap.chain.is_some() && follow(db, &mut cap, wal, commit_frame).is_ok();
     if !followed || !reached(&cap, on_disk, commit_frame) {
@@ -140,56 +126,6 @@ pub fn after_hooked_commit(
     }
 }
 
-/// Whether the log `new` that replaced `known` (or no log) continues the spool: the commit
-/// hook found the old log complete (`claim`), `new` is what replaces it (after a restart its
-/// first salt is one more), and SQLite's commit counter has moved by exactly the number of
-/// commits `new` holds — so no commit was made anywhere else in between.
-fn restart_continues(
-    claim: Option<CompleteLog>,
-    known: Option<&WalHeader>,
-    new: &WalHeader,
-    index: Option<IndexState>,
-    wal: &mut dyn ReadAt,
-) -> bool {
-    let Some(i) = index.filter(|i| (i.header.salt1, i.header.salt2) == new.salts()) else {
-        return false;
-    };
-    let since = match (claim, known) {
-        (Some(CompleteLog::Salts { salts, change }), Some(k)) => {
-            if salts != k.salts() || new.salt1 != k.salt1.wrapping_add(1) {
-                return false;
-            }
-            change
-        }
-        (Some(CompleteLog::Absent { change }), None) => change,
-        _ => return false,
-    };
-    let commits = commits_through(wal, new, i.header.mx_frame);
-    commits.is_some_and(|n| i.header.change.wrapping_sub(since) == n)
-}
-
-/// How many commits the log `header` holds through frame `mx_frame`, its checksum chain
-/// intact all the way (`None` when it is not).
-fn commits_through(wal: &mut dyn ReadAt, header: &WalHeader, mx_frame: u32) -> Option<u32> {
-    let mut chain = FrameChain::new(header);
-    let mut buf = vec![0u8; FRAME_HEADER_SIZE + header.page_size as usize];
-    let mut commits = 0;
-    for f in 1..=mx_frame {
-        let n = wal
-            .read_at(wal::frame_offset(header.page_size, f), &mut buf)
-            .ok()?;
-        if n < buf.len() {
-            return None;
-        }
-        let (h, page) = buf.split_at(FRAME_HEADER_SIZE);
-        let fh = chain.accept(h, page).ok()??;
-        if fh.is_commit() {
-            commits += 1;
-        }
-    }
-    Some(commits)
-}
-
 /// Whether capture has passed frame `frame` of the log with header `log`.
 fn reached(cap: &CaptureState, log: Option<WalHeader>, frame: u32) -> bool {
     match (cap.header, cap.chain.as_ref(), log) {
@@ -199,7 +135,7 @@ fn reached(cap: &CaptureState, log: Option<WalHeader>, frame: u32) -> bool {
 }
 
 /// Whether capture has taken the log through the end the index shows.
-fn ends_at(cap: &CaptureState, index: Option<IndexState>) -> bool {
+fn ends_at(cap: &CaptureState, index: Option<WalIndexState>) -> bool {
     let (Some(h), Some(chain), Some(i)) = (cap.header, cap.chain.as_ref(), index) else {
         return false;
     };
@@ -209,7 +145,7 @@ fn ends_at(cap: &CaptureState, index: Option<IndexState>) -> bool {
 /// Whether a checkpoint has reset the index for the next log (no frames, the first salt one
 /// more than the log on disk, which capture has just read to its end): no commit can be
 /// added to the old log any more.
-fn index_was_reset(cap: &CaptureState, index: Option<IndexState>) -> bool {
+fn index_was_reset(cap: &CaptureState, index: Option<WalIndexState>) -> bool {
     let (Some(h), true, Some(i)) = (cap.header, cap.chain.is_some(), index) else {
         return false;
     };

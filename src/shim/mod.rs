@@ -25,13 +25,14 @@ mod journal;
 mod open;
 mod refused;
 mod standby;
+mod vouch;
 mod wal_file;
 mod wal_observer;
 
 pub use capture::settle_deferred;
 pub use catch_up::take_foreign_commits_now;
 pub use handoff::{on_open_wal_elsewhere, HandoffObserver};
-pub use hooked::{after_hooked_commit, before_hooked_commit, on_adopt, IndexState};
+pub use hooked::{after_hooked_commit, before_hooked_commit, on_adopt};
 pub use journal::before_journal_delete;
 pub use open::{
     base_vfs_name, drills_configured, init_process_config, on_open_main_db, open_database,

@@ -103,7 +103,7 @@ impl WalObserver {
                     frame_at(offset, h.page_size).saturating_sub(1)
                 });
             let doing = "reading a WAL another process started";
-            super::catch_up::catch_up_through(db, &mut cap, file, upto, doing);
+            super::catch_up::meet_unseen_log(db, &mut cap, file, upto, doing);
         }
         if offset < WAL_HEADER_SIZE as u64 {
             return;
@@ -136,9 +136,9 @@ impl WalObserver {
 
 /// A frame header written with other salts than the log capture follows: a connection this
 /// VFS does not see (one opened before the load, or another process) restarted the log and
-/// committed into it. Catch up with the new log up to the frame being written (owing a
-/// snapshot when it cannot be placed: only the hooked connection's own WAL hook can vouch
-/// for a restart it made, see `super::hooked`).
+/// committed into it. Meet the new log up to the frame being written: it continues the spool
+/// when a hooked commit vouches for it (see `super::vouch`), otherwise a snapshot is owed
+/// when it cannot be placed.
 fn follow_unseen_restart(
     db: &Database,
     cap: &mut CaptureState,
@@ -165,9 +165,7 @@ fn follow_unseen_restart(
         return;
     }
     let frame = frame_at(offset, known.page_size);
-    cap.header = None;
-    cap.chain = None;
-    super::catch_up::catch_up_through(db, cap, file, frame - 1, "reading a log restarted unseen");
+    super::catch_up::meet_unseen_log(db, cap, file, frame - 1, "reading a log restarted unseen");
 }
 
 /// The frame a write at `offset` (past the log header) falls in.

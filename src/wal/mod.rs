@@ -61,5 +61,7 @@ pub use header::{
     FrameHeader, WalError, WalHeader, FRAME_HEADER_SIZE, MAX_PAGE_SIZE, MIN_PAGE_SIZE,
     WAL_FORMAT_VERSION, WAL_HEADER_SIZE, WAL_MAGIC_BE, WAL_MAGIC_LE,
 };
-pub use index::{WalIndexHeader, WAL_INDEX_HEADER_SIZE};
+pub use index::{
+    TornIndex, WalIndexHeader, WalIndexState, WAL_INDEX_HEADER_SIZE, WAL_INDEX_STATE_SIZE,
+};
 pub use pages::{map_committed_pages, scan, CommittedTxn, PageMap, ScanResult, TxnAssembler};

@@ -1,0 +1,96 @@
+//! Whether a log capture did not see start continues the spool. Connections the replica VFS
+//! does not see (opened before the load, see `super::hooked`) restart the log unseen; their
+//! commit hook records the log it found complete and SQLite's commit counter then
+//! (`CompleteLog`). A new log is then accepted as continuing the spool, by whoever meets it
+//! first, only when the WAL index shows the counter moved by exactly the commits the new log
+//! holds: every commit made since the claim is in the new log, none went missing in between.
+//! A stale claim (a commit that wrote nothing) or a restart by another process fails the
+//! count and is caught up conservatively.
+
+use super::wal_file::index_on_disk;
+use crate::base::io::ReadAt;
+use crate::database::{CaptureState, CompleteLog, Database};
+use crate::wal::{self, FrameChain, WalHeader, WalIndexState, FRAME_HEADER_SIZE};
+
+/// Makes `new` the log capture follows from its first frame if the last hooked commit's
+/// claim vouches for it, by `index` (the WAL index now); returns whether it did. The claim
+/// is spent either way once it vouched.
+pub(super) fn accept_vouched_log(
+    db: &Database,
+    cap: &mut CaptureState,
+    new: &WalHeader,
+    index: Option<WalIndexState>,
+    wal: &mut dyn ReadAt,
+) -> bool {
+    if !restart_continues(cap.log_complete, cap.header.as_ref(), new, index, wal) {
+        return false;
+    }
+    cap.log_complete = None;
+    if let Err(e) = db.spool.set_generation(new.salts()) {
+        crate::base::log::error(&format!("{}: {e}", db.name));
+    }
+    cap.header = Some(*new);
+    cap.chain = Some(FrameChain::new(new));
+    true
+}
+
+/// [`accept_vouched_log`] with the WAL index read from the database's `-shm` file, for
+/// those that meet the log without a connection's view of the index.
+pub(super) fn accept_vouched_log_on_disk(
+    db: &Database,
+    cap: &mut CaptureState,
+    new: &WalHeader,
+    wal: &mut dyn ReadAt,
+) -> bool {
+    cap.log_complete.is_some() && accept_vouched_log(db, cap, new, index_on_disk(&db.path), wal)
+}
+
+/// Whether the log `new` that replaced `known` (or no log) continues the spool: a hooked
+/// commit found the old log complete (`claim`), `new` is what replaces it (after a restart
+/// its first salt is one more), and SQLite's commit counter has moved by exactly the number
+/// of commits `new` holds — so no commit was made anywhere else in between.
+fn restart_continues(
+    claim: Option<CompleteLog>,
+    known: Option<&WalHeader>,
+    new: &WalHeader,
+    index: Option<WalIndexState>,
+    wal: &mut dyn ReadAt,
+) -> bool {
+    let Some(i) = index.filter(|i| (i.header.salt1, i.header.salt2) == new.salts()) else {
+        return false;
+    };
+    let since = match (claim, known) {
+        (Some(CompleteLog::Salts { salts, change }), Some(k)) => {
+            if salts != k.salts() || new.salt1 != k.salt1.wrapping_add(1) {
+                return false;
+            }
+            change
+        }
+        (Some(CompleteLog::Absent { change }), None) => change,
+        _ => return false,
+    };
+    let commits = commits_through(wal, new, i.header.mx_frame);
+    commits.is_some_and(|n| i.header.change.wrapping_sub(since) == n)
+}
+
+/// How many commits the log `header` holds through frame `mx_frame`, its checksum chain
+/// intact all the way (`None` when it is not).
+fn commits_through(wal: &mut dyn ReadAt, header: &WalHeader, mx_frame: u32) -> Option<u32> {
+    let mut chain = FrameChain::new(header);
+    let mut buf = vec![0u8; FRAME_HEADER_SIZE + header.page_size as usize];
+    let mut commits = 0;
+    for f in 1..=mx_frame {
+        let n = wal
+            .read_at(wal::frame_offset(header.page_size, f), &mut buf)
+            .ok()?;
+        if n < buf.len() {
+            return None;
+        }
+        let (h, page) = buf.split_at(FRAME_HEADER_SIZE);
+        let fh = chain.accept(h, page).ok()??;
+        if fh.is_commit() {
+            commits += 1;
+        }
+    }
+    Some(commits)
+}
