@@ -1,6 +1,7 @@
 //! Hand-offs: the committed transactions of a WAL generation, written into the spool
 //! directory by a process that does not upload the database (another process owns the
-//! spool) at the moment it restarts or truncates the log, so that the owner can append
+//! spool) at the moment it restarts or truncates the log (or, from a connection opened
+//! before the load, before a commit that may restart it), so that the owner can append
 //! them to the spool even if it had not read them from the log yet. Without this, the
 //! owner would find frames it never captured gone and ship a whole snapshot. This module
 //! owns the file format (CRC-64 sealed) and its names; it must not touch the spool itself.
@@ -29,8 +30,42 @@ pub struct Handoff {
     /// Its committed transactions, in log order (all of them: the writer does not know
     /// how far the owner got).
     pub txns: Vec<HandedTxn>,
-    /// Salts of the log that replaces it, when it is a restart (none for a truncate).
-    pub next_salts: Option<(u32, u32)>,
+    /// What happens to the log next.
+    pub next: NextLog,
+}
+
+/// What the process handing a log off knew about what follows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextLog {
+    /// It is truncated or deleted.
+    Gone,
+    /// A new log with these salts replaces it (the writer saw the new header).
+    Restart((u32, u32)),
+    /// A connection opened before the load is about to commit and may restart it (SQLite
+    /// does so while writing the commit's first frame, unseen): SQLite's commit counter
+    /// was `change`, so a new log continues this one only if the counter moved by exactly
+    /// the commits it holds (see `crate::shim`'s vouching).
+    MayRestart { change: u32 },
+}
+
+impl NextLog {
+    /// (kind, two values) as the file stores them.
+    fn encode(self) -> (u32, u32, u32) {
+        match self {
+            NextLog::Gone => (0, 0, 0),
+            NextLog::Restart((a, b)) => (1, a, b),
+            NextLog::MayRestart { change } => (2, change, 0),
+        }
+    }
+
+    fn decode(kind: u32, a: u32, b: u32) -> Option<NextLog> {
+        match kind {
+            0 => Some(NextLog::Gone),
+            1 => Some(NextLog::Restart((a, b))),
+            2 => Some(NextLog::MayRestart { change: a }),
+            _ => None,
+        }
+    }
 }
 
 fn put32(out: &mut Vec<u8>, v: u32) {
@@ -42,8 +77,8 @@ impl Handoff {
         let mut out = Vec::new();
         out.extend_from_slice(MAGIC);
         put32(&mut out, VERSION);
-        let (n1, n2) = self.next_salts.unwrap_or((0, 0));
-        put32(&mut out, self.next_salts.is_some() as u32);
+        let (kind, n1, n2) = self.next.encode();
+        put32(&mut out, kind);
         put32(&mut out, n1);
         put32(&mut out, n2);
         put32(&mut out, self.old_salts.0);
@@ -77,8 +112,7 @@ impl Handoff {
         if r.take(4)? != MAGIC || r.u32()? != VERSION {
             return None;
         }
-        let has_next = r.u32()? == 1;
-        let next = (r.u32()?, r.u32()?);
+        let next = NextLog::decode(r.u32()?, r.u32()?, r.u32()?)?;
         let old_salts = (r.u32()?, r.u32()?);
         let count = r.u32()?;
         let mut txns = Vec::new();
@@ -113,7 +147,7 @@ impl Handoff {
         Some(Handoff {
             old_salts,
             txns,
-            next_salts: has_next.then_some(next),
+            next,
         })
     }
 }
@@ -219,7 +253,7 @@ mod tests {
         Handoff {
             old_salts: (7, 9),
             txns: vec![txn(2, 5), txn(4, 6)],
-            next_salts: Some((8, 123)),
+            next: NextLog::Restart((8, 123)),
         }
     }
 
@@ -235,11 +269,23 @@ mod tests {
         flipped[40] ^= 1;
         assert_eq!(Handoff::decode(&flipped), None);
         let truncate = Handoff {
-            next_salts: None,
+            next: NextLog::Gone,
             txns: vec![],
-            ..h
+            ..h.clone()
         };
         assert_eq!(Handoff::decode(&truncate.encode()), Some(truncate));
+        let hooked = Handoff {
+            next: NextLog::MayRestart { change: 77 },
+            ..h
+        };
+        let mut bytes = hooked.encode();
+        assert_eq!(Handoff::decode(&bytes), Some(hooked));
+        // An unknown kind of next log is refused, not taken for a truncate.
+        bytes[11] = 3;
+        let body = bytes.len() - 8;
+        let crc = crate::ltx::crc64(&bytes[..body]);
+        bytes[body..].copy_from_slice(&crc.to_be_bytes());
+        assert_eq!(Handoff::decode(&bytes), None);
     }
 
     #[test]
@@ -271,7 +317,7 @@ mod tests {
         let b = write(
             &dir,
             &Handoff {
-                next_salts: None,
+                next: NextLog::Gone,
                 ..sample()
             },
         )

@@ -333,3 +333,45 @@ print(c.execute("select snapshots, state from replica_status()").fetchone())
     assert_eq!(snapshot_files(&dir.join("replica")), 1, "{out}");
     check_restores(&dir, "the first log after the first snapshot");
 }
+
+/// A process that stands by (another one owns the spool) with a connection opened before
+/// the load: before each commit that may restart the log it hands the log over with SQLite's
+/// commit counter, so the owner continues the spool through its restarts without snapshots.
+#[test]
+fn a_standby_process_restarting_the_log_from_an_adopted_connection_needs_no_snapshot() {
+    let dir = TempDir::new("adopted-standby");
+    let url = replica_env(&dir);
+    let script = r#"
+import os, sqlite3, subprocess, sys
+boot = sqlite3.connect(":memory:")
+boot.enable_load_extension(True)
+boot.load_extension(os.environ["REPLICA_TEST_LIB"])
+c = sqlite3.connect("app.db", isolation_level=None, timeout=20)
+c.execute("create table t(id integer primary key, who text, v blob)")
+c.execute("insert into t(who, v) values ('owner', randomblob(100))")
+c.execute("select replica_sync(20000)").fetchone()
+standby = '''
+import os, sqlite3
+s = sqlite3.connect("app.db", isolation_level=None, timeout=20)
+s.execute("pragma wal_autocheckpoint=10")
+s.enable_load_extension(True)
+s.load_extension(os.environ["REPLICA_TEST_LIB"])
+for i in range(200):
+    s.execute("insert into t(who, v) values ('standby', randomblob(3000))")
+'''
+subprocess.run([sys.executable, "-c", standby], check=True)
+c.execute("insert into t(who, v) values ('owner', randomblob(100))")
+c.execute("select replica_sync(20000)").fetchone()
+print(c.execute("select count(*) from t").fetchone()[0])
+print(c.execute("select snapshots from replica_status()").fetchone()[0])
+"#;
+    let out = check(
+        &python(script, dir.path(), &[("REPLICA_URL", &url)]),
+        "a standby process restarting the log",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first(), Some(&"202"), "the live database: {out}");
+    assert_eq!(lines.get(1), Some(&"1"), "one snapshot, the first: {out}");
+    assert_eq!(snapshot_files(&dir.join("replica")), 1, "{out}");
+    check_restores(&dir, "a standby process restarting the log");
+}

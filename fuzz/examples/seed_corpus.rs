@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use replica::handoff::{HandedTxn, Handoff};
+use replica::handoff::{HandedTxn, Handoff, NextLog};
 use replica::lease::{owner_id, Lease};
 use replica::spool::{scan_segment, Integrity, RecordHeader, Spool, SpoolState};
 use replica::store::keys::s3_key;
@@ -102,15 +102,20 @@ fn handoff() {
     let restart = Handoff {
         old_salts: (7, 9),
         txns: vec![txn(2, &[1, 4]), txn(3, &[2])],
-        next_salts: Some((8, 10)),
+        next: NextLog::Restart((8, 10)),
     };
     write("handoff_decode", "restart", &restart.encode());
     let truncate = Handoff {
-        next_salts: None,
+        next: NextLog::Gone,
         txns: vec![txn(1, &[3])],
         ..restart
     };
     write("handoff_decode", "truncate", &truncate.encode());
+    let hooked = Handoff {
+        next: NextLog::MayRestart { change: 41 },
+        ..truncate
+    };
+    write("handoff_decode", "may-restart", &hooked.encode());
 }
 
 /// A segment as the spool writes it: a CRC record and a WAL-chain record.

@@ -20,22 +20,40 @@ use std::sync::{Arc, Mutex};
 /// One database of an adopted connection.
 struct Adopted {
     schema: CString,
-    db: Arc<Database>,
+    role: Role,
+    path: PathBuf,
     wal_path: PathBuf,
     /// Opened once the log exists; kept open, since a commit is read back through it.
     wal: Option<RawFile>,
-    /// Counts this connection among the database's open handles, so that the last close in
-    /// this process ships what is pending (as for a connection of the replica VFS).
-    _observer: DbObserver,
+}
+
+/// What this process does for an adopted database.
+enum Role {
+    /// It replicates the database: its commits are captured here.
+    Replicates {
+        db: Arc<Database>,
+        /// Counts this connection among the database's open handles, so that the last
+        /// close in this process ships what is pending (as for the replica VFS); none when
+        /// this process took the database over after adopting it.
+        _observer: Option<DbObserver>,
+    },
+    /// Another process replicates it: before a commit that may restart the log, its
+    /// commits are handed over to that process.
+    StandsBy,
 }
 
 impl Adopted {
     fn wal(&mut self) -> Option<&mut dyn ReadAt> {
-        if self.wal.is_none() {
-            self.wal = RawFile::open(&self.wal_path, true).ok().flatten();
-        }
-        self.wal.as_mut().map(|w| w as &mut dyn ReadAt)
+        open_wal(&mut self.wal, &self.wal_path)
     }
+}
+
+/// The log through `slot`, opened from `wal_path` the first time it exists.
+fn open_wal<'a>(slot: &'a mut Option<RawFile>, wal_path: &Path) -> Option<&'a mut dyn ReadAt> {
+    if slot.is_none() {
+        *slot = RawFile::open(wal_path, true).ok().flatten();
+    }
+    slot.as_mut().map(|w| w as &mut dyn ReadAt)
 }
 
 type Conn = Arc<Mutex<Vec<Adopted>>>;
@@ -131,8 +149,12 @@ fn adopt_schema(db: *mut sys::sqlite3, schema: CString) -> Option<Adopted> {
             .unwrap_or(crate::shim::ReadOnlyOpen::Asked)
     });
     let uri_param = |key: &str| uri_parameter(name_ptr, key);
-    let observer = match crate::shim::on_open_main_db(&path, read_only, &uri_param) {
-        Ok(Some(o)) => o,
+    let role = match crate::shim::on_open_main_db(&path, read_only, &uri_param) {
+        Ok(Some(observer)) => Role::Replicates {
+            db: crate::database::get(Path::new(&path))?,
+            _observer: Some(observer),
+        },
+        Ok(None) if crate::shim::replicated_elsewhere(Path::new(&path)) => Role::StandsBy,
         Ok(None) => return None,
         Err(e) => {
             crate::base::log::error(&format!(
@@ -141,19 +163,20 @@ fn adopt_schema(db: *mut sys::sqlite3, schema: CString) -> Option<Adopted> {
             return None;
         }
     };
-    let database = crate::database::get(Path::new(&path))?;
     switch_to_wal(db, &schema, &path);
     let mut wal_path = path.clone().into_bytes();
     wal_path.extend_from_slice(b"-wal");
     let mut adopted = Adopted {
         schema,
-        db: database,
+        role,
+        path: PathBuf::from(&path),
         wal_path: PathBuf::from(String::from_utf8_lossy(&wal_path).to_string()),
         wal: None,
-        _observer: observer,
     };
-    let db_arc = adopted.db.clone();
-    crate::shim::on_adopt(&db_arc, adopted.wal());
+    if let Role::Replicates { db, .. } = &adopted.role {
+        let db = db.clone();
+        crate::shim::on_adopt(&db, adopted.wal());
+    }
     Some(adopted)
 }
 
@@ -277,10 +300,22 @@ unsafe extern "C" fn before_commit(arg: *mut c_void) -> c_int {
             if unsafe { txn_state(db, a.schema.as_ptr()) } != sys::SQLITE_TXN_WRITE {
                 continue; // this commit writes nothing to that database
             }
+            if matches!(a.role, Role::StandsBy) {
+                // The process that replicated it went away and this one took over.
+                if let Some(taken) = crate::database::get(&a.path).filter(|d| d.owned_here()) {
+                    a.role = Role::Replicates {
+                        db: taken,
+                        _observer: None,
+                    };
+                }
+            }
             let index = wal_index_state_of(db, &a.schema);
-            let database = a.db.clone();
-            if let Some(w) = a.wal() {
-                crate::shim::before_hooked_commit(&database, w, index);
+            let Some(w) = open_wal(&mut a.wal, &a.wal_path) else {
+                continue;
+            };
+            match &a.role {
+                Role::Replicates { db, .. } => crate::shim::before_hooked_commit(db, w, index),
+                Role::StandsBy => crate::shim::hand_off_before_hooked_commit(&a.path, w, index),
             }
         }
         0
@@ -296,9 +331,11 @@ fn after_commit(db: *mut sys::sqlite3, db_name: *const c_char, frames: c_int) {
     let Some(a) = conn.iter_mut().find(|a| a.schema.as_c_str() == schema) else {
         return;
     };
-    let database = a.db.clone();
+    let Role::Replicates { db: database, .. } = &a.role else {
+        return; // the process that replicates it takes the commit from the log
+    };
     let index = wal_index_state_of(db, schema);
-    if let (Some(w), Ok(frame)) = (a.wal(), u32::try_from(frames)) {
-        crate::shim::after_hooked_commit(&database, w, frame, index);
+    if let (Some(w), Ok(frame)) = (open_wal(&mut a.wal, &a.wal_path), u32::try_from(frames)) {
+        crate::shim::after_hooked_commit(database, w, frame, index);
     }
 }

@@ -9,9 +9,9 @@ use super::vouch::accept_vouched_log_on_disk;
 use super::wal_file::{header_on_disk, salts_on_disk};
 use crate::base::clock::now_ms;
 use crate::base::io::ReadAt;
-use crate::database::{CaptureState, Database};
+use crate::database::{CaptureState, CompleteLog, Database};
 use crate::error::Error;
-use crate::handoff::Handoff;
+use crate::handoff::{Handoff, NextLog};
 use crate::spool::{Integrity, RecordHeader};
 use crate::wal::{self, FrameChain, FrameHeader, WalHeader, WalPosition, FRAME_HEADER_SIZE};
 use std::sync::atomic::Ordering;
@@ -174,6 +174,9 @@ pub(super) fn meet_unseen_log(
     upto: u32,
     doing: &str,
 ) {
+    // A process standing by hands its hooked connection's log over before it may restart
+    // it, with the commit counter that vouches for the next one.
+    ingest_handoffs(db, cap);
     if let Ok(Some(new)) = header_on_disk(file) {
         if accept_vouched_log_on_disk(db, cap, &new, file) {
             follow_or_fall_back(db, cap, file, upto, doing);
@@ -314,14 +317,28 @@ pub(super) fn ingest_handoffs(db: &Database, cap: &mut CaptureState) -> usize {
 fn ingest_handoff(db: &Database, cap: &mut CaptureState, h: &Handoff) {
     let last = db.spool.last_position();
     let in_log = last.is_some_and(|(p, _)| p.salts() == h.old_salts);
-    let knows_start = in_log || db.spool.generation() == Some(h.old_salts);
+    let mut knows_start = in_log || db.spool.generation() == Some(h.old_salts);
+    if !knows_start && handoff_follows_claim(cap.log_complete, h) {
+        // The log before it was complete and this one holds every commit made since.
+        knows_start = match db.spool.set_generation(h.old_salts) {
+            Ok(()) => true,
+            Err(e) => {
+                crate::base::log::error(&format!("{}: {e}", db.name));
+                false
+            }
+        };
+    }
     if knows_start {
         if append_handed_txns(db, cap, h) {
             flush_spool(db);
-            if let Some(next) = h.next_salts {
-                if let Err(e) = db.spool.set_generation(next) {
-                    crate::base::log::error(&format!("{}: {e}", db.name));
+            match h.next {
+                NextLog::Restart(next) => {
+                    if let Err(e) = db.spool.set_generation(next) {
+                        crate::base::log::error(&format!("{}: {e}", db.name));
+                    }
                 }
+                NextLog::MayRestart { change } => vouch_for_next_log(db, cap, h, change),
+                NextLog::Gone => {}
             }
         }
     } else {
@@ -330,9 +347,44 @@ fn ingest_handoff(db: &Database, cap: &mut CaptureState, h: &Handoff) {
             db.name
         ));
     }
-    if cap.header.is_some_and(|x| x.salts() == h.old_salts) {
+    // A log that may yet go on (the hooked commit may not have restarted it) stays the one
+    // capture follows.
+    let gone = !matches!(h.next, NextLog::MayRestart { .. });
+    if gone && cap.header.is_some_and(|x| x.salts() == h.old_salts) {
         cap.header = None;
         cap.chain = None;
+    }
+}
+
+/// Whether hand-off `h` of a hooked connection (`NextLog::MayRestart`) is of the log that
+/// replaced the one `claim` found complete, holding every commit made since: SQLite's commit
+/// counter moved by exactly its commits (as `super::vouch` checks a log on disk).
+fn handoff_follows_claim(claim: Option<CompleteLog>, h: &Handoff) -> bool {
+    let (
+        Some(CompleteLog::Salts {
+            salts,
+            change: since,
+        }),
+        NextLog::MayRestart { change },
+    ) = (claim, h.next)
+    else {
+        return false;
+    };
+    h.old_salts.0 == salts.0.wrapping_add(1)
+        && u32::try_from(h.txns.len()).is_ok_and(|n| change.wrapping_sub(since) == n)
+}
+
+/// A hand-off of a hooked connection's log that may restart (`NextLog::MayRestart`): once
+/// the spool holds that log through its last commit, it is complete at SQLite's commit
+/// counter `change`, as a hooked commit of this process would have recorded it, and a new
+/// log holding exactly the commits made since continues the spool (see `super::vouch`).
+fn vouch_for_next_log(db: &Database, cap: &mut CaptureState, h: &Handoff, change: u32) {
+    let last = db.spool.last_position().map(|(p, _)| p);
+    if h.txns.last().is_some_and(|t| last == Some(t.txn.end)) {
+        cap.log_complete = Some(CompleteLog::Salts {
+            salts: h.old_salts,
+            change,
+        });
     }
 }
 

@@ -7,9 +7,11 @@
 use super::standby::replicated_elsewhere;
 use super::wal_file::{db_path_of, header_on_disk};
 use crate::base::io::ReadAt;
-use crate::handoff::{HandedTxn, Handoff};
-use crate::wal::{self, FrameChain, WalHeader, WalPosition, FRAME_HEADER_SIZE, WAL_HEADER_SIZE};
-use std::path::PathBuf;
+use crate::handoff::{HandedTxn, Handoff, NextLog};
+use crate::wal::{
+    self, FrameChain, WalHeader, WalIndexState, WalPosition, FRAME_HEADER_SIZE, WAL_HEADER_SIZE,
+};
+use std::path::{Path, PathBuf};
 
 /// Watches the `-wal` of a database another process replicates, for the moment this
 /// process restarts or truncates the log: it hands the log's commits over first.
@@ -45,17 +47,54 @@ impl HandoffObserver {
         if next_salts == Some(old.salts()) {
             return; // the same header written again: no new log
         }
-        let handoff = Handoff {
-            old_salts: old.salts(),
-            txns: committed_txns(&old, file),
-            next_salts,
-        };
-        if let Err(e) = crate::handoff::write(&self.spool_dir, &handoff) {
-            crate::base::log::error(&format!(
-                "{}: handing the WAL's commits over to the process that replicates it: {e}",
-                self.name
-            ));
-        }
+        let next = next_salts.map_or(NextLog::Gone, NextLog::Restart);
+        hand_off(&self.spool_dir, &self.name, &old, next, file);
+    }
+}
+
+/// A connection of this process opened before the load (see `super::hooked`) is about to
+/// commit to `db_path`, which another process replicates, and holds the write lock: when
+/// the WAL index says the commit may restart the log, hand the log's commits over first,
+/// with SQLite's commit counter, so that the owner can accept the new log without a
+/// snapshot.
+pub fn hand_off_before_hooked_commit(
+    db_path: &Path,
+    wal: &mut dyn ReadAt,
+    index: Option<WalIndexState>,
+) {
+    let Some(i) = index else { return };
+    if i.header.mx_frame == 0 || i.backfilled < i.header.mx_frame || !replicated_elsewhere(db_path)
+    {
+        return; // no restart possible: the owner takes the commits from the log itself
+    }
+    let Some(old) = header_on_disk(wal).ok().flatten() else {
+        return;
+    };
+    if old.salts() != (i.header.salt1, i.header.salt2) {
+        return;
+    }
+    let next = NextLog::MayRestart {
+        change: i.header.change,
+    };
+    let spool_dir = crate::spool::Spool::dir_for(db_path);
+    let name = db_path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    hand_off(&spool_dir, &name, &old, next, wal);
+}
+
+/// Writes the committed transactions of the log `old` into a hand-off file.
+fn hand_off(spool_dir: &Path, name: &str, old: &WalHeader, next: NextLog, file: &mut dyn ReadAt) {
+    let handoff = Handoff {
+        old_salts: old.salts(),
+        txns: committed_txns(old, file),
+        next,
+    };
+    if let Err(e) = crate::handoff::write(spool_dir, &handoff) {
+        crate::base::log::error(&format!(
+            "{name}: handing the WAL's commits over to the process that replicates it: {e}"
+        ));
     }
 }
 

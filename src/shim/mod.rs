@@ -31,7 +31,7 @@ mod wal_observer;
 
 pub use capture::settle_deferred;
 pub use catch_up::take_foreign_commits_now;
-pub use handoff::{on_open_wal_elsewhere, HandoffObserver};
+pub use handoff::{hand_off_before_hooked_commit, on_open_wal_elsewhere, HandoffObserver};
 pub use hooked::{after_hooked_commit, before_hooked_commit, on_adopt};
 pub use journal::before_journal_delete;
 pub use open::{

@@ -60,8 +60,11 @@ fn restart_continues(
         return false;
     };
     let since = match (claim, known) {
-        (Some(CompleteLog::Salts { salts, change }), Some(k)) => {
-            if salts != k.salts() || new.salt1 != k.salt1.wrapping_add(1) {
+        // Whatever log capture last followed: the claim says the spool holds everything
+        // through the end of log `salts` (taken here, or handed off by another process), and
+        // `new` is the log that replaced it.
+        (Some(CompleteLog::Salts { salts, change }), _) => {
+            if new.salt1 != salts.0.wrapping_add(1) {
                 return false;
             }
             change
