@@ -41,8 +41,9 @@ pub struct CaptureState {
     pub txn_buffer_ok: bool,
     /// Whether this process has compared the WAL on disk with the spool since it started.
     pub caught_up: bool,
-    /// Set by a hooked connection's commit hook (see `shim::hooked`): what that commit may
-    /// replace with a new log without losing anything.
+    /// Set by a hooked connection's commit hook (see `shim::hooked`), or by a standby's
+    /// hand-off: the log that a new one may replace without losing anything, checked in
+    /// `shim::vouch`.
     pub log_complete: Option<CompleteLog>,
     /// The previous process died with records only in memory: catch-up must find them in
     /// the WAL or ask for a snapshot.
@@ -52,7 +53,7 @@ pub struct CaptureState {
 /// What a hooked connection's commit hook found just before its commit: a log capture has
 /// taken through its end (or none), and SQLite's commit counter then (`change`). A new log
 /// replacing it continues the spool only if the counter shows no other commit in between
-/// (see `shim::hooked`).
+/// (see `shim::vouch`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CompleteLog {
     /// The log with these salts.

@@ -282,6 +282,13 @@ unsafe extern "C" fn on_close(arg: *mut c_void) {
             let i = conns.iter().position(|(k, _)| *k == arg as usize);
             i.map(|i| conns.swap_remove(i))
         };
+        if let Some((_, conn)) = &removed {
+            for a in lock(conn).iter() {
+                if let Role::Replicates { db, .. } = &a.role {
+                    crate::shim::on_hooked_close(db);
+                }
+            }
+        }
         drop(removed);
     })
 }

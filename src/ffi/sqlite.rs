@@ -7,7 +7,7 @@ use super::{sqlite_fn, sys};
 use crate::base::io::ReadAt;
 use crate::error::Error;
 use std::cell::Cell;
-use std::ffi::{c_int, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::Path;
 
 thread_local! {
@@ -186,6 +186,40 @@ impl Drop for Connection {
 /// A file opened read-only through the base VFS.
 pub(crate) struct RawFile {
     mem: Vec<u64>,
+    /// The name the VFS was given, when it must outlive the open (it keeps the pointer).
+    _name: Option<VfsFilename>,
+}
+
+/// A database name laid out as SQLite gives it to a VFS (`sqlite3_create_filename`: the
+/// VFS may look for URI parameters and journal names after it), freed once dropped.
+struct VfsFilename(*const c_char);
+
+impl VfsFilename {
+    fn new(path: &Path) -> Option<VfsFilename> {
+        let create = sqlite_fn!(create_filename);
+        let db = cstring(&path.to_string_lossy()).ok()?;
+        let journal = cstring(&format!("{}-journal", path.to_string_lossy())).ok()?;
+        let wal = cstring(&format!("{}-wal", path.to_string_lossy())).ok()?;
+        // SAFETY: three NUL-terminated names and no parameters; SQLite copies them.
+        let name = unsafe {
+            create(
+                db.as_ptr(),
+                journal.as_ptr(),
+                wal.as_ptr(),
+                0,
+                std::ptr::null_mut(),
+            )
+        };
+        (!name.is_null()).then_some(VfsFilename(name))
+    }
+}
+
+impl Drop for VfsFilename {
+    fn drop(&mut self) {
+        let free = sqlite_fn!(free_filename);
+        // SAFETY: made by sqlite3_create_filename, freed once, after the file using it.
+        unsafe { free(self.0) };
+    }
 }
 
 // SAFETY: the file object is owned by this value and used by one thread at a time.
@@ -199,18 +233,33 @@ impl RawFile {
         } else {
             sys::SQLITE_OPEN_MAIN_DB
         };
-        Self::open_with(path, sys::SQLITE_OPEN_READONLY | kind)
+        Self::open_with(path, sys::SQLITE_OPEN_READONLY | kind, None)
     }
 
-    /// Opens `path` with the base VFS's open `flags`; `None` if it does not exist.
-    fn open_with(path: &Path, flags: c_int) -> Result<Option<RawFile>, Error> {
+    /// Opens the database `path` read-only under the name SQLite would give it, so that the
+    /// base VFS can map its shared memory; `None` if it does not exist.
+    fn open_database_named(path: &Path) -> Result<Option<RawFile>, Error> {
+        let Some(name) = VfsFilename::new(path) else {
+            return Ok(None);
+        };
+        let flags = sys::SQLITE_OPEN_READONLY | sys::SQLITE_OPEN_MAIN_DB;
+        Self::open_with(path, flags, Some(name))
+    }
+
+    /// Opens `path` with the base VFS's open `flags` (under `name`, when given); `None` if
+    /// it does not exist.
+    fn open_with(
+        path: &Path,
+        flags: c_int,
+        name: Option<VfsFilename>,
+    ) -> Result<Option<RawFile>, Error> {
         if !path.exists() {
             return Ok(None);
         }
         let find = sqlite_fn!(vfs_find);
-        let name = cstring(&crate::shim::base_vfs_name())?;
+        let vfs_name = cstring(&crate::shim::base_vfs_name())?;
         // SAFETY: looking up a VFS by name.
-        let vfs = unsafe { find(name.as_ptr()) };
+        let vfs = unsafe { find(vfs_name.as_ptr()) };
         if vfs.is_null() {
             return Err(Error::Unsupported("base VFS vanished".into()));
         }
@@ -218,19 +267,21 @@ impl RawFile {
         let sz = unsafe { (*vfs).szOsFile } as usize;
         let mut mem = vec![0u64; sz.div_ceil(8) + 1];
         let c_path = cstring(&path.to_string_lossy())?;
+        let name_ptr = name.as_ref().map_or(c_path.as_ptr(), |n| n.0);
         let mut out = 0;
-        // SAFETY: mem has szOsFile bytes; c_path outlives the call (unix copies the name
-        // only for main databases it may reuse, which it keeps in its own memory).
+        // SAFETY: mem has szOsFile bytes; the name outlives the call, and the file too when
+        // it is `name` (which the file keeps); a plain name is only used during the open for
+        // reads (unix copies the name only for main databases it may reuse).
         let rc = unsafe {
             (*vfs).xOpen.unwrap()(
                 vfs,
-                c_path.as_ptr(),
+                name_ptr,
                 mem.as_mut_ptr() as *mut sys::sqlite3_file,
                 flags,
                 &mut out,
             )
         };
-        let file = RawFile { mem };
+        let file = RawFile { mem, _name: name };
         if rc != sys::SQLITE_OK {
             if rc == sys::SQLITE_CANTOPEN && !path.exists() {
                 return Ok(None);
@@ -305,8 +356,12 @@ impl Drop for RawFile {
 ///   WAL connections pass), and opening a connection reads the file: it may roll back a hot
 ///   journal or create a `-wal` beside a file that is then not replaced after all.
 pub(crate) fn database_locked(path: &Path) -> Result<bool, Error> {
-    let file = RawFile::open_with(path, sys::SQLITE_OPEN_READWRITE | sys::SQLITE_OPEN_MAIN_DB)?
-        .ok_or_else(|| Error::Io(format!("{} does not exist", path.display())))?;
+    let file = RawFile::open_with(
+        path,
+        sys::SQLITE_OPEN_READWRITE | sys::SQLITE_OPEN_MAIN_DB,
+        None,
+    )?
+    .ok_or_else(|| Error::Io(format!("{} does not exist", path.display())))?;
     let (lock, unlock) = file
         .methods()
         .and_then(|m| Some((m.xLock?, m.xUnlock?)))
@@ -465,6 +520,12 @@ pub(crate) fn wal_index_state_of(
     if rc != sys::SQLITE_OK || region.is_null() {
         return None;
     }
+    read_index_region(region)
+}
+
+/// The index state at the start of a mapped region 0, read as SQLite's readers do (copy,
+/// compare the two header copies, again while a writer is updating them).
+fn read_index_region(region: *mut c_void) -> Option<crate::wal::WalIndexState> {
     for _ in 0..1000 {
         let mut prefix = [0u8; crate::wal::WAL_INDEX_STATE_SIZE];
         // SAFETY: region 0 is at least 32 KiB and starts with the two header copies and
@@ -479,6 +540,29 @@ pub(crate) fn wal_index_state_of(
         std::thread::yield_now();
     }
     None
+}
+
+/// The WAL index of the database at `path`, from this process's SQLite's own shared
+/// memory: mapped through the base VFS on a file object of our own, which joins SQLite's
+/// in-process mapping of the `-shm` (opening and closing a descriptor of that file
+/// ourselves would drop the locks SQLite holds on it). `None` when there is none to read.
+pub(crate) fn wal_index_state_at(path: &Path) -> Option<crate::wal::WalIndexState> {
+    let file = RawFile::open_database_named(path).ok().flatten()?;
+    let methods = file.methods()?;
+    if methods.iVersion < 2 {
+        return None;
+    }
+    let (shm_map, shm_unmap) = (methods.xShmMap?, methods.xShmUnmap?);
+    let mut region: *mut c_void = std::ptr::null_mut();
+    // SAFETY: region 0 of our own open file, not extended: SQLite maps the existing
+    // `-shm` (or reports no region) and counts this file among its users until unmapped.
+    let rc = unsafe { shm_map(file.file(), 0, 32768, 0, &mut region) };
+    let state = (rc == sys::SQLITE_OK && !region.is_null())
+        .then(|| read_index_region(region))
+        .flatten();
+    // SAFETY: the mapping made above; 0 = do not delete the `-shm`.
+    unsafe { shm_unmap(file.file(), 0) };
+    state
 }
 
 /// Where the main database's WAL ends (its last commit), as the connection's WAL index

@@ -319,7 +319,9 @@ fn ingest_handoff(db: &Database, cap: &mut CaptureState, h: &Handoff) {
     let in_log = last.is_some_and(|(p, _)| p.salts() == h.old_salts);
     let mut knows_start = in_log || db.spool.generation() == Some(h.old_salts);
     if !knows_start && handoff_follows_claim(cap.log_complete, h) {
-        // The log before it was complete and this one holds every commit made since.
+        // The log before it was complete and this one holds every commit made since (the
+        // generation is written once what precedes it is on disk).
+        flush_spool(db);
         knows_start = match db.spool.set_generation(h.old_salts) {
             Ok(()) => true,
             Err(e) => {

@@ -73,6 +73,11 @@ pub fn hand_off_before_hooked_commit(
     if old.salts() != (i.header.salt1, i.header.salt2) {
         return;
     }
+    // The commit counter vouches only for the commits the index has, all of them.
+    let txns = committed_txns(&old, wal, i.header.mx_frame);
+    if txns.last().map(|t| t.txn.end.frame) != Some(i.header.mx_frame) {
+        return;
+    }
     let next = NextLog::MayRestart {
         change: i.header.change,
     };
@@ -81,14 +86,25 @@ pub fn hand_off_before_hooked_commit(
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
-    hand_off(&spool_dir, &name, &old, next, wal);
+    write_hand_off(&spool_dir, &name, &old, txns, next);
 }
 
 /// Writes the committed transactions of the log `old` into a hand-off file.
 fn hand_off(spool_dir: &Path, name: &str, old: &WalHeader, next: NextLog, file: &mut dyn ReadAt) {
+    let txns = committed_txns(old, file, u32::MAX);
+    write_hand_off(spool_dir, name, old, txns, next);
+}
+
+fn write_hand_off(
+    spool_dir: &Path,
+    name: &str,
+    old: &WalHeader,
+    txns: Vec<HandedTxn>,
+    next: NextLog,
+) {
     let handoff = Handoff {
         old_salts: old.salts(),
-        txns: committed_txns(old, file),
+        txns,
         next,
     };
     if let Err(e) = crate::handoff::write(spool_dir, &handoff) {
@@ -98,14 +114,18 @@ fn hand_off(spool_dir: &Path, name: &str, old: &WalHeader, next: NextLog, file: 
     }
 }
 
-/// Every committed transaction of the log with header `old`, up to where its chain ends.
-fn committed_txns(old: &WalHeader, file: &mut dyn ReadAt) -> Vec<HandedTxn> {
+/// Every committed transaction of the log with header `old`, up to where its chain ends
+/// and no further than frame `upto`.
+fn committed_txns(old: &WalHeader, file: &mut dyn ReadAt, upto: u32) -> Vec<HandedTxn> {
     let mut chain = FrameChain::new(old);
     let mut assembler = wal::TxnAssembler::new(old.page_size);
     let mut buf = vec![0u8; FRAME_HEADER_SIZE + old.page_size as usize];
     let mut txns = Vec::new();
     loop {
         let f = chain.next_frame();
+        if f > upto {
+            break;
+        }
         match file.read_at(wal::frame_offset(old.page_size, f), &mut buf) {
             Ok(n) if n == buf.len() => {}
             _ => break,

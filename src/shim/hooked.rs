@@ -39,6 +39,15 @@ pub fn on_adopt(db: &Database, wal: Option<&mut dyn ReadAt>) {
     catch_up_through(db, &mut cap, file, u32::MAX, "reading the WAL when adopted");
 }
 
+/// A hooked connection closed: what its commit hook last recorded can no longer vouch for a
+/// log (once every connection has closed, SQLite may rebuild the WAL index and restart its
+/// commit counter, and an old record must not be counted against the new one).
+pub fn on_hooked_close(db: &Database) {
+    if db.owned_here() {
+        lock(&db.capture).log_complete = None;
+    }
+}
+
 /// A hooked connection is about to write a commit and holds the WAL write lock, so no other
 /// commit is in flight: take whatever the log holds that capture has not, remember what the
 /// log was (this commit may restart it) and SQLite's commit counter, and when the index says
@@ -74,8 +83,9 @@ pub fn before_hooked_commit(db: &Database, wal: &mut dyn ReadAt, index: Option<W
     };
     // Records must be on disk before the frames they came from can be overwritten. Another
     // connection's checkpoint may still complete between this read and the commit's own
-    // restart: then a crash before the next flush finds the records gone from memory and
-    // the log, and a snapshot closes the gap (`unflushed_lost`).
+    // restart: then they are written out when the new log is accepted, before its
+    // generation is recorded (`super::vouch`), and a crash before that finds the new log
+    // not continuing the spool, which a snapshot closes.
     if i.backfilled >= i.header.mx_frame {
         drop(cap);
         flush_spool(db);

@@ -32,7 +32,7 @@ mod wal_observer;
 pub use capture::settle_deferred;
 pub use catch_up::take_foreign_commits_now;
 pub use handoff::{hand_off_before_hooked_commit, on_open_wal_elsewhere, HandoffObserver};
-pub use hooked::{after_hooked_commit, before_hooked_commit, on_adopt};
+pub use hooked::{after_hooked_commit, before_hooked_commit, on_adopt, on_hooked_close};
 pub use journal::before_journal_delete;
 pub use open::{
     base_vfs_name, drills_configured, init_process_config, on_open_main_db, open_database,
@@ -42,4 +42,5 @@ pub use refused::{
     refused_databases, refused_reason, NotReplicated, ReadOnlyOpen, RefusedDatabase,
 };
 pub use standby::{replicated_elsewhere, standby_databases, take_over_standbys};
+pub use wal_file::set_index_reader;
 pub use wal_observer::{before_delete, on_open_wal, WalObserver};

@@ -7,14 +7,15 @@
 //! A stale claim (a commit that wrote nothing) or a restart by another process fails the
 //! count and is caught up conservatively.
 
+use super::fallback::flush_spool;
 use super::wal_file::index_on_disk;
 use crate::base::io::ReadAt;
 use crate::database::{CaptureState, CompleteLog, Database};
 use crate::wal::{self, FrameChain, WalHeader, WalIndexState, FRAME_HEADER_SIZE};
 
-/// Makes `new` the log capture follows from its first frame if the last hooked commit's
-/// claim vouches for it, by `index` (the WAL index now); returns whether it did. The claim
-/// is spent either way once it vouched.
+/// Makes `new` the log capture follows from its first frame if the last claim (a hooked
+/// commit's, or a standby's hand-off) vouches for it, by `index` (the WAL index now);
+/// returns whether it did, spending the claim when it did.
 pub(super) fn accept_vouched_log(
     db: &Database,
     cap: &mut CaptureState,
@@ -22,16 +23,39 @@ pub(super) fn accept_vouched_log(
     index: Option<WalIndexState>,
     wal: &mut dyn ReadAt,
 ) -> bool {
-    if !restart_continues(cap.log_complete, cap.header.as_ref(), new, index, wal) {
+    if !spool_ends_in_claimed_log(db, cap.log_complete)
+        || !restart_continues(cap.log_complete, cap.header.as_ref(), new, index, wal)
+    {
         return false;
     }
     cap.log_complete = None;
+    // The generation says every commit before the new log is on disk (a crash then resumes
+    // from the new log's start): records of the old log still in memory go first. (A
+    // checkpoint may have completed after the hooked commit hook found no restart possible
+    // and so did not write them out.)
+    flush_spool(db);
     if let Err(e) = db.spool.set_generation(new.salts()) {
         crate::base::log::error(&format!("{}: {e}", db.name));
     }
     cap.header = Some(*new);
     cap.chain = Some(FrameChain::new(new));
     true
+}
+
+/// Whether the spool ends in the log a `Salts` claim names (its last record is from that
+/// log, or that log started with nothing of it captured yet): a claim whose log the spool
+/// has since left behind vouches for nothing.
+fn spool_ends_in_claimed_log(db: &Database, claim: Option<CompleteLog>) -> bool {
+    match claim {
+        Some(CompleteLog::Salts { salts, .. }) => {
+            db.spool
+                .last_position()
+                .is_some_and(|(p, _)| p.salts() == salts)
+                || db.spool.generation() == Some(salts)
+        }
+        Some(CompleteLog::Absent { .. }) => true,
+        None => false,
+    }
 }
 
 /// [`accept_vouched_log`] with the WAL index read from the database's `-shm` file, for
@@ -45,10 +69,10 @@ pub(super) fn accept_vouched_log_on_disk(
     cap.log_complete.is_some() && accept_vouched_log(db, cap, new, index_on_disk(&db.path), wal)
 }
 
-/// Whether the log `new` that replaced `known` (or no log) continues the spool: a hooked
-/// commit found the old log complete (`claim`), `new` is what replaces it (after a restart
-/// its first salt is one more), and SQLite's commit counter has moved by exactly the number
-/// of commits `new` holds — so no commit was made anywhere else in between.
+/// Whether the log `new` continues the spool: the claim found the log before it complete
+/// (`Salts`: `new` replaced that log, its first salt one more) or found no log at all
+/// (`Absent`, while capture `known` none), and SQLite's commit counter has moved by exactly
+/// the number of commits `new` holds — so no commit was made anywhere else in between.
 fn restart_continues(
     claim: Option<CompleteLog>,
     known: Option<&WalHeader>,

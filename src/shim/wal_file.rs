@@ -5,8 +5,9 @@
 use crate::base::io::ReadAt;
 use crate::error::Error;
 use crate::snapshot::read_wal_header;
-use crate::wal::{WalHeader, WalIndexState, WAL_INDEX_STATE_SIZE};
+use crate::wal::{WalHeader, WalIndexState};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// The database a `-wal` path belongs to.
 pub(super) fn db_path_of(wal_path: &str) -> Option<PathBuf> {
@@ -24,25 +25,18 @@ pub(super) fn salts_on_disk(file: &mut dyn ReadAt) -> Option<(u32, u32)> {
     header_on_disk(file).ok().flatten().map(|h| h.salts())
 }
 
-/// The WAL index as the database's `-shm` file holds it (SQLite maps that file shared, so
-/// a read sees what its connections see); `None` when there is none (an exclusive-mode
-/// database keeps it in heap memory) or its header copies kept changing while read.
+/// Reads a database's WAL index as this process's SQLite shares it (given by the FFI layer,
+/// which maps it through the base VFS: a descriptor of the `-shm` opened and closed here
+/// would drop the locks SQLite holds on that file).
+static INDEX_READER: OnceLock<fn(&Path) -> Option<WalIndexState>> = OnceLock::new();
+
+/// Installs the WAL index reader (once, at load).
+pub fn set_index_reader(read: fn(&Path) -> Option<WalIndexState>) {
+    let _ = INDEX_READER.set(read);
+}
+
+/// The WAL index of the database at `db_path`; `None` without a reader (unit tests) or an
+/// index to read.
 pub(super) fn index_on_disk(db_path: &Path) -> Option<WalIndexState> {
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
-    let mut shm = db_path.as_os_str().to_owned();
-    shm.push("-shm");
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(shm)
-        .ok()?;
-    let mut prefix = [0u8; WAL_INDEX_STATE_SIZE];
-    for _ in 0..100 {
-        file.read_exact_at(&mut prefix, 0).ok()?;
-        if let Ok(state) = WalIndexState::parse(&prefix) {
-            return state;
-        }
-        std::thread::yield_now();
-    }
-    None
+    INDEX_READER.get().and_then(|read| read(db_path))
 }

@@ -181,6 +181,7 @@ fn start_log(cap: &mut CaptureState, data: &[u8]) {
     let parsed = WalHeader::parse(&data[..WAL_HEADER_SIZE]).ok();
     cap.header = parsed;
     cap.chain = parsed.map(|h| FrameChain::new(&h));
+    cap.log_complete = None; // this process started the log: nothing to vouch for
     cap.pending_commit = None;
     cap.deferred_commit = None;
     cap.rewrote_in_place = false;
