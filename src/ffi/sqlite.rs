@@ -186,8 +186,9 @@ impl Drop for Connection {
 /// A file opened read-only through the base VFS.
 pub(crate) struct RawFile {
     mem: Vec<u64>,
-    /// The name the VFS was given, when it must outlive the open (it keeps the pointer).
-    _name: Option<VfsFilename>,
+    /// The name the VFS was given: it keeps the pointer, so it must outlive the file (the
+    /// field is dropped after `Drop::drop` closed the file).
+    _name: VfsFilename,
 }
 
 /// A database name laid out as SQLite gives it to a VFS (`sqlite3_create_filename`: the
@@ -233,29 +234,38 @@ impl RawFile {
         } else {
             sys::SQLITE_OPEN_MAIN_DB
         };
-        Self::open_with(path, sys::SQLITE_OPEN_READONLY | kind, None)
+        Self::open_with(path, sys::SQLITE_OPEN_READONLY | kind)
     }
 
-    /// Opens the database `path` read-only under the name SQLite would give it, so that the
-    /// base VFS can map its shared memory; `None` if it does not exist.
-    fn open_database_named(path: &Path) -> Result<Option<RawFile>, Error> {
-        let Some(name) = VfsFilename::new(path) else {
-            return Ok(None);
-        };
-        let flags = sys::SQLITE_OPEN_READONLY | sys::SQLITE_OPEN_MAIN_DB;
-        Self::open_with(path, flags, Some(name))
-    }
-
-    /// Opens `path` with the base VFS's open `flags` (under `name`, when given); `None` if
-    /// it does not exist.
-    fn open_with(
-        path: &Path,
-        flags: c_int,
-        name: Option<VfsFilename>,
-    ) -> Result<Option<RawFile>, Error> {
+    /// Opens `path` with the base VFS's open `flags`; `None` if it does not exist. The VFS
+    /// is given the name as SQLite lays it out (`sqlite3_create_filename`), kept as long as
+    /// the file: unix keeps the pointer (it looks at the path again when closing, and for
+    /// URI parameters and the `-shm` name when mapping shared memory).
+    fn open_with(path: &Path, flags: c_int) -> Result<Option<RawFile>, Error> {
         if !path.exists() {
             return Ok(None);
         }
+        let wal = flags & sys::SQLITE_OPEN_WAL != 0;
+        let db_path = match path.to_str().and_then(|p| p.strip_suffix("-wal")) {
+            Some(db) if wal => Path::new(db),
+            _ if wal => {
+                return Err(Error::InvalidArgument(format!(
+                    "{} is not a -wal file",
+                    path.display()
+                )))
+            }
+            _ => path,
+        };
+        let name = VfsFilename::new(db_path).ok_or_else(|| {
+            Error::InvalidArgument(format!("{} cannot be named to SQLite", path.display()))
+        })?;
+        let name_ptr = if wal {
+            let wal_name = sqlite_fn!(filename_wal);
+            // SAFETY: a name made by sqlite3_create_filename, which holds the WAL's name.
+            unsafe { wal_name(name.0) }
+        } else {
+            name.0
+        };
         let find = sqlite_fn!(vfs_find);
         let vfs_name = cstring(&crate::shim::base_vfs_name())?;
         // SAFETY: looking up a VFS by name.
@@ -266,12 +276,8 @@ impl RawFile {
         // SAFETY: a registered VFS.
         let sz = unsafe { (*vfs).szOsFile } as usize;
         let mut mem = vec![0u64; sz.div_ceil(8) + 1];
-        let c_path = cstring(&path.to_string_lossy())?;
-        let name_ptr = name.as_ref().map_or(c_path.as_ptr(), |n| n.0);
         let mut out = 0;
-        // SAFETY: mem has szOsFile bytes; the name outlives the call, and the file too when
-        // it is `name` (which the file keeps); a plain name is only used during the open for
-        // reads (unix copies the name only for main databases it may reuse).
+        // SAFETY: mem has szOsFile bytes; the name lives as long as the file (it keeps it).
         let rc = unsafe {
             (*vfs).xOpen.unwrap()(
                 vfs,
@@ -356,12 +362,8 @@ impl Drop for RawFile {
 ///   WAL connections pass), and opening a connection reads the file: it may roll back a hot
 ///   journal or create a `-wal` beside a file that is then not replaced after all.
 pub(crate) fn database_locked(path: &Path) -> Result<bool, Error> {
-    let file = RawFile::open_with(
-        path,
-        sys::SQLITE_OPEN_READWRITE | sys::SQLITE_OPEN_MAIN_DB,
-        None,
-    )?
-    .ok_or_else(|| Error::Io(format!("{} does not exist", path.display())))?;
+    let file = RawFile::open_with(path, sys::SQLITE_OPEN_READWRITE | sys::SQLITE_OPEN_MAIN_DB)?
+        .ok_or_else(|| Error::Io(format!("{} does not exist", path.display())))?;
     let (lock, unlock) = file
         .methods()
         .and_then(|m| Some((m.xLock?, m.xUnlock?)))
@@ -547,7 +549,7 @@ fn read_index_region(region: *mut c_void) -> Option<crate::wal::WalIndexState> {
 /// in-process mapping of the `-shm` (opening and closing a descriptor of that file
 /// ourselves would drop the locks SQLite holds on it). `None` when there is none to read.
 pub(crate) fn wal_index_state_at(path: &Path) -> Option<crate::wal::WalIndexState> {
-    let file = RawFile::open_database_named(path).ok().flatten()?;
+    let file = RawFile::open(path, false).ok().flatten()?;
     let methods = file.methods()?;
     if methods.iVersion < 2 {
         return None;

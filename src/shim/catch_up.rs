@@ -321,18 +321,17 @@ fn ingest_handoff(db: &Database, cap: &mut CaptureState, h: &Handoff) {
     if !knows_start && handoff_follows_claim(cap.log_complete, h) {
         // The log before it was complete and this one holds every commit made since (the
         // generation is written once what precedes it is on disk).
-        flush_spool(db);
-        knows_start = match db.spool.set_generation(h.old_salts) {
-            Ok(()) => true,
-            Err(e) => {
-                crate::base::log::error(&format!("{}: {e}", db.name));
-                false
-            }
-        };
+        knows_start = flush_spool(db)
+            && match db.spool.set_generation(h.old_salts) {
+                Ok(()) => true,
+                Err(e) => {
+                    crate::base::log::error(&format!("{}: {e}", db.name));
+                    false
+                }
+            };
     }
     if knows_start {
-        if append_handed_txns(db, cap, h) {
-            flush_spool(db);
+        if append_handed_txns(db, cap, h) && flush_spool(db) {
             match h.next {
                 NextLog::Restart(next) => {
                     if let Err(e) = db.spool.set_generation(next) {

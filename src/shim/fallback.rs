@@ -7,12 +7,18 @@ use crate::base::clock::now_ms;
 use crate::database::{CaptureState, Database};
 use crate::wal::WalPosition;
 
-/// Writes out the spool's in-memory records before the WAL frames they came from go away.
-pub(super) fn flush_spool(db: &Database) {
-    if let Err(e) = db.spool.flush() {
-        // Without them on disk a crash would leave a gap: fall back to a snapshot.
-        db.request_snapshot(&format!("writing the spool failed: {e}"));
-        crate::base::log::error(&format!("{}: {e}", db.name));
+/// Writes out the spool's in-memory records before the WAL frames they came from go away;
+/// whether they are on disk.
+pub(super) fn flush_spool(db: &Database) -> bool {
+    match db.spool.flush() {
+        Ok(()) => true,
+        Err(e) => {
+            // Without them on disk a crash would leave a gap: fall back to a snapshot, and
+            // remember that across a crash.
+            owe_snapshot(db, &format!("writing the spool failed: {e}"));
+            crate::base::log::error(&format!("{}: {e}", db.name));
+            false
+        }
     }
 }
 

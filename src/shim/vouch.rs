@@ -32,10 +32,13 @@ pub(super) fn accept_vouched_log(
     // The generation says every commit before the new log is on disk (a crash then resumes
     // from the new log's start): records of the old log still in memory go first. (A
     // checkpoint may have completed after the hooked commit hook found no restart possible
-    // and so did not write them out.)
-    flush_spool(db);
+    // and so did not write them out.) Without them on disk, the log is not accepted.
+    if !flush_spool(db) {
+        return false;
+    }
     if let Err(e) = db.spool.set_generation(new.salts()) {
         crate::base::log::error(&format!("{}: {e}", db.name));
+        return false;
     }
     cap.header = Some(*new);
     cap.chain = Some(FrameChain::new(new));

@@ -57,7 +57,10 @@ impl WalObserver {
         // The old log is still intact here (unless another process truncated it).
         take_foreign_commits(db, &mut cap, file);
         drop(cap);
-        flush_spool(db);
+        // The generation says everything before the new log is on disk.
+        if !flush_spool(db) {
+            return;
+        }
         if let Ok(h) = WalHeader::parse(&data[..WAL_HEADER_SIZE]) {
             if let Err(e) = db.spool.set_generation(h.salts()) {
                 crate::base::log::error(&format!("{}: {e}", db.name));
