@@ -181,11 +181,12 @@ out["seconds"] = time.perf_counter() - t0
 print("done " + json.dumps(out), flush=True)
 cmd = sys.stdin.readline().strip()
 bye = {}
-if cmd == "finish" and cfg["load"]:
-    s0 = time.perf_counter()
-    for db in dbs:
-        db.execute("SELECT replica_sync(600000)").fetchone()
-    bye["final_sync_s"] = time.perf_counter() - s0
+if cmd in ("finish", "status") and cfg["load"]:
+    if cmd == "finish":
+        s0 = time.perf_counter()
+        for db in dbs:
+            db.execute("SELECT replica_sync(600000)").fetchone()
+        bye["final_sync_s"] = time.perf_counter() - s0
     cols = [d[0] for d in dbs[0].execute("SELECT * FROM replica_status()").description]
     bye["status"] = [dict(zip(cols, r)) for r in dbs[0].execute("SELECT * FROM replica_status()")]
 print("bye " + json.dumps(bye), flush=True)
@@ -298,6 +299,24 @@ def proc_stats(pid):
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return None
     return {"rss_mib": rss, "hwm_mib": hwm, "cpu_s": cpu}
+
+
+def thread_cpu(pid):
+    """CPU seconds of each thread of a live process, summed by thread name, from /proc."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                head, rest = f.read().rsplit(")", 1)
+        except OSError:
+            continue
+        name, fields = head.split("(", 1)[1], rest.split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
 
 
 def smaps_pss(pid):
@@ -605,6 +624,7 @@ class Bench:
                 time.sleep(settle)
             before = self.server.stats()
             w0, l0 = proc_stats(writer.pid), ls and proc_stats(ls.pid)
+            t0 = thread_cpu(writer.pid)
             if around:
                 around[0]()
             wal = WalWatch(dbs) if workload in ("autocommit", "bulk") else None
@@ -620,6 +640,8 @@ class Bench:
             if around:
                 around[1]()
             w1, l1 = proc_stats(writer.pid), ls and proc_stats(ls.pid)
+            t1 = thread_cpu(writer.pid)
+            res["thread_cpu_s"] = {k: v - t0.get(k, 0.0) for k, v in t1.items()}
             after = self.server.stats()
             res.update(json.loads(line[5:]))
             res["window_s"] = t_done - t_go
@@ -651,7 +673,9 @@ class Bench:
                 res["not_durable"] = len(lag) - len(seen)
                 res["lag_ms"] = sorted(x * 1000 for x in seen)
             else:
-                writer.stdin.write("finish\n" if (load and workload == "history") else "exit\n")
+                # The throughput workloads ask for replica_status() (its restart waits) as is.
+                ask = "finish" if workload == "history" else "status" if workload in ("autocommit", "bulk") else "exit"
+                writer.stdin.write((ask if load else "exit") + "\n")
                 writer.stdin.flush()
                 bye = writer.stdout.readline()
                 if bye.startswith("bye "):
@@ -748,7 +772,7 @@ def log(msg):
 def w1_throughput(b, a):
     variants = ["plain", "libreplica", "litestream"]
     loads = [("autocommit", {"n": n}) for n in (a.n_small, a.n_large) if n] + [("bulk", {"mb": a.bulk_mb})]
-    runs, wal_hwm = {}, {}
+    runs, wal_hwm, capture = {}, {}, {}
     for r in range(a.rounds):
         for work, kw in loads:
             name = f"{work}-{kw['n']}" if work == "autocommit" else f"bulk-{kw['mb']}MiB"
@@ -757,6 +781,8 @@ def w1_throughput(b, a):
                 key = "tps" if work == "autocommit" else "mb_s"
                 runs.setdefault(name, {}).setdefault(v, []).append(res[key])
                 wal_hwm.setdefault(name, {}).setdefault(v, []).append(res["wal_hwm_mib"])
+                if v == "libreplica":
+                    capture.setdefault(name, []).append(capture_figures(res))
                 log(f"  round {r + 1} {name:18s} {v:11s} {res[key]:10.1f} {'tx/s' if key == 'tps' else 'MB/s'}  WAL high-water {res['wal_hwm_mib']:.1f} MiB")
     out = {}
     for name, by in runs.items():
@@ -765,8 +791,13 @@ def w1_throughput(b, a):
         target = 0.97 if name.startswith("autocommit") else 0.95
         row = {"unit": unit, "median": med, "runs": by, "target_ratio": target,
                "ratio": {v: med[v] / med["plain"] for v in variants if v != "plain"},
-               "wal_hwm_mib": {v: max(x) for v, x in wal_hwm[name].items()}}
+               "wal_hwm_mib": {v: max(x) for v, x in wal_hwm[name].items()},
+               "capture": summarize_capture(capture.get(name, []))}
         out[name] = row
+        c = row["capture"]
+        log(f"{name}: libreplica restart waits {c['restart_waits']} per run, p50 {c['restart_wait_p50_us']} us, "
+            f"p99 {c['restart_wait_p99_us']} us (max over rounds); spool writer thread {c['spool_thread_share']:.1%} "
+            f"and uploader {c['uploader_thread_share']:.1%} of the process's CPU")
         wh = row["wal_hwm_mib"]
         log(f"{name}: plain {med['plain']:.0f} {unit}, libreplica {med['libreplica']:.0f} ({row['ratio']['libreplica']:.3f}x), "
             f"litestream {med['litestream']:.0f} ({row['ratio']['litestream']:.3f}x)  target libreplica >= {target}x; "
@@ -774,6 +805,30 @@ def w1_throughput(b, a):
         if row["ratio"]["libreplica"] < target:
             b.missed.append(f"throughput {name}: libreplica {row['ratio']['libreplica']:.3f}x plain < {target}x")
     return out
+
+
+def capture_figures(res):
+    """What one libreplica throughput run says of capture: its restart waits
+    (replica_status) and the CPU its spool writer and uploader threads took."""
+    st = ((res.get("final") or {}).get("status") or [{}])[0]
+    cpu = res.get("thread_cpu_s", {})
+    total = sum(cpu.values()) or 1e-9
+    return {"restart_waits": st.get("restart_waits", 0), "restart_wait_p50_us": st.get("restart_wait_p50_us", 0),
+            "restart_wait_p99_us": st.get("restart_wait_p99_us", 0),
+            "spool_thread_share": cpu.get("replica-spool", 0.0) / total,
+            "uploader_thread_share": cpu.get("replica-uploade", 0.0) / total}
+
+
+def summarize_capture(per_run):
+    if not per_run:
+        return {"restart_waits": 0, "restart_wait_p50_us": 0, "restart_wait_p99_us": 0,
+                "spool_thread_share": 0.0, "uploader_thread_share": 0.0, "runs": []}
+    return {"restart_waits": statistics.median(r["restart_waits"] for r in per_run),
+            "restart_wait_p50_us": statistics.median(r["restart_wait_p50_us"] for r in per_run),
+            "restart_wait_p99_us": max(r["restart_wait_p99_us"] for r in per_run),
+            "spool_thread_share": statistics.median(r["spool_thread_share"] for r in per_run),
+            "uploader_thread_share": statistics.median(r["uploader_thread_share"] for r in per_run),
+            "runs": per_run}
 
 
 def w23_lag_requests(b, a):
@@ -1102,7 +1157,17 @@ def markdown(res):
         m, r, u = row["median"], row["ratio"], row["unit"]
         wh = row.get("wal_hwm_mib")
         wal = f"{wh['plain']:.1f} / {wh['libreplica']:.1f} / {wh['litestream']:.1f}" if wh else "–"
-        out.append(f"| {name} | {m['plain']:.0f} {u} | {m['libreplica']:.0f} ({r['libreplica']:.2f}×) | {m['litestream']:.0f} ({r['litestream']:.2f}×) | ≥ {row['target_ratio']}× | {wal} |")
+        runs = row.get("runs", {})
+        spread = "" if not runs.get("libreplica") else (
+            " (rounds " + ", ".join(f"{x / p:.2f}" for x, p in zip(runs["libreplica"], runs["plain"])) + ")")
+        out.append(f"| {name} | {m['plain']:.0f} {u} | {m['libreplica']:.0f} ({r['libreplica']:.2f}×{spread}) | {m['litestream']:.0f} ({r['litestream']:.2f}×) | ≥ {row['target_ratio']}× | {wal} |")
+    caps = [(name, row["capture"]) for name, row in tp.items() if row.get("capture")]
+    if caps:
+        out += ["", "Capture in the libreplica runs (median per run; p99 the largest over rounds): what a WAL restart or truncation waited for the spool to be on disk, and the CPU share of the process's threads:", "",
+                "| workload | restarts + truncations | wait p50 / p99 (µs) | spool writer thread | uploader thread |", "| --- | --- | --- | --- | --- |"]
+        for name, c in caps:
+            out.append(f"| {name} | {c['restart_waits']:.0f} | {c['restart_wait_p50_us']:.0f} / {c['restart_wait_p99_us']:.0f} | "
+                       f"{c['spool_thread_share']:.1%} | {c['uploader_thread_share']:.1%} |")
     if lr:
         out += ["", "| rate | variant | lag p50 / p99 / max (ms) | PUT / GET / LIST per min | R2, 4 dbs, $/month |", "| --- | --- | --- | --- | --- |"]
     for rate, by in lr.items():

@@ -46,6 +46,11 @@ pub struct StatusRow {
     /// The last `replica_verify` drill: when, and its outcome.
     pub last_verify_at: Option<String>,
     pub last_verify: Option<String>,
+    /// How often the WAL was restarted or truncated while this process captured it, and how
+    /// long (µs, median and 99th percentile) each waited for the spool to be on disk.
+    pub restart_waits: i64,
+    pub restart_wait_p50_us: i64,
+    pub restart_wait_p99_us: i64,
 }
 
 /// The rows of a table-valued function.
@@ -115,6 +120,9 @@ impl StatusRow {
             restore(|p| p.bytes_total),
             self.last_verify_at.clone().into(),
             self.last_verify.clone().into(),
+            self.restart_waits.into(),
+            self.restart_wait_p50_us.into(),
+            self.restart_wait_p99_us.into(),
         ]
     }
 }
@@ -220,6 +228,9 @@ pub const COLUMNS: &[&str] = &[
     "restore_bytes_total",
     "last_verify_at",
     "last_verify",
+    "restart_waits",
+    "restart_wait_p50_us",
+    "restart_wait_p99_us",
 ];
 
 pub fn rows(now_ms: u64) -> Vec<StatusRow> {
@@ -273,6 +284,7 @@ fn database_row(
         .map(|r| now_ms.saturating_sub(r.captured_at_ms))
         .unwrap_or(0);
     let behind = !pending.is_empty() || progress.needs_snapshot.is_some();
+    let waits = db.spool.flush_waits();
     StatusRow {
         name: db.name.clone(),
         path: db.path.display().to_string(),
@@ -305,6 +317,9 @@ fn database_row(
             .map(|r| r.progress),
         last_verify_at: c.last_verify.as_ref().map(|(at, _)| format_rfc3339(*at)),
         last_verify: c.last_verify.as_ref().map(|(_, v)| v.clone()),
+        restart_waits: waits.count() as i64,
+        restart_wait_p50_us: waits.percentile(50.0) as i64,
+        restart_wait_p99_us: waits.percentile(99.0) as i64,
     }
 }
 

@@ -26,6 +26,7 @@ fn fault_load_path() -> String {
 const POINTS: &[&str] = &[
     "capture.before_append",
     "capture.after_append",
+    "spool.write_behind",
     "spool.flush",
     "upload.after_put",
     "snapshot.after_put",
@@ -83,6 +84,12 @@ while time.time() < deadline:
             pass
     if n % 40 == 0:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    if n % 50 == 25:
+        # A transaction of over a MiB: the spool writes it out as it grows, on its thread.
+        db.execute("BEGIN")
+        for _ in range(400):
+            db.execute("INSERT INTO t(v) VALUES (randomblob(3000))")
+        db.execute("COMMIT")
 print("never crashed", n)
 "#;
         let crashed = run(PYTHON3, &["-"], dir.path(), &env, script);

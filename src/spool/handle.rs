@@ -9,6 +9,7 @@ use super::record::RecordMeta;
 use super::segment::{Segment, SEGMENT_ROLL_BYTES};
 use super::state::{self, SpoolState};
 use crate::base::held_dir::HeldDir;
+use crate::base::histogram::Histogram;
 use crate::base::lock::lock;
 use crate::base::private_fs::{self, Modes};
 use crate::wal::WalPosition;
@@ -24,6 +25,7 @@ pub(super) struct Inner {
     pub next_seq: u64,
     pub segment: Option<Segment>,
     pub overflowed: bool,
+    pub flush_waits: Histogram,
 }
 
 pub struct Spool {
@@ -82,12 +84,24 @@ impl Spool {
     /// Writes out records kept in memory. Needed before SQLite may overwrite or remove the
     /// WAL frames they came from (a restart, a truncation, a deletion): until then a crash
     /// loses nothing, because the next open captures them again from the WAL.
+    /// How long each took is kept: it is what a log restart waits for the spool.
     pub fn flush(&self) -> Result<(), SpoolError> {
         crate::fault::point("spool.flush");
-        match lock(&self.inner).segment.as_mut() {
+        let started = std::time::Instant::now();
+        let mut inner = lock(&self.inner);
+        let result = match inner.segment.as_mut() {
             Some(seg) => seg.write_out(),
             None => Ok(()),
-        }
+        };
+        inner
+            .flush_waits
+            .record(started.elapsed().as_micros() as u64);
+        result
+    }
+
+    /// How long flushes (the waits of log restarts and truncations) took.
+    pub fn flush_waits(&self) -> Histogram {
+        lock(&self.inner).flush_waits.clone()
     }
 
     /// Records not yet shipped, oldest first.
@@ -142,7 +156,12 @@ impl Spool {
         let offset = rec.page_offset(i);
         buf.resize(rec.page_size as usize, 0);
         let file = {
-            let inner = lock(&self.inner);
+            let mut inner = lock(&self.inner);
+            if let Some(s) = inner.segment.as_mut().filter(|s| s.id == rec.segment) {
+                if offset >= s.flushed {
+                    s.settle()?;
+                }
+            }
             match &inner.segment {
                 Some(s) if s.id == rec.segment && offset >= s.flushed => {
                     return s.read_buffered(offset, buf, rec.seq);
@@ -181,7 +200,11 @@ impl Spool {
             match inner.segment.as_mut() {
                 // Shipped before they were ever written out: they never touch the disk.
                 Some(seg) if seg.len < SEGMENT_ROLL_BYTES => seg.reset(),
-                _ => inner.segment = None,
+                Some(seg) => {
+                    let _ = seg.settle(); // nothing written to a file about to be removed
+                    inner.segment = None;
+                }
+                None => {}
             }
         }
         let keep_current = keep_from.is_none() && inner.segment.is_some();

@@ -22,7 +22,7 @@
 //!   the CRC covers header and entries (records built from a scan, not in frame order).
 //! - `generation`: the salts of the WAL generation this process last saw start, written once
 //!   everything before it was on disk (see `set_generation`).
-//! - `unflushed`: present while records are held only in memory (see below).
+//! - `unflushed`: present while records may be held only in memory (see below).
 //! - `gap`: present while a snapshot is owed because a commit could not be captured.
 //! - `cache/<level>/<min>-<max>.ltx`: local copies of LTX files the uploader uploaded, kept
 //!   until the next level's compaction has merged them (a cache: missing files are
@@ -35,12 +35,13 @@
 //!   written before they restart or truncate the WAL (format in `crate::handoff`); the
 //!   owner appends them and removes the files.
 //!
-//! Records are first kept in memory (up to 8 MiB) and written out, without fsync, when the
-//! buffer fills, before SQLite can restart, truncate or delete the WAL (the shim calls
-//! `flush`), or never, if they are shipped first. Until then the WAL itself still holds the
-//! frames, so a crash loses nothing: the next open captures them again from the WAL, or, if
-//! continuity cannot be shown, ships a snapshot. After a power loss the same holds for what
-//! SQLite kept. Recovery drops a torn tail.
+//! Records are first kept in memory and written out, without fsync: by the process's spool
+//! writer thread once a MiB of them is buffered (so the commit path does not wait for the
+//! disk), and the rest before SQLite can restart, truncate or delete the WAL (the shim calls
+//! `flush`, which also waits for the thread's write), or never, if they are shipped first.
+//! Until then the WAL itself still holds the frames, so a crash loses nothing: the next open
+//! captures them again from the WAL, or, if continuity cannot be shown, ships a snapshot.
+//! After a power loss the same holds for what SQLite kept. Recovery drops a torn tail.
 
 mod error;
 mod handle;
@@ -49,6 +50,7 @@ mod record;
 mod recover;
 mod segment;
 mod state;
+mod write_behind;
 mod writer;
 
 pub use error::SpoolError;
@@ -313,5 +315,39 @@ mod tests {
         drop(spool);
         assert!(Spool::open(&dir, 1 << 30).is_ok());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Records past the write-behind size go to the writer thread while more are appended
+    /// and read; a flush leaves every one on disk in order, the unflushed marker gone.
+    #[test]
+    fn records_written_behind_are_read_back_in_order_before_and_after_a_flush() {
+        let dir = tmpdir("write-behind");
+        let (spool, _) = Spool::open(&dir, 1 << 30).unwrap();
+        let pages = |i: u32| [(i % 50 + 1, i as u8), (i % 7 + 60, !(i as u8))];
+        for i in 0..2000u32 {
+            append(&spool, i + 2, &pages(i));
+            if i % 97 == 0 {
+                // Reads of the oldest, a middle and the newest record while writes are out.
+                let pending = spool.pending();
+                for r in [0, pending.len() / 2, pending.len() - 1] {
+                    let mut buf = Vec::new();
+                    spool.read_page(&pending[r], 1, &mut buf).unwrap();
+                    assert_eq!(buf, vec![!(r as u8); 512], "record {r} after {i}");
+                }
+            }
+        }
+        assert!(dir.join("unflushed").exists());
+        spool.flush().unwrap();
+        assert!(!dir.join("unflushed").exists());
+        drop(spool);
+        let (spool, rec) = Spool::open(&dir, 1 << 30).unwrap();
+        assert!(!rec.unflushed_lost);
+        assert_eq!(rec.records, 2000);
+        let mut buf = Vec::new();
+        for (i, r) in spool.pending().iter().enumerate().step_by(131) {
+            assert_eq!(r.pgnos, pages(i as u32).map(|p| p.0).to_vec());
+            spool.read_page(r, 0, &mut buf).unwrap();
+            assert_eq!(buf, vec![i as u8; 512]);
+        }
     }
 }

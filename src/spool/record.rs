@@ -25,6 +25,25 @@ pub struct RecordMeta {
 }
 
 impl RecordMeta {
+    /// A placeholder for a record taken out of its writer.
+    pub(super) fn empty() -> RecordMeta {
+        RecordMeta {
+            seq: 0,
+            page_size: 0,
+            commit_size: 0,
+            end: WalPosition {
+                salt1: 0,
+                salt2: 0,
+                frame: 0,
+            },
+            end_cksum: (0, 0),
+            captured_at_ms: 0,
+            pgnos: Vec::new(),
+            segment: 0,
+            offset: 0,
+        }
+    }
+
     pub(super) fn len(&self) -> u64 {
         record_len(self.pgnos.len() as u64, self.page_size)
     }

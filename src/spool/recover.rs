@@ -99,6 +99,7 @@ impl Spool {
                 next_seq: found.max_seq + 1,
                 segment,
                 overflowed,
+                flush_waits: Default::default(),
             }),
         };
         Ok((spool, rec))

@@ -1,30 +1,43 @@
 //! Segment files: the append-only files records live in, the write buffer that keeps recent
-//! records in memory until they must be on disk, and the scan that reads a segment's
-//! well-formed records back at recovery. It must not decide which records are pending.
+//! records in memory until the writer thread takes them or they must be on disk, and the
+//! scan that reads a segment's well-formed records back at recovery. It must not decide
+//! which records are pending.
 
 use super::error::{io, SpoolError};
 use super::layout::segment_name;
 use super::record::{RecordCheck, RecordMeta, StoredHeader, RECORD_HEADER_SIZE};
+use super::write_behind::{Settled, Slot};
 use crate::base::held_dir::HeldDir;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// A new segment is started past this size, so shipped data can be deleted in pieces.
 pub(super) const SEGMENT_ROLL_BYTES: u64 = 64 << 20;
 
+/// Buffered records are handed to the writer thread once they take this much: a wake-up
+/// of that thread every few hundred small commits, and little left to write at a restart.
+const WRITE_BEHIND_BYTES: usize = 1 << 20;
+
 pub(super) struct Segment {
     pub id: u64,
-    pub file: File,
-    /// Bytes of committed records, on disk or in `buffer`.
+    pub file: Arc<File>,
+    /// Bytes of committed records, on disk, being written, or in `buffer`.
     pub len: u64,
-    /// Bytes on disk; `buffer` holds `[flushed, len)`.
+    /// Bytes on disk; the writer thread has `[flushed, flushed + in_flight)` and `buffer`
+    /// holds `[flushed + in_flight, len)`, then the record being appended, if any.
     pub flushed: u64,
+    in_flight: u64,
     pub buffer: Vec<u8>,
-    /// While `buffer` holds records, this marker file exists: if the process dies and the
-    /// WAL is gone too, recovery knows records were lost and asks for a snapshot. (Reached
-    /// through the spool's held directory, which lives as long as the spool.)
+    /// The write handed to the writer thread, and an emptied buffer to take turns with.
+    writing: Arc<Slot>,
+    spare: Vec<u8>,
+    /// While records may be only in memory (`buffer` or the writer thread), this marker
+    /// file exists: if the process dies and the WAL is gone too, recovery knows records
+    /// were lost and asks for a snapshot. (Reached through the spool's held directory,
+    /// which lives as long as the spool.)
     pub unflushed_marker: Option<PathBuf>,
 }
 
@@ -32,31 +45,136 @@ impl Segment {
     pub fn new(id: u64, file: File, len: u64) -> Segment {
         Segment {
             id,
-            file,
+            file: Arc::new(file),
             len,
             flushed: len,
+            in_flight: 0,
             buffer: Vec::new(),
+            writing: Arc::default(),
+            spare: Vec::new(),
             unflushed_marker: None,
         }
     }
 
+    /// Writes out everything buffered, after the write handed off (if any) has ended.
     pub fn write_out(&mut self) -> Result<(), SpoolError> {
+        self.settle()?;
         if !self.buffer.is_empty() {
             self.file
                 .write_all_at(&self.buffer, self.flushed)
-                .map_err(|e| SpoolError::Io(format!("writing the spool: {e}")))?;
+                .map_err(write_error)?;
             self.flushed += self.buffer.len() as u64;
             self.buffer.clear();
-            self.remove_unflushed_marker();
+        }
+        self.remove_unflushed_marker();
+        Ok(())
+    }
+
+    /// Hands the buffer to the writer thread once it holds enough, unless a write is still
+    /// out (the commit path must not wait for one).
+    pub fn write_behind(&mut self) {
+        if self.buffer.len() < WRITE_BEHIND_BYTES {
+            return;
+        }
+        if self.in_flight > 0 {
+            match self.writing.try_settle() {
+                // A failed write is tried again with the rest; `write_out` reports it.
+                Some(settled) => drop(self.take_settled(settled)),
+                None => return,
+            }
+            if self.in_flight > 0 {
+                return; // orphaned in a forked child: `settle` reports it
+            }
+        }
+        self.hand_off_buffer();
+    }
+
+    /// Hands everything buffered to the writer thread once the write out before it ended (a
+    /// large record, written out as it grows); written here if there is no thread.
+    pub fn write_all_behind(&mut self) -> Result<(), SpoolError> {
+        self.settle()?;
+        if !self.buffer.is_empty() && !self.hand_off_buffer() {
+            self.write_out()?;
         }
         Ok(())
     }
 
-    /// Forgets every record (all shipped before they were ever written out): the segment is
+    fn hand_off_buffer(&mut self) -> bool {
+        let chunk = std::mem::replace(&mut self.buffer, std::mem::take(&mut self.spare));
+        let len = chunk.len() as u64;
+        match self.writing.hand_off(&self.file, self.flushed, chunk) {
+            Ok(()) => {
+                self.in_flight = len;
+                true
+            }
+            Err(chunk) => {
+                self.spare = std::mem::replace(&mut self.buffer, chunk);
+                false
+            }
+        }
+    }
+
+    /// Waits for the write handed off (if any) to end: its bytes are then on disk, or, if it
+    /// failed, back at the front of the buffer and the error is returned.
+    pub fn settle(&mut self) -> Result<(), SpoolError> {
+        if self.in_flight == 0 {
+            return Ok(());
+        }
+        let settled = self.writing.settle();
+        self.take_settled(settled)?;
+        if self.in_flight > 0 {
+            return Err(SpoolError::Io(
+                "records being written out by the process this one was forked from \
+                 are not in this process"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Counts a settled write's bytes as on disk, or puts them back in front of the buffer.
+    fn take_settled(&mut self, settled: Settled) -> Result<(), SpoolError> {
+        let failed = match settled {
+            Settled::Idle => None,
+            Settled::Written(mut chunk) => {
+                self.flushed += self.in_flight;
+                chunk.clear();
+                self.spare = chunk;
+                None
+            }
+            Settled::Failed(mut chunk, e) => {
+                chunk.extend_from_slice(&self.buffer);
+                self.spare = std::mem::replace(&mut self.buffer, chunk);
+                self.spare.clear();
+                Some(write_error(e))
+            }
+            Settled::Orphaned => return Ok(()),
+        };
+        self.in_flight = 0;
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Takes back a record that was not committed and was partly written out: the segment
+    /// ends where the record began (`len`), on disk and in memory.
+    pub fn drop_spilled_record(&mut self) {
+        let _ = self.settle();
+        if self.flushed >= self.len {
+            self.buffer.clear();
+            self.flushed = self.len;
+        } else {
+            // A failed write gave committed bytes back: keep them, drop the rest.
+            self.buffer.truncate((self.len - self.flushed) as usize);
+        }
+        let _ = self.file.set_len(self.flushed);
+    }
+
+    /// Forgets every record (all shipped, some perhaps never written out): the segment is
     /// rewritten from its start.
     pub fn reset(&mut self) {
+        let _ = self.settle();
         self.len = 0;
         self.flushed = 0;
+        self.in_flight = 0;
         self.buffer.clear();
         self.remove_unflushed_marker();
     }
@@ -67,16 +185,20 @@ impl Segment {
         }
     }
 
-    /// Copies the bytes at `offset` (at or past `flushed`) of record `seq` from the write
-    /// buffer into `buf`.
+    /// Copies the bytes at `offset` (at or past `flushed`, nothing in flight) of record `seq`
+    /// from the write buffer into `buf`.
     pub fn read_buffered(&self, offset: u64, buf: &mut [u8], seq: u64) -> Result<(), SpoolError> {
-        let at = (offset - self.flushed) as usize;
+        let at = (offset - self.flushed - self.in_flight) as usize;
         let src = self.buffer.get(at..at + buf.len()).ok_or_else(|| {
             SpoolError::Corrupt(format!("record {seq} is not in the spool's write buffer"))
         })?;
         buf.copy_from_slice(src);
         Ok(())
     }
+}
+
+fn write_error(e: std::io::Error) -> SpoolError {
+    SpoolError::Io(format!("writing the spool: {e}"))
 }
 
 /// Reads every well-formed record of segment `id` in `seg`; returns them, the length of the
@@ -156,4 +278,34 @@ fn read_record(
         segment: id,
         offset,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write the thread could not do comes back to the buffer whole and in order, with its
+    /// error, and the next write-out fails too instead of counting the bytes as on disk.
+    #[test]
+    fn a_failed_write_behind_gives_the_bytes_back_and_write_out_reports_it() {
+        let path = std::env::temp_dir().join(format!("replica-seg-ro-{}", std::process::id()));
+        std::fs::write(&path, b"").unwrap();
+        let read_only = File::open(&path).unwrap();
+        let mut seg = Segment::new(1, read_only, 0);
+        let first: Vec<u8> = (0..WRITE_BEHIND_BYTES).map(|i| i as u8).collect();
+        seg.buffer.extend_from_slice(&first);
+        seg.len = first.len() as u64;
+        seg.write_behind();
+        assert_eq!(seg.in_flight, first.len() as u64);
+        seg.buffer.extend_from_slice(b"after");
+        seg.len += 5;
+        let err = seg.settle().unwrap_err().to_string();
+        assert!(err.contains("writing the spool"), "{err}");
+        assert_eq!((seg.flushed, seg.in_flight), (0, 0));
+        assert_eq!(&seg.buffer[..first.len()], &first[..]);
+        assert_eq!(&seg.buffer[first.len()..], b"after");
+        let err = seg.write_out().unwrap_err().to_string();
+        assert!(err.contains("writing the spool"), "{err}");
+        let _ = std::fs::remove_file(&path);
+    }
 }

@@ -1,23 +1,24 @@
 //! Appending a record: `Spool::begin_record` reserves room and a segment, `RecordWriter`
-//! takes the pages and commits the record into the write buffer (or straight to disk for a
-//! large one). This is on the commit path: it must not hash what the record's integrity does
-//! not need, nor write a small record out before the shim flushes.
+//! builds the record in the segment's write buffer (spilling a large one to disk as it grows)
+//! and commits it. This is on the commit path: it must not hash what the record's integrity
+//! does not need, copy a page more than once, nor wait for a write of the spool to the disk
+//! (the writer thread does those; the shim flushes what is left at a restart).
 
 use super::error::{io, SpoolError};
 use super::handle::{Inner, Spool};
 use super::layout;
-use super::record::{
-    encode_header, record_len, Integrity, RecordHeader, RecordMeta, RECORD_HEADER_SIZE,
-};
+use super::record::{encode_header, record_len, Integrity, RecordHeader, RecordMeta};
 use super::segment::{Segment, SEGMENT_ROLL_BYTES};
 use crate::base::lock::lock;
 use crate::ltx::Crc64;
-use crate::wal::WalPosition;
-use std::os::unix::fs::FileExt;
 use std::sync::MutexGuard;
 
-/// Committed records are kept in memory up to this size before they are written out.
+/// Committed records are kept in memory up to this size before they are written out on the
+/// commit path (the writer thread normally takes them long before: see `Segment`).
 const WRITE_BUFFER_BYTES: usize = 8 << 20;
+
+/// A record growing past this is written out as it grows rather than kept in memory.
+const SPILL_BYTES: usize = 1 << 20;
 
 impl Spool {
     /// Starts appending one record of `npages` pages; the caller pushes exactly that many.
@@ -30,7 +31,7 @@ impl Spool {
         self.make_room(&mut inner, record_len(npages as u64, header.page_size))?;
         let seq = inner.next_seq;
         self.ensure_segment(&mut inner, seq)?;
-        let seg = inner.segment.as_ref().expect("segment just ensured");
+        let seg = inner.segment.as_mut().expect("segment just ensured");
         let meta = RecordMeta {
             seq,
             page_size: header.page_size,
@@ -42,24 +43,21 @@ impl Spool {
             segment: seg.id,
             offset: seg.len,
         };
-        let mut buf = Vec::with_capacity(
-            (RECORD_HEADER_SIZE as usize
-                + (4 + header.page_size as usize) * (npages as usize).min(64))
-            .max(64),
-        );
-        encode_header(seq, &header, npages, &mut buf);
+        let start = seg.buffer.len();
+        encode_header(seq, &header, npages, &mut seg.buffer);
         let mut crc = Crc64::new();
-        crc.update(&buf);
-        let hash_entries = header.integrity == Integrity::Crc;
+        crc.update(&seg.buffer[start..]);
+        let in_buffer = seg.buffer.len() - start;
         Ok(RecordWriter {
             spool: self,
             inner,
             meta,
             npages,
-            buf,
+            in_buffer,
             crc,
-            hash_entries,
-            written: 0,
+            hash_entries: header.integrity == Integrity::Crc,
+            spilled: 0,
+            committed: false,
         })
     }
 
@@ -104,16 +102,20 @@ impl Spool {
     }
 }
 
-/// Appends one record; dropping it without `commit` rolls the segment back.
+/// Appends one record; dropping it without `commit` takes it back out of the segment.
 pub struct RecordWriter<'a> {
     spool: &'a Spool,
     inner: MutexGuard<'a, Inner>,
     meta: RecordMeta,
     npages: u32,
-    buf: Vec<u8>,
+    /// The record's bytes at the end of the segment's buffer (a write the writer thread
+    /// gives back may come back in front of them).
+    in_buffer: usize,
     crc: Crc64,
     hash_entries: bool,
-    written: u64,
+    /// Bytes of the record already written out (a large record spills as it grows).
+    spilled: u64,
+    committed: bool,
 }
 
 impl RecordWriter<'_> {
@@ -125,32 +127,53 @@ impl RecordWriter<'_> {
                 self.meta.seq
             )));
         }
-        let start = self.buf.len();
-        self.buf.extend_from_slice(&pgno.to_be_bytes());
-        self.buf.extend_from_slice(page);
         if self.hash_entries {
-            self.crc.update(&self.buf[start..]);
+            self.crc.update(&pgno.to_be_bytes());
+            self.crc.update(page);
         }
+        let seg = self.segment();
+        seg.buffer.extend_from_slice(&pgno.to_be_bytes());
+        seg.buffer.extend_from_slice(page);
+        self.in_buffer += 4 + page.len();
         self.meta.pgnos.push(pgno);
-        if self.buf.len() >= 1 << 20 {
+        if self.in_buffer >= SPILL_BYTES {
             self.spill()?;
         }
         Ok(())
     }
 
-    /// Writes the record so far to disk (a large record does not stay in memory).
-    fn spill(&mut self) -> Result<(), SpoolError> {
+    /// Leaves a trace on disk of records held only in memory (see `Segment`).
+    fn mark_unflushed(&mut self) -> Result<(), SpoolError> {
+        let (dir, modes) = (&self.spool.dir, self.spool.modes);
         let seg = self
             .inner
             .segment
             .as_mut()
             .expect("record writer has a segment");
-        seg.write_out()?;
-        seg.file
-            .write_all_at(&self.buf, seg.len + self.written)
-            .map_err(|e| SpoolError::Io(format!("appending to spool: {e}")))?;
-        self.written += self.buf.len() as u64;
-        self.buf.clear();
+        if seg.unflushed_marker.is_none() {
+            let marker = dir.at("unflushed");
+            modes
+                .open_rw()
+                .open(&marker)
+                .map_err(|e| io("writing", &dir.shown("unflushed"), e))?;
+            seg.unflushed_marker = Some(marker);
+        }
+        Ok(())
+    }
+
+    fn segment(&mut self) -> &mut Segment {
+        self.inner
+            .segment
+            .as_mut()
+            .expect("record writer has a segment")
+    }
+
+    /// Hands the buffer to the writer thread, the record so far with it (a large record does
+    /// not stay in memory; it waits for no more than the write before).
+    fn spill(&mut self) -> Result<(), SpoolError> {
+        self.segment().write_all_behind()?;
+        self.spilled += self.in_buffer as u64;
+        self.in_buffer = 0;
         Ok(())
     }
 
@@ -163,77 +186,42 @@ impl RecordWriter<'_> {
             )));
         }
         let crc = self.crc.finish();
-        self.buf.extend_from_slice(&crc.to_be_bytes());
-        let buffered = self.buffer_or_spill()?;
-        let meta = std::mem::replace(
-            &mut self.meta,
-            RecordMeta {
-                seq: 0,
-                page_size: 0,
-                commit_size: 0,
-                end: WalPosition {
-                    salt1: 0,
-                    salt2: 0,
-                    frame: 0,
-                },
-                end_cksum: (0, 0),
-                captured_at_ms: 0,
-                pgnos: Vec::new(),
-                segment: 0,
-                offset: 0,
-            },
-        );
-        let seq = meta.seq;
-        let len = meta.len();
-        let inner = &mut *self.inner;
-        let seg = inner.segment.as_mut().expect("record writer has a segment");
-        seg.len += self.written;
-        if !buffered {
-            seg.flushed = seg.len; // spilled: the whole record is on disk, after the buffer
-        }
-        self.written = 0;
-        inner.next_seq = seq + 1;
-        inner.pending_bytes += len;
-        inner.pending.push(meta);
-        Ok(seq)
-    }
-
-    /// Puts the finished record into the segment's write buffer when it is small (the WAL
-    /// still holds its frames; see `Spool::flush`), or on disk; returns whether it buffered.
-    fn buffer_or_spill(&mut self) -> Result<bool, SpoolError> {
-        let seg = self
-            .inner
-            .segment
-            .as_mut()
-            .expect("record writer has a segment");
-        let buffered = self.written == 0 && seg.buffer.len() + self.buf.len() <= WRITE_BUFFER_BYTES;
-        if buffered {
-            if seg.unflushed_marker.is_none() {
-                let marker = self.spool.dir.at("unflushed");
-                self.spool
-                    .modes
-                    .open_rw()
-                    .open(&marker)
-                    .map_err(|e| io("writing", &self.spool.dir.shown("unflushed"), e))?;
-                seg.unflushed_marker = Some(marker);
-            }
-            seg.buffer.extend_from_slice(&self.buf);
-            self.written = self.buf.len() as u64;
-            self.buf.clear();
+        self.segment().buffer.extend_from_slice(&crc.to_be_bytes());
+        self.in_buffer += 8;
+        let record_bytes = self.spilled + self.in_buffer as u64;
+        let seg = self.segment();
+        if seg.buffer.len() > WRITE_BUFFER_BYTES {
+            seg.write_out()?;
         } else {
-            self.spill()?;
+            self.mark_unflushed()?;
         }
-        Ok(buffered)
+        debug_assert_eq!(record_bytes, self.meta.len());
+        let seg = self.segment();
+        seg.len += record_bytes;
+        seg.write_behind();
+        let meta = std::mem::replace(&mut self.meta, RecordMeta::empty());
+        let seq = meta.seq;
+        let inner = &mut *self.inner;
+        inner.next_seq = seq + 1;
+        inner.pending_bytes += meta.len();
+        inner.pending.push(meta);
+        self.committed = true;
+        Ok(seq)
     }
 }
 
 impl Drop for RecordWriter<'_> {
     fn drop(&mut self) {
-        if self.written > 0 {
-            // Not committed: cut the partial record off so the segment stays well-formed.
-            if let Some(seg) = self.inner.segment.as_mut() {
-                let _ = seg.file.set_len(seg.len);
-            }
+        if self.committed {
+            return;
+        }
+        // Not committed: cut the partial record off so the segment stays well-formed.
+        let (in_buffer, spilled) = (self.in_buffer, self.spilled);
+        let seg = self.segment();
+        if spilled > 0 {
+            seg.drop_spilled_record();
+        } else {
+            seg.buffer.truncate(seg.buffer.len() - in_buffer);
         }
     }
 }
