@@ -208,11 +208,14 @@ impl Spool {
             }
         }
         let keep_current = keep_from.is_none() && inner.segment.is_some();
+        // A segment a commit starts once the lock is released is named after a sequence
+        // number from here on: it is never obsolete.
+        let started_later = inner.next_seq;
         drop(inner);
         for id in layout::segment_ids(&self.seg)? {
             let obsolete = match keep_from {
                 Some(first) => id < first,
-                None => !(keep_current && Some(id) == current),
+                None => id < started_later && !(keep_current && Some(id) == current),
             };
             if obsolete {
                 let _ = std::fs::remove_file(self.seg.at(&layout::segment_name(id)));

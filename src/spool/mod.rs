@@ -350,4 +350,62 @@ mod tests {
             assert_eq!(buf, vec![i as u8; 512]);
         }
     }
+
+    /// Makes every later write of the current segment fail, as a failing disk would.
+    fn break_the_disk(spool: &Spool, dir: &std::path::Path) {
+        let path = dir.join("seg").join(format!("{:016x}.seg", 1));
+        let mut inner = spool.inner.lock().unwrap();
+        inner.segment.as_mut().unwrap().file =
+            std::sync::Arc::new(std::fs::File::open(path).unwrap());
+    }
+
+    /// When the writer thread's writes fail, the commit path finds out (its write-out is
+    /// tried again there and fails) before more than the 8 MiB cap is held in memory; the
+    /// records it held stay readable; and once the disk works again, a flush writes them.
+    #[test]
+    fn failed_background_writes_reach_the_commit_path_within_the_memory_cap() {
+        let dir = tmpdir("write-behind-fails");
+        let (spool, _) = Spool::open(&dir, 1 << 30).unwrap();
+        append(&spool, 2, &[(1, 1)]);
+        spool.flush().unwrap();
+        break_the_disk(&spool, &dir);
+        let mut failed_at = None;
+        for i in 0..60_000u32 {
+            let mut w = spool.begin_record(header(i + 3), 1).unwrap();
+            w.push(1, &[i as u8; 512]).unwrap();
+            if let Err(e) = w.commit() {
+                assert!(e.to_string().contains("writing the spool"), "{e}");
+                failed_at = Some(i);
+                break;
+            }
+        }
+        let failed_at = failed_at.expect("no commit saw the failing writes");
+        {
+            let inner = spool.inner.lock().unwrap();
+            let seg = inner.segment.as_ref().unwrap();
+            assert!(
+                seg.len - seg.flushed <= 9 << 20,
+                "{} bytes in memory",
+                seg.len - seg.flushed
+            );
+        }
+        // The last committed record reads back from memory, the failed one left no trace.
+        let pending = spool.pending();
+        assert_eq!(pending.len() as u32, failed_at + 1);
+        let mut buf = Vec::new();
+        spool
+            .read_page(&pending[pending.len() - 1], 0, &mut buf)
+            .unwrap();
+        assert_eq!(buf, vec![(failed_at - 1) as u8; 512]);
+        {
+            let mut inner = spool.inner.lock().unwrap();
+            let seg = inner.segment.as_mut().unwrap();
+            let path = dir.join("seg").join(format!("{:016x}.seg", 1));
+            seg.file = std::sync::Arc::new(OpenOptions::new().write(true).open(path).unwrap());
+        }
+        spool.flush().unwrap();
+        drop(spool);
+        let (_, rec) = Spool::open(&dir, 1 << 30).unwrap();
+        assert_eq!(rec.records as u32, failed_at + 1);
+    }
 }

@@ -30,6 +30,9 @@ pub(super) struct Segment {
     /// holds `[flushed + in_flight, len)`, then the record being appended, if any.
     pub flushed: u64,
     in_flight: u64,
+    /// The writer thread's last write failed: until a write out on the commit path succeeds
+    /// (or reports the error to the commit), nothing more is handed to it.
+    write_failed: bool,
     pub buffer: Vec<u8>,
     /// The write handed to the writer thread, and an emptied buffer to take turns with.
     writing: Arc<Slot>,
@@ -49,6 +52,7 @@ impl Segment {
             len,
             flushed: len,
             in_flight: 0,
+            write_failed: false,
             buffer: Vec::new(),
             writing: Arc::default(),
             spare: Vec::new(),
@@ -56,7 +60,8 @@ impl Segment {
         }
     }
 
-    /// Writes out everything buffered, after the write handed off (if any) has ended.
+    /// Writes out everything buffered, after the write handed off (if any) has ended (what
+    /// a failed one gave back is tried again here, where its error reaches the caller).
     pub fn write_out(&mut self) -> Result<(), SpoolError> {
         self.settle()?;
         if !self.buffer.is_empty() {
@@ -66,24 +71,30 @@ impl Segment {
             self.flushed += self.buffer.len() as u64;
             self.buffer.clear();
         }
+        self.write_failed = false;
         self.remove_unflushed_marker();
         Ok(())
+    }
+
+    /// Whether the commit path must write out now: a failed write is waiting to be tried
+    /// again (and reported), or more than `cap` bytes are only in memory.
+    pub fn must_write_out(&self, cap: usize) -> bool {
+        self.write_failed || self.buffer.len() as u64 + self.in_flight > cap as u64
     }
 
     /// Hands the buffer to the writer thread once it holds enough, unless a write is still
     /// out (the commit path must not wait for one).
     pub fn write_behind(&mut self) {
-        if self.buffer.len() < WRITE_BEHIND_BYTES {
+        if self.buffer.len() < WRITE_BEHIND_BYTES || self.write_failed {
             return;
         }
         if self.in_flight > 0 {
             match self.writing.try_settle() {
-                // A failed write is tried again with the rest; `write_out` reports it.
-                Some(settled) => drop(self.take_settled(settled)),
+                Some(settled) => self.take_settled(settled),
                 None => return,
             }
-            if self.in_flight > 0 {
-                return; // orphaned in a forked child: `settle` reports it
+            if self.in_flight > 0 || self.write_failed {
+                return; // orphaned in a forked child, or failed: see `must_write_out`
             }
         }
         self.hand_off_buffer();
@@ -93,7 +104,7 @@ impl Segment {
     /// large record, written out as it grows); written here if there is no thread.
     pub fn write_all_behind(&mut self) -> Result<(), SpoolError> {
         self.settle()?;
-        if !self.buffer.is_empty() && !self.hand_off_buffer() {
+        if self.write_failed || (!self.buffer.is_empty() && !self.hand_off_buffer()) {
             self.write_out()?;
         }
         Ok(())
@@ -115,13 +126,13 @@ impl Segment {
     }
 
     /// Waits for the write handed off (if any) to end: its bytes are then on disk, or, if it
-    /// failed, back at the front of the buffer and the error is returned.
+    /// failed, back at the front of the buffer (`write_failed` says so).
     pub fn settle(&mut self) -> Result<(), SpoolError> {
         if self.in_flight == 0 {
             return Ok(());
         }
         let settled = self.writing.settle();
-        self.take_settled(settled)?;
+        self.take_settled(settled);
         if self.in_flight > 0 {
             return Err(SpoolError::Io(
                 "records being written out by the process this one was forked from \
@@ -133,25 +144,23 @@ impl Segment {
     }
 
     /// Counts a settled write's bytes as on disk, or puts them back in front of the buffer.
-    fn take_settled(&mut self, settled: Settled) -> Result<(), SpoolError> {
-        let failed = match settled {
-            Settled::Idle => None,
+    fn take_settled(&mut self, settled: Settled) {
+        match settled {
+            Settled::Idle => {}
             Settled::Written(mut chunk) => {
                 self.flushed += self.in_flight;
                 chunk.clear();
                 self.spare = chunk;
-                None
             }
-            Settled::Failed(mut chunk, e) => {
+            Settled::Failed(mut chunk) => {
                 chunk.extend_from_slice(&self.buffer);
                 self.spare = std::mem::replace(&mut self.buffer, chunk);
                 self.spare.clear();
-                Some(write_error(e))
+                self.write_failed = true;
             }
-            Settled::Orphaned => return Ok(()),
-        };
+            Settled::Orphaned => return,
+        }
         self.in_flight = 0;
-        failed.map_or(Ok(()), Err)
     }
 
     /// Takes back a record that was not committed and was partly written out: the segment
@@ -194,6 +203,14 @@ impl Segment {
         })?;
         buf.copy_from_slice(src);
         Ok(())
+    }
+}
+
+impl Drop for Segment {
+    /// The writer thread may still hold a write to this file: it ends before the file is
+    /// closed (or reopened by a recovery in this process).
+    fn drop(&mut self) {
+        let _ = self.settle();
     }
 }
 
@@ -284,8 +301,9 @@ fn read_record(
 mod tests {
     use super::*;
 
-    /// A write the thread could not do comes back to the buffer whole and in order, with its
-    /// error, and the next write-out fails too instead of counting the bytes as on disk.
+    /// A write the thread could not do comes back to the buffer whole and in order, nothing
+    /// more goes to the thread, and the write-out the commit path then owes reports the
+    /// error instead of counting the bytes as on disk.
     #[test]
     fn a_failed_write_behind_gives_the_bytes_back_and_write_out_reports_it() {
         let path = std::env::temp_dir().join(format!("replica-seg-ro-{}", std::process::id()));
@@ -299,8 +317,13 @@ mod tests {
         assert_eq!(seg.in_flight, first.len() as u64);
         seg.buffer.extend_from_slice(b"after");
         seg.len += 5;
-        let err = seg.settle().unwrap_err().to_string();
-        assert!(err.contains("writing the spool"), "{err}");
+        seg.settle().unwrap();
+        assert!(seg.write_failed && seg.must_write_out(usize::MAX));
+        seg.write_behind();
+        assert_eq!(
+            seg.in_flight, 0,
+            "nothing more is handed off after a failure"
+        );
         assert_eq!((seg.flushed, seg.in_flight), (0, 0));
         assert_eq!(&seg.buffer[..first.len()], &first[..]);
         assert_eq!(&seg.buffer[first.len()..], b"after");

@@ -38,8 +38,9 @@ pub(super) enum Settled {
     Idle,
     /// On disk; the buffer comes back empty for reuse.
     Written(Vec<u8>),
-    /// Not on disk: the bytes come back as they were, with why.
-    Failed(Vec<u8>, std::io::Error),
+    /// Not on disk: the bytes come back as they were (written again where the error can
+    /// be reported).
+    Failed(Vec<u8>),
     /// Handed to a thread of the process this one was forked from: the bytes are lost here.
     Orphaned,
 }
@@ -111,7 +112,7 @@ impl Slot {
             }
             SlotState::Written { chunk, result } => Some(match result {
                 Ok(()) => Settled::Written(chunk),
-                Err(e) => Settled::Failed(chunk, e),
+                Err(_) => Settled::Failed(chunk),
             }),
         }
     }
@@ -142,7 +143,11 @@ fn writer_thread(pid: u32) -> Option<crossbeam_channel::Sender<Job>> {
 fn run(rx: crossbeam_channel::Receiver<Job>) {
     while let Ok(job) = rx.recv() {
         crate::fault::point("spool.write_behind");
-        let result = job.file.write_all_at(&job.chunk, job.offset);
+        // A panic here would leave the slot `Writing` and its segment waiting for ever.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            job.file.write_all_at(&job.chunk, job.offset)
+        }))
+        .unwrap_or_else(|_| Err(std::io::Error::other("the spool writer thread panicked")));
         let mut state = lock(&job.slot.state);
         *state = SlotState::Written {
             chunk: job.chunk,

@@ -190,7 +190,7 @@ impl RecordWriter<'_> {
         self.in_buffer += 8;
         let record_bytes = self.spilled + self.in_buffer as u64;
         let seg = self.segment();
-        if seg.buffer.len() > WRITE_BUFFER_BYTES {
+        if seg.must_write_out(WRITE_BUFFER_BYTES) {
             seg.write_out()?;
         } else {
             self.mark_unflushed()?;
