@@ -166,6 +166,9 @@ pub struct Counters {
     pub state: UploaderState,
     /// The last `replica_verify` drill: when (ms) and what it found.
     pub last_verify: Option<(u64, String)>,
+    /// How long each WAL restart or truncation this process captured waited for the
+    /// spool (writing it out, recording the new log), in µs.
+    pub restart_waits: crate::base::histogram::Histogram,
 }
 
 pub struct Database {

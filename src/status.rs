@@ -47,7 +47,8 @@ pub struct StatusRow {
     pub last_verify_at: Option<String>,
     pub last_verify: Option<String>,
     /// How often the WAL was restarted or truncated while this process captured it, and how
-    /// long (µs, median and 99th percentile) each waited for the spool to be on disk.
+    /// long (µs, median and 99th percentile) each waited for the spool (writing out what
+    /// is still in memory, recording the new log).
     pub restart_waits: i64,
     pub restart_wait_p50_us: i64,
     pub restart_wait_p99_us: i64,
@@ -284,7 +285,7 @@ fn database_row(
         .map(|r| now_ms.saturating_sub(r.captured_at_ms))
         .unwrap_or(0);
     let behind = !pending.is_empty() || progress.needs_snapshot.is_some();
-    let waits = db.spool.flush_waits();
+    let waits = &c.restart_waits;
     StatusRow {
         name: db.name.clone(),
         path: db.path.display().to_string(),

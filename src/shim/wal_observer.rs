@@ -15,6 +15,7 @@ use crate::database::{self, CaptureState, Database};
 use crate::wal::{self, FrameChain, FrameHeader, WalHeader, FRAME_HEADER_SIZE, WAL_HEADER_SIZE};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Watches one open `-wal` file of a replicated database.
 pub struct WalObserver {
@@ -52,6 +53,13 @@ impl WalObserver {
         if offset != 0 || data.len() < WAL_HEADER_SIZE || !db.owned_here() {
             return;
         }
+        let started = Instant::now();
+        self.settle_before_restart(data, file);
+        note_restart_wait(db, started);
+    }
+
+    fn settle_before_restart(&self, data: &[u8], file: &mut dyn ReadAt) {
+        let db = &self.db;
         let mut cap = lock(&db.capture);
         resolve_deferred(db, &mut cap, file);
         // The old log is still intact here (unless another process truncated it).
@@ -74,10 +82,12 @@ impl WalObserver {
         if size >= WAL_HEADER_SIZE as u64 || !db.owned_here() {
             return;
         }
+        let started = Instant::now();
         let mut cap = lock(&db.capture);
         resolve_deferred(db, &mut cap, file);
         drop(cap);
         flush_spool(db);
+        note_restart_wait(db, started);
     }
 
     /// A write to the WAL succeeded.
@@ -135,6 +145,12 @@ impl WalObserver {
             forget_wal(&self.db);
         }
     }
+}
+
+/// Counts how long SQLite's restart or truncation of the log waited for the spool.
+fn note_restart_wait(db: &Database, started: Instant) {
+    let us = started.elapsed().as_micros() as u64;
+    db.counters().restart_waits.record(us);
 }
 
 /// A frame header written with other salts than the log capture follows: a connection this

@@ -9,7 +9,6 @@ use super::record::RecordMeta;
 use super::segment::{Segment, SEGMENT_ROLL_BYTES};
 use super::state::{self, SpoolState};
 use crate::base::held_dir::HeldDir;
-use crate::base::histogram::Histogram;
 use crate::base::lock::lock;
 use crate::base::private_fs::{self, Modes};
 use crate::wal::WalPosition;
@@ -25,7 +24,6 @@ pub(super) struct Inner {
     pub next_seq: u64,
     pub segment: Option<Segment>,
     pub overflowed: bool,
-    pub flush_waits: Histogram,
 }
 
 pub struct Spool {
@@ -38,6 +36,8 @@ pub struct Spool {
     /// What every file and directory this spool creates gets (no wider than the database).
     pub(super) modes: Modes,
     pub(super) inner: Mutex<Inner>,
+    /// The `generation` file, opened on first use.
+    pub(super) generation: Mutex<Option<File>>,
     /// Held (an exclusive `flock`) for as long as this process owns the spool.
     pub(super) _lock: File,
 }
@@ -84,24 +84,12 @@ impl Spool {
     /// Writes out records kept in memory. Needed before SQLite may overwrite or remove the
     /// WAL frames they came from (a restart, a truncation, a deletion): until then a crash
     /// loses nothing, because the next open captures them again from the WAL.
-    /// How long each took is kept: it is what a log restart waits for the spool.
     pub fn flush(&self) -> Result<(), SpoolError> {
         crate::fault::point("spool.flush");
-        let started = std::time::Instant::now();
-        let mut inner = lock(&self.inner);
-        let result = match inner.segment.as_mut() {
+        match lock(&self.inner).segment.as_mut() {
             Some(seg) => seg.write_out(),
             None => Ok(()),
-        };
-        inner
-            .flush_waits
-            .record(started.elapsed().as_micros() as u64);
-        result
-    }
-
-    /// How long flushes (the waits of log restarts and truncations) took.
-    pub fn flush_waits(&self) -> Histogram {
-        lock(&self.inner).flush_waits.clone()
+        }
     }
 
     /// Records not yet shipped, oldest first.
@@ -241,22 +229,33 @@ impl Spool {
 
     /// Records that every commit of earlier WAL generations is in the spool (or shipped) and
     /// the log now starts over with these salts: after a crash, the commits of that new
-    /// generation can be captured again from the WAL without a gap. Written after `flush`.
+    /// generation can be captured again from the WAL without a gap. Written after `flush`,
+    /// while SQLite waits to restart the log: one write in place of a fixed-size line that
+    /// carries its own checksum (a temporary file renamed over the old one cost ten times
+    /// more, most of it the rename), so a torn write reads back as no generation at all.
     pub fn set_generation(&self, salts: (u32, u32)) -> Result<(), SpoolError> {
-        self.modes
-            .write_atomically(
-                &self.dir.at("generation"),
-                format!("{},{}\n", salts.0, salts.1).as_bytes(),
-                false,
-            )
-            .map_err(|e| io("writing", &self.dir.shown("generation"), e))
+        let shown = || self.dir.shown("generation");
+        let mut file = lock(&self.generation);
+        let first_write = file.is_none();
+        if first_write {
+            let opened = self.modes.open_rw().open(self.dir.at("generation"));
+            *file = Some(opened.map_err(|e| io("opening", &shown(), e))?);
+        }
+        let line = layout::generation_line(salts);
+        let f = file.as_ref().expect("opened above");
+        f.write_all_at(line.as_bytes(), 0)
+            // Every line has the same length: only what another build wrote can be longer.
+            .and_then(|()| match first_write {
+                true => f.set_len(line.len() as u64),
+                false => Ok(()),
+            })
+            .map_err(|e| io("writing", &shown(), e))
     }
 
     /// The salts `set_generation` last recorded.
     pub fn generation(&self) -> Option<(u32, u32)> {
         let text = private_fs::read_to_string(&self.dir.at("generation")).ok()?;
-        let (a, b) = text.trim().split_once(',')?;
-        Some((a.parse().ok()?, b.parse().ok()?))
+        layout::parse_generation(&text)
     }
 
     /// Remembers, across a crash, that the replica misses something only a snapshot can

@@ -94,3 +94,65 @@ pub(super) fn instance_id(dir: &HeldDir, modes: Modes) -> String {
     let _ = modes.write_atomically(&path, id.as_bytes(), false);
     id
 }
+
+/// The `generation` file's line for `salts`: always the same length (so a write in place
+/// leaves no stale tail), with a CRC-64 of the salts.
+pub(super) fn generation_line(salts: (u32, u32)) -> String {
+    format!(
+        "{:010},{:010},{:016x}\n",
+        salts.0,
+        salts.1,
+        generation_check(salts)
+    )
+}
+
+fn generation_check(salts: (u32, u32)) -> u64 {
+    let mut bytes = [0u8; 8];
+    bytes[..4].copy_from_slice(&salts.0.to_be_bytes());
+    bytes[4..].copy_from_slice(&salts.1.to_be_bytes());
+    crate::ltx::crc64(&bytes)
+}
+
+/// The salts a `generation` file records: a line `generation_line` wrote and its check
+/// holds, or the two numbers an older build wrote (`salt1,salt2`).
+pub(super) fn parse_generation(text: &str) -> Option<(u32, u32)> {
+    let fields: Vec<&str> = text.trim_end_matches('\n').split(',').collect();
+    let salts = (fields.first()?.parse().ok()?, fields.get(1)?.parse().ok()?);
+    match fields.len() {
+        2 => Some(salts),
+        3 if u64::from_str_radix(fields[2], 16).ok()? == generation_check(salts) => Some(salts),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generation_line_reads_back_and_a_torn_one_reads_as_none() {
+        for salts in [(0, 0), (1, 2), (u32::MAX, 7), (3_000_000_000, 123_456)] {
+            let line = generation_line(salts);
+            assert_eq!(line.len(), generation_line((0, 0)).len());
+            assert_eq!(parse_generation(&line), Some(salts));
+        }
+        assert_eq!(
+            parse_generation("12,34\n"),
+            Some((12, 34)),
+            "an older build's file"
+        );
+        let old = generation_line((1111, 2222));
+        let new = generation_line((3333, 4444));
+        for cut in 1..new.len() {
+            let torn = format!("{}{}", &new[..cut], &old[cut..]);
+            let read = parse_generation(&torn);
+            assert!(
+                read.is_none() || read == Some((1111, 2222)) || read == Some((3333, 4444)),
+                "{torn:?} read as {read:?}"
+            );
+        }
+        for junk in ["", "\n", "1", "1,2,3", "a,b", "1,2,zz", "1,2,0,0"] {
+            assert_eq!(parse_generation(junk), None, "{junk:?}");
+        }
+    }
+}

@@ -92,6 +92,7 @@ impl Spool {
             cap_bytes,
             modes,
             _lock: lock,
+            generation: Mutex::new(None),
             inner: Mutex::new(Inner {
                 state,
                 pending: found.pending,
@@ -99,7 +100,6 @@ impl Spool {
                 next_seq: found.max_seq + 1,
                 segment,
                 overflowed,
-                flush_waits: Default::default(),
             }),
         };
         Ok((spool, rec))
