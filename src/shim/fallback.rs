@@ -10,7 +10,18 @@ use crate::wal::WalPosition;
 /// Writes out the spool's in-memory records before the WAL frames they came from go away;
 /// whether they are on disk.
 pub(super) fn flush_spool(db: &Database) -> bool {
-    match db.spool.flush() {
+    spool_written(db, db.spool.flush())
+}
+
+/// Before SQLite restarts the log with `salts`: the spool's records go to disk and then the
+/// new log's generation is recorded, both by the spool's writer thread when it can (the
+/// restart does not wait for the disk); whether nothing failed so far.
+pub(super) fn flush_spool_for_restart(db: &Database, salts: (u32, u32)) -> bool {
+    spool_written(db, db.spool.flush_then_set_generation(salts))
+}
+
+fn spool_written(db: &Database, result: Result<(), crate::spool::SpoolError>) -> bool {
+    match result {
         Ok(()) => true,
         Err(e) => {
             // Without them on disk a crash would leave a gap: fall back to a snapshot, and

@@ -7,7 +7,7 @@
 
 use super::capture::{abandon_deferred, buffer_frame_write, capture, resolve_deferred, Mode};
 use super::catch_up::{catch_up_or_fall_back, take_foreign_commits};
-use super::fallback::flush_spool;
+use super::fallback::{flush_spool, flush_spool_for_restart};
 use super::wal_file::db_path_of;
 use crate::base::io::ReadAt;
 use crate::base::lock::lock;
@@ -66,14 +66,10 @@ impl WalObserver {
         take_foreign_commits(db, &mut cap, file);
         drop(cap);
         // The generation says everything before the new log is on disk.
-        if !flush_spool(db) {
-            return;
-        }
-        if let Ok(h) = WalHeader::parse(&data[..WAL_HEADER_SIZE]) {
-            if let Err(e) = db.spool.set_generation(h.salts()) {
-                crate::base::log::error(&format!("{}: {e}", db.name));
-            }
-        }
+        match WalHeader::parse(&data[..WAL_HEADER_SIZE]) {
+            Ok(h) => flush_spool_for_restart(db, h.salts()),
+            Err(_) => flush_spool(db),
+        };
     }
 
     /// The WAL is about to be truncated: below a header's size, its frames go away.

@@ -8,6 +8,7 @@ use super::layout;
 use super::record::RecordMeta;
 use super::segment::{Segment, SEGMENT_ROLL_BYTES};
 use super::state::{self, SpoolState};
+use super::write_behind::FollowUp;
 use crate::base::held_dir::HeldDir;
 use crate::base::lock::lock;
 use crate::base::private_fs::{self, Modes};
@@ -15,7 +16,7 @@ use crate::wal::WalPosition;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 pub(super) struct Inner {
     pub state: SpoolState,
@@ -36,8 +37,8 @@ pub struct Spool {
     /// What every file and directory this spool creates gets (no wider than the database).
     pub(super) modes: Modes,
     pub(super) inner: Mutex<Inner>,
-    /// The `generation` file, opened on first use.
-    pub(super) generation: Mutex<Option<File>>,
+    /// The `generation` file, opened on first use (shared with the writer thread).
+    pub(super) generation: Mutex<Option<Arc<File>>>,
     /// Held (an exclusive `flock`) for as long as this process owns the spool.
     pub(super) _lock: File,
 }
@@ -229,31 +230,58 @@ impl Spool {
 
     /// Records that every commit of earlier WAL generations is in the spool (or shipped) and
     /// the log now starts over with these salts: after a crash, the commits of that new
-    /// generation can be captured again from the WAL without a gap. Written after `flush`,
-    /// while SQLite waits to restart the log: one write in place of a fixed-size line that
-    /// carries its own checksum (a temporary file renamed over the old one cost ten times
-    /// more, most of it the rename), so a torn write reads back as no generation at all.
+    /// generation can be captured again from the WAL without a gap. Written after `flush`:
+    /// one write in place of a fixed-size line that carries its own checksum (a temporary
+    /// file renamed over the old one cost ten times more, most of it the rename), so a torn
+    /// write reads back as no generation at all.
     pub fn set_generation(&self, salts: (u32, u32)) -> Result<(), SpoolError> {
-        let shown = || self.dir.shown("generation");
-        let mut file = lock(&self.generation);
-        let first_write = file.is_none();
-        if first_write {
-            let opened = self.modes.open_rw().open(self.dir.at("generation"));
-            *file = Some(opened.map_err(|e| io("opening", &shown(), e))?);
-        }
-        let line = layout::generation_line(salts);
-        let f = file.as_ref().expect("opened above");
-        f.write_all_at(line.as_bytes(), 0)
-            // Every line has the same length: only what another build wrote can be longer.
-            .and_then(|()| match first_write {
-                true => f.set_len(line.len() as u64),
-                false => Ok(()),
-            })
-            .map_err(|e| io("writing", &shown(), e))
+        let file = self.generation_file()?;
+        file.write_all_at(layout::generation_line(salts).as_bytes(), 0)
+            .map_err(|e| io("writing", &self.dir.shown("generation"), e))
     }
 
-    /// The salts `set_generation` last recorded.
+    /// `flush`, then `set_generation`, without waiting for the disk: SQLite waits for this
+    /// before it restarts the log, so what is still in memory goes to the writer thread,
+    /// which writes the generation once the records are on disk. A crash before then
+    /// leaves the older generation, which vouches for less (a snapshot, not a gap).
+    pub fn flush_then_set_generation(&self, salts: (u32, u32)) -> Result<(), SpoolError> {
+        crate::fault::point("spool.flush");
+        let then = FollowUp {
+            file: self.generation_file()?,
+            bytes: layout::generation_line(salts).into_bytes(),
+        };
+        match lock(&self.inner).segment.as_mut() {
+            Some(seg) => seg.write_all_behind(Some(then)),
+            None => self.set_generation(salts),
+        }
+    }
+
+    /// The `generation` file, opened once. Every line has the same length, so only what an
+    /// older build wrote can be longer: that is cut to one line's length here.
+    fn generation_file(&self) -> Result<Arc<File>, SpoolError> {
+        let shown = || self.dir.shown("generation");
+        let mut file = lock(&self.generation);
+        if let Some(f) = file.as_ref() {
+            return Ok(f.clone());
+        }
+        let f = self
+            .modes
+            .open_rw()
+            .open(self.dir.at("generation"))
+            .map_err(|e| io("opening", &shown(), e))?;
+        let line_len = layout::generation_line((0, 0)).len() as u64;
+        if f.metadata().map_err(|e| io("reading", &shown(), e))?.len() > line_len {
+            f.set_len(line_len)
+                .map_err(|e| io("writing", &shown(), e))?;
+        }
+        Ok(file.insert(Arc::new(f)).clone())
+    }
+
+    /// The salts `set_generation` last recorded (after the writer thread's write is over).
     pub fn generation(&self) -> Option<(u32, u32)> {
+        if let Some(seg) = lock(&self.inner).segment.as_mut() {
+            let _ = seg.settle();
+        }
         let text = private_fs::read_to_string(&self.dir.at("generation")).ok()?;
         layout::parse_generation(&text)
     }

@@ -6,7 +6,7 @@
 use super::error::{io, SpoolError};
 use super::layout::segment_name;
 use super::record::{RecordCheck, RecordMeta, StoredHeader, RECORD_HEADER_SIZE};
-use super::write_behind::{Settled, Slot};
+use super::write_behind::{FollowUp, Settled, Slot};
 use crate::base::held_dir::HeldDir;
 use std::fs::File;
 use std::io::Read;
@@ -97,30 +97,39 @@ impl Segment {
                 return; // orphaned in a forked child, or failed: see `must_write_out`
             }
         }
-        self.hand_off_buffer();
+        let _ = self.hand_off_buffer(None);
     }
 
     /// Hands everything buffered to the writer thread once the write out before it ended (a
-    /// large record, written out as it grows); written here if there is no thread.
-    pub fn write_all_behind(&mut self) -> Result<(), SpoolError> {
+    /// large record, written out as it grows), and `then` after it; written here if there
+    /// is nothing to hand off, no thread, or a failed write to report.
+    pub fn write_all_behind(&mut self, then: Option<FollowUp>) -> Result<(), SpoolError> {
         self.settle()?;
-        if self.write_failed || (!self.buffer.is_empty() && !self.hand_off_buffer()) {
-            self.write_out()?;
+        let then = match self.write_failed || self.buffer.is_empty() {
+            true => then,
+            false => match self.hand_off_buffer(then) {
+                Ok(()) => return Ok(()),
+                Err(then) => then,
+            },
+        };
+        self.write_out()?;
+        match then {
+            Some(then) => then.write().map_err(write_error),
+            None => Ok(()),
         }
-        Ok(())
     }
 
-    fn hand_off_buffer(&mut self) -> bool {
+    fn hand_off_buffer(&mut self, then: Option<FollowUp>) -> Result<(), Option<FollowUp>> {
         let chunk = std::mem::replace(&mut self.buffer, std::mem::take(&mut self.spare));
         let len = chunk.len() as u64;
-        match self.writing.hand_off(&self.file, self.flushed, chunk) {
+        match self.writing.hand_off(&self.file, self.flushed, chunk, then) {
             Ok(()) => {
                 self.in_flight = len;
-                true
+                Ok(())
             }
-            Err(chunk) => {
+            Err((chunk, then)) => {
                 self.spare = std::mem::replace(&mut self.buffer, chunk);
-                false
+                Err(then)
             }
         }
     }

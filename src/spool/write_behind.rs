@@ -49,36 +49,52 @@ struct Job {
     file: Arc<File>,
     offset: u64,
     chunk: Vec<u8>,
+    then: Option<FollowUp>,
     slot: Arc<Slot>,
+}
+
+/// A small write that must reach its file only after a chunk is on disk (the `generation`
+/// line after the records before a log restart): the whole of `file` becomes `bytes`.
+pub(super) struct FollowUp {
+    pub file: Arc<File>,
+    pub bytes: Vec<u8>,
+}
+
+impl FollowUp {
+    pub fn write(&self) -> std::io::Result<()> {
+        self.file.write_all_at(&self.bytes, 0)
+    }
 }
 
 /// The writer thread of this process and how to reach it (see the module docs for forks).
 static WRITER: Mutex<Option<(u32, crossbeam_channel::Sender<Job>)>> = Mutex::new(None);
 
 impl Slot {
-    /// Hands `chunk` to the writer thread, to be written at `offset` of `file`. Gives the
-    /// chunk back if there is no thread to take it (it could not be started).
+    /// Hands `chunk` to the writer thread, to be written at `offset` of `file`, and `then`
+    /// once it is. Gives both back if there is no thread to take them (it could not start).
     pub fn hand_off(
         self: &Arc<Self>,
         file: &Arc<File>,
         offset: u64,
         chunk: Vec<u8>,
-    ) -> Result<(), Vec<u8>> {
+        then: Option<FollowUp>,
+    ) -> Result<(), (Vec<u8>, Option<FollowUp>)> {
         let pid = std::process::id();
         let mut state = lock(&self.state);
         let Some(tx) = writer_thread(pid) else {
-            return Err(chunk);
+            return Err((chunk, then));
         };
         *state = SlotState::Writing { pid };
         let job = Job {
             file: file.clone(),
             offset,
             chunk,
+            then,
             slot: self.clone(),
         };
         if let Err(crossbeam_channel::SendError(job)) = tx.send(job) {
             *state = SlotState::Idle;
-            return Err(job.chunk);
+            return Err((job.chunk, job.then));
         }
         Ok(())
     }
@@ -145,7 +161,15 @@ fn run(rx: crossbeam_channel::Receiver<Job>) {
         crate::fault::point("spool.write_behind");
         // A panic here would leave the slot `Writing` and its segment waiting for ever.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            job.file.write_all_at(&job.chunk, job.offset)
+            job.file.write_all_at(&job.chunk, job.offset)?;
+            if let Some(then) = &job.then {
+                // The chunk is written: a failure here only leaves the older line, which
+                // claims less (a crash then costs a snapshot), so it is logged, not returned.
+                if let Err(e) = then.write() {
+                    crate::base::log::error(&format!("writing the spool's generation: {e}"));
+                }
+            }
+            Ok(())
         }))
         .unwrap_or_else(|_| Err(std::io::Error::other("the spool writer thread panicked")));
         let mut state = lock(&job.slot.state);

@@ -171,7 +171,7 @@ impl RecordWriter<'_> {
     /// Hands the buffer to the writer thread, the record so far with it (a large record does
     /// not stay in memory; it waits for no more than the write before).
     fn spill(&mut self) -> Result<(), SpoolError> {
-        self.segment().write_all_behind()?;
+        self.segment().write_all_behind(None)?;
         self.spilled += self.in_buffer as u64;
         self.in_buffer = 0;
         Ok(())
