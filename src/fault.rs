@@ -9,6 +9,7 @@ pub const POINTS: &[&str] = &[
     "capture.before_append",
     "capture.after_append",
     "spool.write_behind",
+    "spool.generation_behind",
     "spool.flush",
     "upload.after_put",
     "snapshot.after_put",

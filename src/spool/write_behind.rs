@@ -163,6 +163,7 @@ fn run(rx: crossbeam_channel::Receiver<Job>) {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             job.file.write_all_at(&job.chunk, job.offset)?;
             if let Some(then) = &job.then {
+                crate::fault::point("spool.generation_behind");
                 // The chunk is written: a failure here only leaves the older line, which
                 // claims less (a crash then costs a snapshot), so it is logged, not returned.
                 if let Err(e) = then.write() {
