@@ -94,8 +94,10 @@ while time.time() < deadline:
     if n % 50 == 40:
         # A burst of commits without waiting for the replica: the log restarts with records
         # still in memory, which go to the spool's writer thread with the generation.
+        db.execute("PRAGMA synchronous=NORMAL")  # no fsync per commit: the burst stays short
         for _ in range(2500):
             db.execute("INSERT INTO t(v) VALUES (randomblob(100))")
+        db.execute("PRAGMA synchronous=FULL")
 print("never crashed", n)
 "#;
         let crashed = run(PYTHON3, &["-"], dir.path(), &env, script);
@@ -149,4 +151,72 @@ print("same", db.execute(q).fetchall() == sqlite3.connect("r.db").execute(q).fet
             ranges.len()
         );
     }
+}
+
+/// A restart hands the records still in memory to the spool's writer thread and does not
+/// wait. When the process dies before that thread wrote them, and the new log holds no
+/// commit yet (only the frames of a transaction that spilled), the next process must owe a
+/// snapshot: the generation still names the old log, and nothing on disk has those records.
+#[test]
+fn a_crash_before_a_restarts_records_reach_the_disk_owes_a_snapshot() {
+    let lib = fault_load_path();
+    let dir = TempDir::new("fault-restart-in-memory");
+    let url = format!("file://{}", dir.join("replicas").display());
+    std::fs::write(
+        dir.join("litestream.yml"),
+        format!("dbs:\n  - path: app.db\n    replica:\n      url: {url}/app.db\n      sync-interval: 1h\n"),
+    )
+    .unwrap();
+    let env = [
+        ("REPLICA_TEST_LIB", lib.as_str()),
+        ("REPLICA_CONFIG", "litestream.yml"),
+        ("REPLICA_FAULT_POINT", "spool.write_behind"),
+        ("REPLICA_FAULT_AFTER", "1"),
+    ];
+    let script = r#"
+import os, sqlite3, time
+boot = sqlite3.connect(":memory:")
+boot.enable_load_extension(True)
+boot.load_extension(os.environ["REPLICA_TEST_LIB"])
+db = sqlite3.connect("app.db", isolation_level=None)
+db.execute("PRAGMA journal_mode=wal")
+db.execute("PRAGMA wal_autocheckpoint=0")
+db.execute("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v BLOB)")
+db.execute("INSERT INTO t(v) VALUES (randomblob(100))")
+db.execute("SELECT replica_sync(10000)")
+# Commits the spool holds only in memory (well under the MiB handed off as it fills).
+for i in range(50):
+    db.execute("INSERT INTO t(v) VALUES (randomblob(1000))")
+db.execute("PRAGMA wal_checkpoint(RESTART)")  # the next write restarts the log
+db.execute("PRAGMA cache_size=1")
+db.execute("BEGIN")
+for i in range(200):  # spills: the new header, then frames of no commit
+    db.execute("INSERT INTO t(v) VALUES (randomblob(3000))")
+time.sleep(60)  # the writer thread's crash point ends this process first
+print("never crashed")
+"#;
+    let crashed = run(PYTHON3, &["-"], dir.path(), &env, script);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&crashed.status),
+        Some(9),
+        "the writer did not crash in the spool's writer thread: {}{}",
+        stdout(&crashed),
+        stderr(&crashed)
+    );
+    let next = python_loaded(
+        r#"
+db = sqlite3.connect("app.db", isolation_level=None)
+db.execute("INSERT INTO t(v) VALUES (randomblob(10))")
+print("synced", db.execute("SELECT replica_sync(30000)").fetchone()[0])
+print("snapshots", db.execute("SELECT snapshots FROM replica_status()").fetchone()[0])
+db.execute("SELECT replica_restore('app.db', 'r.db')").fetchone()
+q = "SELECT id, hex(v) FROM t ORDER BY id"
+a, b = db.execute(q).fetchall(), sqlite3.connect("r.db").execute(q).fetchall()
+print("rows", len(a), "same", a == b)
+"#,
+        dir.path(),
+        &[("REPLICA_CONFIG", "litestream.yml")],
+    );
+    let text = check(&next, "the process after the crash");
+    assert!(text.contains("rows 52 same True"), "{text}");
 }

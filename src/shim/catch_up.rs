@@ -48,6 +48,16 @@ pub(super) fn catch_up(
                 "{doing}: the WAL holds commits from a log generation this spool never captured"
             ),
         );
+    } else if lost && !continues {
+        // A restart hands what is still in memory to the spool's writer thread and does not
+        // wait: a crash before it wrote them leaves a new log, maybe still without a commit,
+        // that the generation does not vouch for.
+        owe_snapshot(
+            db,
+            &format!(
+                "{doing}: records held in memory were lost and the WAL does not continue them"
+            ),
+        );
     }
     Ok(())
 }

@@ -246,8 +246,12 @@ impl Spool {
     /// leaves the older generation, which vouches for less (a snapshot, not a gap).
     pub fn flush_then_set_generation(&self, salts: (u32, u32)) -> Result<(), SpoolError> {
         crate::fault::point("spool.flush");
+        let file = match self.generation_file() {
+            Ok(file) => file,
+            Err(e) => return self.flush().and(Err(e)),
+        };
         let then = FollowUp {
-            file: self.generation_file()?,
+            file,
             bytes: layout::generation_line(salts).into_bytes(),
         };
         match lock(&self.inner).segment.as_mut() {
@@ -256,8 +260,9 @@ impl Spool {
         }
     }
 
-    /// The `generation` file, opened once. Every line has the same length, so only what an
-    /// older build wrote can be longer: that is cut to one line's length here.
+    /// The `generation` file, opened once. Every line has the same length and covers what
+    /// an older build wrote (shorter); anything longer is not a generation, and is cut to
+    /// one line's length here.
     fn generation_file(&self) -> Result<Arc<File>, SpoolError> {
         let shown = || self.dir.shown("generation");
         let mut file = lock(&self.generation);

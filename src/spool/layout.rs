@@ -114,12 +114,14 @@ fn generation_check(salts: (u32, u32)) -> u64 {
 }
 
 /// The salts a `generation` file records: a line `generation_line` wrote and its check
-/// holds, or the two numbers an older build wrote (`salt1,salt2`).
+/// holds, or the whole line an older build wrote (`salt1,salt2\n`, no zero padding, so
+/// the start of a new line cut short is not taken for one).
 pub(super) fn parse_generation(text: &str) -> Option<(u32, u32)> {
-    let fields: Vec<&str> = text.trim_end_matches('\n').split(',').collect();
+    let fields: Vec<&str> = text.strip_suffix('\n')?.split(',').collect();
     let salts = (fields.first()?.parse().ok()?, fields.get(1)?.parse().ok()?);
+    let unpadded = |f: &str| f == "0" || !f.starts_with('0');
     match fields.len() {
-        2 => Some(salts),
+        2 if unpadded(fields[0]) && unpadded(fields[1]) => Some(salts),
         3 if u64::from_str_radix(fields[2], 16).ok()? == generation_check(salts) => Some(salts),
         _ => None,
     }
@@ -151,7 +153,13 @@ mod tests {
                 "{torn:?} read as {read:?}"
             );
         }
-        for junk in ["", "\n", "1", "1,2,3", "a,b", "1,2,zz", "1,2,0,0"] {
+        let line = generation_line((13, 0));
+        for cut in 0..line.len() {
+            assert_eq!(parse_generation(&line[..cut]), None, "{:?}", &line[..cut]);
+        }
+        for junk in [
+            "", "\n", "1", "1,2", "1,2,3", "a,b", "1,2,zz", "1,2,0,0", "013,4\n",
+        ] {
             assert_eq!(parse_generation(junk), None, "{junk:?}");
         }
     }
