@@ -19,4 +19,5 @@ SELECT replica_sync() AS third;
 SELECT replica_sync() AS nothing_new;
 SELECT * FROM t;
 -- Litestream's file layout: a level-9 snapshot, then one level-0 file per shipped batch.
-.system find replicas -type f | sort
+-- Levels 1-8 are left out: compaction runs whenever a window boundary passes.
+.system find replicas -type f -not -path '*/ltx/[1-8]/*' | sort

@@ -21,6 +21,7 @@ CREATE TABLE t(x);
 SELECT replica_sync(10000) AS synced;
 SELECT name, replica_url FROM replica_status();
 SELECT replica_restore('z.db', 'z-restored.db') AS restored;
-.system find replicas elsewhere -type f | sort
+-- Levels 1-8 are left out: compaction runs whenever a window boundary passes.
+.system find replicas elsewhere -type f -not -path '*/ltx/[1-8]/*' | sort
 .open file:z-restored.db?replica=off
 SELECT * FROM t;

@@ -22,7 +22,8 @@ SELECT replica_sync(10000) AS synced;
 SELECT replica_restore('app.db', 'latest.db') AS restored;
 SELECT replica_restore('app.db', 'at3.db', 3) AS restored_at_3;
 SELECT replica_restore('app.db', 'at2.db', 2) AS restored_at_2;
-.system find replicas -type f | sort
+-- Levels 1-8 are left out: compaction runs whenever a window boundary passes.
+.system find replicas -type f -not -path '*/ltx/[1-8]/*' | sort
 ATTACH 'file:snap.db?replica=off' AS snap;
 ATTACH 'file:latest.db?replica=off' AS latest;
 ATTACH 'file:at3.db?replica=off' AS at3;

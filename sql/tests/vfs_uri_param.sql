@@ -17,6 +17,7 @@ COMMIT;
 SELECT replica_sync(10000) AS synced;
 SELECT name, replica_url, state FROM replica_status();
 SELECT replica_restore('x.db', 'x-restored.db') AS restored;
-.system find replicas -type f | sort
+-- Levels 1-8 are left out: compaction runs whenever a window boundary passes.
+.system find replicas -type f -not -path '*/ltx/[1-8]/*' | sort
 .open file:x-restored.db?vfs=replica&replica=off
 SELECT * FROM t;
