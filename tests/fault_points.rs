@@ -100,29 +100,8 @@ while time.time() < deadline:
         db.execute("PRAGMA synchronous=FULL")
 print("never crashed", n)
 "#;
-        let crashed = run(PYTHON3, &["-"], dir.path(), &env, script);
-        assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&crashed.status),
-            Some(9),
-            "{point}: the writer did not crash there: {}{}",
-            stdout(&crashed),
-            stderr(&crashed)
-        );
-        // The next process (without crash points) opens the database and converges.
-        let next = python_loaded(
-            r#"
-db = sqlite3.connect("app.db", isolation_level=None)
-db.execute("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v BLOB)")
-db.execute("INSERT INTO t(v) VALUES (randomblob(10))")
-print("synced", db.execute("SELECT replica_sync(30000)").fetchone()[0])
-db.execute("SELECT replica_restore('app.db', 'r.db')").fetchone()
-q = "SELECT id, hex(v) FROM t ORDER BY id"
-print("same", db.execute(q).fetchall() == sqlite3.connect("r.db").execute(q).fetchall())
-"#,
-            dir.path(),
-            &[("REPLICA_CONFIG", "litestream.yml")],
-        );
-        let text = check(&next, &format!("{point}: the process after the crash"));
+        crash_there(dir.path(), &env, script, point);
+        let text = next_process_converges(dir.path(), point);
         assert!(text.contains("same True"), "{point}: {text}");
         // Each txid exactly once at level 0 (snapshots stand for their own state).
         let mut ranges: Vec<(u64, u64)> = Vec::new();
@@ -174,7 +153,7 @@ fn a_crash_before_a_restarts_records_reach_the_disk_owes_a_snapshot() {
         ("REPLICA_FAULT_AFTER", "1"),
     ];
     let script = r#"
-import os, sqlite3, time
+import os, signal, sqlite3
 boot = sqlite3.connect(":memory:")
 boot.enable_load_extension(True)
 boot.load_extension(os.environ["REPLICA_TEST_LIB"])
@@ -192,31 +171,43 @@ db.execute("PRAGMA cache_size=1")
 db.execute("BEGIN")
 for i in range(200):  # spills: the new header, then frames of no commit
     db.execute("INSERT INTO t(v) VALUES (randomblob(3000))")
-time.sleep(60)  # the writer thread's crash point ends this process first
-print("never crashed")
+signal.alarm(60)  # the deadline: the writer thread's crash point ends this process first
+signal.pause()
 "#;
-    let crashed = run(PYTHON3, &["-"], dir.path(), &env, script);
+    crash_there(dir.path(), &env, script, "spool.write_behind");
+    let text = next_process_converges(dir.path(), "spool.write_behind");
+    assert!(text.contains("rows 52 same True"), "{text}");
+}
+
+/// Runs the writer `script` with `env` (a crash point armed) and checks that it died of
+/// SIGKILL, which only the crash point `point` sends.
+fn crash_there(dir: &Path, env: &[(&str, &str)], script: &str, point: &str) {
+    let crashed = run(PYTHON3, &["-"], dir, env, script);
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&crashed.status),
         Some(9),
-        "the writer did not crash in the spool's writer thread: {}{}",
+        "{point}: the writer did not crash there: {}{}",
         stdout(&crashed),
         stderr(&crashed)
     );
+}
+
+/// The next process (without crash points) opens the database, commits, syncs and restores;
+/// its output says how many rows the source has and whether the restore equals it.
+fn next_process_converges(dir: &Path, point: &str) -> String {
     let next = python_loaded(
         r#"
 db = sqlite3.connect("app.db", isolation_level=None)
+db.execute("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v BLOB)")
 db.execute("INSERT INTO t(v) VALUES (randomblob(10))")
 print("synced", db.execute("SELECT replica_sync(30000)").fetchone()[0])
-print("snapshots", db.execute("SELECT snapshots FROM replica_status()").fetchone()[0])
 db.execute("SELECT replica_restore('app.db', 'r.db')").fetchone()
 q = "SELECT id, hex(v) FROM t ORDER BY id"
 a, b = db.execute(q).fetchall(), sqlite3.connect("r.db").execute(q).fetchall()
 print("rows", len(a), "same", a == b)
 "#,
-        dir.path(),
+        dir,
         &[("REPLICA_CONFIG", "litestream.yml")],
     );
-    let text = check(&next, "the process after the crash");
-    assert!(text.contains("rows 52 same True"), "{text}");
+    check(&next, &format!("{point}: the process after the crash"))
 }
