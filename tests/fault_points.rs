@@ -45,7 +45,6 @@ fn a_crash_at_each_fault_point_loses_nothing() {
     let lib = fault_load_path();
     for (i, point) in POINTS.iter().enumerate() {
         let dir = TempDir::new(&format!("fault-{i}"));
-        let url = format!("file://{}", dir.join("replicas").display());
         // Crash at the point's second arrival, so that some state came before it; the
         // compaction point needs a level-1 window: one second, here.
         let (after, levels) = match *point {
@@ -54,11 +53,7 @@ fn a_crash_at_each_fault_point_loses_nothing() {
             "snapshot.after_put" | "lease.after_write" => ("1", ""),
             _ => ("2", ""),
         };
-        std::fs::write(
-            dir.join("litestream.yml"),
-            format!("{levels}dbs:\n  - path: app.db\n    replica:\n      url: {url}/app.db\n      sync-interval: 50ms\n"),
-        )
-        .unwrap();
+        write_config(dir.path(), levels, "50ms");
         let env = [
             ("REPLICA_TEST_LIB", lib.as_str()),
             ("REPLICA_CONFIG", "litestream.yml"),
@@ -140,12 +135,7 @@ print("never crashed", n)
 fn a_crash_before_a_restarts_records_reach_the_disk_owes_a_snapshot() {
     let lib = fault_load_path();
     let dir = TempDir::new("fault-restart-in-memory");
-    let url = format!("file://{}", dir.join("replicas").display());
-    std::fs::write(
-        dir.join("litestream.yml"),
-        format!("dbs:\n  - path: app.db\n    replica:\n      url: {url}/app.db\n      sync-interval: 1h\n"),
-    )
-    .unwrap();
+    write_config(dir.path(), "", "1h");
     let env = [
         ("REPLICA_TEST_LIB", lib.as_str()),
         ("REPLICA_CONFIG", "litestream.yml"),
@@ -177,6 +167,17 @@ signal.pause()
     crash_there(dir.path(), &env, script, "spool.write_behind");
     let text = next_process_converges(dir.path(), "spool.write_behind");
     assert!(text.contains("rows 52 same True"), "{text}");
+}
+
+/// `litestream.yml` in `dir`: app.db replicated to `dir/replicas/app.db` every `interval`,
+/// after the top-level `levels` lines given.
+fn write_config(dir: &Path, levels: &str, interval: &str) {
+    let url = format!("file://{}", dir.join("replicas").display());
+    std::fs::write(
+        dir.join("litestream.yml"),
+        format!("{levels}dbs:\n  - path: app.db\n    replica:\n      url: {url}/app.db\n      sync-interval: {interval}\n"),
+    )
+    .unwrap();
 }
 
 /// Runs the writer `script` with `env` (a crash point armed) and checks that it died of
