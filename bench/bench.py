@@ -18,7 +18,8 @@ Workloads: 1 commit throughput, 2 replication lag, 3 requests (and the R2 bill),
 lifecycle windows; `replica_restore` and `litestream restore` restore the same bucket), 5 memory and CPU, 6 synchronous mode (libreplica only: COMMIT latency and PUTs per commit with
 1 and 8 committer threads, each with its own `replica_sync=commit` connection), 7 memory with
 forked workers (a parent and two forked children writing four databases, plain and libreplica:
-the peak RSS added to the uploading process and to the others). Workload 1 also samples the
+the peak RSS added to the uploading process and to the others), 8 request budgets
+(bench/budget_scenario.py: the requests of whole runs against their budget pro-rated). Workload 1 also samples the
 -wal file's size: the log's high-water mark per variant.
 
 Lag: each commit i also sets a one-row table to 'SEQ' || printf('%012d', i). That table is
@@ -32,6 +33,9 @@ Targets that are not met are printed as "TARGET MISSED: ..." and recorded in the
 """
 import argparse, json, os, re, shutil, signal, statistics, struct, subprocess, sys, tempfile, threading, time
 import urllib.request
+
+import budget_scenario
+from budget_scenario import first_put_s as budget_first_put_s
 
 BUCKET = "bench"
 LITESTREAM_CANDIDATES = ["/opt/litestream-venv/bin/litestream", "/opt/lsvenv/bin/litestream"]
@@ -63,7 +67,7 @@ for path in cfg["dbs"]:
     root = db.execute("SELECT rootpage FROM sqlite_schema WHERE name = 'marker'").fetchone()[0]
     assert root == 2, f"marker table is on page {root}, the lag decoder reads page 2"
     dbs.append(db)
-if cfg["load"]:
+if cfg["load"] and cfg["initial_sync"]:
     for db in dbs:
         db.execute("SELECT replica_sync(60000)").fetchone()
 if cfg["workload"] == "sync":
@@ -570,11 +574,13 @@ class Bench:
         return False
 
     def run(self, variant, workload, ndb=1, n=0, mb=0, rate=0, window=0, steps=1, keep=False, committers=0,
-            config=None, sync_interval=None, day=None, wrap=(), around=None):
+            config=None, sync_interval=None, day=None, wrap=(), around=None, budget=None):
         """One writer process (plus litestream for its variants). Returns a result dict.
         `config`: a libreplica config file's text (lifecycle settings); `day`: the history
         workload's day phase, {"s", "rate", "rows", "seed"}; `wrap`: a command the writer
-        runs under (bench/profile.py: perf); `around`: (called before "go", after "done")."""
+        runs under (bench/profile.py: perf); `around`: (called before "go", after "done");
+        `budget`: REPLICA_REQUEST_BUDGET in requests a month, and then the requests of the whole
+        run (start-up included) are counted too, and the lag of the commits durable in the window."""
         self.run_no += 1
         prefix = f"r{self.run_no:04d}-{variant}"
         rundir = os.path.join(self.work, prefix)
@@ -588,6 +594,8 @@ class Bench:
                 env["REPLICA_SYNC_INTERVAL"] = variant.split("-")[1]
             if sync_interval:
                 env["REPLICA_SYNC_INTERVAL"] = sync_interval
+            if budget:
+                env["REPLICA_REQUEST_BUDGET"] = f"{budget}/month"
             if config:
                 env["REPLICA_CONFIG"] = os.path.join(rundir, "replica.yml")
                 with open(env["REPLICA_CONFIG"], "w") as f:
@@ -596,8 +604,11 @@ class Bench:
         cfg = {"load": load, "so": self.args.so, "dbs": dbs, "workload": workload, "n": n, "mb": mb,
                "rate": rate, "window": window, "steps": steps, "commits_out": os.path.join(rundir, "commits.json"),
                "committers": committers, "sync_timeout_ms": 10000, "day_s": day["s"], "day_rate": day["rate"],
-               "day_rows": day["rows"], "seed": day["seed"]}
+               "day_rows": day["rows"], "seed": day["seed"],
+               # Under a budget the first snapshot waits for it like everything else.
+               "initial_sync": not budget}
         offset = self.server.log_size()
+        before_run, t_spawn = self.server.stats(), time.time()
         writer = subprocess.Popen(list(wrap) + ["/usr/bin/python3", "-c", WRITER, json.dumps(cfg)], env=env, cwd=rundir,
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=open(os.path.join(rundir, "writer.err"), "w"), text=True)
@@ -614,6 +625,8 @@ class Bench:
                                       stdout=open(os.path.join(rundir, "litestream.log"), "w"), stderr=subprocess.STDOUT)
                 if not self.wait_first_put(prefix, offset):
                     raise RuntimeError("litestream wrote nothing within 30 s: " + open(os.path.join(rundir, "litestream.log")).read()[-2000:])
+            if budget and not self.wait_first_put(prefix, offset, deadline_s=budget_first_put_s(budget)):
+                raise RuntimeError("no snapshot within the budget's start-up allowance")
             if workload == "rate":
                 settle = self.args.settle  # let the start-up uploads settle before the counting window
                 if rate == 0 and not self.args.quick:
@@ -669,6 +682,10 @@ class Bench:
                     time.sleep(0.1)
                 lag = lags(commits, events)
                 seen = [x for x in lag if x is not None]
+                if budget:
+                    res["requests_run"], res["run_s"] = diff(after, before_run), t_done - t_spawn
+                    in_window = [x for x in lags(commits, [e for e in events if e[0] <= t_done]) if x is not None]
+                    res["lag_in_window_ms"] = sorted(x * 1000 for x in in_window)
                 res["commits"] = len(commits)
                 res["not_durable"] = len(lag) - len(seen)
                 res["lag_ms"] = sorted(x * 1000 for x in seen)
@@ -990,7 +1007,7 @@ def w6_synchronous(b, a):
 
 
 MEMORY_TARGET_MIB = 8
-ALL_WORKLOADS = "1,2,4,5,6,7"
+ALL_WORKLOADS = "1,2,4,5,6,7,8"
 
 
 def w7_forked_memory(b, a):
@@ -1200,6 +1217,7 @@ def markdown(res):
             out.append(f"| {role} | {'yes' if row['owner'] else 'no'} | {row['plain_hwm_mib']:.1f} → {row['libreplica_hwm_mib']:.1f} | "
                        f"+{row['added_hwm_mib']:.1f} | {row['plain_pss_mib']:.1f} → {row['libreplica_pss_mib']:.1f} | "
                        f"{row['plain_threads']} → {row['libreplica_threads']} | ≤ {fm['target_mib']} |")
+    out += budget_scenario.markdown(res)
     if "synchronous" in res:
         sy = res["synchronous"]
         out += ["", f"Synchronous mode (`replica_sync=commit`, one row per COMMIT, back to back for {sy['window_s']} s; "
@@ -1268,6 +1286,9 @@ def main():
         if "6" in only:
             log("== 6. synchronous mode")
             res["synchronous"] = w6_synchronous(b, a)
+        if "8" in only:
+            log("== 8. request budgets (REPLICA_REQUEST_BUDGET) at 0, 1, 50 and 500 tx/s")
+            res["budget"] = budget_scenario.run(b, a, res.get("lag_requests", {}))
         if "7" in only:
             log(f"== 7. memory with forked workers (a parent and 2 workers, 4 databases, 100 tx/s, {a.forked_window} s)")
             res["forked_memory"] = w7_forked_memory(b, a)

@@ -94,6 +94,23 @@ pub struct Progress {
     /// How the database is journaled, as its writes through this process show: out of WAL
     /// mode, nothing of it is captured.
     pub journal: JournalMode,
+    /// Since when (ms) a snapshot has been owed: the replica misses everything committed
+    /// since then, which is what the lag counts from.
+    pub snapshot_owed_since_ms: Option<u64>,
+    /// The replica's place also holds a Litestream 0.3 replica (a database moving in from
+    /// Litestream 0.3): status says so until libreplica's own history has begun.
+    pub holds_litestream_03: bool,
+}
+
+impl Progress {
+    /// Starts or ends the time a snapshot is owed, as `needs_snapshot` now says.
+    fn note_snapshot_owed(&mut self, now: u64) {
+        match (&self.needs_snapshot, self.snapshot_owed_since_ms) {
+            (Some(_), None) => self.snapshot_owed_since_ms = Some(now),
+            (None, Some(_)) => self.snapshot_owed_since_ms = None,
+            _ => {}
+        }
+    }
 }
 
 /// A database's journal mode as far as replication is concerned.
@@ -169,6 +186,9 @@ pub struct Counters {
     /// How long each WAL restart or truncation this process captured waited for the
     /// spool (writing it out, recording the new log), in µs.
     pub restart_waits: crate::base::histogram::Histogram,
+    /// This month's requests and the request budget's bucket, as the uploader last
+    /// counted them (`None` before its first step).
+    pub ledger: Option<crate::budget::Ledger>,
 }
 
 pub struct Database {
@@ -192,6 +212,73 @@ pub struct Database {
     /// child's commits along with its own).
     owner_epoch: u64,
     owner_pid: u32,
+}
+
+/// Requests made to a replica by others than its uploader (restores, drills, restore points,
+/// the boot-time check), by replica, until its uploader counts them in its ledger; each
+/// with the fork epoch of the process that made them, so that a forked child never counts
+/// its parent's. The oldest are forgotten beyond a bound: restores from replicas nobody
+/// here uploads are never taken.
+static OUTSIDE_REQUESTS: Mutex<Vec<OutsideRequests>> = Mutex::new(Vec::new());
+const OUTSIDE_REQUESTS_MAX: usize = 64;
+
+struct OutsideRequests {
+    replica: String,
+    /// The process that made them ([`process_identity`]).
+    process: (u64, u32),
+    counts: crate::store::RequestCounts,
+}
+/// Which replica a target is, whatever its timeouts or credentials.
+fn replica_identity(target: &crate::config::ReplicaTarget) -> String {
+    match target {
+        crate::config::ReplicaTarget::File { dir } => format!("file {}", dir.display()),
+        crate::config::ReplicaTarget::S3(t) => format!(
+            "s3 {} {} {}",
+            t.endpoint.as_deref().unwrap_or(""),
+            t.bucket,
+            t.prefix
+        ),
+    }
+}
+
+/// Notes requests made to the replica `target` outside its uploader.
+pub fn note_outside_requests(
+    target: &crate::config::ReplicaTarget,
+    made: crate::store::RequestCounts,
+) {
+    let (replica, process) = (replica_identity(target), process_identity());
+    let mut all = lock(&OUTSIDE_REQUESTS);
+    all.retain(|o| o.process == process);
+    let at = match all.iter().position(|o| o.replica == replica) {
+        Some(i) => i,
+        None => {
+            if all.len() >= OUTSIDE_REQUESTS_MAX {
+                all.remove(0);
+            }
+            all.push(OutsideRequests {
+                replica,
+                process,
+                counts: Default::default(),
+            });
+            all.len() - 1
+        }
+    };
+    let counts = &mut all[at].counts;
+    counts.put += made.put;
+    counts.get += made.get;
+    counts.list += made.list;
+    counts.delete += made.delete;
+}
+
+/// The requests this process noted for the replica `target` since the last call.
+pub fn take_outside_requests(target: &crate::config::ReplicaTarget) -> crate::store::RequestCounts {
+    let (replica, process) = (replica_identity(target), process_identity());
+    let mut all = lock(&OUTSIDE_REQUESTS);
+    all.retain(|o| o.process == process);
+    match all.iter().position(|o| o.replica == replica) {
+        Some(i) => all.remove(i).counts,
+        None => Default::default(),
+    }
 }
 
 /// Bumped in every forked child by the `pthread_atfork` handler the extension installs,
@@ -254,6 +341,7 @@ impl Database {
         } else if let Some(reason) = spool.gap() {
             progress.needs_snapshot = Some(format!("owed since before a restart: {reason}"));
         }
+        progress.note_snapshot_owed(crate::base::clock::now_ms());
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
@@ -291,7 +379,11 @@ impl Database {
     }
 
     pub fn update_progress(&self, f: impl FnOnce(&mut Progress)) {
-        f(&mut lock(&self.progress));
+        {
+            let mut progress = lock(&self.progress);
+            f(&mut progress);
+            progress.note_snapshot_owed(crate::base::clock::now_ms());
+        }
         self.progress_changed.notify_all();
     }
 

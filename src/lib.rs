@@ -4,6 +4,7 @@
 //! modules are safe Rust.
 
 pub mod base;
+pub mod budget;
 pub mod config;
 pub mod database;
 pub mod error;
@@ -13,7 +14,9 @@ pub mod functions;
 pub mod handoff;
 pub mod lease;
 pub mod lifecycle;
+pub mod ls03;
 pub mod ltx;
+pub mod metrics;
 pub mod restore;
 pub mod shim;
 pub mod snapshot;

@@ -17,6 +17,12 @@
 //! from a listing knows where its level stands). Level-0 files also go once they are in a
 //! level-1 file and older than `l0-retention` (5 min): restore points are then every sync
 //! for the last `l0-retention`, and every level-1 boundary (30 s) inside the window.
+//!
+//! Who removes what retention lets go is [`Expiry`]: the uploader (deletes), or the
+//! bucket's own lifecycle rules by object age (`retention: bucket-lifecycle`), for
+//! credentials that cannot delete. In that mode a scheduled snapshot is due at every
+//! snapshot boundary even when nothing changed: a new snapshot keeps the newest one younger
+//! than the snapshot interval, so an age rule never expires the only one.
 
 use std::time::Duration;
 
@@ -33,6 +39,18 @@ pub struct Lifecycle {
     /// How long level-0 files stay after they are compacted into level 1; zero keeps them
     /// until the snapshot retention removes them.
     pub l0_retention: Duration,
+    pub expiry: Expiry,
+}
+
+/// Who removes the files retention lets go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Expiry {
+    /// The uploader deletes them (Litestream's way).
+    #[default]
+    Uploader,
+    /// The bucket's lifecycle rules delete objects by age; the uploader never sends a
+    /// DELETE, and only forgets the files retention lets go.
+    BucketLifecycle,
 }
 
 impl Default for Lifecycle {
@@ -46,6 +64,7 @@ impl Default for Lifecycle {
             snapshot_interval: Duration::from_secs(24 * 3600),
             snapshot_retention: Duration::from_secs(24 * 3600),
             l0_retention: Duration::from_secs(5 * 60),
+            expiry: Expiry::Uploader,
         }
     }
 }
@@ -144,7 +163,8 @@ pub fn plan_compactions(files: &[KnownFile], level: u8) -> Vec<Compaction> {
 
 /// Whether a scheduled snapshot is due: a snapshot-interval boundary has passed since the
 /// last snapshot (taken at `last_snapshot_at`, of txid `last_snapshot_txid`), and the
-/// replica, now at `txid`, has moved on since.
+/// replica, now at `txid`, has moved on since, or the bucket expires objects by age (see
+/// [`Expiry::BucketLifecycle`]).
 pub fn snapshot_due(
     cfg: &Lifecycle,
     now: u64,
@@ -152,7 +172,7 @@ pub fn snapshot_due(
     last_snapshot_txid: u64,
     txid: u64,
 ) -> bool {
-    last_snapshot_txid < txid
+    (last_snapshot_txid < txid || cfg.expiry == Expiry::BucketLifecycle)
         && is_due(
             now,
             cfg.snapshot_interval.as_millis() as u64,
@@ -274,6 +294,15 @@ mod tests {
         assert!(!snapshot_due(&cfg, 86_400_000 - 1, 10, 1, 5));
         assert!(snapshot_due(&cfg, 86_400_000, 10, 1, 5));
         assert!(!snapshot_due(&cfg, 86_400_000, 10, 5, 5), "nothing new");
+        let bucket = Lifecycle {
+            expiry: Expiry::BucketLifecycle,
+            ..Lifecycle::default()
+        };
+        assert!(
+            snapshot_due(&bucket, 86_400_000, 10, 5, 5),
+            "an age rule must not expire the only snapshot of an idle database"
+        );
+        assert!(!snapshot_due(&bucket, 86_400_000 - 1, 10, 5, 5));
     }
 
     #[test]

@@ -52,6 +52,19 @@ pub struct StatusRow {
     pub restart_waits: i64,
     pub restart_wait_p50_us: i64,
     pub restart_wait_p99_us: i64,
+    /// Bytes of LTX files uploaded (transactions, snapshots, compactions).
+    pub bytes_uploaded: i64,
+    /// When the oldest commit not yet in the replica was captured (or since when a
+    /// snapshot has been owed): what `lag_ms` counts from.
+    pub oldest_pending_at: Option<String>,
+    /// The replica's request budget per month, if it has one.
+    pub request_budget: Option<i64>,
+    /// Requests to the replica this calendar month (UTC), every process that uploaded it
+    /// counted, and their projection to the month's end at the rate counted so far.
+    pub requests_month: i64,
+    pub requests_month_projected: Option<i64>,
+    /// What this month's requests cost at the configured prices (R2's by default), USD.
+    pub request_cost_month_usd: Option<f64>,
 }
 
 /// The rows of a table-valued function.
@@ -61,6 +74,7 @@ pub type Rows = Vec<Vec<Cell>>;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cell {
     Int(i64),
+    Real(f64),
     Text(String),
     Null,
 }
@@ -124,6 +138,12 @@ impl StatusRow {
             self.restart_waits.into(),
             self.restart_wait_p50_us.into(),
             self.restart_wait_p99_us.into(),
+            self.bytes_uploaded.into(),
+            self.oldest_pending_at.clone().into(),
+            self.request_budget.map_or(Cell::Null, Cell::Int),
+            self.requests_month.into(),
+            self.requests_month_projected.map_or(Cell::Null, Cell::Int),
+            self.request_cost_month_usd.map_or(Cell::Null, Cell::Real),
         ]
     }
 }
@@ -232,6 +252,12 @@ pub const COLUMNS: &[&str] = &[
     "restart_waits",
     "restart_wait_p50_us",
     "restart_wait_p99_us",
+    "bytes_uploaded",
+    "oldest_pending_at",
+    "request_budget",
+    "requests_month",
+    "requests_month_projected",
+    "request_cost_month_usd",
 ];
 
 pub fn rows(now_ms: u64) -> Vec<StatusRow> {
@@ -280,10 +306,17 @@ fn database_row(
     let progress = db.progress();
     let pending = db.spool.pending();
     let c = db.counters().clone();
-    let lag = pending
+    // The replica misses everything since the oldest pending commit, or since a snapshot
+    // became owed, whichever is older.
+    let oldest = pending
         .first()
-        .map(|r| now_ms.saturating_sub(r.captured_at_ms))
-        .unwrap_or(0);
+        .map(|r| r.captured_at_ms)
+        .into_iter()
+        .chain(progress.snapshot_owed_since_ms)
+        .min();
+    let lag = oldest.map_or(0, |at| now_ms.saturating_sub(at));
+    let ledger = c.ledger.as_ref();
+    let month_requests = ledger.map(|l| l.month_in(now_ms));
     let behind = !pending.is_empty() || progress.needs_snapshot.is_some();
     let waits = &c.restart_waits;
     StatusRow {
@@ -311,7 +344,7 @@ fn database_row(
         next_retry_at: progress.next_retry_at_ms.map(format_rfc3339),
         compactions: c.compactions as i64,
         files_deleted: c.files_deleted as i64,
-        warnings: warnings.clone(),
+        warnings: with_migration(warnings, &progress),
         restore: restores
             .iter()
             .find(|r| r.replica_url == db.config.url())
@@ -321,7 +354,29 @@ fn database_row(
         restart_waits: waits.count() as i64,
         restart_wait_p50_us: waits.percentile(50.0) as i64,
         restart_wait_p99_us: waits.percentile(99.0) as i64,
+        bytes_uploaded: c.bytes_uploaded as i64,
+        oldest_pending_at: oldest.map(format_rfc3339),
+        request_budget: db.config.request_budget.map(|b| b.per_month as i64),
+        requests_month: month_requests.map_or(0, |m| m.total() as i64),
+        requests_month_projected: ledger.and_then(|l| l.projected(now_ms)).map(|n| n as i64),
+        request_cost_month_usd: month_requests
+            .map(|m| m.cost_nanos(&db.config.prices) as f64 / 1e9),
     }
+}
+
+/// What a database moving in from Litestream 0.3 is told until its own history has begun.
+pub const MIGRATION_WARNING: &str = "the replica's place holds a Litestream 0.3 replica (generations/): libreplica starts its own LTX history beside it and never deletes the 0.3 files; until its first snapshot is up, a restore reads the 0.3 replica";
+
+/// The process's warnings, and the migration's while it lasts (until the replica holds a
+/// txid of libreplica's).
+fn with_migration(warnings: &Option<String>, progress: &database::Progress) -> Option<String> {
+    if !progress.holds_litestream_03 || progress.txid > 0 {
+        return warnings.clone();
+    }
+    Some(match warnings {
+        Some(w) => format!("{w}; {MIGRATION_WARNING}"),
+        None => MIGRATION_WARNING.to_string(),
+    })
 }
 
 /// The state column: a database out of WAL mode is not replicating, whatever else holds;
@@ -436,6 +491,25 @@ fn restore_row(r: &ActiveRestore, warnings: &Option<String>) -> StatusRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_moving_in_from_litestream_03_is_told_until_its_history_begins() {
+        let mut p = database::Progress {
+            holds_litestream_03: true,
+            ..Default::default()
+        };
+        let w = with_migration(&Some("other".into()), &p).unwrap();
+        assert!(
+            w.starts_with("other; ") && w.ends_with(MIGRATION_WARNING),
+            "{w}"
+        );
+        assert_eq!(
+            with_migration(&None, &p).as_deref(),
+            Some(MIGRATION_WARNING)
+        );
+        p.txid = 1;
+        assert_eq!(with_migration(&None, &p), None);
+    }
 
     #[test]
     fn every_column_has_a_cell() {

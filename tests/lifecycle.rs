@@ -258,6 +258,8 @@ fn three_days_of_snapshots_compaction_and_retention_stay_restorable() {
         validation_interval: None,
         shutdown_sync_timeout: replica::config::DEFAULT_SHUTDOWN_SYNC_TIMEOUT,
         lease_ttl: replica::config::DEFAULT_LEASE_TTL,
+        request_budget: None,
+        prices: Default::default(),
     };
     let db = Arc::new(Database::open(&db_path, cfg, 1 << 30).unwrap());
     let store = Arc::new(DirStore::new(replica.clone()));

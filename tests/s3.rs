@@ -296,8 +296,8 @@ fn transient_failures_are_retried_a_bounded_number_of_times() {
     assert!(seen.load(std::sync::atomic::Ordering::SeqCst) >= 3);
     assert_eq!(
         store.request_counts().put,
-        1,
-        "retries are not extra billed requests"
+        3,
+        "every attempt counts: the request budget must not count less than a bucket may bill"
     );
 
     // Always failing: Transient after a bounded number of tries, naming the server's code.

@@ -222,7 +222,26 @@ fn restore_plan() {
     }
 }
 
+/// An LZ4 frame as Litestream 0.3 writes one (of page-like bytes), and a 0.3 listing: a
+/// generation with a snapshot and two WAL indexes, and an older generation.
+fn ls03() {
+    let content: Vec<u8> = (1..=4).flat_map(|n| page(1024, n)).collect();
+    write("ls03_decode", "frame", &replica::ls03::encode_frame(&content));
+    let mut listing = String::new();
+    for (g, t) in [("00000000000000a1", 1000), ("00000000000000b2", 5000)] {
+        listing += &format!("db/generations/{g}/snapshots/00000000.snapshot.lz4 300 {t}\n");
+        for (i, off, dt) in [(0, 0, 1), (0, 0x2000, 2), (1, 0, 3)] {
+            listing += &format!(
+                "db/generations/{g}/wal/{i:08x}_{off:08x}.wal.lz4 120 {}\n",
+                t + dt
+            );
+        }
+    }
+    write("ls03_decode", "listing", listing.as_bytes());
+}
+
 fn main() {
+    ls03();
     s3_xml();
     config();
     handoff();

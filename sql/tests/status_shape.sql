@@ -19,7 +19,11 @@ SELECT name, path, replica_url, state, local_txid, replicated_txid, pending_byte
   FROM replica_status();
 SELECT lag_ms = 0 AS no_lag,
        last_upload_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9]Z' AS rfc3339_upload_time,
-       list_requests >= 1 AS listed_at_start
+       list_requests >= 1 AS listed_at_start,
+       oldest_pending_at IS NULL AS nothing_pending,
+       request_budget IS NULL AS no_budget,
+       requests_month >= 1 AS counted_this_month,
+       typeof(request_cost_month_usd) AS cost_type
   FROM replica_status();
 .mode list
 .headers on

@@ -47,6 +47,16 @@ pub fn format_rfc3339(ms: u64) -> String {
     )
 }
 
+/// The calendar month (UTC) holding `ms`: its first and its last-plus-one millisecond.
+pub fn month_bounds(ms: u64) -> (u64, u64) {
+    let days = (ms / 86_400_000) as i64;
+    let (y, m, _) = civil_from_days(days);
+    let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    let start = days_from_civil(y, m, 1).max(0) as u64 * 86_400_000;
+    let end = days_from_civil(ny, nm, 1).max(0) as u64 * 86_400_000;
+    (start, end)
+}
+
 fn days_in_month(y: u32, m: u32) -> u32 {
     match m {
         2 if y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400)) => 29,
@@ -149,6 +159,19 @@ mod tests {
         );
         assert_eq!(parse_rfc3339("yesterday"), None);
         assert_eq!(parse_rfc3339("2000-13-01T00:00:00Z"), None);
+    }
+
+    #[test]
+    fn month_bounds_are_calendar_months() {
+        let at = parse_rfc3339("2026-12-03T07:51:46Z").unwrap();
+        let (start, end) = month_bounds(at);
+        assert_eq!(format_rfc3339(start), "2026-12-01T00:00:00.000Z");
+        assert_eq!(format_rfc3339(end), "2027-01-01T00:00:00.000Z");
+        let feb = parse_rfc3339("2028-02-29T23:59:59.999Z").unwrap();
+        let (start, end) = month_bounds(feb);
+        assert_eq!(format_rfc3339(start), "2028-02-01T00:00:00.000Z");
+        assert_eq!((end - start) / 86_400_000, 29);
+        assert_eq!(month_bounds(end).0, end);
     }
 
     #[test]

@@ -115,6 +115,11 @@ pub struct ReplicaConfig {
     /// How long the replica's lease lasts without renewal (`REPLICA_LEASE_TTL`;
     /// [`DEFAULT_LEASE_TTL`] otherwise); never zero.
     pub lease_ttl: Duration,
+    /// The most requests a month (`request-budget`, `REPLICA_REQUEST_BUDGET`); `None`: no cap.
+    pub request_budget: Option<crate::budget::RequestBudget>,
+    /// What requests cost, for the estimate status shows (`request-price`: Class A, per
+    /// million; R2's prices otherwise).
+    pub prices: crate::budget::Prices,
 }
 
 /// A non-fatal problem in the config file. `Display`: `litestream.yml: <key>: <message>`.
@@ -210,4 +215,8 @@ pub struct ConfigFile {
     pub global_validation_interval: Option<Duration>,
     /// The file's `shutdown-sync-timeout`, if set (zero: no wait); for every database.
     pub shutdown_sync_timeout: Option<Duration>,
+    /// The file's top-level `request-budget` and `request-price`: the default of its
+    /// entries' replicas, and of targets given by URI parameters and `REPLICA_URL`.
+    pub global_request_budget: Option<crate::budget::RequestBudget>,
+    pub global_prices: crate::budget::Prices,
 }

@@ -20,6 +20,7 @@ use super::schema::did_you_mean;
 use super::url::parse_replica_url_with;
 use super::values::{describe_duration_error, parse_duration};
 use super::yaml::parse_config_file;
+use crate::lifecycle::Expiry;
 
 const URI_PARAMS: &[&str] = &["replica", "replica_sync_interval"];
 
@@ -39,6 +40,8 @@ pub struct Resolver {
     env_shutdown_sync_timeout: Option<Duration>,
     /// `REPLICA_LEASE_TTL`, parsed (never zero).
     env_lease_ttl: Option<Duration>,
+    /// `REPLICA_REQUEST_BUDGET`, parsed at the file's top-level price (R2's otherwise).
+    env_request_budget: Option<crate::budget::RequestBudget>,
     /// File-system canonicalization used for path matching (replaceable in tests).
     pub(super) canonicalize: fn(&Path) -> Option<PathBuf>,
 }
@@ -97,6 +100,7 @@ impl Resolver {
             env_validation_interval: env_duration(&env, "REPLICA_VALIDATION_INTERVAL", true)?,
             env_shutdown_sync_timeout: env_duration(&env, "REPLICA_SHUTDOWN_SYNC_TIMEOUT", true)?,
             env_lease_ttl: env_duration(&env, "REPLICA_LEASE_TTL", false)?,
+            env_request_budget: env_request_budget(&env, file.as_ref())?,
             env,
             file,
             replica_url,
@@ -150,10 +154,11 @@ impl Resolver {
         if let Some(f) = &self.file {
             for (db, rc) in &f.dbs {
                 lines.push(format!(
-                    "{} replicates to {} (from {})",
+                    "{} replicates to {} (from {}){}",
                     db.display(),
                     rc.url(),
-                    f.path.display()
+                    f.path.display(),
+                    never_deleting(rc.lifecycle.expiry)
                 ));
             }
         }
@@ -163,9 +168,11 @@ impl Resolver {
             } else {
                 "every other database"
             };
+            let expiry = self.file.as_ref().map(|f| f.lifecycle.expiry);
             lines.push(format!(
-                "{which} opened replicates under {} (REPLICA_URL), to a replica named after its file",
-                base.url()
+                "{which} opened replicates under {} (REPLICA_URL), to a replica named after its file{}",
+                base.url(),
+                never_deleting(expiry.unwrap_or_default())
             ));
         }
         if lines.is_empty() {
@@ -281,7 +288,11 @@ impl Resolver {
         ReplicaConfig {
             target,
             sync_interval,
-            lifecycle: file.map(|f| f.lifecycle.clone()).unwrap_or_default(),
+            // An entry's lifecycle is the file's, with the entry's own expiry.
+            lifecycle: entry
+                .map(|rc| rc.lifecycle.clone())
+                .or_else(|| file.map(|f| f.lifecycle.clone()))
+                .unwrap_or_default(),
             restore_if_missing: self
                 .env_restore_if_missing
                 .or(entry.map(|rc| rc.restore_if_missing))
@@ -292,6 +303,41 @@ impl Resolver {
                 .or(file.and_then(|f| f.shutdown_sync_timeout))
                 .unwrap_or(DEFAULT_SHUTDOWN_SYNC_TIMEOUT),
             lease_ttl: self.env_lease_ttl.unwrap_or(DEFAULT_LEASE_TTL),
+            request_budget: self.env_request_budget.or_else(|| {
+                entry.map_or(file.and_then(|f| f.global_request_budget), |rc| {
+                    rc.request_budget
+                })
+            }),
+            prices: entry.map_or(file.map(|f| f.global_prices).unwrap_or_default(), |rc| {
+                rc.prices
+            }),
+        }
+    }
+}
+
+/// `REPLICA_REQUEST_BUDGET`, if set: `500000/month` or `$2/month`.
+fn env_request_budget(
+    env: &Env,
+    file: Option<&ConfigFile>,
+) -> Result<Option<crate::budget::RequestBudget>, ConfigError> {
+    let Some(v) = env.get("REPLICA_REQUEST_BUDGET") else {
+        return Ok(None);
+    };
+    let prices = file.map(|f| f.global_prices).unwrap_or_default();
+    crate::budget::parse_budget(v, &prices)
+        .map(Some)
+        .map_err(|reason| ConfigError::Env {
+            var: "REPLICA_REQUEST_BUDGET".to_string(),
+            reason,
+        })
+}
+
+/// What the load's summary adds for a replica whose old files the bucket expires.
+fn never_deleting(expiry: Expiry) -> &'static str {
+    match expiry {
+        Expiry::Uploader => "",
+        Expiry::BucketLifecycle => {
+            ", never deleting: old files are left to the bucket's lifecycle rules (retention: bucket-lifecycle)"
         }
     }
 }

@@ -16,9 +16,14 @@ pub(super) const TOP_FIELDS: &[&str] = &[
     "validation-interval",
     "connect-timeout",
     "read-timeout",
+    "request-budget",
+    "request-price",
 ];
-/// Litestream's global lifecycle keys: snapshots, compaction levels, level-0 retention.
-pub(super) const TOP_LIFECYCLE: &[&str] = &["snapshot", "levels", "l0-retention"];
+/// Litestream's global lifecycle keys: snapshots, compaction levels, level-0 retention,
+/// and leaving deletes to the bucket (`retention: bucket-lifecycle` is read besides these,
+/// at every level; its other values are Litestream's, accepted and not used).
+pub(super) const TOP_LIFECYCLE: &[&str] =
+    &["snapshot", "levels", "l0-retention", "skip-remote-deletion"];
 /// Litestream's global keys about the process rather than its replicas, which libreplica uses.
 const TOP_PROCESS: &[&str] = &["shutdown-sync-timeout"];
 /// Litestream's global keys that libreplica accepts and ignores.
@@ -73,6 +78,8 @@ pub(super) const REPLICA_FIELDS: &[&str] = &[
     "validation-interval",
     "connect-timeout",
     "read-timeout",
+    "request-budget",
+    "request-price",
 ];
 /// Litestream replica keys (v0.5, plus v0.3's retention/snapshot keys) that libreplica ignores.
 const REPLICA_UNUSED: &[&str] = &[

@@ -104,6 +104,7 @@ fn init(db: *mut sys::sqlite3) -> Result<(), Error> {
     }
     drop(done);
     super::functions::register(db)?;
+    super::tables::register(db)?;
     // A connection opened before the load (how frameworks load extensions): its databases
     // are adopted and followed through hooks. Its synchronous-commit URI setting can take
     // effect at once: SQLite installed its auto-checkpoint hook when it opened.
@@ -126,7 +127,7 @@ unsafe extern "C" fn auto_extension_entry(
             set_error_message(pz_err_msg, &format!("libreplica: {why}"));
             return sys::SQLITE_CANTOPEN;
         }
-        if let Err(e) = super::functions::register(db) {
+        if let Err(e) = super::functions::register(db).and_then(|_| super::tables::register(db)) {
             set_error_message(pz_err_msg, &format!("libreplica: {e}"));
             return sys::SQLITE_ERROR;
         }

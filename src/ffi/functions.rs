@@ -1,10 +1,9 @@
-//! SQL function and virtual-table trampolines (`replica_status`, `replica_restore_points`):
-//! argument and result conversion only; the meaning lives in `crate::functions` and
-//! `crate::status`.
+//! SQL function trampolines (the scalar functions; the table-valued ones are in `tables`):
+//! argument and result conversion only; the meaning lives in `crate::functions`,
+//! `crate::status` and `crate::metrics`.
 
 use super::{guard, sqlite_fn, sys};
 use crate::error::Error;
-use crate::status::Cell;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::PathBuf;
 
@@ -15,7 +14,7 @@ pub(super) fn register(db: *mut sys::sqlite3) -> Result<(), Error> {
     type Func =
         unsafe extern "C" fn(*mut sys::sqlite3_context, c_int, *mut *mut sys::sqlite3_value);
     let create = sqlite_fn!(create_function_v2);
-    let funcs: [(&CStr, c_int, c_int, Func); 6] = [
+    let funcs: [(&CStr, c_int, c_int, Func); 7] = [
         (
             c"replica_version",
             0,
@@ -27,6 +26,7 @@ pub(super) fn register(db: *mut sys::sqlite3) -> Result<(), Error> {
         (c"replica_restore", -1, FLAGS, fn_restore),
         (c"replica_sync_mode", -1, FLAGS, fn_sync_mode),
         (c"replica_verify", -1, FLAGS, fn_verify),
+        (c"replica_metrics", 0, FLAGS, fn_metrics),
     ];
     for (name, n_arg, flags, f) in funcs {
         // SAFETY: db is a live connection handed to us by SQLite; name is static; no user
@@ -48,25 +48,6 @@ pub(super) fn register(db: *mut sys::sqlite3) -> Result<(), Error> {
             return Err(Error::Sqlite {
                 code: rc,
                 message: format!("registering {}", name.to_string_lossy()),
-            });
-        }
-    }
-    let create_module = sqlite_fn!(create_module_v2);
-    for table in &TABLES {
-        // SAFETY: the module and the table definition (its client data) are static.
-        let rc = unsafe {
-            create_module(
-                db,
-                table.name.as_ptr(),
-                &TABLE_MODULE,
-                table as *const TableDef as *mut c_void,
-                None,
-            )
-        };
-        if rc != sys::SQLITE_OK {
-            return Err(Error::Sqlite {
-                code: rc,
-                message: format!("registering {}", table.name.to_string_lossy()),
             });
         }
     }
@@ -127,12 +108,12 @@ fn context_db_path(ctx: *mut sys::sqlite3_context) -> Option<PathBuf> {
 }
 
 /// The arguments of one call, read as text or integers.
-struct Args {
+pub(super) struct Args {
     values: Vec<*mut sys::sqlite3_value>,
 }
 
 impl Args {
-    fn new(argc: c_int, argv: *mut *mut sys::sqlite3_value) -> Args {
+    pub(super) fn new(argc: c_int, argv: *mut *mut sys::sqlite3_value) -> Args {
         let values = if argc <= 0 || argv.is_null() {
             Vec::new()
         } else {
@@ -150,7 +131,7 @@ impl Args {
             .is_none_or(|&v| unsafe { f(v) } == sys::SQLITE_NULL)
     }
 
-    fn text(&self, i: usize) -> Option<String> {
+    pub(super) fn text(&self, i: usize) -> Option<String> {
         if self.is_null(i) {
             return None;
         }
@@ -191,7 +172,7 @@ pub(super) fn open_wal_for_read(wal: &std::path::Path) -> Option<Box<dyn crate::
 /// Runs the body of SQL function `name`: a panic becomes an error naming the function, for
 /// SQLite to raise. Caught by the trampoline's `guard` instead, it would leave the result
 /// NULL, which a caller reads as success (a restore that did nothing, say).
-fn call<T>(name: &str, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+pub(super) fn call<T>(name: &str, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
     super::catch(f)
         .unwrap_or_else(|panic| Err(Error::Internal(format!("{name}: internal error: {panic}"))))
 }
@@ -207,7 +188,7 @@ fn result_error(ctx: *mut sys::sqlite3_context, e: &Error) {
     }
 }
 
-fn result_text(ctx: *mut sys::sqlite3_context, s: &str) {
+pub(super) fn result_text(ctx: *mut sys::sqlite3_context, s: &str) {
     let f = sqlite_fn!(result_text);
     let c = CString::new(s.replace('\0', " ")).unwrap_or_default();
     // SAFETY: SQLITE_TRANSIENT (-1) makes SQLite copy the text before we free it.
@@ -224,7 +205,7 @@ fn result_text(ctx: *mut sys::sqlite3_context, s: &str) {
     };
 }
 
-fn result_int(ctx: *mut sys::sqlite3_context, v: i64) {
+pub(super) fn result_int(ctx: *mut sys::sqlite3_context, v: i64) {
     let f = sqlite_fn!(result_int64);
     // SAFETY: live context.
     unsafe { f(ctx, v) };
@@ -260,6 +241,23 @@ unsafe extern "C" fn fn_version(
             Ok(crate::functions::version(&sqlite_version()))
         }) {
             Ok(v) => result_text(ctx, &v),
+            Err(e) => result_error(ctx, &e),
+        }
+    })
+}
+
+/// `replica_metrics()`: every replicated database's status as Prometheus text.
+unsafe extern "C" fn fn_metrics(
+    ctx: *mut sys::sqlite3_context,
+    _argc: c_int,
+    _argv: *mut *mut sys::sqlite3_value,
+) {
+    guard((), || {
+        match call("replica_metrics", || {
+            let rows = crate::status::rows(crate::base::clock::now_ms());
+            Ok(crate::metrics::render(&rows))
+        }) {
+            Ok(text) => result_text(ctx, &text),
             Err(e) => result_error(ctx, &e),
         }
     })
@@ -412,285 +410,6 @@ unsafe extern "C" fn fn_verify(
             Ok(txid) => result_int(ctx, txid),
             Err(e) => result_error(ctx, &e),
         }
-    })
-}
-
-// ---- eponymous-only, read-only virtual tables -------------------------------------------
-
-/// One table-valued function: its columns (a trailing `HIDDEN` one is its optional
-/// argument) and how to compute its rows from that argument and the connection's database.
-struct TableDef {
-    name: &'static CStr,
-    columns: fn() -> Vec<&'static str>,
-    rows: fn(Option<&str>, Option<&std::path::Path>) -> Result<crate::status::Rows, Error>,
-}
-
-static TABLES: [TableDef; 2] = [
-    TableDef {
-        name: c"replica_status",
-        columns: || crate::status::COLUMNS.to_vec(),
-        rows: |_, _| {
-            Ok(crate::status::rows(crate::base::clock::now_ms())
-                .iter()
-                .map(|r| r.cells())
-                .collect())
-        },
-    },
-    TableDef {
-        name: c"replica_restore_points",
-        columns: || crate::functions::RESTORE_POINT_COLUMNS.to_vec(),
-        rows: crate::functions::restore_points,
-    },
-];
-
-fn hidden_column(def: &TableDef) -> Option<c_int> {
-    (def.columns)()
-        .iter()
-        .position(|c| c.ends_with(" HIDDEN"))
-        .map(|i| i as c_int)
-}
-
-#[repr(C)]
-struct Table {
-    base: sys::sqlite3_vtab,
-    def: &'static TableDef,
-    db: *mut sys::sqlite3,
-}
-
-#[repr(C)]
-struct Cursor {
-    base: sys::sqlite3_vtab_cursor,
-    rows: crate::status::Rows,
-    index: usize,
-}
-
-static TABLE_MODULE: sys::sqlite3_module = sys::sqlite3_module {
-    iVersion: 0,
-    xCreate: None, // eponymous-only: usable as replica_status() without CREATE VIRTUAL TABLE
-    xConnect: Some(vt_connect),
-    xBestIndex: Some(vt_best_index),
-    xDisconnect: Some(vt_disconnect),
-    xDestroy: None,
-    xOpen: Some(vt_open),
-    xClose: Some(vt_close),
-    xFilter: Some(vt_filter),
-    xNext: Some(vt_next),
-    xEof: Some(vt_eof),
-    xColumn: Some(vt_column),
-    xRowid: Some(vt_rowid),
-    xUpdate: None,
-    xBegin: None,
-    xSync: None,
-    xCommit: None,
-    xRollback: None,
-    xFindFunction: None,
-    xRename: None,
-    xSavepoint: None,
-    xRelease: None,
-    xRollbackTo: None,
-    xShadowName: None,
-    xIntegrity: None,
-};
-
-unsafe extern "C" fn vt_connect(
-    db: *mut sys::sqlite3,
-    aux: *mut c_void,
-    _argc: c_int,
-    _argv: *const *const c_char,
-    pp_vtab: *mut *mut sys::sqlite3_vtab,
-    _err: *mut *mut c_char,
-) -> c_int {
-    guard(sys::SQLITE_ERROR, || {
-        // SAFETY: aux is the &'static TableDef registered with the module.
-        let def: &'static TableDef = unsafe { &*(aux as *const TableDef) };
-        let schema = format!("CREATE TABLE x({})", (def.columns)().join(", "));
-        let schema = CString::new(schema).unwrap();
-        let declare = sqlite_fn!(declare_vtab);
-        // SAFETY: called from xConnect with the connection SQLite passed.
-        let rc = unsafe { declare(db, schema.as_ptr()) };
-        if rc != sys::SQLITE_OK {
-            return rc;
-        }
-        let table = Box::new(Table {
-            base: sys::sqlite3_vtab {
-                pModule: std::ptr::null(),
-                nRef: 0,
-                zErrMsg: std::ptr::null_mut(),
-            },
-            def,
-            db,
-        });
-        // SAFETY: pp_vtab is SQLite's out-pointer; the box is freed in vt_disconnect.
-        unsafe { *pp_vtab = Box::into_raw(table) as *mut sys::sqlite3_vtab };
-        sys::SQLITE_OK
-    })
-}
-
-unsafe extern "C" fn vt_disconnect(vtab: *mut sys::sqlite3_vtab) -> c_int {
-    guard(sys::SQLITE_ERROR, || {
-        // SAFETY: created by Box::into_raw in vt_connect; SQLite disconnects once.
-        drop(unsafe { Box::from_raw(vtab as *mut Table) });
-        sys::SQLITE_OK
-    })
-}
-
-unsafe extern "C" fn vt_best_index(
-    vtab: *mut sys::sqlite3_vtab,
-    info: *mut sys::sqlite3_index_info,
-) -> c_int {
-    guard(sys::SQLITE_ERROR, || {
-        // SAFETY: vtab is a Table from vt_connect; info is valid for the call.
-        let (def, info) = unsafe { ((*(vtab as *mut Table)).def, &mut *info) };
-        info.estimatedCost = 10.0;
-        info.estimatedRows = 4;
-        info.idxNum = 0;
-        let Some(hidden) = hidden_column(def) else {
-            return sys::SQLITE_OK;
-        };
-        let n = info.nConstraint.max(0) as usize;
-        if n == 0 {
-            return sys::SQLITE_OK;
-        }
-        // SAFETY: SQLite passes nConstraint constraints and as many usage slots.
-        let (cons, usage) = unsafe {
-            (
-                std::slice::from_raw_parts(info.aConstraint, n),
-                std::slice::from_raw_parts_mut(info.aConstraintUsage, n),
-            )
-        };
-        for (i, c) in cons.iter().enumerate() {
-            if c.iColumn == hidden && c.op as c_int == sys::SQLITE_INDEX_CONSTRAINT_EQ {
-                if c.usable == 0 {
-                    // The argument is not known yet: make SQLite pick a plan where it is.
-                    return sys::SQLITE_CONSTRAINT;
-                }
-                usage[i].argvIndex = 1;
-                usage[i].omit = 1;
-                info.idxNum = 1;
-            }
-        }
-        sys::SQLITE_OK
-    })
-}
-
-unsafe extern "C" fn vt_open(
-    _vtab: *mut sys::sqlite3_vtab,
-    pp: *mut *mut sys::sqlite3_vtab_cursor,
-) -> c_int {
-    guard(sys::SQLITE_ERROR, || {
-        let cursor = Box::new(Cursor {
-            base: sys::sqlite3_vtab_cursor {
-                pVtab: std::ptr::null_mut(),
-            },
-            rows: Vec::new(),
-            index: 0,
-        });
-        // SAFETY: SQLite's out-pointer; freed in vt_close.
-        unsafe { *pp = Box::into_raw(cursor) as *mut sys::sqlite3_vtab_cursor };
-        sys::SQLITE_OK
-    })
-}
-
-fn cursor<'a>(p: *mut sys::sqlite3_vtab_cursor) -> &'a mut Cursor {
-    // SAFETY: SQLite passes back cursors vt_open created.
-    unsafe { &mut *(p as *mut Cursor) }
-}
-
-unsafe extern "C" fn vt_close(p: *mut sys::sqlite3_vtab_cursor) -> c_int {
-    guard(sys::SQLITE_ERROR, || {
-        // SAFETY: created by Box::into_raw in vt_open; closed once.
-        drop(unsafe { Box::from_raw(p as *mut Cursor) });
-        sys::SQLITE_OK
-    })
-}
-
-unsafe extern "C" fn vt_filter(
-    p: *mut sys::sqlite3_vtab_cursor,
-    idx: c_int,
-    _idx_str: *const c_char,
-    argc: c_int,
-    argv: *mut *mut sys::sqlite3_value,
-) -> c_int {
-    guard(sys::SQLITE_ERROR, || {
-        let c = cursor(p);
-        // SAFETY: a cursor's pVtab is the Table it was opened on.
-        let table = unsafe { &mut *(c.base.pVtab as *mut Table) };
-        let args = Args::new(argc, argv);
-        let arg = if idx == 1 { args.text(0) } else { None };
-        let name = table.def.name.to_string_lossy();
-        match call(&name, || {
-            (table.def.rows)(arg.as_deref(), main_db_path(table.db).as_deref())
-        }) {
-            Ok(rows) => {
-                c.rows = rows;
-                c.index = 0;
-                sys::SQLITE_OK
-            }
-            Err(e) => {
-                set_vtab_error(&mut table.base, &e.to_string());
-                e.sqlite_code()
-            }
-        }
-    })
-}
-
-/// Hands SQLite a table's error message (it frees it with sqlite3_free).
-fn set_vtab_error(vtab: &mut sys::sqlite3_vtab, msg: &str) {
-    let mprintf = sqlite_fn!(mprintf);
-    let free = sqlite_fn!(free);
-    let c = CString::new(msg.replace('\0', " ")).unwrap_or_default();
-    // SAFETY: the previous message (if any) came from sqlite3_mprintf; "%s" with a valid
-    // NUL-terminated string.
-    unsafe {
-        if !vtab.zErrMsg.is_null() {
-            free(vtab.zErrMsg as *mut c_void);
-        }
-        vtab.zErrMsg = mprintf(c"%s".as_ptr(), c.as_ptr());
-    }
-}
-
-unsafe extern "C" fn vt_next(p: *mut sys::sqlite3_vtab_cursor) -> c_int {
-    guard(sys::SQLITE_ERROR, || {
-        cursor(p).index += 1;
-        sys::SQLITE_OK
-    })
-}
-
-unsafe extern "C" fn vt_eof(p: *mut sys::sqlite3_vtab_cursor) -> c_int {
-    guard(1, || {
-        let c = cursor(p);
-        (c.index >= c.rows.len()) as c_int
-    })
-}
-
-unsafe extern "C" fn vt_rowid(p: *mut sys::sqlite3_vtab_cursor, rowid: *mut i64) -> c_int {
-    guard(sys::SQLITE_ERROR, || {
-        // SAFETY: SQLite's out-pointer.
-        unsafe { *rowid = cursor(p).index as i64 + 1 };
-        sys::SQLITE_OK
-    })
-}
-
-unsafe extern "C" fn vt_column(
-    p: *mut sys::sqlite3_vtab_cursor,
-    ctx: *mut sys::sqlite3_context,
-    i: c_int,
-) -> c_int {
-    guard(sys::SQLITE_ERROR, || {
-        let c = cursor(p);
-        let Some(cell) = c.rows.get(c.index).and_then(|r| r.get(i as usize)) else {
-            return sys::SQLITE_RANGE;
-        };
-        match cell {
-            Cell::Int(v) => result_int(ctx, *v),
-            Cell::Text(t) => result_text(ctx, t),
-            Cell::Null => {
-                let f = sqlite_fn!(result_null);
-                // SAFETY: live context.
-                unsafe { f(ctx) }
-            }
-        }
-        sys::SQLITE_OK
     })
 }
 

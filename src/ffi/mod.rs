@@ -11,6 +11,7 @@ mod entry;
 mod functions;
 mod open_failure;
 pub(crate) mod sqlite;
+mod tables;
 mod vfs;
 
 use libsqlite3_sys as sys;

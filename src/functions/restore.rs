@@ -112,7 +112,7 @@ pub(super) fn restore_tracked(
 ) -> Result<restore::Restored, Error> {
     let (store, prefix) = open_replica(replica)?;
     let tracker = RestoreTracker::start(replica.url(), output);
-    restore::restore_with(
+    let restored = restore::restore_with(
         &RestoreRequest {
             store: store.as_ref(),
             prefix: &prefix,
@@ -129,7 +129,9 @@ pub(super) fn restore_tracked(
             before_publish,
             ..Default::default()
         },
-    )
+    );
+    crate::database::note_outside_requests(replica, store.request_counts());
+    restored
 }
 
 /// `replica_restore(src, output, point, options)`: `check` runs SQLite's integrity check on
@@ -190,7 +192,7 @@ pub fn restore_missing(
     replica: &ReplicaTarget,
     check: &dyn Fn(&Path, bool) -> Result<(), String>,
 ) -> Result<(), Error> {
-    match try_restore_missing(path, &boot_target(replica), check) {
+    match try_restore_missing(path, replica, check) {
         Ok(()) => {
             crate::status::boot_restore_done(path);
             Ok(())
@@ -214,15 +216,21 @@ fn try_restore_missing(
             replica.url()
         ))
     };
+    let replica = &boot_target(replica);
     let store = crate::store::open_failing_fast(replica).map_err(|e| failed(e.into()))?;
     let prefix = match replica {
         ReplicaTarget::S3(t) => t.prefix.clone(),
         ReplicaTarget::File { .. } => String::new(),
     };
-    if restore::list_objects(store.as_ref(), &prefix)
-        .map_err(failed)?
-        .is_empty()
-    {
+    let listed = restore::list_objects(store.as_ref(), &prefix).and_then(|ltx| {
+        // No LTX file: a Litestream 0.3 replica is restored from too (moving in from it).
+        match ltx.is_empty() {
+            true => restore::list_ls03(store.as_ref(), &prefix).map(|old| old.is_empty()),
+            false => Ok(false),
+        }
+    });
+    crate::database::note_outside_requests(replica, store.request_counts());
+    if listed.map_err(failed)? {
         return Ok(());
     }
     let opts = parse_restore_options(None)?;

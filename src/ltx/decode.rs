@@ -4,6 +4,7 @@
 
 use super::checksum::{crc64_advance, Crc64, DbChecksum, ZeroAdvance};
 use super::error::LtxError;
+use super::frame::read_page_frame;
 use super::header::{
     be_u32, lock_pgno, Header, Trailer, CHECKSUM_FLAG, HEADER_SIZE, PAGE_FLAG_SIZE,
     PAGE_HEADER_SIZE, TRAILER_SIZE,
@@ -109,15 +110,45 @@ impl<R: Read> Decoder<R> {
                 "page {pgno} has unknown flags 0x{flags:04x}"
             )));
         }
-        if flags & PAGE_FLAG_SIZE == 0 {
-            return Err(LtxError::BadPage(format!(
-                "page {pgno} uses the pre-v0.5 LZ4 frame encoding, which is not supported"
-            )));
-        }
         check_page_order(&self.header, self.prev_pgno, pgno)?;
+        let page_size = self.header.page_size as usize;
+        buf.resize(page_size, 0); // no clearing: the page is checked to be fully written
+                                  // The bytes after the page header that the index counts (size field and data).
+        let body = if flags & PAGE_FLAG_SIZE == 0 {
+            // ltx v0.5.0-v0.5.1 (Litestream 0.5.0-0.5.15): an LZ4 frame, not hashed.
+            read_page_frame(&mut self.r, buf, &mut self.compressed, pgno)?
+        } else {
+            self.read_block(pgno, buf)?
+        };
+        // One CRC pass over the page serves the file checksum and the page checksum.
+        let page_crc = crc64_advance(0, buf);
+        self.hash.state = self.page_shift.apply(self.hash.state) ^ page_crc;
+        let pgno_crc = crc64_advance(!0, &pgno.to_be_bytes());
+        self.page_sum = CHECKSUM_FLAG | !(self.page_shift.apply(pgno_crc) ^ page_crc);
 
+        append_index_entry(
+            &mut self.expected_index,
+            pgno,
+            offset,
+            PAGE_HEADER_SIZE as u64 + body,
+        );
+        self.bytes_read += body;
+        self.prev_pgno = pgno;
+        if self.header.is_snapshot()
+            && !self.header.no_checksum()
+            && pgno != lock_pgno(self.header.page_size)
+        {
+            self.snapshot_checksum.add_page_checksum(self.page_sum);
+        }
+        Ok(Some(pgno))
+    }
+
+    /// The block encoding (ltx v0.5.2 on): a size field (hashed) and one LZ4 block that
+    /// decompresses to exactly the page. Returns the bytes read (size field and block).
+    fn read_block(&mut self, pgno: u32, buf: &mut [u8]) -> Result<u64, LtxError> {
         let mut size_field = [0u8; 4];
-        self.read_hashed(&mut size_field)?;
+        self.r.read_exact(&mut size_field)?;
+        self.hash.update(&size_field); // counted in bytes_read with the body, by the caller
         let size = u32::from_be_bytes(size_field) as usize;
         let page_size = self.header.page_size as usize;
         if size == 0 || size > max_compressed_size(self.header.page_size) {
@@ -127,7 +158,6 @@ impl<R: Read> Decoder<R> {
         }
         self.compressed.resize(size, 0);
         self.r.read_exact(&mut self.compressed)?;
-        buf.resize(page_size, 0); // no clearing: the page is checked to be fully written
         let n = lz4_flex::block::decompress_into(&self.compressed, buf)
             .map_err(|e| LtxError::BadPage(format!("page {pgno} does not decompress: {e}")))?;
         if n != page_size {
@@ -135,23 +165,7 @@ impl<R: Read> Decoder<R> {
                 "page {pgno} decompresses to {n} bytes, page size is {page_size}"
             )));
         }
-        // One CRC pass over the page serves the file checksum and the page checksum.
-        let page_crc = crc64_advance(0, buf);
-        self.hash.state = self.page_shift.apply(self.hash.state) ^ page_crc;
-        let pgno_crc = crc64_advance(!0, &pgno.to_be_bytes());
-        self.page_sum = CHECKSUM_FLAG | !(self.page_shift.apply(pgno_crc) ^ page_crc);
-
-        let entry_size = (PAGE_HEADER_SIZE + 4 + size) as u64;
-        append_index_entry(&mut self.expected_index, pgno, offset, entry_size);
-        self.bytes_read += size as u64; // the header and size field were counted when read
-        self.prev_pgno = pgno;
-        if self.header.is_snapshot()
-            && !self.header.no_checksum()
-            && pgno != lock_pgno(self.header.page_size)
-        {
-            self.snapshot_checksum.add_page_checksum(self.page_sum);
-        }
-        Ok(Some(pgno))
+        Ok(4 + size as u64)
     }
 
     /// Reads (and verifies) any pages not read yet, then the page index and trailer;
@@ -390,7 +404,7 @@ mod tests {
         bad[106..110].copy_from_slice(&u32::MAX.to_be_bytes());
         assert!(matches!(decode_all(&bad), Err(LtxError::BadPage(_))));
 
-        // Legacy (frame-format) page encoding.
+        // Page flags 0 (the LZ4 frame encoding of ltx v0.5.1) before bytes that are no frame.
         let mut bad = bytes.clone();
         bad[105] = 0;
         assert!(matches!(decode_all(&bad), Err(LtxError::BadPage(_))));

@@ -22,7 +22,11 @@
 //! page checksums of every page except the lock page. With header flag
 //! [`FLAG_NO_CHECKSUM`] both pre- and post-apply checksums must be zero.
 //! Snapshots are files with `min_txid == 1` and hold every page `1..=commit` but the lock
-//! page. Files from ltx before v0.5 (LZ4 frames, no size field) are rejected.
+//! page. The page encoding of ltx v0.5.0-v0.5.1, which Litestream 0.5.0-0.5.15 write (page
+//! flags 0, then one LZ4 *frame*, no size field; the index counts the frame's bytes, the
+//! file checksum the decompressed page), is read too ([`frame`]), never written: those
+//! Litestream versions refuse page flags other than 0 ("no flags allowed, reserved for future
+//! use"), so they cannot restore what is written here.
 //!
 //! # Interop with litestream v0.5.17 (checked by hand against the real binary)
 //!
@@ -61,6 +65,7 @@ mod checksum;
 mod decode;
 mod encode;
 mod error;
+mod frame;
 mod header;
 mod merge;
 mod page;

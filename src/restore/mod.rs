@@ -14,10 +14,13 @@
 //! `types` holds what a restore is told and reports, `plan` the pure planner, `fetch` the
 //! store reads and the download window, `write` the writer thread, `apply` the decoding and
 //! checks into the temporary file, `temp` the creation of temporary files, and `run` the
-//! whole restore and its publication.
+//! whole restore and its publication. `legacy` restores a Litestream 0.3 replica (a
+//! `generations/` tree and no LTX files) through the same temporary file, check and
+//! publication.
 
 mod apply;
 mod fetch;
+mod legacy;
 mod plan;
 mod run;
 mod temp;
@@ -25,7 +28,8 @@ mod types;
 mod write;
 
 pub use fetch::{list_objects, read_headers};
-pub use plan::{check_listing, parse_listing, plan, LtxObject};
+pub use legacy::list_ls03;
+pub use plan::{check_listing, parse_listing, plan, restorable_txids, LtxObject};
 pub use run::{restore, restore_with};
 pub use types::{
     RestoreProgress, RestoreRequest, Restored, Target, Tuning, DEFAULT_CHUNK_BYTES,

@@ -6,7 +6,7 @@
 
 use crate::error::Error;
 use crate::store::{keys, ObjectInfo};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One LTX object of the replica.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +113,27 @@ pub fn plan(objects: &[LtxObject], target: Option<u64>) -> Result<Vec<LtxObject>
     chain.push(snapshot.clone());
     chain.reverse();
     Ok(chain)
+}
+
+/// Every txid [`plan`] restores exactly: the states reached from the newest snapshot at or
+/// before each. A replica whose old files are left to the bucket's lifecycle rules holds
+/// files no chain reaches (their snapshot expired first, or a rule removed a file in the
+/// middle); they are no restore points. (A chain from an older snapshot to a txid always
+/// passes a state the newer one reaches, so the newest snapshot is the only one to try.)
+pub fn restorable_txids(objects: &[LtxObject]) -> BTreeSet<u64> {
+    let mut snapshots: Vec<u64> = objects
+        .iter()
+        .filter(|o| o.min_txid == 1)
+        .map(|o| o.max_txid)
+        .collect();
+    snapshots.sort_unstable();
+    snapshots.dedup();
+    let mut out = BTreeSet::new();
+    for (i, &start) in snapshots.iter().enumerate() {
+        let limit = snapshots.get(i + 1).map_or(u64::MAX, |next| next - 1);
+        out.extend(reach(objects, start, limit).into_keys());
+    }
+    out
 }
 
 /// The newest file starting at txid 1 at or before the target (a snapshot level file wins
@@ -415,6 +436,73 @@ pub(super) mod tests {
             obj(0, 16, 20),
         ];
         assert_eq!(planned(&objs, None), vec![(9, 1), (0, 5), (1, 20)]);
+    }
+
+    /// Every txid [`restorable_txids`] offers plans, to exactly that txid; every other
+    /// file's end is refused.
+    fn check_points(objs: &[LtxObject], want: &[u64]) {
+        let points = restorable_txids(objs);
+        assert_eq!(points.iter().copied().collect::<Vec<_>>(), want);
+        for o in objs {
+            match plan(objs, Some(o.max_txid)) {
+                Ok(chain) => {
+                    assert!(points.contains(&o.max_txid), "{} planned", o.max_txid);
+                    assert_eq!(chain.last().unwrap().max_txid, o.max_txid);
+                    assert_eq!(chain[0].min_txid, 1);
+                }
+                Err(e) => assert!(!points.contains(&o.max_txid), "{}: {e}", o.max_txid),
+            }
+        }
+    }
+
+    #[test]
+    fn files_a_bucket_lifecycle_has_not_expired_yet_still_plan_the_shortest_chain() {
+        // Nothing deleted: every snapshot, every level-0 file (also those in level 1 and
+        // 2 already), and level-1 files that end before the newest snapshot.
+        let mut objs = vec![obj(9, 1, 1), obj(9, 1, 5), obj(9, 1, 10), obj(9, 1, 15)];
+        objs.extend((2..=17).map(|t| obj(0, t, t)));
+        objs.extend([obj(1, 2, 5), obj(1, 6, 10), obj(1, 11, 14), obj(2, 2, 10)]);
+        assert_eq!(planned(&objs, None), vec![(9, 15), (0, 16), (0, 17)]);
+        assert_eq!(planned(&objs, Some(7)), vec![(9, 5), (0, 6), (0, 7)]);
+        assert_eq!(planned(&objs, Some(10)), vec![(9, 10)]);
+        assert_eq!(planned(&objs, Some(14)), vec![(9, 10), (1, 14)]);
+        check_points(&objs, &(1..=17).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn files_whose_snapshot_expired_by_age_are_no_restore_points() {
+        // Expiry by age removed snapshot 1-1 and the oldest level-0 files; those written
+        // after it and before snapshot 1-10 remain without a snapshot to start from.
+        let mut objs: Vec<LtxObject> = (5..=9).map(|t| obj(0, t, t)).collect();
+        objs.extend([obj(1, 6, 9), obj(9, 1, 10), obj(0, 11, 11), obj(0, 12, 12)]);
+        objs.push(obj(1, 11, 12));
+        check_points(&objs, &[10, 11, 12]);
+        let err = plan(&objs, Some(7)).unwrap_err().to_string();
+        assert!(err.contains("no snapshot"), "{err}");
+        assert_eq!(planned(&objs, None), vec![(9, 10), (1, 12)]);
+        // Everything but the newest level-0 file expired: nothing to restore, and no point
+        // is offered.
+        check_points(&[obj(0, 12, 12)], &[]);
+    }
+
+    #[test]
+    fn a_file_missing_in_the_middle_ends_the_points_until_the_next_snapshot() {
+        // Level-0 file 4 is gone: 5 follows no state a chain reaches, and the points
+        // start again at snapshot 1-6, which level-1 file 5-8 (straddling it) continues.
+        let objs = vec![
+            obj(9, 1, 1),
+            obj(0, 2, 2),
+            obj(0, 3, 3),
+            obj(0, 5, 5),
+            obj(0, 6, 6),
+            obj(9, 1, 6),
+            obj(1, 5, 8),
+            obj(0, 9, 9),
+        ];
+        check_points(&objs, &[1, 2, 3, 6, 8, 9]);
+        let err = plan(&objs, Some(5)).unwrap_err().to_string();
+        assert!(err.contains("no file starts at txid 4"), "{err}");
+        assert_eq!(planned(&objs, None), vec![(9, 6), (1, 8), (0, 9)]);
     }
 
     #[test]

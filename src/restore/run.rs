@@ -8,6 +8,7 @@
 
 use super::apply::apply;
 use super::fetch::{list_objects, txid_at_time};
+use super::legacy;
 use super::plan::{plan, LtxObject};
 use super::temp;
 use super::types::{RestoreRequest, Restored, Target, Tuning};
@@ -27,6 +28,12 @@ pub fn restore_with(req: &RestoreRequest, tuning: &Tuning) -> Result<Restored, E
         )));
     }
     let objects = list_objects(req.store, req.prefix)?;
+    if objects.is_empty() {
+        let old = legacy::list_ls03(req.store, req.prefix)?;
+        if !old.is_empty() {
+            return restore_ls03(req, tuning, &old);
+        }
+    }
     let target_txid = match req.target {
         Target::Latest => None,
         Target::Txid(t) => Some(t),
@@ -38,23 +45,56 @@ pub fn restore_with(req: &RestoreRequest, tuning: &Tuning) -> Result<Restored, E
     // Closed before SQLite opens it for the check: closing a descriptor of a file drops the
     // process's POSIX locks on it, SQLite's included.
     drop(file);
+    let blame = || culprit(req.store, &chain, &tmp, req.check);
+    check_and_publish(req, tuning, &tmp, applied, &blame)
+}
+
+/// A restore from a Litestream 0.3 replica (see `legacy`), checked and published as an
+/// LTX restore is.
+fn restore_ls03(
+    req: &RestoreRequest,
+    tuning: &Tuning,
+    objects: &[crate::ls03::Ls03Object],
+) -> Result<Restored, Error> {
+    let plan = legacy::plan_for(req.prefix, objects, req.target)?;
+    let (tmp, file) = temp::create_beside(req.output, "restoring", temp::mode_for(req.output))?;
+    let applied = legacy::apply_plan(req, &plan, &file, tuning);
+    drop(file);
+    let blame = || {
+        format!(
+            "; restored from {} and the WAL indexes after it",
+            plan.snapshot.key
+        )
+    };
+    check_and_publish(req, tuning, &tmp, applied, &blame)
+}
+
+/// Runs the integrity check on the restored `tmp` (`blame` adds which object to suspect),
+/// then publishes it; on any failure the temporary file goes.
+fn check_and_publish(
+    req: &RestoreRequest,
+    tuning: &Tuning,
+    tmp: &Path,
+    applied: Result<Restored, Error>,
+    blame: &dyn Fn() -> String,
+) -> Result<Restored, Error> {
     let result = applied.and_then(|restored| {
-        (req.check)(&tmp).map_err(|e| {
+        (req.check)(tmp).map_err(|e| {
             Error::Restore(format!(
                 "integrity check of the restored database failed: {e}{}",
-                culprit(req.store, &chain, &tmp, req.check)
+                blame()
             ))
         })?;
         (tuning.before_publish)(req.output)?;
         if tuning.exclusive {
-            publish_exclusive(&tmp, req.output)?;
+            publish_exclusive(tmp, req.output)?;
         } else {
-            publish_replacing(&tmp, req.output)?;
+            publish_replacing(tmp, req.output)?;
         }
         Ok(restored)
     });
     if result.is_err() {
-        cleanup(&tmp);
+        cleanup(tmp);
     }
     result
 }

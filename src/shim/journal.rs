@@ -92,6 +92,8 @@ mod tests {
             validation_interval: None,
             shutdown_sync_timeout: std::time::Duration::ZERO,
             lease_ttl: crate::config::DEFAULT_LEASE_TTL,
+            request_budget: None,
+            prices: Default::default(),
         };
         let db = database::get_or_open(&path, cfg).unwrap();
         let requests = db.progress().snapshot_request;

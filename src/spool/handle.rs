@@ -308,6 +308,24 @@ impl Spool {
         let _ = std::fs::remove_file(self.dir.at("gap"));
     }
 
+    /// The uploader's request ledger as it last stored it (see `crate::budget::Ledger`).
+    pub fn request_ledger(&self) -> Option<String> {
+        use std::io::Read;
+        let mut text = String::new();
+        let file = private_fs::open_read(&self.dir.at("requests")).ok()?;
+        // One short line: anything longer is not a ledger.
+        file.take(512).read_to_string(&mut text).ok()?;
+        Some(text)
+    }
+
+    /// Stores the request ledger, replacing the old one whole (no fsync: a crash loses
+    /// the last few seconds of counts, never the file).
+    pub fn store_request_ledger(&self, text: &str) -> Result<(), SpoolError> {
+        self.modes
+            .write_atomically(&self.dir.at("requests"), text.as_bytes(), false)
+            .map_err(|e| io("writing", &self.dir.shown("requests"), e))
+    }
+
     /// Scratch path for building an upload (one at a time per spool), inside the held spool
     /// directory (`/proc/self/fd/<fd>/<name>`: valid while the spool is open).
     pub fn scratch_path(&self, name: &str) -> PathBuf {

@@ -89,6 +89,91 @@ impl DirStore {
         Ok(self.dir.join(key))
     }
 
+    /// The LTX files under `ltx/<level>/`, as keys under `prefix`, in key order.
+    fn list_ltx(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        let ltx = self.dir.join("ltx");
+        let mut out = Vec::new();
+        let levels = match std::fs::read_dir(&ltx) {
+            Ok(d) => d,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(io_error("listing", &ltx, e)),
+        };
+        for level in levels {
+            let level = level.map_err(|e| io_error("listing", &ltx, e))?;
+            let level_name = level.file_name().to_string_lossy().to_string();
+            let Ok(files) = std::fs::read_dir(level.path()) else {
+                continue;
+            };
+            for file in files {
+                let file = file.map_err(|e| io_error("listing", &level.path(), e))?;
+                let name = file.file_name().to_string_lossy().to_string();
+                if name.starts_with('.') || !name.ends_with(".ltx") {
+                    continue;
+                }
+                let Some(key) = Self::key_of(&level_name, &name) else {
+                    continue;
+                };
+                if key.starts_with(prefix) {
+                    let meta = file.metadata().ok();
+                    let size = meta.as_ref().map(|m| m.len()).unwrap_or(0);
+                    let modified_ms = meta
+                        .and_then(|m| m.modified().ok())
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map(|d| d.as_millis() as u64)
+                        .unwrap_or(0);
+                    out.push(ObjectInfo {
+                        key,
+                        size,
+                        modified_ms,
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    /// The files of a Litestream 0.3 replica (`generations/<id>/<kind>/<name>`, regular
+    /// files only) whose keys start with `prefix`, sorted by key.
+    fn list_generations(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        let mut out = Vec::new();
+        let mut dirs = vec![(self.dir.join("generations"), "generations".to_string(), 0)];
+        while let Some((dir, key, depth)) = dirs.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(d) => d,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_error("listing", &dir, e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| io_error("listing", &dir, e))?;
+                let name = entry.file_name().to_string_lossy().to_string();
+                let child = format!("{key}/{name}");
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
+                if kind.is_dir() && depth < 2 {
+                    dirs.push((entry.path(), child, depth + 1));
+                } else if kind.is_file() && depth == 2 && child.starts_with(prefix) {
+                    let meta = entry
+                        .metadata()
+                        .map_err(|e| io_error("listing", &entry.path(), e))?;
+                    out.push(ObjectInfo {
+                        key: child,
+                        size: meta.len(),
+                        modified_ms: meta
+                            .modified()
+                            .ok()
+                            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                            .map(|d| d.as_millis() as u64)
+                            .unwrap_or(0),
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
     fn key_of(level_dir: &str, name: &str) -> Option<String> {
         let level: u8 = level_dir.parse().ok()?;
         Some(format!("{level:04x}/{name}"))
@@ -259,45 +344,16 @@ impl ObjectStore for DirStore {
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         self.lists.fetch_add(1, Ordering::Relaxed);
-        let ltx = self.dir.join("ltx");
-        let mut out = Vec::new();
-        let levels = match std::fs::read_dir(&ltx) {
-            Ok(d) => d,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(io_error("listing", &ltx, e)),
-        };
-        for level in levels {
-            let level = level.map_err(|e| io_error("listing", &ltx, e))?;
-            let level_name = level.file_name().to_string_lossy().to_string();
-            let Ok(files) = std::fs::read_dir(level.path()) else {
-                continue;
-            };
-            for file in files {
-                let file = file.map_err(|e| io_error("listing", &level.path(), e))?;
-                let name = file.file_name().to_string_lossy().to_string();
-                if name.starts_with('.') || !name.ends_with(".ltx") {
-                    continue;
-                }
-                let Some(key) = Self::key_of(&level_name, &name) else {
-                    continue;
-                };
-                if key.starts_with(prefix) {
-                    let meta = file.metadata().ok();
-                    let size = meta.as_ref().map(|m| m.len()).unwrap_or(0);
-                    let modified_ms = meta
-                        .and_then(|m| m.modified().ok())
-                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                        .map(|d| d.as_millis() as u64)
-                        .unwrap_or(0);
-                    out.push(ObjectInfo {
-                        key,
-                        size,
-                        modified_ms,
-                    });
-                }
-            }
+        if prefix.starts_with("generations/") {
+            return self.list_generations(prefix);
         }
-        out.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut out = self.list_ltx(prefix)?;
+        // The whole replica, as a bucket lists it: a Litestream 0.3 replica at the same
+        // place too (a database moving in from it).
+        if prefix.is_empty() {
+            out.extend(self.list_generations("generations/")?);
+            out.sort_by(|a, b| a.key.cmp(&b.key));
+        }
         Ok(out)
     }
 

@@ -28,6 +28,18 @@ impl MemoryStore {
     pub fn keys(&self) -> Vec<String> {
         self.objects.lock().unwrap().keys().cloned().collect()
     }
+    /// What a bucket's age-based lifecycle rule does: removes every object last written
+    /// before `cutoff_ms`, without a request of the client's. Returns how many went.
+    pub fn expire_before(&self, cutoff_ms: u64) -> usize {
+        let mut objects = self.objects.lock().unwrap();
+        let before = objects.len();
+        objects.retain(|_, (_, written)| *written >= cutoff_ms);
+        before - objects.len()
+    }
+    /// Removes one object behind the client's back.
+    pub fn remove(&self, key: &str) -> bool {
+        self.objects.lock().unwrap().remove(key).is_some()
+    }
 }
 
 impl ObjectStore for MemoryStore {

@@ -1,8 +1,10 @@
 //! The lifecycle jobs, run when nothing is due to ship: compaction of each level at its
 //! window (from the local copies of the files it uploaded, else downloads), scheduled
-//! snapshots, and retention deletes. What is due is planned by `crate::lifecycle`; this
-//! file owns when each job last ran and the lifecycle's own backoff, so that a failing job
-//! never holds up shipping. It must not ship the spool.
+//! snapshots, and retention deletes (or, when the bucket's lifecycle rules expire old
+//! files, only forgetting them, so that what the uploader knows stays at the window). What
+//! is due is planned by `crate::lifecycle`; this file owns when each job last ran and the
+//! lifecycle's own backoff, so that a failing job never holds up shipping. It must not
+//! ship the spool, nor send a DELETE under [`Expiry::BucketLifecycle`].
 
 use super::cache::Cache;
 use super::remote::Replica;
@@ -10,7 +12,7 @@ use super::snapshots;
 use super::types::Step;
 use crate::database::Database;
 use crate::error::Error;
-use crate::lifecycle::{self, Compaction, FileId, KnownFile};
+use crate::lifecycle::{self, Compaction, Expiry, FileId, KnownFile};
 use crate::ltx::{self, Decoder, Header};
 use crate::snapshot::SnapshotSource;
 use crate::store::{keys, StoreError};
@@ -22,6 +24,8 @@ pub(super) struct Compactor {
     /// When each compaction level (index = level - 1) last ran; 0 = not yet this process.
     last_compaction: Vec<u64>,
     last_retention: u64,
+    /// When an idle database's snapshot was last asked for (bucket lifecycle mode).
+    idle_snapshot_asked: u64,
     /// Set while a lifecycle job runs, so that its failure backs off lifecycle jobs only.
     running: bool,
     retry_at: u64,
@@ -86,7 +90,12 @@ impl Compactor {
         if last_snapshot_txid > 0
             && lifecycle::snapshot_due(cfg, now, replica.last_snapshot_at, last_snapshot_txid, txid)
         {
-            if let Some(step) = snapshots::scheduled(db, replica, source, now)? {
+            let idle = last_snapshot_txid >= txid && db.spool.pending_summary().is_none();
+            if idle {
+                if let Some(step) = self.idle_snapshot(db, now) {
+                    return Ok(step);
+                }
+            } else if let Some(step) = snapshots::scheduled(db, replica, source, now)? {
                 return Ok(step);
             }
         }
@@ -103,11 +112,30 @@ impl Compactor {
         if !lifecycle::plan_retention(&files, cfg, now + retention_iv).is_empty() {
             next_due = next_due.min(lifecycle::window_start(now, retention_iv) + retention_iv);
         }
-        if last_snapshot_txid > 0 && last_snapshot_txid < txid {
+        if last_snapshot_txid > 0
+            && (last_snapshot_txid < txid || cfg.expiry == Expiry::BucketLifecycle)
+        {
             let iv = cfg.snapshot_interval.as_millis() as u64;
             next_due = next_due.min(lifecycle::window_start(now, iv) + iv);
         }
         Ok(otherwise.wake_by(next_due))
+    }
+
+    /// A snapshot due while nothing changed (only under an age rule, see
+    /// `lifecycle::snapshot_due`): one at a new txid, as `replica_snapshot()` takes, never
+    /// the newest one's key again, which a bucket lock (R2) or object lock (S3) refuses as
+    /// an overwrite. Asked once a window, so that one that ships nothing cannot make the
+    /// worker spin.
+    fn idle_snapshot(&mut self, db: &Database, now: u64) -> Option<Step> {
+        let iv = db.config.lifecycle.snapshot_interval.as_millis() as u64;
+        if !lifecycle::is_due(now, iv, self.idle_snapshot_asked) {
+            return None;
+        }
+        self.idle_snapshot_asked = now;
+        db.request_snapshot(
+            "the newest snapshot is a snapshot interval old and the bucket expires old files",
+        );
+        Some(Step::WaitUntil(now))
     }
 
     /// Compacts the lowest level that has files to take and whose window has come;
@@ -168,22 +196,33 @@ impl Compactor {
             self.last_retention = now;
             return Ok(None);
         }
+        if db.config.lifecycle.expiry == Expiry::BucketLifecycle {
+            // The bucket's rules delete them by age; a restart lists what is still there.
+            self.last_retention = now;
+            forget(replica, &doomed);
+            return Ok(None);
+        }
         let keys: Vec<String> = doomed.iter().map(|id| replica.key(*id)).collect();
         // Ok means every key is gone (the store verifies); after an error the same files
         // are planned again after the backoff.
         replica.hold_lease(now)?;
         replica.store()?.delete_many(&keys)?;
         self.last_retention = now;
-        for id in &doomed {
-            replica.known.remove(*id);
-            replica.cache.remove(*id);
-        }
+        forget(replica, &doomed);
         let mut c = db.counters();
         c.files_deleted += doomed.len() as u64;
         replica.count_requests(&mut c);
         Ok(Some(Step::Retained {
             deleted: doomed.len(),
         }))
+    }
+}
+
+/// Drops files retention let go from what the uploader knows, and their local copies.
+fn forget(replica: &mut Replica, ids: &[FileId]) {
+    for id in ids {
+        replica.known.remove(*id);
+        replica.cache.remove(*id);
     }
 }
 

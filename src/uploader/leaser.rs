@@ -67,6 +67,18 @@ impl Leaser {
         Ok(())
     }
 
+    /// The requests [`Leaser::hold`] would make at `now`: none while the lease is fresh,
+    /// one to renew it, two to read and take it.
+    pub fn requests_due(&self, now: u64) -> u32 {
+        if self.unsupported || self.until > now + self.ttl_ms / 2 {
+            0
+        } else if self.version.is_some() {
+            1
+        } else {
+            2
+        }
+    }
+
     /// Rewrites the lease this uploader wrote last; `None` when it wrote none or the lease
     /// changed since (then it has to be read).
     fn renew(&mut self, store: &dyn ObjectStore, ours: &[u8]) -> Result<Option<String>, Error> {
@@ -75,7 +87,9 @@ impl Leaser {
         };
         match store.write_if(&self.key, ours, Some(v)) {
             Ok(v) => Ok(Some(v)),
-            Err(StoreError::PreconditionFailed(_)) => Ok(None),
+            // AWS answers a conditional write on a key that is gone (a bucket lifecycle rule
+            // expired the lease) with 404, where others say 412: either way, read it again.
+            Err(StoreError::PreconditionFailed(_) | StoreError::NotFound(_)) => Ok(None),
             Err(e) => Err(self.store_error(e)),
         }
     }

@@ -16,7 +16,13 @@
 //! or downloads; scheduled snapshots; retention deletes. The replica's files are known from
 //! one LIST at start-up and then from this uploader's own uploads and deletes.
 //!
+//! Request budget (`request-budget`): every request counts in the replica's ledger
+//! (`pacer`); under a budget, shipping, snapshots and lifecycle jobs wait until the
+//! budget's bucket holds a request, shipping and lifecycle jobs take turns, and only
+//! `replica_sync()` (and synchronous commits) go ahead regardless.
+//!
 //! One concern per file: `worker` (the step and what a failure means), `ship` (batches),
+//! `pacer` (the request budget),
 //! `snapshots`, `compactor` (compaction and retention), `remote` (the replica: store, keys,
 //! listing), `known` (its files), `cache` (local copies), `leaser` (the lease), `backoff`,
 //! `thread` (the process's uploader thread), `types` (what they hand each other).
@@ -26,6 +32,7 @@ mod cache;
 mod compactor;
 mod known;
 mod leaser;
+mod pacer;
 mod remote;
 mod ship;
 mod snapshots;
@@ -34,7 +41,11 @@ mod types;
 mod worker;
 
 #[cfg(test)]
+mod bucket_tests;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_budget;
 
 pub use thread::{set_snapshot_source, wake};
 pub use types::{Step, LTX_FLAGS};

@@ -10,6 +10,7 @@ use crate::database::{Counters, Database};
 use crate::error::Error;
 use crate::lifecycle::FileId;
 use crate::ltx::{self, Header};
+use crate::restore::LtxObject;
 use crate::store::{keys, ObjectInfo, ObjectStore};
 use std::path::Path;
 
@@ -26,6 +27,8 @@ pub(super) struct Replica {
     pub max_txid: u64,
     /// When the newest snapshot was taken (its header holds the time of its state).
     pub last_snapshot_at: u64,
+    /// The listing found a Litestream 0.3 replica (`generations/`) at the same place.
+    pub holds_litestream_03: bool,
 }
 
 impl Replica {
@@ -48,6 +51,7 @@ impl Replica {
             listed: false,
             max_txid: 0,
             last_snapshot_at: 0,
+            holds_litestream_03: false,
         }
     }
 
@@ -64,6 +68,11 @@ impl Replica {
         self.lease.hold(opened(&self.store)?, now)
     }
 
+    /// The requests one upload would make at `now`: the object, and the lease's if due.
+    pub fn upload_requests(&self, now: u64) -> u32 {
+        1 + self.lease.requests_due(now)
+    }
+
     pub fn release_lease(&mut self) -> Result<(), Error> {
         self.lease.release(opened(&self.store)?)
     }
@@ -73,11 +82,43 @@ impl Replica {
         Ok(self.store()?.put_file(&self.key(id), file)?)
     }
 
+    /// What the store has made so far (nothing without a store).
+    pub fn request_counts(&self) -> crate::store::RequestCounts {
+        self.store
+            .as_ref()
+            .map(|s| s.request_counts())
+            .unwrap_or_default()
+    }
+
     /// Copies the store's request counts into the status counters.
     pub fn count_requests(&self, c: &mut Counters) {
         if let Ok(store) = &self.store {
             c.requests = store.request_counts();
         }
+    }
+
+    /// Why the newest state the replica holds cannot be restored from its newest snapshot
+    /// (a file the chain needs is gone); `None` when it can, or when it holds nothing.
+    pub fn unreachable_end(&self) -> Option<String> {
+        let objects: Vec<LtxObject> = self
+            .known
+            .all()
+            .iter()
+            .map(|f| LtxObject {
+                key: self.key(f.id),
+                level: f.id.level,
+                min_txid: f.id.min_txid,
+                max_txid: f.id.max_txid,
+                size: f.size,
+                modified_ms: f.timestamp_ms,
+            })
+            .collect();
+        if objects.is_empty() {
+            return None;
+        }
+        crate::restore::plan(&objects, None)
+            .err()
+            .map(|e| e.to_string())
     }
 
     /// Start-up: one LIST to learn the replica's files, its highest txid and when its
@@ -96,10 +137,16 @@ impl Replica {
             .map(|(_, max)| max)
             .max()
             .unwrap_or(0);
+        let holds_03 = objects.iter().any(|o| {
+            o.key
+                .get(list_prefix.len()..)
+                .is_some_and(|k| k.starts_with("generations/"))
+        });
         let known = self.known_from(store, &objects, now);
         self.last_snapshot_at = self.newest_snapshot_time(&objects, &known, now);
         self.known = known;
         self.max_txid = remote_max;
+        self.holds_litestream_03 = holds_03;
         self.cache.prune(&self.known);
         Ok(())
     }

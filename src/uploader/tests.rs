@@ -23,12 +23,12 @@ use std::time::Duration;
 const PS: usize = 512;
 
 /// A database image served as the "live" database for snapshots.
-struct FakeDb {
-    pages: Mutex<Vec<Vec<u8>>>,
+pub(super) struct FakeDb {
+    pub(super) pages: Mutex<Vec<Vec<u8>>>,
 }
 
 impl FakeDb {
-    fn image(&self) -> Vec<u8> {
+    pub(super) fn image(&self) -> Vec<u8> {
         let pages = self.pages.lock().unwrap();
         let mut img: Vec<u8> = pages.concat();
         img[16..18].copy_from_slice(&(PS as u16).to_be_bytes());
@@ -55,20 +55,25 @@ impl SnapshotSource for FakeDb {
     }
 }
 
-fn page(fill: u8) -> Vec<u8> {
+pub(super) fn page(fill: u8) -> Vec<u8> {
     vec![fill; PS]
 }
 
-struct Harness {
-    dir: PathBuf,
-    db: Arc<Database>,
-    store: Arc<MemoryStore>,
-    live: FakeDb,
+pub(super) struct Harness {
+    pub(super) dir: PathBuf,
+    pub(super) db: Arc<Database>,
+    pub(super) store: Arc<MemoryStore>,
+    pub(super) live: FakeDb,
     frame: u32,
 }
 
 impl Harness {
-    fn new(name: &str) -> Harness {
+    pub(super) fn new(name: &str) -> Harness {
+        Harness::with_config(name, |_| {})
+    }
+
+    /// A harness whose configuration `adjust` changes first.
+    pub(super) fn with_config(name: &str, adjust: impl FnOnce(&mut ReplicaConfig)) -> Harness {
         let dir =
             std::env::temp_dir().join(format!("replica-uploader-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -83,7 +88,11 @@ impl Harness {
             validation_interval: None,
             shutdown_sync_timeout: crate::config::DEFAULT_SHUTDOWN_SYNC_TIMEOUT,
             lease_ttl: crate::config::DEFAULT_LEASE_TTL,
+            request_budget: None,
+            prices: Default::default(),
         };
+        let mut cfg = cfg;
+        adjust(&mut cfg);
         let db = Arc::new(Database::open(&dir.join("app.db"), cfg, 1 << 30).unwrap());
         let live = FakeDb {
             pages: Mutex::new(vec![page(1), page(2), page(3)]),
@@ -98,20 +107,24 @@ impl Harness {
     }
 
     /// Opens the database's spool again, as a new process would (the old one lets go).
-    fn reopen(&mut self, spool_cap: u64) {
-        let cfg = self.db.config.clone();
+    pub(super) fn reopen(&mut self, spool_cap: u64) {
+        self.reopen_with(self.db.config.clone(), spool_cap);
+    }
+
+    /// [`Harness::reopen`] with another configuration.
+    pub(super) fn reopen_with(&mut self, cfg: ReplicaConfig, spool_cap: u64) {
         let placeholder =
             Arc::new(Database::open(&self.dir.join("placeholder.db"), cfg.clone(), 1).unwrap());
         drop(std::mem::replace(&mut self.db, placeholder));
         self.db = Arc::new(Database::open(&self.dir.join("app.db"), cfg, spool_cap).unwrap());
     }
 
-    fn uploader(&self) -> DbUploader {
+    pub(super) fn uploader(&self) -> DbUploader {
         DbUploader::with_store(self.db.clone(), Ok(Box::new(self.store.clone())))
     }
 
     /// A commit: pages written and the new size, captured at `at` ms.
-    fn commit(&mut self, pages: &[(u32, u8)], size: u32, at: u64) {
+    pub(super) fn commit(&mut self, pages: &[(u32, u8)], size: u32, at: u64) {
         self.frame += pages.len() as u32;
         let header = RecordHeader {
             page_size: PS as u32,
@@ -142,7 +155,7 @@ impl Harness {
         rec.commit().unwrap();
     }
 
-    fn restore(&self, target: Target) -> Result<Vec<u8>, Error> {
+    pub(super) fn restore(&self, target: Target) -> Result<Vec<u8>, Error> {
         let out = self.dir.join(format!("restored-{}.db", self.frame));
         let _ = std::fs::remove_file(&out);
         restore::restore(&RestoreRequest {
@@ -219,7 +232,7 @@ fn snapshot_then_batches_restore_to_every_shipped_state() {
 }
 
 /// Compares database images past the synthetic header fields of page 1.
-fn same(restored: &[u8], expected: &[u8], what: &str) {
+pub(super) fn same(restored: &[u8], expected: &[u8], what: &str) {
     assert_eq!(
         restored.len(),
         expected.len(),

@@ -6,6 +6,7 @@
 
 use super::backoff::Backoff;
 use super::compactor::Compactor;
+use super::pacer::Pacer;
 use super::remote::Replica;
 use super::ship::Shipper;
 use super::snapshots::Snapshotter;
@@ -28,6 +29,17 @@ pub struct DbUploader {
     backoff: Backoff,
     /// When to look at the WAL for commits nobody captured.
     next_wal_poll: u64,
+    /// Counts requests against the month's budget and says when it allows more.
+    pacer: Pacer,
+    /// Under a request budget, the lifecycle jobs get the next request after a shipment,
+    /// so that steady shipping cannot starve compaction and snapshots.
+    lifecycle_turn: bool,
+}
+
+impl Drop for DbUploader {
+    fn drop(&mut self) {
+        self.pacer.store_now(&self.db);
+    }
 }
 
 impl DbUploader {
@@ -40,19 +52,28 @@ impl DbUploader {
         db: Arc<Database>,
         store: Result<Box<dyn ObjectStore>, String>,
     ) -> DbUploader {
+        let replica = Replica::new(&db, store);
         DbUploader {
-            replica: Replica::new(&db, store),
+            pacer: Pacer::new(&replica.request_counts()),
+            replica,
             db,
             shipper: Shipper::default(),
             snapshots: Snapshotter::default(),
             compactor: Compactor::default(),
             backoff: Backoff::new(),
             next_wal_poll: 0,
+            lifecycle_turn: false,
         }
     }
 
     pub fn db(&self) -> &Arc<Database> {
         &self.db
+    }
+
+    /// How many files of the replica this uploader keeps in memory.
+    #[cfg(test)]
+    pub(super) fn known_files(&self) -> usize {
+        self.replica.known.all().len()
     }
 
     /// When this database's WAL is next looked at for commits nobody captured.
@@ -68,7 +89,10 @@ impl DbUploader {
                 return Step::WaitUntil(retry_at);
             }
         }
-        match self.try_step(now, source) {
+        let result = self.try_step(now, source);
+        self.pacer
+            .count(&self.db, &self.replica.request_counts(), now);
+        match result {
             Err(Error::NotWal(_)) => {
                 // Nothing to do until the database is in WAL mode; its first WAL commit wakes us.
                 self.db.counters().state = UploaderState::WaitingForWal;
@@ -154,7 +178,7 @@ impl DbUploader {
         if !self.replica.listed {
             self.initialize(now)?;
         }
-        self.release_lease_if_asked()?;
+        self.release_lease_if_asked(now)?;
         // Commits of processes that write without capturing them (no extension, or one that
         // leaves replication to this process) are taken from the WAL once per interval.
         let interval = self.db.config.sync_interval.as_millis() as u64;
@@ -162,37 +186,85 @@ impl DbUploader {
             self.next_wal_poll = now + interval.clamp(100, WAL_POLL_MAX_MS);
             crate::shim::take_foreign_commits_now(&self.db, &mut || source.open_wal(&self.db.path));
         }
-        let db = &self.db;
-        if db.progress().needs_snapshot.is_some() || !self.shipper.knows_state() {
-            let (replica, shipper) = (&mut self.replica, &mut self.shipper);
-            return self.snapshots.on_demand(db, replica, shipper, source, now);
-        }
-        let Some((_, first_captured_at)) = db.spool.pending_summary() else {
-            db.update_progress(|p| p.flush_requested = false);
-            return self
-                .compactor
-                .step(db, &mut self.replica, source, now, Step::Idle);
-        };
+        let db = self.db.clone();
         let flush = db.progress().flush_requested;
-        let due = self.shipper.due(now, first_captured_at, flush, interval);
-        if now < due {
-            let waiting = Step::WaitUntil(due);
-            return self
-                .compactor
-                .step(db, &mut self.replica, source, now, waiting);
+        // What someone waits for goes ahead of the budget (and is counted in it).
+        let budget_at = if flush {
+            now
+        } else {
+            let requests = self.replica.upload_requests(now);
+            self.pacer.ready_at(&db, now, requests)
+        };
+        if db.progress().needs_snapshot.is_some() || !self.shipper.knows_state() {
+            if now < budget_at {
+                return Ok(Step::WaitUntil(budget_at));
+            }
+            let (replica, shipper) = (&mut self.replica, &mut self.shipper);
+            return self.snapshots.on_demand(&db, replica, shipper, source, now);
         }
-        self.shipper
-            .ship(db, &mut self.replica, now, &db.spool.pending())
+        let pending = db.spool.pending_summary();
+        // Someone waiting (a sync, the last close) goes first; otherwise, under a budget,
+        // a lifecycle job due gets the request after a shipment.
+        if self.lifecycle_turn && !flush && now >= budget_at {
+            let before = self.replica.request_counts();
+            let step = self
+                .compactor
+                .step(&db, &mut self.replica, source, now, Step::Idle)?;
+            self.lifecycle_turn = false;
+            if step.wrote() {
+                return Ok(step);
+            }
+            if self.replica.request_counts() != before {
+                // It spent requests without writing: the budget is weighed again first.
+                return Ok(Step::WaitUntil(now));
+            }
+        }
+        let Some((_, first_captured_at)) = pending else {
+            db.update_progress(|p| p.flush_requested = false);
+            return self.lifecycle_or_wait(budget_at, now, source, Step::Idle);
+        };
+        let due = self
+            .shipper
+            .due(now, first_captured_at, flush, interval)
+            .max(budget_at);
+        if now < due {
+            return self.lifecycle_or_wait(budget_at, now, source, Step::WaitUntil(due));
+        }
+        let step = self
+            .shipper
+            .ship(&db, &mut self.replica, now, &db.spool.pending())?;
+        self.lifecycle_turn = db.config.request_budget.is_some();
+        Ok(step)
+    }
+
+    /// A due lifecycle job, or, while the budget holds no request until `budget_at` (or no
+    /// job is due), `otherwise`, woken in time for the job or the budget.
+    fn lifecycle_or_wait(
+        &mut self,
+        budget_at: u64,
+        now: u64,
+        source: &dyn SnapshotSource,
+        otherwise: Step,
+    ) -> Result<Step, Error> {
+        if now < budget_at {
+            return Ok(otherwise.wake_by(budget_at));
+        }
+        self.compactor
+            .step(&self.db, &mut self.replica, source, now, otherwise)
     }
 
     /// The last connection closed: once everything is shipped, hand the lease back.
-    fn release_lease_if_asked(&mut self) -> Result<(), Error> {
+    fn release_lease_if_asked(&mut self, now: u64) -> Result<(), Error> {
         let progress = self.db.progress();
         if progress.lease_release_requests > progress.lease_released
             && self.db.spool.pending_summary().is_none()
             && progress.needs_snapshot.is_none()
         {
             self.replica.release_lease()?;
+            // The process may exit once this is published: its count goes to disk first.
+            self.pacer
+                .count(&self.db, &self.replica.request_counts(), now);
+            self.pacer.store_now(&self.db);
             let done = progress.lease_release_requests;
             self.db
                 .update_progress(|p| p.lease_released = p.lease_released.max(done));
@@ -200,9 +272,13 @@ impl DbUploader {
         Ok(())
     }
 
-    /// Start-up: one LIST to learn where the replica stands, compared with the spool.
+    /// Start-up (and after the replica changed behind this uploader's back): one LIST to
+    /// learn where the replica stands, compared with the spool.
     fn initialize(&mut self, now: u64) -> Result<(), Error> {
         self.replica.list(now)?;
+        let holds_03 = self.replica.holds_litestream_03;
+        self.db
+            .update_progress(|p| p.holds_litestream_03 = holds_03);
         let remote_max = self.replica.max_txid;
         let state = self.db.spool.state();
         let url = self.db.config.url();
@@ -215,6 +291,12 @@ impl DbUploader {
             } else {
                 self.db.request_snapshot("first upload of this database");
             }
+        } else if let Some(why) = self.replica.unreachable_end() {
+            // A file the chain needs is gone (a bucket lifecycle rule expired it): a snapshot
+            // makes the replica restorable to its end again.
+            self.db.request_snapshot(&format!(
+                "the replica no longer restores to txid {remote_max}: {why}"
+            ));
         } else {
             let table = self.db.spool.load_page_checksums()?;
             let xor = table.iter().fold(0u64, |a, b| a ^ b);

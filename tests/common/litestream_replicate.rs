@@ -15,7 +15,12 @@ impl Replicator {
     /// `litestream replicate -config CONFIG` in `cwd` (without AWS_CA_BUNDLE, which makes
     /// it refuse to start).
     pub fn start(config: &Path, cwd: &Path) -> Replicator {
-        let mut cmd = Command::new(litestream_bin());
+        Replicator::start_bin(&litestream_bin(), config, cwd)
+    }
+
+    /// `start`, with another litestream binary (another release).
+    pub fn start_bin(bin: &Path, config: &Path, cwd: &Path) -> Replicator {
+        let mut cmd = Command::new(bin);
         cmd.args(["replicate", "-config", config.to_str().unwrap()])
             .current_dir(cwd)
             .env_remove("AWS_CA_BUNDLE")

@@ -10,12 +10,16 @@ use s3s::dto::*;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{S3Request, S3Response, S3Result, S3};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 pub struct S3Server {
     pub port: u16,
     pub access_key: String,
     pub secret_key: String,
     pub bucket: String,
+    /// Signed DeleteObject and DeleteObjects requests received, refused ones included.
+    pub delete_attempts: Arc<AtomicUsize>,
 }
 
 impl S3Server {
@@ -50,30 +54,48 @@ pub fn random_hex(n: usize) -> String {
 
 /// Starts a server storing into `dir`, with the bucket `bucket` created (a directory).
 pub fn start(dir: &Path, bucket: &str) -> S3Server {
-    start_with(dir, bucket, false)
+    start_with(dir, bucket, false, false)
+}
+
+/// [`start`], for credentials without the delete permission: DeleteObject and
+/// DeleteObjects are refused with 403 AccessDenied (and counted).
+pub fn start_refusing_deletes(dir: &Path, bucket: &str) -> S3Server {
+    start_with(dir, bucket, false, true)
 }
 
 /// [`start`], also answering virtual-hosted requests: `Host: <bucket>.localhost:PORT` names
 /// the bucket (requests to `127.0.0.1:PORT` stay path-style). Nothing resolves
 /// `<bucket>.localhost` here, so clients reach it through a CONNECT proxy.
 pub fn start_virtual_hosted(dir: &Path, bucket: &str) -> S3Server {
-    start_with(dir, bucket, true)
+    start_with(dir, bucket, true, false)
 }
 
-fn start_with(dir: &Path, bucket: &str, virtual_hosted: bool) -> S3Server {
+fn start_with(dir: &Path, bucket: &str, virtual_hosted: bool, refuse_deletes: bool) -> S3Server {
     let access_key = format!("AK{}", random_hex(18).to_uppercase());
     let secret_key = random_hex(40);
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = std_listener.local_addr().unwrap().port();
     // The Host header carries the port, so the base domain does too.
     let host = virtual_hosted.then(|| format!("localhost:{port}"));
-    let service = build_service_with_host(dir, bucket, &access_key, &secret_key, host.as_deref());
+    let deletes = Deletes {
+        refused: refuse_deletes,
+        attempts: Arc::default(),
+    };
+    let delete_attempts = deletes.attempts.clone();
+    let service = build(
+        dir,
+        bucket,
+        (&access_key, &secret_key),
+        host.as_deref(),
+        deletes,
+    );
     serve_in_background(std_listener, service);
     S3Server {
         port,
         access_key,
         secret_key,
         bucket: bucket.to_string(),
+        delete_attempts,
     }
 }
 
@@ -90,10 +112,27 @@ pub fn build_service_with_host(
     secret_key: &str,
     host: Option<&str>,
 ) -> S3Service {
+    build(
+        dir,
+        bucket,
+        (access_key, secret_key),
+        host,
+        Deletes::default(),
+    )
+}
+
+fn build(
+    dir: &Path,
+    bucket: &str,
+    (access_key, secret_key): (&str, &str),
+    host: Option<&str>,
+    deletes: Deletes,
+) -> S3Service {
     std::fs::create_dir_all(dir.join(bucket)).unwrap();
     let fs = FastFs {
         inner: s3s_fs::FileSystem::new(dir).expect("s3s-fs root"),
         root: dir.canonicalize().expect("s3s-fs root"),
+        deletes,
     };
     let mut b = S3ServiceBuilder::new(fs);
     b.set_auth(SimpleAuth::from_single(access_key, secret_key));
@@ -213,6 +252,81 @@ pub fn connect_proxy(upstream: u16) -> ConnectProxy {
     ConnectProxy { port, targets }
 }
 
+/// A loopback proxy in front of `upstream` (one request per connection, passed on with
+/// [`forward`]) that can stop answering: after [`StallProxy::stall`] every request it reads
+/// is held, unanswered, until [`StallProxy::release`] — a bucket that hangs, then comes back.
+/// Dropping it releases what it holds.
+pub struct StallProxy {
+    pub port: u16,
+    stalled: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl StallProxy {
+    pub fn start(upstream: u16) -> StallProxy {
+        use std::io::Write;
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stalled =
+            std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let held = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (gate, count) = (stalled.clone(), held.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut client) = conn else { continue };
+                let (gate, count) = (gate.clone(), count.clone());
+                std::thread::spawn(move || {
+                    let Ok(Some((head, body))) = read_request(&mut client) else {
+                        return;
+                    };
+                    let (lock, cvar) = &*gate;
+                    let mut stalled = lock.lock().unwrap();
+                    if *stalled {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        while *stalled {
+                            stalled = cvar.wait(stalled).unwrap();
+                        }
+                        count.fetch_sub(1, Ordering::SeqCst);
+                    }
+                    drop(stalled);
+                    if let Ok(resp) = forward(&head, &body, upstream) {
+                        let _ = client.write_all(&resp);
+                    }
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        StallProxy {
+            port,
+            stalled,
+            held,
+        }
+    }
+
+    /// From now on, requests are held until [`Self::release`].
+    pub fn stall(&self) {
+        *self.stalled.0.lock().unwrap() = true;
+    }
+
+    /// Passes on the requests held and every one after.
+    pub fn release(&self) {
+        *self.stalled.0.lock().unwrap() = false;
+        self.stalled.1.notify_all();
+    }
+
+    /// How many requests are held now.
+    pub fn held(&self) -> usize {
+        self.held.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for StallProxy {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 /// Reads one HTTP/1.1 request (head and `Content-Length` body); `None` when the client
 /// closed first.
 pub fn read_request(s: &mut std::net::TcpStream) -> std::io::Result<Option<(Vec<u8>, Vec<u8>)>> {
@@ -278,6 +392,27 @@ pub fn forward(head: &[u8], body: &[u8], upstream: u16) -> std::io::Result<Vec<u
 struct FastFs {
     inner: s3s_fs::FileSystem,
     root: PathBuf,
+    deletes: Deletes,
+}
+
+/// Whether deletes are refused, and how many were asked for.
+#[derive(Default)]
+struct Deletes {
+    refused: bool,
+    attempts: Arc<AtomicUsize>,
+}
+
+impl Deletes {
+    fn attempt(&self) -> S3Result<()> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        if self.refused {
+            return Err(s3s::s3_error!(
+                AccessDenied,
+                "these credentials may not delete"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `bytes FIRST-LAST/SIZE` → (FIRST, LAST - FIRST + 1).
@@ -338,12 +473,14 @@ impl S3 for FastFs {
         &self,
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        self.deletes.attempt()?;
         self.inner.delete_object(req).await
     }
     async fn delete_objects(
         &self,
         req: S3Request<DeleteObjectsInput>,
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        self.deletes.attempt()?;
         self.inner.delete_objects(req).await
     }
     async fn get_bucket_location(

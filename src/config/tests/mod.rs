@@ -10,6 +10,7 @@ use super::{parse_config_file, ConfigError, ConfigFile, Env, ReplicaTarget, S3Ta
 
 mod discovery;
 mod hostile;
+mod requests;
 mod resolve;
 mod secrets;
 mod url;

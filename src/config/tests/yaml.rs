@@ -510,3 +510,126 @@ fn a_missing_key_error_names_the_typo_that_left_it_missing() {
         "{e}"
     );
 }
+
+#[test]
+fn retention_bucket_lifecycle_leaves_deletes_to_the_bucket_at_any_level() {
+    use crate::config::Resolver;
+    use crate::lifecycle::Expiry;
+    let expiries = |text: &str| -> Vec<Expiry> {
+        let cfg = parse(text, &env(&[])).unwrap();
+        assert!(
+            cfg.warnings.iter().all(|w| !w.key.contains("retention")),
+            "{:?}",
+            cfg.warnings
+        );
+        cfg.dbs.iter().map(|(_, rc)| rc.lifecycle.expiry).collect()
+    };
+    let two = "dbs:\n  - path: /a.db\n    replica: {url: s3://bbb/a}\n  - path: /b.db\n    replica: {url: s3://bbb/b}\n";
+    assert_eq!(expiries(two), vec![Expiry::Uploader, Expiry::Uploader]);
+    let top = format!("retention: bucket-lifecycle\nlevels: [{{interval: 10s}}]\n{two}");
+    assert_eq!(
+        expiries(&top),
+        vec![Expiry::BucketLifecycle, Expiry::BucketLifecycle]
+    );
+    assert_eq!(
+        expiries(
+            "skip-remote-deletion: true\n{two}"
+                .replace("{two}", two)
+                .as_str()
+        )[1],
+        Expiry::BucketLifecycle
+    );
+    let per_db = two.replace(
+        "  - path: /b.db\n",
+        "  - path: /b.db\n    retention: Bucket-Lifecycle\n",
+    );
+    assert_eq!(
+        expiries(&per_db),
+        vec![Expiry::Uploader, Expiry::BucketLifecycle]
+    );
+    let per_replica = two.replace(
+        "{url: s3://bbb/a}",
+        "{url: s3://bbb/a, retention: bucket-lifecycle}",
+    );
+    assert_eq!(
+        expiries(&per_replica),
+        vec![Expiry::BucketLifecycle, Expiry::Uploader]
+    );
+    // The rest of the file's lifecycle still applies to the entry, also once resolved, and
+    // databases the file does not name take the top level's.
+    let (resolver, _) = Resolver::from_config_text(
+        env(&[("REPLICA_URL", "s3://bbb/other")]),
+        Path::new(FILE),
+        &top.replace("retention: bucket-lifecycle\n", "").replace(
+            "{url: s3://bbb/a}",
+            "{url: s3://bbb/a, retention: bucket-lifecycle}",
+        ),
+    )
+    .unwrap();
+    let a = resolver.resolve(Path::new("/a.db"), &[]).unwrap().unwrap();
+    assert_eq!(a.lifecycle.expiry, Expiry::BucketLifecycle);
+    assert_eq!(a.lifecycle.levels, vec![Duration::from_secs(10)]);
+    let other = resolver.resolve(Path::new("/c.db"), &[]).unwrap().unwrap();
+    assert_eq!(other.lifecycle.expiry, Expiry::Uploader);
+    let (resolver, _) = Resolver::from_config_text(
+        env(&[("REPLICA_URL", "s3://bbb/other")]),
+        Path::new(FILE),
+        &top,
+    )
+    .unwrap();
+    let other = resolver.resolve(Path::new("/c.db"), &[]).unwrap().unwrap();
+    assert_eq!(other.lifecycle.expiry, Expiry::BucketLifecycle);
+    // The load says so, for each database the file names and for REPLICA_URL's.
+    let summary = resolver.summary();
+    assert_eq!(summary.len(), 3, "{summary:?}");
+    assert!(
+        summary
+            .iter()
+            .all(|l| l.ends_with("(retention: bucket-lifecycle)")),
+        "{summary:?}"
+    );
+
+    // Litestream's durations are accepted and not used, as before; a wrong value is an
+    // error naming the key.
+    let litestream = two.replace("{url: s3://bbb/a}", "{url: s3://bbb/a, retention: 72h}");
+    let cfg = parse(&litestream, &env(&[])).unwrap();
+    assert_eq!(cfg.dbs[0].1.lifecycle.expiry, Expiry::Uploader);
+    assert!(
+        cfg.warnings
+            .iter()
+            .any(|w| w.key == "dbs[0].replica.retention" && w.message.contains("not used")),
+        "{:?}",
+        cfg.warnings
+    );
+    let typo = two.replace(
+        "  - path: /b.db\n",
+        "  - path: /b.db\n    retention: bucket-lifecyle\n",
+    );
+    let err = err_text(parse(&typo, &env(&[])));
+    assert!(
+        err.contains("dbs[1].retention")
+            && err.contains("\"bucket-lifecyle\"")
+            && err.contains("did you mean `bucket-lifecycle`"),
+        "{err}"
+    );
+    let err = err_text(parse(&format!("retention: [1]\n{two}"), &env(&[])));
+    assert!(
+        err.contains(": retention: expected `bucket-lifecycle`"),
+        "{err}"
+    );
+    let dir =
+        "retention: bucket-lifecycle\ndbs:\n  - path: /a.db\n    replica: {path: /backups/a}\n";
+    let cfg = parse(dir, &env(&[])).unwrap();
+    assert!(
+        cfg.warnings
+            .iter()
+            .any(|w| w.key == "dbs[0]" && w.message.contains("directory replica")),
+        "{:?}",
+        cfg.warnings
+    );
+    let err = err_text(parse(
+        &format!("skip-remote-deletion: sure\n{two}"),
+        &env(&[]),
+    ));
+    assert!(err.contains("skip-remote-deletion"), "{err}");
+}

@@ -9,13 +9,14 @@ use yaml_rust2::yaml::Hash;
 use yaml_rust2::Yaml;
 
 use super::fields::{read_replica_fields, Fields};
-use super::lifecycle::apply_db_snapshots;
+use super::lifecycle::{apply_db_snapshots, read_expiry};
 use super::read::{child, describe, key_name, read_bool, read_text, Ctx};
 use super::replica::build_replica;
 use crate::config::env::Text;
 use crate::config::model::{ConfigError, ReplicaConfig, DEFAULT_RESTORE_IF_MISSING};
 use crate::config::paths::absolutize;
 use crate::config::schema::{Level, TextRules};
+use crate::lifecycle::Expiry;
 
 /// Reads the top level's `dbs` node, applying the entries' `snapshot` settings to `lifecycle`.
 pub(super) fn read_dbs(
@@ -32,7 +33,7 @@ pub(super) fn read_dbs(
             apply_db_snapshots(ctx, root, list, lifecycle)?;
             for (i, node) in list.iter().enumerate() {
                 let at = format!("dbs[{i}]");
-                if let Some((db, rc)) = parse_db(ctx, &at, node, global)? {
+                if let Some((db, rc)) = parse_db(ctx, &at, node, global, lifecycle.expiry)? {
                     if let Some(j) = dbs.iter().position(|(p, _)| *p == db) {
                         return Err(ctx.err(
                             &child(&at, "path"),
@@ -66,14 +67,18 @@ struct DbKeys<'a> {
     /// A `dir:` entry (directory replication), which is skipped rather than an error.
     has_dir: bool,
     restore_if_missing: Option<bool>,
+    /// `retention: bucket-lifecycle` on the entry.
+    expiry: Option<Expiry>,
 }
 
 /// One `dbs[i]` entry; `Ok(None)` for entries libreplica skips (directory replication).
+/// `expiry` is the top level's, which the entry's or its replica's `retention` overrides.
 fn parse_db(
     ctx: &mut Ctx,
     at: &str,
     node: &Yaml,
     global: &Fields,
+    expiry: Expiry,
 ) -> Result<Option<(PathBuf, ReplicaConfig)>, ConfigError> {
     let Yaml::Hash(map) = node else {
         return Err(ctx.err(
@@ -90,6 +95,15 @@ fn parse_db(
     };
     let (fields, extra) = replica_fields(ctx, at, keys.replica, keys.replicas)?;
     let mut rc = build_replica(ctx, &fields, global)?;
+    rc.lifecycle.expiry = fields.expiry.or(keys.expiry).unwrap_or(expiry);
+    if rc.lifecycle.expiry == Expiry::BucketLifecycle
+        && matches!(rc.target, crate::config::model::ReplicaTarget::File { .. })
+    {
+        ctx.warn(
+            at,
+            "`retention: bucket-lifecycle` on a directory replica: libreplica never deletes its old files and no bucket rule will; they stay until removed by hand",
+        );
+    }
     rc.restore_if_missing = keys
         .restore_if_missing
         .unwrap_or(DEFAULT_RESTORE_IF_MISSING);
@@ -118,6 +132,10 @@ fn read_db_keys<'a>(ctx: &mut Ctx, at: &str, map: &'a Hash) -> Result<DbKeys<'a>
             "replica" => keys.replica = Some(v).filter(|v| !v.is_null()),
             "replicas" => keys.replicas = Some(v).filter(|v| !v.is_null()),
             "snapshot" => {} // read with the file's lifecycle settings
+            "retention" => match read_expiry(ctx, &child(at, &key), v)? {
+                Some(expiry) => keys.expiry = Some(expiry),
+                None => ctx.warn_key(Level::Db, at, &key),
+            },
             _ => {
                 keys.has_dir |= key == "dir";
                 ctx.warn_key(Level::Db, at, &key);

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use yaml_rust2::Yaml;
 
+use super::lifecycle::read_expiry;
 use super::read::{
     child, describe, key_name, read_bool, read_duration, read_duration_or_zero, read_text, Ctx,
 };
@@ -15,6 +16,7 @@ use crate::config::env::Text;
 use crate::config::model::{ConfigError, Credentials, S3Timeouts};
 use crate::config::s3::normalize_endpoint;
 use crate::config::schema::{Level, TextRules, REPLICA_FIELDS, SECRET_FIELDS};
+use crate::lifecycle::Expiry;
 
 /// Replica settings of one replica (or the top level's defaults), as written.
 #[derive(Default)]
@@ -28,6 +30,8 @@ pub(super) struct Fields {
     pub(super) validation_interval: Option<Duration>,
     /// `connect-timeout` and `read-timeout`.
     durations: BTreeMap<&'static str, Duration>,
+    /// `retention: bucket-lifecycle`.
+    pub(super) expiry: Option<Expiry>,
 }
 
 impl Fields {
@@ -100,6 +104,12 @@ pub(super) fn read_replica_fields(
     };
     for (k, v) in map {
         let key = key_name(k);
+        if key == "retention" {
+            fields.expiry = read_expiry(ctx, &fields.key(&key), v)?;
+            if fields.expiry.is_some() {
+                continue;
+            }
+        }
         match REPLICA_FIELDS.iter().find(|f| **f == key) {
             Some(name) => fields.read(ctx, name, v)?,
             None => ctx.warn_key(Level::Replica, &fields.at.clone(), &key),

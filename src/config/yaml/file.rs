@@ -10,7 +10,7 @@ use yaml_rust2::{Yaml, YamlLoader};
 
 use super::db::read_dbs;
 use super::fields::{file_credentials, Fields};
-use super::lifecycle::read_lifecycle;
+use super::lifecycle::{read_expiry, read_lifecycle};
 use super::limits::check_limits;
 use super::merge::apply_merge_keys;
 use super::read::{describe, key_name, read_duration_or_zero, Ctx};
@@ -47,9 +47,14 @@ pub fn parse_config_file(path: &Path, text: &str, env: &Env) -> Result<ConfigFil
 
     let mut top = read_top_level(&mut ctx, root)?;
     let global_credentials = file_credentials(&mut ctx, &top.global, &Fields::default())?;
+    let (global_request_budget, global_prices) =
+        super::requests::request_settings(&ctx, &top.global, &Fields::default())?;
     let mut dbs = read_dbs(&mut ctx, root, top.dbs, &top.global, &mut top.lifecycle)?;
     for (_, rc) in dbs.iter_mut() {
+        // The entry's own expiry (its replica's, its own, else the top level's) is kept.
+        let expiry = rc.lifecycle.expiry;
         rc.lifecycle = top.lifecycle.clone();
+        rc.lifecycle.expiry = expiry;
         rc.shutdown_sync_timeout = top
             .shutdown_sync_timeout
             .unwrap_or(DEFAULT_SHUTDOWN_SYNC_TIMEOUT);
@@ -63,6 +68,8 @@ pub fn parse_config_file(path: &Path, text: &str, env: &Env) -> Result<ConfigFil
         lifecycle: top.lifecycle,
         global_validation_interval: top.global.validation_interval,
         shutdown_sync_timeout: top.shutdown_sync_timeout,
+        global_request_budget,
+        global_prices,
     })
 }
 
@@ -105,6 +112,11 @@ fn read_top_level<'a>(ctx: &mut Ctx, root: &'a Hash) -> Result<TopLevel<'a>, Con
         let key = key_name(k);
         if key == "dbs" {
             top.dbs = Some(v);
+        } else if key == "retention" {
+            match read_expiry(ctx, &key, v)? {
+                Some(expiry) => top.lifecycle.expiry = expiry,
+                None => ctx.warn_key(Level::Top, "", &key),
+            }
         } else if key == "shutdown-sync-timeout" {
             top.shutdown_sync_timeout = read_duration_or_zero(ctx, &key, v)?;
         } else if TOP_LIFECYCLE.contains(&key.as_str()) {

@@ -1,15 +1,58 @@
-//! Litestream's lifecycle keys in the config file: the top level's `snapshot`, `levels` and
-//! `l0-retention`, and the databases' `snapshot` entries, which Litestream applies to every
-//! database. Builds one [`Lifecycle`] for the whole file; the caller hands it to every replica.
+//! Litestream's lifecycle keys in the config file: the top level's `snapshot`, `levels`,
+//! `l0-retention` and `skip-remote-deletion`, and the databases' `snapshot` entries, which
+//! Litestream applies to every database. Builds one [`Lifecycle`] for the whole file; the
+//! caller hands it to every replica. Also reads `retention: bucket-lifecycle` (top level,
+//! database or replica), which only says who removes old files ([`Expiry`]).
 
 use std::time::Duration;
 
 use yaml_rust2::yaml::Hash;
 use yaml_rust2::Yaml;
 
-use super::read::{child, describe, key_name, read_duration, read_duration_or_zero, Ctx};
+use super::read::{
+    child, describe, key_name, read_bool, read_duration, read_duration_or_zero, Ctx,
+};
+use crate::config::env::expand_vars;
 use crate::config::model::ConfigError;
-use crate::lifecycle::Lifecycle;
+use crate::config::schema::did_you_mean;
+use crate::config::values::parse_duration;
+use crate::lifecycle::{Expiry, Lifecycle};
+
+/// The `retention` value that leaves old files to the bucket's lifecycle rules.
+pub(super) const BUCKET_LIFECYCLE: &str = "bucket-lifecycle";
+
+/// A `retention` value at `key`: `bucket-lifecycle` is [`Expiry::BucketLifecycle`]; a
+/// duration (Litestream's own replica retention) or nothing is `None`, for the caller to
+/// warn about as a key libreplica does not use; anything else is an error naming the key.
+pub(super) fn read_expiry(
+    ctx: &mut Ctx,
+    key: &str,
+    node: &Yaml,
+) -> Result<Option<Expiry>, ConfigError> {
+    let text = match node {
+        Yaml::Null => return Ok(None),
+        Yaml::String(s) => expand_vars(s, ctx.env).map_err(|e| ctx.err(key, e))?.value,
+        other => return Err(not_an_expiry(ctx, key, &describe(other), "")),
+    };
+    let text = text.trim();
+    if text.eq_ignore_ascii_case(BUCKET_LIFECYCLE) {
+        return Ok(Some(Expiry::BucketLifecycle));
+    }
+    if text.is_empty() || parse_duration(text).is_ok() {
+        return Ok(None);
+    }
+    let hint = did_you_mean(text, [BUCKET_LIFECYCLE].into_iter());
+    Err(not_an_expiry(ctx, key, &format!("{text:?}"), &hint))
+}
+
+fn not_an_expiry(ctx: &Ctx, key: &str, got: &str, hint: &str) -> ConfigError {
+    ctx.err(
+        key,
+        format!(
+            "expected `{BUCKET_LIFECYCLE}` (old files are left to the bucket's lifecycle rules; libreplica never deletes) or a duration like 24h (Litestream's retention, not used by libreplica), got {got}{hint}"
+        ),
+    )
+}
 
 /// `snapshot: {interval, retention}` at `at` (top level or a database's).
 fn read_snapshot_settings(
@@ -64,6 +107,12 @@ pub(super) fn read_lifecycle(
         ("l0-retention", _) => {
             if let Some(d) = read_duration_or_zero(ctx, key, node)? {
                 into.l0_retention = d;
+            }
+        }
+        // Litestream's name for the same mode.
+        ("skip-remote-deletion", _) => {
+            if read_bool(ctx, key, node)? == Some(true) {
+                into.expiry = Expiry::BucketLifecycle;
             }
         }
         (_, other) => {

@@ -14,6 +14,7 @@ mod limits;
 mod merge;
 mod read;
 mod replica;
+mod requests;
 
 pub use file::parse_config_file;
 pub(super) use limits::{too_large, MAX_CONFIG_BYTES};

@@ -29,6 +29,7 @@ pub(super) fn build_replica(
     global: &Fields,
 ) -> Result<ReplicaConfig, ConfigError> {
     let ty = replica_type(ctx, own)?;
+    let (request_budget, prices) = super::requests::request_settings(ctx, own, global)?;
     let sync_interval = own
         .sync_interval
         .or(global.sync_interval)
@@ -53,6 +54,8 @@ pub(super) fn build_replica(
             .filter(|d| !d.is_zero()),
         shutdown_sync_timeout: DEFAULT_SHUTDOWN_SYNC_TIMEOUT,
         lease_ttl: DEFAULT_LEASE_TTL,
+        request_budget,
+        prices,
     })
 }
 

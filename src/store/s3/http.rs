@@ -310,10 +310,28 @@ impl S3Store {
             match result {
                 Err(e) if e.is_transient() && retry && attempt < TRIES => {
                     std::thread::sleep(backoff(attempt));
+                    // Every attempt is a request the bucket bills.
+                    self.count_retry(method, query);
                 }
                 other => return other,
             }
         }
+    }
+}
+
+impl S3Store {
+    /// Counts a repeated attempt with the calls of its kind: a listing (a GET with
+    /// `list-type`), a batch delete (a POST with `delete`), or by its method.
+    fn count_retry(&self, method: &str, query: &[(&str, &str)]) {
+        let has = |name: &str| query.iter().any(|(k, _)| *k == name);
+        let counter = match method {
+            "DELETE" => &self.deletes,
+            "POST" if has("delete") => &self.deletes,
+            "GET" if has("list-type") => &self.lists,
+            "GET" | "HEAD" => &self.gets,
+            _ => &self.puts,
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
