@@ -18,6 +18,7 @@ pub mod ls03;
 pub mod ltx;
 pub mod metrics;
 pub mod restore;
+pub mod seal;
 pub mod shim;
 pub mod snapshot;
 pub mod spool;

@@ -260,6 +260,7 @@ fn three_days_of_snapshots_compaction_and_retention_stay_restorable() {
         lease_ttl: replica::config::DEFAULT_LEASE_TTL,
         request_budget: None,
         prices: Default::default(),
+        age: None,
     };
     let db = Arc::new(Database::open(&db_path, cfg, 1 << 30).unwrap());
     let store = Arc::new(DirStore::new(replica.clone()));

@@ -49,11 +49,11 @@ mod tests;
 pub use discovery::{config_text, locate_config_file};
 pub use env::Env;
 pub use model::{
-    ConfigError, ConfigFile, Credentials, DbConfig, ReplicaConfig, ReplicaTarget, S3Target,
-    S3Timeouts, Warning, DEFAULT_LEASE_TTL, DEFAULT_RESTORE_IF_MISSING,
+    AgeConfig, ConfigError, ConfigFile, Credentials, DbConfig, IdentitySource, ReplicaConfig,
+    ReplicaTarget, S3Target, S3Timeouts, Warning, DEFAULT_LEASE_TTL, DEFAULT_RESTORE_IF_MISSING,
     DEFAULT_SHUTDOWN_SYNC_TIMEOUT, DEFAULT_SYNC_INTERVAL,
 };
-pub use resolve::Resolver;
+pub use resolve::{merge_age, Resolver};
 pub use url::parse_replica_url;
 pub use values::parse_duration;
 pub use yaml::parse_config_file;

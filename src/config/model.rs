@@ -120,6 +120,72 @@ pub struct ReplicaConfig {
     /// What requests cost, for the estimate status shows (`request-price`: Class A, per
     /// million; R2's prices otherwise).
     pub prices: crate::budget::Prices,
+    /// Client-side encryption (`age:`, `REPLICA_AGE_*`); `None`: objects are plaintext.
+    pub age: Option<AgeConfig>,
+}
+
+/// An encrypted replica's keys as configured: every LTX object is sealed to `recipients`
+/// (`age1…`; none: the identities' own public keys) and opened with any of `identities`.
+/// Checked when read; identity files are read when the store opens. `Debug` never shows an
+/// identity's secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AgeConfig {
+    pub recipients: Vec<String>,
+    pub identities: Vec<IdentitySource>,
+}
+
+/// Where an age identity comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum IdentitySource {
+    /// `AGE-SECRET-KEY-1…` written in the config.
+    Inline(String),
+    /// An identity file (`age-keygen -o key.txt`), absolute.
+    File(PathBuf),
+}
+
+impl fmt::Debug for IdentitySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdentitySource::Inline(_) => write!(f, "<inline identity, redacted>"),
+            IdentitySource::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+impl fmt::Debug for AgeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgeConfig")
+            .field("recipients", &self.recipients)
+            .field("identities", &self.identities)
+            .finish()
+    }
+}
+
+impl AgeConfig {
+    /// Checks what can be checked without reading files: recipients parse, inline
+    /// identities parse, and there is at least one identity.
+    pub fn check(&self) -> Result<(), String> {
+        if self.identities.is_empty() {
+            return Err("age: no identity given; compaction and restore decrypt objects, so at least one identity (AGE-SECRET-KEY-1… or an identity file) is required".into());
+        }
+        let mut inline = Vec::new();
+        for i in &self.identities {
+            if let IdentitySource::Inline(text) = i {
+                inline.extend(
+                    crate::seal::parse_identities(text, "age identity")
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+        }
+        if inline.len() == self.identities.len() {
+            crate::seal::Keys::new(&self.recipients, inline).map_err(|e| e.to_string())?;
+        } else {
+            for r in &self.recipients {
+                crate::seal::Keys::check_recipient(r).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A non-fatal problem in the config file. `Display`: `litestream.yml: <key>: <message>`.

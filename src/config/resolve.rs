@@ -12,8 +12,9 @@ use std::time::Duration;
 use super::discovery::{locate_config_file, read_config_file};
 use super::env::{env_duration, env_switch, Env};
 use super::model::{
-    ConfigError, ConfigFile, ReplicaConfig, ReplicaTarget, Warning, DEFAULT_LEASE_TTL,
-    DEFAULT_RESTORE_IF_MISSING, DEFAULT_SHUTDOWN_SYNC_TIMEOUT, DEFAULT_SYNC_INTERVAL,
+    AgeConfig, ConfigError, ConfigFile, IdentitySource, ReplicaConfig, ReplicaTarget, Warning,
+    DEFAULT_LEASE_TTL, DEFAULT_RESTORE_IF_MISSING, DEFAULT_SHUTDOWN_SYNC_TIMEOUT,
+    DEFAULT_SYNC_INTERVAL,
 };
 use super::paths::normalize;
 use super::schema::did_you_mean;
@@ -232,7 +233,23 @@ impl Resolver {
         let Some((target, entry)) = self.target(&db, replica_param)? else {
             return Ok(None);
         };
-        Ok(Some(self.assemble(target, entry, interval)))
+        let age = merge_age(&self.env, entry.and_then(|rc| rc.age.as_ref()))?;
+        Ok(Some(ReplicaConfig {
+            age,
+            ..self.assemble(target, entry, interval)
+        }))
+    }
+
+    /// The encryption keys of a replica named by its target: those of the config-file entry
+    /// that replicates to it, under the environment's (see [`merge_age`]).
+    pub fn age_for_target(&self, target: &ReplicaTarget) -> Result<Option<AgeConfig>, ConfigError> {
+        let entry = self
+            .file
+            .iter()
+            .flat_map(|f| f.dbs.iter())
+            .find(|(_, rc)| &rc.target == target)
+            .and_then(|(_, rc)| rc.age.as_ref());
+        merge_age(&self.env, entry)
     }
 
     /// The target of `db` and the config-file entry it came from, if any.
@@ -311,8 +328,48 @@ impl Resolver {
             prices: entry.map_or(file.map(|f| f.global_prices).unwrap_or_default(), |rc| {
                 rc.prices
             }),
+            age: None,
         }
     }
+}
+
+/// The encryption keys of a replica: `REPLICA_AGE_RECIPIENTS` (`age1…`, separated by commas
+/// or spaces) and `REPLICA_AGE_IDENTITY_FILE` over the entry's `age:` (each replaces its
+/// part), checked as a whole.
+pub fn merge_age(env: &Env, entry: Option<&AgeConfig>) -> Result<Option<AgeConfig>, ConfigError> {
+    let recipients = env.get("REPLICA_AGE_RECIPIENTS").map(|v| {
+        v.split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|r| !r.is_empty())
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    });
+    let identity_file = env.get("REPLICA_AGE_IDENTITY_FILE");
+    if recipients.is_none() && identity_file.is_none() {
+        return Ok(entry.cloned());
+    }
+    let var = if identity_file.is_some() {
+        "REPLICA_AGE_IDENTITY_FILE"
+    } else {
+        "REPLICA_AGE_RECIPIENTS"
+    };
+    let env_err = |reason: String| ConfigError::Env {
+        var: var.to_string(),
+        reason,
+    };
+    let identities = match identity_file {
+        Some(f) => vec![IdentitySource::File(
+            super::paths::absolutize(f.trim(), env).map_err(env_err)?,
+        )],
+        None => entry.map(|a| a.identities.clone()).unwrap_or_default(),
+    };
+    let age = AgeConfig {
+        recipients: recipients
+            .or_else(|| entry.map(|a| a.recipients.clone()))
+            .unwrap_or_default(),
+        identities,
+    };
+    age.check().map_err(env_err)?;
+    Ok(Some(age))
 }
 
 /// `REPLICA_REQUEST_BUDGET`, if set: `500000/month` or `$2/month`.

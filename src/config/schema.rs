@@ -126,7 +126,6 @@ const SETTINGS_UNUSED: &[&str] = &[
     "max-reconnects",
     "reconnect-wait",
     "timeout",
-    "age",
 ];
 pub(super) const SECRET_FIELDS: &[&str] = &["access-key-id", "secret-access-key"];
 /// Fields that say where the data goes (the database's `path`, a replica's `url`, `path`,

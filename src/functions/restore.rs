@@ -216,8 +216,10 @@ fn try_restore_missing(
             replica.url()
         ))
     };
+    let age = super::scope::age_of(replica).map_err(failed)?;
     let replica = &boot_target(replica);
-    let store = crate::store::open_failing_fast(replica).map_err(|e| failed(e.into()))?;
+    let store =
+        crate::store::open_failing_fast(replica, age.as_ref()).map_err(|e| failed(e.into()))?;
     let prefix = match replica {
         ReplicaTarget::S3(t) => t.prefix.clone(),
         ReplicaTarget::File { .. } => String::new(),

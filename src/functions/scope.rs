@@ -97,11 +97,24 @@ pub(super) fn resolve_source(src: &str) -> Result<ReplicaTarget, Error> {
     }
 }
 
+/// The encryption keys of a replica: those of the database this process replicates to it,
+/// else those the config file gives it, under the environment's `REPLICA_AGE_*`.
+pub(super) fn age_of(replica: &ReplicaTarget) -> Result<Option<config::AgeConfig>, Error> {
+    if let Some(db) = database::all()
+        .into_iter()
+        .find(|d| &d.config.target == replica)
+    {
+        return Ok(db.config.age.clone());
+    }
+    let (resolver, _) = config::Resolver::from_process()?;
+    Ok(resolver.age_for_target(replica)?)
+}
+
 /// The store and key prefix of a replica.
 pub(super) fn open_replica(
     replica: &ReplicaTarget,
 ) -> Result<(Box<dyn crate::store::ObjectStore>, String), Error> {
-    let store = crate::store::open(replica)?;
+    let store = crate::store::open(replica, age_of(replica)?.as_ref())?;
     let prefix = match replica {
         ReplicaTarget::S3(t) => t.prefix.clone(),
         ReplicaTarget::File { .. } => String::new(),

@@ -10,6 +10,8 @@ pub enum LtxError {
     /// The input ended before the structure being read was complete.
     Truncated,
     BadMagic,
+    /// An age file where an LTX file belongs: an encrypted replica read without its keys.
+    Encrypted,
     BadHeader(String),
     BadPage(String),
     BadIndex(String),
@@ -32,6 +34,10 @@ impl fmt::Display for LtxError {
             LtxError::Io(e) => write!(f, "ltx i/o error: {e}"),
             LtxError::Truncated => write!(f, "ltx file is truncated"),
             LtxError::BadMagic => write!(f, "not an ltx file (magic is not \"LTX1\")"),
+            LtxError::Encrypted => write!(
+                f,
+                "the object is age-encrypted: give the replica's identity (`age: identities:` in its config, or REPLICA_AGE_IDENTITY_FILE)"
+            ),
             LtxError::BadHeader(m) => write!(f, "invalid ltx header: {m}"),
             LtxError::BadPage(m) => write!(f, "invalid ltx page: {m}"),
             LtxError::BadIndex(m) => write!(f, "invalid ltx page index: {m}"),

@@ -99,6 +99,9 @@ impl Header {
 
     /// Parses and validates the first [`HEADER_SIZE`] bytes of `b`.
     pub fn decode(b: &[u8]) -> Result<Header, LtxError> {
+        if b.starts_with(b"age-encryption.org/") {
+            return Err(LtxError::Encrypted);
+        }
         if b.len() < HEADER_SIZE {
             return Err(LtxError::Truncated);
         }

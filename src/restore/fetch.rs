@@ -28,6 +28,30 @@ pub fn list_objects(store: &dyn ObjectStore, prefix: &str) -> Result<Vec<LtxObje
     Ok(objects)
 }
 
+/// `chain` with each object's size that of its contents, where the store seals objects (an
+/// encrypted object's listed size counts its header and tags): pieces are cut, and bodies
+/// checked, by what a GET returns.
+pub(super) fn content_sizes(
+    store: &dyn ObjectStore,
+    mut chain: Vec<LtxObject>,
+    parallelism: usize,
+) -> Result<Vec<LtxObject>, Error> {
+    if !store.sealed() {
+        return Ok(chain);
+    }
+    let sizes = parallel_map(&chain, parallelism, |o| {
+        store.content_len(&crate::store::ObjectInfo {
+            key: o.key.clone(),
+            size: o.size,
+            modified_ms: o.modified_ms,
+        })
+    });
+    for (o, size) in chain.iter_mut().zip(sizes) {
+        o.size = size?;
+    }
+    Ok(chain)
+}
+
 /// Runs `f` over `items` on up to `parallelism` threads; results in input order.
 fn parallel_map<T: Sync, R: Send>(
     items: &[T],

@@ -7,7 +7,7 @@
 //! never overwrite a file unless asked.
 
 use super::apply::apply;
-use super::fetch::{list_objects, txid_at_time};
+use super::fetch::{content_sizes, list_objects, txid_at_time};
 use super::legacy;
 use super::plan::{plan, LtxObject};
 use super::temp;
@@ -39,7 +39,7 @@ pub fn restore_with(req: &RestoreRequest, tuning: &Tuning) -> Result<Restored, E
         Target::Txid(t) => Some(t),
         Target::Timestamp(ts) => Some(txid_at_time(req.store, &objects, ts, tuning.parallelism)?),
     };
-    let chain = plan(&objects, target_txid)?;
+    let chain = content_sizes(req.store, plan(&objects, target_txid)?, tuning.parallelism)?;
     let (tmp, file) = temp::create_beside(req.output, "restoring", temp::mode_for(req.output))?;
     let applied = apply(req.store, &chain, &file, tuning);
     // Closed before SQLite opens it for the check: closing a descriptor of a file drops the

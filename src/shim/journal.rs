@@ -94,6 +94,7 @@ mod tests {
             lease_ttl: crate::config::DEFAULT_LEASE_TTL,
             request_budget: None,
             prices: Default::default(),
+            age: None,
         };
         let db = database::get_or_open(&path, cfg).unwrap();
         let requests = db.progress().snapshot_request;

@@ -12,6 +12,7 @@ mod md5;
 #[cfg(test)]
 pub mod memory;
 pub mod s3;
+pub mod sealed;
 pub mod sigv4;
 
 use std::fmt;
@@ -100,6 +101,16 @@ pub trait ObjectStore: Send + Sync {
     fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError>;
     /// Every object whose key starts with `prefix`, sorted by key.
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError>;
+    /// The length of what [`ObjectStore::get`] returns for a listed object: its listed size,
+    /// except in a store that transforms objects (the sealed store reads the header).
+    fn content_len(&self, info: &ObjectInfo) -> Result<u64, StoreError> {
+        Ok(info.size)
+    }
+    /// Whether LTX objects are sealed (an encrypted replica): their listed sizes are not
+    /// their contents' (see [`ObjectStore::content_len`]).
+    fn sealed(&self) -> bool {
+        false
+    }
     /// Deleting a missing key is not an error.
     fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Deletes every key; `Ok` means none of them remains (backends whose bulk delete can
@@ -146,22 +157,45 @@ pub(crate) fn longer_than_listed(key: &str, listed: u64) -> StoreError {
     ))
 }
 
-/// Opens the backend a replica target names.
-pub fn open(target: &crate::config::ReplicaTarget) -> Result<Box<dyn ObjectStore>, StoreError> {
-    match target {
-        crate::config::ReplicaTarget::File { dir } => Ok(Box::new(fs::DirStore::new(dir.clone()))),
-        crate::config::ReplicaTarget::S3(t) => Ok(Box::new(s3::S3Store::new(t)?)),
-    }
+/// Opens the backend a replica target names, sealing LTX objects when `age` is given.
+pub fn open(
+    target: &crate::config::ReplicaTarget,
+    age: Option<&crate::config::AgeConfig>,
+) -> Result<Box<dyn ObjectStore>, StoreError> {
+    let store: Box<dyn ObjectStore> = match target {
+        crate::config::ReplicaTarget::File { dir } => Box::new(fs::DirStore::new(dir.clone())),
+        crate::config::ReplicaTarget::S3(t) => Box::new(s3::S3Store::new(t)?),
+    };
+    seal_if(store, age)
 }
 
 /// [`open`], for a caller that blocks an application: an S3 endpoint that does not answer
 /// fails its request after one connect or read timeout (see `S3Store::failing_fast`).
 pub fn open_failing_fast(
     target: &crate::config::ReplicaTarget,
+    age: Option<&crate::config::AgeConfig>,
 ) -> Result<Box<dyn ObjectStore>, StoreError> {
     match target {
-        crate::config::ReplicaTarget::S3(t) => Ok(Box::new(s3::S3Store::new(t)?.failing_fast())),
-        other => open(other),
+        crate::config::ReplicaTarget::S3(t) => {
+            seal_if(Box::new(s3::S3Store::new(t)?.failing_fast()), age)
+        }
+        other => open(other, age),
+    }
+}
+
+fn seal_if(
+    store: Box<dyn ObjectStore>,
+    age: Option<&crate::config::AgeConfig>,
+) -> Result<Box<dyn ObjectStore>, StoreError> {
+    match age {
+        None => Ok(store),
+        Some(age) => {
+            let keys = sealed::keys_of(age)?;
+            Ok(Box::new(sealed::SealedStore::new(
+                std::sync::Arc::<dyn ObjectStore>::from(store),
+                keys,
+            )))
+        }
     }
 }
 
@@ -184,6 +218,12 @@ impl<T: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<T> {
     }
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         (**self).list(prefix)
+    }
+    fn content_len(&self, info: &ObjectInfo) -> Result<u64, StoreError> {
+        (**self).content_len(info)
+    }
+    fn sealed(&self) -> bool {
+        (**self).sealed()
     }
     fn delete(&self, key: &str) -> Result<(), StoreError> {
         (**self).delete(key)

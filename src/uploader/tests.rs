@@ -90,6 +90,7 @@ impl Harness {
             lease_ttl: crate::config::DEFAULT_LEASE_TTL,
             request_budget: None,
             prices: Default::default(),
+            age: None,
         };
         let mut cfg = cfg;
         adjust(&mut cfg);

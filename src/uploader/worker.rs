@@ -44,7 +44,8 @@ impl Drop for DbUploader {
 
 impl DbUploader {
     pub fn new(db: Arc<Database>) -> DbUploader {
-        let store = crate::store::open(&db.config.target).map_err(|e| e.to_string());
+        let store = crate::store::open(&db.config.target, db.config.age.as_ref())
+            .map_err(|e| e.to_string());
         Self::with_store(db, store)
     }
 

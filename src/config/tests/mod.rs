@@ -8,6 +8,7 @@ use std::path::Path;
 
 use super::{parse_config_file, ConfigError, ConfigFile, Env, ReplicaTarget, S3Target};
 
+mod age;
 mod discovery;
 mod hostile;
 mod requests;

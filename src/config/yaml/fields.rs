@@ -32,6 +32,8 @@ pub(super) struct Fields {
     durations: BTreeMap<&'static str, Duration>,
     /// `retention: bucket-lifecycle`.
     pub(super) expiry: Option<Expiry>,
+    /// `age:` (a replica's own; never the top level's).
+    pub(super) age: Option<crate::config::model::AgeConfig>,
 }
 
 impl Fields {
@@ -104,6 +106,10 @@ pub(super) fn read_replica_fields(
     };
     for (k, v) in map {
         let key = key_name(k);
+        if key == "age" {
+            fields.age = Some(super::age::read_age(ctx, &fields.key(&key), v)?);
+            continue;
+        }
         if key == "retention" {
             fields.expiry = read_expiry(ctx, &fields.key(&key), v)?;
             if fields.expiry.is_some() {

@@ -1,11 +1,12 @@
 //! Reading the `litestream.yml`-shaped config file into a [`ConfigFile`](super::ConfigFile):
 //! the file as a whole (`file`), its `dbs:` entries (`db`), one replica (`replica`) from its
-//! settings as written (`fields`), the lifecycle keys (`lifecycle`), YAML merge keys (`merge`)
+//! settings as written (`fields`), its encryption keys (`age`), the lifecycle keys (`lifecycle`), YAML merge keys (`merge`)
 //! and single nodes (`read`), once the text is within the bounds on size, aliases and nesting
 //! (`limits`). Takes the file's text and an [`Env`](super::Env); reads no file and no process
 //! state. Every error names the file and the key path (or line); no error or warning echoes a
 //! secret. Only declarations and the re-exports live here.
 
+mod age;
 mod db;
 mod fields;
 mod file;

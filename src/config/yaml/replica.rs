@@ -56,6 +56,7 @@ pub(super) fn build_replica(
         lease_ttl: DEFAULT_LEASE_TTL,
         request_budget,
         prices,
+        age: own.age.clone(),
     })
 }
 

@@ -1,0 +1,521 @@
+//! The age envelope of an encrypted replica: every LTX object is an age file (X25519
+//! recipients, 64 KiB STREAM chunks), so the standard `age -d` opens any of them. Pure: it
+//! seals and opens bytes, parses keys and headers, and maps a plaintext range onto the
+//! ciphertext chunks that hold it (a ranged GET of an encrypted object needs only the
+//! header and those chunks). It knows nothing of stores or LTX.
+
+use std::fmt;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::str::FromStr;
+
+use age::x25519::{Identity, Recipient};
+
+/// How every age file begins (the version line of its header).
+pub const MAGIC: &[u8] = b"age-encryption.org/v1\n";
+/// Plaintext bytes per STREAM chunk, and the chunk's size once sealed (plus its tag).
+pub const CHUNK: u64 = 64 * 1024;
+pub const SEALED_CHUNK: u64 = CHUNK + 16;
+/// The payload nonce that follows the header.
+const NONCE_LEN: u64 = 16;
+/// The longest header read: X25519 stanzas are under 100 bytes each, so this bounds what a
+/// hostile object can make a reader hold before it is refused.
+pub const MAX_HEADER: u64 = 16 * 1024;
+
+/// Why an envelope could not be made or opened; never carries key material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SealError {
+    /// Not an age file at all (a plaintext object where an encrypted one belongs).
+    NotSealed,
+    /// An age header that is cut short, malformed, or longer than [`MAX_HEADER`].
+    BadHeader(String),
+    /// None of the identities opens the file.
+    NoMatchingIdentity,
+    /// A chunk failed authentication, or the payload is cut short.
+    Corrupt(String),
+    /// A key that does not parse (says which, never its secret text).
+    BadKey(String),
+}
+
+impl fmt::Display for SealError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SealError::NotSealed => write!(
+                f,
+                "not an age file (a plaintext object in an encrypted replica?)"
+            ),
+            SealError::BadHeader(m) => write!(f, "bad age header: {m}"),
+            SealError::NoMatchingIdentity => {
+                write!(f, "none of the configured age identities can decrypt it")
+            }
+            SealError::Corrupt(m) => write!(f, "age payload refused: {m}"),
+            SealError::BadKey(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl std::error::Error for SealError {}
+
+/// The keys of an encrypted replica: objects are sealed to every recipient and opened with
+/// any identity. `Debug` shows public keys only.
+#[derive(Clone)]
+pub struct Keys {
+    recipients: Vec<Recipient>,
+    identities: Vec<Identity>,
+}
+
+impl Keys {
+    /// Keys from recipient strings (`age1…`) and identities (`AGE-SECRET-KEY-1…`). With no
+    /// recipient, objects are sealed to the identities' own public keys. At least one
+    /// identity must open what the recipients seal: the uploader reads its own objects back
+    /// to compact them.
+    pub fn new(recipients: &[String], identities: Vec<Identity>) -> Result<Keys, SealError> {
+        if identities.is_empty() {
+            return Err(SealError::BadKey(
+                "age: no identity given; compaction and restore decrypt objects, so at least one identity (AGE-SECRET-KEY-1… or an identity file) is required".into(),
+            ));
+        }
+        let mut parsed = Vec::new();
+        for r in recipients {
+            parsed.push(Keys::check_recipient(r)?);
+        }
+        if parsed.is_empty() {
+            parsed = identities.iter().map(Identity::to_public).collect();
+        }
+        let own: Vec<String> = identities
+            .iter()
+            .map(|i| i.to_public().to_string())
+            .collect();
+        if !parsed.iter().any(|r| own.contains(&r.to_string())) {
+            return Err(SealError::BadKey(
+                "age: none of the identities belongs to a recipient, so objects written could not be read back (compaction, restore)".into(),
+            ));
+        }
+        Ok(Keys {
+            recipients: parsed,
+            identities,
+        })
+    }
+
+    /// One recipient (`age1…`), parsed.
+    pub fn check_recipient(r: &str) -> Result<Recipient, SealError> {
+        Recipient::from_str(r.trim()).map_err(|_| {
+            SealError::BadKey(format!(
+                "age recipient {} is not an X25519 recipient (age1…)",
+                r.trim()
+            ))
+        })
+    }
+
+    /// The recipients, as `age1…` strings.
+    pub fn recipients(&self) -> Vec<String> {
+        self.recipients.iter().map(Recipient::to_string).collect()
+    }
+
+    /// The identities' public keys (never the secrets).
+    pub fn identity_publics(&self) -> Vec<String> {
+        self.identities
+            .iter()
+            .map(|i| i.to_public().to_string())
+            .collect()
+    }
+}
+
+impl fmt::Debug for Keys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keys")
+            .field("recipients", &self.recipients())
+            .field("identities", &self.identity_publics())
+            .finish()
+    }
+}
+
+impl PartialEq for Keys {
+    fn eq(&self, other: &Keys) -> bool {
+        self.recipients() == other.recipients()
+            && self.identity_publics() == other.identity_publics()
+    }
+}
+
+impl Eq for Keys {}
+
+/// The identities in `text`: one `AGE-SECRET-KEY-1…` per line, `#` comments and blank lines
+/// skipped (the format `age-keygen` writes). `source` names where it came from, for errors.
+pub fn parse_identities(text: &str, source: &str) -> Result<Vec<Identity>, SealError> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let id = Identity::from_str(line).map_err(|_| {
+            SealError::BadKey(format!(
+                "{source}: line {} is not an age X25519 identity (AGE-SECRET-KEY-1…)",
+                n + 1
+            ))
+        })?;
+        out.push(id);
+    }
+    if out.is_empty() {
+        return Err(SealError::BadKey(format!(
+            "{source}: holds no age identity"
+        )));
+    }
+    Ok(out)
+}
+
+/// Whether `head` (an object's first bytes) begins an age file.
+pub fn is_sealed(head: &[u8]) -> bool {
+    head.starts_with(MAGIC)
+}
+
+/// A writer that seals what is written to it into `out`; [`SealWriter::finish`] writes the
+/// last chunk and returns `out`.
+pub struct SealWriter<W: Write>(age::stream::StreamWriter<W>);
+
+impl<W: Write> SealWriter<W> {
+    pub fn new(keys: &Keys, out: W) -> io::Result<SealWriter<W>> {
+        let recipients = keys.recipients.iter().map(|r| r as &dyn age::Recipient);
+        let enc = age::Encryptor::with_recipients(recipients)
+            .map_err(|e| io::Error::other(format!("age: {e}")))?;
+        Ok(SealWriter(enc.wrap_output(out)?))
+    }
+    pub fn finish(self) -> io::Result<W> {
+        self.0.finish()
+    }
+}
+
+impl<W: Write> Write for SealWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// `plain`, sealed to the recipients.
+pub fn seal(plain: &[u8], keys: &Keys) -> Result<Vec<u8>, SealError> {
+    let mut w = SealWriter::new(keys, Vec::with_capacity(plain.len() + 512))
+        .map_err(|e| SealError::BadKey(e.to_string()))?;
+    w.write_all(plain)
+        .and_then(|_| w.finish())
+        .map_err(|e| SealError::Corrupt(e.to_string()))
+}
+
+/// The length of the header plus the payload nonce: where the first chunk starts. `None`
+/// when `head` ends before the header does (read more, up to [`MAX_HEADER`]).
+pub fn payload_start(head: &[u8]) -> Result<Option<u64>, SealError> {
+    if head.len() < MAGIC.len() {
+        return if MAGIC.starts_with(head) {
+            Ok(None)
+        } else {
+            Err(SealError::NotSealed)
+        };
+    }
+    if !is_sealed(head) {
+        return Err(SealError::NotSealed);
+    }
+    // The header ends with its MAC line, "--- <base64>\n".
+    let mut at = 0;
+    while let Some(nl) = head[at..].iter().position(|b| *b == b'\n') {
+        let line = &head[at..at + nl];
+        at += nl + 1;
+        if line.starts_with(b"--- ") {
+            let start = at as u64 + NONCE_LEN;
+            return Ok((head.len() as u64 >= start).then_some(start));
+        }
+    }
+    if head.len() as u64 >= MAX_HEADER {
+        return Err(SealError::BadHeader(format!(
+            "no end of header in its first {MAX_HEADER} bytes"
+        )));
+    }
+    Ok(None)
+}
+
+/// The plaintext length of a sealed object of `sealed_len` bytes whose chunks start at
+/// `start`; `None` for a length no age file can have.
+pub fn plain_len(start: u64, sealed_len: u64) -> Option<u64> {
+    let payload = sealed_len.checked_sub(start)?;
+    let chunks = payload.div_ceil(SEALED_CHUNK).max(1);
+    let plain = payload.checked_sub(chunks * 16)?;
+    // Only the last chunk may be short, and only an empty file has an empty one.
+    (payload % SEALED_CHUNK != 16 || payload == 16).then_some(plain)
+}
+
+/// The most bytes a sealed object holding at most `plain` bytes can have, header included.
+pub fn max_sealed_len(plain: u64) -> u64 {
+    plain + (plain / CHUNK + 1) * 16 + MAX_HEADER + NONCE_LEN
+}
+
+/// The sealed bytes `[from, to)` that hold plaintext `[offset, offset+len)`, for chunks
+/// starting at `start`: whole chunks, since each is authenticated as one.
+pub fn sealed_span(start: u64, offset: u64, len: u64) -> (u64, u64) {
+    let first = seek_point(offset) / CHUNK;
+    let last = (offset + len.max(1) - 1) / CHUNK;
+    (
+        start + first * SEALED_CHUNK,
+        start + (last + 1) * SEALED_CHUNK,
+    )
+}
+
+/// Opens a whole sealed object, refusing one whose plaintext exceeds `max_plain`.
+pub fn open(sealed: &[u8], keys: &Keys, max_plain: u64) -> Result<Vec<u8>, SealError> {
+    payload_start(&sealed[..sealed.len().min(MAGIC.len())])?;
+    let mut r = decryptor(sealed, keys)?;
+    let mut out = Vec::new();
+    (&mut r)
+        .take(max_plain.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| SealError::Corrupt(e.to_string()))?;
+    if out.len() as u64 > max_plain {
+        return Err(SealError::Corrupt(format!(
+            "holds more than the {max_plain} bytes expected"
+        )));
+    }
+    Ok(out)
+}
+
+/// Opens plaintext `[offset, offset+len)` (fewer at the end) of a sealed object from its
+/// header bytes `head` and the sealed bytes `span` read at `span_at` (as [`sealed_span`]
+/// gave; a span shorter than asked reached the object's end).
+pub fn open_range(
+    head: &[u8],
+    span_at: u64,
+    span: &[u8],
+    keys: &Keys,
+    offset: u64,
+    len: u64,
+) -> Result<Vec<u8>, SealError> {
+    let sparse = Sparse {
+        head,
+        span_at,
+        span,
+        pos: 0,
+    };
+    let mut r = decryptor(sparse, keys)?;
+    let at = seek_point(offset);
+    r.seek(SeekFrom::Start(at))
+        .and_then(|_| io::copy(&mut (&mut r).take(offset - at), &mut io::sink()))
+        .map_err(|e| SealError::Corrupt(e.to_string()))?;
+    let mut out = Vec::new();
+    r.take(len)
+        .read_to_end(&mut out)
+        .map_err(|e| SealError::Corrupt(e.to_string()))?;
+    Ok(out)
+}
+
+/// Where a range read seeks to: the byte before a chunk boundary rather than the boundary,
+/// since the age reader seeking to a boundary reads the object's last chunk to learn its
+/// length, which a ranged read did not fetch.
+fn seek_point(offset: u64) -> u64 {
+    if offset > 0 && offset.is_multiple_of(CHUNK) {
+        offset - 1
+    } else {
+        offset
+    }
+}
+
+fn decryptor<R: Read>(input: R, keys: &Keys) -> Result<age::stream::StreamReader<R>, SealError> {
+    let d = age::Decryptor::new(input).map_err(|e| header_error(&e))?;
+    let ids = keys.identities.iter().map(|i| i as &dyn age::Identity);
+    d.decrypt(ids).map_err(|e| match e {
+        age::DecryptError::NoMatchingKeys => SealError::NoMatchingIdentity,
+        other => header_error(&other),
+    })
+}
+
+fn header_error(e: &age::DecryptError) -> SealError {
+    match e {
+        age::DecryptError::InvalidHeader | age::DecryptError::UnknownFormat => {
+            SealError::BadHeader(e.to_string())
+        }
+        age::DecryptError::Io(io) if io.kind() == io::ErrorKind::UnexpectedEof => {
+            SealError::BadHeader("cut short".into())
+        }
+        other => SealError::Corrupt(other.to_string()),
+    }
+}
+
+/// An object of which only the header and one span of chunks were fetched: reads outside
+/// them fail (the range was planned to need none), and the span's end is the end.
+struct Sparse<'a> {
+    head: &'a [u8],
+    span_at: u64,
+    span: &'a [u8],
+    pos: u64,
+}
+
+impl Read for Sparse<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let (src, at) = if self.pos < self.head.len() as u64 {
+            (self.head, 0)
+        } else if self.pos >= self.span_at {
+            (self.span, self.span_at)
+        } else {
+            return Err(io::Error::other("read outside the fetched range"));
+        };
+        let from = ((self.pos - at) as usize).min(src.len());
+        let n = buf.len().min(src.len() - from);
+        buf[..n].copy_from_slice(&src[from..from + n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for Sparse<'_> {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        match pos {
+            SeekFrom::Start(p) => self.pos = p,
+            SeekFrom::Current(d) => {
+                self.pos = self
+                    .pos
+                    .checked_add_signed(d)
+                    .ok_or_else(|| io::Error::other("seek before the start"))?
+            }
+            SeekFrom::End(_) => return Err(io::Error::other("the object's end is not known")),
+        }
+        Ok(self.pos)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> (Keys, Identity) {
+        let id = Identity::generate();
+        (Keys::new(&[], vec![id.clone()]).unwrap(), id)
+    }
+
+    /// Deterministic bytes of `n` (a counter), so a range can be checked without a copy.
+    fn plain(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn a_sealed_object_opens_whole_and_carries_no_plaintext() {
+        let (k, _) = keys();
+        let mut p = plain(200_000);
+        p[1000..1016].copy_from_slice(b"MARKER-PLAINTEXT");
+        let s = seal(&p, &k).unwrap();
+        assert!(is_sealed(&s));
+        assert!(!s.windows(16).any(|w| w == b"MARKER-PLAINTEXT"));
+        assert_eq!(open(&s, &k, p.len() as u64).unwrap(), p);
+        let start = payload_start(&s).unwrap().unwrap();
+        assert_eq!(plain_len(start, s.len() as u64), Some(p.len() as u64));
+        assert!(s.len() as u64 <= max_sealed_len(p.len() as u64));
+    }
+
+    #[test]
+    fn plaintext_lengths_round_trip_at_chunk_boundaries() {
+        let (k, _) = keys();
+        for n in [
+            0,
+            1,
+            CHUNK as usize - 1,
+            CHUNK as usize,
+            CHUNK as usize + 1,
+            2 * CHUNK as usize,
+        ] {
+            let s = seal(&plain(n), &k).unwrap();
+            let start = payload_start(&s).unwrap().unwrap();
+            assert_eq!(plain_len(start, s.len() as u64), Some(n as u64), "n={n}");
+            assert_eq!(open(&s, &k, n as u64).unwrap().len(), n);
+        }
+    }
+
+    #[test]
+    fn ranges_open_from_the_header_and_their_chunks_alone() {
+        let (k, _) = keys();
+        let p = plain(3 * CHUNK as usize + 777);
+        let s = seal(&p, &k).unwrap();
+        let start = payload_start(&s).unwrap().unwrap();
+        let head = &s[..start as usize];
+        let cases = [
+            (0, 100),
+            (CHUNK - 10, 20),
+            (CHUNK, CHUNK),
+            (2 * CHUNK + 5, 2 * CHUNK),
+            (3 * CHUNK + 700, 500),
+        ];
+        for (offset, len) in cases {
+            let (from, to) = sealed_span(start, offset, len);
+            let span = &s[from as usize..(to as usize).min(s.len())];
+            let got = open_range(head, from, span, &k, offset, len).unwrap();
+            let end = ((offset + len) as usize).min(p.len());
+            assert_eq!(got, &p[offset as usize..end], "offset {offset} len {len}");
+        }
+    }
+
+    #[test]
+    fn a_wrong_identity_a_cut_header_a_flipped_byte_and_plaintext_are_refused() {
+        let (k, _) = keys();
+        let (other, _) = keys();
+        let p = plain(100_000);
+        let s = seal(&p, &k).unwrap();
+        assert_eq!(
+            open(&s, &other, 1 << 20),
+            Err(SealError::NoMatchingIdentity)
+        );
+        let start = payload_start(&s).unwrap().unwrap() as usize;
+        assert!(matches!(
+            open(&s[..start - 20], &k, 1 << 20),
+            Err(SealError::BadHeader(_))
+        ));
+        let mut flipped = s.clone();
+        flipped[start + 70_000] ^= 1;
+        assert!(matches!(
+            open(&flipped, &k, 1 << 20),
+            Err(SealError::Corrupt(_))
+        ));
+        let cut = &s[..s.len() - 1];
+        assert!(matches!(open(cut, &k, 1 << 20), Err(SealError::Corrupt(_))));
+        assert_eq!(open(&p, &k, 1 << 20), Err(SealError::NotSealed));
+        assert_eq!(payload_start(b"LTX\x01 not age"), Err(SealError::NotSealed));
+        assert!(matches!(open(&s, &k, 10), Err(SealError::Corrupt(_))));
+    }
+
+    #[test]
+    fn a_header_without_end_is_bounded() {
+        let mut h = MAGIC.to_vec();
+        assert_eq!(payload_start(&h), Ok(None));
+        h.extend(std::iter::repeat_n(b'a', MAX_HEADER as usize));
+        assert!(matches!(payload_start(&h), Err(SealError::BadHeader(_))));
+    }
+
+    #[test]
+    fn keys_need_an_identity_that_opens_what_the_recipients_seal() {
+        let a = Identity::generate();
+        let b = Identity::generate();
+        let b_pub = b.to_public().to_string();
+        assert!(Keys::new(std::slice::from_ref(&b_pub), vec![a.clone()]).is_err());
+        assert!(Keys::new(std::slice::from_ref(&b_pub), vec![]).is_err());
+        let both = Keys::new(&[a.to_public().to_string(), b_pub], vec![a.clone()]).unwrap();
+        assert_eq!(both.recipients().len(), 2);
+        let bad = Keys::new(&["age1nope".to_string()], vec![a]).unwrap_err();
+        assert!(bad.to_string().contains("age1nope"), "{bad}");
+    }
+
+    #[test]
+    fn identity_files_parse_and_debug_never_shows_a_secret() {
+        let id = Identity::generate();
+        use age::secrecy::ExposeSecret;
+        let secret = id.to_string().expose_secret().to_string();
+        let text = format!(
+            "# created: now\n# public key: {}\n{secret}\n",
+            id.to_public()
+        );
+        let ids = parse_identities(&text, "key.txt").unwrap();
+        let k = Keys::new(&[], ids).unwrap();
+        let shown = format!("{k:?}");
+        assert!(!shown.contains("AGE-SECRET-KEY"), "{shown}");
+        assert!(shown.contains(&id.to_public().to_string()));
+        let e = parse_identities("garbage\n", "key.txt")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("key.txt") && e.contains("line 1"), "{e}");
+        assert!(parse_identities("# only comments\n", "k").is_err());
+    }
+}

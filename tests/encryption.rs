@@ -1,0 +1,359 @@
+//! Encrypted replicas (`age:`) over the in-process S3 server that checks SigV4. A python3
+//! host commits rows carrying a marker string under short compaction levels and snapshots,
+//! syncing each commit. Then: every LTX object in the bucket is an age file and no object
+//! holds the marker; every point `replica_restore_points()` offers restores what was
+//! committed there; Debian's `age -d` opens every object into a directory replica that the
+//! real `litestream restore` restores equal to the source; and a restore with the wrong
+//! identity, or with a plaintext object or a damaged one in the replica, fails naming the
+//! object and leaves no output file. Replay a failure with `ENCRYPTION_SEED=<seed>`.
+
+mod common;
+#[path = "common/s3env.rs"]
+mod s3env;
+#[path = "common/s3server.rs"]
+mod s3server;
+
+use common::seeded::seed_from_env;
+use common::*;
+use s3env::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const MARKER: &str = "PLAINTEXT-MARKER-7f3a";
+
+/// Commits `argv[2]` rows (each synced), printing `state <txid> <digest>`, then waits until
+/// the bucket holds a snapshot and level-1 files (a deadline fails it).
+const WRITER: &str = r#"
+import hashlib, os, random, sys, time
+seed, commits, server = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+rng = random.Random(seed)
+db = sqlite3.connect("app.db", isolation_level=None)
+assert db.execute("PRAGMA journal_mode=wal").fetchone()[0] == "wal"
+db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+
+def digest(conn):
+    h = hashlib.sha256()
+    for i, v in conn.execute("SELECT id, v FROM t ORDER BY id"):
+        h.update(b"%d:" % i + v.encode())
+    return h.hexdigest()
+
+def files(level):
+    d = os.path.join(server, "bkt", "app.db", "%04x" % level)
+    return len([n for n in os.listdir(d) if n.endswith(".ltx")]) if os.path.isdir(d) else 0
+
+for n in range(commits):
+    pad = "x" * rng.randrange(4000)
+    db.execute("INSERT INTO t(v) VALUES (?)", ("%s-%d-%s" % (MARKER, n, pad),))
+    if rng.randrange(4) == 0:
+        db.execute("DELETE FROM t WHERE id = (SELECT min(id) FROM t)")
+    print("state", db.execute("SELECT replica_sync(20000)").fetchone()[0], digest(db))
+deadline = time.time() + 60
+while files(9) < 1 or files(1) < 1:
+    assert time.time() < deadline, ("no snapshot and level-1 file in time", files(9), files(1))
+    db.execute("UPDATE t SET v = v WHERE id = (SELECT max(id) FROM t)")
+    db.execute("SELECT replica_sync(20000)")
+    time.sleep(0.05)
+err = db.execute("SELECT coalesce(last_error, '') FROM replica_status()").fetchone()[0]
+assert err == "", err
+"#;
+
+/// Restores every offered point from the replica's URL; prints `point <txid> <digest>`.
+const RESTORER: &str = r#"
+import hashlib, sys
+url = sys.argv[1]
+def digest(path):
+    c = sqlite3.connect("file:" + path + "?replica=off", uri=True)
+    h = hashlib.sha256()
+    for i, v in c.execute("SELECT id, v FROM t ORDER BY id"):
+        h.update(b"%d:" % i + v.encode())
+    c.close()
+    return h.hexdigest()
+points = boot.execute("SELECT max_txid FROM replica_restore_points(?)", (url,)).fetchall()
+for txid in sorted({p[0] for p in points}):
+    got = boot.execute("SELECT replica_restore(?, 'r.db', ?, 'overwrite')", (url, txid)).fetchone()[0]
+    assert got == txid, (got, txid)
+    print("point", txid, digest("r.db"))
+"#;
+
+/// One restore of the latest point; prints `ok <txid>` or `error <message>`.
+const RESTORE_ONCE: &str = r#"
+import os, sys
+try:
+    print("ok", boot.execute("SELECT replica_restore(?, 'once.db')", (sys.argv[1],)).fetchone()[0])
+except sqlite3.Error as e:
+    print("error", e)
+print("exists", os.path.exists("once.db"))
+"#;
+
+struct Setup {
+    dir: TempDir,
+    srv: s3server::S3Server,
+    key: PathBuf,
+    seed: u64,
+}
+
+impl Setup {
+    fn new(name: &str) -> Setup {
+        let dir = TempDir::new(name);
+        let srv = s3server::start(&dir.join("server"), "bkt");
+        let key = dir.join("key.txt");
+        keygen(&key);
+        // A second recipient (a key kept elsewhere) that objects are sealed to as well.
+        let spare = dir.join("spare.txt");
+        let spare_public = keygen(&spare);
+        let own_public = public_of(&key);
+        let yaml = format!(
+            "snapshot: {{interval: 1s, retention: 1h}}\nlevels: [{{interval: 250ms}}]\ndbs:\n  - path: app.db\n    replica:\n      url: {}\n      age:\n        recipients: [{own_public}, {spare_public}]\n        identities: [{}]\n",
+            s3_url(srv.port, "app.db"),
+            key.display()
+        );
+        std::fs::write(dir.join("litestream.yml"), yaml).unwrap();
+        let seed = seed_from_env("ENCRYPTION_SEED", |t| t % 100_000);
+        Setup {
+            dir,
+            srv,
+            key,
+            seed,
+        }
+    }
+
+    fn python(&self, script: &str, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        let config = self.dir.join("litestream.yml").display().to_string();
+        let mut all = vec![
+            ("REPLICA_CONFIG", config.as_str()),
+            ("AWS_ACCESS_KEY_ID", self.srv.access_key.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", self.srv.secret_key.as_str()),
+            ("REPLICA_LOG", "stderr"),
+        ];
+        all.extend_from_slice(env);
+        let argv: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+        let body = format!(
+            "import sys; sys.argv = ['-', {}]\nMARKER = {MARKER:?}\n{script}",
+            argv.join(", ")
+        );
+        python_loaded(&body, self.dir.path(), &all)
+    }
+
+    fn write(&self, commits: u32) -> BTreeMap<u64, String> {
+        let server = self.dir.join("server").display().to_string();
+        let out = self.python(
+            WRITER,
+            &[&self.seed.to_string(), &commits.to_string(), &server],
+            &[],
+        );
+        let text = check(&out, &format!("writing (seed {})", self.seed));
+        text.lines()
+            .filter_map(|l| l.strip_prefix("state "))
+            .map(|l| {
+                let (txid, digest) = l.split_once(' ').unwrap();
+                (txid.parse().unwrap(), digest.to_string())
+            })
+            .collect()
+    }
+
+    fn url(&self) -> String {
+        s3_url(self.srv.port, "app.db")
+    }
+
+    /// The bucket's LTX objects as the server stores them: (S3 key, file).
+    fn objects(&self) -> Vec<(String, PathBuf)> {
+        let root = self.dir.join("server").join("bkt");
+        let mut out = Vec::new();
+        let mut stack = vec![root.clone()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "ltx") {
+                    let key = p.strip_prefix(&root).unwrap().display().to_string();
+                    out.push((key, p));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// A restore of the latest point with `env`: `Ok(txid)` or the error, and whether it
+    /// left a file.
+    fn restore_once(&self, env: &[(&str, &str)]) -> (Result<u64, String>, bool) {
+        let _ = std::fs::remove_file(self.dir.join("once.db"));
+        let out = self.python(RESTORE_ONCE, &[&self.url()], env);
+        let text = check(&out, "restoring once");
+        let result = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("ok ")
+                    .map(|t| Ok(t.parse().unwrap()))
+                    .or_else(|| l.strip_prefix("error ").map(|e| Err(e.to_string())))
+            })
+            .unwrap();
+        (result, text.contains("exists True"))
+    }
+}
+
+/// `age-keygen -o path`; the public key.
+fn keygen(path: &Path) -> String {
+    let out = Command::new("age-keygen")
+        .arg("-o")
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "age-keygen: {}", stderr(&out));
+    public_of(path)
+}
+
+fn public_of(key: &Path) -> String {
+    let out = Command::new("age-keygen")
+        .arg("-y")
+        .arg(key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "age-keygen -y: {}", stderr(&out));
+    stdout(&out).trim().to_string()
+}
+
+#[test]
+fn an_encrypted_replica_restores_every_point_and_opens_with_age_and_litestream() {
+    let s = Setup::new("encryption-round-trip");
+    let states = s.write(40);
+    let objects = s.objects();
+    assert!(objects.len() >= 3, "{objects:?}");
+    for (key, path) in &objects {
+        let raw = std::fs::read(path).unwrap();
+        assert!(
+            raw.starts_with(b"age-encryption.org/v1\n"),
+            "{key} is not an age file"
+        );
+        assert!(
+            !raw.windows(MARKER.len()).any(|w| w == MARKER.as_bytes()),
+            "{key} holds plaintext"
+        );
+    }
+
+    // Every point, from the URL, with the identity from the environment only.
+    let key = s.key.display().to_string();
+    let out = s.python(
+        RESTORER,
+        &[&s.url()],
+        &[("REPLICA_AGE_IDENTITY_FILE", &key)],
+    );
+    let text = check(&out, &format!("restoring (seed {})", s.seed));
+    let mut restored = 0;
+    for line in text.lines().filter_map(|l| l.strip_prefix("point ")) {
+        let (txid, digest) = line.split_once(' ').unwrap();
+        let txid: u64 = txid.parse().unwrap();
+        if let Some(want) = states.get(&txid) {
+            assert_eq!(digest, want, "txid {txid} (seed {})", s.seed);
+            restored += 1;
+        }
+    }
+    assert!(restored >= 2, "too few points compared: {text}");
+
+    // `age -d` opens every object into a directory replica that litestream restores.
+    let plain = s.dir.join("plain-replica");
+    for (k, path) in &objects {
+        let (level, name) = k.trim_start_matches("app.db/").split_once('/').unwrap();
+        let level = u8::from_str_radix(level, 16).unwrap();
+        let to = plain.join("ltx").join(level.to_string()).join(name);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        let out = Command::new("age")
+            .args(["-d", "-i"])
+            .arg(&s.key)
+            .arg("-o")
+            .arg(&to)
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "age -d {k}: {}", stderr(&out));
+    }
+    // The marker search could find plaintext: the decrypted objects hold it.
+    let holds_marker = |p: &Path| {
+        let b = std::fs::read(p).unwrap();
+        b.windows(MARKER.len()).any(|w| w == MARKER.as_bytes())
+    };
+    assert!(
+        objects.iter().any(|(k, _)| {
+            let (level, name) = k.trim_start_matches("app.db/").split_once('/').unwrap();
+            let level = u8::from_str_radix(level, 16).unwrap();
+            holds_marker(&plain.join("ltx").join(level.to_string()).join(name))
+        }),
+        "no decrypted object holds the marker"
+    );
+    let by_litestream = s.dir.join("litestream.db");
+    litestream_restore(&format!("file://{}", plain.display()), &by_litestream, None);
+    let latest = states.keys().max().unwrap();
+    assert_eq!(
+        dump(&by_litestream),
+        dump(&s.dir.join("app.db")),
+        "litestream's restore of the decrypted replica (latest synced txid {latest})"
+    );
+}
+
+#[test]
+fn wrong_keys_plaintext_and_damage_are_refused_naming_the_object() {
+    let s = Setup::new("encryption-refusals");
+    s.write(5);
+    let (ok, _) = s.restore_once(&[]);
+    assert!(ok.is_ok(), "{ok:?}");
+
+    // No identity at all (the same replica configured without `age:`): the object is named
+    // as age-encrypted.
+    let bare = s.dir.join("bare.yml");
+    let text = std::fs::read_to_string(s.dir.join("litestream.yml")).unwrap();
+    std::fs::write(&bare, &text[..text.find("      age:").unwrap()]).unwrap();
+    let bare = bare.display().to_string();
+    let (r, left) = s.restore_once(&[("REPLICA_CONFIG", &bare)]);
+    let e = r.unwrap_err();
+    assert!(e.contains(".ltx") && e.contains("age-encrypted"), "{e}");
+    assert!(!left);
+
+    // Another identity: refused, naming an object, no file left.
+    let other = s.dir.join("other.txt");
+    keygen(&other);
+    let other = other.display().to_string();
+    let env = [
+        ("REPLICA_CONFIG", bare.as_str()),
+        ("REPLICA_AGE_IDENTITY_FILE", &other),
+    ];
+    let (r, left) = s.restore_once(&env);
+    let e = r.unwrap_err();
+    assert!(e.contains(".ltx") && e.contains("identities"), "{e}");
+    assert!(!left);
+
+    // A byte flipped inside every object's payload: authentication refuses the first read.
+    let objects = s.objects();
+    let good: Vec<Vec<u8>> = objects
+        .iter()
+        .map(|(_, p)| std::fs::read(p).unwrap())
+        .collect();
+    for ((_, path), body) in objects.iter().zip(&good) {
+        let mut bad = body.clone();
+        let n = bad.len();
+        bad[n - 20] ^= 1;
+        std::fs::write(path, &bad).unwrap();
+    }
+    let (r, left) = s.restore_once(&[]);
+    let e = r.unwrap_err();
+    assert!(e.contains(".ltx") && e.contains("refused"), "{e}");
+    assert!(!left);
+
+    // Every object as plaintext (decrypted by `age -d`): refused as not an age file.
+    for ((_, path), body) in objects.iter().zip(&good) {
+        std::fs::write(path, body).unwrap();
+        let plain = Command::new("age")
+            .args(["-d", "-i"])
+            .arg(&s.key)
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(plain.status.success(), "age -d: {}", stderr(&plain));
+        std::fs::write(path, &plain.stdout).unwrap();
+    }
+    let (r, left) = s.restore_once(&[]);
+    let e = r.unwrap_err();
+    assert!(e.contains(".ltx") && e.contains("not an age file"), "{e}");
+    assert!(!left);
+}
