@@ -19,7 +19,9 @@ lifecycle windows; `replica_restore` and `litestream restore` restore the same b
 1 and 8 committer threads, each with its own `replica_sync=commit` connection), 7 memory with
 forked workers (a parent and two forked children writing four databases, plain and libreplica:
 the peak RSS added to the uploading process and to the others), 8 request budgets
-(bench/budget_scenario.py: the requests of whole runs against their budget pro-rated). Workload 1 also samples the
+(bench/budget_scenario.py: the requests of whole runs against their budget pro-rated), 9 encrypted
+replicas (`libreplica-age`: commit throughput and the restore of workload 4's history, with and without
+age encryption; not in the default set). Workload 1 also samples the
 -wal file's size: the log's high-water mark per variant.
 
 Lag: each commit i also sets a one-row table to 'SEQ' || printf('%012d', i). That table is
@@ -573,6 +575,13 @@ class Bench:
             time.sleep(0.05)
         return False
 
+    def age_key(self):
+        """An age identity file for the encrypted variant (made once with age-keygen)."""
+        path = os.path.join(self.work, "age-key.txt")
+        if not os.path.exists(path):
+            subprocess.run(["age-keygen", "-o", path], check=True, capture_output=True, timeout=30)
+        return path
+
     def run(self, variant, workload, ndb=1, n=0, mb=0, rate=0, window=0, steps=1, keep=False, committers=0,
             config=None, sync_interval=None, day=None, wrap=(), around=None, budget=None):
         """One writer process (plus litestream for its variants). Returns a result dict.
@@ -592,6 +601,8 @@ class Bench:
             env["REPLICA_URL"] = self.server.s3_url(prefix)
             if variant in ("libreplica-10ms", "libreplica-100ms"):
                 env["REPLICA_SYNC_INTERVAL"] = variant.split("-")[1]
+            if variant == "libreplica-age":
+                env["REPLICA_AGE_IDENTITY_FILE"] = self.age_key()
             if sync_interval:
                 env["REPLICA_SYNC_INTERVAL"] = sync_interval
             if budget:
@@ -968,6 +979,58 @@ def w4_restore(b, a):
     return out
 
 
+def w9_encryption(b, a):
+    """Encrypted replicas (`REPLICA_AGE_IDENTITY_FILE`): commit throughput against plain SQLite
+    and the unencrypted extension, interleaved; then the restore of the same history written
+    with and without encryption (libreplica only: Litestream has no encryption)."""
+    variants = ["plain", "libreplica", "libreplica-age"]
+    tps = {}
+    for r in range(a.rounds):
+        for v in variants:
+            res = b.run(v, "autocommit", n=a.n_small)
+            tps.setdefault(v, []).append(res["tps"])
+            log(f"  round {r + 1} autocommit-{a.n_small} {v:15s} {res['tps']:10.1f} tx/s")
+    med = {v: statistics.median(x) for v, x in tps.items()}
+    out = {"autocommit": {"n": a.n_small, "median_tps": med, "runs": tps,
+                          "ratio": {v: med[v] / med["plain"] for v in variants if v != "plain"}}}
+    log(f"autocommit-{a.n_small}: libreplica {out['autocommit']['ratio']['libreplica']:.3f}x, "
+        f"libreplica-age {out['autocommit']['ratio']['libreplica-age']:.3f}x plain")
+    ms = lambda s: max(1, round(s * 1000 / DAY_SCALE))
+    config = LIFECYCLE_DAY.format(l1=ms(30), l2=ms(300), l3=ms(3600))
+    day = {"s": 86400 / DAY_SCALE * a.restore_day_fraction, "rate": 50, "rows": 4, "seed": a.seed}
+    times, sizes = {}, {}
+    target = os.path.join(b.work, "restored-age.db")
+    for v in ("libreplica", "libreplica-age"):
+        res = b.run(v, "history", mb=a.restore_mb, steps=a.restore_steps, keep=True, config=config,
+                    sync_interval="100ms", day=day)
+        prefix, src = res["prefix"], res["dbs"][0]
+        size = os.path.getsize(src)
+        url = b.server.s3_url(f"{prefix}/{os.path.basename(src)}")
+        env = b.env("restore")
+        if v == "libreplica-age":
+            env["REPLICA_AGE_IDENTITY_FILE"] = b.age_key()
+        for r in range(a.restore_rounds):
+            for p in (target, target + "-wal", target + "-shm"):
+                if os.path.exists(p):
+                    os.remove(p)
+            t0 = time.perf_counter()
+            o = subprocess.run(["/usr/bin/python3", "-c", RESTORER, a.so, url, target], env=env,
+                               capture_output=True, text=True, timeout=1200)
+            dt = time.perf_counter() - t0
+            if o.returncode != 0 or os.path.getsize(target) != size:
+                raise RuntimeError(f"{v} restore failed: {o.stdout}\n{o.stderr}")
+            times.setdefault(v, []).append(dt)
+            log(f"  round {r + 1} restore {v:15s} {dt:7.2f} s  {size / 2**20 / dt:7.1f} MiB/s")
+        sizes[v] = size
+        b.discard(prefix, os.path.dirname(src))
+    out["restore"] = {v: {"db_mib": sizes[v] / 2**20, "median_s": statistics.median(t),
+                          "mib_s": sizes[v] / 2**20 / statistics.median(t), "runs_s": t} for v, t in times.items()}
+    ra, rp = out["restore"]["libreplica-age"], out["restore"]["libreplica"]
+    log(f"restore {rp['db_mib']:.0f} MiB: plaintext {rp['median_s']:.2f} s ({rp['mib_s']:.0f} MiB/s), "
+        f"encrypted {ra['median_s']:.2f} s ({ra['mib_s']:.0f} MiB/s)")
+    return out
+
+
 def w5_memory(b, a):
     out = {}
     for ndb in (1, 4):
@@ -1217,6 +1280,14 @@ def markdown(res):
             out.append(f"| {role} | {'yes' if row['owner'] else 'no'} | {row['plain_hwm_mib']:.1f} → {row['libreplica_hwm_mib']:.1f} | "
                        f"+{row['added_hwm_mib']:.1f} | {row['plain_pss_mib']:.1f} → {row['libreplica_pss_mib']:.1f} | "
                        f"{row['plain_threads']} → {row['libreplica_threads']} | ≤ {fm['target_mib']} |")
+    if "encryption" in res:
+        e = res["encryption"]
+        ac, rs = e["autocommit"], e["restore"]
+        out += ["", f"Encrypted replicas (age, one X25519 recipient): {ac['n']} autocommit inserts, plain "
+                f"{ac['median_tps']['plain']:.0f} tx/s, libreplica {ac['ratio']['libreplica']:.2f}×, encrypted "
+                f"{ac['ratio']['libreplica-age']:.2f}×; restore of the same history ({rs['libreplica']['db_mib']:.0f} MiB) "
+                f"plaintext {rs['libreplica']['median_s']:.2f} s ({rs['libreplica']['mib_s']:.0f} MiB/s), encrypted "
+                f"{rs['libreplica-age']['median_s']:.2f} s ({rs['libreplica-age']['mib_s']:.0f} MiB/s)."]
     out += budget_scenario.markdown(res)
     if "synchronous" in res:
         sy = res["synchronous"]
@@ -1289,6 +1360,9 @@ def main():
         if "8" in only:
             log("== 8. request budgets (REPLICA_REQUEST_BUDGET) at 0, 1, 50 and 500 tx/s")
             res["budget"] = budget_scenario.run(b, a, res.get("lag_requests", {}))
+        if "9" in only:
+            log("== 9. encryption")
+            res["encryption"] = w9_encryption(b, a)
         if "7" in only:
             log(f"== 7. memory with forked workers (a parent and 2 workers, 4 databases, 100 tx/s, {a.forked_window} s)")
             res["forked_memory"] = w7_forked_memory(b, a)

@@ -1,7 +1,8 @@
 //! Secrets stay secret: with a working key in the config file and a
 //! rejected key plus a session token in the environment, every output a user or operator
 //! can see — every `replica_status()` column, SQL errors, the extension's log, `Debug` of
-//! the config and the store — and every file the extension or the bucket holds is grepped
+//! the config and the store — and every file (with an age identity for an encrypted replica
+//! among the secrets) the extension or the bucket holds is grepped
 //! for the secrets.
 
 mod common;
@@ -37,10 +38,18 @@ fn secrets_never_appear_in_status_errors_logs_debug_or_files() {
     let wrong_secret = "WRONGsecretValue0123456789abcdefDISTINCT";
     let session_token = "SESSIONtokenValue9876543210DISTINCT";
     let endpoint = srv.endpoint();
+    // good.db's replica is encrypted, to an identity written literally in the file.
+    let age_secret = {
+        use age::secrecy::ExposeSecret;
+        age::x25519::Identity::generate()
+            .to_string()
+            .expose_secret()
+            .to_string()
+    };
     // good.db: the working key, written literally in the file. bad.db: credentials from
     // the environment, which the server rejects. A misspelled key adds a warning.
     let yaml = format!(
-        "dbs:\n  - path: good.db\n    replica:\n      type: s3\n      bucket: bkt\n      path: good\n      endpoint: {endpoint}\n      access-key-id: {}\n      secret-access-key: {}\n      sync-intervall: 1s\n  - path: bad.db\n    replica:\n      url: s3://bkt/bad?endpoint={endpoint}\n  - path: missing.db\n    replica:\n      url: s3://bkt/missing?endpoint={endpoint}\n",
+        "dbs:\n  - path: good.db\n    replica:\n      type: s3\n      bucket: bkt\n      path: good\n      endpoint: {endpoint}\n      access-key-id: {}\n      secret-access-key: {}\n      sync-intervall: 1s\n      age:\n        identities: [{age_secret}]\n  - path: bad.db\n    replica:\n      url: s3://bkt/bad?endpoint={endpoint}\n  - path: missing.db\n    replica:\n      url: s3://bkt/missing?endpoint={endpoint}\n",
         srv.access_key, srv.secret_key
     );
     std::fs::write(dir.join("litestream.yml"), yaml).unwrap();
@@ -103,13 +112,21 @@ show("bad restore", "SELECT replica_restore('s3://bkt/nothing?endpoint=http://12
         "{log}"
     );
 
-    // The grep finds what is there: the config file holds the working secret.
+    // The grep finds what is there: the config file holds the working secret and the
+    // identity, and good.db's restores (of its encrypted replica) worked.
     let in_config = files_containing(dir.path(), srv.secret_key.as_bytes());
     assert!(
         in_config.iter().any(|f| f.ends_with("litestream.yml")),
         "{in_config:?}"
     );
-    let secrets = [srv.secret_key.as_str(), wrong_secret, session_token];
+    assert!(!files_containing(dir.path(), age_secret.as_bytes()).is_empty());
+    assert!(text.contains("good.db restore [("), "{text}");
+    let secrets = [
+        srv.secret_key.as_str(),
+        wrong_secret,
+        session_token,
+        age_secret.as_str(),
+    ];
     for secret in secrets {
         assert!(!text.contains(secret), "a secret in SQL output:\n{text}");
         assert!(!log.contains(secret), "a secret in the log:\n{log}");

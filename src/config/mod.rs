@@ -11,7 +11,9 @@
 //! 2. Environment: `REPLICA_SYNC_INTERVAL` (overrides every sync interval), `REPLICA_URL` (a
 //!    location for every database that no config-file entry names: `<REPLICA_URL>/<file name>`),
 //!    and `REPLICA_RESTORE_IF_MISSING`, `REPLICA_VALIDATION_INTERVAL`,
-//!    `REPLICA_SHUTDOWN_SYNC_TIMEOUT` (each overrides its config-file key for every database).
+//!    `REPLICA_SHUTDOWN_SYNC_TIMEOUT` (each overrides its config-file key for every database),
+//!    and `REPLICA_AGE_RECIPIENTS` / `REPLICA_AGE_IDENTITY_FILE` (each replaces its part of a
+//!    replica's `age:` keys).
 //! 3. The config file (`REPLICA_CONFIG`, `LITESTREAM_CONFIG`, `./config/litestream.yml`,
 //!    `/etc/litestream.yml`), in Litestream v0.5's `litestream.yml` shape: a database's own
 //!    entry (`dbs[].restore-if-db-not-exists`, `dbs[].replica.validation-interval`, …) over

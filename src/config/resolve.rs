@@ -155,11 +155,12 @@ impl Resolver {
         if let Some(f) = &self.file {
             for (db, rc) in &f.dbs {
                 lines.push(format!(
-                    "{} replicates to {} (from {}){}",
+                    "{} replicates to {} (from {}){}{}",
                     db.display(),
                     rc.url(),
                     f.path.display(),
-                    never_deleting(rc.lifecycle.expiry)
+                    never_deleting(rc.lifecycle.expiry),
+                    encrypted(rc.age.as_ref())
                 ));
             }
         }
@@ -247,7 +248,7 @@ impl Resolver {
             .file
             .iter()
             .flat_map(|f| f.dbs.iter())
-            .find(|(_, rc)| &rc.target == target)
+            .find(|(_, rc)| rc.target.url() == target.url())
             .and_then(|(_, rc)| rc.age.as_ref());
         merge_age(&self.env, entry)
     }
@@ -387,6 +388,17 @@ fn env_request_budget(
             var: "REPLICA_REQUEST_BUDGET".to_string(),
             reason,
         })
+}
+
+/// What the load's summary adds for an encrypted replica.
+fn encrypted(age: Option<&AgeConfig>) -> String {
+    match age {
+        None => String::new(),
+        Some(a) if a.recipients.is_empty() => {
+            ", encrypted with age to its identities' public keys".into()
+        }
+        Some(a) => format!(", encrypted with age to {} recipient(s)", a.recipients.len()),
+    }
 }
 
 /// What the load's summary adds for a replica whose old files the bucket expires.

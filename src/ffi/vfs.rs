@@ -180,11 +180,12 @@ unsafe extern "C" fn x_open(
             let restored =
                 shim::restore_needed_before_open(&name, &|key| uri_parameter(z_name, key))
                     .and_then(|needed| match needed {
-                        Some((path, replica)) => {
-                            crate::functions::restore_missing(&path, &replica, &|path, full| {
-                                super::sqlite::integrity_check(path, full)
-                            })
-                        }
+                        Some((path, replica)) => crate::functions::restore_missing(
+                            &path,
+                            &replica.target,
+                            replica.age.as_ref(),
+                            &|path, full| super::sqlite::integrity_check(path, full),
+                        ),
                         None => Ok(()),
                     });
             if let Err(e) = restored {

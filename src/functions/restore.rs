@@ -190,9 +190,10 @@ fn boot_target(replica: &ReplicaTarget) -> ReplicaTarget {
 pub fn restore_missing(
     path: &Path,
     replica: &ReplicaTarget,
+    age: Option<&crate::config::AgeConfig>,
     check: &dyn Fn(&Path, bool) -> Result<(), String>,
 ) -> Result<(), Error> {
-    match try_restore_missing(path, replica, check) {
+    match try_restore_missing(path, replica, age, check) {
         Ok(()) => {
             crate::status::boot_restore_done(path);
             Ok(())
@@ -207,6 +208,7 @@ pub fn restore_missing(
 fn try_restore_missing(
     path: &Path,
     replica: &ReplicaTarget,
+    age: Option<&crate::config::AgeConfig>,
     check: &dyn Fn(&Path, bool) -> Result<(), String>,
 ) -> Result<(), Error> {
     let failed = |e: Error| {
@@ -216,10 +218,8 @@ fn try_restore_missing(
             replica.url()
         ))
     };
-    let age = super::scope::age_of(replica).map_err(failed)?;
     let replica = &boot_target(replica);
-    let store =
-        crate::store::open_failing_fast(replica, age.as_ref()).map_err(|e| failed(e.into()))?;
+    let store = crate::store::open_failing_fast(replica, age).map_err(|e| failed(e.into()))?;
     let prefix = match replica {
         ReplicaTarget::S3(t) => t.prefix.clone(),
         ReplicaTarget::File { .. } => String::new(),

@@ -102,7 +102,7 @@ pub(super) fn resolve_source(src: &str) -> Result<ReplicaTarget, Error> {
 pub(super) fn age_of(replica: &ReplicaTarget) -> Result<Option<config::AgeConfig>, Error> {
     if let Some(db) = database::all()
         .into_iter()
-        .find(|d| &d.config.target == replica)
+        .find(|d| d.config.target.url() == replica.url())
     {
         return Ok(db.config.age.clone());
     }

@@ -8,7 +8,7 @@ use super::refused::{forget, note, refuse, NotReplicated, ReadOnlyOpen};
 use super::standby::stand_by;
 use crate::base::io::ReadAt;
 use crate::base::lock::lock;
-use crate::config::{ReplicaConfig, ReplicaTarget, Resolver};
+use crate::config::{ReplicaConfig, Resolver};
 use crate::database::{self, Database};
 use crate::error::Error;
 use crate::spool::SpoolError;
@@ -127,7 +127,7 @@ pub fn drills_configured() -> bool {
 pub fn restore_needed_before_open(
     path: &str,
     uri_param: &dyn Fn(&str) -> Option<String>,
-) -> Result<Option<(PathBuf, ReplicaTarget)>, Error> {
+) -> Result<Option<(PathBuf, ReplicaConfig)>, Error> {
     let Some(resolver) = RESOLVER.get() else {
         return Ok(None);
     };
@@ -150,7 +150,7 @@ pub fn restore_needed_before_open(
     {
         return Ok(None);
     }
-    Ok(Some((path, cfg.target)))
+    Ok(Some((path, cfg)))
 }
 
 /// Registers a replicated database (also used by tests that drive the shim directly).
