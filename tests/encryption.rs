@@ -533,3 +533,66 @@ fn rotating_recipients_reseals_the_history_to_the_new_key() {
     }
     assert!(compared >= 2, "too few points compared: {text}");
 }
+
+/// Commits a row, then waits for `replica_status()` to show an error (a deadline fails it)
+/// and prints it as `error <text>`.
+const MISMATCHED_WRITER: &str = r#"
+import time
+db = sqlite3.connect("app.db", isolation_level=None)
+db.execute("PRAGMA journal_mode=wal")
+db.execute("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v TEXT)")
+db.execute("INSERT INTO t(v) VALUES ('after the keys changed')")
+deadline = time.time() + 30
+while True:
+    err = db.execute("SELECT coalesce(last_error, '') FROM replica_status()").fetchone()[0]
+    if err:
+        break
+    assert time.time() < deadline, "no error in replica_status()"
+    time.sleep(0.05)
+print("error", err)
+"#;
+
+/// A replica written with one encryption setting is not uploaded over with the other: the
+/// status names the object and says why, and the bucket keeps only the first kind.
+#[test]
+fn an_uploader_refuses_a_replica_encrypted_otherwise() {
+    for first_encrypted in [true, false] {
+        let s = Setup::new("encryption-mismatch");
+        let text = std::fs::read_to_string(s.dir.join("litestream.yml")).unwrap();
+        let bare = s.dir.join("bare.yml");
+        std::fs::write(&bare, &text[..text.find("      age:").unwrap()]).unwrap();
+        let bare = bare.display().to_string();
+        let (first, then): (&[(&str, &str)], &[(&str, &str)]) = if first_encrypted {
+            (&[], &[("REPLICA_CONFIG", &bare)])
+        } else {
+            (&[("REPLICA_CONFIG", &bare)], &[])
+        };
+        let out = s.python(
+            WRITER,
+            &[
+                &s.seed.to_string(),
+                "3",
+                &s.dir.join("server").display().to_string(),
+            ],
+            first,
+        );
+        check(&out, "writing the first replica");
+        let before = s.objects();
+        let out = s.python(MISMATCHED_WRITER, &[], then);
+        let text = check(&out, "writing with the other keys");
+        let want = if first_encrypted {
+            "age-encrypted"
+        } else {
+            "not an age file"
+        };
+        assert!(
+            text.contains(".ltx") && text.contains(want) && text.contains("not uploading over it"),
+            "{text}"
+        );
+        let after = s.objects();
+        assert_eq!(
+            before, after,
+            "objects were written over a replica encrypted otherwise"
+        );
+    }
+}

@@ -397,7 +397,10 @@ fn encrypted(age: Option<&AgeConfig>) -> String {
         Some(a) if a.recipients.is_empty() => {
             ", encrypted with age to its identities' public keys".into()
         }
-        Some(a) => format!(", encrypted with age to {} recipient(s)", a.recipients.len()),
+        Some(a) => format!(
+            ", encrypted with age to {} recipient(s)",
+            a.recipients.len()
+        ),
     }
 }
 

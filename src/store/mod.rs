@@ -28,6 +28,9 @@ pub enum StoreError {
     Transient(String),
     /// Retrying will not help: bad request, bad layout, corrupt object.
     Permanent(String),
+    /// An object's encryption does not match the replica's keys: a plaintext object where
+    /// an age file belongs, or an age file none of the identities opens. Permanent.
+    Sealing(String),
     /// The store cannot do what was asked (conditional writes, or a server that answers
     /// `NotImplemented`), so the caller can do without it. Shown, and retried, as the error
     /// it was reported as.
@@ -42,6 +45,7 @@ impl fmt::Display for StoreError {
             StoreError::Auth(m) => write!(f, "access denied: {m}"),
             StoreError::Transient(m) => write!(f, "temporary store error: {m}"),
             StoreError::Permanent(m) => write!(f, "store error: {m}"),
+            StoreError::Sealing(m) => write!(f, "{m}"),
             StoreError::Unsupported(e) => write!(f, "{e}"),
         }
     }

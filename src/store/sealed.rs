@@ -139,9 +139,15 @@ fn sealed_key(key: &str) -> bool {
     key.ends_with(".ltx")
 }
 
-/// An object that fails to open, named, as a permanent error (asking again gets the same).
+/// An object that fails to open, named: keys that do not match it (a plaintext object, an
+/// identity that does not open it) apart from damage; both permanent.
 fn refused(key: &str, e: SealError) -> StoreError {
-    StoreError::Permanent(format!("{key}: {e}"))
+    match e {
+        SealError::NotSealed | SealError::NoMatchingIdentity => {
+            StoreError::Sealing(format!("{key}: {e}"))
+        }
+        e => StoreError::Permanent(format!("{key}: {e}")),
+    }
 }
 
 impl<S: ObjectStore> ObjectStore for SealedStore<S> {

@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::lifecycle::FileId;
 use crate::ltx::{self, Header};
 use crate::restore::LtxObject;
-use crate::store::{keys, ObjectInfo, ObjectStore};
+use crate::store::{keys, ObjectInfo, ObjectStore, StoreError};
 use std::path::Path;
 
 pub(super) struct Replica {
@@ -142,7 +142,13 @@ impl Replica {
                 .get(list_prefix.len()..)
                 .is_some_and(|k| k.starts_with("generations/"))
         });
-        let known = self.known_from(store, &objects, now);
+        let (known, mismatch) = self.known_from(store, &objects, now);
+        if let Some(m) = mismatch {
+            return Err(StoreError::Sealing(format!(
+                "{m}: the replica's encryption does not match this database's `age:` keys; not uploading over it (restore it with its keys, or give the replica another location)"
+            ))
+            .into());
+        }
         self.last_snapshot_at = self.newest_snapshot_time(&objects, &known, now);
         self.known = known;
         self.max_txid = remote_max;
@@ -153,25 +159,42 @@ impl Replica {
 
     /// The LTX files of a listing. Snapshot times decide retention: they are read from the
     /// LTX headers (a few small ranged GETs at start-up); the other levels go by the
-    /// object's modified time.
-    fn known_from(&self, store: &dyn ObjectStore, objects: &[ObjectInfo], now: u64) -> KnownFiles {
+    /// object's modified time. Also the first snapshot whose encryption does not match the
+    /// store's keys (the uploader must not write over such a replica).
+    fn known_from(
+        &self,
+        store: &dyn ObjectStore,
+        objects: &[ObjectInfo],
+        now: u64,
+    ) -> (KnownFiles, Option<String>) {
         let mut known = KnownFiles::default();
+        let mut mismatch = None;
         for o in objects {
             let Some((level, min_txid, max_txid)) = keys::parse_s3_key(&self.prefix, &o.key) else {
                 continue;
             };
             let timestamp_ms = if level == keys::SNAPSHOT_LEVEL {
-                store
-                    .get_range(&o.key, 0, ltx::HEADER_SIZE as u64)
-                    .ok()
-                    .and_then(|b| Header::decode(&b).ok())
-                    .map_or(o.modified_ms, |h| h.timestamp_ms)
+                let header = match store.get_range(&o.key, 0, ltx::HEADER_SIZE as u64) {
+                    Err(StoreError::Sealing(m)) => Err(m),
+                    Ok(b) => match Header::decode(&b) {
+                        Err(e @ ltx::LtxError::Encrypted) => Err(format!("{}: {e}", o.key)),
+                        h => Ok(h.ok()),
+                    },
+                    Err(_) => Ok(None),
+                };
+                match header {
+                    Ok(h) => h.map_or(o.modified_ms, |h| h.timestamp_ms),
+                    Err(m) => {
+                        mismatch.get_or_insert(m);
+                        o.modified_ms
+                    }
+                }
             } else {
                 o.modified_ms.min(now) // a store clock ahead of ours must not delay retention
             };
             known.insert(file_id(level, min_txid, max_txid), timestamp_ms, o.size);
         }
-        known
+        (known, mismatch)
     }
 
     /// When the newest snapshot was taken: its object's time (a scheduled snapshot's header
