@@ -562,10 +562,11 @@ fn an_uploader_refuses_a_replica_encrypted_otherwise() {
         let bare = s.dir.join("bare.yml");
         std::fs::write(&bare, &text[..text.find("      age:").unwrap()]).unwrap();
         let bare = bare.display().to_string();
-        let (first, then): (&[(&str, &str)], &[(&str, &str)]) = if first_encrypted {
-            (&[], &[("REPLICA_CONFIG", &bare)])
+        let bare_env = [("REPLICA_CONFIG", bare.as_str())];
+        let (first, then) = if first_encrypted {
+            (&[][..], &bare_env[..])
         } else {
-            (&[("REPLICA_CONFIG", &bare)], &[])
+            (&bare_env[..], &[][..])
         };
         let out = s.python(
             WRITER,
