@@ -176,6 +176,9 @@ pub struct Counters {
     pub compactions: u64,
     pub files_deleted: u64,
     pub bytes_uploaded: u64,
+    /// Files of an encrypted replica sealed to other recipients than the configured ones;
+    /// `None` for a plaintext replica.
+    pub sealed_otherwise: Option<u64>,
     pub last_upload_at_ms: Option<u64>,
     pub captured_txns: u64,
     pub capture_errors: u64,

@@ -17,6 +17,10 @@ pub const CHUNK: u64 = 64 * 1024;
 pub const SEALED_CHUNK: u64 = CHUNK + 16;
 /// The payload nonce that follows the header.
 const NONCE_LEN: u64 = 16;
+/// The tag of the stanza that names the recipients an object is sealed to (fingerprints
+/// of their public keys, no key material). Every age implementation skips stanza types it
+/// does not know, so the file stays a standard age file.
+const SEALED_TO_TAG: &str = "libreplica-to";
 /// The longest header read: X25519 stanzas are under 100 bytes each, so this bounds what a
 /// hostile object can make a reader hold before it is refused.
 pub const MAX_HEADER: u64 = 16 * 1024;
@@ -61,6 +65,57 @@ impl std::error::Error for SealError {}
 pub struct Keys {
     recipients: Vec<Recipient>,
     identities: Vec<Identity>,
+    /// The recipients' fingerprints, sorted: what every object sealed now is labelled with.
+    sealed_to: SealedTo,
+}
+
+/// The label stanza, as an age recipient whose stanza wraps no key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct SealedTo(Vec<String>);
+
+impl age::Recipient for SealedTo {
+    fn wrap_file_key(
+        &self,
+        _: &age_core::format::FileKey,
+    ) -> Result<
+        (
+            Vec<age_core::format::Stanza>,
+            std::collections::HashSet<String>,
+        ),
+        age::EncryptError,
+    > {
+        let stanza = age_core::format::Stanza {
+            tag: SEALED_TO_TAG.to_string(),
+            args: self.0.clone(),
+            body: Vec::new(),
+        };
+        Ok((vec![stanza], std::collections::HashSet::new()))
+    }
+}
+
+/// A recipient's fingerprint: the first 8 bytes of the SHA-256 of its `age1…` text, in hex.
+fn fingerprint(recipient: &Recipient) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, recipient.to_string().as_bytes());
+    d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The recipients' fingerprints a sealed object's header lists, sorted; `None` for a header
+/// without the label (written by another tool, or before objects were labelled).
+pub fn sealed_to(head: &[u8]) -> Option<Vec<String>> {
+    let head = &head[..head.len().min(MAX_HEADER as usize)];
+    let prefix = format!("-> {SEALED_TO_TAG}");
+    head.split(|b| *b == b'\n')
+        .take_while(|l| !l.starts_with(b"--- "))
+        .filter_map(|l| std::str::from_utf8(l).ok())
+        .find_map(|l| {
+            let rest = l.strip_prefix(prefix.as_str())?;
+            if !rest.is_empty() && !rest.starts_with(' ') {
+                return None;
+            }
+            let mut fps: Vec<String> = rest.split_whitespace().map(str::to_string).collect();
+            fps.sort();
+            Some(fps)
+        })
 }
 
 impl Keys {
@@ -90,10 +145,21 @@ impl Keys {
                 "age: none of the identities belongs to a recipient, so objects written could not be read back (compaction, restore)".into(),
             ));
         }
+        let mut fps: Vec<String> = parsed.iter().map(fingerprint).collect();
+        fps.sort();
+        fps.dedup();
         Ok(Keys {
             recipients: parsed,
             identities,
+            sealed_to: SealedTo(fps),
         })
+    }
+
+    /// Whether an object labelled `sealed_to` (see [`sealed_to`]; `None`: unlabelled) was
+    /// sealed to other recipients than those listed now: an older object that a snapshot and
+    /// retention have not replaced yet.
+    pub fn sealed_otherwise(&self, sealed_to: Option<&[String]>) -> bool {
+        sealed_to != Some(self.sealed_to.0.as_slice())
     }
 
     /// One recipient (`age1…`), parsed.
@@ -174,7 +240,11 @@ pub struct SealWriter<W: Write>(age::stream::StreamWriter<W>);
 
 impl<W: Write> SealWriter<W> {
     pub fn new(keys: &Keys, out: W) -> io::Result<SealWriter<W>> {
-        let recipients = keys.recipients.iter().map(|r| r as &dyn age::Recipient);
+        let recipients = keys
+            .recipients
+            .iter()
+            .map(|r| r as &dyn age::Recipient)
+            .chain(std::iter::once(&keys.sealed_to as &dyn age::Recipient));
         let enc = age::Encryptor::with_recipients(recipients)
             .map_err(|e| io::Error::other(format!("age: {e}")))?;
         Ok(SealWriter(enc.wrap_output(out)?))
@@ -474,6 +544,27 @@ mod tests {
         assert_eq!(open(&p, &k, 1 << 20), Err(SealError::NotSealed));
         assert_eq!(payload_start(b"LTX\x01 not age"), Err(SealError::NotSealed));
         assert!(matches!(open(&s, &k, 10), Err(SealError::Corrupt(_))));
+    }
+
+    #[test]
+    fn objects_are_labelled_with_what_they_are_sealed_to() {
+        let a = Identity::generate();
+        let b = Identity::generate();
+        let (pa, pb) = (a.to_public().to_string(), b.to_public().to_string());
+        let only_a = Keys::new(std::slice::from_ref(&pa), vec![a.clone()]).unwrap();
+        let both = Keys::new(&[pb.clone(), pa.clone()], vec![a.clone()]).unwrap();
+        let only_b = Keys::new(std::slice::from_ref(&pb), vec![b.clone()]).unwrap();
+        let sealed = seal(b"x", &both).unwrap();
+        let head = &sealed[..payload_start(&sealed).unwrap().unwrap() as usize];
+        let label = sealed_to(head).unwrap();
+        assert_eq!(label.len(), 2);
+        assert!(!both.sealed_otherwise(Some(&label)));
+        assert!(only_a.sealed_otherwise(Some(&label)));
+        assert!(only_b.sealed_otherwise(Some(&label)));
+        assert!(both.sealed_otherwise(None));
+        // The label wraps no key: each identity still opens the file, alone.
+        assert_eq!(open(&sealed, &only_b, 10).unwrap(), b"x");
+        assert_eq!(open(&sealed, &only_a, 10).unwrap(), b"x");
     }
 
     #[test]

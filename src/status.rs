@@ -65,6 +65,11 @@ pub struct StatusRow {
     pub requests_month_projected: Option<i64>,
     /// What this month's requests cost at the configured prices (R2's by default), USD.
     pub request_cost_month_usd: Option<f64>,
+    /// Whether the replica is encrypted (`age:`), and how many of its files are still
+    /// sealed to other recipients than the configured ones (NULL until the uploader has
+    /// listed it, and for a plaintext replica).
+    pub encrypted: bool,
+    pub sealed_to_other_keys: Option<i64>,
 }
 
 /// The rows of a table-valued function.
@@ -144,6 +149,8 @@ impl StatusRow {
             self.requests_month.into(),
             self.requests_month_projected.map_or(Cell::Null, Cell::Int),
             self.request_cost_month_usd.map_or(Cell::Null, Cell::Real),
+            i64::from(self.encrypted).into(),
+            self.sealed_to_other_keys.map_or(Cell::Null, Cell::Int),
         ]
     }
 }
@@ -258,6 +265,8 @@ pub const COLUMNS: &[&str] = &[
     "requests_month",
     "requests_month_projected",
     "request_cost_month_usd",
+    "encrypted",
+    "sealed_to_other_keys",
 ];
 
 pub fn rows(now_ms: u64) -> Vec<StatusRow> {
@@ -361,6 +370,8 @@ fn database_row(
         requests_month_projected: ledger.and_then(|l| l.projected(now_ms)).map(|n| n as i64),
         request_cost_month_usd: month_requests
             .map(|m| m.cost_nanos(&db.config.prices) as f64 / 1e9),
+        encrypted: db.config.age.is_some(),
+        sealed_to_other_keys: c.sealed_otherwise.map(|n| n as i64),
     }
 }
 

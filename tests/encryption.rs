@@ -453,15 +453,20 @@ def sealed_to_other():
                     stale.append(p)
     return stale
 
+def sealed_otherwise():
+    return db.execute("SELECT sealed_to_other_keys FROM replica_status()").fetchone()[0]
+
 for n in range(commits):
     commit(n)
+print("sealed_otherwise_start", sealed_otherwise())
 if only != "-":
     db.execute("SELECT replica_snapshot()")
     deadline = time.time() + 60
-    while sealed_to_other():
-        assert time.time() < deadline, ("objects still sealed to old keys only", sealed_to_other())
+    while sealed_to_other() or sealed_otherwise() != 0:
+        assert time.time() < deadline, ("objects still sealed to old keys", sealed_to_other(), sealed_otherwise())
         commit(0)
         time.sleep(0.1)
+    print("sealed_otherwise_end", sealed_otherwise())
 err = db.execute("SELECT coalesce(last_error, '') FROM replica_status()").fetchone()[0]
 assert err == "", err
 "#;
@@ -485,16 +490,21 @@ fn rotating_recipients_reseals_the_history_to_the_new_key() {
         std::fs::write(s.dir.join("litestream.yml"), yaml).unwrap();
     };
     let mut states = BTreeMap::new();
-    let mut phase = |commits: u32, only: &str| {
+    // Each phase's count of files sealed to other keys, at its start and (if it waited) end.
+    let mut phase = |commits: u32, only: &str| -> Vec<u64> {
         let out = s.python(ROTATING_WRITER, &[&commits.to_string(), only], &[]);
         let text = check(&out, &format!("writing (seed {})", s.seed));
         for l in text.lines().filter_map(|l| l.strip_prefix("state ")) {
             let (txid, digest) = l.split_once(' ').unwrap();
             states.insert(txid.parse::<u64>().unwrap(), digest.to_string());
         }
+        text.lines()
+            .filter_map(|l| l.strip_prefix("sealed_otherwise_"))
+            .map(|l| l.split_once(' ').unwrap().1.parse().unwrap())
+            .collect()
     };
     config(&[&a_pub], &a);
-    phase(10, "-");
+    assert_eq!(phase(10, "-"), vec![0]);
     let opens_with_b = |p: &Path| {
         let o = Command::new("age")
             .args(["-d", "-o", "/dev/null", "-i"])
@@ -508,9 +518,14 @@ fn rotating_recipients_reseals_the_history_to_the_new_key() {
         "objects sealed to A alone open with B"
     );
     config(&[&a_pub, &b_pub], &a);
-    phase(10, &b.display().to_string());
+    let counts = phase(10, &b.display().to_string());
+    assert!(counts[0] > 0 && counts[1] == 0, "{counts:?}");
     config(&[&b_pub], &b);
-    phase(5, "-");
+    let counts = phase(5, "-");
+    assert!(
+        counts[0] > 0,
+        "files sealed to A and B count under B alone: {counts:?}"
+    );
 
     let b_file = b.display().to_string();
     let bare = s.dir.join("bare.yml");

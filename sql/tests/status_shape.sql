@@ -23,7 +23,8 @@ SELECT lag_ms = 0 AS no_lag,
        oldest_pending_at IS NULL AS nothing_pending,
        request_budget IS NULL AS no_budget,
        requests_month >= 1 AS counted_this_month,
-       typeof(request_cost_month_usd) AS cost_type
+       typeof(request_cost_month_usd) AS cost_type,
+       encrypted = 0 AND sealed_to_other_keys IS NULL AS not_encrypted
   FROM replica_status();
 .mode list
 .headers on

@@ -115,6 +115,12 @@ pub trait ObjectStore: Send + Sync {
     fn sealed(&self) -> bool {
         false
     }
+    /// Whether a sealed object was sealed to other recipients than the store's now (its
+    /// header's label, a ranged GET unless cached); `false` in a store that does not seal.
+    fn sealed_otherwise(&self, key: &str) -> Result<bool, StoreError> {
+        let _ = key;
+        Ok(false)
+    }
     /// Deleting a missing key is not an error.
     fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Deletes every key; `Ok` means none of them remains (backends whose bulk delete can
@@ -228,6 +234,9 @@ impl<T: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<T> {
     }
     fn sealed(&self) -> bool {
         (**self).sealed()
+    }
+    fn sealed_otherwise(&self, key: &str) -> Result<bool, StoreError> {
+        (**self).sealed_otherwise(key)
     }
     fn delete(&self, key: &str) -> Result<(), StoreError> {
         (**self).delete(key)

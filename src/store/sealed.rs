@@ -255,6 +255,13 @@ impl<S: ObjectStore> ObjectStore for SealedStore<S> {
         true
     }
 
+    fn sealed_otherwise(&self, key: &str) -> Result<bool, StoreError> {
+        let head = self.head(key)?;
+        Ok(self
+            .keys
+            .sealed_otherwise(seal::sealed_to(&head).as_deref()))
+    }
+
     fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.forget(key);
         self.inner.delete(key)

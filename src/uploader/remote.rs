@@ -29,6 +29,9 @@ pub(super) struct Replica {
     pub last_snapshot_at: u64,
     /// The listing found a Litestream 0.3 replica (`generations/`) at the same place.
     pub holds_litestream_03: bool,
+    /// In an encrypted replica, the files the listing found sealed to other recipients than
+    /// the configured ones (until retention removes them); `None` in a plaintext replica.
+    sealed_otherwise: Option<std::collections::BTreeSet<FileId>>,
 }
 
 impl Replica {
@@ -52,6 +55,7 @@ impl Replica {
             max_txid: 0,
             last_snapshot_at: 0,
             holds_litestream_03: false,
+            sealed_otherwise: None,
         }
     }
 
@@ -121,6 +125,18 @@ impl Replica {
             .map(|e| e.to_string())
     }
 
+    /// How many files the replica still holds that were sealed to other recipients than
+    /// the configured ones; `None` in a plaintext replica.
+    pub fn sealed_otherwise_count(&self) -> Option<u64> {
+        let stale = self.sealed_otherwise.as_ref()?;
+        Some(
+            stale
+                .iter()
+                .filter(|id| self.known.get(**id).is_some())
+                .count() as u64,
+        )
+    }
+
     /// Start-up: one LIST to learn the replica's files, its highest txid and when its
     /// newest snapshot was taken; local copies it no longer needs are dropped.
     pub fn list(&mut self, now: u64) -> Result<(), Error> {
@@ -149,7 +165,21 @@ impl Replica {
             ))
             .into());
         }
+        let sealed_otherwise = store.sealed().then(|| {
+            // A header each (one small ranged GET per file, at start-up only); a file whose
+            // header cannot be read counts as sealed otherwise.
+            known
+                .all()
+                .iter()
+                .map(|f| f.id)
+                .filter(|id| {
+                    let key = keys::s3_key(&self.prefix, id.level, id.min_txid, id.max_txid);
+                    store.sealed_otherwise(&key).unwrap_or(true)
+                })
+                .collect()
+        });
         self.last_snapshot_at = self.newest_snapshot_time(&objects, &known, now);
+        self.sealed_otherwise = sealed_otherwise;
         self.known = known;
         self.max_txid = remote_max;
         self.holds_litestream_03 = holds_03;

@@ -168,6 +168,7 @@ impl DbUploader {
         }
         let mut c = self.db.counters();
         self.replica.count_requests(&mut c);
+        c.sealed_otherwise = self.replica.sealed_otherwise_count();
         c.state = match step {
             Step::Failed { .. } => UploaderState::Retrying,
             Step::WaitUntil(_) => UploaderState::Pending,
