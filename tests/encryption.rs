@@ -340,6 +340,15 @@ fn wrong_keys_plaintext_and_damage_are_refused_naming_the_object() {
     assert!(e.contains(".ltx") && e.contains("refused"), "{e}");
     assert!(!left);
 
+    // Every object cut inside its age header: refused as a bad header.
+    for ((_, path), body) in objects.iter().zip(&good) {
+        std::fs::write(path, &body[..40]).unwrap();
+    }
+    let (r, left) = s.restore_once(&[]);
+    let e = r.unwrap_err();
+    assert!(e.contains(".ltx") && e.contains("age header"), "{e}");
+    assert!(!left);
+
     // Every object as plaintext (decrypted by `age -d`): refused as not an age file.
     for ((_, path), body) in objects.iter().zip(&good) {
         std::fs::write(path, body).unwrap();
