@@ -21,6 +21,9 @@ const NONCE_LEN: u64 = 16;
 /// of their public keys, no key material). Every age implementation skips stanza types it
 /// does not know, so the file stays a standard age file.
 const SEALED_TO_TAG: &str = "libreplica-to";
+/// The most recipients an object is sealed to: with the label and age's grease they keep
+/// every header well under [`MAX_HEADER`].
+pub const MAX_RECIPIENTS: usize = 64;
 /// The longest header read: X25519 stanzas are under 100 bytes each, so this bounds what a
 /// hostile object can make a reader hold before it is refused.
 pub const MAX_HEADER: u64 = 16 * 1024;
@@ -38,6 +41,8 @@ pub enum SealError {
     Corrupt(String),
     /// A key that does not parse (says which, never its secret text).
     BadKey(String),
+    /// The plaintext is longer than the caller's bound.
+    TooLong(u64),
 }
 
 impl fmt::Display for SealError {
@@ -53,6 +58,7 @@ impl fmt::Display for SealError {
             }
             SealError::Corrupt(m) => write!(f, "age payload refused: {m}"),
             SealError::BadKey(m) => write!(f, "{m}"),
+            SealError::TooLong(max) => write!(f, "holds more than the {max} bytes expected"),
         }
     }
 }
@@ -130,8 +136,14 @@ impl Keys {
             ));
         }
         let mut parsed = Vec::new();
-        for r in recipients {
-            parsed.push(Keys::check_recipient(r)?);
+        for (i, r) in recipients.iter().enumerate() {
+            parsed.push(Keys::check_recipient(i, r)?);
+        }
+        if parsed.len() > MAX_RECIPIENTS {
+            return Err(SealError::BadKey(format!(
+                "age: {} recipients; at most {MAX_RECIPIENTS} (each adds to every object's header)",
+                parsed.len()
+            )));
         }
         if parsed.is_empty() {
             parsed = identities.iter().map(Identity::to_public).collect();
@@ -162,12 +174,18 @@ impl Keys {
         sealed_to != Some(self.sealed_to.0.as_slice())
     }
 
-    /// One recipient (`age1…`), parsed.
-    pub fn check_recipient(r: &str) -> Result<Recipient, SealError> {
+    /// Recipient number `i` (from 0), parsed. Its text is never shown: a secret key put
+    /// among the recipients by mistake must not reach a message.
+    pub fn check_recipient(i: usize, r: &str) -> Result<Recipient, SealError> {
         Recipient::from_str(r.trim()).map_err(|_| {
             SealError::BadKey(format!(
-                "age recipient {} is not an X25519 recipient (age1…)",
-                r.trim()
+                "age recipient #{} is not an X25519 recipient (age1…){}",
+                i + 1,
+                if r.to_ascii_lowercase().contains("secret-key") {
+                    ": it is a secret key (an identity); give its public key, `age-keygen -y`"
+                } else {
+                    ""
+                }
             ))
         })
     }
@@ -292,6 +310,11 @@ pub fn payload_start(head: &[u8]) -> Result<Option<u64>, SealError> {
         at += nl + 1;
         if line.starts_with(b"--- ") {
             let start = at as u64 + NONCE_LEN;
+            if start > MAX_HEADER {
+                return Err(SealError::BadHeader(format!(
+                    "{start} bytes, over the {MAX_HEADER} read"
+                )));
+            }
             return Ok((head.len() as u64 >= start).then_some(start));
         }
     }
@@ -309,24 +332,27 @@ pub fn plain_len(start: u64, sealed_len: u64) -> Option<u64> {
     let payload = sealed_len.checked_sub(start)?;
     let chunks = payload.div_ceil(SEALED_CHUNK).max(1);
     let plain = payload.checked_sub(chunks * 16)?;
-    // Only the last chunk may be short, and only an empty file has an empty one.
-    (payload % SEALED_CHUNK != 16 || payload == 16).then_some(plain)
+    // Only the last chunk may be short, it holds at least its tag, and only an empty file
+    // has an empty one.
+    let rest = payload % SEALED_CHUNK;
+    (!(1..=16).contains(&rest) || payload == 16).then_some(plain)
 }
 
 /// The most bytes a sealed object holding at most `plain` bytes can have, header included.
 pub fn max_sealed_len(plain: u64) -> u64 {
-    plain + (plain / CHUNK + 1) * 16 + MAX_HEADER + NONCE_LEN
+    plain
+        .saturating_add((plain / CHUNK + 1) * 16)
+        .saturating_add(MAX_HEADER + NONCE_LEN)
 }
 
 /// The sealed bytes `[from, to)` that hold plaintext `[offset, offset+len)`, for chunks
 /// starting at `start`: whole chunks, since each is authenticated as one.
+/// Saturates rather than overflows for ranges no object can reach.
 pub fn sealed_span(start: u64, offset: u64, len: u64) -> (u64, u64) {
     let first = seek_point(offset) / CHUNK;
-    let last = (offset + len.max(1) - 1) / CHUNK;
-    (
-        start + first * SEALED_CHUNK,
-        start + (last + 1) * SEALED_CHUNK,
-    )
+    let last = offset.saturating_add(len.max(1) - 1) / CHUNK;
+    let at = |chunk: u64| start.saturating_add(chunk.saturating_mul(SEALED_CHUNK));
+    (at(first), at(last.saturating_add(1)))
 }
 
 /// Opens a whole sealed object, refusing one whose plaintext exceeds `max_plain`.
@@ -339,9 +365,7 @@ pub fn open(sealed: &[u8], keys: &Keys, max_plain: u64) -> Result<Vec<u8>, SealE
         .read_to_end(&mut out)
         .map_err(|e| SealError::Corrupt(e.to_string()))?;
     if out.len() as u64 > max_plain {
-        return Err(SealError::Corrupt(format!(
-            "holds more than the {max_plain} bytes expected"
-        )));
+        return Err(SealError::TooLong(max_plain));
     }
     Ok(out)
 }
@@ -357,6 +381,25 @@ pub fn open_range(
     offset: u64,
     len: u64,
 ) -> Result<Vec<u8>, SealError> {
+    // What the span holds (all its chunks; at the object's end, up to the end): a range
+    // past it is cut there, and one wholly past it is empty, as at the end of any object.
+    if span.is_empty() {
+        return Ok(Vec::new());
+    }
+    let first = span_at
+        .checked_sub(head.len() as u64)
+        .filter(|d| d % SEALED_CHUNK == 0)
+        .ok_or_else(|| SealError::Corrupt("a range not at a chunk boundary".into()))?
+        / SEALED_CHUNK;
+    let chunks = (span.len() as u64).div_ceil(SEALED_CHUNK);
+    let held = (span.len() as u64)
+        .checked_sub(chunks * 16)
+        .ok_or_else(|| SealError::Corrupt("a chunk shorter than its tag".into()))?;
+    let end = first.saturating_mul(CHUNK).saturating_add(held);
+    if offset >= end {
+        return Ok(Vec::new());
+    }
+    let len = len.min(end - offset);
     let sparse = Sparse {
         head,
         span_at,
@@ -543,7 +586,7 @@ mod tests {
         assert!(matches!(open(cut, &k, 1 << 20), Err(SealError::Corrupt(_))));
         assert_eq!(open(&p, &k, 1 << 20), Err(SealError::NotSealed));
         assert_eq!(payload_start(b"LTX\x01 not age"), Err(SealError::NotSealed));
-        assert!(matches!(open(&s, &k, 10), Err(SealError::Corrupt(_))));
+        assert_eq!(open(&s, &k, 10), Err(SealError::TooLong(10)));
     }
 
     #[test]
@@ -568,6 +611,58 @@ mod tests {
     }
 
     #[test]
+    fn ranges_past_the_end_are_short_or_empty_and_huge_ones_do_not_overflow() {
+        let (k, _) = keys();
+        for n in [100usize, CHUNK as usize, 2 * CHUNK as usize + 5] {
+            let p = plain(n);
+            let s = seal(&p, &k).unwrap();
+            let start = payload_start(&s).unwrap().unwrap();
+            let head = &s[..start as usize];
+            let cases = [
+                (n as u64 + 1, 10),
+                (n as u64 - 1, 100),
+                (n as u64, 1),
+                (70_000, 10),
+                (0, u64::MAX),
+                (u64::MAX - 5, 10),
+            ];
+            for (offset, len) in cases {
+                let len = len.min(u64::MAX - offset);
+                let (from, to) = sealed_span(start, offset, len);
+                let lo = (from as usize).min(s.len());
+                let span = &s[lo..(to.min(s.len() as u64) as usize).max(lo)];
+                let got = open_range(head, from, span, &k, offset, len).unwrap();
+                let want =
+                    &p[(offset as usize).min(n)..offset.saturating_add(len).min(n as u64) as usize];
+                assert_eq!(got, want, "n {n} offset {offset} len {len}");
+            }
+        }
+        assert_eq!(max_sealed_len(u64::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn impossible_lengths_and_oversized_headers_are_refused() {
+        assert_eq!(plain_len(0, SEALED_CHUNK + 5), None);
+        assert_eq!(plain_len(0, SEALED_CHUNK + 16), None);
+        assert_eq!(plain_len(0, SEALED_CHUNK + 17), Some(CHUNK + 1));
+        assert_eq!(plain_len(0, 16), Some(0));
+        assert_eq!(plain_len(0, 15), None);
+        let mut h = MAGIC.to_vec();
+        for _ in 0..400 {
+            h.extend_from_slice(
+                b"-> grease aaaa\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n",
+            );
+        }
+        h.extend_from_slice(b"--- AAAA\n");
+        h.extend_from_slice(&[0; 16]);
+        assert!(matches!(payload_start(&h), Err(SealError::BadHeader(_))));
+        let many: Vec<String> = (0..=MAX_RECIPIENTS)
+            .map(|_| Identity::generate().to_public().to_string())
+            .collect();
+        assert!(Keys::new(&many, vec![Identity::generate()]).is_err());
+    }
+
+    #[test]
     fn a_header_without_end_is_bounded() {
         let mut h = MAGIC.to_vec();
         assert_eq!(payload_start(&h), Ok(None));
@@ -585,7 +680,19 @@ mod tests {
         let both = Keys::new(&[a.to_public().to_string(), b_pub], vec![a.clone()]).unwrap();
         assert_eq!(both.recipients().len(), 2);
         let bad = Keys::new(&["age1nope".to_string()], vec![a]).unwrap_err();
-        assert!(bad.to_string().contains("age1nope"), "{bad}");
+        assert!(
+            bad.to_string().contains("#1") && !bad.to_string().contains("age1nope"),
+            "{bad}"
+        );
+        let secret = {
+            use age::secrecy::ExposeSecret;
+            Identity::generate().to_string().expose_secret().to_string()
+        };
+        let e = Keys::check_recipient(0, &secret).unwrap_err().to_string();
+        assert!(
+            !e.contains(&secret[15..]) && e.contains("secret key"),
+            "{e}"
+        );
     }
 
     #[test]

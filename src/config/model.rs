@@ -180,8 +180,15 @@ impl AgeConfig {
         if inline.len() == self.identities.len() {
             crate::seal::Keys::new(&self.recipients, inline).map_err(|e| e.to_string())?;
         } else {
-            for r in &self.recipients {
-                crate::seal::Keys::check_recipient(r).map_err(|e| e.to_string())?;
+            for (i, r) in self.recipients.iter().enumerate() {
+                crate::seal::Keys::check_recipient(i, r).map_err(|e| e.to_string())?;
+            }
+            if self.recipients.len() > crate::seal::MAX_RECIPIENTS {
+                return Err(format!(
+                    "age: {} recipients; at most {}",
+                    self.recipients.len(),
+                    crate::seal::MAX_RECIPIENTS
+                ));
             }
         }
         Ok(())

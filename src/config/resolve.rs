@@ -160,7 +160,12 @@ impl Resolver {
                     rc.url(),
                     f.path.display(),
                     never_deleting(rc.lifecycle.expiry),
-                    encrypted(rc.age.as_ref())
+                    encrypted(
+                        merge_age(&self.env, rc.age.as_ref())
+                            .ok()
+                            .flatten()
+                            .as_ref()
+                    )
                 ));
             }
         }
@@ -172,9 +177,10 @@ impl Resolver {
             };
             let expiry = self.file.as_ref().map(|f| f.lifecycle.expiry);
             lines.push(format!(
-                "{which} opened replicates under {} (REPLICA_URL), to a replica named after its file{}",
+                "{which} opened replicates under {} (REPLICA_URL), to a replica named after its file{}{}",
                 base.url(),
-                never_deleting(expiry.unwrap_or_default())
+                never_deleting(expiry.unwrap_or_default()),
+                encrypted(merge_age(&self.env, None).ok().flatten().as_ref())
             ));
         }
         if lines.is_empty() {
@@ -234,7 +240,12 @@ impl Resolver {
         let Some((target, entry)) = self.target(&db, replica_param)? else {
             return Ok(None);
         };
-        let age = merge_age(&self.env, entry.and_then(|rc| rc.age.as_ref()))?;
+        // The keys of the entry that names this database, else of one with the same replica
+        // (a `?replica=` URL the file also lists), under the environment's.
+        let age = match entry {
+            Some(rc) => merge_age(&self.env, rc.age.as_ref())?,
+            None => self.age_for_target(&target)?,
+        };
         Ok(Some(ReplicaConfig {
             age,
             ..self.assemble(target, entry, interval)
@@ -348,16 +359,21 @@ pub fn merge_age(env: &Env, entry: Option<&AgeConfig>) -> Result<Option<AgeConfi
     if recipients.is_none() && identity_file.is_none() {
         return Ok(entry.cloned());
     }
-    let var = if identity_file.is_some() {
-        "REPLICA_AGE_IDENTITY_FILE"
-    } else {
-        "REPLICA_AGE_RECIPIENTS"
+    // An error names the variables that made the keys (never their values).
+    let var = match (recipients.is_some(), identity_file.is_some()) {
+        (true, true) => "REPLICA_AGE_RECIPIENTS / REPLICA_AGE_IDENTITY_FILE",
+        (true, false) => "REPLICA_AGE_RECIPIENTS",
+        _ => "REPLICA_AGE_IDENTITY_FILE",
     };
     let env_err = |reason: String| ConfigError::Env {
         var: var.to_string(),
         reason,
     };
     let identities = match identity_file {
+        // The key itself where its file's name belongs: taken as the key, never shown.
+        Some(f) if f.to_ascii_lowercase().contains("secret-key") => {
+            vec![IdentitySource::Inline(f.trim().to_string())]
+        }
         Some(f) => vec![IdentitySource::File(
             super::paths::absolutize(f.trim(), env).map_err(env_err)?,
         )],

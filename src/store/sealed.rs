@@ -34,11 +34,9 @@ impl<S: ObjectStore> SealedStore<S> {
         }
     }
 
-    /// The object's header up to its first chunk, from the cache or a ranged GET.
-    fn head(&self, key: &str) -> Result<Vec<u8>, StoreError> {
-        if let Some(h) = crate::base::lock::lock(&self.heads).get(key) {
-            return Ok(h.clone());
-        }
+    /// The object's header read now (and cached): what lengths and labels are read from,
+    /// since another process may have written the same key since it was cached.
+    fn fresh_head(&self, key: &str) -> Result<Vec<u8>, StoreError> {
         let mut probe = HEAD_PROBE;
         loop {
             let bytes = self.inner.get_range(key, 0, probe)?;
@@ -67,7 +65,7 @@ impl<S: ObjectStore> SealedStore<S> {
         let (_, to) = seal::sealed_span(0, offset, len);
         let bytes = self.inner.get_range(key, 0, HEAD_PROBE + to)?;
         let Some(start) = seal::payload_start(&bytes).map_err(|e| refused(key, e))? else {
-            let head = self.head(key)?;
+            let head = self.fresh_head(key)?;
             let (from, to) = seal::sealed_span(head.len() as u64, offset, len);
             let span = self.inner.get_range(key, from, to - from)?;
             return Ok((head, from, span));
@@ -155,18 +153,18 @@ impl<S: ObjectStore> ObjectStore for SealedStore<S> {
         if !sealed_key(key) {
             return self.inner.put(key, body);
         }
-        self.forget(key);
         let sealed = seal::seal(body, &self.keys).map_err(|e| refused(key, e))?;
-        self.inner.put(key, &sealed)
+        let put = self.inner.put(key, &sealed);
+        self.forget(key);
+        put
     }
 
-    /// Seals the file into a sibling (`<file>.age`) and uploads that, so memory stays at a
-    /// chunk whatever the file's size.
+    /// Seals the file into a sibling (`<file>.age`, owner-only, made new) and uploads that,
+    /// so sealing holds a chunk in memory whatever the file's size.
     fn put_file(&self, key: &str, path: &std::path::Path) -> Result<(), StoreError> {
         if !sealed_key(key) {
             return self.inner.put_file(key, path);
         }
-        self.forget(key);
         let mut sealed_path = path.as_os_str().to_owned();
         sealed_path.push(".age");
         let sealed_path = std::path::PathBuf::from(sealed_path);
@@ -174,9 +172,17 @@ impl<S: ObjectStore> ObjectStore for SealedStore<S> {
             StoreError::Transient(format!("sealing {} for {key}: {e}", path.display()))
         };
         let write = || -> std::io::Result<()> {
+            use std::os::unix::fs::OpenOptionsExt;
             let mut src = std::fs::File::open(path)?;
-            let out = std::io::BufWriter::new(std::fs::File::create(&sealed_path)?);
-            let mut w = seal::SealWriter::new(&self.keys, out)?;
+            // One a crash left behind is ours and stale.
+            let _ = std::fs::remove_file(&sealed_path);
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&sealed_path)?;
+            let mut w = seal::SealWriter::new(&self.keys, std::io::BufWriter::new(file))?;
             std::io::copy(&mut src, &mut w)?;
             w.finish()?.flush()
         };
@@ -184,6 +190,7 @@ impl<S: ObjectStore> ObjectStore for SealedStore<S> {
             .map_err(local)
             .and_then(|_| self.inner.put_file(key, &sealed_path));
         let _ = std::fs::remove_file(&sealed_path);
+        self.forget(key);
         r
     }
 
@@ -202,33 +209,35 @@ impl<S: ObjectStore> ObjectStore for SealedStore<S> {
         }
         let body = self.inner.get_bounded(key, seal::max_sealed_len(max_len))?;
         seal::open(&body, &self.keys, max_len).map_err(|e| match e {
-            SealError::Corrupt(m) if m.contains("more than") => {
-                super::longer_than_listed(key, max_len)
-            }
+            SealError::TooLong(_) => super::longer_than_listed(key, max_len),
             e => refused(key, e),
         })
     }
 
-    /// Plaintext bytes `[offset, offset+len)`: the header (usually cached) and the sealed
-    /// chunks that hold them, in one GET when the range starts in the first chunk.
+    /// Plaintext bytes `[offset, offset+len)` (fewer at the end): the header (usually
+    /// cached) and the sealed chunks that hold them, in one GET when the range starts in
+    /// the first chunks. A cached header that no longer opens the object (rewritten under
+    /// the same key) is dropped and the range read once more.
     fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
         if !sealed_key(key) {
             return self.inner.get_range(key, offset, len);
         }
+        let len = len.min(u64::MAX - offset);
         let cached = crate::base::lock::lock(&self.heads).get(key).cloned();
-        let (head, from, span) = match cached {
-            Some(head) => {
-                let (from, to) = seal::sealed_span(head.len() as u64, offset, len);
-                (head, from, self.inner.get_range(key, from, to - from)?)
+        if let Some(head) = cached {
+            let (from, to) = seal::sealed_span(head.len() as u64, offset, len);
+            let span = self.inner.get_range(key, from, to - from)?;
+            match seal::open_range(&head, from, &span, &self.keys, offset, len) {
+                Ok(plain) => return Ok(plain),
+                Err(_) => self.forget(key),
             }
-            None if offset + len <= FIRST_GET_CHUNKS * seal::CHUNK => {
-                self.head_and_span(key, offset, len)?
-            }
-            None => {
-                let head = self.head(key)?;
-                let (from, to) = seal::sealed_span(head.len() as u64, offset, len);
-                (head, from, self.inner.get_range(key, from, to - from)?)
-            }
+        }
+        let (head, from, span) = if offset.saturating_add(len) <= FIRST_GET_CHUNKS * seal::CHUNK {
+            self.head_and_span(key, offset, len)?
+        } else {
+            let head = self.fresh_head(key)?;
+            let (from, to) = seal::sealed_span(head.len() as u64, offset, len);
+            (head, from, self.inner.get_range(key, from, to - from)?)
         };
         seal::open_range(&head, from, &span, &self.keys, offset, len).map_err(|e| refused(key, e))
     }
@@ -242,7 +251,7 @@ impl<S: ObjectStore> ObjectStore for SealedStore<S> {
         if !sealed_key(&info.key) {
             return Ok(info.size);
         }
-        let start = self.head(&info.key)?.len() as u64;
+        let start = self.fresh_head(&info.key)?.len() as u64;
         seal::plain_len(start, info.size).ok_or_else(|| {
             refused(
                 &info.key,
@@ -256,19 +265,21 @@ impl<S: ObjectStore> ObjectStore for SealedStore<S> {
     }
 
     fn sealed_otherwise(&self, key: &str) -> Result<bool, StoreError> {
-        let head = self.head(key)?;
+        let head = self.fresh_head(key)?;
         Ok(self
             .keys
             .sealed_otherwise(seal::sealed_to(&head).as_deref()))
     }
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let r = self.inner.delete(key);
         self.forget(key);
-        self.inner.delete(key)
+        r
     }
     fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        let r = self.inner.delete_many(keys);
         keys.iter().for_each(|k| self.forget(k));
-        self.inner.delete_many(keys)
+        r
     }
     fn read_versioned(&self, key: &str) -> Result<(Vec<u8>, String), StoreError> {
         self.inner.read_versioned(key)
@@ -310,6 +321,9 @@ mod tests {
         let key = "db/0000/0000000000000001-0000000000000001.ltx";
         let b = body(300_000);
         store.put(key, &b).unwrap();
+        assert!(!store.sealed_otherwise(key).unwrap());
+        let other = SealedStore::new(inner.clone(), keys());
+        assert!(other.sealed_otherwise(key).unwrap(), "sealed to another recipient");
         let raw = inner.get(key).unwrap();
         assert!(seal::is_sealed(&raw));
         assert_eq!(store.get(key).unwrap(), b);
@@ -348,6 +362,28 @@ mod tests {
         );
         store.get_range(key, 500_000, 200_000).unwrap();
         assert_eq!(inner.request_counts().get - before, 2);
+    }
+
+    #[test]
+    fn ranges_past_the_end_are_empty_and_a_rewritten_object_is_read_anew() {
+        let inner = Arc::new(MemoryStore::new());
+        let store = SealedStore::new(inner.clone(), keys());
+        let key = "0000/0000000000000001-0000000000000001.ltx";
+        store.put(key, &body(100)).unwrap();
+        assert_eq!(store.get_range(key, 0, u64::MAX).unwrap(), body(100));
+        assert!(store.get_range(key, 101, 10).unwrap().is_empty());
+        assert!(store.get_range(key, 70_000, 10).unwrap().is_empty());
+        assert!(store.get_range(key, u64::MAX - 5, 10).unwrap().is_empty());
+        // Another writer (other keys, so another header) replaces the object: the cached
+        // header is dropped rather than trusted.
+        let other = SealedStore::new(inner.clone(), store.keys.clone());
+        other.put(key, &body(300_000)).unwrap();
+        assert_eq!(
+            store.get_range(key, 200_000, 10).unwrap(),
+            &body(300_000)[200_000..200_010]
+        );
+        let info = &store.list("").unwrap()[0];
+        assert_eq!(store.content_len(info).unwrap(), 300_000);
     }
 
     #[test]

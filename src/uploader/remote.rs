@@ -158,26 +158,18 @@ impl Replica {
                 .get(list_prefix.len()..)
                 .is_some_and(|k| k.starts_with("generations/"))
         });
-        let (known, mismatch) = self.known_from(store, &objects, now);
+        let (known, mut mismatch) = self.known_from(store, &objects, now)?;
+        let sealed_otherwise = store.sealed().then(|| {
+            let (stale, plaintext) = self.sealed_otherwise_in(store, &known);
+            mismatch = mismatch.take().or(plaintext);
+            stale
+        });
         if let Some(m) = mismatch {
             return Err(StoreError::Sealing(format!(
                 "{m}: the replica's encryption does not match this database's `age:` keys; not uploading over it (restore it with its keys, or give the replica another location)"
             ))
             .into());
         }
-        let sealed_otherwise = store.sealed().then(|| {
-            // A header each (one small ranged GET per file, at start-up only); a file whose
-            // header cannot be read counts as sealed otherwise.
-            known
-                .all()
-                .iter()
-                .map(|f| f.id)
-                .filter(|id| {
-                    let key = keys::s3_key(&self.prefix, id.level, id.min_txid, id.max_txid);
-                    store.sealed_otherwise(&key).unwrap_or(true)
-                })
-                .collect()
-        });
         self.last_snapshot_at = self.newest_snapshot_time(&objects, &known, now);
         self.sealed_otherwise = sealed_otherwise;
         self.known = known;
@@ -187,16 +179,42 @@ impl Replica {
         Ok(())
     }
 
+    /// In an encrypted replica, the files sealed to other recipients than the configured
+    /// ones (a header each: one small ranged GET per file, at start-up only; a header that
+    /// cannot be read counts), and the first file that is no age file at all.
+    fn sealed_otherwise_in(
+        &self,
+        store: &dyn ObjectStore,
+        known: &KnownFiles,
+    ) -> (std::collections::BTreeSet<FileId>, Option<String>) {
+        let mut plaintext = None;
+        let stale = known
+            .all()
+            .iter()
+            .map(|f| f.id)
+            .filter(|id| match store.sealed_otherwise(&self.key(*id)) {
+                Ok(otherwise) => otherwise,
+                Err(StoreError::Sealing(m)) => {
+                    plaintext.get_or_insert(m);
+                    true
+                }
+                Err(_) => true,
+            })
+            .collect();
+        (stale, plaintext)
+    }
+
     /// The LTX files of a listing. Snapshot times decide retention: they are read from the
-    /// LTX headers (a few small ranged GETs at start-up); the other levels go by the
-    /// object's modified time. Also the first snapshot whose encryption does not match the
-    /// store's keys (the uploader must not write over such a replica).
+    /// LTX headers (a few small ranged GETs at start-up; one that fails for now fails the
+    /// listing, to be retried); the other levels go by the object's modified time. Also the
+    /// first snapshot whose encryption does not match the store's keys (the uploader must
+    /// not write over such a replica).
     fn known_from(
         &self,
         store: &dyn ObjectStore,
         objects: &[ObjectInfo],
         now: u64,
-    ) -> (KnownFiles, Option<String>) {
+    ) -> Result<(KnownFiles, Option<String>), Error> {
         let mut known = KnownFiles::default();
         let mut mismatch = None;
         for o in objects {
@@ -206,6 +224,7 @@ impl Replica {
             let timestamp_ms = if level == keys::SNAPSHOT_LEVEL {
                 let header = match store.get_range(&o.key, 0, ltx::HEADER_SIZE as u64) {
                     Err(StoreError::Sealing(m)) => Err(m),
+                    Err(e) if e.is_transient() => return Err(e.into()),
                     Ok(b) => match Header::decode(&b) {
                         Err(e @ ltx::LtxError::Encrypted) => Err(format!("{}: {e}", o.key)),
                         h => Ok(h.ok()),
@@ -224,7 +243,7 @@ impl Replica {
             };
             known.insert(file_id(level, min_txid, max_txid), timestamp_ms, o.size);
         }
-        (known, mismatch)
+        Ok((known, mismatch))
     }
 
     /// When the newest snapshot was taken: its object's time (a scheduled snapshot's header

@@ -43,14 +43,17 @@ fn bad_keys_are_errors_naming_the_key_without_the_secret() {
     let cases = [
         (
             format!("recipients: [age1bogus]\n        identities: [{secret}]"),
-            "age1bogus",
+            "recipient #1",
         ),
         (format!("recipients: [{public}]"), "no identity"),
         (
             "identities: [AGE-SECRET-KEY-1NOTAKEY]".to_string(),
             "not an age X25519 identity",
         ),
-        (format!("identities: {secret}\n        recipient: x"), ""),
+        (
+            format!("identities: {secret}\n        recipients: [{secret}]"),
+            "is a secret key",
+        ),
     ];
     for (body, want) in cases {
         let text = format!("dbs:\n  - path: /a.db\n    replica:\n      url: s3://bkt/a\n      age:\n        {body}\n");
@@ -63,9 +66,40 @@ fn bad_keys_are_errors_naming_the_key_without_the_secret() {
                     "{shown}"
                 );
             }
-            // A misspelt key is a warning, and the rest stands.
-            Ok(cfg) => assert!(want.is_empty() && !cfg.warnings.is_empty()),
+            Ok(cfg) => panic!("accepted: {cfg:?}"),
         }
+    }
+    // A key in lower case is still a key (inline), never taken for a file's name.
+    let lower = secret.to_lowercase();
+    let text = format!("dbs:\n  - path: /a.db\n    replica:\n      url: s3://bkt/a\n      age:\n        identities: [{lower}]\n");
+    let cfg = parse(&text, &env(&[])).unwrap();
+    let age = cfg.dbs[0].1.age.clone().unwrap();
+    assert_eq!(age.identities, vec![IdentitySource::Inline(lower.clone())]);
+    assert!(!format!("{age:?}").contains(&lower));
+}
+
+#[test]
+fn age_anywhere_but_under_a_replica_fails_the_load() {
+    let (_, secret) = keypair();
+    let age = format!("{{identities: [{secret}]}}");
+    let cases = [
+        (
+            format!("age: {age}\ndbs:\n  - path: /a.db\n    replica: {{url: s3://bkt/a}}\n"),
+            "age",
+        ),
+        (
+            format!("dbs:\n  - path: /a.db\n    age: {age}\n    replica: {{url: s3://bkt/a}}\n"),
+            "dbs[0].age",
+        ),
+        (
+            format!("dbs:\n  - path: /a.db\n    replica: {{url: s3://bkt/a, Age: {age}}}\n"),
+            "Age",
+        ),
+    ];
+    for (text, key) in cases {
+        let e = parse(&text, &env(&[])).unwrap_err().to_string();
+        assert!(e.contains(key) && e.contains("unencrypted"), "{e}");
+        assert!(!e.contains(&secret), "{e}");
     }
 }
 

@@ -54,9 +54,31 @@ pub(super) fn read_age(ctx: &mut Ctx, key: &str, node: &Yaml) -> Result<AgeConfi
     Ok(age)
 }
 
+/// Refuses an `age` key anywhere but as a replica's `age:` (the top level, a database entry,
+/// or another spelling): ignoring it with a warning would upload the replica in plaintext.
+pub(super) fn refuse_misplaced(
+    ctx: &Ctx,
+    at: &str,
+    key: &str,
+    in_replica: bool,
+) -> Result<(), ConfigError> {
+    if !key.eq_ignore_ascii_case("age") || (in_replica && key == "age") {
+        return Ok(());
+    }
+    let reason = if in_replica {
+        format!("`{key}` is not `age` (keys are lower case); refused rather than replicating unencrypted")
+    } else {
+        "`age` (encryption keys) belongs under a replica (`dbs[].replica.age`); refused rather than replicating unencrypted".to_string()
+    };
+    Err(ctx.err(&child(at, key), reason))
+}
+
 /// An inline identity, or an identity file's path (relative to the working directory).
 fn identity_source(ctx: &Ctx, at: &str, text: &str) -> Result<IdentitySource, ConfigError> {
-    if text.trim_start().starts_with("AGE-SECRET-KEY-") {
+    // Anything that looks like key material is inline (and checked as such), never a path
+    // that errors and Debug would show.
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("secret-key") || text.trim().contains('\n') {
         return Ok(IdentitySource::Inline(text.trim().to_string()));
     }
     absolutize(text.trim(), ctx.env)

@@ -124,6 +124,7 @@ fn read_db_keys<'a>(ctx: &mut Ctx, at: &str, map: &'a Hash) -> Result<DbKeys<'a>
     let mut keys = DbKeys::default();
     for (k, v) in map {
         let key = key_name(k);
+        super::age::refuse_misplaced(ctx, at, &key, false)?;
         match key.as_str() {
             "path" => keys.path = read_text(ctx, &child(at, "path"), v, TextRules::of("path"))?,
             "restore-if-db-not-exists" => {

@@ -106,6 +106,7 @@ pub(super) fn read_replica_fields(
     };
     for (k, v) in map {
         let key = key_name(k);
+        super::age::refuse_misplaced(ctx, &fields.at, &key, true)?;
         if key == "age" {
             fields.age = Some(super::age::read_age(ctx, &fields.key(&key), v)?);
             continue;

@@ -110,6 +110,7 @@ fn read_top_level<'a>(ctx: &mut Ctx, root: &'a Hash) -> Result<TopLevel<'a>, Con
     };
     for (k, v) in root {
         let key = key_name(k);
+        super::age::refuse_misplaced(ctx, "", &key, false)?;
         if key == "dbs" {
             top.dbs = Some(v);
         } else if key == "retention" {
