@@ -52,7 +52,9 @@ fn start(
     }
     let mut child = replica_command(PYTHON3, &args, dir, env)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        // Each writer's log (notices of snapshots, take-overs, capture problems) stays in the
+        // test's directory, kept with KEEP_TEST_DIRS=1 for a failure to be read.
+        .stderr(std::fs::File::create(dir.join(format!("log-{name}-{seed}.txt"))).unwrap())
         .spawn()
         .unwrap();
     // Wait until it writes (and, forking, until its children exist).

@@ -507,8 +507,15 @@ pub(crate) fn wal_index_state_of(
     db: *mut sys::sqlite3,
     schema: &std::ffi::CStr,
 ) -> Option<crate::wal::WalIndexState> {
-    let file = file_of(db, schema)?;
-    // SAFETY: a file object SQLite keeps open while the connection is; its method table
+    wal_index_state_of_file(file_of(db, schema)?)
+}
+
+/// The WAL-index state of an open main-database file object, through its own mapping of the
+/// `-shm` (region 0, not extended): `None` when it has none mapped.
+pub(crate) fn wal_index_state_of_file(
+    file: *mut sys::sqlite3_file,
+) -> Option<crate::wal::WalIndexState> {
+    // SAFETY: a file object SQLite keeps open while the caller uses it; its method table
     // is static data of the VFS.
     let methods = unsafe { (*file).pMethods.as_ref() }?;
     if methods.iVersion < 2 {

@@ -25,6 +25,10 @@ struct ReplicaFile {
     /// Set on the `-wal` of a database another process replicates: it hands the log's
     /// commits over before this process restarts or truncates it.
     handoff: *mut HandoffObserver,
+    /// Set on the main file of a database replicated here or elsewhere: its path, under
+    /// which the WAL index is noted while this file holds the write lock (see
+    /// `shim::note_write_lock`).
+    noted: *mut std::path::PathBuf,
 }
 
 const HEADER: usize = (size_of::<ReplicaFile>() + 15) & !15;
@@ -169,6 +173,7 @@ unsafe extern "C" fn x_open(
         f.observer = null_mut();
         f.db_observer = null_mut();
         f.handoff = null_mut();
+        f.noted = null_mut();
         // SAFETY: the allocation is szOsFile = HEADER + base.szOsFile bytes.
         f.real = unsafe { (p as *mut u8).add(HEADER) } as *mut sys::sqlite3_file;
         if flags & sys::SQLITE_OPEN_MAIN_DB != 0 && !z_name.is_null() {
@@ -223,6 +228,10 @@ unsafe extern "C" fn x_open(
                     close_real(f);
                     return sys::SQLITE_CANTOPEN;
                 }
+            }
+            let path = std::path::PathBuf::from(&name);
+            if !f.db_observer.is_null() || shim::replicated_elsewhere(&path) {
+                f.noted = Box::into_raw(Box::new(path));
             }
         } else if flags & sys::SQLITE_OPEN_WAL != 0 {
             if let Some(obs) = shim::on_open_wal(&name, &mut RealReader(f.real)) {
@@ -306,6 +315,11 @@ unsafe extern "C" fn x_close(p: *mut sys::sqlite3_file) -> c_int {
             // SAFETY: created by Box::into_raw in x_open and freed only here.
             drop(unsafe { Box::from_raw(f.handoff) });
             f.handoff = null_mut();
+        }
+        if !f.noted.is_null() {
+            // SAFETY: created by Box::into_raw in x_open and freed only here.
+            drop(unsafe { Box::from_raw(f.noted) });
+            f.noted = null_mut();
         }
         close_real(f)
     })
@@ -435,6 +449,17 @@ unsafe extern "C" fn x_shm_lock(
         };
         // SAFETY: forwarding SQLite's arguments unchanged to the real file.
         let rc = unsafe { lock(f.real, offset, n, flags) };
+        // SAFETY: the path box lives until x_close.
+        if let Some(path) = unsafe { f.noted.as_ref() } {
+            if rc == sys::SQLITE_OK && offset == 0 && flags & sys::SQLITE_SHM_EXCLUSIVE != 0 {
+                // The write lock: while held, the index header is what is committed.
+                let taken = flags & sys::SQLITE_SHM_LOCK != 0;
+                let index = taken
+                    .then(|| super::sqlite::wal_index_state_of_file(f.real))
+                    .flatten();
+                shim::note_write_lock(path, index.map(|i| i.header));
+            }
+        }
         // Slot 0 is the WAL write lock: its release ends a write transaction.
         if rc == sys::SQLITE_OK
             && offset == 0

@@ -6,7 +6,7 @@
 
 use super::fallback::{capture_failed, flush_spool, owe_snapshot};
 use super::vouch::accept_vouched_log_on_disk;
-use super::wal_file::{header_on_disk, salts_on_disk};
+use super::wal_file::{header_on_disk, published_end, salts_on_disk};
 use crate::base::clock::now_ms;
 use crate::base::io::ReadAt;
 use crate::database::{CaptureState, CompleteLog, Database};
@@ -80,7 +80,8 @@ pub(super) fn follow(
     Ok(())
 }
 
-/// Reads the log's committed transactions from `chain` on (no frame past `upto`), appending
+/// Reads the log's committed transactions from `chain` on (no frame past `upto`, nor past
+/// what SQLite published: see [`published_end`]), appending
 /// them to the spool when `append`; the chain after the last complete one, and whether
 /// there was one.
 fn stream(
@@ -91,6 +92,7 @@ fn stream(
     upto: u32,
     append: bool,
 ) -> Result<(FrameChain, bool), Error> {
+    let upto = upto.min(published_end(&db.path, header.salts()));
     let mut assembler = wal::TxnAssembler::new(header.page_size);
     let mut buf = vec![0u8; FRAME_HEADER_SIZE + header.page_size as usize];
     let mut resume = chain.clone();

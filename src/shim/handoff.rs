@@ -5,7 +5,7 @@
 //! catch-up side. It must never fail the application's write.
 
 use super::standby::replicated_elsewhere;
-use super::wal_file::{db_path_of, header_on_disk};
+use super::wal_file::{db_path_of, header_on_disk, published_end};
 use crate::base::io::ReadAt;
 use crate::handoff::{HandedTxn, Handoff, NextLog};
 use crate::wal::{
@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 /// Watches the `-wal` of a database another process replicates, for the moment this
 /// process restarts or truncates the log: it hands the log's commits over first.
 pub struct HandoffObserver {
+    db_path: PathBuf,
     spool_dir: PathBuf,
     name: String,
 }
@@ -29,6 +30,7 @@ pub fn on_open_wal_elsewhere(wal_path: &str) -> Option<HandoffObserver> {
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default(),
+        db_path,
     })
 }
 
@@ -48,7 +50,10 @@ impl HandoffObserver {
             return; // the same header written again: no new log
         }
         let next = next_salts.map_or(NextLog::Gone, NextLog::Restart);
-        hand_off(&self.spool_dir, &self.name, &old, next, file);
+        // Only what SQLite published: frames a killed writer left past it are no commit.
+        let upto = published_end(&self.db_path, old.salts());
+        let txns = committed_txns(&old, file, upto);
+        write_hand_off(&self.spool_dir, &self.name, &old, txns, next);
     }
 }
 
@@ -87,12 +92,6 @@ pub fn hand_off_before_hooked_commit(
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
     write_hand_off(&spool_dir, &name, &old, txns, next);
-}
-
-/// Writes the committed transactions of the log `old` into a hand-off file.
-fn hand_off(spool_dir: &Path, name: &str, old: &WalHeader, next: NextLog, file: &mut dyn ReadAt) {
-    let txns = committed_txns(old, file, u32::MAX);
-    write_hand_off(spool_dir, name, old, txns, next);
 }
 
 fn write_hand_off(

@@ -1,13 +1,14 @@
-//! The `-wal` file as the shim finds it on disk: which database a WAL path belongs to, and
-//! the log's header, read and parsed by the shared WAL header reader and parser. It must not
-//! hold state or decide anything about replication.
+//! The `-wal` file as the shim finds it on disk: which database a WAL path belongs to, the
+//! log's header, read and parsed by the shared WAL header reader and parser, and how far
+//! SQLite has published the log as committed (its WAL index, now or as this process's write
+//! lock found it). It must not decide anything about replication.
 
 use crate::base::io::ReadAt;
 use crate::error::Error;
 use crate::snapshot::read_wal_header;
-use crate::wal::{WalHeader, WalIndexState};
+use crate::wal::{WalHeader, WalIndexHeader, WalIndexState};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock, TryLockError};
 
 /// The database a `-wal` path belongs to.
 pub(super) fn db_path_of(wal_path: &str) -> Option<PathBuf> {
@@ -39,4 +40,56 @@ pub fn set_index_reader(read: fn(&Path) -> Option<WalIndexState>) {
 /// index to read.
 pub(super) fn index_on_disk(db_path: &Path) -> Option<WalIndexState> {
     INDEX_READER.get().and_then(|read| read(db_path))
+}
+
+/// The WAL index each database's write lock found when a connection of this process took it
+/// (the FFI layer notes it), while that lock is held. A restart or truncation of the log
+/// happens under it, after SQLite has reset the index for the next log: this is then the
+/// only record of how far the old one was committed.
+static WRITE_LOCKED: Mutex<Vec<(PathBuf, WalIndexHeader)>> = Mutex::new(Vec::new());
+
+/// A connection of this process took the write lock of the database at `db_path`, finding
+/// the WAL index `index` (`Some`), or released it (`None`).
+pub fn note_write_lock(db_path: &Path, index: Option<WalIndexHeader>) {
+    let Some(mut held) = write_locked() else {
+        return;
+    };
+    held.retain(|(p, _)| p != db_path);
+    if let Some(i) = index {
+        held.push((db_path.to_path_buf(), i));
+    }
+}
+
+/// The last frame of the log with `salts` that SQLite has published as committed (the WAL
+/// index's `mxFrame`): from the index when it is of that log, else from the one this
+/// process's write lock found, while held. Frames past it are no commit even where their
+/// checksums chain on: a writer killed after writing its commit frame but before publishing
+/// it (SQLite syncs the log between the two) leaves them, no reader sees them and the next
+/// writer overwrites them. `u32::MAX` when no index says (none yet: the next connection
+/// rebuilds it from the log, taking every chained commit, as the checksum chain alone does).
+pub(super) fn published_end(db_path: &Path, salts: (u32, u32)) -> u32 {
+    let of_log = |i: &WalIndexHeader| (i.salt1, i.salt2) == salts;
+    if let Some(i) = index_on_disk(db_path).map(|s| s.header).filter(of_log) {
+        return i.mx_frame;
+    }
+    write_locked()
+        .and_then(|held| {
+            held.iter()
+                .find(|(p, i)| p == db_path && of_log(i))
+                .map(|(_, i)| i.mx_frame)
+        })
+        .unwrap_or(u32::MAX)
+}
+
+/// [`WRITE_LOCKED`], waiting only a moment: in a forked child it may stay locked by a
+/// thread of the parent that does not exist here (then nothing is noted or found).
+fn write_locked() -> Option<MutexGuard<'static, Vec<(PathBuf, WalIndexHeader)>>> {
+    for _ in 0..1000 {
+        match WRITE_LOCKED.try_lock() {
+            Ok(held) => return Some(held),
+            Err(TryLockError::Poisoned(e)) => return Some(e.into_inner()),
+            Err(TryLockError::WouldBlock) => std::thread::yield_now(),
+        }
+    }
+    None
 }
