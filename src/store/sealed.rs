@@ -323,7 +323,10 @@ mod tests {
         store.put(key, &b).unwrap();
         assert!(!store.sealed_otherwise(key).unwrap());
         let other = SealedStore::new(inner.clone(), keys());
-        assert!(other.sealed_otherwise(key).unwrap(), "sealed to another recipient");
+        assert!(
+            other.sealed_otherwise(key).unwrap(),
+            "sealed to another recipient"
+        );
         let raw = inner.get(key).unwrap();
         assert!(seal::is_sealed(&raw));
         assert_eq!(store.get(key).unwrap(), b);
