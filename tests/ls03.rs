@@ -176,6 +176,21 @@ fn replicate_workload(
     (replica, seed): (&Replica, u64),
     (rounds, restart_at): (u32, Option<u32>),
 ) -> Vec<(String, String)> {
+    replicate_until(bin, dir, (replica, seed), (rounds, restart_at), &|| true)
+}
+
+/// Extra rounds at most that [`replicate_until`] writes while its condition does not hold.
+const EXTRA_ROUNDS: u32 = 24;
+
+/// [`replicate_workload`], writing further rounds after `rounds` until `done()` holds
+/// (at most [`EXTRA_ROUNDS`] more; the caller then checks what did not happen).
+fn replicate_until(
+    bin: &Path,
+    dir: &Path,
+    (replica, seed): (&Replica, u64),
+    (rounds, restart_at): (u32, Option<u32>),
+    done: &dyn Fn() -> bool,
+) -> Vec<(String, String)> {
     let config = dir.join("litestream.yml");
     std::fs::write(
         &config,
@@ -189,7 +204,10 @@ fn replicate_workload(
     write_first_row(dir);
     let mut rep = Replicator::start_bin(bin, &config, dir);
     let mut points = Vec::new();
-    for round in 0..rounds {
+    for round in 0..rounds + EXTRA_ROUNDS {
+        if round >= rounds && done() {
+            break;
+        }
         if Some(round) == restart_at {
             rep.stop();
             write_round(dir, seed + 100, 100);
@@ -545,11 +563,24 @@ fn a_latest_restore_starts_from_a_scheduled_snapshot_at_a_later_index() {
     let seed = seed();
     let dir = TempDir::new("ls03-snapshots");
     let replica = Replica::dir_with(dir.path(), "        snapshot-interval: 1s\n");
-    let points = replicate_workload(&bin, dir.path(), (&replica, seed), (8, None));
-    let files: Vec<String> = tree(&dir.join("replica/generations"))
-        .keys()
-        .map(|k| k.display().to_string())
-        .collect();
+    // Litestream moves to a new WAL index when it checkpoints (past 1000 pages of log), and
+    // its next scheduled snapshot is then at that index: rounds go on until one is there.
+    let generations = dir.join("replica/generations");
+    let snapshots = || -> Vec<String> {
+        let all = tree(&generations)
+            .into_keys()
+            .map(|k| k.display().to_string());
+        all.collect()
+    };
+    let later_snapshot = |files: &[String]| {
+        files
+            .iter()
+            .any(|f| f.contains("/snapshots/") && !f.ends_with("/00000000.snapshot.lz4"))
+    };
+    let points = replicate_until(&bin, dir.path(), (&replica, seed), (8, None), &|| {
+        later_snapshot(&snapshots())
+    });
+    let files = snapshots();
     println!("seed {seed}: {files:?}");
     let theirs = dir.join("theirs.db");
     check(
@@ -561,11 +592,9 @@ fn a_latest_restore_starts_from_a_scheduled_snapshot_at_a_later_index() {
         .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
     assert_eq!(dump(&ours), dump(&theirs), "seed {seed}");
     assert_eq!(dump_t(&ours), points.last().unwrap().1, "seed {seed}");
-    let later = files
-        .iter()
-        .any(|f| f.contains("/snapshots/") && !f.ends_with("/00000000.snapshot.lz4"));
     assert!(
-        later,
-        "seed {seed}: no snapshot at a later index: {files:?}"
+        later_snapshot(&files),
+        "seed {seed}: no snapshot at a later index after {} rounds: {files:?}",
+        points.len()
     );
 }
