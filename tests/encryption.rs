@@ -48,12 +48,12 @@ for n in range(commits):
     if rng.randrange(4) == 0:
         db.execute("DELETE FROM t WHERE id = (SELECT min(id) FROM t)")
     print("state", db.execute("SELECT replica_sync(20000)").fetchone()[0], digest(db))
-deadline = time.time() + 60
-while files(9) < 1 or files(1) < 1:
-    assert time.time() < deadline, ("no snapshot and level-1 file in time", files(9), files(1))
+def lifecycle_ran():
+    if files(9) >= 1 and files(1) >= 1:
+        return True
     db.execute("UPDATE t SET v = v WHERE id = (SELECT max(id) FROM t)")
     db.execute("SELECT replica_sync(20000)")
-    time.sleep(0.05)
+wait_for("a snapshot and a level-1 file", lifecycle_ran, timeout=60)
 err = db.execute("SELECT coalesce(last_error, '') FROM replica_status()").fetchone()[0]
 assert err == "", err
 "#;
@@ -129,7 +129,7 @@ impl Setup {
         all.extend_from_slice(env);
         let argv: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
         let body = format!(
-            "import sys; sys.argv = ['-', {}]\nMARKER = {MARKER:?}\n{script}",
+            "import sys; sys.argv = ['-', {}]\nMARKER = {MARKER:?}\n{PY_WAIT_FOR}{script}",
             argv.join(", ")
         );
         python_loaded(&body, self.dir.path(), &all)
@@ -372,24 +372,7 @@ fn wrong_keys_plaintext_and_damage_are_refused_naming_the_object() {
 #[test]
 fn large_objects_drills_and_the_boot_restore_work_encrypted() {
     let s = Setup::new("encryption-large");
-    let body = r#"
-db = sqlite3.connect("app.db", isolation_level=None)
-db.execute("PRAGMA journal_mode=wal")
-db.execute("CREATE TABLE t(x)")
-db.execute("BEGIN")
-for i in range(2500):
-    db.execute("INSERT INTO t VALUES (randomblob(4000))")  # ~10 MiB, incompressible
-db.execute("COMMIT")
-db.execute("SELECT replica_sync(30000)")
-db.execute("SELECT replica_snapshot()")
-db.execute("INSERT INTO t VALUES (1)")
-print("txid", db.execute("SELECT replica_sync(30000)").fetchone()[0])
-for r in db.execute("SELECT level, size > 4194304 FROM replica_restore_points()"):
-    print("point", *r)
-print("verify", db.execute("SELECT replica_verify()").fetchone()[0])
-print("sum", db.execute("SELECT count(*), sum(length(x)) FROM t").fetchone())
-"#;
-    let text = check(&s.python(body, &[], &[]), "writing");
+    let text = check(&s.python(LARGE_OBJECTS, &[], &[]), "writing");
     let txid = text.lines().find_map(|l| l.strip_prefix("txid ")).unwrap();
     assert!(
         text.lines()
@@ -470,11 +453,11 @@ for n in range(commits):
 print("sealed_otherwise_start", sealed_otherwise())
 if only != "-":
     db.execute("SELECT replica_snapshot()")
-    deadline = time.time() + 60
-    while sealed_to_other() or sealed_otherwise() != 0:
-        assert time.time() < deadline, ("objects still sealed to old keys", sealed_to_other(), sealed_otherwise())
+    def resealed():
+        if not sealed_to_other() and sealed_otherwise() == 0:
+            return True
         commit(0)
-        time.sleep(0.1)
+    wait_for("every object sealed to the new keys", resealed, timeout=60)
     print("sealed_otherwise_end", sealed_otherwise())
 err = db.execute("SELECT coalesce(last_error, '') FROM replica_status()").fetchone()[0]
 assert err == "", err
@@ -561,19 +544,12 @@ fn rotating_recipients_reseals_the_history_to_the_new_key() {
 /// Commits a row, then waits for `replica_status()` to show an error (a deadline fails it)
 /// and prints it as `error <text>`.
 const MISMATCHED_WRITER: &str = r#"
-import time
 db = sqlite3.connect("app.db", isolation_level=None)
 db.execute("PRAGMA journal_mode=wal")
 db.execute("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v TEXT)")
 db.execute("INSERT INTO t(v) VALUES ('after the keys changed')")
-deadline = time.time() + 30
-while True:
-    err = db.execute("SELECT coalesce(last_error, '') FROM replica_status()").fetchone()[0]
-    if err:
-        break
-    assert time.time() < deadline, "no error in replica_status()"
-    time.sleep(0.05)
-print("error", err)
+last_error = lambda: db.execute("SELECT last_error FROM replica_status()").fetchone()[0]
+print("error", wait_for("an error in replica_status()", last_error))
 "#;
 
 /// A replica written with one encryption setting is not uploaded over with the other: the

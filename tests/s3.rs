@@ -550,23 +550,10 @@ fn restore_points_drills_and_boot_restore_through_s3() {
     let url = s3_url(srv.port, "r");
     let env = s3_env(&srv, &url);
     let env = as_refs(&env);
-    let body = r#"
-db = sqlite3.connect("app.db", isolation_level=None)
-db.execute("PRAGMA journal_mode=wal")
-db.execute("CREATE TABLE t(x)")
-db.execute("BEGIN")
-for i in range(2500):
-    db.execute("INSERT INTO t VALUES (randomblob(4000))")  # ~10 MiB, incompressible
-db.execute("COMMIT")
-db.execute("SELECT replica_sync(30000)")
-db.execute("INSERT INTO t VALUES (1)")
-print("txid", db.execute("SELECT replica_sync(30000)").fetchone()[0])
-for r in db.execute("SELECT level, min_txid, max_txid, size > 4194304 FROM replica_restore_points()"):
-    print("point", *r)
-print("verify", db.execute("SELECT replica_verify()").fetchone()[0])
-print("sum", db.execute("SELECT count(*), sum(length(x)) FROM t").fetchone())
-"#;
-    let text = check(&python_loaded(body, dir.path(), &env), "writing over S3");
+    let text = check(
+        &python_loaded(LARGE_OBJECTS, dir.path(), &env),
+        "writing over S3",
+    );
     let txid = text.lines().find_map(|l| l.strip_prefix("txid ")).unwrap();
     let points: Vec<&str> = text.lines().filter(|l| l.starts_with("point ")).collect();
     assert!(points[0].starts_with("point 9 1 "), "{text}");

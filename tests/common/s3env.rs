@@ -24,6 +24,26 @@ pub fn s3_env(srv: &S3Server, url: &str) -> Vec<(String, String)> {
     ]
 }
 
+/// A commit of about 10 MiB of incompressible rows (past one ranged piece of a restore),
+/// then one more row; prints `txid <synced>`, `point <level> <min> <max> <bigger than 4 MiB>`
+/// per restore point, `verify <txid>` from a drill, and `sum <count, bytes>` of the table.
+pub const LARGE_OBJECTS: &str = r#"
+db = sqlite3.connect("app.db", isolation_level=None)
+db.execute("PRAGMA journal_mode=wal")
+db.execute("CREATE TABLE t(x)")
+db.execute("BEGIN")
+for i in range(2500):
+    db.execute("INSERT INTO t VALUES (randomblob(4000))")  # ~10 MiB, incompressible
+db.execute("COMMIT")
+db.execute("SELECT replica_sync(30000)")
+db.execute("INSERT INTO t VALUES (1)")
+print("txid", db.execute("SELECT replica_sync(30000)").fetchone()[0])
+for r in db.execute("SELECT level, min_txid, max_txid, size > 4194304 FROM replica_restore_points()"):
+    print("point", *r)
+print("verify", db.execute("SELECT replica_verify()").fetchone()[0])
+print("sum", db.execute("SELECT count(*), sum(length(x)) FROM t").fetchone())
+"#;
+
 pub fn as_refs(v: &[(String, String)]) -> Vec<(&str, &str)> {
     v.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
