@@ -18,7 +18,7 @@ import sys
 # Lower layers first; a module may import its own layer (without a cycle) and any lower one.
 LAYERS = {
     "base": 0, "fault": 0,
-    "wal": 1, "ltx": 1, "ls03": 1, "lease": 1, "lifecycle": 1, "budget": 1, "seal": 1,
+    "wal": 1, "ltx": 1, "ls03": 1, "lease": 1, "lifecycle": 1, "budget": 1, "seal": 1, "lz4frame": 1,
     "config": 2, "store": 2, "spool": 2, "handoff": 2,
     "error": 3, "database": 3, "snapshot": 3,
     "shim": 4, "capture": 4, "uploader": 5, "restore": 4, "verify": 5,

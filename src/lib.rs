@@ -16,6 +16,7 @@ pub mod lease;
 pub mod lifecycle;
 pub mod ls03;
 pub mod ltx;
+pub mod lz4frame;
 pub mod metrics;
 pub mod restore;
 pub mod seal;

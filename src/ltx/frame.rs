@@ -4,21 +4,14 @@
 //! replaced it with a size field and a raw LZ4 block ([`super::PAGE_FLAG_SIZE`]), and still
 //! reads it. Only read here, never written.
 //!
-//! The frame's own xxHash32 checks (descriptor, block and content checksums) are skipped, not
+//! The frame descriptor is read by `crate::lz4frame`, which Litestream 0.3's objects use too
+//! (its header checksum verified). The block and content checksums are skipped, not
 //! verified: the LTX file checksum covers the page header and the decompressed page, so a
 //! frame that does not decompress to the page that was written fails that check instead.
 
 use super::error::LtxError;
 use std::io::Read;
 
-const MAGIC: u32 = 0x184D_2204;
-const FLG_VERSION_MASK: u8 = 0b1100_0000;
-const FLG_VERSION_01: u8 = 0b0100_0000;
-const FLG_BLOCK_CHECKSUM: u8 = 0b0001_0000;
-const FLG_CONTENT_SIZE: u8 = 0b0000_1000;
-const FLG_CONTENT_CHECKSUM: u8 = 0b0000_0100;
-const FLG_RESERVED: u8 = 0b0000_0010;
-const FLG_DICT_ID: u8 = 0b0000_0001;
 const BLOCK_UNCOMPRESSED: u32 = 1 << 31;
 
 /// Reads one LZ4 frame from `r` that must decompress to exactly `out.len()` bytes (the page
@@ -31,7 +24,7 @@ pub(super) fn read_page_frame(
     pgno: u32,
 ) -> Result<u64, LtxError> {
     let bad = |what: String| LtxError::BadPage(format!("page {pgno} (LZ4 frame): {what}"));
-    let (flg, block_max, mut len) = read_descriptor(r, out.len() as u64).map_err(|e| match e {
+    let (desc, mut len) = read_descriptor(r, out.len() as u64).map_err(|e| match e {
         LtxError::BadPage(what) => bad(what),
         e => e,
     })?;
@@ -46,7 +39,10 @@ pub(super) fn read_page_frame(
         }
         let size = (word & !BLOCK_UNCOMPRESSED) as usize;
         let room = out.len() - filled;
-        if size == 0 || size > block_max || size > super::page::max_compressed_size(room as u32) {
+        if size == 0
+            || size > desc.block_max
+            || size > super::page::max_compressed_size(room as u32)
+        {
             return Err(bad(format!(
                 "a block of {size} bytes with {room} bytes of the page left"
             )));
@@ -69,7 +65,7 @@ pub(super) fn read_page_frame(
             return Err(bad("an empty block".into()));
         }
         filled += n;
-        if flg & FLG_BLOCK_CHECKSUM != 0 {
+        if desc.block_checksums {
             r.read_exact(&mut [0u8; 4])?;
             len += 4;
         }
@@ -80,55 +76,33 @@ pub(super) fn read_page_frame(
             out.len()
         )));
     }
-    if flg & FLG_CONTENT_CHECKSUM != 0 {
+    if desc.content_checksum {
         r.read_exact(&mut [0u8; 4])?;
         len += 4;
     }
     Ok(len)
 }
 
-/// The frame's magic and descriptor, through its header checksum (read, not verified):
-/// returns the FLG byte, the largest block size and the bytes read. A content size, when
-/// given, must be `page_size`.
-fn read_descriptor(r: &mut impl Read, page_size: u64) -> Result<(u8, usize, u64), LtxError> {
-    let mut head = [0u8; 6];
-    r.read_exact(&mut head)?;
-    let magic = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
-    if magic != MAGIC {
-        return Err(LtxError::BadPage(format!(
-            "magic {magic:08x}, not an LZ4 frame"
-        )));
-    }
-    let (flg, bd) = (head[4], head[5]);
-    if flg & FLG_VERSION_MASK != FLG_VERSION_01 || flg & FLG_RESERVED != 0 || bd & 0x8F != 0 {
-        return Err(LtxError::BadPage(format!(
-            "unsupported descriptor {flg:02x} {bd:02x}"
-        )));
-    }
-    if flg & FLG_DICT_ID != 0 {
-        return Err(LtxError::BadPage("uses a dictionary".into()));
-    }
-    let block_max = match bd >> 4 {
-        4 => 64 << 10,
-        5 => 256 << 10,
-        6 => 1 << 20,
-        7 => 4 << 20,
-        n => return Err(LtxError::BadPage(format!("block size id {n}"))),
-    };
-    let mut len = head.len() as u64;
-    if flg & FLG_CONTENT_SIZE != 0 {
-        let mut size = [0u8; 8];
-        r.read_exact(&mut size)?;
-        len += 8;
-        let size = u64::from_le_bytes(size);
-        if size != page_size {
-            return Err(LtxError::BadPage(format!(
-                "content size {size} for a {page_size}-byte page"
-            )));
+/// The frame's magic and descriptor, its header checksum verified (`lz4frame`): returns
+/// the descriptor and the bytes read. A content size, when given, must be `page_size`.
+fn read_descriptor(
+    r: &mut impl Read,
+    page_size: u64,
+) -> Result<(crate::lz4frame::Descriptor, u64), LtxError> {
+    use crate::lz4frame::Lz4Error;
+    let d = crate::lz4frame::read_descriptor(r).map_err(|e| {
+        match e.get_ref().and_then(|i| i.downcast_ref::<Lz4Error>()) {
+            Some(Lz4Error::Truncated) => LtxError::Truncated,
+            Some(Lz4Error::Invalid(_)) => LtxError::BadPage(e.to_string()),
+            None => LtxError::Io(e),
         }
+    })?;
+    if let Some(size) = d.content_size.filter(|s| *s != page_size) {
+        return Err(LtxError::BadPage(format!(
+            "content size {size} for a {page_size}-byte page"
+        )));
     }
-    r.read_exact(&mut [0u8; 1])?; // the header checksum
-    Ok((flg, block_max, len + 1))
+    Ok((d, d.encoded_len()))
 }
 
 #[cfg(test)]
@@ -168,8 +142,8 @@ mod tests {
 
     #[test]
     fn a_damaged_frame_file_is_refused_or_decodes_to_the_same_pages() {
-        // The frame's own xxHash32 fields are not checked (the file checksum covers what
-        // they would), so a flip there goes unnoticed; a flip anywhere else must fail.
+        // The frame's block and content checksums are not checked (the file checksum covers
+        // what they would), so a flip there goes unnoticed; a flip anywhere else must fail.
         let good = decode_all(L0_TXID2).unwrap();
         let mut unnoticed = Vec::new();
         for at in 0..L0_TXID2.len() {
@@ -183,14 +157,11 @@ mod tests {
                 }
             }
         }
-        // Page header at 100, frame at 106: magic 4, FLG, BD (111: 0x40 flipped to 0x50 allows
-        // blocks of 256 KiB instead of 64 KiB, which changes nothing for a 4 KiB page), the
-        // header checksum (112), and the 4-byte content checksum after the end mark.
+        // Page header at 100, frame at 106: magic 4, FLG, BD, the header checksum (verified,
+        // so a flip of BD that would change nothing for a 4 KiB page is refused too), and
+        // the 4-byte content checksum after the end mark.
         let content_checksum = 106 + 7 + 4 + 0x41 + 4;
-        let skipped: Vec<usize> = [111, 112]
-            .into_iter()
-            .chain(content_checksum..content_checksum + 4)
-            .collect();
+        let skipped: Vec<usize> = (content_checksum..content_checksum + 4).collect();
         assert_eq!(unnoticed, skipped);
     }
 

@@ -1,5 +1,6 @@
 //! The LZ4 frame format (lz4.org, "LZ4 Frame Format Description" 1.6.x), which Litestream 0.3
-//! wraps every snapshot and WAL segment in, decoded as a stream: magic, frame descriptor
+//! wraps every snapshot and WAL segment in (and ltx v0.5.0-0.5.1 every page, which
+//! `ltx::frame` reads with this module's descriptor), decoded as a stream: magic, frame descriptor
 //! (its header checksum verified), blocks of at most the declared block size (their
 //! checksums verified when present; linked blocks decoded against the previous 64 KiB),
 //! the end mark, the content checksum and the content size when declared. One frame per
@@ -54,19 +55,27 @@ fn read_u32(r: &mut impl Read) -> io::Result<u32> {
 
 /// The frame descriptor's flags that matter for decoding.
 #[derive(Debug, Clone, Copy)]
-struct Descriptor {
-    independent: bool,
-    block_checksums: bool,
-    content_size: Option<u64>,
-    content_checksum: bool,
-    block_max: usize,
+pub struct Descriptor {
+    pub independent: bool,
+    pub block_checksums: bool,
+    pub content_size: Option<u64>,
+    pub content_checksum: bool,
+    pub block_max: usize,
 }
 
-fn read_descriptor(r: &mut impl Read) -> io::Result<Descriptor> {
+impl Descriptor {
+    /// Its length in the frame, magic and header checksum included.
+    pub fn encoded_len(&self) -> u64 {
+        7 + if self.content_size.is_some() { 8 } else { 0 }
+    }
+}
+
+/// A frame's magic and descriptor, its header checksum verified.
+pub fn read_descriptor(r: &mut impl Read) -> io::Result<Descriptor> {
     let magic = read_u32(r)?;
     if magic.to_le_bytes() == *b"age-" {
         return Err(invalid(
-            "the object is age-encrypted (age-encryption.org), which libreplica cannot decrypt yet",
+            "the object is age-encrypted (age-encryption.org): libreplica decrypts its own LTX replicas (`age:`), not Litestream 0.3's encrypted objects",
         ));
     }
     if magic != MAGIC {
