@@ -46,7 +46,12 @@ pub(super) fn index_on_disk(db_path: &Path) -> Option<WalIndexState> {
 /// (the FFI layer notes it), while that lock is held. A restart or truncation of the log
 /// happens under it, after SQLite has reset the index for the next log: this is then the
 /// only record of how far the old one was committed.
-static WRITE_LOCKED: Mutex<Vec<(PathBuf, WalIndexHeader)>> = Mutex::new(Vec::new());
+/// An entry stays once made (`None` while the lock is not held), so noting the lock on
+/// every write transaction allocates nothing.
+static WRITE_LOCKED: Mutex<WriteLocks> = Mutex::new(Vec::new());
+
+/// Each database's path and the WAL index its write lock found, while held.
+type WriteLocks = Vec<(PathBuf, Option<WalIndexHeader>)>;
 
 /// A connection of this process took the write lock of the database at `db_path`, finding
 /// the WAL index `index` (`Some`), or released it (`None`).
@@ -54,9 +59,10 @@ pub fn note_write_lock(db_path: &Path, index: Option<WalIndexHeader>) {
     let Some(mut held) = write_locked() else {
         return;
     };
-    held.retain(|(p, _)| p != db_path);
-    if let Some(i) = index {
-        held.push((db_path.to_path_buf(), i));
+    match held.iter_mut().find(|(p, _)| p == db_path) {
+        Some((_, noted)) => *noted = index,
+        None if index.is_some() => held.push((db_path.to_path_buf(), index)),
+        None => {}
     }
 }
 
@@ -75,15 +81,15 @@ pub(super) fn published_end(db_path: &Path, salts: (u32, u32)) -> u32 {
     write_locked()
         .and_then(|held| {
             held.iter()
-                .find(|(p, i)| p == db_path && of_log(i))
-                .map(|(_, i)| i.mx_frame)
+                .find_map(|(p, i)| i.filter(|i| p == db_path && of_log(i)))
+                .map(|i| i.mx_frame)
         })
         .unwrap_or(u32::MAX)
 }
 
 /// [`WRITE_LOCKED`], waiting only a moment: in a forked child it may stay locked by a
 /// thread of the parent that does not exist here (then nothing is noted or found).
-fn write_locked() -> Option<MutexGuard<'static, Vec<(PathBuf, WalIndexHeader)>>> {
+fn write_locked() -> Option<MutexGuard<'static, WriteLocks>> {
     for _ in 0..1000 {
         match WRITE_LOCKED.try_lock() {
             Ok(held) => return Some(held),
