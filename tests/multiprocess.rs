@@ -459,3 +459,70 @@ print("wrote", c.execute("SELECT state FROM replica_status() WHERE name = 'app.d
         "a restart by another process cost a snapshot: {rest}"
     );
 }
+
+/// A forked child that outlives its parent (a worker, a job runner) shares the parent's
+/// open spool lock: unless it gives its share up at the fork, the spool stays locked while
+/// it runs and no other process can take replication over. Here the parent replicates,
+/// forks a child that writes and keeps running, and exits: the next process must own the
+/// spool and replicate the child's commit, not stand by for a process that never uploads.
+#[test]
+fn a_forked_child_outliving_its_parent_leaves_the_spool_to_the_next_process() {
+    let procs = Procs::new("fork-outlives", &[("REPLICA_SYNC_INTERVAL", "100ms")]);
+    let mut parent = procs.spawn(
+        r#"
+import sys
+c = sqlite3.connect("app.db", isolation_level=None)
+c.execute("PRAGMA journal_mode=wal")
+c.execute("CREATE TABLE t(who TEXT)")
+c.execute("INSERT INTO t VALUES ('parent')")
+c.execute("SELECT replica_sync(10000)").fetchone()
+c.close()
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(r)
+    k = sqlite3.connect("app.db", isolation_level=None, timeout=30)
+    k.execute("INSERT INTO t VALUES ('child')")
+    print("child", os.getpid(), flush=True)
+    os.write(w, b"x")
+    sys.stdin.readline()  # runs until the test lets it go
+    os._exit(0)
+os.close(w)
+os.read(r, 1)
+os._exit(0)
+"#,
+    );
+    let line = parent.line();
+    let child: u32 = line
+        .strip_prefix("child ")
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no child: {line:?}"));
+    // Waited for without closing its stdin, which the child reads until the test is done.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = parent.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the parent did not exit");
+        std::thread::yield_now();
+    };
+    assert!(status.success(), "the parent exited with {status}");
+
+    let out = procs.python(
+        r#"
+c = sqlite3.connect("app.db", isolation_level=None, timeout=30)
+print("state", c.execute("SELECT state FROM replica_status() WHERE name = 'app.db'").fetchone()[0])
+print("synced", c.execute("SELECT replica_sync(20000)").fetchone()[0])
+c.execute("SELECT replica_restore('app.db', 'r.db')").fetchone()
+print("rows", sorted(r for (r,) in sqlite3.connect("r.db").execute("SELECT who FROM t")))
+"#,
+    );
+    // Let the child go before any assertion can fail.
+    kill9(child);
+    let text = check(&out, "the process after the parent");
+    assert!(
+        !text.contains("state standby"),
+        "the next process stood by for a forked child that never uploads: {text}"
+    );
+    assert!(text.contains("rows ['child', 'parent']"), "{text}");
+}

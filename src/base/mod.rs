@@ -1,8 +1,9 @@
 //! The leaves every other module may use and which use nothing of the crate: the clock and
 //! its one time format, logging through a sink the FFI entry installs, positioned reads,
-//! the poison-tolerant lock, a histogram of durations, files only their owner can read, and
-//! directories held by a descriptor. Nothing here knows about databases, replicas or SQLite.
+//! the poison-tolerant lock, a histogram of durations, files only their owner can read,
+//! directories held by a descriptor, and the descriptors a forked child gives up. Nothing here knows about databases, replicas or SQLite.
 
+pub mod child_release;
 pub mod clock;
 pub mod held_dir;
 pub mod histogram;

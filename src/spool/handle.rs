@@ -9,6 +9,7 @@ use super::record::RecordMeta;
 use super::segment::{Segment, SEGMENT_ROLL_BYTES};
 use super::state::{self, SpoolState};
 use super::write_behind::FollowUp;
+use crate::base::child_release::ReleasedInChildren;
 use crate::base::held_dir::HeldDir;
 use crate::base::lock::lock;
 use crate::base::private_fs::{self, Modes};
@@ -39,8 +40,9 @@ pub struct Spool {
     pub(super) inner: Mutex<Inner>,
     /// The `generation` file, opened on first use (shared with the writer thread).
     pub(super) generation: Mutex<Option<Arc<File>>>,
-    /// Held (an exclusive `flock`) for as long as this process owns the spool.
-    pub(super) _lock: File,
+    /// Held (an exclusive `flock`) for as long as this process owns the spool; a forked
+    /// child gives its share up (the lock would outlive the parent in it).
+    pub(super) _lock: ReleasedInChildren,
 }
 
 impl Spool {
