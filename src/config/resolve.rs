@@ -181,11 +181,11 @@ impl Resolver {
             };
             let expiry = self.file.as_ref().map(|f| f.lifecycle.expiry);
             lines.push(format!(
-                "{which} opened replicates under {} (REPLICA_URL), to a replica named after its file, except scratch files directly in {} (name one in litestream.yml or open it with ?replica=URL to replicate it){}{}",
+                "{which} opened replicates under {} (REPLICA_URL), to a replica named after its file{}{}; not scratch files directly in {} (name one in litestream.yml or open it with ?replica=URL to replicate it)",
                 base.url(),
-                self.scratch.describe(),
                 never_deleting(expiry.unwrap_or_default()),
-                encrypted(merge_age(&self.env, None).ok().flatten().as_ref())
+                encrypted(merge_age(&self.env, None).ok().flatten().as_ref()),
+                self.scratch.describe()
             ));
         }
         if lines.is_empty() {

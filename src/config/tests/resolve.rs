@@ -421,7 +421,7 @@ fn replica_url_leaves_scratch_files_in_the_temporary_directory_alone() {
     assert_eq!(file_dir(&deeper.target), Path::new("/srv/r/app.db"));
     let summary = r.summary().join("\n");
     assert!(
-        summary.contains("except scratch files directly in /run/scratch, /tmp, /var/tmp"),
+        summary.contains("; not scratch files directly in /run/scratch, /tmp, /var/tmp"),
         "{summary}"
     );
 
