@@ -20,7 +20,8 @@ pub enum Error {
     NotReplicated(String),
     InvalidArgument(String),
     Timeout(String),
-    Restore(String),
+    /// A restore failed; what kind of failure decides the code SQLite reports.
+    Restore(RestoreFailure, String),
     Unsupported(String),
     /// The database is not (yet) in WAL mode, so there is nothing to replicate from.
     NotWal(String),
@@ -47,7 +48,7 @@ impl fmt::Display for Error {
             Error::NotReplicated(m) => write!(f, "{m}"),
             Error::InvalidArgument(m) => write!(f, "{m}"),
             Error::Timeout(m) => write!(f, "{m}"),
-            Error::Restore(m) => write!(f, "restore failed: {m}"),
+            Error::Restore(_, m) => write!(f, "restore failed: {m}"),
             Error::Unsupported(m) | Error::NotWal(m) | Error::Upload(m) | Error::Internal(m) => {
                 write!(f, "{m}")
             }
@@ -62,6 +63,36 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// Why a restore failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreFailure {
+    /// The replica's content is damaged or does not fit together: a file whose name,
+    /// header, checksums, pages or page 1 disagree, a chain with a gap, a result that fails
+    /// its integrity check, a replica that restores to another database than the live one.
+    Corrupt,
+    /// The replica could not be read: a download that kept failing.
+    Unreadable,
+    /// The replica holds nothing to restore for what was asked: no files, no snapshot, a
+    /// point past its end or compacted away, or the files of several replicas (a URL that
+    /// names none of them).
+    NothingToRestore,
+    /// The restore failed on this side (a worker that stopped), not because of the replica.
+    Local,
+}
+
+impl RestoreFailure {
+    /// The kind of restore failure an error of another step stands for (the boot-time
+    /// restore wraps whatever stopped it): damaged content stays damaged content.
+    pub fn of(e: &Error) -> RestoreFailure {
+        match e {
+            Error::Restore(kind, _) => *kind,
+            Error::Ltx(_) | Error::Wal(_) => RestoreFailure::Corrupt,
+            Error::Store(_) => RestoreFailure::Unreadable,
+            _ => RestoreFailure::Local,
+        }
+    }
+}
+
 impl Error {
     /// The SQLite result code an error surfaces as: the only place this mapping lives.
     pub fn sqlite_code(&self) -> i32 {
@@ -75,7 +106,13 @@ impl Error {
             Error::InvalidArgument(_) | Error::NotReplicated(_) => sys::SQLITE_ERROR,
             Error::Timeout(_) => sys::SQLITE_BUSY,
             Error::Io(_) | Error::Spool(_) => sys::SQLITE_IOERR,
-            Error::Ltx(_) | Error::Wal(_) | Error::Restore(_) => sys::SQLITE_CORRUPT,
+            // Only content that is damaged is SQLITE_CORRUPT ("database disk image is
+            // malformed", Python's DatabaseError): a replica that cannot be reached or holds
+            // nothing to restore is an ordinary error the caller can act on.
+            Error::Ltx(_) | Error::Wal(_) | Error::Restore(RestoreFailure::Corrupt, _) => {
+                sys::SQLITE_CORRUPT
+            }
+            Error::Restore(..) => sys::SQLITE_ERROR,
             Error::Config(_)
             | Error::Store(_)
             | Error::Unsupported(_)

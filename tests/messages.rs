@@ -6,7 +6,8 @@
 //! (failing within 20 s with the reason in the error, the log and `replica_status()`), a
 //! database switched out of WAL mode (status and `replica_sync` say so; switching back
 //! resumes), and the result codes of the SQL functions' errors (SQLITE_ERROR, which Python
-//! raises as `OperationalError`, never SQLITE_MISUSE's `InterfaceError`).
+//! raises as `OperationalError`, never SQLITE_MISUSE's `InterfaceError`; a failed restore is
+//! SQLITE_CORRUPT only when the replica's content is damaged).
 mod common;
 
 use common::*;
@@ -390,6 +391,80 @@ for conn, sql in calls:
         assert!(
             line.starts_with("ERR OperationalError SQLITE_ERROR |"),
             "not SQLITE_ERROR: {line}\n{out}"
+        );
+    }
+}
+
+/// A restore that fails because the replica holds nothing for what was asked or cannot be
+/// reached is SQLITE_ERROR (Python's `OperationalError`); only a replica whose content is
+/// damaged is SQLITE_CORRUPT (`DatabaseError`, "database disk image is malformed" in other
+/// hosts), which tells the user to look at the bucket rather than at the call.
+#[test]
+fn restore_errors_are_sqlite_corrupt_only_for_a_damaged_replica() {
+    let dir = TempDir::new("msg-restore-codes");
+    let url = format!("file://{}/replicas", dir.path().display());
+    let body = r#"
+import glob, os, shutil
+here = os.getcwd()
+c = sqlite3.connect("app.db", isolation_level=None)
+c.execute("CREATE TABLE t(x)")
+c.executemany("INSERT INTO t VALUES (?)", [(os.urandom(100),) for _ in range(50)])
+print("SYNC", c.execute("SELECT replica_sync(20000)").fetchone()[0])
+os.makedirs("empty")
+shutil.copytree("replicas/app.db", "damaged")
+ltx = sorted(glob.glob("damaged/ltx/0/*.ltx"))[-1]
+b = bytearray(open(ltx, "rb").read())
+b[len(b) // 2] ^= 0xFF
+open(ltx, "wb").write(bytes(b))
+calls = [
+    ("past-the-end", "SELECT replica_restore('app.db', 'a.db', '999')"),
+    ("empty", f"SELECT replica_restore('file://{here}/empty', 'b.db')"),
+    ("unreachable", "SELECT replica_restore('s3://bkt/app.db?endpoint=http://127.0.0.1:9', 'c.db')"),
+    ("damaged", f"SELECT replica_restore('file://{here}/damaged', 'd.db')"),
+]
+for name, sql in calls:
+    try:
+        c.execute(sql).fetchall()
+        print("OK", name)
+    except sqlite3.Error as e:
+        print("ERR", name, type(e).__name__, e.sqlite_errorname, "|", e)
+"#;
+    let o = python_loaded(
+        body,
+        dir.path(),
+        &[
+            ("REPLICA_URL", &url),
+            ("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI-EXAMPLE"),
+        ],
+    );
+    let out = check(
+        &o,
+        "python3 restoring from replicas that cannot be restored",
+    );
+    let want = [
+        (
+            "past-the-end",
+            "OperationalError SQLITE_ERROR",
+            "past the end",
+        ),
+        (
+            "empty",
+            "OperationalError SQLITE_ERROR",
+            "holds no LTX files",
+        ),
+        (
+            "unreachable",
+            "OperationalError SQLITE_ERROR",
+            "GET s3://bkt/",
+        ),
+        ("damaged", "DatabaseError SQLITE_CORRUPT", "checksum"),
+    ];
+    for (name, class, says) in want {
+        let line = lines_with(&out, &format!("ERR {name} "));
+        assert!(
+            line.len() == 1 && line[0].contains(class) && line[0].contains(says),
+            "{name}: want {class} saying {says:?}:\n{out}"
         );
     }
 }

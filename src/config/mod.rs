@@ -9,7 +9,8 @@
 //! 1. URI parameters of the database filename: `replica=<url>` (or `replica=off`) and
 //!    `replica_sync_interval=<duration>`.
 //! 2. Environment: `REPLICA_SYNC_INTERVAL` (overrides every sync interval), `REPLICA_URL` (a
-//!    location for every database that no config-file entry names: `<REPLICA_URL>/<file name>`),
+//!    location for every database that no config-file entry names: `<REPLICA_URL>/<file name>`,
+//!    except scratch files directly in a temporary directory, see `scratch`),
 //!    and `REPLICA_RESTORE_IF_MISSING`, `REPLICA_VALIDATION_INTERVAL`,
 //!    `REPLICA_SHUTDOWN_SYNC_TIMEOUT` (each overrides its config-file key for every database),
 //!    and `REPLICA_AGE_RECIPIENTS` / `REPLICA_AGE_IDENTITY_FILE` (each replaces its part of a
@@ -27,6 +28,7 @@
 //! - `model`: the resolved types, defaults, warnings and errors.
 //! - `values`, `schema`, `encoding`: scalar values, the config file's vocabulary, URL text.
 //! - `env`, `paths`: the passed-in environment, `$VAR` expansion, path arithmetic.
+//! - `scratch`: the temporary directories whose files `REPLICA_URL` leaves alone.
 //! - `s3`, `url`: replica URLs and s3 locations into targets, and targets back into URLs.
 //! - `yaml`: the config file's text into a [`ConfigFile`].
 //! - `discovery`: which config file to read.
@@ -41,6 +43,7 @@ mod paths;
 mod resolve;
 mod s3;
 mod schema;
+mod scratch;
 mod url;
 mod values;
 mod yaml;

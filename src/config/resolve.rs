@@ -18,6 +18,7 @@ use super::model::{
 };
 use super::paths::normalize;
 use super::schema::did_you_mean;
+use super::scratch::ScratchDirs;
 use super::url::parse_replica_url_with;
 use super::values::{describe_duration_error, parse_duration};
 use super::yaml::parse_config_file;
@@ -31,6 +32,8 @@ pub struct Resolver {
     file: Option<ConfigFile>,
     /// `REPLICA_URL`, parsed: the parent location of every database no config entry names.
     replica_url: Option<ReplicaTarget>,
+    /// The temporary directories whose files `REPLICA_URL` does not select.
+    scratch: ScratchDirs,
     /// `REPLICA_SYNC_INTERVAL`, parsed.
     env_sync_interval: Option<Duration>,
     /// `REPLICA_RESTORE_IF_MISSING`, parsed.
@@ -102,6 +105,7 @@ impl Resolver {
             env_shutdown_sync_timeout: env_duration(&env, "REPLICA_SHUTDOWN_SYNC_TIMEOUT", true)?,
             env_lease_ttl: env_duration(&env, "REPLICA_LEASE_TTL", false)?,
             env_request_budget: env_request_budget(&env, file.as_ref())?,
+            scratch: ScratchDirs::of_env(&env),
             env,
             file,
             replica_url,
@@ -177,10 +181,11 @@ impl Resolver {
             };
             let expiry = self.file.as_ref().map(|f| f.lifecycle.expiry);
             lines.push(format!(
-                "{which} opened replicates under {} (REPLICA_URL), to a replica named after its file{}{}",
+                "{which} opened replicates under {} (REPLICA_URL), to a replica named after its file{}{}; not scratch files directly in {} (name one in litestream.yml or open it with ?replica=URL to replicate it)",
                 base.url(),
                 never_deleting(expiry.unwrap_or_default()),
-                encrypted(merge_age(&self.env, None).ok().flatten().as_ref())
+                encrypted(merge_age(&self.env, None).ok().flatten().as_ref()),
+                self.scratch.describe()
             ));
         }
         if lines.is_empty() {
@@ -289,6 +294,9 @@ impl Resolver {
         } else if let Some(rc) = self.file_entry(db) {
             Ok(Some((rc.target.clone(), Some(rc))))
         } else if let Some(base) = &self.replica_url {
+            if self.scratch.holds(db, self.canonicalize) {
+                return Ok(None);
+            }
             Ok(derived_target(base, db).map(|target| (target, None)))
         } else {
             Ok(None)

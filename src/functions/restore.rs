@@ -7,7 +7,7 @@
 use super::scope::{open_replica, resolve_source};
 use super::target::{self, LockProbe};
 use crate::config::ReplicaTarget;
-use crate::error::Error;
+use crate::error::{Error, RestoreFailure};
 use crate::restore::{self, RestoreRequest, Target, Tuning};
 use crate::status::RestoreTracker;
 use std::path::Path;
@@ -212,7 +212,7 @@ fn try_restore_missing(
     check: &dyn Fn(&Path, bool) -> Result<(), String>,
 ) -> Result<(), Error> {
     let failed = |e: Error| {
-        Error::Restore(format!(
+        Error::Restore(RestoreFailure::of(&e), format!(
             "{} does not exist and restoring it from {} failed ({e}); not creating an empty database that would be replicated over the replica (set `restore-if-db-not-exists: false` or REPLICA_RESTORE_IF_MISSING=0 to start empty)",
             path.display(),
             replica.url()

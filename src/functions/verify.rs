@@ -7,7 +7,7 @@ use super::restore::{restore_tracked, Purpose, RestoreOptions};
 use super::scope::{databases_for, WalOpener};
 use super::sync::sync;
 use crate::database;
-use crate::error::Error;
+use crate::error::{Error, RestoreFailure};
 use crate::restore::{self, Target};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -173,7 +173,7 @@ fn verify_one(
         let restored = restored?;
         let restored_sum = restored.db_checksum.expect("asked for");
         if restored.txid != txid || restored_sum != live_sum {
-            return Err(Error::Restore(format!(
+            return Err(Error::Restore(RestoreFailure::Corrupt, format!(
                 "replica_verify: {}: the replica restored at txid {} has checksum {restored_sum:016x}, the live database at txid {txid} has {live_sum:016x}",
                 db.name, restored.txid
             )));

@@ -10,7 +10,7 @@ use super::fetch::{Fetcher, ObjectReader};
 use super::plan::LtxObject;
 use super::types::{RestoreProgress, Restored, Tuning};
 use super::write::{WriteJob, WriteRun, Writer};
-use crate::error::Error;
+use crate::error::{Error, RestoreFailure};
 use crate::ltx::{self, Decoder};
 use crate::store::{ObjectStore, StoreError};
 use crate::wal::DbHeader;
@@ -145,20 +145,26 @@ impl<'w> Rebuild<'w> {
     /// Checks `h` against the object's name and the files before it, before any page.
     fn start_object(&mut self, obj: &LtxObject, h: &ltx::Header) -> Result<(), Error> {
         if (h.min_txid, h.max_txid) != (obj.min_txid, obj.max_txid) {
-            return Err(Error::Restore(format!(
-                "{}: its header says txids {}-{}, its name says otherwise",
-                obj.key, h.min_txid, h.max_txid
-            )));
+            return Err(Error::Restore(
+                RestoreFailure::Corrupt,
+                format!(
+                    "{}: its header says txids {}-{}, its name says otherwise",
+                    obj.key, h.min_txid, h.max_txid
+                ),
+            ));
         }
         if self.page_size != 0 && h.page_size != self.page_size {
-            return Err(Error::Restore(format!(
-                "{}: page size {} differs from {} (a file from another database?)",
-                obj.key, h.page_size, self.page_size
-            )));
+            return Err(Error::Restore(
+                RestoreFailure::Corrupt,
+                format!(
+                    "{}: page size {} differs from {} (a file from another database?)",
+                    obj.key, h.page_size, self.page_size
+                ),
+            ));
         }
         self.page_size = h.page_size;
         self.growth = Growth::start(self.commit, h, obj.size)
-            .map_err(|e| Error::Restore(format!("{}: {e}", obj.key)))?;
+            .map_err(|e| Error::Restore(RestoreFailure::Corrupt, format!("{}: {e}", obj.key)))?;
         let checksums = !h.no_checksum();
         if self.table.is_none() && (self.want_checksum || checksums) {
             self.writer.settle()?; // reads back what has been written
@@ -171,7 +177,7 @@ impl<'w> Rebuild<'w> {
         if obj.min_txid != 1 && checksums {
             if let Some(prev) = self.expected_post {
                 if h.pre_apply_checksum != prev {
-                    return Err(Error::Restore(format!(
+                    return Err(Error::Restore(RestoreFailure::Corrupt, format!(
                         "{}: pre-apply checksum {:016x} does not match the state before it ({prev:016x}): the file belongs to another database or a gap",
                         obj.key, h.pre_apply_checksum
                     )));
@@ -195,14 +201,20 @@ impl<'w> Rebuild<'w> {
                 Err(e) => return Err(Stop::Decode(e)),
             };
             if pgno == 0 || pgno > h.commit {
-                return Err(Stop::Refuse(Error::Restore(format!(
-                    "{}: page {pgno} is outside the database size {}",
-                    obj.key, h.commit
-                ))));
+                return Err(Stop::Refuse(Error::Restore(
+                    RestoreFailure::Corrupt,
+                    format!(
+                        "{}: page {pgno} is outside the database size {}",
+                        obj.key, h.commit
+                    ),
+                )));
             }
-            self.growth
-                .page(pgno)
-                .map_err(|e| Stop::Refuse(Error::Restore(format!("{}: {e}", obj.key))))?;
+            self.growth.page(pgno).map_err(|e| {
+                Stop::Refuse(Error::Restore(
+                    RestoreFailure::Corrupt,
+                    format!("{}: {e}", obj.key),
+                ))
+            })?;
             if pgno == 1 {
                 check_page1(&obj.key, &self.buf, h).map_err(Stop::Refuse)?;
             }
@@ -227,7 +239,7 @@ impl<'w> Rebuild<'w> {
         self.run.flush(self.writer)?;
         self.growth
             .finish()
-            .map_err(|e| Error::Restore(format!("{}: {e}", obj.key)))?;
+            .map_err(|e| Error::Restore(RestoreFailure::Corrupt, format!("{}: {e}", obj.key)))?;
         if h.commit < self.commit {
             // A shrink: pages past the end must not come back if a later file grows it again.
             self.writer
@@ -242,7 +254,7 @@ impl<'w> Rebuild<'w> {
             (Some(t), true) => {
                 let ours = t.value();
                 if ours != trailer.post_apply_checksum {
-                    return Err(Error::Restore(format!(
+                    return Err(Error::Restore(RestoreFailure::Corrupt, format!(
                         "{}: database checksum after applying it is {ours:016x}, the file says {:016x}",
                         obj.key, trailer.post_apply_checksum
                     )));
@@ -271,8 +283,11 @@ impl<'w> Rebuild<'w> {
 /// An object that failed to download or decode, named in the message.
 fn object_error(key: &str, e: ltx::LtxError, store: Option<StoreError>) -> Error {
     match store {
-        Some(s) => Error::Restore(format!("{key}: download failed: {s}")),
-        None => Error::Restore(format!("{key}: {e}")),
+        Some(s) => Error::Restore(
+            RestoreFailure::Unreadable,
+            format!("{key}: download failed: {s}"),
+        ),
+        None => Error::Restore(RestoreFailure::Corrupt, format!("{key}: {e}")),
     }
 }
 
@@ -287,14 +302,17 @@ fn check_page1(key: &str, page: &[u8], h: &ltx::Header) -> Result<(), Error> {
     };
     let ps = db.page_size;
     if ps != h.page_size {
-        return Err(Error::Restore(format!(
-            "{key}: page 1 says page size {ps}, the file says {}",
-            h.page_size
-        )));
+        return Err(Error::Restore(
+            RestoreFailure::Corrupt,
+            format!(
+                "{key}: page 1 says page size {ps}, the file says {}",
+                h.page_size
+            ),
+        ));
     }
     let size = db.page_count;
     if db.page_count_valid && size != 0 && size != h.commit {
-        return Err(Error::Restore(format!(
+        return Err(Error::Restore(RestoreFailure::Corrupt, format!(
             "{key}: page 1 says the database has {size} pages, the file says {} (a file from another database?)",
             h.commit
         )));

@@ -5,7 +5,7 @@
 //! than the window in memory, nor leave the consumer waiting on a piece that will not come.
 
 use super::plan::{check_listing, parse_listing, LtxObject};
-use crate::error::Error;
+use crate::error::{Error, RestoreFailure};
 use crate::ltx;
 use crate::store::{ObjectStore, StoreError};
 use std::collections::BTreeMap;
@@ -86,7 +86,8 @@ pub fn read_headers(
 ) -> Vec<Result<ltx::Header, Error>> {
     parallel_map(objects, parallelism, |o| {
         let head = store.get_range(&o.key, 0, ltx::HEADER_SIZE as u64)?;
-        ltx::Header::decode(&head).map_err(|e| Error::Restore(format!("{}: {e}", o.key)))
+        ltx::Header::decode(&head)
+            .map_err(|e| Error::Restore(RestoreFailure::Corrupt, format!("{}: {e}", o.key)))
     })
 }
 
@@ -107,9 +108,10 @@ pub(super) fn txid_at_time(
         }
     }
     best.ok_or_else(|| {
-        Error::Restore(format!(
-            "the replica has nothing at or before timestamp {ts} ms"
-        ))
+        Error::Restore(
+            RestoreFailure::NothingToRestore,
+            format!("the replica has nothing at or before timestamp {ts} ms"),
+        )
     })
 }
 

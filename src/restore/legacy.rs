@@ -13,7 +13,7 @@
 
 use super::temp;
 use super::types::{RestoreProgress, RestoreRequest, Restored, Target, Tuning};
-use crate::error::Error;
+use crate::error::{Error, RestoreFailure};
 use crate::ls03::{self, FrameReader, Kind, Ls03Object, Ls03Plan};
 use crate::store::{ObjectStore, StoreError};
 use crate::wal::{self, FRAME_HEADER_SIZE, WAL_HEADER_SIZE};
@@ -48,7 +48,16 @@ pub(super) fn plan_for(
             ))
         }
     };
-    ls03::plan(prefix, objects, at).map_err(|e| Error::Restore(e.to_string()))
+    ls03::plan(prefix, objects, at).map_err(|e| {
+        let kind = match e {
+            // A WAL segment the chain needs is not there: the replica is damaged.
+            ls03::PlanError::Missing(_) => RestoreFailure::Corrupt,
+            ls03::PlanError::NoGeneration(_) | ls03::PlanError::NoSnapshot(_) => {
+                RestoreFailure::NothingToRestore
+            }
+        };
+        Error::Restore(kind, e.to_string())
+    })
 }
 
 /// Reads a listed object in ranged GETs of at most `chunk` bytes, never past its listed
@@ -117,7 +126,15 @@ fn decode_from(compressed: impl Read, key: &str, file: &File, offset: u64) -> Re
             Ok(0) => return Ok(at - offset),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::Restore(format!("{key}: {e}"))),
+            Err(e) => {
+                // The reader's own error is a download that kept failing (`ObjectReader`
+                // wraps it); any other is the frame decoder's: damaged content.
+                let kind = match e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
+                    Some(_) => RestoreFailure::Unreadable,
+                    None => RestoreFailure::Corrupt,
+                };
+                return Err(Error::Restore(kind, format!("{key}: {e}")));
+            }
         };
         file.write_all_at(&buf[..n], at)
             .map_err(|e| Error::Io(format!("writing what {key} holds: {e}")))?;
@@ -150,8 +167,12 @@ fn prefetch(
         handles
             .into_iter()
             .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::Restore("a download thread panicked".into())))
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::Restore(
+                        RestoreFailure::Local,
+                        "a download thread panicked".into(),
+                    ))
+                })
             })
             .collect()
     });
@@ -174,7 +195,7 @@ fn in_rounds(
     len: u64,
     get: &dyn Fn() -> Result<Vec<u8>, StoreError>,
 ) -> Result<Vec<u8>, Error> {
-    let mut last = Error::Restore(format!("{key}: not read"));
+    let mut last = Error::Restore(RestoreFailure::Unreadable, format!("{key}: not read"));
     for _ in 0..=ROUNDS {
         match get() {
             Ok(body) if body.len() as u64 == len => return Ok(body),
@@ -194,7 +215,12 @@ fn in_rounds(
 /// The snapshot's page size, from its database header (checked as SQLite would).
 fn snapshot_page_size(file: &File, len: u64, key: &str) -> Result<u32, Error> {
     let mut head = [0u8; 100];
-    let bad = |why: &str| Error::Restore(format!("{key}: not a SQLite database snapshot ({why})"));
+    let bad = |why: &str| {
+        Error::Restore(
+            RestoreFailure::Corrupt,
+            format!("{key}: not a SQLite database snapshot ({why})"),
+        )
+    };
     if len < 100 || file.read_exact_at(&mut head, 0).is_err() {
         return Err(bad("shorter than a database header"));
     }
@@ -220,6 +246,8 @@ fn apply_wal(
     (segments, last): (&[(u64, &Ls03Object)], bool),
 ) -> Result<(), Error> {
     let first = segments.first().map(|(_, o)| o.key.as_str()).unwrap_or("?");
+    // Everything wrong with the index itself is damage in the replica.
+    let corrupt = |m: String| Error::Restore(RestoreFailure::Corrupt, m);
     let holding = |offset: u64| {
         segments
             .iter()
@@ -230,14 +258,12 @@ fn apply_wal(
     };
     let mut read_at = |off: u64, buf: &mut [u8]| wal_file.read_at(buf, off);
     let map = wal::map_committed_pages(&mut read_at)
-        .map_err(|e| Error::Restore(format!("{first}: the WAL header is not valid: {e}")))?;
+        .map_err(|e| corrupt(format!("{first}: the WAL header is not valid: {e}")))?;
     let Some(header) = map.header else {
-        return Err(Error::Restore(format!(
-            "{first}: shorter than a WAL header"
-        )));
+        return Err(corrupt(format!("{first}: shorter than a WAL header")));
     };
     if header.page_size != page_size {
-        return Err(Error::Restore(format!(
+        return Err(corrupt(format!(
             "{first}: WAL pages of {} bytes for a database of {page_size}-byte pages",
             header.page_size
         )));
@@ -254,7 +280,7 @@ fn apply_wal(
             holding(end)
         );
         if !last {
-            return Err(Error::Restore(format!(
+            return Err(corrupt(format!(
                 "{msg}; later WAL indexes cannot be applied over it"
             )));
         }
@@ -268,7 +294,7 @@ fn apply_wal(
     let pages_now = db.metadata().map_err(io_err)?.len() / u64::from(page_size);
     let highest = map.latest_frame.keys().next_back().copied().unwrap_or(0);
     if u64::from(map.commit_size) > pages_now.max(u64::from(highest)) {
-        return Err(Error::Restore(format!(
+        return Err(corrupt(format!(
             "{}: its last commit makes the database {} pages, but the database has {pages_now} and the WAL carries pages up to {highest}; refused",
             holding(end.saturating_sub(frame_size)),
             map.commit_size
@@ -337,7 +363,7 @@ fn decode_index<'p>(
                     offset: u32::try_from(len).unwrap_or(u32::MAX),
                 },
             );
-            return Err(Error::Restore(format!(
+            return Err(Error::Restore(RestoreFailure::Corrupt, format!(
                 "the Litestream 0.3 replica is missing {missing}: WAL index {index:08x} holds {len} bytes before {}, which starts at offset {offset}",
                 s.key
             )));

@@ -4,7 +4,7 @@
 //! the file system, and it refuses (rather than works around) a hole or a target no chain
 //! ends at exactly.
 
-use crate::error::Error;
+use crate::error::{Error, RestoreFailure};
 use crate::store::{keys, ObjectInfo};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -50,7 +50,7 @@ pub fn parse_listing(objects: &[ObjectInfo]) -> Vec<LtxObject> {
 /// error names what it found.
 pub fn check_listing(objects: &[LtxObject]) -> Result<(), Error> {
     if let Some(o) = objects.iter().find(|o| o.min_txid > o.max_txid) {
-        return Err(Error::Restore(format!(
+        return Err(Error::Restore(RestoreFailure::Corrupt, format!(
             "the replica's object {} is named for txids {} to {}: its first txid is after its last, which no LTX file can be; refusing to plan a restore around it (remove it from the replica)",
             o.key, o.min_txid, o.max_txid
         )));
@@ -59,7 +59,7 @@ pub fn check_listing(objects: &[LtxObject]) -> Result<(), Error> {
         objects.iter().map(|o| keys::chain_prefix(&o.key)).collect();
     if prefixes.len() > 1 {
         let shown: Vec<String> = prefixes.iter().take(10).map(|p| format!("{p:?}")).collect();
-        return Err(Error::Restore(format!(
+        return Err(Error::Restore(RestoreFailure::NothingToRestore, format!(
             "the replica's listing holds the files of {} replicas, under {}{}: restoring them as one would make a database none of them was; give the URL of one of them",
             prefixes.len(),
             shown.join(", "),
@@ -145,20 +145,30 @@ fn latest_snapshot(objects: &[LtxObject], target: Option<u64>) -> Result<&LtxObj
         .filter(|o| o.min_txid == 1 && o.max_txid <= limit)
         .max_by_key(|o| (o.max_txid, o.level == keys::SNAPSHOT_LEVEL))
         .ok_or_else(|| match target {
-            _ if objects.is_empty() => Error::Restore("the replica holds no LTX files".into()),
-            Some(t) => Error::Restore(format!(
-                "no snapshot (a file starting at txid 1) at or before txid {t} in the replica"
-            )),
-            None => Error::Restore("the replica holds no snapshot".into()),
+            _ if objects.is_empty() => Error::Restore(
+                RestoreFailure::NothingToRestore,
+                "the replica holds no LTX files".into(),
+            ),
+            Some(t) => Error::Restore(
+                RestoreFailure::NothingToRestore,
+                format!(
+                    "no snapshot (a file starting at txid 1) at or before txid {t} in the replica"
+                ),
+            ),
+            None => Error::Restore(
+                RestoreFailure::NothingToRestore,
+                "the replica holds no snapshot".into(),
+            ),
         })
 }
 
 fn refuse_past_the_end(objects: &[LtxObject], t: u64) -> Result<(), Error> {
     if objects.iter().all(|o| o.max_txid < t) {
         let latest = objects.iter().map(|o| o.max_txid).max().unwrap_or(0);
-        return Err(Error::Restore(format!(
-            "txid {t} is past the end of the replica (latest txid {latest})"
-        )));
+        return Err(Error::Restore(
+            RestoreFailure::NothingToRestore,
+            format!("txid {t} is past the end of the replica (latest txid {latest})"),
+        ));
     }
     Ok(())
 }
@@ -206,7 +216,7 @@ fn broken_chain(objects: &[LtxObject], best: &Reached, limit: u64) -> Error {
         .min_by_key(|o| o.min_txid)
         .map(|o| o.key.clone())
         .unwrap_or_default();
-    Error::Restore(format!(
+    Error::Restore(RestoreFailure::Corrupt, format!(
         "the replica's chain is broken: no file starts at txid {0} (no {0:016x}-*.ltx at any level; the next file is {after}); refusing to restore an older state",
         reached + 1,
     ))
@@ -220,7 +230,7 @@ fn not_a_restore_point(objects: &[LtxObject], t: u64, wanted: u64) -> Error {
         .map(|o| o.max_txid)
         .min()
         .unwrap_or(t);
-    Error::Restore(format!(
+    Error::Restore(RestoreFailure::NothingToRestore, format!(
         "txid {t} is not a restore point of the replica (its files were compacted); the nearest are txids {wanted} and {after}"
     ))
 }
@@ -343,18 +353,35 @@ pub(super) mod tests {
 
     #[test]
     fn refuses_without_snapshot_or_past_the_end() {
-        assert!(plan(&[], None)
-            .unwrap_err()
-            .to_string()
-            .contains("no LTX files"));
-        assert!(plan(&[obj(0, 2, 2)], None)
-            .unwrap_err()
-            .to_string()
-            .contains("no snapshot"));
-        assert!(plan(&[obj(9, 1, 1)], Some(7))
-            .unwrap_err()
-            .to_string()
-            .contains("past the end"));
+        let cases = [
+            (plan(&[], None), "no LTX files"),
+            (plan(&[obj(0, 2, 2)], None), "no snapshot"),
+            (plan(&[obj(9, 1, 1)], Some(7)), "past the end"),
+        ];
+        for (planned, says) in cases {
+            let err = planned.unwrap_err();
+            assert!(err.to_string().contains(says), "{err}");
+            // Nothing to restore is not damage: SQLITE_ERROR, not SQLITE_CORRUPT.
+            assert!(
+                matches!(err, Error::Restore(RestoreFailure::NothingToRestore, _)),
+                "{err:?}"
+            );
+        }
+    }
+
+    /// Which failures are damaged content (SQLITE_CORRUPT) and which are not.
+    #[test]
+    fn a_gap_or_an_impossible_name_is_corrupt_a_compacted_point_is_not() {
+        let kind = |objs: &[LtxObject], t| match plan(objs, t).unwrap_err() {
+            Error::Restore(kind, _) => kind,
+            other => panic!("{other:?}"),
+        };
+        let gap = [obj(9, 1, 1), obj(0, 2, 2), obj(0, 4, 4)];
+        assert_eq!(kind(&gap, None), RestoreFailure::Corrupt);
+        let backwards = [obj(9, 1, 1), obj(0, 3, 2)];
+        assert_eq!(kind(&backwards, None), RestoreFailure::Corrupt);
+        let compacted = [obj(9, 1, 5), obj(1, 4, 7)];
+        assert_eq!(kind(&compacted, Some(6)), RestoreFailure::NothingToRestore);
     }
 
     #[test]

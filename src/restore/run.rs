@@ -12,7 +12,7 @@ use super::legacy;
 use super::plan::{plan, LtxObject};
 use super::temp;
 use super::types::{RestoreRequest, Restored, Target, Tuning};
-use crate::error::Error;
+use crate::error::{Error, RestoreFailure};
 use crate::store::ObjectStore;
 use std::path::{Path, PathBuf};
 
@@ -80,10 +80,13 @@ fn check_and_publish(
 ) -> Result<Restored, Error> {
     let result = applied.and_then(|restored| {
         (req.check)(tmp).map_err(|e| {
-            Error::Restore(format!(
-                "integrity check of the restored database failed: {e}{}",
-                blame()
-            ))
+            Error::Restore(
+                RestoreFailure::Corrupt,
+                format!(
+                    "integrity check of the restored database failed: {e}{}",
+                    blame()
+                ),
+            )
         })?;
         (tuning.before_publish)(req.output)?;
         if tuning.exclusive {
@@ -193,6 +196,7 @@ mod tests {
     use super::*;
     use crate::ltx;
     use crate::store::{keys, ObjectInfo, StoreError};
+    use libsqlite3_sys::{SQLITE_CORRUPT, SQLITE_ERROR};
     use std::sync::Mutex;
 
     // ---- applying, against the in-memory store ----------------------------------------
@@ -450,8 +454,10 @@ mod tests {
                     ..Default::default()
                 },
             )
-            .expect_err(what)
-            .to_string();
+            .expect_err(what);
+            // Damaged content is the one restore failure SQLite hears as SQLITE_CORRUPT.
+            assert_eq!(err.sqlite_code(), SQLITE_CORRUPT, "{what}: {err}");
+            let err = err.to_string();
             assert!(err.contains(&key), "{what}: {err}");
             let left: Vec<_> = std::fs::read_dir(&dir.0).unwrap().collect();
             assert!(left.is_empty(), "{what}: left {left:?}");
@@ -528,9 +534,10 @@ mod tests {
             gets: Default::default(),
             fail: |_| Some(true),
         };
-        let err = restore(&down, &dir.0.join("down.db"))
-            .unwrap_err()
-            .to_string();
+        let err = restore(&down, &dir.0.join("down.db")).unwrap_err();
+        // A replica that cannot be read is not a damaged one.
+        assert_eq!(err.sqlite_code(), SQLITE_ERROR, "{err}");
+        let err = err.to_string();
         assert!(
             err.contains("0009/") && err.contains("injected fault"),
             "{err}"
