@@ -16,6 +16,7 @@ use procs::Procs;
 use seeded::{seed_from_env, Rng};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -32,8 +33,50 @@ struct Writer {
     mode: &'static str,
     fork: bool,
     child: Child,
-    /// Pids of the forked children, which stop by themselves once their parent is gone.
-    forked: Vec<u32>,
+}
+
+/// Every writer's process group (each writer leads its own, and its forked children stay
+/// in it when their parent is killed): killed when the test ends, however it ends, so that
+/// no writer outlives a failed run and writes on into its directory.
+struct Groups(Vec<u32>);
+
+impl Groups {
+    fn kill_all(&self) {
+        for pgid in &self.0 {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", "--", &format!("-{pgid}")])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+
+    /// Whether a process of one of the groups is still running (zombies aside).
+    fn any_alive(&self) -> bool {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return false;
+        };
+        entries.flatten().any(|e| {
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+                return false;
+            };
+            // After the command's closing parenthesis: state, ppid, pgrp.
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                return false;
+            };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            fields.len() > 2
+                && fields[0] != "Z"
+                && fields[2]
+                    .parse::<u32>()
+                    .is_ok_and(|pgrp| self.0.contains(&pgrp))
+        })
+    }
+}
+
+impl Drop for Groups {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
 }
 
 fn start(
@@ -51,6 +94,7 @@ fn start(
         args.push("fork");
     }
     let mut child = replica_command(PYTHON3, &args, dir, env)
+        .process_group(0)
         .stdout(Stdio::piped())
         // Each writer's log (notices of snapshots, take-overs, capture problems) stays in the
         // test's directory, kept with KEEP_TEST_DIRS=1 for a failure to be read.
@@ -59,17 +103,10 @@ fn start(
         .unwrap();
     // Wait until it writes (and, forking, until its children exist).
     let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut forked = Vec::new();
     loop {
         let mut line = String::new();
         if out.read_line(&mut line).unwrap() == 0 {
             break; // died before writing (killed while starting is fine too)
-        }
-        if let Some(pids) = line.strip_prefix("children ") {
-            forked = pids
-                .split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect();
         }
         if line.starts_with("writing") {
             break;
@@ -80,7 +117,6 @@ fn start(
         mode,
         fork,
         child,
-        forked,
     }
 }
 
@@ -88,16 +124,6 @@ fn kill9(pid: u32) {
     let _ = std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status();
-}
-
-/// Whether `pid` is gone (or a zombie: killed, not yet reaped by whoever adopted it).
-fn gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-    }
 }
 
 #[test]
@@ -127,10 +153,11 @@ fn writers_forks_and_fifty_kills_lose_no_acknowledged_transfer() {
         .iter()
         .map(|(n, m, f)| start(dir.path(), &env, n, rng.next(), m, *f))
         .collect();
+    // Forked children outlive a killed parent by up to one transfer: all are killed at the
+    // end, with their groups.
+    let mut groups = Groups(writers.iter().map(|w| w.child.id()).collect());
     let started = Instant::now();
     let mut kills = 0;
-    // Forked children outlive a killed parent by up to one transfer: all are killed at the end.
-    let mut all_forked: Vec<u32> = Vec::new();
     while kills < 50 {
         assert!(
             started.elapsed() < Duration::from_secs(120),
@@ -144,8 +171,8 @@ fn writers_forks_and_fifty_kills_lose_no_acknowledged_transfer() {
         w.child.wait().unwrap();
         kills += 1;
         let (name, mode, fork) = (w.name.clone(), w.mode, w.fork);
-        all_forked.extend(w.forked.iter().copied());
         writers[i] = start(dir.path(), &env, &name, rng.next(), mode, fork);
+        groups.0.push(writers[i].child.id());
     }
     eprintln!(
         "seed {seed}: {kills} kills in {:.1} s",
@@ -155,13 +182,10 @@ fn writers_forks_and_fifty_kills_lose_no_acknowledged_transfer() {
     for w in &mut writers {
         w.child.kill().unwrap();
         w.child.wait().unwrap();
-        all_forked.extend(w.forked.iter().copied());
     }
-    for pid in &all_forked {
-        kill9(*pid);
-    }
+    groups.kill_all();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !all_forked.iter().all(|p| gone(*p)) {
+    while groups.any_alive() {
         assert!(
             Instant::now() < deadline,
             "seed {seed}: forked writers still alive"
