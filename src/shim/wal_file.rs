@@ -7,6 +7,8 @@ use crate::base::io::ReadAt;
 use crate::error::Error;
 use crate::snapshot::read_wal_header;
 use crate::wal::{WalHeader, WalIndexHeader, WalIndexState};
+use std::cell::Cell;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock, TryLockError};
 
@@ -53,9 +55,30 @@ static WRITE_LOCKED: Mutex<WriteLocks> = Mutex::new(Vec::new());
 /// Each database's path and the WAL index its write lock found, while held.
 type WriteLocks = Vec<(PathBuf, Option<WalIndexHeader>)>;
 
+thread_local! {
+    /// The write lock this thread holds (its database's path hashed, and what its index was):
+    /// what [`WRITE_LOCKED`] notes, kept where no lock guards it. A restart is handed off or
+    /// settled by the thread that holds the write lock, and in a forked child the shared
+    /// table's lock may stay held by a thread of the parent that does not exist there: without
+    /// this, the child would read the old log past what SQLite published.
+    static THIS_THREAD_LOCKED: Cell<Option<(u64, WalIndexHeader)>> = const { Cell::new(None) };
+}
+
+fn path_key(db_path: &Path) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    db_path.hash(&mut h);
+    h.finish()
+}
+
 /// A connection of this process took the write lock of the database at `db_path`, finding
 /// the WAL index `index` (`Some`), or released it (`None`).
 pub fn note_write_lock(db_path: &Path, index: Option<WalIndexHeader>) {
+    let key = path_key(db_path);
+    THIS_THREAD_LOCKED.with(|held| match index {
+        Some(i) => held.set(Some((key, i))),
+        None if held.get().is_some_and(|(k, _)| k == key) => held.set(None),
+        None => {}
+    });
     let Some(mut held) = write_locked() else {
         return;
     };
@@ -78,6 +101,11 @@ pub(super) fn published_end(db_path: &Path, salts: (u32, u32)) -> u32 {
     if let Some(i) = index_on_disk(db_path).map(|s| s.header).filter(of_log) {
         return i.mx_frame;
     }
+    let key = path_key(db_path);
+    let this_thread = THIS_THREAD_LOCKED.with(|held| held.get());
+    if let Some((_, i)) = this_thread.filter(|(k, i)| *k == key && of_log(i)) {
+        return i.mx_frame;
+    }
     write_locked()
         .and_then(|held| {
             held.iter()
@@ -98,4 +126,47 @@ fn write_locked() -> Option<MutexGuard<'static, WriteLocks>> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(salts: (u32, u32), mx_frame: u32) -> WalIndexHeader {
+        WalIndexHeader {
+            change: 7,
+            page_size: 4096,
+            mx_frame,
+            n_page: 3,
+            salt1: salts.0,
+            salt2: salts.1,
+            cksum: (1, 2),
+        }
+    }
+
+    /// In a forked child the shared table's lock can be held by a thread that is not there:
+    /// the thread holding the write lock still knows what it found (else every frame the
+    /// old log chains would count as committed, a killed writer's unpublished ones too).
+    #[test]
+    fn the_thread_holding_the_write_lock_knows_its_index_while_the_table_is_locked() {
+        let db = Path::new("/nonexistent/wal-file-test.db");
+        let other = Path::new("/nonexistent/other.db");
+        let (taken_tx, taken_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let _held = WRITE_LOCKED.lock().unwrap();
+            taken_tx.send(()).unwrap();
+            let _ = release_rx.recv();
+        });
+        taken_rx.recv().unwrap();
+        note_write_lock(db, Some(index((5, 6), 40)));
+        assert_eq!(published_end(db, (5, 6)), 40);
+        // Another log, or another database: not what this lock found.
+        assert_eq!(published_end(db, (6, 9)), u32::MAX);
+        assert_eq!(published_end(other, (5, 6)), u32::MAX);
+        note_write_lock(db, None);
+        assert_eq!(published_end(db, (5, 6)), u32::MAX);
+        release_tx.send(()).unwrap();
+        holder.join().unwrap();
+    }
 }
