@@ -59,7 +59,7 @@ pub use record::{Integrity, RecordHeader, RecordMeta};
 pub use recover::Recovery;
 pub use segment::scan_segment;
 pub use state::SpoolState;
-pub use writer::RecordWriter;
+pub use writer::{Appended, RecordWriter};
 
 #[cfg(test)]
 mod tests {
@@ -96,7 +96,7 @@ mod tests {
         for (pgno, fill) in pages {
             w.push(*pgno, &[*fill; 512]).unwrap();
         }
-        w.commit().unwrap()
+        w.commit().unwrap().seq
     }
 
     #[test]

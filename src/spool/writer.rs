@@ -102,6 +102,14 @@ impl Spool {
     }
 }
 
+/// What a committed record became.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub seq: u64,
+    /// Records pending shipment now, this one included (1: the uploader had nothing to do).
+    pub pending: usize,
+}
+
 /// Appends one record; dropping it without `commit` takes it back out of the segment.
 pub struct RecordWriter<'a> {
     spool: &'a Spool,
@@ -177,8 +185,9 @@ impl RecordWriter<'_> {
         Ok(())
     }
 
-    /// Finishes the record and returns its sequence number.
-    pub fn commit(mut self) -> Result<u64, SpoolError> {
+    /// Finishes the record; says what it became (the commit path learns under this lock
+    /// whether the uploader needs waking, instead of taking the spool's lock again).
+    pub fn commit(mut self) -> Result<Appended, SpoolError> {
         if self.meta.pgnos.len() as u32 != self.npages {
             return Err(SpoolError::Corrupt(format!(
                 "record {}: short of pages",
@@ -206,7 +215,10 @@ impl RecordWriter<'_> {
         inner.pending_bytes += meta.len();
         inner.pending.push(meta);
         self.committed = true;
-        Ok(seq)
+        Ok(Appended {
+            seq,
+            pending: inner.pending.len(),
+        })
     }
 }
 
