@@ -55,7 +55,7 @@ mod writer;
 
 pub use error::SpoolError;
 pub use handle::Spool;
-pub use record::{Integrity, RecordHeader, RecordMeta};
+pub use record::{Integrity, Pgnos, RecordHeader, RecordMeta};
 pub use recover::Recovery;
 pub use segment::scan_segment;
 pub use state::SpoolState;

@@ -7,7 +7,7 @@
 use super::error::{io, SpoolError};
 use super::handle::{Inner, Spool};
 use super::layout;
-use super::record::{encode_header, record_len, Integrity, RecordHeader, RecordMeta};
+use super::record::{encode_header, record_len, Integrity, Pgnos, RecordHeader, RecordMeta};
 use super::segment::{Segment, SEGMENT_ROLL_BYTES};
 use crate::base::lock::lock;
 use crate::ltx::Crc64;
@@ -39,7 +39,7 @@ impl Spool {
             end: header.end,
             end_cksum: header.end_cksum,
             captured_at_ms: header.captured_at_ms,
-            pgnos: Vec::with_capacity(npages as usize),
+            pgnos: Pgnos::with_capacity(npages as usize),
             segment: seg.id,
             offset: seg.len,
         };
