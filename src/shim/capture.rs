@@ -119,7 +119,8 @@ pub(super) fn capture(
     // Reuse the allocation for the next transaction.
     cap.txn_buffer = written;
     cap.txn_buffer.clear();
-    db.counters().captured_txns += 1;
+    db.captured_txns
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(appended)
 }
 
