@@ -65,7 +65,6 @@ fn init(db: *mut sys::sqlite3) -> Result<(), Error> {
         crate::uploader::set_snapshot_source(Box::new(super::sqlite::LiveDatabase));
         crate::shim::set_index_reader(super::sqlite::wal_index_state_at);
         crate::database::set_uploader_wake(crate::uploader::wake);
-        crate::spool::set_write_hint(super::hint::prefetch_for_write);
         if crate::shim::drills_configured() {
             // One thread for every database's drills, each at its own interval.
             std::thread::Builder::new()

@@ -9,7 +9,6 @@ mod adopt;
 mod commit_hook;
 mod entry;
 mod functions;
-mod hint;
 mod open_failure;
 pub(crate) mod sqlite;
 mod tables;

@@ -57,7 +57,7 @@ pub use error::SpoolError;
 pub use handle::Spool;
 pub use record::{Integrity, Pgnos, RecordHeader, RecordMeta};
 pub use recover::Recovery;
-pub use segment::{scan_segment, set_write_hint};
+pub use segment::scan_segment;
 pub use state::SpoolState;
 pub use writer::{Appended, RecordWriter};
 

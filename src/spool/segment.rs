@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 /// A new segment is started past this size, so shipped data can be deleted in pieces.
 pub(super) const SEGMENT_ROLL_BYTES: u64 = 64 << 20;
@@ -20,17 +20,6 @@ pub(super) const SEGMENT_ROLL_BYTES: u64 = 64 << 20;
 /// Buffered records are handed to the writer thread once they take this much: a wake-up
 /// of that thread every few hundred small commits, and little left to write at a restart.
 const WRITE_BEHIND_BYTES: usize = 1 << 20;
-
-/// Brings memory into the cache for writing (the FFI layer installs the CPU's prefetch).
-static WRITE_HINT: OnceLock<fn(*const u8, usize)> = OnceLock::new();
-
-/// Installs the write hint (once, at load).
-pub fn set_write_hint(hint: fn(*const u8, usize)) {
-    let _ = WRITE_HINT.set(hint);
-}
-
-/// The most of the buffer's next bytes asked for ahead of a record.
-const PREPARE_MAX_BYTES: usize = 16 << 10;
 
 pub(super) struct Segment {
     pub id: u64,
@@ -109,18 +98,6 @@ impl Segment {
             }
         }
         let _ = self.hand_off_buffer(None);
-    }
-
-    /// Asks for the `len` bytes the next record will be built in: the buffer last went
-    /// through the writer thread's core, and copying a page into lines held there costs the
-    /// commit path more than the copy itself. Until the next commit the lines come in
-    /// while SQLite does other work.
-    pub fn prepare_next(&self, len: usize) {
-        if let Some(hint) = WRITE_HINT.get() {
-            let room = self.buffer.capacity() - self.buffer.len();
-            let start = self.buffer.as_ptr().wrapping_add(self.buffer.len());
-            hint(start, len.min(room).min(PREPARE_MAX_BYTES));
-        }
     }
 
     /// Hands everything buffered to the writer thread once the write out before it ended (a

@@ -208,7 +208,6 @@ impl RecordWriter<'_> {
         let seg = self.segment();
         seg.len += record_bytes;
         seg.write_behind();
-        seg.prepare_next(record_bytes as usize);
         let meta = std::mem::replace(&mut self.meta, RecordMeta::empty());
         let seq = meta.seq;
         let inner = &mut *self.inner;
