@@ -180,7 +180,6 @@ pub struct Counters {
     /// `None` for a plaintext replica.
     pub sealed_otherwise: Option<u64>,
     pub last_upload_at_ms: Option<u64>,
-    pub captured_txns: u64,
     pub capture_errors: u64,
     pub requests: crate::store::RequestCounts,
     pub state: UploaderState,
@@ -204,6 +203,9 @@ pub struct Database {
     progress: Mutex<Progress>,
     progress_changed: Condvar,
     pub counters: Mutex<Counters>,
+    /// Transactions captured into the spool: counted on the commit path, so an atomic
+    /// rather than a field of `counters`, whose lock the uploader also takes.
+    pub captured_txns: AtomicU64,
     /// Writes to the WAL by this process under way (between the VFS call and the end of
     /// its capture): a poll for other processes' commits waits for them to finish.
     pub wal_writes_in_flight: AtomicU32,
@@ -360,6 +362,7 @@ impl Database {
             }),
             progress: Mutex::new(progress),
             progress_changed: Condvar::new(),
+            captured_txns: AtomicU64::new(0),
             wal_writes_in_flight: AtomicU32::new(0),
             open_handles: AtomicU32::new(0),
             owner_epoch: FORK_EPOCH.load(Ordering::SeqCst),

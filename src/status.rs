@@ -343,7 +343,7 @@ fn database_row(
         upload_errors: c.upload_errors as i64,
         snapshots: c.snapshots as i64,
         pending_txns: pending.len() as i64,
-        captured_txns: c.captured_txns as i64,
+        captured_txns: db.captured_txns.load(std::sync::atomic::Ordering::Relaxed) as i64,
         put_requests: c.requests.put as i64,
         get_requests: c.requests.get as i64,
         list_requests: c.requests.list as i64,

@@ -468,9 +468,11 @@ unsafe extern "C" fn x_shm_lock(
         {
             // SAFETY: the observer box lives until x_close.
             let obs = unsafe { &*f.db_observer };
-            let mut wal_path = obs.db_path().as_os_str().to_owned();
-            wal_path.push("-wal");
+            // The path is built only when a deferred commit needs the log: this runs at the
+            // end of every write transaction.
             obs.after_write_unlock(&mut || {
+                let mut wal_path = obs.db_path().as_os_str().to_owned();
+                wal_path.push("-wal");
                 super::sqlite::RawFile::open(std::path::Path::new(&wal_path), true)
                     .ok()
                     .flatten()

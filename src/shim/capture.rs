@@ -9,7 +9,7 @@ use super::fallback::capture_failed;
 use crate::base::clock::now_ms;
 use crate::base::io::ReadAt;
 use crate::database::{self, CaptureState, Database};
-use crate::spool::{Integrity, RecordHeader};
+use crate::spool::{Appended, Integrity, RecordHeader};
 use crate::wal::{self, FrameChain, FrameHeader, WalHeader, WalPosition, FRAME_HEADER_SIZE};
 
 /// Most transactions' frames are plain appends (header, then page, frame after frame):
@@ -69,7 +69,7 @@ pub(super) enum Mode {
 }
 
 /// Reads the frames of one transaction back from the WAL (or takes them from the write
-/// buffer) and appends them to the spool.
+/// buffer) and appends them to the spool; says what the record became.
 pub(super) fn capture(
     db: &Database,
     cap: &mut CaptureState,
@@ -78,7 +78,7 @@ pub(super) fn capture(
     fh: FrameHeader,
     file: &mut dyn ReadAt,
     mode: Mode,
-) -> Result<(), String> {
+) -> Result<Appended, String> {
     let chain = cap
         .chain
         .as_mut()
@@ -113,14 +113,15 @@ pub(super) fn capture(
         rec.push(pgno, page).map_err(|e| e.to_string())?;
     }
     crate::fault::point("capture.before_append");
-    rec.commit().map_err(|e| e.to_string())?;
+    let appended = rec.commit().map_err(|e| e.to_string())?;
     crate::fault::point("capture.after_append");
     *chain = trial;
     // Reuse the allocation for the next transaction.
     cap.txn_buffer = written;
     cap.txn_buffer.clear();
-    db.counters().captured_txns += 1;
-    Ok(())
+    db.captured_txns
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok(appended)
 }
 
 /// The spool record of the transaction ending at `commit_frame`, whose first frame
@@ -224,7 +225,9 @@ pub(super) fn resolve_deferred(db: &Database, cap: &mut CaptureState, file: &mut
         frame: k,
     };
     let result = match fh {
-        Some(fh) if fh.is_commit() => capture(db, cap, header, k, fh, file, Mode::Lenient),
+        Some(fh) if fh.is_commit() => {
+            capture(db, cap, header, k, fh, file, Mode::Lenient).map(|_| ())
+        }
         _ => Err(format!("WAL frame {k} is no longer a commit frame")),
     };
     if let Err(why) = result {

@@ -449,6 +449,7 @@ fn append_txn(db: &Database, txn: &wal::CommittedTxn, end_cksum: (u32, u32)) -> 
         rec.push(*pgno, page)?;
     }
     rec.commit()?;
-    db.counters().captured_txns += 1;
+    db.captured_txns
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(())
 }

@@ -12,6 +12,7 @@ use super::wal_file::db_path_of;
 use crate::base::io::ReadAt;
 use crate::base::lock::lock;
 use crate::database::{self, CaptureState, Database};
+use crate::spool::Appended;
 use crate::wal::{self, FrameChain, FrameHeader, WalHeader, FRAME_HEADER_SIZE, WAL_HEADER_SIZE};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -124,14 +125,15 @@ impl WalObserver {
         else {
             return;
         };
-        if !capture_or_defer(db, &mut cap, header, commit_frame, fh, file, mode) {
+        let Some(appended) = capture_or_defer(db, &mut cap, header, commit_frame, fh, file, mode)
+        else {
             return;
-        }
+        };
         drop(cap);
         // Only the first pending commit needs to wake the uploader: with commits already
         // pending it has a deadline and comes back by itself (a wake-up per commit costs a
         // context switch on the commit path).
-        if self.db.spool.pending_summary().is_none_or(|(n, _)| n <= 1) {
+        if appended.pending <= 1 {
             database::wake_uploader();
         }
     }
@@ -266,7 +268,7 @@ fn completed_commit(
 }
 
 /// Captures the transaction ending at `commit_frame`, or defers it while its frames do not
-/// verify yet; returns whether it was captured.
+/// verify yet; says what the record became, if it was captured.
 fn capture_or_defer(
     db: &Database,
     cap: &mut CaptureState,
@@ -275,12 +277,12 @@ fn capture_or_defer(
     fh: FrameHeader,
     file: &mut dyn ReadAt,
     mode: Mode,
-) -> bool {
+) -> Option<Appended> {
     match capture(db, cap, header, commit_frame, fh, file, mode) {
-        Ok(()) => {
+        Ok(appended) => {
             cap.rewrote_in_place = false;
             cap.deferred_commit = None;
-            true
+            Some(appended)
         }
         Err(_) => {
             // Checksums can be stale until SQLite rewrites them at the end of the
@@ -289,7 +291,7 @@ fn capture_or_defer(
             // the latest, the release of the write lock settles it (`resolve_deferred`).
             cap.deferred_commit = Some(commit_frame);
             cap.rewrote_in_place = false;
-            false
+            None
         }
     }
 }

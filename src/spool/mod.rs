@@ -55,11 +55,11 @@ mod writer;
 
 pub use error::SpoolError;
 pub use handle::Spool;
-pub use record::{Integrity, RecordHeader, RecordMeta};
+pub use record::{Integrity, Pgnos, RecordHeader, RecordMeta};
 pub use recover::Recovery;
 pub use segment::scan_segment;
 pub use state::SpoolState;
-pub use writer::RecordWriter;
+pub use writer::{Appended, RecordWriter};
 
 #[cfg(test)]
 mod tests {
@@ -96,7 +96,7 @@ mod tests {
         for (pgno, fill) in pages {
             w.push(*pgno, &[*fill; 512]).unwrap();
         }
-        w.commit().unwrap()
+        w.commit().unwrap().seq
     }
 
     #[test]

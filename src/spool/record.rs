@@ -19,7 +19,7 @@ pub struct RecordMeta {
     pub end_cksum: (u32, u32),
     pub captured_at_ms: u64,
     /// Page numbers in frame order; entry i's page is at `page_offset(i)`.
-    pub pgnos: Vec<u32>,
+    pub pgnos: Pgnos,
     pub(super) segment: u64,
     pub(super) offset: u64,
 }
@@ -38,7 +38,7 @@ impl RecordMeta {
             },
             end_cksum: (0, 0),
             captured_at_ms: 0,
-            pgnos: Vec::new(),
+            pgnos: Pgnos::with_capacity(0),
             segment: 0,
             offset: 0,
         }
@@ -49,6 +49,79 @@ impl RecordMeta {
     }
     pub(super) fn page_offset(&self, i: usize) -> u64 {
         self.offset + RECORD_HEADER_SIZE + i as u64 * (4 + self.page_size as u64) + 4
+    }
+}
+
+/// How many page numbers a record keeps without an allocation of its own: a small commit,
+/// the commonest record, then costs the commit path no allocation (and the uploader, which
+/// drops it on another thread, no free).
+const INLINE_PGNOS: usize = 6;
+
+/// A record's page numbers in frame order (a slice, through `Deref`).
+#[derive(Clone)]
+pub struct Pgnos(PgnoRepr);
+
+#[derive(Clone)]
+enum PgnoRepr {
+    Inline { len: u8, pgnos: [u32; INLINE_PGNOS] },
+    Heap(Vec<u32>),
+}
+
+impl Pgnos {
+    /// Room for `n` page numbers.
+    pub fn with_capacity(n: usize) -> Pgnos {
+        Pgnos(match n <= INLINE_PGNOS {
+            true => PgnoRepr::Inline {
+                len: 0,
+                pgnos: [0; INLINE_PGNOS],
+            },
+            false => PgnoRepr::Heap(Vec::with_capacity(n)),
+        })
+    }
+
+    pub fn push(&mut self, pgno: u32) {
+        match &mut self.0 {
+            PgnoRepr::Inline { len, pgnos } if (*len as usize) < INLINE_PGNOS => {
+                pgnos[*len as usize] = pgno;
+                *len += 1;
+            }
+            PgnoRepr::Inline { pgnos, .. } => {
+                let mut v = pgnos.to_vec();
+                v.push(pgno);
+                self.0 = PgnoRepr::Heap(v);
+            }
+            PgnoRepr::Heap(v) => v.push(pgno),
+        }
+    }
+}
+
+impl std::ops::Deref for Pgnos {
+    type Target = [u32];
+    fn deref(&self) -> &[u32] {
+        match &self.0 {
+            PgnoRepr::Inline { len, pgnos } => &pgnos[..*len as usize],
+            PgnoRepr::Heap(v) => v,
+        }
+    }
+}
+
+impl std::fmt::Debug for Pgnos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl PartialEq for Pgnos {
+    fn eq(&self, other: &Pgnos) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Pgnos {}
+
+impl PartialEq<Vec<u32>> for Pgnos {
+    fn eq(&self, other: &Vec<u32>) -> bool {
+        **self == other[..]
     }
 }
 
@@ -198,5 +271,24 @@ impl RecordCheck {
     /// Whether the record is whole, given the CRC stored after its entries.
     pub fn holds(&self, stored_crc: u64) -> bool {
         stored_crc == self.crc.finish() && (self.kind == 0 || self.chain == self.end_cksum)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Past the inline room the page numbers move to the heap, in order, none lost.
+    #[test]
+    fn page_numbers_keep_their_order_inline_and_past_it() {
+        for cap in [0, 1, INLINE_PGNOS, INLINE_PGNOS + 1, 40] {
+            let mut p = Pgnos::with_capacity(cap);
+            let want: Vec<u32> = (0..40).map(|i| i * 3 + 1).collect();
+            for (i, &n) in want.iter().enumerate() {
+                p.push(n);
+                assert_eq!(p, want[..=i].to_vec(), "capacity {cap}");
+            }
+            assert_eq!(p.clone(), want);
+        }
     }
 }

@@ -5,7 +5,7 @@
 
 use super::error::{io, SpoolError};
 use super::layout::segment_name;
-use super::record::{RecordCheck, RecordMeta, StoredHeader, RECORD_HEADER_SIZE};
+use super::record::{Pgnos, RecordCheck, RecordMeta, StoredHeader, RECORD_HEADER_SIZE};
 use super::write_behind::{FollowUp, Settled, Slot};
 use crate::base::held_dir::HeldDir;
 use std::fs::File;
@@ -281,7 +281,7 @@ fn read_record(
         return None;
     }
     let mut check = RecordCheck::new(&raw, &h);
-    let mut pgnos = Vec::with_capacity(h.npages as usize);
+    let mut pgnos = Pgnos::with_capacity(h.npages as usize);
     let mut entry = vec![0u8; 4 + h.page_size as usize];
     for i in 0..h.npages {
         f.read_exact(&mut entry).ok()?;

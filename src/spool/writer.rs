@@ -7,7 +7,7 @@
 use super::error::{io, SpoolError};
 use super::handle::{Inner, Spool};
 use super::layout;
-use super::record::{encode_header, record_len, Integrity, RecordHeader, RecordMeta};
+use super::record::{encode_header, record_len, Integrity, Pgnos, RecordHeader, RecordMeta};
 use super::segment::{Segment, SEGMENT_ROLL_BYTES};
 use crate::base::lock::lock;
 use crate::ltx::Crc64;
@@ -39,7 +39,7 @@ impl Spool {
             end: header.end,
             end_cksum: header.end_cksum,
             captured_at_ms: header.captured_at_ms,
-            pgnos: Vec::with_capacity(npages as usize),
+            pgnos: Pgnos::with_capacity(npages as usize),
             segment: seg.id,
             offset: seg.len,
         };
@@ -100,6 +100,14 @@ impl Spool {
         }
         Ok(())
     }
+}
+
+/// What a committed record became.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub seq: u64,
+    /// Records pending shipment now, this one included (1: the uploader had nothing to do).
+    pub pending: usize,
 }
 
 /// Appends one record; dropping it without `commit` takes it back out of the segment.
@@ -177,8 +185,9 @@ impl RecordWriter<'_> {
         Ok(())
     }
 
-    /// Finishes the record and returns its sequence number.
-    pub fn commit(mut self) -> Result<u64, SpoolError> {
+    /// Finishes the record; says what it became (the commit path learns under this lock
+    /// whether the uploader needs waking, instead of taking the spool's lock again).
+    pub fn commit(mut self) -> Result<Appended, SpoolError> {
         if self.meta.pgnos.len() as u32 != self.npages {
             return Err(SpoolError::Corrupt(format!(
                 "record {}: short of pages",
@@ -206,7 +215,10 @@ impl RecordWriter<'_> {
         inner.pending_bytes += meta.len();
         inner.pending.push(meta);
         self.committed = true;
-        Ok(seq)
+        Ok(Appended {
+            seq,
+            pending: inner.pending.len(),
+        })
     }
 }
 

@@ -2,6 +2,7 @@
 //! format's constants and errors, SQLite's WAL checksum function and frame offsets. Pure
 //! decoding and encoding of bytes; it must not read files or decide which frames count.
 
+pub use super::checksum::wal_checksum;
 use std::fmt;
 use std::io;
 
@@ -293,35 +294,6 @@ impl FrameHeader {
     pub fn checksum(&self) -> (u32, u32) {
         (self.cksum1, self.cksum2)
     }
-}
-
-/// SQLite's WAL checksum of `data`, continuing from `seed`: for each pair of
-/// 32-bit words `(x0, x1)`, `s1 += x0 + s2; s2 += x1 + s1` (wrapping), words
-/// read big- or little-endian.  `data.len()` should be a multiple of 8 (it
-/// always is in a WAL); a trailing partial block is ignored.
-pub fn wal_checksum(big_endian: bool, seed: (u32, u32), data: &[u8]) -> (u32, u32) {
-    let (mut s1, mut s2) = seed;
-    for block in data.chunks_exact(8) {
-        let (x0, x1) = match block {
-            &[a, b, c, d, e, f, g, h] => {
-                if big_endian {
-                    (
-                        u32::from_be_bytes([a, b, c, d]),
-                        u32::from_be_bytes([e, f, g, h]),
-                    )
-                } else {
-                    (
-                        u32::from_le_bytes([a, b, c, d]),
-                        u32::from_le_bytes([e, f, g, h]),
-                    )
-                }
-            }
-            _ => continue,
-        };
-        s1 = s1.wrapping_add(x0).wrapping_add(s2);
-        s2 = s2.wrapping_add(x1).wrapping_add(s1);
-    }
-    (s1, s2)
 }
 
 /// Byte offset of the header of frame `frame` (1-based) in a log of

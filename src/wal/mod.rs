@@ -51,6 +51,7 @@
 //! (identical, one-page) transaction.
 
 mod chain;
+mod checksum;
 mod header;
 mod index;
 mod pages;

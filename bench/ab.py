@@ -1,0 +1,79 @@
+#!/usr/bin/python3
+"""Interleaved A/B of libreplica builds on the autocommit workload, against plain SQLite.
+
+`/usr/bin/python3 bench/ab.py --server PATH --so before=/tmp/a/libreplica.so --so after=/tmp/b/libreplica.so`
+(copy each build somewhere of its own first: cargo overwrites target/). Each round runs plain
+SQLite and every build once, in a rotating order, with bench.py's writer (one database, one
+200-byte row per autocommit INSERT, uploading to the bench's local S3 server every second).
+Per commit it prints the wall time and the committing thread's CPU time (steadier than wall
+time on a shared machine), then medians, spreads and each build's ratio to plain SQLite
+(median of the per-round ratios: a round's runs share the machine's state). Stdlib only.
+"""
+import argparse, json, os, statistics, sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--so", action="append", required=True, metavar="NAME=PATH")
+    ap.add_argument("--server", default="target/release/examples/s3_server")
+    ap.add_argument("--litestream", default=os.environ.get("LITESTREAM_BIN"))
+    ap.add_argument("--n", type=int, default=20000, help="commits per run")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--json", help="write every run's figures here")
+    a = ap.parse_args()
+    builds = {}
+    for spec in a.so:
+        name, _, path = spec.partition("=")
+        path = os.path.abspath(path)
+        builds[name] = path[:-3] if path.endswith(".so") else path
+    a.server = os.path.abspath(a.server)
+    a.so, a.quick, a.settle = next(iter(builds.values())), True, 0.5
+    b = bench.Bench(a)
+    variants = ["plain"] + list(builds)
+    runs = {v: [] for v in variants}
+    try:
+        for r in range(a.rounds):
+            order = variants[r % len(variants):] + variants[:r % len(variants)]
+            for v in order:
+                if v != "plain":
+                    b.args.so = builds[v]
+                res = b.run("plain" if v == "plain" else "libreplica", "autocommit", n=a.n)
+                cpu = res["thread_cpu_s"]
+                row = {"wall_ns": 1e9 / res["tps"], "commit_cpu_ns": res["commit_thread_cpu_ns"],
+                       "spool_thread_ns": cpu.get("replica-spool", 0.0) * 1e9 / a.n,
+                       "uploader_ns": cpu.get("replica-uploade", 0.0) * 1e9 / a.n}
+                runs[v].append(row)
+                bench.log(f"  round {r + 1} {v:12s} wall {row['wall_ns']:7.0f} ns/commit  commit thread CPU "
+                          f"{row['commit_cpu_ns']:7.0f}  spool thread {row['spool_thread_ns']:5.0f}  uploader {row['uploader_ns']:5.0f}")
+    finally:
+        b.close()
+    summary(runs, a.rounds)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"n": a.n, "rounds": a.rounds, "builds": builds, "runs": runs}, f, indent=1)
+
+
+def summary(runs, rounds):
+    def spread(xs):
+        return f"{statistics.median(xs):7.0f} ({min(xs):.0f}-{max(xs):.0f})"
+    print(f"\nper commit, median (min-max) of {rounds} rounds:")
+    print(f"{'':12s} {'wall ns':>22s} {'commit thread CPU ns':>22s} {'ratio to plain (tx/s)':>24s}")
+    for v, rs in runs.items():
+        wall = [x["wall_ns"] for x in rs]
+        cpu = [x["commit_cpu_ns"] for x in rs]
+        ratios = [p["wall_ns"] / x["wall_ns"] for p, x in zip(runs["plain"], rs)]
+        ratio = f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})"
+        print(f"{v:12s} {spread(wall):>22s} {spread(cpu):>22s} {ratio:>24s}")
+    # Paired by round (a round's runs share the machine's state): the steadier comparison.
+    builds = [v for v in runs if v != "plain"]
+    for v in builds[1:]:
+        for key in ("commit_cpu_ns", "wall_ns"):
+            d = [x[key] - y[key] for x, y in zip(runs[v], runs[builds[0]])]
+            print(f"{v} - {builds[0]}, {key} per round: median {statistics.median(d):+.0f} ({min(d):+.0f} to {max(d):+.0f})")
+
+
+if __name__ == "__main__":
+    main()
