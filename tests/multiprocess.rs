@@ -80,6 +80,7 @@ impl Drop for Groups {
 }
 
 fn start(
+    groups: &mut Groups,
     dir: &Path,
     env: &[(&str, &str)],
     name: &str,
@@ -101,6 +102,7 @@ fn start(
         .stderr(std::fs::File::create(dir.join(format!("log-{name}-{seed}.txt"))).unwrap())
         .spawn()
         .unwrap();
+    groups.0.push(child.id());
     // Wait until it writes (and, forking, until its children exist).
     let mut out = BufReader::new(child.stdout.take().unwrap());
     loop {
@@ -149,13 +151,13 @@ fn writers_forks_and_fifty_kills_lose_no_acknowledged_transfer() {
         ("w3", "async", false),
         ("parent", "async", true),
     ];
-    let mut writers: Vec<Writer> = plan
-        .iter()
-        .map(|(n, m, f)| start(dir.path(), &env, n, rng.next(), m, *f))
-        .collect();
     // Forked children outlive a killed parent by up to one transfer: all are killed at the
     // end, with their groups.
-    let mut groups = Groups(writers.iter().map(|w| w.child.id()).collect());
+    let mut groups = Groups(Vec::new());
+    let mut writers: Vec<Writer> = plan
+        .iter()
+        .map(|(n, m, f)| start(&mut groups, dir.path(), &env, n, rng.next(), m, *f))
+        .collect();
     let started = Instant::now();
     let mut kills = 0;
     while kills < 50 {
@@ -171,8 +173,7 @@ fn writers_forks_and_fifty_kills_lose_no_acknowledged_transfer() {
         w.child.wait().unwrap();
         kills += 1;
         let (name, mode, fork) = (w.name.clone(), w.mode, w.fork);
-        writers[i] = start(dir.path(), &env, &name, rng.next(), mode, fork);
-        groups.0.push(writers[i].child.id());
+        writers[i] = start(&mut groups, dir.path(), &env, &name, rng.next(), mode, fork);
     }
     eprintln!(
         "seed {seed}: {kills} kills in {:.1} s",
@@ -190,7 +191,7 @@ fn writers_forks_and_fifty_kills_lose_no_acknowledged_transfer() {
             Instant::now() < deadline,
             "seed {seed}: forked writers still alive"
         );
-        std::thread::yield_now();
+        std::thread::park_timeout(Duration::from_millis(10));
     }
 
     // A last process (the survivor) opens the database, catches up, syncs and restores.
@@ -528,7 +529,7 @@ os._exit(0)
             break status;
         }
         assert!(Instant::now() < deadline, "the parent did not exit");
-        std::thread::yield_now();
+        std::thread::park_timeout(Duration::from_millis(10));
     };
     assert!(status.success(), "the parent exited with {status}");
 

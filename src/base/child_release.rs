@@ -32,6 +32,14 @@ impl ReleasedInChildren {
             s.compare_exchange(-1, fd, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok()
         });
+        if slot.is_none() {
+            static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if !SAID.swap(true, Ordering::SeqCst) {
+                crate::base::log::error(&format!(
+                    "more than {SLOTS} spools are open: a forked child keeps the locks of the others while it runs"
+                ));
+            }
+        }
         ReleasedInChildren { file, slot }
     }
 
@@ -47,6 +55,14 @@ impl Drop for ReleasedInChildren {
         if let Some(slot) = self.slot {
             HELD[slot].store(-1, Ordering::SeqCst);
         }
+    }
+}
+
+/// Empties the table (in a forked child, once it has given its shares up: the numbers are
+/// no longer its locks).
+pub fn forget_all() {
+    for slot in &HELD {
+        slot.store(-1, Ordering::SeqCst);
     }
 }
 

@@ -48,10 +48,23 @@ pub struct Resolver {
     env_request_budget: Option<crate::budget::RequestBudget>,
     /// File-system canonicalization used for path matching (replaceable in tests).
     pub(super) canonicalize: fn(&Path) -> Option<PathBuf>,
+    /// Whether a database in a temporary directory is a scratch file as far as the file
+    /// system says (replaceable in tests): see [`fs_scratch_file`].
+    pub(super) scratch_file: fn(&Path) -> bool,
 }
 
 fn fs_canonicalize(p: &Path) -> Option<PathBuf> {
     std::fs::canonicalize(p).ok()
+}
+
+/// A file a program made for itself: it exists before SQLite opens it (`mkstemp` creates it
+/// empty) and nothing of libreplica's is beside it. A database missing at open is not one
+/// (in a `/tmp` that starts empty, as on AWS Lambda, it is the database a boot-time restore
+/// brings back), nor is one with a spool (it has been replicated before).
+pub(super) fn fs_scratch_file(db: &Path) -> bool {
+    let mut spool = db.as_os_str().to_owned();
+    spool.push("-replica");
+    db.exists() && std::fs::symlink_metadata(PathBuf::from(spool)).is_err()
 }
 
 impl fmt::Debug for Resolver {
@@ -110,6 +123,7 @@ impl Resolver {
             file,
             replica_url,
             canonicalize: fs_canonicalize,
+            scratch_file: fs_scratch_file,
         })
     }
 
@@ -294,7 +308,7 @@ impl Resolver {
         } else if let Some(rc) = self.file_entry(db) {
             Ok(Some((rc.target.clone(), Some(rc))))
         } else if let Some(base) = &self.replica_url {
-            if self.scratch.holds(db, self.canonicalize) {
+            if self.scratch.holds(db, self.canonicalize) && (self.scratch_file)(db) {
                 return Ok(None);
             }
             Ok(derived_target(base, db).map(|target| (target, None)))

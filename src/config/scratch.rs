@@ -4,7 +4,9 @@
 //! there). `REPLICA_URL` names "every database the process opens", so without this rule each
 //! such file would get a spool beside it (left behind when the program deletes the file) and
 //! a replica of its random name in the bucket. Only `REPLICA_URL`'s catch-all leaves them
-//! alone: a config-file entry or `?replica=` that names one replicates it. Deeper
+//! alone: a config-file entry or `?replica=` that names one replicates it. Only a file that
+//! exists at open with no spool beside it counts (the resolver asks the file system): a
+//! database missing at open is restored there, and one with a spool was replicated. Deeper
 //! directories (`/tmp/app/app.db`) are not scratch: nothing tells a directory someone made
 //! for a database from a program's scratch directory, and a database there must not stop
 //! replicating unannounced.

@@ -4,7 +4,7 @@
 use super::{guard, sys, vfs, API};
 use crate::error::Error;
 use std::ffi::{c_char, c_int, CString};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 /// The oldest SQLite we accept: 3.37 has every API routine and VFS method we use.
@@ -158,40 +158,42 @@ extern "C" {
         child: Option<unsafe extern "C" fn()>,
     ) -> c_int;
     fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int;
+    fn open(path: *const c_char, flags: c_int, ...) -> c_int;
+    fn close(fd: c_int) -> c_int;
 }
 
-/// `O_CLOEXEC` on Linux (the only platform the extension is built for).
+/// `O_RDWR | O_CLOEXEC` on Linux (the only platform the extension is built for).
+const O_RDWR: c_int = 0o2;
 const O_CLOEXEC: c_int = 0o2000000;
-
-/// `/dev/null`, opened at load and kept: what a forked child's spool-lock descriptors
-/// become (see `crate::base::child_release`); -1 if it could not be opened.
-static DEV_NULL: AtomicI32 = AtomicI32::new(-1);
 
 /// Runs in a forked child before `fork()` returns there: marks the child, which then
 /// leaves the parent's in-memory state, threads and connections alone, and gives up its
 /// share of the parent's spool locks, which would otherwise stay locked for as long as
-/// the child outlives the parent. Only atomics and `dup3`: async-signal-safe.
+/// the child outlives the parent. Only atomics, thread-local cells and `open`/`dup3`/
+/// `close`: async-signal-safe.
 unsafe extern "C" fn fork_child() {
     // No guard(): catch_unwind is not async-signal-safe, and none of this can panic.
     crate::database::on_fork_child();
-    let null = DEV_NULL.load(Ordering::SeqCst);
+    crate::shim::forget_this_threads_write_lock();
+    // Opened here rather than kept: a descriptor number kept from the load may name
+    // something else by now in a process that closed and reused its descriptors.
+    // SAFETY: a NUL-terminated literal path and plain flags.
+    let null = unsafe { open(c"/dev/null".as_ptr(), O_RDWR | O_CLOEXEC) };
     if null >= 0 {
         crate::base::child_release::each_held(|fd| {
             // SAFETY: `fd` is a spool lock this process held at the fork (registered until
-            // just before it is closed) and `null` stays open for the life of the process;
-            // dup3 swaps what `fd` names without closing the parent's lock.
+            // just before it is closed) and `null` was just opened; dup3 swaps what `fd`
+            // names without closing the parent's lock.
             unsafe { dup3(null, fd, O_CLOEXEC) };
         });
+        // SAFETY: our own descriptor, opened above.
+        unsafe { close(null) };
     }
+    // The child holds none of them now: a fork of the child must not touch those numbers.
+    crate::base::child_release::forget_all();
 }
 
 fn install_fork_handler() {
-    match std::fs::File::open("/dev/null") {
-        Ok(f) => DEV_NULL.store(std::os::fd::IntoRawFd::into_raw_fd(f), Ordering::SeqCst),
-        Err(e) => crate::base::log::error(&format!(
-            "opening /dev/null: {e}; a forked child keeps its parent's spools locked while it runs"
-        )),
-    }
     // SAFETY: registering a function that lives as long as the process (the library stays
     // loaded: init returns SQLITE_OK_LOAD_PERMANENTLY); it only touches atomics and
     // descriptors.

@@ -101,18 +101,26 @@ pub(super) fn published_end(db_path: &Path, salts: (u32, u32)) -> u32 {
     if let Some(i) = index_on_disk(db_path).map(|s| s.header).filter(of_log) {
         return i.mx_frame;
     }
-    let key = path_key(db_path);
-    let this_thread = THIS_THREAD_LOCKED.with(|held| held.get());
-    if let Some((_, i)) = this_thread.filter(|(k, i)| *k == key && of_log(i)) {
-        return i.mx_frame;
-    }
-    write_locked()
-        .and_then(|held| {
-            held.iter()
-                .find_map(|(p, i)| i.filter(|i| p == db_path && of_log(i)))
-                .map(|i| i.mx_frame)
-        })
-        .unwrap_or(u32::MAX)
+    let noted = match write_locked() {
+        Some(held) => held
+            .iter()
+            .find_map(|(p, i)| i.filter(|i| p == db_path && of_log(i))),
+        // Only when the table cannot be had (see THIS_THREAD_LOCKED): the thread's own note
+        // can be stale where a lock taken on this thread was released on another.
+        None => {
+            let key = path_key(db_path);
+            THIS_THREAD_LOCKED
+                .with(|held| held.get())
+                .filter(|(k, i)| *k == key && of_log(i))
+                .map(|(_, i)| i)
+        }
+    };
+    noted.map_or(u32::MAX, |i| i.mx_frame)
+}
+
+/// Forgets this thread's note (in a forked child: it holds no lock its parent's thread did).
+pub fn forget_this_threads_write_lock() {
+    THIS_THREAD_LOCKED.with(|held| held.set(None));
 }
 
 /// [`WRITE_LOCKED`], waiting only a moment: in a forked child it may stay locked by a

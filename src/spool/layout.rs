@@ -4,9 +4,9 @@
 //! the spool's path again once it was checked.
 
 use super::error::{io, SpoolError};
+use crate::base::child_release::ReleasedInChildren;
 use crate::base::held_dir::HeldDir;
 use crate::base::private_fs::{self, Modes};
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// The subdirectory segments live in.
@@ -38,7 +38,7 @@ pub(super) fn segment_ids(seg: &HeldDir) -> Result<Vec<u64>, SpoolError> {
 /// writes this process's pid into it; `Locked` when another process holds it.
 /// Never through a symlink: a planted `lock -> victim` fails to open instead of truncating
 /// the victim.
-pub(super) fn acquire_lock(dir: &HeldDir, modes: Modes) -> Result<File, SpoolError> {
+pub(super) fn acquire_lock(dir: &HeldDir, modes: Modes) -> Result<ReleasedInChildren, SpoolError> {
     let lock_path = dir.shown("lock");
     let lock = modes
         .open_rw()
@@ -51,10 +51,12 @@ pub(super) fn acquire_lock(dir: &HeldDir, modes: Modes) -> Result<File, SpoolErr
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(io("locking", &lock_path, e)),
     }
+    // A fork from here on must not hand the child a share of it (recovery can take long).
+    let lock = ReleasedInChildren::new(lock);
     // Who holds it, for the status of the processes that stand by.
     {
         use std::io::Write;
-        let mut f = &lock;
+        let mut f = lock.file();
         let _ = f.set_len(0);
         let _ = f.write_all(format!("pid={}\n", std::process::id()).as_bytes());
     }

@@ -9,7 +9,6 @@ use super::layout::{self, SEG_DIR};
 use super::record::RecordMeta;
 use super::segment::{read_segment, Segment};
 use super::state;
-use crate::base::child_release::ReleasedInChildren;
 use crate::base::held_dir::HeldDir;
 use crate::base::private_fs::{Modes, O_NOFOLLOW};
 use std::fs::OpenOptions;
@@ -92,7 +91,7 @@ impl Spool {
             seg,
             cap_bytes,
             modes,
-            _lock: ReleasedInChildren::new(lock),
+            _lock: lock,
             generation: Mutex::new(None),
             inner: Mutex::new(Inner {
                 state,

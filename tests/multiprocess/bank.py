@@ -29,6 +29,15 @@ if sys.argv[1] == "setup":
 name, seed, mode = sys.argv[2], int(sys.argv[3]), sys.argv[4]
 forking = len(sys.argv) > 5 and sys.argv[5] == "fork"
 
+# Dies with the test that started it (SIGKILL when its parent goes, however the test
+# ends); forked children do not inherit this, and stop by themselves once their parent
+# is gone (see run).
+import ctypes, signal
+started_by = os.getppid()
+ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+if os.getppid() != started_by:
+    os._exit(0)
+
 
 def connect():
     uri = "file:app.db?replica_sync=commit&replica_sync_timeout=10000" if mode == "sync" else "file:app.db"
