@@ -6,6 +6,7 @@
 use super::{sqlite_fn, sys};
 use crate::base::io::ReadAt;
 use crate::error::Error;
+use crate::restore::CheckFailure;
 use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::Path;
@@ -455,12 +456,21 @@ impl crate::snapshot::SnapshotSource for LiveDatabase {
     }
 }
 
-/// `PRAGMA quick_check` (or `integrity_check` when `full`) on a file we own.
-pub(crate) fn integrity_check(path: &Path, full: bool) -> Result<(), String> {
-    let conn = Connection::open(path, false).map_err(|e| e.to_string())?; // our own temp file
-                                                                          // Read through a mapping (up to SQLite's compiled-in limit): the check reads every page
-                                                                          // of a file just written, and copying each out of the page cache cost a restore of 1 GiB
-                                                                          // a tenth of its CPU.
+/// `PRAGMA quick_check` (or `integrity_check` when `full`) on a file we own. A file SQLite
+/// finds corrupt or not a database is `Damaged`; any other failure to run it is `NotRun`.
+pub(crate) fn integrity_check(path: &Path, full: bool) -> Result<(), CheckFailure> {
+    let failed = |e: Error| match e {
+        Error::Sqlite { code, message }
+            if matches!(code & 0xff, sys::SQLITE_CORRUPT | sys::SQLITE_NOTADB) =>
+        {
+            CheckFailure::Damaged(message)
+        }
+        e => CheckFailure::NotRun(e.to_string()),
+    };
+    let conn = Connection::open(path, false).map_err(failed)?; // our own temp file
+                                                               // Read through a mapping (up to SQLite's compiled-in limit): the check reads every page
+                                                               // of a file just written, and copying each out of the page cache cost a restore of 1 GiB
+                                                               // a tenth of its CPU.
     let _ = conn.exec("PRAGMA mmap_size=1099511627776");
     let rows = conn
         .query_column(if full {
@@ -468,11 +478,11 @@ pub(crate) fn integrity_check(path: &Path, full: bool) -> Result<(), String> {
         } else {
             "PRAGMA quick_check"
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(failed)?;
     if rows.len() == 1 && rows[0] == "ok" {
         Ok(())
     } else {
-        Err(rows.join("; "))
+        Err(CheckFailure::Damaged(rows.join("; ")))
     }
 }
 

@@ -8,7 +8,7 @@ use super::scope::{open_replica, resolve_source};
 use super::target::{self, LockProbe};
 use crate::config::ReplicaTarget;
 use crate::error::{Error, RestoreFailure};
-use crate::restore::{self, RestoreRequest, Target, Tuning};
+use crate::restore::{self, CheckFailure, RestoreRequest, Target, Tuning};
 use crate::status::RestoreTracker;
 use std::path::Path;
 use std::time::Duration;
@@ -107,7 +107,7 @@ pub(super) fn restore_tracked(
     output: &Path,
     target: Target,
     (opts, purpose): (RestoreOptions, Purpose),
-    check: &dyn Fn(&Path, bool) -> Result<(), String>,
+    check: &dyn Fn(&Path, bool) -> Result<(), CheckFailure>,
     before_publish: &dyn Fn(&Path) -> Result<(), Error>,
 ) -> Result<restore::Restored, Error> {
     let (store, prefix) = open_replica(replica)?;
@@ -142,7 +142,7 @@ pub fn restore(
     output: &str,
     point: Option<&str>,
     options: Option<&str>,
-    check: &dyn Fn(&Path, bool) -> Result<(), String>,
+    check: &dyn Fn(&Path, bool) -> Result<(), CheckFailure>,
     locked: &LockProbe,
 ) -> Result<i64, Error> {
     let opts = parse_restore_options(options)?;
@@ -191,7 +191,7 @@ pub fn restore_missing(
     path: &Path,
     replica: &ReplicaTarget,
     age: Option<&crate::config::AgeConfig>,
-    check: &dyn Fn(&Path, bool) -> Result<(), String>,
+    check: &dyn Fn(&Path, bool) -> Result<(), CheckFailure>,
 ) -> Result<(), Error> {
     match try_restore_missing(path, replica, age, check) {
         Ok(()) => {
@@ -209,7 +209,7 @@ fn try_restore_missing(
     path: &Path,
     replica: &ReplicaTarget,
     age: Option<&crate::config::AgeConfig>,
-    check: &dyn Fn(&Path, bool) -> Result<(), String>,
+    check: &dyn Fn(&Path, bool) -> Result<(), CheckFailure>,
 ) -> Result<(), Error> {
     let failed = |e: Error| {
         Error::Restore(RestoreFailure::of(&e), format!(

@@ -8,7 +8,7 @@ use super::scope::{databases_for, WalOpener};
 use super::sync::sync;
 use crate::database;
 use crate::error::{Error, RestoreFailure};
-use crate::restore::{self, Target};
+use crate::restore::{self, CheckFailure, Target};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -77,7 +77,7 @@ impl DrillSchedule {
 pub fn run_scheduled_drills(
     live: &dyn crate::snapshot::SnapshotSource,
     open_wal: &mut WalOpener<'_>,
-    check: &dyn Fn(&Path, bool) -> Result<(), String>,
+    check: &dyn Fn(&Path, bool) -> Result<(), CheckFailure>,
 ) {
     let mut schedule = DrillSchedule::default();
     loop {
@@ -117,7 +117,7 @@ pub fn verify(
     conn_db: Option<&Path>,
     live: &dyn crate::snapshot::SnapshotSource,
     open_wal: &mut WalOpener<'_>,
-    check: &dyn Fn(&Path, bool) -> Result<(), String>,
+    check: &dyn Fn(&Path, bool) -> Result<(), CheckFailure>,
 ) -> Result<i64, Error> {
     let dbs = match db_arg {
         Some(name) => vec![database::find(name).ok_or_else(|| {
@@ -144,7 +144,7 @@ fn verify_one(
     db: &database::Database,
     live: &dyn crate::snapshot::SnapshotSource,
     open_wal: &mut WalOpener<'_>,
-    check: &dyn Fn(&Path, bool) -> Result<(), String>,
+    check: &dyn Fn(&Path, bool) -> Result<(), CheckFailure>,
 ) -> Result<(u64, u64), Error> {
     for _ in 0..VERIFY_ATTEMPTS {
         sync(Some(&db.path), None, None, open_wal)?;

@@ -32,6 +32,6 @@ pub use legacy::list_ls03;
 pub use plan::{check_listing, parse_listing, plan, restorable_txids, LtxObject};
 pub use run::{restore, restore_with};
 pub use types::{
-    RestoreProgress, RestoreRequest, Restored, Target, Tuning, DEFAULT_CHUNK_BYTES,
+    CheckFailure, RestoreProgress, RestoreRequest, Restored, Target, Tuning, DEFAULT_CHUNK_BYTES,
     DEFAULT_PARALLELISM,
 };

@@ -11,7 +11,7 @@ use super::fetch::{content_sizes, list_objects, txid_at_time};
 use super::legacy;
 use super::plan::{plan, LtxObject};
 use super::temp;
-use super::types::{RestoreRequest, Restored, Target, Tuning};
+use super::types::{CheckFailure, RestoreRequest, Restored, Target, Tuning};
 use crate::error::{Error, RestoreFailure};
 use crate::store::ObjectStore;
 use std::path::{Path, PathBuf};
@@ -79,14 +79,18 @@ fn check_and_publish(
     blame: &dyn Fn() -> String,
 ) -> Result<Restored, Error> {
     let result = applied.and_then(|restored| {
-        (req.check)(tmp).map_err(|e| {
-            Error::Restore(
+        (req.check)(tmp).map_err(|e| match e {
+            CheckFailure::Damaged(e) => Error::Restore(
                 RestoreFailure::Corrupt,
                 format!(
                     "integrity check of the restored database failed: {e}{}",
                     blame()
                 ),
-            )
+            ),
+            CheckFailure::NotRun(e) => Error::Restore(
+                RestoreFailure::Local,
+                format!("the integrity check of the restored database could not run: {e}"),
+            ),
         })?;
         (tuning.before_publish)(req.output)?;
         if tuning.exclusive {
@@ -147,7 +151,7 @@ fn culprit(
     store: &dyn ObjectStore,
     chain: &[LtxObject],
     tmp: &Path,
-    check: &dyn Fn(&Path) -> Result<(), String>,
+    check: &dyn Fn(&Path) -> Result<(), CheckFailure>,
 ) -> String {
     let quiet = Tuning::default();
     // Whether the database after the first `n` files fails the check (`None`: no probe file
@@ -157,11 +161,16 @@ fn culprit(
         let applied = apply(store, &chain[..n], &file, &quiet);
         drop(file);
         let bad = match applied {
-            Ok(_) => check(&probe).is_err(),
-            Err(_) => true,
+            Ok(_) => match check(&probe) {
+                Ok(()) => Some(false),
+                Err(CheckFailure::Damaged(_)) => Some(true),
+                // Nothing to learn from a check that could not run.
+                Err(CheckFailure::NotRun(_)) => None,
+            },
+            Err(_) => Some(true),
         };
         cleanup(&probe);
-        Some(bad)
+        bad
     };
     // Invariant: the whole chain fails; find the shortest failing prefix.
     let (mut good, mut bad) = (0, chain.len());
@@ -325,6 +334,41 @@ mod tests {
             },
             tuning,
         )
+    }
+
+    /// An integrity check that finds damage blames the replica (SQLITE_CORRUPT, naming the
+    /// file); one that could not run says so and blames nothing (SQLITE_ERROR); neither
+    /// leaves a file at the target.
+    #[test]
+    fn a_check_that_could_not_run_is_no_corrupt_replica() {
+        let (store, _) = replica(false);
+        let dir = Scratch::new("check-not-run");
+        let out = dir.0.join("out.db");
+        let restore = |check: &dyn Fn(&Path) -> Result<(), CheckFailure>| {
+            restore_with(
+                &RestoreRequest {
+                    store: &store,
+                    prefix: "db",
+                    output: &out,
+                    target: Target::Latest,
+                    overwrite: false,
+                    check,
+                },
+                &Tuning::default(),
+            )
+        };
+        let err = restore(&|_| Err(CheckFailure::NotRun("out of memory".into()))).unwrap_err();
+        assert_eq!(err.sqlite_code(), SQLITE_ERROR, "{err}");
+        assert!(
+            err.to_string().contains("could not run: out of memory"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains(".ltx"), "blames a file: {err}");
+        assert!(!out.exists());
+        let err = restore(&|_| Err(CheckFailure::Damaged("row 3 missing".into()))).unwrap_err();
+        assert_eq!(err.sqlite_code(), SQLITE_CORRUPT, "{err}");
+        assert!(err.to_string().contains("row 3 missing"), "{err}");
+        assert!(!out.exists());
     }
 
     #[test]

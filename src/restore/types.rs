@@ -41,6 +41,17 @@ pub struct RestoreProgress {
     pub bytes_total: u64,
 }
 
+/// Why the integrity check of a restored file did not pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckFailure {
+    /// The check ran and found the file damaged, or SQLite would not read it as a database:
+    /// the replica's content is to blame.
+    Damaged(String),
+    /// The check could not run here (the file would not open, out of memory, an I/O error,
+    /// a lock): nothing is known about the replica.
+    NotRun(String),
+}
+
 pub struct RestoreRequest<'a> {
     pub store: &'a dyn ObjectStore,
     /// Key prefix of the replica (empty for file replicas).
@@ -50,7 +61,7 @@ pub struct RestoreRequest<'a> {
     pub overwrite: bool,
     /// Runs SQLite's integrity check on the restored file before it is moved in place
     /// (`integrity_check` unless the caller asked for `quick_check`).
-    pub check: &'a dyn Fn(&Path) -> Result<(), String>,
+    pub check: &'a dyn Fn(&Path) -> Result<(), CheckFailure>,
 }
 
 /// Knobs beyond what a restore must be told.
