@@ -13,6 +13,7 @@ mod discovery;
 mod hostile;
 mod requests;
 mod resolve;
+mod scratch;
 mod secrets;
 mod url;
 mod yaml;
