@@ -56,8 +56,9 @@ static WRITE_LOCKED: Mutex<WriteLocks> = Mutex::new(Vec::new());
 type WriteLocks = Vec<(PathBuf, Option<WalIndexHeader>)>;
 
 thread_local! {
-    /// The write lock this thread holds (its database's path hashed, and what its index was):
-    /// what [`WRITE_LOCKED`] notes, kept where no lock guards it. A restart is handed off or
+    /// The write lock this thread took while [`WRITE_LOCKED`] could not be had (its
+    /// database's path hashed, and what its index was), kept where no lock guards it; cleared
+    /// whenever the table takes a note again. A restart is handed off or
     /// settled by the thread that holds the write lock, and in a forked child the shared
     /// table's lock may stay held by a thread of the parent that does not exist there: without
     /// this, the child would read the old log past what SQLite published.
@@ -73,15 +74,14 @@ fn path_key(db_path: &Path) -> u64 {
 /// A connection of this process took the write lock of the database at `db_path`, finding
 /// the WAL index `index` (`Some`), or released it (`None`).
 pub fn note_write_lock(db_path: &Path, index: Option<WalIndexHeader>) {
-    let key = path_key(db_path);
-    THIS_THREAD_LOCKED.with(|held| match index {
-        Some(i) => held.set(Some((key, i))),
-        None if held.get().is_some_and(|(k, _)| k == key) => held.set(None),
-        None => {}
-    });
     let Some(mut held) = write_locked() else {
+        // Only here is the thread's own note needed (and its path hashed): this runs on
+        // every write transaction, and the table is what `published_end` reads when it can.
+        let note = index.map(|i| (path_key(db_path), i));
+        THIS_THREAD_LOCKED.with(|own| own.set(note));
         return;
     };
+    THIS_THREAD_LOCKED.with(|own| own.set(None));
     match held.iter_mut().find(|(p, _)| p == db_path) {
         Some((_, noted)) => *noted = index,
         None if index.is_some() => held.push((db_path.to_path_buf(), index)),
