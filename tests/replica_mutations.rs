@@ -521,6 +521,17 @@ fn litestream_all(rounds: &[Round], w: &Written) -> Vec<[Option<String>; 2]> {
         .collect()
 }
 
+/// An LTX file re-encoded with no replication history id (node id 0).
+fn without_history(file: &[u8]) -> Vec<u8> {
+    use replica::ltx::{decode_all, Encoder, Header};
+    let (h, pages, _) = decode_all(file).unwrap();
+    let mut enc = Encoder::new(Vec::new(), Header { node_id: 0, ..h }).unwrap();
+    for (pgno, data) in pages {
+        enc.encode_page(pgno, &data).unwrap();
+    }
+    enc.finish(0).unwrap().0
+}
+
 #[test]
 fn a_same_named_level0_file_from_another_database_is_refused() {
     let dir = TempDir::new("mutation-foreign");
@@ -554,11 +565,27 @@ for name in ("app.db", "other.db"):
     );
     assert_eq!(text, "app.db 2\nother.db 2\n");
     let ours = dir.join("replicas/app.db");
-    std::fs::copy(l0(&dir.join("replicas/other.db"), 2), l0(&ours, 2)).unwrap();
+    let theirs = l0(&dir.join("replicas/other.db"), 2);
+    std::fs::copy(&theirs, l0(&ours, 2)).unwrap();
     let src = format!("{url}/app.db");
-    // What the file does: under quick_check alone it restores, into a database whose index
-    // disagrees with its table.
+    // Stamped with another history's id, it is refused before any page, under any check.
     let quick = dir.join("quick.db");
+    for (check, out) in [(Some("quick"), &quick), (None, &dir.join("out.db"))] {
+        let err = restore_in("", dir.path(), &[("REPLICA_URL", "")], &src, out, check)
+            .expect_err("a restore through another history's file");
+        assert!(
+            err.contains("0000/0000000000000002-0000000000000002.ltx: written by another replication history"),
+            "{err}"
+        );
+        assert!(!out.exists());
+    }
+    // Without an id (as Litestream and older builds write them), what the file does: under
+    // quick_check alone it restores, into a database whose index disagrees with its table.
+    std::fs::write(
+        l0(&ours, 2),
+        without_history(&std::fs::read(&theirs).unwrap()),
+    )
+    .unwrap();
     let restored = restore_in(
         "",
         dir.path(),

@@ -19,7 +19,10 @@ pub fn merge<R: Read, W: Write>(
     out: W,
 ) -> Result<(W, Header, Trailer), LtxError> {
     let (first, last) = check_inputs(&inputs)?;
-    let header = merged_header(&first, &last);
+    let header = Header {
+        node_id: common_node_id(inputs.iter().map(|d| d.header().node_id)),
+        ..merged_header(&first, &last)
+    };
     let mut enc = Encoder::new(out, header)?;
     let pre_checksums: Vec<u64> = inputs
         .iter()
@@ -85,6 +88,20 @@ fn merged_header(first: &Header, last: &Header) -> Header {
         wal_salt2: 0,
         node_id: 0,
     }
+}
+
+/// The node id the inputs agree on, files without one (0) agreeing with any: a replica
+/// writes its history's id there, so a merge of one history's files carries it on, and a
+/// merge across histories (files either side of a new snapshot) claims none.
+fn common_node_id(ids: impl Iterator<Item = u64>) -> u64 {
+    let mut common = 0;
+    for id in ids.filter(|&id| id != 0) {
+        if common != 0 && id != common {
+            return 0;
+        }
+        common = id;
+    }
+    common
 }
 
 /// Walks every input's pages in ascending order together and writes each page's latest
@@ -289,6 +306,40 @@ mod tests {
             ..*Decoder::new(&b[..]).unwrap().header()
         };
         assert!(Encoder::new(Vec::new(), past).is_err());
+    }
+
+    /// `ltx_file` stamped with a replica's history id.
+    fn of_history(node_id: u64, min: u64, pages: &[(u32, u8)]) -> Vec<u8> {
+        let plain = ltx_file(min, min, 2, pages, 1);
+        let header = Header {
+            node_id,
+            ..*Decoder::new(&plain[..]).unwrap().header()
+        };
+        let mut enc = Encoder::new(Vec::new(), header).unwrap();
+        for &(pgno, fill) in pages {
+            enc.encode_page(pgno, &vec![fill; PS as usize]).unwrap();
+        }
+        enc.finish(0).unwrap().0
+    }
+
+    #[test]
+    fn a_merge_carries_the_history_its_inputs_share_and_none_across_two() {
+        let node = |files: &[&Vec<u8>]| {
+            Decoder::new(&merged(files).unwrap()[..])
+                .unwrap()
+                .header()
+                .node_id
+        };
+        let (a2, a3) = (of_history(7, 2, &[(1, 1)]), of_history(7, 3, &[(2, 2)]));
+        let older = ltx_file(3, 3, 2, &[(2, 2)], 1);
+        let b3 = of_history(9, 3, &[(2, 2)]);
+        assert_eq!(node(&[&a2, &a3]), 7);
+        assert_eq!(
+            node(&[&a2, &older]),
+            7,
+            "a file without an id agrees with any"
+        );
+        assert_eq!(node(&[&a2, &b3]), 0, "two histories: none claimed");
     }
 
     #[test]

@@ -95,6 +95,9 @@ struct Rebuild<'w> {
     /// the start when the result's checksum is wanted).
     table: Option<ChecksumTable>,
     page_size: u32,
+    /// The replication history the files so far belong to (their LTX node id; 0 until one
+    /// carries one).
+    lineage: u64,
     commit: u32,
     /// What the file being applied may do to the size, checked page by page.
     growth: Growth,
@@ -113,6 +116,7 @@ impl<'w> Rebuild<'w> {
             want_checksum,
             table: None,
             page_size: 0,
+            lineage: 0,
             commit: 0,
             growth: Growth::default(),
             pages_written: 0,
@@ -162,6 +166,8 @@ impl<'w> Rebuild<'w> {
                 ),
             ));
         }
+        self.lineage = follow_lineage(self.lineage, h.node_id)
+            .map_err(|e| Error::Restore(RestoreFailure::Corrupt, format!("{}: {e}", obj.key)))?;
         self.page_size = h.page_size;
         self.growth = Growth::start(self.commit, h, obj.size)
             .map_err(|e| Error::Restore(RestoreFailure::Corrupt, format!("{}: {e}", obj.key)))?;
@@ -459,6 +465,22 @@ impl ChecksumTable {
     }
 }
 
+/// The history a chain belongs to after a file with LTX node id `node_id`, or why that
+/// file belongs to another: a replica stamps every file with its history's id, and files
+/// without one (0: Litestream's, or an older build's) go with any.
+fn follow_lineage(lineage: u64, node_id: u64) -> Result<u64, String> {
+    match (lineage, node_id) {
+        (_, 0) => Ok(lineage),
+        (0, id) => Ok(id),
+        (ours, id) if ours == id => Ok(id),
+        (ours, id) => Err(format!(
+            "written by another replication history (node id {id:016x}; the files before it \
+             carry {ours:016x}): a file of another database, or of a copy of this one that \
+             diverged"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,6 +499,19 @@ mod tests {
     /// Room for `n` pages of 4096 bytes.
     fn room(n: u64) -> u64 {
         131 + n * ltx::min_page_bytes(4096)
+    }
+
+    #[test]
+    fn a_file_of_another_history_is_refused_and_one_without_a_history_is_not() {
+        assert_eq!(follow_lineage(0, 0), Ok(0));
+        assert_eq!(follow_lineage(0, 7), Ok(7));
+        assert_eq!(follow_lineage(7, 0), Ok(7));
+        assert_eq!(follow_lineage(7, 7), Ok(7));
+        let err = follow_lineage(7, 9).unwrap_err();
+        assert!(
+            err.contains("another replication history") && err.contains("0000000000000009"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -65,7 +65,11 @@ impl Spool {
         let mut rec = Recovery::default();
         let state = state::read_state(&dir)?;
         rec.had_state = state.is_some();
-        let state = state.unwrap_or_default();
+        let mut state = state.unwrap_or_default();
+        if state.lineage == 0 {
+            // Kept from the first state written: the history this spool starts is its own.
+            state.lineage = new_lineage();
+        }
         let overflowed = dir.at("overflow").exists();
         rec.unflushed_lost = dir.at("unflushed").exists();
         let _ = std::fs::remove_file(dir.at("unflushed"));
@@ -104,6 +108,20 @@ impl Spool {
         };
         Ok((spool, rec))
     }
+}
+
+/// A random nonzero history id, from the operating system's generator (two machines
+/// starting at once must not pick the same one); the clock when there is none.
+fn new_lineage() -> u64 {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 8];
+    let random = ring::rand::SystemRandom::new().fill(&mut b).is_ok();
+    let id = if random {
+        u64::from_le_bytes(b)
+    } else {
+        crate::base::clock::now_ms() ^ (u64::from(std::process::id()) << 40)
+    };
+    id.max(1)
 }
 
 /// A spool made by an older build kept the modes its umask gave: narrow its files and

@@ -25,6 +25,9 @@ pub struct SpoolState {
     /// WAL position (and running WAL checksum) the replicated state ends at, when known.
     pub position: Option<(WalPosition, (u32, u32))>,
     pub shipped_at_ms: u64,
+    /// This replication history's id, carried as every file's LTX node id so a restore can
+    /// tell another database's file of the same name (0: none yet, or an older spool).
+    pub lineage: u64,
 }
 
 impl SpoolState {
@@ -34,6 +37,9 @@ impl SpoolState {
             "replica_url={}\ntxid={}\npost_checksum={}\npage_size={}\ncommit={}\nshipped_seq={}\nshipped_at_ms={}\n",
             self.replica_url, self.txid, self.post_checksum, self.page_size, self.commit, self.shipped_seq, self.shipped_at_ms
         );
+        if self.lineage != 0 {
+            s += &format!("lineage={:016x}\n", self.lineage);
+        }
         if let Some((p, c)) = self.position {
             s += &format!(
                 "position={},{},{},{},{}\n",
@@ -76,6 +82,10 @@ impl SpoolState {
                 "shipped_seq" => st.shipped_seq = num(v)?,
                 "shipped_at_ms" => st.shipped_at_ms = num(v)?,
                 "position" => st.position = Some(decode_position(v)?),
+                "lineage" => {
+                    st.lineage = u64::from_str_radix(v, 16)
+                        .map_err(|_| format!("bad value for {k}: {v:?}"))?
+                }
                 _ => {} // written by a newer version: ignore
             }
         }
@@ -193,8 +203,12 @@ mod tests {
                 (4, 5),
             )),
             shipped_at_ms: 12,
+            lineage: 0xfedc_ba98_7654_3210,
         };
         assert_eq!(SpoolState::decode(&st.encode()).unwrap(), st);
+        let older = SpoolState { lineage: 0, ..st };
+        assert!(!older.encode().contains("lineage"));
+        assert_eq!(SpoolState::decode(&older.encode()).unwrap(), older);
     }
 
     #[test]

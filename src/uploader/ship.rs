@@ -98,6 +98,7 @@ impl Shipper {
             shipped_seq: last.seq,
             position: Some((last.end, last.end_cksum)),
             shipped_at_ms: now,
+            lineage: state.lineage,
         };
         db.spool.mark_shipped(new_state)?;
         replica.max_txid = txid;
@@ -263,7 +264,7 @@ fn batch_header(state: &SpoolState, last: &RecordMeta, txid: u64) -> Header {
         wal_size: wal::FRAME_HEADER_SIZE as u64 + state.page_size as u64,
         wal_salt1: last.end.salt1,
         wal_salt2: last.end.salt2,
-        node_id: 0,
+        node_id: state.lineage,
     }
 }
 

@@ -159,6 +159,7 @@ fn restart_spool(
         shipped_seq: snap.seq,
         position: snap.position,
         shipped_at_ms: now,
+        lineage: db.spool.state().lineage,
     };
     db.spool.store_page_checksums(&snap.table, &[], true)?;
     db.spool.mark_shipped(new_state)?;
@@ -279,7 +280,8 @@ fn read_snapshot(
                 log_starting = true;
                 return Ok(());
             }
-            let snap = build_snapshot(dbf, &mut walf, index, txid, now, scratch, 0)?;
+            let lineage = db.spool.state().lineage;
+            let snap = build_snapshot(dbf, &mut walf, index, (txid, lineage), now, scratch)?;
             if read_wal_header(&mut walf)? == before {
                 built = snap.map(|snap| {
                     let held = Captured {
@@ -369,10 +371,9 @@ fn build_snapshot(
     dbf: &mut dyn ReadAt,
     walf: &mut Option<&mut dyn ReadAt>,
     index: Option<wal::WalIndexHeader>,
-    txid: u64,
+    (txid, lineage): (u64, u64),
     now: u64,
     out: &Path,
-    seq: u64,
 ) -> Result<Option<BuiltSnapshot>, Error> {
     let map = committed_pages(walf, index)?;
     let committed = map.as_ref().filter(|m| m.last_commit.is_some());
@@ -380,7 +381,10 @@ fn build_snapshot(
         return Ok(None);
     };
     let position = committed.map(|m| (m.last_commit.unwrap(), m.last_commit_checksum));
-    let header = snapshot_header(page_size, commit, txid, now, position);
+    let header = Header {
+        node_id: lineage,
+        ..snapshot_header(page_size, commit, txid, now, position)
+    };
     let file = crate::base::private_fs::create_fresh(out)
         .map_err(|e| Error::Io(format!("{}: {e}", out.display())))?;
     let mut enc = Encoder::new(BufWriter::with_capacity(1 << 20, file), header)?;
@@ -406,7 +410,7 @@ fn build_snapshot(
         .map_err(|e| Error::Io(format!("{}: {e}", out.display())))?
         .sync_all()?;
     Ok(Some(BuiltSnapshot {
-        seq,
+        seq: 0, // placed by `Captured::place`
         page_size,
         commit,
         raw_checksum: raw,
