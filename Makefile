@@ -4,10 +4,22 @@ SO := $(TARGET_DIR)/release/libreplica.so
 S3_SERVER := $(TARGET_DIR)/release/examples/s3_server
 CARGO ?= cargo
 
-.PHONY: build test test-hosts test-slow compat fault-build demo bench-server bench bench-quick profile lint fuzz clean
+.PHONY: build dist test-dist test test-hosts test-slow compat fault-build demo bench-server bench bench-quick profile lint fuzz clean
 
 build:
 	$(CARGO) build --release --lib
+
+# The packages (dist/): the stripped .so and its debug info, a Python wheel, an npm tarball
+# and a Ruby gem around that one file (packaging/dist.sh). The dist profile links the
+# library as one unit, which takes a few minutes.
+dist:
+	$(CARGO) build --profile dist --lib
+	bash packaging/dist.sh $(TARGET_DIR)/dist/libreplica.so
+
+# The packages installed as a user would, each into a fresh venv, npm prefix or GEM_HOME
+# (tests/dist_*.rs); `.ci/install-dist` installs what they need.
+test-dist: dist
+	REPLICA_DIST_REQUIRED=1 $(CARGO) nextest run --no-fail-fast --cargo-profile dev --features test-support -E 'binary(/^dist_/)'
 
 # Everything: unit tests, then golden SQL, host, workload and interop tests against the
 # release build of the extension.
