@@ -7,12 +7,14 @@
 //! written, through `require` and through `import`. Also: the tarball's files and metadata,
 //! the installed .so being dist's (dist/BUILD's `so_sha256`), the errors `load` gives for a
 //! database opened without `allowExtension` and for a closed one, and `load`'s
-//! better-sqlite3 path: better-sqlite3 needs a native build downloaded from GitHub, so it
-//! runs against a real one only where `REPLICA_BETTER_SQLITE3` names an installed
-//! better-sqlite3 package directory, and against a stand-in object everywhere.
+//! better-sqlite3 path: against a stand-in object everywhere, and the same round trip with
+//! the real better-sqlite3 where it is installed (`.ci/install-dist-npm` puts 13.2.0, whose
+//! registry package carries its native builds, under `/opt/better-sqlite3`;
+//! `REPLICA_BETTER_SQLITE3` names another package directory).
 //!
 //! Without dist/ each test is a printed skip (a failure under `make test-dist`); so is a
-//! missing Node 22, except under `make test-dist` or CI.
+//! missing Node 22, except under `make test-dist` or CI; a missing better-sqlite3 is a
+//! printed skip of its round trip only.
 
 mod common;
 
@@ -414,10 +416,34 @@ attempt("object", () => load({}));
     }
 }
 
+/// The real better-sqlite3's package directory, or `None` (a printed skip) when it is not
+/// installed; one named by `REPLICA_BETTER_SQLITE3` must be there.
+fn better_sqlite3() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("REPLICA_BETTER_SQLITE3") {
+        let dir = PathBuf::from(dir);
+        assert!(
+            dir.join("package.json").exists(),
+            "REPLICA_BETTER_SQLITE3={} is no package directory",
+            dir.display()
+        );
+        return Some(dir);
+    }
+    let dir = PathBuf::from("/opt/better-sqlite3/node_modules/better-sqlite3");
+    if dir.join("package.json").exists() {
+        return Some(dir);
+    }
+    println!(
+        "SKIPPED: the round trip through the real better-sqlite3: it is not at {} \
+         (`bash .ci/install-dist-npm` installs it; REPLICA_BETTER_SQLITE3 names another)",
+        dir.display()
+    );
+    None
+}
+
 /// better-sqlite3's `Database` always allows loading and has no `enableLoadExtension`:
 /// `load` must call its `loadExtension` once with the bundled path and pass its errors on.
-/// A stand-in object checks that everywhere; a real better-sqlite3 (where
-/// `REPLICA_BETTER_SQLITE3` names its package directory) also runs the round trip.
+/// A stand-in object checks that everywhere; the real better-sqlite3, where installed, also
+/// runs the round trip (its `Database` in place of `DatabaseSync`: the same calls).
 #[test]
 fn load_calls_better_sqlite3s_load_extension() {
     let Some(inst) = Installed::new("dist-npm-better") else {
@@ -446,14 +472,9 @@ try {
     );
     assert_eq!(field(&out, "failing"), Some("boom"), "{out}");
 
-    let Some(real) = std::env::var_os("REPLICA_BETTER_SQLITE3") else {
-        println!(
-            "SKIPPED: the real better-sqlite3 (its native build is a download from GitHub); \
-             set REPLICA_BETTER_SQLITE3 to an installed better-sqlite3 package directory"
-        );
+    let Some(real) = better_sqlite3() else {
         return;
     };
-    let real = PathBuf::from(real);
     let imports = format!(
         "const Database = require({:?});\n\
          const {{ load, getLoadablePath }} = require(\"libreplica\");\n\
