@@ -1,0 +1,369 @@
+//! The Python wheel `make dist` built (`packaging/python/build`), installed as a user installs
+//! it: `pip install --no-index dist/libreplica-*.whl` into a fresh venv of Debian's python3,
+//! nothing from the source tree. Then what its README promises: `libreplica.load` with
+//! `sqlite3` and apsw, a replicate-restore round trip through `replica_sync()`, the
+//! `python -m libreplica status|restore|verify` CLI, the same stripped `.so` as dist/BUILD
+//! names, and the error when the interpreter's sqlite3 cannot load extensions.
+//! Without dist/ these print a skip (`make test-dist` requires it).
+
+mod common;
+
+use common::dist::{build_value, dist_dir, dist_file, sha256_of};
+use common::{check, dump, replica_command, run_command, stderr, stdout, TempDir, PYTHON3};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+/// What the tests install apsw as (the version .ci/install-hosts uses).
+const APSW: &str = "apsw==3.54.1.0";
+
+/// A fresh venv in a scratch directory with the wheel installed (and apsw when asked).
+struct Venv {
+    tmp: TempDir,
+    python: PathBuf,
+    dist: PathBuf,
+}
+
+impl Venv {
+    fn new(name: &str, with_apsw: bool) -> Option<Venv> {
+        let dist = dist_dir()?;
+        let wheel = dist_file(&dist, "libreplica-", ".whl");
+        let tmp = TempDir::new(name);
+        let venv = tmp.join("venv");
+        let o = Venv::cmd(PYTHON3, &["-m", "venv", venv.to_str().unwrap()], tmp.path());
+        check(&o, "python3 -m venv");
+        let python = venv.join("bin/python");
+        let pip = |args: &[&str]| {
+            let mut all = vec!["-m", "pip", "install", "--disable-pip-version-check", "-q"];
+            all.extend_from_slice(args);
+            Venv::cmd(python.to_str().unwrap(), &all, tmp.path())
+        };
+        check(
+            &pip(&["--no-index", wheel.to_str().unwrap()]),
+            "pip install --no-index <wheel>",
+        );
+        if with_apsw {
+            check(&pip(&[APSW]), "pip install apsw");
+        }
+        Some(Venv { tmp, python, dist })
+    }
+
+    fn cmd(program: &str, args: &[&str], cwd: &Path) -> Output {
+        let mut cmd = replica_command(program, args, cwd, &[]);
+        // Nothing of the source tree or a developer's site may stand in for the wheel.
+        cmd.env_remove("PYTHONPATH").env_remove("PYTHONHOME");
+        run_command(cmd, "", Duration::from_secs(240))
+    }
+
+    /// The replica location every database of `self.tmp` replicates under.
+    fn replica_url(&self) -> String {
+        format!("file://{}", self.tmp.join("replicas").display())
+    }
+
+    /// Runs `script` with the venv's python in the scratch directory, REPLICA_URL set.
+    fn python(&self, script: &str) -> Output {
+        let url = self.replica_url();
+        let mut cmd = replica_command(
+            self.python.to_str().unwrap(),
+            &["-"],
+            self.tmp.path(),
+            &[("REPLICA_URL", &url)],
+        );
+        cmd.env_remove("PYTHONPATH").env_remove("PYTHONHOME");
+        run_command(cmd, script, Duration::from_secs(120))
+    }
+
+    /// `python -m libreplica ARGS`, REPLICA_URL set.
+    fn cli(&self, args: &[&str]) -> Output {
+        let url = self.replica_url();
+        let mut all = vec!["-m", "libreplica"];
+        all.extend_from_slice(args);
+        let mut cmd = replica_command(
+            self.python.to_str().unwrap(),
+            &all,
+            self.tmp.path(),
+            &[("REPLICA_URL", &url)],
+        );
+        cmd.env_remove("PYTHONPATH").env_remove("PYTHONHOME");
+        run_command(cmd, "", Duration::from_secs(120))
+    }
+}
+
+/// The round trip, after `$OPEN` (a script fragment that loads the extension and leaves
+/// `db`, an autocommit connection to app.db, and `copy(path)`, which opens a file without
+/// replicating it): 1,000 rows in ten transactions, `replica_sync()`, `replica_restore()`,
+/// every row compared.
+const ROUND_TRIP: &str = r#"
+import libreplica, os
+assert libreplica.__file__.startswith(os.environ["VIRTUAL_ENV_DIR"]), libreplica.__file__
+print("so", libreplica.loadable_path())
+db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, body TEXT)")
+for batch in range(10):
+    db.execute("BEGIN")
+    for i in range(100):
+        n = batch * 100 + i
+        db.execute("INSERT INTO t VALUES (?, ?)", (n, "row %d " % n + "x" * (n % 97)))
+    db.execute("COMMIT")
+    if batch == 4:
+        list(db.execute("SELECT replica_sync(30000)"))
+txid = list(db.execute("SELECT replica_sync(30000)"))[0][0]
+status = list(db.execute("SELECT name, state, replicated_txid FROM replica_status()"))
+print("status", status)
+assert status == [("app.db", "up to date", txid)], status
+restored = list(db.execute("SELECT replica_restore('app.db', 'restored.db')"))[0][0]
+assert restored == txid, (restored, txid)
+rows = lambda c: list(c.execute("SELECT id, body FROM t ORDER BY id"))
+live, back = rows(db), rows(copy("restored.db"))
+assert len(live) == 1000 and live == back, (len(live), len(back))
+print("round trip equal", len(back))
+"#;
+
+/// The venv's own directory, for the script to check the package came from it.
+fn script(venv: &Venv, open: &str) -> String {
+    let dir = venv.python.parent().unwrap().parent().unwrap();
+    format!(
+        "import os\nos.environ['VIRTUAL_ENV_DIR'] = {:?}\n{open}{ROUND_TRIP}",
+        dir.display().to_string()
+    )
+}
+
+/// The installed `.so` is dist/'s stripped file, byte for byte.
+fn assert_same_so(venv: &Venv, out: &str) {
+    let so = out
+        .lines()
+        .find_map(|l| l.strip_prefix("so "))
+        .expect("the script printed no loadable_path");
+    assert!(
+        so.starts_with(venv.tmp.path().to_str().unwrap()),
+        "loadable_path {so} is not in the venv"
+    );
+    assert_eq!(
+        sha256_of(Path::new(so)),
+        build_value(&venv.dist, "so_sha256"),
+        "the wheel's .so is not the stripped dist/libreplica.so"
+    );
+}
+
+#[test]
+fn sqlite3_loads_into_its_open_connection_and_the_cli_works() {
+    let Some(venv) = Venv::new("dist-py-sqlite3", false) else {
+        return;
+    };
+    // Loaded into the connection that already has app.db open: adopted from the next commit.
+    let open = r#"
+import sqlite3, libreplica
+db = sqlite3.connect("app.db", isolation_level=None)
+assert libreplica.load(db) is db
+try:
+    db.load_extension("/nonexistent")
+    raise SystemExit("extension loading was left on")
+except sqlite3.OperationalError as e:
+    assert "not authorized" in str(e), e
+copy = lambda p: sqlite3.connect("file:%s?replica=off" % p, uri=True)
+"#;
+    let o = venv.python(&script(&venv, open));
+    let out = check(&o, "the sqlite3 round trip");
+    assert!(out.contains("round trip equal 1000"), "{out}");
+    assert_same_so(&venv, &out);
+    let app = venv.tmp.join("app.db");
+    assert_eq!(dump(&venv.tmp.join("restored.db")), dump(&app));
+
+    // status: the table, with the database's row.
+    let o = venv.cli(&["status", "app.db"]);
+    let out = check(&o, "python -m libreplica status app.db");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    for col in [
+        "name",
+        "state",
+        "replicated_txid",
+        "replica_url",
+        "last_error",
+    ] {
+        assert!(lines[0].contains(col), "no {col} column:\n{out}");
+    }
+    assert!(
+        lines[1].starts_with("app.db ") && lines[1].contains("up to date"),
+        "{out}"
+    );
+    assert!(
+        lines[1].contains(&format!("{}/app.db", venv.replica_url())),
+        "{out}"
+    );
+    // Columns line up: each starts where its header does.
+    let at = lines[0].find("state").unwrap();
+    assert_eq!(&lines[1][at..at + 10], "up to date", "{out}");
+    let o = venv.cli(&["-q", "status", "--all", "app.db"]);
+    let out = check(&o, "python -m libreplica status --all");
+    for col in ["pending_txns", "requests_month", "sealed_to_other_keys"] {
+        assert!(out.lines().any(|l| l.starts_with(col)), "no {col}:\n{out}");
+    }
+    assert!(stderr(&o).is_empty(), "--quiet printed: {}", stderr(&o));
+
+    // restore by database name, then by URL over it.
+    let o = venv.cli(&["restore", "app.db", "cli.db"]);
+    let out = check(&o, "python -m libreplica restore app.db cli.db");
+    assert!(
+        out.starts_with("restored cli.db from app.db at txid "),
+        "{out}"
+    );
+    assert_eq!(dump(&venv.tmp.join("cli.db")), dump(&app));
+    let url = format!("{}/app.db", venv.replica_url());
+    let o = venv.cli(&["restore", &url, "cli.db"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stderr(&o).contains("--overwrite"), "{}", stderr(&o));
+    let o = venv.cli(&["restore", &url, "cli.db", "--overwrite", "--time", "1"]);
+    let out = check(&o, "python -m libreplica restore URL --overwrite --time 1");
+    assert!(out.ends_with(" at txid 1\n"), "{out}");
+
+    // verify: a drill against the live database, and of the replica alone.
+    let o = venv.cli(&["verify", "app.db"]);
+    let out = check(&o, "python -m libreplica verify app.db");
+    assert!(out.starts_with("app.db: ok: txid "), "{out}");
+    let o = venv.cli(&["verify", &url]);
+    let out = check(&o, "python -m libreplica verify URL");
+    assert!(out.contains("passes integrity_check"), "{out}");
+
+    // Failures: non-zero, the reason on stderr.
+    let missing = format!("{}/none.db", venv.replica_url());
+    let o = venv.cli(&["restore", &missing, "none.db"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stderr(&o).contains("holds no LTX files"), "{}", stderr(&o));
+    assert!(!venv.tmp.join("none.db").exists());
+    let o = venv.cli(&["status"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("name the databases"), "{}", stderr(&o));
+    let o = venv.cli(&["status", "gone.db"]);
+    let out = check(&o, "status of a missing database");
+    assert!(out.contains("missing (not opened)"), "{out}");
+    assert!(!venv.tmp.join("gone.db").exists(), "status created gone.db");
+}
+
+#[test]
+fn apsw_loads_before_the_open_and_round_trips() {
+    let Some(venv) = Venv::new("dist-py-apsw", true) else {
+        return;
+    };
+    // Loaded into a throwaway connection first: app.db, opened after, replicates.
+    let open = r#"
+import apsw, libreplica
+libreplica.load(apsw.Connection(":memory:"))
+db = apsw.Connection("app.db")
+flags = apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI
+copy = lambda p: apsw.Connection("file:%s?replica=off" % p, flags=flags)
+"#;
+    let o = venv.python(&script(&venv, open));
+    let out = check(&o, "the apsw round trip");
+    assert!(out.contains("round trip equal 1000"), "{out}");
+    assert_same_so(&venv, &out);
+    assert_eq!(
+        dump(&venv.tmp.join("restored.db")),
+        dump(&venv.tmp.join("app.db"))
+    );
+}
+
+#[test]
+fn a_sqlite3_that_cannot_load_extensions_is_told_to_use_apsw() {
+    let Some(venv) = Venv::new("dist-py-noload", false) else {
+        return;
+    };
+    // What python.org and pyenv builds without --enable-loadable-sqlite-extensions have: a
+    // connection without enable_load_extension (and load_extension).
+    let o = venv.python(
+        r#"
+import libreplica
+class Connection:
+    def execute(self, sql, params=()):
+        raise AssertionError("nothing may run")
+try:
+    libreplica.load(Connection())
+    raise SystemExit("loaded into a connection that cannot load extensions")
+except libreplica.ExtensionLoadingUnavailable as e:
+    print("error:", e)
+try:
+    libreplica.load(object())
+    raise SystemExit("loaded into something that is no connection")
+except TypeError as e:
+    print("type error:", e)
+"#,
+    );
+    let out = check(&o, "load into a connection that cannot load extensions");
+    let err = out.lines().find(|l| l.starts_with("error: ")).unwrap();
+    for needed in [
+        "cannot load extensions",
+        "enable_load_extension",
+        "--enable-loadable-sqlite-extensions",
+        "pip install apsw",
+    ] {
+        assert!(err.contains(needed), "no {needed:?} in {err}");
+    }
+    assert!(out.contains("type error: libreplica.load: expected a sqlite3.Connection"));
+
+    // The CLI on such a Python, without apsw installed: the same explanation, exit 1.
+    let o = venv.python(
+        r#"
+import sys, types
+fake = types.ModuleType("sqlite3")
+class Connection:
+    def execute(self, sql, params=()):
+        raise AssertionError("nothing may run")
+fake.Connection, fake.connect, fake.Error = Connection, lambda *a, **k: Connection(), Exception
+sys.modules["sqlite3"] = fake
+from libreplica.__main__ import main
+sys.exit(main(["status", "app.db"]))
+"#,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stderr(&o).contains("Use apsw instead"), "{}", stderr(&o));
+}
+
+#[test]
+fn the_wheel_records_every_file_it_carries() {
+    let Some(dist) = dist_dir() else {
+        return;
+    };
+    let wheel = dist_file(&dist, "libreplica-", ".whl");
+    let version = build_value(&dist, "version");
+    let glibc = build_value(&dist, "glibc").replace('.', "_");
+    let name = wheel.file_name().unwrap().to_string_lossy().to_string();
+    let tag = format!("py3-none-manylinux_{glibc}_x86_64");
+    assert_eq!(name, format!("libreplica-{version}-{tag}.whl"));
+    // pip does not check RECORD's digests; other installers and auditors do.
+    let o = common::run(
+        PYTHON3,
+        &["-", wheel.to_str().unwrap(), &version, &tag],
+        &dist,
+        &[],
+        r#"
+import base64, hashlib, sys, zipfile
+path, version, tag = sys.argv[1:]
+z = zipfile.ZipFile(path)
+info = "libreplica-%s.dist-info" % version
+record = z.read(info + "/RECORD").decode().splitlines()
+names = set(z.namelist())
+listed = set()
+for line in record:
+    name, digest, size = line.rsplit(",", 2)
+    listed.add(name)
+    if name == info + "/RECORD":
+        assert digest == "" and size == "", line
+        continue
+    data = z.read(name)
+    want = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    assert digest == "sha256=" + want, line
+    assert int(size) == len(data), line
+assert listed == names, names ^ listed
+for needed in ["libreplica/__init__.py", "libreplica/__main__.py", "libreplica/libreplica.so"]:
+    assert needed in names, needed
+wheel = z.read(info + "/WHEEL").decode()
+assert "Tag: %s\n" % tag in wheel and "Root-Is-Purelib: false" in wheel, wheel
+meta = z.read(info + "/METADATA").decode()
+assert "Name: libreplica\n" in meta and "Version: %s\n" % version in meta, meta
+assert "python -m libreplica status" in meta.split("\n\n", 1)[1], "no README in METADATA"
+assert z.getinfo("libreplica/libreplica.so").external_attr >> 16 & 0o111
+print("record ok", len(record))
+"#,
+    );
+    let out = check(&o, "the wheel's RECORD");
+    assert!(out.contains("record ok"), "{out}");
+}
