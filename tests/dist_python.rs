@@ -260,7 +260,36 @@ copy = lambda p: apsw.Connection("file:%s?replica=off" % p, flags=flags)
         dump(&venv.tmp.join("restored.db")),
         dump(&venv.tmp.join("app.db"))
     );
+
+    // The CLI where sqlite3 cannot load extensions (as on a pyenv Python) runs through apsw.
+    let cli = |args: &str| venv.python(&format!("{NO_SQLITE3_LOADING}sys.exit(main({args}))"));
+    let o = cli(r#"["-q", "status", "app.db"]"#);
+    let out = check(&o, "status through apsw");
+    let row = out.lines().nth(1).unwrap_or_default();
+    assert!(
+        row.starts_with("app.db ") && row.contains("up to date"),
+        "{out}"
+    );
+    let o = cli(r#"["-q", "restore", "app.db", "cli.db"]"#);
+    check(&o, "restore through apsw");
+    assert_eq!(
+        dump(&venv.tmp.join("cli.db")),
+        dump(&venv.tmp.join("app.db"))
+    );
 }
+
+/// A script prelude: `sqlite3` replaced by a module like that of a Python built without
+/// --enable-loadable-sqlite-extensions (no enable_load_extension), and the CLI's `main`.
+const NO_SQLITE3_LOADING: &str = r#"
+import sys, types
+fake = types.ModuleType("sqlite3")
+class Connection:
+    def execute(self, sql, params=()):
+        raise AssertionError("nothing may run")
+fake.Connection, fake.connect, fake.Error = Connection, lambda *a, **k: Connection(), Exception
+sys.modules["sqlite3"] = fake
+from libreplica.__main__ import main
+"#;
 
 #[test]
 fn a_sqlite3_that_cannot_load_extensions_is_told_to_use_apsw() {
@@ -300,19 +329,9 @@ except TypeError as e:
     assert!(out.contains("type error: libreplica.load: expected a sqlite3.Connection"));
 
     // The CLI on such a Python, without apsw installed: the same explanation, exit 1.
-    let o = venv.python(
-        r#"
-import sys, types
-fake = types.ModuleType("sqlite3")
-class Connection:
-    def execute(self, sql, params=()):
-        raise AssertionError("nothing may run")
-fake.Connection, fake.connect, fake.Error = Connection, lambda *a, **k: Connection(), Exception
-sys.modules["sqlite3"] = fake
-from libreplica.__main__ import main
-sys.exit(main(["status", "app.db"]))
-"#,
-    );
+    let o = venv.python(&format!(
+        "{NO_SQLITE3_LOADING}sys.exit(main([\"status\", \"app.db\"]))"
+    ));
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     assert!(stderr(&o).contains("Use apsw instead"), "{}", stderr(&o));
 }
@@ -366,4 +385,106 @@ print("record ok", len(record))
     );
     let out = check(&o, "the wheel's RECORD");
     assert!(out.contains("record ok"), "{out}");
+}
+
+/// A Python process of the venv, steered line by line; killed when dropped.
+struct App {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl App {
+    fn start(venv: &Venv, script: &str) -> App {
+        let url = venv.replica_url();
+        let mut cmd = replica_command(
+            venv.python.to_str().unwrap(),
+            &["-u", "-c", script],
+            venv.tmp.path(),
+            &[("REPLICA_URL", &url)],
+        );
+        cmd.env_remove("PYTHONPATH")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        App { child, lines }
+    }
+
+    /// The next line the app prints, within a minute.
+    fn line(&self) -> String {
+        self.lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the app printed nothing within 60 s (or exited)")
+    }
+
+    fn send(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn beside_the_running_app_the_cli_stands_by() {
+    let Some(venv) = Venv::new("dist-py-beside", false) else {
+        return;
+    };
+    let mut app = App::start(
+        &venv,
+        r#"
+import os, sqlite3, sys, libreplica
+db = sqlite3.connect("app.db", isolation_level=None)
+libreplica.load(db)
+db.execute("CREATE TABLE t(x)")
+db.execute("INSERT INTO t VALUES (1)")
+db.execute("SELECT replica_sync(30000)").fetchone()
+print("ready", os.getpid())
+sys.stdin.readline()
+db.execute("INSERT INTO t VALUES (2)")
+print("synced", db.execute("SELECT replica_sync(30000)").fetchone()[0])
+sys.stdin.readline()
+"#,
+    );
+    let ready = app.line();
+    let pid = ready.strip_prefix("ready ").expect(&ready);
+
+    let o = venv.cli(&["-q", "status", "app.db"]);
+    let out = check(&o, "status beside the app");
+    let row = out.lines().nth(1).unwrap_or_default();
+    assert!(
+        row.contains("standby") && row.contains(&format!("pid {pid}")),
+        "{out}"
+    );
+    let o = venv.cli(&["-q", "verify", "app.db"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("uploaded by another process (pid {pid})")),
+        "{err}"
+    );
+    assert!(err.contains("python -m libreplica verify file://"), "{err}");
+
+    // The app still replicates after the CLI came and went.
+    app.send("write");
+    let synced = app.line();
+    assert!(synced.starts_with("synced "), "{synced}");
+    let o = venv.cli(&["-q", "restore", "app.db", "cli.db"]);
+    check(&o, "restore beside the app");
+    let rows = common::sqlite3_dot(&venv.tmp.join("cli.db"), "SELECT count(*) FROM t");
+    assert_eq!(rows.trim(), "2");
+    app.send("done");
 }
