@@ -62,30 +62,25 @@ impl Venv {
 
     /// Runs `script` with the venv's python in the scratch directory, REPLICA_URL set.
     fn python(&self, script: &str) -> Output {
-        let url = self.replica_url();
-        let mut cmd = replica_command(
-            self.python.to_str().unwrap(),
-            &["-"],
-            self.tmp.path(),
-            &[("REPLICA_URL", &url)],
-        );
-        cmd.env_remove("PYTHONPATH").env_remove("PYTHONHOME");
-        run_command(cmd, script, Duration::from_secs(120))
+        self.run(self.python.to_str().unwrap(), &["-"], script, &[])
     }
 
     /// `python -m libreplica ARGS`, REPLICA_URL set.
     fn cli(&self, args: &[&str]) -> Output {
-        let url = self.replica_url();
         let mut all = vec!["-m", "libreplica"];
         all.extend_from_slice(args);
-        let mut cmd = replica_command(
-            self.python.to_str().unwrap(),
-            &all,
-            self.tmp.path(),
-            &[("REPLICA_URL", &url)],
-        );
+        self.run(self.python.to_str().unwrap(), &all, "", &[])
+    }
+
+    /// `program ARGS` in the scratch directory, fed `stdin`, with REPLICA_URL and `env`.
+    fn run(&self, program: &str, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
+        let url = self.replica_url();
+        let mut all = vec![("REPLICA_URL", url.as_str())];
+        all.extend_from_slice(env);
+        let mut cmd = replica_command(program, args, self.tmp.path(), &all);
+        // Nothing of the source tree or a developer's site may stand in for the wheel.
         cmd.env_remove("PYTHONPATH").env_remove("PYTHONHOME");
-        run_command(cmd, "", Duration::from_secs(120))
+        run_command(cmd, stdin, Duration::from_secs(120))
     }
 }
 
@@ -487,4 +482,92 @@ sys.stdin.readline()
     let rows = common::sqlite3_dot(&venv.tmp.join("cli.db"), "SELECT count(*) FROM t");
     assert_eq!(rows.trim(), "2");
     app.send("done");
+}
+
+#[test]
+fn status_lists_and_restore_finds_the_databases_of_litestream_yml() {
+    let Some(venv) = Venv::new("dist-py-config", false) else {
+        return;
+    };
+    // A Rails app's file: block YAML, comments, a quoted path and a variable.
+    let config = venv.tmp.join("litestream.yml");
+    let yml = format!(
+        "# the app's\ndbs:\n  - path: app.db   # primary\n    replicas:\n      - type: file\n        path: {0}/app\n  - path: \"${{DATA}}/cache.db\"\n    replica:\n      type: file\n      path: {0}/cache\n",
+        venv.tmp.join("backups").display()
+    );
+    std::fs::write(&config, yml).unwrap();
+    let data = venv.tmp.path().display().to_string();
+    let env = [
+        ("REPLICA_CONFIG", config.to_str().unwrap()),
+        ("REPLICA_URL", "off"),
+        ("DATA", data.as_str()),
+    ];
+    let python = venv.python.to_str().unwrap();
+    let o = venv.run(
+        python,
+        &["-"],
+        r#"
+import sqlite3, libreplica
+db = libreplica.load(sqlite3.connect("app.db", isolation_level=None))
+db.execute("CREATE TABLE t(x)")
+db.execute("INSERT INTO t VALUES ('from the config')")
+print("txid", db.execute("SELECT replica_sync(30000)").fetchone()[0])
+"#,
+        &env,
+    );
+    check(&o, "writing app.db replicated per litestream.yml");
+    assert!(
+        venv.tmp.join("backups/app").is_dir(),
+        "app.db did not replicate where the file says"
+    );
+
+    // The console script is the same CLI; without arguments it lists the file's databases.
+    let cli = venv.python.with_file_name("libreplica");
+    let o = venv.run(cli.to_str().unwrap(), &["-q", "status"], "", &env);
+    let out = check(&o, "libreplica status");
+    let rows: Vec<&str> = out.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    assert!(
+        rows[0].starts_with("app.db ") && rows[0].contains("up to date"),
+        "{out}"
+    );
+    assert!(rows[0].contains("/backups/app"), "{out}");
+    assert!(
+        rows[1].starts_with("cache.db ") && rows[1].contains("missing (not opened)"),
+        "{out}"
+    );
+    assert!(
+        !venv.tmp.join("cache.db").exists(),
+        "status created cache.db"
+    );
+
+    // Disaster recovery as `litestream restore app.db`: the database file comes back.
+    let app = venv.tmp.join("app.db");
+    let before = dump(&app);
+    for f in ["app.db", "app.db-wal", "app.db-shm"] {
+        let _ = std::fs::remove_file(venv.tmp.join(f));
+    }
+    let o = venv.run(
+        cli.to_str().unwrap(),
+        &["-q", "restore", "app.db"],
+        "",
+        &env,
+    );
+    let out = check(&o, "libreplica restore app.db");
+    assert!(
+        out.starts_with("restored app.db from app.db at txid "),
+        "{out}"
+    );
+    assert_eq!(dump(&app), before);
+    let o = venv.run(
+        cli.to_str().unwrap(),
+        &["-q", "restore", "app.db"],
+        "",
+        &env,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "restored over an existing database"
+    );
 }

@@ -201,6 +201,10 @@ def cmd_status(host, args):
 
 
 def cmd_restore(host, args):
+    if args.target is None:
+        if is_url(args.source):
+            raise UsageError("restore: name the file to write the replica into")
+        args.target = args.source
     options = []
     if args.overwrite:
         options.append("overwrite")
@@ -284,7 +288,11 @@ def parser():
     s.add_argument("--json", action="store_true", help="every column, as JSON")
     r = sub.add_parser("restore", help="restore a database's replica into a new file")
     r.add_argument("source", help="a configured database (path or file name) or a replica URL")
-    r.add_argument("target", help="the file to write")
+    r.add_argument(
+        "target",
+        nargs="?",
+        help="the file to write (default: the database itself, as `litestream restore` does)",
+    )
     r.add_argument("--time", help="a txid or an RFC 3339 timestamp (default: the latest)")
     r.add_argument(
         "--overwrite", action="store_true", help="replace an existing database no one has open"
