@@ -523,8 +523,9 @@ print("txid", db.execute("SELECT replica_sync(30000)").fetchone()[0])
 
     // The console script is the same CLI; without arguments it lists the file's databases.
     let cli = venv.python.with_file_name("libreplica");
-    let o = venv.run(cli.to_str().unwrap(), &["-q", "status"], "", &env);
+    let o = venv.run(cli.to_str().unwrap(), &["status", "-q"], "", &env);
     let out = check(&o, "libreplica status");
+    assert!(stderr(&o).is_empty(), "-q printed: {}", stderr(&o));
     let rows: Vec<&str> = out.lines().skip(1).collect();
     assert_eq!(rows.len(), 2, "{out}");
     assert!(

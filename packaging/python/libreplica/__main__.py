@@ -301,7 +301,10 @@ def parser():
     r.add_argument("--parallelism", type=int, help="downloads at once (default 8)")
     v = sub.add_parser("verify", help="a restore drill (replica_verify)")
     v.add_argument("source", help="a database file, or a replica URL")
-    sub.add_parser("version", help="replica_version()")
+    version = sub.add_parser("version", help="replica_version()")
+    # -q after the command too; SUPPRESS keeps an absent one from undoing one given before.
+    for command in (s, r, v, version):
+        command.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS)
     return p
 
 
