@@ -47,6 +47,8 @@ class Host:
             self.module, self.errors = apsw, (apsw.Error,)
         # Loaded before any database is opened, so each one opened later replicates.
         self.boot = libreplica.load(self.connect(":memory:"))
+        # Kept until the process ends: a database whose last connection closes leaves
+        # replica_status().
         self.open = []
 
     def connect(self, path):
