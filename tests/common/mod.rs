@@ -3,6 +3,7 @@
 //! of the extension (`make build`, which `make test` does first).
 #![allow(dead_code)]
 
+pub mod dist;
 pub mod litestream_replicate;
 pub mod restores;
 pub mod seeded;

@@ -31,22 +31,28 @@ module Libreplica
       databases.fetch(db.to_s, db.to_s)
     end
 
-    # Opens every database that exists (a missing one is left alone: opening it would
-    # restore it), so that replica_status() has their rows, and prints them.
-    def status(out)
+    # replica_status() after opening every database.yml database that exists (a missing one
+    # is left alone: opening it would restore it), so that each has its row: a process has
+    # rows only for the databases it opened. For the status task and the dashboard.
+    def status_rows
       Libreplica.boot!
       open = databases.values.select { |path| File.exist?(path) }.map do |path|
         db = SQLite3::Database.new(path)
         db.get_first_value("SELECT count(*) FROM sqlite_master") # the open is done by now
         db
       end
-      rows = Libreplica.status
-      out.puts(table(rows, STATUS_COLUMNS))
-      missing = databases.reject { |_, path| File.exist?(path) }
-      missing.each { |name, path| out.puts("#{name}: #{path} does not exist yet") }
-      rows
+      Libreplica.status
     ensure
       open&.each(&:close)
+    end
+
+    def status(out)
+      rows = status_rows
+      out.puts(table(rows, STATUS_COLUMNS))
+      databases.each do |name, path|
+        out.puts("#{name}: #{path} does not exist yet") unless File.exist?(path)
+      end
+      rows
     end
 
     # replica_restore(db, target[, time]) into a new file.
