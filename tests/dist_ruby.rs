@@ -128,6 +128,20 @@ impl Run {
         self.run("rake", &[task], "")
     }
 
+    /// Credentials as the litestream gem's users keep them (the bucket, here the scratch
+    /// directory config/litestream.yml's replica URLs are under, keys and an R2 account),
+    /// then the tables, created through Active Record in a rake process: its first
+    /// replication.
+    fn configure(&self) {
+        let credentials = format!(
+            "secret_key_base: {}\nlitestream:\n  replica_bucket: {}\n  replica_key_id: test-key-id\n  replica_access_key: test-secret\n  r2_account_id: {ACCOUNT}\n",
+            "ab".repeat(64),
+            self.bucket.display()
+        );
+        self.run("ruby", &["bin/credentials"], &credentials);
+        self.rake("app:setup");
+    }
+
     fn database(&self, file: &str) -> PathBuf {
         self.app.join("storage").join(file)
     }
@@ -364,16 +378,7 @@ fn rails_app_under_puma_cluster_replicates_four_databases_with_the_installed_gem
     );
     assert!(std::fs::metadata(&so).unwrap().len() < 5_000_000);
 
-    // Credentials as the litestream gem's users keep them: the bucket (here the scratch
-    // directory config/litestream.yml's replica URLs are under), keys and an R2 account.
-    let credentials = format!(
-        "secret_key_base: {}\nlitestream:\n  replica_bucket: {}\n  replica_key_id: test-key-id\n  replica_access_key: test-secret\n  r2_account_id: {ACCOUNT}\n",
-        "ab".repeat(64),
-        run.bucket.display()
-    );
-    run.run("ruby", &["bin/credentials"], &credentials);
-    // The tables, created through Active Record in a rake process: its first replication.
-    run.rake("app:setup");
+    run.configure();
 
     let mut puma = Puma::start(&run);
     puma.wait_until_serving();
@@ -545,4 +550,38 @@ check "an endpoint wins over an account", env["LITESTREAM_REPLICA_ENDPOINT"], "h
 print "ok"
 "##;
     assert_eq!(run.run("ruby", &["-e", script], ""), "ok");
+}
+
+/// A process that forks with a database open (Puma's master after an initializer queried
+/// it) is told, once, that its children cannot sync it; one that opened none is not.
+#[test]
+fn a_fork_with_a_database_open_is_named() {
+    let Some(dist) = dist_dir() else { return };
+    if !rails_and_puma() {
+        return;
+    }
+    let gem = dist_file(&dist, "libreplica-", "-x86_64-linux.gem");
+    let run = Run::new();
+    run.run(
+        "gem",
+        &["install", "--local", "--no-document", gem.to_str().unwrap()],
+        "",
+    );
+    run.configure();
+    let fork = |query: &str| {
+        let script = format!(
+            "require './config/environment'; {query}; Process.wait(fork {{ exit!(0) }}); Process.wait(fork {{ exit!(0) }})"
+        );
+        let o = run_command(run.command("ruby", &["-e", &script]), "", TASK_LIMIT);
+        check(&o, &format!("ruby -e {script}"));
+        stderr(&o)
+    };
+    let warned = fork("PrimaryEntry.count");
+    assert_eq!(
+        warned.matches("forks with production.sqlite3 open").count(),
+        1,
+        "{warned}"
+    );
+    let quiet = fork("nil");
+    assert!(!quiet.contains("forks with"), "{quiet}");
 }

@@ -39,6 +39,20 @@ module Libreplica
       end
     end
 
+    # Before a fork (Puma's preloading master forking its workers): a database this process
+    # has opened stays this process's to upload after the fork, and the children's
+    # replica_sync() then refuses. Said once, naming the databases, where it is made.
+    module ForkWarning
+      def _fork
+        Libreplica::Railtie.warn_before_fork
+        super
+      end
+    end
+
+    initializer "libreplica.fork_warning" do
+      Process.singleton_class.prepend(ForkWarning) if Process.respond_to?(:_fork)
+    end
+
     initializer "libreplica.active_record", before: "active_record.initialize_database" do
       ActiveSupport.on_load(:active_record_sqlite3adapter) do
         prepend Libreplica::Railtie::AdapterHook
@@ -77,6 +91,18 @@ module Libreplica
           return false
         end
         true
+      end
+
+      def warn_before_fork
+        return if @fork_warned || !Libreplica.booted?
+        @fork_warned = true
+        own = Libreplica.status.select { |r| r["uploader"].to_s.include?("this process") }
+        return if own.empty?
+        warn "libreplica: pid #{Process.pid} forks with #{own.map { |r| r["name"] }.join(", ")} open: " \
+             "it keeps uploading them for its children, whose replica_sync() and replica_verify() " \
+             "refuse; open no database before forking (no queries in initializers)"
+      rescue StandardError
+        nil # a diagnostic: never in the way of the fork
       end
 
       # The LITESTREAM_* variables from config.litestream / credentials, and the config file.
