@@ -9,267 +9,32 @@
 //! restored by `rake libreplica:restore` equals the live one. `rake libreplica:status` lists
 //! all four and `rake libreplica:verify` passes, with the app running (the task's process
 //! stands by) and after it stopped (the task's process uploads and runs replica_verify()).
+//! Also: the litestream gem's own S3 config/litestream.yml, word for word, against the
+//! in-process S3 server; the settings mapping case by case; a fork with a database open is
+//! named; a drill that cannot run fails the verify task.
 //!
 //! `.ci/install-dist` installs Rails and Puma; without `dist/` the test is a printed skip
 //! unless `REPLICA_DIST_REQUIRED` is set (`make test-dist`), and so is a missing Rails or
 //! Puma unless that or `CI` is set. Puma's process group is killed on every way out.
 
 mod common;
+#[path = "common/rails_app.rs"]
+mod rails_app;
+#[path = "common/s3server.rs"]
+mod s3server;
 
-use common::dist::{build_value, dist_dir, dist_file, sha256_of};
+use common::dist::{build_value, dist_dir, sha256_of};
 use common::*;
+use rails_app::*;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// database.yml's names and their files.
-const DATABASES: [(&str, &str); 4] = [
-    ("primary", "production.sqlite3"),
-    ("cache", "production_cache.sqlite3"),
-    ("queue", "production_queue.sqlite3"),
-    ("cable", "production_cable.sqlite3"),
-];
-/// A Ruby process of the app (a rake task, the credentials script): boots Rails, so seconds.
-const TASK_LIMIT: Duration = Duration::from_secs(120);
 /// Until every database has been written by both workers.
 const WRITE_LIMIT: Duration = Duration::from_secs(90);
 const MAX_WRITES: usize = 2000;
-/// The R2 account the credentials name, whose endpoint the Railtie derives.
-const ACCOUNT: &str = "0123abcd";
-
-fn required() -> bool {
-    std::env::var_os("REPLICA_DIST_REQUIRED").is_some() || std::env::var_os("CI").is_some()
-}
-
-/// Whether Debian's Rails 6.1 and Puma are there (`.ci/install-dist`); a skip, or a panic
-/// where they are required.
-fn rails_and_puma() -> bool {
-    let ok = Command::new("ruby")
-        .args(["-e", "require 'rails'; require 'puma'; require 'sqlite3'"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-        && Command::new("puma")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-    if !ok {
-        let why = "ruby with rails, puma and sqlite3 is missing: run `sudo bash .ci/install-dist`";
-        assert!(!required(), "{why}");
-        eprintln!("skipped: {why}");
-    }
-    ok
-}
-
-/// The scratch directory of one run: the gem's `GEM_HOME`, the app, the "bucket" its
-/// replicas go to.
-struct Run {
-    tmp: TempDir,
-    gem_home: PathBuf,
-    app: PathBuf,
-    bucket: PathBuf,
-}
-
-impl Run {
-    fn new() -> Run {
-        let tmp = TempDir::new("dist-ruby");
-        let gem_home = tmp.join("gems");
-        let app = tmp.join("app");
-        let bucket = tmp.join("bucket");
-        std::fs::create_dir_all(&bucket).unwrap();
-        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rails_app");
-        copy_tree(&fixture, &app);
-        Run {
-            tmp,
-            gem_home,
-            app,
-            bucket,
-        }
-    }
-
-    /// `program args` in the app with the gem's `GEM_HOME`, `RAILS_ENV=production` and none
-    /// of the replica or litestream variables of the test's own environment: the
-    /// configuration must come from the app (config/litestream.yml, its credentials).
-    fn command(&self, program: &str, args: &[&str]) -> Command {
-        let mut cmd = Command::new(program);
-        cmd.args(args).current_dir(&self.app);
-        for (var, _) in std::env::vars_os() {
-            let name = var.to_string_lossy();
-            if name.starts_with("REPLICA_")
-                || name.starts_with("LITESTREAM_")
-                || name.starts_with("AWS_")
-                || name.starts_with("GEM_")
-                || name.starts_with("BUNDLE")
-                || name == "RUBYOPT"
-            {
-                cmd.env_remove(&var);
-            }
-        }
-        cmd.env("GEM_HOME", &self.gem_home)
-            .env("RAILS_ENV", "production");
-        cmd
-    }
-
-    /// Runs `program args` to the end (at most `TASK_LIMIT`); panics with its output when
-    /// it fails.
-    fn run(&self, program: &str, args: &[&str], stdin: &str) -> String {
-        let o = run_command(self.command(program, args), stdin, TASK_LIMIT);
-        check(&o, &format!("{program} {}", args.join(" ")))
-    }
-
-    fn rake(&self, task: &str) -> String {
-        self.run("rake", &[task], "")
-    }
-
-    /// Credentials as the litestream gem's users keep them (the bucket, here the scratch
-    /// directory config/litestream.yml's replica URLs are under, keys and an R2 account),
-    /// then the tables, created through Active Record in a rake process: its first
-    /// replication.
-    fn configure(&self) {
-        let credentials = format!(
-            "secret_key_base: {}\nlitestream:\n  replica_bucket: {}\n  replica_key_id: test-key-id\n  replica_access_key: test-secret\n  r2_account_id: {ACCOUNT}\n",
-            "ab".repeat(64),
-            self.bucket.display()
-        );
-        self.run("ruby", &["bin/credentials"], &credentials);
-        self.rake("app:setup");
-    }
-
-    fn database(&self, file: &str) -> PathBuf {
-        self.app.join("storage").join(file)
-    }
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-/// Puma's master, leader of its own process group: the whole group (master and workers) is
-/// killed when this is dropped, however the test ends.
-struct Puma {
-    child: Child,
-    log: PathBuf,
-    port: u16,
-}
-
-impl Puma {
-    fn start(run: &Run) -> Puma {
-        let port = free_port();
-        let log = run.tmp.join("puma.log");
-        let file = std::fs::File::create(&log).unwrap();
-        let mut cmd = run.command("puma", &["-C", "config/puma.rb"]);
-        cmd.env("PORT", port.to_string())
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file);
-        let child = cmd.spawn().expect("cannot start puma");
-        Puma { child, log, port }
-    }
-
-    /// Polls `/up` until the app answers, Puma exits, or 60 s pass.
-    fn wait_until_serving(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if matches!(http(self.port, "GET", "/up"), Ok((200, _))) {
-                return;
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "puma exited ({status}) before serving:\n{}",
-                    self.log_tail()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "puma did not answer on 127.0.0.1:{} within 60 s:\n{}",
-                self.port,
-                self.log_tail()
-            );
-            std::thread::park_timeout(Duration::from_millis(100));
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    /// SIGKILL to the group, and the master reaped: nothing of the app runs afterwards.
-    fn kill(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.child.id())])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Puma {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A free port on 127.0.0.1 (bound, read, released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// One HTTP/1.0 request: the status code and the body.
-fn http(port: u16, method: &str, path: &str) -> std::io::Result<(u16, String)> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    // Above the app's own replica_sync timeout (20 s), so the app's answer is what we see.
-    s.set_read_timeout(Some(Duration::from_secs(40)))?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = Vec::new();
-    s.take(1 << 20).read_to_end(&mut response)?;
-    let text = String::from_utf8_lossy(&response).to_string();
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {text:.200}")))?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    Ok((code, body.to_string()))
-}
-
-/// A request that must answer 200; its `key=value` lines.
-fn ask(puma: &Puma, method: &str, path: &str) -> BTreeMap<String, String> {
-    let (code, body) = http(puma.port, method, path)
-        .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", puma.log_tail()));
-    assert_eq!(code, 200, "{method} {path}: {body}\n{}", puma.log_tail());
-    body.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
 
 /// Writes rows into the four databases from 4 client threads (each worker runs one thread,
 /// so a busy worker leaves the next request to the other) until every database has rows
@@ -346,19 +111,9 @@ fn rows_by_pid(db: &Path) -> BTreeMap<String, usize> {
 
 #[test]
 fn rails_app_under_puma_cluster_replicates_four_databases_with_the_installed_gem() {
-    let Some(dist) = dist_dir() else { return };
-    if !rails_and_puma() {
-        return;
-    }
-    let gem = dist_file(&dist, "libreplica-", "-x86_64-linux.gem");
-    let run = Run::new();
-
+    let Some(run) = Run::installed() else { return };
+    let dist = dist_dir().unwrap();
     // The gem, installed as a user would, carries the very .so dist/BUILD names.
-    run.run(
-        "gem",
-        &["install", "--local", "--no-document", gem.to_str().unwrap()],
-        "",
-    );
     let so = PathBuf::from(run.run(
         "ruby",
         &["-e", "require 'libreplica'; print Libreplica.loadable_path"],
@@ -481,17 +236,7 @@ fn rails_app_under_puma_cluster_replicates_four_databases_with_the_installed_gem
 /// A failed drill must fail the task: a database with no replica configured.
 #[test]
 fn rake_verify_fails_for_a_database_without_a_replica() {
-    let Some(dist) = dist_dir() else { return };
-    if !rails_and_puma() {
-        return;
-    }
-    let gem = dist_file(&dist, "libreplica-", "-x86_64-linux.gem");
-    let run = Run::new();
-    run.run(
-        "gem",
-        &["install", "--local", "--no-document", gem.to_str().unwrap()],
-        "",
-    );
+    let Some(run) = Run::installed() else { return };
     // No config/litestream.yml (and no REPLICA_URL): the extension loads and replicates
     // nothing, so every database's drill must fail, and the task with it.
     std::fs::remove_file(run.app.join("config/litestream.yml")).unwrap();
@@ -516,17 +261,7 @@ fn rake_verify_fails_for_a_database_without_a_replica() {
 /// then config.litestream, then credentials; an endpoint wins over an R2 account id.
 #[test]
 fn settings_map_to_the_variables_litestream_yml_expands() {
-    let Some(dist) = dist_dir() else { return };
-    if !rails_and_puma() {
-        return;
-    }
-    let gem = dist_file(&dist, "libreplica-", "-x86_64-linux.gem");
-    let run = Run::new();
-    run.run(
-        "gem",
-        &["install", "--local", "--no-document", gem.to_str().unwrap()],
-        "",
-    );
+    let Some(run) = Run::installed() else { return };
     let script = r##"
 require "libreplica/credentials"
 def check(what, got, want)
@@ -556,17 +291,7 @@ print "ok"
 /// it) is told, once, that its children cannot sync it; one that opened none is not.
 #[test]
 fn a_fork_with_a_database_open_is_named() {
-    let Some(dist) = dist_dir() else { return };
-    if !rails_and_puma() {
-        return;
-    }
-    let gem = dist_file(&dist, "libreplica-", "-x86_64-linux.gem");
-    let run = Run::new();
-    run.run(
-        "gem",
-        &["install", "--local", "--no-document", gem.to_str().unwrap()],
-        "",
-    );
+    let Some(run) = Run::installed() else { return };
     run.configure();
     let fork = |query: &str| {
         let script = format!(
@@ -584,4 +309,50 @@ fn a_fork_with_a_database_open_is_named() {
     );
     let quiet = fork("nil");
     assert!(!quiet.contains("forks with"), "{quiet}");
+}
+
+/// The litestream gem's own config/litestream.yml, word for word (the README's "Replicating
+/// to S3 and Cloudflare R2"), against the in-process S3 server, everything it expands from
+/// the `litestream:` credentials: rake restores each of the four databases equal, and
+/// replica_verify() passes.
+#[test]
+fn the_litestream_gems_s3_config_replicates_unchanged() {
+    let Some(run) = Run::installed() else { return };
+    let srv = s3server::start(&run.tmp.join("server"), "bkt");
+    let mut yml = String::from("dbs:\n");
+    for (_, file) in DATABASES {
+        yml += &format!(
+            "  - path: storage/{file}\n    replicas:\n      - type: s3\n        bucket: $LITESTREAM_REPLICA_BUCKET\n        path: storage/{file}\n        endpoint: $LITESTREAM_REPLICA_ENDPOINT\n        access-key-id: $LITESTREAM_ACCESS_KEY_ID\n        secret-access-key: $LITESTREAM_SECRET_ACCESS_KEY\n"
+        );
+    }
+    std::fs::write(run.app.join("config/litestream.yml"), yml).unwrap();
+    // Without the initializer: the credentials alone say everything.
+    std::fs::remove_file(run.app.join("config/initializers/litestream.rb")).unwrap();
+    let credentials = format!(
+        "secret_key_base: {}\nlitestream:\n  replica_bucket: bkt\n  replica_endpoint: {}\n  replica_key_id: {}\n  replica_access_key: {}\n",
+        "ab".repeat(64),
+        srv.endpoint(),
+        srv.access_key,
+        srv.secret_key
+    );
+    run.run("ruby", &["bin/credentials"], &credentials);
+    run.rake("app:setup");
+    for (db, file) in DATABASES {
+        let target = run.tmp.join(&format!("s3-restored-{file}"));
+        run.rake(&format!("libreplica:restore[{db},{}]", target.display()));
+        assert_eq!(dump(&target), dump(&run.database(file)), "{db} from S3");
+        assert!(
+            run.tmp.join(&format!("server/bkt/storage/{file}")).is_dir(),
+            "{db}: nothing under s3://bkt/storage/{file}"
+        );
+    }
+    let verify = run.rake("libreplica:verify");
+    assert_eq!(
+        verify
+            .lines()
+            .filter(|l| l.contains("matches the database"))
+            .count(),
+        4,
+        "libreplica:verify on S3:\n{verify}"
+    );
 }
