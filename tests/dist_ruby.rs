@@ -356,3 +356,18 @@ fn the_litestream_gems_s3_config_replicates_unchanged() {
         "libreplica:verify on S3:\n{verify}"
     );
 }
+
+/// The dashboard's HTTP basic auth fallback, as the Railtie gives it: the `libreplica:`
+/// credentials; none without a password.
+#[test]
+fn basic_auth_comes_from_the_credentials() {
+    let Some(run) = Run::installed() else { return };
+    let auth = |run: &Run| {
+        let script = "require './config/environment'; print Libreplica::Railtie.basic_auth.inspect";
+        run.run("ruby", &["-e", script], "")
+    };
+    run.configure_with("libreplica:\n  username: admin\n  password: pw\n");
+    assert_eq!(auth(&run), r#"["admin", "pw"]"#);
+    run.configure();
+    assert_eq!(auth(&run), "nil");
+}

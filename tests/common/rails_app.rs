@@ -134,8 +134,14 @@ impl Run {
     /// then the tables, created through Active Record in a rake process: its first
     /// replication.
     pub fn configure(&self) {
+        self.configure_with("");
+    }
+
+    /// [`Run::configure`] with more top-level credentials sections (YAML), such as
+    /// `libreplica:` with the dashboard's `username` and `password`.
+    pub fn configure_with(&self, more: &str) {
         let credentials = format!(
-            "secret_key_base: {}\nlitestream:\n  replica_bucket: {}\n  replica_key_id: test-key-id\n  replica_access_key: test-secret\n  r2_account_id: {ACCOUNT}\n",
+            "secret_key_base: {}\nlitestream:\n  replica_bucket: {}\n  replica_key_id: test-key-id\n  replica_access_key: test-secret\n  r2_account_id: {ACCOUNT}\n{more}",
             "ab".repeat(64),
             self.bucket.display()
         );
