@@ -15,12 +15,11 @@ Gem::Specification.new do |s|
     boots and reads config/litestream.yml unchanged, with rake tasks libreplica:status,
     libreplica:restore and libreplica:verify.
   TEXT
-  s.license = "Apache-2.0"
-  s.authors = ["libreplica"]
-  s.homepage = "https://github.com/libreplica/libreplica"
+  s.license = "MIT" # as Cargo.toml
+  s.authors = ["libreplica contributors"]
   s.required_ruby_version = ">= 2.7"
   s.files = Dir["lib/**/*.rb", "lib/**/*.rake", "lib/libreplica/libreplica.so", "README.md"]
   s.require_paths = ["lib"]
   # Only the sqlite3 gem, which Debian's ruby-sqlite3 provides: no native build at install.
-  s.add_runtime_dependency "sqlite3", ">= 1.4"
+  s.add_runtime_dependency "sqlite3", ">= 1.4", "< 3"
 end
