@@ -126,7 +126,8 @@ impl Drop for Puma {
 }
 
 impl Puma {
-    fn start(tmp: &TempDir) -> Puma {
+    /// `workers` 0: single mode; else cluster mode, each worker loading the app itself.
+    fn start(tmp: &TempDir, workers: u32) -> Puma {
         std::fs::write(tmp.join("config.ru"), CONFIG_RU).unwrap();
         let url = format!("file://{}", tmp.join("replicas").display());
         let lib = dashboard_lib().display().to_string();
@@ -142,7 +143,16 @@ impl Puma {
         ];
         // Port 0: Puma binds a free port and says which, so no other process can take it
         // between a probe and the bind.
-        let args = ["-b", "tcp://127.0.0.1:0", "-t", "1:4", "config.ru"];
+        let workers = workers.to_string();
+        let args = [
+            "-b",
+            "tcp://127.0.0.1:0",
+            "-t",
+            "1:4",
+            "-w",
+            &workers,
+            "config.ru",
+        ];
         let log = tmp.join("puma.log");
         let file = std::fs::File::create(&log).unwrap();
         let mut cmd = replica_command("puma", &args, tmp.path(), &env);
@@ -320,50 +330,29 @@ fn row<'a>(html: &'a str, name: &str) -> Option<&'a str> {
     Some(&html[start..end])
 }
 
-// -- the test --------------------------------------------------------------------------
+// -- the tests -------------------------------------------------------------------------
 
+fn tools_installed(browser: bool) -> bool {
+    ruby_available()
+        && installed("Debian's puma", Command::new("puma").arg("--version"))
+        && (!browser
+            || installed(
+                "Debian's chromium",
+                Command::new("chromium").arg("--version"),
+            ))
+}
+
+/// One Puma process serving the app: every check, and the page as Chromium renders it.
 #[test]
 fn dashboard_shows_every_database_refuses_strangers_and_runs_a_drill() {
-    if !ruby_available()
-        || !installed("Debian's puma", Command::new("puma").arg("--version"))
-        || !installed(
-            "Debian's chromium",
-            Command::new("chromium").arg("--version"),
-        )
-    {
+    if !tools_installed(true) {
         return;
     }
     let tmp = TempDir::new("dashboard");
-    let puma = Puma::start(&tmp);
+    let puma = Puma::start(&tmp, 0);
     let auth = basic(USER, PASSWORD);
     let authed = [("Authorization", auth.as_str())];
-
-    // Who may see it.
-    let strangers = [
-        ("/replica/", vec![]),
-        ("/replica/", vec![("Authorization", basic(USER, "wrong"))]),
-        ("/replica/", vec![("Authorization", basic("", ""))]),
-        (
-            "/admin/replica/",
-            vec![("X-Test-Admin", "not it".to_string())],
-        ),
-    ];
-    for (path, headers) in &strangers {
-        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let r = puma.get(path, &headers);
-        assert_eq!(r.code, 401, "GET {path} with {headers:?}: {r:?}");
-        assert!(
-            r.header("www-authenticate")
-                .is_some_and(|v| v.starts_with("Basic ")),
-            "{r:?}"
-        );
-        assert!(
-            !r.body.contains("sqlite3"),
-            "a refusal shows nothing: {r:?}"
-        );
-    }
-    let host = puma.get("/admin/replica/", &[("X-Test-Admin", HOST_TOKEN)]);
-    assert_eq!(host.code, 200, "the host vouched: {host:?}");
+    refuses_strangers(&puma);
 
     // Every database's row, each up to date with its restore points.
     let page = puma.get("/replica/", &authed);
@@ -372,10 +361,8 @@ fn dashboard_shows_every_database_refuses_strangers_and_runs_a_drill() {
         .header("content-type")
         .unwrap()
         .starts_with("text/html"));
-    assert!(page
-        .header("content-security-policy")
-        .unwrap()
-        .contains("default-src 'none'"));
+    let csp = page.header("content-security-policy").unwrap();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
     for name in DATABASES {
         let r = row(&page.body, name)
             .unwrap_or_else(|| panic!("no row for {name}.sqlite3 in:\n{}", page.body));
@@ -387,90 +374,16 @@ fn dashboard_shows_every_database_refuses_strangers_and_runs_a_drill() {
         assert!(r.contains("<td class=\"num cost\">$0."), "{name}: {r}");
     }
 
-    // What a request puts on the page is escaped.
-    let probe = "<script>alert(1)</script>";
-    let reflected = puma.get(
-        &format!("/replica/?verified={}", form_value(probe)),
-        &authed,
-    );
-    assert!(
-        reflected
-            .body
-            .contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
-        "{}",
-        reflected.body
-    );
-    assert!(!reflected.body.contains("<script"), "{}", reflected.body);
-
-    // The verify button: a signed token in the form, its nonce in a SameSite cookie.
-    let cookie_header = page
-        .header("set-cookie")
-        .unwrap_or_else(|| panic!("no CSRF cookie: {page:?}"));
-    assert!(cookie_header.contains("SameSite=Strict") && cookie_header.contains("HttpOnly"));
-    assert!(cookie_header.contains("Path=/replica"), "{cookie_header}");
-    let cookie = cookie_header.split(';').next().unwrap().to_string();
-    let token = attr_after(&page.body, "name=\"authenticity_token\"", "value").unwrap();
-    let primary = tmp.join("primary.sqlite3").display().to_string();
-    let form = |token: &str, db: &str| format!("authenticity_token={token}&db={}", form_value(db));
-    let with_cookie = [
-        ("Authorization", auth.as_str()),
-        ("Cookie", cookie.as_str()),
-    ];
-    let forged_cookie = format!("libreplica_csrf={}", "0".repeat(64));
-    let refused = [
-        ("no token", form("", &primary), with_cookie.to_vec()),
-        (
-            "a wrong token",
-            form(&"a".repeat(64), &primary),
-            with_cookie.to_vec(),
-        ),
-        ("no cookie", form(&token, &primary), authed.to_vec()),
-        (
-            "a cookie of the attacker's",
-            form(&token, &primary),
-            vec![
-                ("Authorization", auth.as_str()),
-                ("Cookie", forged_cookie.as_str()),
-            ],
-        ),
-    ];
-    for (what, body, headers) in &refused {
-        let r = puma.post("/replica/verify", headers, body);
-        assert_eq!(r.code, 403, "a POST with {what}: {r:?}");
-    }
-    let before = puma.get("/replica/", &with_cookie);
-    assert!(
-        row(&before.body, "primary").unwrap().contains("never"),
-        "no drill ran for a refused POST"
-    );
-    let unknown = puma.post("/replica/verify", &with_cookie, &form(&token, probe));
-    assert_eq!(unknown.code, 422, "{unknown:?}");
-    assert!(unknown.body.contains("&lt;script&gt;") && !unknown.body.contains("<script"));
-    let stranger = puma.post(
-        "/replica/verify",
-        &[("Cookie", cookie.as_str())],
-        &form(&token, &primary),
-    );
-    assert_eq!(stranger.code, 401, "{stranger:?}");
-
-    let ran = puma.post("/replica/verify", &with_cookie, &form(&token, &primary));
-    assert_eq!(ran.code, 303, "{ran:?}");
-    let location = ran.header("location").unwrap();
-    assert!(location.starts_with("/replica/?verified="), "{location}");
-    let after = puma.get(location, &with_cookie);
-    let primary_row = row(&after.body, "primary").unwrap();
+    let (drill, _) = verify_button(&puma, &tmp, &page);
+    // One process: its status has the drill too, and only that one.
+    let primary_row = row(&drill.body, "primary").unwrap();
     assert!(
         primary_row.contains("<span class=\"ok\">ok: txid "),
         "{primary_row}"
     );
-    assert!(
-        after.body.contains("Restore drill finished for"),
-        "{}",
-        after.body
-    );
     for name in ["cache", "queue", "cable"] {
         assert!(
-            row(&after.body, name).unwrap().contains("never"),
+            row(&drill.body, name).unwrap().contains("never"),
             "only primary was verified"
         );
     }
@@ -499,6 +412,168 @@ fn dashboard_shows_every_database_refuses_strangers_and_runs_a_drill() {
     assert!(row(&dom, "primary").unwrap().contains("ok: txid "), "{dom}");
     assert!(dom.contains("<svg class=\"spark\""), "{dom}");
     drop(puma);
+}
+
+/// Puma in cluster mode (two workers, each loading the app, one of them uploading): the
+/// CSRF token one worker signed holds in the other, and the page after a drill says how it
+/// went whichever worker renders it (each process's status knows only its own drills).
+#[test]
+fn dashboard_in_puma_cluster_mode_reports_the_drill_from_any_worker() {
+    if !tools_installed(false) {
+        return;
+    }
+    let tmp = TempDir::new("dashboard-cluster");
+    let puma = Puma::start(&tmp, 2);
+    refuses_strangers(&puma);
+    let auth = basic(USER, PASSWORD);
+    let page = puma.get("/replica/", &[("Authorization", auth.as_str())]);
+    assert_eq!(page.code, 200, "{page:?}");
+    for name in DATABASES {
+        assert!(
+            row(&page.body, name).is_some(),
+            "no row for {name}:\n{}",
+            page.body
+        );
+    }
+    let (_, location) = verify_button(&puma, &tmp, &page);
+    // Which worker rendered a page shows in it: the uploader's says "(this process)".
+    let mut seen = [false, false];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen != [true, true] {
+        assert!(
+            Instant::now() < deadline,
+            "30 s of GETs reached only one worker (uploader's: {})",
+            seen[0]
+        );
+        let again = puma.get(&location, &[("Authorization", auth.as_str())]);
+        assert!(
+            again.body.contains("<div class=\"notice drill\">") && again.body.contains("ok: txid "),
+            "a worker did not show the drill: {}",
+            again.body
+        );
+        seen[usize::from(!again.body.contains("(this process)"))] = true;
+    }
+    drop(puma);
+}
+
+/// 401 without credentials, with wrong ones, and without the host's say; 200 with it.
+fn refuses_strangers(puma: &Puma) {
+    let strangers = [
+        ("/replica/", vec![]),
+        ("/replica/", vec![("Authorization", basic(USER, "wrong"))]),
+        ("/replica/", vec![("Authorization", basic("", ""))]),
+        (
+            "/admin/replica/",
+            vec![("X-Test-Admin", "not it".to_string())],
+        ),
+    ];
+    for (path, headers) in &strangers {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = puma.get(path, &headers);
+        assert_eq!(r.code, 401, "GET {path} with {headers:?}: {r:?}");
+        let challenge = r.header("www-authenticate").unwrap_or_default();
+        assert!(challenge.starts_with("Basic "), "{r:?}");
+        assert!(
+            !r.body.contains("sqlite3"),
+            "a refusal shows nothing: {r:?}"
+        );
+    }
+    let host = puma.get("/admin/replica/", &[("X-Test-Admin", HOST_TOKEN)]);
+    assert_eq!(host.code, 200, "the host vouched: {host:?}");
+}
+
+/// The verify button of `page` (a signed token in the form, its nonce in a SameSite
+/// cookie): refused (403) without a valid token, 422 (escaped) for a database that is not
+/// replicated, and with the token a drill of primary whose outcome the next page shows.
+/// Returns that page and where the redirect sent it.
+fn verify_button(puma: &Puma, tmp: &TempDir, page: &Response) -> (Response, String) {
+    let auth = basic(USER, PASSWORD);
+    let authed = [("Authorization", auth.as_str())];
+    let cookie_header = page
+        .header("set-cookie")
+        .unwrap_or_else(|| panic!("no CSRF cookie: {page:?}"));
+    assert!(
+        cookie_header.contains("SameSite=Strict") && cookie_header.contains("HttpOnly"),
+        "{cookie_header}"
+    );
+    assert!(cookie_header.contains("Path=/replica"), "{cookie_header}");
+    let cookie = cookie_header.split(';').next().unwrap().to_string();
+    let token = attr_after(&page.body, "name=\"authenticity_token\"", "value").unwrap();
+    let primary = tmp.join("primary.sqlite3").display().to_string();
+    let form = |token: &str, db: &str| format!("authenticity_token={token}&db={}", form_value(db));
+    let with_cookie = [
+        ("Authorization", auth.as_str()),
+        ("Cookie", cookie.as_str()),
+    ];
+    let forged_cookie = format!("libreplica_csrf={}", "0".repeat(64));
+    let forged = [
+        ("Authorization", auth.as_str()),
+        ("Cookie", forged_cookie.as_str()),
+    ];
+    let refused = [
+        ("no token", form("", &primary), &with_cookie[..]),
+        (
+            "a wrong token",
+            form(&"a".repeat(64), &primary),
+            &with_cookie[..],
+        ),
+        ("no cookie", form(&token, &primary), &authed[..]),
+        (
+            "a cookie of the attacker's",
+            form(&token, &primary),
+            &forged[..],
+        ),
+    ];
+    for (what, body, headers) in &refused {
+        let r = puma.post("/replica/verify", headers, body);
+        assert_eq!(r.code, 403, "a POST with {what}: {r:?}");
+    }
+    let stranger = puma.post(
+        "/replica/verify",
+        &[("Cookie", cookie.as_str())],
+        &form(&token, &primary),
+    );
+    assert_eq!(stranger.code, 401, "{stranger:?}");
+
+    // What a request puts on a page is escaped, and a drill's outcome is believed only
+    // when the dashboard signed it.
+    let probe = "<script>alert(1)</script>";
+    let unknown = puma.post("/replica/verify", &with_cookie, &form(&token, probe));
+    assert_eq!(unknown.code, 422, "{unknown:?}");
+    assert!(
+        unknown
+            .body
+            .contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{unknown:?}"
+    );
+    assert!(!unknown.body.contains("<script"), "{unknown:?}");
+    let claim = format!(
+        "/replica/?verified={}&outcome={}&at=0&sig={}",
+        form_value(&primary),
+        form_value(probe),
+        "0".repeat(64)
+    );
+    let spoofed = puma.get(&claim, &with_cookie);
+    assert_eq!(spoofed.code, 200, "{spoofed:?}");
+    assert!(!spoofed.body.contains("Restore drill of") && !spoofed.body.contains("<script"));
+    assert!(
+        !spoofed.body.contains("alert(1)"),
+        "an unsigned outcome is not shown"
+    );
+
+    let ran = puma.post("/replica/verify", &with_cookie, &form(&token, &primary));
+    assert_eq!(ran.code, 303, "{ran:?}");
+    let location = ran.header("location").unwrap();
+    assert!(location.starts_with("/replica/?verified="), "{location}");
+    let after = puma.get(location, &with_cookie);
+    assert_eq!(after.code, 200, "{after:?}");
+    let notice = after.body.split("<div class=\"notice drill\">").nth(1);
+    let notice = notice
+        .and_then(|n| n.split("</div>").next())
+        .unwrap_or_else(|| panic!("no drill notice after the redirect:\n{}", after.body));
+    assert!(notice.contains(&primary), "{notice}");
+    assert!(notice.contains("<span class=\"ok\">ok: txid "), "{notice}");
+    (after, location.to_string())
 }
 
 /// Runs headless Chromium with `args` and a profile of its own in `tmp`; its stdout.

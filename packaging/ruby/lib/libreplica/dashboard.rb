@@ -285,7 +285,7 @@ module Libreplica
       view = View.new(
         base: request.base,
         token: csrf_token(nonce),
-        verified: request.query["verified"],
+        drill: reported_drill(request.query),
         **snapshot
       )
       html(200, view.render, headers)
@@ -337,20 +337,51 @@ module Libreplica
     def verify(request)
       return plain(403, "refused: the form's CSRF token is missing or wrong; reload the page\n") unless csrf_valid?(request)
       path = request.form["db"].to_s
-      known = false
+      outcome = nil
       self.class.with_connection do |db|
-        known = query(db, "SELECT path FROM replica_status()").any? { |r| r["path"] == path }
-        # The drill's outcome, good or bad, is what replica_status().last_verify shows next.
-        begin
-          query(db, "SELECT replica_verify(?)", path) if known
-        rescue StandardError
-          nil
-        end
+        next unless query(db, "SELECT path FROM replica_status()").any? { |r| r["path"] == path }
+        outcome = drill(db, path)
       end
-      return html(422, View.message("No replicated database at #{path}.")) unless known
+      return html(422, View.message("No replicated database at #{path}.")) unless outcome
       self.class.cache_lock.synchronize { self.class.restore_points_cache.delete(path) }
-      location = "#{request.base}/?verified=#{URI.encode_www_form_component(path)}"
-      [303, SECURITY_HEADERS.merge("location" => location, "content-type" => "text/plain"), []]
+      [303, SECURITY_HEADERS.merge("location" => "#{request.base}/?#{signed_outcome(path, outcome)}",
+        "content-type" => "text/plain"), []]
+    end
+
+    # Runs the drill; its outcome as replica_status().last_verify words it.
+    def drill(db, path)
+      query(db, "SELECT replica_verify(?)", path)
+      last_verify(db, path) || "ok"
+    rescue StandardError => e
+      last_verify(db, path) || "failed: #{e.message}"
+    end
+
+    def last_verify(db, path)
+      query(db, "SELECT path, last_verify FROM replica_status()").find { |r| r["path"] == path }&.dig("last_verify")
+    rescue StandardError
+      nil
+    end
+
+    # The page after the redirect may come from another worker, whose status has not seen
+    # this process's drill: the outcome travels in the query, signed so that no link can
+    # make the page claim a drill that did not happen.
+    def signed_outcome(path, outcome)
+      at = Time.now.to_i.to_s
+      outcome = outcome[0, 600]
+      URI.encode_www_form("verified" => path, "outcome" => outcome, "at" => at,
+        "sig" => outcome_signature(path, outcome, at))
+    end
+
+    def outcome_signature(path, outcome, at)
+      OpenSSL::HMAC.hexdigest("SHA256", self.class.secret, ["libreplica-drill", path, outcome, at].join("\0"))
+    end
+
+    # The drill the query reports, when its signature holds and it is recent; else nil.
+    def reported_drill(query)
+      path, outcome, at, sig = query.values_at("verified", "outcome", "at", "sig").map(&:to_s)
+      return nil unless same(sig, outcome_signature(path, outcome, at))
+      return nil unless (Time.now.to_i - at.to_i).between?(0, 600)
+      {path: path, outcome: outcome, at: Time.at(at.to_i).utc}
     end
 
     # -- responses -------------------------------------------------------------------------

@@ -14,10 +14,10 @@ module Libreplica
       # Enough dots to show a history's shape; past that the dots are sampled evenly.
       SPARK_MAX_DOTS = 400
 
-      attr_reader :base, :token, :verified, :rows, :points, :version, :error
+      attr_reader :base, :token, :drill, :rows, :points, :version, :error
 
-      def initialize(base:, token:, verified:, rows:, points:, version:, error:)
-        @base, @token, @verified = base, token, verified
+      def initialize(base:, token:, drill:, rows:, points:, version:, error:)
+        @base, @token, @drill = base, token, drill
         @rows, @points, @version, @error = rows, points, version, error
         @now = Time.now
       end
@@ -109,7 +109,10 @@ module Libreplica
         known = times.compact
         first, last = known.min, known.max
         summary = "#{count(value.size)} point#{"s" unless value.size == 1}"
-        span = first && last ? " · #{stamp(first)} → #{stamp(last)}" : ""
+        span = if first.nil? then ""
+        elsif stamp(first) == stamp(last) then " · #{stamp(first)}"
+        else " · #{stamp(first)} → #{stamp(last)}"
+        end
         %(#{spark(value, times, first, last)}<div class="small">#{h(summary + span)}</div>)
       end
 
