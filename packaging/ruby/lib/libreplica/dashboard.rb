@@ -13,6 +13,13 @@
 # LIBREPLICA_USERNAME/LIBREPLICA_PASSWORD environment, then Rails credentials `libreplica:`,
 # then the litestream gem's LITESTREAM_USERNAME/PASSWORD and `litestream:` credentials, so an
 # app moving from that gem keeps its dashboard login). Neither: 401, never an open page.
+#
+# Where it reads: `Libreplica::Dashboard.connection = -> { SQLite3::Database.new(path) }`
+# (called once per process), else Active Record's pool, else an in-memory connection: the
+# extension's functions answer for every database of the process in any connection.
+# The verify button's tokens are signed with `Libreplica::Dashboard.secret` (default:
+# LIBREPLICA_DASHBOARD_SECRET, SECRET_KEY_BASE, Rails' secret_key_base, the password, else
+# a random key made when this file loads, which Puma workers share after `preload_app!`).
 
 require "cgi"
 require "erb"
@@ -113,12 +120,9 @@ module Libreplica
       def default_connection
         require "sqlite3"
         db = ::SQLite3::Database.new(":memory:")
-        if defined?(::Libreplica) && ::Libreplica.respond_to?(:load)
-          ::Libreplica.load(db)
-        elsif (path = ENV["LIBREPLICA_LOADABLE_PATH"])
-          db.enable_load_extension(true)
-          db.load_extension(path)
-        end
+        # Once loaded anywhere in the process, the extension's functions are in every
+        # connection opened after; loading it here too covers an app that has not yet.
+        ::Libreplica.load(db) if ::Libreplica.respond_to?(:load)
         db
       end
 
@@ -298,7 +302,10 @@ module Libreplica
       self.class.with_connection do |db|
         version = query(db, "SELECT replica_version() AS v").dig(0, "v")
         rows = query(db, "SELECT #{STATUS_COLUMNS.join(", ")} FROM replica_status()")
-        rows.each { |row| points[row["path"]] = restore_points(db, row["path"]) }
+        rows.each do |row|
+          # A running restore's row is a target, not a replicated database.
+          points[row["path"]] = restore_points(db, row["path"]) unless row["state"] == "restoring"
+        end
       end
       {rows: rows, points: points, version: version, error: error}
     rescue StandardError => e
