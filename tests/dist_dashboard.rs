@@ -8,7 +8,8 @@
 //! without the host's say; the verify button's POST refused (403) without a valid CSRF
 //! token and, with one, running a drill whose outcome the page then shows; and the page as
 //! headless Chromium (Debian's `chromium`) renders it: its DOM, and a screenshot kept in
-//! `target/test-artifacts/dist_dashboard.png`.
+//! `target/test-artifacts/dist_dashboard.png`. Then Puma in cluster mode (two workers): a
+//! token holds whichever worker signed it, and every worker's page reports the drill.
 //!
 //! Until the gem is built, the dashboard comes from the source tree (`ruby -I
 //! packaging/ruby/lib`) and the extension from the release build; `Libreplica.load` is
