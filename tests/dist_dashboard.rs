@@ -23,6 +23,7 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -120,7 +121,20 @@ struct Puma {
 }
 
 impl Drop for Puma {
+    /// SIGTERM to Puma's process group (its own, made at spawn: the master and its
+    /// workers, nothing else), then SIGKILL to what is left of it: a worker still booting
+    /// when a test fails may outlast a master that is gone.
     fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::park_timeout(Duration::from_millis(50));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -159,7 +173,8 @@ impl Puma {
         let mut cmd = replica_command("puma", &args, tmp.path(), &env);
         cmd.stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
-            .stderr(file);
+            .stderr(file)
+            .process_group(0);
         let mut puma = Puma {
             child: cmd.spawn().expect("cannot start puma"),
             port: 0,
