@@ -18,7 +18,7 @@ Gem::Specification.new do |s|
   s.license = "MIT" # as Cargo.toml
   s.authors = ["libreplica contributors"]
   s.required_ruby_version = ">= 2.7"
-  s.files = Dir["lib/**/*.rb", "lib/**/*.rake", "lib/libreplica/libreplica.so", "README.md"]
+  s.files = Dir["lib/**/*.rb", "lib/**/*.erb", "lib/**/*.rake", "lib/libreplica/libreplica.so", "README.md"]
   s.require_paths = ["lib"]
   # Only the sqlite3 gem, which Debian's ruby-sqlite3 provides: no native build at install.
   s.add_runtime_dependency "sqlite3", ">= 1.4", "< 3"
