@@ -117,10 +117,20 @@ fn a_forked_child_never_corrupts_the_parents_spool() {
         "the child failed:\n{text}\n{}",
         stderr(&out)
     );
+    // The child's sync waited for the parent to ship its commit: a txid past the parent's.
+    let txid = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|t| t.trim().parse::<u64>().ok())
+    };
+    let (parent, child) = (txid("parent_sync "), txid("child_sync "));
     assert!(
-        text.contains("child_sync_error replica_sync: this process was forked"),
-        "{text}"
+        parent.is_some() && child > parent,
+        "{text}\n{}",
+        stderr(&out)
     );
+    // And its drill restores what the parent shipped.
+    assert!(txid("child_verify ") >= child, "{text}");
     assert!(
         text.contains("restored parent-1,child-1,parent-2"),
         "{text}"

@@ -118,8 +118,8 @@ while sys.stdin.readline():
 
 /// Two processes on one database: the first owns its spool and uploads; the second stands
 /// by. The second's `replica_sync` must not call the configured database "not replicated":
-/// it waits until the first has shipped the second's commit, and `replica_snapshot`, which
-/// it cannot do, says who uploads.
+/// it waits until the first has shipped the second's commit, `replica_verify` drills what
+/// the first shipped, and `replica_snapshot`, which it cannot do, says who uploads.
 #[test]
 fn a_standby_process_is_not_told_its_database_is_not_replicated() {
     let procs = Procs::new("standby-sync", &[]);
@@ -140,7 +140,7 @@ sys.stdin.readline()
 c = sqlite3.connect("app.db", isolation_level=None)
 c.execute("INSERT INTO t VALUES ('standby')")
 print("state", c.execute("SELECT state FROM replica_status()").fetchone()[0], flush=True)
-for sql in ["SELECT replica_sync(10000)", "SELECT replica_snapshot()"]:
+for sql in ["SELECT replica_sync(10000)", "SELECT replica_snapshot()", "SELECT replica_verify()"]:
     try:
         print("ok", c.execute(sql).fetchone()[0], flush=True)
     except sqlite3.Error as e:
@@ -150,6 +150,7 @@ for sql in ["SELECT replica_sync(10000)", "SELECT replica_snapshot()"]:
     let state = b.line();
     let sync = b.line();
     let snapshot = b.line();
+    let verify = b.line();
     b.finish();
     a.send("stop");
     a.finish();
@@ -167,6 +168,14 @@ for sql in ["SELECT replica_sync(10000)", "SELECT replica_snapshot()"]:
     assert!(
         snapshot.contains("another process (pid ") && snapshot.contains("stands by"),
         "replica_snapshot says who uploads: {snapshot:?}"
+    );
+    // A drill of what the owner shipped: the replica restored at the owner's txid has the
+    // checksum the owner recorded for it.
+    let shipped = sync.strip_prefix("ok ").map(|t| t.trim().to_string());
+    assert_eq!(
+        verify.strip_prefix("ok ").map(|t| t.trim().to_string()),
+        shipped,
+        "replica_verify drills the state the owner shipped: {verify:?}"
     );
 
     let out = python_loaded(

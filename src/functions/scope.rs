@@ -60,6 +60,13 @@ pub(super) fn standing_by(path: &Path) -> bool {
             .any(|(p, _)| p == path)
 }
 
+/// Whether this process is a forked copy of the one that replicates `path`: it holds the
+/// parent's `Database` but not its spool, and the parent takes its commits from the
+/// shared WAL (as for a standby).
+pub(super) fn forked_copy(path: &Path) -> bool {
+    database::get(path).is_some_and(|db| !db.owned_here())
+}
+
 /// Who replicates a database this process stands by for, and what this process does.
 pub(super) fn standby_owner(path: &Path) -> String {
     let owner = crate::spool::Spool::owner_pid(&crate::spool::Spool::dir_for(path))

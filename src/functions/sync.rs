@@ -3,7 +3,7 @@
 //! synchronous commit whose database another process replicates. It must not upload
 //! anything itself; the commits it waits for are safe locally whatever it answers.
 
-use super::scope::{databases_for, standby_owner, standing_by, WalOpener};
+use super::scope::{databases_for, forked_copy, standby_owner, standing_by, WalOpener};
 use crate::database;
 use crate::error::Error;
 use crate::wal::WalPosition;
@@ -30,7 +30,7 @@ pub fn sync(
             "replica_sync: timeout must be >= 0 ms, got {timeout_ms}"
         )));
     }
-    if let Some(path) = conn_db.filter(|p| standing_by(p)) {
+    if let Some(path) = conn_db.filter(|p| standing_by(p) || forked_copy(p)) {
         return sync_by_other_process(path, wal_end, timeout_ms);
     }
     let dbs = databases_for(conn_db, "replica_sync")?;

@@ -4,7 +4,7 @@
 //! status; it must never restore over the live database (the scratch file is in the spool).
 
 use super::restore::{restore_tracked, Purpose, RestoreOptions};
-use super::scope::{databases_for, WalOpener};
+use super::scope::{databases_for, forked_copy, standby_owner, standing_by, WalOpener};
 use super::sync::sync;
 use crate::database;
 use crate::error::{Error, RestoreFailure};
@@ -119,6 +119,9 @@ pub fn verify(
     open_wal: &mut WalOpener<'_>,
     check: &dyn Fn(&Path, bool) -> Result<(), CheckFailure>,
 ) -> Result<i64, Error> {
+    if let Some(path) = conn_db.filter(|p| db_arg.is_none() && (standing_by(p) || forked_copy(p))) {
+        return verify_by_other_process(path, check);
+    }
     let dbs = match db_arg {
         Some(name) => vec![database::find(name).ok_or_else(|| {
             Error::NotReplicated(format!(
@@ -184,6 +187,89 @@ fn verify_one(
         "replica_verify: {}: commits kept arriving; {VERIFY_ATTEMPTS} attempts found the database ahead of its replica",
         db.name
     )))
+}
+
+/// `replica_verify` in a process that does not upload `path` (it stands by, or is a forked
+/// copy of the uploader): restores the replica at the txid the uploader last recorded in
+/// the spool's state, and compares the result's checksum with the one recorded beside it.
+/// This checks what was shipped, not the live database, which only the uploader can read
+/// at its replicated txid. A forked copy records the outcome in its status.
+fn verify_by_other_process(
+    path: &Path,
+    check: &dyn Fn(&Path, bool) -> Result<(), CheckFailure>,
+) -> Result<i64, Error> {
+    let outcome = drill_shipped_state(path, check);
+    if let Some(db) = database::get(path) {
+        let text = match &outcome {
+            Ok((t, sum)) => {
+                format!("ok: txid {t}, checksum {sum:016x} (as shipped by the uploader)")
+            }
+            Err(e) => format!("failed: {e}"),
+        };
+        db.counters().last_verify = Some((crate::base::clock::now_ms(), text));
+    }
+    Ok(outcome?.0 as i64)
+}
+
+fn drill_shipped_state(
+    path: &Path,
+    check: &dyn Fn(&Path, bool) -> Result<(), CheckFailure>,
+) -> Result<(u64, u64), Error> {
+    let owner = standby_owner(path);
+    let dir = crate::spool::Spool::dir_for(path);
+    let state = crate::spool::Spool::read_state_file(&dir)
+        .filter(|s| s.txid > 0)
+        .ok_or_else(|| {
+            Error::NotReplicated(format!(
+                "replica_verify: {owner}; it has shipped nothing yet to verify"
+            ))
+        })?;
+    let target = match database::get(path) {
+        Some(db) => db.config.target.clone(),
+        None => {
+            crate::shim::resolve_for_path(path)?
+                .ok_or_else(|| {
+                    Error::NotReplicated(format!(
+                        "replica_verify: {} has no replica",
+                        path.display()
+                    ))
+                })?
+                .target
+        }
+    };
+    if target.url() != state.replica_url {
+        return Err(Error::Unsupported(format!(
+            "replica_verify: {owner}; it replicates to {}, not to {} as configured here",
+            state.replica_url,
+            target.url()
+        )));
+    }
+    let scratch = dir.join(format!("verify-{}.db", std::process::id()));
+    let restored = restore_tracked(
+        &target,
+        &scratch,
+        Target::Txid(state.txid),
+        (
+            RestoreOptions {
+                overwrite: true,
+                full_check: false,
+                parallelism: restore::DEFAULT_PARALLELISM,
+            },
+            Purpose::Drill,
+        ),
+        check,
+        &|_| Ok(()),
+    );
+    let _ = std::fs::remove_file(&scratch);
+    let restored = restored?;
+    let want = crate::ltx::DbChecksum(state.post_checksum).value();
+    if restored.txid != state.txid || restored.db_checksum != Some(want) {
+        return Err(Error::Restore(RestoreFailure::Corrupt, format!(
+            "replica_verify: {}: the replica restored at txid {} has checksum {:016x}, the uploader shipped txid {} with {want:016x}",
+            path.display(), restored.txid, restored.db_checksum.unwrap_or(0), state.txid
+        )));
+    }
+    Ok((state.txid, want))
 }
 
 #[cfg(test)]
