@@ -155,25 +155,7 @@ fn verify_one(
             continue; // a commit arrived meanwhile: sync again
         };
         let scratch = db.spool.scratch_path("verify.db");
-        let restored = restore_tracked(
-            &db.config.target,
-            &scratch,
-            Target::Txid(txid),
-            (
-                RestoreOptions {
-                    overwrite: true,
-                    // The drill compares the result's database checksum with the live
-                    // database's, page by page: stronger than any integrity check.
-                    full_check: false,
-                    parallelism: restore::DEFAULT_PARALLELISM,
-                },
-                Purpose::Drill,
-            ),
-            check,
-            &|_| Ok(()),
-        );
-        let _ = std::fs::remove_file(&scratch);
-        let restored = restored?;
+        let restored = drill_restore(&db.config.target, &scratch, txid, check)?;
         let restored_sum = restored.db_checksum.expect("asked for");
         if restored.txid != txid || restored_sum != live_sum {
             return Err(Error::Restore(RestoreFailure::Corrupt, format!(
@@ -187,6 +169,35 @@ fn verify_one(
         "replica_verify: {}: commits kept arriving; {VERIFY_ATTEMPTS} attempts found the database ahead of its replica",
         db.name
     )))
+}
+
+/// Restores `replica` at `txid` into `scratch` for a drill (with the result's database
+/// checksum), and removes the file.
+fn drill_restore(
+    replica: &crate::config::ReplicaTarget,
+    scratch: &Path,
+    txid: u64,
+    check: &dyn Fn(&Path, bool) -> Result<(), CheckFailure>,
+) -> Result<restore::Restored, Error> {
+    let restored = restore_tracked(
+        replica,
+        scratch,
+        Target::Txid(txid),
+        (
+            RestoreOptions {
+                overwrite: true,
+                // The drill compares the result's database checksum, page by page: stronger
+                // than any integrity check.
+                full_check: false,
+                parallelism: restore::DEFAULT_PARALLELISM,
+            },
+            Purpose::Drill,
+        ),
+        check,
+        &|_| Ok(()),
+    );
+    let _ = std::fs::remove_file(scratch);
+    restored
 }
 
 /// `replica_verify` in a process that does not upload `path` (it stands by, or is a forked
@@ -245,23 +256,7 @@ fn drill_shipped_state(
         )));
     }
     let scratch = dir.join(format!("verify-{}.db", std::process::id()));
-    let restored = restore_tracked(
-        &target,
-        &scratch,
-        Target::Txid(state.txid),
-        (
-            RestoreOptions {
-                overwrite: true,
-                full_check: false,
-                parallelism: restore::DEFAULT_PARALLELISM,
-            },
-            Purpose::Drill,
-        ),
-        check,
-        &|_| Ok(()),
-    );
-    let _ = std::fs::remove_file(&scratch);
-    let restored = restored?;
+    let restored = drill_restore(&target, &scratch, state.txid, check)?;
     let want = crate::ltx::DbChecksum(state.post_checksum).value();
     if restored.txid != state.txid || restored.db_checksum != Some(want) {
         return Err(Error::Restore(RestoreFailure::Corrupt, format!(
