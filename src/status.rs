@@ -274,13 +274,18 @@ pub fn rows(now_ms: u64) -> Vec<StatusRow> {
     let warnings = (!warnings.is_empty()).then(|| warnings.join("; "));
     let restores = crate::base::lock::lock(&RESTORES);
     let dbs = database::all();
+    // A forked child's copies of its parent's databases: the parent uploads them, and the
+    // copies' counters stopped at the fork.
     let mut rows: Vec<StatusRow> = dbs
         .iter()
-        .map(|db| database_row(db, now_ms, &warnings, &restores))
+        .map(|db| match db.owned_here() {
+            true => database_row(db, now_ms, &warnings, &restores),
+            false => standby_row(&db.path, &db.config, &warnings, now_ms),
+        })
         .collect();
     // Databases another process replicates for this one (it stands by to take over).
     for (path, cfg) in crate::shim::standby_databases() {
-        rows.push(standby_row(&path, &cfg, &warnings));
+        rows.push(standby_row(&path, &cfg, &warnings, now_ms));
     }
     // Databases not replicated here: opened read-only, or a spool this process may not
     // write or cannot trust (a symlink, another user's).
@@ -421,14 +426,33 @@ fn uploader_of(db: &database::Database) -> String {
     }
 }
 
-/// The row of a database another process replicates while this one stands by.
+/// The row of a database another process replicates while this one stands by (or a
+/// forked child's copy of its parent's): what the uploader last recorded in the spool it
+/// shares with this process, its shipped txid and time and its requests this month; the
+/// counters of its uploads live in that process alone.
 fn standby_row(
     path: &std::path::Path,
     cfg: &crate::config::ReplicaConfig,
     warnings: &Option<String>,
+    now_ms: u64,
 ) -> StatusRow {
-    let owner = crate::spool::Spool::owner_pid(&crate::spool::Spool::dir_for(path));
+    let dir = crate::spool::Spool::dir_for(path);
+    let owner = crate::spool::Spool::owner_pid(&dir);
+    let shipped = crate::spool::Spool::read_state_file(&dir).unwrap_or_default();
+    let month = crate::spool::Spool::read_request_ledger_file(&dir)
+        .and_then(|t| crate::budget::Ledger::decode(&t))
+        .map(|l| (l.month_in(now_ms), l.projected(now_ms)));
     StatusRow {
+        local_txid: shipped.txid as i64,
+        replicated_txid: shipped.txid as i64,
+        last_upload_at: (shipped.shipped_at_ms > 0).then(|| format_rfc3339(shipped.shipped_at_ms)),
+        request_budget: cfg.request_budget.map(|b| b.per_month as i64),
+        requests_month: month.as_ref().map_or(0, |(m, _)| m.total() as i64),
+        requests_month_projected: month.as_ref().and_then(|(_, p)| p.map(|n| n as i64)),
+        request_cost_month_usd: month
+            .as_ref()
+            .map(|(m, _)| m.cost_nanos(&cfg.prices) as f64 / 1e9),
+        encrypted: cfg.age.is_some(),
         name: path
             .file_name()
             .map(|n| n.to_string_lossy().to_string())

@@ -145,12 +145,15 @@ for sql in ["SELECT replica_sync(10000)", "SELECT replica_snapshot()", "SELECT r
         print("ok", c.execute(sql).fetchone()[0], flush=True)
     except sqlite3.Error as e:
         print("error", e, flush=True)
+row = c.execute("SELECT replicated_txid, last_upload_at IS NOT NULL FROM replica_status()").fetchone()
+print("shipped", *row, flush=True)
 "#;
     let mut b = procs.spawn(standby);
     let state = b.line();
     let sync = b.line();
     let snapshot = b.line();
     let verify = b.line();
+    let shipped = b.line();
     b.finish();
     a.send("stop");
     a.finish();
@@ -171,11 +174,17 @@ for sql in ["SELECT replica_sync(10000)", "SELECT replica_snapshot()", "SELECT r
     );
     // A drill of what the owner shipped: the replica restored at the owner's txid has the
     // checksum the owner recorded for it.
-    let shipped = sync.strip_prefix("ok ").map(|t| t.trim().to_string());
+    let synced = sync.strip_prefix("ok ").map(|t| t.trim().to_string());
     assert_eq!(
         verify.strip_prefix("ok ").map(|t| t.trim().to_string()),
-        shipped,
+        synced,
         "replica_verify drills the state the owner shipped: {verify:?}"
+    );
+    // The standby's status row shows what the owner shipped, from the spool they share.
+    assert_eq!(
+        shipped.trim(),
+        format!("shipped {} 1", synced.unwrap_or_default()),
+        "the standby's status: {shipped:?}"
     );
 
     let out = python_loaded(

@@ -52,6 +52,18 @@ impl Spool {
         state::read_state_file(dir)
     }
 
+    /// The request ledger as the owning process last stored it, read without opening the
+    /// spool (for the status of a process that stands by).
+    pub fn read_request_ledger_file(dir: &Path) -> Option<String> {
+        use std::io::Read;
+        let dir = HeldDir::existing(dir).ok()?;
+        let mut text = String::new();
+        let file = private_fs::open_read(&dir.at("requests")).ok()?;
+        // One short line: anything longer is not a ledger.
+        file.take(512).read_to_string(&mut text).ok()?;
+        Some(text)
+    }
+
     /// The process id the spool's lock file names (the process that replicates it).
     pub fn owner_pid(dir: &Path) -> Option<u32> {
         layout::owner_pid(dir)
