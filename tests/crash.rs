@@ -129,8 +129,13 @@ fn a_forked_child_never_corrupts_the_parents_spool() {
         "{text}\n{}",
         stderr(&out)
     );
-    // And its drill restores what the parent shipped.
+    // And its drill restores what the parent shipped, and its status shows it (not the
+    // counters its copy of the parent's memory stopped at).
     assert!(txid("child_verify ") >= child, "{text}");
+    let status = text.lines().find_map(|l| l.strip_prefix("child_status "));
+    let (state, shipped) = status.and_then(|s| s.split_once(' ')).unwrap_or_default();
+    assert_eq!(state, "standby", "{text}");
+    assert!(shipped.parse::<u64>().ok() >= child, "{text}");
     assert!(
         text.contains("restored parent-1,child-1,parent-2"),
         "{text}"

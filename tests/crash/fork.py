@@ -19,6 +19,8 @@ if pid == 0:
         try:
             print("child_sync", c.execute("SELECT replica_sync(10000)").fetchone()[0], flush=True)
             print("child_verify", c.execute("SELECT replica_verify()").fetchone()[0], flush=True)
+            row = c.execute("SELECT state, replicated_txid FROM replica_status() WHERE name = 'app.db'").fetchone()
+            print("child_status", *row, flush=True)
         except sqlite3.Error as e:
             print("child_sync_error", e, flush=True)
             code = 1
