@@ -215,6 +215,28 @@ fn python_load_twice_and_attach_with_vfs_param() {
     );
 }
 
+/// A WAL database ATTACHed to a connection opened before the load (and loaded into) is
+/// adopted at its first commit and replicates: its 300 rows restore.
+#[test]
+fn python_attach_after_loading_into_an_open_connection() {
+    let tmp = TempDir::new("host-python-attach-after-load");
+    let url = replicas_env(&tmp);
+    let o = python(
+        &script("attach_after_load.py"),
+        tmp.path(),
+        &[("REPLICA_URL", &url)],
+    );
+    let out = checked(&o, "python3 tests/hosts/attach_after_load.py");
+    let kv = parse_words(&out);
+    assert_eq!(get(&kv, "status", &out), "app.db,other.db", "{out}");
+    assert_eq!(get(&kv, "synced", &out), "True", "{out}");
+    assert_eq!(get(&kv, "restored", &out), "300 row-9-9", "{out}");
+    assert_eq!(
+        dump_db(&tmp.join("other.db")),
+        dump_db(&tmp.join("other-restored.db"))
+    );
+}
+
 /// An attached ?vfs=replica database left in rollback-journal mode: replica_sync() may fail
 /// or the extension may switch it to WAL, but it must not claim a commit it never captured.
 #[test]

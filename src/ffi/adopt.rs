@@ -40,6 +40,9 @@ enum Role {
     /// Another process replicates it: before a commit that may restart the log, its
     /// commits are handed over to that process.
     StandsBy,
+    /// Attached after the load and not replicated (remembered so that its commits do not
+    /// ask again).
+    Ignored,
 }
 
 impl Adopted {
@@ -180,6 +183,30 @@ fn adopt_schema(db: *mut sys::sqlite3, schema: CString) -> Option<Adopted> {
     Some(adopted)
 }
 
+/// A commit to a database attached to an adopted connection after the load (through the
+/// connection's own VFS, which is not the replica VFS): adopt it now, as the load would
+/// have. The WAL hook may run statements on its connection, and the adoption's catch-up
+/// takes this commit from the log (a database new to its spool starts with a snapshot).
+/// A database attached in rollback-journal mode never reaches this hook: attach it with
+/// `?vfs=replica`, or before loading.
+fn adopt_attached(db: *mut sys::sqlite3, conn: &Conn, schema: &CStr) {
+    let adopted = match schema == c"temp" {
+        true => None,
+        false => adopt_schema(db, schema.to_owned()),
+    };
+    let adopted = adopted.unwrap_or_else(|| Adopted {
+        schema: schema.to_owned(),
+        role: Role::Ignored,
+        path: PathBuf::new(),
+        wal_path: PathBuf::new(),
+        wal: None,
+    });
+    let mut conn = lock(conn);
+    if !conn.iter().any(|a| a.schema == adopted.schema) {
+        conn.push(adopted);
+    }
+}
+
 /// Whether the connection's file for `schema` came through the replica VFS.
 fn opened_through_replica_vfs(db: *mut sys::sqlite3, schema: &CStr) -> bool {
     super::sqlite::file_of(db, schema).is_some_and(|file| {
@@ -316,6 +343,9 @@ unsafe extern "C" fn before_commit(arg: *mut c_void) -> c_int {
                     };
                 }
             }
+            if matches!(a.role, Role::Ignored) {
+                continue;
+            }
             let index = wal_index_state_of(db, &a.schema);
             let Some(w) = open_wal(&mut a.wal, &a.wal_path) else {
                 continue;
@@ -323,6 +353,7 @@ unsafe extern "C" fn before_commit(arg: *mut c_void) -> c_int {
             match &a.role {
                 Role::Replicates { db, .. } => crate::shim::before_hooked_commit(db, w, index),
                 Role::StandsBy => crate::shim::hand_off_before_hooked_commit(&a.path, w, index),
+                Role::Ignored => {}
             }
         }
         0
@@ -334,6 +365,10 @@ fn after_commit(db: *mut sys::sqlite3, db_name: *const c_char, frames: c_int) {
     let Some(conn) = connection(db) else { return };
     // SAFETY: the schema name SQLite passed to the WAL hook.
     let schema = unsafe { CStr::from_ptr(db_name) };
+    if !lock(&conn).iter().any(|a| a.schema.as_c_str() == schema) {
+        adopt_attached(db, &conn, schema);
+        return;
+    }
     let mut conn = lock(&conn);
     let Some(a) = conn.iter_mut().find(|a| a.schema.as_c_str() == schema) else {
         return;
