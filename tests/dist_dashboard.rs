@@ -11,16 +11,22 @@
 //! `target/test-artifacts/dist_dashboard.png`. Then Puma in cluster mode (two workers): a
 //! token holds whichever worker signed it, and every worker's page reports the drill.
 //!
-//! Until the gem is built, the dashboard comes from the source tree (`ruby -I
-//! packaging/ruby/lib`) and the extension from the release build; `Libreplica.load` is
-//! defined by the config.ru when the gem's own is not there.
+//! The dashboard and the extension are the gem of `dist/`, installed as a user would into a
+//! fresh `GEM_HOME` (tests/common/rails_app.rs, as tests/dist_ruby.rs does), never the source
+//! tree: the config.ru requires "libreplica", which loads the .so at
+//! `Libreplica.loadable_path`, checked to be the one `dist/BUILD` names.
 //!
-//! Ruby with the sqlite3 gem, Puma and Chromium are Debian's (`.ci/install-dist-browser`):
+//! Without `dist/`, a printed skip, unless `REPLICA_DIST_REQUIRED` is set (`make
+//! test-dist`). Ruby with the sqlite3 gem, Puma and Chromium are Debian's (`.ci/install-dist`):
 //! missing, a printed skip; a failure under CI or `REPLICA_DIST_REQUIRED`.
 
 mod common;
+#[path = "common/rails_app.rs"]
+mod rails_app;
 
+use common::dist::dist_dir;
 use common::*;
+use rails_app::{basic, gem_command, install_gem, installed_so};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -36,19 +42,8 @@ const HOST_TOKEN: &str = "host-says-yes";
 
 /// The test's app: what a Sinatra or Roda app's config.ru would hold around the dashboard.
 const CONFIG_RU: &str = r##"
-require "sqlite3"
+require "libreplica"
 require "libreplica/dashboard"
-
-module Libreplica
-  # What the gem's loader does, until the gem is what this test installs.
-  unless respond_to?(:load)
-    def self.load(db)
-      db.enable_load_extension(true)
-      db.load_extension(ENV.fetch("LIBREPLICA_TEST_SO"))
-      db.enable_load_extension(false)
-    end
-  end
-end
 
 # Loaded before the app opens its databases, so all four replicate (REPLICA_URL).
 Libreplica.load(SQLite3::Database.new(":memory:"))
@@ -90,7 +85,9 @@ fn installed(what: &str, probe: &mut Command) -> bool {
         .map(|s| s.success())
         .unwrap_or(false);
     if !ok {
-        let why = format!("{what} is missing (`{probe:?}` failed); `bash .ci/install-dist-browser` (as root) installs it");
+        let why = format!(
+            "{what} is missing (`{probe:?}` failed); `bash .ci/install-dist` (as root) installs it"
+        );
         assert!(
             !required(),
             "{why} (required under CI and by make test-dist)"
@@ -98,11 +95,6 @@ fn installed(what: &str, probe: &mut Command) -> bool {
         println!("SKIPPED: {why}");
     }
     ok
-}
-
-/// The dashboard's Ruby files: the source tree's until the gem exists.
-fn dashboard_lib() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/ruby/lib")
 }
 
 fn artifacts() -> PathBuf {
@@ -134,7 +126,11 @@ impl Drop for Puma {
             }
             std::thread::park_timeout(Duration::from_millis(50));
         }
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        // Usually the group is gone by now and kill says so: not worth printing.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -142,16 +138,13 @@ impl Drop for Puma {
 
 impl Puma {
     /// `workers` 0: single mode; else cluster mode, each worker loading the app itself.
-    fn start(tmp: &TempDir, workers: u32) -> Puma {
+    /// The gem is the one installed in `gem_home`.
+    fn start(tmp: &TempDir, gem_home: &Path, workers: u32) -> Puma {
         std::fs::write(tmp.join("config.ru"), CONFIG_RU).unwrap();
         let url = format!("file://{}", tmp.join("replicas").display());
-        let lib = dashboard_lib().display().to_string();
-        let so = so_path().display().to_string();
         let env = [
             ("REPLICA_URL", url.as_str()),
             ("REPLICA_LOG", "stderr"),
-            ("RUBYLIB", lib.as_str()),
-            ("LIBREPLICA_TEST_SO", so.as_str()),
             ("LIBREPLICA_USERNAME", USER),
             ("LIBREPLICA_PASSWORD", PASSWORD),
             ("TEST_ADMIN_TOKEN", HOST_TOKEN),
@@ -170,8 +163,9 @@ impl Puma {
         ];
         let log = tmp.join("puma.log");
         let file = std::fs::File::create(&log).unwrap();
-        let mut cmd = replica_command("puma", &args, tmp.path(), &env);
-        cmd.stdin(Stdio::null())
+        let mut cmd = gem_command(gem_home, "puma", &args, tmp.path());
+        cmd.envs(env)
+            .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file)
             .process_group(0);
@@ -295,29 +289,6 @@ fn http(
     })
 }
 
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-fn basic(user: &str, password: &str) -> String {
-    format!("Basic {}", base64(format!("{user}:{password}").as_bytes()))
-}
-
 /// Percent-encodes a form value.
 fn form_value(s: &str) -> String {
     s.bytes()
@@ -348,6 +319,19 @@ fn row<'a>(html: &'a str, name: &str) -> Option<&'a str> {
 
 // -- the tests -------------------------------------------------------------------------
 
+/// The gem of `dist/` installed into a fresh `GEM_HOME` in `tmp`, its .so checked: that
+/// `GEM_HOME`; `None` (a printed skip) without `dist/` or the tools, where not required.
+fn gem_installed(tmp: &TempDir, browser: bool) -> Option<PathBuf> {
+    let dist = dist_dir()?;
+    if !tools_installed(browser) {
+        return None;
+    }
+    let gem_home = tmp.join("gems");
+    install_gem(&dist, &gem_home);
+    installed_so(&dist, &gem_home);
+    Some(gem_home)
+}
+
 fn tools_installed(browser: bool) -> bool {
     ruby_available()
         && installed("Debian's puma", Command::new("puma").arg("--version"))
@@ -361,11 +345,11 @@ fn tools_installed(browser: bool) -> bool {
 /// One Puma process serving the app: every check, and the page as Chromium renders it.
 #[test]
 fn dashboard_shows_every_database_refuses_strangers_and_runs_a_drill() {
-    if !tools_installed(true) {
-        return;
-    }
     let tmp = TempDir::new("dashboard");
-    let puma = Puma::start(&tmp, 0);
+    let Some(gem_home) = gem_installed(&tmp, true) else {
+        return;
+    };
+    let puma = Puma::start(&tmp, &gem_home, 0);
     let auth = basic(USER, PASSWORD);
     let authed = [("Authorization", auth.as_str())];
     refuses_strangers(&puma);
@@ -431,15 +415,16 @@ fn dashboard_shows_every_database_refuses_strangers_and_runs_a_drill() {
 }
 
 /// Puma in cluster mode (two workers, each loading the app, one of them uploading): the
-/// CSRF token one worker signed holds in the other, and the page after a drill says how it
-/// went whichever worker renders it (each process's status knows only its own drills).
+/// CSRF token one worker signed holds in the other, the page after a drill says how it
+/// went whichever worker renders it (each process's status knows only its own drills), and
+/// a drill passes in either worker.
 #[test]
 fn dashboard_in_puma_cluster_mode_reports_the_drill_from_any_worker() {
-    if !tools_installed(false) {
-        return;
-    }
     let tmp = TempDir::new("dashboard-cluster");
-    let puma = Puma::start(&tmp, 2);
+    let Some(gem_home) = gem_installed(&tmp, false) else {
+        return;
+    };
+    let puma = Puma::start(&tmp, &gem_home, 2);
     refuses_strangers(&puma);
     let auth = basic(USER, PASSWORD);
     let page = puma.get("/replica/", &[("Authorization", auth.as_str())]);
@@ -468,6 +453,25 @@ fn dashboard_in_puma_cluster_mode_reports_the_drill_from_any_worker() {
             again.body
         );
         seen[usize::from(!again.body.contains("(this process)"))] = true;
+    }
+
+    // "Verify now" passes in either worker: the uploader runs replica_verify(), the one
+    // standing by syncs and restores the replica (Libreplica::Tasks.drill, as the rake
+    // task does). Pressed until two processes have each run a passing drill.
+    let cookie_header = page.header("set-cookie").unwrap();
+    let cookie = cookie_header.split(';').next().unwrap();
+    let token = attr_after(&page.body, "name=\"authenticity_token\"", "value").unwrap();
+    let with_cookie = [("Authorization", auth.as_str()), ("Cookie", cookie)];
+    let primary = tmp.join("primary.sqlite3").display().to_string();
+    let mut pids = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while pids.len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "90 s of drills ran only in {pids:?}\n-- puma's log:\n{}",
+            puma.log_text()
+        );
+        pids.insert(drill(&puma, &with_cookie, &token, &primary).2);
     }
     drop(puma);
 }
@@ -577,19 +581,39 @@ fn verify_button(puma: &Puma, tmp: &TempDir, page: &Response) -> (Response, Stri
         "an unsigned outcome is not shown"
     );
 
-    let ran = puma.post("/replica/verify", &with_cookie, &form(&token, &primary));
+    let (after, location, _) = drill(puma, &with_cookie, &token, &primary);
+    (after, location)
+}
+
+/// Presses "verify now" for `primary` with a valid token: the 303, and the page it leads to
+/// with a passed drill's notice. Returns that page, the redirect's location and the pid of
+/// the process that ran the drill (the notice says it).
+fn drill(
+    puma: &Puma,
+    with_cookie: &[(&str, &str)],
+    token: &str,
+    primary: &str,
+) -> (Response, String, String) {
+    let form = format!("authenticity_token={token}&db={}", form_value(primary));
+    let ran = puma.post("/replica/verify", with_cookie, &form);
     assert_eq!(ran.code, 303, "{ran:?}");
     let location = ran.header("location").unwrap();
     assert!(location.starts_with("/replica/?verified="), "{location}");
-    let after = puma.get(location, &with_cookie);
+    let after = puma.get(location, with_cookie);
     assert_eq!(after.code, 200, "{after:?}");
     let notice = after.body.split("<div class=\"notice drill\">").nth(1);
     let notice = notice
         .and_then(|n| n.split("</div>").next())
         .unwrap_or_else(|| panic!("no drill notice after the redirect:\n{}", after.body));
-    assert!(notice.contains(&primary), "{notice}");
+    assert!(notice.contains(primary), "{notice}");
     assert!(notice.contains("<span class=\"ok\">ok: txid "), "{notice}");
-    (after, location.to_string())
+    let pid = notice
+        .split("by process <span class=\"pid\">")
+        .nth(1)
+        .and_then(|p| p.split('<').next())
+        .unwrap_or_else(|| panic!("the notice names no process: {notice}"))
+        .to_string();
+    (after, location.to_string(), pid)
 }
 
 /// Runs headless Chromium with `args` and a profile of its own in `tmp`; its stdout.

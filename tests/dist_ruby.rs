@@ -23,11 +23,11 @@ mod rails_app;
 #[path = "common/s3server.rs"]
 mod s3server;
 
-use common::dist::{build_value, dist_dir, sha256_of};
+use common::dist::dist_dir;
 use common::*;
 use rails_app::*;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -100,6 +100,43 @@ fn write_through_both_workers(puma: &Puma) -> BTreeMap<&'static str, BTreeMap<St
     acks
 }
 
+/// The dashboard's login in the app's credentials (`libreplica:`).
+const DASHBOARD_USER: &str = "ops";
+const DASHBOARD_PASSWORD: &str = "Correct-horse-7";
+
+/// The routes mount `Libreplica::Dashboard` at `/replica` (autoloaded from the installed
+/// gem): behind the basic auth `Libreplica::Railtie.basic_auth` finds in the credentials, a
+/// page with a row for each of the four databases, from whichever worker answers; 401
+/// without the login or with a wrong one.
+fn dashboard_is_mounted(puma: &Puma) {
+    let get = |headers: &[(&str, &str)]| {
+        http_with(puma.port, "GET", "/replica/", headers)
+            .unwrap_or_else(|e| panic!("GET /replica/: {e}\n{}", puma.log_tail()))
+    };
+    let (code, body) = get(&[]);
+    assert_eq!(code, 401, "the dashboard without a login: {body}");
+    let wrong = basic(DASHBOARD_USER, "wrong");
+    let (code, body) = get(&[("Authorization", wrong.as_str())]);
+    assert_eq!(code, 401, "the dashboard with a wrong password: {body}");
+    let right = basic(DASHBOARD_USER, DASHBOARD_PASSWORD);
+    // Two workers, one thread each: a few requests reach both, each page complete.
+    for _ in 0..4 {
+        let (code, body) = get(&[("Authorization", right.as_str())]);
+        assert_eq!(
+            code,
+            200,
+            "the dashboard with the credentials' login: {body}\n{}",
+            puma.log_tail()
+        );
+        for (db, file) in DATABASES {
+            assert!(
+                body.contains(&format!("data-name=\"{file}\"")),
+                "the dashboard has no row for {db} ({file}):\n{body}"
+            );
+        }
+    }
+}
+
 /// The rows of `entries` by writer pid, through Debian's sqlite3 (no extension).
 fn rows_by_pid(db: &Path) -> BTreeMap<String, usize> {
     sqlite3_dot(db, "SELECT pid, count(*) FROM entries GROUP BY pid;")
@@ -114,26 +151,13 @@ fn rails_app_under_puma_cluster_replicates_four_databases_with_the_installed_gem
     let Some(run) = Run::installed() else { return };
     let dist = dist_dir().unwrap();
     // The gem, installed as a user would, carries the very .so dist/BUILD names.
-    let so = PathBuf::from(run.run(
-        "ruby",
-        &["-e", "require 'libreplica'; print Libreplica.loadable_path"],
-        "",
-    ));
-    assert!(
-        so.starts_with(&run.gem_home),
-        "Libreplica.loadable_path is {}, not inside the fresh GEM_HOME {}",
-        so.display(),
-        run.gem_home.display()
-    );
-    assert_eq!(
-        sha256_of(&so),
-        build_value(&dist, "so_sha256"),
-        "the gem's {} is not dist/libreplica.so",
-        so.display()
-    );
+    let so = installed_so(&dist, &run.gem_home);
     assert!(std::fs::metadata(&so).unwrap().len() < 5_000_000);
 
-    run.configure();
+    // The dashboard's login, which the Railtie reads from the credentials.
+    run.configure_with(&format!(
+        "libreplica:\n  username: {DASHBOARD_USER}\n  password: {DASHBOARD_PASSWORD}\n"
+    ));
 
     let mut puma = Puma::start(&run);
     puma.wait_until_serving();
@@ -178,6 +202,7 @@ fn rails_app_under_puma_cluster_replicates_four_databases_with_the_installed_gem
             "{db}: the rows in the database are not the writes the workers acknowledged"
         );
     }
+    dashboard_is_mounted(&puma);
 
     // The rake tasks while the app runs: this process stands by for the workers.
     let status = run.rake("libreplica:status");

@@ -69,13 +69,8 @@ impl Run {
         if !rails_and_puma() {
             return None;
         }
-        let gem = dist_file(&dist, "libreplica-", "-x86_64-linux.gem");
         let run = Run::new();
-        run.run(
-            "gem",
-            &["install", "--local", "--no-document", gem.to_str().unwrap()],
-            "",
-        );
+        install_gem(&dist, &run.gem_home);
         Some(run)
     }
 
@@ -99,22 +94,8 @@ impl Run {
     /// of the replica or litestream variables of the test's own environment: the
     /// configuration must come from the app (config/litestream.yml, its credentials).
     pub fn command(&self, program: &str, args: &[&str]) -> Command {
-        let mut cmd = Command::new(program);
-        cmd.args(args).current_dir(&self.app);
-        for (var, _) in std::env::vars_os() {
-            let name = var.to_string_lossy();
-            if name.starts_with("REPLICA_")
-                || name.starts_with("LITESTREAM_")
-                || name.starts_with("AWS_")
-                || name.starts_with("GEM_")
-                || name.starts_with("BUNDLE")
-                || name == "RUBYOPT"
-            {
-                cmd.env_remove(&var);
-            }
-        }
-        cmd.env("GEM_HOME", &self.gem_home)
-            .env("RAILS_ENV", "production");
+        let mut cmd = gem_command(&self.gem_home, program, args, &self.app);
+        cmd.env("RAILS_ENV", "production");
         cmd
     }
 
@@ -152,6 +133,72 @@ impl Run {
     pub fn database(&self, file: &str) -> PathBuf {
         self.app.join("storage").join(file)
     }
+}
+
+/// `gem install --local` of `dist/`'s gem into `gem_home` (a fresh directory): the gem as a
+/// user installs it, never the source tree. Panics with gem's output when it fails.
+pub fn install_gem(dist: &Path, gem_home: &Path) {
+    let gem = dist_file(dist, "libreplica-", "-x86_64-linux.gem");
+    let cwd = gem_home.parent().unwrap();
+    let cmd = gem_command(
+        gem_home,
+        "gem",
+        &["install", "--local", "--no-document", gem.to_str().unwrap()],
+        cwd,
+    );
+    check(&run_command(cmd, "", TASK_LIMIT), "gem install --local");
+}
+
+/// `program args` in `cwd` with `gem_home` as the only gems besides Debian's, and none of
+/// the replica, litestream, AWS, gem or Ruby load-path variables of the test's own
+/// environment: what runs is the installed gem, configured only as the test says.
+pub fn gem_command(gem_home: &Path, program: &str, args: &[&str], cwd: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args(args).current_dir(cwd);
+    for (var, _) in std::env::vars_os() {
+        let name = var.to_string_lossy();
+        if name.starts_with("REPLICA_")
+            || name.starts_with("LITESTREAM_")
+            || name.starts_with("LIBREPLICA_")
+            || name.starts_with("AWS_")
+            || name.starts_with("GEM_")
+            || name.starts_with("BUNDLE")
+            || name == "RUBYOPT"
+            || name == "RUBYLIB"
+        {
+            cmd.env_remove(&var);
+        }
+    }
+    cmd.env("GEM_HOME", gem_home);
+    cmd
+}
+
+/// `Libreplica.loadable_path` of the gem installed in `gem_home`, checked to be inside it
+/// and to be the very .so `dist/BUILD` names.
+pub fn installed_so(dist: &Path, gem_home: &Path) -> PathBuf {
+    let cmd = gem_command(
+        gem_home,
+        "ruby",
+        &["-e", "require 'libreplica'; print Libreplica.loadable_path"],
+        gem_home.parent().unwrap(),
+    );
+    let so = PathBuf::from(check(
+        &run_command(cmd, "", TASK_LIMIT),
+        "Libreplica.loadable_path",
+    ));
+    assert!(
+        so.starts_with(gem_home),
+        "Libreplica.loadable_path is {}, not inside the fresh GEM_HOME {}",
+        so.display(),
+        gem_home.display()
+    );
+    assert_eq!(
+        crate::common::dist::sha256_of(&so),
+        crate::common::dist::build_value(dist, "so_sha256"),
+        "the gem's {} is not dist/libreplica.so",
+        so.display()
+    );
+    so
 }
 
 pub fn copy_tree(from: &Path, to: &Path) {
@@ -247,14 +294,25 @@ pub fn free_port() -> u16 {
 
 /// One HTTP/1.0 request: the status code and the body.
 pub fn http(port: u16, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+    http_with(port, method, path, &[])
+}
+
+/// [`http`] with more request headers (`Authorization`).
+pub fn http_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<(u16, String)> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     // Above the app's own replica_sync timeout (20 s), so the app's answer is what we see.
     s.set_read_timeout(Some(Duration::from_secs(40)))?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
+    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    write!(s, "{head}Content-Length: 0\r\nConnection: close\r\n\r\n")?;
     let mut response = Vec::new();
     s.take(1 << 20).read_to_end(&mut response)?;
     let text = String::from_utf8_lossy(&response).to_string();
@@ -265,6 +323,26 @@ pub fn http(port: u16, method: &str, path: &str) -> std::io::Result<(u16, String
         .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {text:.200}")))?;
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
     Ok((code, body.to_string()))
+}
+
+/// An `Authorization: Basic` header's value (base64 by hand: the tests use no encoding crate).
+pub fn basic(user: &str, password: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::from("Basic ");
+    for chunk in format!("{user}:{password}").as_bytes().chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// A request that must answer 200; its `key=value` lines.

@@ -2,7 +2,8 @@
 
 # Libreplica::Dashboard: a plain Rack app (no Rails, no Rack gem, no JavaScript) showing
 # what `replica_status()` and `replica_restore_points()` say about the databases this
-# process replicates, with a "verify now" button running `replica_verify()`.
+# process replicates, with a "verify now" button running a restore drill (the rake task's,
+# `Libreplica::Tasks.verify_one`: it works in whichever Puma worker the POST reaches).
 #
 #   mount Libreplica::Dashboard => "/replica"          # Rails routes
 #   map("/replica") { run Libreplica::Dashboard }      # config.ru (Sinatra, Roda, plain Rack)
@@ -10,9 +11,11 @@
 # Who may see it: a request the host vouches for (`Libreplica::Dashboard.authorize =
 # ->(request) { ... }`, or `env["libreplica.authorized"]` set by a middleware of the host's),
 # else HTTP basic auth against `Libreplica::Dashboard.username`/`password` (default: the
-# LIBREPLICA_USERNAME/LIBREPLICA_PASSWORD environment, then Rails credentials `libreplica:`,
-# then the litestream gem's LITESTREAM_USERNAME/PASSWORD and `litestream:` credentials, so an
-# app moving from that gem keeps its dashboard login). Neither: 401, never an open page.
+# LIBREPLICA_USERNAME/LIBREPLICA_PASSWORD environment, then in a Rails app what
+# `Libreplica::Railtie.basic_auth` finds (config.libreplica, the litestream gem's settings,
+# the `libreplica:` and `litestream:` credentials, so an app moving from that gem keeps its
+# dashboard login), else the LITESTREAM_USERNAME/PASSWORD environment and those credentials).
+# Neither: 401, never an open page.
 #
 # Where it reads: `Libreplica::Dashboard.connection = -> { SQLite3::Database.new(path) }`
 # (called once per process), else Active Record's pool, else an in-memory connection: the
@@ -25,6 +28,7 @@ require "cgi"
 require "erb"
 require "openssl"
 require "securerandom"
+require "stringio"
 require "time"
 require "uri"
 
@@ -65,12 +69,12 @@ module Libreplica
       end
 
       def username
-        @username || ENV["LIBREPLICA_USERNAME"] || credential(:libreplica, :username) ||
+        @username || ENV["LIBREPLICA_USERNAME"] || railtie_auth&.first || credential(:libreplica, :username) ||
           ENV["LITESTREAM_USERNAME"] || credential(:litestream, :username)
       end
 
       def password
-        @password || ENV["LIBREPLICA_PASSWORD"] || credential(:libreplica, :password) ||
+        @password || ENV["LIBREPLICA_PASSWORD"] || railtie_auth&.last || credential(:libreplica, :password) ||
           ENV["LITESTREAM_PASSWORD"] || credential(:litestream, :password)
       end
 
@@ -124,6 +128,16 @@ module Libreplica
         # connection opened after; loading it here too covers an app that has not yet.
         ::Libreplica.load(db) if ::Libreplica.respond_to?(:load)
         db
+      end
+
+      # [username, password] as the Railtie reads them from the app's settings and
+      # credentials (one place for that mapping), or nil outside Rails or without a password.
+      def railtie_auth
+        return nil unless defined?(::Libreplica::Railtie) && ::Libreplica::Railtie.respond_to?(:basic_auth)
+        return nil unless defined?(::Rails) && ::Rails.respond_to?(:application) && ::Rails.application
+        ::Libreplica::Railtie.basic_auth(::Rails.application)
+      rescue StandardError
+        nil
       end
 
       def credential(group, key)
@@ -300,11 +314,13 @@ module Libreplica
     def snapshot
       rows, points, version, error = [], {}, nil, nil
       self.class.with_connection do |db|
-        version = query(db, "SELECT replica_version() AS v").dig(0, "v")
-        rows = query(db, "SELECT #{STATUS_COLUMNS.join(", ")} FROM replica_status()")
-        rows.each do |row|
-          # A running restore's row is a target, not a replicated database.
-          points[row["path"]] = restore_points(db, row["path"]) unless row["state"] == "restoring"
+        Tasks.with_databases_open do
+          version = query(db, "SELECT replica_version() AS v").dig(0, "v")
+          rows = query(db, "SELECT #{STATUS_COLUMNS.join(", ")} FROM replica_status()")
+          rows.each do |row|
+            # A running restore's row is a target, not a replicated database.
+            points[row["path"]] = restore_points(db, row["path"]) unless row["state"] == "restoring"
+          end
         end
       end
       {rows: rows, points: points, version: version, error: error}
@@ -346,8 +362,10 @@ module Libreplica
       path = request.form["db"].to_s
       outcome = nil
       self.class.with_connection do |db|
-        next unless query(db, "SELECT path FROM replica_status()").any? { |r| r["path"] == path }
-        outcome = drill(db, path)
+        Tasks.with_databases_open do
+          next unless query(db, "SELECT path FROM replica_status()").any? { |r| r["path"] == path }
+          outcome = drill(db, path)
+        end
       end
       return html(422, View.message("No replicated database at #{path}.")) unless outcome
       self.class.cache_lock.synchronize { self.class.restore_points_cache.delete(path) }
@@ -355,40 +373,55 @@ module Libreplica
         "content-type" => "text/plain"), []]
     end
 
-    # Runs the drill; its outcome as replica_status().last_verify words it.
+    # Runs the drill as `rake libreplica:verify` does (Tasks.verify_one): replica_verify()
+    # where this process uploads the database; where another process does (a Puma worker
+    # standing by for its sibling, which replica_verify() may refuse), a replica_sync() and
+    # a full restore of the replica, integrity-checked. Its outcome as
+    # replica_status().last_verify words it when this drill set that, else from the task's
+    # line; either way starting "ok" or "failed".
     def drill(db, path)
-      query(db, "SELECT replica_verify(?)", path)
-      last_verify(db, path) || "ok"
+      before = last_verify(db, path)
+      out = StringIO.new
+      passed = Tasks.verify_one(out, path, path)
+      after = last_verify(db, path)
+      return after["last_verify"] if after && after != before && after["last_verify"]
+      line = out.string.strip.delete_prefix("#{path}: ")
+      return "failed: #{line.delete_prefix("FAILED: ")}" unless passed
+      "ok: txid #{line[/txid (\d+)/, 1]} (#{line.delete_prefix("ok, ")})"
     rescue StandardError => e
-      last_verify(db, path) || "failed: #{e.message}"
+      "failed: #{e.class}: #{e.message}"
     end
 
+    # This process's last drill of `path`: {"last_verify_at" =>, "last_verify" =>}, or nil.
     def last_verify(db, path)
-      query(db, "SELECT path, last_verify FROM replica_status()").find { |r| r["path"] == path }&.dig("last_verify")
+      row = query(db, "SELECT path, last_verify_at, last_verify FROM replica_status()").find { |r| r["path"] == path }
+      row&.slice("last_verify_at", "last_verify")
     rescue StandardError
       nil
     end
 
     # The page after the redirect may come from another worker, whose status has not seen
     # this process's drill: the outcome travels in the query, signed so that no link can
-    # make the page claim a drill that did not happen.
+    # make the page claim a drill that did not happen. With it, the pid of the process that
+    # ran the drill (which Puma worker: a standby's drill is a restore, not replica_verify).
     def signed_outcome(path, outcome)
       at = Time.now.to_i.to_s
+      pid = Process.pid.to_s
       outcome = outcome[0, 600]
-      URI.encode_www_form("verified" => path, "outcome" => outcome, "at" => at,
-        "sig" => outcome_signature(path, outcome, at))
+      URI.encode_www_form("verified" => path, "outcome" => outcome, "at" => at, "pid" => pid,
+        "sig" => outcome_signature(path, outcome, at, pid))
     end
 
-    def outcome_signature(path, outcome, at)
-      OpenSSL::HMAC.hexdigest("SHA256", self.class.secret, ["libreplica-drill", path, outcome, at].join("\0"))
+    def outcome_signature(path, outcome, at, pid)
+      OpenSSL::HMAC.hexdigest("SHA256", self.class.secret, ["libreplica-drill", path, outcome, at, pid].join("\0"))
     end
 
     # The drill the query reports, when its signature holds and it is recent; else nil.
     def reported_drill(query)
-      path, outcome, at, sig = query.values_at("verified", "outcome", "at", "sig").map(&:to_s)
-      return nil unless same(sig, outcome_signature(path, outcome, at))
+      path, outcome, at, pid, sig = query.values_at("verified", "outcome", "at", "pid", "sig").map(&:to_s)
+      return nil unless same(sig, outcome_signature(path, outcome, at, pid))
       return nil unless (Time.now.to_i - at.to_i).between?(0, 600)
-      {path: path, outcome: outcome, at: Time.at(at.to_i).utc}
+      {path: path, outcome: outcome, at: Time.at(at.to_i).utc, pid: pid}
     end
 
     # -- responses -------------------------------------------------------------------------
@@ -404,3 +437,5 @@ module Libreplica
 end
 
 require_relative "dashboard/view"
+# The drill and the database.yml databases, shared with the rake tasks (Rails not needed).
+require_relative "tasks"

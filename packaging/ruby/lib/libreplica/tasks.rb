@@ -36,12 +36,19 @@ module Libreplica
     # rows only for the databases it opened. For the status task and the dashboard.
     def status_rows
       Libreplica.boot!
+      with_databases_open { Libreplica.status }
+    end
+
+    # Runs the block with every database.yml database that exists open in this process, so
+    # that replica_status() has a row for each (the dashboard's page, in a Puma worker that
+    # has not yet opened them all).
+    def with_databases_open
       open = databases.values.select { |path| File.exist?(path) }.map do |path|
         db = SQLite3::Database.new(path)
         db.get_first_value("SELECT count(*) FROM sqlite_master") # the open is done by now
         db
       end
-      Libreplica.status
+      yield
     ensure
       open&.each(&:close)
     end
