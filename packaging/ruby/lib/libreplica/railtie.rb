@@ -40,8 +40,9 @@ module Libreplica
     end
 
     # Before a fork (Puma's preloading master forking its workers): a database this process
-    # has opened stays this process's to upload after the fork, and the children's
-    # replica_sync() then refuses. Said once, naming the databases, where it is made.
+    # has opened stays this process's to upload after the fork, so the master must outlive
+    # its workers' commits (it does under Puma). Said once, naming the databases, where it is
+    # made.
     module ForkWarning
       def _fork
         Libreplica::Railtie.warn_before_fork
@@ -99,8 +100,9 @@ module Libreplica
         own = Libreplica.status.select { |r| r["uploader"].to_s.include?("this process") }
         return if own.empty?
         warn "libreplica: pid #{Process.pid} forks with #{own.map { |r| r["name"] }.join(", ")} open: " \
-             "it keeps uploading them for its children, whose replica_sync() and replica_verify() " \
-             "refuse; open no database before forking (no queries in initializers)"
+             "it keeps uploading them for its children (they stand by: their replica_sync() waits " \
+             "for it); open no database before forking (no queries in initializers) to have the " \
+             "workers upload them"
       rescue StandardError
         nil # a diagnostic: never in the way of the fork
       end
