@@ -26,7 +26,7 @@ mod rails_app;
 
 use common::dist::dist_dir;
 use common::*;
-use rails_app::{basic, gem_command, install_gem, installed_so};
+use rails_app::{artifacts, basic, chromium, gem_command, install_gem, installed_so};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -95,12 +95,6 @@ fn installed(what: &str, probe: &mut Command) -> bool {
         println!("SKIPPED: {why}");
     }
     ok
-}
-
-fn artifacts() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 // -- Puma ------------------------------------------------------------------------------
@@ -614,23 +608,4 @@ fn drill(
         .unwrap_or_else(|| panic!("the notice names no process: {notice}"))
         .to_string();
     (after, location.to_string(), pid)
-}
-
-/// Runs headless Chromium with `args` and a profile of its own in `tmp`; its stdout.
-fn chromium(tmp: &TempDir, args: &[&str]) -> String {
-    let profile = format!("--user-data-dir={}", tmp.join("chromium").display());
-    let home = tmp.join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let mut all = vec![
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        profile.as_str(),
-    ];
-    all.extend_from_slice(args);
-    let mut cmd = Command::new("chromium");
-    cmd.args(&all).current_dir(tmp.path()).env("HOME", &home);
-    let out = run_command(cmd, "", Duration::from_secs(120));
-    check(&out, &format!("chromium {}", args.join(" ")))
 }

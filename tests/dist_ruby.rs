@@ -28,7 +28,7 @@ use common::*;
 use rails_app::*;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Output;
+use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -103,6 +103,46 @@ fn write_through_both_workers(puma: &Puma) -> BTreeMap<&'static str, BTreeMap<St
 /// The dashboard's login in the app's credentials (`libreplica:`).
 const DASHBOARD_USER: &str = "ops";
 const DASHBOARD_PASSWORD: &str = "Correct-horse-7";
+
+/// The mounted dashboard as headless Chromium (Debian's `chromium`) renders it: a screenshot
+/// kept in target/test-artifacts/dist_ruby_rails_dashboard.png, and a DOM with a row for
+/// each of the four databases. Without Chromium, a printed skip where it is not required.
+fn dashboard_in_a_browser(run: &Run, puma: &Puma) {
+    let has_browser = Command::new("chromium")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_browser {
+        assert!(
+            !required(),
+            "Debian's chromium is not installed: bash .ci/install-dist installs it"
+        );
+        eprintln!("skipped: the dashboard in a browser (no chromium)");
+        return;
+    }
+    let url = format!(
+        "http://{DASHBOARD_USER}:{DASHBOARD_PASSWORD}@127.0.0.1:{}/replica/",
+        puma.port
+    );
+    let shot = artifacts().join("dist_ruby_rails_dashboard.png");
+    let _ = std::fs::remove_file(&shot);
+    let screenshot = format!("--screenshot={}", shot.display());
+    chromium(&run.tmp, &[&screenshot, "--window-size=1280,900", &url]);
+    let png =
+        std::fs::read(&shot).unwrap_or_else(|e| panic!("no screenshot at {}: {e}", shot.display()));
+    assert!(
+        png.len() > 1000 && png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "not a PNG: {} bytes",
+        png.len()
+    );
+    let dom = chromium(&run.tmp, &["--dump-dom", &url]);
+    for (db, file) in DATABASES {
+        assert!(
+            dom.contains(&format!("data-name=\"{file}\"")),
+            "the rendered dashboard has no row for {db} ({file}):\n{dom}"
+        );
+    }
+}
 
 /// The routes mount `Libreplica::Dashboard` at `/replica` (autoloaded from the installed
 /// gem): behind the basic auth `Libreplica::Railtie.basic_auth` finds in the credentials, a
@@ -203,6 +243,7 @@ fn rails_app_under_puma_cluster_replicates_four_databases_with_the_installed_gem
         );
     }
     dashboard_is_mounted(&puma);
+    dashboard_in_a_browser(&run, &puma);
 
     // The rake tasks while the app runs: this process stands by for the workers.
     let status = run.rake("libreplica:status");

@@ -355,3 +355,29 @@ pub fn ask(puma: &Puma, method: &str, path: &str) -> BTreeMap<String, String> {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
+
+/// Where tests keep what a person may want to look at afterwards (screenshots).
+pub fn artifacts() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs headless Chromium with `args` and a profile of its own in `tmp`; its stdout.
+pub fn chromium(tmp: &TempDir, args: &[&str]) -> String {
+    let profile = format!("--user-data-dir={}", tmp.join("chromium").display());
+    let home = tmp.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut all = vec![
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        profile.as_str(),
+    ];
+    all.extend_from_slice(args);
+    let mut cmd = Command::new("chromium");
+    cmd.args(&all).current_dir(tmp.path()).env("HOME", &home);
+    let out = run_command(cmd, "", Duration::from_secs(120));
+    check(&out, &format!("chromium {}", args.join(" ")))
+}
