@@ -198,6 +198,7 @@ impl Drop for RestoreTracker {
 }
 
 /// A boot-time restore that failed, so its database could not be opened.
+#[derive(Clone)]
 struct BootFailure {
     path: std::path::PathBuf,
     replica_url: String,
@@ -270,34 +271,47 @@ pub const COLUMNS: &[&str] = &[
 ];
 
 pub fn rows(now_ms: u64) -> Vec<StatusRow> {
-    let warnings = crate::base::log::warnings();
-    let warnings = (!warnings.is_empty()).then(|| warnings.join("; "));
     let restores = crate::base::lock::lock(&RESTORES);
     let dbs = database::all();
+    let standby = crate::shim::standby_databases();
+    let refused = crate::shim::refused_databases();
+    let boot_failures: Vec<BootFailure> = crate::base::lock::lock(&BOOT_FAILURES)
+        .iter()
+        .filter(|f| !dbs.iter().any(|db| db.path == f.path))
+        .cloned()
+        .collect();
+    let paths = dbs.iter().map(|db| db.path.clone());
+    let paths = paths.chain(standby.iter().map(|(p, _)| p.clone()));
+    let paths = paths.chain(refused.iter().map(|r| r.path.clone()));
+    let paths = paths.chain(boot_failures.iter().map(|f| f.path.clone()));
+    let warnings = ProcessWarnings {
+        all: crate::base::log::warnings(),
+        databases: paths.collect(),
+    };
     // A forked child's copies of its parent's databases: the parent uploads them, and the
     // copies' counters stopped at the fork.
     let mut rows: Vec<StatusRow> = dbs
         .iter()
-        .map(|db| match db.owned_here() {
-            true => database_row(db, now_ms, &warnings, &restores),
-            false => standby_row(&db.path, &db.config, &warnings, now_ms),
+        .map(|db| {
+            let w = warnings.for_database(&db.path);
+            match db.owned_here() {
+                true => database_row(db, now_ms, &w, &restores),
+                false => standby_row(&db.path, &db.config, &w, now_ms),
+            }
         })
         .collect();
     // Databases another process replicates for this one (it stands by to take over).
-    for (path, cfg) in crate::shim::standby_databases() {
-        rows.push(standby_row(&path, &cfg, &warnings, now_ms));
+    for (path, cfg) in &standby {
+        rows.push(standby_row(path, cfg, &warnings.for_database(path), now_ms));
     }
     // Databases not replicated here: opened read-only, or a spool this process may not
     // write or cannot trust (a symlink, another user's).
-    for r in crate::shim::refused_databases() {
-        rows.push(refused_row(&r, &warnings));
+    for r in &refused {
+        rows.push(refused_row(r, &warnings.for_database(&r.path)));
     }
     // Databases that could not be opened because their boot-time restore failed.
-    for f in crate::base::lock::lock(&BOOT_FAILURES)
-        .iter()
-        .filter(|f| !dbs.iter().any(|db| db.path == f.path))
-    {
-        rows.push(boot_failure_row(f, &warnings));
+    for f in &boot_failures {
+        rows.push(boot_failure_row(f, &warnings.for_database(&f.path)));
     }
     // Restores of replicas no database here replicates (by URL, or at boot before the
     // database is registered) get a row of their own.
@@ -305,9 +319,46 @@ pub fn rows(now_ms: u64) -> Vec<StatusRow> {
         .iter()
         .filter(|r| !dbs.iter().any(|db| db.config.url() == r.replica_url))
     {
-        rows.push(restore_row(r, &warnings));
+        rows.push(restore_row(r, &warnings.general()));
     }
     rows
+}
+
+/// The process's warnings, shown on each row they concern: a warning about one database
+/// starts with its path and a colon and shows on that database's row only; the others (the
+/// configuration's, the load's) show on every row.
+struct ProcessWarnings {
+    all: Vec<String>,
+    /// The paths of the databases that have rows.
+    databases: Vec<std::path::PathBuf>,
+}
+
+impl ProcessWarnings {
+    fn about(&self, warning: &str) -> Option<&std::path::Path> {
+        self.databases.iter().map(|p| p.as_path()).find(|p| {
+            warning
+                .strip_prefix(p.to_string_lossy().as_ref())
+                .is_some_and(|rest| rest.starts_with(": "))
+        })
+    }
+
+    fn for_database(&self, path: &std::path::Path) -> Option<String> {
+        self.joined(|about| about.is_none_or(|p| p == path))
+    }
+
+    fn general(&self) -> Option<String> {
+        self.joined(|about| about.is_none())
+    }
+
+    fn joined(&self, keep: impl Fn(Option<&std::path::Path>) -> bool) -> Option<String> {
+        let kept: Vec<&str> = self
+            .all
+            .iter()
+            .filter(|w| keep(self.about(w)))
+            .map(String::as_str)
+            .collect();
+        (!kept.is_empty()).then(|| kept.join("; "))
+    }
 }
 
 /// The row of a database this process replicates (or another process replicates for it).
@@ -526,6 +577,29 @@ fn restore_row(r: &ActiveRestore, warnings: &Option<String>) -> StatusRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_warning_about_one_database_shows_on_its_row_only() {
+        let w = ProcessWarnings {
+            all: vec![
+                "/srv/a.db: another process replicates this database; this process leaves replication to it".into(),
+                "/srv/litestream.yml: unknown key `replicaz`".into(),
+                "/srv/ab.db: scratch file".into(),
+            ],
+            databases: vec!["/srv/a.db".into(), "/srv/b.db".into()],
+        };
+        let a = w.for_database(std::path::Path::new("/srv/a.db")).unwrap();
+        assert!(
+            a.starts_with("/srv/a.db: another") && a.contains("replicaz"),
+            "{a}"
+        );
+        let b = w.for_database(std::path::Path::new("/srv/b.db")).unwrap();
+        assert!(
+            !b.contains("/srv/a.db:") && b.contains("replicaz") && b.contains("/srv/ab.db"),
+            "{b}"
+        );
+        assert!(!w.general().unwrap().contains("/srv/a.db:"));
+    }
 
     #[test]
     fn a_database_moving_in_from_litestream_03_is_told_until_its_history_begins() {
