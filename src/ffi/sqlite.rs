@@ -393,6 +393,48 @@ pub(crate) fn database_locked(path: &Path) -> Result<bool, Error> {
     }
 }
 
+/// Whether a database just switched to WAL mode has had no commit since: one page (the
+/// header and an empty schema, as the switch writes it) and no log. Our first read of it
+/// would build its WAL index holding the WAL write lock, and the application's first write,
+/// coming then, fails at once in a host without a busy handler (the sqlite3 CLI, Ruby's
+/// sqlite3 gem: "database is locked"). Its first commit writes the log, and the index, and
+/// wakes the uploader again.
+fn nothing_committed_in_wal_mode(db_path: &Path, header: &[u8; 20]) -> bool {
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65536,
+        n => u64::from(n),
+    };
+    let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).ok();
+    let mut wal_path = db_path.as_os_str().to_owned();
+    wal_path.push("-wal");
+    len(db_path).is_some_and(|n| n <= page_size) && len(Path::new(&wal_path)).unwrap_or(0) == 0
+}
+
+/// `f` on a database no commit has reached since it was switched to WAL mode, read without
+/// a connection: the file alone is its committed state, and no checkpoint can change it
+/// before a commit has written the log. Whether that held: the file and the log are as
+/// they were once `f` is done (if not, its first commit came meanwhile, and with it the
+/// log and its index: the database is then read as any other, and `f` again).
+fn read_fresh_database(
+    db_path: &Path,
+    header: &[u8; 20],
+    f: &mut crate::snapshot::LockedRead<'_>,
+) -> Result<bool, Error> {
+    let mut db = RawFile::open(db_path, false)?
+        .ok_or_else(|| Error::InvalidArgument(format!("{} does not exist", db_path.display())))?;
+    let page_one = |db: &mut RawFile| {
+        let mut page = vec![0u8; 65536];
+        let n = db
+            .read_at(0, &mut page)
+            .map_err(|e| Error::Io(e.to_string()))?;
+        page.truncate(n);
+        Ok::<_, Error>(page)
+    };
+    let before = page_one(&mut db)?;
+    f(&mut db, None, &mut || None)?;
+    Ok(page_one(&mut db)? == before && nothing_committed_in_wal_mode(db_path, header))
+}
+
 /// Reads the live database inside a read transaction, for snapshots.
 pub(crate) struct LiveDatabase;
 
@@ -429,6 +471,11 @@ impl crate::snapshot::SnapshotSource for LiveDatabase {
                     "{} is not in WAL mode; libreplica replicates WAL databases (PRAGMA journal_mode=WAL)",
                     db_path.display()
                 )));
+            }
+            if nothing_committed_in_wal_mode(db_path, &header)
+                && read_fresh_database(db_path, &header, f)?
+            {
+                return Ok(());
             }
         }
         // Opened read-write (it never writes) so that SQLite can set up the WAL index even
