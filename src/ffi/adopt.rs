@@ -365,14 +365,13 @@ fn after_commit(db: *mut sys::sqlite3, db_name: *const c_char, frames: c_int) {
     let Some(conn) = connection(db) else { return };
     // SAFETY: the schema name SQLite passed to the WAL hook.
     let schema = unsafe { CStr::from_ptr(db_name) };
-    if !lock(&conn).iter().any(|a| a.schema.as_c_str() == schema) {
+    let mut adopted = lock(&conn);
+    let Some(i) = adopted.iter().position(|a| a.schema.as_c_str() == schema) else {
+        drop(adopted);
         adopt_attached(db, &conn, schema);
         return;
-    }
-    let mut conn = lock(&conn);
-    let Some(a) = conn.iter_mut().find(|a| a.schema.as_c_str() == schema) else {
-        return;
     };
+    let a = &mut adopted[i];
     let Role::Replicates { db: database, .. } = &a.role else {
         return; // the process that replicates it takes the commit from the log
     };
