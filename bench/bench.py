@@ -827,8 +827,8 @@ def w1_throughput(b, a):
         out[name] = row
         c = row["capture"]
         log(f"{name}: libreplica restart waits {c['restart_waits']} per run, p50 {c['restart_wait_p50_us']} us, "
-            f"p99 {c['restart_wait_p99_us']} us (max over rounds); spool writer thread {c['spool_thread_share']:.1%} "
-            f"and uploader {c['uploader_thread_share']:.1%} of the process's CPU")
+            f"p99 {c['restart_wait_p99_us']} us (max over rounds); capture thread {c['capture_thread_share']:.1%}, "
+            f"spool writer thread {c['spool_thread_share']:.1%} and uploader {c['uploader_thread_share']:.1%} of the process's CPU")
         wh = row["wal_hwm_mib"]
         log(f"{name}: plain {med['plain']:.0f} {unit}, libreplica {med['libreplica']:.0f} ({row['ratio']['libreplica']:.3f}x), "
             f"litestream {med['litestream']:.0f} ({row['ratio']['litestream']:.3f}x)  target libreplica >= {target}x; "
@@ -840,12 +840,13 @@ def w1_throughput(b, a):
 
 def capture_figures(res):
     """What one libreplica throughput run says of capture: its restart waits
-    (replica_status) and the CPU its spool writer and uploader threads took."""
+    (replica_status) and the CPU its capture, spool writer and uploader threads took."""
     st = ((res.get("final") or {}).get("status") or [{}])[0]
     cpu = res.get("thread_cpu_s", {})
     total = sum(cpu.values()) or 1e-9
     return {"restart_waits": st.get("restart_waits", 0), "restart_wait_p50_us": st.get("restart_wait_p50_us", 0),
             "restart_wait_p99_us": st.get("restart_wait_p99_us", 0),
+            "capture_thread_share": cpu.get("replica-capture", 0.0) / total,
             "spool_thread_share": cpu.get("replica-spool", 0.0) / total,
             "uploader_thread_share": cpu.get("replica-uploade", 0.0) / total}
 
@@ -853,10 +854,11 @@ def capture_figures(res):
 def summarize_capture(per_run):
     if not per_run:
         return {"restart_waits": 0, "restart_wait_p50_us": 0, "restart_wait_p99_us": 0,
-                "spool_thread_share": 0.0, "uploader_thread_share": 0.0, "runs": []}
+                "capture_thread_share": 0.0, "spool_thread_share": 0.0, "uploader_thread_share": 0.0, "runs": []}
     return {"restart_waits": statistics.median(r["restart_waits"] for r in per_run),
             "restart_wait_p50_us": statistics.median(r["restart_wait_p50_us"] for r in per_run),
             "restart_wait_p99_us": max(r["restart_wait_p99_us"] for r in per_run),
+            "capture_thread_share": statistics.median(r.get("capture_thread_share", 0.0) for r in per_run),
             "spool_thread_share": statistics.median(r["spool_thread_share"] for r in per_run),
             "uploader_thread_share": statistics.median(r["uploader_thread_share"] for r in per_run),
             "runs": per_run}
@@ -1246,11 +1248,11 @@ def markdown(res):
         out.append(f"| {name} | {m['plain']:.0f} {u} | {m['libreplica']:.0f} ({r['libreplica']:.2f}×{spread}) | {m['litestream']:.0f} ({r['litestream']:.2f}×) | ≥ {row['target_ratio']}× | {wal} |")
     caps = [(name, row["capture"]) for name, row in tp.items() if row.get("capture")]
     if caps:
-        out += ["", "Capture in the libreplica runs (median per run; p99 the largest over rounds): what a WAL restart or truncation waited for the spool to be on disk, and the CPU share of the process's threads:", "",
-                "| workload | restarts + truncations | wait p50 / p99 (µs) | spool writer thread | uploader thread |", "| --- | --- | --- | --- | --- |"]
+        out += ["", "Capture in the libreplica runs (median per run; p99 the largest over rounds): what a WAL restart or truncation waited for (the commits still queued for capture, and the spool on disk), and the CPU share of the process's threads:", "",
+                "| workload | restarts + truncations | wait p50 / p99 (µs) | capture thread | spool writer thread | uploader thread |", "| --- | --- | --- | --- | --- | --- |"]
         for name, c in caps:
             out.append(f"| {name} | {c['restart_waits']:.0f} | {c['restart_wait_p50_us']:.0f} / {c['restart_wait_p99_us']:.0f} | "
-                       f"{c['spool_thread_share']:.1%} | {c['uploader_thread_share']:.1%} |")
+                       f"{c.get('capture_thread_share', 0.0):.1%} | {c['spool_thread_share']:.1%} | {c['uploader_thread_share']:.1%} |")
     if lr:
         out += ["", "| rate | variant | lag p50 / p99 / max (ms) | PUT / GET / LIST per min | R2, 4 dbs, $/month |", "| --- | --- | --- | --- | --- |"]
     for rate, by in lr.items():

@@ -7,7 +7,7 @@ use crate::base::lock::lock;
 use crate::config::ReplicaConfig;
 use crate::spool::Spool;
 use crate::wal::{FrameChain, FrameHeader, WalHeader};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
@@ -32,13 +32,12 @@ pub struct CaptureState {
     pub rewrote_in_place: bool,
     /// The frame whose header the previous write was, to tell appends from in-place writes.
     pub last_header_frame: Option<u32>,
-    /// The current transaction's frames as SQLite wrote them (header ‖ page each), starting
-    /// at frame `txn_first`, so capture need not read them back; `txn_buffer_ok` is false
-    /// once the writes stopped being plain appends (or grew too large), and capture then
-    /// reads the frames from the WAL instead.
-    pub txn_buffer: Vec<u8>,
-    pub txn_first: u32,
-    pub txn_buffer_ok: bool,
+    /// Commits written through the replica VFS and not yet captured, oldest first: their
+    /// commit frames (with headers) in the log `header` is of, continuing `chain`. The
+    /// capture thread takes them (see `shim::capture_thread`); whoever else moves `chain`
+    /// or appends to the spool takes them first, and a restart or truncation of the log
+    /// waits for them.
+    pub queued: VecDeque<(u32, FrameHeader)>,
     /// Whether this process has compared the WAL on disk with the spool since it started.
     pub caught_up: bool,
     /// Set by a hooked connection's commit hook (see `shim::hooked`), or by a standby's
@@ -209,8 +208,14 @@ pub struct Database {
     /// Writes to the WAL by this process under way (between the VFS call and the end of
     /// its capture): a poll for other processes' commits waits for them to finish.
     pub wal_writes_in_flight: AtomicU32,
+    /// Whether `capture.queued` holds commits (set and cleared under that lock), so the
+    /// capture thread can tell without taking it.
+    pub capture_queued: AtomicBool,
     /// Connections of this process that have the database open through the replica VFS.
     pub open_handles: AtomicU32,
+    /// Bumped whenever the log is truncated away or deleted: a handle on the `-wal` opened
+    /// before may be of a file that is gone (the capture thread keeps one open).
+    pub wal_replaced: AtomicU64,
     /// The process that opened the spool, as the fork epoch and pid at open. A forked child
     /// shares this memory but not the uploader thread: like any process that does not own
     /// the spool, it leaves capture to the parent (whose next capture or catch-up takes the
@@ -300,6 +305,11 @@ pub fn process_identity() -> (u64, u32) {
     (FORK_EPOCH.load(Ordering::SeqCst), std::process::id())
 }
 
+/// This process image's fork generation (see [`process_identity`]): one atomic load.
+pub fn fork_epoch() -> u64 {
+    FORK_EPOCH.load(Ordering::SeqCst)
+}
+
 pub fn on_fork_child() {
     FORK_EPOCH.fetch_add(1, Ordering::SeqCst);
 }
@@ -364,7 +374,9 @@ impl Database {
             progress_changed: Condvar::new(),
             captured_txns: AtomicU64::new(0),
             wal_writes_in_flight: AtomicU32::new(0),
+            capture_queued: AtomicBool::new(false),
             open_handles: AtomicU32::new(0),
+            wal_replaced: AtomicU64::new(0),
             owner_epoch: FORK_EPOCH.load(Ordering::SeqCst),
             owner_pid: std::process::id(),
             counters: Mutex::new(Counters {

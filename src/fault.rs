@@ -6,6 +6,7 @@
 
 /// The points, in the order a commit meets them: capture, spool, upload, lease, lifecycle.
 pub const POINTS: &[&str] = &[
+    "capture.queued",
     "capture.before_append",
     "capture.after_append",
     "spool.write_behind",

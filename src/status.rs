@@ -382,7 +382,9 @@ fn database_row(
     let lag = oldest.map_or(0, |at| now_ms.saturating_sub(at));
     let ledger = c.ledger.as_ref();
     let month_requests = ledger.map(|l| l.month_in(now_ms));
-    let behind = !pending.is_empty() || progress.needs_snapshot.is_some();
+    // Commits queued for the capture thread are not in the spool yet, nor in the replica.
+    let queued = db.capture_queued.load(std::sync::atomic::Ordering::SeqCst);
+    let behind = !pending.is_empty() || queued || progress.needs_snapshot.is_some();
     let waits = &c.restart_waits;
     StatusRow {
         name: db.name.clone(),

@@ -24,6 +24,7 @@ fn fault_load_path() -> String {
 }
 
 const POINTS: &[&str] = &[
+    "capture.queued",
     "capture.before_append",
     "capture.after_append",
     "spool.write_behind",

@@ -1,8 +1,8 @@
-//! Capture on the commit path: the frames of one committed transaction, from the last
-//! captured commit up to its commit frame, verified against the salts and checksum chain
-//! and appended to the spool as one record; and the commits whose frames did not verify
-//! when written (deferred until SQLite is done with them). It must stay cheap (no work a
-//! plain append does not need, no allocation per commit beyond the record) and must never
+//! Capture: the frames of one committed transaction, from the last captured commit up to
+//! its commit frame, read back from the WAL (they are in the page cache), verified against
+//! the salts and checksum chain and appended to the spool as one record; the commits the
+//! commit path queued for the capture thread, taken in order; and the commits whose frames
+//! did not verify when written (deferred until SQLite is done with them). It must never
 //! fail the application's write: a frame that does not verify is reported to the caller.
 
 use super::fallback::capture_failed;
@@ -11,51 +11,6 @@ use crate::base::io::ReadAt;
 use crate::database::{self, CaptureState, Database};
 use crate::spool::{Appended, Integrity, RecordHeader};
 use crate::wal::{self, FrameChain, FrameHeader, WalHeader, WalPosition, FRAME_HEADER_SIZE};
-
-/// Most transactions' frames are plain appends (header, then page, frame after frame):
-/// keep them, so capture verifies and spools them without reading the WAL back.
-const TXN_BUFFER_MAX: usize = 4 << 20;
-
-/// Keeps the bytes of a write to frame `frame` (at `within` it) while the transaction's
-/// writes are plain appends; gives up on the buffer for this transaction otherwise.
-pub(super) fn buffer_frame_write(
-    cap: &mut CaptureState,
-    frame: u32,
-    within: u64,
-    data: &[u8],
-    frame_size: u64,
-) {
-    let fs = frame_size as usize;
-    let buffered_frames = (cap.txn_buffer.len() / fs) as u32;
-    let partial = cap.txn_buffer.len() % fs;
-    if within == 0 && (data.len() == FRAME_HEADER_SIZE || data.len() == fs) && partial == 0 {
-        let next_expected = cap.chain.as_ref().map(|c| c.next_frame());
-        if cap.txn_buffer.is_empty() || Some(frame) == next_expected {
-            // The first frame after the last capture (also after a rollback rewound).
-            cap.txn_buffer.clear();
-            cap.txn_first = frame;
-            cap.txn_buffer_ok = Some(frame) == next_expected;
-        } else if frame != cap.txn_first + buffered_frames {
-            cap.txn_buffer_ok = false;
-        }
-    } else if within == FRAME_HEADER_SIZE as u64
-        && data.len() + FRAME_HEADER_SIZE == fs
-        && partial == FRAME_HEADER_SIZE
-    {
-        if frame + 1 != cap.txn_first + buffered_frames + 1 {
-            cap.txn_buffer_ok = false;
-        }
-    } else {
-        cap.txn_buffer_ok = false;
-    }
-    if cap.txn_buffer_ok && cap.txn_buffer.len() + data.len() <= TXN_BUFFER_MAX {
-        cap.txn_buffer.extend_from_slice(data);
-    } else {
-        cap.txn_buffer_ok = false;
-        cap.txn_buffer.clear();
-        cap.txn_buffer.shrink_to(fs * 16);
-    }
-}
 
 /// How strictly capture checks the frames it reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,23 +47,14 @@ pub(super) fn capture(
     let record = record_header(&header, commit_frame, &fh, chain.checksum(), mode);
     let mut trial = chain.clone();
     let frame_size = FRAME_HEADER_SIZE + header.page_size as usize;
-    let nframes = (commit_frame - first + 1) as usize;
-    let written = std::mem::take(&mut cap.txn_buffer);
-    let use_written =
-        cap.txn_buffer_ok && cap.txn_first == first && written.len() == nframes * frame_size;
     let mut rec = db
         .spool
-        .begin_record(record, nframes as u32)
+        .begin_record(record, commit_frame - first + 1)
         .map_err(|e| e.to_string())?;
-    let mut buf = vec![0u8; if use_written { 0 } else { frame_size }];
-    for (i, f) in (first..=commit_frame).enumerate() {
-        let frame_bytes: &[u8] = if use_written {
-            &written[i * frame_size..(i + 1) * frame_size]
-        } else {
-            read_frame(file, &header, f, &mut buf)?;
-            &buf
-        };
-        let (h, page) = frame_bytes.split_at(FRAME_HEADER_SIZE);
+    let mut buf = vec![0u8; frame_size];
+    for f in first..=commit_frame {
+        read_frame(file, &header, f, &mut buf)?;
+        let (h, page) = buf.split_at(FRAME_HEADER_SIZE);
         let pgno = verify_frame(&mut trial, &header, f, h, page, mode)?;
         rec.push(pgno, page).map_err(|e| e.to_string())?;
     }
@@ -116,9 +62,6 @@ pub(super) fn capture(
     let appended = rec.commit().map_err(|e| e.to_string())?;
     crate::fault::point("capture.after_append");
     *chain = trial;
-    // Reuse the allocation for the next transaction.
-    cap.txn_buffer = written;
-    cap.txn_buffer.clear();
     db.captured_txns
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(appended)
@@ -126,7 +69,7 @@ pub(super) fn capture(
 
 /// The spool record of the transaction ending at `commit_frame`, whose first frame
 /// continues the chain at `chain_start`.
-fn record_header(
+pub(super) fn record_header(
     header: &WalHeader,
     commit_frame: u32,
     fh: &FrameHeader,

@@ -5,6 +5,7 @@
 //! and must never fail the application: what cannot be placed becomes an owed snapshot.
 
 use super::fallback::{capture_failed, flush_spool, owe_snapshot};
+use super::queue::drain_queued;
 use super::vouch::accept_vouched_log_on_disk;
 use super::wal_file::{header_on_disk, published_end, salts_on_disk};
 use crate::base::clock::now_ms;
@@ -218,6 +219,8 @@ fn follow_or_fall_back(
 /// another process restarted or truncated may have lost such commits, which only a snapshot
 /// can close. Skipped while a commit of this process is in flight (its own capture takes it).
 pub(super) fn take_foreign_commits(db: &Database, cap: &mut CaptureState, file: &mut dyn ReadAt) {
+    // This process's own commits come first, in order.
+    drain_queued(db, cap, file);
     if cap.pending_commit.is_some() || cap.deferred_commit.is_some() {
         return;
     }
@@ -272,6 +275,8 @@ pub fn take_foreign_commits_now(
     if !db.owned_here() {
         return;
     }
+    // This process's queued commits are complete: take them whatever is in flight.
+    super::queue::take_queued_now(db, open_wal);
     // A commit of this process whose write has landed but whose capture has not run yet
     // would look like another process's: leave the log to that capture.
     if db.wal_writes_in_flight.load(Ordering::SeqCst) > 0 {

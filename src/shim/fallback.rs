@@ -50,6 +50,10 @@ pub(super) fn capture_failed(
     commit: Option<WalPosition>,
 ) {
     cap.chain = None;
+    // Queued commits no longer continue a chain; the snapshot owed covers them.
+    cap.queued.clear();
+    db.capture_queued
+        .store(false, std::sync::atomic::Ordering::SeqCst);
     db.counters().capture_errors += 1;
     if let Some(pos) = commit {
         db.update_progress(|p| p.snapshot_must_cover = Some((pos, now_ms() + 10_000)));

@@ -17,6 +17,7 @@
 use super::capture::resolve_deferred;
 use super::catch_up::{catch_up_through, follow, take_foreign_commits};
 use super::fallback::{capture_failed, flush_spool};
+use super::queue::drain_queued;
 use super::vouch::accept_vouched_log;
 use super::wal_file::header_on_disk;
 use crate::base::io::ReadAt;
@@ -35,6 +36,7 @@ pub fn on_adopt(db: &Database, wal: Option<&mut dyn ReadAt>) {
         return;
     }
     let Some(file) = wal else { return };
+    drain_queued(db, &mut cap, file);
     cap.caught_up = true;
     catch_up_through(db, &mut cap, file, u32::MAX, "reading the WAL when adopted");
 }
@@ -58,6 +60,7 @@ pub fn before_hooked_commit(db: &Database, wal: &mut dyn ReadAt, index: Option<W
     }
     let mut cap = lock(&db.capture);
     cap.log_complete = None;
+    drain_queued(db, &mut cap, wal);
     resolve_deferred(db, &mut cap, wal);
     if !ends_at(&cap, index) {
         if cap.caught_up {
@@ -106,6 +109,7 @@ pub fn after_hooked_commit(
         return;
     }
     let mut cap = lock(&db.capture);
+    drain_queued(db, &mut cap, wal);
     resolve_deferred(db, &mut cap, wal);
     let on_disk = header_on_disk(wal).ok().flatten();
     let known = cap.header;

@@ -5,9 +5,11 @@
 //! header or a truncation removes them. It runs on the commit path: no allocation, and
 //! never a failed write.
 
-use super::capture::{abandon_deferred, buffer_frame_write, capture, resolve_deferred, Mode};
+use super::capture::{abandon_deferred, capture, resolve_deferred, Mode};
+use super::capture_thread;
 use super::catch_up::{catch_up_or_fall_back, take_foreign_commits};
 use super::fallback::{flush_spool, flush_spool_for_restart};
+use super::queue::{drain_queued, queue_commit};
 use super::wal_file::db_path_of;
 use crate::base::io::ReadAt;
 use crate::base::lock::lock;
@@ -62,6 +64,7 @@ impl WalObserver {
     fn settle_before_restart(&self, data: &[u8], file: &mut dyn ReadAt) {
         let db = &self.db;
         let mut cap = lock(&db.capture);
+        drain_queued(db, &mut cap, file);
         resolve_deferred(db, &mut cap, file);
         // The old log is still intact here (unless another process truncated it).
         take_foreign_commits(db, &mut cap, file);
@@ -81,6 +84,7 @@ impl WalObserver {
         }
         let started = Instant::now();
         let mut cap = lock(&db.capture);
+        drain_queued(db, &mut cap, file);
         resolve_deferred(db, &mut cap, file);
         drop(cap);
         flush_spool(db);
@@ -125,6 +129,17 @@ impl WalObserver {
         else {
             return;
         };
+        if queueable(&cap, mode) {
+            let nudge = queue_commit(db, &mut cap, commit_frame, fh);
+            drop(cap);
+            // Committed, its position recorded, its frames not yet spooled.
+            crate::fault::point("capture.queued");
+            if nudge {
+                capture_thread::notify();
+            }
+            return;
+        }
+        drain_queued(db, &mut cap, file);
         let Some(appended) = capture_or_defer(db, &mut cap, header, commit_frame, fh, file, mode)
         else {
             return;
@@ -143,6 +158,22 @@ impl WalObserver {
             forget_wal(&self.db);
         }
     }
+}
+
+/// Queued commits beyond which the committing thread captures them itself: the capture
+/// thread is not keeping up (or not running: a forked child could not start it).
+const QUEUE_MAX: usize = 4096;
+
+/// Whether a completed commit can be left to the capture thread: its frames were plain
+/// appends (so their checksums are final and nothing will rewrite them before a restart),
+/// it continues a known chain, and no earlier commit waits to be settled on this thread.
+fn queueable(cap: &CaptureState, mode: Mode) -> bool {
+    mode == Mode::Strict
+        && cap.queued.len() < QUEUE_MAX
+        && !cap.rewrote_in_place
+        && cap.deferred_commit.is_none()
+        && cap.chain.is_some()
+        && capture_thread::available()
 }
 
 /// Counts how long SQLite's restart or truncation of the log waited for the spool.
@@ -181,6 +212,8 @@ fn follow_unseen_restart(
     if new.salts() != fh.salts() {
         return;
     }
+    // The queued commits are of the old log, whose frames the new one is overwriting.
+    drain_queued(db, cap, file);
     let frame = frame_at(offset, known.page_size);
     super::catch_up::meet_unseen_log(db, cap, file, frame - 1, "reading a log restarted unseen");
 }
@@ -220,7 +253,6 @@ fn completed_commit(
     let rel = offset - WAL_HEADER_SIZE as u64;
     let frame = (rel / frame_size) as u32 + 1;
     let within = rel % frame_size;
-    buffer_frame_write(cap, frame, within, data, frame_size);
     let mut ready: Option<(u32, FrameHeader)> = None;
     let mut rewritten = false;
     if within == 0 && cap.deferred_commit.is_some_and(|k| frame > k) {
@@ -298,6 +330,8 @@ fn capture_or_defer(
 
 /// The log is gone (truncated or deleted): the next writer starts a new one with a header.
 fn forget_wal(db: &Database) {
+    take_queue_before_the_log_goes(db);
+    db.wal_replaced.fetch_add(1, Ordering::SeqCst);
     flush_spool(db);
     let mut cap = lock(&db.capture);
     abandon_deferred(
@@ -311,6 +345,27 @@ fn forget_wal(db: &Database) {
     cap.deferred_commit = None;
     cap.rewrote_in_place = false;
     cap.last_header_frame = None;
+}
+
+/// Captures the queued commits while the log still holds them (a truncation took them
+/// already; a deletion has not happened yet).
+fn take_queue_before_the_log_goes(db: &Database) {
+    if !db.capture_queued.load(Ordering::SeqCst) {
+        return;
+    }
+    let mut wal = capture_thread::open_wal_of(&db.path);
+    let mut cap = lock(&db.capture);
+    match wal.as_mut() {
+        Some(w) => {
+            drain_queued(db, &mut cap, w.as_mut());
+        }
+        None => super::fallback::capture_failed(
+            db,
+            &mut cap,
+            "the WAL went away before queued commits could be captured",
+            None,
+        ),
+    }
 }
 
 /// A file is about to be deleted; a deleted WAL means the next writer starts a new log.

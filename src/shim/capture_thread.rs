@@ -1,0 +1,212 @@
+//! The capture thread: takes the commits the commit path queued (see `capture::queue_commit`)
+//! off the thread that holds SQLite's write lock, so a commit costs the application only the
+//! note of where it ends. One per process, started by the first queued commit (again in a
+//! forked child that replicates). It reads the frames through its own handle on the log,
+//! one commit per hold of the capture lock so the commit path never waits long for it, and
+//! wakes the uploader. While commits keep coming it looks again after a short pause rather
+//! than being woken for each (a wake-up is a system call on the commit path); idle, it
+//! parks until the next commit wakes it. Nothing is lost if it lags or dies with the
+//! process: the log holds every queued commit until a restart or truncation, which takes
+//! the queue first, and a process that dies is caught up with from the log.
+
+use super::fallback::capture_failed;
+use super::queue::{take_queued, Scratch};
+use crate::base::io::ReadAt;
+use crate::base::lock::lock;
+use crate::database::{self, Database};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock, TryLockError};
+use std::thread::Thread;
+use std::time::Duration;
+
+/// The pause between two looks while commits keep coming: a restart of the log waits for
+/// at most this much capture, and lag grows by at most this much.
+const BATCH_PAUSE: Duration = Duration::from_micros(500);
+/// Looks that found nothing before the thread parks.
+const IDLE_LOOKS: u32 = 3;
+
+/// Opens a database's WAL for reading (given by the FFI layer, which opens it through the
+/// base VFS); `None` without an opener (unit tests: commits then wait for whoever drains).
+static WAL_OPENER: OnceLock<WalOpener> = OnceLock::new();
+
+/// Opens the `-wal` file at a path for reading; `None` if it does not exist.
+pub type WalOpener = fn(&Path) -> Option<Box<dyn ReadAt>>;
+
+/// Installs the WAL opener (once, at load).
+pub fn set_wal_opener(open: WalOpener) {
+    let _ = WAL_OPENER.set(open);
+}
+
+/// Whether commits can be left to the capture thread (the FFI layer installed an opener).
+pub(super) fn available() -> bool {
+    WAL_OPENER.get().is_some()
+}
+
+/// Opens the `-wal` of the database at `db_path` through the installed opener.
+pub(super) fn open_wal_of(db_path: &Path) -> Option<Box<dyn ReadAt>> {
+    let open = WAL_OPENER.get()?;
+    let mut wal_path = db_path.as_os_str().to_owned();
+    wal_path.push("-wal");
+    open(Path::new(&wal_path))
+}
+
+/// Whether the thread is parked (or about to park) and must be woken for a new commit.
+static PARKED: AtomicBool = AtomicBool::new(false);
+/// One more than the fork epoch the running thread was started in (0: none started).
+static STARTED_IN: AtomicU64 = AtomicU64::new(0);
+/// The running thread and the fork epoch it belongs to.
+static THREAD: Mutex<Option<(u64, Thread)>> = Mutex::new(None);
+
+/// A commit was queued on an empty queue: make sure the thread runs and will look.
+pub(super) fn notify() {
+    let epoch = database::fork_epoch();
+    if STARTED_IN.load(Ordering::Relaxed) != epoch + 1 {
+        start(epoch);
+        return;
+    }
+    if PARKED.load(Ordering::SeqCst) && PARKED.swap(false, Ordering::SeqCst) {
+        if let Some(thread) = running(epoch) {
+            thread.unpark();
+        }
+    }
+}
+
+/// The thread of this process image, if the table can be had (in a forked child its lock
+/// may be held by a thread of the parent that is not there: then the uploader's poll, which
+/// also takes the queue, stands in).
+fn running(epoch: u64) -> Option<Thread> {
+    for _ in 0..100 {
+        match THREAD.try_lock() {
+            Ok(t) => {
+                return t
+                    .as_ref()
+                    .filter(|(e, _)| *e == epoch)
+                    .map(|(_, t)| t.clone())
+            }
+            Err(TryLockError::Poisoned(e)) => {
+                return e
+                    .get_ref()
+                    .as_ref()
+                    .filter(|(x, _)| *x == epoch)
+                    .map(|(_, t)| t.clone())
+            }
+            Err(TryLockError::WouldBlock) => std::thread::yield_now(),
+        }
+    }
+    None
+}
+
+fn start(epoch: u64) {
+    let Ok(mut slot) = THREAD.try_lock() else {
+        return; // being started by another thread (or see `running`)
+    };
+    if STARTED_IN.load(Ordering::SeqCst) == epoch + 1 {
+        return;
+    }
+    PARKED.store(false, Ordering::SeqCst);
+    match std::thread::Builder::new()
+        .name("replica-capture".into())
+        .spawn(run)
+    {
+        Ok(handle) => {
+            *slot = Some((epoch, handle.thread().clone()));
+            STARTED_IN.store(epoch + 1, Ordering::SeqCst);
+        }
+        Err(e) => crate::base::log::error(&format!("starting the capture thread: {e}")),
+    }
+}
+
+fn run() {
+    let mut idle = 0;
+    let mut held = Held::default();
+    loop {
+        if look(&mut held) {
+            idle = 0;
+        } else {
+            idle += 1;
+        }
+        if idle < IDLE_LOOKS {
+            std::thread::sleep(BATCH_PAUSE);
+            continue;
+        }
+        PARKED.store(true, Ordering::SeqCst);
+        if database::all()
+            .iter()
+            .any(|db| db.capture_queued.load(Ordering::SeqCst))
+        {
+            PARKED.store(false, Ordering::SeqCst);
+            continue;
+        }
+        std::thread::park();
+        PARKED.store(false, Ordering::SeqCst);
+        idle = 0;
+    }
+}
+
+/// What the thread keeps between looks: a handle on each database's log (opening one
+/// takes SQLite's own locks, which the application's threads wait on), with the
+/// `wal_replaced` count it was opened at, and the buffers of a batch.
+#[derive(Default)]
+struct Held {
+    wals: Wals,
+    scratch: Scratch,
+}
+
+/// Each database's log handle, with the `wal_replaced` count it was opened at.
+#[derive(Default)]
+struct Wals(Vec<(PathBuf, u64, Box<dyn ReadAt>)>);
+
+impl Wals {
+    /// The handle on `db`'s log, reopened when the log was replaced since.
+    fn wal(&mut self, db: &Database) -> Option<&mut dyn ReadAt> {
+        let replaced = db.wal_replaced.load(Ordering::SeqCst);
+        let at = self.0.iter().position(|(p, _, _)| *p == db.path);
+        let i = match at {
+            Some(i) if self.0[i].1 == replaced => i,
+            _ => {
+                if let Some(i) = at {
+                    self.0.swap_remove(i);
+                }
+                self.0
+                    .push((db.path.clone(), replaced, open_wal_of(&db.path)?));
+                self.0.len() - 1
+            }
+        };
+        Some(self.0[i].2.as_mut())
+    }
+
+    /// Closes the handles of databases no longer replicated here.
+    fn forget_others(&mut self, dbs: &[std::sync::Arc<Database>]) {
+        self.0
+            .retain(|(p, _, _)| dbs.iter().any(|db| db.path == *p));
+    }
+}
+
+/// Takes every database's queued commits; whether there were any.
+fn look(held: &mut Held) -> bool {
+    let dbs = database::all();
+    held.wals.forget_others(&dbs);
+    let mut took = false;
+    for db in &dbs {
+        if db.capture_queued.load(Ordering::SeqCst) && db.owned_here() {
+            took = true;
+            // A bug here must not take the thread down, nor lose a commit quietly: the
+            // commit it held is owed as a snapshot.
+            let taken =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| take_queue(db, held)));
+            if taken.is_err() {
+                let mut cap = lock(&db.capture);
+                let why = "internal error (panic) in the capture thread";
+                capture_failed(db, &mut cap, why, None);
+            }
+        }
+    }
+    took
+}
+
+fn take_queue(db: &Database, held: &mut Held) {
+    if let Some(wal) = held.wals.wal(db) {
+        take_queued(db, wal, &mut held.scratch);
+    } // else gone: its deletion or truncation took the queue first
+}

@@ -1,0 +1,254 @@
+//! The commits the commit path leaves to the capture thread: queued with only their commit
+//! frame (see `wal_observer`), taken in order. The capture thread reads and verifies a batch
+//! of them without the capture lock (committed frames do not change until a restart or
+//! truncation, and those take the queue first) and holds the lock only to append each one;
+//! anyone else who moves the chain or appends to the spool takes the whole queue first,
+//! under the lock, through the same verification as capture at commit.
+
+use super::capture::{capture, record_header, Mode};
+use super::fallback::capture_failed;
+use crate::base::io::ReadAt;
+use crate::base::lock::lock;
+use crate::database::{CaptureState, Database};
+use crate::spool::Appended;
+use crate::wal::{self, FrameChain, FrameHeader, WalHeader, WalPosition, FRAME_HEADER_SIZE};
+use std::sync::atomic::Ordering;
+
+/// Leaves the transaction ending at `commit_frame` (written as plain appends, so its
+/// checksums are final) to the capture thread; whether the queue was empty (the thread may
+/// need waking).
+pub(super) fn queue_commit(
+    db: &Database,
+    cap: &mut CaptureState,
+    commit_frame: u32,
+    fh: FrameHeader,
+) -> bool {
+    cap.queued.push_back((commit_frame, fh));
+    if db.capture_queued.load(Ordering::Relaxed) {
+        return false;
+    }
+    db.capture_queued.store(true, Ordering::SeqCst);
+    true
+}
+
+/// Captures every queued commit, oldest first, reading the frames through `file`: before
+/// anything else moves the chain or appends to the spool, and before the log's frames can
+/// be overwritten.
+pub(super) fn drain_queued(db: &Database, cap: &mut CaptureState, file: &mut dyn ReadAt) {
+    let mut first = None;
+    while !cap.queued.is_empty() {
+        let appended = capture_oldest_queued(db, cap, file);
+        first = first.or(appended);
+    }
+    wake_for(first);
+}
+
+/// Captures the queued commits now, reading the WAL through `open_wal`: `replica_sync`
+/// must not leave out a commit the capture thread has not taken yet.
+pub fn take_queued_now(db: &Database, open_wal: &mut dyn FnMut() -> Option<Box<dyn ReadAt>>) {
+    if !db.owned_here() || !db.capture_queued.load(Ordering::SeqCst) {
+        return;
+    }
+    if let Some(mut wal) = open_wal() {
+        drain_queued(db, &mut lock(&db.capture), wal.as_mut());
+    }
+}
+
+/// Wakes the uploader for a batch whose first record is `first`: only the first pending
+/// commit needs to (with commits already pending it has a deadline and comes back by itself,
+/// and a wake-up per commit costs a context switch).
+fn wake_for(first: Option<Appended>) {
+    if first.is_some_and(|a| a.pending <= 1) {
+        crate::database::wake_uploader();
+    }
+}
+
+/// Captures the oldest queued commit; what its record became, `None` if there was none or
+/// it failed (then the whole queue is dropped: its commits no longer continue a chain, and
+/// the snapshot owed covers them).
+pub(super) fn capture_oldest_queued(
+    db: &Database,
+    cap: &mut CaptureState,
+    file: &mut dyn ReadAt,
+) -> Option<Appended> {
+    let (frame, fh) = cap.queued.pop_front()?;
+    if cap.queued.is_empty() {
+        db.capture_queued.store(false, Ordering::SeqCst);
+    }
+    let Some(header) = cap.header else {
+        capture_failed(db, cap, "a queued commit's log was forgotten", None);
+        return None;
+    };
+    let result = capture(db, cap, header, frame, fh, file, Mode::Strict).or_else(|why| {
+        // The commit frame is still the one written: SQLite is done with the transaction,
+        // so its frames are taken as written (as at the release of the write lock).
+        if commit_frame_on_disk(file, &header, frame) == Some(fh) {
+            capture(db, cap, header, frame, fh, file, Mode::Lenient)
+        } else {
+            Err(why)
+        }
+    });
+    match result {
+        Ok(appended) => Some(appended),
+        Err(why) => {
+            let pos = WalPosition::new(header.salts(), frame);
+            capture_failed(db, cap, &format!("a queued commit: {why}"), Some(pos));
+            None
+        }
+    }
+}
+
+/// The header of frame `k` of the log with `header`, if the file still holds that log.
+fn commit_frame_on_disk(file: &mut dyn ReadAt, header: &WalHeader, k: u32) -> Option<FrameHeader> {
+    if super::wal_file::salts_on_disk(file) != Some(header.salts()) {
+        return None;
+    }
+    let mut h = [0u8; FRAME_HEADER_SIZE];
+    match file.read_at(wal::frame_offset(header.page_size, k), &mut h) {
+        Ok(n) if n == h.len() => FrameHeader::parse(&h).ok(),
+        _ => None,
+    }
+}
+
+/// What the capture thread reuses from batch to batch.
+#[derive(Default)]
+pub(super) struct Scratch {
+    notes: Vec<(u32, FrameHeader)>,
+    /// The chain after each verified note.
+    ends: Vec<FrameChain>,
+    frames: Vec<u8>,
+}
+
+/// The capture thread's way through the queue: the frames of the commits queued now are
+/// read and verified without the capture lock, then appended one commit per hold of it,
+/// each only if it is still the oldest queued and the chain still ends where it began. A
+/// commit that does not verify goes the way of [`capture_oldest_queued`]. Wakes the
+/// uploader as [`drain_queued`] does.
+pub(super) fn take_queued(db: &Database, file: &mut dyn ReadAt, scratch: &mut Scratch) {
+    let first = take_verified(db, file, scratch);
+    wake_for(first);
+}
+
+/// [`take_queued`]'s work; what the first record became, if one was appended.
+fn take_verified(db: &Database, file: &mut dyn ReadAt, scratch: &mut Scratch) -> Option<Appended> {
+    let (header, start) = {
+        let cap = lock(&db.capture);
+        scratch.notes.clear();
+        scratch.notes.extend(cap.queued.iter().copied());
+        (cap.header?, cap.chain.clone()?)
+    };
+    let verified = read_and_verify(file, &header, &start, scratch);
+    let batch_first = start.next_frame();
+    let mut first = None;
+    let mut chain = start;
+    for i in 0..verified {
+        let note = scratch.notes[i];
+        let mut cap = lock(&db.capture);
+        let still_next = cap.queued.front() == Some(&note)
+            && cap.header.map(|h| h.salts()) == Some(header.salts())
+            && cap.chain.as_ref().map(FrameChain::next_frame) == Some(chain.next_frame());
+        if !still_next {
+            return first; // taken by someone else meanwhile
+        }
+        let end = scratch.ends[i].clone();
+        match append_verified(db, &header, &chain, note, (batch_first, &scratch.frames)) {
+            Ok(appended) => {
+                pop_queued(db, &mut cap);
+                cap.chain = Some(end.clone());
+                first = first.or(Some(appended));
+            }
+            Err(why) => {
+                let pos = WalPosition::new(header.salts(), note.0);
+                capture_failed(db, &mut cap, &format!("a queued commit: {why}"), Some(pos));
+                return first;
+            }
+        }
+        chain = end;
+    }
+    if verified < scratch.notes.len() {
+        let mut cap = lock(&db.capture);
+        if cap.queued.front() == Some(&scratch.notes[verified]) {
+            let appended = capture_oldest_queued(db, &mut cap, file);
+            first = first.or(appended);
+        }
+    }
+    first
+}
+
+/// Reads the frames of `scratch.notes` (from `start` on) into `scratch.frames` in one read
+/// and verifies them; how many notes verified, with the chain after each in `scratch.ends`.
+fn read_and_verify(
+    file: &mut dyn ReadAt,
+    header: &WalHeader,
+    start: &FrameChain,
+    scratch: &mut Scratch,
+) -> usize {
+    scratch.ends.clear();
+    let first = start.next_frame();
+    let Some(&(last_frame, _)) = scratch.notes.last() else {
+        return 0;
+    };
+    if last_frame < first {
+        return 0;
+    }
+    let frame_size = FRAME_HEADER_SIZE + header.page_size as usize;
+    scratch
+        .frames
+        .resize((last_frame - first + 1) as usize * frame_size, 0);
+    let off = wal::frame_offset(header.page_size, first);
+    if !matches!(file.read_at(off, &mut scratch.frames), Ok(n) if n == scratch.frames.len()) {
+        return 0;
+    }
+    let mut trial = start.clone();
+    for &(commit_frame, fh) in &scratch.notes {
+        while trial.next_frame() <= commit_frame {
+            let i = (trial.next_frame() - first) as usize * frame_size;
+            let (h, page) = scratch.frames[i..i + frame_size].split_at(FRAME_HEADER_SIZE);
+            if !matches!(trial.accept(h, page), Ok(Some(_))) {
+                return scratch.ends.len();
+            }
+        }
+        if trial.checksum() != fh.checksum() {
+            return scratch.ends.len();
+        }
+        scratch.ends.push(trial.clone());
+    }
+    scratch.ends.len()
+}
+
+/// Appends the verified commit `note`, whose frames follow `chain`, from `frames` (the
+/// frames read from frame `batch_first` on) as one spool record.
+fn append_verified(
+    db: &Database,
+    header: &WalHeader,
+    chain: &FrameChain,
+    note: (u32, FrameHeader),
+    (batch_first, frames): (u32, &[u8]),
+) -> Result<Appended, String> {
+    let (commit_frame, fh) = note;
+    let frame_size = FRAME_HEADER_SIZE + header.page_size as usize;
+    let first = chain.next_frame();
+    let record = record_header(header, commit_frame, &fh, chain.checksum(), Mode::Strict);
+    let mut rec = db
+        .spool
+        .begin_record(record, commit_frame - first + 1)
+        .map_err(|e| e.to_string())?;
+    for f in first..=commit_frame {
+        let i = (f - batch_first) as usize * frame_size;
+        let (h, page) = frames[i..i + frame_size].split_at(FRAME_HEADER_SIZE);
+        let pgno = FrameHeader::parse(h).map_err(|e| e.to_string())?.pgno;
+        rec.push(pgno, page).map_err(|e| e.to_string())?;
+    }
+    crate::fault::point("capture.before_append");
+    let appended = rec.commit().map_err(|e| e.to_string())?;
+    crate::fault::point("capture.after_append");
+    db.captured_txns.fetch_add(1, Ordering::Relaxed);
+    Ok(appended)
+}
+
+fn pop_queued(db: &Database, cap: &mut CaptureState) {
+    cap.queued.pop_front();
+    if cap.queued.is_empty() {
+        db.capture_queued.store(false, Ordering::SeqCst);
+    }
+}
