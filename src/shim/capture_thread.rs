@@ -13,7 +13,7 @@ use super::fallback::capture_failed;
 use super::queue::{take_queued, Scratch};
 use crate::base::io::ReadAt;
 use crate::base::lock::lock;
-use crate::database::{self, Database};
+use crate::database::{self, CaptureState, Database};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, TryLockError};
@@ -38,9 +38,14 @@ pub fn set_wal_opener(open: WalOpener) {
     let _ = WAL_OPENER.set(open);
 }
 
-/// Whether commits can be left to the capture thread (the FFI layer installed an opener).
-pub(super) fn available() -> bool {
-    WAL_OPENER.get().is_some()
+/// Queued commits beyond which the committing thread captures them itself: the capture
+/// thread is not keeping up (or not running: a forked child could not start it).
+const QUEUE_MAX: usize = 4096;
+
+/// Whether another commit can be left to the capture thread: the queue has room, and there
+/// is a thread (the FFI layer installed the opener it reads the log with).
+pub(super) fn room_for_more(cap: &CaptureState) -> bool {
+    cap.queued.len() < QUEUE_MAX && WAL_OPENER.get().is_some()
 }
 
 /// Opens the `-wal` of the database at `db_path` through the installed opener.
@@ -206,7 +211,14 @@ fn look(held: &mut Held) -> bool {
 }
 
 fn take_queue(db: &Database, held: &mut Held) {
-    if let Some(wal) = held.wals.wal(db) {
+    let Some(wal) = held.wals.wal(db) else {
+        return; // gone: its deletion or truncation took the queue first
+    };
+    // Batch after batch while commits are queued (a batch holds at most a few MiB).
+    for _ in 0..64 {
         take_queued(db, wal, &mut held.scratch);
-    } // else gone: its deletion or truncation took the queue first
+        if !db.capture_queued.load(Ordering::SeqCst) {
+            return;
+        }
+    }
 }

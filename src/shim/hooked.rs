@@ -23,7 +23,7 @@ use super::wal_file::header_on_disk;
 use crate::base::io::ReadAt;
 use crate::base::lock::lock;
 use crate::database::{self, CaptureState, CompleteLog, Database};
-use crate::wal::{WalHeader, WalIndexState, WalPosition};
+use crate::wal::{FrameHeader, WalHeader, WalIndexState, WalPosition, FRAME_HEADER_SIZE};
 
 /// A connection opened before the load now replicates this database: compare the log with
 /// the spool once (as a connection of the replica VFS does when it opens the WAL).
@@ -121,6 +121,12 @@ pub fn after_hooked_commit(
     }
     cap.log_complete = None;
     cap.caught_up = true;
+    if queue_hooked_commit(db, &mut cap, wal, on_disk, commit_frame) {
+        drop(cap);
+        crate::fault::point("capture.queued");
+        super::capture_thread::notify();
+        return;
+    }
     let followed = cap.chain.is_some() && follow(db, &mut cap, wal, commit_frame).is_ok();
     if !followed || !reached(&cap, on_disk, commit_frame) {
         catch_up_through(db, &mut cap, wal, commit_frame, "reading a commit");
@@ -138,6 +144,45 @@ pub fn after_hooked_commit(
     if db.spool.pending_summary().is_none_or(|(n, _)| n <= 1) {
         database::wake_uploader();
     }
+}
+
+/// Leaves the commit ending at `commit_frame` of the log capture follows to the capture
+/// thread, as a commit of the replica VFS is (SQLite has finished its checksums by the time
+/// its WAL hook runs); whether it did. Any other case is followed here.
+fn queue_hooked_commit(
+    db: &Database,
+    cap: &mut CaptureState,
+    wal: &mut dyn ReadAt,
+    on_disk: Option<WalHeader>,
+    commit_frame: u32,
+) -> bool {
+    let (Some(h), Some(chain)) = (cap.header, cap.chain.as_ref()) else {
+        return false;
+    };
+    let after_queued = cap.queued.back().map_or(chain.next_frame(), |(f, _)| f + 1);
+    if on_disk.map(|d| d.salts()) != Some(h.salts())
+        || commit_frame < after_queued
+        || !super::capture_thread::room_for_more(cap)
+    {
+        return false;
+    }
+    let mut bytes = [0u8; FRAME_HEADER_SIZE];
+    let read = wal.read_at(
+        crate::wal::frame_offset(h.page_size, commit_frame),
+        &mut bytes,
+    );
+    let Some(fh) = read
+        .ok()
+        .filter(|n| *n == bytes.len())
+        .and_then(|_| FrameHeader::parse(&bytes).ok())
+        .filter(|fh| fh.is_commit() && fh.salts() == h.salts())
+    else {
+        return false;
+    };
+    // The thread always needs a nudge here: this connection's commits do not pass the
+    // VFS, so nothing else may wake it.
+    super::queue::queue_commit(db, cap, commit_frame, fh);
+    true
 }
 
 /// Whether capture has passed frame `frame` of the log with header `log`.

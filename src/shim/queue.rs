@@ -110,6 +110,9 @@ fn commit_frame_on_disk(file: &mut dyn ReadAt, header: &WalHeader, k: u32) -> Op
     }
 }
 
+/// The most frame bytes the capture thread reads and holds for one batch.
+const BATCH_BYTES: usize = 4 << 20;
+
 /// What the capture thread reuses from batch to batch.
 #[derive(Default)]
 pub(super) struct Scratch {
@@ -137,6 +140,7 @@ fn take_verified(db: &Database, file: &mut dyn ReadAt, scratch: &mut Scratch) ->
         scratch.notes.extend(cap.queued.iter().copied());
         (cap.header?, cap.chain.clone()?)
     };
+    let oldest = *scratch.notes.first()?;
     let verified = read_and_verify(file, &header, &start, scratch);
     let batch_first = start.next_frame();
     let mut first = None;
@@ -165,9 +169,15 @@ fn take_verified(db: &Database, file: &mut dyn ReadAt, scratch: &mut Scratch) ->
         }
         chain = end;
     }
-    if verified < scratch.notes.len() {
+    // The first commit that did not verify (or did not fit in a batch) goes the slow way.
+    let stuck = match scratch.notes.get(verified) {
+        Some(note) => Some(*note),
+        None if verified == 0 => Some(oldest),
+        None => None,
+    };
+    if let Some(note) = stuck {
         let mut cap = lock(&db.capture);
-        if cap.queued.front() == Some(&scratch.notes[verified]) {
+        if cap.queued.front() == Some(&note) {
             let appended = capture_oldest_queued(db, &mut cap, file);
             first = first.or(appended);
         }
@@ -192,6 +202,17 @@ fn read_and_verify(
         return 0;
     }
     let frame_size = FRAME_HEADER_SIZE + header.page_size as usize;
+    // The notes whose frames fit in one batch (a larger first transaction is captured
+    // under the lock, frame by frame).
+    let fits = |f: u32| (f - first + 1) as usize * frame_size <= BATCH_BYTES;
+    let batch = scratch.notes.iter().take_while(|(f, _)| fits(*f)).count();
+    scratch.notes.truncate(batch);
+    let Some(&(last_frame, _)) = scratch.notes.last() else {
+        return 0;
+    };
+    if scratch.frames.capacity() > BATCH_BYTES {
+        scratch.frames = Vec::new();
+    }
     scratch
         .frames
         .resize((last_frame - first + 1) as usize * frame_size, 0);
@@ -250,5 +271,126 @@ fn pop_queued(db: &Database, cap: &mut CaptureState) {
     cap.queued.pop_front();
     if cap.queued.is_empty() {
         db.capture_queued.store(false, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Log(Vec<u8>);
+
+    impl ReadAt for Log {
+        fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+            let off = offset as usize;
+            if off + buf.len() > self.0.len() {
+                return Ok(0);
+            }
+            buf.copy_from_slice(&self.0[off..off + buf.len()]);
+            Ok(buf.len())
+        }
+    }
+
+    /// A log of `txns` transactions of `pages` frames each, and the queue notes of their
+    /// commit frames.
+    fn log(txns: u32, pages: u32) -> (WalHeader, Log, Vec<(u32, FrameHeader)>) {
+        log_with_salts((0x5eed_0001, 0x5eed_0002), txns, pages)
+    }
+
+    fn log_with_salts(
+        salts: (u32, u32),
+        txns: u32,
+        pages: u32,
+    ) -> (WalHeader, Log, Vec<(u32, FrameHeader)>) {
+        let header = WalHeader::new(false, 512, 3, salts.0, salts.1);
+        let mut bytes = header.to_bytes().to_vec();
+        let mut chain = FrameChain::new(&header);
+        let mut notes = Vec::new();
+        for t in 0..txns {
+            for p in 1..=pages {
+                let commit = if p == pages { pages } else { 0 };
+                let page = vec![(t * 7 + p) as u8; 512];
+                let fh = chain.seal(p, commit, &page).unwrap();
+                bytes.extend_from_slice(&fh.to_bytes());
+                bytes.extend_from_slice(&page);
+                if commit != 0 {
+                    notes.push((chain.next_frame() - 1, fh));
+                }
+            }
+        }
+        (header, Log(bytes), notes)
+    }
+
+    fn verified(header: &WalHeader, file: &mut Log, notes: &[(u32, FrameHeader)]) -> usize {
+        let mut scratch = Scratch {
+            notes: notes.to_vec(),
+            ..Default::default()
+        };
+        read_and_verify(file, header, &FrameChain::new(header), &mut scratch)
+    }
+
+    #[test]
+    fn every_queued_commit_of_an_intact_log_verifies_in_one_read() {
+        let (header, mut file, notes) = log(4, 3);
+        let mut scratch = Scratch {
+            notes: notes.clone(),
+            ..Default::default()
+        };
+        let start = FrameChain::new(&header);
+        assert_eq!(read_and_verify(&mut file, &header, &start, &mut scratch), 4);
+        // The chain after each note ends at its commit frame, with its checksum.
+        for (end, (frame, fh)) in scratch.ends.iter().zip(&notes) {
+            assert_eq!(end.next_frame(), frame + 1);
+            assert_eq!(end.checksum(), fh.checksum());
+        }
+    }
+
+    #[test]
+    fn verification_stops_at_the_first_commit_whose_frames_changed() {
+        let (header, mut file, notes) = log(4, 3);
+        // A byte of the second transaction's second page (frame 5).
+        let off = wal::frame_offset(header.page_size, 5) as usize + FRAME_HEADER_SIZE + 9;
+        file.0[off] ^= 0x40;
+        assert_eq!(verified(&header, &mut file, &notes), 1);
+    }
+
+    #[test]
+    fn a_note_whose_commit_frame_was_rewritten_does_not_verify() {
+        let (header, mut file, mut notes) = log(3, 2);
+        // The queue says another checksum than the log holds for the last commit.
+        notes[2].1.cksum1 ^= 1;
+        assert_eq!(verified(&header, &mut file, &notes), 2);
+    }
+
+    #[test]
+    fn a_log_shorter_than_the_queue_verifies_nothing() {
+        let (header, mut file, notes) = log(3, 2);
+        let keep = wal::frame_offset(header.page_size, 5) as usize;
+        file.0.truncate(keep);
+        assert_eq!(verified(&header, &mut file, &notes), 0);
+    }
+
+    #[test]
+    fn a_log_restarted_with_other_salts_verifies_nothing() {
+        let (header, _, notes) = log(2, 2);
+        // Another log of the same shape now fills the file.
+        let (_, mut restarted, _) = log_with_salts((0x5eed_0002, 0x0bad_0003), 2, 2);
+        assert_eq!(verified(&header, &mut restarted, &notes), 0);
+    }
+
+    #[test]
+    fn only_the_commits_that_fit_in_a_batch_are_read() {
+        // Two transactions of 5000 frames of 536 bytes: the first fits in 4 MiB, both do not.
+        let (header, mut file, notes) = log(2, 5000);
+        let mut scratch = Scratch {
+            notes,
+            ..Default::default()
+        };
+        let start = FrameChain::new(&header);
+        assert_eq!(read_and_verify(&mut file, &header, &start, &mut scratch), 1);
+        assert_eq!(scratch.notes.len(), 1);
+        // A first transaction larger than a batch is left to the slow way.
+        let (header, mut file, notes) = log(1, 9000);
+        assert_eq!(verified(&header, &mut file, &notes), 0);
     }
 }

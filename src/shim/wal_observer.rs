@@ -160,20 +160,15 @@ impl WalObserver {
     }
 }
 
-/// Queued commits beyond which the committing thread captures them itself: the capture
-/// thread is not keeping up (or not running: a forked child could not start it).
-const QUEUE_MAX: usize = 4096;
-
 /// Whether a completed commit can be left to the capture thread: its frames were plain
 /// appends (so their checksums are final and nothing will rewrite them before a restart),
 /// it continues a known chain, and no earlier commit waits to be settled on this thread.
 fn queueable(cap: &CaptureState, mode: Mode) -> bool {
     mode == Mode::Strict
-        && cap.queued.len() < QUEUE_MAX
         && !cap.rewrote_in_place
         && cap.deferred_commit.is_none()
         && cap.chain.is_some()
-        && capture_thread::available()
+        && super::capture_thread::room_for_more(cap)
 }
 
 /// Counts how long SQLite's restart or truncation of the log waited for the spool.
