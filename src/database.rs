@@ -211,6 +211,9 @@ pub struct Database {
     /// Whether `capture.queued` holds commits (set and cleared under that lock), so the
     /// capture thread can tell without taking it.
     pub capture_queued: AtomicBool,
+    /// Set when a commit's capture is deferred (`capture.deferred_commit`), cleared once
+    /// none is: the release of every write lock looks here before it takes that lock.
+    pub capture_deferred: AtomicBool,
     /// Connections of this process that have the database open through the replica VFS.
     pub open_handles: AtomicU32,
     /// Bumped whenever the log is truncated away or deleted: a handle on the `-wal` opened
@@ -375,6 +378,7 @@ impl Database {
             captured_txns: AtomicU64::new(0),
             wal_writes_in_flight: AtomicU32::new(0),
             capture_queued: AtomicBool::new(false),
+            capture_deferred: AtomicBool::new(false),
             open_handles: AtomicU32::new(0),
             wal_replaced: AtomicU64::new(0),
             owner_epoch: FORK_EPOCH.load(Ordering::SeqCst),

@@ -188,8 +188,18 @@ pub fn settle_deferred(db: &Database, open_wal: &mut dyn FnMut() -> Option<Box<d
     if !db.owned_here() {
         return;
     }
+    // The common case, on every commit: nothing deferred, and the lock (which the capture
+    // thread takes too) left alone.
+    if !db
+        .capture_deferred
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        return;
+    }
     let mut cap = crate::base::lock::lock(&db.capture);
     if cap.deferred_commit.is_none() {
+        db.capture_deferred
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         return;
     }
     match open_wal() {

@@ -135,7 +135,7 @@ pub(super) fn take_queued(db: &Database, file: &mut dyn ReadAt, scratch: &mut Sc
 /// [`take_queued`]'s work; what the first record became, if one was appended.
 fn take_verified(db: &Database, file: &mut dyn ReadAt, scratch: &mut Scratch) -> Option<Appended> {
     let (header, start) = {
-        let cap = lock(&db.capture);
+        let cap = lock_between_writes(db);
         scratch.notes.clear();
         scratch.notes.extend(cap.queued.iter().copied());
         (cap.header?, cap.chain.clone()?)
@@ -147,7 +147,7 @@ fn take_verified(db: &Database, file: &mut dyn ReadAt, scratch: &mut Scratch) ->
     let mut chain = start;
     for i in 0..verified {
         let note = scratch.notes[i];
-        let mut cap = lock(&db.capture);
+        let mut cap = lock_between_writes(db);
         let still_next = cap.queued.front() == Some(&note)
             && cap.header.map(|h| h.salts()) == Some(header.salts())
             && cap.chain.as_ref().map(FrameChain::next_frame) == Some(chain.next_frame());
@@ -184,6 +184,22 @@ fn take_verified(db: &Database, file: &mut dyn ReadAt, scratch: &mut Scratch) ->
     }
     first
 }
+
+/// The capture lock, taken (when it can be within a few microseconds) while no connection
+/// of this process is writing the log: the committing thread takes the lock in each of its
+/// log writes, and finding it held there costs it a sleep and a wake-up.
+fn lock_between_writes(db: &Database) -> std::sync::MutexGuard<'_, CaptureState> {
+    for _ in 0..GAP_SPINS {
+        if db.wal_writes_in_flight.load(Ordering::Relaxed) == 0 {
+            break;
+        }
+        std::hint::spin_loop();
+    }
+    lock(&db.capture)
+}
+
+/// How long the capture thread looks for a moment between two log writes (a few µs).
+const GAP_SPINS: u32 = 256;
 
 /// Reads the frames of `scratch.notes` (from `start` on) into `scratch.frames` in one read
 /// and verifies them; how many notes verified, with the chain after each in `scratch.ends`.

@@ -317,6 +317,7 @@ fn capture_or_defer(
             // restart), and SQLite 3.40 sometimes never does. Wait for the rewrite; at
             // the latest, the release of the write lock settles it (`resolve_deferred`).
             cap.deferred_commit = Some(commit_frame);
+            db.capture_deferred.store(true, Ordering::SeqCst);
             cap.rewrote_in_place = false;
             None
         }
