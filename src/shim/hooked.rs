@@ -2,8 +2,10 @@
 //! was loaded (frameworks open the database, then load extensions into that connection).
 //! Their writes go straight to the base VFS, so their commits are followed through SQLite's
 //! hooks instead: the commit hook (before the commit's frames are written, while the
-//! connection holds the WAL write lock) and the WAL hook (after the commit). Both reuse
-//! catch-up, which reads committed frames from the log through this process's own handle.
+//! connection holds the WAL write lock) and the WAL hook (after the commit). The WAL hook
+//! queues the commit for the capture thread, as the replica VFS does for its own commits,
+//! when it continues the log capture follows; otherwise both reuse catch-up, which reads
+//! committed frames from the log through this process's own handle.
 //!
 //! The one thing such a connection can do that catch-up cannot repair is restart the log
 //! unseen (a restart happens while it writes its commit's first frame). So the commit hook
