@@ -253,6 +253,62 @@ c.close()
     check_restores(&dir, "an adopted connection closed without replica_sync");
 }
 
+/// Connections opened before the load and closed right after their commits: each close is
+/// the process's last, so SQLite checkpoints and deletes the log through the base VFS,
+/// unseen, while the commits may still wait in the capture thread's queue. They must reach
+/// the replica without a snapshot beyond the first (the capture thread reads them from its
+/// handle on the deleted log, or a fresh one).
+/// Fails today (about one snapshot per close, with or without the capture thread): the
+/// uploader's poll finds the log it followed gone, deleted through the base VFS where the
+/// shim does not see it, and cannot tell a complete log from one whose last commits it
+/// missed. Kept as the reproduction for the connections-opened-before-the-load issue.
+#[test]
+#[ignore = "known gap: a log deleted unseen by an adopted connection's close owes a snapshot"]
+fn adopted_connections_closing_right_after_their_commits_need_no_snapshot() {
+    let dir = TempDir::new("adopted-close-often");
+    let url = replica_env(&dir);
+    let script = r#"
+import os, sqlite3
+deleted = 0
+for r in range(25):
+    c = sqlite3.connect("app.db", isolation_level=None)
+    c.execute("pragma journal_mode=wal")
+    c.execute("create table if not exists t(id integer primary key, who text, v blob)")
+    c.enable_load_extension(True)
+    c.load_extension(os.environ["REPLICA_TEST_LIB"])
+    for i in range(3):
+        c.execute("insert into t(who, v) values ('A', randomblob(300))")
+    c.close()
+    deleted += not os.path.exists("app.db-wal")
+print("logs deleted at close:", deleted)
+c = sqlite3.connect("app.db", isolation_level=None)
+c.enable_load_extension(True)
+c.load_extension(os.environ["REPLICA_TEST_LIB"])
+print(c.execute("select replica_sync(20000)").fetchone()[0])
+print(c.execute("select snapshots, state from replica_status()").fetchone())
+"#;
+    let o = python(
+        script,
+        dir.path(),
+        &[("REPLICA_URL", &url), ("REPLICA_DEFAULT_VFS", "0")],
+    );
+    let out = check(&o, "adopted connections closing at once");
+    let deleted: u32 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("logs deleted at close: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    // Else this test would not be testing what it says.
+    assert!(deleted >= 10, "few closes deleted the log: {out}");
+    assert!(out.contains("'up to date'"), "status after sync: {out}");
+    assert_eq!(
+        snapshot_files(&dir.join("replica")),
+        1,
+        "one snapshot (the first upload) and level-0 files after it; got: {out}"
+    );
+    check_restores(&dir, "adopted connections closing at once");
+}
+
 /// A commit of the adopted connection that writes nothing (an empty `BEGIN IMMEDIATE`, an
 /// UPDATE of no rows) runs its commit hook but no WAL hook: what that hook found must not
 /// vouch for a log another process then restarts after committing into the old one.

@@ -181,6 +181,11 @@ impl Wals {
         Some(self.0[i].2.as_mut())
     }
 
+    /// Closes the handle on `db`'s log.
+    fn forget(&mut self, db: &Database) {
+        self.0.retain(|(p, _, _)| *p != db.path);
+    }
+
     /// Closes the handles of databases no longer replicated here.
     fn forget_others(&mut self, dbs: &[std::sync::Arc<Database>]) {
         self.0
@@ -212,11 +217,26 @@ fn look(held: &mut Held) -> bool {
 
 fn take_queue(db: &Database, held: &mut Held) {
     let Some(wal) = held.wals.wal(db) else {
-        return; // gone: its deletion or truncation took the queue first
+        // No log to read: deleted unseen (by a connection opened before the load) after a
+        // checkpoint. Its commits are in the database, for the snapshot owed to ship.
+        let mut cap = lock(&db.capture);
+        if !cap.queued.is_empty() {
+            let why = "the WAL went away before queued commits could be captured";
+            capture_failed(db, &mut cap, why, None);
+        }
+        return;
     };
     // Batch after batch while commits are queued (a batch holds at most a few MiB).
     for _ in 0..64 {
-        take_queued(db, wal, &mut held.scratch);
+        if !take_queued(db, wal, &mut held.scratch, false) {
+            // The held handle is of a log replaced unseen: take the queue from the file
+            // there now (or fail it, if that is another log too).
+            held.wals.forget(db);
+            if let Some(fresh) = held.wals.wal(db) {
+                take_queued(db, fresh, &mut held.scratch, true);
+            }
+            return;
+        }
         if !db.capture_queued.load(Ordering::SeqCst) {
             return;
         }

@@ -127,20 +127,68 @@ pub(super) struct Scratch {
 /// each only if it is still the oldest queued and the chain still ends where it began. A
 /// commit that does not verify goes the way of [`capture_oldest_queued`]. Wakes the
 /// uploader as [`drain_queued`] does.
-pub(super) fn take_queued(db: &Database, file: &mut dyn ReadAt, scratch: &mut Scratch) {
-    let first = take_verified(db, file, scratch);
-    wake_for(first);
+///
+/// `file` may be a handle opened before the log was replaced unseen (a connection opened
+/// before the load deletes it at its close through the base VFS): unless `last_try`, a
+/// handle whose log is not the queue's is left alone, and false returned for a fresh one.
+pub(super) fn take_queued(
+    db: &Database,
+    file: &mut dyn ReadAt,
+    scratch: &mut Scratch,
+    last_try: bool,
+) -> bool {
+    match take_verified(db, file, scratch, last_try) {
+        Taken::OtherLog => false,
+        Taken::First(first) => {
+            wake_for(first);
+            true
+        }
+    }
 }
 
-/// [`take_queued`]'s work; what the first record became, if one was appended.
-fn take_verified(db: &Database, file: &mut dyn ReadAt, scratch: &mut Scratch) -> Option<Appended> {
+/// What [`take_verified`] did.
+enum Taken {
+    /// The handle's log is not the one the queue is of; nothing was taken.
+    OtherLog,
+    /// What the first record appended became, if one was.
+    First(Option<Appended>),
+}
+
+/// [`take_queued`]'s work.
+fn take_verified(
+    db: &Database,
+    file: &mut dyn ReadAt,
+    scratch: &mut Scratch,
+    last_try: bool,
+) -> Taken {
     let (header, start) = {
         let cap = lock_between_writes(db);
         scratch.notes.clear();
         scratch.notes.extend(cap.queued.iter().copied());
-        (cap.header?, cap.chain.clone()?)
+        match (cap.header, cap.chain.clone()) {
+            (Some(h), Some(c)) => (h, c),
+            _ => return Taken::First(None),
+        }
     };
-    let oldest = *scratch.notes.first()?;
+    let Some(&oldest) = scratch.notes.first() else {
+        return Taken::First(None);
+    };
+    if !last_try && super::wal_file::salts_on_disk(file) != Some(header.salts()) {
+        return Taken::OtherLog;
+    }
+    Taken::First(append_batch(db, file, scratch, (header, start), oldest))
+}
+
+/// Verifies the batch in `scratch` (of the log with `header`, from `start` on; `oldest` its
+/// first commit) and appends it, one commit per hold of the lock; what the first record
+/// appended became.
+fn append_batch(
+    db: &Database,
+    file: &mut dyn ReadAt,
+    scratch: &mut Scratch,
+    (header, start): (WalHeader, FrameChain),
+    oldest: (u32, FrameHeader),
+) -> Option<Appended> {
     let verified = read_and_verify(file, &header, &start, scratch);
     let batch_first = start.next_frame();
     let mut first = None;
