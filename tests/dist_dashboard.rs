@@ -26,7 +26,7 @@ mod rails_app;
 
 use common::dist::dist_dir;
 use common::*;
-use rails_app::{artifacts, basic, chromium, gem_command, install_gem, installed_so};
+use rails_app::{basic, chromium, gem_command, install_gem, installed_so, screenshot};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -384,17 +384,7 @@ fn dashboard_shows_every_database_refuses_strangers_and_runs_a_drill() {
 
     // As a browser renders it.
     let url = format!("http://{USER}:{PASSWORD}@127.0.0.1:{}/replica/", puma.port);
-    let shot = artifacts().join("dist_dashboard.png");
-    let _ = std::fs::remove_file(&shot);
-    let screenshot_arg = format!("--screenshot={}", shot.display());
-    chromium(&tmp, &[&screenshot_arg, "--window-size=1280,900", &url]);
-    let png =
-        std::fs::read(&shot).unwrap_or_else(|e| panic!("no screenshot at {}: {e}", shot.display()));
-    assert!(
-        png.len() > 1000 && png.starts_with(b"\x89PNG\r\n\x1a\n"),
-        "not a PNG: {} bytes",
-        png.len()
-    );
+    screenshot(&tmp, &url, "dist_dashboard.png");
     let dom = chromium(&tmp, &["--dump-dom", &url]);
     assert_eq!(dom.matches("<tr class=\"database\"").count(), 4, "{dom}");
     for name in DATABASES {

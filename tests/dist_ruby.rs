@@ -124,17 +124,7 @@ fn dashboard_in_a_browser(run: &Run, puma: &Puma) {
         "http://{DASHBOARD_USER}:{DASHBOARD_PASSWORD}@127.0.0.1:{}/replica/",
         puma.port
     );
-    let shot = artifacts().join("dist_ruby_rails_dashboard.png");
-    let _ = std::fs::remove_file(&shot);
-    let screenshot = format!("--screenshot={}", shot.display());
-    chromium(&run.tmp, &[&screenshot, "--window-size=1280,900", &url]);
-    let png =
-        std::fs::read(&shot).unwrap_or_else(|e| panic!("no screenshot at {}: {e}", shot.display()));
-    assert!(
-        png.len() > 1000 && png.starts_with(b"\x89PNG\r\n\x1a\n"),
-        "not a PNG: {} bytes",
-        png.len()
-    );
+    screenshot(&run.tmp, &url, "dist_ruby_rails_dashboard.png");
     let dom = chromium(&run.tmp, &["--dump-dom", &url]);
     for (db, file) in DATABASES {
         assert!(

@@ -139,11 +139,7 @@ for i in range(n):
         sync_all()
 sync_all()
 level2 = "replicas/app.db/ltx/2"
-deadline = time.time() + 60
-while not (os.path.isdir(level2) and os.listdir(level2)):
-    if time.time() > deadline:
-        raise TimeoutError("no level-2 file within 60 s")
-    time.sleep(0.05)
+wait_for("level-2 file", lambda: True if os.path.isdir(level2) and os.listdir(level2) else None, timeout=60)
 # The tail: level-0 files of the same names in all three, one commit each.
 txids = [d.c.execute("SELECT replica_sync(30000)").fetchone()[0] for d in dbs]
 for d, txid in zip(dbs, txids):
@@ -257,7 +253,7 @@ fn write_replicas(seed: u64, commits: usize) -> Written {
             ("REPLICA_TEST_LIB", &lib),
             ("REPLICA_CONFIG", "litestream.yml"),
         ],
-        &format!("{PY_LOAD}{PY_DIGEST}{PY_WRITER}"),
+        &format!("{PY_LOAD}{PY_WAIT_FOR}{PY_DIGEST}{PY_WRITER}"),
     );
     let text = check(&o, "writing the replicas");
     let mut lines = text.lines();

@@ -381,3 +381,19 @@ pub fn chromium(tmp: &TempDir, args: &[&str]) -> String {
     let out = run_command(cmd, "", Duration::from_secs(120));
     check(&out, &format!("chromium {}", args.join(" ")))
 }
+
+/// Screenshots `url` with headless Chromium into `artifacts()/<name>` (1280×900) and checks
+/// that a PNG came out.
+pub fn screenshot(tmp: &TempDir, url: &str, name: &str) {
+    let shot = artifacts().join(name);
+    let _ = std::fs::remove_file(&shot);
+    let screenshot_arg = format!("--screenshot={}", shot.display());
+    chromium(tmp, &[&screenshot_arg, "--window-size=1280,900", url]);
+    let png =
+        std::fs::read(&shot).unwrap_or_else(|e| panic!("no screenshot at {}: {e}", shot.display()));
+    assert!(
+        png.len() > 1000 && png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "not a PNG: {} bytes",
+        png.len()
+    );
+}
