@@ -216,9 +216,6 @@ pub struct Database {
     pub capture_deferred: AtomicBool,
     /// Connections of this process that have the database open through the replica VFS.
     pub open_handles: AtomicU32,
-    /// Bumped whenever the log is truncated away or deleted: a handle on the `-wal` opened
-    /// before may be of a file that is gone (the capture thread keeps one open).
-    pub wal_replaced: AtomicU64,
     /// The process that opened the spool, as the fork epoch and pid at open. A forked child
     /// shares this memory but not the uploader thread: like any process that does not own
     /// the spool, it leaves capture to the parent (whose next capture or catch-up takes the
@@ -380,7 +377,6 @@ impl Database {
             capture_queued: AtomicBool::new(false),
             capture_deferred: AtomicBool::new(false),
             open_handles: AtomicU32::new(0),
-            wal_replaced: AtomicU64::new(0),
             owner_epoch: FORK_EPOCH.load(Ordering::SeqCst),
             owner_pid: std::process::id(),
             counters: Mutex::new(Counters {

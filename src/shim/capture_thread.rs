@@ -10,7 +10,7 @@
 //! the queue first, and a process that dies is caught up with from the log.
 
 use super::fallback::capture_failed;
-use super::queue::{take_queued, Scratch};
+use super::queue::{fail_queue_without_log, take_queued, Scratch};
 use crate::base::io::ReadAt;
 use crate::base::lock::lock;
 use crate::database::{self, CaptureState, Database};
@@ -150,46 +150,39 @@ fn run() {
 }
 
 /// What the thread keeps between looks: a handle on each database's log (opening one
-/// takes SQLite's own locks, which the application's threads wait on), with the
-/// `wal_replaced` count it was opened at, and the buffers of a batch.
+/// takes SQLite's own locks, which the application's threads wait on), and the buffers of a
+/// batch. A handle whose log is not the queue's (the file was replaced since) is reopened.
 #[derive(Default)]
 struct Held {
     wals: Wals,
     scratch: Scratch,
 }
 
-/// Each database's log handle, with the `wal_replaced` count it was opened at.
+/// Each database's log handle.
 #[derive(Default)]
-struct Wals(Vec<(PathBuf, u64, Box<dyn ReadAt>)>);
+struct Wals(Vec<(PathBuf, Box<dyn ReadAt>)>);
 
 impl Wals {
-    /// The handle on `db`'s log, reopened when the log was replaced since.
+    /// The handle on `db`'s log, opened if there is none.
     fn wal(&mut self, db: &Database) -> Option<&mut dyn ReadAt> {
-        let replaced = db.wal_replaced.load(Ordering::SeqCst);
-        let at = self.0.iter().position(|(p, _, _)| *p == db.path);
-        let i = match at {
-            Some(i) if self.0[i].1 == replaced => i,
-            _ => {
-                if let Some(i) = at {
-                    self.0.swap_remove(i);
-                }
-                self.0
-                    .push((db.path.clone(), replaced, open_wal_of(&db.path)?));
+        let i = match self.0.iter().position(|(p, _)| *p == db.path) {
+            Some(i) => i,
+            None => {
+                self.0.push((db.path.clone(), open_wal_of(&db.path)?));
                 self.0.len() - 1
             }
         };
-        Some(self.0[i].2.as_mut())
+        Some(self.0[i].1.as_mut())
     }
 
     /// Closes the handle on `db`'s log.
     fn forget(&mut self, db: &Database) {
-        self.0.retain(|(p, _, _)| *p != db.path);
+        self.0.retain(|(p, _)| *p != db.path);
     }
 
     /// Closes the handles of databases no longer replicated here.
     fn forget_others(&mut self, dbs: &[std::sync::Arc<Database>]) {
-        self.0
-            .retain(|(p, _, _)| dbs.iter().any(|db| db.path == *p));
+        self.0.retain(|(p, _)| dbs.iter().any(|db| db.path == *p));
     }
 }
 
@@ -217,20 +210,16 @@ fn look(held: &mut Held) -> bool {
 
 fn take_queue(db: &Database, held: &mut Held) {
     let Some(wal) = held.wals.wal(db) else {
-        // No log to read: deleted unseen (by a connection opened before the load) after a
-        // checkpoint. Its commits are in the database, for the snapshot owed to ship.
-        let mut cap = lock(&db.capture);
-        if !cap.queued.is_empty() {
-            let why = "the WAL went away before queued commits could be captured";
-            capture_failed(db, &mut cap, why, None);
-        }
+        // No log to read: deleted unseen (by a connection opened before the load).
+        fail_queue_without_log(db, &mut lock(&db.capture));
         return;
     };
     // Batch after batch while commits are queued (a batch holds at most a few MiB).
     for _ in 0..64 {
         if !take_queued(db, wal, &mut held.scratch, false) {
-            // The held handle is of a log replaced unseen: take the queue from the file
-            // there now (or fail it, if that is another log too).
+            // The held handle is of a log since deleted (seen, or unseen by a connection
+            // opened before the load): take the queue from the file there now (or fail
+            // it, if that is another log too).
             held.wals.forget(db);
             if let Some(fresh) = held.wals.wal(db) {
                 take_queued(db, fresh, &mut held.scratch, true);

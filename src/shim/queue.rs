@@ -43,6 +43,15 @@ pub(super) fn drain_queued(db: &Database, cap: &mut CaptureState, file: &mut dyn
     wake_for(first);
 }
 
+/// The queued commits' log is gone before they were captured (deleted after a checkpoint,
+/// so they are in the database): a snapshot is owed for them.
+pub(super) fn fail_queue_without_log(db: &Database, cap: &mut CaptureState) {
+    if !cap.queued.is_empty() {
+        let why = "the WAL went away before queued commits could be captured";
+        capture_failed(db, cap, why, None);
+    }
+}
+
 /// Captures the queued commits now, reading the WAL through `open_wal`: `replica_sync`
 /// must not leave out a commit the capture thread has not taken yet.
 pub fn take_queued_now(db: &Database, open_wal: &mut dyn FnMut() -> Option<Box<dyn ReadAt>>) {
@@ -80,12 +89,17 @@ pub(super) fn capture_oldest_queued(
         return None;
     };
     let result = capture(db, cap, header, frame, fh, file, Mode::Strict).or_else(|why| {
-        // The commit frame is still the one written: SQLite is done with the transaction,
-        // so its frames are taken as written (as at the release of the write lock).
-        if commit_frame_on_disk(file, &header, frame) == Some(fh) {
-            capture(db, cap, header, frame, fh, file, Mode::Lenient)
-        } else {
-            Err(why)
+        // SQLite rewrites a transaction's checksums after its commit frame when it owes a
+        // rewrite (a ROLLBACK TO across a log restart, not only a frame rewritten in place):
+        // the commit frame on disk, the same commit with its final checksum, is the one to
+        // verify against, and its pages are final either way. As at the release of the
+        // write lock, frames that still do not chain are then taken as written.
+        match commit_frame_on_disk(file, &header, frame) {
+            Some(now) if now.pgno == fh.pgno && now.commit_size == fh.commit_size => {
+                capture(db, cap, header, frame, now, file, Mode::AfterRewrite)
+                    .or_else(|_| capture(db, cap, header, frame, now, file, Mode::Lenient))
+            }
+            _ => Err(why),
         }
     });
     match result {
@@ -128,9 +142,9 @@ pub(super) struct Scratch {
 /// commit that does not verify goes the way of [`capture_oldest_queued`]. Wakes the
 /// uploader as [`drain_queued`] does.
 ///
-/// `file` may be a handle opened before the log was replaced unseen (a connection opened
-/// before the load deletes it at its close through the base VFS): unless `last_try`, a
-/// handle whose log is not the queue's is left alone, and false returned for a fresh one.
+/// `file` may be a handle opened before the log was deleted and started again (the capture
+/// thread keeps its handles open): unless `last_try`, a handle whose log is not the
+/// queue's is left alone, and false returned for a fresh one.
 pub(super) fn take_queued(
     db: &Database,
     file: &mut dyn ReadAt,

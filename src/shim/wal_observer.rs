@@ -9,7 +9,7 @@ use super::capture::{abandon_deferred, capture, resolve_deferred, Mode};
 use super::capture_thread;
 use super::catch_up::{catch_up_or_fall_back, take_foreign_commits};
 use super::fallback::{flush_spool, flush_spool_for_restart};
-use super::queue::{drain_queued, queue_commit};
+use super::queue::{drain_queued, fail_queue_without_log, queue_commit};
 use super::wal_file::db_path_of;
 use crate::base::io::ReadAt;
 use crate::base::lock::lock;
@@ -327,7 +327,6 @@ fn capture_or_defer(
 /// The log is gone (truncated or deleted): the next writer starts a new one with a header.
 fn forget_wal(db: &Database) {
     take_queue_before_the_log_goes(db);
-    db.wal_replaced.fetch_add(1, Ordering::SeqCst);
     flush_spool(db);
     let mut cap = lock(&db.capture);
     abandon_deferred(
@@ -352,15 +351,8 @@ fn take_queue_before_the_log_goes(db: &Database) {
     let mut wal = capture_thread::open_wal_of(&db.path);
     let mut cap = lock(&db.capture);
     match wal.as_mut() {
-        Some(w) => {
-            drain_queued(db, &mut cap, w.as_mut());
-        }
-        None => super::fallback::capture_failed(
-            db,
-            &mut cap,
-            "the WAL went away before queued commits could be captured",
-            None,
-        ),
+        Some(w) => drain_queued(db, &mut cap, w.as_mut()),
+        None => fail_queue_without_log(db, &mut cap),
     }
 }
 
