@@ -256,14 +256,10 @@ c.close()
 /// Connections opened before the load and closed right after their commits: each close is
 /// the process's last, so SQLite checkpoints and deletes the log through the base VFS,
 /// unseen, while the commits may still wait in the capture thread's queue. They must reach
-/// the replica without a snapshot beyond the first (the capture thread reads them from its
-/// handle on the deleted log, or a fresh one).
-/// Fails today (about one snapshot per close, with or without the capture thread): the
-/// uploader's poll finds the log it followed gone, deleted through the base VFS where the
-/// shim does not see it, and cannot tell a complete log from one whose last commits it
-/// missed. Kept as the reproduction for the connections-opened-before-the-load issue.
+/// the replica without a snapshot beyond the first: the closing connection's handle on the
+/// deleted log still reads it, so capture takes the rest of it there and starts the next
+/// log from its first frame.
 #[test]
-#[ignore = "known gap: a log deleted unseen by an adopted connection's close owes a snapshot"]
 fn adopted_connections_closing_right_after_their_commits_need_no_snapshot() {
     let dir = TempDir::new("adopted-close-often");
     let url = replica_env(&dir);

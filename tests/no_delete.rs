@@ -276,6 +276,13 @@ fn quoted(args: &[&str]) -> String {
         .join(", ")
 }
 
+/// The last txid an LTX file holds, from its name (`<min>-<max>.ltx`, in hex).
+fn max_txid_of(p: &Path) -> u64 {
+    let name = p.file_stem().unwrap().to_string_lossy().to_string();
+    let (_, max) = name.split_once('-').unwrap();
+    u64::from_str_radix(max, 16).unwrap()
+}
+
 fn modified(p: &Path) -> SystemTime {
     std::fs::metadata(p).unwrap().modified().unwrap()
 }
@@ -348,12 +355,21 @@ fn without_it_the_same_settings_delete() {
 #[test]
 fn after_an_age_rule_removed_the_oldest_objects_the_remaining_points_restore() {
     let b = Bucket::new("no-delete-expired", "retention: bucket-lifecycle");
-    let (mut states, _) = b.write(60);
-    // The rule: everything written before the middle of the run goes.
+    let (mut states, status) = b.write(60);
+    // The rule: everything written before the middle of the run goes, but not the
+    // second-newest snapshot (the run stops right after its fourth snapshot, so a cut in the
+    // middle could leave only the newest one, and no earlier point to check).
     let objects = b.objects();
     let mut times: Vec<SystemTime> = objects.iter().map(|p| modified(p)).collect();
     times.sort();
-    let cutoff = times[times.len() / 2];
+    let mut snapshots: Vec<(SystemTime, u64)> = objects
+        .iter()
+        .filter(|p| p.parent().is_some_and(|d| d.ends_with("0009")))
+        .map(|p| (modified(p), max_txid_of(p)))
+        .collect();
+    snapshots.sort();
+    let (kept_snapshot_at, kept_snapshot_txid) = snapshots[snapshots.len() - 2];
+    let cutoff = times[times.len() / 2].min(kept_snapshot_at);
     let mut expired = 0;
     for p in &objects {
         if modified(p) < cutoff {
@@ -369,9 +385,18 @@ fn after_an_age_rule_removed_the_oldest_objects_the_remaining_points_restore() {
         !points.contains(&oldest_synced),
         "txid {oldest_synced} is offered though its files expired"
     );
-    // The newest states are all still there.
-    let newest: Vec<u64> = states.keys().rev().take(5).copied().collect();
-    assert!(newest.iter().all(|t| points.contains(t)), "{points:?}");
+    // Every state from the kept snapshot on is still there.
+    let newest: Vec<u64> = states
+        .range(kept_snapshot_txid..)
+        .map(|(t, _)| *t)
+        .rev()
+        .collect();
+    assert!(newest.len() >= 2, "{kept_snapshot_txid}: {states:?}");
+    assert!(
+        newest.iter().all(|t| points.contains(t)),
+        "from the snapshot at txid {kept_snapshot_txid} on, not all offered: {points:?} (seed {}; status {status})",
+        b.seed
+    );
     // The real litestream restores the latest state and the oldest point left.
     let oldest_point = *points.iter().next().unwrap();
     for (txid, want) in [(None, newest[0]), (Some(oldest_point), oldest_point)] {

@@ -310,9 +310,12 @@ unsafe extern "C" fn on_close(arg: *mut c_void) {
             i.map(|i| conns.swap_remove(i))
         };
         if let Some((_, conn)) = &removed {
-            for a in lock(conn).iter() {
+            for a in lock(conn).iter_mut() {
                 if let Role::Replicates { db, .. } = &a.role {
-                    crate::shim::on_hooked_close(db);
+                    // The handle opened while the log existed: if this close deleted the
+                    // log, it still reads it.
+                    let held = a.wal.as_mut().map(|w| w as &mut dyn ReadAt);
+                    crate::shim::on_hooked_close(db, held);
                 }
             }
         }

@@ -210,8 +210,12 @@ fn look(held: &mut Held) -> bool {
 
 fn take_queue(db: &Database, held: &mut Held) {
     let Some(wal) = held.wals.wal(db) else {
-        // No log to read: deleted unseen (by a connection opened before the load).
-        fail_queue_without_log(db, &mut lock(&db.capture));
+        // No log to read: deleted unseen, by the last close of a connection opened before
+        // the load. While it is closing, its own handle on the deleted log takes the queue
+        // (`super::hooked::on_hooked_close`); with no connection left, nothing can.
+        if db.open_handles.load(Ordering::SeqCst) == 0 {
+            fail_queue_without_log(db, &mut lock(&db.capture));
+        }
         return;
     };
     // Batch after batch while commits are queued (a batch holds at most a few MiB).

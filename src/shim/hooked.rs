@@ -46,10 +46,49 @@ pub fn on_adopt(db: &Database, wal: Option<&mut dyn ReadAt>) {
 /// A hooked connection closed: what its commit hook last recorded can no longer vouch for a
 /// log (once every connection has closed, SQLite may rebuild the WAL index and restart its
 /// commit counter, and an old record must not be counted against the new one).
-pub fn on_hooked_close(db: &Database) {
-    if db.owned_here() {
-        lock(&db.capture).log_complete = None;
+///
+/// When that close was the last anywhere, SQLite checkpointed the log completely and deleted
+/// it, through the base VFS where the shim does not see it. `held` (the connection's handle
+/// on the log, when it had one) still reads the deleted file: capture takes the rest of the
+/// log from it, then follows no log, as after a deletion the replica VFS sees; the next log
+/// starts from what the checkpoint left, which the spool then holds.
+pub fn on_hooked_close(db: &Database, held: Option<&mut dyn ReadAt>) {
+    if !db.owned_here() {
+        return;
     }
+    let mut cap = lock(&db.capture);
+    cap.log_complete = None;
+    let (Some(held), Some(known)) = (held, cap.header) else {
+        return;
+    };
+    let held_log = header_on_disk(held).ok().flatten();
+    if held_log.map(|h| h.salts()) != Some(known.salts())
+        || salts_at_path(&db.path) == Some(known.salts())
+    {
+        return; // the log capture follows is still there (or the handle is of another one)
+    }
+    drain_queued(db, &mut cap, held);
+    if cap.header.map(|h| h.salts()) != Some(known.salts()) {
+        return; // a capture failure let go of it
+    }
+    if let Err(e) = follow(db, &mut cap, held, u32::MAX) {
+        let why = format!("reading the rest of a WAL deleted at its last close: {e}");
+        capture_failed(db, &mut cap, &why, None);
+        return;
+    }
+    cap.header = None;
+    cap.chain = None;
+    drop(cap);
+    flush_spool(db);
+}
+
+/// The salts of the log at `db_path`'s WAL path now, if there is one.
+fn salts_at_path(db_path: &std::path::Path) -> Option<(u32, u32)> {
+    let mut wal = super::capture_thread::open_wal_of(db_path)?;
+    header_on_disk(wal.as_mut())
+        .ok()
+        .flatten()
+        .map(|h| h.salts())
 }
 
 /// A hooked connection is about to write a commit and holds the WAL write lock, so no other
