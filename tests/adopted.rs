@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::restores::{check_restores, snapshot_files};
 use common::seeded::{seed_from_env, Rng};
 use common::*;
 use std::path::Path;
@@ -82,37 +83,6 @@ fn rows(db: &Path) -> String {
     sqlite3_dot(db, "SELECT id, who, hex(v) FROM t ORDER BY id")
 }
 
-fn snapshot_files(replica: &Path) -> usize {
-    std::fs::read_dir(replica.join("app.db/ltx/9"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-/// Restores the replica with the real Litestream and with `replica_restore`; both must hold
-/// exactly the rows of the live database.
-fn check_restores(dir: &TempDir, what: &str) {
-    let live = rows(&dir.join("app.db"));
-    let url = format!("file://{}", dir.join("replica/app.db").display());
-    let by_litestream = dir.join("litestream.db");
-    litestream_restore(&url, &by_litestream, None);
-    assert_eq!(
-        rows(&by_litestream),
-        live,
-        "{what}: litestream restore differs"
-    );
-    let by_replica = dir.join("replica.db");
-    let o = python_loaded(
-        &format!(
-            "boot.execute(\"select replica_restore('{url}', '{}')\")\n",
-            by_replica.display()
-        ),
-        dir.path(),
-        &[],
-    );
-    check(&o, "replica_restore");
-    assert_eq!(rows(&by_replica), live, "{what}: replica_restore differs");
-}
-
 fn replica_env(dir: &TempDir) -> String {
     format!("file://{}", dir.join("replica").display())
 }
@@ -133,7 +103,7 @@ fn a_connection_opened_before_the_load_replicates_through_log_restarts_with_one_
         1,
         "one snapshot (the first upload) and level-0 files after it; got: {out}"
     );
-    check_restores(&dir, "an adopted connection");
+    check_restores(&dir, &rows, "an adopted connection");
 }
 
 #[test]
@@ -157,7 +127,7 @@ print(c.execute("select count(*), sum(captured_txns) from replica_status()").fet
         Some("(1, 50)"),
         "one database row, and each of the 50 commits captured once: {out}"
     );
-    check_restores(&dir, "a connection loaded twice");
+    check_restores(&dir, &rows, "a connection loaded twice");
 }
 
 /// Busy loops on every core, stopped (by process id) when dropped.
@@ -219,7 +189,7 @@ fn connections_opened_before_and_after_the_load_lose_no_commit() {
             out.contains("'up to date'"),
             "{what}: status after sync: {out}"
         );
-        check_restores(&dir, &what);
+        check_restores(&dir, &rows, &what);
         if snapshot_files(&dir.join("replica")) > 1 {
             extra_snapshots += 1;
         }
@@ -250,7 +220,11 @@ c.close()
         "closing without replica_sync",
     );
     // No replica_sync: the close of the process's last connection shipped the rows.
-    check_restores(&dir, "an adopted connection closed without replica_sync");
+    check_restores(
+        &dir,
+        &rows,
+        "an adopted connection closed without replica_sync",
+    );
 }
 
 /// Connections opened before the load and closed right after their commits: each close is
@@ -302,7 +276,7 @@ print(c.execute("select snapshots, state from replica_status()").fetchone())
         1,
         "one snapshot (the first upload) and level-0 files after it; got: {out}"
     );
-    check_restores(&dir, "adopted connections closing at once");
+    check_restores(&dir, &rows, "adopted connections closing at once");
 }
 
 /// A commit of the adopted connection that writes nothing (an empty `BEGIN IMMEDIATE`, an
@@ -355,7 +329,11 @@ print(c.execute("select count(*) from u").fetchone()[0])
         "5",
         "every row the other process committed before restarting the log is in the replica"
     );
-    check_restores(&dir, "empty commits between another process's restarts");
+    check_restores(
+        &dir,
+        &rows,
+        "empty commits between another process's restarts",
+    );
 }
 
 /// The first commit of a connection opened before the load starts the first log after the
@@ -383,7 +361,7 @@ print(c.execute("select snapshots, state from replica_status()").fetchone())
     );
     assert_eq!(out.trim(), "(1, 'up to date')", "one snapshot: {out}");
     assert_eq!(snapshot_files(&dir.join("replica")), 1, "{out}");
-    check_restores(&dir, "the first log after the first snapshot");
+    check_restores(&dir, &rows, "the first log after the first snapshot");
 }
 
 /// A process that stands by (another one owns the spool) with a connection opened before
@@ -425,5 +403,5 @@ print(c.execute("select snapshots from replica_status()").fetchone()[0])
     assert_eq!(lines.first(), Some(&"202"), "the live database: {out}");
     assert_eq!(lines.get(1), Some(&"1"), "one snapshot, the first: {out}");
     assert_eq!(snapshot_files(&dir.join("replica")), 1, "{out}");
-    check_restores(&dir, "a standby process restarting the log");
+    check_restores(&dir, &rows, "a standby process restarting the log");
 }

@@ -5,6 +5,7 @@
 //! and must never fail the application: what cannot be placed becomes an owed snapshot.
 
 use super::fallback::{capture_failed, flush_spool, owe_snapshot};
+use super::no_log::check_unchanged_since_log_gone;
 use super::queue::drain_queued;
 use super::vouch::accept_vouched_log_on_disk;
 use super::wal_file::{header_on_disk, published_end, salts_on_disk};
@@ -59,6 +60,10 @@ pub(super) fn catch_up(
                 "{doing}: records held in memory were lost and the WAL does not continue them"
             ),
         );
+    } else if !continues {
+        // A log with no commit yet, followed from its first frame from now on: it started
+        // after the one the spool ends in went away.
+        check_unchanged_since_log_gone(db);
     }
     Ok(())
 }

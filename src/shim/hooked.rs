@@ -19,6 +19,7 @@
 use super::capture::resolve_deferred;
 use super::catch_up::{catch_up_through, follow, take_foreign_commits};
 use super::fallback::{capture_failed, flush_spool};
+use super::no_log::note_log_gone;
 use super::queue::drain_queued;
 use super::vouch::accept_vouched_log;
 use super::wal_file::header_on_disk;
@@ -79,7 +80,9 @@ pub fn on_hooked_close(db: &Database, held: Option<&mut dyn ReadAt>) {
     cap.header = None;
     cap.chain = None;
     drop(cap);
-    flush_spool(db);
+    if flush_spool(db) {
+        note_log_gone(db);
+    }
 }
 
 /// The salts of the log at `db_path`'s WAL path now, if there is one.

@@ -25,6 +25,7 @@ mod fallback;
 mod handoff;
 mod hooked;
 mod journal;
+mod no_log;
 mod open;
 mod queue;
 mod refused;

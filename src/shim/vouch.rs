@@ -8,6 +8,7 @@
 //! count and is caught up conservatively.
 
 use super::fallback::flush_spool;
+use super::no_log::check_unchanged_since_log_gone;
 use super::wal_file::index_on_disk;
 use crate::base::io::ReadAt;
 use crate::database::{CaptureState, CompleteLog, Database};
@@ -28,6 +29,7 @@ pub(super) fn accept_vouched_log(
     {
         return false;
     }
+    let after_none = matches!(cap.log_complete, Some(CompleteLog::Absent { .. }));
     cap.log_complete = None;
     // The generation says every commit before the new log is on disk (a crash then resumes
     // from the new log's start): records of the old log still in memory go first. (A
@@ -42,6 +44,9 @@ pub(super) fn accept_vouched_log(
     }
     cap.header = Some(*new);
     cap.chain = Some(FrameChain::new(new));
+    if after_none {
+        check_unchanged_since_log_gone(db);
+    }
     true
 }
 

@@ -9,8 +9,9 @@ use super::capture::{abandon_deferred, capture, resolve_deferred, Mode};
 use super::capture_thread;
 use super::catch_up::{catch_up_or_fall_back, take_foreign_commits};
 use super::fallback::{flush_spool, flush_spool_for_restart};
+use super::no_log::{check_unchanged_since_log_gone, note_log_gone};
 use super::queue::{drain_queued, fail_queue_without_log, queue_commit};
-use super::wal_file::db_path_of;
+use super::wal_file::{db_path_of, salts_on_disk};
 use crate::base::io::ReadAt;
 use crate::base::lock::lock;
 use crate::database::{self, CaptureState, Database};
@@ -66,9 +67,13 @@ impl WalObserver {
         let mut cap = lock(&db.capture);
         drain_queued(db, &mut cap, file);
         resolve_deferred(db, &mut cap, file);
+        let after_none = cap.header.is_none() && salts_on_disk(file).is_none();
         // The old log is still intact here (unless another process truncated it).
         take_foreign_commits(db, &mut cap, file);
         drop(cap);
+        if after_none {
+            check_unchanged_since_log_gone(db);
+        }
         // The generation says everything before the new log is on disk.
         match WalHeader::parse(&data[..WAL_HEADER_SIZE]) {
             Ok(h) => flush_spool_for_restart(db, h.salts()),
@@ -86,6 +91,9 @@ impl WalObserver {
         let mut cap = lock(&db.capture);
         drain_queued(db, &mut cap, file);
         resolve_deferred(db, &mut cap, file);
+        // What other processes committed goes with the frames (the checkpoint before a
+        // truncation copied it into the database).
+        take_foreign_commits(db, &mut cap, file);
         drop(cap);
         flush_spool(db);
         note_restart_wait(db, started);
@@ -325,8 +333,9 @@ fn capture_or_defer(
 }
 
 /// The log is gone (truncated or deleted): the next writer starts a new one with a header.
+/// When capture followed it to its end, the database file's stamp now says whether anyone
+/// writes it before that (`super::no_log`).
 fn forget_wal(db: &Database) {
-    take_queue_before_the_log_goes(db);
     flush_spool(db);
     let mut cap = lock(&db.capture);
     abandon_deferred(
@@ -334,24 +343,26 @@ fn forget_wal(db: &Database) {
         &mut cap,
         "the WAL went away before a commit could be captured",
     );
-    cap.header = None;
+    let followed = cap.header.take().is_some();
     cap.chain = None;
     cap.pending_commit = None;
     cap.deferred_commit = None;
     cap.rewrote_in_place = false;
     cap.last_header_frame = None;
+    drop(cap);
+    if followed {
+        note_log_gone(db);
+    }
 }
 
-/// Captures the queued commits while the log still holds them (a truncation took them
-/// already; a deletion has not happened yet).
-fn take_queue_before_the_log_goes(db: &Database) {
-    if !db.capture_queued.load(Ordering::SeqCst) {
-        return;
-    }
+/// Takes the rest of the log while it is still there (SQLite deletes it once a checkpoint
+/// has copied all of it into the database): this process's queued commits, then any other
+/// process's after them.
+fn take_rest_before_delete(db: &Database) {
     let mut wal = capture_thread::open_wal_of(&db.path);
     let mut cap = lock(&db.capture);
     match wal.as_mut() {
-        Some(w) => drain_queued(db, &mut cap, w.as_mut()),
+        Some(w) => take_foreign_commits(db, &mut cap, w.as_mut()),
         None => fail_queue_without_log(db, &mut cap),
     }
 }
@@ -362,6 +373,7 @@ pub fn before_delete(path: &str) {
         return;
     };
     if db.owned_here() {
+        take_rest_before_delete(&db);
         forget_wal(&db);
     }
 }

@@ -46,6 +46,7 @@
 mod error;
 mod handle;
 mod layout;
+mod log_gone;
 mod record;
 mod recover;
 mod segment;
@@ -55,6 +56,7 @@ mod writer;
 
 pub use error::SpoolError;
 pub use handle::Spool;
+pub use log_gone::FileStamp;
 pub use record::{Integrity, Pgnos, RecordHeader, RecordMeta};
 pub use recover::Recovery;
 pub use segment::scan_segment;

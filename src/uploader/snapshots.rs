@@ -13,7 +13,7 @@ use crate::database::{Counters, Database, Progress, UploaderState};
 use crate::error::Error;
 use crate::ltx::{self, Encoder, Header};
 use crate::snapshot::{map_indexed_pages, read_committed_page, read_wal_header, SnapshotSource};
-use crate::spool::SpoolState;
+use crate::spool::{FileStamp, SpoolState};
 use crate::store::keys;
 use crate::wal;
 use std::collections::HashMap;
@@ -163,6 +163,9 @@ fn restart_spool(
     };
     db.spool.store_page_checksums(&snap.table, &[], true)?;
     db.spool.mark_shipped(new_state)?;
+    if let Some(stamp) = &snap.file_stamp {
+        db.spool.record_log_gone(stamp)?;
+    }
     if db.progress().snapshot_request == request {
         db.spool.clear_gap();
     }
@@ -248,6 +251,10 @@ struct BuiltSnapshot {
     raw_checksum: u64,
     table: Vec<u64>,
     position: Option<(wal::WalPosition, (u32, u32))>,
+    /// The database file's stamp, when the snapshot holds nothing but that file (no
+    /// committed frame in the log): the replica then continues from the file as it is, and
+    /// a log that starts later needs no other snapshot while it still is (`shim::no_log`).
+    file_stamp: Option<FileStamp>,
 }
 
 /// Reads the database's committed state through `source` into a level-9 LTX file at
@@ -282,6 +289,13 @@ fn read_snapshot(
             }
             let lineage = db.spool.state().lineage;
             let snap = build_snapshot(dbf, &mut walf, index, (txid, lineage), now, scratch)?;
+            // With no frame to read, the read transaction keeps checkpoints from writing the
+            // file until it ends: its stamp now is that of what was read.
+            let only_the_file = index.is_none_or(|i| i.mx_frame == 0);
+            let snap = snap.map(|mut s| {
+                s.file_stamp = only_the_file.then(|| FileStamp::of(&db.path)).flatten();
+                s
+            });
             if read_wal_header(&mut walf)? == before {
                 built = snap.map(|snap| {
                     let held = Captured {
@@ -416,6 +430,7 @@ fn build_snapshot(
         raw_checksum: raw,
         table,
         position,
+        file_stamp: None,
     }))
 }
 

@@ -139,3 +139,35 @@ pub fn files_in(dir: &Path) -> Vec<PathBuf> {
 pub fn l0(replica: &Path, txid: u64) -> PathBuf {
     replica.join(format!("ltx/0/{txid:016x}-{txid:016x}.ltx"))
 }
+
+/// How many snapshots (level-9 files) the replica of `app.db` under `replica` holds.
+pub fn snapshot_files(replica: &Path) -> usize {
+    std::fs::read_dir(replica.join("app.db/ltx/9"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Restores `<dir>/replica/app.db` with the real `litestream restore` and with
+/// `replica_restore`; both must hold what `rows` reads from the live `<dir>/app.db`.
+pub fn check_restores(dir: &TempDir, rows: &dyn Fn(&Path) -> String, what: &str) {
+    let live = rows(&dir.join("app.db"));
+    let url = format!("file://{}", dir.join("replica/app.db").display());
+    let by_litestream = dir.join("litestream.db");
+    litestream_restore(&url, &by_litestream, None);
+    assert_eq!(
+        rows(&by_litestream),
+        live,
+        "{what}: litestream restore differs"
+    );
+    let by_replica = dir.join("replica.db");
+    let o = python_loaded(
+        &format!(
+            "boot.execute(\"select replica_restore('{url}', '{}')\")\n",
+            by_replica.display()
+        ),
+        dir.path(),
+        &[],
+    );
+    check(&o, "replica_restore");
+    assert_eq!(rows(&by_replica), live, "{what}: replica_restore differs");
+}

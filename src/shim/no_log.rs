@@ -1,0 +1,35 @@
+//! A database without a log. Capture follows the log; once it is gone (checkpointed, then
+//! deleted or truncated), a process without the extension can write the database and close,
+//! and its log is gone too before this process looks again: nothing is left to catch up
+//! from but a changed file. So when the log capture followed goes away with every commit of
+//! it in the spool, the database file's stamp is kept in the spool, and the next log started
+//! after none continues the spool only while the file still carries it; otherwise a
+//! snapshot is owed.
+
+use super::fallback::owe_snapshot;
+use crate::database::Database;
+use crate::spool::FileStamp;
+
+/// The log capture followed went away, everything it held in the spool.
+pub(super) fn note_log_gone(db: &Database) {
+    let Some(stamp) = FileStamp::of(&db.path) else {
+        return;
+    };
+    if let Err(e) = db.spool.record_log_gone(&stamp) {
+        crate::base::log::error(&format!("{}: {e}", db.name));
+    }
+}
+
+/// A log starts where there was none (or an empty one): a snapshot is owed unless the
+/// database file is as it was when the last log capture followed went away, or the spool
+/// holds nothing yet (the first upload is a snapshot anyway).
+pub(super) fn check_unchanged_since_log_gone(db: &Database) {
+    let kept = db.spool.log_gone();
+    if db.spool.last_position().is_none() || (kept.is_some() && kept == FileStamp::of(&db.path)) {
+        return;
+    }
+    owe_snapshot(
+        db,
+        "the database changed while it had no WAL (written by a process without libreplica, or in rollback-journal mode)",
+    );
+}

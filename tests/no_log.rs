@@ -1,0 +1,133 @@
+//! A database between two logs. When the last connection anywhere closes, SQLite
+//! checkpoints the log and deletes it; a process without the extension (Debian's `sqlite3`)
+//! that then writes and closes deletes its own log too, leaving nothing to catch up from but
+//! a changed database file. The next log this process starts must not continue the replica
+//! over that change (the restore would hold a state the database never had): a snapshot
+//! closes it. And with no such write in between, no snapshot is spent.
+
+mod common;
+
+use common::restores::{check_restores, snapshot_files};
+use common::*;
+use std::path::Path;
+
+/// The rows in short (each id with its value's length and first bytes), through Debian's CLI.
+fn rows(db: &Path) -> String {
+    sqlite3_dot(
+        db,
+        "SELECT group_concat(id || ':' || length(v) || ':' || substr(hex(v), 1, 8), ' ') FROM (SELECT * FROM t ORDER BY id);",
+    )
+}
+
+/// `PY_LOAD` then: open app.db (through the replica VFS, or opened before a load into it
+/// when `adopted`), run `body` with `c`, sync, print the status, close.
+fn session(dir: &TempDir, adopted: bool, body: &str) -> String {
+    let url = format!("file://{}", dir.join("replica").display());
+    let open = match adopted {
+        false => "c = sqlite3.connect('app.db', isolation_level=None)\n".to_string(),
+        true => "c = sqlite3.connect('app.db', isolation_level=None)\n\
+                 c.execute('pragma journal_mode=wal')\n\
+                 c.enable_load_extension(True)\n\
+                 c.load_extension(os.environ['REPLICA_TEST_LIB'])\n"
+            .to_string(),
+    };
+    let script = format!(
+        "import os\n{open}{body}\n\
+         print('synced', c.execute('select replica_sync(20000)').fetchone()[0])\n\
+         print('status', c.execute('select snapshots, state from replica_status()').fetchone())\n\
+         c.close()\n\
+         print('log left', os.path.exists('app.db-wal'))\n"
+    );
+    let mut env = vec![("REPLICA_URL", url.as_str())];
+    if adopted {
+        env.push(("REPLICA_DEFAULT_VFS", "0"));
+    }
+    let o = python_loaded(&script, dir.path(), &env);
+    check(&o, "a session writing app.db")
+}
+
+const CREATE: &str = "c.execute('create table if not exists t(id integer primary key, v blob)')";
+const INSERT: &str = "for i in range(20): c.execute('insert into t(v) values (randomblob(400))')";
+
+/// Debian's sqlite3, without the extension: rewrites rows on pages the next session does
+/// not touch, and closes (deleting its log).
+fn write_without_the_extension(dir: &TempDir) {
+    let o = run(
+        SQLITE3,
+        &[
+            "app.db",
+            "UPDATE t SET v = x'0102' WHERE id <= 10; INSERT INTO t(v) VALUES (randomblob(3000));",
+        ],
+        dir.path(),
+        &[],
+        "",
+    );
+    check(&o, "sqlite3 without the extension");
+    assert!(!dir.join("app.db-wal").exists(), "sqlite3 left its log");
+}
+
+fn between_sessions(adopted: bool, foreign_write: bool, what: &str) {
+    let dir = TempDir::new(&format!("no-log-{adopted}-{foreign_write}"));
+    let first = session(&dir, adopted, &format!("{CREATE}\n{INSERT}"));
+    assert!(
+        first.contains("log left False"),
+        "{what}: the log stayed: {first}"
+    );
+    if foreign_write {
+        write_without_the_extension(&dir);
+    }
+    let second = session(&dir, adopted, INSERT);
+    assert!(second.contains("'up to date'"), "{what}: {second}");
+    check_restores(&dir, &rows, what);
+    // The first upload is a snapshot; the write without the extension costs one more.
+    let want = 1 + usize::from(foreign_write);
+    assert_eq!(
+        snapshot_files(&dir.join("replica")),
+        want,
+        "{what}: {second}"
+    );
+}
+
+#[test]
+fn a_write_without_the_extension_while_the_database_had_no_log_is_not_lost() {
+    between_sessions(false, true, "replica VFS");
+}
+
+#[test]
+fn a_write_without_the_extension_between_adopted_connections_is_not_lost() {
+    between_sessions(true, true, "connections opened before the load");
+}
+
+#[test]
+fn with_no_write_in_between_the_next_log_needs_no_snapshot() {
+    between_sessions(false, false, "replica VFS");
+    between_sessions(true, false, "connections opened before the load");
+}
+
+/// A checkpoint with TRUNCATE by a process without the extension, after it committed: its
+/// commits are taken from the log before the truncation (this process truncates it next,
+/// in its own checkpoint), and the log it truncates continues without a snapshot.
+#[test]
+fn a_truncating_checkpoint_takes_the_other_process_commits_first() {
+    let dir = TempDir::new("no-log-truncate");
+    let url = format!("file://{}", dir.join("replica").display());
+    let script = format!(
+        r#"import subprocess
+c = sqlite3.connect('app.db', isolation_level=None)
+{CREATE}
+{INSERT}
+c.execute('select replica_sync(20000)').fetchone()
+other = subprocess.run(['sqlite3', 'app.db', "UPDATE t SET v = x'03' WHERE id <= 5;"])
+assert other.returncode == 0
+print('checkpoint', c.execute('pragma wal_checkpoint(TRUNCATE)').fetchone())
+{INSERT}
+print('synced', c.execute('select replica_sync(20000)').fetchone()[0])
+print('status', c.execute('select snapshots, state from replica_status()').fetchone())
+"#
+    );
+    let o = python_loaded(&script, dir.path(), &[("REPLICA_URL", &url)]);
+    let out = check(&o, "a truncating checkpoint after another process's commit");
+    assert!(out.contains("checkpoint (0, 0, 0)"), "{out}");
+    assert_eq!(snapshot_files(&dir.join("replica")), 1, "{out}");
+    check_restores(&dir, &rows, "a truncating checkpoint");
+}
