@@ -406,7 +406,8 @@ fn database_row(
         get_requests: c.requests.get as i64,
         list_requests: c.requests.list as i64,
         delete_requests: c.requests.delete as i64,
-        uploader: Some(uploader_of(db)),
+        // Only the databases this process uploads get this row (see `rows`).
+        uploader: Some(format!("pid {} (this process)", std::process::id())),
         retries: i64::from(progress.retries),
         next_retry_at: progress.next_retry_at_ms.map(format_rfc3339),
         compactions: c.compactions as i64,
@@ -466,16 +467,6 @@ fn state_of(progress: &database::Progress, counted: UploaderState, behind: bool)
         "pending".to_string()
     } else {
         "up to date".to_string()
-    }
-}
-
-/// Which process uploads `db`: this one, or the one holding its spool.
-fn uploader_of(db: &database::Database) -> String {
-    if db.owned_here() {
-        format!("pid {} (this process)", std::process::id())
-    } else {
-        crate::spool::Spool::owner_pid(&crate::spool::Spool::dir_for(&db.path))
-            .map_or_else(|| "another process".into(), |p| format!("pid {p}"))
     }
 }
 

@@ -167,13 +167,11 @@ fn adopt_schema(db: *mut sys::sqlite3, schema: CString) -> Option<Adopted> {
         }
     };
     switch_to_wal(db, &schema, &path);
-    let mut wal_path = path.clone().into_bytes();
-    wal_path.extend_from_slice(b"-wal");
     let mut adopted = Adopted {
         schema,
         role,
-        path: PathBuf::from(&path),
-        wal_path: PathBuf::from(String::from_utf8_lossy(&wal_path).to_string()),
+        wal_path: crate::wal::log_path_of(Path::new(&path)),
+        path: PathBuf::from(path),
         wal: None,
     };
     if let Role::Replicates { db, .. } = &adopted.role {

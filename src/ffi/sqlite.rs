@@ -405,9 +405,8 @@ fn nothing_committed_in_wal_mode(db_path: &Path, header: &[u8; 20]) -> bool {
         n => u64::from(n),
     };
     let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).ok();
-    let mut wal_path = db_path.as_os_str().to_owned();
-    wal_path.push("-wal");
-    len(db_path).is_some_and(|n| n <= page_size) && len(Path::new(&wal_path)).unwrap_or(0) == 0
+    len(db_path).is_some_and(|n| n <= page_size)
+        && len(&crate::wal::log_path_of(db_path)).unwrap_or(0) == 0
 }
 
 /// `f` on a database no commit has reached since it was switched to WAL mode, read without
@@ -440,9 +439,7 @@ pub(crate) struct LiveDatabase;
 
 impl crate::snapshot::SnapshotSource for LiveDatabase {
     fn open_wal(&self, db_path: &Path) -> Option<Box<dyn crate::base::io::ReadAt>> {
-        let mut wal_path = db_path.as_os_str().to_owned();
-        wal_path.push("-wal");
-        RawFile::open(Path::new(&wal_path), true)
+        RawFile::open(&crate::wal::log_path_of(db_path), true)
             .ok()
             .flatten()
             .map(|w| Box::new(w) as Box<dyn crate::base::io::ReadAt>)
@@ -489,9 +486,7 @@ impl crate::snapshot::SnapshotSource for LiveDatabase {
             let mut db = RawFile::open(db_path, false)?.ok_or_else(|| {
                 Error::InvalidArgument(format!("{} does not exist", db_path.display()))
             })?;
-            let mut wal_path = db_path.as_os_str().to_owned();
-            wal_path.push("-wal");
-            let mut wal = RawFile::open(Path::new(&wal_path), true)?;
+            let mut wal = RawFile::open(&crate::wal::log_path_of(db_path), true)?;
             f(
                 &mut db,
                 wal.as_mut().map(|w| w as &mut dyn ReadAt),

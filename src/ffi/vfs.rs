@@ -471,9 +471,7 @@ unsafe extern "C" fn x_shm_lock(
             // The path is built only when a deferred commit needs the log: this runs at the
             // end of every write transaction.
             obs.after_write_unlock(&mut || {
-                let mut wal_path = obs.db_path().as_os_str().to_owned();
-                wal_path.push("-wal");
-                super::sqlite::RawFile::open(std::path::Path::new(&wal_path), true)
+                super::sqlite::RawFile::open(&crate::wal::log_path_of(obs.db_path()), true)
                     .ok()
                     .flatten()
                     .map(|w| Box::new(w) as Box<dyn ReadAt>)

@@ -38,10 +38,9 @@ pub fn sync(
     let mut txid = 0;
     for db in dbs {
         replicating("replica_sync", &db)?;
-        let mut wal_path = db.path.as_os_str().to_owned();
-        wal_path.push("-wal");
-        crate::shim::settle_deferred(&db, &mut || open_wal(Path::new(&wal_path)));
-        crate::shim::take_foreign_commits_now(&db, &mut || open_wal(Path::new(&wal_path)));
+        let wal_path = crate::wal::log_path_of(&db.path);
+        crate::shim::settle_deferred(&db, &mut || open_wal(&wal_path));
+        crate::shim::take_foreign_commits_now(&db, &mut || open_wal(&wal_path));
         let target_seq = db.spool.last_seq();
         db.update_progress(|p| p.flush_requested = true);
         crate::uploader::wake();

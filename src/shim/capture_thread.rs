@@ -51,9 +51,7 @@ pub(super) fn room_for_more(cap: &CaptureState) -> bool {
 /// Opens the `-wal` of the database at `db_path` through the installed opener.
 pub(super) fn open_wal_of(db_path: &Path) -> Option<Box<dyn ReadAt>> {
     let open = WAL_OPENER.get()?;
-    let mut wal_path = db_path.as_os_str().to_owned();
-    wal_path.push("-wal");
-    open(Path::new(&wal_path))
+    open(&crate::wal::log_path_of(db_path))
 }
 
 /// Whether the thread is parked (or about to park) and must be woken for a new commit.

@@ -132,9 +132,7 @@ pub fn restore_needed_before_open(
         return Ok(None);
     };
     let path = PathBuf::from(path);
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    if path.as_os_str().is_empty() || path.exists() || Path::new(&wal).exists() {
+    if path.as_os_str().is_empty() || path.exists() || crate::wal::log_path_of(&path).exists() {
         return Ok(None);
     }
     let Some(cfg) =

@@ -66,3 +66,10 @@ pub use index::{
     TornIndex, WalIndexHeader, WalIndexState, WAL_INDEX_HEADER_SIZE, WAL_INDEX_STATE_SIZE,
 };
 pub use pages::{map_committed_pages, scan, CommittedTxn, PageMap, ScanResult, TxnAssembler};
+
+/// The log of the database at `db_path`: `<db_path>-wal`, as SQLite names it.
+pub fn log_path_of(db_path: &std::path::Path) -> std::path::PathBuf {
+    let mut path = db_path.as_os_str().to_owned();
+    path.push("-wal");
+    path.into()
+}
