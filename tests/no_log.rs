@@ -36,7 +36,8 @@ fn session(dir: &TempDir, adopted: bool, body: &str) -> String {
          print('synced', c.execute('select replica_sync(20000)').fetchone()[0])\n\
          print('status', c.execute('select snapshots, state from replica_status()').fetchone())\n\
          c.close()\n\
-         print('log left', os.path.exists('app.db-wal'))\n"
+         print('log left', os.path.exists('app.db-wal'))\n\
+         print('index left', os.path.exists('app.db-shm'))\n"
     );
     let mut env = vec![("REPLICA_URL", url.as_str())];
     if adopted {
@@ -52,16 +53,14 @@ const INSERT: &str = "for i in range(20): c.execute('insert into t(v) values (ra
 /// Debian's sqlite3, without the extension: rewrites rows on pages the next session does
 /// not touch, and closes (deleting its log).
 fn write_without_the_extension(dir: &TempDir) {
-    let o = run(
-        SQLITE3,
-        &[
-            "app.db",
-            "UPDATE t SET v = x'0102' WHERE id <= 10; INSERT INTO t(v) VALUES (randomblob(3000));",
-        ],
-        dir.path(),
-        &[],
-        "",
+    sqlite3_without_the_extension(
+        dir,
+        "UPDATE t SET v = x'0102' WHERE id <= 10; INSERT INTO t(v) VALUES (randomblob(3000));",
     );
+}
+
+fn sqlite3_without_the_extension(dir: &TempDir, sql: &str) {
+    let o = run(SQLITE3, &["app.db", sql], dir.path(), &[], "");
     check(&o, "sqlite3 without the extension");
     assert!(!dir.join("app.db-wal").exists(), "sqlite3 left its log");
 }
@@ -72,6 +71,10 @@ fn between_sessions(adopted: bool, foreign_write: bool, what: &str) {
     assert!(
         first.contains("log left False"),
         "{what}: the log stayed: {first}"
+    );
+    assert!(
+        first.contains("index left False"),
+        "{what}: a -shm was left: {first}"
     );
     if foreign_write {
         write_without_the_extension(&dir);
@@ -96,6 +99,27 @@ fn a_write_without_the_extension_while_the_database_had_no_log_is_not_lost() {
 #[test]
 fn a_write_without_the_extension_between_adopted_connections_is_not_lost() {
     between_sessions(true, true, "connections opened before the load");
+}
+
+/// The first snapshot of an empty database (no log, no WAL index) is all the replica holds
+/// when a process without the extension creates a table in it.
+#[test]
+fn a_write_without_the_extension_after_an_empty_database_first_snapshot_is_not_lost() {
+    let dir = TempDir::new("no-log-empty");
+    // One page, in WAL mode, no log: what the first snapshot reads is the file alone.
+    sqlite3_without_the_extension(&dir, "PRAGMA journal_mode=wal;");
+    let first = session(&dir, false, "pass");
+    assert!(first.contains("'up to date'"), "{first}");
+    sqlite3_without_the_extension(
+        &dir,
+        // Rows over several pages: the next session rewrites only the last of them.
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB); \
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10) \
+         INSERT INTO t(v) SELECT randomblob(3000) FROM n;",
+    );
+    let second = session(&dir, false, INSERT);
+    assert!(second.contains("'up to date'"), "{second}");
+    check_restores(&dir, &rows, "after an empty database's first snapshot");
 }
 
 #[test]

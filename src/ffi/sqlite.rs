@@ -608,6 +608,13 @@ fn read_index_region(region: *mut c_void) -> Option<crate::wal::WalIndexState> {
 /// in-process mapping of the `-shm` (opening and closing a descriptor of that file
 /// ourselves would drop the locks SQLite holds on it). `None` when there is none to read.
 pub(crate) fn wal_index_state_at(path: &Path) -> Option<crate::wal::WalIndexState> {
+    // Mapping creates a missing `-shm` (SQLite deletes it at the last close, before the
+    // log): none means no index, and no file left behind.
+    let mut shm = path.as_os_str().to_owned();
+    shm.push("-shm");
+    if !Path::new(&shm).exists() {
+        return None;
+    }
     let file = RawFile::open(path, false).ok().flatten()?;
     let methods = file.methods()?;
     if methods.iVersion < 2 {

@@ -14,11 +14,12 @@ use super::queue::{fail_queue_without_log, take_queued, Scratch};
 use crate::base::io::ReadAt;
 use crate::base::lock::lock;
 use crate::database::{self, CaptureState, Database};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, TryLockError};
 use std::thread::Thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The pause between two looks while commits keep coming: a restart of the log waits for
 /// at most this much capture, and lag grows by at most this much.
@@ -154,7 +155,13 @@ fn run() {
 struct Held {
     wals: Wals,
     scratch: Scratch,
+    /// Since when each database with queued commits has had no log to read them from.
+    missing: HashMap<PathBuf, Instant>,
 }
+
+/// How long a queue whose log was deleted unseen waits for the closing connection that
+/// deleted it to take it (it does so right after the deletion) before it is failed here.
+const CLOSE_GRACE: Duration = Duration::from_millis(100);
 
 /// Each database's log handle.
 #[derive(Default)]
@@ -209,13 +216,19 @@ fn look(held: &mut Held) -> bool {
 fn take_queue(db: &Database, held: &mut Held) {
     let Some(wal) = held.wals.wal(db) else {
         // No log to read: deleted unseen, by the last close of a connection opened before
-        // the load. While it is closing, its own handle on the deleted log takes the queue
-        // (`super::hooked::on_hooked_close`); with no connection left, nothing can.
-        if db.open_handles.load(Ordering::SeqCst) == 0 {
+        // the load. That close takes the queue through its own handle on the deleted log
+        // (`super::hooked::on_hooked_close`) a moment later; if none does, it is failed.
+        let since = *held
+            .missing
+            .entry(db.path.clone())
+            .or_insert_with(Instant::now);
+        if db.open_handles.load(Ordering::SeqCst) == 0 || since.elapsed() >= CLOSE_GRACE {
             fail_queue_without_log(db, &mut lock(&db.capture));
+            held.missing.remove(&db.path);
         }
         return;
     };
+    held.missing.remove(&db.path);
     // Batch after batch while commits are queued (a batch holds at most a few MiB).
     for _ in 0..64 {
         if !take_queued(db, wal, &mut held.scratch, false) {

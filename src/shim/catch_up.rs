@@ -86,6 +86,19 @@ pub(super) fn follow(
     Ok(())
 }
 
+/// Whether the log capture follows (read through `file`, to its end: when it is about to go,
+/// no WAL index bounds it) holds a committed transaction past capture's position, which it
+/// cannot tell from one a killed writer left unpublished; a read failure counts as one.
+pub(super) fn holds_more_commits(db: &Database, cap: &CaptureState, file: &mut dyn ReadAt) -> bool {
+    let (Some(header), Some(chain)) = (cap.header, cap.chain.clone()) else {
+        return false;
+    };
+    if salts_on_disk(file) != Some(header.salts()) {
+        return false;
+    }
+    stream(db, file, &header, chain, u32::MAX, false).map_or(true, |(_, found)| found)
+}
+
 /// Reads the log's committed transactions from `chain` on (no frame past `upto`, nor past
 /// what SQLite published: see [`published_end`]), appending
 /// them to the spool when `append`; the chain after the last complete one, and whether

@@ -17,15 +17,17 @@
 //! fail the application's commit.
 
 use super::capture::resolve_deferred;
-use super::catch_up::{catch_up_through, follow, take_foreign_commits};
-use super::fallback::{capture_failed, flush_spool};
+use super::catch_up::{catch_up_through, follow, holds_more_commits, take_foreign_commits};
+use super::fallback::{capture_failed, flush_spool, owe_snapshot};
 use super::no_log::note_log_gone;
-use super::queue::drain_queued;
+use super::no_log::LEFT_IN_A_DELETED_LOG;
+use super::queue::{drain_queued, fail_queue_without_log};
 use super::vouch::accept_vouched_log;
 use super::wal_file::header_on_disk;
 use crate::base::io::ReadAt;
 use crate::base::lock::lock;
 use crate::database::{self, CaptureState, CompleteLog, Database};
+use crate::spool::FileStamp;
 use crate::wal::{FrameHeader, WalHeader, WalIndexState, WalPosition, FRAME_HEADER_SIZE};
 
 /// A connection opened before the load now replicates this database: compare the log with
@@ -50,38 +52,41 @@ pub fn on_adopt(db: &Database, wal: Option<&mut dyn ReadAt>) {
 ///
 /// When that close was the last anywhere, SQLite checkpointed the log completely and deleted
 /// it, through the base VFS where the shim does not see it. `held` (the connection's handle
-/// on the log, when it had one) still reads the deleted file: capture takes the rest of the
-/// log from it, then follows no log, as after a deletion the replica VFS sees; the next log
-/// starts from what the checkpoint left, which the spool then holds.
+/// on the log, when it had one) still reads the deleted file: capture takes the queued
+/// commits from it (anything else it holds past them is owed as a snapshot, as at a deletion
+/// the replica VFS sees), then follows no log; the next log starts from what the checkpoint
+/// left, whose stamp is taken first, before any I/O here gives another process time to
+/// write (see `super::no_log`).
 pub fn on_hooked_close(db: &Database, held: Option<&mut dyn ReadAt>) {
     if !db.owned_here() {
         return;
     }
+    let stamp = FileStamp::of(&db.path);
     let mut cap = lock(&db.capture);
     cap.log_complete = None;
-    let (Some(held), Some(known)) = (held, cap.header) else {
+    let Some(known) = cap.header else {
         return;
     };
-    let held_log = header_on_disk(held).ok().flatten();
-    if held_log.map(|h| h.salts()) != Some(known.salts())
-        || salts_at_path(&db.path) == Some(known.salts())
-    {
-        return; // the log capture follows is still there (or the handle is of another one)
+    if salts_at_path(&db.path) == Some(known.salts()) {
+        return; // the log capture follows is still there
     }
+    let held = held.and_then(|h| {
+        let log = header_on_disk(&mut *h).ok().flatten();
+        (log.map(|l| l.salts()) == Some(known.salts())).then_some(h)
+    });
+    let Some(held) = held else {
+        fail_queue_without_log(db, &mut cap);
+        return; // capture cannot tell what it held: the next log is not vouched for
+    };
     drain_queued(db, &mut cap, held);
-    if cap.header.map(|h| h.salts()) != Some(known.salts()) {
-        return; // a capture failure let go of it
-    }
-    if let Err(e) = follow(db, &mut cap, held, u32::MAX) {
-        let why = format!("reading the rest of a WAL deleted at its last close: {e}");
-        capture_failed(db, &mut cap, &why, None);
-        return;
+    if holds_more_commits(db, &cap, held) {
+        owe_snapshot(db, LEFT_IN_A_DELETED_LOG);
     }
     cap.header = None;
     cap.chain = None;
     drop(cap);
     if flush_spool(db) {
-        note_log_gone(db);
+        note_log_gone(db, stamp);
     }
 }
 

@@ -10,9 +10,14 @@ use super::fallback::owe_snapshot;
 use crate::database::Database;
 use crate::spool::FileStamp;
 
-/// The log capture followed went away, everything it held in the spool.
-pub(super) fn note_log_gone(db: &Database) {
-    let Some(stamp) = FileStamp::of(&db.path) else {
+/// Why a snapshot is owed for commits a deleted log held past capture.
+pub(super) const LEFT_IN_A_DELETED_LOG: &str =
+    "the WAL was deleted holding commits capture had not taken (another process's, or one a killed writer left unpublished)";
+
+/// The log capture followed went away, everything it held in the spool, the database file
+/// then carrying `stamp` (taken before anyone else could write it).
+pub(super) fn note_log_gone(db: &Database, stamp: Option<FileStamp>) {
+    let Some(stamp) = stamp else {
         return;
     };
     if let Err(e) = db.spool.record_log_gone(&stamp) {
@@ -21,11 +26,14 @@ pub(super) fn note_log_gone(db: &Database) {
 }
 
 /// A log starts where there was none (or an empty one): a snapshot is owed unless the
-/// database file is as it was when the last log capture followed went away, or the spool
-/// holds nothing yet (the first upload is a snapshot anyway).
+/// database file is as it was when the last log capture followed went away, or nothing was
+/// shipped or owed yet (the first upload is a snapshot anyway).
 pub(super) fn check_unchanged_since_log_gone(db: &Database) {
+    if db.spool.state().txid == 0 && db.spool.gap().is_none() {
+        return;
+    }
     let kept = db.spool.log_gone();
-    if db.spool.last_position().is_none() || (kept.is_some() && kept == FileStamp::of(&db.path)) {
+    if kept.is_some() && kept == FileStamp::of(&db.path) {
         return;
     }
     owe_snapshot(

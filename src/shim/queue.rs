@@ -58,8 +58,11 @@ pub fn take_queued_now(db: &Database, open_wal: &mut dyn FnMut() -> Option<Box<d
     if !db.owned_here() || !db.capture_queued.load(Ordering::SeqCst) {
         return;
     }
-    if let Some(mut wal) = open_wal() {
-        drain_queued(db, &mut lock(&db.capture), wal.as_mut());
+    // No log left: the queue's commits cannot be read (a snapshot is owed), and must not
+    // wait unaccounted for while `replica_sync` reports the spool shipped.
+    match open_wal() {
+        Some(mut wal) => drain_queued(db, &mut lock(&db.capture), wal.as_mut()),
+        None => fail_queue_without_log(db, &mut lock(&db.capture)),
     }
 }
 

@@ -7,15 +7,15 @@
 
 use super::capture::{abandon_deferred, capture, resolve_deferred, Mode};
 use super::capture_thread;
-use super::catch_up::{catch_up_or_fall_back, take_foreign_commits};
-use super::fallback::{flush_spool, flush_spool_for_restart};
-use super::no_log::{check_unchanged_since_log_gone, note_log_gone};
+use super::catch_up::{catch_up_or_fall_back, holds_more_commits, take_foreign_commits};
+use super::fallback::{flush_spool, flush_spool_for_restart, owe_snapshot};
+use super::no_log::{check_unchanged_since_log_gone, note_log_gone, LEFT_IN_A_DELETED_LOG};
 use super::queue::{drain_queued, fail_queue_without_log, queue_commit};
 use super::wal_file::{db_path_of, salts_on_disk};
 use crate::base::io::ReadAt;
 use crate::base::lock::lock;
 use crate::database::{self, CaptureState, Database};
-use crate::spool::Appended;
+use crate::spool::{Appended, FileStamp};
 use crate::wal::{self, FrameChain, FrameHeader, WalHeader, FRAME_HEADER_SIZE, WAL_HEADER_SIZE};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -67,9 +67,10 @@ impl WalObserver {
         let mut cap = lock(&db.capture);
         drain_queued(db, &mut cap, file);
         resolve_deferred(db, &mut cap, file);
-        let after_none = cap.header.is_none() && salts_on_disk(file).is_none();
         // The old log is still intact here (unless another process truncated it).
         take_foreign_commits(db, &mut cap, file);
+        // No log to restart (none known, or a hand-off just said it went away): a new one.
+        let after_none = cap.header.is_none() && salts_on_disk(file).is_none();
         drop(cap);
         if after_none {
             check_unchanged_since_log_gone(db);
@@ -351,18 +352,23 @@ fn forget_wal(db: &Database) {
     cap.last_header_frame = None;
     drop(cap);
     if followed {
-        note_log_gone(db);
+        note_log_gone(db, FileStamp::of(&db.path));
     }
 }
 
-/// Takes the rest of the log while it is still there (SQLite deletes it once a checkpoint
-/// has copied all of it into the database): this process's queued commits, then any other
-/// process's after them.
+/// Takes the queued commits while the log is still there (SQLite deletes it once a
+/// checkpoint has copied all of it into the database, and its WAL index first); any other
+/// commit it holds past them is owed as a snapshot (see [`holds_more_commits`]).
 fn take_rest_before_delete(db: &Database) {
     let mut wal = capture_thread::open_wal_of(&db.path);
     let mut cap = lock(&db.capture);
     match wal.as_mut() {
-        Some(w) => take_foreign_commits(db, &mut cap, w.as_mut()),
+        Some(w) => {
+            drain_queued(db, &mut cap, w.as_mut());
+            if holds_more_commits(db, &cap, w.as_mut()) {
+                owe_snapshot(db, LEFT_IN_A_DELETED_LOG);
+            }
+        }
         None => fail_queue_without_log(db, &mut cap),
     }
 }

@@ -17,14 +17,13 @@ const MAX_LINE: u64 = 256;
 
 /// What identifies a version of a file without reading it: any write changes its size or
 /// its modification time (set from the kernel's clock tick, so two writes within one tick
-/// can share one), a replacement its inode.
+/// can share one), a replacement its inode. Not the device number (it can change across
+/// a remount on some file systems) nor the change time (a chmod or chown changes it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileStamp {
-    pub dev: u64,
     pub ino: u64,
     pub size: u64,
     pub mtime: (i64, i64),
-    pub ctime: (i64, i64),
 }
 
 impl FileStamp {
@@ -33,23 +32,18 @@ impl FileStamp {
         use std::os::unix::fs::MetadataExt;
         let m = std::fs::metadata(path).ok()?;
         Some(FileStamp {
-            dev: m.dev(),
             ino: m.ino(),
             size: m.size(),
             mtime: (m.mtime(), m.mtime_nsec()),
-            ctime: (m.ctime(), m.ctime_nsec()),
         })
     }
 
-    fn fields(&self) -> [i128; 7] {
+    fn fields(&self) -> [i128; 4] {
         [
-            self.dev as i128,
             self.ino as i128,
             self.size as i128,
             self.mtime.0 as i128,
             self.mtime.1 as i128,
-            self.ctime.0 as i128,
-            self.ctime.1 as i128,
         ]
     }
 
@@ -65,15 +59,13 @@ impl FileStamp {
             return None;
         }
         let f: Vec<&str> = text.split(',').collect();
-        let [dev, ino, size, ms, mn, cs, cn] = f[..] else {
+        let [ino, size, secs, nanos] = f[..] else {
             return None;
         };
         Some(FileStamp {
-            dev: dev.parse().ok()?,
             ino: ino.parse().ok()?,
             size: size.parse().ok()?,
-            mtime: (ms.parse().ok()?, mn.parse().ok()?),
-            ctime: (cs.parse().ok()?, cn.parse().ok()?),
+            mtime: (secs.parse().ok()?, nanos.parse().ok()?),
         })
     }
 }
@@ -106,11 +98,9 @@ mod tests {
     #[test]
     fn a_stamp_reads_back_and_a_torn_or_altered_one_reads_as_none() {
         let s = FileStamp {
-            dev: 2049,
             ino: 1 << 40,
             size: 8192,
-            mtime: (1_790_000_000, 999_999_999),
-            ctime: (-1, 0),
+            mtime: (-1, 999_999_999),
         };
         let line = s.line();
         assert_eq!(FileStamp::parse(&line), Some(s));
@@ -119,6 +109,6 @@ mod tests {
         }
         let altered = line.replacen("8192", "8193", 1);
         assert_eq!(FileStamp::parse(&altered), None);
-        assert_eq!(FileStamp::parse("1,2,3,4,5,6,7\n"), None);
+        assert_eq!(FileStamp::parse("1,2,3,4\n"), None);
     }
 }

@@ -163,8 +163,12 @@ fn restart_spool(
     };
     db.spool.store_page_checksums(&snap.table, &[], true)?;
     db.spool.mark_shipped(new_state)?;
-    if let Some(stamp) = &snap.file_stamp {
-        db.spool.record_log_gone(stamp)?;
+    // Unless the file changed since (then a stamp recorded meanwhile, newer, stays).
+    if let Some(stamp) = snap
+        .file_stamp
+        .filter(|s| FileStamp::of(&db.path) == Some(*s))
+    {
+        db.spool.record_log_gone(&stamp)?;
     }
     if db.progress().snapshot_request == request {
         db.spool.clear_gap();
