@@ -155,3 +155,45 @@ print('status', c.execute('select snapshots, state from replica_status()').fetch
     assert_eq!(snapshot_files(&dir.join("replica")), 1, "{out}");
     check_restores(&dir, &rows, "a truncating checkpoint");
 }
+
+/// This process closes its last connection while a process without the extension still has
+/// the database open; that process then writes and closes last, deleting the log unseen.
+/// `replica_sync` (on the boot connection: no connection to the database is open here) must
+/// not report the replica current without that write.
+#[test]
+fn a_log_deleted_by_another_process_last_close_is_noticed_by_replica_sync() {
+    let dir = TempDir::new("no-log-deleted-elsewhere");
+    let url = format!("file://{}", dir.join("replica").display());
+    let script = format!(
+        r#"import os, subprocess, sys
+CHILD = '''
+import sqlite3, sys
+d = sqlite3.connect("app.db", isolation_level=None)
+d.execute("select count(*) from t").fetchone()
+print("open", flush=True)
+sys.stdin.readline()
+d.execute("update t set v = x'0102' where id <= 10")
+d.close()
+print("done", flush=True)
+'''
+c = sqlite3.connect('app.db', isolation_level=None)
+{CREATE}
+{INSERT}
+c.execute('select replica_sync(20000)').fetchone()
+child = subprocess.Popen([sys.executable, '-c', CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+assert child.stdout.readline().strip() == 'open'
+c.close()
+assert os.path.exists('app.db-wal'), 'the log went at this close'
+child.stdin.write('go\n'); child.stdin.flush()
+assert child.stdout.readline().strip() == 'done'
+child.wait()
+assert not os.path.exists('app.db-wal'), 'the other process left the log'
+print('synced', boot.execute('select replica_sync(20000)').fetchone()[0])
+print('status', boot.execute('select state from replica_status()').fetchone())
+"#
+    );
+    let o = python_loaded(&script, dir.path(), &[("REPLICA_URL", &url)]);
+    let out = check(&o, "a log deleted by another process's last close");
+    assert!(out.contains("'up to date'"), "{out}");
+    check_restores(&dir, &rows, "a log deleted by another process's last close");
+}

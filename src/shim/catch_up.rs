@@ -5,7 +5,7 @@
 //! and must never fail the application: what cannot be placed becomes an owed snapshot.
 
 use super::fallback::{capture_failed, flush_spool, owe_snapshot};
-use super::no_log::check_unchanged_since_log_gone;
+use super::no_log::{check_unchanged_since_log_gone, poll_without_log};
 use super::queue::drain_queued;
 use super::vouch::accept_vouched_log_on_disk;
 use super::wal_file::{header_on_disk, published_end, salts_on_disk};
@@ -306,6 +306,7 @@ pub fn take_foreign_commits_now(
     }
     let Some(mut wal) = open_wal() else {
         ingest_handoffs(db, &mut cap);
+        poll_without_log(db, &mut cap);
         return;
     };
     // A process restarting the log hands the old one off before it writes the new header:
@@ -316,6 +317,9 @@ pub fn take_foreign_commits_now(
         if ingest_handoffs(db, &mut cap) == 0 || salts_on_disk(wal.as_mut()) == before {
             break;
         }
+    }
+    if salts_on_disk(wal.as_mut()).is_none() {
+        poll_without_log(db, &mut cap);
     }
     if !cap.caught_up {
         // Replication was taken over from a process that died, or started before any

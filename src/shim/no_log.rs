@@ -7,8 +7,9 @@
 //! snapshot is owed.
 
 use super::fallback::owe_snapshot;
-use crate::database::Database;
+use crate::database::{CaptureState, Database};
 use crate::spool::FileStamp;
+use std::sync::atomic::Ordering;
 
 /// Why a snapshot is owed for commits a deleted log held past capture.
 pub(super) const LEFT_IN_A_DELETED_LOG: &str =
@@ -39,5 +40,33 @@ pub(super) fn check_unchanged_since_log_gone(db: &Database) {
     owe_snapshot(
         db,
         "the database changed while it had no WAL (written by a process without libreplica, or in rollback-journal mode)",
+    );
+}
+
+/// The poll found no log on disk (no file, or an empty one). If capture still follows one,
+/// another process deleted it at its last close, unseen (a standby, or a process without the
+/// extension, that closed after every connection here), and what it held past capture may
+/// be missing; if not, the file must still carry the stamp of the last log's end. Either way
+/// `replica_sync` must not report the replica current meanwhile.
+pub(super) fn poll_without_log(db: &Database, cap: &mut CaptureState) {
+    if db.progress().needs_snapshot.is_some() {
+        return; // the snapshot asked for reads the file as it is
+    }
+    if cap.header.is_none() {
+        // Without a stamp (a spool older than stamps, or a log that went unseen) the next
+        // log's start owes the snapshot; the poll looks only for a changed file.
+        if db.spool.log_gone().is_some() {
+            check_unchanged_since_log_gone(db);
+        }
+        return;
+    }
+    if db.open_handles.load(Ordering::SeqCst) > 0 {
+        return; // a connection of this process is closing it, and settles it
+    }
+    cap.header = None;
+    cap.chain = None;
+    owe_snapshot(
+        db,
+        "another process deleted the WAL at its last close; commits it held after the last capture may be missing",
     );
 }
