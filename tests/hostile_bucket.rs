@@ -69,7 +69,7 @@ class H(http.server.BaseHTTPRequestHandler):
             for _ in range(4096):
                 self.wfile.write(b"L")
                 self.wfile.flush()
-                time.sleep(0.2)
+                time.sleep(0.2)  # the fault itself: a body that trickles, not synchronization
         else:
             self.reply(404, b"<Error><Code>NoSuchKey</Code></Error>")
 

@@ -610,9 +610,7 @@ fn read_index_region(region: *mut c_void) -> Option<crate::wal::WalIndexState> {
 pub(crate) fn wal_index_state_at(path: &Path) -> Option<crate::wal::WalIndexState> {
     // Mapping creates a missing `-shm` (SQLite deletes it at the last close, before the
     // log): none means no index, and no file left behind.
-    let mut shm = path.as_os_str().to_owned();
-    shm.push("-shm");
-    if !Path::new(&shm).exists() {
+    if !crate::wal::index_path_of(path).exists() {
         return None;
     }
     let file = RawFile::open(path, false).ok().flatten()?;

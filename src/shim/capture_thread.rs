@@ -228,7 +228,9 @@ fn take_queue(db: &Database, held: &mut Held) {
         }
         return;
     };
-    held.missing.remove(&db.path);
+    if !held.missing.is_empty() {
+        held.missing.remove(&db.path);
+    }
     // Batch after batch while commits are queued (a batch holds at most a few MiB).
     for _ in 0..64 {
         if !take_queued(db, wal, &mut held.scratch, false) {

@@ -23,7 +23,7 @@ use super::no_log::note_log_gone;
 use super::no_log::LEFT_IN_A_DELETED_LOG;
 use super::queue::{drain_queued, fail_queue_without_log};
 use super::vouch::accept_vouched_log;
-use super::wal_file::header_on_disk;
+use super::wal_file::{header_on_disk, salts_on_disk};
 use crate::base::io::ReadAt;
 use crate::base::lock::lock;
 use crate::database::{self, CaptureState, CompleteLog, Database};
@@ -70,10 +70,7 @@ pub fn on_hooked_close(db: &Database, held: Option<&mut dyn ReadAt>) {
     if salts_at_path(&db.path) == Some(known.salts()) {
         return; // the log capture follows is still there
     }
-    let held = held.and_then(|h| {
-        let log = header_on_disk(&mut *h).ok().flatten();
-        (log.map(|l| l.salts()) == Some(known.salts())).then_some(h)
-    });
+    let held = held.and_then(|h| (salts_on_disk(&mut *h) == Some(known.salts())).then_some(h));
     let Some(held) = held else {
         fail_queue_without_log(db, &mut cap);
         return; // capture cannot tell what it held: the next log is not vouched for
@@ -92,11 +89,7 @@ pub fn on_hooked_close(db: &Database, held: Option<&mut dyn ReadAt>) {
 
 /// The salts of the log at `db_path`'s WAL path now, if there is one.
 fn salts_at_path(db_path: &std::path::Path) -> Option<(u32, u32)> {
-    let mut wal = super::capture_thread::open_wal_of(db_path)?;
-    header_on_disk(wal.as_mut())
-        .ok()
-        .flatten()
-        .map(|h| h.salts())
+    salts_on_disk(super::capture_thread::open_wal_of(db_path)?.as_mut())
 }
 
 /// A hooked connection is about to write a commit and holds the WAL write lock, so no other

@@ -69,7 +69,16 @@ pub use pages::{map_committed_pages, scan, CommittedTxn, PageMap, ScanResult, Tx
 
 /// The log of the database at `db_path`: `<db_path>-wal`, as SQLite names it.
 pub fn log_path_of(db_path: &std::path::Path) -> std::path::PathBuf {
+    beside(db_path, "-wal")
+}
+
+/// The WAL index (shared memory) of the database at `db_path`: `<db_path>-shm`.
+pub fn index_path_of(db_path: &std::path::Path) -> std::path::PathBuf {
+    beside(db_path, "-shm")
+}
+
+fn beside(db_path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
     let mut path = db_path.as_os_str().to_owned();
-    path.push("-wal");
+    path.push(suffix);
     path.into()
 }
