@@ -81,10 +81,11 @@ pub fn on_hooked_close(db: &Database, held: Option<&mut dyn ReadAt>) {
     }
     cap.header = None;
     cap.chain = None;
+    // Under the lock, with the log let go: the poll must not find no log followed and no
+    // stamp for it. (A failed flush owes a snapshot, so the stamp cannot vouch for a gap.)
+    note_log_gone(db, stamp);
     drop(cap);
-    if flush_spool(db) {
-        note_log_gone(db, stamp);
-    }
+    flush_spool(db);
 }
 
 /// The salts of the log at `db_path`'s WAL path now, if there is one.

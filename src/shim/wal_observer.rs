@@ -350,7 +350,8 @@ fn forget_wal(db: &Database) {
     cap.deferred_commit = None;
     cap.rewrote_in_place = false;
     cap.last_header_frame = None;
-    drop(cap);
+    // Under the lock, with the log let go: the poll must not find no log followed and no
+    // stamp for it.
     if followed {
         note_log_gone(db, FileStamp::of(&db.path));
     }

@@ -162,14 +162,16 @@ fn restart_spool(
         lineage: db.spool.state().lineage,
     };
     db.spool.store_page_checksums(&snap.table, &[], true)?;
-    db.spool.mark_shipped(new_state)?;
-    // Unless the file changed since (then a stamp recorded meanwhile, newer, stays).
+    // Before the state says the replica holds it, so that a log starting meanwhile is not
+    // checked against no stamp; unless the file changed since (then a stamp recorded
+    // meanwhile, newer, stays).
     if let Some(stamp) = snap
         .file_stamp
         .filter(|s| FileStamp::of(&db.path) == Some(*s))
     {
         db.spool.record_log_gone(&stamp)?;
     }
+    db.spool.mark_shipped(new_state)?;
     if db.progress().snapshot_request == request {
         db.spool.clear_gap();
     }
