@@ -585,7 +585,6 @@ fn spools(dir: &Path, allowed: &[&str]) -> Vec<PathBuf> {
 /// A shared-cache in-memory database opened before the load and again after it: the
 /// second connection sees the first one's table and rows, and the first sees its writes.
 #[test]
-#[ignore = "not fixed yet: the default VFS changes at the load, so SQLite no longer matches the shared cache"]
 fn shared_cache_memory_database_straddling_the_load_keeps_its_tables() {
     let tmp = TempDir::new("matrix-shared-cache");
     let replica = Replica::dir(&tmp);
@@ -807,7 +806,6 @@ fn fail_datasette(host: &str, run: &DatasetteRun) {
 /// `/app/items` answer 200, and neither the scratch directory nor TMPDIR gets a spool for
 /// datasette's internal or temporary databases.
 #[test]
-#[ignore = "not fixed yet: datasette's shared-cache internal database straddles the load"]
 fn datasette_serves_its_pages_and_spools_nothing_for_its_internal_databases() {
     let datasette = hosts_venv().join("bin/datasette");
     if !installed(

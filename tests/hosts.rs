@@ -326,3 +326,30 @@ fn ruby_replicates_and_restores() {
     assert_eq!(g("rows at2.db"), "500 978750 0");
     assert_same_dump(&tmp.join("app.db"), &tmp.join("restored.db"));
 }
+
+/// Three threads keep opening, writing and closing their databases while the extension is
+/// loaded: the default VFS is wrapped under opens in flight. No open, write or check fails,
+/// and every database replicates once its connections open after the load.
+#[test]
+fn python_load_while_other_threads_open_databases() {
+    let tmp = TempDir::new("host-python-load-while-opening");
+    let url = replicas_env(&tmp);
+    let o = python(
+        &script("load_while_opening.py"),
+        tmp.path(),
+        &[("REPLICA_URL", &url)],
+    );
+    let out = checked(&o, "python3 tests/hosts/load_while_opening.py");
+    let kv = parse_words(&out);
+    assert_eq!(get(&kv, "errors", &out), "[]", "{out}");
+    assert_eq!(get(&kv, "commits", &out), "True", "{out}");
+    for i in 0..3 {
+        assert_eq!(get(&kv, &format!("integrity{i}"), &out), "ok", "{out}");
+        assert_eq!(get(&kv, &format!("rows{i}"), &out), "1", "{out}");
+    }
+    assert_eq!(
+        get(&kv, "status", &out),
+        "[('t0.db', 'up to date'), ('t1.db', 'up to date'), ('t2.db', 'up to date')]",
+        "{out}"
+    );
+}

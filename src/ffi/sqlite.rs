@@ -313,25 +313,42 @@ impl RawFile {
 
 impl ReadAt for RawFile {
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-        let m = self
-            .methods()
-            .ok_or_else(|| std::io::Error::other("file not open"))?;
-        // SAFETY: an open file and a buffer of buf.len() bytes.
-        let rc = unsafe {
-            m.xRead.unwrap()(
-                self.file(),
-                buf.as_mut_ptr() as *mut c_void,
-                buf.len() as c_int,
-                offset as i64,
-            )
-        };
-        match rc {
-            sys::SQLITE_OK => Ok(buf.len()),
-            sys::SQLITE_IOERR_SHORT_READ => Ok(0),
-            rc => Err(std::io::Error::other(format!(
-                "xRead failed with SQLite code {rc}"
-            ))),
+        if self.methods().is_none() {
+            return Err(std::io::Error::other("file not open"));
         }
+        // SAFETY: the file is open (its method table is set) and lives as long as self.
+        unsafe { read_open_file(self.file(), offset, buf) }
+    }
+}
+
+/// Reads `buf.len()` bytes at `offset` from an open file through its own methods (a short
+/// read reports 0 bytes).
+///
+/// # Safety
+/// `file` is an open SQLite file object (pMethods set) that stays open during the call.
+pub(super) unsafe fn read_open_file(
+    file: *mut sys::sqlite3_file,
+    offset: u64,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    // SAFETY: per this function's contract, pMethods is a valid method table.
+    let m = unsafe { &*(*file).pMethods };
+    let x_read = m.xRead.ok_or_else(|| std::io::Error::other("no xRead"))?;
+    // SAFETY: an open file and a buffer of buf.len() bytes.
+    let rc = unsafe {
+        x_read(
+            file,
+            buf.as_mut_ptr() as *mut c_void,
+            buf.len() as c_int,
+            offset as i64,
+        )
+    };
+    match rc {
+        sys::SQLITE_OK => Ok(buf.len()),
+        sys::SQLITE_IOERR_SHORT_READ => Ok(0),
+        rc => Err(std::io::Error::other(format!(
+            "xRead failed with SQLite code {rc}"
+        ))),
     }
 }
 

@@ -2,18 +2,31 @@
 //! shim observer only when it is the WAL of a replicated database; every other call is a
 //! null check and a forward. Opening a main database first gives the shim its chance to
 //! restore a missing replicated database (boot-time restore), before SQLite creates it.
+//! `install` says how it comes into the process.
+
+mod install;
 
 use super::{guard, sys};
 use crate::base::io::ReadAt;
-use crate::error::Error;
 use crate::shim::{self, DbObserver, HandoffObserver, WalObserver};
+use install::base_vfs;
+use std::alloc::Layout;
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::mem::size_of;
 use std::ptr::null_mut;
 
-pub const VFS_NAME: &CStr = c"replica";
+/// Installs the replica VFS (see `install`).
+pub(crate) fn register(make_default: bool) -> Result<(), crate::error::Error> {
+    let files = install::FileMethods {
+        open: x_open,
+        size: FILE_SIZE,
+    };
+    install::install(make_default, files)
+}
 
-/// Our file object; the base VFS's file object lives right after it in the same allocation.
+/// Our file object, at the start of the allocation SQLite makes for a file. The base VFS's
+/// file object lives in an allocation of its own: SQLite sizes its allocation by the
+/// default VFS's `szOsFile`, which a wrapped default VFS leaves as it was.
 #[repr(C)]
 struct ReplicaFile {
     base: sys::sqlite3_file,
@@ -31,98 +44,35 @@ struct ReplicaFile {
     noted: *mut std::path::PathBuf,
 }
 
-const HEADER: usize = (size_of::<ReplicaFile>() + 15) & !15;
+/// The bytes our file object needs in SQLite's allocation.
+const FILE_SIZE: usize = size_of::<ReplicaFile>();
 
-/// The VFS we wrap, kept in our VFS's `pAppData`.
-fn base_vfs(vfs: *mut sys::sqlite3_vfs) -> &'static sys::sqlite3_vfs {
-    // SAFETY: `vfs` is our registered VFS (leaked, never freed) and its pAppData points to
-    // the base VFS, which SQLite keeps registered for the life of the process.
-    unsafe { &*((*vfs).pAppData as *const sys::sqlite3_vfs) }
+/// The layout of the base VFS's file object.
+fn real_layout() -> Option<Layout> {
+    Layout::from_size_align((base_vfs().szOsFile as usize).max(8), 16).ok()
 }
 
-pub(crate) fn register(make_default: bool) -> Result<(), Error> {
-    let find = super::sqlite_fn!(vfs_find);
-    // SAFETY: looking up VFSes by name (or the default with NULL) is always allowed.
-    let existing = unsafe { find(VFS_NAME.as_ptr()) };
-    if !existing.is_null() {
-        // Loaded twice: already registered; only honour a request to become the default.
-        if make_default {
-            let reg = super::sqlite_fn!(vfs_register);
-            // SAFETY: re-registering a registered VFS just moves it to the default slot.
-            unsafe { reg(existing, 1) };
-        }
-        return Ok(());
-    }
-    // SAFETY: as above.
-    let base = unsafe { find(std::ptr::null()) };
-    if base.is_null() {
-        return Err(Error::Unsupported("the host has no default VFS".into()));
-    }
-    // SAFETY: `base` is a registered VFS, valid for the life of the process.
-    let b = unsafe { &*base };
-    let vfs = Box::new(sys::sqlite3_vfs {
-        iVersion: b.iVersion.min(3),
-        szOsFile: (HEADER + b.szOsFile as usize) as c_int,
-        mxPathname: b.mxPathname,
-        pNext: null_mut(),
-        zName: VFS_NAME.as_ptr(),
-        pAppData: base as *mut c_void,
-        xOpen: Some(x_open),
-        xDelete: Some(x_delete),
-        xAccess: Some(x_access),
-        xFullPathname: Some(x_full_pathname),
-        xDlOpen: Some(x_dl_open),
-        xDlError: Some(x_dl_error),
-        xDlSym: Some(x_dl_sym),
-        xDlClose: Some(x_dl_close),
-        xRandomness: Some(x_randomness),
-        xSleep: Some(x_sleep),
-        xCurrentTime: Some(x_current_time),
-        xGetLastError: Some(x_get_last_error),
-        xCurrentTimeInt64: if b.iVersion >= 2 {
-            Some(x_current_time_int64)
-        } else {
-            None
-        },
-        xSetSystemCall: if b.iVersion >= 3 {
-            Some(x_set_system_call)
-        } else {
-            None
-        },
-        xGetSystemCall: if b.iVersion >= 3 {
-            Some(x_get_system_call)
-        } else {
-            None
-        },
-        xNextSystemCall: if b.iVersion >= 3 {
-            Some(x_next_system_call)
-        } else {
-            None
-        },
-    });
-    let name = {
-        // SAFETY: zName of a registered VFS is a valid C string.
-        unsafe { CStr::from_ptr(b.zName) }
-            .to_string_lossy()
-            .to_string()
+/// Allocates the base VFS's file object, zeroed, or null when memory is short.
+fn alloc_real() -> *mut sys::sqlite3_file {
+    let Some(layout) = real_layout() else {
+        return null_mut();
     };
-    crate::shim::set_base_vfs_name(&name);
-    let reg = super::sqlite_fn!(vfs_register);
-    let ptr = Box::into_raw(vfs);
-    // SAFETY: the VFS object is leaked on purpose: SQLite may use it until the process ends.
-    let rc = unsafe { reg(ptr, make_default as c_int) };
-    if rc != sys::SQLITE_OK {
-        return Err(Error::Sqlite {
-            code: rc,
-            message: "sqlite3_vfs_register failed".into(),
-        });
+    // SAFETY: the layout's size is not zero.
+    unsafe { std::alloc::alloc_zeroed(layout) as *mut sys::sqlite3_file }
+}
+
+/// Frees the base VFS's file object (closed, or never opened).
+fn free_real(f: &mut ReplicaFile) {
+    if let (false, Some(layout)) = (f.real.is_null(), real_layout()) {
+        // SAFETY: allocated by alloc_real with this layout, and freed only here.
+        unsafe { std::alloc::dealloc(f.real as *mut u8, layout) };
     }
-    Ok(())
+    f.real = null_mut();
 }
 
 fn file<'a>(p: *mut sys::sqlite3_file) -> &'a mut ReplicaFile {
     // SAFETY: SQLite only passes back file objects our xOpen initialised; they are
-    // ReplicaFile-prefixed allocations of szOsFile bytes.
+    // ReplicaFile-prefixed allocations of at least FILE_SIZE bytes.
     unsafe { &mut *(p as *mut ReplicaFile) }
 }
 
@@ -138,68 +88,43 @@ struct RealReader(*mut sys::sqlite3_file);
 impl ReadAt for RealReader {
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
         // SAFETY: self.0 is an open real file (the shim only reads during a call on it).
-        let m = unsafe { &*(*self.0).pMethods };
-        let x_read = m.xRead.ok_or_else(|| std::io::Error::other("no xRead"))?;
-        // SAFETY: buf is valid for buf.len() bytes.
-        let rc = unsafe {
-            x_read(
-                self.0,
-                buf.as_mut_ptr() as *mut c_void,
-                buf.len() as c_int,
-                offset as i64,
-            )
-        };
-        match rc {
-            sys::SQLITE_OK => Ok(buf.len()),
-            sys::SQLITE_IOERR_SHORT_READ => Ok(0),
-            rc => Err(std::io::Error::other(format!(
-                "xRead failed with SQLite code {rc}"
-            ))),
-        }
+        unsafe { super::sqlite::read_open_file(self.0, offset, buf) }
     }
 }
 
 unsafe extern "C" fn x_open(
-    vfs: *mut sys::sqlite3_vfs,
+    _vfs: *mut sys::sqlite3_vfs,
     z_name: *const c_char,
     p: *mut sys::sqlite3_file,
     flags: c_int,
     out_flags: *mut c_int,
 ) -> c_int {
     guard(sys::SQLITE_CANTOPEN, || {
-        let base = base_vfs(vfs);
+        let base = base_vfs();
+        if !z_name.is_null() && belongs_to_a_file_not_ours(z_name, flags) {
+            // The log or journal of a database opened before the default VFS was wrapped:
+            // it stays the base VFS's, as its database is (`adopt` follows it through hooks).
+            // SAFETY: SQLite's own arguments; the allocation holds the base VFS's szOsFile
+            // bytes (the wrapped default keeps it; the replica VFS's is never smaller).
+            return unsafe {
+                base.xOpen.unwrap()(base as *const _ as *mut _, z_name, p, flags, out_flags)
+            };
+        }
         let f = file(p);
         f.base.pMethods = std::ptr::null();
+        f.real = null_mut();
         f.observer = null_mut();
         f.db_observer = null_mut();
         f.handoff = null_mut();
         f.noted = null_mut();
-        // SAFETY: the allocation is szOsFile = HEADER + base.szOsFile bytes.
-        f.real = unsafe { (p as *mut u8).add(HEADER) } as *mut sys::sqlite3_file;
         if flags & sys::SQLITE_OPEN_MAIN_DB != 0 && !z_name.is_null() {
-            // SAFETY: z_name is a NUL-terminated database filename SQLite keeps alive.
-            let name = unsafe { CStr::from_ptr(z_name) }
-                .to_string_lossy()
-                .to_string();
-            super::open_failure::clear();
-            let restored =
-                shim::restore_needed_before_open(&name, &|key| uri_parameter(z_name, key))
-                    .and_then(|needed| match needed {
-                        Some((path, replica)) => crate::functions::restore_missing(
-                            &path,
-                            &replica.target,
-                            replica.age.as_ref(),
-                            &|path, full| super::sqlite::integrity_check(path, full),
-                        ),
-                        None => Ok(()),
-                    });
-            if let Err(e) = restored {
-                crate::base::log::error(&e.to_string());
-                // SAFETY: p and out_flags are xOpen's own arguments.
-                return unsafe {
-                    super::open_failure::stand_in(p, &name, e.to_string(), flags, out_flags)
-                };
+            if let Err(rc) = restore_before_open(z_name, p, flags, out_flags) {
+                return rc;
             }
+        }
+        f.real = alloc_real();
+        if f.real.is_null() {
+            return sys::SQLITE_IOERR_NOMEM;
         }
         // SAFETY: forwarding SQLite's own arguments to the base VFS with its file object.
         let rc = unsafe {
@@ -211,37 +136,95 @@ unsafe extern "C" fn x_open(
             // SAFETY: a non-null method table of the base VFS.
             f.base.pMethods = io_methods_for(unsafe { (*real_m).iVersion });
         }
-        if rc != sys::SQLITE_OK || z_name.is_null() {
-            return rc;
+        let rc = if rc != sys::SQLITE_OK || z_name.is_null() {
+            rc
+        } else {
+            observe(f, z_name, flags, out_flags)
+        };
+        if f.base.pMethods.is_null() {
+            free_real(f); // SQLite calls no xClose for a file whose pMethods is null
         }
-        // SAFETY: z_name is a NUL-terminated path SQLite keeps alive while the file is open.
-        let name = unsafe { CStr::from_ptr(z_name) }
-            .to_string_lossy()
-            .to_string();
-        if flags & sys::SQLITE_OPEN_MAIN_DB != 0 {
-            let read_only = read_only_open(z_name, flags, out_flags);
-            match shim::on_open_main_db(&name, read_only, &|key| uri_parameter(z_name, key)) {
-                Ok(Some(obs)) => f.db_observer = Box::into_raw(Box::new(obs)),
-                Ok(None) => {}
-                Err(e) => {
-                    super::sqlite_log(sys::SQLITE_CANTOPEN, &format!("libreplica: {name}: {e}"));
-                    close_real(f);
-                    return sys::SQLITE_CANTOPEN;
-                }
-            }
-            let path = std::path::PathBuf::from(&name);
-            if !f.db_observer.is_null() || shim::replicated_elsewhere(&path) {
-                f.noted = Box::into_raw(Box::new(path));
-            }
-        } else if flags & sys::SQLITE_OPEN_WAL != 0 {
-            if let Some(obs) = shim::on_open_wal(&name, &mut RealReader(f.real)) {
-                f.observer = Box::into_raw(Box::new(obs));
-            } else if let Some(h) = shim::on_open_wal_elsewhere(&name) {
-                f.handoff = Box::into_raw(Box::new(h));
-            }
-        }
-        sys::SQLITE_OK
+        rc
     })
+}
+
+/// Whether `z_name`, a log or journal being opened, belongs to a database file another VFS
+/// opened (the base VFS, before the default was wrapped in place).
+fn belongs_to_a_file_not_ours(z_name: *const c_char, flags: c_int) -> bool {
+    if flags & (sys::SQLITE_OPEN_WAL | sys::SQLITE_OPEN_MAIN_JOURNAL) == 0 {
+        return false;
+    }
+    let main_of = super::sqlite_fn!(database_file_object);
+    // SAFETY: z_name is the name of a log or main journal as SQLite passes it to xOpen, for
+    // which sqlite3_database_file_object returns the database's open file object.
+    let main = unsafe { main_of(z_name) };
+    // SAFETY: an open file object's method table pointer (null or a table).
+    !main.is_null() && !is_replica_file(unsafe { (*main).pMethods })
+}
+
+/// Gives the shim its chance to restore a missing replicated database before SQLite opens
+/// it; a failed restore makes the file a stand-in whose open fails with the reason.
+fn restore_before_open(
+    z_name: *const c_char,
+    p: *mut sys::sqlite3_file,
+    flags: c_int,
+    out_flags: *mut c_int,
+) -> Result<(), c_int> {
+    // SAFETY: z_name is a NUL-terminated database filename SQLite keeps alive.
+    let name = unsafe { CStr::from_ptr(z_name) }
+        .to_string_lossy()
+        .to_string();
+    super::open_failure::clear();
+    let restored = shim::restore_needed_before_open(&name, &|key| uri_parameter(z_name, key))
+        .and_then(|needed| match needed {
+            Some((path, replica)) => crate::functions::restore_missing(
+                &path,
+                &replica.target,
+                replica.age.as_ref(),
+                &|path, full| super::sqlite::integrity_check(path, full),
+            ),
+            None => Ok(()),
+        });
+    let Err(e) = restored else { return Ok(()) };
+    crate::base::log::error(&e.to_string());
+    // SAFETY: p and out_flags are xOpen's own arguments.
+    Err(unsafe { super::open_failure::stand_in(p, &name, e.to_string(), flags, out_flags) })
+}
+
+/// Attaches the shim's observers to a file the base VFS just opened.
+fn observe(
+    f: &mut ReplicaFile,
+    z_name: *const c_char,
+    flags: c_int,
+    out_flags: *mut c_int,
+) -> c_int {
+    // SAFETY: z_name is a NUL-terminated path SQLite keeps alive while the file is open.
+    let name = unsafe { CStr::from_ptr(z_name) }
+        .to_string_lossy()
+        .to_string();
+    if flags & sys::SQLITE_OPEN_MAIN_DB != 0 {
+        let read_only = read_only_open(z_name, flags, out_flags);
+        match shim::on_open_main_db(&name, read_only, &|key| uri_parameter(z_name, key)) {
+            Ok(Some(obs)) => f.db_observer = Box::into_raw(Box::new(obs)),
+            Ok(None) => {}
+            Err(e) => {
+                super::sqlite_log(sys::SQLITE_CANTOPEN, &format!("libreplica: {name}: {e}"));
+                close_real(f);
+                return sys::SQLITE_CANTOPEN;
+            }
+        }
+        let path = std::path::PathBuf::from(&name);
+        if !f.db_observer.is_null() || shim::replicated_elsewhere(&path) {
+            f.noted = Box::into_raw(Box::new(path));
+        }
+    } else if flags & sys::SQLITE_OPEN_WAL != 0 {
+        if let Some(obs) = shim::on_open_wal(&name, &mut RealReader(f.real)) {
+            f.observer = Box::into_raw(Box::new(obs));
+        } else if let Some(h) = shim::on_open_wal_elsewhere(&name) {
+            f.handoff = Box::into_raw(Box::new(h));
+        }
+    }
+    sys::SQLITE_OK
 }
 
 /// Whether (and why) SQLite opened a main database read-only: `immutable=1` (SQLite then
@@ -321,7 +304,9 @@ unsafe extern "C" fn x_close(p: *mut sys::sqlite3_file) -> c_int {
             drop(unsafe { Box::from_raw(f.noted) });
             f.noted = null_mut();
         }
-        close_real(f)
+        let rc = close_real(f);
+        free_real(f);
+        rc
     })
 }
 
@@ -551,72 +536,6 @@ const fn io_methods(version: c_int) -> sys::sqlite3_io_methods {
 static IO_V1: sys::sqlite3_io_methods = io_methods(1);
 static IO_V2: sys::sqlite3_io_methods = io_methods(2);
 static IO_V3: sys::sqlite3_io_methods = io_methods(3);
-
-unsafe extern "C" fn x_delete(
-    vfs: *mut sys::sqlite3_vfs,
-    z_name: *const c_char,
-    sync_dir: c_int,
-) -> c_int {
-    guard(sys::SQLITE_IOERR_DELETE, || {
-        let base = base_vfs(vfs);
-        if !z_name.is_null() {
-            // SAFETY: a NUL-terminated path from SQLite.
-            let name = unsafe { CStr::from_ptr(z_name) }.to_string_lossy();
-            shim::before_delete(&name);
-            shim::before_journal_delete(&name);
-        }
-        // SAFETY: forwarding to the base VFS.
-        unsafe { base.xDelete.unwrap()(base as *const _ as *mut _, z_name, sync_dir) }
-    })
-}
-
-macro_rules! forward_vfs {
-    ($name:ident, $field:ident, $ret:ty, $err:expr, ($($arg:ident : $ty:ty),*)) => {
-        unsafe extern "C" fn $name(vfs: *mut sys::sqlite3_vfs $(, $arg: $ty)*) -> $ret {
-            guard($err, || {
-                let base = base_vfs(vfs);
-                match base.$field {
-                    // SAFETY: forwarding SQLite's arguments unchanged to the base VFS.
-                    Some(x) => unsafe { x(base as *const _ as *mut _ $(, $arg)*) },
-                    None => $err,
-                }
-            })
-        }
-    };
-}
-
-forward_vfs!(x_access, xAccess, c_int, sys::SQLITE_IOERR_ACCESS, (z: *const c_char, flags: c_int, out: *mut c_int));
-forward_vfs!(x_full_pathname, xFullPathname, c_int, sys::SQLITE_CANTOPEN, (z: *const c_char, n: c_int, out: *mut c_char));
-forward_vfs!(x_dl_open, xDlOpen, *mut c_void, null_mut(), (z: *const c_char));
-forward_vfs!(x_dl_sym, xDlSym, Option<unsafe extern "C" fn(*mut sys::sqlite3_vfs, *mut c_void, *const c_char)>, None, (h: *mut c_void, z: *const c_char));
-forward_vfs!(x_randomness, xRandomness, c_int, 0, (n: c_int, out: *mut c_char));
-forward_vfs!(x_sleep, xSleep, c_int, 0, (micros: c_int));
-forward_vfs!(x_current_time, xCurrentTime, c_int, sys::SQLITE_ERROR, (out: *mut f64));
-forward_vfs!(x_get_last_error, xGetLastError, c_int, 0, (n: c_int, out: *mut c_char));
-forward_vfs!(x_current_time_int64, xCurrentTimeInt64, c_int, sys::SQLITE_ERROR, (out: *mut i64));
-forward_vfs!(x_set_system_call, xSetSystemCall, c_int, sys::SQLITE_NOTFOUND, (z: *const c_char, f: sys::sqlite3_syscall_ptr));
-forward_vfs!(x_get_system_call, xGetSystemCall, sys::sqlite3_syscall_ptr, None, (z: *const c_char));
-forward_vfs!(x_next_system_call, xNextSystemCall, *const c_char, std::ptr::null(), (z: *const c_char));
-
-unsafe extern "C" fn x_dl_error(vfs: *mut sys::sqlite3_vfs, n: c_int, out: *mut c_char) {
-    guard((), || {
-        let base = base_vfs(vfs);
-        if let Some(x) = base.xDlError {
-            // SAFETY: forwarding to the base VFS.
-            unsafe { x(base as *const _ as *mut _, n, out) }
-        }
-    })
-}
-
-unsafe extern "C" fn x_dl_close(vfs: *mut sys::sqlite3_vfs, h: *mut c_void) {
-    guard((), || {
-        let base = base_vfs(vfs);
-        if let Some(x) = base.xDlClose {
-            // SAFETY: forwarding to the base VFS.
-            unsafe { x(base as *const _ as *mut _, h) }
-        }
-    })
-}
 
 /// Whether `methods` (an open file's method table) is the replica VFS's: the file was opened
 /// through it, so capture already sees its writes.
