@@ -417,6 +417,27 @@ fn apsw_loads_into_its_open_connection() {
     );
 }
 
+/// apsw again, its database opened after the load through a VFS written in Python over the
+/// default VFS: it passes its own copies of file names down, which the wrapped default VFS
+/// must not take for SQLite's.
+#[test]
+fn apsw_vfs_of_the_app_over_the_default_vfs() {
+    let python = hosts_venv().join("bin/python");
+    if !installed(
+        "apsw (PyPI)",
+        Command::new(&python).args(["-c", "import apsw"]),
+    ) {
+        return;
+    }
+    python_host(
+        "apsw (a Python VFS over the default, opened after the load)",
+        &python,
+        "apsw_vfs_over_default.py",
+        "matrix-apsw-vfs",
+        false,
+    );
+}
+
 /// Two connections in one Python process, A opened before the load (loaded into it) and B
 /// after, taking turns to write; A commits right after B opens.
 #[test]

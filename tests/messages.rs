@@ -298,10 +298,33 @@ for row in boot.execute("SELECT path, state, last_error FROM replica_status()"):
 
 #[test]
 fn a_database_switched_out_of_wal_mode_says_it_is_not_replicating() {
-    let dir = TempDir::new("msg-journal-mode");
+    let open = r#"
+c = sqlite3.connect("app.db", isolation_level=None)
+"#;
+    switched_out_of_wal_mode("msg-journal-mode", open, python_loaded);
+}
+
+/// The same through a connection opened before the load (how frameworks load extensions),
+/// followed through SQLite's hooks rather than the VFS.
+#[test]
+fn an_adopted_database_switched_out_of_wal_mode_says_it_is_not_replicating() {
+    let open = r#"
+import os, sqlite3
+c = sqlite3.connect("app.db", isolation_level=None)
+c.enable_load_extension(True)
+c.load_extension(os.environ["REPLICA_TEST_LIB"])
+"#;
+    switched_out_of_wal_mode("msg-journal-mode-adopted", open, python);
+}
+
+fn switched_out_of_wal_mode(
+    name: &str,
+    open: &str,
+    run: fn(&str, &std::path::Path, &[(&str, &str)]) -> std::process::Output,
+) {
+    let dir = TempDir::new(name);
     let url = format!("file://{}/replicas", dir.path().display());
     let body = r#"
-c = sqlite3.connect("app.db", isolation_level=None)
 c.execute("CREATE TABLE t(x)")
 c.execute("INSERT INTO t VALUES (1)")
 print("SYNC1", c.execute("SELECT replica_sync(20000)").fetchone()[0])
@@ -323,7 +346,11 @@ c.execute("SELECT replica_restore('app.db', 'restored.db')")
 r = sqlite3.connect("restored.db")
 print("RESTORED", [x for (x,) in r.execute("SELECT x FROM t ORDER BY x")])
 "#;
-    let o = python_loaded(body, dir.path(), &[("REPLICA_URL", &url)]);
+    let o = run(
+        &format!("{open}{body}"),
+        dir.path(),
+        &[("REPLICA_URL", &url)],
+    );
     let out = check(&o, "python3 switching journal modes");
     let err = stderr(&o);
     let modes = lines_with(&out, "MODE ");

@@ -25,6 +25,12 @@ struct Adopted {
     wal_path: PathBuf,
     /// Opened once the log exists; kept open, since a commit is read back through it.
     wal: Option<RawFile>,
+    /// The addresses of its log and journal names, which the wrapped default VFS leaves to
+    /// the base VFS (see `vfs::leave_logs_to_base`).
+    log_names: [usize; 2],
+    /// Whether SQLite's WAL hook ran after the last commit that wrote this database: when
+    /// it did not, the commit was not a WAL commit, and the database may have left WAL mode.
+    last_commit_in_wal: bool,
 }
 
 /// What this process does for an adopted database.
@@ -166,13 +172,17 @@ fn adopt_schema(db: *mut sys::sqlite3, schema: CString) -> Option<Adopted> {
             return None;
         }
     };
+    // Before the log is opened (switching to WAL mode may open it).
+    let log_names = super::vfs::leave_logs_to_base(name_ptr);
     switch_to_wal(db, &schema, &path);
     let mut adopted = Adopted {
         schema,
         role,
+        log_names,
         wal_path: crate::wal::log_path_of(Path::new(&path)),
         path: PathBuf::from(path),
         wal: None,
+        last_commit_in_wal: true,
     };
     if let Role::Replicates { db, .. } = &adopted.role {
         let db = db.clone();
@@ -181,9 +191,9 @@ fn adopt_schema(db: *mut sys::sqlite3, schema: CString) -> Option<Adopted> {
     Some(adopted)
 }
 
-/// A commit to a database attached to an adopted connection after the load (through the
-/// connection's own VFS, which is not the replica VFS): adopt it now, as the load would
-/// have. The WAL hook may run statements on its connection, and the adoption's catch-up
+/// A commit to a database attached to an adopted connection after the load through a VFS
+/// that is not ours (the connection's, when the default VFS was not wrapped in place, or
+/// one it names): adopt it now, as the load would have. The WAL hook may run statements on its connection, and the adoption's catch-up
 /// takes this commit from the log (a database new to its spool starts with a snapshot).
 /// A database attached in rollback-journal mode never reaches this hook: attach it with
 /// `?vfs=replica`, or before loading.
@@ -195,9 +205,11 @@ fn adopt_attached(db: *mut sys::sqlite3, conn: &Conn, schema: &CStr) {
     let adopted = adopted.unwrap_or_else(|| Adopted {
         schema: schema.to_owned(),
         role: Role::Ignored,
+        log_names: [0; 2],
         path: PathBuf::new(),
         wal_path: PathBuf::new(),
         wal: None,
+        last_commit_in_wal: true,
     });
     let mut conn = lock(conn);
     if !conn.iter().any(|a| a.schema == adopted.schema) {
@@ -309,6 +321,7 @@ unsafe extern "C" fn on_close(arg: *mut c_void) {
         };
         if let Some((_, conn)) = &removed {
             for a in lock(conn).iter_mut() {
+                super::vfs::forget_log_names(a.log_names);
                 if let Role::Replicates { db, .. } = &a.role {
                     // The handle opened while the log existed: if this close deleted the
                     // log, it still reads it.
@@ -344,7 +357,7 @@ unsafe extern "C" fn before_commit(arg: *mut c_void) -> c_int {
                     };
                 }
             }
-            if matches!(a.role, Role::Ignored) {
+            if matches!(a.role, Role::Ignored) || !in_wal_mode(db, a) {
                 continue;
             }
             let index = wal_index_state_of(db, &a.schema);
@@ -361,6 +374,26 @@ unsafe extern "C" fn before_commit(arg: *mut c_void) -> c_int {
     })
 }
 
+/// Whether an adopted database is (still) in WAL mode, checked when the last commit that
+/// wrote it ran no WAL hook: out of it, its page 1 tells the shim (as a write of page 1 does
+/// on the replica VFS) and the log it kept open is let go, since a later one is a new file.
+fn in_wal_mode(db: *mut sys::sqlite3, a: &mut Adopted) -> bool {
+    if std::mem::replace(&mut a.last_commit_in_wal, false) {
+        return true;
+    }
+    let Some(head) = super::sqlite::file_head_of(db, &a.schema) else {
+        return true;
+    };
+    if let Role::Replicates { db, .. } = &a.role {
+        crate::shim::page_one_written(db, &head);
+    }
+    let in_wal = crate::wal::is_wal_mode_header(&head);
+    if !in_wal {
+        a.wal = None;
+    }
+    in_wal
+}
+
 /// After a commit of an adopted connection: its frames end at `frames`.
 fn after_commit(db: *mut sys::sqlite3, db_name: *const c_char, frames: c_int) {
     let Some(conn) = connection(db) else { return };
@@ -373,6 +406,7 @@ fn after_commit(db: *mut sys::sqlite3, db_name: *const c_char, frames: c_int) {
         return;
     };
     let a = &mut adopted[i];
+    a.last_commit_in_wal = true;
     let Role::Replicates { db: database, .. } = &a.role else {
         return; // the process that replicates it takes the commit from the log
     };

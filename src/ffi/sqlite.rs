@@ -554,6 +554,16 @@ pub(crate) fn wal_index_header_of(
     wal_index_state_of(db, schema).map(|s| s.header)
 }
 
+/// The first bytes of a connection's database `schema` as its file holds them: the
+/// header's file-format bytes (18 and 19) say whether the database is in WAL mode.
+pub(crate) fn file_head_of(db: *mut sys::sqlite3, schema: &CStr) -> Option<[u8; 20]> {
+    let file = file_of(db, schema)?;
+    let mut head = [0u8; 20];
+    // SAFETY: the open file object of a live connection's database.
+    let n = unsafe { read_open_file(file, 0, &mut head) }.ok()?;
+    (n == head.len()).then_some(head)
+}
+
 /// The open file of a connection's database `schema` (`None` when it has none).
 pub(crate) fn file_of(db: *mut sys::sqlite3, schema: &CStr) -> Option<*mut sys::sqlite3_file> {
     let fcntl = sqlite_fn!(file_control);

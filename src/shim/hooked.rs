@@ -51,7 +51,9 @@ pub fn on_adopt(db: &Database, wal: Option<&mut dyn ReadAt>) {
 /// commit counter, and an old record must not be counted against the new one).
 ///
 /// When that close was the last anywhere, SQLite checkpointed the log completely and deleted
-/// it, through the base VFS where the shim does not see it. `held` (the connection's handle
+/// it. Through a wrapped default VFS the shim saw the deletion and took the log first
+/// (`before_delete`), and nothing is left to do here; through a VFS that is not ours it did
+/// not see it. `held` (the connection's handle
 /// on the log, when it had one) still reads the deleted file: capture takes the queued
 /// commits from it (anything else it holds past them is owed as a snapshot, as at a deletion
 /// the replica VFS sees), then follows no log; the next log starts from what the checkpoint

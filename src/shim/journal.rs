@@ -10,12 +10,13 @@
 use crate::database::{self, Database, JournalMode};
 use std::path::Path;
 
-/// The main file's page 1 was written (`data` starts at offset 0).
-pub(super) fn page_one_written(db: &Database, data: &[u8]) {
+/// The main file's page 1 was written (`data` starts at offset 0), or an adopted connection's
+/// commit ran no WAL hook and its page 1 was read back.
+pub fn page_one_written(db: &Database, data: &[u8]) {
     if data.len() < 20 || !db.owned_here() {
         return;
     }
-    let in_wal = data[18] == 2 && data[19] == 2;
+    let in_wal = crate::wal::is_wal_mode_header(data);
     match (db.journal_mode(), in_wal) {
         (JournalMode::Wal, false) => left_wal(db),
         (JournalMode::Wal, true) | (JournalMode::Rollback, false) => {}

@@ -39,7 +39,7 @@ pub use capture_thread::set_wal_opener;
 pub use catch_up::take_foreign_commits_now;
 pub use handoff::{hand_off_before_hooked_commit, on_open_wal_elsewhere, HandoffObserver};
 pub use hooked::{after_hooked_commit, before_hooked_commit, on_adopt, on_hooked_close};
-pub use journal::before_journal_delete;
+pub use journal::{before_journal_delete, page_one_written};
 pub use open::{
     base_vfs_name, drills_configured, init_process_config, on_open_main_db, open_database,
     resolve_for_path, restore_needed_before_open, set_base_vfs_name, DbObserver,

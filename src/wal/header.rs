@@ -95,6 +95,12 @@ pub fn page_size_from_header_field(raw: u16) -> u32 {
     }
 }
 
+/// Whether the start of a database file (at least 20 bytes) says it is in WAL mode: its
+/// file-format version bytes (18 and 19) are 2, where a rollback-journal database has 1.
+pub fn is_wal_mode_header(head: &[u8]) -> bool {
+    head.len() >= 20 && head[18] == 2 && head[19] == 2
+}
+
 /// What the first 100 bytes of a database file (its page 1) say about its size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DbHeader {

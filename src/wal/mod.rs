@@ -58,9 +58,9 @@ mod pages;
 
 pub use chain::{FrameChain, WalPosition};
 pub use header::{
-    frame_offset, is_valid_page_size, page_size_from_header_field, wal_checksum, DbHeader,
-    FrameHeader, WalError, WalHeader, FRAME_HEADER_SIZE, MAX_PAGE_SIZE, MIN_PAGE_SIZE,
-    WAL_FORMAT_VERSION, WAL_HEADER_SIZE, WAL_MAGIC_BE, WAL_MAGIC_LE,
+    frame_offset, is_valid_page_size, is_wal_mode_header, page_size_from_header_field,
+    wal_checksum, DbHeader, FrameHeader, WalError, WalHeader, FRAME_HEADER_SIZE, MAX_PAGE_SIZE,
+    MIN_PAGE_SIZE, WAL_FORMAT_VERSION, WAL_HEADER_SIZE, WAL_MAGIC_BE, WAL_MAGIC_LE,
 };
 pub use index::{
     TornIndex, WalIndexHeader, WalIndexState, WAL_INDEX_HEADER_SIZE, WAL_INDEX_STATE_SIZE,

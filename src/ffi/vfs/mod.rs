@@ -8,12 +8,14 @@ mod install;
 
 use super::{guard, sys};
 use crate::base::io::ReadAt;
+use crate::base::lock::lock;
 use crate::shim::{self, DbObserver, HandoffObserver, WalObserver};
 use install::base_vfs;
 use std::alloc::Layout;
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::mem::size_of;
 use std::ptr::null_mut;
+use std::sync::Mutex;
 
 /// Installs the replica VFS (see `install`).
 pub(crate) fn register(make_default: bool) -> Result<(), crate::error::Error> {
@@ -148,18 +150,42 @@ unsafe extern "C" fn x_open(
     })
 }
 
-/// Whether `z_name`, a log or journal being opened, belongs to a database file another VFS
-/// opened (the base VFS, before the default was wrapped in place).
+/// Whether `z_name`, a log or journal being opened, belongs to a database file `adopt`
+/// follows through hooks (opened by the base VFS before the default was wrapped in place).
 fn belongs_to_a_file_not_ours(z_name: *const c_char, flags: c_int) -> bool {
-    if flags & (sys::SQLITE_OPEN_WAL | sys::SQLITE_OPEN_MAIN_JOURNAL) == 0 {
-        return false;
+    flags & (sys::SQLITE_OPEN_WAL | sys::SQLITE_OPEN_MAIN_JOURNAL) != 0
+        && lock(&BASE_LOG_NAMES).contains(&(z_name as usize))
+}
+
+/// The addresses of the log and journal names of the databases `adopt` follows, as SQLite
+/// passes them to xOpen (they lie in the pager's memory). They are compared, never read: a
+/// VFS stacked over ours may pass a name of its own, which SQLite's memory does not follow.
+static BASE_LOG_NAMES: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+/// The log and journal of the database SQLite names `filename` (as `sqlite3_db_filename`
+/// gives it) stay the base VFS's while `adopt` follows it.
+pub(super) fn leave_logs_to_base(filename: *const c_char) -> [usize; 2] {
+    let names = log_names_of(filename);
+    lock(&BASE_LOG_NAMES).extend(names);
+    names
+}
+
+/// The database whose log names `leave_logs_to_base` gave was closed.
+pub(super) fn forget_log_names(names: [usize; 2]) {
+    let mut all = lock(&BASE_LOG_NAMES);
+    for name in names {
+        if let Some(i) = all.iter().position(|n| *n == name) {
+            all.swap_remove(i);
+        }
     }
-    let main_of = super::sqlite_fn!(database_file_object);
-    // SAFETY: z_name is the name of a log or main journal as SQLite passes it to xOpen, for
-    // which sqlite3_database_file_object returns the database's open file object.
-    let main = unsafe { main_of(z_name) };
-    // SAFETY: an open file object's method table pointer (null or a table).
-    !main.is_null() && !is_replica_file(unsafe { (*main).pMethods })
+}
+
+fn log_names_of(filename: *const c_char) -> [usize; 2] {
+    let wal = super::sqlite_fn!(filename_wal);
+    let journal = super::sqlite_fn!(filename_journal);
+    // SAFETY: `filename` is a database filename as sqlite3_db_filename returns it, which is
+    // what these two take; they return the addresses SQLite opens the log and journal by.
+    unsafe { [wal(filename) as usize, journal(filename) as usize] }
 }
 
 /// Gives the shim its chance to restore a missing replicated database before SQLite opens
