@@ -398,16 +398,18 @@ fn python3_loads_into_its_open_connection_to_s3() {
     );
 }
 
+/// The hosts venv's python, when it has apsw (PyPI) installed.
+fn apsw_python() -> Option<PathBuf> {
+    let python = hosts_venv().join("bin/python");
+    let mut probe = Command::new(&python);
+    probe.args(["-c", "import apsw"]);
+    installed("apsw (PyPI)", &mut probe).then_some(python)
+}
+
 /// apsw from PyPI, with its own SQLite: open, then `load_extension`.
 #[test]
 fn apsw_loads_into_its_open_connection() {
-    let python = hosts_venv().join("bin/python");
-    if !installed(
-        "apsw (PyPI)",
-        Command::new(&python).args(["-c", "import apsw"]),
-    ) {
-        return;
-    }
+    let Some(python) = apsw_python() else { return };
     python_host(
         "apsw (conn.load_extension on the app's connection)",
         &python,
@@ -422,13 +424,7 @@ fn apsw_loads_into_its_open_connection() {
 /// must not take for SQLite's.
 #[test]
 fn apsw_vfs_of_the_app_over_the_default_vfs() {
-    let python = hosts_venv().join("bin/python");
-    if !installed(
-        "apsw (PyPI)",
-        Command::new(&python).args(["-c", "import apsw"]),
-    ) {
-        return;
-    }
+    let Some(python) = apsw_python() else { return };
     python_host(
         "apsw (a Python VFS over the default, opened after the load)",
         &python,

@@ -8,6 +8,7 @@
 //! destructor reports. It must stay a thin edge: decisions live in `crate::shim`.
 
 use super::sqlite::{query_column_on, wal_index_state_of, RawFile};
+use super::vfs::BaseLogs;
 use super::{guard, sqlite_fn, sys};
 use crate::base::io::ReadAt;
 use crate::base::lock::lock;
@@ -25,9 +26,10 @@ struct Adopted {
     wal_path: PathBuf,
     /// Opened once the log exists; kept open, since a commit is read back through it.
     wal: Option<RawFile>,
-    /// The addresses of its log and journal names, which the wrapped default VFS leaves to
-    /// the base VFS (see `vfs::leave_logs_to_base`).
-    log_names: [usize; 2],
+    /// SQLite's name of the database file, by address: another one means it was detached.
+    filename: usize,
+    /// Its log and journal stay the base VFS's (none when ignored).
+    _logs: Option<BaseLogs>,
     /// Whether SQLite's WAL hook ran after the last commit that wrote this database: when
     /// it did not, the commit was not a WAL commit, and the database may have left WAL mode.
     last_commit_in_wal: bool,
@@ -97,6 +99,9 @@ pub(super) fn adopt(db: *mut sys::sqlite3) -> bool {
     if super::sqlite::opening_private_connection() {
         return false;
     }
+    // Preparing a statement reads the schema, which opens the log of a database in WAL
+    // mode: `main`'s (which the connection may not have read yet) must go to the base VFS.
+    let _main = main_logs_to_base(db);
     let names = match query_column_on(db, "SELECT name FROM pragma_database_list") {
         Ok(n) => n,
         Err(e) => {
@@ -132,6 +137,16 @@ pub(super) fn adopt(db: *mut sys::sqlite3) -> bool {
         }
     }
     true
+}
+
+/// Holds `main`'s log and journal for the base VFS, unless its file is the replica VFS's.
+fn main_logs_to_base(db: *mut sys::sqlite3) -> Option<BaseLogs> {
+    let filename = sqlite_fn!(db_filename);
+    // SAFETY: a live connection; the name is owned by it.
+    let name_ptr = unsafe { filename(db, c"main".as_ptr()) };
+    // SAFETY: when not null, a NUL-terminated name owned by the connection.
+    let named = !name_ptr.is_null() && unsafe { *name_ptr } != 0;
+    (named && !opened_through_replica_vfs(db, c"main")).then(|| BaseLogs::hold(name_ptr))
 }
 
 /// Adopts database `schema` of `db` if it replicates and was opened past the replica VFS.
@@ -173,12 +188,13 @@ fn adopt_schema(db: *mut sys::sqlite3, schema: CString) -> Option<Adopted> {
         }
     };
     // Before the log is opened (switching to WAL mode may open it).
-    let log_names = super::vfs::leave_logs_to_base(name_ptr);
+    let logs = BaseLogs::hold(name_ptr);
     switch_to_wal(db, &schema, &path);
     let mut adopted = Adopted {
         schema,
         role,
-        log_names,
+        filename: name_ptr as usize,
+        _logs: Some(logs),
         wal_path: crate::wal::log_path_of(Path::new(&path)),
         path: PathBuf::from(path),
         wal: None,
@@ -205,7 +221,8 @@ fn adopt_attached(db: *mut sys::sqlite3, conn: &Conn, schema: &CStr) {
     let adopted = adopted.unwrap_or_else(|| Adopted {
         schema: schema.to_owned(),
         role: Role::Ignored,
-        log_names: [0; 2],
+        filename: 0,
+        _logs: None,
         path: PathBuf::new(),
         wal_path: PathBuf::new(),
         wal: None,
@@ -321,7 +338,6 @@ unsafe extern "C" fn on_close(arg: *mut c_void) {
         };
         if let Some((_, conn)) = &removed {
             for a in lock(conn).iter_mut() {
-                super::vfs::forget_log_names(a.log_names);
                 if let Role::Replicates { db, .. } = &a.role {
                     // The handle opened while the log existed: if this close deleted the
                     // log, it still reads it.
@@ -343,7 +359,9 @@ unsafe extern "C" fn before_commit(arg: *mut c_void) -> c_int {
         // hook back: take it over again, keeping its new size.
         super::commit_hook::capture_commits(db, after_commit);
         let txn_state = sqlite_fn!(txn_state);
-        for a in lock(&conn).iter_mut() {
+        let mut adopted = lock(&conn);
+        adopted.retain(|a| a.filename == 0 || still_attached(db, a));
+        for a in adopted.iter_mut() {
             // SAFETY: a live connection and one of its schema names.
             if unsafe { txn_state(db, a.schema.as_ptr()) } != sys::SQLITE_TXN_WRITE {
                 continue; // this commit writes nothing to that database
@@ -374,9 +392,17 @@ unsafe extern "C" fn before_commit(arg: *mut c_void) -> c_int {
     })
 }
 
+/// Whether `a` is still the database SQLite has under its schema name: once detached (and
+/// perhaps attached again), its pager and the names it held are gone.
+fn still_attached(db: *mut sys::sqlite3, a: &Adopted) -> bool {
+    let filename = sqlite_fn!(db_filename);
+    // SAFETY: a live connection and a schema name.
+    (unsafe { filename(db, a.schema.as_ptr()) }) as usize == a.filename
+}
+
 /// Whether an adopted database is (still) in WAL mode, checked when the last commit that
-/// wrote it ran no WAL hook: out of it, its page 1 tells the shim (as a write of page 1 does
-/// on the replica VFS) and the log it kept open is let go, since a later one is a new file.
+/// wrote it ran no WAL hook: its page 1 tells the shim (as a write of page 1 does on the
+/// replica VFS) whether it left WAL mode or came back.
 fn in_wal_mode(db: *mut sys::sqlite3, a: &mut Adopted) -> bool {
     if std::mem::replace(&mut a.last_commit_in_wal, false) {
         return true;
@@ -387,11 +413,9 @@ fn in_wal_mode(db: *mut sys::sqlite3, a: &mut Adopted) -> bool {
     if let Role::Replicates { db, .. } = &a.role {
         crate::shim::page_one_written(db, &head);
     }
-    let in_wal = crate::wal::is_wal_mode_header(&head);
-    if !in_wal {
-        a.wal = None;
-    }
-    in_wal
+    // The log kept open may be one deleted since (out of WAL mode and back): open it anew.
+    a.wal = None;
+    crate::wal::is_wal_mode_header(&head)
 }
 
 /// After a commit of an adopted connection: its frames end at `frames`.

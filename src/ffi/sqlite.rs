@@ -558,8 +558,12 @@ pub(crate) fn wal_index_header_of(
 /// header's file-format bytes (18 and 19) say whether the database is in WAL mode.
 pub(crate) fn file_head_of(db: *mut sys::sqlite3, schema: &CStr) -> Option<[u8; 20]> {
     let file = file_of(db, schema)?;
+    // SAFETY: a file object SQLite keeps while the connection is open.
+    if unsafe { (*file).pMethods }.is_null() {
+        return None; // not open
+    }
     let mut head = [0u8; 20];
-    // SAFETY: the open file object of a live connection's database.
+    // SAFETY: an open file object (its method table is set) of a live connection.
     let n = unsafe { read_open_file(file, 0, &mut head) }.ok()?;
     (n == head.len()).then_some(head)
 }

@@ -15,7 +15,7 @@ use std::alloc::Layout;
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::mem::size_of;
 use std::ptr::null_mut;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 /// Installs the replica VFS (see `install`).
 pub(crate) fn register(make_default: bool) -> Result<(), crate::error::Error> {
@@ -153,29 +153,63 @@ unsafe extern "C" fn x_open(
 /// Whether `z_name`, a log or journal being opened, belongs to a database file `adopt`
 /// follows through hooks (opened by the base VFS before the default was wrapped in place).
 fn belongs_to_a_file_not_ours(z_name: *const c_char, flags: c_int) -> bool {
-    flags & (sys::SQLITE_OPEN_WAL | sys::SQLITE_OPEN_MAIN_JOURNAL) != 0
-        && lock(&BASE_LOG_NAMES).contains(&(z_name as usize))
+    if flags & (sys::SQLITE_OPEN_WAL | sys::SQLITE_OPEN_MAIN_JOURNAL) == 0 {
+        return false;
+    }
+    // Before the lock: a forked child must not wait on a mutex a thread of its parent held
+    // at the fork, and the parent's adoptions are not its own.
+    if BASE_LOGS_OWNER.get() != Some(&crate::database::process_identity()) {
+        return false;
+    }
+    let name = z_name as usize;
+    lock(&BASE_LOG_NAMES).iter().any(|(n, _)| *n == name)
 }
 
 /// The addresses of the log and journal names of the databases `adopt` follows, as SQLite
-/// passes them to xOpen (they lie in the pager's memory). They are compared, never read: a
-/// VFS stacked over ours may pass a name of its own, which SQLite's memory does not follow.
-static BASE_LOG_NAMES: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+/// passes them to xOpen (they lie in the pager's memory), each with the count of holds on
+/// it. They are compared, never read: a VFS stacked over ours may pass names of its own,
+/// from which SQLite's memory cannot be walked.
+static BASE_LOG_NAMES: Mutex<Vec<(usize, u32)>> = Mutex::new(Vec::new());
 
-/// The log and journal of the database SQLite names `filename` (as `sqlite3_db_filename`
-/// gives it) stay the base VFS's while `adopt` follows it.
-pub(super) fn leave_logs_to_base(filename: *const c_char) -> [usize; 2] {
-    let names = log_names_of(filename);
-    lock(&BASE_LOG_NAMES).extend(names);
-    names
+/// The process whose adoptions `BASE_LOG_NAMES` holds.
+static BASE_LOGS_OWNER: OnceLock<(u64, u32)> = OnceLock::new();
+
+/// A hold on the log and journal of one database, which stay the base VFS's while it lasts.
+pub(super) struct BaseLogs([usize; 2]);
+
+impl BaseLogs {
+    /// Holds the log and journal of the database SQLite names `filename` (as
+    /// `sqlite3_db_filename` gives it).
+    pub(super) fn hold(filename: *const c_char) -> BaseLogs {
+        let this_process = crate::database::process_identity();
+        if *BASE_LOGS_OWNER.get_or_init(|| this_process) != this_process {
+            return BaseLogs([0; 2]); // a forked child: see belongs_to_a_file_not_ours
+        }
+        let names = log_names_of(filename);
+        let mut all = lock(&BASE_LOG_NAMES);
+        for name in names {
+            match all.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, holds)) => *holds += 1,
+                None => all.push((name, 1)),
+            }
+        }
+        BaseLogs(names)
+    }
 }
 
-/// The database whose log names `leave_logs_to_base` gave was closed.
-pub(super) fn forget_log_names(names: [usize; 2]) {
-    let mut all = lock(&BASE_LOG_NAMES);
-    for name in names {
-        if let Some(i) = all.iter().position(|n| *n == name) {
-            all.swap_remove(i);
+impl Drop for BaseLogs {
+    fn drop(&mut self) {
+        if self.0 == [0; 2] {
+            return; // held nothing
+        }
+        let mut all = lock(&BASE_LOG_NAMES);
+        for name in self.0 {
+            if let Some(i) = all.iter().position(|(n, _)| *n == name) {
+                all[i].1 -= 1;
+                if all[i].1 == 0 {
+                    all.swap_remove(i);
+                }
+            }
         }
     }
 }
