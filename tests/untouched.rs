@@ -217,3 +217,27 @@ print(boot.execute("SELECT replica_restore(?, 'restored.db')", (os.environ["SRC"
         ltx_db_checksum(&without.join("app.db"))
     );
 }
+
+/// The load leaves SQLite's default VFS in place, by name and as the same object (a
+/// shared cache needs one VFS on both sides of the load); a database file names the
+/// replica VFS as a shim does, before the VFS it wraps.
+#[test]
+fn the_default_vfs_keeps_its_name_and_files_name_the_shim() {
+    let dir = TempDir::new("untouched-vfs-name");
+    let load = format!(".load {}", load_path());
+    let o = run(
+        SQLITE3,
+        &[":memory:", &load, ".vfslist", ".open app.db", ".vfsname"],
+        dir.path(),
+        &[("REPLICA_CONFIG", "off")],
+        "",
+    );
+    let out = check(&o, "sqlite3 .vfslist and .vfsname after the load");
+    let current: Vec<&str> = out.lines().filter(|l| l.contains("CURRENT")).collect();
+    assert_eq!(
+        current,
+        ["vfs.zName      = \"unix\"  <--- CURRENT"],
+        "{out}"
+    );
+    assert!(out.lines().any(|l| l == "replica/unix"), "{out}");
+}

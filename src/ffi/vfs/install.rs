@@ -13,6 +13,7 @@ use crate::ffi::{guard, sys};
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::ptr::null_mut;
 use std::sync::atomic::{fence, AtomicPtr, Ordering};
+use std::sync::OnceLock;
 
 const VFS_NAME: &CStr = c"replica";
 
@@ -22,6 +23,13 @@ const BASE_COPY_NAME: &CStr = c"libreplica-base";
 /// The VFS whose methods do the I/O: a copy of the default VFS as it was before the load
 /// when that is wrapped in place, otherwise the default VFS itself.
 static BASE: AtomicPtr<sys::sqlite3_vfs> = AtomicPtr::new(null_mut());
+
+/// The name of the default VFS the replica VFS wraps.
+static DEFAULT_NAME: OnceLock<String> = OnceLock::new();
+
+pub(super) fn default_vfs_name() -> &'static str {
+    DEFAULT_NAME.get().map_or("unix", String::as_str)
+}
 
 /// The VFS our methods forward to.
 pub(super) fn base_vfs() -> &'static sys::sqlite3_vfs {
@@ -70,6 +78,7 @@ pub(super) fn install(make_default: bool, files: FileMethods) -> Result<(), Erro
     let name = unsafe { CStr::from_ptr(d.zName) }
         .to_string_lossy()
         .to_string();
+    let _ = DEFAULT_NAME.set(name.clone());
     let wrap = make_default && wraps_in_place(&name, &d, files.size);
     let base = if wrap {
         let copy = Box::into_raw(Box::new(sys::sqlite3_vfs {

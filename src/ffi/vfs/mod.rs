@@ -479,7 +479,41 @@ forward!(x_file_size, xFileSize, sys::SQLITE_IOERR_FSTAT, (size: *mut i64));
 forward!(x_lock, xLock, sys::SQLITE_IOERR_LOCK, (lock: c_int));
 forward!(x_unlock, xUnlock, sys::SQLITE_IOERR_UNLOCK, (lock: c_int));
 forward!(x_check_reserved_lock, xCheckReservedLock, sys::SQLITE_IOERR_CHECKRESERVEDLOCK, (out: *mut c_int));
-forward!(x_file_control, xFileControl, sys::SQLITE_NOTFOUND, (op: c_int, arg: *mut c_void));
+forward!(forward_file_control, xFileControl, sys::SQLITE_NOTFOUND, (op: c_int, arg: *mut c_void));
+
+unsafe extern "C" fn x_file_control(
+    p: *mut sys::sqlite3_file,
+    op: c_int,
+    arg: *mut c_void,
+) -> c_int {
+    // SAFETY: SQLite's own arguments, forwarded unchanged.
+    let rc = unsafe { forward_file_control(p, op, arg) };
+    if op == sys::SQLITE_FCNTL_VFSNAME && rc == sys::SQLITE_OK {
+        guard((), || name_the_vfs(arg as *mut *mut c_char));
+    }
+    rc
+}
+
+/// The VFS's name as SQLite asks a shim to give it, its own before the base VFS's
+/// (`replica/unix`), in place of the base VFS's answer (the name of its copy).
+fn name_the_vfs(out: *mut *mut c_char) {
+    let name = format!("replica/{}", install::default_vfs_name());
+    let malloc = super::sqlite_fn!(malloc64);
+    let free = super::sqlite_fn!(free);
+    // SAFETY: an allocation of name.len() + 1 bytes, or null.
+    let buf = unsafe { malloc(name.len() as u64 + 1) } as *mut u8;
+    if buf.is_null() {
+        return; // the base VFS's answer stands
+    }
+    // SAFETY: `buf` holds name.len() + 1 bytes; `out` is the char** of FCNTL_VFSNAME, which
+    // holds null or a string from sqlite3_malloc that the caller would free.
+    unsafe {
+        std::ptr::copy_nonoverlapping(name.as_ptr(), buf, name.len());
+        *buf.add(name.len()) = 0;
+        free(*out as *mut c_void);
+        *out = buf as *mut c_char;
+    }
+}
 forward!(x_shm_map, xShmMap, sys::SQLITE_IOERR_SHMMAP, (pg: c_int, pgsz: c_int, extend: c_int, pp: *mut *mut c_void));
 unsafe extern "C" fn x_shm_lock(
     p: *mut sys::sqlite3_file,
