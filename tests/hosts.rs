@@ -353,3 +353,23 @@ fn python_load_while_other_threads_open_databases() {
         "{out}"
     );
 }
+
+/// A connection opened before the load and never loaded into, and one opened after it,
+/// write in turn: the first one's log opens after the load, through the wrapped default
+/// VFS. Every commit reaches the replica, which restores equal, with one snapshot.
+#[test]
+fn python_connection_opened_before_the_load_and_never_loaded_into() {
+    let tmp = TempDir::new("host-python-before-never-loaded");
+    let url = replicas_env(&tmp);
+    let o = python(
+        &script("opened_before_never_loaded.py"),
+        tmp.path(),
+        &[("REPLICA_URL", &url)],
+    );
+    let out = checked(&o, "python3 tests/hosts/opened_before_never_loaded.py");
+    let kv = parse_words(&out);
+    assert_eq!(get(&kv, "status", &out), "[('app.db', 'up to date')]");
+    assert_eq!(get(&kv, "same", &out), "True", "{out}");
+    assert_eq!(get(&kv, "integrity", &out), "ok", "{out}");
+    assert_eq!(get(&kv, "snapshots", &out), "1", "{out}");
+}
