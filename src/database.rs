@@ -5,7 +5,7 @@
 
 use crate::base::lock::lock;
 use crate::config::ReplicaConfig;
-use crate::spool::Spool;
+use crate::spool::{FileStamp, Spool};
 use crate::wal::{FrameChain, FrameHeader, WalHeader};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -70,6 +70,11 @@ pub struct Progress {
     pub shipped_seq: u64,
     /// A snapshot has been asked for (gap, overflow, first upload, or on demand).
     pub needs_snapshot: Option<String>,
+    /// The database file's stamp when a snapshot was last asked for because the file
+    /// changed without a log, while that snapshot is owed: any snapshot that clears
+    /// `needs_snapshot` began reading after the file carried it, so the same change found
+    /// again (a log starting while the poll's snapshot is read) asks for no second one.
+    pub owed_for_file: Option<FileStamp>,
     /// Count of snapshots shipped, so an on-demand snapshot can wait for the next one.
     pub snapshots: u64,
     /// Bumped by every snapshot request, so one made while a snapshot is being read is
@@ -108,6 +113,9 @@ impl Progress {
             (Some(_), None) => self.snapshot_owed_since_ms = Some(now),
             (None, Some(_)) => self.snapshot_owed_since_ms = None,
             _ => {}
+        }
+        if self.needs_snapshot.is_none() {
+            self.owed_for_file = None;
         }
     }
 }
@@ -411,10 +419,19 @@ impl Database {
     }
 
     pub fn request_snapshot(&self, reason: &str) {
+        self.request_snapshot_of(reason, None);
+    }
+
+    /// [`Self::request_snapshot`], because the database file changed to carry `file`
+    /// (see [`Progress::owed_for_file`]).
+    pub fn request_snapshot_of(&self, reason: &str, file: Option<FileStamp>) {
         self.update_progress(|p| {
             p.snapshot_request += 1;
             if p.needs_snapshot.is_none() {
                 p.needs_snapshot = Some(reason.to_string());
+            }
+            if file.is_some() {
+                p.owed_for_file = file;
             }
         });
     }
@@ -494,4 +511,31 @@ pub fn find(name: &str) -> Option<Arc<Database>> {
     reg.values()
         .find(|db| db.name == name || Some(&db.path) == wanted.as_ref())
         .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_file_a_snapshot_was_owed_for_is_forgotten_once_none_is_owed() {
+        let stamp = FileStamp {
+            ino: 1,
+            size: 2,
+            mtime: (3, 4),
+        };
+        let mut p = Progress {
+            needs_snapshot: Some("changed".into()),
+            owed_for_file: Some(stamp),
+            ..Progress::default()
+        };
+        p.note_snapshot_owed(10);
+        assert_eq!(
+            (p.owed_for_file, p.snapshot_owed_since_ms),
+            (Some(stamp), Some(10))
+        );
+        p.needs_snapshot = None;
+        p.note_snapshot_owed(20);
+        assert_eq!((p.owed_for_file, p.snapshot_owed_since_ms), (None, None));
+    }
 }

@@ -20,7 +20,8 @@ fn rows(db: &Path) -> String {
 }
 
 /// `PY_LOAD` then: open app.db (through the replica VFS, or opened before a load into it
-/// when `adopted`), run `body` with `c`, sync, print the status, close.
+/// when `adopted`), run `body` with `c`, sync, print the status, close; what it printed,
+/// then its log lines.
 fn session(dir: &TempDir, adopted: bool, body: &str) -> String {
     let url = format!("file://{}", dir.join("replica").display());
     let open = match adopted {
@@ -44,7 +45,12 @@ fn session(dir: &TempDir, adopted: bool, body: &str) -> String {
         env.push(("REPLICA_DEFAULT_VFS", "0"));
     }
     let o = python_loaded(&script, dir.path(), &env);
-    check(&o, "a session writing app.db")
+    // The log lines (each snapshot with its reason) go with what failures print.
+    format!(
+        "{}\nlog:\n{}",
+        check(&o, "a session writing app.db"),
+        stderr(&o)
+    )
 }
 
 const CREATE: &str = "c.execute('create table if not exists t(id integer primary key, v blob)')";
@@ -87,7 +93,7 @@ fn between_sessions(adopted: bool, foreign_write: bool, what: &str) {
     assert_eq!(
         snapshot_files(&dir.join("replica")),
         want,
-        "{what}: {second}"
+        "{what}: first session:\n{first}\nsecond session:\n{second}"
     );
 }
 

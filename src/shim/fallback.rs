@@ -5,6 +5,7 @@
 
 use crate::base::clock::now_ms;
 use crate::database::{CaptureState, Database};
+use crate::spool::FileStamp;
 use crate::wal::WalPosition;
 
 /// Writes out the spool's in-memory records before the WAL frames they came from go away;
@@ -35,10 +36,15 @@ fn spool_written(db: &Database, result: Result<(), crate::spool::SpoolError>) ->
 
 /// A gap only a snapshot can close, remembered across a crash.
 pub(super) fn owe_snapshot(db: &Database, why: &str) {
+    owe_snapshot_of(db, why, None);
+}
+
+/// [`owe_snapshot`], because the database file changed to carry `file`.
+pub(super) fn owe_snapshot_of(db: &Database, why: &str, file: Option<FileStamp>) {
     if let Err(e) = db.spool.mark_gap(why) {
         crate::base::log::error(&format!("{}: {e}", db.name));
     }
-    db.request_snapshot(why);
+    db.request_snapshot_of(why, file);
 }
 
 /// A commit (at `commit`, when known) could not be captured: the checksum chain it broke is

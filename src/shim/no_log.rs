@@ -6,8 +6,8 @@
 //! after none continues the spool only while the file still carries it; otherwise a
 //! snapshot is owed.
 
-use super::fallback::owe_snapshot;
-use crate::database::{CaptureState, Database};
+use super::fallback::{owe_snapshot, owe_snapshot_of};
+use crate::database::{CaptureState, Database, Progress};
 use crate::spool::FileStamp;
 use std::sync::atomic::Ordering;
 
@@ -33,14 +33,29 @@ pub(super) fn check_unchanged_since_log_gone(db: &Database) {
     if db.spool.state().txid == 0 && db.spool.gap().is_none() {
         return;
     }
-    let kept = db.spool.log_gone();
-    if kept.is_some() && kept == FileStamp::of(&db.path) {
+    let now = FileStamp::of(&db.path);
+    if !changed_without_a_snapshot(db.spool.log_gone(), now, &db.progress()) {
         return;
     }
-    owe_snapshot(
+    owe_snapshot_of(
         db,
         "the database changed while it had no WAL (written by a process without libreplica, or in rollback-journal mode)",
+        now,
     );
+}
+
+/// Whether the file, carrying `now`, changed since the last log went away (`kept`) in a
+/// way no snapshot owed yet covers: one owed for this very change (found by the poll, then
+/// again by the log starting while it is read) began reading after the file carried `now`.
+fn changed_without_a_snapshot(
+    kept: Option<FileStamp>,
+    now: Option<FileStamp>,
+    progress: &Progress,
+) -> bool {
+    if kept.is_some() && kept == now {
+        return false;
+    }
+    !(now.is_some() && progress.needs_snapshot.is_some() && progress.owed_for_file == now)
 }
 
 /// The poll found no log on disk (no file, or an empty one). If capture still follows one,
@@ -69,4 +84,54 @@ pub(super) fn poll_without_log(db: &Database, cap: &mut CaptureState) {
         db,
         "another process deleted the WAL at its last close; commits it held after the last capture may be missing",
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp(size: u64) -> Option<FileStamp> {
+        Some(FileStamp {
+            ino: 7,
+            size,
+            mtime: (1, size as i64),
+        })
+    }
+
+    fn owed(for_file: Option<FileStamp>) -> Progress {
+        Progress {
+            needs_snapshot: Some("owed".into()),
+            owed_for_file: for_file,
+            ..Progress::default()
+        }
+    }
+
+    #[test]
+    fn a_change_is_owed_a_snapshot_once() {
+        let idle = Progress::default();
+        assert!(!changed_without_a_snapshot(stamp(1), stamp(1), &idle));
+        assert!(changed_without_a_snapshot(stamp(1), stamp(2), &idle));
+        assert!(changed_without_a_snapshot(None, stamp(2), &idle));
+        assert!(changed_without_a_snapshot(stamp(1), None, &idle));
+        // The poll owed one for this change, still unread: the log starting owes none.
+        assert!(!changed_without_a_snapshot(
+            stamp(1),
+            stamp(2),
+            &owed(stamp(2))
+        ));
+        // Owed for an earlier change, or for another reason: this one is owed again.
+        assert!(changed_without_a_snapshot(
+            stamp(1),
+            stamp(3),
+            &owed(stamp(2))
+        ));
+        assert!(changed_without_a_snapshot(stamp(1), stamp(2), &owed(None)));
+        assert!(changed_without_a_snapshot(stamp(1), None, &owed(None)));
+        // Taken (needs_snapshot cleared): a stamp still noted would not count.
+        let taken = Progress {
+            owed_for_file: stamp(2),
+            ..Progress::default()
+        };
+        assert!(changed_without_a_snapshot(stamp(1), stamp(2), &taken));
+    }
 }
