@@ -249,9 +249,17 @@ impl Spool {
     /// file renamed over the old one cost ten times more, most of it the rename), so a torn
     /// write reads back as no generation at all.
     pub fn set_generation(&self, salts: (u32, u32)) -> Result<(), SpoolError> {
+        let line = self.generation_line(salts, self.last_seq());
         let file = self.generation_file()?;
-        file.write_all_at(layout::generation_line(salts).as_bytes(), 0)
+        file.write_all_at(line.as_bytes(), 0)
             .map_err(|e| io("writing", &self.dir.shown("generation"), e))
+    }
+
+    /// The generation line for `salts`, vouching for the records through `through_seq`
+    /// (the last one appended: recovery finds a line naming more than the segments hold
+    /// void, see `recover`).
+    fn generation_line(&self, salts: (u32, u32), through_seq: u64) -> String {
+        layout::generation_line(layout::Generation { salts, through_seq })
     }
 
     /// `flush`, then `set_generation`, without waiting for the disk: SQLite waits for this
@@ -264,13 +272,17 @@ impl Spool {
             Ok(file) => file,
             Err(e) => return self.flush().and(Err(e)),
         };
+        let mut inner = lock(&self.inner);
+        let through_seq = inner.next_seq - 1;
         let then = FollowUp {
             file,
-            bytes: layout::generation_line(salts).into_bytes(),
+            bytes: self.generation_line(salts, through_seq).into_bytes(),
         };
-        match lock(&self.inner).segment.as_mut() {
+        match inner.segment.as_mut() {
             Some(seg) => seg.write_all_behind(Some(then)),
-            None => self.set_generation(salts),
+            None => then
+                .write()
+                .map_err(|e| io("writing", &self.dir.shown("generation"), e)),
         }
     }
 
@@ -288,7 +300,7 @@ impl Spool {
             .open_rw()
             .open(self.dir.at("generation"))
             .map_err(|e| io("opening", &shown(), e))?;
-        let line_len = layout::generation_line((0, 0)).len() as u64;
+        let line_len = self.generation_line((0, 0), 0).len() as u64;
         if f.metadata().map_err(|e| io("reading", &shown(), e))?.len() > line_len {
             f.set_len(line_len)
                 .map_err(|e| io("writing", &shown(), e))?;
@@ -302,7 +314,7 @@ impl Spool {
             let _ = seg.settle();
         }
         let text = private_fs::read_to_string(&self.dir.at("generation")).ok()?;
-        layout::parse_generation(&text)
+        layout::parse_generation(&text).map(|g| g.salts)
     }
 
     /// Remembers, across a crash, that the replica misses something only a snapshot can

@@ -97,34 +97,55 @@ pub(super) fn instance_id(dir: &HeldDir, modes: Modes) -> String {
     id
 }
 
-/// The `generation` file's line for `salts`: always the same length (so a write in place
-/// leaves no stale tail), with a CRC-64 of the salts.
-pub(super) fn generation_line(salts: (u32, u32)) -> String {
+/// What the `generation` file says: the log started over with `salts`, and every spool
+/// record up to `through_seq` was on disk by then (0 where a build before this field wrote
+/// the file: it vouched for the records without naming them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Generation {
+    pub salts: (u32, u32),
+    pub through_seq: u64,
+}
+
+/// The `generation` file's line: always the same length (so a write in place leaves no
+/// stale tail), with a CRC-64 of what it says.
+pub(super) fn generation_line(g: Generation) -> String {
     format!(
-        "{:010},{:010},{:016x}\n",
-        salts.0,
-        salts.1,
-        generation_check(salts)
+        "{:010},{:010},{:020},{:016x}\n",
+        g.salts.0,
+        g.salts.1,
+        g.through_seq,
+        generation_check(&[
+            &g.salts.0.to_be_bytes(),
+            &g.salts.1.to_be_bytes(),
+            &g.through_seq.to_be_bytes(),
+        ])
     )
 }
 
-fn generation_check(salts: (u32, u32)) -> u64 {
-    let mut bytes = [0u8; 8];
-    bytes[..4].copy_from_slice(&salts.0.to_be_bytes());
-    bytes[4..].copy_from_slice(&salts.1.to_be_bytes());
-    crate::ltx::crc64(&bytes)
+fn generation_check(parts: &[&[u8]]) -> u64 {
+    crate::ltx::crc64(&parts.concat())
 }
 
-/// The salts a `generation` file records: a line `generation_line` wrote and its check
-/// holds, or the whole line an older build wrote (`salt1,salt2\n`, no zero padding, so
-/// the start of a new line cut short is not taken for one).
-pub(super) fn parse_generation(text: &str) -> Option<(u32, u32)> {
+/// What a `generation` file records: a line `generation_line` wrote and its check holds,
+/// the line of the build before (`salt1,salt2,check`, no record named), or the whole line
+/// of an older one (`salt1,salt2\n`, no zero padding, so the start of a newer line cut
+/// short is not taken for one).
+pub(super) fn parse_generation(text: &str) -> Option<Generation> {
     let fields: Vec<&str> = text.strip_suffix('\n')?.split(',').collect();
-    let salts = (fields.first()?.parse().ok()?, fields.get(1)?.parse().ok()?);
+    let salts: (u32, u32) = (fields.first()?.parse().ok()?, fields.get(1)?.parse().ok()?);
     let unpadded = |f: &str| f == "0" || !f.starts_with('0');
+    let named = |through_seq| Some(Generation { salts, through_seq });
+    let check = |i: usize| u64::from_str_radix(fields[i], 16).ok();
+    let salt_bytes = [salts.0.to_be_bytes(), salts.1.to_be_bytes()];
     match fields.len() {
-        2 if unpadded(fields[0]) && unpadded(fields[1]) => Some(salts),
-        3 if u64::from_str_radix(fields[2], 16).ok()? == generation_check(salts) => Some(salts),
+        2 if unpadded(fields[0]) && unpadded(fields[1]) => named(0),
+        3 if check(2)? == generation_check(&[&salt_bytes[0], &salt_bytes[1]]) => named(0),
+        4 => {
+            let through_seq: u64 = fields[2].parse().ok()?;
+            let sum =
+                generation_check(&[&salt_bytes[0], &salt_bytes[1], &through_seq.to_be_bytes()]);
+            (check(3)? == sum).then_some(Generation { salts, through_seq })
+        }
         _ => None,
     }
 }
@@ -133,29 +154,43 @@ pub(super) fn parse_generation(text: &str) -> Option<(u32, u32)> {
 mod tests {
     use super::*;
 
+    fn gen(salt1: u32, salt2: u32, through_seq: u64) -> Generation {
+        Generation {
+            salts: (salt1, salt2),
+            through_seq,
+        }
+    }
+
     #[test]
     fn a_generation_line_reads_back_and_a_torn_one_reads_as_none() {
-        for salts in [(0, 0), (1, 2), (u32::MAX, 7), (3_000_000_000, 123_456)] {
-            let line = generation_line(salts);
-            assert_eq!(line.len(), generation_line((0, 0)).len());
-            assert_eq!(parse_generation(&line), Some(salts));
+        for g in [
+            gen(0, 0, 0),
+            gen(1, 2, 3),
+            gen(u32::MAX, 7, u64::MAX),
+            gen(3_000_000_000, 123_456, 88_889),
+        ] {
+            let line = generation_line(g);
+            assert_eq!(line.len(), generation_line(gen(0, 0, 0)).len());
+            assert_eq!(parse_generation(&line), Some(g));
         }
         assert_eq!(
             parse_generation("12,34\n"),
-            Some((12, 34)),
+            Some(gen(12, 34, 0)),
             "an older build's file"
         );
-        let old = generation_line((1111, 2222));
-        let new = generation_line((3333, 4444));
+        let old = generation_line(gen(1111, 2222, 40));
+        let new = generation_line(gen(3333, 4444, 41));
         for cut in 1..new.len() {
             let torn = format!("{}{}", &new[..cut], &old[cut..]);
             let read = parse_generation(&torn);
             assert!(
-                read.is_none() || read == Some((1111, 2222)) || read == Some((3333, 4444)),
+                read.is_none()
+                    || read == Some(gen(1111, 2222, 40))
+                    || read == Some(gen(3333, 4444, 41)),
                 "{torn:?} read as {read:?}"
             );
         }
-        let line = generation_line((13, 0));
+        let line = generation_line(gen(13, 0, 5));
         for cut in 0..line.len() {
             assert_eq!(parse_generation(&line[..cut]), None, "{:?}", &line[..cut]);
         }
@@ -164,5 +199,16 @@ mod tests {
         ] {
             assert_eq!(parse_generation(junk), None, "{junk:?}");
         }
+    }
+
+    /// The line of the build before named no record: it still reads, vouching for none.
+    #[test]
+    fn the_previous_builds_line_reads_as_naming_no_record() {
+        let salts = (1111u32, 2222u32);
+        let check = generation_check(&[&salts.0.to_be_bytes(), &salts.1.to_be_bytes()]);
+        let line = format!("{:010},{:010},{check:016x}\n", salts.0, salts.1);
+        assert_eq!(parse_generation(&line), Some(gen(1111, 2222, 0)));
+        let bad = format!("{:010},{:010},{:016x}\n", salts.0, salts.1, check ^ 1);
+        assert_eq!(parse_generation(&bad), None);
     }
 }

@@ -136,6 +136,42 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A generation written after records that the segment no longer holds (a crash took
+    /// them, or the file lost them) vouches for nothing: recovery removes it and says
+    /// records were lost; one whose records are all there stays.
+    #[test]
+    fn a_generation_naming_records_the_segment_lost_is_void() {
+        let dir = tmpdir("void-generation");
+        let seg = dir.join("seg").join(format!("{:016x}.seg", 1));
+        let (spool, _) = Spool::open(&dir, 1 << 30).unwrap();
+        append(&spool, 2, &[(1, 1)]);
+        spool.flush().unwrap();
+        let after_first = std::fs::metadata(&seg).unwrap().len();
+        append(&spool, 3, &[(1, 2)]);
+        spool.flush_then_set_generation((8, 10)).unwrap();
+        assert_eq!(spool.generation(), Some((8, 10)));
+        spool.flush().unwrap();
+        drop(spool);
+        let (spool, rec) = Spool::open(&dir, 1 << 30).unwrap();
+        assert!(!rec.unflushed_lost);
+        assert_eq!(
+            spool.generation(),
+            Some((8, 10)),
+            "all its records are there"
+        );
+        drop(spool);
+        let f = OpenOptions::new().write(true).open(&seg).unwrap();
+        f.set_len(after_first).unwrap();
+        let (spool, rec) = Spool::open(&dir, 1 << 30).unwrap();
+        assert_eq!(rec.records, 1);
+        assert!(
+            rec.unflushed_lost,
+            "records the generation vouched for are gone"
+        );
+        assert_eq!(spool.generation(), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn a_torn_tail_is_dropped_on_recovery() {
         let dir = tmpdir("torn");

@@ -76,6 +76,9 @@ impl Spool {
         rec.overflowed = overflowed;
         let found = recover_segments(&seg, state.shipped_seq, &mut rec)?;
         rec.records = found.pending.len();
+        if void_generation(&dir, found.max_seq) {
+            rec.unflushed_lost = true;
+        }
         let segment = match found.last_segment {
             Some((id, len)) => {
                 let name = layout::segment_name(id);
@@ -142,6 +145,31 @@ fn narrow_old_files(dir: &HeldDir, modes: Modes, depth: u32) {
             }
         }
     }
+}
+
+/// A generation line naming records past the last one the segments hold vouches for
+/// records that are gone (they never reached the disk, or the segment lost them): it is
+/// removed, so that the log it names is not taken as continuing the spool (a snapshot
+/// closes the gap instead). Whether it was.
+fn void_generation(dir: &HeldDir, max_seq: u64) -> bool {
+    // One line; a longer file is no generation (and is cut when next written).
+    let mut text = String::new();
+    let read = crate::base::private_fs::open_read(&dir.at("generation"))
+        .and_then(|f| std::io::Read::read_to_string(&mut std::io::Read::take(f, 128), &mut text));
+    let Some(g) = read.ok().and_then(|_| layout::parse_generation(&text)) else {
+        return false;
+    };
+    if g.through_seq <= max_seq {
+        return false;
+    }
+    crate::base::log::notice(&format!(
+        "{}: the spool's last record is {max_seq} but its generation file vouches for records through {}: \
+         those records are gone, and the log that followed them is not taken as continuing the spool",
+        dir.shown("generation").display(),
+        g.through_seq
+    ));
+    let _ = std::fs::remove_file(dir.at("generation"));
+    true
 }
 
 /// Reads the segments in order, keeping the records after `shipped_seq`, up to the first
