@@ -44,7 +44,9 @@ pub(super) fn capture(
             "commit frame {commit_frame} precedes the next expected frame {first}"
         ));
     }
-    let record = record_header(&header, commit_frame, &fh, chain.checksum(), mode);
+    let plain = (first..commit_frame).map(|f| frame_header_at(file, &header, f));
+    let integrity = seal(&header, chain.checksum(), mode, plain);
+    let record = record_header(&header, commit_frame, &fh, integrity);
     let mut trial = chain.clone();
     let frame_size = FRAME_HEADER_SIZE + header.page_size as usize;
     let mut rec = db
@@ -73,8 +75,7 @@ pub(super) fn record_header(
     header: &WalHeader,
     commit_frame: u32,
     fh: &FrameHeader,
-    chain_start: (u32, u32),
-    mode: Mode,
+    integrity: Integrity,
 ) -> RecordHeader {
     RecordHeader {
         page_size: header.page_size,
@@ -86,16 +87,40 @@ pub(super) fn record_header(
         },
         end_cksum: (fh.cksum1, fh.cksum2),
         captured_at_ms: now_ms(),
-        // After an in-place rewrite the log's own chain may have holes (see
-        // `verify_frame`), so the spool protects such a record with its own CRC.
-        integrity: if mode != Mode::Strict {
-            Integrity::Crc
-        } else {
-            Integrity::WalChain {
-                start: chain_start,
-                big_endian: header.big_endian_checksums(),
-            }
-        },
+        integrity,
+    }
+}
+
+/// How the record of the frames from the chain's next one (`chain_start` its checksum)
+/// through a commit frame is sealed, given the headers of the frames before the commit
+/// frame (`None`: unreadable). Recovery recomputes the WAL's own checksum chain from a
+/// record's entries, which keep each frame's page number and page but no commit size: that
+/// works only when no frame before the last is a commit frame. A record that also holds
+/// other transactions (commits of other processes not taken yet when this one was
+/// captured) would read back as torn, and with it every record after it; so would one
+/// whose log chain has holes after an in-place rewrite (see `verify_frame`). Those carry
+/// the spool's own CRC instead.
+pub(super) fn seal(
+    header: &WalHeader,
+    chain_start: (u32, u32),
+    mode: Mode,
+    mut before_commit: impl Iterator<Item = Option<FrameHeader>>,
+) -> Integrity {
+    if mode != Mode::Strict || before_commit.any(|h| h.is_none_or(|h| h.is_commit())) {
+        return Integrity::Crc;
+    }
+    Integrity::WalChain {
+        start: chain_start,
+        big_endian: header.big_endian_checksums(),
+    }
+}
+
+/// The header of frame `f` of the log with `header`, if it can be read.
+fn frame_header_at(file: &mut dyn ReadAt, header: &WalHeader, f: u32) -> Option<FrameHeader> {
+    let mut h = [0u8; FRAME_HEADER_SIZE];
+    match file.read_at(wal::frame_offset(header.page_size, f), &mut h) {
+        Ok(n) if n == h.len() => FrameHeader::parse(&h).ok(),
+        _ => None,
     }
 }
 

@@ -5,7 +5,7 @@
 //! anyone else who moves the chain or appends to the spool takes the whole queue first,
 //! under the lock, through the same verification as capture at commit.
 
-use super::capture::{capture, record_header, Mode};
+use super::capture::{capture, record_header, seal, Mode};
 use super::fallback::capture_failed;
 use crate::base::io::ReadAt;
 use crate::base::lock::lock;
@@ -330,7 +330,11 @@ fn append_verified(
     let (commit_frame, fh) = note;
     let frame_size = FRAME_HEADER_SIZE + header.page_size as usize;
     let first = chain.next_frame();
-    let record = record_header(header, commit_frame, &fh, chain.checksum(), Mode::Strict);
+    let at = |f: u32| (f - batch_first) as usize * frame_size;
+    let plain = (first..commit_frame)
+        .map(|f| FrameHeader::parse(&frames[at(f)..][..FRAME_HEADER_SIZE]).ok());
+    let integrity = seal(header, chain.checksum(), Mode::Strict, plain);
+    let record = record_header(header, commit_frame, &fh, integrity);
     let mut rec = db
         .spool
         .begin_record(record, commit_frame - first + 1)
@@ -473,5 +477,81 @@ mod tests {
         // A first transaction larger than a batch is left to the slow way.
         let (header, mut file, notes) = log(1, 9000);
         assert_eq!(verified(&header, &mut file, &notes), 0);
+    }
+
+    /// Writes one spool record of frames 1..=`commit_frame` of `file` sealed with
+    /// `integrity`, reopens the spool and says how many records recovery kept.
+    fn records_after_reopen(
+        header: &WalHeader,
+        file: &Log,
+        (commit_frame, fh): (u32, FrameHeader),
+        integrity: crate::spool::Integrity,
+    ) -> usize {
+        let dir = std::env::temp_dir().join(format!(
+            "replica-queue-seal-{}-{:?}",
+            std::process::id(),
+            integrity
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (spool, _) = crate::spool::Spool::open(&dir, 1 << 30).unwrap();
+        let frame_size = FRAME_HEADER_SIZE + header.page_size as usize;
+        let frames = &file.0[wal::WAL_HEADER_SIZE..];
+        let header_record = record_header(header, commit_frame, &fh, integrity);
+        let mut rec = spool.begin_record(header_record, commit_frame).unwrap();
+        for f in 1..=commit_frame {
+            let (h, page) =
+                frames[(f - 1) as usize * frame_size..][..frame_size].split_at(FRAME_HEADER_SIZE);
+            rec.push(FrameHeader::parse(h).unwrap().pgno, page).unwrap();
+        }
+        rec.commit().unwrap();
+        spool.flush().unwrap();
+        drop(spool);
+        let (_, recovery) = crate::spool::Spool::open(&dir, 1 << 30).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        recovery.records
+    }
+
+    /// A queued commit captured while another process's commits before it were not taken
+    /// yet: its record holds both transactions. Recovery recomputes the WAL chain with no
+    /// commit size but the last, so sealed by the chain the record read back as torn (and
+    /// every record after it with it); it is sealed with the spool's CRC instead.
+    #[test]
+    fn a_record_holding_another_transaction_is_sealed_so_that_it_reads_back() {
+        let (header, file, notes) = log(2, 2);
+        let frame_size = FRAME_HEADER_SIZE + header.page_size as usize;
+        let frames = &file.0[wal::WAL_HEADER_SIZE..];
+        let (commit_frame, _) = notes[1];
+        let before_commit = |last: u32| {
+            (1..last).map(move |f| {
+                FrameHeader::parse(&frames[(f - 1) as usize * frame_size..][..FRAME_HEADER_SIZE])
+                    .ok()
+            })
+        };
+        let start = FrameChain::new(&header).checksum();
+        let both = seal(&header, start, Mode::Strict, before_commit(commit_frame));
+        assert_eq!(both, crate::spool::Integrity::Crc);
+        assert_eq!(records_after_reopen(&header, &file, notes[1], both), 1);
+        let by_chain = crate::spool::Integrity::WalChain {
+            start,
+            big_endian: header.big_endian_checksums(),
+        };
+        assert_eq!(
+            records_after_reopen(&header, &file, notes[1], by_chain),
+            0,
+            "what recovery made of such a record before"
+        );
+        // One transaction alone is sealed by the chain, and reads back.
+        let one = seal(&header, start, Mode::Strict, before_commit(notes[0].0));
+        assert_eq!(one, by_chain);
+        assert_eq!(records_after_reopen(&header, &file, notes[0], one), 1);
+        assert_eq!(
+            seal(&header, start, Mode::Lenient, before_commit(notes[0].0)),
+            crate::spool::Integrity::Crc
+        );
+        assert_eq!(
+            seal(&header, start, Mode::Strict, [None].into_iter()),
+            crate::spool::Integrity::Crc,
+            "an unreadable frame header"
+        );
     }
 }

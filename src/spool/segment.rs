@@ -175,7 +175,11 @@ impl Segment {
     /// Takes back a record that was not committed and was partly written out: the segment
     /// ends where the record began (`len`), on disk and in memory.
     pub fn drop_spilled_record(&mut self) {
-        let _ = self.settle();
+        if self.settle().is_err() {
+            // Its bytes went to the writer thread of the process this one was forked from:
+            // where the file ends is that process's to say, not this copy's.
+            return;
+        }
         if self.flushed >= self.len {
             self.buffer.clear();
             self.flushed = self.len;
