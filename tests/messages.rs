@@ -13,11 +13,6 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-/// The lines of `text` that mention `needle`.
-fn lines_with<'a>(text: &'a str, needle: &str) -> Vec<&'a str> {
-    text.lines().filter(|l| l.contains(needle)).collect()
-}
-
 /// `sqlite3 :memory:` loading the extension (then `sql`) in `dir` with `env`.
 fn cli_load(dir: &TempDir, env: &[(&str, &str)], sql: &str) -> std::process::Output {
     let script = format!(".load {}\n{sql}\n", load_path());

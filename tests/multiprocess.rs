@@ -223,10 +223,7 @@ with open("restored-ids.txt", "w") as f:
             said += &std::fs::read_to_string(e.path()).unwrap_or_default();
         }
     }
-    let lost: Vec<&str> = said
-        .lines()
-        .filter(|l| l.contains("vouches for records"))
-        .collect();
+    let lost = lines_with(&said, "vouches for records");
     assert!(
         lost.is_empty(),
         "seed {seed}: records went missing from the spool: {lost:?}"

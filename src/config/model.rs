@@ -124,6 +124,25 @@ pub struct ReplicaConfig {
     pub age: Option<AgeConfig>,
 }
 
+#[cfg(test)]
+impl ReplicaConfig {
+    /// A replica in the directory `dir`, every other setting at its default (unit tests).
+    pub fn in_dir_for_tests(dir: std::path::PathBuf) -> ReplicaConfig {
+        ReplicaConfig {
+            target: ReplicaTarget::File { dir },
+            sync_interval: DEFAULT_SYNC_INTERVAL,
+            lifecycle: crate::lifecycle::Lifecycle::default(),
+            restore_if_missing: DEFAULT_RESTORE_IF_MISSING,
+            validation_interval: None,
+            shutdown_sync_timeout: DEFAULT_SHUTDOWN_SYNC_TIMEOUT,
+            lease_ttl: DEFAULT_LEASE_TTL,
+            request_budget: None,
+            prices: Default::default(),
+            age: None,
+        }
+    }
+}
+
 /// An encrypted replica's keys as configured: every LTX object is sealed to `recipients`
 /// (`age1…`; none: the identities' own public keys) and opened with any of `identities`.
 /// Checked when read; identity files are read when the store opens. `Debug` never shows an

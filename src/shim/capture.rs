@@ -44,29 +44,57 @@ pub(super) fn capture(
             "commit frame {commit_frame} precedes the next expected frame {first}"
         ));
     }
-    let plain = (first..commit_frame).map(|f| frame_header_at(file, &header, f));
-    let integrity = seal(&header, chain.checksum(), mode, plain);
-    let record = record_header(&header, commit_frame, &fh, integrity);
-    let mut trial = chain.clone();
-    let frame_size = FRAME_HEADER_SIZE + header.page_size as usize;
-    let mut rec = db
-        .spool
-        .begin_record(record, commit_frame - first + 1)
-        .map_err(|e| e.to_string())?;
-    let mut buf = vec![0u8; frame_size];
-    for f in first..=commit_frame {
-        read_frame(file, &header, f, &mut buf)?;
-        let (h, page) = buf.split_at(FRAME_HEADER_SIZE);
-        let pgno = verify_frame(&mut trial, &header, f, h, page, mode)?;
-        rec.push(pgno, page).map_err(|e| e.to_string())?;
-    }
-    crate::fault::point("capture.before_append");
-    let appended = rec.commit().map_err(|e| e.to_string())?;
-    crate::fault::point("capture.after_append");
+    // Sealed by the chain unless the frames turn out to hold another transaction's commit
+    // (see `seal`): then the record is taken back and written again with the spool's CRC.
+    let mut one_transaction = true;
+    let (appended, trial) = loop {
+        let integrity = seal(&header, chain.checksum(), mode, one_transaction);
+        let record = record_header(&header, commit_frame, &fh, integrity);
+        match append_frames(db, &header, chain, record, commit_frame, file, mode)? {
+            Some(done) => break done,
+            None => one_transaction = false,
+        }
+    };
     *chain = trial;
     db.captured_txns
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(appended)
+}
+
+/// Reads, verifies and appends the frames after `chain` through `commit_frame` as one
+/// record with `record`'s header; what it became and the chain after it, or `None` (the
+/// record taken back) if it is sealed by the chain and a frame before the last is a
+/// commit frame.
+fn append_frames(
+    db: &Database,
+    header: &WalHeader,
+    chain: &FrameChain,
+    record: RecordHeader,
+    commit_frame: u32,
+    file: &mut dyn ReadAt,
+    mode: Mode,
+) -> Result<Option<(Appended, FrameChain)>, String> {
+    let first = chain.next_frame();
+    let by_chain = record.integrity != Integrity::Crc;
+    let mut trial = chain.clone();
+    let mut buf = vec![0u8; FRAME_HEADER_SIZE + header.page_size as usize];
+    let mut rec = db
+        .spool
+        .begin_record(record, commit_frame - first + 1)
+        .map_err(|e| e.to_string())?;
+    for f in first..=commit_frame {
+        read_frame(file, header, f, &mut buf)?;
+        let (h, page) = buf.split_at(FRAME_HEADER_SIZE);
+        let frame = verify_frame(&mut trial, header, f, h, page, mode)?;
+        if by_chain && f < commit_frame && frame.is_commit() {
+            return Ok(None);
+        }
+        rec.push(frame.pgno, page).map_err(|e| e.to_string())?;
+    }
+    crate::fault::point("capture.before_append");
+    let appended = rec.commit().map_err(|e| e.to_string())?;
+    crate::fault::point("capture.after_append");
+    Ok(Some((appended, trial)))
 }
 
 /// The spool record of the transaction ending at `commit_frame`, whose first frame
@@ -92,8 +120,8 @@ pub(super) fn record_header(
 }
 
 /// How the record of the frames from the chain's next one (`chain_start` its checksum)
-/// through a commit frame is sealed, given the headers of the frames before the commit
-/// frame (`None`: unreadable). Recovery recomputes the WAL's own checksum chain from a
+/// through a commit frame is sealed, `one_transaction` when no frame before the commit
+/// frame is a commit frame (nor unreadable). Recovery recomputes the WAL's own checksum chain from a
 /// record's entries, which keep each frame's page number and page but no commit size: that
 /// works only when no frame before the last is a commit frame. A record that also holds
 /// other transactions (commits of other processes not taken yet when this one was
@@ -104,9 +132,9 @@ pub(super) fn seal(
     header: &WalHeader,
     chain_start: (u32, u32),
     mode: Mode,
-    mut before_commit: impl Iterator<Item = Option<FrameHeader>>,
+    one_transaction: bool,
 ) -> Integrity {
-    if mode != Mode::Strict || before_commit.any(|h| h.is_none_or(|h| h.is_commit())) {
+    if mode != Mode::Strict || !one_transaction {
         return Integrity::Crc;
     }
     Integrity::WalChain {
@@ -116,7 +144,11 @@ pub(super) fn seal(
 }
 
 /// The header of frame `f` of the log with `header`, if it can be read.
-fn frame_header_at(file: &mut dyn ReadAt, header: &WalHeader, f: u32) -> Option<FrameHeader> {
+pub(super) fn frame_header_at(
+    file: &mut dyn ReadAt,
+    header: &WalHeader,
+    f: u32,
+) -> Option<FrameHeader> {
     let mut h = [0u8; FRAME_HEADER_SIZE];
     match file.read_at(wal::frame_offset(header.page_size, f), &mut h) {
         Ok(n) if n == h.len() => FrameHeader::parse(&h).ok(),
@@ -140,7 +172,7 @@ fn read_frame(
 }
 
 /// Checks frame `f` (header `h`, `page`) against the chain `trial`, which it advances, as
-/// strictly as `mode` says; returns the frame's page number.
+/// strictly as `mode` says; returns the frame's header.
 fn verify_frame(
     trial: &mut FrameChain,
     header: &WalHeader,
@@ -148,9 +180,9 @@ fn verify_frame(
     h: &[u8],
     page: &[u8],
     mode: Mode,
-) -> Result<u32, String> {
+) -> Result<FrameHeader, String> {
     if let Ok(Some(frame)) = trial.accept(h, page) {
-        return Ok(frame.pgno);
+        return Ok(frame);
     }
     let not_chained = || format!("WAL frame {f} does not continue the checksum chain");
     let fh = FrameHeader::parse(h).map_err(|_| not_chained())?;
@@ -160,14 +192,14 @@ fn verify_frame(
     // after them are chained from their zero checksum). Accept exactly that.
     if mode != Mode::Strict && is_unsealed_frame(&fh) {
         *trial = FrameChain::resume(header, f + 1, (0, 0));
-        return Ok(fh.pgno);
+        return Ok(fh);
     }
     // SQLite is done with the transaction (its write lock is released) and its WAL index
     // counts these frames as committed even though their checksums were never rewritten:
     // take them as written, as long as they belong to this log.
     if mode == Mode::Lenient && fh.salts() == header.salts() {
         *trial = FrameChain::resume(header, f + 1, fh.checksum());
-        return Ok(fh.pgno);
+        return Ok(fh);
     }
     Err(not_chained())
 }
@@ -182,11 +214,7 @@ pub(super) fn resolve_deferred(db: &Database, cap: &mut CaptureState, file: &mut
         return;
     };
     let Some(header) = cap.header else { return };
-    let mut h = [0u8; FRAME_HEADER_SIZE];
-    let fh = match file.read_at(wal::frame_offset(header.page_size, k), &mut h) {
-        Ok(n) if n == h.len() => FrameHeader::parse(&h).ok(),
-        _ => None,
-    };
+    let fh = frame_header_at(file, &header, k);
     let pos = WalPosition {
         salt1: header.salt1,
         salt2: header.salt2,
@@ -246,5 +274,61 @@ pub(super) fn abandon_deferred(db: &Database, cap: &mut CaptureState, why: &str)
             frame: k,
         };
         capture_failed(db, cap, why, Some(pos));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ReplicaConfig;
+
+    struct Log(Vec<u8>);
+
+    impl ReadAt for Log {
+        fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+            let from = (offset as usize).min(self.0.len());
+            let n = buf.len().min(self.0.len() - from);
+            buf[..n].copy_from_slice(&self.0[from..from + n]);
+            Ok(n)
+        }
+    }
+
+    /// Capture at a commit whose frames follow another transaction's (another process's
+    /// commit not taken yet) makes one record of both; it must read back from the segment
+    /// as recovery reads it (sealed by the chain, it read back as torn).
+    #[test]
+    fn a_capture_holding_another_transaction_reads_back_from_the_segment() {
+        let dir = std::env::temp_dir().join(format!("replica-capture-two-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = ReplicaConfig::in_dir_for_tests(dir.join("replica"));
+        let db = Database::open(&dir.join("app.db"), cfg, 1 << 30).unwrap();
+        let header = WalHeader::new(false, 512, 1, 0x11, 0x22);
+        let mut log = header.to_bytes().to_vec();
+        let mut chain = FrameChain::new(&header);
+        let mut commit = None;
+        for (pgno, commit_size) in [(1, 0), (2, 2), (1, 0), (3, 3)] {
+            let page = vec![pgno as u8 + commit_size as u8; 512];
+            let fh = chain.seal(pgno, commit_size, &page).unwrap();
+            log.extend_from_slice(&fh.to_bytes());
+            log.extend_from_slice(&page);
+            commit = Some(fh);
+        }
+        let mut cap = CaptureState {
+            header: Some(header),
+            chain: Some(FrameChain::new(&header)),
+            ..Default::default()
+        };
+        let fh = commit.unwrap();
+        capture(&db, &mut cap, header, 4, fh, &mut Log(log), Mode::Strict).unwrap();
+        assert_eq!(cap.chain.as_ref().map(|c| c.next_frame()), Some(5));
+        db.spool.flush().unwrap();
+        let seg = dir
+            .join("app.db-replica/seg")
+            .join(format!("{:016x}.seg", 1));
+        let (records, _) = crate::spool::scan_segment(&std::fs::read(seg).unwrap(), 1);
+        assert_eq!(records.len(), 1, "the record reads back whole");
+        assert_eq!(records[0].pgnos.to_vec(), vec![1, 2, 1, 3]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -68,7 +68,7 @@ pub fn before_journal_delete(path: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ReplicaConfig, ReplicaTarget};
+    use crate::config::ReplicaConfig;
 
     fn page_one(version: u8) -> Vec<u8> {
         let mut page = vec![0u8; 100];
@@ -84,18 +84,9 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("app.db");
         let cfg = ReplicaConfig {
-            target: ReplicaTarget::File {
-                dir: dir.join("replica"),
-            },
-            sync_interval: std::time::Duration::from_secs(1),
-            lifecycle: crate::lifecycle::Lifecycle::default(),
             restore_if_missing: false,
-            validation_interval: None,
             shutdown_sync_timeout: std::time::Duration::ZERO,
-            lease_ttl: crate::config::DEFAULT_LEASE_TTL,
-            request_budget: None,
-            prices: Default::default(),
-            age: None,
+            ..ReplicaConfig::in_dir_for_tests(dir.join("replica"))
         };
         let db = database::get_or_open(&path, cfg).unwrap();
         let requests = db.progress().snapshot_request;

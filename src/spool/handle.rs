@@ -313,8 +313,7 @@ impl Spool {
         if let Some(seg) = lock(&self.inner).segment.as_mut() {
             let _ = seg.settle();
         }
-        let text = private_fs::read_to_string(&self.dir.at("generation")).ok()?;
-        layout::parse_generation(&text).map(|g| g.salts)
+        layout::read_generation(&self.dir).map(|g| g.salts)
     }
 
     /// Remembers, across a crash, that the replica misses something only a snapshot can

@@ -126,6 +126,25 @@ fn generation_check(parts: &[&[u8]]) -> u64 {
     crate::ltx::crc64(&parts.concat())
 }
 
+/// What the `generation` file in `dir` records (one line: more than a line's worth of it is
+/// never read).
+pub(super) fn read_generation(dir: &HeldDir) -> Option<Generation> {
+    use std::io::Read;
+    let mut text = String::new();
+    private_fs::open_read(&dir.at("generation"))
+        .ok()?
+        .take(
+            2 * generation_line(Generation {
+                salts: (0, 0),
+                through_seq: 0,
+            })
+            .len() as u64,
+        )
+        .read_to_string(&mut text)
+        .ok()?;
+    parse_generation(&text)
+}
+
 /// What a `generation` file records: a line `generation_line` wrote and its check holds,
 /// the line of the build before (`salt1,salt2,check`, no record named), or the whole line
 /// of an older one (`salt1,salt2\n`, no zero padding, so the start of a newer line cut

@@ -152,11 +152,7 @@ fn narrow_old_files(dir: &HeldDir, modes: Modes, depth: u32) {
 /// removed, so that the log it names is not taken as continuing the spool (a snapshot
 /// closes the gap instead). Whether it was.
 fn void_generation(dir: &HeldDir, max_seq: u64) -> bool {
-    // One line; a longer file is no generation (and is cut when next written).
-    let mut text = String::new();
-    let read = crate::base::private_fs::open_read(&dir.at("generation"))
-        .and_then(|f| std::io::Read::read_to_string(&mut std::io::Read::take(f, 128), &mut text));
-    let Some(g) = read.ok().and_then(|_| layout::parse_generation(&text)) else {
+    let Some(g) = layout::read_generation(dir) else {
         return false;
     };
     if g.through_seq <= max_seq {

@@ -5,7 +5,7 @@
 use super::backoff::MAX_BACKOFF_MS;
 use super::{DbUploader, Step};
 use crate::base::io::ReadAt;
-use crate::config::{ReplicaConfig, ReplicaTarget};
+use crate::config::ReplicaConfig;
 use crate::database::Database;
 use crate::error::Error;
 use crate::restore::{self, RestoreRequest, Target};
@@ -18,7 +18,6 @@ use crate::wal::WalPosition;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::time::Duration;
 
 const PS: usize = 512;
 
@@ -78,21 +77,7 @@ impl Harness {
             std::env::temp_dir().join(format!("replica-uploader-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let cfg = ReplicaConfig {
-            target: ReplicaTarget::File {
-                dir: dir.join("replica"),
-            },
-            sync_interval: Duration::from_millis(1000),
-            lifecycle: crate::lifecycle::Lifecycle::default(),
-            restore_if_missing: crate::config::DEFAULT_RESTORE_IF_MISSING,
-            validation_interval: None,
-            shutdown_sync_timeout: crate::config::DEFAULT_SHUTDOWN_SYNC_TIMEOUT,
-            lease_ttl: crate::config::DEFAULT_LEASE_TTL,
-            request_budget: None,
-            prices: Default::default(),
-            age: None,
-        };
-        let mut cfg = cfg;
+        let mut cfg = ReplicaConfig::in_dir_for_tests(dir.join("replica"));
         adjust(&mut cfg);
         let db = Arc::new(Database::open(&dir.join("app.db"), cfg, 1 << 30).unwrap());
         let live = FakeDb {

@@ -214,6 +214,11 @@ pub fn stderr(o: &Output) -> String {
 }
 
 /// Panics with both streams when the host failed.
+/// The lines of `text` that mention `needle`.
+pub fn lines_with<'a>(text: &'a str, needle: &str) -> Vec<&'a str> {
+    text.lines().filter(|l| l.contains(needle)).collect()
+}
+
 pub fn check(o: &Output, what: &str) -> String {
     assert!(
         o.status.success(),
