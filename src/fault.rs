@@ -13,6 +13,7 @@ pub const POINTS: &[&str] = &[
     "spool.generation_behind",
     "spool.flush",
     "upload.after_put",
+    "upload.after_state",
     "snapshot.after_put",
     "lease.after_write",
     "compaction.after_put",

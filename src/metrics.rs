@@ -334,7 +334,8 @@ fn format_value(v: f64) -> String {
 
 /// The exposition text of `rows`: each metric's `# HELP` and `# TYPE` lines, then one sample
 /// per row that has the value, labelled `db` (the file name), `path` (which tells apart
-/// databases of the same name) and `replica` (the redacted URL). A row whose database and
+/// databases of the same name), `replica` (the redacted URL) and, for a database with
+/// several destinations, `replica_name` (the destination's name). A row whose database and
 /// replica an earlier row already showed is left out: a series appears once.
 pub fn render(rows: &[StatusRow]) -> String {
     let mut seen = std::collections::HashSet::new();
@@ -342,6 +343,12 @@ pub fn render(rows: &[StatusRow]) -> String {
         .iter()
         .filter(|r| seen.insert((r.path.as_str(), r.replica_url.as_str())))
         .collect();
+    // Databases with several destinations: their series are told apart by name too.
+    let mut per_path = std::collections::HashMap::new();
+    for r in &rows {
+        *per_path.entry(r.path.as_str()).or_insert(0) += 1;
+    }
+    let several = |r: &StatusRow| per_path.get(r.path.as_str()).is_some_and(|n| *n > 1);
     let mut out = String::new();
     for m in METRICS {
         let _ = writeln!(out, "# HELP {} {}", m.name, escape_help(m.help));
@@ -357,6 +364,9 @@ pub fn render(rows: &[StatusRow]) -> String {
                     ("path", r.path.clone()),
                     ("replica", r.replica_url.clone()),
                 ];
+                if let Some(name) = r.replica.as_ref().filter(|_| several(r)) {
+                    labels.push(("replica_name", name.clone()));
+                }
                 labels.extend(extra);
                 let labels: Vec<String> = labels
                     .iter()

@@ -1,9 +1,9 @@
-//! What `replica_status()` shows: one row per replicated database (plus one per database
-//! the configuration selects that this process does not replicate, saying why, and one per
-//! running restore of a replica no database here replicates), process-wide warnings (config keys
-//! accepted but unused, misspellings), running restores' progress, drill results and the
-//! error log. It owns the wording of states and the time format; it must never show a secret (replica URLs come from
-//! `ReplicaConfig::url`, which redacts).
+//! What `replica_status()` shows: one row per replicated database and destination (plus one
+//! per database the configuration selects that this process does not replicate, saying why,
+//! and one per running restore of a replica no database here replicates), process-wide
+//! warnings (config keys accepted but unused, misspellings), running restores' progress,
+//! drill results and the error log. It owns the wording of states and the time format; it
+//! must never show a secret (replica URLs come from `ReplicaConfig::url`, which redacts).
 
 use crate::base::clock::format_rfc3339;
 use crate::database::{self, UploaderState};
@@ -70,6 +70,10 @@ pub struct StatusRow {
     /// listed it, and for a plaintext replica).
     pub encrypted: bool,
     pub sealed_to_other_keys: Option<i64>,
+    /// The destination's short name (`name:` in the config, or its type): a database with
+    /// several destinations has a row for each. NULL for rows that are about no destination
+    /// (a restore by URL).
+    pub replica: Option<String>,
 }
 
 /// The rows of a table-valued function.
@@ -151,6 +155,7 @@ impl StatusRow {
             self.request_cost_month_usd.map_or(Cell::Null, Cell::Real),
             i64::from(self.encrypted).into(),
             self.sealed_to_other_keys.map_or(Cell::Null, Cell::Int),
+            self.replica.clone().into(),
         ]
     }
 }
@@ -268,6 +273,7 @@ pub const COLUMNS: &[&str] = &[
     "request_cost_month_usd",
     "encrypted",
     "sealed_to_other_keys",
+    "replica",
 ];
 
 pub fn rows(now_ms: u64) -> Vec<StatusRow> {
@@ -290,19 +296,27 @@ pub fn rows(now_ms: u64) -> Vec<StatusRow> {
     };
     // A forked child's copies of its parent's databases: the parent uploads them, and the
     // copies' counters stopped at the fork.
-    let mut rows: Vec<StatusRow> = dbs
-        .iter()
-        .map(|db| {
-            let w = warnings.for_database(&db.path);
-            match db.owned_here() {
-                true => database_row(db, now_ms, &w, &restores),
-                false => standby_row(&db.path, &db.config, &w, now_ms),
-            }
-        })
-        .collect();
+    let mut rows: Vec<StatusRow> = Vec::new();
+    for db in &dbs {
+        let w = warnings.for_database(&db.path);
+        for (d, dest) in db.dests().iter().enumerate() {
+            rows.push(match db.owned_here() {
+                true => database_row(dest, now_ms, &w, &restores),
+                false => standby_row(&db.path, d, dest.config(), &w, now_ms),
+            });
+        }
+    }
     // Databases another process replicates for this one (it stands by to take over).
-    for (path, cfg) in &standby {
-        rows.push(standby_row(path, cfg, &warnings.for_database(path), now_ms));
+    for (path, cfgs) in &standby {
+        for (d, cfg) in cfgs.iter().enumerate() {
+            rows.push(standby_row(
+                path,
+                d,
+                cfg,
+                &warnings.for_database(path),
+                now_ms,
+            ));
+        }
     }
     // Databases not replicated here: opened read-only, or a spool this process may not
     // write or cannot trust (a symlink, another user's).
@@ -315,10 +329,13 @@ pub fn rows(now_ms: u64) -> Vec<StatusRow> {
     }
     // Restores of replicas no database here replicates (by URL, or at boot before the
     // database is registered) get a row of their own.
-    for r in restores
-        .iter()
-        .filter(|r| !dbs.iter().any(|db| db.config.url() == r.replica_url))
-    {
+    for r in restores.iter().filter(|r| {
+        !dbs.iter().any(|db| {
+            db.destinations
+                .iter()
+                .any(|d| d.config.url() == r.replica_url)
+        })
+    }) {
         rows.push(restore_row(r, &warnings.general()));
     }
     rows
@@ -361,16 +378,18 @@ impl ProcessWarnings {
     }
 }
 
-/// The row of a database this process replicates (or another process replicates for it).
+/// The row of one destination of a database this process replicates.
 fn database_row(
-    db: &database::Database,
+    dest: &database::Dest,
     now_ms: u64,
     warnings: &Option<String>,
     restores: &[ActiveRestore],
 ) -> StatusRow {
-    let progress = db.progress();
-    let pending = db.spool.pending();
-    let c = db.counters().clone();
+    let (db, config) = (&dest.db, dest.config());
+    let progress = dest.progress();
+    let pending = dest.pending();
+    let c = dest.counters().clone();
+    let waits = db.capture_counters().restart_waits.clone();
     // The replica misses everything since the oldest pending commit, or since a snapshot
     // became owed, whichever is older.
     let oldest = pending
@@ -385,16 +404,16 @@ fn database_row(
     // Commits queued for the capture thread are not in the spool yet, nor in the replica.
     let queued = db.capture_queued.load(std::sync::atomic::Ordering::SeqCst);
     let behind = !pending.is_empty() || queued || progress.needs_snapshot.is_some();
-    let waits = &c.restart_waits;
     StatusRow {
         name: db.name.clone(),
+        replica: Some(dest.name().to_string()),
         path: db.path.display().to_string(),
-        replica_url: db.config.url(),
+        replica_url: config.url(),
         state: state_of(&progress, c.state, behind),
         local_txid: (progress.txid + behind as u64) as i64,
         replicated_txid: progress.txid as i64,
         lag_ms: lag as i64,
-        pending_bytes: db.spool.pending_bytes() as i64,
+        pending_bytes: db.spool.pending_bytes_of(dest.index) as i64,
         last_upload_at: c.last_upload_at_ms.map(format_rfc3339),
         last_error: progress.last_error.clone(),
         uploads: c.uploads as i64,
@@ -415,7 +434,7 @@ fn database_row(
         warnings: with_migration(warnings, &progress),
         restore: restores
             .iter()
-            .find(|r| r.replica_url == db.config.url())
+            .find(|r| r.replica_url == config.url())
             .map(|r| r.progress),
         last_verify_at: c.last_verify.as_ref().map(|(at, _)| format_rfc3339(*at)),
         last_verify: c.last_verify.as_ref().map(|(_, v)| v.clone()),
@@ -424,12 +443,11 @@ fn database_row(
         restart_wait_p99_us: waits.percentile(99.0) as i64,
         bytes_uploaded: c.bytes_uploaded as i64,
         oldest_pending_at: oldest.map(format_rfc3339),
-        request_budget: db.config.request_budget.map(|b| b.per_month as i64),
+        request_budget: config.request_budget.map(|b| b.per_month as i64),
         requests_month: month_requests.map_or(0, |m| m.total() as i64),
         requests_month_projected: ledger.and_then(|l| l.projected(now_ms)).map(|n| n as i64),
-        request_cost_month_usd: month_requests
-            .map(|m| m.cost_nanos(&db.config.prices) as f64 / 1e9),
-        encrypted: db.config.age.is_some(),
+        request_cost_month_usd: month_requests.map(|m| m.cost_nanos(&config.prices) as f64 / 1e9),
+        encrypted: config.age.is_some(),
         sealed_to_other_keys: c.sealed_otherwise.map(|n| n as i64),
     }
 }
@@ -473,17 +491,19 @@ fn state_of(progress: &database::Progress, counted: UploaderState, behind: bool)
 /// The row of a database another process replicates while this one stands by (or a
 /// forked child's copy of its parent's): what the uploader last recorded in the spool it
 /// shares with this process, its shipped txid and time and its requests this month; the
-/// counters of its uploads live in that process alone.
+/// counters of its uploads live in that process alone. One row per destination (`d`).
 fn standby_row(
     path: &std::path::Path,
+    d: usize,
     cfg: &crate::config::ReplicaConfig,
     warnings: &Option<String>,
     now_ms: u64,
 ) -> StatusRow {
     let dir = crate::spool::Spool::dir_for(path);
     let owner = crate::spool::Spool::owner_pid(&dir);
-    let shipped = crate::spool::Spool::read_state_file(&dir).unwrap_or_default();
-    let month = crate::spool::Spool::read_request_ledger_file(&dir)
+    let dest_dir = crate::spool::Spool::dest_dir_for(&dir, d, &cfg.name);
+    let shipped = crate::spool::Spool::read_state_file(&dest_dir).unwrap_or_default();
+    let month = crate::spool::Spool::read_request_ledger_file(&dest_dir)
         .and_then(|t| crate::budget::Ledger::decode(&t))
         .map(|l| (l.month_in(now_ms), l.projected(now_ms)));
     StatusRow {
@@ -503,6 +523,7 @@ fn standby_row(
             .unwrap_or_default(),
         path: path.display().to_string(),
         replica_url: cfg.url(),
+        replica: Some(cfg.name.clone()),
         state: "standby".into(),
         uploader: Some(owner.map_or_else(|| "another process".into(), |p| format!("pid {p}"))),
         warnings: warnings.clone(),

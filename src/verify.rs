@@ -10,20 +10,22 @@ use crate::ltx;
 use crate::snapshot::{map_indexed_pages, read_committed_page, read_wal_header, SnapshotSource};
 use crate::wal;
 
-/// Where replication stands: equal before and after the read, with nothing pending, means
-/// the state read is exactly the replicated txid (a commit is captured before readers can
-/// see it, so one slipping in would have changed this).
-fn replicated_position(db: &Database) -> Option<(u64, u64)> {
-    let p = db.progress();
-    (p.needs_snapshot.is_none() && db.spool.pending().is_empty())
-        .then(|| (p.txid, db.spool.last_seq()))
+/// Where replication stands: equal before and after the read, with nothing pending for any
+/// destination, means the state read is exactly each destination's replicated txid (a
+/// commit is captured before readers can see it, so one slipping in would have changed
+/// this). Each destination's txid, and the last record.
+fn replicated_position(db: &Database) -> Option<(Vec<u64>, u64)> {
+    let all = db.all_progress();
+    let current = all.iter().all(|p| p.needs_snapshot.is_none()) && db.spool.pending().is_empty();
+    current.then(|| (all.iter().map(|p| p.txid).collect(), db.spool.last_seq()))
 }
 
-/// `(txid, checksum)` of the live database, or `None` when commits moved it meanwhile.
+/// Each destination's replicated txid and the checksum of the live database, which every
+/// one of them holds; `None` when commits moved it meanwhile.
 pub fn live_checksum(
     db: &Database,
     source: &dyn SnapshotSource,
-) -> Result<Option<(u64, u64)>, Error> {
+) -> Result<Option<(Vec<u64>, u64)>, Error> {
     let mut found = None;
     source.with_read_transaction(&db.path, &mut |dbf, mut walf, index| {
         let Some(before) = replicated_position(db) else {
@@ -31,7 +33,9 @@ pub fn live_checksum(
         };
         let wal_before = read_wal_header(&mut walf)?;
         let sum = committed_checksum(dbf, &mut walf, index())?;
-        if replicated_position(db) == Some(before) && read_wal_header(&mut walf)? == wal_before {
+        if replicated_position(db).as_ref() == Some(&before)
+            && read_wal_header(&mut walf)? == wal_before
+        {
             found = Some((before.0, sum));
         }
         Ok(())

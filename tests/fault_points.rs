@@ -31,37 +31,15 @@ const POINTS: &[&str] = &[
     "spool.generation_behind",
     "spool.flush",
     "upload.after_put",
+    "upload.after_state",
     "snapshot.after_put",
     "lease.after_write",
     "compaction.after_put",
 ];
 
-#[test]
-fn the_test_names_every_fault_point() {
-    assert_eq!(POINTS, replica::fault::POINTS);
-}
-
-#[test]
-fn a_crash_at_each_fault_point_loses_nothing() {
-    let lib = fault_load_path();
-    for (i, point) in POINTS.iter().enumerate() {
-        let dir = TempDir::new(&format!("fault-{i}"));
-        // Crash at the point's second arrival, so that some state came before it; the
-        // compaction point needs a level-1 window: one second, here.
-        let (after, levels) = match *point {
-            "compaction.after_put" => ("1", "levels:\n  - interval: 1s\n"),
-            // The first lease write comes before the first upload; renewals are 30 s apart.
-            "snapshot.after_put" | "lease.after_write" => ("1", ""),
-            _ => ("2", ""),
-        };
-        write_config(dir.path(), levels, "50ms");
-        let env = [
-            ("REPLICA_TEST_LIB", lib.as_str()),
-            ("REPLICA_CONFIG", "litestream.yml"),
-            ("REPLICA_FAULT_POINT", point),
-            ("REPLICA_FAULT_AFTER", after),
-        ];
-        let script = r#"
+/// The writer a crash point ends: commits (some large, some in bursts, some waiting for
+/// the replica), checkpoints, for up to 20 s.
+const WRITER: &str = r#"
 import os, sqlite3, time
 boot = sqlite3.connect(":memory:")
 boot.enable_load_extension(True)
@@ -96,36 +74,118 @@ while time.time() < deadline:
         db.execute("PRAGMA synchronous=FULL")
 print("never crashed", n)
 "#;
-        crash_there(dir.path(), &env, script, point);
+
+#[test]
+fn the_test_names_every_fault_point() {
+    assert_eq!(POINTS, replica::fault::POINTS);
+}
+
+#[test]
+fn a_crash_at_each_fault_point_loses_nothing() {
+    let lib = fault_load_path();
+    for (i, point) in POINTS.iter().enumerate() {
+        let dir = TempDir::new(&format!("fault-{i}"));
+        // Crash at the point's second arrival, so that some state came before it; the
+        // compaction point needs a level-1 window: one second, here.
+        let (after, levels) = match *point {
+            "compaction.after_put" => ("1", "levels:\n  - interval: 1s\n"),
+            // The first lease write comes before the first upload; renewals are 30 s apart.
+            "snapshot.after_put" | "lease.after_write" => ("1", ""),
+            _ => ("2", ""),
+        };
+        write_config(dir.path(), levels, "50ms");
+        crash_there(dir.path(), &crash_env(&lib, point, after), WRITER, point);
         let text = next_process_converges(dir.path(), point);
         assert!(text.contains("same True"), "{point}: {text}");
-        // Each txid exactly once at level 0 (snapshots stand for their own state).
-        let mut ranges: Vec<(u64, u64)> = Vec::new();
-        if let Ok(rd) = std::fs::read_dir(dir.join("replicas/app.db/ltx/0")) {
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().to_string();
-                if let Some((a, b)) = name.strip_suffix(".ltx").and_then(|s| s.split_once('-')) {
-                    ranges.push((
-                        u64::from_str_radix(a, 16).unwrap(),
-                        u64::from_str_radix(b, 16).unwrap(),
-                    ));
-                }
+        let files = assert_each_txid_once(&dir.join("replicas/app.db/ltx/0"), point);
+        eprintln!("{point}: crashed, converged ({files} level-0 files)");
+    }
+}
+
+/// A database with two destinations, crashed where one destination's upload is done and
+/// the other's is not (or not recorded): the next process converges both, each restoring
+/// equal to the source on its own, with every txid once in each.
+#[test]
+fn a_crash_between_two_destinations_loses_nothing_in_either() {
+    let lib = fault_load_path();
+    // The second arrival of a snapshot's point is the other destination's first snapshot.
+    for (i, (point, after)) in [
+        ("upload.after_put", "3"),
+        ("upload.after_state", "3"),
+        ("snapshot.after_put", "2"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let dir = TempDir::new(&format!("fault-two-{i}"));
+        let url = |d: &str| format!("file://{}", dir.join(d).display());
+        std::fs::write(
+            dir.join("litestream.yml"),
+            format!(
+                "dbs:\n  - path: app.db\n    replicas:\n      - name: a\n        url: {}\n        sync-interval: 50ms\n      - name: b\n        url: {}\n        sync-interval: 50ms\n",
+                url("replicas-a/app.db"),
+                url("replicas-b/app.db")
+            ),
+        )
+        .unwrap();
+        crash_there(dir.path(), &crash_env(&lib, point, after), WRITER, point);
+        let next = python_loaded(
+            &format!(
+                r#"
+db = sqlite3.connect("app.db", isolation_level=None)
+db.execute("INSERT INTO t(v) VALUES (randomblob(10))")
+print("synced", db.execute("SELECT replica_sync(30000)").fetchone()[0])
+q = "SELECT id, hex(v) FROM t ORDER BY id"
+a = db.execute(q).fetchall()
+for name, url in (("a", "{}"), ("b", "{}")):
+    db.execute("SELECT replica_restore(?, ?)", (url, name + ".db")).fetchone()
+    print("replica", name, "rows", len(a), "same", a == sqlite3.connect(name + ".db").execute(q).fetchall())
+"#,
+                url("replicas-a/app.db"),
+                url("replicas-b/app.db")
+            ),
+            dir.path(),
+            &[("REPLICA_CONFIG", "litestream.yml")],
+        );
+        let text = check(&next, &format!("{point}: the process after the crash"));
+        for name in ["a", "b"] {
+            assert!(
+                text.contains(&format!("replica {name} rows")) && !text.contains("same False"),
+                "{point}: {text}"
+            );
+            let dir = dir.join(&format!("replicas-{name}/app.db/ltx/0"));
+            let files = assert_each_txid_once(&dir, point);
+            eprintln!("{point}: replica {name} converged ({files} level-0 files)");
+        }
+    }
+}
+
+/// Each txid of the level-0 files in `dir` at most once (snapshots stand for their own
+/// state); how many files there are.
+fn assert_each_txid_once(dir: &Path, point: &str) -> usize {
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if let Some((a, b)) = name.strip_suffix(".ltx").and_then(|s| s.split_once('-')) {
+                ranges.push((
+                    u64::from_str_radix(a, 16).unwrap(),
+                    u64::from_str_radix(b, 16).unwrap(),
+                ));
             }
         }
-        ranges.sort();
-        for w in ranges.windows(2) {
-            assert!(
-                w[0].1 < w[1].0,
-                "{point}: a txid twice: {:?} {:?}",
-                w[0],
-                w[1]
-            );
-        }
-        eprintln!(
-            "{point}: crashed, converged ({} level-0 files)",
-            ranges.len()
+    }
+    ranges.sort();
+    for w in ranges.windows(2) {
+        assert!(
+            w[0].1 < w[1].0,
+            "{point}: a txid twice in {}: {:?} {:?}",
+            dir.display(),
+            w[0],
+            w[1]
         );
     }
+    ranges.len()
 }
 
 /// A restart hands the records still in memory to the spool's writer thread and does not
@@ -179,6 +239,16 @@ fn write_config(dir: &Path, levels: &str, interval: &str) {
         format!("{levels}dbs:\n  - path: app.db\n    replica:\n      url: {url}/app.db\n      sync-interval: {interval}\n"),
     )
     .unwrap();
+}
+
+/// The environment of a writer that crashes at the `after`-th arrival at `point`.
+fn crash_env<'a>(lib: &'a str, point: &'a str, after: &'a str) -> [(&'a str, &'a str); 4] {
+    [
+        ("REPLICA_TEST_LIB", lib),
+        ("REPLICA_CONFIG", "litestream.yml"),
+        ("REPLICA_FAULT_POINT", point),
+        ("REPLICA_FAULT_AFTER", after),
+    ]
 }
 
 /// Runs the writer `script` with `env` (a crash point armed) and checks that it died of

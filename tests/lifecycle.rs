@@ -249,6 +249,7 @@ fn three_days_of_snapshots_compaction_and_retention_stay_restorable() {
     sql.exec("insert into t(v) values (randomblob(100))");
     let mut digest = sql.exec("insert into t(v) values (randomblob(200))");
     let cfg = ReplicaConfig {
+        name: "file".to_string(),
         target: ReplicaTarget::File {
             dir: replica.clone(),
         },
@@ -262,11 +263,11 @@ fn three_days_of_snapshots_compaction_and_retention_stay_restorable() {
         prices: Default::default(),
         age: None,
     };
-    let db = Arc::new(Database::open(&db_path, cfg, 1 << 30).unwrap());
+    let db = Arc::new(Database::open(&db_path, vec![cfg], 1 << 30).unwrap());
     let store = Arc::new(DirStore::new(replica.clone()));
     // Restores read through their own handle, so the uploader's request counts are its own.
     let reader = DirStore::new(replica.clone());
-    let mut up = DbUploader::with_store(db.clone(), Ok(Box::new(store.clone())));
+    let mut up = DbUploader::with_store(db.dests().remove(0), Ok(Box::new(store.clone())));
     let mut wal = WalTail {
         path: dir.join("app.db-wal"),
         next_frame: 1,
@@ -412,7 +413,7 @@ fn three_days_of_snapshots_compaction_and_retention_stay_restorable() {
             // the replica once and downloads what its compactions need.
             restarted = true;
             std::fs::remove_dir_all(db.spool.scratch_path("cache")).unwrap();
-            up = DbUploader::with_store(db.clone(), Ok(Box::new(store.clone())));
+            up = DbUploader::with_store(db.dests().remove(0), Ok(Box::new(store.clone())));
         }
     }
     drive(
@@ -560,7 +561,7 @@ fn three_days_of_snapshots_compaction_and_retention_stay_restorable() {
         err.to_string().contains("no snapshot"),
         "seed {seed}: {err}"
     );
-    let c = db.counters().clone();
+    let c = db.counters_of(0).clone();
     assert!(
         c.files_deleted > 0 && c.compactions > 0,
         "seed {seed}: {c:?}"

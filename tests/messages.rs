@@ -385,7 +385,8 @@ plain = sqlite3.connect("file:plain.db?replica=off", uri=True)
 calls = [
     (c, "SELECT replica_sync('x')"),
     (c, "SELECT replica_sync(-1)"),
-    (c, "SELECT replica_sync(1, 2)"),
+    (c, "SELECT replica_sync(1, 'any', 3)"),
+    (c, "SELECT replica_sync(1, 'most')"),
     (plain, "SELECT replica_sync()"),
     (c, "SELECT replica_snapshot('nope')"),
     (plain, "SELECT replica_snapshot()"),
@@ -408,7 +409,7 @@ for conn, sql in calls:
     let o = python_loaded(body, dir.path(), &[("REPLICA_URL", &url)]);
     let out = check(&o, "python3 calling the SQL functions wrongly");
     let errs = lines_with(&out, "ERR ");
-    assert_eq!(errs.len(), 14, "every call fails:\n{out}");
+    assert_eq!(errs.len(), 15, "every call fails:\n{out}");
     for line in errs {
         assert!(
             line.starts_with("ERR OperationalError SQLITE_ERROR |"),

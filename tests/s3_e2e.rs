@@ -1,6 +1,7 @@
 //! End to end over the S3 transport, against the in-process `s3s` + `s3s-fs` server (which
 //! verifies SigV4): the seeded randomized workload with restores at its sync points; a
-//! steady writer behind a fault-injecting loopback proxy (5xx, stalls, resets, cut bodies);
+//! steady writer behind a fault-injecting loopback proxy (5xx, stalls, resets, cut bodies:
+//! tests/common/s3server.rs's `FaultProxy` on a seeded schedule);
 //! and Litestream interop both ways (`litestream replicate` to the bucket, `replica_restore`
 //! from it). `litestream restore` of a libreplica S3 replica is covered by `tests/s3.rs`.
 //! The workload runs twice: path-style, and virtual-hosted through a CONNECT proxy. The
@@ -20,11 +21,9 @@ use common::workload::*;
 use common::*;
 use s3env::*;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -234,84 +233,61 @@ const BLACKOUT: [Fault; 4] = [
     Fault::CutBody,
 ];
 
-/// A loopback HTTP/1.1 proxy in front of `upstream`, one request per connection (it asks
-/// the upstream to close after each response; `Connection` is not a signed header). For
+/// The shared [`s3server::FaultProxy`] in front of `upstream` on a seeded schedule. For
 /// `fault_for` after it starts, every other request gets a fault, cycling through
 /// [`FAULTS`], except in the middle fifth..four fifths of that time, a blackout where every
-/// request fails; then it is transparent. The accept loop stops when dropped, and by itself
-/// after `lifetime`.
+/// request fails; then it is transparent. It counts the faults it injected. The proxy stops
+/// when dropped.
 struct FaultProxy {
+    proxy: s3server::FaultProxy,
     port: u16,
     started: Instant,
     fault_for: Duration,
     injected: Arc<Vec<AtomicUsize>>,
-    requests: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
 }
 
 impl FaultProxy {
-    fn start(
-        upstream: u16,
-        seed: u64,
-        fault_for: Duration,
-        lifetime: Duration,
-        blackout: bool,
-    ) -> FaultProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
+    fn start(upstream: u16, seed: u64, fault_for: Duration, blackout: bool) -> FaultProxy {
         let injected: Arc<Vec<AtomicUsize>> =
             Arc::new(FAULTS.iter().map(|_| AtomicUsize::new(0)).collect());
-        let requests = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
-        let (inj, reqs, stopping) = (injected.clone(), requests.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut rng = Rng::from_seed(seed);
-            let mut n = 0u64;
-            while !stopping.load(Ordering::SeqCst) && started.elapsed() < lifetime {
-                let client = match listener.accept() {
-                    Ok((c, _)) => c,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::park_timeout(Duration::from_millis(2));
-                        continue;
-                    }
-                    Err(_) => continue,
-                };
-                let _ = client.set_nonblocking(false);
-                reqs.fetch_add(1, Ordering::SeqCst);
-                let t = started.elapsed();
-                let fault = if t >= fault_for {
-                    None
-                } else if blackout && t >= fault_for * 2 / 5 && t < fault_for * 4 / 5 {
-                    // A blackout: every request fails (no stalls, which succeed late), longer
-                    // than the store's own retries last, so whole uploads fail.
-                    Some(BLACKOUT[rng.below(BLACKOUT.len() as u64) as usize])
-                } else if n % 2 == 1 {
-                    Some(FAULTS[((n / 2) % FAULTS.len() as u64) as usize])
-                } else {
-                    None
-                };
-                n += 1;
-                let stall = Duration::from_millis(200 + rng.below(400));
-                let cut = rng.below(1000);
-                let inj = inj.clone();
-                std::thread::spawn(move || {
-                    if let Some(f) = fault {
-                        inj[FAULTS.iter().position(|x| *x == f).unwrap()]
-                            .fetch_add(1, Ordering::SeqCst);
-                    }
-                    let _ = serve_one(client, upstream, fault, stall, cut);
-                });
-            }
-        });
+        let inj = injected.clone();
+        let mut rng = Rng::from_seed(seed);
+        let mut n = 0u64;
+        let schedule = move || {
+            let t = started.elapsed();
+            let fault = if t >= fault_for {
+                None
+            } else if blackout && t >= fault_for * 2 / 5 && t < fault_for * 4 / 5 {
+                // A blackout: every request fails (no stalls, which succeed late), longer
+                // than the store's own retries last, so whole uploads fail.
+                Some(BLACKOUT[rng.below(BLACKOUT.len() as u64) as usize])
+            } else if n % 2 == 1 {
+                Some(FAULTS[((n / 2) % FAULTS.len() as u64) as usize])
+            } else {
+                None
+            };
+            n += 1;
+            let stall = Duration::from_millis(200 + rng.below(400));
+            let cut = rng.below(1000);
+            fault.map(|f| {
+                inj[FAULTS.iter().position(|x| *x == f).unwrap()].fetch_add(1, Ordering::SeqCst);
+                match f {
+                    Fault::Status500 => s3server::Fault::Status500,
+                    Fault::Status503 => s3server::Fault::Status503,
+                    Fault::Stall => s3server::Fault::Delay(stall),
+                    Fault::Reset => s3server::Fault::Reset,
+                    Fault::CutBody => s3server::Fault::CutBody(cut),
+                }
+            })
+        };
+        let proxy = s3server::FaultProxy::scheduled(upstream, Box::new(schedule));
         FaultProxy {
-            port,
+            port: proxy.port,
+            proxy,
             started,
             fault_for,
             injected,
-            requests,
-            stop,
         }
     }
 
@@ -323,75 +299,13 @@ impl FaultProxy {
             .collect()
     }
 
+    fn requests(&self) -> usize {
+        self.proxy.requests()
+    }
+
     fn faults_over(&self) -> bool {
         self.started.elapsed() >= self.fault_for
     }
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
-
-fn serve_one(
-    mut client: TcpStream,
-    upstream: u16,
-    fault: Option<Fault>,
-    stall: Duration,
-    cut: u64,
-) -> std::io::Result<()> {
-    client.set_read_timeout(Some(Duration::from_secs(30)))?;
-    if fault == Some(Fault::Reset) {
-        // Close with the request unread: the kernel answers with a RST (or, if nothing
-        // had arrived yet, a plain close before any response).
-        let mut b = [0u8; 8];
-        let _ = client.read(&mut b);
-        drop(client);
-        return Ok(());
-    }
-    let Some((head, body)) = s3server::read_request(&mut client)? else {
-        return Ok(());
-    };
-    if let Some(f @ (Fault::Status500 | Fault::Status503)) = fault {
-        let (status, code) = if f == Fault::Status500 {
-            ("500 Internal Server Error", "InternalError")
-        } else {
-            ("503 Service Unavailable", "SlowDown")
-        };
-        let msg = format!("<Error><Code>{code}</Code><Message>injected</Message></Error>");
-        write!(
-            client,
-            "HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{msg}",
-            msg.len()
-        )?;
-        let _ = client.shutdown(Shutdown::Both);
-        return Ok(());
-    }
-    let resp = s3server::forward(&head, &body, upstream)?;
-    match fault {
-        Some(Fault::Stall) => {
-            std::thread::sleep(stall); // the fault itself: a slow server, not synchronization
-            client.write_all(&resp)?;
-        }
-        Some(Fault::CutBody) => {
-            // The head and part of the body (at least one byte short), then close.
-            let head_end = resp
-                .windows(4)
-                .position(|w| w == b"\r\n\r\n")
-                .map_or(resp.len(), |i| i + 4);
-            let body_len = resp.len() - head_end;
-            let keep = if body_len > 0 {
-                head_end + (cut as usize % body_len)
-            } else {
-                head_end / 2
-            };
-            client.write_all(&resp[..keep])?;
-        }
-        _ => client.write_all(&resp)?,
-    }
-    let _ = client.shutdown(Shutdown::Both);
-    Ok(())
 }
 
 #[test]
@@ -400,13 +314,7 @@ fn a_steady_writer_survives_5xx_stalls_resets_and_cut_bodies() {
     eprintln!("fault proxy seed {seed}; replay with S3_FAULT_SEED={seed}");
     let dir = TempDir::new("s3-faults");
     let srv = s3server::start(&dir.join("server"), "bkt");
-    let proxy = FaultProxy::start(
-        srv.port,
-        seed,
-        Duration::from_secs(5),
-        Duration::from_secs(240),
-        true,
-    );
+    let proxy = FaultProxy::start(srv.port, seed, Duration::from_secs(5), true);
     let mut env = keys(&srv);
     env.push(("REPLICA_URL".into(), s3_url(proxy.port, "faulty")));
     env.push(("REPLICA_SYNC_INTERVAL".into(), "50ms".into()));
@@ -453,7 +361,7 @@ db.close()
     eprintln!(
         "seed {seed}: {:.1} s, {} requests through the proxy, injected {injected:?}",
         started.elapsed().as_secs_f64(),
-        proxy.requests.load(Ordering::SeqCst)
+        proxy.requests()
     );
     eprintln!(
         "seed {seed}: status after the faults: {}",
@@ -519,13 +427,7 @@ db.close()
     );
     // And a restore through a proxy that faults every other request (5xx, stalls, resets,
     // cut response bodies) all along: the store's retries carry it, and it is the same.
-    let restore_proxy = FaultProxy::start(
-        srv.port,
-        seed ^ 0x5eed,
-        Duration::from_secs(120),
-        Duration::from_secs(120),
-        false,
-    );
+    let restore_proxy = FaultProxy::start(srv.port, seed ^ 0x5eed, Duration::from_secs(120), false);
     let restore = python_loaded(
         &format!(
             "print('restored', boot.execute(\"SELECT replica_restore('{}', 'r2.db')\").fetchone()[0])\n",

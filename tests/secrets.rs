@@ -149,7 +149,7 @@ show("bad restore", "SELECT replica_restore('s3://bkt/nothing?endpoint=http://12
     )
     .unwrap();
     let mut debug = format!("{cfg:?}");
-    for (_, rc) in &cfg.dbs {
+    for rc in cfg.dbs.iter().flat_map(|(_, replicas)| replicas) {
         debug.push_str(&format!("{rc:?} {}", rc.url()));
         if let replica::config::ReplicaTarget::S3(t) = &rc.target {
             let store = replica::store::s3::S3Store::new(t).unwrap();

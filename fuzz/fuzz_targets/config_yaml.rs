@@ -2,7 +2,8 @@
 //! them over: `config::config_text` (size, UTF-8), `Resolver::from_config_text` (the YAML
 //! limits, parsing, the environment's settings) and `Resolver::resolve` for every database
 //! the file names, with and without a URI parameter. Nothing may panic, hang or allocate
-//! without bound (an alias bomb must be refused, not expanded); no error, warning or
+//! without bound (an alias bomb must be refused, not expanded); every resolved destination
+//! has a valid name and no database two with the same name or target; no error, warning or
 //! resolved setting shows the secret keys the environment supplies unless the file refers
 //! to their variables itself.
 #![no_main]
@@ -47,10 +48,17 @@ fuzz_target!(|data: &[u8]| {
             for db in &dbs {
                 for uri in [&[][..], &params[..]] {
                     match resolver.resolve(db, uri) {
-                        Ok(Some(rc)) => {
-                            assert!(!rc.sync_interval.is_zero() && !rc.lease_ttl.is_zero());
-                            assert!(rc.validation_interval.is_none_or(|d| !d.is_zero()));
-                            shown.push(format!("{} {rc:?}", rc.url()));
+                        Ok(Some(destinations)) => {
+                            assert!(!destinations.is_empty());
+                            for (i, rc) in destinations.iter().enumerate() {
+                                assert!(!rc.sync_interval.is_zero() && !rc.lease_ttl.is_zero());
+                                assert!(rc.validation_interval.is_none_or(|d| !d.is_zero()));
+                                assert!((1..=32).contains(&rc.name.len()), "{:?}", rc.name);
+                                assert!(destinations[..i]
+                                    .iter()
+                                    .all(|o| o.name != rc.name && o.url() != rc.url()));
+                                shown.push(format!("{} {rc:?}", rc.url()));
+                            }
                         }
                         Ok(None) => {}
                         Err(e) => shown.push(format!("{e} {e:?}")),

@@ -8,7 +8,7 @@ SELECT replica_sync(10000) >= 1 AS synced;
 SELECT replica_sync('x');
 SELECT replica_sync(1.5);
 SELECT replica_sync(-1);
-SELECT replica_sync(1000, 2);
+SELECT replica_sync(1000, 'most');
 SELECT replica_snapshot('nope');
 SELECT replica_snapshot('app.db', 2);
 SELECT replica_restore('app.db');

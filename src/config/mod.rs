@@ -1,4 +1,4 @@
-//! Configuration: owns parsing and resolving the config file, environment and URI parameters into one [`DbConfig`] per database; must do no I/O besides reading the config file it is pointed at (environment and working directory are passed in as [`Env`], so everything is unit-testable).
+//! Configuration: owns parsing and resolving the config file, environment and URI parameters into one [`DbConfig`] per destination of a database (a config-file entry may list several); must do no I/O besides reading the config file it is pointed at (environment and working directory are passed in as [`Env`], so everything is unit-testable).
 //!
 //! [`Resolver::from_process`] is the only function that touches the process: it reads the
 //! environment, the working directory and that one file. The one other file-system call,
@@ -18,8 +18,11 @@
 //! 3. The config file (`REPLICA_CONFIG`, `LITESTREAM_CONFIG`, `./config/litestream.yml`,
 //!    `/etc/litestream.yml`), in Litestream v0.5's `litestream.yml` shape: a database's own
 //!    entry (`dbs[].restore-if-db-not-exists`, `dbs[].replica.validation-interval`, …) over
-//!    the file's top level (`validation-interval`, `shutdown-sync-timeout`, …). Databases the
-//!    file does not name (given by `REPLICA_URL` or `replica=`) take its top-level settings.
+//!    the file's top level (`validation-interval`, `shutdown-sync-timeout`, …). Every replica
+//!    of an entry's `replicas:` is a destination, each with its own replica settings and a
+//!    name of its own (`name:`, else its kind: `s3`, `file`, `s3-2`…). Databases the file
+//!    does not name (given by `REPLICA_URL` or `replica=`, one destination named after its
+//!    kind) take its top-level settings.
 //!
 //! Secrets (secret access keys, session tokens) never appear in any `Debug`, `Display`, `url()`
 //! or error output of this module.

@@ -26,7 +26,8 @@ pub const DEFAULT_SHUTDOWN_SYNC_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the replica's lease lasts without renewal, unless `REPLICA_LEASE_TTL` says.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_millis(crate::lease::LEASE_TTL_MS);
 
-/// Per-database resolved configuration; the name the module docs use for [`ReplicaConfig`].
+/// One destination's resolved configuration (a database has one or more); the name the
+/// module docs use for [`ReplicaConfig`].
 pub type DbConfig = ReplicaConfig;
 
 /// S3 credentials. `Debug` redacts the secret and the session token and masks the key id.
@@ -61,7 +62,7 @@ fn mask_key_id(id: &str) -> String {
     }
 }
 
-/// Where one database replicates to.
+/// Where one destination of a database replicates to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReplicaTarget {
     /// The replica directory for this database (`file:///srv/replicas/app.db` → `/srv/replicas/app.db`).
@@ -70,6 +71,17 @@ pub enum ReplicaTarget {
         dir: PathBuf,
     },
     S3(S3Target),
+}
+
+impl ReplicaTarget {
+    /// The kind of place, as a replica's `type` names it: `file` or `s3`. A destination
+    /// without a `name:` is named after it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ReplicaTarget::File { .. } => "file",
+            ReplicaTarget::S3(_) => "s3",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,8 +107,13 @@ pub struct S3Timeouts {
     pub read: Option<Duration>,
 }
 
+/// One destination of a database: where it replicates to and how.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplicaConfig {
+    /// The destination's short name, unique among the database's destinations: the
+    /// replica's `name:`, else its target's kind (`s3`, `file`; `s3-2`, `s3-3`… for the
+    /// second and later unnamed ones of a kind). 1 to 32 of `[A-Za-z0-9_-]`.
+    pub name: String,
     pub target: ReplicaTarget,
     /// Defaults to [`DEFAULT_SYNC_INTERVAL`]; always greater than zero.
     pub sync_interval: Duration,
@@ -129,6 +146,7 @@ impl ReplicaConfig {
     /// A replica in the directory `dir`, every other setting at its default (unit tests).
     pub fn in_dir_for_tests(dir: std::path::PathBuf) -> ReplicaConfig {
         ReplicaConfig {
+            name: "file".to_string(),
             target: ReplicaTarget::File { dir },
             sync_interval: DEFAULT_SYNC_INTERVAL,
             lifecycle: crate::lifecycle::Lifecycle::default(),
@@ -288,8 +306,9 @@ impl std::error::Error for ConfigError {}
 #[derive(Clone, Debug)]
 pub struct ConfigFile {
     pub path: PathBuf,
-    /// Absolute, lexically normalized database path → its replica, in file order.
-    pub dbs: Vec<(PathBuf, ReplicaConfig)>,
+    /// Absolute, lexically normalized database path → its destinations (at least one, named
+    /// apart, no two with the same target), each in file order.
+    pub dbs: Vec<(PathBuf, Vec<ReplicaConfig>)>,
     pub warnings: Vec<Warning>,
     /// The file's top-level `access-key-id`/`secret-access-key`, if both are set. Also used for
     /// s3 targets given by `replica=` URI parameters and `REPLICA_URL`.

@@ -1,9 +1,9 @@
-//! The [`Resolver`]: decides at open time what one database replicates to, from the URI
-//! parameters of its filename, the `REPLICA_*` environment, the config file's entry for it and
-//! the file's top level, in that order, then the defaults. [`Resolver::from_process`] is the
-//! only function in `config` that touches the process (environment, working directory, the
-//! config file); everything else here works on what it was given, except the replaceable
-//! `canonicalize` used to match database paths.
+//! The [`Resolver`]: decides at open time what one database replicates to (each of its
+//! destinations), from the URI parameters of its filename, the `REPLICA_*` environment, the
+//! config file's entry for it and the file's top level, in that order, then the defaults.
+//! [`Resolver::from_process`] is the only function in `config` that touches the process
+//! (environment, working directory, the config file); everything else here works on what it
+//! was given, except the replaceable `canonicalize` used to match database paths.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -25,6 +25,10 @@ use super::yaml::parse_config_file;
 use crate::lifecycle::Expiry;
 
 const URI_PARAMS: &[&str] = &["replica", "replica_sync_interval"];
+
+/// A database's destinations: each target with the config-file replica it came from (`None`
+/// for one given by a URL).
+type Destinations<'a> = Vec<(ReplicaTarget, Option<&'a ReplicaConfig>)>;
 
 /// Everything needed to decide, at open time, what a database replicates to.
 pub struct Resolver {
@@ -76,10 +80,11 @@ impl fmt::Debug for Resolver {
                 &self
                     .file
                     .iter()
-                    .flat_map(|c| {
-                        c.dbs
+                    .flat_map(|c| &c.dbs)
+                    .flat_map(|(p, replicas)| {
+                        replicas
                             .iter()
-                            .map(|(p, rc)| (p.display().to_string(), rc.url()))
+                            .map(|rc| (p.display().to_string(), rc.url()))
                     })
                     .collect::<Vec<_>>(),
             )
@@ -133,7 +138,10 @@ impl Resolver {
             Some(d) => !d.is_zero(),
             None => self.file.as_ref().is_some_and(|f| {
                 f.global_validation_interval.is_some_and(|d| !d.is_zero())
-                    || f.dbs.iter().any(|(_, rc)| rc.validation_interval.is_some())
+                    || f.dbs
+                        .iter()
+                        .flat_map(|(_, replicas)| replicas)
+                        .any(|rc| rc.validation_interval.is_some())
             }),
         }
     }
@@ -166,14 +174,22 @@ impl Resolver {
     }
 
     /// What this configuration replicates, a line each, for the log at load: every database
-    /// the config file lists with its replica, where `REPLICA_URL` sends the others, or that
-    /// nothing is configured. Replica URLs are redacted.
+    /// the config file lists with each of its destinations (named when it has several), where
+    /// `REPLICA_URL` sends the others, or that nothing is configured. Replica URLs are
+    /// redacted.
     pub fn summary(&self) -> Vec<String> {
         let mut lines = Vec::new();
         if let Some(f) = &self.file {
-            for (db, rc) in &f.dbs {
+            for (db, rc, several) in f.dbs.iter().flat_map(|(db, replicas)| {
+                replicas.iter().map(move |rc| (db, rc, replicas.len() > 1))
+            }) {
+                let name = if several {
+                    format!("destination {}, ", rc.name)
+                } else {
+                    String::new()
+                };
                 lines.push(format!(
-                    "{} replicates to {} (from {}){}{}",
+                    "{} replicates to {} ({name}from {}){}{}",
                     db.display(),
                     rc.url(),
                     f.path.display(),
@@ -221,33 +237,36 @@ impl Resolver {
         &self.env
     }
 
-    /// The config-file entry for `db` (already absolute and normalized): equal paths, or equal
-    /// canonical paths when both exist.
-    fn file_entry(&self, db: &Path) -> Option<&ReplicaConfig> {
+    /// The destinations of the config-file entry for `db` (already absolute and normalized):
+    /// equal paths, or equal canonical paths when both exist.
+    fn file_entry(&self, db: &Path) -> Option<&[ReplicaConfig]> {
         let file = self.file.as_ref()?;
-        if let Some((_, rc)) = file.dbs.iter().find(|(p, _)| p == db) {
-            return Some(rc);
+        if let Some((_, replicas)) = file.dbs.iter().find(|(p, _)| p == db) {
+            return Some(replicas);
         }
         let canon = (self.canonicalize)(db)?;
         file.dbs
             .iter()
             .find(|(p, _)| (self.canonicalize)(p).as_deref() == Some(canon.as_path()))
-            .map(|(_, rc)| rc)
+            .map(|(_, replicas)| replicas.as_slice())
     }
 
-    /// What `db_path` replicates to, or `None` for no replication. `db_path` is the path SQLite
-    /// opens (a relative one is taken relative to the env's cwd); `uri_params` are the filename's
-    /// URI parameters (first occurrence wins, as with `sqlite3_uri_parameter`). Target: URI
-    /// `replica=` > config-file entry > `REPLICA_URL/<file name>`. Sync interval: URI
-    /// `replica_sync_interval` > `REPLICA_SYNC_INTERVAL` > the entry's > the file's top-level > 1s.
-    /// Boot restore, drill interval and shutdown wait: the environment variable > the entry's
-    /// (its replica's, for `validation-interval`) > the file's top level > the default. An
-    /// entry is used only when the URI gives no `replica=`.
+    /// What `db_path` replicates to, one [`ReplicaConfig`] per destination (never none), or
+    /// `None` for no replication. `db_path` is the path SQLite opens (a relative one is taken
+    /// relative to the env's cwd); `uri_params` are the filename's URI parameters (first
+    /// occurrence wins, as with `sqlite3_uri_parameter`). Destinations: URI `replica=` (one) >
+    /// every replica of the config-file entry, in file order > `REPLICA_URL/<file name>` (one);
+    /// one given by a URL is named after its kind (`s3`, `file`). For each destination, sync
+    /// interval: URI `replica_sync_interval` > `REPLICA_SYNC_INTERVAL` > the replica's > the
+    /// file's top-level > 1s. Boot restore, drill interval and shutdown wait: the environment
+    /// variable > the entry's (its replica's, for `validation-interval`) > the file's top
+    /// level > the default. Encryption: the `REPLICA_AGE_*` variables over the replica's
+    /// `age:` (see [`merge_age`]). An entry is used only when the URI gives no `replica=`.
     pub fn resolve(
         &self,
         db_path: &Path,
         uri_params: &[(String, String)],
-    ) -> Result<Option<ReplicaConfig>, ConfigError> {
+    ) -> Result<Option<Vec<ReplicaConfig>>, ConfigError> {
         let db = normalize(&self.env.cwd.join(db_path));
         let (replica_param, interval_param) = replica_uri_params(&db, uri_params)?;
         if let Some(r) = replica_param {
@@ -256,39 +275,46 @@ impl Resolver {
             }
         }
         let interval = uri_sync_interval(&db, interval_param)?;
-        let Some((target, entry)) = self.target(&db, replica_param)? else {
+        let Some(destinations) = self.destinations(&db, replica_param)? else {
             return Ok(None);
         };
-        // The keys of the entry that names this database, else of one with the same replica
-        // (a `?replica=` URL the file also lists), under the environment's.
-        let age = match entry {
-            Some(rc) => merge_age(&self.env, rc.age.as_ref())?,
-            None => self.age_for_target(&target)?,
-        };
-        Ok(Some(ReplicaConfig {
-            age,
-            ..self.assemble(target, entry, interval)
-        }))
+        let mut resolved = Vec::with_capacity(destinations.len());
+        for (target, entry) in destinations {
+            // The keys of the replica that names this destination, else of one with the same
+            // target (a `?replica=` URL the file also lists), under the environment's.
+            let age = match entry {
+                Some(rc) => merge_age(&self.env, rc.age.as_ref())?,
+                None => self.age_for_target(&target)?,
+            };
+            resolved.push(ReplicaConfig {
+                age,
+                ..self.assemble(target, entry, interval)
+            });
+        }
+        Ok(Some(resolved))
     }
 
-    /// The encryption keys of a replica named by its target: those of the config-file entry
-    /// that replicates to it, under the environment's (see [`merge_age`]).
+    /// The encryption keys of a replica named by its target: those of the first config-file
+    /// replica (of any entry) that replicates to it, under the environment's (see
+    /// [`merge_age`]).
     pub fn age_for_target(&self, target: &ReplicaTarget) -> Result<Option<AgeConfig>, ConfigError> {
+        let url = target.url();
         let entry = self
             .file
             .iter()
-            .flat_map(|f| f.dbs.iter())
-            .find(|(_, rc)| rc.target.url() == target.url())
-            .and_then(|(_, rc)| rc.age.as_ref());
+            .flat_map(|f| &f.dbs)
+            .flat_map(|(_, replicas)| replicas)
+            .find(|rc| rc.target.url() == url)
+            .and_then(|rc| rc.age.as_ref());
         merge_age(&self.env, entry)
     }
 
-    /// The target of `db` and the config-file entry it came from, if any.
-    fn target(
+    /// The targets of `db`, each with the config-file replica it came from, if any.
+    fn destinations(
         &self,
         db: &Path,
         replica_param: Option<&str>,
-    ) -> Result<Option<(ReplicaTarget, Option<&ReplicaConfig>)>, ConfigError> {
+    ) -> Result<Option<Destinations<'_>>, ConfigError> {
         if let Some(url) = replica_param {
             if url.trim().is_empty() {
                 return Err(uri_err(
@@ -304,20 +330,26 @@ impl Resolver {
                 .and_then(|f| f.global_credentials.as_ref());
             let target = parse_replica_url_with(url, &self.env, creds)
                 .map_err(|e| uri_err(db, "replica", e.to_string()))?;
-            Ok(Some((target, None)))
-        } else if let Some(rc) = self.file_entry(db) {
-            Ok(Some((rc.target.clone(), Some(rc))))
+            Ok(Some(vec![(target, None)]))
+        } else if let Some(replicas) = self.file_entry(db) {
+            Ok(Some(
+                replicas
+                    .iter()
+                    .map(|rc| (rc.target.clone(), Some(rc)))
+                    .collect(),
+            ))
         } else if let Some(base) = &self.replica_url {
             if self.scratch.holds(db, self.canonicalize) && (self.scratch_file)(db) {
                 return Ok(None);
             }
-            Ok(derived_target(base, db).map(|target| (target, None)))
+            Ok(derived_target(base, db).map(|target| vec![(target, None)]))
         } else {
             Ok(None)
         }
     }
 
-    /// The settings other than the target, each from the first source that sets it.
+    /// The settings other than the target and its keys, each from the first source that sets
+    /// it.
     fn assemble(
         &self,
         target: ReplicaTarget,
@@ -337,9 +369,10 @@ impl Resolver {
             (None, None) => file.and_then(|f| f.global_validation_interval),
         };
         ReplicaConfig {
+            name: entry.map_or_else(|| target.kind().to_string(), |rc| rc.name.clone()),
             target,
             sync_interval,
-            // An entry's lifecycle is the file's, with the entry's own expiry.
+            // A file replica's lifecycle is the file's, with the replica's own expiry.
             lifecycle: entry
                 .map(|rc| rc.lifecycle.clone())
                 .or_else(|| file.map(|f| f.lifecycle.clone()))

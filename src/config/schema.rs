@@ -64,6 +64,7 @@ const DB_UNUSED: &[&str] = &[
     "max-sync-wal-bytes",
 ];
 pub(super) const REPLICA_FIELDS: &[&str] = &[
+    "name",
     "type",
     "url",
     "path",
@@ -82,12 +83,7 @@ pub(super) const REPLICA_FIELDS: &[&str] = &[
     "request-price",
 ];
 /// Litestream replica keys (v0.5, plus v0.3's retention/snapshot keys) that libreplica ignores.
-const REPLICA_UNUSED: &[&str] = &[
-    "name",
-    "retention",
-    "retention-check-interval",
-    "snapshot-interval",
-];
+const REPLICA_UNUSED: &[&str] = &["retention", "retention-check-interval", "snapshot-interval"];
 /// Litestream's shared replica settings (allowed globally and per replica) that libreplica ignores.
 const SETTINGS_UNUSED: &[&str] = &[
     "max-sync-ltx-files",

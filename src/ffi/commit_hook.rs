@@ -58,6 +58,13 @@ fn uri_settings(db: *mut sys::sqlite3) -> Result<Option<u32>, Error> {
         return Ok(None);
     }
     // SAFETY: as above.
+    let quorum = unsafe { param(name, c"replica_sync_quorum".as_ptr()) };
+    if !quorum.is_null() {
+        // SAFETY: NUL-terminated text owned by the connection.
+        let quorum = unsafe { CStr::from_ptr(quorum) }.to_string_lossy();
+        crate::functions::Quorum::parse(Some(&quorum), "replica_sync_quorum")?;
+    }
+    // SAFETY: as above.
     let timeout = unsafe {
         int64(
             name,
@@ -228,7 +235,13 @@ fn wait_for_replica(db: *mut sys::sqlite3, db_name: *const c_char, settings: Set
             return sys::SQLITE_OK;
         };
         let commit = crate::wal::WalPosition::new((idx.salt1, idx.salt2), idx.mx_frame);
-        return match crate::functions::wait_for_other_process(&path, commit, settings.timeout_ms) {
+        let quorum = sync_quorum(db, db_name);
+        return match crate::functions::wait_for_other_process(
+            &path,
+            commit,
+            settings.timeout_ms,
+            quorum,
+        ) {
             Ok(_) => sys::SQLITE_OK,
             Err(e) => {
                 crate::base::log::error(&format!(
@@ -243,8 +256,13 @@ fn wait_for_replica(db: *mut sys::sqlite3, db_name: *const c_char, settings: Set
     }
     // Through SQL, so that a failure's message ("committed locally, not yet in the
     // replica …") becomes the connection's error message for the COMMIT.
-    let sql =
-        CString::new(format!("SELECT replica_sync({})", settings.timeout_ms)).unwrap_or_default();
+    let quorum = sync_quorum(db, db_name);
+    let sql = format!(
+        "SELECT replica_sync({}, '{}')",
+        settings.timeout_ms,
+        quorum.as_sql()
+    );
+    let sql = CString::new(sql).unwrap_or_default();
     let exec = sqlite_fn!(exec);
     // SAFETY: a live connection inside its own WAL hook, where running statements is
     // allowed (SQLite's own hook runs a checkpoint here); no callback.
@@ -274,7 +292,32 @@ fn wait_for_replica(db: *mut sys::sqlite3, db_name: *const c_char, settings: Set
     sys::SQLITE_OK
 }
 
-/// The file of database `db_name` of `db`.
+/// How many destinations a synchronous COMMIT waits for: the database's URI parameter
+/// `replica_sync_quorum` (`all`, the default, `any` or a number), checked when the mode
+/// was armed (see `uri_settings`).
+fn sync_quorum(db: *mut sys::sqlite3, db_name: *const c_char) -> crate::functions::Quorum {
+    let filename = sqlite_fn!(db_filename);
+    let param = sqlite_fn!(uri_parameter);
+    // SAFETY: a live connection and the schema name SQLite passed to the hook.
+    let name = unsafe { filename(db, db_name) };
+    if name.is_null() {
+        return crate::functions::Quorum::All;
+    }
+    // SAFETY: `name` is a database file name SQLite gave us, as uri_parameter requires.
+    let value = unsafe { param(name, c"replica_sync_quorum".as_ptr()) };
+    if value.is_null() {
+        return crate::functions::Quorum::All;
+    }
+    // SAFETY: NUL-terminated text owned by the connection.
+    let value = unsafe { CStr::from_ptr(value) }.to_string_lossy();
+    crate::functions::Quorum::parse(Some(&value), "replica_sync_quorum").unwrap_or_else(|e| {
+        crate::base::log::error(&format!(
+            "synchronous commits: {e}; waiting for every destination"
+        ));
+        crate::functions::Quorum::All
+    })
+}
+
 pub(super) fn db_path(db: *mut sys::sqlite3, db_name: *const c_char) -> Option<std::path::PathBuf> {
     let filename = sqlite_fn!(db_filename);
     // SAFETY: a live connection and the schema name SQLite passed to the hook.

@@ -271,9 +271,12 @@ unsafe extern "C" fn fn_sync(
     guard((), || {
         let args = Args::new(argc, argv);
         let r = call("replica_sync", || {
-            check_arity(argc, "replica_sync", 0, 1)
+            check_arity(argc, "replica_sync", 0, 2)
                 .and_then(|_| args.int(0, "replica_sync: timeout_ms"))
                 .and_then(|t| {
+                    let quorum = args.text(1);
+                    let quorum =
+                        crate::functions::Quorum::parse(quorum.as_deref(), "replica_sync")?;
                     let path = context_db_path(ctx);
                     // Needed only when another process replicates it (it waits for that).
                     let elsewhere = path
@@ -285,6 +288,7 @@ unsafe extern "C" fn fn_sync(
                     crate::functions::sync(
                         path.as_deref(),
                         t,
+                        quorum,
                         wal_end.flatten(),
                         &mut open_wal_for_read,
                     )

@@ -6,22 +6,26 @@
 //! handed in).
 //!
 //! `scope` resolves what a call refers to; `sync`, `restore`, `points` and `verify` hold
-//! one family of functions each; `target` decides where a restore may write;
+//! one family of functions each; `boot_restore` is the restore at open; `sources` picks
+//! which destination a restore reads; `target` decides where a restore may write;
 //! `sync_commit` packs the synchronous-commit setting.
 
+mod boot_restore;
 mod points;
 mod restore;
 mod scope;
+mod sources;
 mod sync;
 pub mod sync_commit;
 mod target;
 mod verify;
 mod version;
 
+pub use boot_restore::restore_missing;
 pub use points::{restore_points, RESTORE_POINT_COLUMNS};
-pub use restore::{parse_point, parse_restore_options, restore, restore_missing, RestoreOptions};
+pub use restore::{parse_point, parse_restore_options, restore, RestoreOptions};
 pub use scope::WalOpener;
-pub use sync::{snapshot, sync, wait_for_other_process};
+pub use sync::{snapshot, sync, wait_for_other_process, Quorum};
 pub use target::LockProbe;
 pub use verify::{run_scheduled_drills, verify, DrillSchedule};
 pub use version::version;

@@ -1,9 +1,9 @@
-//! `replica_restore_points`: every LTX file of a replica whose end state a restore reaches,
-//! as a row, with when it was written (or every object of a Litestream 0.3 replica). It only
-//! reads the replica (a listing and the files' headers); it must not download whole files,
-//! nor offer a point no chain reaches.
+//! `replica_restore_points`: every LTX file of a replica (of each destination of a
+//! database) whose end state a restore reaches, as a row, with when it was written (or
+//! every object of a Litestream 0.3 replica). It only reads the replica (a listing and the
+//! files' headers); it must not download whole files, nor offer a point no chain reaches.
 
-use super::scope::{open_replica, replica_of};
+use super::scope::{open_replica, replicas_of};
 use crate::error::Error;
 use crate::restore;
 use crate::status::Cell;
@@ -18,6 +18,7 @@ pub const RESTORE_POINT_COLUMNS: &[&str] = &[
     "timestamp",
     "size",
     "key",
+    "replica",
     "db HIDDEN",
 ];
 
@@ -25,6 +26,7 @@ pub const RESTORE_POINT_COLUMNS: &[&str] = &[
 /// txids, the object's modification time, in (generation, snapshots, WAL) order.
 fn ls03_rows(
     name: &str,
+    replica: Option<&str>,
     objects: &[crate::ls03::Ls03Object],
     db_arg: Option<&str>,
 ) -> Vec<Vec<Cell>> {
@@ -40,6 +42,7 @@ fn ls03_rows(
                 Cell::Text(crate::base::clock::format_rfc3339(o.modified_ms)),
                 Cell::Int(o.size as i64),
                 o.key.as_str().into(),
+                replica.map(str::to_string).into(),
                 db_arg.map(str::to_string).into(),
             ]
         })
@@ -56,13 +59,14 @@ pub fn restore_points(
     conn_db: Option<&Path>,
 ) -> Result<crate::status::Rows, Error> {
     let mut rows = Vec::new();
-    for (name, replica) in replica_of(db_arg, conn_db, "replica_restore_points")? {
+    for (name, source) in replicas_of(db_arg, conn_db, "replica_restore_points")? {
+        let (replica, dest) = (source.target, source.name.as_deref());
         let (store, prefix) = open_replica(&replica)?;
         let listed = restore::list_objects(store.as_ref(), &prefix);
         if matches!(&listed, Ok(objects) if objects.is_empty()) {
             let old = restore::list_ls03(store.as_ref(), &prefix);
             crate::database::note_outside_requests(&replica, store.request_counts());
-            rows.extend(ls03_rows(&name, &old?, db_arg));
+            rows.extend(ls03_rows(&name, dest, &old?, db_arg));
             continue;
         }
         let listed = listed.map(|mut objects| {
@@ -86,6 +90,7 @@ pub fn restore_points(
                 Cell::Text(crate::base::clock::format_rfc3339(ts)),
                 Cell::Int(o.size as i64),
                 o.key.as_str().into(),
+                dest.map(str::to_string).into(),
                 db_arg.map(str::to_string).into(),
             ]);
         }

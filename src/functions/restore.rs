@@ -1,17 +1,17 @@
-//! `replica_restore` and the restore a database gets when it is opened missing: the
-//! meaning of the point-in-time and options arguments, where a restore may write, and the
-//! restore engine run with its progress shown in status. It must not touch SQLite itself
-//! (the integrity check and the lock probe are handed in) nor restore over anything
-//! [`super::target`] refuses.
+//! `replica_restore`: the meaning of the point-in-time and options arguments, where a
+//! restore may write, and the restore engine run with its progress shown in status (the
+//! restore a database gets when it is opened missing is `boot_restore`'s). It must not
+//! touch SQLite itself (the integrity check and the lock probe are handed in) nor restore
+//! over anything [`super::target`] refuses.
 
-use super::scope::{open_replica, resolve_source};
+use super::scope::{open_replica, resolve_sources, Source};
+use super::sources;
 use super::target::{self, LockProbe};
 use crate::config::ReplicaTarget;
-use crate::error::{Error, RestoreFailure};
+use crate::error::Error;
 use crate::restore::{self, CheckFailure, RestoreRequest, Target, Tuning};
 use crate::status::RestoreTracker;
 use std::path::Path;
-use std::time::Duration;
 
 /// Parses `replica_restore`'s point-in-time argument: a txid or an RFC 3339 timestamp.
 pub fn parse_point(s: Option<&str>) -> Result<Target, Error> {
@@ -43,8 +43,8 @@ pub fn parse_point(s: Option<&str>) -> Result<Target, Error> {
 }
 
 /// `replica_restore`'s options: comma-separated `overwrite`, `quick` (or `full`, the
-/// default), `parallelism=N`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// default), `parallelism=N`, `replica=<name>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestoreOptions {
     pub overwrite: bool,
     /// `PRAGMA integrity_check` (the default) rather than `quick_check`. Only the full check
@@ -53,6 +53,9 @@ pub struct RestoreOptions {
     /// schema) passes `quick_check` and fails this. It costs more on indexed tables.
     pub full_check: bool,
     pub parallelism: usize,
+    /// The destination to restore from (`replica=<name>`), with no falling back to the
+    /// others; `None`: the newest one that restores.
+    pub replica: Option<String>,
 }
 
 pub fn parse_restore_options(options: Option<&str>) -> Result<RestoreOptions, Error> {
@@ -60,6 +63,7 @@ pub fn parse_restore_options(options: Option<&str>) -> Result<RestoreOptions, Er
         overwrite: false,
         full_check: true,
         parallelism: restore::DEFAULT_PARALLELISM,
+        replica: None,
     };
     for opt in options
         .unwrap_or("")
@@ -79,9 +83,10 @@ pub fn parse_restore_options(options: Option<&str>) -> Result<RestoreOptions, Er
                     .filter(|n| (1..=64).contains(n))
                     .ok_or_else(|| bad(format!("parallelism must be 1 to 64, got {n:?}")))?
             }
+            Some(("replica", name)) if !name.is_empty() => o.replica = Some(name.to_string()),
             _ => {
                 return Err(bad(format!(
-                    "unknown option {opt:?} (known: overwrite, quick, full, parallelism=N)"
+                    "unknown option {opt:?} (known: overwrite, quick, full, parallelism=N, replica=NAME)"
                 )))
             }
         }
@@ -153,105 +158,19 @@ pub fn restore(
     }
     let output = target::vet(Path::new(output), opts.overwrite, locked)?;
     let point = parse_point(point)?;
-    let replica = resolve_source(src)?;
+    let sources = sources::chosen(resolve_sources(src)?, opts.replica.as_deref(), &point)?;
     let vet_again = |p: &Path| target::vet(p, opts.overwrite, locked).map(|_| ());
-    let restored = restore_tracked(
-        &replica,
-        &output,
-        point,
-        (opts, Purpose::Asked),
-        check,
-        &vet_again,
-    )?;
+    let attempt = |source: &Source| {
+        let how = (opts.clone(), Purpose::Asked);
+        restore_tracked(&source.target, &output, point, how, check, &vet_again)
+    };
+    let restored = sources::first_that_restores(src, sources, attempt);
+    // From the destination asked for: its error says which one failed.
+    let (restored, _) = match (&opts.replica, restored) {
+        (Some(name), Err(e)) => Err(sources::from_named(name, e)),
+        (_, restored) => restored,
+    }?;
     Ok(restored.txid as i64)
-}
-
-/// Timeouts of a boot-time restore whose replica configures none: the application's open
-/// waits for it, so an endpoint that does not answer must fail it within seconds, not after
-/// the uploader's patient defaults and retries (15 s and 30 s, four tries).
-const BOOT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const BOOT_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// `replica` with the boot-time restore's timeouts where it sets none.
-fn boot_target(replica: &ReplicaTarget) -> ReplicaTarget {
-    let mut replica = replica.clone();
-    if let ReplicaTarget::S3(t) = &mut replica {
-        t.timeouts.connect.get_or_insert(BOOT_CONNECT_TIMEOUT);
-        t.timeouts.read.get_or_insert(BOOT_READ_TIMEOUT);
-    }
-    replica
-}
-
-/// Boot-time restore of a replicated database whose file is missing (see
-/// `shim::restore_needed_before_open`): a replica without files means a new database. Its
-/// first request is not retried when the endpoint does not answer, so an unreachable
-/// replica fails the open within one connect and one read timeout (5 s and 10 s unless
-/// configured). A failure stays in `replica_status()` until an open succeeds.
-pub fn restore_missing(
-    path: &Path,
-    replica: &ReplicaTarget,
-    age: Option<&crate::config::AgeConfig>,
-    check: &dyn Fn(&Path, bool) -> Result<(), CheckFailure>,
-) -> Result<(), Error> {
-    match try_restore_missing(path, replica, age, check) {
-        Ok(()) => {
-            crate::status::boot_restore_done(path);
-            Ok(())
-        }
-        Err(e) => {
-            crate::status::boot_restore_failed(path, replica.url(), e.to_string());
-            Err(e)
-        }
-    }
-}
-
-fn try_restore_missing(
-    path: &Path,
-    replica: &ReplicaTarget,
-    age: Option<&crate::config::AgeConfig>,
-    check: &dyn Fn(&Path, bool) -> Result<(), CheckFailure>,
-) -> Result<(), Error> {
-    let failed = |e: Error| {
-        Error::Restore(RestoreFailure::of(&e), format!(
-            "{} does not exist and restoring it from {} failed ({e}); not creating an empty database that would be replicated over the replica (set `restore-if-db-not-exists: false` or REPLICA_RESTORE_IF_MISSING=0 to start empty)",
-            path.display(),
-            replica.url()
-        ))
-    };
-    let replica = &boot_target(replica);
-    let store = crate::store::open_failing_fast(replica, age).map_err(|e| failed(e.into()))?;
-    let prefix = match replica {
-        ReplicaTarget::S3(t) => t.prefix.clone(),
-        ReplicaTarget::File { .. } => String::new(),
-    };
-    let listed = restore::list_objects(store.as_ref(), &prefix).and_then(|ltx| {
-        // No LTX file: a Litestream 0.3 replica is restored from too (moving in from it).
-        match ltx.is_empty() {
-            true => restore::list_ls03(store.as_ref(), &prefix).map(|old| old.is_empty()),
-            false => Ok(false),
-        }
-    });
-    crate::database::note_outside_requests(replica, store.request_counts());
-    if listed.map_err(failed)? {
-        return Ok(());
-    }
-    let opts = parse_restore_options(None)?;
-    let how = (opts, Purpose::Boot);
-    let restored = match restore_tracked(replica, path, Target::Latest, how, check, &|_| Ok(())) {
-        Ok(r) => r,
-        // Another process restored (or created) it meanwhile: open that one.
-        Err(_) if path.exists() => return Ok(()),
-        Err(e) => return Err(failed(e)),
-    };
-    crate::base::log::notice(&format!(
-        "{} was missing: restored it from {} at txid {} ({} files, {} bytes)",
-        path.display(),
-        replica.url(),
-        restored.txid,
-        restored.files,
-        restored.bytes_downloaded
-    ));
-    Ok(())
 }
 
 #[cfg(test)]
@@ -297,7 +216,8 @@ mod tests {
             RestoreOptions {
                 overwrite: true,
                 full_check: true,
-                parallelism: 3
+                parallelism: 3,
+                replica: None,
             }
         );
         assert_eq!(
@@ -305,7 +225,8 @@ mod tests {
             RestoreOptions {
                 overwrite: false,
                 full_check: true,
-                parallelism: restore::DEFAULT_PARALLELISM
+                parallelism: restore::DEFAULT_PARALLELISM,
+                replica: None,
             },
             "by default, a restore checks indexes against their tables"
         );
@@ -315,7 +236,14 @@ mod tests {
                 .unwrap()
                 .full_check
         );
-        for bad in ["parallelism=0", "parallelism=x", "fast"] {
+        assert_eq!(
+            parse_restore_options(Some("replica=b2"))
+                .unwrap()
+                .replica
+                .as_deref(),
+            Some("b2")
+        );
+        for bad in ["parallelism=0", "parallelism=x", "fast", "replica="] {
             assert!(parse_restore_options(Some(bad)).is_err(), "{bad}");
         }
     }

@@ -82,21 +82,50 @@ pub(super) fn standby_owner(path: &Path) -> String {
 /// Opens a database's WAL for reading (the FFI layer reads through SQLite's VFS).
 pub type WalOpener<'a> = dyn FnMut(&Path) -> Option<Box<dyn crate::base::io::ReadAt>> + 'a;
 
-/// What `replica_restore`'s first argument names.
-pub(super) fn resolve_source(src: &str) -> Result<ReplicaTarget, Error> {
+/// A replica a call reads: the destination's name (`None` for a URL given as it is) and
+/// where it is.
+#[derive(Debug, Clone)]
+pub(super) struct Source {
+    pub name: Option<String>,
+    pub target: ReplicaTarget,
+}
+
+impl Source {
+    fn of(cfg: &config::ReplicaConfig) -> Source {
+        Source {
+            name: Some(cfg.name.clone()),
+            target: cfg.target.clone(),
+        }
+    }
+
+    /// How messages name it: `replica 'b' (s3://…)`, or the URL alone.
+    pub fn describe(&self) -> String {
+        match &self.name {
+            Some(name) => format!("replica '{name}' ({})", self.target.url()),
+            None => self.target.url(),
+        }
+    }
+}
+
+/// What `replica_restore`'s first argument names: a replica URL, or a database (this
+/// process's, or one the configuration names), with every destination it has, the first
+/// one first.
+pub(super) fn resolve_sources(src: &str) -> Result<Vec<Source>, Error> {
     if src.contains("://") || src.starts_with("s3:") {
-        return Ok(config::parse_replica_url(
-            src,
-            &config::Env::from_process(),
-        )?);
+        let target = config::parse_replica_url(src, &config::Env::from_process())?;
+        return Ok(vec![Source { name: None, target }]);
     }
     if let Some(db) = database::find(src) {
-        return Ok(db.config.target.clone());
+        return Ok(db
+            .destinations
+            .iter()
+            .map(|d| Source::of(&d.config))
+            .collect());
     }
     let abs =
         std::path::absolute(src).map_err(|e| Error::InvalidArgument(format!("{src}: {e}")))?;
     match crate::shim::resolve_for_path(&abs)? {
-        Some(cfg) => Ok(cfg.target),
+        Some(cfgs) => Ok(cfgs.iter().map(Source::of).collect()),
         None => Err(Error::NotReplicated(format!(
             "replica_restore: {src} has no replica: give a replica URL (file:///dir/{0} or s3://bucket/path), set REPLICA_URL, or add it to litestream.yml",
             abs.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default()
@@ -107,11 +136,14 @@ pub(super) fn resolve_source(src: &str) -> Result<ReplicaTarget, Error> {
 /// The encryption keys of a replica: those of the database this process replicates to it,
 /// else those the config file gives it, under the environment's `REPLICA_AGE_*`.
 pub(super) fn age_of(replica: &ReplicaTarget) -> Result<Option<config::AgeConfig>, Error> {
-    if let Some(db) = database::all()
-        .into_iter()
-        .find(|d| d.config.target.url() == replica.url())
-    {
-        return Ok(db.config.age.clone());
+    let configured = database::all().into_iter().find_map(|db| {
+        db.destinations
+            .iter()
+            .find(|d| d.config.target.url() == replica.url())
+            .map(|d| d.config.age.clone())
+    });
+    if let Some(age) = configured {
+        return Ok(age);
     }
     let (resolver, _) = config::Resolver::from_process()?;
     Ok(resolver.age_for_target(replica)?)
@@ -129,22 +161,33 @@ pub(super) fn open_replica(
     Ok((store, prefix))
 }
 
-/// The replica a restore-points listing or a drill is about.
-pub(super) fn replica_of(
+/// The replicas a restore-points listing is about: (database name, destination name,
+/// replica), every destination of each database.
+pub(super) fn replicas_of(
     db_arg: Option<&str>,
     conn_db: Option<&Path>,
     what: &str,
-) -> Result<Vec<(String, ReplicaTarget)>, Error> {
+) -> Result<Vec<(String, Source)>, Error> {
     match db_arg {
-        Some(src) => Ok(vec![(
-            database::find(src)
+        Some(src) => {
+            let name = database::find(src)
                 .map(|d| d.name.clone())
-                .unwrap_or_else(|| src.to_string()),
-            resolve_source(src)?,
-        )]),
+                .unwrap_or_else(|| src.to_string());
+            Ok(resolve_sources(src)?
+                .into_iter()
+                .map(|source| (name.clone(), source))
+                .collect())
+        }
         None => Ok(databases_for(conn_db, what)?
             .into_iter()
-            .map(|db| (db.name.clone(), db.config.target.clone()))
+            .flat_map(|db| {
+                let sources: Vec<Source> = db
+                    .destinations
+                    .iter()
+                    .map(|d| Source::of(&d.config))
+                    .collect();
+                sources.into_iter().map(move |s| (db.name.clone(), s))
+            })
             .collect()),
     }
 }

@@ -84,7 +84,11 @@ pub fn run_scheduled_drills(
         let dbs = database::all();
         let intervals: Vec<(PathBuf, Option<Duration>)> = dbs
             .iter()
-            .map(|db| (db.path.clone(), db.config.validation_interval))
+            // The most frequent of its destinations' drills: a drill checks every one.
+            .map(|db| {
+                let intervals = db.destinations.iter().map(|d| d.config.validation_interval);
+                (db.path.clone(), intervals.flatten().min())
+            })
             .collect();
         for path in schedule.due(Instant::now(), &intervals) {
             let Some(db) = dbs.iter().find(|db| db.path == path) else {
@@ -132,38 +136,76 @@ pub fn verify(
     };
     let mut txid = 0;
     for db in dbs {
-        let outcome = verify_one(&db, live, open_wal, check);
-        let text = match &outcome {
-            Ok((t, sum)) => format!("ok: txid {t}, checksum {sum:016x}"),
-            Err(e) => format!("failed: {e}"),
-        };
-        db.counters().last_verify = Some((crate::base::clock::now_ms(), text));
-        txid = outcome?.0 as i64;
+        let outcomes = verify_one(&db, live, open_wal, check);
+        let now = crate::base::clock::now_ms();
+        for d in 0..db.destinations.len() {
+            let text = match &outcomes {
+                Ok(each) => match &each[d] {
+                    Ok((t, sum)) => format!("ok: txid {t}, checksum {sum:016x}"),
+                    Err(e) => format!("failed: {e}"),
+                },
+                Err(e) => format!("failed: {e}"),
+            };
+            db.counters_of(d).last_verify = Some((now, text));
+        }
+        // The first destination's txid; the first destination that failed fails the call.
+        let mut first = None;
+        for outcome in outcomes? {
+            first.get_or_insert(outcome?.0);
+        }
+        txid = first.unwrap_or_default() as i64;
     }
     Ok(txid)
 }
 
+/// What a drill found for one destination: the txid and checksum verified, or why not.
+type DrillOutcome = Result<(u64, u64), Error>;
+
+/// Syncs every destination, reads the live checksum and restores each destination's
+/// replicated txid to compare: one outcome per destination, or why no drill could run.
 fn verify_one(
     db: &database::Database,
     live: &dyn crate::snapshot::SnapshotSource,
     open_wal: &mut WalOpener<'_>,
     check: &dyn Fn(&Path, bool) -> Result<(), CheckFailure>,
-) -> Result<(u64, u64), Error> {
+) -> Result<Vec<DrillOutcome>, Error> {
     for _ in 0..VERIFY_ATTEMPTS {
-        sync(Some(&db.path), None, None, open_wal)?;
-        let Some((txid, live_sum)) = crate::verify::live_checksum(db, live)? else {
+        sync(
+            Some(&db.path),
+            None,
+            super::sync::Quorum::All,
+            None,
+            open_wal,
+        )?;
+        let Some((txids, live_sum)) = crate::verify::live_checksum(db, live)? else {
             continue; // a commit arrived meanwhile: sync again
         };
         let scratch = db.spool.scratch_path("verify.db");
-        let restored = drill_restore(&db.config.target, &scratch, txid, check)?;
-        let restored_sum = restored.db_checksum.expect("asked for");
-        if restored.txid != txid || restored_sum != live_sum {
-            return Err(Error::Restore(RestoreFailure::Corrupt, format!(
-                "replica_verify: {}: the replica restored at txid {} has checksum {restored_sum:016x}, the live database at txid {txid} has {live_sum:016x}",
-                db.name, restored.txid
-            )));
-        }
-        return Ok((txid, live_sum));
+        let drill = |(d, txid): (usize, u64)| -> DrillOutcome {
+            let whose = match db.has_several_destinations() {
+                true => format!("{}'s replica '{}'", db.name, db.destinations[d].config.name),
+                false => db.name.clone(),
+            };
+            let target = &db.destinations[d].config.target;
+            let restored = drill_restore(target, &scratch, txid, check).map_err(|e| {
+                match db.has_several_destinations() {
+                    true => Error::Restore(
+                        RestoreFailure::of(&e),
+                        format!("replica_verify: {whose}: {e}"),
+                    ),
+                    false => e,
+                }
+            })?;
+            let restored_sum = restored.db_checksum.expect("asked for");
+            if restored.txid != txid || restored_sum != live_sum {
+                return Err(Error::Restore(RestoreFailure::Corrupt, format!(
+                    "replica_verify: {whose}: the replica restored at txid {} has checksum {restored_sum:016x}, the live database at txid {txid} has {live_sum:016x}",
+                    restored.txid
+                )));
+            }
+            Ok((txid, live_sum))
+        };
+        return Ok(txids.into_iter().enumerate().map(drill).collect());
     }
     Err(Error::Timeout(format!(
         "replica_verify: {}: commits kept arriving; {VERIFY_ATTEMPTS} attempts found the database ahead of its replica",
@@ -190,6 +232,7 @@ fn drill_restore(
                 // than any integrity check.
                 full_check: false,
                 parallelism: restore::DEFAULT_PARALLELISM,
+                replica: None,
             },
             Purpose::Drill,
         ),
@@ -217,7 +260,7 @@ fn verify_by_other_process(
             }
             Err(e) => format!("failed: {e}"),
         };
-        db.counters().last_verify = Some((crate::base::clock::now_ms(), text));
+        db.counters_of(0).last_verify = Some((crate::base::clock::now_ms(), text));
     }
     Ok(outcome?.0 as i64)
 }
@@ -245,6 +288,7 @@ fn drill_shipped_state(
                         path.display()
                     ))
                 })?
+                .swap_remove(0)
                 .target
         }
     };

@@ -21,7 +21,7 @@ pub enum Target {
 }
 
 /// What a restore did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Restored {
     pub txid: u64,
     pub files: usize,

@@ -302,7 +302,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let cfg = ReplicaConfig::in_dir_for_tests(dir.join("replica"));
-        let db = Database::open(&dir.join("app.db"), cfg, 1 << 30).unwrap();
+        let db = Database::open(&dir.join("app.db"), vec![cfg], 1 << 30).unwrap();
         let header = WalHeader::new(false, 512, 1, 0x11, 0x22);
         let mut log = header.to_bytes().to_vec();
         let mut chain = FrameChain::new(&header);

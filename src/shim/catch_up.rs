@@ -156,15 +156,13 @@ fn continuation(
             Ok((FrameChain::new(header), false))
         }
         // This process saw the log start over with everything before it spooled.
-        _ if db.spool.generation() == Some(header.salts()) && db.spool.state().txid != 0 => {
+        _ if db.spool.generation() == Some(header.salts()) && db.spool.shipped_anything() => {
             Ok((FrameChain::new(header), true))
         }
         // Nothing captured, shipped or owed yet: the first upload is a snapshot, and the
         // log's commits from its start follow it (those it holds are dropped by position
         // when shipping). Owing a second snapshot for them would only repeat the first.
-        None if db.spool.state().txid == 0 && db.spool.gap().is_none() => {
-            Ok((FrameChain::new(header), true))
-        }
+        None if db.spool.nothing_shipped_anywhere() => Ok((FrameChain::new(header), true)),
         _ => Ok((FrameChain::new(header), false)),
     }
 }

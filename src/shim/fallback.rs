@@ -60,7 +60,7 @@ pub(super) fn capture_failed(
     cap.queued.clear();
     db.capture_queued
         .store(false, std::sync::atomic::Ordering::SeqCst);
-    db.counters().capture_errors += 1;
+    db.capture_counters().capture_errors += 1;
     if let Some(pos) = commit {
         db.update_progress(|p| p.snapshot_must_cover = Some((pos, now_ms() + 10_000)));
     }

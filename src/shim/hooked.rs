@@ -186,7 +186,7 @@ pub fn after_hooked_commit(
         );
     }
     drop(cap);
-    if db.spool.pending_summary().is_none_or(|(n, _)| n <= 1) {
+    if db.spool.pending_for_the_furthest() <= 1 {
         database::wake_uploader();
     }
 }

@@ -88,13 +88,13 @@ mod tests {
             shutdown_sync_timeout: std::time::Duration::ZERO,
             ..ReplicaConfig::in_dir_for_tests(dir.join("replica"))
         };
-        let db = database::get_or_open(&path, cfg).unwrap();
+        let db = database::get_or_open(&path, vec![cfg]).unwrap();
         let requests = db.progress().snapshot_request;
         page_one_written(&db, &page_one(2));
         assert_eq!(db.journal_mode(), JournalMode::Wal);
         page_one_written(&db, &page_one(1));
         assert_eq!(db.journal_mode(), JournalMode::Rollback);
-        assert!(db.spool.gap().is_some());
+        assert!(db.spool.gap_of(0).is_some());
         before_journal_delete(&format!("{}-journal", path.display()));
         assert_eq!(db.journal_mode(), JournalMode::Delete);
         // Every later rollback-mode commit writes page 1 again; only a deleted journal

@@ -30,7 +30,7 @@ pub(super) fn note_log_gone(db: &Database, stamp: Option<FileStamp>) {
 /// database file is as it was when the last log capture followed went away, or nothing was
 /// shipped or owed yet (the first upload is a snapshot anyway).
 pub(super) fn check_unchanged_since_log_gone(db: &Database) {
-    if db.spool.state().txid == 0 && db.spool.gap().is_none() {
+    if db.spool.nothing_shipped_anywhere() {
         return;
     }
     let now = FileStamp::of(&db.path);
@@ -64,8 +64,8 @@ fn changed_without_a_snapshot(
 /// be missing; if not, the file must still carry the stamp of the last log's end. Either way
 /// `replica_sync` must not report the replica current meanwhile.
 pub(super) fn poll_without_log(db: &Database, cap: &mut CaptureState) {
-    if db.progress().needs_snapshot.is_some() {
-        return; // the snapshot asked for reads the file as it is
+    if db.all_progress().iter().all(|p| p.needs_snapshot.is_some()) {
+        return; // the snapshots asked for read the file as it is
     }
     if cap.header.is_none() {
         // Without a stamp (a spool older than stamps, or a log that went unseen) the next

@@ -66,17 +66,17 @@ pub fn on_open_main_db(
         return Ok(None);
     }
     let path = PathBuf::from(path);
-    let Some(cfg) = resolve_at_open(resolver, &path, uri_param)? else {
+    let Some(cfgs) = resolve_at_open(resolver, &path, uri_param)? else {
         return Ok(None);
     };
     if let Some(how) = read_only {
         if database::get(&path).is_none() && !super::replicated_elsewhere(&path) {
-            note(&path, &cfg, NotReplicated::ReadOnly(how), false);
+            note(&path, &cfgs[0], NotReplicated::ReadOnly(how), false);
         }
         return Ok(None);
     }
-    let cfg_kept = cfg.clone();
-    match open_database(&path, cfg) {
+    let cfg_kept = cfgs.clone();
+    match open_database(&path, cfgs) {
         Ok(db) => {
             forget(&path);
             Ok(db.owned_here().then(|| DbObserver::new(db)))
@@ -91,7 +91,7 @@ pub fn on_open_main_db(
         }
         // Not an error for the application either: its database works, unreplicated
         // (a spool that cannot be trusted, or that this process may not write).
-        Err(Error::Spool(e)) if refuse(&path, &cfg_kept, &e) => Ok(None),
+        Err(Error::Spool(e)) if refuse(&path, &cfg_kept[0], &e) => Ok(None),
         Err(Error::InvalidArgument(e)) => {
             crate::base::log::add_warning(&e);
             Ok(None)
@@ -104,7 +104,7 @@ fn resolve_at_open(
     resolver: &Resolver,
     path: &Path,
     uri_param: &dyn Fn(&str) -> Option<String>,
-) -> Result<Option<ReplicaConfig>, Error> {
+) -> Result<Option<Vec<ReplicaConfig>>, Error> {
     let params: Vec<(String, String)> = URI_KEYS
         .iter()
         .filter_map(|k| uri_param(k).map(|v| (k.to_string(), v)))
@@ -127,7 +127,7 @@ pub fn drills_configured() -> bool {
 pub fn restore_needed_before_open(
     path: &str,
     uri_param: &dyn Fn(&str) -> Option<String>,
-) -> Result<Option<(PathBuf, ReplicaConfig)>, Error> {
+) -> Result<Option<(PathBuf, Vec<ReplicaConfig>)>, Error> {
     let Some(resolver) = RESOLVER.get() else {
         return Ok(None);
     };
@@ -135,31 +135,35 @@ pub fn restore_needed_before_open(
     if path.as_os_str().is_empty() || path.exists() || crate::wal::log_path_of(&path).exists() {
         return Ok(None);
     }
-    let Some(cfg) =
-        resolve_at_open(resolver, &path, uri_param)?.filter(|cfg| cfg.restore_if_missing)
+    let Some(cfgs) =
+        resolve_at_open(resolver, &path, uri_param)?.filter(|cfgs| cfgs[0].restore_if_missing)
     else {
         return Ok(None);
     };
     // The replica of another database here (REPLICA_URL names replicas by file name, so
     // /a/app.db and /b/app.db share one): it is not this database's, and opening will say so.
-    if database::all()
-        .iter()
-        .any(|db| db.path != path && db.config.url() == cfg.url())
-    {
+    let taken = |cfg: &ReplicaConfig| {
+        database::all().iter().any(|db| {
+            db.path != path && db.destinations.iter().any(|d| d.config.url() == cfg.url())
+        })
+    };
+    if cfgs.iter().any(taken) {
         return Ok(None);
     }
-    Ok(Some((path, cfg)))
+    Ok(Some((path, cfgs)))
 }
 
-/// Registers a replicated database (also used by tests that drive the shim directly).
-pub fn open_database(path: &Path, cfg: ReplicaConfig) -> Result<Arc<Database>, Error> {
-    let db = database::get_or_open(path, cfg)?;
+/// Registers a replicated database with its destinations (also used by tests that drive
+/// the shim directly).
+pub fn open_database(path: &Path, cfgs: Vec<ReplicaConfig>) -> Result<Arc<Database>, Error> {
+    let db = database::get_or_open(path, cfgs)?;
     database::wake_uploader();
     Ok(db)
 }
 
-/// What the process configuration says about a database path (for restore by name).
-pub fn resolve_for_path(path: &Path) -> Result<Option<ReplicaConfig>, Error> {
+/// What the process configuration says about a database path (for restore by name): its
+/// destinations, the first one first.
+pub fn resolve_for_path(path: &Path) -> Result<Option<Vec<ReplicaConfig>>, Error> {
     match RESOLVER.get() {
         Some(r) => Ok(r.resolve(path, &[])?),
         None => Ok(None),

@@ -11,18 +11,18 @@ use crate::spool::SpoolError;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// Databases whose spool another process of this host owns, with their configuration.
-static STANDBY: Mutex<Vec<(PathBuf, ReplicaConfig)>> = Mutex::new(Vec::new());
+/// Databases whose spool another process of this host owns, with their destinations.
+static STANDBY: Mutex<Vec<(PathBuf, Vec<ReplicaConfig>)>> = Mutex::new(Vec::new());
 
 /// Opening `path` found its spool locked (`e`): stand by for it, saying so once.
-pub(super) fn stand_by(path: &Path, cfg: ReplicaConfig, e: &SpoolError) {
+pub(super) fn stand_by(path: &Path, cfgs: Vec<ReplicaConfig>, e: &SpoolError) {
     let mut standby = lock(&STANDBY);
     if !standby.iter().any(|(p, _)| p == path) {
         crate::base::log::add_warning(&format!(
             "{}: {e}; it takes over if that one goes away",
             path.display()
         ));
-        standby.push((path.to_path_buf(), cfg));
+        standby.push((path.to_path_buf(), cfgs));
     }
 }
 
@@ -36,7 +36,7 @@ pub fn replicated_elsewhere(path: &Path) -> bool {
 }
 
 /// The databases this process stands by for, with their configuration.
-pub fn standby_databases() -> Vec<(PathBuf, ReplicaConfig)> {
+pub fn standby_databases() -> Vec<(PathBuf, Vec<ReplicaConfig>)> {
     lock(&STANDBY).clone()
 }
 
@@ -44,16 +44,18 @@ pub fn standby_databases() -> Vec<(PathBuf, ReplicaConfig)> {
 pub fn take_over_standbys() -> bool {
     let mut standby = lock(&STANDBY);
     standby.retain(
-        |(path, cfg)| match database::get_or_open(path, cfg.clone()) {
+        |(path, cfgs)| match database::get_or_open(path, cfgs.clone()) {
             Ok(_) => {
                 crate::base::log::notice(&format!(
                     "{}: took over replication (the process that replicated it is gone)",
                     path.display()
                 ));
+                // Its destinations may need uploader threads this process has not started.
+                database::wake_uploader();
                 false
             }
             Err(Error::Spool(SpoolError::Locked(_))) => true,
-            Err(Error::Spool(e)) if super::refused::refuse(path, cfg, &e) => false,
+            Err(Error::Spool(e)) if super::refused::refuse(path, &cfgs[0], &e) => false,
             Err(e) => {
                 crate::base::log::error(&format!(
                     "{}: cannot take over replication: {e}",

@@ -183,7 +183,7 @@ fn queueable(cap: &CaptureState, mode: Mode) -> bool {
 /// Counts how long SQLite's restart or truncation of the log waited for the spool.
 fn note_restart_wait(db: &Database, started: Instant) {
     let us = started.elapsed().as_micros() as u64;
-    db.counters().restart_waits.record(us);
+    db.capture_counters().restart_waits.record(us);
 }
 
 /// A frame header written with other salts than the log capture follows: a connection this

@@ -20,12 +20,80 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 pub(super) struct Inner {
-    pub state: SpoolState,
+    /// Each destination's replicated position, in the order of [`Spool::dests`].
+    pub states: Vec<SpoolState>,
+    /// Per destination, the last record let go of while it had not shipped it (0: none):
+    /// a destination that fell behind the spool's cap is owed a snapshot, and the records
+    /// it lacked are no longer kept for it (see `make_room`).
+    pub let_go_through: Vec<u64>,
     pub pending: Vec<RecordMeta>,
     pub pending_bytes: u64,
     pub next_seq: u64,
     pub segment: Option<Segment>,
     pub overflowed: bool,
+}
+
+/// Where every destination's replicated state ends, with nothing pending: one that shipped
+/// a snapshot may end further than the records (the snapshot held commits capture had not
+/// taken yet), and capture must go on from where the others end, or they would never get
+/// those commits (the snapshot's destination drops them by position when shipping). Ends
+/// in different logs cannot be ordered: `None`, so capture owes a snapshot instead.
+/// A destination that has shipped nothing yet is left out: its first snapshot holds
+/// whatever capture finds.
+fn earliest_position(states: &[SpoolState]) -> Option<(WalPosition, (u32, u32))> {
+    let mut shipped = states.iter().filter(|st| st.txid != 0);
+    let first = shipped.next()?.position?;
+    let mut earliest = first;
+    for st in shipped {
+        let end = st.position?;
+        if end.0.salts() != first.0.salts() {
+            return None;
+        }
+        if end.0.frame < earliest.0.frame {
+            earliest = end;
+        }
+    }
+    Some(earliest)
+}
+
+impl Inner {
+    /// The last record destination `d` needs no more: shipped, or let go of.
+    pub fn shipped_by(&self, d: usize) -> u64 {
+        self.states[d].shipped_seq.max(self.let_go_through[d])
+    }
+
+    /// The last record no destination needs any more.
+    pub fn shipped_by_all(&self) -> u64 {
+        (0..self.states.len())
+            .map(|d| self.shipped_by(d))
+            .min()
+            .unwrap_or_default()
+    }
+
+    /// The bytes of the records destination `d` still needs.
+    pub fn pending_bytes_for(&self, d: usize) -> u64 {
+        let shipped = self.shipped_by(d);
+        let from = self.pending.partition_point(|r| r.seq <= shipped);
+        self.pending[from..].iter().map(|r| r.len()).sum()
+    }
+
+    /// How many records the destination furthest ahead has not shipped (a destination
+    /// that lags keeps the others' wake-ups as they were).
+    pub fn pending_for_the_furthest(&self) -> usize {
+        let furthest = (0..self.states.len())
+            .map(|d| self.shipped_by(d))
+            .max()
+            .unwrap_or_default();
+        self.pending.len() - self.pending.partition_point(|r| r.seq <= furthest)
+    }
+
+    /// Drops the records no destination needs from memory (their segments go at the next
+    /// shipment).
+    pub fn forget_shipped(&mut self) {
+        let floor = self.shipped_by_all();
+        self.pending.retain(|r| r.seq > floor);
+        self.pending_bytes = self.pending.iter().map(|r| r.len()).sum();
+    }
 }
 
 pub struct Spool {
@@ -38,6 +106,13 @@ pub struct Spool {
     /// What every file and directory this spool creates gets (no wider than the database).
     pub(super) modes: Modes,
     pub(super) inner: Mutex<Inner>,
+    /// Where each destination keeps its own files (`state`, `pages.crc`, `gap`, `requests`,
+    /// `cache/`): the first one in the spool directory itself, as before a database had
+    /// several, each other one in `dest/<name>/` (see `destinations`).
+    pub(super) dests: Vec<HeldDir>,
+    /// This spool's lasting id, read (or made) once: the uploader threads of its several
+    /// destinations ask for it at the same time, and must get the same one.
+    pub(super) id: std::sync::OnceLock<String>,
     /// The `generation` file, opened on first use (shared with the writer thread).
     pub(super) generation: Mutex<Option<Arc<File>>>,
     /// Held (an exclusive `flock`) for as long as this process owns the spool; a forked
@@ -64,6 +139,26 @@ impl Spool {
         Some(text)
     }
 
+    /// The directory destination `d` (named `name`) of the spool in `dir` keeps its files
+    /// in, for reading them without opening the spool.
+    pub fn dest_dir_for(dir: &Path, d: usize, name: &str) -> PathBuf {
+        super::destinations::dir_of(dir, d, name)
+    }
+
+    /// Records, before the spool of the database at `db_path` is opened, that its
+    /// destination `d` (named `name`) is owed a snapshot for `reason`; nothing when that
+    /// destination has no folder there yet (its first upload is a snapshot anyway).
+    pub fn owe_snapshot_before_open(db_path: &Path, d: usize, name: &str, reason: &str) {
+        let dir = super::destinations::dir_of(&layout::dir_for(db_path), d, name);
+        let Ok(held) = HeldDir::existing(&dir) else {
+            return;
+        };
+        let modes = Modes::beside(db_path);
+        if let Err(e) = modes.write_atomically(&held.at("gap"), reason.as_bytes(), true) {
+            crate::base::log::error(&format!("{}: {e}", held.shown("gap").display()));
+        }
+    }
+
     /// The process id the spool's lock file names (the process that replicates it).
     pub fn owner_pid(dir: &Path) -> Option<u32> {
         layout::owner_pid(dir)
@@ -73,7 +168,9 @@ impl Spool {
     /// the replica's lease is held by a spool, so that a process restarting on the same
     /// volume continues at once while another host's spool is fenced out.
     pub fn instance_id(&self) -> String {
-        layout::instance_id(&self.dir, self.modes)
+        self.id
+            .get_or_init(|| layout::instance_id(&self.dir, self.modes))
+            .clone()
     }
 
     /// The spool directory as held (its `fstat`, files reached through it).
@@ -107,12 +204,27 @@ impl Spool {
         }
     }
 
-    /// Records not yet shipped, oldest first.
+    /// Records some destination has not shipped yet, oldest first.
     pub fn pending(&self) -> Vec<RecordMeta> {
         lock(&self.inner).pending.clone()
     }
 
-    /// How many records are pending and when the oldest was captured, without copying them.
+    /// Records destination `d` has not shipped yet, oldest first.
+    pub fn pending_of(&self, d: usize) -> Vec<RecordMeta> {
+        let inner = lock(&self.inner);
+        let shipped = inner.shipped_by(d);
+        let from = inner.pending.partition_point(|r| r.seq <= shipped);
+        inner.pending[from..].to_vec()
+    }
+
+    /// How many records the destination furthest ahead has not shipped (see
+    /// [`Inner::pending_for_the_furthest`]).
+    pub fn pending_for_the_furthest(&self) -> usize {
+        lock(&self.inner).pending_for_the_furthest()
+    }
+
+    /// How many records some destination has not shipped and when the oldest was captured,
+    /// without copying them.
     pub fn pending_summary(&self) -> Option<(usize, u64)> {
         let inner = lock(&self.inner);
         inner
@@ -121,8 +233,30 @@ impl Spool {
             .map(|r| (inner.pending.len(), r.captured_at_ms))
     }
 
+    /// [`Self::pending_summary`] of what destination `d` has not shipped.
+    pub fn pending_summary_of(&self, d: usize) -> Option<(usize, u64)> {
+        let inner = lock(&self.inner);
+        let shipped = inner.shipped_by(d);
+        let from = inner.pending.partition_point(|r| r.seq <= shipped);
+        inner.pending[from..]
+            .first()
+            .map(|r| (inner.pending.len() - from, r.captured_at_ms))
+    }
+
     pub fn pending_bytes(&self) -> u64 {
         lock(&self.inner).pending_bytes
+    }
+
+    /// The bytes of the records destination `d` has not shipped.
+    pub fn pending_bytes_of(&self, d: usize) -> u64 {
+        lock(&self.inner).pending_bytes_for(d)
+    }
+
+    /// Whether records destination `d` had not shipped were let go of (it fell behind the
+    /// spool's cap while others went on): it is owed a snapshot.
+    pub fn is_let_go(&self, d: usize) -> bool {
+        let inner = lock(&self.inner);
+        inner.let_go_through[d] > inner.states[d].shipped_seq
     }
 
     pub fn is_overflowed(&self) -> bool {
@@ -134,8 +268,19 @@ impl Spool {
         lock(&self.inner).next_seq - 1
     }
 
+    /// The first destination's replicated position.
     pub fn state(&self) -> SpoolState {
-        lock(&self.inner).state.clone()
+        self.state_of(0)
+    }
+
+    /// Destination `d`'s replicated position.
+    pub fn state_of(&self, d: usize) -> SpoolState {
+        lock(&self.inner).states[d].clone()
+    }
+
+    /// How many destinations this spool feeds.
+    pub fn destinations(&self) -> usize {
+        self.dests.len()
     }
 
     /// The WAL position everything spooled so far ends at.
@@ -143,7 +288,7 @@ impl Spool {
         let inner = lock(&self.inner);
         match inner.pending.last() {
             Some(r) => Some((r.end, r.end_cksum)),
-            None => inner.state.position,
+            None => earliest_position(&inner.states),
         }
     }
 
@@ -158,8 +303,19 @@ impl Spool {
         let path = self.seg.shown(&name);
         let offset = rec.page_offset(i);
         buf.resize(rec.page_size as usize, 0);
+        let gone = || {
+            SpoolError::Io(format!(
+                "record {} is no longer in the spool (every destination that needs it was let go of)",
+                rec.seq
+            ))
+        };
         let file = {
             let mut inner = lock(&self.inner);
+            // A record no destination needs any more may be reclaimed under a reader on
+            // another destination's thread: its segment reset and written over.
+            if rec.seq <= inner.shipped_by_all() {
+                return Err(gone());
+            }
             if let Some(s) = inner.segment.as_mut().filter(|s| s.id == rec.segment) {
                 if offset >= s.flushed {
                     s.settle()?;
@@ -177,21 +333,33 @@ impl Spool {
             }
         };
         file.read_exact_at(buf, offset)
-            .map_err(|e| io("reading", &path, e))
+            .map_err(|e| io("reading", &path, e))?;
+        // Still needed after the read: nothing reclaimed it meanwhile, so what was read is
+        // the record's (a segment is only reset once nothing in it is needed).
+        match rec.seq <= lock(&self.inner).shipped_by_all() {
+            true => Err(gone()),
+            false => Ok(()),
+        }
     }
 
-    /// Records the replica's new state: every record up to `state.shipped_seq` is shipped
-    /// (or subsumed by a snapshot) and its space can be reclaimed.
+    /// Records the first destination's new state (see [`Self::mark_shipped_of`]).
     pub fn mark_shipped(&self, state: SpoolState) -> Result<(), SpoolError> {
-        state::write_state(&self.dir, self.modes, &state)?;
+        self.mark_shipped_of(0, state)
+    }
+
+    /// Records destination `d`'s new state: every record up to `state.shipped_seq` is in
+    /// its replica (or subsumed by a snapshot); the space of records every destination has
+    /// can be reclaimed.
+    pub fn mark_shipped_of(&self, d: usize, state: SpoolState) -> Result<(), SpoolError> {
+        state::write_state(&self.dests[d], self.modes, &state)?;
         let mut inner = lock(&self.inner);
-        if state.shipped_seq >= inner.next_seq - 1 && inner.overflowed {
+        inner.states[d] = state;
+        let shipped_by_all = inner.shipped_by_all();
+        if shipped_by_all >= inner.next_seq - 1 && inner.overflowed {
             inner.overflowed = false;
             let _ = std::fs::remove_file(self.dir.at("overflow"));
         }
-        inner.pending.retain(|r| r.seq > state.shipped_seq);
-        inner.pending_bytes = inner.pending.iter().map(|r| r.len()).sum();
-        inner.state = state;
+        inner.forget_shipped();
         // Segments entirely before the first pending record can go. When nothing is
         // pending, the current segment is rewritten from its start instead of being
         // replaced: overwriting blocks the file already has is much cheaper on the commit
@@ -227,19 +395,22 @@ impl Spool {
         Ok(())
     }
 
-    /// Loads the per-page checksums of the replicated state (see the module docs).
-    pub fn load_page_checksums(&self) -> Result<Vec<u64>, SpoolError> {
-        state::load_page_checksums(&self.dir)
+    /// Loads the per-page checksums of destination `d`'s replicated state (see the
+    /// module docs).
+    pub fn load_page_checksums_of(&self, d: usize) -> Result<Vec<u64>, SpoolError> {
+        state::load_page_checksums(&self.dests[d])
     }
 
-    /// Writes the changed entries of the per-page checksum table, and its new length.
-    pub fn store_page_checksums(
+    /// Writes the changed entries of destination `d`'s per-page checksum table, and its
+    /// new length.
+    pub fn store_page_checksums_of(
         &self,
+        d: usize,
         table: &[u64],
         changed: &[u32],
         rewrite_all: bool,
     ) -> Result<(), SpoolError> {
-        state::store_page_checksums(&self.dir, self.modes, table, changed, rewrite_all)
+        state::store_page_checksums(&self.dests[d], self.modes, table, changed, rewrite_all)
     }
 
     /// Records that every commit of earlier WAL generations is in the spool (or shipped) and
@@ -316,39 +487,72 @@ impl Spool {
         layout::read_generation(&self.dir).map(|g| g.salts)
     }
 
-    /// Remembers, across a crash, that the replica misses something only a snapshot can
-    /// give it (a commit whose capture failed).
+    /// Remembers, across a crash, that every destination's replica misses something only
+    /// a snapshot can give it (a commit whose capture failed).
     pub fn mark_gap(&self, reason: &str) -> Result<(), SpoolError> {
-        self.modes
-            .write_atomically(&self.dir.at("gap"), reason.as_bytes(), false)
-            .map_err(|e| io("writing", &self.dir.shown("gap"), e))
+        for dir in &self.dests {
+            self.modes
+                .write_atomically(&dir.at("gap"), reason.as_bytes(), false)
+                .map_err(|e| io("writing", &dir.shown("gap"), e))?;
+        }
+        Ok(())
     }
 
-    /// Why a snapshot is owed, if `mark_gap` said so and no snapshot shipped since.
-    pub fn gap(&self) -> Option<String> {
-        private_fs::read_to_string(&self.dir.at("gap")).ok()
+    /// Why destination `d` is owed a snapshot, if `mark_gap` said so and no snapshot
+    /// shipped to it since.
+    pub fn gap_of(&self, d: usize) -> Option<String> {
+        private_fs::read_to_string(&self.dests[d].at("gap")).ok()
     }
 
-    pub fn clear_gap(&self) {
-        let _ = std::fs::remove_file(self.dir.at("gap"));
+    /// Forgets why destination `d` was owed a snapshot (one shipped), unless records it
+    /// lacks were let go of meanwhile: that owes it another.
+    pub fn clear_gap_of(&self, d: usize) {
+        let inner = lock(&self.inner);
+        if inner.let_go_through[d] <= inner.states[d].shipped_seq {
+            let _ = std::fs::remove_file(self.dests[d].at("gap"));
+        }
     }
 
-    /// The uploader's request ledger as it last stored it (see `crate::budget::Ledger`).
-    pub fn request_ledger(&self) -> Option<String> {
+    /// The last record destination `d` needs no more (shipped, or let go of).
+    pub fn shipped_by_of(&self, d: usize) -> u64 {
+        lock(&self.inner).shipped_by(d)
+    }
+
+    /// Destination `d`'s request ledger as its uploader last stored it (see
+    /// `crate::budget::Ledger`).
+    pub fn request_ledger_of(&self, d: usize) -> Option<String> {
         use std::io::Read;
         let mut text = String::new();
-        let file = private_fs::open_read(&self.dir.at("requests")).ok()?;
+        let file = private_fs::open_read(&self.dests[d].at("requests")).ok()?;
         // One short line: anything longer is not a ledger.
         file.take(512).read_to_string(&mut text).ok()?;
         Some(text)
     }
 
-    /// Stores the request ledger, replacing the old one whole (no fsync: a crash loses
-    /// the last few seconds of counts, never the file).
-    pub fn store_request_ledger(&self, text: &str) -> Result<(), SpoolError> {
+    /// Stores destination `d`'s request ledger, replacing the old one whole (no fsync: a
+    /// crash loses the last few seconds of counts, never the file).
+    pub fn store_request_ledger_of(&self, d: usize, text: &str) -> Result<(), SpoolError> {
+        let dir = &self.dests[d];
         self.modes
-            .write_atomically(&self.dir.at("requests"), text.as_bytes(), false)
-            .map_err(|e| io("writing", &self.dir.shown("requests"), e))
+            .write_atomically(&dir.at("requests"), text.as_bytes(), false)
+            .map_err(|e| io("writing", &dir.shown("requests"), e))
+    }
+
+    /// Whether some destination has shipped something.
+    pub fn shipped_anything(&self) -> bool {
+        lock(&self.inner).states.iter().any(|st| st.txid != 0)
+    }
+
+    /// Whether no destination has anything yet and none is owed a snapshot for a gap:
+    /// whatever the log holds, each one's first snapshot will carry it.
+    pub fn nothing_shipped_anywhere(&self) -> bool {
+        lock(&self.inner).states.iter().all(|st| st.txid == 0)
+            && (0..self.dests.len()).all(|d| self.gap_of(d).is_none())
+    }
+
+    /// The directory destination `d` keeps its files in (its uploader's `cache/` too).
+    pub fn dest_dir(&self, d: usize) -> &HeldDir {
+        &self.dests[d]
     }
 
     /// Scratch path for building an upload (one at a time per spool), inside the held spool

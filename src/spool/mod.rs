@@ -29,6 +29,9 @@
 //!   downloaded).
 //! - `overflow`: present while captured commits were dropped because the spool was over its
 //!   size cap; the uploader must then ship a snapshot (which also removes the marker).
+//! - `dest/<name>/`: the `state`, `pages.crc`, `gap`, `requests` and `cache/` of each
+//!   destination after the first (whose own are the ones above): one spool feeds every
+//!   destination of the database, and keeps each record until all of them have shipped it.
 //! - `lock`: held (`flock`) by the process that owns the spool; it names that process's pid.
 //! - `id`: this spool's lasting name, which the replica's lease records.
 //! - `handoff/<nanos>-<pid>`: commits handed over by processes that do not own the spool,
@@ -43,6 +46,7 @@
 //! captures them again from the WAL, or, if continuity cannot be shown, ships a snapshot.
 //! After a power loss the same holds for what SQLite kept. Recovery drops a torn tail.
 
+mod destinations;
 mod error;
 mod handle;
 mod layout;

@@ -3,12 +3,13 @@
 //! beyond that: what recovery found is reported, and the caller decides (a lost in-memory
 //! record or an overflow means a snapshot).
 
+use super::destinations;
 use super::error::{dir_error, io, SpoolError};
 use super::handle::{Inner, Spool};
 use super::layout::{self, SEG_DIR};
 use super::record::RecordMeta;
 use super::segment::{read_segment, Segment};
-use super::state;
+use super::state::{self, SpoolState};
 use crate::base::held_dir::HeldDir;
 use crate::base::private_fs::{Modes, O_NOFOLLOW};
 use std::fs::OpenOptions;
@@ -40,18 +41,21 @@ struct Found {
 impl Spool {
     /// Opens the spool in `dir` with owner-only modes (see `open_with`).
     pub fn open(dir: &Path, cap_bytes: u64) -> Result<(Spool, Recovery), SpoolError> {
-        Spool::open_with(dir, cap_bytes, Modes::PRIVATE)
+        Spool::open_with(dir, cap_bytes, Modes::PRIVATE, &[])
     }
 
     /// Opens (or creates) the spool in `path`; everything it creates gets `modes`. The
     /// directory is opened once and held: its checks (a symlink or another user's is
     /// `Refused`, since its pages would be where that user reads them and its files could
     /// point anywhere) hold for everything the spool does later. A spool this process may
-    /// not create or write is `DirectoryNotWritable` or `NotWritable`.
+    /// not create or write is `DirectoryNotWritable` or `NotWritable`. The spool feeds a
+    /// first destination and one more for each of `other_destinations` (their names, see
+    /// `destinations`): records stay until every one has shipped them.
     pub fn open_with(
         path: &Path,
         cap_bytes: u64,
         modes: Modes,
+        other_destinations: &[&str],
     ) -> Result<(Spool, Recovery), SpoolError> {
         let dir = HeldDir::ensure(path, modes).map_err(|e| dir_error(path, None, e))?;
         let seg = dir
@@ -63,18 +67,18 @@ impl Spool {
         let lock = layout::acquire_lock(&dir, modes)?;
         narrow_old_files(&dir, modes, 2);
         let mut rec = Recovery::default();
-        let state = state::read_state(&dir)?;
-        rec.had_state = state.is_some();
-        let mut state = state.unwrap_or_default();
-        if state.lineage == 0 {
-            // Kept from the first state written: the history this spool starts is its own.
-            state.lineage = new_lineage();
-        }
+        let dests = destinations::open_dirs(&dir, modes, other_destinations)?;
+        let states = read_states(&dests, &mut rec)?;
+        // Records every destination has are reclaimed; numbering goes on after the last
+        // record any destination has (its records may be gone from the segments).
+        let shipped = states.iter().map(|st| st.shipped_seq);
+        let shipped_by_all = shipped.clone().min().unwrap_or_default();
+        let shipped_by_any = shipped.max().unwrap_or_default();
         let overflowed = dir.at("overflow").exists();
         rec.unflushed_lost = dir.at("unflushed").exists();
         let _ = std::fs::remove_file(dir.at("unflushed"));
         rec.overflowed = overflowed;
-        let found = recover_segments(&seg, state.shipped_seq, &mut rec)?;
+        let found = recover_segments(&seg, (shipped_by_all, shipped_by_any), &mut rec)?;
         rec.records = found.pending.len();
         if void_generation(&dir, found.max_seq) {
             rec.unflushed_lost = true;
@@ -92,6 +96,13 @@ impl Spool {
             }
             None => None,
         };
+        let let_go_through = destinations::let_go_of_the_incomplete(
+            &dests,
+            modes,
+            &states,
+            &found.pending,
+            found.max_seq,
+        );
         let pending_bytes = found.pending.iter().map(|r| r.len()).sum();
         let spool = Spool {
             dir,
@@ -100,8 +111,11 @@ impl Spool {
             modes,
             _lock: lock,
             generation: Mutex::new(None),
+            id: std::sync::OnceLock::new(),
+            dests,
             inner: Mutex::new(Inner {
-                state,
+                let_go_through,
+                states,
                 pending: found.pending,
                 pending_bytes,
                 next_seq: found.max_seq + 1,
@@ -111,6 +125,22 @@ impl Spool {
         };
         Ok((spool, rec))
     }
+}
+
+/// Each destination's replicated position (a new history id for one that has none).
+fn read_states(dests: &[HeldDir], rec: &mut Recovery) -> Result<Vec<SpoolState>, SpoolError> {
+    let mut states = Vec::with_capacity(dests.len());
+    for dest in dests {
+        let state = state::read_state(dest)?;
+        rec.had_state |= state.is_some();
+        let mut state = state.unwrap_or_default();
+        if state.lineage == 0 {
+            // Kept from the first state written: the history a destination starts is its own.
+            state.lineage = new_lineage();
+        }
+        states.push(state);
+    }
+    Ok(states)
 }
 
 /// A random nonzero history id, from the operating system's generator (two machines
@@ -168,16 +198,18 @@ fn void_generation(dir: &HeldDir, max_seq: u64) -> bool {
     true
 }
 
-/// Reads the segments in order, keeping the records after `shipped_seq`, up to the first
-/// torn record: that segment is cut there and the later ones removed.
+/// Reads the segments in order, keeping the records after `shipped_seq` (the last one
+/// every destination has), up to the first torn record: that segment is cut there and the
+/// later ones removed. The highest sequence number is at least `shipped_by_any` (the last
+/// record some destination has).
 fn recover_segments(
     seg: &HeldDir,
-    shipped_seq: u64,
+    (shipped_seq, shipped_by_any): (u64, u64),
     rec: &mut Recovery,
 ) -> Result<Found, SpoolError> {
     let mut found = Found {
         pending: Vec::new(),
-        max_seq: shipped_seq,
+        max_seq: shipped_by_any,
         last_segment: None,
     };
     let mut ids = layout::segment_ids(seg)?;

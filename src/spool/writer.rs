@@ -64,6 +64,11 @@ impl Spool {
     /// Refuses a record of `len` bytes that would take the spool past its cap, and every
     /// record after one was refused (until a snapshot ships), remembering that on disk.
     fn make_room(&self, inner: &mut Inner, len: u64) -> Result<(), SpoolError> {
+        if inner.overflowed {
+            self.end_overflow_where_caught_up(inner);
+        } else if inner.pending_bytes + len > self.cap_bytes {
+            self.let_laggards_go(inner, len);
+        }
         if inner.overflowed || inner.pending_bytes + len > self.cap_bytes {
             if !inner.overflowed {
                 inner.overflowed = true;
@@ -77,6 +82,63 @@ impl Spool {
             });
         }
         Ok(())
+    }
+
+    /// With several destinations, the spool is over its cap only because some fell behind
+    /// (a stalled bucket): when a record of `len` bytes still fits beside what another one
+    /// needs, the records those behind have not shipped are let go of for them, so that the
+    /// others go on.
+    fn let_laggards_go(&self, inner: &mut Inner, len: u64) {
+        let fits = |inner: &Inner, d| inner.pending_bytes_for(d) + len <= self.cap_bytes;
+        let count = inner.states.len();
+        if count < 2 || !(0..count).any(|d| fits(inner, d)) {
+            return;
+        }
+        let behind: Vec<usize> = (0..count).filter(|&d| !fits(inner, d)).collect();
+        for d in behind {
+            self.let_go(inner, d);
+        }
+        inner.forget_shipped();
+    }
+
+    /// The spool overflowed (records were refused: every destination owes a snapshot). Once
+    /// one destination's snapshot took it past the refused records, the others are let go
+    /// of, so that records are taken again for it rather than refused until the slowest
+    /// is back.
+    fn end_overflow_where_caught_up(&self, inner: &mut Inner) {
+        let last = inner.next_seq - 1;
+        let count = inner.states.len();
+        if count < 2 || !(0..count).any(|d| inner.shipped_by(d) >= last) {
+            return;
+        }
+        let behind: Vec<usize> = (0..count).filter(|&d| inner.shipped_by(d) < last).collect();
+        for d in behind {
+            self.let_go(inner, d);
+        }
+        inner.forget_shipped();
+        inner.overflowed = false;
+        let _ = std::fs::remove_file(self.dir.at("overflow"));
+    }
+
+    /// Lets go of the records destination `d` has not shipped: it is owed a snapshot (its
+    /// `gap` says so across a restart; its uploader asks for it, see [`Spool::is_let_go`]).
+    fn let_go(&self, inner: &mut Inner, d: usize) {
+        inner.let_go_through[d] = inner.next_seq - 1;
+        let dir = &self.dests[d];
+        let reason =
+            "it fell behind the spool's cap while the database's other destinations went on";
+        if let Err(e) = self
+            .modes
+            .write_atomically(&dir.at("gap"), reason.as_bytes(), false)
+        {
+            crate::base::log::error(&format!("{}: {e}", dir.shown("gap").display()));
+        }
+        crate::base::log::notice(&format!(
+            "{}: the spool reached its cap of {} MiB; the records the destination kept in {} had not shipped are let go of, and it gets a snapshot when it is back",
+            self.dir.path().display(),
+            self.cap_bytes >> 20,
+            dir.path().display()
+        ));
     }
 
     /// Starts a new segment at record `seq` when there is none or the current one is full.
@@ -106,7 +168,8 @@ impl Spool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
     pub seq: u64,
-    /// Records pending shipment now, this one included (1: the uploader had nothing to do).
+    /// Records pending shipment now for the destination furthest ahead, this one included
+    /// (1: its uploader had nothing to do).
     pub pending: usize,
 }
 
@@ -217,7 +280,7 @@ impl RecordWriter<'_> {
         self.committed = true;
         Ok(Appended {
             seq,
-            pending: inner.pending.len(),
+            pending: inner.pending_for_the_furthest(),
         })
     }
 }

@@ -105,8 +105,8 @@ fn it_never_deletes_and_knows_only_the_window_while_every_state_stays_restorable
     let mut h = harness("bucket-keep");
     let run = write_for_an_hour(&mut h, None);
     assert_eq!(h.store.request_counts().delete, 0, "no DELETE request");
-    assert_eq!(h.db.counters().files_deleted, 0);
-    assert!(h.db.counters().compactions > 300);
+    assert_eq!(h.db.counters_of(0).files_deleted, 0);
+    assert!(h.db.counters_of(0).compactions > 300);
     // The bucket holds the hour; the uploader knows about one retention window of it.
     let objects = listing(&h);
     assert!(objects.len() > 2000, "{} objects", objects.len());
@@ -297,7 +297,7 @@ impl ObjectStore for NotFoundOnMissing {
 fn a_lease_a_rule_removed_is_taken_again_when_the_store_answers_404() {
     let mut h = harness("bucket-lease");
     let store = NotFoundOnMissing(h.store.clone());
-    let mut up = super::DbUploader::with_store(h.db.clone(), Ok(Box::new(store)));
+    let mut up = super::DbUploader::with_store(h.db.dests().remove(0), Ok(Box::new(store)));
     assert_eq!(up.step(SEC, &h.live), Step::Snapshot { txid: 1 });
     assert!(h.store.remove("lease"));
     // Past half the lease's time: the next write renews it, conditionally.

@@ -10,7 +10,7 @@ use super::cache::Cache;
 use super::remote::Replica;
 use super::snapshots;
 use super::types::Step;
-use crate::database::Database;
+use crate::database::Dest;
 use crate::error::Error;
 use crate::lifecycle::{self, Compaction, Expiry, FileId, KnownFile};
 use crate::ltx::{self, Decoder, Header};
@@ -37,7 +37,7 @@ impl Compactor {
     /// due.
     pub fn step(
         &mut self,
-        db: &Database,
+        dest: &Dest,
         replica: &mut Replica,
         source: &dyn SnapshotSource,
         now: u64,
@@ -47,7 +47,7 @@ impl Compactor {
             return Ok(otherwise.wake_by(self.retry_at));
         }
         self.running = true;
-        let step = self.jobs(db, replica, source, now, otherwise);
+        let step = self.jobs(dest, replica, source, now, otherwise);
         if step.is_ok() {
             self.running = false;
         }
@@ -73,29 +73,29 @@ impl Compactor {
 
     fn jobs(
         &mut self,
-        db: &Database,
+        dest: &Dest,
         replica: &mut Replica,
         source: &dyn SnapshotSource,
         now: u64,
         otherwise: Step,
     ) -> Result<Step, Error> {
-        let cfg = &db.config.lifecycle;
+        let cfg = &dest.config().lifecycle;
         let files = replica.known.all();
         let mut next_due = u64::MAX;
-        if let Some(step) = self.compact_due_level(db, replica, &files, now, &mut next_due)? {
+        if let Some(step) = self.compact_due_level(dest, replica, &files, now, &mut next_due)? {
             return Ok(step);
         }
-        let txid = db.spool.state().txid;
+        let txid = dest.state().txid;
         let last_snapshot_txid = replica.known.level_max(keys::SNAPSHOT_LEVEL);
         if last_snapshot_txid > 0
             && lifecycle::snapshot_due(cfg, now, replica.last_snapshot_at, last_snapshot_txid, txid)
         {
-            let idle = last_snapshot_txid >= txid && db.spool.pending_summary().is_none();
+            let idle = last_snapshot_txid >= txid && dest.pending_summary().is_none();
             if idle {
-                if let Some(step) = self.idle_snapshot(db, now) {
+                if let Some(step) = self.idle_snapshot(dest, now) {
                     return Ok(step);
                 }
-            } else if let Some(step) = snapshots::scheduled(db, replica, source, now)? {
+            } else if let Some(step) = snapshots::scheduled(dest, replica, source, now)? {
                 return Ok(step);
             }
         }
@@ -106,7 +106,7 @@ impl Compactor {
         } else {
             cfg.interval_ms(1)
         };
-        if let Some(step) = self.retain(db, replica, &files, now, retention_iv)? {
+        if let Some(step) = self.retain(dest, replica, &files, now, retention_iv)? {
             return Ok(step);
         }
         if !lifecycle::plan_retention(&files, cfg, now + retention_iv).is_empty() {
@@ -126,13 +126,13 @@ impl Compactor {
     /// the newest one's key again, which a bucket lock (R2) or object lock (S3) refuses as
     /// an overwrite. Asked once a window, so that one that ships nothing cannot make the
     /// worker spin.
-    fn idle_snapshot(&mut self, db: &Database, now: u64) -> Option<Step> {
-        let iv = db.config.lifecycle.snapshot_interval.as_millis() as u64;
+    fn idle_snapshot(&mut self, dest: &Dest, now: u64) -> Option<Step> {
+        let iv = dest.config().lifecycle.snapshot_interval.as_millis() as u64;
         if !lifecycle::is_due(now, iv, self.idle_snapshot_asked) {
             return None;
         }
         self.idle_snapshot_asked = now;
-        db.request_snapshot(
+        dest.request_snapshot(
             "the newest snapshot is a snapshot interval old and the bucket expires old files",
         );
         Some(Step::WaitUntil(now))
@@ -142,13 +142,13 @@ impl Compactor {
     /// otherwise lowers `next_due` to when such a level's window comes.
     fn compact_due_level(
         &mut self,
-        db: &Database,
+        dest: &Dest,
         replica: &mut Replica,
         files: &[KnownFile],
         now: u64,
         next_due: &mut u64,
     ) -> Result<Option<Step>, Error> {
-        let cfg = &db.config.lifecycle;
+        let cfg = &dest.config().lifecycle;
         self.last_compaction.resize(cfg.levels.len(), 0);
         for level in 1..=cfg.max_level() {
             let iv = cfg.interval_ms(level);
@@ -162,7 +162,7 @@ impl Compactor {
             }
             if lifecycle::is_due(now, iv, *last) {
                 for run in &runs {
-                    compact(db, replica, run, now)?;
+                    compact(dest, replica, run, now)?;
                 }
                 self.last_compaction[level as usize - 1] = now;
                 replica.cache.prune(&replica.known);
@@ -179,7 +179,7 @@ impl Compactor {
     /// Deletes, once the retention window `iv` has come, what retention lets go.
     fn retain(
         &mut self,
-        db: &Database,
+        dest: &Dest,
         replica: &mut Replica,
         files: &[KnownFile],
         now: u64,
@@ -191,12 +191,12 @@ impl Compactor {
         if !lifecycle::is_due(now, iv, self.last_retention) {
             return Ok(None);
         }
-        let doomed = lifecycle::plan_retention(files, &db.config.lifecycle, now);
+        let doomed = lifecycle::plan_retention(files, &dest.config().lifecycle, now);
         if doomed.is_empty() {
             self.last_retention = now;
             return Ok(None);
         }
-        if db.config.lifecycle.expiry == Expiry::BucketLifecycle {
+        if dest.config().lifecycle.expiry == Expiry::BucketLifecycle {
             // The bucket's rules delete them by age; a restart lists what is still there.
             self.last_retention = now;
             forget(replica, &doomed);
@@ -209,7 +209,7 @@ impl Compactor {
         replica.store()?.delete_many(&keys)?;
         self.last_retention = now;
         forget(replica, &doomed);
-        let mut c = db.counters();
+        let mut c = dest.counters();
         c.files_deleted += doomed.len() as u64;
         replica.count_requests(&mut c);
         Ok(Some(Step::Retained {
@@ -228,11 +228,11 @@ fn forget(replica: &mut Replica, ids: &[FileId]) {
 
 /// Merges one run of files into the next level and uploads the result. Inputs come from
 /// their local copies when present, else they are downloaded.
-fn compact(db: &Database, replica: &mut Replica, run: &Compaction, now: u64) -> Result<(), Error> {
+fn compact(dest: &Dest, replica: &mut Replica, run: &Compaction, now: u64) -> Result<(), Error> {
     replica.hold_lease(now)?;
     let out = run.output();
     let decoders = open_inputs(replica, run)?;
-    let scratch = db.spool.scratch_path("compact.ltx.tmp");
+    let scratch = dest.scratch_path("compact.ltx.tmp");
     let header = merge(decoders, run, &replica.cache, &scratch)?;
     let size = std::fs::metadata(&scratch).map(|m| m.len()).unwrap_or(0);
     let put = replica
@@ -245,7 +245,7 @@ fn compact(db: &Database, replica: &mut Replica, run: &Compaction, now: u64) -> 
     crate::fault::point("compaction.after_put");
     replica.cache.keep(out, &scratch, size);
     replica.known.insert(out, header.timestamp_ms, size);
-    let mut c = db.counters();
+    let mut c = dest.counters();
     c.compactions += 1;
     c.bytes_uploaded += size;
     replica.count_requests(&mut c);

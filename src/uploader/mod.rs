@@ -46,6 +46,8 @@ mod bucket_tests;
 mod tests;
 #[cfg(test)]
 mod tests_budget;
+#[cfg(test)]
+mod tests_destinations;
 
 pub use thread::{set_snapshot_source, wake};
 pub use types::{Step, LTX_FLAGS};

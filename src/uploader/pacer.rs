@@ -4,7 +4,7 @@
 //! budget lets the next job make requests. The arithmetic is `crate::budget`'s.
 
 use crate::budget::{ClassCounts, Ledger, RequestBudget};
-use crate::database::Database;
+use crate::database::Dest;
 use crate::store::RequestCounts;
 
 pub(super) struct Pacer {
@@ -38,30 +38,29 @@ impl Pacer {
         }
     }
 
-    fn budget(db: &Database) -> Option<&RequestBudget> {
-        db.config.request_budget.as_ref()
+    fn budget(dest: &Dest) -> Option<&RequestBudget> {
+        dest.config().request_budget.as_ref()
     }
 
     /// The ledger at `now`: the spool's, else a fresh one.
-    fn ledger(&mut self, db: &Database, now: u64) -> &mut Ledger {
+    fn ledger(&mut self, dest: &Dest, now: u64) -> &mut Ledger {
         let ledger = self.ledger.get_or_insert_with(|| {
-            db.spool
-                .request_ledger()
+            dest.request_ledger()
                 .and_then(|t| Ledger::decode(&t))
                 .unwrap_or_else(|| Ledger::fresh(now))
         });
-        ledger.advance(db.config.request_budget.as_ref(), now);
+        ledger.advance(dest.config().request_budget.as_ref(), now);
         ledger
     }
 
     /// When the budget lets a job make its `requests`: `now` when there is no budget or the
     /// bucket holds them.
-    pub fn ready_at(&mut self, db: &Database, now: u64, requests: u32) -> u64 {
-        if Self::budget(db).is_none() {
+    pub fn ready_at(&mut self, dest: &Dest, now: u64, requests: u32) -> u64 {
+        if Self::budget(dest).is_none() {
             return now;
         }
-        let budget = Self::budget(db).copied();
-        self.ledger(db, now)
+        let budget = Self::budget(dest).copied();
+        self.ledger(dest, now)
             .ready_at(budget.as_ref(), now, f64::from(requests))
     }
 
@@ -69,36 +68,36 @@ impl Pacer {
     /// others made to the replica, publishes the ledger, and stores it whenever it changed:
     /// a process may exit at any moment after a step, and its requests must not be lost
     /// from the month's count (one small file replaced per step that made requests).
-    pub fn count(&mut self, db: &Database, counts: &RequestCounts, now: u64) {
+    pub fn count(&mut self, dest: &Dest, counts: &RequestCounts, now: u64) {
         let totals = classes(counts);
         let mut made = totals.since(&self.counted);
         self.counted = totals;
         made.add(&classes(&crate::database::take_outside_requests(
-            &db.config.target,
+            &dest.config().target,
         )));
-        let budget = db.config.request_budget;
-        let ledger = self.ledger(db, now);
+        let budget = dest.config().request_budget;
+        let ledger = self.ledger(dest, now);
         ledger.spend(&made, budget.as_ref());
         let published = ledger.clone();
-        db.counters().ledger = Some(published);
+        dest.counters().ledger = Some(published);
         self.dirty |= made.total() > 0;
-        self.store_now(db);
+        self.store_now(dest);
     }
 
     /// Writes back what is not stored yet. A failure is said once until a write succeeds.
-    pub fn store_now(&mut self, db: &Database) {
+    pub fn store_now(&mut self, dest: &Dest) {
         let Some(ledger) = &self.ledger else { return };
         if !self.dirty {
             return;
         }
-        match db.spool.store_request_ledger(&ledger.encode()) {
+        match dest.store_request_ledger(&ledger.encode()) {
             Ok(()) => {
                 self.dirty = false;
                 self.failing = false;
             }
             Err(e) if !self.failing => {
                 self.failing = true;
-                crate::base::log::error(&format!("{}: request counts not kept: {e}", db.name));
+                crate::base::log::error(&format!("{}: request counts not kept: {e}", dest.db.name));
             }
             Err(_) => {}
         }

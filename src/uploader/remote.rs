@@ -6,7 +6,7 @@
 use super::cache::Cache;
 use super::known::{file_id, KnownFiles};
 use super::leaser::{host_name, Leaser};
-use crate::database::{Counters, Database};
+use crate::database::{Counters, Dest};
 use crate::error::Error;
 use crate::lifecycle::FileId;
 use crate::ltx::{self, Header};
@@ -35,20 +35,20 @@ pub(super) struct Replica {
 }
 
 impl Replica {
-    pub fn new(db: &Database, store: Result<Box<dyn ObjectStore>, String>) -> Replica {
-        let prefix = match &db.config.target {
+    pub fn new(dest: &Dest, store: Result<Box<dyn ObjectStore>, String>) -> Replica {
+        let prefix = match &dest.config().target {
             crate::config::ReplicaTarget::S3(t) => t.prefix.clone(),
             crate::config::ReplicaTarget::File { .. } => String::new(),
         };
-        let owner_id = crate::lease::owner_id(&host_name(), &db.spool.instance_id());
+        let owner_id = crate::lease::owner_id(&host_name(), &dest.db.spool.instance_id());
         Replica {
             store,
-            lease: Leaser::new(&prefix, owner_id, &db.name, db.config.lease_ttl),
+            lease: Leaser::new(&prefix, owner_id, &dest.db.name, dest.config().lease_ttl),
             prefix,
             cache: Cache::new(
-                db.spool.directory(),
-                db.config.lifecycle.max_level(),
-                db.spool.modes(),
+                dest.dir(),
+                dest.config().lifecycle.max_level(),
+                dest.db.spool.modes(),
             ),
             known: KnownFiles::default(),
             listed: false,

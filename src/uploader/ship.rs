@@ -9,7 +9,7 @@
 use super::known::file_id;
 use super::remote::Replica;
 use super::types::{carried_checksum, next_txid, Step, LTX_FLAGS};
-use crate::database::{Database, UploaderState};
+use crate::database::{Dest, UploaderState};
 use crate::error::Error;
 use crate::ltx::{self, Encoder, Header};
 use crate::spool::{RecordMeta, SpoolState};
@@ -67,30 +67,36 @@ impl Shipper {
     /// Ships the next batch of `pending` as the next txid.
     pub fn ship(
         &mut self,
-        db: &Database,
+        dest: &Dest,
         replica: &mut Replica,
         now: u64,
         pending: &[RecordMeta],
     ) -> Result<Step, Error> {
-        let state = db.spool.state();
-        if skip_covered(db, &state, pending)? {
+        // `pending` was taken before this look: had records it lacks been let go of
+        // first, it would start past them, and shipping it would leave a hole.
+        if dest.db.spool.is_let_go(dest.index) {
+            dest.request_snapshot(super::types::LET_GO);
             return Ok(Step::WaitUntil(now));
         }
-        let Some(batch) = take_batch(db, &state, pending) else {
+        let state = dest.state();
+        if skip_covered(dest, &state, pending)? {
+            return Ok(Step::WaitUntil(now));
+        }
+        let Some(batch) = take_batch(dest, &state, pending) else {
             return Ok(Step::WaitUntil(now));
         };
         let last = *batch.last().expect("pending is not empty");
         let commit = last.commit_size;
         let table = self.table.as_ref().expect("checked by try_step");
         let txid = next_txid(state.txid)?;
-        let scratch = db.spool.scratch_path("batch.ltx.tmp");
-        let encoded = encode_batch(db, table, &state, &batch, txid, &scratch)?;
+        let scratch = dest.scratch_path("batch.ltx.tmp");
+        let encoded = encode_batch(dest, table, &state, &batch, txid, &scratch)?;
         let size = upload(replica, txid, last.captured_at_ms, &scratch, now)?;
         let changed = self.apply(&encoded, commit, state.page_size);
         let table = self.table.as_ref().expect("checked by try_step");
-        db.spool.store_page_checksums(table, &changed, false)?;
+        dest.store_page_checksums(table, &changed, false)?;
         let new_state = SpoolState {
-            replica_url: db.config.url(),
+            replica_url: dest.config().url(),
             txid,
             post_checksum: encoded.raw,
             page_size: state.page_size,
@@ -100,11 +106,12 @@ impl Shipper {
             shipped_at_ms: now,
             lineage: state.lineage,
         };
-        db.spool.mark_shipped(new_state)?;
+        dest.mark_shipped(new_state)?;
+        crate::fault::point("upload.after_state");
         replica.max_txid = txid;
         self.last_ship_ms = now;
         {
-            let mut c = db.counters();
+            let mut c = dest.counters();
             // Counters first: replica_sync() returns as soon as progress is published.
             c.uploads += 1;
             c.bytes_uploaded += size;
@@ -114,8 +121,8 @@ impl Shipper {
         }
         // Commits captured while this batch was uploading count too: their waiters' flush
         // requests must survive this one (else they wait out a whole sync interval).
-        let more = pending.len() > batch.len() || db.spool.last_seq() > last.seq;
-        publish(db, txid, last.seq, more);
+        let more = pending.len() > batch.len() || dest.db.spool.last_seq() > last.seq;
+        publish(dest, txid, last.seq, more);
         Ok(Step::Shipped { txid })
     }
 
@@ -139,7 +146,7 @@ impl Shipper {
 /// Commits captured while a snapshot was being read can already be in it; so can a commit
 /// captured twice. They end at or before the replicated WAL position: marks them shipped
 /// (true) so that the next step looks at what follows.
-fn skip_covered(db: &Database, state: &SpoolState, pending: &[RecordMeta]) -> Result<bool, Error> {
+fn skip_covered(dest: &Dest, state: &SpoolState, pending: &[RecordMeta]) -> Result<bool, Error> {
     let covered = pending
         .iter()
         .take_while(|r| {
@@ -152,18 +159,18 @@ fn skip_covered(db: &Database, state: &SpoolState, pending: &[RecordMeta]) -> Re
         return Ok(false);
     }
     let seq = pending[covered - 1].seq;
-    db.spool.mark_shipped(SpoolState {
+    dest.mark_shipped(SpoolState {
         shipped_seq: seq,
         ..state.clone()
     })?;
-    db.update_progress(|p| p.shipped_seq = seq);
+    dest.update_progress(|p| p.shipped_seq = seq);
     Ok(true)
 }
 
 /// The records of the next batch, up to [`MAX_BATCH_BYTES`] (at least one); `None` when a
 /// record changes the page size (then a snapshot is asked for instead).
 fn take_batch<'a>(
-    db: &Database,
+    dest: &Dest,
     state: &SpoolState,
     pending: &'a [RecordMeta],
 ) -> Option<Vec<&'a RecordMeta>> {
@@ -175,7 +182,7 @@ fn take_batch<'a>(
             break;
         }
         if r.page_size != state.page_size {
-            db.request_snapshot(&format!(
+            dest.request_snapshot(&format!(
                 "page size changed from {} to {}",
                 state.page_size, r.page_size
             ));
@@ -190,7 +197,7 @@ fn take_batch<'a>(
 /// Writes the batch as the level-0 file `txid` at `scratch`, continuing the checksum of
 /// the state `table` describes.
 fn encode_batch(
-    db: &Database,
+    dest: &Dest,
     table: &[u64],
     state: &SpoolState,
     batch: &[&RecordMeta],
@@ -212,7 +219,7 @@ fn encode_batch(
         if pgno == lock_pgno {
             continue;
         }
-        db.spool.read_page(batch[ri], ei, &mut buf)?;
+        dest.db.spool.read_page(batch[ri], ei, &mut buf)?;
         let sum = ltx::page_checksum(pgno, &buf);
         raw ^= table.get(pgno as usize - 1).copied().unwrap_or(0) ^ sum;
         changes.push((pgno, sum));
@@ -291,8 +298,8 @@ fn upload(
 }
 
 /// Publishes the shipment to `replica_sync()` waiters and status.
-fn publish(db: &Database, txid: u64, seq: u64, more: bool) {
-    db.update_progress(|p| {
+fn publish(dest: &Dest, txid: u64, seq: u64, more: bool) {
+    dest.update_progress(|p| {
         p.txid = txid;
         p.shipped_seq = seq;
         // In the same update as the txid: replica_sync() returns on it, and status read

@@ -9,7 +9,7 @@ use super::remote::Replica;
 use super::ship::Shipper;
 use super::types::{carried_checksum, next_txid, Step, LTX_FLAGS};
 use crate::base::io::ReadAt;
-use crate::database::{Counters, Database, Progress, UploaderState};
+use crate::database::{Counters, Dest, Progress, UploaderState};
 use crate::error::Error;
 use crate::ltx::{self, Encoder, Header};
 use crate::snapshot::{map_indexed_pages, read_committed_page, read_wal_header, SnapshotSource};
@@ -34,7 +34,7 @@ impl Snapshotter {
     /// Ships the snapshot asked for at the next txid, and continues the chain from it.
     pub fn on_demand(
         &mut self,
-        db: &Database,
+        dest: &Dest,
         replica: &mut Replica,
         shipper: &mut Shipper,
         source: &dyn SnapshotSource,
@@ -42,23 +42,23 @@ impl Snapshotter {
     ) -> Result<Step, Error> {
         // Before reading the whole database: a replica another uploader holds gets nothing.
         replica.hold_lease(now)?;
-        let state = db.spool.state();
+        let state = dest.state();
         let txid = next_txid(state.txid.max(replica.max_txid))?;
-        let scratch = db.spool.scratch_path("snapshot.ltx.tmp");
-        let progress = db.progress();
+        let scratch = dest.scratch_path("snapshot.ltx.tmp");
+        let progress = dest.progress();
         let request = progress.snapshot_request;
         let reason = progress
             .needs_snapshot
             .clone()
             .unwrap_or_else(|| "the replicated state is unknown".into());
-        let built = match read_snapshot(db, source, txid, now, &scratch)? {
+        let built = match read_snapshot(dest, source, txid, now, &scratch)? {
             SnapshotRead::Built(built) => built,
             SnapshotRead::LogStarting => return self.log_starting(&scratch, now),
         };
         self.restart_waits = 0;
         let Some(snap) = built else {
             // An empty database: nothing to replicate until its first commit.
-            db.update_progress(|p| {
+            dest.update_progress(|p| {
                 if p.snapshot_request == request {
                     p.needs_snapshot = None;
                 }
@@ -71,20 +71,20 @@ impl Snapshotter {
         }
         crate::base::log::notice(&format!(
             "{}: shipping snapshot txid {txid}: {reason}",
-            db.name
+            dest.db.name
         ));
         let size = upload(replica, txid, &scratch, now)?;
         replica.last_snapshot_at = now;
-        restart_spool(db, &snap, txid, request, now)?;
+        restart_spool(dest, &snap, txid, request, now)?;
         replica.max_txid = txid;
         shipper.restart(snap.table, now);
         {
-            let mut c = db.counters();
+            let mut c = dest.counters();
             count_snapshot(&mut c, size, now);
             c.state = UploaderState::Replicating;
             replica.count_requests(&mut c);
         }
-        db.update_progress(|p| {
+        dest.update_progress(|p| {
             p.txid = txid;
             p.shipped_seq = snap.seq;
             p.last_error = None;
@@ -144,14 +144,14 @@ fn upload(replica: &mut Replica, txid: u64, scratch: &Path, now: u64) -> Result<
 
 /// Records in the spool that the replica now continues from the snapshot at `txid`.
 fn restart_spool(
-    db: &Database,
+    dest: &Dest,
     snap: &BuiltSnapshot,
     txid: u64,
     request: u64,
     now: u64,
 ) -> Result<(), Error> {
     let new_state = SpoolState {
-        replica_url: db.config.url(),
+        replica_url: dest.config().url(),
         txid,
         post_checksum: snap.raw_checksum,
         page_size: snap.page_size,
@@ -159,21 +159,21 @@ fn restart_spool(
         shipped_seq: snap.seq,
         position: snap.position,
         shipped_at_ms: now,
-        lineage: db.spool.state().lineage,
+        lineage: dest.state().lineage,
     };
-    db.spool.store_page_checksums(&snap.table, &[], true)?;
+    dest.store_page_checksums(&snap.table, &[], true)?;
     // Before the state says the replica holds it, so that a log starting meanwhile is not
     // checked against no stamp; unless the file changed since (then a stamp recorded
     // meanwhile, newer, stays).
     if let Some(stamp) = snap
         .file_stamp
-        .filter(|s| FileStamp::of(&db.path) == Some(*s))
+        .filter(|s| FileStamp::of(&dest.db.path) == Some(*s))
     {
-        db.spool.record_log_gone(&stamp)?;
+        dest.db.spool.record_log_gone(&stamp)?;
     }
-    db.spool.mark_shipped(new_state)?;
-    if db.progress().snapshot_request == request {
-        db.spool.clear_gap();
+    dest.mark_shipped(new_state)?;
+    if dest.progress().snapshot_request == request {
+        dest.clear_gap();
     }
     Ok(())
 }
@@ -191,19 +191,19 @@ fn count_snapshot(c: &mut Counters, size: u64, now: u64) {
 /// kept only if it holds exactly the replicated state (its checksum says so); else
 /// `None` and it is tried again after the next shipment.
 pub(super) fn scheduled(
-    db: &Database,
+    dest: &Dest,
     replica: &mut Replica,
     source: &dyn SnapshotSource,
     now: u64,
 ) -> Result<Option<Step>, Error> {
-    let state = db.spool.state();
-    if db.spool.pending_summary().is_some() || state.txid == 0 {
+    let state = dest.state();
+    if dest.pending_summary().is_some() || state.txid == 0 {
         return Ok(None);
     }
     // Its timestamp is that of its state: the time of the file that ends at its txid.
     let state_at = replica.known.state_time(state.txid).unwrap_or(now);
-    let scratch = db.spool.scratch_path("snapshot.ltx.tmp");
-    let SnapshotRead::Built(built) = read_snapshot(db, source, state.txid, state_at, &scratch)?
+    let scratch = dest.scratch_path("snapshot.ltx.tmp");
+    let SnapshotRead::Built(built) = read_snapshot(dest, source, state.txid, state_at, &scratch)?
     else {
         return Ok(None); // a writer is starting a new log: try again later
     };
@@ -214,10 +214,10 @@ pub(super) fn scheduled(
     });
     if !same {
         let _ = std::fs::remove_file(&scratch);
-        if db.spool.pending_summary().is_none() && built.is_some() {
+        if dest.pending_summary().is_none() && built.is_some() {
             // Nothing was committed meanwhile, yet the database is not the replicated
             // state: close the difference with a full snapshot (a new txid).
-            db.request_snapshot(
+            dest.request_snapshot(
                 "the scheduled snapshot found the database differs from the replicated state",
             );
             return Ok(Some(Step::WaitUntil(now)));
@@ -234,11 +234,11 @@ pub(super) fn scheduled(
     replica.known.insert(id, state_at, size);
     replica.last_snapshot_at = now;
     {
-        let mut c = db.counters();
+        let mut c = dest.counters();
         count_snapshot(&mut c, size, now);
         replica.count_requests(&mut c);
     }
-    db.update_progress(|p| p.snapshots += 1);
+    dest.update_progress(|p| p.snapshots += 1);
     Ok(Some(Step::Snapshot { txid: state.txid }))
 }
 
@@ -266,7 +266,7 @@ struct BuiltSnapshot {
 /// Reads the database's committed state through `source` into a level-9 LTX file at
 /// `scratch` (see `build_snapshot`); `seq` of the result is the last spool record it holds.
 fn read_snapshot(
-    db: &Database,
+    dest: &Dest,
     source: &dyn SnapshotSource,
     txid: u64,
     now: u64,
@@ -275,9 +275,12 @@ fn read_snapshot(
     let mut built: Option<BuiltSnapshot> = None;
     // Everything captured before the read transaction begins is in what it reads when there
     // is no WAL then (it was all checkpointed); later captures may not be.
-    let captured_before_read = db.spool.last_seq();
+    let captured_before_read = dest.db.spool.last_seq();
+    // Records let go of for this destination (it fell behind the spool's cap) were all
+    // captured before the read: the snapshot holds them, as it holds those shipped.
+    let let_go_before_read = dest.db.spool.shipped_by_of(dest.index);
     let mut log_starting = false;
-    source.with_read_transaction(&db.path, &mut |dbf, mut walf, index| {
+    source.with_read_transaction(&dest.db.path, &mut |dbf, mut walf, index| {
         for _attempt in 0..5 {
             // Which captured commits the snapshot holds is decided by position: a commit
             // is captured as its last frame is written, a moment before SQLite publishes
@@ -285,21 +288,23 @@ fn read_snapshot(
             // read below. Commits captured later that it does hold are dropped by
             // position when shipping.
             let captured: Vec<(u64, wal::WalPosition)> =
-                db.spool.pending().iter().map(|r| (r.seq, r.end)).collect();
-            let shipped_before = db.spool.state().shipped_seq;
+                dest.pending().iter().map(|r| (r.seq, r.end)).collect();
+            let shipped_before = dest.state().shipped_seq.max(let_go_before_read);
             let before = read_wal_header(&mut walf)?;
             let index = index();
             if new_log_starting(before.as_ref(), index.as_ref()) {
                 log_starting = true;
                 return Ok(());
             }
-            let lineage = db.spool.state().lineage;
+            let lineage = dest.state().lineage;
             let snap = build_snapshot(dbf, &mut walf, index, (txid, lineage), now, scratch)?;
             // With no frame to read, the read transaction keeps checkpoints from writing the
             // file until it ends: its stamp now is that of what was read.
             let only_the_file = index.is_none_or(|i| i.mx_frame == 0);
             let snap = snap.map(|mut s| {
-                s.file_stamp = only_the_file.then(|| FileStamp::of(&db.path)).flatten();
+                s.file_stamp = only_the_file
+                    .then(|| FileStamp::of(&dest.db.path))
+                    .flatten();
                 s
             });
             if read_wal_header(&mut walf)? == before {

@@ -79,7 +79,7 @@ impl Harness {
         std::fs::create_dir_all(&dir).unwrap();
         let mut cfg = ReplicaConfig::in_dir_for_tests(dir.join("replica"));
         adjust(&mut cfg);
-        let db = Arc::new(Database::open(&dir.join("app.db"), cfg, 1 << 30).unwrap());
+        let db = Arc::new(Database::open(&dir.join("app.db"), vec![cfg], 1 << 30).unwrap());
         let live = FakeDb {
             pages: Mutex::new(vec![page(1), page(2), page(3)]),
         };
@@ -99,18 +99,36 @@ impl Harness {
 
     /// [`Harness::reopen`] with another configuration.
     pub(super) fn reopen_with(&mut self, cfg: ReplicaConfig, spool_cap: u64) {
-        let placeholder =
-            Arc::new(Database::open(&self.dir.join("placeholder.db"), cfg.clone(), 1).unwrap());
-        drop(std::mem::replace(&mut self.db, placeholder));
-        self.db = Arc::new(Database::open(&self.dir.join("app.db"), cfg, spool_cap).unwrap());
+        self.reopen_with_all(vec![cfg], spool_cap);
+    }
+
+    /// [`Harness::reopen`] with these destinations.
+    pub(super) fn reopen_with_all(&mut self, cfgs: Vec<ReplicaConfig>, spool_cap: u64) {
+        let placeholder = Database::open(&self.dir.join("placeholder.db"), cfgs.clone(), 1);
+        drop(std::mem::replace(
+            &mut self.db,
+            Arc::new(placeholder.unwrap()),
+        ));
+        self.db = Arc::new(Database::open(&self.dir.join("app.db"), cfgs, spool_cap).unwrap());
     }
 
     pub(super) fn uploader(&self) -> DbUploader {
-        DbUploader::with_store(self.db.clone(), Ok(Box::new(self.store.clone())))
+        DbUploader::with_store(self.db.dests().remove(0), Ok(Box::new(self.store.clone())))
     }
 
     /// A commit: pages written and the new size, captured at `at` ms.
     pub(super) fn commit(&mut self, pages: &[(u32, u8)], size: u32, at: u64) {
+        self.try_commit(pages, size, at).unwrap();
+    }
+
+    /// [`Harness::commit`], whose capture may fail (the live database changes anyway, as
+    /// SQLite's commit does when capture cannot take it).
+    pub(super) fn try_commit(
+        &mut self,
+        pages: &[(u32, u8)],
+        size: u32,
+        at: u64,
+    ) -> Result<(), crate::spool::SpoolError> {
         self.frame += pages.len() as u32;
         let header = RecordHeader {
             page_size: PS as u32,
@@ -124,28 +142,36 @@ impl Harness {
             captured_at_ms: at,
             integrity: crate::spool::Integrity::Crc,
         };
-        let mut rec = self
-            .db
-            .spool
-            .begin_record(header, pages.len() as u32)
-            .unwrap();
         let mut live = self.live.pages.lock().unwrap();
         for &(pgno, fill) in pages {
-            rec.push(pgno, &page(fill)).unwrap();
             if live.len() < pgno as usize {
                 live.resize(pgno as usize, page(0));
             }
             live[pgno as usize - 1] = page(fill);
         }
         live.truncate(size as usize);
-        rec.commit().unwrap();
+        drop(live);
+        let mut rec = self.db.spool.begin_record(header, pages.len() as u32)?;
+        for &(pgno, fill) in pages {
+            rec.push(pgno, &page(fill))?;
+        }
+        rec.commit().map(|_| ())
     }
 
     pub(super) fn restore(&self, target: Target) -> Result<Vec<u8>, Error> {
+        self.restore_from(self.store.as_ref(), target)
+    }
+
+    /// The database as `store` restores it.
+    pub(super) fn restore_from(
+        &self,
+        store: &dyn ObjectStore,
+        target: Target,
+    ) -> Result<Vec<u8>, Error> {
         let out = self.dir.join(format!("restored-{}.db", self.frame));
         let _ = std::fs::remove_file(&out);
         restore::restore(&RestoreRequest {
-            store: self.store.as_ref(),
+            store,
             prefix: "",
             output: &out,
             target,
@@ -288,7 +314,7 @@ fn compaction_after_a_restart_downloads_its_inputs_and_retention_retries_a_faile
         .filter(|k| k.starts_with("0000/"))
         .collect();
     assert_eq!(level0, vec!["0000/0000000000000004-0000000000000004.ltx"]);
-    let c = h.db.counters().clone();
+    let c = h.db.counters_of(0).clone();
     assert_eq!((c.compactions, c.files_deleted), (3, 2));
     same(
         &h.restore(Target::Latest).unwrap(),

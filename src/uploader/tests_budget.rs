@@ -78,7 +78,7 @@ fn a_month_of_steady_writes_stays_within_its_budget_and_every_shipped_state_rest
         made >= BUDGET * 8 / 10,
         "the budget was left unused: {made}"
     );
-    let ledger = h.db.counters().ledger.clone().expect("counted");
+    let ledger = h.db.counters_of(0).ledger.clone().expect("counted");
     assert_eq!(
         ledger.month.total(),
         made,
@@ -145,7 +145,7 @@ fn a_lone_commit_after_a_quiet_spell_ships_at_once_and_a_sync_goes_ahead_of_the_
     h.db.update_progress(|p| p.flush_requested = true);
     assert_eq!(up.step(later + 6_000, &h.live), Step::Shipped { txid: 3 });
     assert!(total(&h) > before);
-    let ledger = h.db.counters().ledger.clone().unwrap();
+    let ledger = h.db.counters_of(0).ledger.clone().unwrap();
     assert!(ledger.tokens < 0.0, "the sync took the bucket into debt");
     same(
         &h.restore(Target::Latest).unwrap(),
@@ -173,7 +173,7 @@ fn the_ledger_survives_a_new_process() {
     let mut up = h.uploader();
     h.commit(&[(2, 8)], 3, t0 + 200_000);
     run_until(&mut up, &h, t0 + 200_000, t0 + 201_000);
-    let month = h.db.counters().ledger.clone().unwrap().month.total();
+    let month = h.db.counters_of(0).ledger.clone().unwrap().month.total();
     assert_eq!(month, total(&h), "the second process went on counting");
     assert!(month > made);
 }

@@ -1,7 +1,10 @@
-//! The uploader thread: one per process, started lazily by the first wake-up, stepping the
-//! worker of every database this process owns and sleeping until the earliest time one of
-//! them asked for (or a wake-up). It owns the thread and how snapshots read the live
-//! database; it must not do any database's work itself (the workers do).
+//! The uploader threads: one per process and destination slot, started lazily by the first
+//! wake-up (a process whose databases have one destination each has one), each stepping the
+//! worker of its destination of every database this process owns and sleeping until the
+//! earliest time one of them asked for (or a wake-up). Thread `k` steps the `k`-th
+//! destination of each database, so that a destination that stalls holds back no other. It
+//! owns the threads and how snapshots read the live database; it must not do any database's
+//! work itself (the workers do).
 
 use super::types::Step;
 use super::worker::{DbUploader, WAL_POLL_MAX_MS};
@@ -13,10 +16,12 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-/// The uploader thread of this process: its process id and how to wake it. A forked child
-/// inherits the value but not the thread, so a different pid means "start one here".
-static UPLOADER: std::sync::Mutex<Option<(u32, crossbeam_channel::Sender<()>)>> =
-    std::sync::Mutex::new(None);
+/// The uploader threads of this process, by destination slot (thread `k` steps the `k`-th
+/// destination of every database, so that a destination that stalls holds back no other
+/// destination), with the process id that started them and how to wake each. A forked
+/// child inherits the value but not the threads, so a different pid means "start them here".
+static UPLOADERS: std::sync::Mutex<(u32, Vec<crossbeam_channel::Sender<()>>)> =
+    std::sync::Mutex::new((0, Vec::new()));
 static SOURCE: OnceLock<Box<dyn SnapshotSource>> = OnceLock::new();
 
 /// Installs how snapshots read the live database (the FFI layer does this at load).
@@ -24,40 +29,59 @@ pub fn set_snapshot_source(source: Box<dyn SnapshotSource>) {
     let _ = SOURCE.set(source);
 }
 
-/// Nudges the uploader thread, starting it on first use. A lost wake-up is harmless: the
-/// thread re-examines every database on each turn.
+/// Nudges the uploader threads, starting them on first use (one per destination slot that
+/// some database has). A lost wake-up is harmless: each thread re-examines every database
+/// on each turn.
 pub fn wake() {
     if SOURCE.get().is_none() {
         return; // not loaded into a host (unit tests drive `step` themselves)
     }
     let pid = std::process::id();
-    let mut uploader = crate::base::lock::lock(&UPLOADER);
-    if uploader.as_ref().is_none_or(|(owner, _)| *owner != pid) {
+    let mut uploaders = crate::base::lock::lock(&UPLOADERS);
+    if uploaders.0 != pid {
+        *uploaders = (pid, Vec::new());
+    }
+    while uploaders.1.len() < database::most_destinations().max(1) {
+        let slot = uploaders.1.len();
         let (tx, rx) = crossbeam_channel::bounded(1);
         let spawned = std::thread::Builder::new()
-            .name("replica-uploader".into())
-            .spawn(move || run(rx));
+            .name(thread_name(slot))
+            .spawn(move || run(rx, slot));
         if let Err(e) = spawned {
-            crate::base::log::error(&format!("cannot start the uploader thread: {e}"));
-            return;
+            crate::base::log::error(&format!("cannot start an uploader thread: {e}"));
+            break;
         }
-        *uploader = Some((pid, tx));
+        uploaders.1.push(tx);
     }
-    if let Some((_, tx)) = uploader.as_ref() {
+    for tx in &uploaders.1 {
         let _ = tx.try_send(());
     }
 }
 
-fn run(rx: crossbeam_channel::Receiver<()>) {
+/// `replica-uploader` for slot 0, then `replica-upload2`, … (Linux keeps 15 bytes of a
+/// thread's name).
+fn thread_name(slot: usize) -> String {
+    match slot {
+        0 => "replica-uploader".into(),
+        n => format!("replica-upload{}", n + 1),
+    }
+}
+
+fn run(rx: crossbeam_channel::Receiver<()>, slot: usize) {
     let source = SOURCE.get().expect("set before the thread starts");
     let mut workers: HashMap<PathBuf, DbUploader> = HashMap::new();
     loop {
         for db in database::all().into_iter().filter(|db| db.owned_here()) {
-            workers
-                .entry(db.path.clone())
-                .or_insert_with(|| DbUploader::new(db));
+            if slot < db.destinations.len() && !workers.contains_key(&db.path) {
+                let dest = database::Dest {
+                    db: db.clone(),
+                    index: slot,
+                };
+                workers.insert(db.path.clone(), DbUploader::new(dest));
+            }
         }
-        let standby = crate::shim::take_over_standbys();
+        // Standbys are taken over once, by the first thread.
+        let standby = slot == 0 && crate::shim::take_over_standbys();
         let now = now_ms();
         // Awake at least once per WAL poll, and while a database waits to be taken over.
         let mut next = now

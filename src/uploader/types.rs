@@ -16,6 +16,10 @@ pub fn next_txid(txid: u64) -> Result<u64, Error> {
         })
 }
 
+/// Why a destination that fell behind the spool's cap is owed a snapshot.
+pub(super) const LET_GO: &str =
+    "it fell behind the spool's cap: the records it had not shipped were let go of";
+
 /// What one step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {

@@ -11,24 +11,23 @@ use super::remote::Replica;
 use super::ship::Shipper;
 use super::snapshots::Snapshotter;
 use super::types::Step;
-use crate::database::{Database, UploaderState};
+use crate::database::{Database, Dest, UploaderState};
 use crate::error::Error;
 use crate::snapshot::SnapshotSource;
 use crate::store::ObjectStore;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// The WAL is looked at for uncaptured commits every sync interval, at least this often.
 pub const WAL_POLL_MAX_MS: u64 = 250;
 
 pub struct DbUploader {
-    db: Arc<Database>,
+    dest: Dest,
     replica: Replica,
     shipper: Shipper,
     snapshots: Snapshotter,
     compactor: Compactor,
     backoff: Backoff,
-    /// When to look at the WAL for commits nobody captured.
-    next_wal_poll: u64,
     /// Counts requests against the month's budget and says when it allows more.
     pacer: Pacer,
     /// Under a request budget, the lifecycle jobs get the next request after a shipment,
@@ -38,37 +37,39 @@ pub struct DbUploader {
 
 impl Drop for DbUploader {
     fn drop(&mut self) {
-        self.pacer.store_now(&self.db);
+        self.pacer.store_now(&self.dest);
     }
 }
 
 impl DbUploader {
-    pub fn new(db: Arc<Database>) -> DbUploader {
-        let store = crate::store::open(&db.config.target, db.config.age.as_ref())
-            .map_err(|e| e.to_string());
-        Self::with_store(db, store)
+    /// The uploader of destination `dest`.
+    pub fn new(dest: Dest) -> DbUploader {
+        let config = dest.config();
+        let store =
+            crate::store::open(&config.target, config.age.as_ref()).map_err(|e| e.to_string());
+        Self::with_store(dest, store)
     }
 
-    pub fn with_store(
-        db: Arc<Database>,
-        store: Result<Box<dyn ObjectStore>, String>,
-    ) -> DbUploader {
-        let replica = Replica::new(&db, store);
+    pub fn with_store(dest: Dest, store: Result<Box<dyn ObjectStore>, String>) -> DbUploader {
+        let replica = Replica::new(&dest, store);
         DbUploader {
             pacer: Pacer::new(&replica.request_counts()),
             replica,
-            db,
+            dest,
             shipper: Shipper::default(),
             snapshots: Snapshotter::default(),
             compactor: Compactor::default(),
             backoff: Backoff::new(),
-            next_wal_poll: 0,
             lifecycle_turn: false,
         }
     }
 
     pub fn db(&self) -> &Arc<Database> {
-        &self.db
+        &self.dest.db
+    }
+
+    pub fn dest(&self) -> &Dest {
+        &self.dest
     }
 
     /// How many files of the replica this uploader keeps in memory.
@@ -79,30 +80,30 @@ impl DbUploader {
 
     /// When this database's WAL is next looked at for commits nobody captured.
     pub fn next_wal_poll(&self) -> u64 {
-        self.next_wal_poll
+        self.dest.db.next_wal_poll_ms.load(Ordering::Relaxed)
     }
 
     /// Does at most one unit of work: an initial listing, a snapshot, or one batch.
     pub fn step(&mut self, now: u64, source: &dyn SnapshotSource) -> Step {
         if let Some(retry_at) = self.backoff.waiting(now) {
             // A replica_sync() call earns one attempt even during a backoff.
-            if !self.db.progress().flush_requested {
+            if !self.dest.progress().flush_requested {
                 return Step::WaitUntil(retry_at);
             }
         }
         let result = self.try_step(now, source);
         self.pacer
-            .count(&self.db, &self.replica.request_counts(), now);
+            .count(&self.dest, &self.replica.request_counts(), now);
         match result {
             Err(Error::NotWal(_)) => {
                 // Nothing to do until the database is in WAL mode; its first WAL commit wakes us.
-                self.db.counters().state = UploaderState::WaitingForWal;
+                self.dest.counters().state = UploaderState::WaitingForWal;
                 Step::Idle
             }
             Ok(step) => {
                 if step.wrote() {
                     self.backoff.succeeded();
-                    self.db.update_progress(|p| {
+                    self.dest.update_progress(|p| {
                         p.last_error = None;
                         p.retries = 0;
                         p.next_retry_at_ms = None;
@@ -124,17 +125,17 @@ impl DbUploader {
         // Whatever asked (shipping or a lifecycle job), everything waits for it.
         self.compactor.not_its_failure();
         self.backoff.wait_until(retry_at);
-        let changed = self.db.progress().last_error.as_deref() != Some(error.as_str());
-        self.db.update_progress(|p| {
+        let changed = self.dest.progress().last_error.as_deref() != Some(error.as_str());
+        self.dest.update_progress(|p| {
             p.last_error = Some(error.clone());
             p.flush_requested = false;
             p.next_retry_at_ms = Some(retry_at);
             p.failed_attempts += 1;
         });
         if changed {
-            crate::base::log::notice(&format!("{}: {error}", self.db.name));
+            crate::base::log::notice(&format!("{}: {error}", self.dest.label()));
         }
-        self.db.counters().state = UploaderState::LeaseHeldElsewhere;
+        self.dest.counters().state = UploaderState::LeaseHeldElsewhere;
         Step::Failed { retry_at, error }
     }
 
@@ -148,25 +149,25 @@ impl DbUploader {
         }
         let error = e.to_string();
         let failures = self.backoff.failures();
-        self.db.update_progress(|p| {
+        self.dest.update_progress(|p| {
             p.last_error = Some(error.clone());
             p.flush_requested = false;
             p.retries = failures;
             p.next_retry_at_ms = Some(retry_at);
             p.failed_attempts += 1;
         });
-        self.db.counters().upload_errors += 1;
-        crate::base::log::error(&format!("{}: {error}", self.db.name));
+        self.dest.counters().upload_errors += 1;
+        crate::base::log::error(&format!("{}: {error}", self.dest.label()));
         let step = Step::Failed { retry_at, error };
         self.refresh_counters(&step);
         step
     }
 
     fn refresh_counters(&self, step: &Step) {
-        if *step == Step::Idle && self.db.counters().state == UploaderState::WaitingForWal {
+        if *step == Step::Idle && self.dest.counters().state == UploaderState::WaitingForWal {
             return;
         }
-        let mut c = self.db.counters();
+        let mut c = self.dest.counters();
         self.replica.count_requests(&mut c);
         c.sealed_otherwise = self.replica.sealed_otherwise_count();
         c.state = match step {
@@ -180,38 +181,54 @@ impl DbUploader {
         if !self.replica.listed {
             self.initialize(now)?;
         }
+        if self.dest.db.spool.is_let_go(self.dest.index)
+            && self.dest.progress().needs_snapshot.is_none()
+        {
+            self.dest.request_snapshot(super::types::LET_GO);
+        }
         self.release_lease_if_asked(now)?;
         // Commits of processes that write without capturing them (no extension, or one that
         // leaves replication to this process) are taken from the WAL once per interval.
-        let interval = self.db.config.sync_interval.as_millis() as u64;
-        if now >= self.next_wal_poll {
-            self.next_wal_poll = now + interval.clamp(100, WAL_POLL_MAX_MS);
-            crate::shim::take_foreign_commits_now(&self.db, &mut || source.open_wal(&self.db.path));
+        // One poll serves every destination: whichever uploader comes first when it is due
+        // makes it (one that backs off or stands back from a lease leaves it to the others).
+        let interval = self.dest.config().sync_interval.as_millis() as u64;
+        let db = &self.dest.db;
+        let due = db.next_wal_poll_ms.load(Ordering::Relaxed);
+        let next = now + interval.clamp(100, WAL_POLL_MAX_MS);
+        if now >= due
+            && db
+                .next_wal_poll_ms
+                .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            crate::shim::take_foreign_commits_now(db, &mut || source.open_wal(&db.path));
         }
-        let db = self.db.clone();
-        let flush = db.progress().flush_requested;
+        let dest = self.dest.clone();
+        let flush = dest.progress().flush_requested;
         // What someone waits for goes ahead of the budget (and is counted in it).
         let budget_at = if flush {
             now
         } else {
             let requests = self.replica.upload_requests(now);
-            self.pacer.ready_at(&db, now, requests)
+            self.pacer.ready_at(&dest, now, requests)
         };
-        if db.progress().needs_snapshot.is_some() || !self.shipper.knows_state() {
+        if dest.progress().needs_snapshot.is_some() || !self.shipper.knows_state() {
             if now < budget_at {
                 return Ok(Step::WaitUntil(budget_at));
             }
             let (replica, shipper) = (&mut self.replica, &mut self.shipper);
-            return self.snapshots.on_demand(&db, replica, shipper, source, now);
+            return self
+                .snapshots
+                .on_demand(&dest, replica, shipper, source, now);
         }
-        let pending = db.spool.pending_summary();
+        let pending = dest.pending_summary();
         // Someone waiting (a sync, the last close) goes first; otherwise, under a budget,
         // a lifecycle job due gets the request after a shipment.
         if self.lifecycle_turn && !flush && now >= budget_at {
             let before = self.replica.request_counts();
             let step = self
                 .compactor
-                .step(&db, &mut self.replica, source, now, Step::Idle)?;
+                .step(&dest, &mut self.replica, source, now, Step::Idle)?;
             self.lifecycle_turn = false;
             if step.wrote() {
                 return Ok(step);
@@ -222,7 +239,7 @@ impl DbUploader {
             }
         }
         let Some((_, first_captured_at)) = pending else {
-            db.update_progress(|p| p.flush_requested = false);
+            dest.update_progress(|p| p.flush_requested = false);
             return self.lifecycle_or_wait(budget_at, now, source, Step::Idle);
         };
         let due = self
@@ -234,8 +251,8 @@ impl DbUploader {
         }
         let step = self
             .shipper
-            .ship(&db, &mut self.replica, now, &db.spool.pending())?;
-        self.lifecycle_turn = db.config.request_budget.is_some();
+            .ship(&dest, &mut self.replica, now, &dest.pending())?;
+        self.lifecycle_turn = dest.config().request_budget.is_some();
         Ok(step)
     }
 
@@ -252,23 +269,23 @@ impl DbUploader {
             return Ok(otherwise.wake_by(budget_at));
         }
         self.compactor
-            .step(&self.db, &mut self.replica, source, now, otherwise)
+            .step(&self.dest, &mut self.replica, source, now, otherwise)
     }
 
     /// The last connection closed: once everything is shipped, hand the lease back.
     fn release_lease_if_asked(&mut self, now: u64) -> Result<(), Error> {
-        let progress = self.db.progress();
+        let progress = self.dest.progress();
         if progress.lease_release_requests > progress.lease_released
-            && self.db.spool.pending_summary().is_none()
+            && self.dest.pending_summary().is_none()
             && progress.needs_snapshot.is_none()
         {
             self.replica.release_lease()?;
             // The process may exit once this is published: its count goes to disk first.
             self.pacer
-                .count(&self.db, &self.replica.request_counts(), now);
-            self.pacer.store_now(&self.db);
+                .count(&self.dest, &self.replica.request_counts(), now);
+            self.pacer.store_now(&self.dest);
             let done = progress.lease_release_requests;
-            self.db
+            self.dest
                 .update_progress(|p| p.lease_released = p.lease_released.max(done));
         }
         Ok(())
@@ -279,33 +296,33 @@ impl DbUploader {
     fn initialize(&mut self, now: u64) -> Result<(), Error> {
         self.replica.list(now)?;
         let holds_03 = self.replica.holds_litestream_03;
-        self.db
+        self.dest
             .update_progress(|p| p.holds_litestream_03 = holds_03);
         let remote_max = self.replica.max_txid;
-        let state = self.db.spool.state();
-        let url = self.db.config.url();
+        let state = self.dest.state();
+        let url = self.dest.config().url();
         if state.txid == 0 || state.txid != remote_max || state.replica_url != url {
             if state.txid != 0 {
-                self.db.request_snapshot(&format!(
+                self.dest.request_snapshot(&format!(
                     "the replica is at txid {remote_max} but this spool shipped through txid {}",
                     state.txid
                 ));
             } else {
-                self.db.request_snapshot("first upload of this database");
+                self.dest.request_snapshot("first upload of this database");
             }
         } else if let Some(why) = self.replica.unreachable_end() {
             // A file the chain needs is gone (a bucket lifecycle rule expired it): a snapshot
             // makes the replica restorable to its end again.
-            self.db.request_snapshot(&format!(
+            self.dest.request_snapshot(&format!(
                 "the replica no longer restores to txid {remote_max}: {why}"
             ));
         } else {
-            let table = self.db.spool.load_page_checksums()?;
+            let table = self.dest.load_page_checksums()?;
             let xor = table.iter().fold(0u64, |a, b| a ^ b);
             if table.len() as u32 == state.commit && xor == state.post_checksum {
                 self.shipper.resume(table);
             } else {
-                self.db
+                self.dest
                     .request_snapshot("the spool's page checksums do not match its state");
             }
         }

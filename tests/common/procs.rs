@@ -1,6 +1,7 @@
 //! Several host processes on the databases of one scratch directory, all replicating to
 //! `file://<dir>/replicas` and logging to stderr (shown with a failure), some of them kept
-//! running and steered line by line. Included with `#[path = "common/procs.rs"] mod procs;`
+//! running and steered line by line (`Timed`: with a deadline on each line, so a process
+//! that hangs fails the test). Included with `#[path = "common/procs.rs"] mod procs;`
 //! next to `mod common;`.
 #![allow(dead_code)]
 
@@ -91,5 +92,60 @@ impl Steered {
     pub fn kill(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+}
+
+/// A running process steered line by line whose lines are read with a deadline, so that a
+/// process that hangs fails the test instead of blocking it; killed when dropped.
+pub struct Timed {
+    pub child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Timed {
+    /// Takes `child`'s stdout (piped), read on a thread of its own.
+    pub fn new(mut child: Child) -> Timed {
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Timed { child, lines }
+    }
+
+    /// The next line it prints (without its newline); kills it and fails the test when
+    /// none comes within `limit` or it exits first. `what` names the line expected.
+    pub fn line(&mut self, what: &str, limit: std::time::Duration) -> String {
+        match self.lines.recv_timeout(limit) {
+            Ok(l) => l,
+            Err(e) => {
+                self.kill();
+                panic!(
+                    "no {what} line from the process within {limit:?} ({e:?}); its stderr is above"
+                );
+            }
+        }
+    }
+
+    /// Writes `line` and a newline to its stdin.
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+    }
+
+    /// SIGKILL (if it still runs), and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Timed {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

@@ -385,6 +385,224 @@ pub fn forward(head: &[u8], body: &[u8], upstream: u16) -> std::io::Result<Vec<u
     Ok(resp)
 }
 
+/// What [`FaultProxy`] does to one request its schedule picks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Answers 500 InternalError; the request is not passed on.
+    Status500,
+    /// Answers 503 SlowDown; the request is not passed on.
+    Status503,
+    /// Passes the request on and holds its response back this long (a slow server).
+    Delay(std::time::Duration),
+    /// Closes the connection with the request unread.
+    Reset,
+    /// Passes the request on, then sends the response's head and `n % body length` bytes of
+    /// its body (at least one byte short; half the head when it has no body) and closes.
+    CutBody(u64),
+}
+
+/// The fault for each connection [`FaultProxy::scheduled`] accepts, asked in order.
+pub type Schedule = Box<dyn FnMut() -> Option<Fault> + Send>;
+
+/// What the proxy does whatever its schedule says, until [`FaultProxy::heal`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Override {
+    None,
+    Fail500,
+    Stall,
+}
+
+/// A loopback HTTP/1.1 proxy in front of `upstream`, one request per connection (it asks
+/// the upstream to close after each response; `Connection` is not a signed header), that
+/// injects faults: per connection as a [`Schedule`] says, and on demand for every request
+/// — [`Self::fail_all`] (a bucket answering 500) and [`Self::stall`] (a bucket that
+/// never answers) until [`Self::heal`]. A request held by a stall is never passed on: when
+/// the stall ends its connection is closed unanswered, so what a stalled bucket was sent
+/// never lands in it later. The accept loop stops, and held requests are let go, when it is
+/// dropped.
+pub struct FaultProxy {
+    pub port: u16,
+    mode: Arc<(std::sync::Mutex<Override>, std::sync::Condvar)>,
+    requests: Arc<AtomicUsize>,
+    held: Arc<AtomicUsize>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FaultProxy {
+    /// A proxy that passes everything on until told otherwise.
+    pub fn start(upstream: u16) -> FaultProxy {
+        FaultProxy::scheduled(upstream, Box::new(|| None))
+    }
+
+    /// A proxy that asks `schedule` what to do with each connection it accepts, in the
+    /// order accepted (an override asks it too, and ignores the answer).
+    pub fn scheduled(upstream: u16, mut schedule: Schedule) -> FaultProxy {
+        use std::time::Duration;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let proxy = FaultProxy {
+            port: listener.local_addr().unwrap().port(),
+            mode: Arc::new((
+                std::sync::Mutex::new(Override::None),
+                std::sync::Condvar::new(),
+            )),
+            requests: Arc::default(),
+            held: Arc::default(),
+            stop: Arc::default(),
+        };
+        let (mode, requests, held, stop) = (
+            proxy.mode.clone(),
+            proxy.requests.clone(),
+            proxy.held.clone(),
+            proxy.stop.clone(),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let client = match listener.accept() {
+                    Ok((c, _)) => c,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::park_timeout(Duration::from_millis(2));
+                        continue;
+                    }
+                    Err(_) => continue,
+                };
+                let _ = client.set_nonblocking(false);
+                requests.fetch_add(1, Ordering::SeqCst);
+                let fault = schedule();
+                let (mode, held) = (mode.clone(), held.clone());
+                std::thread::spawn(move || {
+                    let now = *mode.0.lock().unwrap();
+                    let _ = match now {
+                        Override::None => serve_one(client, upstream, fault),
+                        Override::Fail500 => serve_one(client, upstream, Some(Fault::Status500)),
+                        Override::Stall => hold(client, &mode, &held),
+                    };
+                });
+            }
+        });
+        proxy
+    }
+
+    /// From now on every request is answered 500 InternalError, until [`Self::heal`].
+    pub fn fail_all(&self) {
+        self.set(Override::Fail500);
+    }
+
+    /// From now on every request is held unanswered, until [`Self::heal`].
+    pub fn stall(&self) {
+        self.set(Override::Stall);
+    }
+
+    /// Back to the schedule (transparent for [`Self::start`]); held requests are closed
+    /// unanswered.
+    pub fn heal(&self) {
+        self.set(Override::None);
+    }
+
+    /// Connections accepted so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Requests a stall holds now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
+    }
+
+    fn set(&self, to: Override) {
+        *self.mode.0.lock().unwrap() = to;
+        self.mode.1.notify_all();
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.heal();
+    }
+}
+
+/// Reads the request on `client` and keeps it unanswered while the proxy stalls; then
+/// closes the connection without passing it on.
+fn hold(
+    mut client: std::net::TcpStream,
+    mode: &(std::sync::Mutex<Override>, std::sync::Condvar),
+    held: &AtomicUsize,
+) -> std::io::Result<()> {
+    client.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    if read_request(&mut client)?.is_none() {
+        return Ok(());
+    }
+    held.fetch_add(1, Ordering::SeqCst);
+    let mut now = mode.0.lock().unwrap();
+    while *now == Override::Stall {
+        now = mode.1.wait(now).unwrap();
+    }
+    held.fetch_sub(1, Ordering::SeqCst);
+    let _ = client.shutdown(std::net::Shutdown::Both);
+    Ok(())
+}
+
+/// Answers one request on `client` through `upstream`, with `fault` injected.
+fn serve_one(
+    mut client: std::net::TcpStream,
+    upstream: u16,
+    fault: Option<Fault>,
+) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    use std::net::Shutdown;
+    client.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    if fault == Some(Fault::Reset) {
+        // Close with the request unread: the kernel answers with a RST (or, if nothing
+        // had arrived yet, a plain close before any response).
+        let mut b = [0u8; 8];
+        let _ = client.read(&mut b);
+        drop(client);
+        return Ok(());
+    }
+    let Some((head, body)) = read_request(&mut client)? else {
+        return Ok(());
+    };
+    if let Some(f @ (Fault::Status500 | Fault::Status503)) = fault {
+        let (status, code) = if f == Fault::Status500 {
+            ("500 Internal Server Error", "InternalError")
+        } else {
+            ("503 Service Unavailable", "SlowDown")
+        };
+        let msg = format!("<Error><Code>{code}</Code><Message>injected</Message></Error>");
+        write!(
+            client,
+            "HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{msg}",
+            msg.len()
+        )?;
+        let _ = client.shutdown(Shutdown::Both);
+        return Ok(());
+    }
+    let resp = forward(&head, &body, upstream)?;
+    match fault {
+        Some(Fault::Delay(d)) => {
+            std::thread::sleep(d); // the fault itself: a slow server, not synchronization
+            client.write_all(&resp)?;
+        }
+        Some(Fault::CutBody(cut)) => {
+            let head_end = resp
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map_or(resp.len(), |i| i + 4);
+            let body_len = resp.len() - head_end;
+            let keep = if body_len > 0 {
+                head_end + (cut as usize % body_len)
+            } else {
+                head_end / 2
+            };
+            client.write_all(&resp[..keep])?;
+        }
+        _ => client.write_all(&resp)?,
+    }
+    let _ = client.shutdown(Shutdown::Both);
+    Ok(())
+}
+
 /// s3s-fs with object bodies streamed in 1 MiB reads. s3s-fs answers a GET in 4 KiB reads,
 /// each a round trip through tokio's blocking pool: on a 2-core machine that server spent
 /// more CPU on a restore than the client restoring, and the benchmark measured the server.

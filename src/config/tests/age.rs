@@ -24,7 +24,7 @@ fn recipients_and_identities_inline_or_as_files() {
     );
     let cfg = parse(&text, &env(&[])).unwrap();
     assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
-    let age = cfg.dbs[0].1.age.clone().unwrap();
+    let age = cfg.dbs[0].1[0].age.clone().unwrap();
     assert_eq!(age.recipients, vec![public, other]);
     assert_eq!(
         age.identities,
@@ -34,7 +34,7 @@ fn recipients_and_identities_inline_or_as_files() {
         ]
     );
     assert!(!format!("{age:?}").contains(&secret));
-    assert_eq!(cfg.dbs[1].1.age, None);
+    assert_eq!(cfg.dbs[1].1[0].age, None);
 }
 
 #[test]
@@ -73,7 +73,7 @@ fn bad_keys_are_errors_naming_the_key_without_the_secret() {
     let lower = secret.to_lowercase();
     let text = format!("dbs:\n  - path: /a.db\n    replica:\n      url: s3://bkt/a\n      age:\n        identities: [{lower}]\n");
     let cfg = parse(&text, &env(&[])).unwrap();
-    let age = cfg.dbs[0].1.age.clone().unwrap();
+    let age = cfg.dbs[0].1[0].age.clone().unwrap();
     assert_eq!(age.identities, vec![IdentitySource::Inline(lower.clone())]);
     assert!(!format!("{age:?}").contains(&lower));
 }

@@ -1,14 +1,18 @@
 //! Tests of `config` through its entry points: config files (`yaml`), replica URLs (`url`),
-//! precedence and matching in the resolver (`resolve`), finding the config file (`discovery`),
+//! precedence and matching in the resolver (`resolve`), several destinations of a database
+//! (`destinations`), finding the config file (`discovery`),
 //! the promise that no secret reaches any output (`secrets`), and input written to hurt
 //! (`hostile`). The fixtures they share live
 //! here; a test of one self-contained function sits next to that function instead.
 
 use std::path::Path;
 
-use super::{parse_config_file, ConfigError, ConfigFile, Env, ReplicaTarget, S3Target};
+use super::{
+    parse_config_file, ConfigError, ConfigFile, Env, ReplicaConfig, ReplicaTarget, S3Target,
+};
 
 mod age;
+mod destinations;
 mod discovery;
 mod hostile;
 mod requests;
@@ -55,5 +59,17 @@ fn err_text(r: Result<ConfigFile, ConfigError>) -> String {
     match r {
         Ok(c) => panic!("expected an error, got {c:?}"),
         Err(e) => e.to_string(),
+    }
+}
+
+/// The one destination of a database that resolved to a single one.
+trait Only {
+    fn only(self) -> ReplicaConfig;
+}
+
+impl Only for Vec<ReplicaConfig> {
+    fn only(self) -> ReplicaConfig {
+        assert_eq!(self.len(), 1, "expected one destination, got {self:?}");
+        self.into_iter().next().unwrap()
     }
 }

@@ -1,7 +1,7 @@
 //! `request-budget`, `request-price` and per-database `sync-interval`: the README's four
 //! databases, what `REPLICA_REQUEST_BUDGET` overrides, and the errors that name the key.
 
-use super::{env, err_text, parse};
+use super::{env, err_text, parse, Only};
 use crate::budget::RequestBudget;
 use crate::config::Resolver;
 use std::path::Path;
@@ -33,7 +33,7 @@ fn each_database_has_its_own_interval_and_budget() {
     let got: Vec<_> = cfg
         .dbs
         .iter()
-        .map(|(_, rc)| (rc.sync_interval, rc.request_budget))
+        .map(|(_, replicas)| (replicas[0].sync_interval, replicas[0].request_budget))
         .collect();
     let s = Duration::from_secs;
     assert_eq!(
@@ -49,7 +49,8 @@ fn each_database_has_its_own_interval_and_budget() {
     let queue = r
         .resolve(Path::new("storage/production_queue.sqlite3"), &[])
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .only();
     assert_eq!(queue.request_budget, budget(500_000));
     assert_eq!(queue.sync_interval, s(10));
     // The environment caps every database.
@@ -57,7 +58,8 @@ fn each_database_has_its_own_interval_and_budget() {
     let main = r
         .resolve(Path::new("storage/production.sqlite3"), &[])
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .only();
     assert_eq!(main.request_budget, budget(2_600_000));
 }
 
@@ -65,10 +67,10 @@ fn each_database_has_its_own_interval_and_budget() {
 fn a_top_level_budget_is_every_replicas_default_and_a_price_changes_dollars() {
     let yaml = "request-budget: $5/month\nrequest-price: $5.00\ndbs:\n  - path: a.db\n    replica: {path: /r/a}\n  - path: b.db\n    replica: {path: /r/b, request-budget: 10/month}\n";
     let cfg = parse(yaml, &env(&[])).unwrap();
-    assert_eq!(cfg.dbs[0].1.request_budget, budget(1_000_000));
-    assert_eq!(cfg.dbs[1].1.request_budget, budget(10));
+    assert_eq!(cfg.dbs[0].1[0].request_budget, budget(1_000_000));
+    assert_eq!(cfg.dbs[1].1[0].request_budget, budget(10));
     assert_eq!(cfg.global_request_budget, budget(1_000_000));
-    assert_eq!(cfg.dbs[0].1.prices.class_a_nanos, 5_000);
+    assert_eq!(cfg.dbs[0].1[0].prices.class_a_nanos, 5_000);
 }
 
 #[test]

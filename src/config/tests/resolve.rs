@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{env, err_text, file_dir, params, parse, s3, FILE};
+use super::{env, err_text, file_dir, params, parse, s3, Only, FILE};
 use crate::config::{
     ConfigError, Env, Resolver, DEFAULT_RESTORE_IF_MISSING, DEFAULT_SHUTDOWN_SYNC_TIMEOUT,
     DEFAULT_SYNC_INTERVAL,
@@ -81,8 +81,11 @@ fn rails_four_databases() {
         "production_cable",
     ];
     assert_eq!(cfg.dbs.len(), 4);
-    for ((db, rc), name) in cfg.dbs.iter().zip(names) {
+    for ((db, replicas), name) in cfg.dbs.iter().zip(names) {
         assert_eq!(db, &PathBuf::from(format!("/rails/storage/{name}.sqlite3")));
+        let [rc] = &replicas[..] else {
+            panic!("expected one replica, got {replicas:?}")
+        };
         let t = s3(&rc.target);
         assert_eq!(t.bucket, "myapp-backups");
         assert_eq!(t.prefix, format!("storage/{name}.sqlite3"));
@@ -107,12 +110,14 @@ fn rails_four_databases() {
     let rc = r
         .resolve(Path::new("storage/production_queue.sqlite3"), &[])
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .only();
     assert_eq!(s3(&rc.target).prefix, "storage/production_queue.sqlite3");
     let rc = r
         .resolve(Path::new("/rails/storage/production.sqlite3"), &[])
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .only();
     assert_eq!(
         rc.url(),
         "s3://myapp-backups/storage/production.sqlite3?endpoint=https://0123abcd.r2.cloudflarestorage.com&region=auto"
@@ -136,7 +141,7 @@ fn rails_four_databases() {
     let mut e = rails_env();
     e.vars.remove("LITESTREAM_REPLICA_ENDPOINT");
     let cfg = parse(RAILS, &e).unwrap();
-    let t = s3(&cfg.dbs[0].1.target);
+    let t = s3(&cfg.dbs[0].1[0].target);
     assert_eq!(
         (t.endpoint.as_ref(), t.region.as_ref(), t.force_path_style),
         (None, None, false)
@@ -159,7 +164,7 @@ dbs:
 
 /// (restore_if_missing, validation_interval, shutdown_sync_timeout) of a resolved database.
 fn operational(r: &Resolver, db: &str) -> (bool, Option<Duration>, Duration) {
-    let rc = r.resolve(Path::new(db), &[]).unwrap().unwrap();
+    let rc = r.resolve(Path::new(db), &[]).unwrap().unwrap().only();
     (
         rc.restore_if_missing,
         rc.validation_interval,
@@ -183,7 +188,7 @@ fn restore_validation_and_shutdown_keys_db_over_top() {
     // A database the file does not name takes the top level's.
     assert_eq!(operational(&r, "/x/other.db"), (true, Some(hour), ten));
     let p = params(&[("replica", "/uri/a")]);
-    let rc = r.resolve(Path::new("/a.db"), &p).unwrap().unwrap();
+    let rc = r.resolve(Path::new("/a.db"), &p).unwrap().unwrap().only();
     assert_eq!(
         (rc.restore_if_missing, rc.validation_interval),
         (true, Some(hour))
@@ -224,7 +229,7 @@ fn restore_validation_and_shutdown_keys_db_over_top() {
     )
     .unwrap();
     assert_eq!(
-        cfg.dbs[0].1.validation_interval,
+        cfg.dbs[0].1[0].validation_interval,
         Some(Duration::from_secs(90))
     );
     assert!(Resolver::new(env(&[]), Some(cfg))
@@ -350,25 +355,37 @@ fn restore_validation_and_shutdown_keys_bad_values_name_the_key() {
         "litestream.yml: dbs[0].shutdown-sync-timeout: `shutdown-sync-timeout` is a top-level setting and is ignored here; put it at the top of the file, outside `dbs:`"
     );
     assert_eq!(
-        cfg.dbs[0].1.shutdown_sync_timeout,
+        cfg.dbs[0].1[0].shutdown_sync_timeout,
         DEFAULT_SHUTDOWN_SYNC_TIMEOUT
     );
-    assert!(cfg.dbs[0].1.restore_if_missing);
-    assert_eq!(cfg.dbs[0].1.validation_interval, None);
+    assert!(cfg.dbs[0].1[0].restore_if_missing);
+    assert_eq!(cfg.dbs[0].1[0].validation_interval, None);
 }
 
 #[test]
 fn replica_url_derivation_per_database() {
     let r = Resolver::new(env(&[("REPLICA_URL", "file:///srv/replicas")]), None).unwrap();
-    let rc = r.resolve(Path::new("/x/app.db"), &[]).unwrap().unwrap();
+    let rc = r
+        .resolve(Path::new("/x/app.db"), &[])
+        .unwrap()
+        .unwrap()
+        .only();
     assert_eq!(file_dir(&rc.target), Path::new("/srv/replicas/app.db"));
     assert_eq!(rc.sync_interval, DEFAULT_SYNC_INTERVAL);
 
     let r = Resolver::new(env(&[("REPLICA_URL", "s3://bucket/prefix/")]), None).unwrap();
-    let rc = r.resolve(Path::new("/x/app.db"), &[]).unwrap().unwrap();
+    let rc = r
+        .resolve(Path::new("/x/app.db"), &[])
+        .unwrap()
+        .unwrap()
+        .only();
     assert_eq!(rc.url(), "s3://bucket/prefix/app.db");
     let r = Resolver::new(env(&[("REPLICA_URL", "s3://bucket")]), None).unwrap();
-    let rc = r.resolve(Path::new("data/other.db"), &[]).unwrap().unwrap();
+    let rc = r
+        .resolve(Path::new("data/other.db"), &[])
+        .unwrap()
+        .unwrap()
+        .only();
     assert_eq!(s3(&rc.target).prefix, "other.db");
 
     // A config entry wins over REPLICA_URL; other databases use REPLICA_URL.
@@ -378,9 +395,17 @@ fn replica_url_derivation_per_database() {
     )
     .unwrap();
     let r = Resolver::new(env(&[("REPLICA_URL", "/srv/r")]), Some(cfg)).unwrap();
-    let rc = r.resolve(Path::new("/x/app.db"), &[]).unwrap().unwrap();
+    let rc = r
+        .resolve(Path::new("/x/app.db"), &[])
+        .unwrap()
+        .unwrap()
+        .only();
     assert_eq!(file_dir(&rc.target), Path::new("/bk/app"));
-    let rc = r.resolve(Path::new("/x/other.db"), &[]).unwrap().unwrap();
+    let rc = r
+        .resolve(Path::new("/x/other.db"), &[])
+        .unwrap()
+        .unwrap()
+        .only();
     assert_eq!(file_dir(&rc.target), Path::new("/srv/r/other.db"));
 
     // Invalid environment values name the variable.
@@ -411,11 +436,16 @@ fn precedence_uri_over_env_over_file() {
     let rc = file_only
         .resolve(Path::new("/x/app.db"), &[])
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .only();
     assert_eq!(rc.sync_interval, Duration::from_secs(3));
     // The file's top-level sync-interval applies to databases it gets from REPLICA_URL.
     let r = Resolver::new(env(&[("REPLICA_URL", "/srv/r")]), Some(cfg.clone())).unwrap();
-    let rc = r.resolve(Path::new("/x/other.db"), &[]).unwrap().unwrap();
+    let rc = r
+        .resolve(Path::new("/x/other.db"), &[])
+        .unwrap()
+        .unwrap()
+        .only();
     assert_eq!(rc.sync_interval, Duration::from_secs(7));
 
     let r = Resolver::new(
@@ -424,7 +454,11 @@ fn precedence_uri_over_env_over_file() {
     )
     .unwrap();
     // env over file
-    let rc = r.resolve(Path::new("/x/app.db"), &[]).unwrap().unwrap();
+    let rc = r
+        .resolve(Path::new("/x/app.db"), &[])
+        .unwrap()
+        .unwrap()
+        .only();
     assert_eq!(
         (file_dir(&rc.target), rc.sync_interval),
         (Path::new("/bk/app"), Duration::from_secs(20))
@@ -435,7 +469,11 @@ fn precedence_uri_over_env_over_file() {
         ("replica", "file:///uri/app"),
         ("replica_sync_interval", "100ms"),
     ]);
-    let rc = r.resolve(Path::new("/x/app.db"), &p).unwrap().unwrap();
+    let rc = r
+        .resolve(Path::new("/x/app.db"), &p)
+        .unwrap()
+        .unwrap()
+        .only();
     assert_eq!(
         (file_dir(&rc.target), rc.sync_interval),
         (Path::new("/uri/app"), Duration::from_millis(100))
@@ -447,7 +485,8 @@ fn precedence_uri_over_env_over_file() {
             &params(&[("replica_sync_interval", "2s")]),
         )
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .only();
     assert_eq!(
         (file_dir(&rc.target), rc.sync_interval),
         (Path::new("/bk/app"), Duration::from_secs(2))
@@ -456,12 +495,19 @@ fn precedence_uri_over_env_over_file() {
     let rc = r
         .resolve(Path::new("/y/z.db"), &params(&[("replica", "s3://bbb/z")]))
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .only();
     assert_eq!(rc.url(), "s3://bbb/z");
     // First occurrence wins.
     let p = params(&[("replica", "/first"), ("replica", "/second")]);
     assert_eq!(
-        file_dir(&r.resolve(Path::new("/y/z.db"), &p).unwrap().unwrap().target),
+        file_dir(
+            &r.resolve(Path::new("/y/z.db"), &p)
+                .unwrap()
+                .unwrap()
+                .only()
+                .target
+        ),
         Path::new("/first")
     );
 
@@ -550,7 +596,7 @@ fn path_matching_lexical_and_canonical() {
     let dir = |db: &str| {
         r.resolve(Path::new(db), &[])
             .unwrap()
-            .map(|rc| file_dir(&rc.target).to_path_buf())
+            .map(|replicas| file_dir(&replicas.only().target).to_path_buf())
     };
     assert_eq!(dir("/real/./x/../app.db"), Some(PathBuf::from("/bk/app")));
     assert_eq!(dir("/link/app.db"), Some(PathBuf::from("/bk/app")));
@@ -568,6 +614,7 @@ fn lease_ttl_comes_from_the_environment_and_bad_values_name_the_variable() {
             .resolve(Path::new("/a.db"), &[])
             .unwrap()
             .unwrap()
+            .only()
             .lease_ttl
     };
     assert_eq!(ttl(&[]), crate::config::DEFAULT_LEASE_TTL);

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{env, file_dir, params, parse};
+use super::{env, file_dir, params, parse, Only};
 use crate::config::resolve::fs_scratch_file;
 use crate::config::Resolver;
 
@@ -23,9 +23,11 @@ fn replica_url_leaves_scratch_files_in_the_temporary_directory_alone() {
     ] {
         assert_eq!(replicates(scratch, &[]), None, "{scratch}");
     }
-    let named = replicates("/tmp/keep.db", &[("replica", "/bk/keep")]).unwrap();
+    let named = replicates("/tmp/keep.db", &[("replica", "/bk/keep")])
+        .unwrap()
+        .only();
     assert_eq!(file_dir(&named.target), Path::new("/bk/keep"));
-    let deeper = replicates("/tmp/app/app.db", &[]).unwrap();
+    let deeper = replicates("/tmp/app/app.db", &[]).unwrap().only();
     assert_eq!(file_dir(&deeper.target), Path::new("/srv/r/app.db"));
     let summary = r.summary().join("\n");
     assert!(
@@ -38,14 +40,22 @@ fn replica_url_leaves_scratch_files_in_the_temporary_directory_alone() {
         &env(&[]),
     );
     let r = Resolver::new(env(&vars), Some(cfg.unwrap())).unwrap();
-    let entry = r.resolve(Path::new("/tmp/app.db"), &[]).unwrap().unwrap();
+    let entry = r
+        .resolve(Path::new("/tmp/app.db"), &[])
+        .unwrap()
+        .unwrap()
+        .only();
     assert_eq!(file_dir(&entry.target), Path::new("/bk/app"));
 
     // What the file system says decides it: a database that is not there yet (to be restored
     // at open) or that has a spool beside it is no scratch file and replicates.
     let mut r = Resolver::new(env(&vars), None).unwrap();
     r.scratch_file = |_| false;
-    let kept = r.resolve(Path::new("/tmp/app.db"), &[]).unwrap().unwrap();
+    let kept = r
+        .resolve(Path::new("/tmp/app.db"), &[])
+        .unwrap()
+        .unwrap()
+        .only();
     assert_eq!(file_dir(&kept.target), Path::new("/srv/r/app.db"));
 }
 

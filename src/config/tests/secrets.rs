@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{env, params, parse, s3};
+use super::{env, params, parse, s3, Only};
 use crate::config::{parse_replica_url, Credentials, Resolver};
 
 #[test]
@@ -25,7 +25,7 @@ fn secrets_never_appear_in_output() {
     );
     let cfg = parse(&text, &e).unwrap();
     assert_eq!(
-        s3(&cfg.dbs[0].1.target)
+        s3(&cfg.dbs[0].1[0].target)
             .credentials
             .as_ref()
             .unwrap()
@@ -33,7 +33,7 @@ fn secrets_never_appear_in_output() {
         SECRET
     );
     let r = Resolver::new(e.clone(), Some(cfg.clone())).unwrap();
-    let from_env = r.resolve(Path::new("/c.db"), &[]).unwrap().unwrap();
+    let from_env = r.resolve(Path::new("/c.db"), &[]).unwrap().unwrap().only();
     assert_eq!(
         s3(&from_env.target)
             .credentials
@@ -44,7 +44,7 @@ fn secrets_never_appear_in_output() {
         None
     );
     let p = params(&[("replica", "s3://bbb/uri")]);
-    let from_uri = r.resolve(Path::new("/c.db"), &p).unwrap().unwrap();
+    let from_uri = r.resolve(Path::new("/c.db"), &p).unwrap().unwrap().only();
     let env_only = parse_replica_url("s3://bbb/y", &e).unwrap();
     assert_eq!(
         s3(&env_only)
@@ -68,7 +68,7 @@ fn secrets_never_appear_in_output() {
         from_env.url(),
         format!("{:?}", s3(&env_only).credentials),
     ];
-    for (_, rc) in &cfg.dbs {
+    for rc in cfg.dbs.iter().flat_map(|(_, replicas)| replicas) {
         outputs.push(rc.url());
         outputs.push(format!("{rc:?}"));
     }

@@ -196,7 +196,7 @@ fn s3_env_fallbacks_and_credentials_chain() {
         ]),
     )
     .unwrap();
-    let creds = |i: usize| s3(&cfg.dbs[i].1.target).credentials.clone().unwrap();
+    let creds = |i: usize| s3(&cfg.dbs[i].1[0].target).credentials.clone().unwrap();
     assert_eq!(
         (creds(0).access_key_id, creds(0).secret_access_key),
         ("OWNAK".into(), "OWNSK".into())
@@ -229,7 +229,7 @@ fn s3_env_fallbacks_and_credentials_chain() {
     )
     .unwrap();
     assert_eq!(
-        s3(&cfg.dbs[0].1.target)
+        s3(&cfg.dbs[0].1[0].target)
             .credentials
             .as_ref()
             .unwrap()

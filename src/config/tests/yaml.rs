@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{env, err_text, file_dir, parse, s3, FILE};
+use super::{env, err_text, file_dir, parse, s3, Only, FILE};
 use crate::config::env::expand_vars;
 use crate::config::{parse_replica_url, S3Timeouts};
 
@@ -39,7 +39,7 @@ fn var_expansion() {
     )
     .unwrap();
     assert_eq!(cfg.dbs[0].0, PathBuf::from("/data/app.db"));
-    let t = s3(&cfg.dbs[0].1.target);
+    let t = s3(&cfg.dbs[0].1[0].target);
     assert_eq!((t.bucket.as_str(), t.prefix.as_str()), ("bkt", "a/b"));
 }
 
@@ -50,7 +50,10 @@ fn replica_and_replicas_forms() {
     for text in [single, list] {
         let cfg = parse(text, &env(&[])).unwrap();
         assert_eq!(cfg.dbs.len(), 1);
-        let (db, rc) = &cfg.dbs[0];
+        let (db, replicas) = &cfg.dbs[0];
+        let [rc] = &replicas[..] else {
+            panic!("expected one replica, got {replicas:?}")
+        };
         assert_eq!(db, Path::new("/data/app.db"));
         assert_eq!(file_dir(&rc.target), Path::new("/var/backups/app"));
         assert_eq!(rc.sync_interval, Duration::from_secs(5));
@@ -65,21 +68,23 @@ fn replica_and_replicas_forms() {
 }
 
 #[test]
-fn multiple_replicas_use_first_and_warn() {
-    let text = "dbs:\n  - path: /a.db\n    replicas:\n      - url: s3://bkt/a\n      - url: file:///backup/a\n      - type: gs\n        bucket: x\n";
+fn every_replica_of_replicas_is_used_without_a_warning() {
+    let text = "dbs:\n  - path: /a.db\n    replicas:\n      - url: s3://bkt/a\n      - url: file:///backup/a\n      - type: s3\n        bucket: other\n";
     let cfg = parse(text, &env(&[])).unwrap();
-    assert_eq!(s3(&cfg.dbs[0].1.target).bucket, "bkt");
-    let w = cfg
-        .warnings
-        .iter()
-        .find(|w| w.key == "dbs[0].replicas")
-        .expect("warning");
-    assert!(
-        w.message.contains("only to the first (s3://bkt/a)"),
-        "{}",
-        w.message
+    let urls: Vec<String> = cfg.dbs[0].1.iter().map(|rc| rc.url()).collect();
+    assert_eq!(urls, ["s3://bkt/a", "file:///backup/a", "s3://other"]);
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    // Each one is read as the only one is: a replica libreplica cannot replicate to is an
+    // error naming its key, wherever it stands in the list.
+    let gs = text.replace(
+        "type: s3\n        bucket: other",
+        "type: gs\n        bucket: x",
     );
-    assert!(w.message.contains("ignores the other 2"), "{}", w.message);
+    let e = err_text(parse(&gs, &env(&[])));
+    assert!(
+        e.contains("dbs[0].replicas[2].type: replica type `gs` is not supported"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -88,12 +93,12 @@ fn relative_paths_resolve_against_cwd() {
     let cfg = parse(text, &env(&[("HOME", "/home/u")])).unwrap();
     assert_eq!(cfg.dbs[0].0, PathBuf::from("/app/storage/app.sqlite3"));
     assert_eq!(
-        file_dir(&cfg.dbs[0].1.target),
+        file_dir(&cfg.dbs[0].1[0].target),
         Path::new("/app/backups/app")
     );
     assert_eq!(cfg.dbs[1].0, PathBuf::from("/home/u/notes.db"));
     assert_eq!(
-        file_dir(&cfg.dbs[1].1.target),
+        file_dir(&cfg.dbs[1].1[0].target),
         Path::new("/home/u/backups/notes")
     );
     // `~` without HOME is an error naming the key.
@@ -112,7 +117,7 @@ fn s3_timeouts_from_replica_url_and_top_level() {
         &e,
     )
     .unwrap();
-    let t = |i: usize| s3(&cfg.dbs[i].1.target).timeouts;
+    let t = |i: usize| s3(&cfg.dbs[i].1[0].target).timeouts;
     let secs = |n| Some(Duration::from_secs(n));
     assert_eq!(
         t(0),
@@ -152,7 +157,7 @@ fn s3_timeouts_from_replica_url_and_top_level() {
 fn file_replica_settings() {
     let text = "region: auto\nsync-interval: 10s\nskip-verify: true\ndbs:\n  - path: /a.db\n    replica:\n      type: s3\n      bucket: bbb\n      path: /x/y/\n      endpoint: https://s3.example.com\n      force-path-style: false\n  - path: /b.db\n    replica:\n      url: s3://bkt/pre?region=eu-1\n      endpoint: minio:9000\n      sync-interval: 250ms\n";
     let cfg = parse(text, &env(&[])).unwrap();
-    let a = &cfg.dbs[0].1;
+    let a = &cfg.dbs[0].1[0];
     let t = s3(&a.target);
     assert_eq!(
         (
@@ -164,7 +169,7 @@ fn file_replica_settings() {
     );
     assert!(!t.force_path_style && t.skip_verify);
     assert_eq!(a.sync_interval, Duration::from_secs(10));
-    let b = &cfg.dbs[1].1;
+    let b = &cfg.dbs[1].1[0];
     let t = s3(&b.target);
     assert_eq!((t.bucket.as_str(), t.prefix.as_str()), ("bkt", "pre"));
     assert_eq!(
@@ -226,8 +231,8 @@ fn wrong_types_name_the_key_path() {
     // Variables make booleans and durations work too.
     let text = "dbs:\n  - path: /a.db\n    replica: {url: s3://bbb/x, force-path-style: $FPS, sync-interval: $SI}\n";
     let cfg = parse(text, &env(&[("FPS", "true"), ("SI", "2s")])).unwrap();
-    assert!(s3(&cfg.dbs[0].1.target).force_path_style);
-    assert_eq!(cfg.dbs[0].1.sync_interval, Duration::from_secs(2));
+    assert!(s3(&cfg.dbs[0].1[0].target).force_path_style);
+    assert_eq!(cfg.dbs[0].1[0].sync_interval, Duration::from_secs(2));
 }
 
 #[test]
@@ -238,7 +243,7 @@ fn lifecycle_keys_apply_to_every_replica_with_litestream_defaults() {
     )
     .unwrap();
     assert_eq!(
-        cfg.dbs[0].1.lifecycle,
+        cfg.dbs[0].1[0].lifecycle,
         crate::lifecycle::Lifecycle::default()
     );
     let text = r#"
@@ -253,7 +258,7 @@ dbs:
 "#;
     let cfg = parse(text, &env(&[])).unwrap();
     assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
-    let l = &cfg.dbs[0].1.lifecycle;
+    let l = &cfg.dbs[0].1[0].lifecycle;
     assert_eq!(l.snapshot_interval, Duration::from_secs(3600));
     assert_eq!(l.snapshot_retention, Duration::from_secs(72 * 3600));
     assert_eq!(
@@ -276,7 +281,7 @@ dbs:
     let per_db = "dbs:\n  - path: /a.db\n    snapshot: {retention: 48h}\n    replica: {url: s3://bbb/a}\n  - path: /b.db\n    replica: {url: s3://bbb/b}\n";
     let cfg = parse(per_db, &env(&[])).unwrap();
     assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
-    for (_, rc) in &cfg.dbs {
+    for rc in cfg.dbs.iter().flat_map(|(_, replicas)| replicas) {
         assert_eq!(
             rc.lifecycle.snapshot_retention,
             Duration::from_secs(48 * 3600)
@@ -285,7 +290,7 @@ dbs:
     let top_wins = format!("snapshot: {{retention: 1h}}\n{per_db}");
     let cfg = parse(&top_wins, &env(&[])).unwrap();
     assert_eq!(
-        cfg.dbs[0].1.lifecycle.snapshot_retention,
+        cfg.dbs[0].1[0].lifecycle.snapshot_retention,
         Duration::from_secs(3600)
     );
     let conflict = per_db.replace(
@@ -346,7 +351,7 @@ dbs:
         cfg.warnings
     );
     assert_eq!(
-        cfg.dbs[0].1.lifecycle.snapshot_interval,
+        cfg.dbs[0].1[0].lifecycle.snapshot_interval,
         Duration::from_secs(24 * 3600)
     );
     assert_eq!(
@@ -418,7 +423,8 @@ dbs:
     let got: Vec<(String, Duration)> = cfg
         .dbs
         .iter()
-        .map(|(_, rc)| (rc.url(), rc.sync_interval))
+        .flat_map(|(_, replicas)| replicas)
+        .map(|rc| (rc.url(), rc.sync_interval))
         .collect();
     assert_eq!(
         got,
@@ -446,7 +452,7 @@ dbs:
 fn numbers_in_text_fields_warn() {
     let text = "dbs:\n  - path: /a.db\n    replica: {type: s3, bucket: 12345, path: 0x10, access-key-id: 0777, secret-access-key: '0777'}\n";
     let cfg = parse(text, &env(&[])).unwrap();
-    let t = s3(&cfg.dbs[0].1.target);
+    let t = s3(&cfg.dbs[0].1[0].target);
     assert_eq!((t.bucket.as_str(), t.prefix.as_str()), ("12345", "16"));
     let w: Vec<String> = cfg.warnings.iter().map(|w| w.to_string()).collect();
     assert!(
@@ -522,7 +528,11 @@ fn retention_bucket_lifecycle_leaves_deletes_to_the_bucket_at_any_level() {
             "{:?}",
             cfg.warnings
         );
-        cfg.dbs.iter().map(|(_, rc)| rc.lifecycle.expiry).collect()
+        cfg.dbs
+            .iter()
+            .flat_map(|(_, replicas)| replicas)
+            .map(|rc| rc.lifecycle.expiry)
+            .collect()
     };
     let two = "dbs:\n  - path: /a.db\n    replica: {url: s3://bbb/a}\n  - path: /b.db\n    replica: {url: s3://bbb/b}\n";
     assert_eq!(expiries(two), vec![Expiry::Uploader, Expiry::Uploader]);
@@ -566,10 +576,18 @@ fn retention_bucket_lifecycle_leaves_deletes_to_the_bucket_at_any_level() {
         ),
     )
     .unwrap();
-    let a = resolver.resolve(Path::new("/a.db"), &[]).unwrap().unwrap();
+    let a = resolver
+        .resolve(Path::new("/a.db"), &[])
+        .unwrap()
+        .unwrap()
+        .only();
     assert_eq!(a.lifecycle.expiry, Expiry::BucketLifecycle);
     assert_eq!(a.lifecycle.levels, vec![Duration::from_secs(10)]);
-    let other = resolver.resolve(Path::new("/c.db"), &[]).unwrap().unwrap();
+    let other = resolver
+        .resolve(Path::new("/c.db"), &[])
+        .unwrap()
+        .unwrap()
+        .only();
     assert_eq!(other.lifecycle.expiry, Expiry::Uploader);
     let (resolver, _) = Resolver::from_config_text(
         env(&[("REPLICA_URL", "s3://bbb/other")]),
@@ -577,7 +595,11 @@ fn retention_bucket_lifecycle_leaves_deletes_to_the_bucket_at_any_level() {
         &top,
     )
     .unwrap();
-    let other = resolver.resolve(Path::new("/c.db"), &[]).unwrap().unwrap();
+    let other = resolver
+        .resolve(Path::new("/c.db"), &[])
+        .unwrap()
+        .unwrap()
+        .only();
     assert_eq!(other.lifecycle.expiry, Expiry::BucketLifecycle);
     // The load says so, for each database the file names and for REPLICA_URL's.
     let summary = resolver.summary();
@@ -593,7 +615,7 @@ fn retention_bucket_lifecycle_leaves_deletes_to_the_bucket_at_any_level() {
     // error naming the key.
     let litestream = two.replace("{url: s3://bbb/a}", "{url: s3://bbb/a, retention: 72h}");
     let cfg = parse(&litestream, &env(&[])).unwrap();
-    assert_eq!(cfg.dbs[0].1.lifecycle.expiry, Expiry::Uploader);
+    assert_eq!(cfg.dbs[0].1[0].lifecycle.expiry, Expiry::Uploader);
     assert!(
         cfg.warnings
             .iter()

@@ -1,6 +1,7 @@
-//! The `dbs:` list of the config file: each entry's database path, its one replica and its
-//! database-level settings (`restore-if-db-not-exists`), and the rule that no two entries name
-//! the same database. Replica keys are read by `fields` and built by `replica`; the lifecycle
+//! The `dbs:` list of the config file: each entry's database path, its replicas (every one
+//! of `replicas:`, or the one `replica:`) and its database-level settings
+//! (`restore-if-db-not-exists`), and the rule that no two entries name the same database.
+//! Replica keys are read by `fields`, built by `replica` and named by `names`; the lifecycle
 //! keys of an entry are read with the file's (see `lifecycle`).
 
 use std::path::PathBuf;
@@ -10,10 +11,11 @@ use yaml_rust2::Yaml;
 
 use super::fields::{read_replica_fields, Fields};
 use super::lifecycle::{apply_db_snapshots, read_expiry};
+use super::names::name_destinations;
 use super::read::{child, describe, key_name, read_bool, read_text, Ctx};
 use super::replica::build_replica;
 use crate::config::env::Text;
-use crate::config::model::{ConfigError, ReplicaConfig, DEFAULT_RESTORE_IF_MISSING};
+use crate::config::model::{ConfigError, ReplicaConfig, ReplicaTarget, DEFAULT_RESTORE_IF_MISSING};
 use crate::config::paths::absolutize;
 use crate::config::schema::{Level, TextRules};
 use crate::lifecycle::Expiry;
@@ -25,15 +27,15 @@ pub(super) fn read_dbs(
     dbs_node: Option<&Yaml>,
     global: &Fields,
     lifecycle: &mut crate::lifecycle::Lifecycle,
-) -> Result<Vec<(PathBuf, ReplicaConfig)>, ConfigError> {
-    let mut dbs: Vec<(PathBuf, ReplicaConfig)> = Vec::new();
+) -> Result<Vec<(PathBuf, Vec<ReplicaConfig>)>, ConfigError> {
+    let mut dbs: Vec<(PathBuf, Vec<ReplicaConfig>)> = Vec::new();
     match dbs_node {
         None | Some(Yaml::Null) => ctx.warn("dbs", "no databases are configured in this file"),
         Some(Yaml::Array(list)) => {
             apply_db_snapshots(ctx, root, list, lifecycle)?;
             for (i, node) in list.iter().enumerate() {
                 let at = format!("dbs[{i}]");
-                if let Some((db, rc)) = parse_db(ctx, &at, node, global, lifecycle.expiry)? {
+                if let Some((db, replicas)) = parse_db(ctx, &at, node, global, lifecycle.expiry)? {
                     if let Some(j) = dbs.iter().position(|(p, _)| *p == db) {
                         return Err(ctx.err(
                             &child(&at, "path"),
@@ -44,7 +46,7 @@ pub(super) fn read_dbs(
                             ),
                         ));
                     }
-                    dbs.push((db, rc));
+                    dbs.push((db, replicas));
                 }
             }
         }
@@ -72,14 +74,14 @@ struct DbKeys<'a> {
 }
 
 /// One `dbs[i]` entry; `Ok(None)` for entries libreplica skips (directory replication).
-/// `expiry` is the top level's, which the entry's or its replica's `retention` overrides.
+/// `expiry` is the top level's, which the entry's or a replica's `retention` overrides.
 fn parse_db(
     ctx: &mut Ctx,
     at: &str,
     node: &Yaml,
     global: &Fields,
     expiry: Expiry,
-) -> Result<Option<(PathBuf, ReplicaConfig)>, ConfigError> {
+) -> Result<Option<(PathBuf, Vec<ReplicaConfig>)>, ConfigError> {
     let Yaml::Hash(map) = node else {
         return Err(ctx.err(
             at,
@@ -93,31 +95,32 @@ fn parse_db(
     let Some(db_path) = db_path(ctx, at, &keys)? else {
         return Ok(None);
     };
-    let (fields, extra) = replica_fields(ctx, at, keys.replica, keys.replicas)?;
-    let mut rc = build_replica(ctx, &fields, global)?;
-    rc.lifecycle.expiry = fields.expiry.or(keys.expiry).unwrap_or(expiry);
-    if rc.lifecycle.expiry == Expiry::BucketLifecycle
-        && matches!(rc.target, crate::config::model::ReplicaTarget::File { .. })
-    {
-        ctx.warn(
-            at,
-            "`retention: bucket-lifecycle` on a directory replica: libreplica never deletes its old files and no bucket rule will; they stay until removed by hand",
-        );
+    let every_fields = replica_fields(ctx, at, keys.replica, keys.replicas)?;
+    let mut replicas = Vec::with_capacity(every_fields.len());
+    for fields in &every_fields {
+        let mut rc = build_replica(ctx, fields, global)?;
+        rc.lifecycle.expiry = fields.expiry.or(keys.expiry).unwrap_or(expiry);
+        if rc.lifecycle.expiry == Expiry::BucketLifecycle
+            && matches!(rc.target, ReplicaTarget::File { .. })
+        {
+            // Among several replicas, the warning must say which one.
+            let key = if every_fields.len() == 1 {
+                at
+            } else {
+                fields.at()
+            };
+            ctx.warn(
+                key,
+                "`retention: bucket-lifecycle` on a directory replica: libreplica never deletes its old files and no bucket rule will; they stay until removed by hand",
+            );
+        }
+        rc.restore_if_missing = keys
+            .restore_if_missing
+            .unwrap_or(DEFAULT_RESTORE_IF_MISSING);
+        replicas.push(rc);
     }
-    rc.restore_if_missing = keys
-        .restore_if_missing
-        .unwrap_or(DEFAULT_RESTORE_IF_MISSING);
-    if extra > 0 {
-        ctx.warn(
-            &child(at, "replicas"),
-            format!(
-                "{} replicas are configured; libreplica replicates only to the first ({}) and ignores the other {extra}",
-                extra + 1,
-                rc.url()
-            ),
-        );
-    }
-    Ok(Some((db_path, rc)))
+    name_destinations(ctx, &every_fields, &mut replicas)?;
+    Ok(Some((db_path, replicas)))
 }
 
 fn read_db_keys<'a>(ctx: &mut Ctx, at: &str, map: &'a Hash) -> Result<DbKeys<'a>, ConfigError> {
@@ -182,27 +185,29 @@ fn db_path(ctx: &mut Ctx, at: &str, keys: &DbKeys) -> Result<Option<PathBuf>, Co
     }
 }
 
-/// The entry's replica (`replica:`, or the first of `replicas:`) and how many others
-/// `replicas:` lists.
+/// The entry's replicas as written: the one of `replica:`, or every one of `replicas:`, in
+/// order (never none).
 fn replica_fields(
     ctx: &mut Ctx,
     at: &str,
     replica: Option<&Yaml>,
     replicas: Option<&Yaml>,
-) -> Result<(Fields, usize), ConfigError> {
+) -> Result<Vec<Fields>, ConfigError> {
     match (replica, replicas) {
         (Some(_), Some(_)) => Err(ctx.err(
             at,
-            "cannot specify both `replica` and `replicas`; use `replica:`",
+            "cannot specify both `replica` and `replicas`; use `replica:` for one destination, `replicas:` for several",
         )),
-        (Some(r), None) => Ok((read_replica_fields(ctx, child(at, "replica"), r)?, 0)),
-        (None, Some(Yaml::Array(list))) => match list.first() {
-            Some(first) => Ok((
-                read_replica_fields(ctx, format!("{at}.replicas[0]"), first)?,
-                list.len() - 1,
-            )),
-            None => Err(ctx.err(&child(at, "replicas"), "is empty; configure one replica")),
-        },
+        (Some(r), None) => Ok(vec![read_replica_fields(ctx, child(at, "replica"), r)?]),
+        (None, Some(Yaml::Array(list))) if list.is_empty() => Err(ctx.err(
+            &child(at, "replicas"),
+            "is empty; configure at least one replica",
+        )),
+        (None, Some(Yaml::Array(list))) => list
+            .iter()
+            .enumerate()
+            .map(|(i, node)| read_replica_fields(ctx, format!("{at}.replicas[{i}]"), node))
+            .collect(),
         (None, Some(other)) => Err(ctx.err(
             &child(at, "replicas"),
             format!("expected a list of replicas, got {}", describe(other)),

@@ -49,6 +49,14 @@ impl Fields {
     pub(super) fn key(&self, name: &str) -> String {
         child(&self.at, name)
     }
+    /// The key path of the mapping these came from, e.g. `dbs[0].replicas[1]`.
+    pub(super) fn at(&self) -> &str {
+        &self.at
+    }
+    /// The text field `name` as written, if given (even when it expanded to nothing).
+    pub(super) fn text(&self, name: &str) -> Option<&Text> {
+        self.texts.get(name)
+    }
 
     /// Reads one of `REPLICA_FIELDS` / `TOP_FIELDS`.
     pub(super) fn read(

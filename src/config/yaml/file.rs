@@ -50,8 +50,8 @@ pub fn parse_config_file(path: &Path, text: &str, env: &Env) -> Result<ConfigFil
     let (global_request_budget, global_prices) =
         super::requests::request_settings(&ctx, &top.global, &Fields::default())?;
     let mut dbs = read_dbs(&mut ctx, root, top.dbs, &top.global, &mut top.lifecycle)?;
-    for (_, rc) in dbs.iter_mut() {
-        // The entry's own expiry (its replica's, its own, else the top level's) is kept.
+    for rc in dbs.iter_mut().flat_map(|(_, replicas)| replicas.iter_mut()) {
+        // The replica's own expiry (its own, its entry's, else the top level's) is kept.
         let expiry = rc.lifecycle.expiry;
         rc.lifecycle = top.lifecycle.clone();
         rc.lifecycle.expiry = expiry;

@@ -2,7 +2,7 @@
 //! [`ReplicaConfig`] whose target is a file directory or an s3 location, given by `url` or by
 //! `type` with `bucket`/`path`. Refuses contradictory keys rather than picking one; warns about
 //! s3 keys given to a file replica. Database-level settings (restore, lifecycle, shutdown wait)
-//! are left at their defaults for the caller to set.
+//! and the replica's name are left at their defaults for the caller to set.
 
 use std::path::PathBuf;
 
@@ -44,6 +44,8 @@ pub(super) fn build_replica(
         }
     };
     Ok(ReplicaConfig {
+        // Named by the caller, who sees the entry's other replicas.
+        name: target.kind().to_string(),
         target,
         sync_interval,
         lifecycle: crate::lifecycle::Lifecycle::default(),

@@ -237,12 +237,11 @@ fn restore_before_open(
     super::open_failure::clear();
     let restored = shim::restore_needed_before_open(&name, &|key| uri_parameter(z_name, key))
         .and_then(|needed| match needed {
-            Some((path, replica)) => crate::functions::restore_missing(
-                &path,
-                &replica.target,
-                replica.age.as_ref(),
-                &|path, full| super::sqlite::integrity_check(path, full),
-            ),
+            Some((path, destinations)) => {
+                crate::functions::restore_missing(&path, &destinations, &|path, full| {
+                    super::sqlite::integrity_check(path, full)
+                })
+            }
             None => Ok(()),
         });
     let Err(e) = restored else { return Ok(()) };
