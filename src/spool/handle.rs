@@ -303,6 +303,7 @@ impl Spool {
         let path = self.seg.shown(&name);
         let offset = rec.page_offset(i);
         buf.resize(rec.page_size as usize, 0);
+        let several = self.dests.len() > 1;
         let gone = || {
             SpoolError::Io(format!(
                 "record {} is no longer in the spool (every destination that needs it was let go of)",
@@ -312,8 +313,9 @@ impl Spool {
         let file = {
             let mut inner = lock(&self.inner);
             // A record no destination needs any more may be reclaimed under a reader on
-            // another destination's thread: its segment reset and written over.
-            if rec.seq <= inner.shipped_by_all() {
+            // another destination's thread: its segment reset and written over. (With one
+            // destination, only the reader's own thread reclaims.)
+            if several && rec.seq <= inner.shipped_by_all() {
                 return Err(gone());
             }
             if let Some(s) = inner.segment.as_mut().filter(|s| s.id == rec.segment) {
@@ -336,7 +338,7 @@ impl Spool {
             .map_err(|e| io("reading", &path, e))?;
         // Still needed after the read: nothing reclaimed it meanwhile, so what was read is
         // the record's (a segment is only reset once nothing in it is needed).
-        match rec.seq <= lock(&self.inner).shipped_by_all() {
+        match several && rec.seq <= lock(&self.inner).shipped_by_all() {
             true => Err(gone()),
             false => Ok(()),
         }
