@@ -213,12 +213,12 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
 
-/// Panics with both streams when the host failed.
 /// The lines of `text` that mention `needle`.
 pub fn lines_with<'a>(text: &'a str, needle: &str) -> Vec<&'a str> {
     text.lines().filter(|l| l.contains(needle)).collect()
 }
 
+/// Panics with both streams when the host failed.
 pub fn check(o: &Output, what: &str) -> String {
     assert!(
         o.status.success(),

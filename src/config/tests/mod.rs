@@ -15,6 +15,8 @@ mod age;
 mod destinations;
 mod discovery;
 mod hostile;
+mod lifecycle;
+mod operational;
 mod requests;
 mod resolve;
 mod scratch;
