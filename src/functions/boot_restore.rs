@@ -5,11 +5,11 @@
 //! not touch SQLite itself (the integrity check is handed in).
 
 use super::restore::{parse_restore_options, restore_tracked, Purpose};
-use super::scope::Source;
+use super::scope::{prefix_of, Source};
 use super::sources::{self, Candidate};
 use crate::config::{AgeConfig, ReplicaConfig, ReplicaTarget};
 use crate::error::{Error, RestoreFailure};
-use crate::restore::{self, CheckFailure, Target};
+use crate::restore::{CheckFailure, Target};
 use std::path::Path;
 use std::time::Duration;
 
@@ -145,22 +145,11 @@ fn owe_the_others_a_snapshot(path: &Path, destinations: &[ReplicaConfig], from: 
     }
 }
 
-/// When the latest file of a replica was written (`None`: it holds no file, LTX or
-/// Litestream 0.3), listed with requests that fail fast.
+/// When the latest file of a replica was written (`None`: it holds no file), listed with
+/// requests that fail fast.
 fn newest_file_ms(replica: &ReplicaTarget, age: Option<&AgeConfig>) -> Result<Option<u64>, Error> {
     let store = crate::store::open_failing_fast(replica, age)?;
-    let prefix = match replica {
-        ReplicaTarget::S3(t) => t.prefix.clone(),
-        ReplicaTarget::File { .. } => String::new(),
-    };
-    let listed = restore::list_objects(store.as_ref(), &prefix).and_then(|ltx| {
-        // No LTX file: a Litestream 0.3 replica is restored from too (moving in from it).
-        match ltx.iter().map(|o| o.modified_ms).max() {
-            Some(ms) => Ok(Some(ms)),
-            None => restore::list_ls03(store.as_ref(), &prefix)
-                .map(|old| old.iter().map(|o| o.modified_ms).max()),
-        }
-    });
+    let listed = sources::newest_in(store.as_ref(), &prefix_of(replica));
     crate::database::note_outside_requests(replica, store.request_counts());
     listed
 }

@@ -154,11 +154,15 @@ pub(super) fn open_replica(
     replica: &ReplicaTarget,
 ) -> Result<(Box<dyn crate::store::ObjectStore>, String), Error> {
     let store = crate::store::open(replica, age_of(replica)?.as_ref())?;
-    let prefix = match replica {
+    Ok((store, prefix_of(replica)))
+}
+
+/// The key prefix of a replica's objects in its store.
+pub(super) fn prefix_of(replica: &ReplicaTarget) -> String {
+    match replica {
         ReplicaTarget::S3(t) => t.prefix.clone(),
         ReplicaTarget::File { .. } => String::new(),
-    };
-    Ok((store, prefix))
+    }
 }
 
 /// The replicas a restore-points listing is about: (database name, destination name,

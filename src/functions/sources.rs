@@ -62,9 +62,25 @@ pub(super) fn chosen(
 /// When the latest file of `source`'s replica was written, by its listing.
 fn newest_file_ms(source: &Source) -> Result<Option<u64>, Error> {
     let (store, prefix) = open_replica(&source.target)?;
-    let listed = restore::list_objects(store.as_ref(), &prefix);
+    let listed = newest_in(store.as_ref(), &prefix);
     crate::database::note_outside_requests(&source.target, store.request_counts());
-    Ok(listed?.iter().map(|o| o.modified_ms).max())
+    listed
+}
+
+/// When the latest file under `prefix` was written (`None`: there is no file, LTX or
+/// Litestream 0.3, which a restore reads when there is no LTX file).
+pub(super) fn newest_in(
+    store: &dyn crate::store::ObjectStore,
+    prefix: &str,
+) -> Result<Option<u64>, Error> {
+    let ltx = restore::list_objects(store, prefix)?;
+    match ltx.iter().map(|o| o.modified_ms).max() {
+        Some(ms) => Ok(Some(ms)),
+        None => Ok(restore::list_ls03(store, prefix)?
+            .iter()
+            .map(|o| o.modified_ms)
+            .max()),
+    }
 }
 
 /// Reachable destinations newest first (an empty one after those with files), then those

@@ -75,11 +75,25 @@ pub(super) fn let_go_of_the_incomplete(
         }
         let_go[d] = next.map_or(max_seq, |seq| seq - 1);
         let reason = "records it had not shipped are gone from the spool";
-        if let Err(e) = modes.write_atomically(&dirs[d].at("gap"), reason.as_bytes(), true) {
-            crate::base::log::error(&format!("{}: {e}", dirs[d].shown("gap").display()));
+        if let Err(e) = write_gap(&dirs[d], modes, reason, true) {
+            crate::base::log::error(&e.to_string());
         }
     }
     let_go
+}
+
+/// Writes the `gap` file of the destination whose folder is `dir`: why it is owed a
+/// snapshot, which survives a restart until a snapshot ships to it (`sync`: on the disk
+/// before this returns).
+pub(super) fn write_gap(
+    dir: &HeldDir,
+    modes: Modes,
+    reason: &str,
+    sync: bool,
+) -> Result<(), SpoolError> {
+    modes
+        .write_atomically(&dir.at("gap"), reason.as_bytes(), sync)
+        .map_err(|e| super::error::io("writing", &dir.shown("gap"), e))
 }
 
 /// The path of destination `d`'s directory (named `name`) in the spool at `spool`.

@@ -70,21 +70,30 @@ impl Inner {
             .unwrap_or_default()
     }
 
+    /// The records destination `d` still needs, oldest first.
+    pub fn needed_by(&self, d: usize) -> &[RecordMeta] {
+        self.after(self.shipped_by(d))
+    }
+
+    /// The pending records after `seq`.
+    fn after(&self, seq: u64) -> &[RecordMeta] {
+        &self.pending[self.pending.partition_point(|r| r.seq <= seq)..]
+    }
+
     /// The bytes of the records destination `d` still needs.
     pub fn pending_bytes_for(&self, d: usize) -> u64 {
-        let shipped = self.shipped_by(d);
-        let from = self.pending.partition_point(|r| r.seq <= shipped);
-        self.pending[from..].iter().map(|r| r.len()).sum()
+        self.needed_by(d).iter().map(|r| r.len()).sum()
     }
 
     /// How many records the destination furthest ahead has not shipped (a destination
-    /// that lags keeps the others' wake-ups as they were).
+    /// that lags keeps the others' wake-ups as they were). On the commit path: with one
+    /// destination, every pending record is its.
     pub fn pending_for_the_furthest(&self) -> usize {
-        let furthest = (0..self.states.len())
-            .map(|d| self.shipped_by(d))
-            .max()
-            .unwrap_or_default();
-        self.pending.len() - self.pending.partition_point(|r| r.seq <= furthest)
+        if self.states.len() == 1 {
+            return self.pending.len();
+        }
+        let furthest = (0..self.states.len()).map(|d| self.shipped_by(d)).max();
+        self.after(furthest.unwrap_or_default()).len()
     }
 
     /// Drops the records no destination needs from memory (their segments go at the next
@@ -153,9 +162,9 @@ impl Spool {
         let Ok(held) = HeldDir::existing(&dir) else {
             return;
         };
-        let modes = Modes::beside(db_path);
-        if let Err(e) = modes.write_atomically(&held.at("gap"), reason.as_bytes(), true) {
-            crate::base::log::error(&format!("{}: {e}", held.shown("gap").display()));
+        if let Err(e) = super::destinations::write_gap(&held, Modes::beside(db_path), reason, true)
+        {
+            crate::base::log::error(&e.to_string());
         }
     }
 
@@ -211,10 +220,7 @@ impl Spool {
 
     /// Records destination `d` has not shipped yet, oldest first.
     pub fn pending_of(&self, d: usize) -> Vec<RecordMeta> {
-        let inner = lock(&self.inner);
-        let shipped = inner.shipped_by(d);
-        let from = inner.pending.partition_point(|r| r.seq <= shipped);
-        inner.pending[from..].to_vec()
+        lock(&self.inner).needed_by(d).to_vec()
     }
 
     /// How many records the destination furthest ahead has not shipped (see
@@ -236,11 +242,8 @@ impl Spool {
     /// [`Self::pending_summary`] of what destination `d` has not shipped.
     pub fn pending_summary_of(&self, d: usize) -> Option<(usize, u64)> {
         let inner = lock(&self.inner);
-        let shipped = inner.shipped_by(d);
-        let from = inner.pending.partition_point(|r| r.seq <= shipped);
-        inner.pending[from..]
-            .first()
-            .map(|r| (inner.pending.len() - from, r.captured_at_ms))
+        let needed = inner.needed_by(d);
+        needed.first().map(|r| (needed.len(), r.captured_at_ms))
     }
 
     pub fn pending_bytes(&self) -> u64 {
@@ -493,9 +496,7 @@ impl Spool {
     /// a snapshot can give it (a commit whose capture failed).
     pub fn mark_gap(&self, reason: &str) -> Result<(), SpoolError> {
         for dir in &self.dests {
-            self.modes
-                .write_atomically(&dir.at("gap"), reason.as_bytes(), false)
-                .map_err(|e| io("writing", &dir.shown("gap"), e))?;
+            super::destinations::write_gap(dir, self.modes, reason, false)?;
         }
         Ok(())
     }

@@ -127,11 +127,8 @@ impl Spool {
         let dir = &self.dests[d];
         let reason =
             "it fell behind the spool's cap while the database's other destinations went on";
-        if let Err(e) = self
-            .modes
-            .write_atomically(&dir.at("gap"), reason.as_bytes(), false)
-        {
-            crate::base::log::error(&format!("{}: {e}", dir.shown("gap").display()));
+        if let Err(e) = super::destinations::write_gap(dir, self.modes, reason, false) {
+            crate::base::log::error(&e.to_string());
         }
         crate::base::log::notice(&format!(
             "{}: the spool reached its cap of {} MiB; the records the destination kept in {} had not shipped are let go of, and it gets a snapshot when it is back",
