@@ -75,3 +75,13 @@ impl Only for Vec<ReplicaConfig> {
         self.into_iter().next().unwrap()
     }
 }
+
+/// The message of `cfg`'s warning about `key` (a test fails when there is none).
+fn warning_for(cfg: &crate::config::ConfigFile, key: &str) -> String {
+    cfg.warnings
+        .iter()
+        .find(|w| w.key == key)
+        .unwrap_or_else(|| panic!("no warning for {key}: {:?}", cfg.warnings))
+        .message
+        .clone()
+}

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::{env, err_text, params, parse, Only, FILE};
+use super::{env, err_text, params, parse, warning_for, Only, FILE};
 use crate::config::{Resolver, DEFAULT_RESTORE_IF_MISSING, DEFAULT_SHUTDOWN_SYNC_TIMEOUT};
 
 const OPERATIONAL_KEYS: &str = r#"
@@ -195,14 +195,7 @@ fn restore_validation_and_shutdown_keys_bad_values_name_the_key() {
         &env(&[]),
     )
     .unwrap();
-    let msg = |key: &str| {
-        cfg.warnings
-            .iter()
-            .find(|w| w.key == key)
-            .unwrap_or_else(|| panic!("no warning for {key}: {:?}", cfg.warnings))
-            .message
-            .clone()
-    };
+    let msg = |key: &str| warning_for(&cfg, key);
     assert!(msg("restore-if-db-not-exists").contains("is a database setting"));
     assert!(msg("dbs[0].validation-interval").contains("is a replica setting"));
     assert!(msg("dbs[0].replica.restore-if-db-not-exists").contains("is a database setting"));

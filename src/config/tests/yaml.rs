@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{env, err_text, file_dir, parse, s3, FILE};
+use super::{env, err_text, file_dir, parse, s3, warning_for, FILE};
 use crate::config::env::expand_vars;
 use crate::config::{parse_replica_url, S3Timeouts};
 
@@ -257,14 +257,7 @@ dbs:
     replica: {url: s3://bbb/dir}
 "#;
     let cfg = parse(text, &env(&[])).unwrap();
-    let msg = |key: &str| -> String {
-        cfg.warnings
-            .iter()
-            .find(|w| w.key == key)
-            .unwrap_or_else(|| panic!("no warning for {key}: {:?}", cfg.warnings))
-            .message
-            .clone()
-    };
+    let msg = |key: &str| warning_for(&cfg, key);
     assert_eq!(
         msg("addr"),
         "`addr` is accepted but not used by libreplica yet"
