@@ -21,7 +21,7 @@ LAYERS = {
     "wal": 1, "ltx": 1, "ls03": 1, "lease": 1, "lifecycle": 1, "budget": 1, "seal": 1, "lz4frame": 1,
     "config": 2, "store": 2, "spool": 2, "handoff": 2,
     "error": 3, "database": 3, "snapshot": 3,
-    "shim": 4, "capture": 4, "uploader": 5, "restore": 4, "verify": 5,
+    "shim": 4, "capture": 4, "uploader": 5, "restore": 4, "verify": 5, "follow": 5,
     "functions": 6, "status": 6, "metrics": 6,
     "ffi": 7,
 }

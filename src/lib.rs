@@ -10,6 +10,7 @@ pub mod database;
 pub mod error;
 pub mod fault;
 mod ffi;
+pub mod follow;
 pub mod functions;
 pub mod handoff;
 pub mod lease;

@@ -306,6 +306,9 @@ pub fn rows(now_ms: u64) -> Vec<StatusRow> {
             });
         }
     }
+    for (path, url, p) in crate::follow::all() {
+        rows.push(follower_row(&path, url, &p, &warnings.for_database(&path)));
+    }
     // Databases another process replicates for this one (it stands by to take over).
     for (path, cfgs) in &standby {
         for (d, cfg) in cfgs.iter().enumerate() {
@@ -549,6 +552,37 @@ fn refused_row(r: &crate::shim::RefusedDatabase, warnings: &Option<String>) -> S
         }
         .into(),
         last_error: Some(r.reason.to_string()),
+        warnings: warnings.clone(),
+        ..StatusRow::default()
+    }
+}
+
+/// The row of a follower's copy: state `following`, the txid applied (`local_txid`), the
+/// newest the replica listed, how long the last applied file took from the writer's commit
+/// to here, and the follower's requests.
+fn follower_row(
+    path: &std::path::Path,
+    replica_url: String,
+    p: &crate::follow::Progress,
+    warnings: &Option<String>,
+) -> StatusRow {
+    StatusRow {
+        name: path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default(),
+        path: path.display().to_string(),
+        replica_url,
+        state: "following".into(),
+        local_txid: p.applied_txid as i64,
+        replicated_txid: p.newest_txid.unwrap_or(p.applied_txid) as i64,
+        lag_ms: p.lag_ms.unwrap_or(0) as i64,
+        last_upload_at: p.last_apply_at_ms.map(format_rfc3339),
+        last_error: p.last_error.clone(),
+        uploads: p.applies as i64,
+        snapshots: p.resyncs as i64,
+        get_requests: p.requests.get as i64,
+        list_requests: p.requests.list as i64,
         warnings: warnings.clone(),
         ..StatusRow::default()
     }

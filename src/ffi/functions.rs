@@ -14,7 +14,7 @@ pub(super) fn register(db: *mut sys::sqlite3) -> Result<(), Error> {
     type Func =
         unsafe extern "C" fn(*mut sys::sqlite3_context, c_int, *mut *mut sys::sqlite3_value);
     let create = sqlite_fn!(create_function_v2);
-    let funcs: [(&CStr, c_int, c_int, Func); 7] = [
+    let funcs: [(&CStr, c_int, c_int, Func); 8] = [
         (
             c"replica_version",
             0,
@@ -27,6 +27,7 @@ pub(super) fn register(db: *mut sys::sqlite3) -> Result<(), Error> {
         (c"replica_sync_mode", -1, FLAGS, fn_sync_mode),
         (c"replica_verify", -1, FLAGS, fn_verify),
         (c"replica_metrics", 0, FLAGS, fn_metrics),
+        (c"replica_promote", -1, FLAGS, fn_promote),
     ];
     for (name, n_arg, flags, f) in funcs {
         // SAFETY: db is a live connection handed to us by SQLite; name is static; no user
@@ -349,6 +350,28 @@ unsafe extern "C" fn fn_snapshot(
         let r = call("replica_snapshot", || {
             check_arity(argc, "replica_snapshot", 0, 1).and_then(|_| {
                 crate::functions::snapshot(args.text(0).as_deref(), context_db_path(ctx).as_deref())
+            })
+        });
+        match r {
+            Ok(txid) => result_int(ctx, txid),
+            Err(e) => result_error(ctx, &e),
+        }
+    })
+}
+
+unsafe extern "C" fn fn_promote(
+    ctx: *mut sys::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut sys::sqlite3_value,
+) {
+    guard((), || {
+        let args = Args::new(argc, argv);
+        let r = call("replica_promote", || {
+            check_arity(argc, "replica_promote", 0, 1).and_then(|_| {
+                crate::functions::follow::promote(
+                    args.text(0).as_deref(),
+                    context_db_path(ctx).as_deref(),
+                )
             })
         });
         match r {

@@ -8,6 +8,7 @@
 mod adopt;
 mod commit_hook;
 mod entry;
+mod follow;
 mod functions;
 mod open_failure;
 pub(crate) mod sqlite;

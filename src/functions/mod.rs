@@ -8,9 +8,11 @@
 //! `scope` resolves what a call refers to; `sync`, `restore`, `points` and `verify` hold
 //! one family of functions each; `boot_restore` is the restore at open; `sources` picks
 //! which destination a restore reads; `target` decides where a restore may write;
-//! `sync_commit` packs the synchronous-commit setting.
+//! `sync_commit` packs the synchronous-commit setting; `follow` reads a follower's URI
+//! parameters.
 
 mod boot_restore;
+pub mod follow;
 mod points;
 mod restore;
 mod scope;

@@ -8,7 +8,7 @@
 
 use super::fetch::{Fetcher, ObjectReader};
 use super::plan::LtxObject;
-use super::types::{RestoreProgress, Restored, Tuning};
+use super::types::{Base, RestoreProgress, Restored, Tuning};
 use super::write::{WriteJob, WriteRun, Writer};
 use crate::error::{Error, RestoreFailure};
 use crate::ltx::{self, Decoder};
@@ -25,6 +25,20 @@ pub(super) fn apply(
     out: &std::fs::File,
     tuning: &Tuning,
 ) -> Result<Restored, Error> {
+    apply_onto(store, chain, out, Base::default(), tuning)
+}
+
+/// Downloads and applies `chain` into `out`, which holds the database `base` describes (a
+/// follower's copy, which the chain continues: its first file starts one txid after
+/// `out`'s), verifying as it goes: every check a restore makes, the growth of the size
+/// counted from `base.commit` and the files' history against `base.lineage`.
+pub fn apply_onto(
+    store: &dyn ObjectStore,
+    chain: &[LtxObject],
+    out: &std::fs::File,
+    base: Base,
+    tuning: &Tuning,
+) -> Result<Restored, Error> {
     let fetcher = Fetcher::new(store, chain, tuning.chunk_bytes, tuning.parallelism);
     let mut progress = RestoreProgress {
         files_total: chain.len() as u64,
@@ -38,13 +52,15 @@ pub(super) fn apply(
         }
         let (writer, write_loop) = Writer::start(out);
         s.spawn(write_loop);
-        let r = apply_pieces(&fetcher, chain, out, &writer, tuning, &mut progress)
+        let r = apply_pieces(&fetcher, chain, (out, base), &writer, tuning, &mut progress)
             .and_then(|restored| writer.settle().map(|()| restored));
         fetcher.stop();
         r
     })
     .and_then(|restored| {
-        out.sync_all()?;
+        if !tuning.verify_only {
+            out.sync_all()?;
+        }
         Ok(restored)
     })
 }
@@ -53,12 +69,13 @@ pub(super) fn apply(
 fn apply_pieces(
     fetcher: &Fetcher,
     chain: &[LtxObject],
-    out: &std::fs::File,
+    (out, base): (&std::fs::File, Base),
     writer: &Writer,
     tuning: &Tuning,
     progress: &mut RestoreProgress,
 ) -> Result<Restored, Error> {
-    let mut rebuild = Rebuild::new(out, writer, tuning.want_checksum);
+    let mut rebuild = Rebuild::new(out, writer, tuning.want_checksum, base);
+    rebuild.verify_only = tuning.verify_only;
     let mut downloaded = 0u64;
     let mut next_piece = 0;
     for (index, obj) in chain.iter().enumerate() {
@@ -91,6 +108,8 @@ struct Rebuild<'w> {
     out: &'w std::fs::File,
     writer: &'w Writer,
     want_checksum: bool,
+    /// Checks only: nothing is written (and no database checksum is kept).
+    verify_only: bool,
     /// Page checksums, kept from the first file that carries a database checksum (or from
     /// the start when the result's checksum is wanted).
     table: Option<ChecksumTable>,
@@ -109,15 +128,16 @@ struct Rebuild<'w> {
 }
 
 impl<'w> Rebuild<'w> {
-    fn new(out: &'w std::fs::File, writer: &'w Writer, want_checksum: bool) -> Self {
+    fn new(out: &'w std::fs::File, writer: &'w Writer, want_checksum: bool, base: Base) -> Self {
         Rebuild {
             out,
             writer,
             want_checksum,
+            verify_only: false,
             table: None,
-            page_size: 0,
-            lineage: 0,
-            commit: 0,
+            page_size: base.page_size,
+            lineage: base.lineage,
+            commit: base.commit,
             growth: Growth::default(),
             pages_written: 0,
             expected_post: None,
@@ -172,7 +192,7 @@ impl<'w> Rebuild<'w> {
         self.growth = Growth::start(self.commit, h, obj.size)
             .map_err(|e| Error::Restore(RestoreFailure::Corrupt, format!("{}: {e}", obj.key)))?;
         let checksums = !h.no_checksum();
-        if self.table.is_none() && (self.want_checksum || checksums) {
+        if self.table.is_none() && !self.verify_only && (self.want_checksum || checksums) {
             self.writer.settle()?; // reads back what has been written
             self.table = Some(ChecksumTable::from_file(
                 self.out,
@@ -225,9 +245,11 @@ impl<'w> Rebuild<'w> {
                 check_page1(&obj.key, &self.buf, h).map_err(Stop::Refuse)?;
             }
             let offset = (pgno as u64 - 1) * self.page_size as u64;
-            self.run
-                .write(self.writer, offset, &self.buf)
-                .map_err(Stop::Refuse)?;
+            if !self.verify_only {
+                self.run
+                    .write(self.writer, offset, &self.buf)
+                    .map_err(Stop::Refuse)?;
+            }
             if let Some(t) = self.table.as_mut() {
                 t.set(pgno, dec.page_checksum(), self.page_size);
             }
@@ -246,7 +268,7 @@ impl<'w> Rebuild<'w> {
         self.growth
             .finish()
             .map_err(|e| Error::Restore(RestoreFailure::Corrupt, format!("{}: {e}", obj.key)))?;
-        if h.commit < self.commit {
+        if h.commit < self.commit && !self.verify_only {
             // A shrink: pages past the end must not come back if a later file grows it again.
             self.writer
                 .send(WriteJob::SetLen(h.commit as u64 * self.page_size as u64))?;
@@ -274,14 +296,21 @@ impl<'w> Rebuild<'w> {
 
     /// Sizes the file to the last commit size; what was restored.
     fn finish(self, chain: &[LtxObject], downloaded: u64) -> Result<Restored, Error> {
-        self.writer
-            .send(WriteJob::SetLen(self.commit as u64 * self.page_size as u64))?;
+        if !self.verify_only {
+            self.writer
+                .send(WriteJob::SetLen(self.commit as u64 * self.page_size as u64))?;
+        }
         Ok(Restored {
             txid: chain.last().map(|o| o.max_txid).unwrap_or(0),
             files: chain.len(),
             pages: self.pages_written,
             bytes_downloaded: downloaded,
             db_checksum: self.table.map(|t| t.value()),
+            base: Base {
+                commit: self.commit,
+                page_size: self.page_size,
+                lineage: self.lineage,
+            },
         })
     }
 }

@@ -437,6 +437,7 @@ pub(super) fn apply_plan(
         pages: u32::try_from(size / u64::from(page_size)).unwrap_or(u32::MAX),
         bytes_downloaded: downloaded,
         db_checksum: None,
+        base: Default::default(),
     })
 }
 

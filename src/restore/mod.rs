@@ -27,11 +27,12 @@ mod temp;
 mod types;
 mod write;
 
+pub use apply::apply_onto;
 pub use fetch::{list_objects, read_headers};
 pub use legacy::list_ls03;
 pub use plan::{check_listing, parse_listing, plan, restorable_txids, LtxObject};
 pub use run::{restore, restore_with};
 pub use types::{
-    CheckFailure, RestoreProgress, RestoreRequest, Restored, Target, Tuning, DEFAULT_CHUNK_BYTES,
-    DEFAULT_PARALLELISM,
+    Base, CheckFailure, RestoreProgress, RestoreRequest, Restored, Target, Tuning,
+    DEFAULT_CHUNK_BYTES, DEFAULT_PARALLELISM,
 };

@@ -30,6 +30,18 @@ pub struct Restored {
     /// The restored database's LTX checksum (page checksums XORed, flag bit set), when it
     /// was computed: asked for, or needed to check a file that carries checksums.
     pub db_checksum: Option<u64>,
+    /// The database the restore left: what a chain applied onto it next starts from.
+    pub base: Base,
+}
+
+/// A database an LTX chain continues: its size in pages, its page size and the replication
+/// history (LTX node id) its files so far belong to (0: none named yet). All zero for an
+/// empty file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Base {
+    pub commit: u32,
+    pub page_size: u32,
+    pub lineage: u64,
 }
 
 /// How far a running restore is; reported after every downloaded piece.
@@ -79,6 +91,9 @@ pub struct Tuning<'a> {
     /// is published: a last look at what is there now (a restore can take minutes), and
     /// an error stops the restore.
     pub before_publish: &'a dyn Fn(&Path) -> Result<(), Error>,
+    /// Check the chain without writing anything (a follower's dry run before it takes the
+    /// lock): every check but the database checksum, which needs the pages in place.
+    pub verify_only: bool,
 }
 
 impl Default for Tuning<'_> {
@@ -90,6 +105,7 @@ impl Default for Tuning<'_> {
             exclusive: false,
             progress: &|_| {},
             before_publish: &|_| Ok(()),
+            verify_only: false,
         }
     }
 }

@@ -42,7 +42,7 @@ pub use hooked::{after_hooked_commit, before_hooked_commit, on_adopt, on_hooked_
 pub use journal::{before_journal_delete, page_one_written};
 pub use open::{
     base_vfs_name, drills_configured, init_process_config, on_open_main_db, open_database,
-    resolve_for_path, restore_needed_before_open, set_base_vfs_name, DbObserver,
+    resolve_for_path, resolve_with_url, restore_needed_before_open, set_base_vfs_name, DbObserver,
 };
 pub use refused::{
     refused_databases, refused_reason, NotReplicated, ReadOnlyOpen, RefusedDatabase,

@@ -170,6 +170,15 @@ pub fn resolve_for_path(path: &Path) -> Result<Option<Vec<ReplicaConfig>>, Error
     }
 }
 
+/// The destinations of `path` when replicated to `url`, as `?replica=URL` gives them (a
+/// promoted follower's copy).
+pub fn resolve_with_url(path: &Path, url: &str) -> Result<Option<Vec<ReplicaConfig>>, Error> {
+    match RESOLVER.get() {
+        Some(r) => Ok(r.resolve(path, &[("replica".to_string(), url.to_string())])?),
+        None => Ok(None),
+    }
+}
+
 /// Watches a replicated database's main file for the end of write transactions.
 pub struct DbObserver {
     db: Arc<Database>,

@@ -168,6 +168,32 @@ impl Spool {
         }
     }
 
+    /// A follower promoted to writer continues its replica's history: the spool of
+    /// `db_path`, which must not exist yet, starts with the replica's position (`state`:
+    /// txid, size, history id), so the first upload continues the replica's txids and its
+    /// history (a snapshot, since no page checksums are known) rather than starting anew.
+    pub fn continue_history_before_open(
+        db_path: &Path,
+        state: &SpoolState,
+    ) -> Result<(), SpoolError> {
+        let path = layout::dir_for(db_path);
+        if path.exists() {
+            return Err(SpoolError::Refused {
+                path: path.clone(),
+                reason: format!(
+                    "{} already exists (the spool of an earlier writer here?): remove it to promote this copy",
+                    path.display()
+                ),
+            });
+        }
+        let modes = Modes::beside(db_path);
+        let dir =
+            HeldDir::ensure(&path, modes).map_err(|e| super::error::dir_error(&path, None, e))?;
+        state::write_state(&dir, modes, state)?;
+        let why = "a follower was promoted to writer: its first upload continues the replica's txids and history";
+        super::destinations::write_gap(&dir, modes, why, true)
+    }
+
     /// The process id the spool's lock file names (the process that replicates it).
     pub fn owner_pid(dir: &Path) -> Option<u32> {
         layout::owner_pid(dir)

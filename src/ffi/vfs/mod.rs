@@ -44,6 +44,8 @@ struct ReplicaFile {
     /// which the WAL index is noted while this file holds the write lock (see
     /// `shim::note_write_lock`).
     noted: *mut std::path::PathBuf,
+    /// The main file of a follower's copy (opened read-only for the application).
+    followed: bool,
 }
 
 /// The bytes our file object needs in SQLite's allocation.
@@ -102,6 +104,7 @@ unsafe extern "C" fn x_open(
     out_flags: *mut c_int,
 ) -> c_int {
     guard(sys::SQLITE_CANTOPEN, || {
+        let mut flags = flags;
         let base = base_vfs();
         if !z_name.is_null() && belongs_to_a_file_not_ours(z_name, flags) {
             // The log or journal of a database opened before the default VFS was wrapped:
@@ -119,8 +122,19 @@ unsafe extern "C" fn x_open(
         f.db_observer = null_mut();
         f.handoff = null_mut();
         f.noted = null_mut();
+        f.followed = false;
+        let mut followed = false;
         if flags & sys::SQLITE_OPEN_MAIN_DB != 0 && !z_name.is_null() {
-            if let Err(rc) = restore_before_open(z_name, p, flags, out_flags) {
+            followed = match follow_before_open(z_name, p, flags, out_flags) {
+                Ok(followed) => followed,
+                Err(rc) => return rc,
+            };
+            f.followed = followed;
+            if followed {
+                // A follower's copy: the application reads it, only the follower writes.
+                flags = (flags & !(sys::SQLITE_OPEN_READWRITE | sys::SQLITE_OPEN_CREATE))
+                    | sys::SQLITE_OPEN_READONLY;
+            } else if let Err(rc) = restore_before_open(z_name, p, flags, out_flags) {
                 return rc;
             }
         }
@@ -138,7 +152,7 @@ unsafe extern "C" fn x_open(
             // SAFETY: a non-null method table of the base VFS.
             f.base.pMethods = io_methods_for(unsafe { (*real_m).iVersion });
         }
-        let rc = if rc != sys::SQLITE_OK || z_name.is_null() {
+        let rc = if rc != sys::SQLITE_OK || z_name.is_null() || followed {
             rc
         } else {
             observe(f, z_name, flags, out_flags)
@@ -220,6 +234,30 @@ fn log_names_of(filename: *const c_char) -> [usize; 2] {
     // SAFETY: `filename` is a database filename as sqlite3_db_filename returns it, which is
     // what these two take; they return the addresses SQLite opens the log and journal by.
     unsafe { [wal(filename) as usize, journal(filename) as usize] }
+}
+
+/// Whether the main database being opened is a follower's copy (`?replica_follow=URL`
+/// starts following); a follower that cannot start makes the file a stand-in whose open
+/// fails with the reason.
+fn follow_before_open(
+    z_name: *const c_char,
+    p: *mut sys::sqlite3_file,
+    flags: c_int,
+    out_flags: *mut c_int,
+) -> Result<bool, c_int> {
+    // SAFETY: z_name is a NUL-terminated database filename SQLite keeps alive.
+    let name = unsafe { CStr::from_ptr(z_name) }
+        .to_string_lossy()
+        .to_string();
+    let e = match super::follow::at_open(&name, &|key| uri_parameter(z_name, key)) {
+        Ok(followed) => return Ok(followed),
+        Err(e) => e,
+    };
+    super::open_failure::clear();
+    let e = format!("following into {name}: {e}");
+    crate::base::log::error(&e);
+    // SAFETY: p and out_flags are xOpen's own arguments.
+    Err(unsafe { super::open_failure::stand_in(p, &name, e, flags, out_flags) })
 }
 
 /// Gives the shim its chance to restore a missing replicated database before SQLite opens
@@ -485,12 +523,43 @@ unsafe extern "C" fn x_file_control(
     op: c_int,
     arg: *mut c_void,
 ) -> c_int {
+    if op == sys::SQLITE_FCNTL_PRAGMA && file(p).followed {
+        // SAFETY: FCNTL_PRAGMA's argument is SQLite's char*[3] (result, name, value).
+        if let Some(rc) = guard(None, || unsafe { follower_pragma(arg as *mut *mut c_char) }) {
+            return rc;
+        }
+    }
     // SAFETY: SQLite's own arguments, forwarded unchanged.
     let rc = unsafe { forward_file_control(p, op, arg) };
     if op == sys::SQLITE_FCNTL_VFSNAME && rc == sys::SQLITE_OK {
         guard((), || name_the_vfs(arg as *mut *mut c_char));
     }
     rc
+}
+
+/// `PRAGMA journal_mode=X` on a follower's copy, which only its follower writes: answered
+/// with the mode it stays in (`delete`), as SQLite answers a change it cannot make, rather
+/// than failed as a write (hosts such as Rails set WAL mode on every connection they open).
+/// `None` for any other pragma, which SQLite handles.
+///
+/// # Safety
+/// `args` is FCNTL_PRAGMA's `char*[3]`: the result slot, the pragma's name, its value or
+/// null.
+unsafe fn follower_pragma(args: *mut *mut c_char) -> Option<c_int> {
+    // SAFETY: per this function's contract, args[1] and args[2] are NUL-terminated or null.
+    let (name, value) = unsafe { (*args.add(1), *args.add(2)) };
+    if name.is_null() || value.is_null() {
+        return None;
+    }
+    // SAFETY: non-null NUL-terminated strings SQLite keeps alive during the call.
+    let name = unsafe { CStr::from_ptr(name) };
+    if !name.to_bytes().eq_ignore_ascii_case(b"journal_mode") {
+        return None;
+    }
+    let mprintf = super::sqlite_fn!(mprintf);
+    // SAFETY: a static format without conversions; SQLite frees the result it is handed.
+    unsafe { *args = mprintf(c"delete".as_ptr()) };
+    Some(sys::SQLITE_OK)
 }
 
 /// The VFS's name as SQLite asks a shim to give it, its own before the base VFS's
