@@ -6,7 +6,9 @@ use super::plan::{self, FollowState, Next};
 use super::prefetched::Prefetched;
 use super::{FollowHooks, Source};
 use crate::base::clock::now_ms;
+use crate::base::held_dir::HeldDir;
 use crate::base::lock::lock;
+use crate::base::private_fs::Modes;
 use crate::error::Error;
 use crate::restore::{self, Base, LtxObject, RestoreRequest, Target, Tuning};
 use crate::store::{keys, StoreError};
@@ -69,8 +71,10 @@ pub(super) struct Follower {
     /// The copy, open for the process's life: closing any descriptor of a file drops every
     /// POSIX lock this process holds on it, SQLite's readers' included.
     file: File,
-    /// `<db>-follow/`: the state file and the resync's temporary.
-    pub(super) dir: PathBuf,
+    /// `<db>-follow/`, held (checked once, reached by descriptor): the state file and the
+    /// resync's temporary.
+    dir: HeldDir,
+    pub(super) dir_path: PathBuf,
     state: Mutex<(FollowState, Progress)>,
 }
 
@@ -81,8 +85,7 @@ impl Follower {
         source: Source,
         hooks: &'static dyn FollowHooks,
     ) -> Result<Follower, Error> {
-        let dir = dir_for(path);
-        let held = std::fs::read_to_string(dir.join("state")).ok();
+        let dir_path = dir_for(path);
         let fresh = !path.exists();
         if crate::wal::log_path_of(path).exists() {
             return Err(Error::InvalidArgument(format!(
@@ -90,23 +93,22 @@ impl Follower {
                 path.display()
             )));
         }
+        let held = read_state(&dir_path.join("state"));
         if !fresh && held.is_none() {
             return Err(Error::InvalidArgument(format!(
                 "{} exists and is not a follower's copy (no {}): remove it to follow into it, or follow into another path",
                 path.display(),
-                dir.join("state").display()
+                dir_path.join("state").display()
             )));
         }
-        if fresh {
-            use std::os::unix::fs::DirBuilderExt;
-            let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+        let modes = Modes::beside(path);
+        let dir = HeldDir::ensure(&dir_path, modes)
+            .map_err(|e| Error::Io(format!("{}: {e}", dir_path.display())))?;
+        let file = match fresh {
+            true => modes.create_new(path),
+            false => modes.open_rw().open(path),
         }
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(fresh)
-            .open(path)
-            .map_err(|e| Error::Io(format!("opening {}: {e}", path.display())))?;
+        .map_err(|e| Error::Io(format!("opening {}: {e}", path.display())))?;
         let state = held.as_deref().and_then(FollowState::decode);
         let f = Follower {
             path: path.to_path_buf(),
@@ -116,6 +118,7 @@ impl Follower {
             stopped: AtomicBool::new(false),
             file,
             dir,
+            dir_path,
             state: Mutex::new((state.unwrap_or_default(), Progress::default())),
         };
         if state.is_some_and(|s| s.applying) {
@@ -132,7 +135,7 @@ impl Follower {
             if let Err(e) = f.resync(why) {
                 if fresh {
                     let _ = std::fs::remove_file(path);
-                    let _ = std::fs::remove_dir_all(&f.dir);
+                    let _ = std::fs::remove_dir_all(&f.dir_path);
                 }
                 return Err(e);
             }
@@ -309,7 +312,7 @@ impl Follower {
             "following {}: taking over the replica's newest state whole ({why})",
             self.path.display()
         ));
-        let temp = self.dir.join("resync.db");
+        let temp = self.dir.at("resync.db");
         let check = |p: &Path| self.hooks.check(p);
         let restored = restore::restore_with(
             &RestoreRequest {
@@ -418,14 +421,20 @@ impl Follower {
 
     /// Writes the state file: a temporary, synced, renamed over the old one.
     fn save(&self, state: &FollowState) -> Result<(), Error> {
-        let tmp = self.dir.join("state.tmp");
-        let f = File::create(&tmp)?;
-        f.write_all_at(state.encode().as_bytes(), 0)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, self.dir.join("state"))?;
-        File::open(&self.dir)?.sync_all()?;
+        let modes = Modes::inside(&self.dir.at("."));
+        modes.write_atomically(&self.dir.at("state"), state.encode().as_bytes(), true)?;
+        File::open(self.dir.at("."))?.sync_all()?; // the rename
         Ok(())
     }
+}
+
+/// The state file's text, if it is there (and not a symlink), read up to 4 KiB.
+fn read_state(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    let file = crate::base::private_fs::open_read(path).ok()?;
+    file.take(4096).read_to_string(&mut text).ok()?;
+    Some(text)
 }
 
 /// `<db>-follow`: the follower's own files beside its copy.

@@ -34,7 +34,7 @@ pub fn promote(path: &Path, now: u64) -> Result<Promoted, Error> {
     drop(step);
     f.hooks.to_wal(path)?;
     lock(&super::FOLLOWERS).retain(|g| !Arc::ptr_eq(g, &f));
-    let _ = std::fs::remove_dir_all(&f.dir);
+    let _ = std::fs::remove_dir_all(&f.dir_path);
     crate::base::log::notice(&format!(
         "{} was promoted: it no longer follows {} and continues it as the writer after txid {newest}",
         path.display(),

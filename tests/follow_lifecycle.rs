@@ -1,0 +1,362 @@
+//! Followers against a replica that changes under them (issue 19): a writer process (its
+//! own directory) replicates app.db to the in-process S3 server (SigV4 checked), a follower
+//! process (another directory) follows it; the follower is stopped, or its bucket fails,
+//! while the writer goes on. What it proves:
+//!
+//! - a follower that fell behind while the level-0 files it needed were compacted into
+//!   level 1 and removed resumes from the compacted file: no resync (`snapshots` stays 0),
+//!   and it ends equal to the writer;
+//! - one that fell behind past retention (only a newer snapshot holds its next txid) takes
+//!   over the newest state (`snapshots` 1) and ends equal to the writer;
+//! - a bucket answering 500 to everything makes the follower report the error while it
+//!   keeps serving its last state, and once the bucket heals it catches up.
+//!
+//! Replay a failure with FOLLOW_SEED=<seed> (each test prints its seed first).
+
+mod common;
+#[path = "common/procs.rs"]
+mod procs;
+#[path = "common/s3env.rs"]
+mod s3env;
+#[path = "common/s3server.rs"]
+mod s3server;
+
+use common::seeded::{seed_from_env, Rng};
+use common::*;
+use procs::Timed;
+use s3env::{s3_env, s3_url};
+use s3server::{FaultProxy, S3Server};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const LINE_LIMIT: Duration = Duration::from_secs(120);
+
+/// The writer (app.db, replicated as litestream.yml in its directory says): `rows N`
+/// commits N rows in a few transactions and prints `synced <txid>`; `snapshot` prints
+/// `snapshot <txid>`; `dump` prints the table's rows, then `end`.
+const WRITER: &str = r#"
+import sys
+db = sqlite3.connect("app.db", isolation_level=None, timeout=10)
+db.execute("PRAGMA journal_mode=wal")
+db.execute("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, body TEXT)")
+print("ready", flush=True)
+for line in sys.stdin:
+    cmd = line.split()
+    if cmd[0] == "rows":
+        for i in range(int(cmd[1])):
+            db.execute("INSERT INTO t(body) VALUES (hex(randomblob(64)))")
+        print("synced", db.execute("SELECT replica_sync(30000)").fetchone()[0], flush=True)
+    elif cmd[0] == "snapshot":
+        print("snapshot", db.execute("SELECT replica_snapshot()").fetchone()[0], flush=True)
+    elif cmd[0] == "dump":
+        for r in db.execute("SELECT id, body FROM t ORDER BY id"):
+            print("row", *r, flush=True)
+        print("end", flush=True)
+"#;
+
+/// The follower (copy.db following FOLLOW_URL every 50 ms): `wait T` waits until txid T is
+/// applied and prints `applied <txid> <applies> <resyncs>`; `error` waits until a poll
+/// fails and prints `error <count> <last_error>` (the count read from the copy meanwhile);
+/// `dump` prints the rows, then `end`.
+const FOLLOWER: &str = r#"
+import sys
+from urllib.parse import quote
+copy = os.path.abspath("copy.db")
+url = quote(os.environ["FOLLOW_URL"], safe="")
+conn = sqlite3.connect(f"file:{copy}?replica_follow={url}&replica_follow_interval=50", uri=True, timeout=10)
+row = "SELECT local_txid, uploads, snapshots, last_error FROM replica_status() WHERE state = 'following'"
+print("ready", flush=True)
+for line in sys.stdin:
+    cmd = line.split()
+    if cmd[0] == "wait":
+        want = int(cmd[1])
+        r = wait_for("txid %d applied" % want,
+                     lambda: (lambda r: r if r[0] >= want else None)(conn.execute(row).fetchone()), timeout=90)
+        print("applied", r[0], r[1], r[2], flush=True)
+    elif cmd[0] == "error":
+        e = wait_for("a failed poll", lambda: conn.execute(row).fetchone()[3], timeout=60)
+        n = conn.execute("SELECT count(*) FROM t").fetchone()[0]
+        print("error", n, e.replace("\n", " "), flush=True)
+    elif cmd[0] == "dump":
+        for r in conn.execute("SELECT id, body FROM t ORDER BY id"):
+            print("row", *r, flush=True)
+        print("end", flush=True)
+"#;
+
+struct Site {
+    tmp: TempDir,
+    srv: S3Server,
+    env: Vec<(String, String)>,
+    db_url: String,
+}
+
+impl Site {
+    /// The server, and the writer's litestream.yml with `lifecycle` before its `dbs:`.
+    fn new(name: &str, lifecycle: &str) -> Site {
+        let tmp = TempDir::new(name);
+        let srv = s3server::start(&tmp.join("s3"), "bkt");
+        let db_url = s3_url(srv.port, "rep/app.db");
+        let mut env = s3_env(&srv, &db_url);
+        env.retain(|(k, _)| k != "REPLICA_URL");
+        env.push(("REPLICA_TEST_LIB".into(), load_path()));
+        for d in ["writer", "follower"] {
+            std::fs::create_dir_all(tmp.join(d)).unwrap();
+        }
+        let site = Site {
+            tmp,
+            srv,
+            env,
+            db_url,
+        };
+        site.configure(lifecycle);
+        site
+    }
+
+    fn configure(&self, lifecycle: &str) {
+        let yml = format!(
+            "{lifecycle}dbs:\n  - path: app.db\n    replica:\n      url: {}\n",
+            self.db_url
+        );
+        std::fs::write(self.tmp.join("writer/litestream.yml"), yml).unwrap();
+    }
+
+    fn dir(&self, d: &str) -> PathBuf {
+        self.tmp.join(d)
+    }
+
+    fn writer(&self) -> Timed {
+        let mut env = self.env.clone();
+        env.push(("REPLICA_CONFIG".into(), "litestream.yml".into()));
+        spawn(&self.dir("writer"), WRITER, &env)
+    }
+
+    /// A follower process, following `url` (app.db's replica, or the same through a proxy).
+    fn follower(&self, url: &str) -> Timed {
+        let mut env = self.env.clone();
+        env.push(("FOLLOW_URL".into(), url.into()));
+        spawn(&self.dir("follower"), FOLLOWER, &env)
+    }
+
+    /// The replica's LTX files on disk: (level, min, max).
+    fn files(&self) -> Vec<(u8, u64, u64)> {
+        let root = self.tmp.join("s3/bkt/rep/app.db");
+        let mut out = Vec::new();
+        for level in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            let Ok(lv) = u8::from_str_radix(&level.file_name().to_string_lossy(), 16) else {
+                continue;
+            };
+            for f in std::fs::read_dir(level.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let name = f.file_name().to_string_lossy().to_string();
+                if let Some((a, b)) = name.strip_suffix(".ltx").and_then(|n| n.split_once('-')) {
+                    let hex = |h: &str| u64::from_str_radix(h, 16).unwrap();
+                    out.push((lv, hex(a), hex(b)));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Waits (60 s at most) until `ok` holds of the replica's files.
+    fn wait_files(&self, what: &str, ok: impl Fn(&[(u8, u64, u64)]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ok(&self.files()) {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: the replica holds {:?}",
+                self.files()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn spawn(dir: &Path, body: &str, env: &[(String, String)]) -> Timed {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut p = Timed::new(spawn_python_loaded(
+        &format!("{PY_WAIT_FOR}{body}"),
+        dir,
+        &env,
+    ));
+    assert_eq!(p.line("ready", LINE_LIMIT), "ready");
+    p
+}
+
+/// Sends `cmd`; the answer's words after its first, which must be `want`.
+fn ask(p: &mut Timed, cmd: &str, want: &str) -> Vec<String> {
+    p.send(cmd);
+    let line = p.line(want, LINE_LIMIT);
+    let mut words = line.split_whitespace().map(str::to_string);
+    assert_eq!(words.next().as_deref(), Some(want), "{cmd}: got {line:?}");
+    words.collect()
+}
+
+fn num(words: &[String], i: usize) -> u64 {
+    words[i].parse().unwrap()
+}
+
+/// The `row` lines a process prints for `dump`.
+fn dump_of(p: &mut Timed) -> Vec<String> {
+    p.send("dump");
+    let mut rows = Vec::new();
+    loop {
+        let l = p.line("row", LINE_LIMIT);
+        if l == "end" {
+            return rows;
+        }
+        rows.push(l);
+    }
+}
+
+fn seeded(test: &str) -> Rng {
+    let seed = seed_from_env("FOLLOW_SEED", |t| t % 100_000);
+    eprintln!("{test}: seed {seed}; replay with FOLLOW_SEED={seed}");
+    Rng::from_seed(seed)
+}
+
+#[test]
+fn a_follower_that_fell_behind_resumes_from_a_compacted_file_or_takes_over_the_newest_state() {
+    let mut rng = seeded("fell_behind");
+    let site = Site::new(
+        "follow-behind",
+        "levels: [{interval: 250ms}]\nl0-retention: 250ms\n",
+    );
+    let mut writer = site.writer();
+    let t1 = num(
+        &ask(
+            &mut writer,
+            &format!("rows {}", 20 + rng.below(50)),
+            "synced",
+        ),
+        0,
+    );
+    let mut follower = site.follower(&site.db_url);
+    ask(&mut follower, &format!("wait {t1}"), "applied");
+    follower.kill();
+
+    // The files after t1 go into level 1, and level 0 lets them go.
+    let mut t2 = t1;
+    for _ in 0..2 + rng.below(3) {
+        t2 = num(
+            &ask(
+                &mut writer,
+                &format!("rows {}", 1 + rng.below(30)),
+                "synced",
+            ),
+            0,
+        );
+    }
+    site.wait_files(
+        "level 0 letting go of the files after the follower's txid",
+        |f| {
+            !f.iter().any(|&(lv, min, _)| lv == 0 && min == t1 + 1)
+                && f.iter()
+                    .any(|&(lv, min, max)| lv == 1 && (min..=max).contains(&(t1 + 1)))
+                && f.iter().any(|&(lv, _, max)| lv == 1 && max >= t2)
+        },
+    );
+    let mut follower = site.follower(&site.db_url);
+    let done = ask(&mut follower, &format!("wait {t2}"), "applied");
+    assert_eq!(
+        num(&done, 2),
+        0,
+        "a compacted file holds the next txid, yet the copy was taken over whole"
+    );
+    assert!(num(&done, 1) >= 1);
+    assert_eq!(
+        dump_of(&mut follower),
+        dump_of(&mut writer),
+        "the follower differs from the writer"
+    );
+    follower.kill();
+
+    // Now a snapshot, and retention letting go of everything before it.
+    writer.kill();
+    site.configure("snapshot: {interval: 1h, retention: 1ms}\nlevels: [{interval: 250ms}]\nl0-retention: 250ms\n");
+    let mut writer = site.writer();
+    let t3 = num(
+        &ask(
+            &mut writer,
+            &format!("rows {}", 1 + rng.below(30)),
+            "synced",
+        ),
+        0,
+    );
+    let snap = num(&ask(&mut writer, "snapshot", "snapshot"), 0);
+    let t4 = num(
+        &ask(
+            &mut writer,
+            &format!("rows {}", 1 + rng.below(30)),
+            "synced",
+        ),
+        0,
+    );
+    site.wait_files(
+        "retention letting go of every file before the snapshot",
+        |f| {
+            !f.iter()
+                .any(|&(lv, min, max)| lv < 9 && (min..=max).contains(&(t2 + 1)))
+        },
+    );
+    let mut follower = site.follower(&site.db_url);
+    let done = ask(&mut follower, &format!("wait {t4}"), "applied");
+    assert_eq!(
+        num(&done, 2),
+        1,
+        "past retention the copy is taken over whole, once (t3 {t3}, snapshot {snap})"
+    );
+    assert_eq!(
+        dump_of(&mut follower),
+        dump_of(&mut writer),
+        "the follower differs from the writer"
+    );
+}
+
+#[test]
+fn a_follower_survives_a_bucket_outage_serving_its_last_state() {
+    let mut rng = seeded("outage");
+    let site = Site::new("follow-outage", "");
+    let proxy = FaultProxy::start(site.srv.port);
+    let mut writer = site.writer();
+    let t1 = num(
+        &ask(
+            &mut writer,
+            &format!("rows {}", 10 + rng.below(40)),
+            "synced",
+        ),
+        0,
+    );
+    let mut follower = site.follower(&s3_url(proxy.port, "rep/app.db"));
+    ask(&mut follower, &format!("wait {t1}"), "applied");
+    let before = dump_of(&mut follower);
+
+    proxy.fail_all();
+    let t2 = num(
+        &ask(
+            &mut writer,
+            &format!("rows {}", 1 + rng.below(40)),
+            "synced",
+        ),
+        0,
+    );
+    let failed = ask(&mut follower, "error", "error");
+    assert_eq!(
+        num(&failed, 0),
+        before.len() as u64,
+        "the copy changed during the outage"
+    );
+    assert!(failed[1..].join(" ").contains("500"), "{failed:?}");
+    assert_eq!(dump_of(&mut follower), before);
+
+    proxy.heal();
+    ask(&mut follower, &format!("wait {t2}"), "applied");
+    assert_eq!(
+        dump_of(&mut follower),
+        dump_of(&mut writer),
+        "the follower differs from the writer"
+    );
+}
