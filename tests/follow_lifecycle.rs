@@ -26,7 +26,7 @@ use common::*;
 use procs::Timed;
 use s3env::{s3_env, s3_url};
 use s3server::{FaultProxy, S3Server};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 const LINE_LIMIT: Duration = Duration::from_secs(120);
@@ -127,38 +127,23 @@ impl Site {
     fn writer(&self) -> Timed {
         let mut env = self.env.clone();
         env.push(("REPLICA_CONFIG".into(), "litestream.yml".into()));
-        spawn(&self.dir("writer"), WRITER, &env)
+        Timed::ready(&self.dir("writer"), WRITER, &env, LINE_LIMIT)
     }
 
     /// A follower process, following `url` (app.db's replica, or the same through a proxy).
     fn follower(&self, url: &str) -> Timed {
         let mut env = self.env.clone();
         env.push(("FOLLOW_URL".into(), url.into()));
-        spawn(&self.dir("follower"), FOLLOWER, &env)
+        Timed::ready(&self.dir("follower"), FOLLOWER, &env, LINE_LIMIT)
     }
 
     /// The replica's LTX files on disk: (level, min, max).
     fn files(&self) -> Vec<(u8, u64, u64)> {
         let root = self.tmp.join("s3/bkt/rep/app.db");
-        let mut out = Vec::new();
-        for level in std::fs::read_dir(&root).into_iter().flatten().flatten() {
-            let Ok(lv) = u8::from_str_radix(&level.file_name().to_string_lossy(), 16) else {
-                continue;
-            };
-            for f in std::fs::read_dir(level.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                let name = f.file_name().to_string_lossy().to_string();
-                if let Some((a, b)) = name.strip_suffix(".ltx").and_then(|n| n.split_once('-')) {
-                    let hex = |h: &str| u64::from_str_radix(h, 16).unwrap();
-                    out.push((lv, hex(a), hex(b)));
-                }
-            }
-        }
-        out.sort();
-        out
+        ltx_on_disk(&root, 16)
+            .into_iter()
+            .map(|f| (f.level, f.min, f.max))
+            .collect()
     }
 
     /// Waits (60 s at most) until `ok` holds of the replica's files.
@@ -175,24 +160,8 @@ impl Site {
     }
 }
 
-fn spawn(dir: &Path, body: &str, env: &[(String, String)]) -> Timed {
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mut p = Timed::new(spawn_python_loaded(
-        &format!("{PY_WAIT_FOR}{body}"),
-        dir,
-        &env,
-    ));
-    assert_eq!(p.line("ready", LINE_LIMIT), "ready");
-    p
-}
-
-/// Sends `cmd`; the answer's words after its first, which must be `want`.
 fn ask(p: &mut Timed, cmd: &str, want: &str) -> Vec<String> {
-    p.send(cmd);
-    let line = p.line(want, LINE_LIMIT);
-    let mut words = line.split_whitespace().map(str::to_string);
-    assert_eq!(words.next().as_deref(), Some(want), "{cmd}: got {line:?}");
-    words.collect()
+    p.ask(cmd, want, LINE_LIMIT)
 }
 
 fn num(words: &[String], i: usize) -> u64 {

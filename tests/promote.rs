@@ -121,43 +121,12 @@ for line in sys.stdin:
             print("misuse", str(e).replace("\n", " "), flush=True)
 "#;
 
-fn spawn(dir: &Path, body: &str, env: &[(String, String)]) -> Timed {
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let script = format!("{PY_WAIT_FOR}{body}");
-    let mut p = Timed::new(spawn_python_loaded(&script, dir, &env));
-    assert_eq!(p.line("ready", LINE_LIMIT), "ready");
-    p
-}
-
-/// Sends `cmd` and returns the answer's words after its first, which must be `want`.
-fn ask(p: &mut Timed, cmd: &str, want: &str) -> Vec<String> {
-    p.send(cmd);
-    let line = p.line(want, LINE_LIMIT);
-    let mut words = line.split_whitespace().map(str::to_string);
-    assert_eq!(words.next().as_deref(), Some(want), "{cmd}: got {line:?}");
-    words.collect()
-}
-
 /// The LTX files of app.db's replica on disk: (level, min txid, max txid, node id).
 fn ltx_files(replica: &Path) -> Vec<(u8, u64, u64, u64)> {
-    let mut out = Vec::new();
-    for level in std::fs::read_dir(replica).unwrap().flatten() {
-        let Ok(lv) = u8::from_str_radix(&level.file_name().to_string_lossy(), 16) else {
-            continue;
-        };
-        for f in std::fs::read_dir(level.path()).unwrap().flatten() {
-            let name = f.file_name().to_string_lossy().to_string();
-            let Some((min, max)) = name.strip_suffix(".ltx").and_then(|n| n.split_once('-')) else {
-                continue;
-            };
-            let head = std::fs::read(f.path()).unwrap();
-            let node = u64::from_be_bytes(head[80..88].try_into().unwrap());
-            let txid = |h: &str| u64::from_str_radix(h, 16).unwrap();
-            out.push((lv, txid(min), txid(max), node));
-        }
-    }
-    out.sort();
-    out
+    let node = |p: &Path| u64::from_be_bytes(std::fs::read(p).unwrap()[80..88].try_into().unwrap());
+    (ltx_on_disk(replica, 16).into_iter())
+        .map(|f| (f.level, f.min, f.max, node(&f.path)))
+        .collect()
 }
 
 #[test]
@@ -181,12 +150,12 @@ fn a_promoted_follower_continues_the_replica_and_the_old_writer_stands_by() {
         .collect();
     fenv.push(("FOLLOW_URL".into(), db_url.clone()));
 
-    let mut writer = spawn(&wdir, WRITER, &env);
+    let mut writer = Timed::ready(&wdir, WRITER, &env, LINE_LIMIT);
     let (rows, per) = (200 + rng.below(300), 1 + rng.below(20));
     let old_txid: u64 = ask(&mut writer, &format!("rows {rows} {per}"), "synced")[0]
         .parse()
         .unwrap();
-    let mut follower = spawn(&fdir, FOLLOWER, &fenv);
+    let mut follower = Timed::ready(&fdir, FOLLOWER, &fenv, LINE_LIMIT);
     ask(&mut follower, &format!("wait {old_txid}"), "applied");
     writer.kill();
 
@@ -209,7 +178,7 @@ fn a_promoted_follower_continues_the_replica_and_the_old_writer_stands_by() {
 
     // The new writer writes; the old one comes back on its own app.db and must stand by.
     ask(&mut follower, "write", "writing");
-    let mut revenant = spawn(&wdir, WRITER, &env);
+    let mut revenant = Timed::ready(&wdir, WRITER, &env, LINE_LIMIT);
     let unsynced = ask(&mut revenant, "one", "unsynced").join(" ");
     assert!(
         unsynced.contains("lease") || unsynced.contains("timed out"),
@@ -275,6 +244,10 @@ fn a_promoted_follower_continues_the_replica_and_the_old_writer_stands_by() {
         want,
         "seed {seed}: litestream restore differs from the promoted copy"
     );
+}
+
+fn ask(p: &mut Timed, cmd: &str, want: &str) -> Vec<String> {
+    p.ask(cmd, want, LINE_LIMIT)
 }
 
 fn as_env(v: &[(String, String)]) -> Vec<(&str, &str)> {

@@ -166,10 +166,13 @@ impl Follower {
             drop(step);
             let mut s = lock(&self.state);
             s.1.polls += 1;
-            s.1.last_error = outcome.err().map(|e| {
+            let error = outcome.err().map(|e| e.to_string());
+            if error.is_some() && error != s.1.last_error {
+                // Logged when it starts or changes, not at every poll while it lasts.
+                let e = error.as_deref().unwrap_or_default();
                 crate::base::log::error(&format!("following {}: {e}", self.path.display()));
-                e.to_string()
-            });
+            }
+            s.1.last_error = error;
             drop(s);
             std::thread::park_timeout(Duration::from_millis(self.source.interval_ms));
         }

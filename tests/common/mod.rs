@@ -266,6 +266,43 @@ pub fn ltx_db_checksum(db: &Path) -> u64 {
 }
 
 /// Runs the real litestream (without AWS_CA_BUNDLE, which makes it refuse to start).
+/// An LTX file of a replica on disk, as its name says.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LtxOnDisk {
+    pub level: u8,
+    pub min: u64,
+    pub max: u64,
+    pub path: PathBuf,
+}
+
+/// The LTX files under `root`'s level directories, sorted: an S3 server's object prefix
+/// (`<level %04x>/`, `radix` 16) or a directory replica's `ltx/` (`<level>/`, radix 10).
+pub fn ltx_on_disk(root: &Path, radix: u32) -> Vec<LtxOnDisk> {
+    let mut out = Vec::new();
+    for level in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        let Ok(lv) = u8::from_str_radix(&level.file_name().to_string_lossy(), radix) else {
+            continue;
+        };
+        for f in std::fs::read_dir(level.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = f.file_name().to_string_lossy().to_string();
+            if let Some((min, max)) = replica::store::keys::parse_ltx_filename(&name) {
+                out.push(LtxOnDisk {
+                    level: lv,
+                    min,
+                    max,
+                    path: f.path(),
+                });
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 pub fn litestream(args: &[&str], cwd: &Path) -> Output {
     let mut cmd = Command::new(litestream_bin());
     cmd.args(args).current_dir(cwd);

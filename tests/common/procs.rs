@@ -9,6 +9,7 @@ use crate::common::{load_path, python_loaded, spawn_python_loaded, TempDir};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdout, ExitStatus, Output};
+use std::time::Duration;
 
 pub struct Procs {
     pub dir: TempDir,
@@ -135,6 +136,25 @@ impl Timed {
     pub fn send(&mut self, line: &str) {
         let stdin = self.child.stdin.as_mut().unwrap();
         stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+    }
+
+    /// Starts Debian's python3 in `dir` running `PY_LOAD`, `PY_WAIT_FOR` and `body`, which
+    /// prints `ready` once it has opened what it steers.
+    pub fn ready(dir: &Path, body: &str, env: &[(String, String)], limit: Duration) -> Timed {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let script = format!("{}{body}", crate::common::PY_WAIT_FOR);
+        let mut p = Timed::new(spawn_python_loaded(&script, dir, &env));
+        assert_eq!(p.line("ready", limit), "ready");
+        p
+    }
+
+    /// Sends `cmd`; returns the words of the answer after its first, which must be `want`.
+    pub fn ask(&mut self, cmd: &str, want: &str, limit: Duration) -> Vec<String> {
+        self.send(cmd);
+        let line = self.line(want, limit);
+        let mut words = line.split_whitespace().map(str::to_string);
+        assert_eq!(words.next().as_deref(), Some(want), "{cmd}: got {line:?}");
+        words.collect()
     }
 
     /// SIGKILL (if it still runs), and reaps it.
