@@ -6,8 +6,8 @@
 //! - a follower that fell behind while the level-0 files it needed were compacted into
 //!   level 1 and removed resumes from the compacted file: no resync (`snapshots` stays 0),
 //!   and it ends equal to the writer;
-//! - one that fell behind past retention (only a newer snapshot holds its next txid) takes
-//!   over the newest state (`snapshots` 1) and ends equal to the writer;
+//! - one that fell behind past retention (only a newer snapshot holds its next txid)
+//!   applies that snapshot like any other file (no resync) and ends equal to the writer;
 //! - a bucket answering 500 to everything makes the follower report the error while it
 //!   keeps serving its last state, and once the bucket heals it catches up.
 //!
@@ -275,8 +275,8 @@ fn a_follower_that_fell_behind_resumes_from_a_compacted_file_or_takes_over_the_n
     let done = ask(&mut follower, &format!("wait {t4}"), "applied");
     assert_eq!(
         num(&done, 2),
-        1,
-        "past retention the copy is taken over whole, once (t3 {t3}, snapshot {snap})"
+        0,
+        "past retention the snapshot (t3 {t3}, snapshot {snap}) is applied as a file, not by a resync"
     );
     assert_eq!(
         dump_of(&mut follower),
@@ -328,4 +328,54 @@ fn a_follower_survives_a_bucket_outage_serving_its_last_state() {
         dump_of(&mut writer),
         "the follower differs from the writer"
     );
+}
+
+#[test]
+fn two_processes_following_one_copy_take_turns_and_the_second_takes_over() {
+    let mut rng = seeded("two_followers");
+    let site = Site::new("follow-two", "");
+    let mut writer = site.writer();
+    let t1 = num(
+        &ask(
+            &mut writer,
+            &format!("rows {}", 10 + rng.below(40)),
+            "synced",
+        ),
+        0,
+    );
+    let mut first = site.follower(&site.db_url);
+    ask(&mut first, &format!("wait {t1}"), "applied");
+    // The second process reads the copy the first one keeps: it applies nothing itself.
+    let mut second = site.follower(&site.db_url);
+    let t2 = num(
+        &ask(
+            &mut writer,
+            &format!("rows {}", 1 + rng.below(40)),
+            "synced",
+        ),
+        0,
+    );
+    let seen = ask(&mut second, &format!("wait {t2}"), "applied");
+    assert_eq!(
+        (num(&seen, 1), num(&seen, 2)),
+        (0, 0),
+        "the second process applied or resynced: {seen:?}"
+    );
+    assert_eq!(dump_of(&mut second), dump_of(&mut writer));
+    // The first goes away: the second takes over the polling.
+    first.kill();
+    let t3 = num(
+        &ask(
+            &mut writer,
+            &format!("rows {}", 1 + rng.below(40)),
+            "synced",
+        ),
+        0,
+    );
+    let took = ask(&mut second, &format!("wait {t3}"), "applied");
+    assert!(
+        num(&took, 1) >= 1 && num(&took, 2) == 0,
+        "the second process did not take over: {took:?}"
+    );
+    assert_eq!(dump_of(&mut second), dump_of(&mut writer));
 }

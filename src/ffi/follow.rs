@@ -9,8 +9,10 @@ use crate::follow::FollowHooks;
 use crate::restore::CheckFailure;
 use std::path::Path;
 
-/// How long an apply waits for readers to leave their transactions.
-const LOCK_WAIT_MS: u32 = 30_000;
+/// How long an apply waits for readers to leave their transactions: while it waits, its
+/// pending lock keeps new readers out, so a long read transaction must not stall all the
+/// others; the apply is tried again at the next poll.
+const LOCK_WAIT_MS: u32 = 250;
 
 pub(super) struct SqliteFollowHooks;
 
@@ -38,7 +40,7 @@ impl FollowHooks for SqliteFollowHooks {
 
     fn to_wal(&self, path: &Path) -> Result<(), Error> {
         let conn = Connection::open(path, false)?;
-        conn.exec(&format!("PRAGMA busy_timeout={LOCK_WAIT_MS}"))?;
+        conn.exec("PRAGMA busy_timeout=5000")?; // once, at a promotion
         let mode = conn.query_column("PRAGMA journal_mode=WAL")?;
         match mode.first().map(String::as_str) {
             Some("wal") => Ok(()),

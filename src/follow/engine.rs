@@ -5,6 +5,7 @@
 use super::plan::{self, FollowState, Next};
 use super::prefetched::Prefetched;
 use super::{FollowHooks, Source};
+use crate::base::child_release::ReleasedInChildren;
 use crate::base::clock::now_ms;
 use crate::base::held_dir::HeldDir;
 use crate::base::lock::lock;
@@ -14,6 +15,7 @@ use crate::restore::{self, Base, LtxObject, RestoreRequest, Target, Tuning};
 use crate::store::{keys, StoreError};
 use std::collections::HashMap;
 use std::fs::File;
+use std::mem::ManuallyDrop;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,9 +70,12 @@ pub(super) struct Follower {
     pub(super) step_lock: Mutex<()>,
     /// Set by a promotion: the poll thread ends.
     pub(super) stopped: AtomicBool,
-    /// The copy, open for the process's life: closing any descriptor of a file drops every
-    /// POSIX lock this process holds on it, SQLite's readers' included.
-    file: File,
+    /// The copy, never closed (not even when a promotion lets the follower go): closing any
+    /// descriptor of a file drops every POSIX lock this process holds on it, SQLite's own.
+    file: ManuallyDrop<File>,
+    /// The `flock` on `<db>-follow/lock` that makes this process the one that polls and
+    /// writes the copy; the others read it and take over when the holder goes.
+    owner: Mutex<Option<ReleasedInChildren>>,
     /// `<db>-follow/`, held (checked once, reached by descriptor): the state file and the
     /// resync's temporary.
     dir: HeldDir,
@@ -104,6 +109,13 @@ impl Follower {
         let modes = Modes::beside(path);
         let dir = HeldDir::ensure(&dir_path, modes)
             .map_err(|e| Error::Io(format!("{}: {e}", dir_path.display())))?;
+        let owner = take_ownership(&dir)?;
+        if owner.is_none() && fresh {
+            return Err(Error::Unsupported(format!(
+                "{}: another process is creating this follower's copy; open it again once it has",
+                path.display()
+            )));
+        }
         let file = match fresh {
             true => modes.create_new(path),
             false => modes.open_rw().open(path),
@@ -116,17 +128,14 @@ impl Follower {
             hooks,
             step_lock: Mutex::new(()),
             stopped: AtomicBool::new(false),
-            file,
+            file: ManuallyDrop::new(file),
+            owner: Mutex::new(owner),
             dir,
             dir_path,
             state: Mutex::new((state.unwrap_or_default(), Progress::default())),
         };
-        if state.is_some_and(|s| s.applying) {
-            // Torn: page 1 may be the writer's, which says WAL mode; the connection that
-            // takes the lock must open the copy in rollback mode, as its readers do.
-            f.file.write_all_at(&[1, 1], 18)?;
-        }
-        if state.is_none_or(|s| s.applying) {
+        let owned = lock(&f.owner).is_some();
+        if owned && state.is_none_or(|s| s.applying) {
             let why = if fresh {
                 "a new copy"
             } else {
@@ -142,6 +151,25 @@ impl Follower {
         }
         lock(&f.state).1.applied_txid = f.held().txid;
         Ok(f)
+    }
+
+    /// Whether this process polls and writes the copy: it holds the owner lock, or takes
+    /// it now that the holder went away (then it goes on from the state the holder saved).
+    pub(super) fn owns(&self) -> Result<bool, Error> {
+        let mut owner = lock(&self.owner);
+        if owner.is_some() {
+            return Ok(true);
+        }
+        *owner = take_ownership(&self.dir)?;
+        let held = read_state(&self.dir.at("state"))
+            .as_deref()
+            .and_then(FollowState::decode);
+        let mut s = lock(&self.state);
+        if let Some(h) = held {
+            s.0 = h;
+            s.1.applied_txid = h.txid;
+        }
+        Ok(owner.is_some())
     }
 
     pub(super) fn progress(&self) -> Progress {
@@ -161,7 +189,11 @@ impl Follower {
             if self.stopped.load(Ordering::Acquire) {
                 return;
             }
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.step()))
+            let step_once = || match self.owns()? {
+                true => self.step(),
+                false => Ok(()), // another process polls: this one reads
+            };
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(step_once))
                 .unwrap_or_else(|_| Err(Error::Io("the follower's step panicked".into())));
             drop(step);
             let mut s = lock(&self.state);
@@ -295,6 +327,7 @@ impl Follower {
         self.under_lock(held, &mut |file| {
             let wet = Tuning {
                 parallelism: 1,
+                rollback_mode: true,
                 ..Default::default()
             };
             base = restore::apply_onto(&batch, &chain, file, held.base, &wet)?.base;
@@ -356,6 +389,9 @@ impl Follower {
         self.under_lock(held, &mut |file| {
             for &pgno in &differ {
                 read_page(&new, pgno, &mut a)?;
+                if pgno == 1 {
+                    a[18..20].copy_from_slice(&[1, 1]); // never a WAL-mode header on disk
+                }
                 file.write_all_at(&a, (pgno - 1) * ps)?;
             }
             file.set_len(u64::from(base.commit) * ps)?;
@@ -382,6 +418,18 @@ impl Follower {
         write: &mut dyn FnMut(&File) -> Result<u32, Error>,
     ) -> Result<(), Error> {
         self.hooks.exclusively(&self.path, &mut || {
+            // Only the owner writes; should the copy have moved on under another follower
+            // all the same, this one catches up from what that one saved.
+            let saved = read_state(&self.dir.at("state"))
+                .as_deref()
+                .and_then(FollowState::decode);
+            if let Some(on_disk) = saved.filter(|s| s.txid != held.txid) {
+                lock(&self.state).0 = on_disk;
+                return Err(Error::Io(format!(
+                    "the copy is at txid {} on disk, not {}: another follower wrote it",
+                    on_disk.txid, held.txid
+                )));
+            }
             let mut head = [0u8; 100];
             let _ = self.file.read_at(&mut head, 0)?;
             let prev = plan::change_counter(&head);
@@ -428,6 +476,22 @@ impl Follower {
         modes.write_atomically(&self.dir.at("state"), state.encode().as_bytes(), true)?;
         File::open(self.dir.at("."))?.sync_all()?; // the rename
         Ok(())
+    }
+}
+
+/// Takes `<db>-follow/lock` for this process, unless another process holds it (`None`).
+fn take_ownership(dir: &HeldDir) -> Result<Option<ReleasedInChildren>, Error> {
+    let shown = dir.shown("lock");
+    let file = (Modes::inside(&dir.at(".")).open_rw())
+        .open(dir.at("lock"))
+        .map_err(|e| Error::Io(format!("opening {}: {e}", shown.display())))?;
+    match file.try_lock() {
+        // A forked child must not keep a share of it after this process is gone.
+        Ok(()) => Ok(Some(ReleasedInChildren::new(file))),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(Error::Io(format!("locking {}: {e}", shown.display())))
+        }
     }
 }
 

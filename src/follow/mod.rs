@@ -20,7 +20,7 @@ mod promote;
 
 pub use engine::Progress;
 pub use plan::{change_counter, follower_header, next, FollowState, Next, BATCH_BYTES};
-pub use promote::{promote, Promoted};
+pub use promote::{follow_url_of, promote, Promoted};
 
 use crate::base::lock::lock;
 use crate::error::Error;
@@ -60,6 +60,9 @@ pub const DEFAULT_INTERVAL_MS: u64 = 1000;
 
 static FOLLOWERS: Mutex<Vec<Arc<engine::Follower>>> = Mutex::new(Vec::new());
 
+/// Held while a follower starts (its copy may be restored meanwhile).
+static STARTING: Mutex<()> = Mutex::new(());
+
 /// Whether this process follows the database at `path` (its connections are read-only).
 pub fn is_followed(path: &Path) -> bool {
     lock(&FOLLOWERS).iter().any(|f| f.path == path)
@@ -79,8 +82,11 @@ pub fn all() -> Vec<(PathBuf, String, Progress)> {
 /// taken over whole, and a file that is not a follower's copy is refused. Returns when the
 /// copy is ready to read; a thread then keeps it current.
 pub fn start(path: &Path, source: Source, hooks: &'static dyn FollowHooks) -> Result<(), Error> {
-    let mut all = lock(&FOLLOWERS);
-    if let Some(f) = all.iter().find(|f| f.path == path) {
+    // One start at a time; the registry itself is locked only to look and to add, never
+    // across a restore (a forked child must not inherit it held).
+    let _one = lock(&STARTING);
+    let found = lock(&FOLLOWERS).iter().find(|f| f.path == path).cloned();
+    if let Some(f) = found {
         if f.source.replica_url != source.replica_url {
             return Err(Error::InvalidArgument(format!(
                 "{} already follows {}; it cannot follow {} too",
@@ -97,6 +103,6 @@ pub fn start(path: &Path, source: Source, hooks: &'static dyn FollowHooks) -> Re
         .name("replica-follow".into())
         .spawn(move || polling.run())
         .map_err(|e| Error::Io(format!("starting the follower thread: {e}")))?;
-    all.push(follower);
+    lock(&FOLLOWERS).push(follower);
     Ok(())
 }

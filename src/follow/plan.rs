@@ -23,27 +23,60 @@ pub enum Next {
     Resync(String),
 }
 
-/// The level snapshots are stored at: whole databases, taken over by a resync.
+/// The level snapshots are stored at: whole databases, applied only when no other file
+/// holds the next txid.
 const SNAPSHOT_LEVEL: u8 = 9;
+
+/// The most files one apply takes (a listing of many tiny objects must not make a batch of
+/// thousands of requests).
+pub const BATCH_FILES: usize = 256;
 
 /// The next step for a copy at `applied`, given the replica's files (any level). A file
 /// continues the copy when it holds the next txid: a level-0 file starts there, and a
 /// compacted one may start earlier, since it carries the newest version, as of its last
 /// txid, of every page its txids changed (what the copy already has of the earlier ones
 /// is overwritten by the same or a newer version). Of those, the one reaching furthest is
-/// taken. A file larger than one batch, or only a snapshot, calls for a resync.
+/// taken; a snapshot (the whole database) only when nothing else holds the txid. A file
+/// larger than one batch, no file at all, or a replica whose newest txid is behind the
+/// copy (it started over) calls for a resync.
 pub fn next(objects: &[LtxObject], applied: u64) -> Next {
-    let newer: Vec<&LtxObject> = objects.iter().filter(|o| o.max_txid > applied).collect();
+    match newest(objects) {
+        Some(n) if n < applied => {
+            return Next::Resync(format!(
+                "the replica's newest txid {n} is behind the copy's {applied}: the replica started over"
+            ))
+        }
+        None if applied > 0 => return Next::Resync("the replica lists no file".into()),
+        _ => {}
+    }
+    let mut newer: Vec<&LtxObject> = (objects.iter())
+        .filter(|o| o.max_txid > applied && o.size > 0)
+        .collect();
     if newer.is_empty() {
         return Next::UpToDate;
     }
-    let mut chain: Vec<LtxObject> = Vec::new();
-    let (mut want, mut bytes) = (applied + 1, 0u64);
-    while let Some(o) = newer
-        .iter()
-        .filter(|o| o.level != SNAPSHOT_LEVEL && o.min_txid <= want && want <= o.max_txid)
-        .max_by_key(|o| (o.max_txid, std::cmp::Reverse(o.size)))
-    {
+    newer.sort_by_key(|o| o.min_txid);
+    let reach = |o: &&LtxObject| (o.max_txid, std::cmp::Reverse(o.size));
+    let (mut chain, mut want, mut bytes) = (Vec::new(), applied + 1, 0u64);
+    let (mut seen, mut snapshot) = (0, None::<&LtxObject>);
+    while chain.len() < BATCH_FILES {
+        // Files are swept once by first txid: one passed over for reaching less far than
+        // the one taken can hold no later txid; a snapshot may, so the best one is kept.
+        let mut best = None::<&LtxObject>;
+        while let Some(&o) = newer.get(seen).filter(|o| o.min_txid <= want) {
+            seen += 1;
+            let slot = if o.level == SNAPSHOT_LEVEL {
+                &mut snapshot
+            } else {
+                &mut best
+            };
+            if o.max_txid >= want && slot.is_none_or(|b| reach(&o) > reach(&b)) {
+                *slot = Some(o);
+            }
+        }
+        let Some(o) = best.or(snapshot.filter(|s| s.max_txid >= want)) else {
+            break;
+        };
         if o.size > BATCH_BYTES && chain.is_empty() {
             return Next::Resync(format!(
                 "{} holds {} bytes, more than one apply downloads ({BATCH_BYTES})",
@@ -55,17 +88,14 @@ pub fn next(objects: &[LtxObject], applied: u64) -> Next {
         }
         bytes += o.size;
         want = o.max_txid + 1;
-        chain.push((*o).clone());
+        chain.push(o.clone());
     }
     if chain.is_empty() {
         return Next::Resync(format!(
             "no file of the replica holds txid {} (the copy is at {applied}; the oldest newer \
              file is {}): the files between are gone, or the replica started over",
             applied + 1,
-            newer
-                .iter()
-                .min_by_key(|o| o.min_txid)
-                .map_or("", |o| o.key.as_str())
+            newer[0].key
         ));
     }
     Next::Apply(chain)
@@ -200,8 +230,17 @@ mod tests {
             panic!("expected a resync")
         };
         assert!(why.contains("holds txid 4"), "{why}");
-        // Only a snapshot is newer: taken over whole.
-        assert!(matches!(next(&[at(9, 1, 6, 10)], 3), Next::Resync(_)));
+        // A snapshot holds every txid up to its own: applied when nothing else holds it.
+        assert_eq!(mins(&next(&[at(9, 1, 6, 10), obj(7, 7, 5)], 3)), vec![1, 7]);
+        assert_eq!(mins(&next(&[at(9, 1, 6, 10), obj(4, 4, 5)], 3)), vec![4, 1]);
+        // A replica behind the copy, or empty, started over.
+        assert!(matches!(next(&[obj(1, 2, 10)], 3), Next::Resync(_)));
+        assert!(matches!(next(&[], 3), Next::Resync(_)));
+        // Listed sizes of 0 (no LTX file is empty) are not taken.
+        assert!(matches!(
+            next(&[obj(4, 4, 0), obj(5, 5, 9)], 3),
+            Next::Resync(_)
+        ));
     }
 
     #[test]
@@ -226,6 +265,8 @@ mod tests {
         let l0 = [obj(1, 1, half), obj(2, 2, half), obj(3, 3, 1)];
         assert_eq!(mins(&next(&l0, 0)), vec![1, 2]);
         assert_eq!(mins(&next(&l0, 2)), vec![3]);
+        let many: Vec<LtxObject> = (1..=1000).map(|t| obj(t, t, 10)).collect();
+        assert_eq!(mins(&next(&many, 0)).len(), BATCH_FILES);
         assert!(matches!(
             next(&[obj(1, 1, BATCH_BYTES + 1)], 0),
             Next::Resync(_)

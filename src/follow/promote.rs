@@ -27,6 +27,18 @@ pub struct Promoted {
 pub fn promote(path: &Path, now: u64) -> Result<Promoted, Error> {
     let f = find(path)?;
     let step = lock(&f.step_lock);
+    if f.stopped.load(Ordering::Acquire) {
+        return Err(Error::InvalidArgument(format!(
+            "replica_promote: {} is being promoted already",
+            path.display()
+        )));
+    }
+    if !f.owns()? {
+        return Err(Error::Unsupported(format!(
+            "replica_promote: another process polls {} for its follower: promote it there",
+            path.display()
+        )));
+    }
     let newest = f.catch_up()?;
     lease_expired(f.source.store.as_ref(), &f.source.prefix, now)?;
     let held = f.held();
@@ -45,6 +57,12 @@ pub fn promote(path: &Path, now: u64) -> Result<Promoted, Error> {
         base: held.base,
         follow_url: f.source.follow_url.clone(),
     })
+}
+
+/// The replica URL the copy at `path` follows, as given (never shown: it may carry
+/// secrets).
+pub fn follow_url_of(path: &Path) -> Result<String, Error> {
+    Ok(find(path)?.source.follow_url.clone())
 }
 
 fn find(path: &Path) -> Result<Arc<Follower>, Error> {

@@ -56,13 +56,22 @@ pub fn promote(db_arg: Option<&str>, conn_db: Option<&Path>) -> Result<i64, Erro
                     .into(),
             )),
         };
-    let promoted = follow::promote(&path, crate::base::clock::now_ms())?;
-    let cfgs = crate::shim::resolve_with_url(&path, &promoted.follow_url)?.ok_or_else(|| {
+    // What could refuse the new writer is checked before the follower stops.
+    let url = follow::follow_url_of(&path)?;
+    let cfgs = crate::shim::resolve_with_url(&path, &url)?.ok_or_else(|| {
         Error::NotReplicated(format!(
             "replica_promote: {} cannot replicate to the replica it followed (see replica_status() warnings)",
             path.display()
         ))
     })?;
+    let spool = crate::spool::Spool::dir_for(&path);
+    if spool.exists() {
+        return Err(Error::InvalidArgument(format!(
+            "replica_promote: {} exists (the spool of an earlier writer here?): remove it to promote this copy",
+            spool.display()
+        )));
+    }
+    let promoted = follow::promote(&path, crate::base::clock::now_ms())?;
     let state = crate::spool::SpoolState {
         replica_url: cfgs[0].url(),
         txid: promoted.txid,

@@ -76,6 +76,7 @@ fn apply_pieces(
 ) -> Result<Restored, Error> {
     let mut rebuild = Rebuild::new(out, writer, tuning.want_checksum, base);
     rebuild.verify_only = tuning.verify_only;
+    rebuild.rollback_mode = tuning.rollback_mode;
     let mut downloaded = 0u64;
     let mut next_piece = 0;
     for (index, obj) in chain.iter().enumerate() {
@@ -110,6 +111,8 @@ struct Rebuild<'w> {
     want_checksum: bool,
     /// Checks only: nothing is written (and no database checksum is kept).
     verify_only: bool,
+    /// Page 1 goes out with read and write versions 1 (see `Tuning::rollback_mode`).
+    rollback_mode: bool,
     /// Page checksums, kept from the first file that carries a database checksum (or from
     /// the start when the result's checksum is wanted).
     table: Option<ChecksumTable>,
@@ -134,6 +137,7 @@ impl<'w> Rebuild<'w> {
             writer,
             want_checksum,
             verify_only: false,
+            rollback_mode: false,
             table: None,
             page_size: base.page_size,
             lineage: base.lineage,
@@ -243,6 +247,9 @@ impl<'w> Rebuild<'w> {
             })?;
             if pgno == 1 {
                 check_page1(&obj.key, &self.buf, h).map_err(Stop::Refuse)?;
+                if self.rollback_mode && self.buf.len() > 19 {
+                    self.buf[18..20].copy_from_slice(&[1, 1]);
+                }
             }
             let offset = (pgno as u64 - 1) * self.page_size as u64;
             if !self.verify_only {

@@ -94,6 +94,9 @@ pub struct Tuning<'a> {
     /// Check the chain without writing anything (a follower's dry run before it takes the
     /// lock): every check but the database checksum, which needs the pages in place.
     pub verify_only: bool,
+    /// Write page 1 with read and write versions 1 (rollback-journal mode), whatever the
+    /// file says: a follower's copy must never show its readers a WAL-mode header.
+    pub rollback_mode: bool,
 }
 
 impl Default for Tuning<'_> {
@@ -106,6 +109,7 @@ impl Default for Tuning<'_> {
             progress: &|_| {},
             before_publish: &|_| Ok(()),
             verify_only: false,
+            rollback_mode: false,
         }
     }
 }
