@@ -4,7 +4,7 @@ SO := $(TARGET_DIR)/release/libreplica.so
 S3_SERVER := $(TARGET_DIR)/release/examples/s3_server
 CARGO ?= cargo
 
-.PHONY: build dist test-dist test test-hosts test-slow compat fault-build demo bench-server bench bench-quick profile lint fuzz clean
+.PHONY: build dist test-dist test test-hosts test-slow compat fault-build demo bench-server bench-deps bench bench-quick profile lint fuzz clean
 
 build:
 	$(CARGO) build --release --lib
@@ -64,10 +64,19 @@ BENCH_ARGS ?=
 bench-server:
 	$(CARGO) build --release --example s3_server
 
-bench: build bench-server
+# litestream-vfs (PyPI), the reader workload 10 compares libreplica's follower with, in its own
+# venv; when it cannot be installed the bench skips that comparison (and says so).
+LITESTREAM_VFS_VENV ?= /opt/litestream-vfs-venv
+bench-deps:
+	@$(LITESTREAM_VFS_VENV)/bin/python -c 'import litestream_vfs' 2>/dev/null \
+	  || { /usr/bin/python3 -m venv $(LITESTREAM_VFS_VENV) \
+	       && $(LITESTREAM_VFS_VENV)/bin/pip install -q --disable-pip-version-check 'litestream-vfs>=0.5.17,<0.6'; } \
+	  || echo "litestream-vfs could not be installed into $(LITESTREAM_VFS_VENV): the bench will skip its comparison"
+
+bench: build bench-server bench-deps
 	/usr/bin/python3 bench/bench.py --so $(SO) --server $(S3_SERVER) $(BENCH_ARGS)
 
-bench-quick: build bench-server
+bench-quick: build bench-server bench-deps
 	/usr/bin/python3 bench/bench.py --so $(SO) --server $(S3_SERVER) --quick $(BENCH_ARGS)
 
 # Where the time per commit goes: the bench's autocommit writer under perf (as root, or with

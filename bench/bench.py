@@ -21,7 +21,9 @@ forked workers (a parent and two forked children writing four databases, plain a
 the peak RSS added to the uploading process and to the others), 8 request budgets
 (bench/budget_scenario.py: the requests of whole runs against their budget pro-rated), 9 encrypted
 replicas (`libreplica-age`: commit throughput and the restore of workload 4's history, with and without
-age encryption; not in the default set). Workload 1 also samples the
+age encryption; not in the default set), 10 followers (bench/follow_scenario.py, `--only follow`: the lag
+from a libreplica writer's COMMIT to a reader of a libreplica follower and of litestream-vfs,
+at 1 s and 100 ms, and each reader's requests and R2 bill). Workload 1 also samples the
 -wal file's size: the log's high-water mark per variant.
 
 Lag: each commit i also sets a one-row table to 'SEQ' || printf('%012d', i). That table is
@@ -37,6 +39,7 @@ import argparse, json, os, re, shutil, signal, statistics, struct, subprocess, s
 import urllib.request
 
 import budget_scenario
+import follow_scenario
 from budget_scenario import first_put_s as budget_first_put_s
 
 BUCKET = "bench"
@@ -1075,7 +1078,7 @@ def w6_synchronous(b, a):
 
 
 MEMORY_TARGET_MIB = 8
-ALL_WORKLOADS = "1,2,4,5,6,7,8"
+ALL_WORKLOADS = "1,2,4,5,6,7,8,10"
 
 
 def w7_forked_memory(b, a):
@@ -1294,6 +1297,7 @@ def markdown(res):
                 f"plaintext {rs['libreplica']['median_s']:.2f} s ({rs['libreplica']['mib_s']:.0f} MiB/s), encrypted "
                 f"{rs['libreplica-age']['median_s']:.2f} s ({rs['libreplica-age']['mib_s']:.0f} MiB/s)."]
     out += budget_scenario.markdown(res)
+    out += follow_scenario.markdown(res)
     if "synchronous" in res:
         sy = res["synchronous"]
         out += ["", f"Synchronous mode (`replica_sync=commit`, one row per COMMIT, back to back for {sy['window_s']} s; "
@@ -1314,7 +1318,9 @@ def main():
     ap.add_argument("--so", default="target/release/libreplica.so")
     ap.add_argument("--server", default="target/release/examples/s3_server")
     ap.add_argument("--litestream", default=os.environ.get("LITESTREAM_BIN"))
-    ap.add_argument("--quick", action="store_true", help="small sizes, short windows (under 3 minutes)")
+    ap.add_argument("--litestream-vfs", default=None, help="litestream-vfs.so for workload 10 (default: LITESTREAM_VFS, "
+                    "then /opt/litestream-vfs-venv; skipped when missing)")
+    ap.add_argument("--quick", action="store_true", help="small sizes, short windows (under 4 minutes)")
     ap.add_argument("--only", default=ALL_WORKLOADS, help="workloads to run (2 = lag and requests, 3 is part of 2)")
     ap.add_argument("--out", default="bench/results")
     ap.add_argument("--seed", type=int, default=None, help="seed of the random choices (printed; default: random)")
@@ -1327,12 +1333,14 @@ def main():
         a.restore_mb, a.restore_steps, a.restore_rounds, a.restore_day_fraction = 32, 4, 2, 0.25
         a.sync_window = 3
         a.forked_window, a.forked_rounds = 3, 1
+        a.follow_window, a.follow_rounds = 8, 1
     else:
         a.rounds, a.n_small, a.n_large, a.bulk_mb = 5, 20000, 200000, 256
         a.rates, a.window, a.idle_window, a.mem_window, a.settle = [0, 1, 50, 500], 20, 40, 10, 1.0
         a.restore_mb, a.restore_steps, a.restore_rounds, a.restore_day_fraction = 1024, 8, 2, 1
         a.sync_window = 20
         a.forked_window, a.forked_rounds = 30, 2
+        a.follow_window, a.follow_rounds = 60, 2
     a.so = os.path.abspath(a.so)
     if a.so.endswith(".so"):
         a.so = a.so[:-3]
@@ -1368,6 +1376,10 @@ def main():
         if "9" in only:
             log("== 9. encryption")
             res["encryption"] = w9_encryption(b, a)
+        if "10" in only or "follow" in only:
+            log(f"== 10. followers: libreplica follower vs litestream-vfs, a writer at {follow_scenario.RATE} tx/s, "
+                f"{a.follow_window} s per run, polls of 1 s and 100 ms")
+            res["follow"] = follow_scenario.run(b, a, sys.modules[__name__])
         if "7" in only:
             log(f"== 7. memory with forked workers (a parent and 2 workers, 4 databases, 100 tx/s, {a.forked_window} s)")
             res["forked_memory"] = w7_forked_memory(b, a)
