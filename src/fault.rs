@@ -19,6 +19,9 @@ pub const POINTS: &[&str] = &[
     "compaction.after_put",
 ];
 
+/// A follower's points, in the order an apply meets them (`tests/follow_lifecycle.rs`).
+pub const FOLLOWER_POINTS: &[&str] = &["follow.after_journal", "follow.after_pages"];
+
 #[cfg(feature = "fault-points")]
 pub fn point(name: &'static str) {
     use std::sync::atomic::{AtomicU64, Ordering};

@@ -6,22 +6,7 @@
 mod common;
 
 use common::*;
-use std::path::{Path, PathBuf};
-
-/// The extension built with the crash points: `$REPLICA_FAULT_SO`, else `target/fault/`.
-fn fault_load_path() -> String {
-    let so = std::env::var("REPLICA_FAULT_SO")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fault/release/libreplica.so")
-        });
-    assert!(
-        so.exists(),
-        "{} is missing: `make test` builds it (cargo build --release --lib --features fault-points --target-dir target/fault)",
-        so.display()
-    );
-    so.with_extension("").display().to_string()
-}
+use std::path::Path;
 
 const POINTS: &[&str] = &[
     "capture.queued",

@@ -9,7 +9,12 @@
 //! - one that fell behind past retention (only a newer snapshot holds its next txid)
 //!   applies that snapshot like any other file (no resync) and ends equal to the writer;
 //! - a bucket answering 500 to everything makes the follower report the error while it
-//!   keeps serving its last state, and once the bucket heals it catches up.
+//!   keeps serving its last state, and once the bucket heals it catches up;
+//! - two processes following one copy: one applies, the other reads and takes over when
+//!   the first is killed;
+//! - a follower killed in an apply (after its journal is written, after the pages are)
+//!   leaves a hot journal: a read-only reader gets an error, never the half-applied
+//!   pages, and the next follower plays it back and catches up.
 //!
 //! Replay a failure with FOLLOW_SEED=<seed> (each test prints its seed first).
 
@@ -378,4 +383,87 @@ fn two_processes_following_one_copy_take_turns_and_the_second_takes_over() {
         "the second process did not take over: {took:?}"
     );
     assert_eq!(dump_of(&mut second), dump_of(&mut writer));
+}
+
+#[test]
+fn a_follower_killed_in_the_middle_of_an_apply_leaves_a_hot_journal_never_a_torn_copy() {
+    assert_eq!(
+        replica::fault::FOLLOWER_POINTS,
+        ["follow.after_journal", "follow.after_pages"]
+    );
+    for point in replica::fault::FOLLOWER_POINTS {
+        killed_at(point);
+    }
+}
+
+fn killed_at(point: &str) {
+    let mut rng = seeded(point);
+    let site = Site::new("follow-killed", "");
+    let mut writer = site.writer();
+    let t1 = num(
+        &ask(
+            &mut writer,
+            &format!("rows {}", 10 + rng.below(40)),
+            "synced",
+        ),
+        0,
+    );
+    let before = dump_of(&mut writer);
+    // The first arrival is the copy's restore at open; the second, the next apply.
+    let mut env = site.env.clone();
+    env.push(("FOLLOW_URL".into(), site.db_url.clone()));
+    env.retain(|(k, _)| k != "REPLICA_TEST_LIB");
+    env.push(("REPLICA_TEST_LIB".into(), fault_load_path()));
+    env.push(("REPLICA_FAULT_POINT".into(), point.into()));
+    env.push(("REPLICA_FAULT_AFTER".into(), "2".into()));
+    let mut doomed = Timed::ready(&site.dir("follower"), FOLLOWER, &env, LINE_LIMIT);
+    ask(&mut doomed, &format!("wait {t1}"), "applied");
+    let t2 = num(
+        &ask(
+            &mut writer,
+            &format!("rows {}", 20 + rng.below(40)),
+            "synced",
+        ),
+        0,
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while doomed.child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the follower never reached its crash point"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let copy = site.dir("follower").join("copy.db");
+    assert!(
+        journal_of(&copy).exists(),
+        "killed after writing pages, the copy has no journal"
+    );
+    // A reader that may not write gets an error, never the half-applied pages.
+    let o = run(
+        SQLITE3,
+        &[
+            "-readonly",
+            copy.to_str().unwrap(),
+            "SELECT id, body FROM t ORDER BY id",
+        ],
+        &site.dir("follower"),
+        &[],
+        "",
+    );
+    assert!(
+        !o.status.success(),
+        "a read-only reader read the copy with a hot journal:\n{}",
+        stdout(&o)
+    );
+    // The next follower plays the journal back and goes on.
+    let mut follower = site.follower(&site.db_url);
+    ask(&mut follower, &format!("wait {t2}"), "applied");
+    assert!(!journal_of(&copy).exists());
+    assert_eq!(dump_of(&mut follower), dump_of(&mut writer));
+    assert!(dump_of(&mut writer).len() > before.len());
+}
+
+fn journal_of(db: &std::path::Path) -> PathBuf {
+    PathBuf::from(format!("{}-journal", db.display()))
 }

@@ -2,6 +2,7 @@
 //! (the level-0 files that continue it, applied under the lock after a dry run, or the
 //! replica's newest state restored beside it and taken over page by page).
 
+use super::journal;
 use super::plan::{self, FollowState, Next};
 use super::prefetched::Prefetched;
 use super::{FollowHooks, Source};
@@ -135,6 +136,14 @@ impl Follower {
             state: Mutex::new((state.unwrap_or_default(), Progress::default())),
         };
         let owned = lock(&f.owner).is_some();
+        if let Some(held) = state.filter(|s| owned && s.applying) {
+            // A crash during an apply: SQLite plays the journal back (readers meanwhile got
+            // an error, never a torn page), then the copy is taken over whole all the same,
+            // since what was under way may itself have been a resync.
+            if journal::path_of(path).exists() {
+                f.roll_back(held);
+            }
+        }
         if owned && state.is_none_or(|s| s.applying) {
             let why = if fresh {
                 "a new copy"
@@ -319,15 +328,17 @@ impl Follower {
         let dry = Tuning {
             parallelism: 1,
             verify_only: true,
+            db_checksums: false,
             ..Default::default()
         };
-        restore::apply_onto(&batch, &chain, &self.file, held.base, &dry)?;
+        let touched = restore::apply_onto(&batch, &chain, &self.file, held.base, &dry)?.touched;
         let txid = chain.last().map_or(held.txid, |o| o.max_txid);
         let mut base = held.base;
-        self.under_lock(held, &mut |file| {
+        self.under_lock(held, &touched, &mut |file| {
             let wet = Tuning {
                 parallelism: 1,
                 rollback_mode: true,
+                db_checksums: false,
                 ..Default::default()
             };
             base = restore::apply_onto(&batch, &chain, file, held.base, &wet)?.base;
@@ -386,7 +397,8 @@ impl Follower {
             }
         }
         let held = self.held();
-        self.under_lock(held, &mut |file| {
+        let pages: Vec<u32> = differ.iter().map(|&p| p as u32).collect();
+        self.under_lock(held, &pages, &mut |file| {
             for &pgno in &differ {
                 read_page(&new, pgno, &mut a)?;
                 if pgno == 1 {
@@ -415,9 +427,10 @@ impl Follower {
     fn under_lock(
         &self,
         held: FollowState,
+        pages: &[u32],
         write: &mut dyn FnMut(&File) -> Result<u32, Error>,
     ) -> Result<(), Error> {
-        self.hooks.exclusively(&self.path, &mut || {
+        let written = self.hooks.exclusively(&self.path, &mut || {
             // Only the owner writes; should the copy have moved on under another follower
             // all the same, this one catches up from what that one saved.
             let saved = read_state(&self.dir.at("state"))
@@ -437,16 +450,55 @@ impl Follower {
                 applying: true,
                 ..held
             })?;
-            // From here a failure may leave the copy torn: the next step takes it over.
             lock(&self.state).0.applying = true;
+            self.journal(held.base.page_size, pages)?;
+            crate::fault::point("follow.after_journal");
             let commit = write(&self.file)?;
             head = [0u8; 100];
             let _ = self.file.read_at(&mut head, 0)?;
             plan::follower_header(&mut head, prev, commit);
             self.file.write_all_at(&head, 0)?;
             self.file.sync_data()?;
+            crate::fault::point("follow.after_pages");
+            journal::commit(&journal::path_of(&self.path))?;
             Ok(())
-        })
+        });
+        if written.is_err() && lock(&self.state).0.applying {
+            self.roll_back(held);
+        }
+        written
+    }
+
+    /// Writes the rollback journal of an apply that overwrites `pages` (page 1 always: its
+    /// header is the follower's) of a copy of pages of `page_size` bytes; an empty copy
+    /// needs none.
+    fn journal(&self, page_size: u32, pages: &[u32]) -> Result<(), Error> {
+        let size = self.file.metadata()?.len();
+        let orig = match page_size {
+            0 => 0,
+            ps => u32::try_from(size / u64::from(ps)).unwrap_or(u32::MAX),
+        };
+        if orig == 0 {
+            return Ok(());
+        }
+        let mut with_header: Vec<u32> = pages.to_vec();
+        with_header.push(1);
+        with_header.sort_unstable();
+        with_header.dedup();
+        let mode = Modes::beside(&self.path).file;
+        let target = journal::path_of(&self.path);
+        journal::write(&target, mode, &self.file, (orig, page_size), &with_header)?;
+        Ok(())
+    }
+
+    /// After a failed apply: SQLite plays the journal back (the private connection that
+    /// takes the lock finds it hot), and the copy is at `held` again; failing that, the
+    /// state file still says an apply was under way, and the next step resyncs.
+    fn roll_back(&self, held: FollowState) {
+        let replayed = self.hooks.exclusively(&self.path, &mut || Ok(()));
+        if replayed.is_ok() && !journal::path_of(&self.path).exists() && self.save(&held).is_ok() {
+            lock(&self.state).0 = held;
+        }
     }
 
     fn applied(

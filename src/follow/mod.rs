@@ -14,6 +14,7 @@
 //! under it makes the next step take the replica's newest state over whole.
 
 mod engine;
+mod journal;
 mod plan;
 mod prefetched;
 mod promote;

@@ -77,6 +77,7 @@ fn apply_pieces(
     let mut rebuild = Rebuild::new(out, writer, tuning.want_checksum, base);
     rebuild.verify_only = tuning.verify_only;
     rebuild.rollback_mode = tuning.rollback_mode;
+    rebuild.db_checksums = tuning.db_checksums;
     let mut downloaded = 0u64;
     let mut next_piece = 0;
     for (index, obj) in chain.iter().enumerate() {
@@ -113,6 +114,9 @@ struct Rebuild<'w> {
     verify_only: bool,
     /// Page 1 goes out with read and write versions 1 (see `Tuning::rollback_mode`).
     rollback_mode: bool,
+    db_checksums: bool,
+    /// The pages written, when only verifying.
+    touched: Vec<u32>,
     /// Page checksums, kept from the first file that carries a database checksum (or from
     /// the start when the result's checksum is wanted).
     table: Option<ChecksumTable>,
@@ -138,6 +142,8 @@ impl<'w> Rebuild<'w> {
             want_checksum,
             verify_only: false,
             rollback_mode: false,
+            db_checksums: true,
+            touched: Vec::new(),
             table: None,
             page_size: base.page_size,
             lineage: base.lineage,
@@ -196,7 +202,8 @@ impl<'w> Rebuild<'w> {
         self.growth = Growth::start(self.commit, h, obj.size)
             .map_err(|e| Error::Restore(RestoreFailure::Corrupt, format!("{}: {e}", obj.key)))?;
         let checksums = !h.no_checksum();
-        if self.table.is_none() && !self.verify_only && (self.want_checksum || checksums) {
+        let keep_table = !self.verify_only && self.db_checksums;
+        if self.table.is_none() && keep_table && (self.want_checksum || checksums) {
             self.writer.settle()?; // reads back what has been written
             self.table = Some(ChecksumTable::from_file(
                 self.out,
@@ -252,7 +259,9 @@ impl<'w> Rebuild<'w> {
                 }
             }
             let offset = (pgno as u64 - 1) * self.page_size as u64;
-            if !self.verify_only {
+            if self.verify_only {
+                self.touched.push(pgno);
+            } else {
                 self.run
                     .write(self.writer, offset, &self.buf)
                     .map_err(Stop::Refuse)?;
@@ -317,6 +326,12 @@ impl<'w> Rebuild<'w> {
                 commit: self.commit,
                 page_size: self.page_size,
                 lineage: self.lineage,
+            },
+            touched: {
+                let mut t = self.touched;
+                t.sort_unstable();
+                t.dedup();
+                t
             },
         })
     }

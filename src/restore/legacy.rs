@@ -438,6 +438,7 @@ pub(super) fn apply_plan(
         bytes_downloaded: downloaded,
         db_checksum: None,
         base: Default::default(),
+        touched: Vec::new(),
     })
 }
 

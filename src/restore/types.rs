@@ -32,6 +32,9 @@ pub struct Restored {
     pub db_checksum: Option<u64>,
     /// The database the restore left: what a chain applied onto it next starts from.
     pub base: Base,
+    /// The pages the chain writes, ascending, when only verified (`Tuning::verify_only`):
+    /// what a follower journals before it applies the chain.
+    pub touched: Vec<u32>,
 }
 
 /// A database an LTX chain continues: its size in pages, its page size and the replication
@@ -97,6 +100,9 @@ pub struct Tuning<'a> {
     /// Write page 1 with read and write versions 1 (rollback-journal mode), whatever the
     /// file says: a follower's copy must never show its readers a WAL-mode header.
     pub rollback_mode: bool,
+    /// Check the database checksum files carry against the result: off for a follower's
+    /// copy, whose page 1 is its own (the file checksums, checked, still bind the pages).
+    pub db_checksums: bool,
 }
 
 impl Default for Tuning<'_> {
@@ -110,6 +116,7 @@ impl Default for Tuning<'_> {
             before_publish: &|_| Ok(()),
             verify_only: false,
             rollback_mode: false,
+            db_checksums: true,
         }
     }
 }

@@ -31,6 +31,21 @@ pub fn so_path() -> PathBuf {
     p
 }
 
+/// The extension built with the crash points: `$REPLICA_FAULT_SO`, else `target/fault/`.
+pub fn fault_load_path() -> String {
+    let so = std::env::var("REPLICA_FAULT_SO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fault/release/libreplica.so")
+        });
+    assert!(
+        so.exists(),
+        "{} is missing: `make test` builds it (cargo build --release --lib --features fault-points --target-dir target/fault)",
+        so.display()
+    );
+    so.with_extension("").display().to_string()
+}
+
 /// The path to `.load` (SQLite appends `.so` itself).
 pub fn load_path() -> String {
     so_path().with_extension("").display().to_string()
