@@ -81,14 +81,7 @@ struct Dest {
     files: Files,
 }
 
-/// An LTX file of a destination.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct LtxFile {
-    level: u8,
-    min: u64,
-    max: u64,
-    path: PathBuf,
-}
+type LtxFile = LtxOnDisk;
 
 impl Dest {
     /// `<name>/app.db` in the bucket of `srv` (whose objects are under `server_dir`), which
@@ -158,35 +151,10 @@ impl Dest {
 
     /// Its LTX files, sorted.
     fn ltx_files(&self) -> Vec<LtxFile> {
-        let (root, radix) = match &self.files {
-            Files::S3(p) => (p.clone(), 16),
-            Files::Dir(p) => (p.join("ltx"), 10),
-        };
-        let mut out = Vec::new();
-        for level in std::fs::read_dir(&root).into_iter().flatten().flatten() {
-            let name = level.file_name().to_string_lossy().to_string();
-            let Ok(lvl) = u8::from_str_radix(&name, radix) else {
-                continue;
-            };
-            for f in std::fs::read_dir(level.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                let name = f.file_name().to_string_lossy().to_string();
-                if let Some((min, max)) = replica::store::keys::parse_ltx_filename(&name) {
-                    let path = f.path();
-                    out.push(LtxFile {
-                        level: lvl,
-                        min,
-                        max,
-                        path,
-                    });
-                }
-            }
+        match &self.files {
+            Files::S3(p) => ltx_on_disk(p, 16),
+            Files::Dir(p) => ltx_on_disk(&p.join("ltx"), 10),
         }
-        out.sort();
-        out
     }
 
     /// Its snapshots (level 9).

@@ -169,6 +169,11 @@ fn ask(p: &mut Timed, cmd: &str, want: &str) -> Vec<String> {
     p.ask(cmd, want, LINE_LIMIT)
 }
 
+/// Has the writer commit `n` rows; the txid the replica holds then.
+fn rows(writer: &mut Timed, n: u64) -> u64 {
+    num(&ask(writer, &format!("rows {n}"), "synced"), 0)
+}
+
 fn num(words: &[String], i: usize) -> u64 {
     words[i].parse().unwrap()
 }
@@ -200,14 +205,7 @@ fn a_follower_that_fell_behind_resumes_from_a_compacted_file_or_takes_over_the_n
         "levels: [{interval: 250ms}]\nl0-retention: 250ms\n",
     );
     let mut writer = site.writer();
-    let t1 = num(
-        &ask(
-            &mut writer,
-            &format!("rows {}", 20 + rng.below(50)),
-            "synced",
-        ),
-        0,
-    );
+    let t1 = rows(&mut writer, 20 + rng.below(50));
     let mut follower = site.follower(&site.db_url);
     ask(&mut follower, &format!("wait {t1}"), "applied");
     follower.kill();
@@ -215,14 +213,7 @@ fn a_follower_that_fell_behind_resumes_from_a_compacted_file_or_takes_over_the_n
     // The files after t1 go into level 1, and level 0 lets them go.
     let mut t2 = t1;
     for _ in 0..2 + rng.below(3) {
-        t2 = num(
-            &ask(
-                &mut writer,
-                &format!("rows {}", 1 + rng.below(30)),
-                "synced",
-            ),
-            0,
-        );
+        t2 = rows(&mut writer, 1 + rng.below(30));
     }
     site.wait_files(
         "level 0 letting go of the files after the follower's txid",
@@ -252,23 +243,9 @@ fn a_follower_that_fell_behind_resumes_from_a_compacted_file_or_takes_over_the_n
     writer.kill();
     site.configure("snapshot: {interval: 1h, retention: 1ms}\nlevels: [{interval: 250ms}]\nl0-retention: 250ms\n");
     let mut writer = site.writer();
-    let t3 = num(
-        &ask(
-            &mut writer,
-            &format!("rows {}", 1 + rng.below(30)),
-            "synced",
-        ),
-        0,
-    );
+    let t3 = rows(&mut writer, 1 + rng.below(30));
     let snap = num(&ask(&mut writer, "snapshot", "snapshot"), 0);
-    let t4 = num(
-        &ask(
-            &mut writer,
-            &format!("rows {}", 1 + rng.below(30)),
-            "synced",
-        ),
-        0,
-    );
+    let t4 = rows(&mut writer, 1 + rng.below(30));
     site.wait_files(
         "retention letting go of every file before the snapshot",
         |f| {
@@ -296,27 +273,13 @@ fn a_follower_survives_a_bucket_outage_serving_its_last_state() {
     let site = Site::new("follow-outage", "");
     let proxy = FaultProxy::start(site.srv.port);
     let mut writer = site.writer();
-    let t1 = num(
-        &ask(
-            &mut writer,
-            &format!("rows {}", 10 + rng.below(40)),
-            "synced",
-        ),
-        0,
-    );
+    let t1 = rows(&mut writer, 10 + rng.below(40));
     let mut follower = site.follower(&s3_url(proxy.port, "rep/app.db"));
     ask(&mut follower, &format!("wait {t1}"), "applied");
     let before = dump_of(&mut follower);
 
     proxy.fail_all();
-    let t2 = num(
-        &ask(
-            &mut writer,
-            &format!("rows {}", 1 + rng.below(40)),
-            "synced",
-        ),
-        0,
-    );
+    let t2 = rows(&mut writer, 1 + rng.below(40));
     let failed = ask(&mut follower, "error", "error");
     assert_eq!(
         num(&failed, 0),
@@ -340,26 +303,12 @@ fn two_processes_following_one_copy_take_turns_and_the_second_takes_over() {
     let mut rng = seeded("two_followers");
     let site = Site::new("follow-two", "");
     let mut writer = site.writer();
-    let t1 = num(
-        &ask(
-            &mut writer,
-            &format!("rows {}", 10 + rng.below(40)),
-            "synced",
-        ),
-        0,
-    );
+    let t1 = rows(&mut writer, 10 + rng.below(40));
     let mut first = site.follower(&site.db_url);
     ask(&mut first, &format!("wait {t1}"), "applied");
     // The second process reads the copy the first one keeps: it applies nothing itself.
     let mut second = site.follower(&site.db_url);
-    let t2 = num(
-        &ask(
-            &mut writer,
-            &format!("rows {}", 1 + rng.below(40)),
-            "synced",
-        ),
-        0,
-    );
+    let t2 = rows(&mut writer, 1 + rng.below(40));
     let seen = ask(&mut second, &format!("wait {t2}"), "applied");
     assert_eq!(
         (num(&seen, 1), num(&seen, 2)),
@@ -369,14 +318,7 @@ fn two_processes_following_one_copy_take_turns_and_the_second_takes_over() {
     assert_eq!(dump_of(&mut second), dump_of(&mut writer));
     // The first goes away: the second takes over the polling.
     first.kill();
-    let t3 = num(
-        &ask(
-            &mut writer,
-            &format!("rows {}", 1 + rng.below(40)),
-            "synced",
-        ),
-        0,
-    );
+    let t3 = rows(&mut writer, 1 + rng.below(40));
     let took = ask(&mut second, &format!("wait {t3}"), "applied");
     assert!(
         num(&took, 1) >= 1 && num(&took, 2) == 0,
@@ -400,14 +342,7 @@ fn killed_at(point: &str) {
     let mut rng = seeded(point);
     let site = Site::new("follow-killed", "");
     let mut writer = site.writer();
-    let t1 = num(
-        &ask(
-            &mut writer,
-            &format!("rows {}", 10 + rng.below(40)),
-            "synced",
-        ),
-        0,
-    );
+    let t1 = rows(&mut writer, 10 + rng.below(40));
     let before = dump_of(&mut writer);
     // The first arrival is the copy's restore at open; the second, the next apply.
     let mut env = site.env.clone();
@@ -418,14 +353,7 @@ fn killed_at(point: &str) {
     env.push(("REPLICA_FAULT_AFTER".into(), "2".into()));
     let mut doomed = Timed::ready(&site.dir("follower"), FOLLOWER, &env, LINE_LIMIT);
     ask(&mut doomed, &format!("wait {t1}"), "applied");
-    let t2 = num(
-        &ask(
-            &mut writer,
-            &format!("rows {}", 20 + rng.below(40)),
-            "synced",
-        ),
-        0,
-    );
+    let t2 = rows(&mut writer, 20 + rng.below(40));
     let deadline = Instant::now() + Duration::from_secs(60);
     while doomed.child.try_wait().unwrap().is_none() {
         assert!(
