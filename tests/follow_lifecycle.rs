@@ -76,7 +76,8 @@ for line in sys.stdin:
     if cmd[0] == "wait":
         want = int(cmd[1])
         r = wait_for("txid %d applied" % want,
-                     lambda: (lambda r: r if r[0] >= want else None)(conn.execute(row).fetchone()), timeout=90)
+                     lambda: (lambda r: r if r[0] >= want else None)(conn.execute(row).fetchone()), timeout=90,
+                     retry_on=(sqlite3.OperationalError,))  # a hot journal, until it is played back
         print("applied", r[0], r[1], r[2], flush=True)
     elif cmd[0] == "error":
         e = wait_for("a failed poll", lambda: conn.execute(row).fetchone()[3], timeout=60)
@@ -344,24 +345,10 @@ fn killed_at(point: &str) {
     let mut writer = site.writer();
     let t1 = rows(&mut writer, 10 + rng.below(40));
     let before = dump_of(&mut writer);
-    // The first arrival is the copy's restore at open; the second, the next apply.
-    let mut env = site.env.clone();
-    env.push(("FOLLOW_URL".into(), site.db_url.clone()));
-    env.retain(|(k, _)| k != "REPLICA_TEST_LIB");
-    env.push(("REPLICA_TEST_LIB".into(), fault_load_path()));
-    env.push(("REPLICA_FAULT_POINT".into(), point.into()));
-    env.push(("REPLICA_FAULT_AFTER".into(), "2".into()));
-    let mut doomed = Timed::ready(&site.dir("follower"), FOLLOWER, &env, LINE_LIMIT);
+    let mut doomed = doomed_follower(&site, point);
     ask(&mut doomed, &format!("wait {t1}"), "applied");
     let t2 = rows(&mut writer, 20 + rng.below(40));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while doomed.child.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "the follower never reached its crash point"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_dead(&mut doomed);
     let copy = site.dir("follower").join("copy.db");
     assert!(
         journal_of(&copy).exists(),
@@ -390,6 +377,60 @@ fn killed_at(point: &str) {
     assert!(!journal_of(&copy).exists());
     assert_eq!(dump_of(&mut follower), dump_of(&mut writer));
     assert!(dump_of(&mut writer).len() > before.len());
+}
+
+/// A follower built with the crash points, killed at `point`'s second arrival (the first
+/// is the copy's restore at open; the second, the next apply).
+fn doomed_follower(site: &Site, point: &str) -> Timed {
+    let mut env = site.env.clone();
+    env.push(("FOLLOW_URL".into(), site.db_url.clone()));
+    env.retain(|(k, _)| k != "REPLICA_TEST_LIB");
+    env.push(("REPLICA_TEST_LIB".into(), fault_load_path()));
+    env.push(("REPLICA_FAULT_POINT".into(), point.into()));
+    env.push(("REPLICA_FAULT_AFTER".into(), "2".into()));
+    Timed::ready(&site.dir("follower"), FOLLOWER, &env, LINE_LIMIT)
+}
+
+fn wait_dead(p: &mut Timed) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while p.child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the follower never reached its crash point"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_process_that_reads_the_copy_takes_over_from_an_owner_killed_mid_apply() {
+    for point in replica::fault::FOLLOWER_POINTS {
+        let mut rng = seeded(point);
+        let site = Site::new("follow-takeover", "");
+        let mut writer = site.writer();
+        let t1 = rows(&mut writer, 10 + rng.below(40));
+        let mut doomed = doomed_follower(&site, point);
+        ask(&mut doomed, &format!("wait {t1}"), "applied");
+        let mut reader = site.follower(&site.db_url);
+        ask(&mut reader, &format!("wait {t1}"), "applied");
+        let t2 = rows(&mut writer, 30 + rng.below(40));
+        wait_dead(&mut doomed);
+        ask(&mut reader, &format!("wait {t2}"), "applied");
+        assert_eq!(dump_of(&mut reader), dump_of(&mut writer), "{point}");
+        let copy = site.dir("follower").join("copy.db");
+        let o = run(
+            SQLITE3,
+            &[
+                "-readonly",
+                copy.to_str().unwrap(),
+                "PRAGMA integrity_check",
+            ],
+            &site.dir("follower"),
+            &[],
+            "",
+        );
+        assert_eq!(check(&o, "integrity_check").trim(), "ok", "{point}");
+    }
 }
 
 fn journal_of(db: &std::path::Path) -> PathBuf {

@@ -47,6 +47,17 @@ pub struct Progress {
 /// come: one LIST a minute.
 pub const LIST_EVERY_MS: u64 = 60_000;
 
+/// What an apply will change in the copy, for its journal: the pages it writes, in the
+/// page size and to the size in pages it leaves.
+struct Change<'a> {
+    pages: &'a [u32],
+    page_size: u32,
+    commit: u32,
+}
+
+/// Writes the journal of a change before it is made (see `Follower::journal`).
+type Journal<'j> = dyn FnMut(&Change) -> Result<(), Error> + 'j;
+
 /// LTX files downloaded for one apply, in chain order.
 #[derive(Default)]
 struct Batch {
@@ -76,7 +87,7 @@ pub(super) struct Follower {
     file: ManuallyDrop<File>,
     /// The `flock` on `<db>-follow/lock` that makes this process the one that polls and
     /// writes the copy; the others read it and take over when the holder goes.
-    owner: Mutex<Option<ReleasedInChildren>>,
+    owner: Mutex<Option<(u32, ReleasedInChildren)>>,
     /// `<db>-follow/`, held (checked once, reached by descriptor): the state file and the
     /// resync's temporary.
     dir: HeldDir,
@@ -130,7 +141,7 @@ impl Follower {
             step_lock: Mutex::new(()),
             stopped: AtomicBool::new(false),
             file: ManuallyDrop::new(file),
-            owner: Mutex::new(owner),
+            owner: Mutex::new(owner.map(|l| (std::process::id(), l))),
             dir,
             dir_path,
             state: Mutex::new((state.unwrap_or_default(), Progress::default())),
@@ -166,10 +177,14 @@ impl Follower {
     /// it now that the holder went away (then it goes on from the state the holder saved).
     pub(super) fn owns(&self) -> Result<bool, Error> {
         let mut owner = lock(&self.owner);
-        if owner.is_some() {
-            return Ok(true);
+        let me = std::process::id();
+        match owner.as_ref() {
+            Some((pid, _)) if *pid == me => return Ok(true),
+            // A forked child: its copy of the lock was given up at the fork.
+            Some(_) => *owner = None,
+            None => {}
         }
-        *owner = take_ownership(&self.dir)?;
+        *owner = take_ownership(&self.dir)?.map(|l| (me, l));
         let held = read_state(&self.dir.at("state"))
             .as_deref()
             .and_then(FollowState::decode);
@@ -331,10 +346,17 @@ impl Follower {
             db_checksums: false,
             ..Default::default()
         };
-        let touched = restore::apply_onto(&batch, &chain, &self.file, held.base, &dry)?.touched;
+        let dry_run = restore::apply_onto(&batch, &chain, &self.file, held.base, &dry)?;
+        let touched = dry_run.touched;
         let txid = chain.last().map_or(held.txid, |o| o.max_txid);
         let mut base = held.base;
-        self.under_lock(held, &touched, &mut |file| {
+        let dry_base = dry_run.base;
+        self.under_lock(held, &mut |file, journal| {
+            journal(&Change {
+                pages: &touched,
+                page_size: dry_base.page_size,
+                commit: dry_base.commit,
+            })?;
             let wet = Tuning {
                 parallelism: 1,
                 rollback_mode: true,
@@ -387,24 +409,29 @@ impl Follower {
     fn take_over(&self, temp: &Path, base: Base, txid: u64) -> Result<(), Error> {
         let new = File::open(temp)?;
         let ps = u64::from(base.page_size.max(512));
-        let (mut a, mut b) = (vec![0u8; ps as usize], vec![0u8; ps as usize]);
-        let mut differ = Vec::new();
-        for pgno in 1..=u64::from(base.commit) {
-            read_page(&new, pgno, &mut a)?;
-            read_page(&self.file, pgno, &mut b)?;
-            if a != b {
-                differ.push(pgno);
-            }
-        }
         let held = self.held();
-        let pages: Vec<u32> = differ.iter().map(|&p| p as u32).collect();
-        self.under_lock(held, &pages, &mut |file| {
+        self.under_lock(held, &mut |file, journal| {
+            // Compared under the lock, after SQLite played back any journal a crash left.
+            let (mut a, mut b) = (vec![0u8; ps as usize], vec![0u8; ps as usize]);
+            let mut differ = Vec::new();
+            for pgno in 1..=base.commit {
+                read_page(&new, u64::from(pgno), &mut a)?;
+                read_page(file, u64::from(pgno), &mut b)?;
+                if a != b {
+                    differ.push(pgno);
+                }
+            }
+            journal(&Change {
+                pages: &differ,
+                page_size: base.page_size,
+                commit: base.commit,
+            })?;
             for &pgno in &differ {
-                read_page(&new, pgno, &mut a)?;
+                read_page(&new, u64::from(pgno), &mut a)?;
                 if pgno == 1 {
                     a[18..20].copy_from_slice(&[1, 1]); // never a WAL-mode header on disk
                 }
-                file.write_all_at(&a, (pgno - 1) * ps)?;
+                file.write_all_at(&a, u64::from(pgno - 1) * ps)?;
             }
             file.set_len(u64::from(base.commit) * ps)?;
             Ok(base.commit)
@@ -421,15 +448,16 @@ impl Follower {
         )
     }
 
-    /// Runs `write` (which returns the copy's new size in pages) on the copy under SQLite's
-    /// exclusive lock, the state file saying an apply is under way until it is done, then
-    /// gives page 1 the follower's header.
+    /// Runs `write` on the copy under SQLite's exclusive lock, the state file saying an
+    /// apply is under way until it is done. `write` tells the journal what it will change
+    /// before it changes anything, and returns the copy's new size in pages; then page 1
+    /// gets the follower's header and the journal goes (the commit).
     fn under_lock(
         &self,
         held: FollowState,
-        pages: &[u32],
-        write: &mut dyn FnMut(&File) -> Result<u32, Error>,
+        write: &mut dyn FnMut(&File, &mut Journal) -> Result<u32, Error>,
     ) -> Result<(), Error> {
+        let mut committed = false;
         let written = self.hooks.exclusively(&self.path, &mut || {
             // Only the owner writes; should the copy have moved on under another follower
             // all the same, this one catches up from what that one saved.
@@ -451,49 +479,67 @@ impl Follower {
                 ..held
             })?;
             lock(&self.state).0.applying = true;
-            self.journal(held.base.page_size, pages)?;
-            crate::fault::point("follow.after_journal");
-            let commit = write(&self.file)?;
+            let commit = write(&self.file, &mut |change| self.journal(change))?;
+            crate::fault::point("follow.after_pages");
             head = [0u8; 100];
             let _ = self.file.read_at(&mut head, 0)?;
             plan::follower_header(&mut head, prev, commit);
             self.file.write_all_at(&head, 0)?;
             self.file.sync_data()?;
-            crate::fault::point("follow.after_pages");
             journal::commit(&journal::path_of(&self.path))?;
+            committed = true;
             Ok(())
         });
-        if written.is_err() && lock(&self.state).0.applying {
-            self.roll_back(held);
+        match written {
+            // Past the journal's deletion the apply has landed, whatever failed after it
+            // (the end of the private connection's transaction).
+            Err(_) if committed => Ok(()),
+            Err(e) => {
+                if lock(&self.state).0.applying {
+                    self.roll_back(held);
+                }
+                Err(e)
+            }
+            Ok(()) => Ok(()),
         }
-        written
     }
 
-    /// Writes the rollback journal of an apply that overwrites `pages` (page 1 always: its
-    /// header is the follower's) of a copy of pages of `page_size` bytes; an empty copy
-    /// needs none.
-    fn journal(&self, page_size: u32, pages: &[u32]) -> Result<(), Error> {
+    /// Writes the rollback journal of `change` before it is made: every page it overwrites
+    /// (page 1 always: its header is the follower's), and every page past its new size up
+    /// to the copy's (SQLite's playback restores a shrunk file with zeros otherwise); all
+    /// of them when the page size changes. The copy's page size is its own header's.
+    fn journal(&self, change: &Change) -> Result<(), Error> {
+        let mut head = [0u8; 18];
         let size = self.file.metadata()?.len();
-        let orig = match page_size {
-            0 => 0,
-            ps => u32::try_from(size / u64::from(ps)).unwrap_or(u32::MAX),
+        let old_ps = match self.file.read_at(&mut head, 0)? {
+            18 => crate::wal::page_size_from_header_field(u16::from_be_bytes([head[16], head[17]])),
+            _ => 0,
         };
-        if orig == 0 {
-            return Ok(());
-        }
-        let mut with_header: Vec<u32> = pages.to_vec();
-        with_header.push(1);
-        with_header.sort_unstable();
-        with_header.dedup();
+        let (ps, orig) = match old_ps {
+            0 => (change.page_size.max(512), 0),
+            ps => (ps, u32::try_from(size / u64::from(ps)).unwrap_or(u32::MAX)),
+        };
+        let pages: Vec<u32> = if ps != change.page_size {
+            (1..=orig).collect()
+        } else {
+            let mut p: Vec<u32> = change.pages.to_vec();
+            p.push(1);
+            p.extend(change.commit.saturating_add(1)..=orig);
+            p.sort_unstable();
+            p.dedup();
+            p
+        };
         let mode = Modes::beside(&self.path).file;
         let target = journal::path_of(&self.path);
-        journal::write(&target, mode, &self.file, (orig, page_size), &with_header)?;
+        journal::write(&target, mode, &self.file, (orig, ps), &pages)?;
+        crate::fault::point("follow.after_journal");
         Ok(())
     }
 
     /// After a failed apply: SQLite plays the journal back (the private connection that
     /// takes the lock finds it hot), and the copy is at `held` again; failing that, the
-    /// state file still says an apply was under way, and the next step resyncs.
+    /// state file still says an apply was under way, and the next step resyncs (under the
+    /// lock, after the playback).
     fn roll_back(&self, held: FollowState) {
         let replayed = self.hooks.exclusively(&self.path, &mut || Ok(()));
         if replayed.is_ok() && !journal::path_of(&self.path).exists() && self.save(&held).is_ok() {

@@ -59,8 +59,10 @@ pub fn write(
     pages: &[u32],
 ) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
+    // The lock-byte page is never a database page; SQLite's playback stops at it.
+    let lock_page = crate::ltx::lock_pgno(page_size);
     let kept: Vec<u32> = (pages.iter().copied())
-        .filter(|&p| p >= 1 && p <= orig_pages)
+        .filter(|&p| p >= 1 && p <= orig_pages && p != lock_page)
         .collect();
     let nonce = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -83,7 +85,13 @@ pub fn write(
         out.write_all(&page)?;
         out.write_all(&checksum(nonce, &page).to_be_bytes())?;
     }
-    out.into_inner().map_err(|e| e.into_error())?.sync_all()
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    sync_dir(journal) // its name, too, must survive a crash before any page is written
+}
+
+fn sync_dir(file: &Path) -> std::io::Result<()> {
+    let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
+    File::open(dir.unwrap_or(Path::new(".")))?.sync_all()
 }
 
 /// Deletes the journal (the apply's commit) and syncs its directory, so that a crash
@@ -94,8 +102,7 @@ pub fn commit(journal: &Path) -> std::io::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     }
-    let dir = journal.parent().filter(|d| !d.as_os_str().is_empty());
-    File::open(dir.unwrap_or(Path::new(".")))?.sync_all()
+    sync_dir(journal)
 }
 
 #[cfg(test)]

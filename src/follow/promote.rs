@@ -42,9 +42,11 @@ pub fn promote(path: &Path, now: u64) -> Result<Promoted, Error> {
     let newest = f.catch_up()?;
     lease_expired(f.source.store.as_ref(), &f.source.prefix, now)?;
     let held = f.held();
+    // Switched while the poll thread waits on the step lock; stopped only once switched,
+    // so a failed switch leaves the follower following.
+    f.hooks.to_wal(path)?;
     f.stopped.store(true, Ordering::Release);
     drop(step);
-    f.hooks.to_wal(path)?;
     lock(&super::FOLLOWERS).retain(|g| !Arc::ptr_eq(g, &f));
     let _ = std::fs::remove_dir_all(&f.dir_path);
     crate::base::log::notice(&format!(
