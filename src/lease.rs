@@ -18,6 +18,15 @@ pub const CLOCK_SKEW_ALLOWANCE_MS: u64 = 2 * LEASE_TTL_MS;
 /// The lease object's name, beside `<level>/` under the replica's prefix.
 pub const LEASE_NAME: &str = "lease";
 
+/// The lease object's key in a replica whose objects lie under `prefix` ("" for none).
+pub fn key(prefix: &str) -> String {
+    if prefix.is_empty() {
+        LEASE_NAME.to_string()
+    } else {
+        format!("{prefix}/{LEASE_NAME}")
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
     /// Who holds it: host name and spool id (see [`owner_id`]).

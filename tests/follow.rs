@@ -30,7 +30,7 @@ use common::*;
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Accounts the writer starts with, 1000 each: every snapshot sums to `ACCOUNTS * 1000`.
 const ACCOUNTS: u64 = 50;
@@ -249,15 +249,7 @@ impl Host {
     /// `quit`, `bye`, and the process gone (successfully) within 30 s.
     fn quit(mut self) {
         self.ask("quit", "bye");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.host.child.try_wait().unwrap().is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "the {} did not exit after quit",
-                self.what
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.host.wait_exit(Duration::from_secs(30));
         let status = self.host.child.wait().unwrap();
         assert!(status.success(), "the {} exited with {status}", self.what);
     }

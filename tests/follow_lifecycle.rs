@@ -392,14 +392,7 @@ fn doomed_follower(site: &Site, point: &str) -> Timed {
 }
 
 fn wait_dead(p: &mut Timed) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while p.child.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "the follower never reached its crash point"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    p.wait_exit(Duration::from_secs(60));
 }
 
 #[test]

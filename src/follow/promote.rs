@@ -82,12 +82,7 @@ fn find(path: &Path) -> Result<Arc<Follower>, Error> {
 
 /// Refuses while another uploader's lease on the replica is still valid at `now`.
 fn lease_expired(store: &dyn ObjectStore, prefix: &str, now: u64) -> Result<(), Error> {
-    let key = if prefix.is_empty() {
-        lease::LEASE_NAME.to_string()
-    } else {
-        format!("{prefix}/{}", lease::LEASE_NAME)
-    };
-    let found = match store.get_bounded(&key, 4096) {
+    let found = match store.get_bounded(&lease::key(prefix), 4096) {
         Ok(body) => Some(body),
         Err(StoreError::NotFound(_)) => None,
         Err(e) => return Err(e.into()),

@@ -28,13 +28,8 @@ pub(super) struct Leaser {
 impl Leaser {
     /// The lease beside the level folders under `prefix`, held under `owner_id`.
     pub fn new(prefix: &str, owner_id: String, db_name: &str, ttl: Duration) -> Leaser {
-        let key = if prefix.is_empty() {
-            lease::LEASE_NAME.to_string()
-        } else {
-            format!("{prefix}/{}", lease::LEASE_NAME)
-        };
         Leaser {
-            key,
+            key: lease::key(prefix),
             owner_id,
             version: None,
             until: 0,

@@ -157,6 +157,21 @@ impl Timed {
         words.collect()
     }
 
+    /// Waits (at most `limit`) for it to exit on its own; how it exited.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the process did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20)); // the step of the deadline loop
+        }
+    }
+
     /// SIGKILL (if it still runs), and reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
