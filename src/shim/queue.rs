@@ -1,7 +1,9 @@
 //! The commits the commit path leaves to the capture thread: queued with only their commit
 //! frame (see `wal_observer`), taken in order. The capture thread reads and verifies a batch
 //! of them without the capture lock (committed frames do not change until a restart or
-//! truncation, and those take the queue first) and holds the lock only to append each one;
+//! truncation, and those take the queue first) and holds the lock only to take each one off
+//! the queue and start its spool record (the record holds the spool's lock, so nothing else
+//! lands before it; the pages are copied once the capture lock is let go);
 //! anyone else who moves the chain or appends to the spool takes the whole queue first,
 //! under the lock, through the same verification as capture at commit.
 
@@ -10,7 +12,7 @@ use super::fallback::capture_failed;
 use crate::base::io::ReadAt;
 use crate::base::lock::lock;
 use crate::database::{CaptureState, Database};
-use crate::spool::Appended;
+use crate::spool::{Appended, RecordWriter};
 use crate::wal::{self, FrameChain, FrameHeader, WalHeader, WalPosition, FRAME_HEADER_SIZE};
 use std::sync::atomic::Ordering;
 
@@ -216,15 +218,32 @@ fn append_batch(
             return first; // taken by someone else meanwhile
         }
         let end = scratch.ends[i].clone();
-        match append_verified(db, &header, &chain, note, (batch_first, &scratch.frames)) {
-            Ok(appended) => {
-                pop_queued(db, &mut cap);
-                cap.chain = Some(end.clone());
-                first = first.or(Some(appended));
-            }
+        let pos = WalPosition::new(header.salts(), note.0);
+        let rec = match begin_verified(db, &header, &chain, note, (batch_first, &scratch.frames)) {
+            Ok(rec) => rec,
             Err(why) => {
-                let pos = WalPosition::new(header.salts(), note.0);
                 capture_failed(db, &mut cap, &format!("a queued commit: {why}"), Some(pos));
+                return first;
+            }
+        };
+        // The record holds the spool's lock, so whatever anyone appends next lands after
+        // it: the commit path need not wait for its pages to be copied.
+        pop_queued(db, &mut cap);
+        cap.chain = Some(end.clone());
+        drop(cap);
+        match fill_verified(
+            db,
+            rec,
+            &header,
+            &chain,
+            note,
+            (batch_first, &scratch.frames),
+        ) {
+            Ok(appended) => first = first.or(Some(appended)),
+            Err(why) => {
+                let mut cap = lock(&db.capture);
+                capture_failed(db, &mut cap, &format!("a queued commit: {why}"), Some(pos));
+                db.spool.stop_refusing();
                 return first;
             }
         }
@@ -248,7 +267,7 @@ fn append_batch(
 
 /// The capture lock, taken (when it can be within a few microseconds) while no connection
 /// of this process is writing the log: the committing thread takes the lock in each of its
-/// log writes, and finding it held there costs it a sleep and a wake-up.
+/// log writes, and finding it held there costs it a wait.
 fn lock_between_writes(db: &Database) -> std::sync::MutexGuard<'_, CaptureState> {
     for _ in 0..GAP_SPINS {
         if db.wal_writes_in_flight.load(Ordering::Relaxed) == 0 {
@@ -314,16 +333,15 @@ fn read_and_verify(
     scratch.ends.len()
 }
 
-/// Appends the verified commit `note`, whose frames follow `chain`, from `frames` (the
-/// frames read from frame `batch_first` on) as one spool record.
-fn append_verified(
-    db: &Database,
+/// Starts the spool record of the verified commit `note`, whose frames follow `chain`, from
+/// `frames` (the frames read from frame `batch_first` on); [`fill_verified`] completes it.
+fn begin_verified<'s>(
+    db: &'s Database,
     header: &WalHeader,
     chain: &FrameChain,
-    note: (u32, FrameHeader),
+    (commit_frame, fh): (u32, FrameHeader),
     (batch_first, frames): (u32, &[u8]),
-) -> Result<Appended, String> {
-    let (commit_frame, fh) = note;
+) -> Result<RecordWriter<'s>, String> {
     let frame_size = FRAME_HEADER_SIZE + header.page_size as usize;
     let first = chain.next_frame();
     let at = |f: u32| (f - batch_first) as usize * frame_size;
@@ -332,18 +350,36 @@ fn append_verified(
     });
     let integrity = seal(header, chain.checksum(), Mode::Strict, one_transaction);
     let record = record_header(header, commit_frame, &fh, integrity);
-    let mut rec = db
-        .spool
+    db.spool
         .begin_record(record, commit_frame - first + 1)
-        .map_err(|e| e.to_string())?;
-    for f in first..=commit_frame {
+        .map_err(|e| e.to_string())
+}
+
+/// Copies the pages of `note` into the record [`begin_verified`] started and commits it. A
+/// failure refuses the records after it until the capture failure is noted (the chain has
+/// moved past this commit already).
+fn fill_verified(
+    db: &Database,
+    mut rec: RecordWriter<'_>,
+    header: &WalHeader,
+    chain: &FrameChain,
+    (commit_frame, _): (u32, FrameHeader),
+    (batch_first, frames): (u32, &[u8]),
+) -> Result<Appended, String> {
+    let frame_size = FRAME_HEADER_SIZE + header.page_size as usize;
+    for f in chain.next_frame()..=commit_frame {
         let i = (f - batch_first) as usize * frame_size;
         let (h, page) = frames[i..i + frame_size].split_at(FRAME_HEADER_SIZE);
-        let pgno = FrameHeader::parse(h).map_err(|e| e.to_string())?.pgno;
-        rec.push(pgno, page).map_err(|e| e.to_string())?;
+        let pushed = FrameHeader::parse(h)
+            .map_err(|e| e.to_string())
+            .and_then(|fh| rec.push(fh.pgno, page).map_err(|e| e.to_string()));
+        if let Err(why) = pushed {
+            rec.fail_refusing();
+            return Err(why);
+        }
     }
     crate::fault::point("capture.before_append");
-    let appended = rec.commit().map_err(|e| e.to_string())?;
+    let appended = rec.commit_or_refuse().map_err(|e| e.to_string())?;
     crate::fault::point("capture.after_append");
     db.captured_txns.fetch_add(1, Ordering::Relaxed);
     Ok(appended)

@@ -21,6 +21,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// How many times a write tries for the capture lock before it sleeps on it (tens of µs
+/// at most: longer than the capture thread ever holds it, shorter than a sleep and a
+/// wake-up of the committing thread).
+const COMMIT_PATH_SPINS: u32 = 1000;
+
 /// Watches one open `-wal` file of a replicated database.
 pub struct WalObserver {
     db: Arc<Database>,
@@ -108,7 +113,9 @@ impl WalObserver {
         if !db.owned_here() {
             return; // a forked child: see Database::owned_here
         }
-        let mut cap = lock(&db.capture);
+        // The capture thread holds this lock only to take a commit off the queue (it copies
+        // the pages under the spool's lock alone): wait for it without sleeping.
+        let mut cap = crate::base::lock::lock_spinning(&db.capture, COMMIT_PATH_SPINS);
         if offset == 0 {
             if data.len() >= WAL_HEADER_SIZE {
                 start_log(&mut cap, data);

@@ -12,6 +12,9 @@ pub enum SpoolError {
         cap_bytes: u64,
     },
     Corrupt(String),
+    /// A record before this one failed while the chain had already moved past it; records
+    /// are refused until that failure has owed its snapshot.
+    AfterFailedRecord,
     /// Another process owns this spool.
     Locked(PathBuf),
     /// The spool directory (or a file in it) cannot be trusted (a symlink, someone
@@ -44,6 +47,10 @@ impl std::fmt::Display for SpoolError {
                 write!(f, "spool is over its cap of {cap_bytes} bytes; a snapshot will be shipped instead")
             }
             SpoolError::Corrupt(m) => write!(f, "spool is corrupt: {m}"),
+            SpoolError::AfterFailedRecord => write!(
+                f,
+                "spool: the record before this one failed; a snapshot will be shipped instead"
+            ),
             SpoolError::Locked(d) => write!(
                 f,
                 "another process replicates this database (it holds {}); this process leaves replication to it",

@@ -31,6 +31,11 @@ pub(super) struct Inner {
     pub next_seq: u64,
     pub segment: Option<Segment>,
     pub overflowed: bool,
+    /// A record failed after its commit was taken off the capture queue (see
+    /// [`super::RecordWriter::fail_refusing`]): every record is refused until the capture
+    /// that failed has owed its snapshot ([`Spool::stop_refusing`]), so none lands beyond
+    /// the one missing.
+    pub refusing: bool,
 }
 
 /// Where every destination's replicated state ends, with nothing pending: one that shipped

@@ -220,6 +220,32 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A record that fails once its writer has moved the capture chain past it: nothing may
+    /// land after it (a gap in the middle of the records) until the failure is noted.
+    #[test]
+    fn a_record_failed_refusing_holds_back_the_next_until_told() {
+        let dir = tmpdir("refusing");
+        let (spool, _) = Spool::open(&dir, 1 << 30).unwrap();
+        append(&spool, 2, &[(1, 1)]);
+        let mut w = spool.begin_record(header(3), 1).unwrap();
+        w.push(2, &[7; 512]).unwrap();
+        w.fail_refusing();
+        assert!(matches!(
+            spool.begin_record(header(4), 1),
+            Err(SpoolError::AfterFailedRecord)
+        ));
+        // A commit that fails refuses the same way.
+        spool.stop_refusing();
+        let w = spool.begin_record(header(4), 2).unwrap();
+        assert!(w.commit_or_refuse().is_err(), "a record short of pages");
+        assert!(spool.begin_record(header(5), 1).is_err());
+        spool.stop_refusing();
+        append(&spool, 6, &[(3, 3)]);
+        let frames: Vec<u32> = spool.pending().iter().map(|r| r.end.frame).collect();
+        assert_eq!(frames, [2, 6]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn over_the_cap_it_refuses_and_remembers_until_a_snapshot_ships() {
         let dir = tmpdir("cap");

@@ -121,6 +121,7 @@ impl Spool {
                 next_seq: found.max_seq + 1,
                 segment,
                 overflowed,
+                refusing: false,
             }),
         };
         Ok((spool, rec))

@@ -28,6 +28,9 @@ impl Spool {
         npages: u32,
     ) -> Result<RecordWriter<'_>, SpoolError> {
         let mut inner = lock(&self.inner);
+        if inner.refusing {
+            return Err(SpoolError::AfterFailedRecord);
+        }
         self.make_room(&mut inner, record_len(npages as u64, header.page_size))?;
         let seq = inner.next_seq;
         self.ensure_segment(&mut inner, seq)?;
@@ -248,6 +251,20 @@ impl RecordWriter<'_> {
     /// Finishes the record; says what it became (the commit path learns under this lock
     /// whether the uploader needs waking, instead of taking the spool's lock again).
     pub fn commit(mut self) -> Result<Appended, SpoolError> {
+        self.finish()
+    }
+
+    /// [`Self::commit`], refusing the records after it if it fails, as
+    /// [`Self::fail_refusing`] does.
+    pub fn commit_or_refuse(mut self) -> Result<Appended, SpoolError> {
+        let done = self.finish();
+        if done.is_err() {
+            self.inner.refusing = true;
+        }
+        done
+    }
+
+    fn finish(&mut self) -> Result<Appended, SpoolError> {
         if self.meta.pgnos.len() as u32 != self.npages {
             return Err(SpoolError::Corrupt(format!(
                 "record {}: short of pages",
@@ -279,6 +296,23 @@ impl RecordWriter<'_> {
             seq,
             pending: inner.pending_for_the_furthest(),
         })
+    }
+}
+
+impl RecordWriter<'_> {
+    /// Takes the record back out, as dropping it does, and refuses every record after it
+    /// until [`Spool::stop_refusing`]: its writer had already moved the capture chain past
+    /// it, and a later record must not land in the spool beyond the one missing.
+    pub fn fail_refusing(mut self) {
+        self.inner.refusing = true;
+    }
+}
+
+impl Spool {
+    /// Takes records again once the failure [`RecordWriter::fail_refusing`] stood for has
+    /// owed its snapshot.
+    pub fn stop_refusing(&self) {
+        lock(&self.inner).refusing = false;
     }
 }
 
