@@ -61,6 +61,20 @@ pub(super) fn capture_failed(
     db.capture_queued
         .store(false, std::sync::atomic::Ordering::SeqCst);
     db.capture_counters().capture_errors += 1;
+    owe_snapshot_covering(db, why, commit);
+    // Not an error for the user: the snapshot restores continuity by itself. (SQLite 3.40
+    // itself leaves a broken checksum chain after ROLLBACK TO inside a spilled transaction.)
+    crate::base::log::notice(&format!(
+        "{}: capture: {why}; a snapshot will be shipped",
+        db.name
+    ));
+}
+
+/// A commit (at `commit`, when known) is missing from the spool: a snapshot that covers it
+/// is owed, remembered across a crash. Needs no capture lock: the capture thread calls it
+/// while the record that failed still holds the spool's lock, so that nothing reads the
+/// spool as complete before it is said.
+pub(super) fn owe_snapshot_covering(db: &Database, why: &str, commit: Option<WalPosition>) {
     if let Some(pos) = commit {
         db.update_progress(|p| p.snapshot_must_cover = Some((pos, now_ms() + 10_000)));
     }
@@ -68,10 +82,4 @@ pub(super) fn capture_failed(
         crate::base::log::error(&format!("{}: {e}", db.name));
     }
     db.request_snapshot(why);
-    // Not an error for the user: the snapshot restores continuity by itself. (SQLite 3.40
-    // itself leaves a broken checksum chain after ROLLBACK TO inside a spilled transaction.)
-    crate::base::log::notice(&format!(
-        "{}: capture: {why}; a snapshot will be shipped",
-        db.name
-    ));
 }

@@ -8,7 +8,7 @@
 //! under the lock, through the same verification as capture at commit.
 
 use super::capture::{capture, frame_header_at, record_header, seal, Mode};
-use super::fallback::capture_failed;
+use super::fallback::{capture_failed, owe_snapshot_covering};
 use crate::base::io::ReadAt;
 use crate::base::lock::lock;
 use crate::database::{CaptureState, Database};
@@ -355,9 +355,10 @@ fn begin_verified<'s>(
         .map_err(|e| e.to_string())
 }
 
-/// Copies the pages of `note` into the record [`begin_verified`] started and commits it. A
-/// failure refuses the records after it until the capture failure is noted (the chain has
-/// moved past this commit already).
+/// Copies the pages of `note` into the record [`begin_verified`] started and commits it. The
+/// chain has moved past this commit already: a failure owes the snapshot that covers it
+/// before the spool's lock is let go, and refuses the records after it until the capture
+/// failure is noted.
 fn fill_verified(
     db: &Database,
     mut rec: RecordWriter<'_>,
@@ -366,6 +367,10 @@ fn fill_verified(
     (commit_frame, _): (u32, FrameHeader),
     (batch_first, frames): (u32, &[u8]),
 ) -> Result<Appended, String> {
+    let pos = WalPosition::new(header.salts(), commit_frame);
+    // Dropped before `rec` (a parameter): a panic while the pages are copied owes the
+    // snapshot while the record still holds the spool's lock.
+    let unwinding = OweIfUnwinding { db, pos };
     let frame_size = FRAME_HEADER_SIZE + header.page_size as usize;
     for f in chain.next_frame()..=commit_frame {
         let i = (f - batch_first) as usize * frame_size;
@@ -374,15 +379,34 @@ fn fill_verified(
             .map_err(|e| e.to_string())
             .and_then(|fh| rec.push(fh.pgno, page).map_err(|e| e.to_string()));
         if let Err(why) = pushed {
-            rec.fail_refusing();
+            rec.fail_refusing(|| owe_snapshot_covering(db, &why, Some(pos)));
             return Err(why);
         }
     }
     crate::fault::point("capture.before_append");
-    let appended = rec.commit_or_refuse().map_err(|e| e.to_string())?;
+    let appended = rec
+        .commit_or_refuse(|e| owe_snapshot_covering(db, &e.to_string(), Some(pos)))
+        .map_err(|e| e.to_string())?;
+    drop(unwinding);
     crate::fault::point("capture.after_append");
     db.captured_txns.fetch_add(1, Ordering::Relaxed);
     Ok(appended)
+}
+
+/// Owes the snapshot covering the commit at `pos` if dropped by a panic (see
+/// [`fill_verified`]).
+struct OweIfUnwinding<'a> {
+    db: &'a Database,
+    pos: WalPosition,
+}
+
+impl Drop for OweIfUnwinding<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let why = "internal error (panic) spooling a queued commit";
+            owe_snapshot_covering(self.db, why, Some(self.pos));
+        }
+    }
 }
 
 fn pop_queued(db: &Database, cap: &mut CaptureState) {
@@ -510,6 +534,52 @@ mod tests {
         // A first transaction larger than a batch is left to the slow way.
         let (header, mut file, notes) = log(1, 9000);
         assert_eq!(verified(&header, &mut file, &notes), 0);
+    }
+
+    /// The capture thread copies a commit's pages after it let go of the capture lock, the
+    /// chain already past that commit: a record that fails then must owe the snapshot that
+    /// covers it before anyone can read the spool as complete, and no record may land after
+    /// the missing one until the failure is noted.
+    #[test]
+    fn a_record_that_fails_after_the_chain_moved_owes_its_snapshot_at_once() {
+        use crate::config::ReplicaConfig;
+        let dir = std::env::temp_dir().join(format!("replica-queue-fill-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = ReplicaConfig {
+            restore_if_missing: false,
+            shutdown_sync_timeout: std::time::Duration::ZERO,
+            ..ReplicaConfig::in_dir_for_tests(dir.join("replica"))
+        };
+        let db = crate::database::get_or_open(&dir.join("app.db"), vec![cfg]).unwrap();
+        let (header, file, notes) = log(1, 2);
+        let frames = &file.0[wal::WAL_HEADER_SIZE..];
+        let chain = FrameChain::new(&header);
+        let requests = db.progress().snapshot_request;
+        // A record begun for fewer pages than the commit has: the second push fails.
+        let short = record_header(
+            &header,
+            notes[0].0,
+            &notes[0].1,
+            crate::spool::Integrity::Crc,
+        );
+        let rec = db.spool.begin_record(short, 1).unwrap();
+        let failed = fill_verified(&db, rec, &header, &chain, notes[0], (1, frames));
+        assert!(failed.is_err());
+        assert!(db.spool.gap_of(0).is_some(), "the gap is on disk");
+        assert!(db.progress().snapshot_request > requests);
+        let must_cover = db.progress().snapshot_must_cover.map(|(p, _)| p);
+        assert_eq!(
+            must_cover,
+            Some(WalPosition::new(header.salts(), notes[0].0))
+        );
+        assert!(matches!(
+            begin_verified(&db, &header, &chain, notes[0], (1, frames)),
+            Err(e) if e.contains("record before this one failed")
+        ));
+        db.spool.stop_refusing();
+        assert!(begin_verified(&db, &header, &chain, notes[0], (1, frames)).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Writes one spool record of frames 1..=`commit_frame` of `file` sealed with

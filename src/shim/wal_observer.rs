@@ -22,8 +22,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// How many times a write tries for the capture lock before it sleeps on it (tens of µs
-/// at most: longer than the capture thread ever holds it, shorter than a sleep and a
-/// wake-up of the committing thread).
+/// at most: longer than the capture thread usually holds it, shorter than a sleep and a
+/// wake-up of the committing thread; it holds it longer only when the spool starts a
+/// segment or waits for its writer thread).
 const COMMIT_PATH_SPINS: u32 = 1000;
 
 /// Watches one open `-wal` file of a replicated database.
@@ -113,8 +114,8 @@ impl WalObserver {
         if !db.owned_here() {
             return; // a forked child: see Database::owned_here
         }
-        // The capture thread holds this lock only to take a commit off the queue (it copies
-        // the pages under the spool's lock alone): wait for it without sleeping.
+        // The capture thread holds this lock to take a commit off the queue and start its
+        // record, and copies the pages under the spool's lock alone: wait without sleeping.
         let mut cap = crate::base::lock::lock_spinning(&db.capture, COMMIT_PATH_SPINS);
         if offset == 0 {
             if data.len() >= WAL_HEADER_SIZE {

@@ -229,7 +229,9 @@ mod tests {
         append(&spool, 2, &[(1, 1)]);
         let mut w = spool.begin_record(header(3), 1).unwrap();
         w.push(2, &[7; 512]).unwrap();
-        w.fail_refusing();
+        let mut owed = false;
+        w.fail_refusing(|| owed = true);
+        assert!(owed);
         assert!(matches!(
             spool.begin_record(header(4), 1),
             Err(SpoolError::AfterFailedRecord)
@@ -237,7 +239,10 @@ mod tests {
         // A commit that fails refuses the same way.
         spool.stop_refusing();
         let w = spool.begin_record(header(4), 2).unwrap();
-        assert!(w.commit_or_refuse().is_err(), "a record short of pages");
+        let mut owed = None;
+        let failed = w.commit_or_refuse(|e| owed = Some(e.to_string()));
+        assert!(failed.is_err(), "a record short of pages");
+        assert!(owed.is_some_and(|e| e.contains("short of pages")));
         assert!(spool.begin_record(header(5), 1).is_err());
         spool.stop_refusing();
         append(&spool, 6, &[(3, 3)]);

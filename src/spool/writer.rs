@@ -255,11 +255,15 @@ impl RecordWriter<'_> {
     }
 
     /// [`Self::commit`], refusing the records after it if it fails, as
-    /// [`Self::fail_refusing`] does.
-    pub fn commit_or_refuse(mut self) -> Result<Appended, SpoolError> {
+    /// [`Self::fail_refusing`] does (calling `owe` first).
+    pub fn commit_or_refuse(
+        mut self,
+        owe: impl FnOnce(&SpoolError),
+    ) -> Result<Appended, SpoolError> {
         let done = self.finish();
-        if done.is_err() {
+        if let Err(e) = &done {
             self.inner.refusing = true;
+            owe(e);
         }
         done
     }
@@ -302,9 +306,12 @@ impl RecordWriter<'_> {
 impl RecordWriter<'_> {
     /// Takes the record back out, as dropping it does, and refuses every record after it
     /// until [`Spool::stop_refusing`]: its writer had already moved the capture chain past
-    /// it, and a later record must not land in the spool beyond the one missing.
-    pub fn fail_refusing(mut self) {
+    /// it, and a later record must not land in the spool beyond the one missing. `owe` runs
+    /// before the spool's lock is let go (it says what is missing, so that nobody who reads
+    /// the spool next takes it as complete).
+    pub fn fail_refusing(mut self, owe: impl FnOnce()) {
         self.inner.refusing = true;
+        owe();
     }
 }
 
