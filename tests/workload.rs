@@ -97,13 +97,19 @@ fn workload(seed: u64) {
     let mut errors = Vec::new();
     let mut unexplained = Vec::new();
     let mut explained = 0u64;
+    // What the extension said about snapshots, each line with its operation: an extra one
+    // fails the check below, and these lines say why it was taken.
+    let mut said_snapshot = Vec::new();
     let mut current_op = String::from("(setup)");
     let mut current_idx: Option<u64> = None;
     for line in run_stderr.lines() {
         if let Some(rest) = line.strip_prefix("OP\t") {
             current_idx = rest.split('\t').next().and_then(|n| n.parse().ok());
             current_op = rest.replace('\t', " ");
-        } else if line.starts_with("libreplica error") {
+        } else if line.starts_with("libreplica") && line.contains("snapshot") {
+            said_snapshot.push(format!("op {current_op}: {line}"));
+        }
+        if line.starts_with("libreplica error") {
             errors.push(format!("op {current_op}: {line}"));
         } else if line.starts_with("libreplica") && line.contains("capture:") {
             match current_idx {
@@ -135,9 +141,10 @@ fn workload(seed: u64) {
         .unwrap_or(u64::MAX);
     assert!(
         snapshots == level9 && snapshots <= 1 + explained,
-        "seed {seed}: {snapshots} snapshots ({level9} level-9 files) for {explained} capture failures SQLite's broken WAL explains (ops {:?}); status {:?}, files {files:?}",
+        "seed {seed}: {snapshots} snapshots ({level9} level-9 files) for {explained} capture failures SQLite's broken WAL explains (ops {:?}); status {:?}, files {files:?}; what the extension said of snapshots:\n{}",
         report.sqlite_broken_chains,
-        report.status
+        report.status,
+        said_snapshot.join("\n")
     );
     eprintln!(
         "seed {seed}: OK, final txid {}, {level0} level-0 files, {:.1} s",
