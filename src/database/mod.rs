@@ -285,6 +285,16 @@ impl Database {
         self.update_progress(|p| ask_for_snapshot(p, reason, file));
     }
 
+    /// [`Self::request_snapshot`] for a commit at `pos` the spool lacks: the snapshot must
+    /// hold it (see [`Progress::snapshot_must_cover`]), asked in the same update so that no
+    /// snapshot can ship between the two.
+    pub fn request_snapshot_covering(&self, reason: &str, pos: crate::wal::WalPosition, now: u64) {
+        self.update_progress(|p| {
+            p.snapshot_must_cover = Some((pos, now + 10_000));
+            ask_for_snapshot(p, reason, None);
+        });
+    }
+
     /// Asks destination `d` alone for a snapshot (its replica is behind the others').
     pub fn request_snapshot_at(&self, d: usize, reason: &str) {
         self.update_progress_of(d, |p| ask_for_snapshot(p, reason, None));

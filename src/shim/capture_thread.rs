@@ -207,6 +207,8 @@ fn look(held: &mut Held) -> bool {
                 let mut cap = lock(&db.capture);
                 let why = "internal error (panic) in the capture thread";
                 capture_failed(db, &mut cap, why, None);
+                // A record the panic left unwritten refuses the next until this is noted.
+                db.spool.stop_refusing();
             }
         }
     }

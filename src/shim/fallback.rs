@@ -55,13 +55,19 @@ pub(super) fn capture_failed(
     why: &str,
     commit: Option<WalPosition>,
 ) {
+    owe_snapshot_covering(db, why, commit);
+    forget_chain(db, cap, why);
+}
+
+/// The capture state after a commit could not be captured (its snapshot already owed): the
+/// chain it broke and the commits queued behind it are forgotten.
+pub(super) fn forget_chain(db: &Database, cap: &mut CaptureState, why: &str) {
     cap.chain = None;
     // Queued commits no longer continue a chain; the snapshot owed covers them.
     cap.queued.clear();
     db.capture_queued
         .store(false, std::sync::atomic::Ordering::SeqCst);
     db.capture_counters().capture_errors += 1;
-    owe_snapshot_covering(db, why, commit);
     // Not an error for the user: the snapshot restores continuity by itself. (SQLite 3.40
     // itself leaves a broken checksum chain after ROLLBACK TO inside a spilled transaction.)
     crate::base::log::notice(&format!(
@@ -75,11 +81,11 @@ pub(super) fn capture_failed(
 /// while the record that failed still holds the spool's lock, so that nothing reads the
 /// spool as complete before it is said.
 pub(super) fn owe_snapshot_covering(db: &Database, why: &str, commit: Option<WalPosition>) {
-    if let Some(pos) = commit {
-        db.update_progress(|p| p.snapshot_must_cover = Some((pos, now_ms() + 10_000)));
-    }
     if let Err(e) = db.spool.mark_gap(why) {
         crate::base::log::error(&format!("{}: {e}", db.name));
     }
-    db.request_snapshot(why);
+    match commit {
+        Some(pos) => db.request_snapshot_covering(why, pos, now_ms()),
+        None => db.request_snapshot(why),
+    }
 }

@@ -8,7 +8,7 @@
 //! under the lock, through the same verification as capture at commit.
 
 use super::capture::{capture, frame_header_at, record_header, seal, Mode};
-use super::fallback::{capture_failed, owe_snapshot_covering};
+use super::fallback::{capture_failed, forget_chain, owe_snapshot_covering};
 use crate::base::io::ReadAt;
 use crate::base::lock::lock;
 use crate::database::{CaptureState, Database};
@@ -241,8 +241,9 @@ fn append_batch(
         ) {
             Ok(appended) => first = first.or(Some(appended)),
             Err(why) => {
+                // The record owed its snapshot as it failed: what is left is the chain.
                 let mut cap = lock(&db.capture);
-                capture_failed(db, &mut cap, &format!("a queued commit: {why}"), Some(pos));
+                forget_chain(db, &mut cap, &format!("a queued commit: {why}"));
                 db.spool.stop_refusing();
                 return first;
             }
@@ -356,57 +357,34 @@ fn begin_verified<'s>(
 }
 
 /// Copies the pages of `note` into the record [`begin_verified`] started and commits it. The
-/// chain has moved past this commit already: a failure owes the snapshot that covers it
-/// before the spool's lock is let go, and refuses the records after it until the capture
-/// failure is noted.
-fn fill_verified(
-    db: &Database,
-    mut rec: RecordWriter<'_>,
+/// chain has moved past this commit already: should the record not be committed (an error,
+/// or a panic), it owes the snapshot that covers the commit before it gives the spool's lock
+/// back, and refuses the records after it until the capture failure is noted.
+fn fill_verified<'s>(
+    db: &'s Database,
+    mut rec: RecordWriter<'s>,
     header: &WalHeader,
     chain: &FrameChain,
     (commit_frame, _): (u32, FrameHeader),
     (batch_first, frames): (u32, &[u8]),
 ) -> Result<Appended, String> {
     let pos = WalPosition::new(header.salts(), commit_frame);
-    // Dropped before `rec` (a parameter): a panic while the pages are copied owes the
-    // snapshot while the record still holds the spool's lock.
-    let unwinding = OweIfUnwinding { db, pos };
+    rec.refuse_after_failure(Box::new(move || {
+        let why = "a queued commit's spool record could not be written";
+        owe_snapshot_covering(db, why, Some(pos));
+    }));
     let frame_size = FRAME_HEADER_SIZE + header.page_size as usize;
     for f in chain.next_frame()..=commit_frame {
         let i = (f - batch_first) as usize * frame_size;
         let (h, page) = frames[i..i + frame_size].split_at(FRAME_HEADER_SIZE);
-        let pushed = FrameHeader::parse(h)
-            .map_err(|e| e.to_string())
-            .and_then(|fh| rec.push(fh.pgno, page).map_err(|e| e.to_string()));
-        if let Err(why) = pushed {
-            rec.fail_refusing(|| owe_snapshot_covering(db, &why, Some(pos)));
-            return Err(why);
-        }
+        let pgno = FrameHeader::parse(h).map_err(|e| e.to_string())?.pgno;
+        rec.push(pgno, page).map_err(|e| e.to_string())?;
     }
     crate::fault::point("capture.before_append");
-    let appended = rec
-        .commit_or_refuse(|e| owe_snapshot_covering(db, &e.to_string(), Some(pos)))
-        .map_err(|e| e.to_string())?;
-    drop(unwinding);
+    let appended = rec.commit().map_err(|e| e.to_string())?;
     crate::fault::point("capture.after_append");
     db.captured_txns.fetch_add(1, Ordering::Relaxed);
     Ok(appended)
-}
-
-/// Owes the snapshot covering the commit at `pos` if dropped by a panic (see
-/// [`fill_verified`]).
-struct OweIfUnwinding<'a> {
-    db: &'a Database,
-    pos: WalPosition,
-}
-
-impl Drop for OweIfUnwinding<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let why = "internal error (panic) spooling a queued commit";
-            owe_snapshot_covering(self.db, why, Some(self.pos));
-        }
-    }
 }
 
 fn pop_queued(db: &Database, cap: &mut CaptureState) {

@@ -221,33 +221,43 @@ mod tests {
     }
 
     /// A record that fails once its writer has moved the capture chain past it: nothing may
-    /// land after it (a gap in the middle of the records) until the failure is noted.
+    /// land after it (a gap in the middle of the records) until the failure is noted, and
+    /// what it owes is said while it holds the spool's lock.
     #[test]
-    fn a_record_failed_refusing_holds_back_the_next_until_told() {
+    fn a_record_that_refuses_after_failure_holds_back_the_next_until_told() {
         let dir = tmpdir("refusing");
         let (spool, _) = Spool::open(&dir, 1 << 30).unwrap();
         append(&spool, 2, &[(1, 1)]);
+        let owed = std::cell::Cell::new(0);
         let mut w = spool.begin_record(header(3), 1).unwrap();
+        w.refuse_after_failure(Box::new(|| {
+            // Under the spool's lock: nobody can read it as complete meanwhile.
+            assert!(spool.inner.try_lock().is_err());
+            owed.set(owed.get() + 1);
+        }));
         w.push(2, &[7; 512]).unwrap();
-        let mut owed = false;
-        w.fail_refusing(|| owed = true);
-        assert!(owed);
+        drop(w);
+        assert_eq!(owed.get(), 1);
         assert!(matches!(
             spool.begin_record(header(4), 1),
             Err(SpoolError::AfterFailedRecord)
         ));
-        // A commit that fails refuses the same way.
+        // A commit that fails refuses the same way; one that succeeds owes nothing.
         spool.stop_refusing();
-        let w = spool.begin_record(header(4), 2).unwrap();
-        let mut owed = None;
-        let failed = w.commit_or_refuse(|e| owed = Some(e.to_string()));
-        assert!(failed.is_err(), "a record short of pages");
-        assert!(owed.is_some_and(|e| e.contains("short of pages")));
+        let mut w = spool.begin_record(header(4), 2).unwrap();
+        w.refuse_after_failure(Box::new(|| owed.set(owed.get() + 1)));
+        assert!(w.commit().is_err(), "a record short of pages");
+        assert_eq!(owed.get(), 2);
         assert!(spool.begin_record(header(5), 1).is_err());
         spool.stop_refusing();
-        append(&spool, 6, &[(3, 3)]);
+        let mut w = spool.begin_record(header(6), 1).unwrap();
+        w.refuse_after_failure(Box::new(|| owed.set(owed.get() + 1)));
+        w.push(3, &[3; 512]).unwrap();
+        w.commit().unwrap();
+        assert_eq!(owed.get(), 2);
+        append(&spool, 7, &[(4, 4)]);
         let frames: Vec<u32> = spool.pending().iter().map(|r| r.end.frame).collect();
-        assert_eq!(frames, [2, 6]);
+        assert_eq!(frames, [2, 6, 7]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -61,6 +61,7 @@ impl Spool {
             hash_entries: header.integrity == Integrity::Crc,
             spilled: 0,
             committed: false,
+            on_failure: None,
         })
     }
 
@@ -187,9 +188,11 @@ pub struct RecordWriter<'a> {
     /// Bytes of the record already written out (a large record spills as it grows).
     spilled: u64,
     committed: bool,
+    /// See [`Self::refuse_after_failure`].
+    on_failure: Option<Box<dyn FnOnce() + 'a>>,
 }
 
-impl RecordWriter<'_> {
+impl<'a> RecordWriter<'a> {
     pub fn push(&mut self, pgno: u32, page: &[u8]) -> Result<(), SpoolError> {
         if self.meta.pgnos.len() as u32 >= self.npages || page.len() != self.meta.page_size as usize
         {
@@ -254,18 +257,13 @@ impl RecordWriter<'_> {
         self.finish()
     }
 
-    /// [`Self::commit`], refusing the records after it if it fails, as
-    /// [`Self::fail_refusing`] does (calling `owe` first).
-    pub fn commit_or_refuse(
-        mut self,
-        owe: impl FnOnce(&SpoolError),
-    ) -> Result<Appended, SpoolError> {
-        let done = self.finish();
-        if let Err(e) = &done {
-            self.inner.refusing = true;
-            owe(e);
-        }
-        done
+    /// Makes the record, should it not be committed (an error, or a panic while it is
+    /// written), refuse every record after it until [`Spool::stop_refusing`], and run
+    /// `owe` while it still holds the spool's lock: for a writer that already counts it as
+    /// captured, so that nothing lands beyond the missing record and nobody reads the spool
+    /// as complete before `owe` has said what is missing.
+    pub fn refuse_after_failure(&mut self, owe: Box<dyn FnOnce() + 'a>) {
+        self.on_failure = Some(owe);
     }
 
     fn finish(&mut self) -> Result<Appended, SpoolError> {
@@ -303,18 +301,6 @@ impl RecordWriter<'_> {
     }
 }
 
-impl RecordWriter<'_> {
-    /// Takes the record back out, as dropping it does, and refuses every record after it
-    /// until [`Spool::stop_refusing`]: its writer had already moved the capture chain past
-    /// it, and a later record must not land in the spool beyond the one missing. `owe` runs
-    /// before the spool's lock is let go (it says what is missing, so that nobody who reads
-    /// the spool next takes it as complete).
-    pub fn fail_refusing(mut self, owe: impl FnOnce()) {
-        self.inner.refusing = true;
-        owe();
-    }
-}
-
 impl Spool {
     /// Takes records again once the failure [`RecordWriter::fail_refusing`] stood for has
     /// owed its snapshot.
@@ -327,6 +313,10 @@ impl Drop for RecordWriter<'_> {
     fn drop(&mut self) {
         if self.committed {
             return;
+        }
+        if let Some(owe) = self.on_failure.take() {
+            self.inner.refusing = true;
+            owe();
         }
         // Not committed: cut the partial record off so the segment stays well-formed.
         let (in_buffer, spilled) = (self.in_buffer, self.spilled);
