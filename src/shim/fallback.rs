@@ -56,12 +56,6 @@ pub(super) fn capture_failed(
     commit: Option<WalPosition>,
 ) {
     owe_snapshot_covering(db, why, commit);
-    forget_chain(db, cap, why);
-}
-
-/// The capture state after a commit could not be captured (its snapshot already owed): the
-/// chain it broke and the commits queued behind it are forgotten.
-pub(super) fn forget_chain(db: &Database, cap: &mut CaptureState, why: &str) {
     cap.chain = None;
     // Queued commits no longer continue a chain; the snapshot owed covers them.
     cap.queued.clear();

@@ -8,7 +8,7 @@
 //! under the lock, through the same verification as capture at commit.
 
 use super::capture::{capture, frame_header_at, record_header, seal, Mode};
-use super::fallback::{capture_failed, forget_chain, owe_snapshot_covering};
+use super::fallback::{capture_failed, owe_snapshot_covering};
 use crate::base::io::ReadAt;
 use crate::base::lock::lock;
 use crate::database::{CaptureState, Database};
@@ -241,9 +241,11 @@ fn append_batch(
         ) {
             Ok(appended) => first = first.or(Some(appended)),
             Err(why) => {
-                // The record owed its snapshot as it failed: what is left is the chain.
+                // The record owed its snapshot as it failed. Owing it again here costs at most
+                // one more snapshot, and covers whatever was queued on a chain restarted
+                // since (which forgetting the chain drops) should one have shipped meanwhile.
                 let mut cap = lock(&db.capture);
-                forget_chain(db, &mut cap, &format!("a queued commit: {why}"));
+                capture_failed(db, &mut cap, &format!("a queued commit: {why}"), Some(pos));
                 db.spool.stop_refusing();
                 return first;
             }
