@@ -48,6 +48,17 @@ PRICE_CLASS_A = 4.50 / 1e6  # R2: PUT, LIST, multipart calls
 PRICE_CLASS_B = 0.36 / 1e6  # R2: GET, HEAD
 SEQ_RE = re.compile(rb"SEQ(\d{12})")
 
+# The one-row table every writer (this one, follow_scenario's) updates to SEQ<i> in each commit:
+# created first in a new database, so that it is on page 2, where the lag decoder reads it.
+# Prepended to the writers' scripts.
+MARKER_PY = r'''
+def create_marker(db):
+    db.execute("CREATE TABLE marker(v TEXT)")
+    db.execute("INSERT INTO marker VALUES ('SEQ' || printf('%012d', 0))")
+    root = db.execute("SELECT rootpage FROM sqlite_schema WHERE name = 'marker'").fetchone()[0]
+    assert root == 2, f"marker table is on page {root}, the lag decoder reads page 2"
+'''
+
 # ---------------------------------------------------------------------------------------------
 # The writer: one process per measurement. Protocol on stdin/stdout, one line each:
 #   writer -> "ready" once its databases exist (and, with libreplica, are in the bucket)
@@ -65,12 +76,9 @@ for path in cfg["dbs"]:
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("CREATE TABLE marker(v TEXT)")
-    db.execute("INSERT INTO marker VALUES ('SEQ' || printf('%012d', 0))")
+    create_marker(db)
     db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, payload TEXT)")
     db.execute("CREATE TABLE b(id INTEGER PRIMARY KEY, payload BLOB)")
-    root = db.execute("SELECT rootpage FROM sqlite_schema WHERE name = 'marker'").fetchone()[0]
-    assert root == 2, f"marker table is on page {root}, the lag decoder reads page 2"
     dbs.append(db)
 if cfg["load"] and cfg["initial_sync"]:
     for db in dbs:
@@ -626,7 +634,7 @@ class Bench:
                "initial_sync": not budget}
         offset = self.server.log_size()
         before_run, t_spawn = self.server.stats(), time.time()
-        writer = subprocess.Popen(list(wrap) + ["/usr/bin/python3", "-c", WRITER, json.dumps(cfg)], env=env, cwd=rundir,
+        writer = subprocess.Popen(list(wrap) + ["/usr/bin/python3", "-c", MARKER_PY + WRITER, json.dumps(cfg)], env=env, cwd=rundir,
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=open(os.path.join(rundir, "writer.err"), "w"), text=True)
         ls = None

@@ -46,11 +46,8 @@ boot.load_extension(cfg["so"])
 db = sqlite3.connect(cfg["db"], isolation_level=None)
 db.execute("PRAGMA journal_mode=WAL")
 db.execute("PRAGMA synchronous=NORMAL")
-db.execute("CREATE TABLE marker(v TEXT)")
-db.execute("INSERT INTO marker VALUES ('SEQ' || printf('%012d', 0))")
+create_marker(db)  # bench.MARKER_PY, prepended
 db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, ts REAL NOT NULL, payload TEXT)")
-root = db.execute("SELECT rootpage FROM sqlite_schema WHERE name = 'marker'").fetchone()[0]
-assert root == 2, f"marker table is on page {root}, the lag decoder reads page 2"
 db.execute("SELECT replica_sync(60000)").fetchone()
 print("ready", flush=True)
 assert sys.stdin.readline().strip() == "go"
@@ -201,7 +198,7 @@ def one_run(b, a, h, kind, interval_ms, vfs_ext):
     wcfg = {"so": a.so, "db": db, "n": n, "rate": RATE, "commits_out": os.path.join(rundir, "commits.json")}
     werr = os.path.join(rundir, "writer.err")
     offset = b.server.log_size()
-    writer = subprocess.Popen(["/usr/bin/python3", "-c", WRITER, json.dumps(wcfg)], env=wenv, cwd=rundir,
+    writer = subprocess.Popen(["/usr/bin/python3", "-c", h.MARKER_PY + WRITER, json.dumps(wcfg)], env=wenv, cwd=rundir,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(werr, "w"), text=True)
     reader = None
     wd = [watchdog(writer, a.follow_window + WATCHDOG_EXTRA_S)]
@@ -371,7 +368,7 @@ def run(b, a, h):
            "litestream_vfs": vfs_version if vfs_ext else None, "by_variant": {}}
     if not vfs_ext:
         out["litestream_vfs_skipped"] = vfs_version
-        log(f"  litestream-vfs comparison skipped: {vfs_version}")
+        h.log(f"  litestream-vfs comparison skipped: {vfs_version}")
     kinds = ["libreplica"] + (["vfs"] if vfs_ext else [])
     runs = {}
     for r in range(a.follow_rounds):
@@ -383,7 +380,7 @@ def run(b, a, h):
                     if kind != "vfs":
                         raise
                     msg = str(e)[-1500:]
-                    log(f"  litestream-vfs at {ms} ms failed: {msg}")
+                    h.log(f"  litestream-vfs at {ms} ms failed: {msg}")
                     out.setdefault("litestream_vfs_errors", []).append(msg)
                     continue
                 runs.setdefault(res["variant"], []).append(res)
@@ -392,7 +389,7 @@ def run(b, a, h):
                 extra = ""
                 if kind == "libreplica":
                     extra = f" (server saw GET {res['server_per_min']['get']:.1f} LIST {res['server_per_min']['list']:.1f})"
-                log(f"  round {r + 1} {res['variant']:26s} lag p50 {_pct(lag, 50) or 0:6.0f} p99 {_pct(lag, 99) or 0:6.0f} "
+                h.log(f"  round {r + 1} {res['variant']:26s} lag p50 {_pct(lag, 50) or 0:6.0f} p99 {_pct(lag, 99) or 0:6.0f} "
                     f"max {(lag[-1] if lag else 0):6.0f} ms (bucket to visible p50 {_pct(res['reader_ms'], 50) or 0:.0f} ms), "
                     f"{res['not_visible']} of {res['commits']} not visible; GET {pm['get']:.1f} LIST {pm['list']:.1f} /min{extra}, "
                     f"${res['usd_month']:.2f}/month; reader CPU {res['reader_cpu_pct'] or 0:.1f}%, open {res['open_s']:.2f} s"
@@ -404,10 +401,6 @@ def run(b, a, h):
         if v.startswith("follower") and s["stalled"]:
             b.missed.append(f"follower {v}: {s['stalled']} of {s['runs']} run(s) left rows never visible: {s['stall_errors'][:1]}")
     return out
-
-
-def log(msg):
-    print(msg, flush=True)
 
 
 def markdown(res):

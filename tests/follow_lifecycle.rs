@@ -355,17 +355,7 @@ fn killed_at(point: &str) {
         "killed after writing pages, the copy has no journal"
     );
     // A reader that may not write gets an error, never the half-applied pages.
-    let o = run(
-        SQLITE3,
-        &[
-            "-readonly",
-            copy.to_str().unwrap(),
-            "SELECT id, body FROM t ORDER BY id",
-        ],
-        &site.dir("follower"),
-        &[],
-        "",
-    );
+    let o = read_only_sqlite3(&site, &copy, "SELECT id, body FROM t ORDER BY id");
     assert!(
         !o.status.success(),
         "a read-only reader read the copy with a hot journal:\n{}",
@@ -411,19 +401,16 @@ fn a_process_that_reads_the_copy_takes_over_from_an_owner_killed_mid_apply() {
         ask(&mut reader, &format!("wait {t2}"), "applied");
         assert_eq!(dump_of(&mut reader), dump_of(&mut writer), "{point}");
         let copy = site.dir("follower").join("copy.db");
-        let o = run(
-            SQLITE3,
-            &[
-                "-readonly",
-                copy.to_str().unwrap(),
-                "PRAGMA integrity_check",
-            ],
-            &site.dir("follower"),
-            &[],
-            "",
-        );
+        let o = read_only_sqlite3(&site, &copy, "PRAGMA integrity_check");
         assert_eq!(check(&o, "integrity_check").trim(), "ok", "{point}");
     }
+}
+
+/// Debian's `sqlite3` reading the follower's copy with `-readonly`, as a reader that may
+/// not write (so cannot play a hot journal back) would.
+fn read_only_sqlite3(site: &Site, copy: &std::path::Path, sql: &str) -> std::process::Output {
+    let args = ["-readonly", copy.to_str().unwrap(), sql];
+    run(SQLITE3, &args, &site.dir("follower"), &[], "")
 }
 
 fn journal_of(db: &std::path::Path) -> PathBuf {

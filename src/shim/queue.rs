@@ -526,12 +526,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("replica-queue-fill-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let cfg = ReplicaConfig {
-            restore_if_missing: false,
-            shutdown_sync_timeout: std::time::Duration::ZERO,
-            ..ReplicaConfig::in_dir_for_tests(dir.join("replica"))
-        };
-        let db = crate::database::get_or_open(&dir.join("app.db"), vec![cfg]).unwrap();
+        let cfg = ReplicaConfig::in_dir_for_tests(dir.join("replica"));
+        let db = Database::open(&dir.join("app.db"), vec![cfg], 1 << 30).unwrap();
         let (header, file, notes) = log(1, 2);
         let frames = &file.0[wal::WAL_HEADER_SIZE..];
         let chain = FrameChain::new(&header);

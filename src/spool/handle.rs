@@ -32,7 +32,7 @@ pub(super) struct Inner {
     pub segment: Option<Segment>,
     pub overflowed: bool,
     /// A record failed after its commit was taken off the capture queue (see
-    /// [`super::RecordWriter::fail_refusing`]): every record is refused until the capture
+    /// [`super::RecordWriter::refuse_after_failure`]): every record is refused until the capture
     /// that failed has owed its snapshot ([`Spool::stop_refusing`]), so none lands beyond
     /// the one missing.
     pub refusing: bool,

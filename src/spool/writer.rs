@@ -193,6 +193,15 @@ pub struct RecordWriter<'a> {
 }
 
 impl<'a> RecordWriter<'a> {
+    /// Makes the record, should it not be committed (an error, or a panic while it is
+    /// written), refuse every record after it until [`Spool::stop_refusing`], and run
+    /// `owe` while it still holds the spool's lock: for a writer that already counts it as
+    /// captured, so that nothing lands beyond the missing record and nobody reads the spool
+    /// as complete before `owe` has said what is missing.
+    pub fn refuse_after_failure(&mut self, owe: Box<dyn FnOnce() + 'a>) {
+        self.on_failure = Some(owe);
+    }
+
     pub fn push(&mut self, pgno: u32, page: &[u8]) -> Result<(), SpoolError> {
         if self.meta.pgnos.len() as u32 >= self.npages || page.len() != self.meta.page_size as usize
         {
@@ -254,19 +263,6 @@ impl<'a> RecordWriter<'a> {
     /// Finishes the record; says what it became (the commit path learns under this lock
     /// whether the uploader needs waking, instead of taking the spool's lock again).
     pub fn commit(mut self) -> Result<Appended, SpoolError> {
-        self.finish()
-    }
-
-    /// Makes the record, should it not be committed (an error, or a panic while it is
-    /// written), refuse every record after it until [`Spool::stop_refusing`], and run
-    /// `owe` while it still holds the spool's lock: for a writer that already counts it as
-    /// captured, so that nothing lands beyond the missing record and nobody reads the spool
-    /// as complete before `owe` has said what is missing.
-    pub fn refuse_after_failure(&mut self, owe: Box<dyn FnOnce() + 'a>) {
-        self.on_failure = Some(owe);
-    }
-
-    fn finish(&mut self) -> Result<Appended, SpoolError> {
         if self.meta.pgnos.len() as u32 != self.npages {
             return Err(SpoolError::Corrupt(format!(
                 "record {}: short of pages",
@@ -302,8 +298,8 @@ impl<'a> RecordWriter<'a> {
 }
 
 impl Spool {
-    /// Takes records again once the failure [`RecordWriter::fail_refusing`] stood for has
-    /// owed its snapshot.
+    /// Takes records again once the failure a record refused after (see
+    /// [`RecordWriter::refuse_after_failure`]) has been noted by its writer.
     pub fn stop_refusing(&self) {
         lock(&self.inner).refusing = false;
     }
