@@ -16,6 +16,7 @@ pub use outside::{note_outside_requests, take_outside_requests};
 pub use progress::{CaptureCounters, Counters, JournalMode, Progress, UploaderState};
 
 use crate::base::lock::lock;
+use crate::base::padded::Padded;
 use crate::config::ReplicaConfig;
 use crate::spool::{FileStamp, Spool};
 use crate::wal::{FrameChain, FrameHeader, WalHeader};
@@ -90,7 +91,9 @@ pub struct Database {
     /// Every destination, the first one first; never empty.
     pub destinations: Vec<Destination>,
     pub spool: Spool,
-    pub capture: Mutex<CaptureState>,
+    /// Taken on each of the committing thread's log writes and by the capture thread for
+    /// each commit it takes: alone on its lines, like the atomics both threads touch.
+    pub capture: Padded<Mutex<CaptureState>>,
     /// Each destination's progress, in the order of `destinations`, under one lock so that
     /// a waiter can watch all of them.
     progress: Mutex<Vec<Progress>>,
@@ -98,13 +101,13 @@ pub struct Database {
     pub capture_counters: Mutex<CaptureCounters>,
     /// Transactions captured into the spool: counted on the commit path, so an atomic
     /// rather than a field of `counters`, whose lock the uploader also takes.
-    pub captured_txns: AtomicU64,
+    pub captured_txns: Padded<AtomicU64>,
     /// Writes to the WAL by this process under way (between the VFS call and the end of
     /// its capture): a poll for other processes' commits waits for them to finish.
-    pub wal_writes_in_flight: AtomicU32,
+    pub wal_writes_in_flight: Padded<AtomicU32>,
     /// Whether `capture.queued` holds commits (set and cleared under that lock), so the
     /// capture thread can tell without taking it.
-    pub capture_queued: AtomicBool,
+    pub capture_queued: Padded<AtomicBool>,
     /// Set when a commit's capture is deferred (`capture.deferred_commit`), cleared once
     /// none is: the release of every write lock looks here before it takes that lock.
     pub capture_deferred: AtomicBool,
@@ -199,15 +202,15 @@ impl Database {
             config,
             destinations,
             spool,
-            capture: Mutex::new(CaptureState {
+            capture: Padded(Mutex::new(CaptureState {
                 unflushed_lost: recovery.unflushed_lost,
                 ..Default::default()
-            }),
+            })),
             progress: Mutex::new(progress),
             progress_changed: Condvar::new(),
-            captured_txns: AtomicU64::new(0),
-            wal_writes_in_flight: AtomicU32::new(0),
-            capture_queued: AtomicBool::new(false),
+            captured_txns: Padded(AtomicU64::new(0)),
+            wal_writes_in_flight: Padded(AtomicU32::new(0)),
+            capture_queued: Padded(AtomicBool::new(false)),
             capture_deferred: AtomicBool::new(false),
             open_handles: AtomicU32::new(0),
             next_wal_poll_ms: AtomicU64::new(0),
