@@ -2,7 +2,9 @@
 //! off the thread that holds SQLite's write lock, so a commit costs the application only the
 //! note of where it ends. One per process, started by the first queued commit (again in a
 //! forked child that replicates). It reads the frames through its own handle on the log,
-//! one commit per hold of the capture lock so the commit path never waits long for it, and
+//! takes a batch of commits off the queue in one short hold of the capture lock (which
+//! every log write of the commit path takes: the fewer times the other core takes it, the
+//! less that lock costs there) and copies their pages under the spool's lock alone, and
 //! wakes the uploader. While commits keep coming it looks again after a short pause rather
 //! than being woken for each (a wake-up is a system call on the commit path); idle, it
 //! parks until the next commit wakes it. Nothing is lost if it lags or dies with the

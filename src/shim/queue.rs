@@ -12,7 +12,7 @@ use super::fallback::{capture_failed, owe_snapshot_covering};
 use crate::base::io::ReadAt;
 use crate::base::lock::lock;
 use crate::database::{CaptureState, Database};
-use crate::spool::{Appended, RecordWriter};
+use crate::spool::{Appended, RecordBatch, RecordWriter};
 use crate::wal::{self, FrameChain, FrameHeader, WalHeader, WalPosition, FRAME_HEADER_SIZE};
 use std::sync::atomic::Ordering;
 
@@ -138,10 +138,11 @@ pub(super) struct Scratch {
 }
 
 /// The capture thread's way through the queue: the frames of the commits queued now are
-/// read and verified without the capture lock, then appended one commit per hold of it,
-/// each only if it is still the oldest queued and the chain still ends where it began. A
-/// commit that does not verify goes the way of [`capture_oldest_queued`]. Wakes the
-/// uploader as [`drain_queued`] does.
+/// read and verified without the capture lock, then taken off the queue in one hold of it,
+/// as many as are still the oldest queued while the chain still ends where it began, and
+/// appended under the spool's lock alone (see [`append_batch`]). A commit that does not
+/// verify goes the way of [`capture_oldest_queued`]. Wakes the uploader as [`drain_queued`]
+/// does.
 ///
 /// `file` may be a handle opened before the log was deleted and started again (the capture
 /// thread keeps its handles open): unless `last_try`, a handle whose log is not the
@@ -195,7 +196,9 @@ fn take_verified(
 }
 
 /// Verifies the batch in `scratch` (of the log with `header`, from `start` on; `oldest` its
-/// first commit) and appends it, one commit per hold of the lock; what the first record
+/// first commit) and appends it: the verified commits still queued are taken off the queue
+/// in one hold of the capture lock, which starts their run of records under the spool's
+/// lock, and their pages are copied after the capture lock is let go. What the first record
 /// appended became.
 fn append_batch(
     db: &Database,
@@ -205,52 +208,37 @@ fn append_batch(
     oldest: (u32, FrameHeader),
 ) -> Option<Appended> {
     let verified = read_and_verify(file, &header, &start, scratch);
-    let batch_first = start.next_frame();
     let mut first = None;
-    let mut chain = start;
-    for i in 0..verified {
-        let note = scratch.notes[i];
+    if verified > 0 {
         let mut cap = lock_between_writes(db);
-        let still_next = cap.queued.front() == Some(&note)
-            && cap.header.map(|h| h.salts()) == Some(header.salts())
-            && cap.chain.as_ref().map(FrameChain::next_frame) == Some(chain.next_frame());
-        if !still_next {
-            return first; // taken by someone else meanwhile
+        let taken = still_queued(&cap, scratch, &header, &start, verified);
+        if taken == 0 {
+            return None; // taken by someone else meanwhile
         }
-        let end = scratch.ends[i].clone();
-        let pos = WalPosition::new(header.salts(), note.0);
-        let rec = match begin_verified(db, &header, &chain, note, (batch_first, &scratch.frames)) {
-            Ok(rec) => rec,
-            Err(why) => {
-                capture_failed(db, &mut cap, &format!("a queued commit: {why}"), Some(pos));
-                return first;
-            }
-        };
-        // The record holds the spool's lock, so whatever anyone appends next lands after
-        // it: the commit path need not wait for its pages to be copied.
-        pop_queued(db, &mut cap);
-        cap.chain = Some(end.clone());
+        let last = WalPosition::new(header.salts(), scratch.notes[taken - 1].0);
+        // Taken under the capture lock: whatever anyone appends next lands after the run,
+        // and the commit path need not wait for its pages to be copied.
+        let batch = batch_owing(db, last);
+        for _ in 0..taken {
+            pop_queued(db, &mut cap);
+        }
+        cap.chain = Some(scratch.ends[taken - 1].clone());
         drop(cap);
-        match fill_verified(
-            db,
-            rec,
-            &header,
-            &chain,
-            note,
-            (batch_first, &scratch.frames),
-        ) {
-            Ok(appended) => first = first.or(Some(appended)),
+        match fill_run(db, batch, &header, start, scratch, taken) {
+            Ok(appended) => first = appended,
             Err(why) => {
-                // The record owed its snapshot as it failed. Owing it again here costs at most
+                // The run owed its snapshot as it failed. Owing it again here costs at most
                 // one more snapshot, and covers whatever was queued on a chain restarted
                 // since (which forgetting the chain drops) should one have shipped meanwhile.
                 let mut cap = lock(&db.capture);
-                capture_failed(db, &mut cap, &format!("a queued commit: {why}"), Some(pos));
+                capture_failed(db, &mut cap, &format!("a queued commit: {why}"), Some(last));
                 db.spool.stop_refusing();
-                return first;
+                return None;
             }
         }
-        chain = end;
+        if taken < verified {
+            return first;
+        }
     }
     // The first commit that did not verify (or did not fit in a batch) goes the slow way.
     let stuck = match scratch.notes.get(verified) {
@@ -266,6 +254,62 @@ fn append_batch(
         }
     }
     first
+}
+
+/// How many of the first `verified` notes of `scratch` are still the oldest queued, in
+/// order, on the chain capture is at (`start` of the log with `header`).
+fn still_queued(
+    cap: &CaptureState,
+    scratch: &Scratch,
+    header: &WalHeader,
+    start: &FrameChain,
+    verified: usize,
+) -> usize {
+    let same_chain = cap.header.map(|h| h.salts()) == Some(header.salts())
+        && cap.chain.as_ref().map(FrameChain::next_frame) == Some(start.next_frame());
+    if !same_chain {
+        return 0;
+    }
+    scratch.notes[..verified]
+        .iter()
+        .zip(&cap.queued)
+        .take_while(|(note, queued)| note == queued)
+        .count()
+}
+
+/// The spool's lock for a run of records whose commits the chain has moved past already:
+/// should the run not be finished (an error, or a panic), it owes the snapshot that covers
+/// `last` before it lets the lock go, and refuses the records after it until the capture
+/// failure is noted.
+fn batch_owing(db: &Database, last: WalPosition) -> RecordBatch<'_> {
+    let mut batch = db.spool.begin_batch();
+    batch.refuse_after_failure(Box::new(move || {
+        let why = "a queued commit's spool record could not be written";
+        owe_snapshot_covering(db, why, Some(last));
+    }));
+    batch
+}
+
+/// Appends the first `taken` verified commits of `scratch` (their frames follow `chain`) as
+/// records of `batch`, and finishes it; what the first record became.
+fn fill_run<'s>(
+    db: &'s Database,
+    mut batch: RecordBatch<'s>,
+    header: &WalHeader,
+    mut chain: FrameChain,
+    scratch: &Scratch,
+    taken: usize,
+) -> Result<Option<Appended>, String> {
+    let frames = (chain.next_frame(), scratch.frames.as_slice());
+    let mut first = None;
+    for (note, end) in scratch.notes[..taken].iter().zip(&scratch.ends) {
+        let rec = begin_verified(&mut batch, header, &chain, *note, frames)?;
+        let appended = fill_verified(db, rec, header, &chain, *note, frames)?;
+        first = first.or(Some(appended));
+        chain = end.clone();
+    }
+    batch.finish();
+    Ok(first)
 }
 
 /// The capture lock, taken (when it can be within a few microseconds) while no connection
@@ -337,14 +381,15 @@ fn read_and_verify(
 }
 
 /// Starts the spool record of the verified commit `note`, whose frames follow `chain`, from
-/// `frames` (the frames read from frame `batch_first` on); [`fill_verified`] completes it.
-fn begin_verified<'s>(
-    db: &'s Database,
+/// `frames` (the frames read from frame `batch_first` on), as the next of `batch`;
+/// [`fill_verified`] completes it.
+fn begin_verified<'b>(
+    batch: &'b mut RecordBatch<'_>,
     header: &WalHeader,
     chain: &FrameChain,
     (commit_frame, fh): (u32, FrameHeader),
     (batch_first, frames): (u32, &[u8]),
-) -> Result<RecordWriter<'s>, String> {
+) -> Result<RecordWriter<'b>, String> {
     let frame_size = FRAME_HEADER_SIZE + header.page_size as usize;
     let first = chain.next_frame();
     let at = |f: u32| (f - batch_first) as usize * frame_size;
@@ -353,28 +398,21 @@ fn begin_verified<'s>(
     });
     let integrity = seal(header, chain.checksum(), Mode::Strict, one_transaction);
     let record = record_header(header, commit_frame, &fh, integrity);
-    db.spool
+    batch
         .begin_record(record, commit_frame - first + 1)
         .map_err(|e| e.to_string())
 }
 
-/// Copies the pages of `note` into the record [`begin_verified`] started and commits it. The
-/// chain has moved past this commit already: should the record not be committed (an error,
-/// or a panic), it owes the snapshot that covers the commit before it gives the spool's lock
-/// back, and refuses the records after it until the capture failure is noted.
-fn fill_verified<'s>(
-    db: &'s Database,
-    mut rec: RecordWriter<'s>,
+/// Copies the pages of `note` into the record [`begin_verified`] started and commits it (a
+/// record that is not committed takes itself back out; its batch owes the snapshot).
+fn fill_verified(
+    db: &Database,
+    mut rec: RecordWriter<'_>,
     header: &WalHeader,
     chain: &FrameChain,
     (commit_frame, _): (u32, FrameHeader),
     (batch_first, frames): (u32, &[u8]),
 ) -> Result<Appended, String> {
-    let pos = WalPosition::new(header.salts(), commit_frame);
-    rec.refuse_after_failure(Box::new(move || {
-        let why = "a queued commit's spool record could not be written";
-        owe_snapshot_covering(db, why, Some(pos));
-    }));
     let frame_size = FRAME_HEADER_SIZE + header.page_size as usize;
     for f in chain.next_frame()..=commit_frame {
         let i = (f - batch_first) as usize * frame_size;
@@ -516,46 +554,94 @@ mod tests {
         assert_eq!(verified(&header, &mut file, &notes), 0);
     }
 
-    /// The capture thread copies a commit's pages after it let go of the capture lock, the
-    /// chain already past that commit: a record that fails then must owe the snapshot that
-    /// covers it before anyone can read the spool as complete, and no record may land after
-    /// the missing one until the failure is noted.
-    #[test]
-    fn a_record_that_fails_after_the_chain_moved_owes_its_snapshot_at_once() {
-        use crate::config::ReplicaConfig;
-        let dir = std::env::temp_dir().join(format!("replica-queue-fill-{}", std::process::id()));
+    /// A database whose spool holds at most `cap` bytes, in a fresh directory named after
+    /// `name`, and a log of three verified commits of two 512-byte pages each: the queue
+    /// notes in `scratch`, their frames read, and the chain before them.
+    struct RunFixture {
+        dir: std::path::PathBuf,
+        db: Database,
+        header: WalHeader,
+        start: FrameChain,
+        scratch: Scratch,
+    }
+
+    fn run_fixture(name: &str, cap: u64) -> RunFixture {
+        let dir = std::env::temp_dir().join(format!("replica-queue-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let cfg = ReplicaConfig::in_dir_for_tests(dir.join("replica"));
-        let db = Database::open(&dir.join("app.db"), vec![cfg], 1 << 30).unwrap();
-        let (header, file, notes) = log(1, 2);
-        let frames = &file.0[wal::WAL_HEADER_SIZE..];
-        let chain = FrameChain::new(&header);
+        let cfg = crate::config::ReplicaConfig::in_dir_for_tests(dir.join("replica"));
+        let db = Database::open(&dir.join("app.db"), vec![cfg], cap).unwrap();
+        let (header, mut file, notes) = log(3, 2);
+        let start = FrameChain::new(&header);
+        let mut scratch = Scratch {
+            notes,
+            ..Default::default()
+        };
+        assert_eq!(read_and_verify(&mut file, &header, &start, &mut scratch), 3);
+        RunFixture {
+            dir,
+            db,
+            header,
+            start,
+            scratch,
+        }
+    }
+
+    /// The capture thread copies a run of commits' pages after it let go of the capture
+    /// lock, the chain already past the whole run: a record that fails then must owe the
+    /// snapshot that covers the run's last commit before anyone can read the spool as
+    /// complete, and no record may land after the missing ones until the failure is noted.
+    #[test]
+    fn a_run_that_fails_after_the_chain_moved_owes_its_snapshot_at_once() {
+        // Room for one record of two 512-byte pages (1104 bytes), not two.
+        let f = run_fixture("fail", 1500);
+        let (db, header, start, scratch) = (&f.db, &f.header, &f.start, &f.scratch);
         let requests = db.progress().snapshot_request;
-        // A record begun for fewer pages than the commit has: the second push fails.
-        let short = record_header(
-            &header,
-            notes[0].0,
-            &notes[0].1,
-            crate::spool::Integrity::Crc,
-        );
-        let rec = db.spool.begin_record(short, 1).unwrap();
-        let failed = fill_verified(&db, rec, &header, &chain, notes[0], (1, frames));
-        assert!(failed.is_err());
+        let notes = scratch.notes.clone();
+        let last = WalPosition::new(header.salts(), notes[2].0);
+        let run = fill_run(db, batch_owing(db, last), header, start.clone(), scratch, 3);
+        assert!(run.is_err(), "the second record does not fit");
+        assert_eq!(db.spool.pending().len(), 1, "the first record is in");
         assert!(db.spool.gap_of(0).is_some(), "the gap is on disk");
         assert!(db.progress().snapshot_request > requests);
         let must_cover = db.progress().snapshot_must_cover.map(|(p, _)| p);
-        assert_eq!(
-            must_cover,
-            Some(WalPosition::new(header.salts(), notes[0].0))
-        );
-        assert!(matches!(
-            begin_verified(&db, &header, &chain, notes[0], (1, frames)),
-            Err(e) if e.contains("record before this one failed")
-        ));
+        assert_eq!(must_cover, Some(last), "the snapshot covers the whole run");
+        let frames = (start.next_frame(), scratch.frames.as_slice());
+        let refused = |db: &Database| {
+            let mut batch = db.spool.begin_batch();
+            let begun = begin_verified(&mut batch, header, start, notes[0], frames);
+            begun
+                .err()
+                .is_some_and(|e| e.contains("record before this one failed"))
+        };
+        assert!(refused(db));
         db.spool.stop_refusing();
-        assert!(begin_verified(&db, &header, &chain, notes[0], (1, frames)).is_ok());
-        let _ = std::fs::remove_dir_all(&dir);
+        assert!(!refused(db));
+        let _ = std::fs::remove_dir_all(&f.dir);
+    }
+
+    /// A run whose records all go in owes nothing.
+    #[test]
+    fn a_run_that_goes_in_owes_nothing() {
+        let f = run_fixture("run", 1 << 30);
+        let (db, header, scratch) = (&f.db, &f.header, &f.scratch);
+        let requests = db.progress().snapshot_request;
+        let last = WalPosition::new(header.salts(), scratch.notes[2].0);
+        let first = fill_run(
+            db,
+            batch_owing(db, last),
+            header,
+            f.start.clone(),
+            scratch,
+            3,
+        );
+        let first = first.unwrap();
+        assert_eq!(first.map(|a| a.pending), Some(1));
+        let ends: Vec<u32> = db.spool.pending().iter().map(|r| r.end.frame).collect();
+        assert_eq!(ends, [2, 4, 6]);
+        assert_eq!(db.progress().snapshot_request, requests);
+        assert!(db.spool.gap_of(0).is_none());
+        let _ = std::fs::remove_dir_all(&f.dir);
     }
 
     /// Writes one spool record of frames 1..=`commit_frame` of `file` sealed with

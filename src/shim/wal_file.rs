@@ -82,7 +82,7 @@ pub fn note_write_lock(db_path: &Path, index: Option<WalIndexHeader>) {
         return;
     };
     THIS_THREAD_LOCKED.with(|own| own.set(None));
-    match held.iter_mut().find(|(p, _)| same_path(p, db_path)) {
+    match held.iter_mut().find(|(p, _)| p == db_path) {
         Some((_, noted)) => *noted = index,
         None if index.is_some() => held.push((db_path.to_path_buf(), index)),
         None => {}
@@ -90,44 +90,32 @@ pub fn note_write_lock(db_path: &Path, index: Option<WalIndexHeader>) {
 }
 
 /// The last frame of the log with `salts` that SQLite has published as committed (the WAL
-/// index's `mxFrame`): as this process's write lock found it, while held (nothing can be
-/// published meanwhile, and this is what a restart reads: SQLite has reset the index for the
-/// next log by then), else from the index when it is of that log. Frames past it are no
-/// commit even where their checksums chain on: a writer killed after writing its commit
-/// frame but before publishing it (SQLite syncs the log between the two) leaves them, no
-/// reader sees them and the next writer overwrites them. `u32::MAX` when no index says (none
-/// yet: the next connection rebuilds it from the log, taking every chained commit, as the
-/// checksum chain alone does).
+/// index's `mxFrame`): from the index when it is of that log, else from the one this
+/// process's write lock found, while held. Frames past it are no commit even where their
+/// checksums chain on: a writer killed after writing its commit frame but before publishing
+/// it (SQLite syncs the log between the two) leaves them, no reader sees them and the next
+/// writer overwrites them. `u32::MAX` when no index says (none yet: the next connection
+/// rebuilds it from the log, taking every chained commit, as the checksum chain alone does).
 pub(super) fn published_end(db_path: &Path, salts: (u32, u32)) -> u32 {
     let of_log = |i: &WalIndexHeader| (i.salt1, i.salt2) == salts;
-    let table = write_locked().map(|held| {
-        held.iter()
-            .find_map(|(p, i)| i.filter(|i| same_path(p, db_path) && of_log(i)))
-    });
-    if let Some(Some(noted)) = table {
-        return noted.mx_frame;
-    }
     if let Some(i) = index_on_disk(db_path).map(|s| s.header).filter(of_log) {
         return i.mx_frame;
     }
-    if table.is_some() {
-        return u32::MAX;
-    }
-    // Only when the table cannot be had (see THIS_THREAD_LOCKED), and after the index: the
-    // thread's own note can be stale where a lock taken on this thread was released on
-    // another.
-    let key = path_key(db_path);
-    THIS_THREAD_LOCKED
-        .with(|held| held.get())
-        .filter(|(k, i)| *k == key && of_log(i))
-        .map_or(u32::MAX, |(_, i)| i.mx_frame)
-}
-
-/// Whether two paths SQLite gave for the same database are the same: compared as bytes, not
-/// component by component (this runs on every write transaction, and SQLite gives a
-/// database's full path the same way each time).
-fn same_path(a: &Path, b: &Path) -> bool {
-    a.as_os_str() == b.as_os_str()
+    let noted = match write_locked() {
+        Some(held) => held
+            .iter()
+            .find_map(|(p, i)| i.filter(|i| p == db_path && of_log(i))),
+        // Only when the table cannot be had (see THIS_THREAD_LOCKED): the thread's own note
+        // can be stale where a lock taken on this thread was released on another.
+        None => {
+            let key = path_key(db_path);
+            THIS_THREAD_LOCKED
+                .with(|held| held.get())
+                .filter(|(k, i)| *k == key && of_log(i))
+                .map(|(_, i)| i)
+        }
+    };
+    noted.map_or(u32::MAX, |i| i.mx_frame)
 }
 
 /// Forgets this thread's note (in a forked child: it holds no lock its parent's thread did).
@@ -162,38 +150,6 @@ mod tests {
             salt2: salts.1,
             cksum: (1, 2),
         }
-    }
-
-    /// The test reader's reads of the WAL index of [`RESET_DB`], which it says was reset for
-    /// a log with salts (8, 8).
-    static INDEX_READS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    const RESET_DB: &str = "/nonexistent/wal-file-reset-index.db";
-
-    fn reset_index_reader(db_path: &Path) -> Option<WalIndexState> {
-        if db_path != Path::new(RESET_DB) {
-            return None;
-        }
-        INDEX_READS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Some(WalIndexState {
-            header: index((8, 8), 0),
-            backfilled: 0,
-        })
-    }
-
-    /// A restart of the log happens under the write lock, after SQLite reset the index for
-    /// the next log: what the lock found is the answer, and the index (a file opened and
-    /// mapped) is not read for it; once the lock is let go, the index is.
-    #[test]
-    fn while_the_write_lock_is_held_its_note_answers_without_reading_the_index() {
-        set_index_reader(reset_index_reader);
-        let db = Path::new(RESET_DB);
-        note_write_lock(db, Some(index((5, 6), 40)));
-        assert_eq!(published_end(db, (5, 6)), 40);
-        assert_eq!(INDEX_READS.load(std::sync::atomic::Ordering::SeqCst), 0);
-        note_write_lock(db, None);
-        assert_eq!(published_end(db, (8, 8)), 0);
-        assert_eq!(published_end(db, (5, 6)), u32::MAX);
-        assert_eq!(INDEX_READS.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     /// In a forked child the shared table's lock can be held by a thread that is not there:

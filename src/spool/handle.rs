@@ -31,10 +31,10 @@ pub(super) struct Inner {
     pub next_seq: u64,
     pub segment: Option<Segment>,
     pub overflowed: bool,
-    /// A record failed after its commit was taken off the capture queue (see
-    /// [`super::RecordWriter::refuse_after_failure`]): every record is refused until the capture
-    /// that failed has owed its snapshot ([`Spool::stop_refusing`]), so none lands beyond
-    /// the one missing.
+    /// A batch of records failed after its commits were taken off the capture queue (see
+    /// [`super::RecordBatch::refuse_after_failure`]): every record is refused until the
+    /// capture that failed has owed its snapshot ([`Spool::stop_refusing`]), so none lands
+    /// beyond the ones missing.
     pub refusing: bool,
 }
 

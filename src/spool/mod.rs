@@ -65,7 +65,7 @@ pub use record::{Integrity, Pgnos, RecordHeader, RecordMeta};
 pub use recover::Recovery;
 pub use segment::scan_segment;
 pub use state::SpoolState;
-pub use writer::{Appended, RecordWriter};
+pub use writer::{Appended, RecordBatch, RecordWriter};
 
 #[cfg(test)]
 mod tests {
@@ -220,44 +220,57 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// A record that fails once its writer has moved the capture chain past it: nothing may
-    /// land after it (a gap in the middle of the records) until the failure is noted, and
-    /// what it owes is said while it holds the spool's lock.
+    /// A batch of records that fails once its writer has moved the capture chain past it:
+    /// nothing may land after it (a gap in the middle of the records) until the failure is
+    /// noted, and what it owes is said while it holds the spool's lock, which it holds from
+    /// its first record to its last.
     #[test]
-    fn a_record_that_refuses_after_failure_holds_back_the_next_until_told() {
+    fn a_batch_that_refuses_after_failure_holds_back_the_next_until_told() {
         let dir = tmpdir("refusing");
         let (spool, _) = Spool::open(&dir, 1 << 30).unwrap();
         append(&spool, 2, &[(1, 1)]);
         let owed = std::cell::Cell::new(0);
-        let mut w = spool.begin_record(header(3), 1).unwrap();
-        w.refuse_after_failure(Box::new(|| {
+        let mut batch = spool.begin_batch();
+        batch.refuse_after_failure(Box::new(|| {
             // Under the spool's lock: nobody can read it as complete meanwhile.
             assert!(spool.inner.try_lock().is_err());
             owed.set(owed.get() + 1);
         }));
+        let mut w = batch.begin_record(header(3), 1).unwrap();
         w.push(2, &[7; 512]).unwrap();
+        w.commit().unwrap();
+        assert!(spool.inner.try_lock().is_err(), "held between records");
+        let mut w = batch.begin_record(header(4), 1).unwrap();
+        w.push(2, &[8; 512]).unwrap();
         drop(w);
+        drop(batch);
         assert_eq!(owed.get(), 1);
         assert!(matches!(
             spool.begin_record(header(4), 1),
             Err(SpoolError::AfterFailedRecord)
         ));
-        // A commit that fails refuses the same way; one that succeeds owes nothing.
+        // A commit that fails refuses the same way; a finished batch owes nothing.
         spool.stop_refusing();
-        let mut w = spool.begin_record(header(4), 2).unwrap();
-        w.refuse_after_failure(Box::new(|| owed.set(owed.get() + 1)));
-        assert!(w.commit().is_err(), "a record short of pages");
+        let mut batch = spool.begin_batch();
+        batch.refuse_after_failure(Box::new(|| owed.set(owed.get() + 1)));
+        assert!(
+            batch.begin_record(header(4), 2).unwrap().commit().is_err(),
+            "short of pages"
+        );
+        drop(batch);
         assert_eq!(owed.get(), 2);
         assert!(spool.begin_record(header(5), 1).is_err());
         spool.stop_refusing();
-        let mut w = spool.begin_record(header(6), 1).unwrap();
-        w.refuse_after_failure(Box::new(|| owed.set(owed.get() + 1)));
+        let mut batch = spool.begin_batch();
+        batch.refuse_after_failure(Box::new(|| owed.set(owed.get() + 1)));
+        let mut w = batch.begin_record(header(6), 1).unwrap();
         w.push(3, &[3; 512]).unwrap();
         w.commit().unwrap();
+        batch.finish();
         assert_eq!(owed.get(), 2);
         append(&spool, 7, &[(4, 4)]);
         let frames: Vec<u32> = spool.pending().iter().map(|r| r.end.frame).collect();
-        assert_eq!(frames, [2, 6, 7]);
+        assert_eq!(frames, [2, 3, 6, 7]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

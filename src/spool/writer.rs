@@ -1,6 +1,6 @@
 //! Appending a record: `Spool::begin_record` reserves room and a segment, `RecordWriter`
 //! builds the record in the segment's write buffer (spilling a large one to disk as it grows)
-//! and commits it. This is on the commit path: it must not hash what the record's integrity
+//! and commits it; `RecordBatch` appends several under one hold of the spool's lock. This is on the commit path: it must not hash what the record's integrity
 //! does not need, copy a page more than once, nor wait for a write of the spool to the disk
 //! (the writer thread does those; the shim flushes what is left at a restart).
 
@@ -11,6 +11,7 @@ use super::record::{encode_header, record_len, Integrity, Pgnos, RecordHeader, R
 use super::segment::{Segment, SEGMENT_ROLL_BYTES};
 use crate::base::lock::lock;
 use crate::ltx::Crc64;
+use std::ops::{Deref, DerefMut};
 use std::sync::MutexGuard;
 
 /// Committed records are kept in memory up to this size before they are written out on the
@@ -27,7 +28,25 @@ impl Spool {
         header: RecordHeader,
         npages: u32,
     ) -> Result<RecordWriter<'_>, SpoolError> {
-        let mut inner = lock(&self.inner);
+        self.begin_in(Held::Own(lock(&self.inner)), header, npages)
+    }
+
+    /// Starts appending records one after another under one hold of the spool's lock (see
+    /// [`RecordBatch`]).
+    pub fn begin_batch(&self) -> RecordBatch<'_> {
+        RecordBatch {
+            spool: self,
+            inner: lock(&self.inner),
+            on_failure: None,
+        }
+    }
+
+    fn begin_in<'a>(
+        &'a self,
+        mut inner: Held<'a>,
+        header: RecordHeader,
+        npages: u32,
+    ) -> Result<RecordWriter<'a>, SpoolError> {
         if inner.refusing {
             return Err(SpoolError::AfterFailedRecord);
         }
@@ -61,7 +80,6 @@ impl Spool {
             hash_entries: header.integrity == Integrity::Crc,
             spilled: 0,
             committed: false,
-            on_failure: None,
         })
     }
 
@@ -174,10 +192,82 @@ pub struct Appended {
     pub pending: usize,
 }
 
+/// The spool's lock as a record holds it: its own, or lent by a [`RecordBatch`].
+enum Held<'a> {
+    Own(MutexGuard<'a, Inner>),
+    Lent(&'a mut Inner),
+}
+
+impl Deref for Held<'_> {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        match self {
+            Held::Own(guard) => guard,
+            Held::Lent(inner) => inner,
+        }
+    }
+}
+
+impl DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        match self {
+            Held::Own(guard) => guard,
+            Held::Lent(inner) => inner,
+        }
+    }
+}
+
+/// Records appended one after another under one hold of the spool's lock, so that nothing
+/// anyone else appends lands between them, and nobody reads the spool (a flush, the
+/// generation line, the uploader) before the last of them is in. For a writer that has
+/// counted them as captured already (the capture thread moves the chain past a run of
+/// commits, then copies their pages).
+pub struct RecordBatch<'a> {
+    spool: &'a Spool,
+    inner: MutexGuard<'a, Inner>,
+    /// See [`Self::refuse_after_failure`].
+    on_failure: Option<Box<dyn FnOnce() + 'a>>,
+}
+
+impl<'a> RecordBatch<'a> {
+    /// Makes the batch, should it not be finished (a record failed, or a panic while one
+    /// was written), refuse every record after it until [`Spool::stop_refusing`], and run
+    /// `owe` while it still holds the spool's lock: nothing lands beyond the missing
+    /// records, and nobody reads the spool as complete before `owe` has said what is missing.
+    pub fn refuse_after_failure(&mut self, owe: Box<dyn FnOnce() + 'a>) {
+        self.on_failure = Some(owe);
+    }
+
+    /// Starts the next record of the batch (see [`Spool::begin_record`]).
+    pub fn begin_record(
+        &mut self,
+        header: RecordHeader,
+        npages: u32,
+    ) -> Result<RecordWriter<'_>, SpoolError> {
+        self.spool
+            .begin_in(Held::Lent(&mut self.inner), header, npages)
+    }
+
+    /// Every record of the batch is committed: the lock goes with nothing owed.
+    pub fn finish(mut self) {
+        self.on_failure = None;
+    }
+}
+
+impl Drop for RecordBatch<'_> {
+    fn drop(&mut self) {
+        if let Some(owe) = self.on_failure.take() {
+            self.inner.refusing = true;
+            owe();
+        }
+    }
+}
+
 /// Appends one record; dropping it without `commit` takes it back out of the segment.
 pub struct RecordWriter<'a> {
     spool: &'a Spool,
-    inner: MutexGuard<'a, Inner>,
+    inner: Held<'a>,
     meta: RecordMeta,
     npages: u32,
     /// The record's bytes at the end of the segment's buffer (a write the writer thread
@@ -188,20 +278,9 @@ pub struct RecordWriter<'a> {
     /// Bytes of the record already written out (a large record spills as it grows).
     spilled: u64,
     committed: bool,
-    /// See [`Self::refuse_after_failure`].
-    on_failure: Option<Box<dyn FnOnce() + 'a>>,
 }
 
-impl<'a> RecordWriter<'a> {
-    /// Makes the record, should it not be committed (an error, or a panic while it is
-    /// written), refuse every record after it until [`Spool::stop_refusing`], and run
-    /// `owe` while it still holds the spool's lock: for a writer that already counts it as
-    /// captured, so that nothing lands beyond the missing record and nobody reads the spool
-    /// as complete before `owe` has said what is missing.
-    pub fn refuse_after_failure(&mut self, owe: Box<dyn FnOnce() + 'a>) {
-        self.on_failure = Some(owe);
-    }
-
+impl RecordWriter<'_> {
     pub fn push(&mut self, pgno: u32, page: &[u8]) -> Result<(), SpoolError> {
         if self.meta.pgnos.len() as u32 >= self.npages || page.len() != self.meta.page_size as usize
         {
@@ -298,8 +377,8 @@ impl<'a> RecordWriter<'a> {
 }
 
 impl Spool {
-    /// Takes records again once the failure a record refused after (see
-    /// [`RecordWriter::refuse_after_failure`]) has been noted by its writer.
+    /// Takes records again once the failure a batch refused after (see
+    /// [`RecordBatch::refuse_after_failure`]) has been noted by its writer.
     pub fn stop_refusing(&self) {
         lock(&self.inner).refusing = false;
     }
@@ -309,10 +388,6 @@ impl Drop for RecordWriter<'_> {
     fn drop(&mut self) {
         if self.committed {
             return;
-        }
-        if let Some(owe) = self.on_failure.take() {
-            self.inner.refusing = true;
-            owe();
         }
         // Not committed: cut the partial record off so the segment stays well-formed.
         let (in_buffer, spilled) = (self.in_buffer, self.spilled);
