@@ -417,7 +417,10 @@ fn ask_for_snapshot(p: &mut Progress, reason: &str, file: Option<FileStamp>) {
     }
 }
 
-static REGISTRY: Mutex<BTreeMap<PathBuf, Arc<Database>>> = Mutex::new(BTreeMap::new());
+static REGISTRY: Mutex<Registry> = Mutex::new(BTreeMap::new());
+
+/// Every database this process replicates, by path.
+type Registry = BTreeMap<PathBuf, Arc<Database>>;
 /// The most destinations a database of the registry has (the uploader runs a thread for
 /// each destination slot).
 static MOST_DESTINATIONS: AtomicU32 = AtomicU32::new(0);
@@ -453,6 +456,27 @@ pub fn get_or_open(
     MOST_DESTINATIONS.fetch_max(count, Ordering::Relaxed);
     reg.insert(path.to_path_buf(), db.clone());
     Ok(db)
+}
+
+thread_local! {
+    /// The registry's lock, held by the thread that forks from just before the fork to just
+    /// after it, in the parent and in the child (see [`hold_registry_for_fork`]).
+    static HELD_FOR_FORK: std::cell::RefCell<Option<MutexGuard<'static, Registry>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Just before a fork, on the thread that forks: takes the registry's lock. The capture
+/// thread, the uploaders and the application's threads take it often, and a forked child
+/// has only the thread that forked: had another held it at that moment, the child would
+/// wait for ever the first time it opens a database.
+pub fn hold_registry_for_fork() {
+    let held = lock(&REGISTRY);
+    HELD_FOR_FORK.with(|h| *h.borrow_mut() = Some(held));
+}
+
+/// Just after a fork, in the parent and in the child: lets the registry's lock go.
+pub fn release_registry_after_fork() {
+    HELD_FOR_FORK.with(|h| drop(h.borrow_mut().take()));
 }
 
 pub fn get(path: &Path) -> Option<Arc<Database>> {

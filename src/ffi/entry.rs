@@ -61,7 +61,7 @@ fn init(db: *mut sys::sqlite3) -> Result<(), Error> {
             .map(|v| v != "0")
             .unwrap_or(true);
         vfs::register(make_default)?;
-        install_fork_handler();
+        super::fork::install_fork_handler();
         crate::uploader::set_snapshot_source(Box::new(super::sqlite::LiveDatabase));
         crate::shim::set_index_reader(super::sqlite::wal_index_state_at);
         crate::shim::set_wal_opener(super::functions::open_wal_for_read);
@@ -148,63 +148,6 @@ fn log_code(level: crate::base::log::Level) -> c_int {
         Level::Error => sys::SQLITE_ERROR,
         Level::Warning => sys::SQLITE_WARNING,
         Level::Notice | Level::Info => sys::SQLITE_NOTICE,
-    }
-}
-
-extern "C" {
-    // From the C library std already links; the `libc` crate is not needed for one symbol.
-    fn pthread_atfork(
-        prepare: Option<unsafe extern "C" fn()>,
-        parent: Option<unsafe extern "C" fn()>,
-        child: Option<unsafe extern "C" fn()>,
-    ) -> c_int;
-    fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int;
-    fn open(path: *const c_char, flags: c_int, ...) -> c_int;
-    fn close(fd: c_int) -> c_int;
-}
-
-/// `O_RDWR | O_CLOEXEC` on Linux (the only platform the extension is built for).
-const O_RDWR: c_int = 0o2;
-const O_CLOEXEC: c_int = 0o2000000;
-
-/// Runs in a forked child before `fork()` returns there: marks the child, which then
-/// leaves the parent's in-memory state, threads and connections alone, and gives up its
-/// share of the parent's spool locks, which would otherwise stay locked for as long as
-/// the child outlives the parent. Only atomics, thread-local cells and `open`/`dup3`/
-/// `close`: async-signal-safe.
-unsafe extern "C" fn fork_child() {
-    // No guard(): catch_unwind is not async-signal-safe, and none of this can panic.
-    crate::database::on_fork_child();
-    crate::shim::forget_this_threads_write_lock();
-    // Opened here rather than kept: a descriptor number kept from the load may name
-    // something else by now in a process that closed and reused its descriptors.
-    // SAFETY: a NUL-terminated literal path and plain flags.
-    let null = unsafe { open(c"/dev/null".as_ptr(), O_RDWR | O_CLOEXEC) };
-    if null >= 0 {
-        crate::base::child_release::each_held(|fd| {
-            // SAFETY: `fd` is a spool lock this process held at the fork (registered until
-            // just before it is closed) and `null` was just opened; dup3 swaps what `fd`
-            // names without closing the parent's lock.
-            unsafe { dup3(null, fd, O_CLOEXEC) };
-        });
-        // SAFETY: our own descriptor, opened above.
-        unsafe { close(null) };
-    }
-    // The child holds none of them now: a fork of the child must not touch those numbers.
-    crate::base::child_release::forget_all();
-}
-
-fn install_fork_handler() {
-    // SAFETY: registering a function that lives as long as the process (the library stays
-    // loaded: init returns SQLITE_OK_LOAD_PERMANENTLY); it only touches atomics and
-    // descriptors.
-    let rc = unsafe { pthread_atfork(None, None, Some(fork_child)) };
-    if rc == 0 {
-        crate::database::fork_handler_installed();
-    } else {
-        crate::base::log::error(&format!(
-            "pthread_atfork failed ({rc}); forked children are recognised by their process id"
-        ));
     }
 }
 

@@ -9,6 +9,7 @@ mod adopt;
 mod commit_hook;
 mod entry;
 mod follow;
+mod fork;
 mod functions;
 mod open_failure;
 pub(crate) mod sqlite;
