@@ -468,9 +468,22 @@ thread_local! {
 /// Just before a fork, on the thread that forks: takes the registry's lock. The capture
 /// thread, the uploaders and the application's threads take it often, and a forked child
 /// has only the thread that forked: had another held it at that moment, the child would
-/// wait for ever the first time it opens a database.
-pub fn hold_registry_for_fork() {
-    let held = lock(&REGISTRY);
+/// wait for ever the first time it opens a database. Tries for at most `wait`: a holder
+/// that waits for something the forking thread holds (a host's log callback taking its
+/// interpreter's lock while a database opens) must not hang the fork in the parent, which
+/// then goes on without it, as it did before this lock was held across forks.
+pub fn hold_registry_for_fork(wait: Duration) {
+    let started = std::time::Instant::now();
+    let held = loop {
+        match REGISTRY.try_lock() {
+            Ok(held) => break held,
+            Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) if started.elapsed() < wait => {
+                std::thread::yield_now()
+            }
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        }
+    };
     HELD_FOR_FORK.with(|h| *h.borrow_mut() = Some(held));
 }
 

@@ -3,10 +3,13 @@
 //! with `pthread_atfork` mark the child, give up its share of the parent's spool locks, and
 //! hold across the fork the locks the extension's own threads take and a child takes again:
 //! the database registry, and SQLite's static mutexes those threads take when they open a
-//! file through the base VFS or allocate (its allocator's, the VFS list's, the unix VFS's).
+//! file through the base VFS or allocate (its allocator's, the VFS list's, the unix VFS's),
+//! each one that can be had within a moment (a fork never waits long on one).
 
 use libsqlite3_sys as sys;
 use std::ffi::{c_char, c_int};
+use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+use std::time::{Duration, Instant};
 
 extern "C" {
     // From the C library std already links; the `libc` crate is not needed for one symbol.
@@ -33,36 +36,71 @@ const SQLITE_MUTEXES: [c_int; 3] = [
     sys::SQLITE_MUTEX_STATIC_MEM,
 ];
 
-/// Enters (`enter`) or leaves SQLite's static mutexes of [`SQLITE_MUTEXES`], in their order
-/// or the reverse. Nothing without the API (not loaded into a host) or in a build of SQLite
-/// without mutexes (`sqlite3_mutex_alloc` gives none).
-fn sqlite_mutexes(enter: bool) {
+/// How long the forking thread tries for each lock it holds across the fork: their holders
+/// keep them for microseconds, and one that waits for something the forking thread holds
+/// (a host's log callback, say) must not hang the fork.
+const FORK_LOCK_WAIT: Duration = Duration::from_millis(50);
+
+/// What [`fork_prepare`] entered of [`SQLITE_MUTEXES`] (bit `i` for the `i`-th) and through
+/// which API table, for the parent and the child to leave just those (a second SQLite that
+/// loaded the extension meanwhile could have replaced the table).
+static ENTERED: AtomicPtr<sys::sqlite3_api_routines> = AtomicPtr::new(std::ptr::null_mut());
+static ENTERED_MASK: AtomicU8 = AtomicU8::new(0);
+
+/// Enters SQLite's static mutexes of [`SQLITE_MUTEXES`] in their order, each when it can be
+/// had within [`FORK_LOCK_WAIT`]. Nothing without the API (not loaded into a host) or in a
+/// build of SQLite without mutexes (`sqlite3_mutex_alloc` gives none).
+fn enter_sqlite_mutexes() {
     let Some(api) = super::api() else { return };
-    let (Some(alloc), Some(enter_fn), Some(leave_fn)) =
-        (api.mutex_alloc, api.mutex_enter, api.mutex_leave)
-    else {
+    let (Some(alloc), Some(try_enter)) = (api.mutex_alloc, api.mutex_try) else {
         return;
     };
-    let mut order = SQLITE_MUTEXES;
-    if !enter {
-        order.reverse();
-    }
-    for id in order {
+    let mut mask = 0u8;
+    for (i, id) in SQLITE_MUTEXES.into_iter().enumerate() {
         // SAFETY: a static mutex id: SQLite returns its own static mutex (or null without
         // mutexes), allocating nothing.
         let m = unsafe { alloc(id) };
         if m.is_null() {
             continue;
         }
-        // SAFETY: a static mutex of SQLite's, entered by this thread before the fork and
-        // left by the same thread after it (in the parent, or in the child where it is the
-        // only thread).
-        unsafe {
-            match enter {
-                true => enter_fn(m),
-                false => leave_fn(m),
+        let started = Instant::now();
+        let entered = loop {
+            // SAFETY: a static mutex of SQLite's; entered here, it is left by this thread
+            // after the fork (in the parent, or in the child where it is the only thread).
+            if unsafe { try_enter(m) } == sys::SQLITE_OK {
+                break true;
             }
+            if started.elapsed() >= FORK_LOCK_WAIT {
+                break false;
+            }
+            std::thread::yield_now();
+        };
+        if entered {
+            mask |= 1 << i;
         }
+    }
+    ENTERED.store(api as *const _ as *mut _, Ordering::SeqCst);
+    ENTERED_MASK.store(mask, Ordering::SeqCst);
+}
+
+/// Leaves, in the reverse order, what [`enter_sqlite_mutexes`] entered.
+fn leave_sqlite_mutexes() {
+    let api = ENTERED.swap(std::ptr::null_mut(), Ordering::SeqCst);
+    let mask = ENTERED_MASK.swap(0, Ordering::SeqCst);
+    // SAFETY: the API table SQLite handed the extension, which lives as long as that
+    // library (it stays loaded while the extension is).
+    let Some(api) = (unsafe { api.as_ref() }) else {
+        return;
+    };
+    let (Some(alloc), Some(leave)) = (api.mutex_alloc, api.mutex_leave) else {
+        return;
+    };
+    for (i, id) in SQLITE_MUTEXES.into_iter().enumerate().rev() {
+        if mask & (1 << i) == 0 {
+            continue;
+        }
+        // SAFETY: the static mutex entered by this thread before the fork (see above).
+        unsafe { leave(alloc(id)) };
     }
 }
 
@@ -71,8 +109,8 @@ fn sqlite_mutexes(enter: bool) {
 /// (who holds it may take SQLite's mutexes; SQLite never calls back into the registry).
 unsafe extern "C" fn fork_prepare() {
     super::guard((), || {
-        crate::database::hold_registry_for_fork();
-        sqlite_mutexes(true);
+        crate::database::hold_registry_for_fork(FORK_LOCK_WAIT);
+        enter_sqlite_mutexes();
     });
 }
 
@@ -82,7 +120,7 @@ unsafe extern "C" fn fork_parent() {
 }
 
 fn release_after_fork() {
-    sqlite_mutexes(false);
+    leave_sqlite_mutexes();
     crate::database::release_registry_after_fork();
 }
 

@@ -224,17 +224,16 @@ fn append_batch(
         }
         cap.chain = Some(scratch.ends[taken - 1].clone());
         drop(cap);
-        match fill_run(db, batch, &header, start, scratch, taken) {
-            Ok(appended) => first = appended,
-            Err(why) => {
-                // The run owed its snapshot as it failed. Owing it again here costs at most
-                // one more snapshot, and covers whatever was queued on a chain restarted
-                // since (which forgetting the chain drops) should one have shipped meanwhile.
-                let mut cap = lock(&db.capture);
-                capture_failed(db, &mut cap, &format!("a queued commit: {why}"), Some(last));
-                db.spool.stop_refusing();
-                return None;
-            }
+        let (appended, filled) = fill_run(db, batch, &header, start, scratch, taken);
+        first = appended;
+        if let Err(why) = filled {
+            // The run owed its snapshot as it failed. Owing it again here costs at most one
+            // more snapshot, and covers whatever was queued on a chain restarted since (which
+            // forgetting the chain drops) should one have shipped meanwhile.
+            let mut cap = lock(&db.capture);
+            capture_failed(db, &mut cap, &format!("a queued commit: {why}"), Some(last));
+            db.spool.stop_refusing();
+            return first;
         }
         if taken < verified {
             return first;
@@ -291,7 +290,8 @@ fn batch_owing(db: &Database, last: WalPosition) -> RecordBatch<'_> {
 }
 
 /// Appends the first `taken` verified commits of `scratch` (their frames follow `chain`) as
-/// records of `batch`, and finishes it; what the first record became.
+/// records of `batch`, and finishes it: what the first record became, and whether every
+/// record went in (the records before one that failed stay in).
 fn fill_run<'s>(
     db: &'s Database,
     mut batch: RecordBatch<'s>,
@@ -299,17 +299,20 @@ fn fill_run<'s>(
     mut chain: FrameChain,
     scratch: &Scratch,
     taken: usize,
-) -> Result<Option<Appended>, String> {
+) -> (Option<Appended>, Result<(), String>) {
     let frames = (chain.next_frame(), scratch.frames.as_slice());
     let mut first = None;
     for (note, end) in scratch.notes[..taken].iter().zip(&scratch.ends) {
-        let rec = begin_verified(&mut batch, header, &chain, *note, frames)?;
-        let appended = fill_verified(db, rec, header, &chain, *note, frames)?;
-        first = first.or(Some(appended));
+        let appended = begin_verified(&mut batch, header, &chain, *note, frames)
+            .and_then(|rec| fill_verified(db, rec, header, &chain, *note, frames));
+        match appended {
+            Ok(appended) => first = first.or(Some(appended)),
+            Err(why) => return (first, Err(why)),
+        }
         chain = end.clone();
     }
     batch.finish();
-    Ok(first)
+    (first, Ok(()))
 }
 
 /// The capture lock, taken (when it can be within a few microseconds) while no connection
@@ -599,8 +602,12 @@ mod tests {
         let requests = db.progress().snapshot_request;
         let notes = scratch.notes.clone();
         let last = WalPosition::new(header.salts(), notes[2].0);
-        let run = fill_run(db, batch_owing(db, last), header, start.clone(), scratch, 3);
+        let (first, run) = fill_run(db, batch_owing(db, last), header, start.clone(), scratch, 3);
         assert!(run.is_err(), "the second record does not fit");
+        assert!(
+            first.is_some(),
+            "what the first record became, to wake the uploader"
+        );
         assert_eq!(db.spool.pending().len(), 1, "the first record is in");
         assert!(db.spool.gap_of(0).is_some(), "the gap is on disk");
         assert!(db.progress().snapshot_request > requests);
@@ -627,15 +634,9 @@ mod tests {
         let (db, header, scratch) = (&f.db, &f.header, &f.scratch);
         let requests = db.progress().snapshot_request;
         let last = WalPosition::new(header.salts(), scratch.notes[2].0);
-        let first = fill_run(
-            db,
-            batch_owing(db, last),
-            header,
-            f.start.clone(),
-            scratch,
-            3,
-        );
-        let first = first.unwrap();
+        let start = f.start.clone();
+        let (first, run) = fill_run(db, batch_owing(db, last), header, start, scratch, 3);
+        assert!(run.is_ok());
         assert_eq!(first.map(|a| a.pending), Some(1));
         let ends: Vec<u32> = db.spool.pending().iter().map(|r| r.end.frame).collect();
         assert_eq!(ends, [2, 4, 6]);
