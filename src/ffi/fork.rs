@@ -7,8 +7,8 @@
 //! each one that can be had within a moment (a fork never waits long on one).
 
 use libsqlite3_sys as sys;
+use std::cell::Cell;
 use std::ffi::{c_char, c_int};
-use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 extern "C" {
@@ -41,11 +41,15 @@ const SQLITE_MUTEXES: [c_int; 3] = [
 /// (a host's log callback, say) must not hang the fork.
 const FORK_LOCK_WAIT: Duration = Duration::from_millis(50);
 
-/// What [`fork_prepare`] entered of [`SQLITE_MUTEXES`] (bit `i` for the `i`-th) and through
-/// which API table, for the parent and the child to leave just those (a second SQLite that
-/// loaded the extension meanwhile could have replaced the table).
-static ENTERED: AtomicPtr<sys::sqlite3_api_routines> = AtomicPtr::new(std::ptr::null_mut());
-static ENTERED_MASK: AtomicU8 = AtomicU8::new(0);
+thread_local! {
+    /// What [`fork_prepare`] entered of [`SQLITE_MUTEXES`] on this thread (bit `i` for the
+    /// `i`-th) and through which API table, for the parent and the child to leave just those
+    /// (a second SQLite that loaded the extension meanwhile could have replaced the table).
+    /// Per thread: the handlers of one fork run on the thread that forks, and two threads
+    /// may fork at once.
+    static ENTERED: Cell<(*const sys::sqlite3_api_routines, u8)> =
+        const { Cell::new((std::ptr::null(), 0)) };
+}
 
 /// Enters SQLite's static mutexes of [`SQLITE_MUTEXES`] in their order, each when it can be
 /// had within [`FORK_LOCK_WAIT`]. Nothing without the API (not loaded into a host) or in a
@@ -79,14 +83,12 @@ fn enter_sqlite_mutexes() {
             mask |= 1 << i;
         }
     }
-    ENTERED.store(api as *const _ as *mut _, Ordering::SeqCst);
-    ENTERED_MASK.store(mask, Ordering::SeqCst);
+    ENTERED.with(|entered| entered.set((api as *const _, mask)));
 }
 
 /// Leaves, in the reverse order, what [`enter_sqlite_mutexes`] entered.
 fn leave_sqlite_mutexes() {
-    let api = ENTERED.swap(std::ptr::null_mut(), Ordering::SeqCst);
-    let mask = ENTERED_MASK.swap(0, Ordering::SeqCst);
+    let (api, mask) = ENTERED.with(|entered| entered.replace((std::ptr::null(), 0)));
     // SAFETY: the API table SQLite handed the extension, which lives as long as that
     // library (it stays loaded while the extension is).
     let Some(api) = (unsafe { api.as_ref() }) else {
