@@ -92,7 +92,8 @@ pub struct Database {
     pub destinations: Vec<Destination>,
     pub spool: Spool,
     /// Taken on each of the committing thread's log writes and by the capture thread for
-    /// each commit it takes: alone on its lines, like the atomics both threads touch.
+    /// each batch of commits it takes: alone on its lines, like the atomics both threads
+    /// touch.
     pub capture: Padded<Mutex<CaptureState>>,
     /// Each destination's progress, in the order of `destinations`, under one lock so that
     /// a waiter can watch all of them.
@@ -474,17 +475,8 @@ thread_local! {
 /// then goes on without it, as it did before this lock was held across forks.
 pub fn hold_registry_for_fork(wait: Duration) {
     let started = std::time::Instant::now();
-    let held = loop {
-        match REGISTRY.try_lock() {
-            Ok(held) => break held,
-            Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) if started.elapsed() < wait => {
-                std::thread::yield_now()
-            }
-            Err(std::sync::TryLockError::WouldBlock) => return,
-        }
-    };
-    HELD_FOR_FORK.with(|h| *h.borrow_mut() = Some(held));
+    let held = crate::base::lock::try_lock_yielding(&REGISTRY, || started.elapsed() < wait);
+    HELD_FOR_FORK.with(|h| *h.borrow_mut() = held);
 }
 
 /// Just after a fork, in the parent and in the child: lets the registry's lock go.

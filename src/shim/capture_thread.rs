@@ -14,12 +14,12 @@
 use super::fallback::capture_failed;
 use super::queue::{fail_queue_without_log, take_queued, Scratch};
 use crate::base::io::ReadAt;
-use crate::base::lock::lock;
+use crate::base::lock::{lock, tries, try_lock_yielding};
 use crate::database::{self, CaptureState, Database};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock, TryLockError};
+use std::sync::{Mutex, OnceLock};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
@@ -82,25 +82,10 @@ pub(super) fn notify() {
 /// may be held by a thread of the parent that is not there: then the uploader's poll, which
 /// also takes the queue, stands in).
 fn running(epoch: u64) -> Option<Thread> {
-    for _ in 0..100 {
-        match THREAD.try_lock() {
-            Ok(t) => {
-                return t
-                    .as_ref()
-                    .filter(|(e, _)| *e == epoch)
-                    .map(|(_, t)| t.clone())
-            }
-            Err(TryLockError::Poisoned(e)) => {
-                return e
-                    .get_ref()
-                    .as_ref()
-                    .filter(|(x, _)| *x == epoch)
-                    .map(|(_, t)| t.clone())
-            }
-            Err(TryLockError::WouldBlock) => std::thread::yield_now(),
-        }
-    }
-    None
+    let held = try_lock_yielding(&THREAD, tries(100))?;
+    held.as_ref()
+        .filter(|(e, _)| *e == epoch)
+        .map(|(_, t)| t.clone())
 }
 
 fn start(epoch: u64) {

@@ -4,13 +4,14 @@
 //! lock found it). It must not decide anything about replication.
 
 use crate::base::io::ReadAt;
+use crate::base::lock::{tries, try_lock_yielding};
 use crate::error::Error;
 use crate::snapshot::read_wal_header;
 use crate::wal::{WalHeader, WalIndexHeader, WalIndexState};
 use std::cell::Cell;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, OnceLock, TryLockError};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// The database a `-wal` path belongs to.
 pub(super) fn db_path_of(wal_path: &str) -> Option<PathBuf> {
@@ -126,14 +127,7 @@ pub fn forget_this_threads_write_lock() {
 /// [`WRITE_LOCKED`], waiting only a moment: in a forked child it may stay locked by a
 /// thread of the parent that does not exist here (then nothing is noted or found).
 fn write_locked() -> Option<MutexGuard<'static, WriteLocks>> {
-    for _ in 0..1000 {
-        match WRITE_LOCKED.try_lock() {
-            Ok(held) => return Some(held),
-            Err(TryLockError::Poisoned(e)) => return Some(e.into_inner()),
-            Err(TryLockError::WouldBlock) => std::thread::yield_now(),
-        }
-    }
-    None
+    try_lock_yielding(&WRITE_LOCKED, tries(1000))
 }
 
 #[cfg(test)]
