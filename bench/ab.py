@@ -7,7 +7,10 @@ SQLite and every build once, in a rotating order, with bench.py's writer (one da
 200-byte row per autocommit INSERT, uploading to the bench's local S3 server every second).
 Per commit it prints the wall time and the committing thread's CPU time (steadier than wall
 time on a shared machine), then medians, spreads and each build's ratio to plain SQLite
-(median of the per-round ratios: a round's runs share the machine's state). Stdlib only.
+(median of the per-round ratios: a round's runs share the machine's state). Every round also runs
+plain SQLite in a writer with one idle native thread (`plain-thread`): once a process has a
+second thread, glibc's mutexes and the kernel's file lookups take their atomic paths, which
+every build (with its threads) pays. Stdlib only.
 """
 import argparse, json, os, statistics, sys
 
@@ -32,15 +35,17 @@ def main():
     a.server = os.path.abspath(a.server)
     a.so, a.quick, a.settle = next(iter(builds.values())), True, 0.5
     b = bench.Bench(a)
-    variants = ["plain"] + list(builds)
+    # plain-thread: plain SQLite with one idle native thread in the writer, the floor of any
+    # build (each has threads of its own).
+    variants = ["plain", "plain-thread"] + list(builds)
     runs = {v: [] for v in variants}
     try:
         for r in range(a.rounds):
             order = variants[r % len(variants):] + variants[:r % len(variants)]
             for v in order:
-                if v != "plain":
+                if v in builds:
                     b.args.so = builds[v]
-                res = b.run("plain" if v == "plain" else "libreplica", "autocommit", n=a.n)
+                res = b.run(v if v not in builds else "libreplica", "autocommit", n=a.n)
                 cpu = res["thread_cpu_s"]
                 row = {"wall_ns": 1e9 / res["tps"], "commit_cpu_ns": res["commit_thread_cpu_ns"],
                        "capture_thread_ns": cpu.get("replica-capture", 0.0) * 1e9 / a.n,
@@ -61,15 +66,16 @@ def summary(runs, rounds):
     def spread(xs):
         return f"{statistics.median(xs):7.0f} ({min(xs):.0f}-{max(xs):.0f})"
     print(f"\nper commit, median (min-max) of {rounds} rounds:")
-    print(f"{'':12s} {'wall ns':>22s} {'commit thread CPU ns':>22s} {'ratio to plain (tx/s)':>24s}")
+    def ratio(base, rs):
+        ratios = [p["wall_ns"] / x["wall_ns"] for p, x in zip(runs[base], rs)]
+        return f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})"
+    print(f"{'':12s} {'wall ns':>22s} {'commit thread CPU ns':>22s} {'ratio to plain (tx/s)':>24s} {'to plain-thread':>24s}")
     for v, rs in runs.items():
         wall = [x["wall_ns"] for x in rs]
         cpu = [x["commit_cpu_ns"] for x in rs]
-        ratios = [p["wall_ns"] / x["wall_ns"] for p, x in zip(runs["plain"], rs)]
-        ratio = f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})"
-        print(f"{v:12s} {spread(wall):>22s} {spread(cpu):>22s} {ratio:>24s}")
+        print(f"{v:12s} {spread(wall):>22s} {spread(cpu):>22s} {ratio('plain', rs):>24s} {ratio('plain-thread', rs):>24s}")
     # Paired by round (a round's runs share the machine's state): the steadier comparison.
-    builds = [v for v in runs if v != "plain"]
+    builds = [v for v in runs if v not in ("plain", "plain-thread")]
     for v in builds[1:]:
         for key in ("commit_cpu_ns", "wall_ns"):
             d = [x[key] - y[key] for x, y in zip(runs[v], runs[builds[0]])]

@@ -7,7 +7,9 @@ SigV4 checked, requests counted by billing class, completed object writes logged
 completion time). Each measurement is its own writer process (the extension's VFS is
 process-global); variants are interleaved (A B C A B C ...) so machine noise hits all alike.
 
-Variants: `plain` (no replication), `libreplica` (default sync interval 1 s), `libreplica-10ms`
+Variants: `plain` (no replication), `plain-thread` (no replication, one idle native thread in the
+writer process: what any design with a thread of its own costs a single-threaded writer),
+`libreplica` (default sync interval 1 s), `libreplica-10ms`
 (REPLICA_SYNC_INTERVAL=10ms, the low-latency setting), `libreplica-100ms`, `litestream`
 (`litestream replicate` beside the writer, default settings), `litestream-100ms` (sync-interval
 and monitor-interval 100ms). Requests are compared at equal settings (default with default,
@@ -96,6 +98,12 @@ if cfg["workload"] == "sync":
         mode = c.execute("SELECT replica_sync_mode()").fetchone()[0]
         assert mode == "commit", f"connection {k} is in {mode!r} mode"
         conns.append(c)
+if cfg.get("idle_thread"):
+    # One native thread that only waits (plain-thread): once a process has a second thread,
+    # glibc's mutexes and the kernel's file lookups take their atomic paths on every call.
+    import ctypes
+    libc, tid = ctypes.CDLL(None), ctypes.c_ulong()
+    assert libc.pthread_create(ctypes.byref(tid), None, ctypes.cast(libc.pause, ctypes.c_void_p), None) == 0
 print("ready", flush=True)
 assert sys.stdin.readline().strip() == "go"
 payload = "x" * 200
@@ -629,7 +637,7 @@ class Bench:
         cfg = {"load": load, "so": self.args.so, "dbs": dbs, "workload": workload, "n": n, "mb": mb,
                "rate": rate, "window": window, "steps": steps, "commits_out": os.path.join(rundir, "commits.json"),
                "committers": committers, "sync_timeout_ms": 10000, "day_s": day["s"], "day_rate": day["rate"],
-               "day_rows": day["rows"], "seed": day["seed"],
+               "day_rows": day["rows"], "seed": day["seed"], "idle_thread": variant == "plain-thread",
                # Under a budget the first snapshot waits for it like everything else.
                "initial_sync": not budget}
         offset = self.server.log_size()
@@ -812,7 +820,7 @@ def log(msg):
 
 
 def w1_throughput(b, a):
-    variants = ["plain", "libreplica", "litestream"]
+    variants = ["plain", "plain-thread", "libreplica", "litestream"]
     loads = [("autocommit", {"n": n}) for n in (a.n_small, a.n_large) if n] + [("bulk", {"mb": a.bulk_mb})]
     runs, wal_hwm, capture = {}, {}, {}
     for r in range(a.rounds):
@@ -833,6 +841,8 @@ def w1_throughput(b, a):
         target = 0.97 if name.startswith("autocommit") else 0.95
         row = {"unit": unit, "median": med, "runs": by, "target_ratio": target,
                "ratio": {v: med[v] / med["plain"] for v in variants if v != "plain"},
+               # Against the same writer with one idle thread: the floor of a design with threads.
+               "ratio_to_threaded": med["libreplica"] / med["plain-thread"],
                "wal_hwm_mib": {v: max(x) for v, x in wal_hwm[name].items()},
                "capture": summarize_capture(capture.get(name, []))}
         out[name] = row
@@ -843,6 +853,8 @@ def w1_throughput(b, a):
         wh = row["wal_hwm_mib"]
         log(f"{name}: plain {med['plain']:.0f} {unit}, libreplica {med['libreplica']:.0f} ({row['ratio']['libreplica']:.3f}x), "
             f"litestream {med['litestream']:.0f} ({row['ratio']['litestream']:.3f}x)  target libreplica >= {target}x; "
+            f"plain with one idle thread {med['plain-thread']:.0f} ({row['ratio']['plain-thread']:.3f}x), libreplica "
+            f"{row['ratio_to_threaded']:.3f}x of it; "
             f"WAL high-water (max over rounds) plain {wh['plain']:.1f}, libreplica {wh['libreplica']:.1f}, litestream {wh['litestream']:.1f} MiB")
         if row["ratio"]["libreplica"] < target:
             b.missed.append(f"throughput {name}: libreplica {row['ratio']['libreplica']:.3f}x plain < {target}x")
@@ -1247,8 +1259,8 @@ def markdown(res):
     out = [f"Run {res['date']} at {res['git']} ({'quick' if res['args']['quick'] else 'full'} mode, {res['elapsed_s'] / 60:.1f} min) on {res['machine']['summary']}; "
            f"Litestream {res['litestream_version']}."]
     if tp:
-        out += ["", "| workload | plain SQLite | libreplica | Litestream | target | WAL high-water, MiB: plain / libreplica / Litestream |",
-                "| --- | --- | --- | --- | --- | --- |"]
+        out += ["", "| workload | plain SQLite | plain, one idle thread | libreplica | libreplica / threaded plain | Litestream | target | WAL high-water, MiB: plain / libreplica / Litestream |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, row in tp.items():
         m, r, u = row["median"], row["ratio"], row["unit"]
         wh = row.get("wal_hwm_mib")
@@ -1256,7 +1268,10 @@ def markdown(res):
         runs = row.get("runs", {})
         spread = "" if not runs.get("libreplica") else (
             " (rounds " + ", ".join(f"{x / p:.2f}" for x, p in zip(runs["libreplica"], runs["plain"])) + ")")
-        out.append(f"| {name} | {m['plain']:.0f} {u} | {m['libreplica']:.0f} ({r['libreplica']:.2f}×{spread}) | {m['litestream']:.0f} ({r['litestream']:.2f}×) | ≥ {row['target_ratio']}× | {wal} |")
+        threaded = f"{m['plain-thread']:.0f} ({r['plain-thread']:.2f}×)" if "plain-thread" in m else "–"
+        to_threaded = f"{row['ratio_to_threaded']:.2f}×" if "ratio_to_threaded" in row else "–"
+        out.append(f"| {name} | {m['plain']:.0f} {u} | {threaded} | {m['libreplica']:.0f} ({r['libreplica']:.2f}×{spread}) | {to_threaded} | "
+                   f"{m['litestream']:.0f} ({r['litestream']:.2f}×) | ≥ {row['target_ratio']}× | {wal} |")
     caps = [(name, row["capture"]) for name, row in tp.items() if row.get("capture")]
     if caps:
         out += ["", "Capture in the libreplica runs (median per run; p99 the largest over rounds): what a WAL restart or truncation waited for (the commits still queued for capture, and the spool on disk), and the CPU share of the process's threads:", "",

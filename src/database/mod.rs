@@ -5,15 +5,18 @@
 //!
 //! One concern per file: `progress` (what an uploader publishes and counts), `destination`
 //! (one destination's view of the database, as its uploader and status use it), `outside`
-//! (requests made to a replica outside its uploader).
+//! (requests made to a replica outside its uploader), `write_lock` (what the WAL write lock
+//! found, while a connection of this process holds it).
 
 mod destination;
 mod outside;
 mod progress;
+mod write_lock;
 
 pub use destination::Dest;
 pub use outside::{note_outside_requests, take_outside_requests};
 pub use progress::{CaptureCounters, Counters, JournalMode, Progress, UploaderState};
+pub use write_lock::{forget_write_locks, write_lock_note, WriteLockNote};
 
 use crate::base::lock::lock;
 use crate::base::padded::Padded;
@@ -106,6 +109,8 @@ pub struct Database {
     /// Writes to the WAL by this process under way (between the VFS call and the end of
     /// its capture): a poll for other processes' commits waits for them to finish.
     pub wal_writes_in_flight: Padded<AtomicU32>,
+    /// What the WAL write lock found while a connection of this process holds it.
+    pub write_lock: Arc<WriteLockNote>,
     /// Whether `capture.queued` holds commits (set and cleared under that lock), so the
     /// capture thread can tell without taking it.
     pub capture_queued: Padded<AtomicBool>,
@@ -211,6 +216,7 @@ impl Database {
             progress_changed: Condvar::new(),
             captured_txns: Padded(AtomicU64::new(0)),
             wal_writes_in_flight: Padded(AtomicU32::new(0)),
+            write_lock: write_lock_note(path),
             capture_queued: Padded(AtomicBool::new(false)),
             capture_deferred: AtomicBool::new(false),
             open_handles: AtomicU32::new(0),

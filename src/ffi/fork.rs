@@ -130,12 +130,12 @@ fn release_after_fork() {
 /// leaves the parent's in-memory state, threads and connections alone, lets go of what
 /// [`fork_prepare`] took, and gives up its share of the parent's spool locks, which would
 /// otherwise stay locked for as long as the child outlives the parent. Only atomics,
-/// thread-local cells, unlocking and `open`/`dup3`/`close`.
+/// thread-local cells, one try of a lock, unlocking and `open`/`dup3`/`close`.
 unsafe extern "C" fn fork_child() {
     // No guard(): catch_unwind is not async-signal-safe, and none of this can panic.
     crate::database::on_fork_child();
     release_after_fork();
-    crate::shim::forget_this_threads_write_lock();
+    crate::database::forget_write_locks();
     // Opened here rather than kept: a descriptor number kept from the load may name
     // something else by now in a process that closed and reused its descriptors.
     // SAFETY: a NUL-terminated literal path and plain flags.

@@ -617,7 +617,7 @@ pub(crate) fn wal_index_state_of_file(
 
 /// The index state at the start of a mapped region 0, read as SQLite's readers do (copy,
 /// compare the two header copies, again while a writer is updating them).
-fn read_index_region(region: *mut c_void) -> Option<crate::wal::WalIndexState> {
+pub(super) fn read_index_region(region: *mut c_void) -> Option<crate::wal::WalIndexState> {
     for _ in 0..1000 {
         let mut prefix = [0u8; crate::wal::WAL_INDEX_STATE_SIZE];
         // SAFETY: region 0 is at least 32 KiB and starts with the two header copies and

@@ -111,7 +111,7 @@ fn stream(
     upto: u32,
     append: bool,
 ) -> Result<(FrameChain, bool), Error> {
-    let upto = upto.min(published_end(&db.path, header.salts()));
+    let upto = upto.min(published_end(&db.path, &db.write_lock, header.salts()));
     let mut assembler = wal::TxnAssembler::new(header.page_size);
     let mut buf = vec![0u8; FRAME_HEADER_SIZE + header.page_size as usize];
     let mut resume = chain.clone();

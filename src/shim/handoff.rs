@@ -7,16 +7,20 @@
 use super::standby::replicated_elsewhere;
 use super::wal_file::{db_path_of, header_on_disk, published_end};
 use crate::base::io::ReadAt;
+use crate::database::WriteLockNote;
 use crate::handoff::{HandedTxn, Handoff, NextLog};
 use crate::wal::{
     self, FrameChain, WalHeader, WalIndexState, WalPosition, FRAME_HEADER_SIZE, WAL_HEADER_SIZE,
 };
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Watches the `-wal` of a database another process replicates, for the moment this
 /// process restarts or truncates the log: it hands the log's commits over first.
 pub struct HandoffObserver {
     db_path: PathBuf,
+    /// What this process's write lock found (this process restarts the log under it).
+    write_lock: Arc<WriteLockNote>,
     spool_dir: PathBuf,
     name: String,
 }
@@ -25,6 +29,7 @@ pub struct HandoffObserver {
 pub fn on_open_wal_elsewhere(wal_path: &str) -> Option<HandoffObserver> {
     let db_path = db_path_of(wal_path)?;
     replicated_elsewhere(&db_path).then(|| HandoffObserver {
+        write_lock: crate::database::write_lock_note(&db_path),
         spool_dir: crate::spool::Spool::dir_for(&db_path),
         name: db_path
             .file_name()
@@ -51,7 +56,7 @@ impl HandoffObserver {
         }
         let next = next_salts.map_or(NextLog::Gone, NextLog::Restart);
         // Only what SQLite published: frames a killed writer left past it are no commit.
-        let upto = published_end(&self.db_path, old.salts());
+        let upto = published_end(&self.db_path, &self.write_lock, old.salts());
         let txns = committed_txns(&old, file, upto);
         write_hand_off(&self.spool_dir, &self.name, &old, txns, next);
     }

@@ -48,5 +48,5 @@ pub use refused::{
     refused_databases, refused_reason, NotReplicated, ReadOnlyOpen, RefusedDatabase,
 };
 pub use standby::{replicated_elsewhere, standby_databases, take_over_standbys};
-pub use wal_file::{forget_this_threads_write_lock, note_write_lock, set_index_reader};
+pub use wal_file::set_index_reader;
 pub use wal_observer::{before_delete, on_open_wal, WalObserver};

@@ -359,11 +359,13 @@ fn read_and_verify(
     if scratch.frames.capacity() > BATCH_BYTES {
         scratch.frames = Vec::new();
     }
-    scratch
-        .frames
-        .resize((last_frame - first + 1) as usize * frame_size, 0);
+    // Zeroed only where it grows: each batch reads over the part it needs.
+    let need = (last_frame - first + 1) as usize * frame_size;
+    if scratch.frames.len() < need {
+        scratch.frames.resize(need, 0);
+    }
     let off = wal::frame_offset(header.page_size, first);
-    if !matches!(file.read_at(off, &mut scratch.frames), Ok(n) if n == scratch.frames.len()) {
+    if !matches!(file.read_at(off, &mut scratch.frames[..need]), Ok(n) if n == need) {
         return 0;
     }
     let mut trial = start.clone();

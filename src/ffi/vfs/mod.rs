@@ -9,13 +9,14 @@ mod install;
 use super::{guard, sys};
 use crate::base::io::ReadAt;
 use crate::base::lock::lock;
+use crate::database::WriteLockNote;
 use crate::shim::{self, DbObserver, HandoffObserver, WalObserver};
 use install::base_vfs;
 use std::alloc::Layout;
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::mem::size_of;
 use std::ptr::null_mut;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Installs the replica VFS (see `install`).
 pub(crate) fn register(make_default: bool) -> Result<(), crate::error::Error> {
@@ -40,10 +41,12 @@ struct ReplicaFile {
     /// Set on the `-wal` of a database another process replicates: it hands the log's
     /// commits over before this process restarts or truncates it.
     handoff: *mut HandoffObserver,
-    /// Set on the main file of a database replicated here or elsewhere: its path, under
-    /// which the WAL index is noted while this file holds the write lock (see
-    /// `shim::note_write_lock`).
-    noted: *mut std::path::PathBuf,
+    /// Set on the main file of a database replicated here or elsewhere: where the WAL index
+    /// is noted while this file holds the write lock (see `database::WriteLockNote`).
+    noted: *mut Arc<WriteLockNote>,
+    /// Region 0 of the WAL index as SQLite mapped it for this file (null until mapped, and
+    /// again once unmapped): the write lock's note reads it without mapping it again.
+    index_region: *mut c_void,
     /// The main file of a follower's copy (opened read-only for the application).
     followed: bool,
 }
@@ -122,6 +125,7 @@ unsafe extern "C" fn x_open(
         f.db_observer = null_mut();
         f.handoff = null_mut();
         f.noted = null_mut();
+        f.index_region = null_mut();
         f.followed = false;
         let mut followed = false;
         if flags & sys::SQLITE_OPEN_MAIN_DB != 0 && !z_name.is_null() {
@@ -312,7 +316,7 @@ fn observe(
         }
         let path = std::path::PathBuf::from(&name);
         if !f.db_observer.is_null() || shim::replicated_elsewhere(&path) {
-            f.noted = Box::into_raw(Box::new(path));
+            f.noted = Box::into_raw(Box::new(crate::database::write_lock_note(&path)));
         }
     } else if flags & sys::SQLITE_OPEN_WAL != 0 {
         if let Some(obs) = shim::on_open_wal(&name, &mut RealReader(f.real)) {
@@ -582,7 +586,49 @@ fn name_the_vfs(out: *mut *mut c_char) {
         *out = buf as *mut c_char;
     }
 }
-forward!(x_shm_map, xShmMap, sys::SQLITE_IOERR_SHMMAP, (pg: c_int, pgsz: c_int, extend: c_int, pp: *mut *mut c_void));
+unsafe extern "C" fn x_shm_map(
+    p: *mut sys::sqlite3_file,
+    pg: c_int,
+    pgsz: c_int,
+    extend: c_int,
+    pp: *mut *mut c_void,
+) -> c_int {
+    guard(sys::SQLITE_IOERR_SHMMAP, || {
+        let f = file(p);
+        let Some(map) = real_methods(f).xShmMap else {
+            return sys::SQLITE_IOERR_SHMMAP;
+        };
+        // SAFETY: forwarding SQLite's arguments unchanged to the real file.
+        let rc = unsafe { map(f.real, pg, pgsz, extend, pp) };
+        if rc == sys::SQLITE_OK && pg == 0 && !pp.is_null() {
+            // SAFETY: SQLite's out-pointer, just written by the base VFS. Region 0 stays
+            // mapped where it is until this file unmaps the index (`x_shm_unmap`).
+            f.index_region = unsafe { *pp };
+        }
+        rc
+    })
+}
+
+unsafe extern "C" fn x_shm_unmap(p: *mut sys::sqlite3_file, delete: c_int) -> c_int {
+    guard(sys::SQLITE_IOERR, || {
+        let f = file(p);
+        f.index_region = null_mut();
+        match real_methods(f).xShmUnmap {
+            // SAFETY: forwarding SQLite's arguments unchanged to the real file.
+            Some(unmap) => unsafe { unmap(f.real, delete) },
+            None => sys::SQLITE_IOERR,
+        }
+    })
+}
+
+/// The WAL index as this file's SQLite sees it: through the region it mapped, else mapped.
+fn index_state(f: &ReplicaFile) -> Option<crate::wal::WalIndexState> {
+    match f.index_region.is_null() {
+        false => super::sqlite::read_index_region(f.index_region),
+        true => super::sqlite::wal_index_state_of_file(f.real),
+    }
+}
+
 unsafe extern "C" fn x_shm_lock(
     p: *mut sys::sqlite3_file,
     offset: c_int,
@@ -594,18 +640,19 @@ unsafe extern "C" fn x_shm_lock(
         let Some(lock) = real_methods(f).xShmLock else {
             return sys::SQLITE_IOERR_SHMLOCK;
         };
+        // Slot 0 is the WAL write lock: while held, the index header is what is committed.
+        // The note is cleared before the lock goes (the next holder may be noting already).
+        let write_lock = offset == 0 && flags & sys::SQLITE_SHM_EXCLUSIVE != 0;
+        let taking = flags & sys::SQLITE_SHM_LOCK != 0;
+        // SAFETY: the note's box lives until x_close.
+        let note = unsafe { f.noted.as_ref() }.filter(|_| write_lock);
+        if let Some(note) = note.filter(|_| !taking) {
+            note.set(None);
+        }
         // SAFETY: forwarding SQLite's arguments unchanged to the real file.
         let rc = unsafe { lock(f.real, offset, n, flags) };
-        // SAFETY: the path box lives until x_close.
-        if let Some(path) = unsafe { f.noted.as_ref() } {
-            if rc == sys::SQLITE_OK && offset == 0 && flags & sys::SQLITE_SHM_EXCLUSIVE != 0 {
-                // The write lock: while held, the index header is what is committed.
-                let taken = flags & sys::SQLITE_SHM_LOCK != 0;
-                let index = taken
-                    .then(|| super::sqlite::wal_index_state_of_file(f.real))
-                    .flatten();
-                shim::note_write_lock(path, index.map(|i| i.header));
-            }
+        if let Some(note) = note.filter(|_| taking && rc == sys::SQLITE_OK) {
+            note.set(index_state(f).map(|i| ((i.header.salt1, i.header.salt2), i.header.mx_frame)));
         }
         // Slot 0 is the WAL write lock: its release ends a write transaction.
         if rc == sys::SQLITE_OK
@@ -627,7 +674,6 @@ unsafe extern "C" fn x_shm_lock(
         rc
     })
 }
-forward!(x_shm_unmap, xShmUnmap, sys::SQLITE_IOERR, (delete: c_int));
 forward!(x_fetch, xFetch, sys::SQLITE_IOERR, (off: i64, amt: c_int, pp: *mut *mut c_void));
 forward!(x_unfetch, xUnfetch, sys::SQLITE_IOERR, (off: i64, pp: *mut c_void));
 

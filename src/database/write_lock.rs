@@ -1,0 +1,180 @@
+//! What each database's WAL write lock found when a connection of this process took it,
+//! kept while that lock is held. A restart or truncation of the log happens under it, after
+//! SQLite has reset the WAL index for the next log: this is then the only record of how far
+//! the old log was committed.
+//!
+//! It is noted on every write transaction, so noting takes no lock: SQLite's write lock
+//! lets one connection of this process at a time note a database (it notes after taking the
+//! lock and clears before letting it go), and a reader checks a sequence number around its
+//! copy. Only finding a database's note (once per open) goes through the registry's lock.
+
+use crate::base::lock::{tries, try_lock_yielding};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// One database's note; see the module doc.
+#[derive(Default)]
+pub struct WriteLockNote {
+    /// Odd while a note is being written.
+    seq: AtomicU32,
+    /// The noted log's salts (salt1 in the high half).
+    salts: AtomicU64,
+    /// [`HELD`] with the last published frame in the low half; 0 while not held.
+    end: AtomicU64,
+}
+
+/// Set in [`WriteLockNote::end`] while the write lock is held.
+const HELD: u64 = 1 << 32;
+
+/// How many times a reader copies a note that keeps changing before it gives up (a forked
+/// child may inherit a note its parent's thread was writing at the fork).
+const READ_TRIES: u32 = 1000;
+
+fn packed((salt1, salt2): (u32, u32)) -> u64 {
+    (u64::from(salt1) << 32) | u64::from(salt2)
+}
+
+impl WriteLockNote {
+    /// The write lock was taken and the WAL index then said the log with `salts` was
+    /// published up to frame `mx_frame` (`Some`), or the lock is about to be let go (`None`).
+    /// Only the connection holding the write lock calls this.
+    pub fn set(&self, found: Option<((u32, u32), u32)>) {
+        // Odd first (from whatever an interrupted write left, too).
+        let seq = self.seq.load(Ordering::Relaxed) | 1;
+        self.seq.store(seq, Ordering::Relaxed);
+        fence(Ordering::Release);
+        let (salts, end) = match found {
+            Some((salts, mx_frame)) => (packed(salts), HELD | u64::from(mx_frame)),
+            None => (0, 0),
+        };
+        self.salts.store(salts, Ordering::Relaxed);
+        self.end.store(end, Ordering::Relaxed);
+        self.seq.store(seq.wrapping_add(1), Ordering::Release);
+    }
+
+    /// The last frame of the log with `salts` that the held write lock found published;
+    /// `None` while the lock is not held, or was taken on another log.
+    pub fn published_end(&self, salts: (u32, u32)) -> Option<u32> {
+        for _ in 0..READ_TRIES {
+            let before = self.seq.load(Ordering::Acquire);
+            if before & 1 == 0 {
+                let noted_salts = self.salts.load(Ordering::Relaxed);
+                let end = self.end.load(Ordering::Relaxed);
+                fence(Ordering::Acquire);
+                if self.seq.load(Ordering::Relaxed) == before {
+                    let of_log = end & HELD != 0 && noted_salts == packed(salts);
+                    return of_log.then_some(end as u32);
+                }
+            }
+            std::hint::spin_loop();
+        }
+        None
+    }
+}
+
+/// Every database's note, by path; an entry stays once made.
+static NOTES: Mutex<Vec<(PathBuf, Arc<WriteLockNote>)>> = Mutex::new(Vec::new());
+
+/// The note of the database at `db_path`, shared by everyone in this process who opens it.
+/// A note of its own (seen by no one else) when the registry cannot be had: in a forked
+/// child its lock may stay held by a thread of the parent that does not exist there.
+pub fn write_lock_note(db_path: &Path) -> Arc<WriteLockNote> {
+    let Some(mut notes) = try_lock_yielding(&NOTES, tries(1000)) else {
+        return Arc::default();
+    };
+    if let Some((_, note)) = notes.iter().find(|(p, _)| p == db_path) {
+        return note.clone();
+    }
+    let note = Arc::new(WriteLockNote::default());
+    notes.push((db_path.to_path_buf(), note.clone()));
+    note
+}
+
+/// Clears every note (in a forked child: it holds no write lock its parent's threads did).
+/// Atomics only, and one try for the registry: a thread of the parent may have held it.
+pub fn forget_write_locks() {
+    if let Ok(notes) = NOTES.try_lock() {
+        for (_, note) in notes.iter() {
+            note.set(None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_note_answers_for_its_log_while_held() {
+        let note = WriteLockNote::default();
+        assert_eq!(note.published_end((5, 6)), None);
+        note.set(Some(((5, 6), 40)));
+        assert_eq!(note.published_end((5, 6)), Some(40));
+        assert_eq!(note.published_end((6, 5)), None, "another log");
+        note.set(Some(((5, 6), 0)));
+        assert_eq!(
+            note.published_end((5, 6)),
+            Some(0),
+            "an empty log is published to 0"
+        );
+        note.set(None);
+        assert_eq!(note.published_end((5, 6)), None);
+    }
+
+    #[test]
+    fn everyone_opening_a_path_shares_its_note_and_a_fork_forgets_them() {
+        let a = write_lock_note(Path::new("/nonexistent/write-lock-a.db"));
+        let again = write_lock_note(Path::new("/nonexistent/write-lock-a.db"));
+        let b = write_lock_note(Path::new("/nonexistent/write-lock-b.db"));
+        a.set(Some(((1, 2), 7)));
+        assert_eq!(again.published_end((1, 2)), Some(7));
+        assert_eq!(b.published_end((1, 2)), None);
+        forget_write_locks();
+        assert_eq!(again.published_end((1, 2)), None);
+    }
+
+    /// Noting takes no lock: it goes on while the registry is held (by a thread that is not
+    /// there, in a forked child), and a note left half-written is written over by the next.
+    #[test]
+    fn noting_needs_no_lock_and_a_torn_note_answers_nothing_until_noted_again() {
+        let note = write_lock_note(Path::new("/nonexistent/write-lock-c.db"));
+        let held = NOTES.lock().unwrap();
+        note.set(Some(((3, 4), 9)));
+        assert_eq!(note.published_end((3, 4)), Some(9));
+        drop(held);
+        note.seq.fetch_or(1, Ordering::Relaxed); // a write cut short by a fork
+        assert_eq!(note.published_end((3, 4)), None);
+        note.set(Some(((3, 4), 11)));
+        assert_eq!(note.published_end((3, 4)), Some(11));
+    }
+
+    /// A reader never takes one note's salts with another's frame.
+    #[test]
+    fn a_reader_never_mixes_two_notes() {
+        let note = Arc::new(WriteLockNote::default());
+        let writer = {
+            let note = note.clone();
+            std::thread::spawn(move || {
+                for i in 0..1_000_000u32 {
+                    match i % 3 {
+                        0 => note.set(Some(((1, 1), 100))),
+                        1 => note.set(Some(((2, 2), 200))),
+                        _ => note.set(None),
+                    }
+                }
+            })
+        };
+        let mut seen = 0;
+        while !writer.is_finished() {
+            for (salts, end) in [((1, 1), 100), ((2, 2), 200)] {
+                if let Some(found) = note.published_end(salts) {
+                    assert_eq!(found, end, "the frame of another note");
+                    seen += 1;
+                }
+            }
+        }
+        writer.join().unwrap();
+        assert!(seen > 0 || note.published_end((1, 1)).is_none());
+    }
+}
