@@ -50,10 +50,11 @@ def main():
                 row = {"wall_ns": 1e9 / res["tps"], "commit_cpu_ns": res["commit_thread_cpu_ns"],
                        "capture_thread_ns": cpu.get("replica-capture", 0.0) * 1e9 / a.n,
                        "spool_thread_ns": cpu.get("replica-spool", 0.0) * 1e9 / a.n,
-                       "uploader_ns": cpu.get("replica-uploade", 0.0) * 1e9 / a.n}
+                       "uploader_ns": cpu.get("replica-uploade", 0.0) * 1e9 / a.n,
+                       "server_ns": res["server_cpu_s"] * 1e9 / a.n}
                 runs[v].append(row)
                 bench.log(f"  round {r + 1} {v:12s} wall {row['wall_ns']:7.0f} ns/commit  commit thread CPU "
-                          f"{row['commit_cpu_ns']:7.0f}  capture thread {row['capture_thread_ns']:5.0f}  spool thread {row['spool_thread_ns']:5.0f}  uploader {row['uploader_ns']:5.0f}")
+                          f"{row['commit_cpu_ns']:7.0f}  capture thread {row['capture_thread_ns']:5.0f}  spool thread {row['spool_thread_ns']:5.0f}  uploader {row['uploader_ns']:5.0f}  S3 server {row['server_ns']:5.0f}")
     finally:
         b.close()
     summary(runs, a.rounds)

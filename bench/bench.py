@@ -670,6 +670,9 @@ class Bench:
                 time.sleep(settle)
             before = self.server.stats()
             w0, l0 = proc_stats(writer.pid), ls and proc_stats(ls.pid)
+            # The local S3 server shares the machine's cores with the writer (a remote bucket
+            # would not): its CPU during the window is reported beside the figures.
+            sv0 = proc_stats(self.server.proc.pid)
             t0 = thread_cpu(writer.pid)
             if around:
                 around[0]()
@@ -686,6 +689,7 @@ class Bench:
             if around:
                 around[1]()
             w1, l1 = proc_stats(writer.pid), ls and proc_stats(ls.pid)
+            res["server_cpu_s"] = proc_stats(self.server.proc.pid)["cpu_s"] - sv0["cpu_s"]
             t1 = thread_cpu(writer.pid)
             res["thread_cpu_s"] = {k: v - t0.get(k, 0.0) for k, v in t1.items()}
             after = self.server.stats()
@@ -822,7 +826,7 @@ def log(msg):
 def w1_throughput(b, a):
     variants = ["plain", "plain-thread", "libreplica", "litestream"]
     loads = [("autocommit", {"n": n}) for n in (a.n_small, a.n_large) if n] + [("bulk", {"mb": a.bulk_mb})]
-    runs, wal_hwm, capture = {}, {}, {}
+    runs, wal_hwm, capture, server_cpu = {}, {}, {}, {}
     for r in range(a.rounds):
         for work, kw in loads:
             name = f"{work}-{kw['n']}" if work == "autocommit" else f"bulk-{kw['mb']}MiB"
@@ -831,6 +835,7 @@ def w1_throughput(b, a):
                 key = "tps" if work == "autocommit" else "mb_s"
                 runs.setdefault(name, {}).setdefault(v, []).append(res[key])
                 wal_hwm.setdefault(name, {}).setdefault(v, []).append(res["wal_hwm_mib"])
+                server_cpu.setdefault(name, {}).setdefault(v, []).append(res["server_cpu_s"])
                 if v == "libreplica":
                     capture.setdefault(name, []).append(capture_figures(res))
                 log(f"  round {r + 1} {name:18s} {v:11s} {res[key]:10.1f} {'tx/s' if key == 'tps' else 'MB/s'}  WAL high-water {res['wal_hwm_mib']:.1f} MiB")
@@ -844,6 +849,7 @@ def w1_throughput(b, a):
                # Against the same writer with one idle thread: the floor of a design with threads.
                "ratio_to_threaded": med["libreplica"] / med["plain-thread"],
                "wal_hwm_mib": {v: max(x) for v, x in wal_hwm[name].items()},
+               "server_cpu_s": {v: statistics.median(x) for v, x in server_cpu[name].items()},
                "capture": summarize_capture(capture.get(name, []))}
         out[name] = row
         c = row["capture"]
@@ -856,6 +862,8 @@ def w1_throughput(b, a):
             f"plain with one idle thread {med['plain-thread']:.0f} ({row['ratio']['plain-thread']:.3f}x), libreplica "
             f"{row['ratio_to_threaded']:.3f}x of it; "
             f"WAL high-water (max over rounds) plain {wh['plain']:.1f}, libreplica {wh['libreplica']:.1f}, litestream {wh['litestream']:.1f} MiB")
+        sc = row["server_cpu_s"]
+        log(f"{name}: the local S3 server's CPU in the window (median) libreplica {sc['libreplica']:.3f} s, litestream {sc['litestream']:.3f} s")
         if row["ratio"]["libreplica"] < target:
             b.missed.append(f"throughput {name}: libreplica {row['ratio']['libreplica']:.3f}x plain < {target}x")
     return out
@@ -1279,6 +1287,11 @@ def markdown(res):
         for name, c in caps:
             out.append(f"| {name} | {c['restart_waits']:.0f} | {c['restart_wait_p50_us']:.0f} / {c['restart_wait_p99_us']:.0f} | "
                        f"{c.get('capture_thread_share', 0.0):.1%} | {c['spool_thread_share']:.1%} | {c['uploader_thread_share']:.1%} |")
+    served = [(name, row["server_cpu_s"]) for name, row in tp.items() if row.get("server_cpu_s")]
+    if served:
+        out += ["", "The local S3 server shares the 2 cores with the writer (a remote bucket would not); its CPU "
+                "time during each measured window (median per run): " + "; ".join(
+                    f"{name}: libreplica {sc['libreplica']:.2f} s, Litestream {sc['litestream']:.2f} s" for name, sc in served) + "."]
     if lr:
         out += ["", "| rate | variant | lag p50 / p99 / max (ms) | PUT / GET / LIST per min | R2, 4 dbs, $/month |", "| --- | --- | --- | --- | --- |"]
     for rate, by in lr.items():
@@ -1379,7 +1392,7 @@ def main():
         f"S3 server {b.server.endpoint}; seed {a.seed} (--seed to replay)")
     try:
         if "1" in only:
-            log("== 1. commit throughput (interleaved plain / libreplica / litestream)")
+            log("== 1. commit throughput (interleaved plain / plain-thread / libreplica / litestream)")
             res["throughput"] = w1_throughput(b, a)
         if "2" in only or "3" in only:
             log(f"== 2+3. replication lag and requests ({a.window} s per rate and variant)")

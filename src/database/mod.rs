@@ -16,7 +16,9 @@ mod write_lock;
 pub use destination::Dest;
 pub use outside::{note_outside_requests, take_outside_requests};
 pub use progress::{CaptureCounters, Counters, JournalMode, Progress, UploaderState};
-pub use write_lock::{forget_write_locks, write_lock_note, WriteLockNote};
+pub use write_lock::{
+    hold_notes_for_fork, release_notes_after_fork, write_lock_note, WriteLockNote,
+};
 
 use crate::base::lock::lock;
 use crate::base::padded::Padded;

@@ -6,12 +6,15 @@
 //! It is noted on every write transaction, so noting takes no lock: SQLite's write lock
 //! lets one connection of this process at a time note a database (it notes after taking the
 //! lock and clears before letting it go), and a reader checks a sequence number around its
-//! copy. Only finding a database's note (once per open) goes through the registry's lock.
+//! copy. Only finding a database's note (once per open) goes through the registry's lock,
+//! which the forking thread holds across a fork (see `ffi::fork`).
 
-use crate::base::lock::{tries, try_lock_yielding};
+use crate::base::lock::{lock, tries, try_lock_yielding};
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// One database's note; see the module doc.
 #[derive(Default)]
@@ -74,13 +77,38 @@ impl WriteLockNote {
 }
 
 /// Every database's note, by path; an entry stays once made.
-static NOTES: Mutex<Vec<(PathBuf, Arc<WriteLockNote>)>> = Mutex::new(Vec::new());
+type Notes = Vec<(PathBuf, Arc<WriteLockNote>)>;
+
+static NOTES: Mutex<Notes> = Mutex::new(Vec::new());
+
+/// Set in a forked child whose forking thread could not hold [`NOTES`] across the fork: a
+/// thread of the parent that does not exist here may hold it for ever.
+static NOTES_MAY_BE_ORPHANED: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// [`NOTES`], held by the forking thread from just before a fork to just after it.
+    static HELD_FOR_FORK: RefCell<Option<MutexGuard<'static, Notes>>> =
+        const { RefCell::new(None) };
+}
 
 /// The note of the database at `db_path`, shared by everyone in this process who opens it.
-/// A note of its own (seen by no one else) when the registry cannot be had: in a forked
-/// child its lock may stay held by a thread of the parent that does not exist there.
 pub fn write_lock_note(db_path: &Path) -> Arc<WriteLockNote> {
-    let Some(mut notes) = try_lock_yielding(&NOTES, tries(1000)) else {
+    note_in(
+        &NOTES,
+        NOTES_MAY_BE_ORPHANED.load(Ordering::Relaxed),
+        db_path,
+    )
+}
+
+/// [`write_lock_note`] in `registry`. Where its lock may be orphaned (see
+/// [`NOTES_MAY_BE_ORPHANED`]) and is held, a note of its own, seen by no one else: then the
+/// index on disk alone says how far a log was published.
+fn note_in(registry: &Mutex<Notes>, may_be_orphaned: bool, db_path: &Path) -> Arc<WriteLockNote> {
+    let held = match may_be_orphaned {
+        true => try_lock_yielding(registry, tries(1)),
+        false => Some(lock(registry)),
+    };
+    let Some(mut notes) = held else {
         return Arc::default();
     };
     if let Some((_, note)) = notes.iter().find(|(p, _)| p == db_path) {
@@ -91,13 +119,32 @@ pub fn write_lock_note(db_path: &Path) -> Arc<WriteLockNote> {
     note
 }
 
-/// Clears every note (in a forked child: it holds no write lock its parent's threads did).
-/// Atomics only, and one try for the registry: a thread of the parent may have held it.
-pub fn forget_write_locks() {
-    if let Ok(notes) = NOTES.try_lock() {
-        for (_, note) in notes.iter() {
-            note.set(None);
+/// Just before a fork, on the thread that forks (after the database registry, which is
+/// held while a database opens and finds its note): takes the notes' lock, trying for at
+/// most `wait` as the registry does.
+pub fn hold_notes_for_fork(wait: Duration) {
+    let started = Instant::now();
+    let held = try_lock_yielding(&NOTES, || started.elapsed() < wait);
+    HELD_FOR_FORK.with(|h| *h.borrow_mut() = held);
+}
+
+/// Just after a fork, in the parent and in the child: lets the notes' lock go. The child
+/// first clears every note: it holds no write lock its parent's threads did.
+pub fn release_notes_after_fork(in_child: bool) {
+    HELD_FOR_FORK.with(|h| {
+        let held = h.borrow_mut().take();
+        if in_child {
+            match &held {
+                Some(notes) => clear(notes),
+                None => NOTES_MAY_BE_ORPHANED.store(true, Ordering::Relaxed),
+            }
         }
+    });
+}
+
+fn clear(notes: &Notes) {
+    for (_, note) in notes {
+        note.set(None);
     }
 }
 
@@ -123,27 +170,42 @@ mod tests {
     }
 
     #[test]
-    fn everyone_opening_a_path_shares_its_note_and_a_fork_forgets_them() {
-        let a = write_lock_note(Path::new("/nonexistent/write-lock-a.db"));
-        let again = write_lock_note(Path::new("/nonexistent/write-lock-a.db"));
-        let b = write_lock_note(Path::new("/nonexistent/write-lock-b.db"));
+    fn everyone_opening_a_path_shares_its_note_and_a_forked_child_clears_them() {
+        let registry = Mutex::new(Notes::new());
+        let a = note_in(&registry, false, Path::new("/data/a.db"));
+        let again = note_in(&registry, false, Path::new("//data/a.db"));
+        let b = note_in(&registry, false, Path::new("/data/b.db"));
         a.set(Some(((1, 2), 7)));
         assert_eq!(again.published_end((1, 2)), Some(7));
         assert_eq!(b.published_end((1, 2)), None);
-        forget_write_locks();
+        clear(&lock(&registry));
         assert_eq!(again.published_end((1, 2)), None);
     }
 
-    /// Noting takes no lock: it goes on while the registry is held (by a thread that is not
-    /// there, in a forked child), and a note left half-written is written over by the next.
+    /// In a forked child whose registry a thread of the parent held, opening does not
+    /// wait: it gets a note of its own (and one it can share once the lock is free).
     #[test]
-    fn noting_needs_no_lock_and_a_torn_note_answers_nothing_until_noted_again() {
-        let note = write_lock_note(Path::new("/nonexistent/write-lock-c.db"));
-        let held = NOTES.lock().unwrap();
-        note.set(Some(((3, 4), 9)));
-        assert_eq!(note.published_end((3, 4)), Some(9));
+    fn an_orphaned_registry_gives_a_note_of_its_own_without_waiting() {
+        let registry = Mutex::new(Notes::new());
+        let shared = note_in(&registry, true, Path::new("/data/c.db"));
+        let held = lock(&registry);
+        let own = note_in(&registry, true, Path::new("/data/c.db"));
         drop(held);
-        note.seq.fetch_or(1, Ordering::Relaxed); // a write cut short by a fork
+        shared.set(Some(((3, 4), 9)));
+        assert_eq!(own.published_end((3, 4)), None);
+        assert_eq!(
+            note_in(&registry, true, Path::new("/data/c.db")).published_end((3, 4)),
+            Some(9)
+        );
+    }
+
+    /// Noting takes no lock, and a note left half-written (by a parent's thread, in a
+    /// forked child) answers nothing until it is noted again.
+    #[test]
+    fn a_torn_note_answers_nothing_until_noted_again() {
+        let note = WriteLockNote::default();
+        note.set(Some(((3, 4), 9)));
+        note.seq.fetch_or(1, Ordering::Relaxed);
         assert_eq!(note.published_end((3, 4)), None);
         note.set(Some(((3, 4), 11)));
         assert_eq!(note.published_end((3, 4)), Some(11));
@@ -153,9 +215,11 @@ mod tests {
     #[test]
     fn a_reader_never_mixes_two_notes() {
         let note = Arc::new(WriteLockNote::default());
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
         let writer = {
             let note = note.clone();
             std::thread::spawn(move || {
+                started_tx.send(()).unwrap();
                 for i in 0..1_000_000u32 {
                     match i % 3 {
                         0 => note.set(Some(((1, 1), 100))),
@@ -165,16 +229,23 @@ mod tests {
                 }
             })
         };
-        let mut seen = 0;
-        while !writer.is_finished() {
+        started_rx.recv().unwrap();
+        loop {
+            let done = writer.is_finished();
             for (salts, end) in [((1, 1), 100), ((2, 2), 200)] {
                 if let Some(found) = note.published_end(salts) {
                     assert_eq!(found, end, "the frame of another note");
-                    seen += 1;
                 }
+            }
+            if done {
+                break;
             }
         }
         writer.join().unwrap();
-        assert!(seen > 0 || note.published_end((1, 1)).is_none());
+        assert_eq!(
+            note.published_end((1, 1)),
+            Some(100),
+            "the last note stands"
+        );
     }
 }

@@ -2,9 +2,11 @@
 //! extension held at that moment stays held in the child for ever. The handlers installed
 //! with `pthread_atfork` mark the child, give up its share of the parent's spool locks, and
 //! hold across the fork the locks the extension's own threads take and a child takes again:
-//! the database registry, and SQLite's static mutexes those threads take when they open a
-//! file through the base VFS or allocate (its allocator's, the VFS list's, the unix VFS's),
-//! each one that can be had within a moment (a fork never waits long on one).
+//! the database registry, the registry of write-lock notes (which the child then clears: it
+//! holds no write lock its parent's threads did), and SQLite's static mutexes those threads
+//! take when they open a file through the base VFS or allocate (its allocator's, the VFS
+//! list's, the unix VFS's), each one that can be had within a moment (a fork never waits
+//! long on one).
 
 use libsqlite3_sys as sys;
 use std::cell::Cell;
@@ -108,21 +110,24 @@ fn leave_sqlite_mutexes() {
 
 /// Runs on the thread that forks, just before `fork()`: takes the locks the extension's
 /// other threads take and a child takes again (see the module docs), the registry first
-/// (who holds it may take SQLite's mutexes; SQLite never calls back into the registry).
+/// (who holds it may take SQLite's mutexes and the notes' registry, as a database opens;
+/// SQLite never calls back into either).
 unsafe extern "C" fn fork_prepare() {
     super::guard((), || {
         crate::database::hold_registry_for_fork(FORK_LOCK_WAIT);
+        crate::database::hold_notes_for_fork(FORK_LOCK_WAIT);
         enter_sqlite_mutexes();
     });
 }
 
 /// Runs in the parent just after `fork()`: lets go of what [`fork_prepare`] took.
 unsafe extern "C" fn fork_parent() {
-    super::guard((), release_after_fork);
+    super::guard((), || release_after_fork(false));
 }
 
-fn release_after_fork() {
+fn release_after_fork(in_child: bool) {
     leave_sqlite_mutexes();
+    crate::database::release_notes_after_fork(in_child);
     crate::database::release_registry_after_fork();
 }
 
@@ -130,12 +135,11 @@ fn release_after_fork() {
 /// leaves the parent's in-memory state, threads and connections alone, lets go of what
 /// [`fork_prepare`] took, and gives up its share of the parent's spool locks, which would
 /// otherwise stay locked for as long as the child outlives the parent. Only atomics,
-/// thread-local cells, one try of a lock, unlocking and `open`/`dup3`/`close`.
+/// thread-local cells, unlocking and `open`/`dup3`/`close`.
 unsafe extern "C" fn fork_child() {
     // No guard(): catch_unwind is not async-signal-safe, and none of this can panic.
     crate::database::on_fork_child();
-    release_after_fork();
-    crate::database::forget_write_locks();
+    release_after_fork(true);
     // Opened here rather than kept: a descriptor number kept from the load may name
     // something else by now in a process that closed and reused its descriptors.
     // SAFETY: a NUL-terminated literal path and plain flags.
