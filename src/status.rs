@@ -390,14 +390,15 @@ fn database_row(
 ) -> StatusRow {
     let (db, config) = (&dest.db, dest.config());
     let progress = dest.progress();
-    let pending = dest.pending();
+    // Only what the status shows of them: copying every pending record would hold the
+    // spool's lock for milliseconds under a busy writer.
+    let pending = dest.pending_summary();
     let c = dest.counters().clone();
     let waits = db.capture_counters().restart_waits.clone();
     // The replica misses everything since the oldest pending commit, or since a snapshot
     // became owed, whichever is older.
     let oldest = pending
-        .first()
-        .map(|r| r.captured_at_ms)
+        .map(|(_, captured_at_ms)| captured_at_ms)
         .into_iter()
         .chain(progress.snapshot_owed_since_ms)
         .min();
@@ -406,7 +407,7 @@ fn database_row(
     let month_requests = ledger.map(|l| l.month_in(now_ms));
     // Commits queued for the capture thread are not in the spool yet, nor in the replica.
     let queued = db.capture_queued.load(std::sync::atomic::Ordering::SeqCst);
-    let behind = !pending.is_empty() || queued || progress.needs_snapshot.is_some();
+    let behind = pending.is_some() || queued || progress.needs_snapshot.is_some();
     StatusRow {
         name: db.name.clone(),
         replica: Some(dest.name().to_string()),
@@ -422,7 +423,7 @@ fn database_row(
         uploads: c.uploads as i64,
         upload_errors: c.upload_errors as i64,
         snapshots: c.snapshots as i64,
-        pending_txns: pending.len() as i64,
+        pending_txns: pending.map_or(0, |(n, _)| n) as i64,
         captured_txns: db.captured_txns.load(std::sync::atomic::Ordering::Relaxed) as i64,
         put_requests: c.requests.put as i64,
         get_requests: c.requests.get as i64,

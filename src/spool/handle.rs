@@ -38,6 +38,9 @@ pub(super) struct Inner {
     pub refusing: bool,
 }
 
+/// Records [`Spool::pending_of`] copies per hold of the spool's lock (tens of µs).
+const PENDING_CHUNK: usize = 1024;
+
 /// Where every destination's replicated state ends, with nothing pending: one that shipped
 /// a snapshot may end further than the records (the snapshot held commits capture had not
 /// taken yet), and capture must go on from where the others end, or they would never get
@@ -249,9 +252,25 @@ impl Spool {
         lock(&self.inner).pending.clone()
     }
 
-    /// Records destination `d` has not shipped yet, oldest first.
+    /// Records destination `d` has not shipped yet, oldest first. Copied a chunk per hold
+    /// of the spool's lock: a second of a busy writer's commits is 100 000 records, and
+    /// copying them in one hold kept the capture thread and a restarting commit waiting
+    /// for milliseconds. Records only join at the end; one let go of meanwhile is seen by
+    /// `is_let_go`, as before.
     pub fn pending_of(&self, d: usize) -> Vec<RecordMeta> {
-        lock(&self.inner).needed_by(d).to_vec()
+        let mut copied: Vec<RecordMeta> = Vec::new();
+        loop {
+            let inner = lock(&self.inner);
+            let needed = inner.needed_by(d);
+            let start = copied
+                .last()
+                .map_or(0, |last| needed.partition_point(|r| r.seq <= last.seq));
+            let end = needed.len().min(start + PENDING_CHUNK);
+            copied.extend_from_slice(&needed[start..end]);
+            if end == needed.len() {
+                return copied;
+            }
+        }
     }
 
     /// How many records the destination furthest ahead has not shipped (see

@@ -105,6 +105,32 @@ mod tests {
         w.commit().unwrap().seq
     }
 
+    /// Copied a chunk per hold of the spool's lock while records keep joining: each record
+    /// once, in order, from the first.
+    #[test]
+    fn pending_is_copied_in_chunks_whole_and_in_order_while_records_join() {
+        let dir = tmpdir("pending-chunks");
+        let (spool, _) = Spool::open(&dir, 1 << 30).unwrap();
+        for f in 0..2500u32 {
+            append(&spool, f + 2, &[(1, 1)]);
+        }
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for f in 2500..3500u32 {
+                    append(&spool, f + 2, &[(1, 2)]);
+                }
+            });
+            for _ in 0..20 {
+                let pending = spool.pending_of(0);
+                assert!(pending.len() >= 2500);
+                assert_eq!(pending[0].seq, 1);
+                let whole = pending.windows(2).all(|w| w[1].seq == w[0].seq + 1);
+                assert!(whole, "a record missing or repeated");
+            }
+        });
+        assert_eq!(spool.pending_of(0).len(), 3500);
+    }
+
     #[test]
     fn records_survive_reopen_and_ship_reclaims_them() {
         let dir = tmpdir("reopen");
