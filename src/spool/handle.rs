@@ -5,6 +5,7 @@
 
 use super::error::{io, SpoolError};
 use super::layout;
+use super::pending_copy::{PendingCopy, PENDING_CHUNK};
 use super::record::RecordMeta;
 use super::segment::{Segment, SEGMENT_ROLL_BYTES};
 use super::state::{self, SpoolState};
@@ -37,9 +38,6 @@ pub(super) struct Inner {
     /// beyond the ones missing.
     pub refusing: bool,
 }
-
-/// Records [`Spool::pending_of`] copies per hold of the spool's lock (tens of µs).
-const PENDING_CHUNK: usize = 1024;
 
 /// Where every destination's replicated state ends, with nothing pending: one that shipped
 /// a snapshot may end further than the records (the snapshot held commits capture had not
@@ -252,24 +250,20 @@ impl Spool {
         lock(&self.inner).pending.clone()
     }
 
-    /// Records destination `d` has not shipped yet, oldest first. Copied a chunk per hold
-    /// of the spool's lock: a second of a busy writer's commits is 100 000 records, and
-    /// copying them in one hold kept the capture thread and a restarting commit waiting
-    /// for milliseconds. Records only join at the end; one let go of meanwhile is seen by
-    /// `is_let_go`, as before.
+    /// Records destination `d` has not shipped yet, oldest first: copied a chunk per hold of
+    /// the spool's lock (see `PendingCopy`).
     pub fn pending_of(&self, d: usize) -> Vec<RecordMeta> {
-        let mut copied: Vec<RecordMeta> = Vec::new();
+        let mut copy = PendingCopy::default();
         loop {
-            let inner = lock(&self.inner);
-            let needed = inner.needed_by(d);
-            let start = copied
-                .last()
-                .map_or(0, |last| needed.partition_point(|r| r.seq <= last.seq));
-            let end = needed.len().min(start + PENDING_CHUNK);
-            copied.extend_from_slice(&needed[start..end]);
-            if end == needed.len() {
-                return copied;
+            let done = {
+                let inner = lock(&self.inner);
+                copy.step(inner.shipped_by(d), inner.needed_by(d), PENDING_CHUNK)
+            };
+            if done {
+                return copy.records;
             }
+            // A waiter gets the lock before the next chunk (letting it go hands nothing over).
+            std::thread::yield_now();
         }
     }
 

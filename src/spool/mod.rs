@@ -51,6 +51,7 @@ mod error;
 mod handle;
 mod layout;
 mod log_gone;
+mod pending_copy;
 mod record;
 mod recover;
 mod segment;
@@ -129,6 +130,8 @@ mod tests {
             }
         });
         assert_eq!(spool.pending_of(0).len(), 3500);
+        drop(spool);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
