@@ -35,6 +35,13 @@ pub fn tries(tries: u32) -> impl FnMut() -> bool {
     }
 }
 
+/// A `go_on` for [`try_lock_yielding`] (or any loop of tries): true until `wait` has passed
+/// since it was made.
+pub fn for_at_most(wait: std::time::Duration) -> impl FnMut() -> bool {
+    let started = std::time::Instant::now();
+    move || started.elapsed() < wait
+}
+
 /// Locks `m` as [`lock`] does, trying for a while first (up to `spins` tries) instead of
 /// going to sleep at once: for a lock whose other holder keeps it a microsecond or two, a
 /// sleep and a wake-up cost the waiter far more than the wait.
@@ -67,5 +74,16 @@ mod tests {
         assert_eq!(asked, 3, "three tries, then it stops");
         drop(held);
         assert_eq!(try_lock_yielding(&m, || false).map(|g| *g), Some(7));
+    }
+
+    #[test]
+    fn a_held_lock_is_tried_until_the_wait_has_passed() {
+        let m = Mutex::new(7);
+        let held = lock(&m);
+        let gone = try_lock_yielding(&m, for_at_most(std::time::Duration::ZERO));
+        assert!(gone.is_none(), "no wait: one try");
+        let mut go_on = for_at_most(std::time::Duration::from_secs(3600));
+        assert!(go_on() && go_on(), "within the wait, it goes on");
+        drop(held);
     }
 }

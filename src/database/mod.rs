@@ -482,8 +482,8 @@ thread_local! {
 /// interpreter's lock while a database opens) must not hang the fork in the parent, which
 /// then goes on without it, as it did before this lock was held across forks.
 pub fn hold_registry_for_fork(wait: Duration) {
-    let started = std::time::Instant::now();
-    let held = crate::base::lock::try_lock_yielding(&REGISTRY, || started.elapsed() < wait);
+    let held =
+        crate::base::lock::try_lock_yielding(&REGISTRY, crate::base::lock::for_at_most(wait));
     HELD_FOR_FORK.with(|h| *h.borrow_mut() = held);
 }
 

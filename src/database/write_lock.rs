@@ -9,12 +9,12 @@
 //! copy. Only finding a database's note (once per open) goes through the registry's lock,
 //! which the forking thread holds across a fork (see `ffi::fork`).
 
-use crate::base::lock::{lock, tries, try_lock_yielding};
+use crate::base::lock::{for_at_most, lock, tries, try_lock_yielding};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One database's note; see the module doc.
 #[derive(Default)]
@@ -123,8 +123,7 @@ fn note_in(registry: &Mutex<Notes>, may_be_orphaned: bool, db_path: &Path) -> Ar
 /// held while a database opens and finds its note): takes the notes' lock, trying for at
 /// most `wait` as the registry does.
 pub fn hold_notes_for_fork(wait: Duration) {
-    let started = Instant::now();
-    let held = try_lock_yielding(&NOTES, || started.elapsed() < wait);
+    let held = try_lock_yielding(&NOTES, for_at_most(wait));
     HELD_FOR_FORK.with(|h| *h.borrow_mut() = held);
 }
 

@@ -11,7 +11,7 @@
 use libsqlite3_sys as sys;
 use std::cell::Cell;
 use std::ffi::{c_char, c_int};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 extern "C" {
     // From the C library std already links; the `libc` crate is not needed for one symbol.
@@ -69,14 +69,14 @@ fn enter_sqlite_mutexes() {
         if m.is_null() {
             continue;
         }
-        let started = Instant::now();
+        let mut go_on = crate::base::lock::for_at_most(FORK_LOCK_WAIT);
         let entered = loop {
             // SAFETY: a static mutex of SQLite's; entered here, it is left by this thread
             // after the fork (in the parent, or in the child where it is the only thread).
             if unsafe { try_enter(m) } == sys::SQLITE_OK {
                 break true;
             }
-            if started.elapsed() >= FORK_LOCK_WAIT {
+            if !go_on() {
                 break false;
             }
             std::thread::yield_now();
