@@ -6,8 +6,9 @@
 //! every log write of the commit path takes: the fewer times the other core takes it, the
 //! less that lock costs there) and copies their pages under the spool's lock alone, and
 //! wakes the uploader. While commits keep coming it looks again after a short pause rather
-//! than being woken for each (a wake-up is a system call on the commit path); idle, it
-//! parks until the next commit wakes it. Nothing is lost if it lags or dies with the
+//! than being woken for each (a wake-up is a system call on the commit path), or at once
+//! when a checkpoint begins (the log may restart after it); idle, it parks until the next
+//! commit wakes it. Nothing is lost if it lags or dies with the
 //! process: the log holds every queued commit until a restart or truncation, which takes
 //! the queue first, and a process that dies is caught up with from the log.
 
@@ -78,6 +79,20 @@ pub(super) fn notify() {
     }
 }
 
+/// A checkpoint of a database with queued commits began: look now rather than after the
+/// pause, so that the queue is taken while the checkpoint runs (it copies pages and syncs
+/// two files) instead of by the restart of the log that may follow it, on the committing
+/// thread.
+pub(super) fn hurry() {
+    let epoch = database::fork_epoch();
+    if STARTED_IN.load(Ordering::Relaxed) != epoch + 1 {
+        return; // the queue's first commit starts the thread
+    }
+    if let Some(thread) = running(epoch) {
+        thread.unpark();
+    }
+}
+
 /// The thread of this process image, if the table can be had (in a forked child its lock
 /// may be held by a thread of the parent that is not there: then the uploader's poll, which
 /// also takes the queue, stands in).
@@ -118,7 +133,9 @@ fn run() {
             idle += 1;
         }
         if idle < IDLE_LOOKS {
-            std::thread::sleep(BATCH_PAUSE);
+            // A pause `hurry` can cut short (an unpark left over from it only brings a
+            // look forward).
+            std::thread::park_timeout(BATCH_PAUSE);
             continue;
         }
         PARKED.store(true, Ordering::SeqCst);

@@ -230,6 +230,14 @@ impl DbObserver {
         settle_deferred(&self.db, open_wal);
     }
 
+    /// SQLite took the checkpoint lock: the log may restart at the next write, which
+    /// captures whatever is still queued first. The capture thread takes it meanwhile.
+    pub fn checkpoint_starting(&self) {
+        if self.db.capture_queued.load(Ordering::Relaxed) && self.db.owned_here() {
+            super::capture_thread::hurry();
+        }
+    }
+
     pub fn db_path(&self) -> &Path {
         &self.db.path
     }

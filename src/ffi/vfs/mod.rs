@@ -654,6 +654,16 @@ unsafe extern "C" fn x_shm_lock(
         if let Some(note) = note.filter(|_| taking && rc == sys::SQLITE_OK) {
             note.set(index_state(f).map(|i| ((i.header.salt1, i.header.salt2), i.header.mx_frame)));
         }
+        // Slot 1 is the checkpoint lock.
+        if rc == sys::SQLITE_OK
+            && offset == 1
+            && flags == sys::SQLITE_SHM_LOCK | sys::SQLITE_SHM_EXCLUSIVE
+        {
+            // SAFETY: the observer box lives until x_close.
+            if let Some(obs) = unsafe { f.db_observer.as_ref() } {
+                obs.checkpoint_starting();
+            }
+        }
         // Slot 0 is the WAL write lock: its release ends a write transaction.
         if rc == sys::SQLITE_OK
             && offset == 0
