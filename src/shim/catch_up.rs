@@ -326,6 +326,9 @@ pub fn take_foreign_commits_now(
         catch_up_or_fall_back(db, &mut cap, wal.as_mut(), "reading the WAL");
         return;
     }
+    if super::vouch::claimed_first_log_unpublished(db, &cap, wal.as_mut()) {
+        return; // a hooked commit of this process is writing the first log
+    }
     take_foreign_commits(db, &mut cap, wal.as_mut());
 }
 

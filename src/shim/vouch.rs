@@ -77,6 +77,26 @@ pub(super) fn accept_vouched_log_on_disk(
     cap.log_complete.is_some() && accept_vouched_log(db, cap, new, index_on_disk(&db.path), wal)
 }
 
+/// Whether the log on disk is a first log (none before it) that a hooked commit of this
+/// process claimed (`CompleteLog::Absent`) and is still writing: SQLite draws a first log's
+/// salts as it writes its header and publishes them in the WAL index only with the commit,
+/// after the frames and their sync. While the index shows other salts nothing of the log is
+/// committed, and the claim cannot be checked yet: that commit's WAL hook meets the log
+/// once it is published (a look before then would owe a snapshot for nothing).
+pub(super) fn claimed_first_log_unpublished(
+    db: &Database,
+    cap: &CaptureState,
+    wal: &mut dyn ReadAt,
+) -> bool {
+    if !matches!(cap.log_complete, Some(CompleteLog::Absent { .. })) || cap.header.is_some() {
+        return false;
+    }
+    let Ok(Some(new)) = super::wal_file::header_on_disk(wal) else {
+        return false;
+    };
+    index_on_disk(&db.path).is_some_and(|i| (i.header.salt1, i.header.salt2) != new.salts())
+}
+
 /// Whether the log `new` continues the spool: the claim found the log before it complete
 /// (`Salts`: `new` replaced that log, its first salt one more) or found no log at all
 /// (`Absent`, while capture `known` none), and SQLite's commit counter has moved by exactly
