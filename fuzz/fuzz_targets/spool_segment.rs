@@ -22,7 +22,7 @@ fn record_len(r: &RecordMeta) -> u64 {
 }
 
 fn check(data: &[u8]) -> Vec<RecordMeta> {
-    let (records, valid) = scan_segment(data, 1);
+    let (records, valid) = scan_segment(data, 7);
     assert!(valid <= data.len() as u64);
     assert_eq!(records.iter().map(record_len).sum::<u64>(), valid);
     for pair in records.windows(2) {
@@ -31,7 +31,7 @@ fn check(data: &[u8]) -> Vec<RecordMeta> {
     for r in &records {
         assert!(r.page_size.is_power_of_two() && (512..=65536).contains(&r.page_size));
     }
-    let (again, valid_again) = scan_segment(&data[..valid as usize], 1);
+    let (again, valid_again) = scan_segment(&data[..valid as usize], 7);
     assert_eq!(valid_again, valid);
     assert_eq!(again, records);
     records

@@ -425,9 +425,6 @@ impl Spool {
                 Some(seg) if seg.len < SEGMENT_ROLL_BYTES => seg.reset(),
                 Some(seg) => {
                     let _ = seg.settle(); // nothing written to a file about to be removed
-                                          // Removed before a commit can start the next segment: past what was
-                                          // written it may hold a spare's stale bytes, which read as torn.
-                    let _ = std::fs::remove_file(self.seg.at(&layout::segment_name(seg.id)));
                     inner.segment = None;
                 }
                 None => {}
@@ -462,11 +459,7 @@ impl Spool {
             }
         }
         if !retired.is_empty() {
-            let mut inner = lock(&self.inner);
-            let (pending, cap) = (inner.pending_bytes, self.cap_bytes);
-            let over = inner.spares.extend(retired, pending, cap);
-            drop(inner);
-            spares::remove(&self.seg, &over);
+            lock(&self.inner).spares.extend(retired);
         }
         Ok(())
     }

@@ -233,13 +233,6 @@ fn recover_segments(
             break;
         }
     }
-    // A last segment with no record (its file made before a crash, or a spare taken over)
-    // goes: records numbered from the last one found must not land in a file named after
-    // a later one.
-    if let Some((id, 0)) = found.last_segment {
-        let _ = std::fs::remove_file(seg.at(&layout::segment_name(id)));
-        found.last_segment = None;
-    }
     Ok(found)
 }
 

@@ -167,11 +167,6 @@ impl Spool {
             Some(s) => s.len >= SEGMENT_ROLL_BYTES,
         };
         if roll {
-            // The old segment is whole on disk before a file named after a later record
-            // exists: recovery reads no record older than its segment's name.
-            if let Some(old) = inner.segment.as_mut() {
-                old.write_out()?;
-            }
             let name = layout::segment_name(seq);
             let spare = inner.spares.take_for(&self.seg, self.modes, seq);
             let file = match spare {
@@ -183,6 +178,9 @@ impl Spool {
                     .open(self.seg.at(&name))
                     .map_err(|e| io("creating", &self.seg.shown(&name), e))?,
             };
+            if let Some(old) = inner.segment.as_mut() {
+                old.write_out()?;
+            }
             inner.segment = Some(Segment::new(seq, file, 0));
         }
         Ok(())
