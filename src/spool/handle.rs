@@ -8,7 +8,6 @@ use super::layout;
 use super::pending_copy::{PendingCopy, PENDING_CHUNK};
 use super::record::RecordMeta;
 use super::segment::{Segment, SEGMENT_ROLL_BYTES};
-use super::spares::{self, Spares};
 use super::state::{self, SpoolState};
 use super::write_behind::FollowUp;
 use crate::base::child_release::ReleasedInChildren;
@@ -38,8 +37,6 @@ pub(super) struct Inner {
     /// capture that failed has owed its snapshot ([`Spool::stop_refusing`]), so none lands
     /// beyond the ones missing.
     pub refusing: bool,
-    /// Shipped segment files kept to be written over (see `spares`).
-    pub spares: Spares,
 }
 
 /// Where every destination's replicated state ends, with nothing pending: one that shipped
@@ -434,32 +431,15 @@ impl Spool {
         // A segment a commit starts once the lock is released is named after a sequence
         // number from here on: it is never obsolete.
         let started_later = inner.next_seq;
-        // While records are pending more come: shipped segments are kept to be written
-        // over. With nothing pending the spares go too.
-        let (mut room, unneeded) = match keep_from {
-            Some(_) => (
-                inner.spares.room(inner.pending_bytes, self.cap_bytes),
-                vec![],
-            ),
-            None => (0, inner.spares.take_all()),
-        };
         drop(inner);
-        spares::remove(&self.seg, &unneeded);
-        let mut retired = Vec::new();
         for id in layout::segment_ids(&self.seg)? {
             let obsolete = match keep_from {
                 Some(first) => id < first,
                 None => id < started_later && !(keep_current && Some(id) == current),
             };
-            if obsolete && room > 0 && spares::retire(&self.seg, id) {
-                room -= 1;
-                retired.push(id);
-            } else if obsolete {
+            if obsolete {
                 let _ = std::fs::remove_file(self.seg.at(&layout::segment_name(id)));
             }
-        }
-        if !retired.is_empty() {
-            lock(&self.inner).spares.extend(retired);
         }
         Ok(())
     }

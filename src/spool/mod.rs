@@ -20,10 +20,6 @@
 //!   checksum chain from the stored start to the stored end, and the CRC covers only the
 //!   header; the commit path then hashes nothing it has not already verified. Integrity 0:
 //!   the CRC covers header and entries (records built from a scan, not in frame order).
-//!   A record whose seq is below its segment's name is stale (the file was a spare).
-//! - `seg/<id %016x>.spare`: a shipped segment's file, kept while records are pending to be
-//!   written over by the next segment (see `spares`); removed at recovery and once nothing
-//!   is pending.
 //! - `generation`: the salts of the WAL generation this process last saw start, written once
 //!   everything before it was on disk (see `set_generation`).
 //! - `unflushed`: present while records may be held only in memory (see below).
@@ -59,7 +55,6 @@ mod pending_copy;
 mod record;
 mod recover;
 mod segment;
-mod spares;
 mod state;
 mod write_behind;
 mod writer;

@@ -78,8 +78,6 @@ impl Spool {
         rec.unflushed_lost = dir.at("unflushed").exists();
         let _ = std::fs::remove_file(dir.at("unflushed"));
         rec.overflowed = overflowed;
-        // The list of spare files died with the process that kept them.
-        super::spares::remove_left_over(&seg)?;
         let found = recover_segments(&seg, (shipped_by_all, shipped_by_any), &mut rec)?;
         rec.records = found.pending.len();
         if void_generation(&dir, found.max_seq) {
@@ -124,7 +122,6 @@ impl Spool {
                 segment,
                 overflowed,
                 refusing: false,
-                spares: Default::default(),
             }),
         };
         Ok((spool, rec))

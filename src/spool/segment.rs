@@ -15,11 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 /// A new segment is started past this size, so shipped data can be deleted in pieces.
-#[cfg(not(test))]
 pub(super) const SEGMENT_ROLL_BYTES: u64 = 64 << 20;
-/// (Small in unit tests, so that segments roll after a few records.)
-#[cfg(test)]
-pub(super) const SEGMENT_ROLL_BYTES: u64 = 4 << 20;
 
 /// Buffered records are handed to the writer thread once they take this much: a wake-up
 /// of that thread every few hundred small commits, and little left to write at a restart.
@@ -282,8 +278,8 @@ fn read_record(
     let mut raw = [0u8; RECORD_HEADER_SIZE as usize];
     f.read_exact(&mut raw).ok()?;
     let h = StoredHeader::parse(&raw)?;
-    if h.seq < id || previous.is_some_and(|r| h.seq <= r.seq) {
-        return None; // a stale record from before the segment (or its file) was reused
+    if previous.is_some_and(|r| h.seq <= r.seq) {
+        return None; // a stale record from before the segment was reused
     }
     if offset + RECORD_HEADER_SIZE + h.body_len() + 8 > file_len {
         return None;

@@ -168,16 +168,12 @@ impl Spool {
         };
         if roll {
             let name = layout::segment_name(seq);
-            let spare = inner.spares.take_for(&self.seg, self.modes, seq);
-            let file = match spare {
-                Some(file) => file,
-                None => self
-                    .modes
-                    .open_rw()
-                    .truncate(true)
-                    .open(self.seg.at(&name))
-                    .map_err(|e| io("creating", &self.seg.shown(&name), e))?,
-            };
+            let file = self
+                .modes
+                .open_rw()
+                .truncate(true)
+                .open(self.seg.at(&name))
+                .map_err(|e| io("creating", &self.seg.shown(&name), e))?;
             if let Some(old) = inner.segment.as_mut() {
                 old.write_out()?;
             }
