@@ -3,6 +3,7 @@
 //! timeouts, part size and request counters. It builds no request and parses no response;
 //! it must never show a secret (its `Debug` is the store's description).
 
+use super::resolve::KeptAddresses;
 use super::tls::{new_agent, tls_config};
 use crate::config::{Credentials, S3Target};
 use crate::store::{ObjectStore, StoreError};
@@ -41,7 +42,7 @@ pub struct S3Store {
     pub(super) retry_unanswered: bool,
     /// The agent and the pid that built it: a forked child never reuses its parent's
     /// connections, it builds its own agent on first use.
-    pub(super) agent: Mutex<(u32, ureq::Agent)>,
+    pub(super) agent: Mutex<(u32, ureq::Agent, KeptAddresses)>,
     /// Multipart above this size; parts of this size except the last.
     pub(super) part_size: u64,
     /// At most this many parts uploading at once.
@@ -119,7 +120,7 @@ impl S3Store {
         let tls = tls_config(target.skip_verify)?;
         let connect_timeout = target.timeouts.connect.unwrap_or(CONNECT_TIMEOUT);
         let read_timeout = target.timeouts.read.unwrap_or(READ_TIMEOUT);
-        let agent = new_agent(&tls, connect_timeout, read_timeout);
+        let (agent, names) = new_agent(&tls, connect_timeout, read_timeout);
         let host_only = authority.split(':').next().unwrap_or("");
         let parts_in_flight = if host_only.ends_with(".r2.cloudflarestorage.com") {
             PARTS_IN_FLIGHT_R2
@@ -139,7 +140,7 @@ impl S3Store {
             connect_timeout,
             read_timeout,
             retry_unanswered: true,
-            agent: Mutex::new((std::process::id(), agent)),
+            agent: Mutex::new((std::process::id(), agent, names)),
             part_size: DEFAULT_PART_SIZE,
             parts_in_flight,
             puts: AtomicU64::new(0),

@@ -6,6 +6,7 @@
 
 use super::body::{body_deadline, read_bounded, BodyError, Bound, Past, ERROR_BODY_MAX};
 use super::client::S3Store;
+use super::resolve::KeptAddresses;
 use super::tls::new_agent;
 use super::xml::status_error;
 use crate::store::sigv4;
@@ -71,16 +72,14 @@ impl Expect {
 }
 
 impl S3Store {
-    fn agent(&self) -> ureq::Agent {
+    fn agent(&self) -> (ureq::Agent, KeptAddresses) {
         let mut g = crate::base::lock::lock(&self.agent);
         let pid = std::process::id();
         if g.0 != pid {
-            *g = (
-                pid,
-                new_agent(&self.tls, self.connect_timeout, self.read_timeout),
-            );
+            let (agent, names) = new_agent(&self.tls, self.connect_timeout, self.read_timeout);
+            *g = (pid, agent, names);
         }
-        g.1.clone()
+        (g.1.clone(), g.2.clone())
     }
 
     /// One signed request, no retry. Returns the status and the body, bounded by `expect`.
@@ -98,7 +97,7 @@ impl S3Store {
         let bad = |e: ureq::http::Error| {
             StoreError::Permanent(format!("{method} {}: {e}", self.what(key)))
         };
-        let agent = self.agent();
+        let (agent, names) = self.agent();
         // Each phase has its budget (connect, send, response headers, body); the whole
         // request gets their sum, so nothing a server does keeps it past that. The body's
         // own deadline, set when its size is known, is usually far shorter (`read_response`).
@@ -125,7 +124,11 @@ impl S3Store {
                 .build();
             agent.run(req)
         };
-        let resp = sent.map_err(|e| transport_error(method, &self.what(key), e))?;
+        let resp = sent.map_err(|e| {
+            // The endpoint may have moved: the next request looks it up again.
+            names.forget();
+            transport_error(method, &self.what(key), e)
+        })?;
         self.read_response(method, key, resp, expect)
     }
 

@@ -12,6 +12,7 @@ mod client;
 mod http;
 mod multipart;
 mod object_store;
+mod resolve;
 mod tls;
 pub mod xml;
 

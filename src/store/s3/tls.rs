@@ -1,7 +1,9 @@
 //! TLS and the HTTP agent: the trust roots (webpki's, or `AWS_CA_BUNDLE` added to the
 //! system store found through `SSL_CERT_FILE` or the distribution's bundle) and the `ureq`
-//! agent built on them with the configured timeouts. It sends no request.
+//! agent built on them with the configured timeouts and a resolver that keeps what it
+//! looked up. It sends no request.
 
+use super::resolve::KeptAddresses;
 use crate::store::StoreError;
 use std::time::Duration;
 
@@ -78,12 +80,13 @@ fn trust_roots(
     Ok(certs)
 }
 
+/// An agent and the resolver it looks the endpoint up with (see `super::resolve`).
 pub(super) fn new_agent(
     tls: &ureq::tls::TlsConfig,
     connect: Duration,
     read: Duration,
-) -> ureq::Agent {
-    ureq::Agent::config_builder()
+) -> (ureq::Agent, KeptAddresses) {
+    let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(connect))
         .timeout_send_request(Some(read))
@@ -93,8 +96,13 @@ pub(super) fn new_agent(
         .max_redirects(0)
         .user_agent(concat!("libreplica/", env!("CARGO_PKG_VERSION")))
         .tls_config(tls.clone())
-        .build()
-        .into()
+        .build();
+    let names = KeptAddresses::default();
+    let connector = ureq::unversioned::transport::DefaultConnector::default();
+    (
+        ureq::Agent::with_parts(config, connector, names.clone()),
+        names,
+    )
 }
 
 #[cfg(test)]
