@@ -1,9 +1,10 @@
 //! The commits the commit path leaves to the capture thread: queued with only their commit
 //! frame (see `wal_observer`), taken in order. The capture thread reads and verifies a batch
 //! of them without the capture lock (committed frames do not change until a restart or
-//! truncation, and those take the queue first) and holds the lock only to take each one off
-//! the queue and start its spool record (the record holds the spool's lock, so nothing else
-//! lands before it; the pages are copied once the capture lock is let go);
+//! truncation, and those take the queue first) and holds the lock only to take them off
+//! the queue and start their spool record (the record holds the spool's lock, so nothing else
+//! lands before it; the pages are copied once the capture lock is let go). The commits of a
+//! batch make one record of the latest version of each page they wrote;
 //! anyone else who moves the chain or appends to the spool takes the whole queue first,
 //! under the lock, through the same verification as capture at commit.
 
@@ -12,7 +13,7 @@ use super::fallback::{capture_failed, owe_snapshot_covering};
 use crate::base::io::ReadAt;
 use crate::base::lock::lock;
 use crate::database::{CaptureState, Database};
-use crate::spool::{Appended, RecordBatch, RecordWriter};
+use crate::spool::{Appended, Integrity, RecordBatch, RecordWriter};
 use crate::wal::{self, FrameChain, FrameHeader, WalHeader, WalPosition, FRAME_HEADER_SIZE};
 use std::sync::atomic::Ordering;
 
@@ -135,6 +136,8 @@ pub(super) struct Scratch {
     /// The chain after each verified note.
     ends: Vec<FrameChain>,
     frames: Vec<u8>,
+    /// The newest frame of each page of a run (see [`latest_frames`]).
+    latest: Vec<(u32, u32)>,
 }
 
 /// The capture thread's way through the queue: the frames of the commits queued now are
@@ -224,8 +227,8 @@ fn append_batch(
         }
         cap.chain = Some(scratch.ends[taken - 1].clone());
         drop(cap);
-        let (appended, filled) = fill_run(db, batch, &header, start, scratch, taken);
-        first = appended;
+        let filled = fill_run(db, batch, &header, start, scratch, taken);
+        first = filled.as_ref().ok().copied();
         if let Err(why) = filled {
             // The run owed its snapshot as it failed. Owing it again here costs at most one
             // more snapshot, and covers whatever was queued on a chain restarted since (which
@@ -289,30 +292,85 @@ fn batch_owing(db: &Database, last: WalPosition) -> RecordBatch<'_> {
     batch
 }
 
-/// Appends the first `taken` verified commits of `scratch` (their frames follow `chain`) as
-/// records of `batch`, and finishes it: what the first record became, and whether every
-/// record went in (the records before one that failed stay in).
+/// Appends the first `taken` verified commits of `scratch` (their frames follow `chain`) to
+/// `batch`, and finishes it: one commit as its own record, several as one record holding
+/// the latest version of each page they wrote (see [`append_coalesced`]). What the record
+/// became; after an error the batch, dropped unfinished, has owed its snapshot.
 fn fill_run<'s>(
     db: &'s Database,
     mut batch: RecordBatch<'s>,
     header: &WalHeader,
-    mut chain: FrameChain,
-    scratch: &Scratch,
+    chain: FrameChain,
+    scratch: &mut Scratch,
     taken: usize,
-) -> (Option<Appended>, Result<(), String>) {
+) -> Result<Appended, String> {
     let frames = (chain.next_frame(), scratch.frames.as_slice());
-    let mut first = None;
-    for (note, end) in scratch.notes[..taken].iter().zip(&scratch.ends) {
-        let appended = begin_verified(&mut batch, header, &chain, *note, frames)
-            .and_then(|rec| fill_verified(db, rec, header, &chain, *note, frames));
-        match appended {
-            Ok(appended) => first = first.or(Some(appended)),
-            Err(why) => return (first, Err(why)),
+    let appended = match &scratch.notes[..taken] {
+        [note] => begin_verified(&mut batch, header, &chain, *note, frames)
+            .and_then(|rec| fill_verified(db, rec, header, &chain, *note, frames)),
+        notes => {
+            let latest = &mut scratch.latest;
+            latest_frames(header, frames, notes, latest)?;
+            append_coalesced(db, &mut batch, header, notes, frames, latest)
         }
-        chain = end.clone();
-    }
+    }?;
     batch.finish();
-    (first, Ok(()))
+    Ok(appended)
+}
+
+/// The newest frame of each page the commits `notes` wrote, by page number, into `latest`
+/// (their frames from `batch_first` on in `frames`).
+fn latest_frames(
+    header: &WalHeader,
+    (batch_first, frames): (u32, &[u8]),
+    notes: &[(u32, FrameHeader)],
+    latest: &mut Vec<(u32, u32)>,
+) -> Result<(), String> {
+    let frame_size = FRAME_HEADER_SIZE + header.page_size as usize;
+    let last = notes.last().map_or(batch_first, |n| n.0);
+    latest.clear();
+    for f in batch_first..=last {
+        let at = (f - batch_first) as usize * frame_size;
+        let h =
+            FrameHeader::parse(&frames[at..][..FRAME_HEADER_SIZE]).map_err(|e| e.to_string())?;
+        latest.push((h.pgno, f));
+    }
+    latest.sort_unstable_by_key(|&(pgno, f)| (pgno, std::cmp::Reverse(f)));
+    latest.dedup_by_key(|&mut (pgno, _)| pgno);
+    Ok(())
+}
+
+/// Appends the verified commits `notes` as one record: the pages of `latest` (see
+/// [`latest_frames`]), ending at the last commit. Under a stream of small commits most of
+/// them write the same few pages, and the uploader keeps only the latest version of a page
+/// anyway: the spool's writes (and the disk's) shrink by as much. Sealed by the spool's CRC:
+/// the entries are no longer the log's frames in order.
+fn append_coalesced(
+    db: &Database,
+    batch: &mut RecordBatch<'_>,
+    header: &WalHeader,
+    notes: &[(u32, FrameHeader)],
+    (batch_first, frames): (u32, &[u8]),
+    latest: &[(u32, u32)],
+) -> Result<Appended, String> {
+    let frame_size = FRAME_HEADER_SIZE + header.page_size as usize;
+    let &(last_frame, last_fh) = notes.last().ok_or("a run without a commit")?;
+    let record = record_header(header, last_frame, &last_fh, Integrity::Crc);
+    let mut rec = batch
+        .begin_record(record, latest.len() as u32)
+        .map_err(|e| e.to_string())?;
+    rec.holding_txns(notes.len() as u32);
+    for &(pgno, f) in latest {
+        let at = (f - batch_first) as usize * frame_size + FRAME_HEADER_SIZE;
+        rec.push(pgno, &frames[at..at + header.page_size as usize])
+            .map_err(|e| e.to_string())?;
+    }
+    crate::fault::point("capture.before_append");
+    let appended = rec.commit().map_err(|e| e.to_string())?;
+    crate::fault::point("capture.after_append");
+    db.captured_txns
+        .fetch_add(notes.len() as u64, Ordering::Relaxed);
+    Ok(appended)
 }
 
 /// The capture lock, taken (when it can be within a few microseconds) while no connection
@@ -595,27 +653,24 @@ mod tests {
     /// The capture thread copies a run of commits' pages after it let go of the capture
     /// lock, the chain already past the whole run: a record that fails then must owe the
     /// snapshot that covers the run's last commit before anyone can read the spool as
-    /// complete, and no record may land after the missing ones until the failure is noted.
+    /// complete, and no record may land after the missing one until the failure is noted.
     #[test]
     fn a_run_that_fails_after_the_chain_moved_owes_its_snapshot_at_once() {
-        // Room for one record of two 512-byte pages (1104 bytes), not two.
-        let f = run_fixture("fail", 1500);
-        let (db, header, start, scratch) = (&f.db, &f.header, &f.start, &f.scratch);
+        // No room for the run's record (two 512-byte pages: 1104 bytes).
+        let mut f = run_fixture("fail", 1000);
+        let (db, header, start) = (&f.db, &f.header, &f.start);
         let requests = db.progress().snapshot_request;
-        let notes = scratch.notes.clone();
+        let notes = f.scratch.notes.clone();
         let last = WalPosition::new(header.salts(), notes[2].0);
-        let (first, run) = fill_run(db, batch_owing(db, last), header, start.clone(), scratch, 3);
-        assert!(run.is_err(), "the second record does not fit");
-        assert!(
-            first.is_some(),
-            "what the first record became, to wake the uploader"
-        );
-        assert_eq!(db.spool.pending().len(), 1, "the first record is in");
+        let batch = batch_owing(db, last);
+        let run = fill_run(db, batch, header, start.clone(), &mut f.scratch, 3);
+        assert!(run.is_err(), "the record does not fit");
+        assert!(db.spool.pending().is_empty());
         assert!(db.spool.gap_of(0).is_some(), "the gap is on disk");
         assert!(db.progress().snapshot_request > requests);
         let must_cover = db.progress().snapshot_must_cover.map(|(p, _)| p);
         assert_eq!(must_cover, Some(last), "the snapshot covers the whole run");
-        let frames = (start.next_frame(), scratch.frames.as_slice());
+        let frames = (start.next_frame(), f.scratch.frames.as_slice());
         let refused = |db: &Database| {
             let mut batch = db.spool.begin_batch();
             let begun = begin_verified(&mut batch, header, start, notes[0], frames);
@@ -629,22 +684,73 @@ mod tests {
         let _ = std::fs::remove_dir_all(&f.dir);
     }
 
-    /// A run whose records all go in owes nothing.
+    /// A run of commits goes in as one record of the latest version of each page, ending
+    /// at the last commit and counted as its three transactions; it owes nothing. It reads
+    /// back after a reopen (then counted as one).
     #[test]
-    fn a_run_that_goes_in_owes_nothing() {
-        let f = run_fixture("run", 1 << 30);
-        let (db, header, scratch) = (&f.db, &f.header, &f.scratch);
+    fn a_run_goes_in_as_one_record_of_its_latest_pages() {
+        let mut f = run_fixture("run", 1 << 30);
+        let (db, header) = (&f.db, &f.header);
         let requests = db.progress().snapshot_request;
-        let last = WalPosition::new(header.salts(), scratch.notes[2].0);
+        let last = WalPosition::new(header.salts(), f.scratch.notes[2].0);
         let start = f.start.clone();
-        let (first, run) = fill_run(db, batch_owing(db, last), header, start, scratch, 3);
-        assert!(run.is_ok());
-        assert_eq!(first.map(|a| a.pending), Some(1));
-        let ends: Vec<u32> = db.spool.pending().iter().map(|r| r.end.frame).collect();
-        assert_eq!(ends, [2, 4, 6]);
+        let run = fill_run(db, batch_owing(db, last), header, start, &mut f.scratch, 3);
+        assert_eq!(run.map(|a| a.pending), Ok(1));
+        let pending = db.spool.pending();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(
+            (pending[0].end, pending[0].pgnos.to_vec()),
+            (last, vec![1, 2])
+        );
+        let mut page = Vec::new();
+        for (i, fill) in [(0, 2 * 7 + 1), (1, 2 * 7 + 2)] {
+            db.spool.read_page(&pending[0], i, &mut page).unwrap();
+            assert_eq!(
+                page,
+                vec![fill as u8; 512],
+                "the third commit's page {}",
+                i + 1
+            );
+        }
+        assert_eq!(db.spool.pending_summary().map(|p| p.0), Some(3));
+        assert_eq!(db.captured_txns.load(Ordering::Relaxed), 3);
         assert_eq!(db.progress().snapshot_request, requests);
         assert!(db.spool.gap_of(0).is_none());
+        db.spool.flush().unwrap();
+        let spool_dir = f.dir.join("app.db-replica");
+        drop(f.db);
+        let (spool, recovery) = crate::spool::Spool::open(&spool_dir, 1 << 30).unwrap();
+        assert_eq!(recovery.records, 1);
+        assert_eq!(spool.pending()[0].end, last);
+        assert_eq!(spool.pending_summary().map(|p| p.0), Some(1));
+        drop(spool);
         let _ = std::fs::remove_dir_all(&f.dir);
+    }
+
+    /// The newest frame of each page, whatever order the commits wrote them in.
+    #[test]
+    fn a_run_keeps_the_newest_frame_of_each_page() {
+        let header = WalHeader::new(false, 512, 3, 1, 2);
+        let mut chain = FrameChain::new(&header);
+        let mut bytes = Vec::new();
+        let mut notes = Vec::new();
+        for txn in [&[5u32, 1][..], &[1], &[3, 5, 2], &[1]] {
+            for (k, &pgno) in txn.iter().enumerate() {
+                let commit = if k + 1 == txn.len() { 9 } else { 0 };
+                let fh = chain.seal(pgno, commit, &[pgno as u8; 512]).unwrap();
+                bytes.extend_from_slice(&fh.to_bytes());
+                bytes.extend_from_slice(&[pgno as u8; 512]);
+                if commit != 0 {
+                    notes.push((chain.next_frame() - 1, fh));
+                }
+            }
+        }
+        let mut latest = Vec::new();
+        latest_frames(&header, (1, &bytes), &notes, &mut latest).unwrap();
+        assert_eq!(latest, [(1, 7), (2, 6), (3, 4), (5, 5)]);
+        // The first two commits alone.
+        latest_frames(&header, (1, &bytes), &notes[..2], &mut latest).unwrap();
+        assert_eq!(latest, [(1, 3), (5, 1)]);
     }
 
     /// Writes one spool record of frames 1..=`commit_frame` of `file` sealed with

@@ -29,6 +29,9 @@ pub(super) struct Inner {
     pub let_go_through: Vec<u64>,
     pub pending: Vec<RecordMeta>,
     pub pending_bytes: u64,
+    /// Transactions held by every record taken in since the spool was opened: the pending
+    /// records of a destination hold this less the first one's `txns_before`.
+    pub txns_through: u64,
     pub next_seq: u64,
     pub segment: Option<Segment>,
     pub overflowed: bool,
@@ -79,6 +82,20 @@ impl Inner {
     /// The records destination `d` still needs, oldest first.
     pub fn needed_by(&self, d: usize) -> &[RecordMeta] {
         self.after(self.shipped_by(d))
+    }
+
+    /// Transactions held by the pending records from `first` on.
+    fn txns_after(&self, first: &RecordMeta) -> usize {
+        self.txns_through.saturating_sub(first.txns_before) as usize
+    }
+
+    /// Numbers the records read back at open (each counts one transaction: how many a
+    /// record holds is not on disk).
+    pub fn count_recovered(pending: &mut [RecordMeta]) -> u64 {
+        for (i, r) in pending.iter_mut().enumerate() {
+            r.txns_before = i as u64;
+        }
+        pending.len() as u64
     }
 
     /// The pending records after `seq`.
@@ -280,14 +297,16 @@ impl Spool {
         inner
             .pending
             .first()
-            .map(|r| (inner.pending.len(), r.captured_at_ms))
+            .map(|r| (inner.txns_after(r), r.captured_at_ms))
     }
 
     /// [`Self::pending_summary`] of what destination `d` has not shipped.
     pub fn pending_summary_of(&self, d: usize) -> Option<(usize, u64)> {
         let inner = lock(&self.inner);
         let needed = inner.needed_by(d);
-        needed.first().map(|r| (needed.len(), r.captured_at_ms))
+        needed
+            .first()
+            .map(|r| (inner.txns_after(r), r.captured_at_ms))
     }
 
     pub fn pending_bytes(&self) -> u64 {

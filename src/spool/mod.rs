@@ -19,7 +19,10 @@
 //!   entries are the transaction's WAL frames, so recovery recomputes SQLite's own frame
 //!   checksum chain from the stored start to the stored end, and the CRC covers only the
 //!   header; the commit path then hashes nothing it has not already verified. Integrity 0:
-//!   the CRC covers header and entries (records built from a scan, not in frame order).
+//!   the CRC covers header and entries (records built from a scan, not in frame order, and
+//!   a run of commits taken together, which keeps one entry per page: its latest version).
+//!   A record may hold several transactions; how many is kept in memory only (status's
+//!   pending transactions), and a record read back at open counts as one.
 //! - `generation`: the salts of the WAL generation this process last saw start, written once
 //!   everything before it was on disk (see `set_generation`).
 //! - `unflushed`: present while records may be held only in memory (see below).

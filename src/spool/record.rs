@@ -20,6 +20,9 @@ pub struct RecordMeta {
     pub captured_at_ms: u64,
     /// Page numbers in frame order; entry i's page is at `page_offset(i)`.
     pub pgnos: Pgnos,
+    /// Transactions held by the records before this one since the spool was opened (see
+    /// [`super::RecordWriter::holding_txns`]; a record read back at open holds one).
+    pub(super) txns_before: u64,
     pub(super) segment: u64,
     pub(super) offset: u64,
 }
@@ -39,6 +42,7 @@ impl RecordMeta {
             end_cksum: (0, 0),
             captured_at_ms: 0,
             pgnos: Pgnos::with_capacity(0),
+            txns_before: 0,
             segment: 0,
             offset: 0,
         }

@@ -104,6 +104,8 @@ impl Spool {
             found.max_seq,
         );
         let pending_bytes = found.pending.iter().map(|r| r.len()).sum();
+        let mut pending = found.pending;
+        let txns_through = Inner::count_recovered(&mut pending);
         let spool = Spool {
             dir,
             seg,
@@ -116,8 +118,9 @@ impl Spool {
             inner: Mutex::new(Inner {
                 let_go_through,
                 states,
-                pending: found.pending,
+                pending,
                 pending_bytes,
+                txns_through,
                 next_seq: found.max_seq + 1,
                 segment,
                 overflowed,

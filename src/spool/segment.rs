@@ -305,6 +305,7 @@ fn read_record(
         end_cksum: h.end_cksum,
         captured_at_ms: h.captured_at_ms,
         pgnos,
+        txns_before: 0, // numbered as the spool takes them in (`Inner::count_recovered`)
         segment: id,
         offset,
     })

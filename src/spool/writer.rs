@@ -62,6 +62,7 @@ impl Spool {
             end_cksum: header.end_cksum,
             captured_at_ms: header.captured_at_ms,
             pgnos: Pgnos::with_capacity(npages as usize),
+            txns_before: 0,
             segment: seg.id,
             offset: seg.len,
         };
@@ -78,6 +79,7 @@ impl Spool {
             in_buffer,
             crc,
             hash_entries: header.integrity == Integrity::Crc,
+            txns: 1,
             spilled: 0,
             committed: false,
         })
@@ -275,12 +277,20 @@ pub struct RecordWriter<'a> {
     in_buffer: usize,
     crc: Crc64,
     hash_entries: bool,
+    /// Transactions the record holds (see [`RecordWriter::holding_txns`]).
+    txns: u32,
     /// Bytes of the record already written out (a large record spills as it grows).
     spilled: u64,
     committed: bool,
 }
 
 impl RecordWriter<'_> {
+    /// The record holds `n` transactions (the latest version of each page they wrote), not
+    /// one: counted in the pending transactions status shows.
+    pub fn holding_txns(&mut self, n: u32) {
+        self.txns = n.max(1);
+    }
+
     pub fn push(&mut self, pgno: u32, page: &[u8]) -> Result<(), SpoolError> {
         if self.meta.pgnos.len() as u32 >= self.npages || page.len() != self.meta.page_size as usize
         {
@@ -362,9 +372,11 @@ impl RecordWriter<'_> {
         let seg = self.segment();
         seg.len += record_bytes;
         seg.write_behind();
-        let meta = std::mem::replace(&mut self.meta, RecordMeta::empty());
+        let mut meta = std::mem::replace(&mut self.meta, RecordMeta::empty());
         let seq = meta.seq;
         let inner = &mut *self.inner;
+        meta.txns_before = inner.txns_through;
+        inner.txns_through += u64::from(self.txns);
         inner.next_seq = seq + 1;
         inner.pending_bytes += meta.len();
         inner.pending.push(meta);
