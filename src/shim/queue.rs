@@ -319,7 +319,10 @@ fn fill_run<'s>(
 }
 
 /// The newest frame of each page the commits `notes` wrote, by page number, into `latest`
-/// (their frames from `batch_first` on in `frames`).
+/// (their frames from `batch_first` on in `frames`). A page past the last commit's size is
+/// kept like any other: the uploader drops it, as it does for records shipped together (a
+/// commit that shrinks the database and a later one that grows it again write every page
+/// they add, so no older version of one is left to read).
 fn latest_frames(
     header: &WalHeader,
     (batch_first, frames): (u32, &[u8]),
