@@ -326,6 +326,32 @@ fn compaction_after_a_restart_downloads_its_inputs_and_retention_retries_a_faile
     assert_eq!(up.step(retry_at + 1, &h.live), Step::WaitUntil(600_000));
 }
 
+/// A record of several commits captured together (one record of each page's latest
+/// version) can hold a page past its last commit's size: one written before a commit of the
+/// run shrank the database. It ships without that page, and the restore equals the database.
+#[test]
+fn a_record_holding_a_page_past_its_commit_size_ships_without_it() {
+    let mut h = Harness::new("past-size");
+    let mut up = h.uploader();
+    assert_eq!(up.step(1_000, &h.live), Step::Snapshot { txid: 1 });
+    // Pages 4 and 5 grew the database in the run, a later commit shrank it to 3 pages.
+    h.commit(&[(5, 50), (2, 21), (4, 40)], 3, 2_000);
+    assert_eq!(up.step(2_000, &h.live), Step::Shipped { txid: 2 });
+    same(
+        &h.restore(Target::Latest).unwrap(),
+        &h.live.image(),
+        "latest",
+    );
+    // Growing again afterwards writes the pages it adds.
+    h.commit(&[(4, 41), (5, 51)], 5, 3_000);
+    assert_eq!(up.step(3_000, &h.live), Step::Shipped { txid: 3 });
+    same(
+        &h.restore(Target::Latest).unwrap(),
+        &h.live.image(),
+        "grown again",
+    );
+}
+
 #[test]
 fn a_torn_local_copy_is_downloaded_instead() {
     let mut h = Harness::new("torn");
