@@ -9,7 +9,7 @@ use super::fallback::capture_failed;
 use crate::base::clock::now_ms;
 use crate::base::io::ReadAt;
 use crate::database::{self, CaptureState, Database};
-use crate::spool::{Appended, Integrity, RecordHeader};
+use crate::spool::{Appended, Integrity, RecordHeader, RecordWriter};
 use crate::wal::{self, FrameChain, FrameHeader, WalHeader, WalPosition, FRAME_HEADER_SIZE};
 
 /// How strictly capture checks the frames it reads.
@@ -56,8 +56,6 @@ pub(super) fn capture(
         }
     };
     *chain = trial;
-    db.captured_txns
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(appended)
 }
 
@@ -91,10 +89,22 @@ fn append_frames(
         }
         rec.push(frame.pgno, page).map_err(|e| e.to_string())?;
     }
+    Ok(Some((commit_captured(db, rec, 1)?, trial)))
+}
+
+/// Commits a record of captured commits holding `txns` transactions, and counts them.
+pub(super) fn commit_captured(
+    db: &Database,
+    mut rec: RecordWriter<'_>,
+    txns: u32,
+) -> Result<Appended, String> {
+    rec.holding_txns(txns);
     crate::fault::point("capture.before_append");
     let appended = rec.commit().map_err(|e| e.to_string())?;
     crate::fault::point("capture.after_append");
-    Ok(Some((appended, trial)))
+    db.captured_txns
+        .fetch_add(u64::from(txns), std::sync::atomic::Ordering::Relaxed);
+    Ok(appended)
 }
 
 /// The spool record of the transaction ending at `commit_frame`, whose first frame

@@ -8,7 +8,7 @@
 //! anyone else who moves the chain or appends to the spool takes the whole queue first,
 //! under the lock, through the same verification as capture at commit.
 
-use super::capture::{capture, frame_header_at, record_header, seal, Mode};
+use super::capture::{capture, commit_captured, frame_header_at, record_header, seal, Mode};
 use super::fallback::{capture_failed, owe_snapshot_covering};
 use crate::base::io::ReadAt;
 use crate::base::lock::lock;
@@ -362,18 +362,12 @@ fn append_coalesced(
     let mut rec = batch
         .begin_record(record, latest.len() as u32)
         .map_err(|e| e.to_string())?;
-    rec.holding_txns(notes.len() as u32);
     for &(pgno, f) in latest {
         let at = (f - batch_first) as usize * frame_size + FRAME_HEADER_SIZE;
         rec.push(pgno, &frames[at..at + header.page_size as usize])
             .map_err(|e| e.to_string())?;
     }
-    crate::fault::point("capture.before_append");
-    let appended = rec.commit().map_err(|e| e.to_string())?;
-    crate::fault::point("capture.after_append");
-    db.captured_txns
-        .fetch_add(notes.len() as u64, Ordering::Relaxed);
-    Ok(appended)
+    commit_captured(db, rec, notes.len() as u32)
 }
 
 /// The capture lock, taken (when it can be within a few microseconds) while no connection
@@ -486,11 +480,7 @@ fn fill_verified(
         let pgno = FrameHeader::parse(h).map_err(|e| e.to_string())?.pgno;
         rec.push(pgno, page).map_err(|e| e.to_string())?;
     }
-    crate::fault::point("capture.before_append");
-    let appended = rec.commit().map_err(|e| e.to_string())?;
-    crate::fault::point("capture.after_append");
-    db.captured_txns.fetch_add(1, Ordering::Relaxed);
-    Ok(appended)
+    commit_captured(db, rec, 1)
 }
 
 fn pop_queued(db: &Database, cap: &mut CaptureState) {
