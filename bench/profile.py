@@ -7,13 +7,17 @@ database, one 200-byte row per autocommit INSERT, libreplica uploading to the be
 S3 server); perf counts only the measured window (its control FIFO is enabled at "go" and
 disabled at "done", so start-up, the first upload and exit are left out).
 
-1. Timing, without perf: `--rounds` interleaved rounds of plain SQLite and libreplica; ns per
-   commit is the writer's wall time / commits (medians).
+1. Timing, without perf: `--rounds` interleaved rounds of plain SQLite, plain SQLite with one
+   idle native thread (`plain-thread`, the floor of any design with a thread in the app) and
+   libreplica; ns per commit is the writer's wall time / commits (medians).
 2. `perf stat` per variant: CPU time of all threads, syscalls and context switches per commit.
 3. `perf record --call-graph dwarf` per variant on the cpu-clock event, a sample every 250 µs
    of CPU time (the shares are scaled to perf stat's CPU time per commit): the top symbols by self and children share,
    and the commit thread's libreplica share split by what it does (copying, checksumming,
    locking, spool writes, the wake-up, allocation, the rest).
+   What the idle thread alone costs: the commit thread's self time by symbol, plain against
+   plain-thread (glibc's mutexes and the kernel's file references take their atomic paths
+   once a process has a second thread).
    DWARF unwinding instead of frame pointers: Debian's libsqlite3 and python3 are built
    without frame pointers, and the profiling build keeps the release profile's code.
 
@@ -25,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402
 
 PERF = "/usr/bin/perf"
+VARIANTS = ("plain", "plain-thread", "libreplica")
 HASH_RE = re.compile(r"::h[0-9a-f]{16}$")
 # What a frame's symbol does, checked on the leaf first, then on the frames up to the
 # innermost libreplica frame (the first rule that matches wins).
@@ -59,7 +64,7 @@ class Perf:
 
 
 def timing(b, a):
-    per = {"plain": [], "libreplica": []}
+    per = {v: [] for v in VARIANTS}
     for r in range(a.rounds):
         for v in per:
             res = b.run(v, "autocommit", n=a.n)
@@ -138,6 +143,10 @@ def analyse(samples, commits, top, cpu_ns):
     main_pid = collections.Counter(s[0] for s in samples).most_common(1)[0][0] if samples else 0
     commit_thread = [s for s in samples if s[1] == main_pid]
     cats, replica_inner, replica_ns, base_vfs_ns = collections.Counter(), collections.Counter(), 0, 0
+    commit_self = collections.Counter()
+    for s in commit_thread:
+        if s[4]:
+            commit_self[s[4][0][0]] += s[3]
     for pid, tid, comm, period, frames in samples:
         threads["commit thread" if tid == main_pid else f"thread '{comm}'"] += period
         if not frames:
@@ -171,6 +180,7 @@ def analyse(samples, commits, top, cpu_ns):
             "commit_thread_base_vfs_ns_per_commit": base_vfs_ns * scale,
             "commit_thread_replica_by_category_ns": {c: ns * scale for c, ns in cats.most_common()},
             "commit_thread_replica_by_function_ns": {f: ns * scale for f, ns in replica_inner.most_common(top)},
+            "commit_thread_self_ns": {f: ns * scale for f, ns in commit_self.most_common(400)},
             "by_self": by_self, "by_children": by_children, "replica": replica_rows, "sqlite": sqlite_rows}
 
 
@@ -196,21 +206,23 @@ def table(rows):
 def report(res):
     t, st, pr = res["timing"], res["stat"], res["profile"]
     plain, lib = t["plain"]["median_ns"], t["libreplica"]["median_ns"]
+    variants = [v for v in VARIANTS if v in t]
+    cell = lambda v, fmt: " | ".join(fmt(x) for x in v)
     out = [f"# Profile of the autocommit writer, {res['date']} at {res['git']}", "",
            f"`{res['command']}` on {res['machine']['summary']} (shared with other jobs; load average at start "
            f"{res['loadavg']}), SQLite {res['sqlite_version']}, {res['n']} autocommit INSERTs of a 200-byte row per run, "
            "one database, `synchronous=NORMAL`, libreplica uploading to the bench's local S3 server every second.", "",
            "## Per commit", "",
-           "| | plain SQLite | libreplica | added |", "| --- | ---: | ---: | ---: |",
-           f"| wall time, median of {res['rounds']} interleaved rounds (ns) | {plain:.0f} | {lib:.0f} | {lib - plain:+.0f} ({lib / plain:.2f}×) |"]
+           "| | " + " | ".join(variants) + " | libreplica − plain |", "| --- |" + " ---: |" * (len(variants) + 1),
+           f"| wall time, median of {res['rounds']} interleaved rounds (ns) | "
+           + cell([t[v]["median_ns"] for v in variants], lambda x: f"{x:.0f}") + f" | {lib - plain:+.0f} ({lib / plain:.2f}×) |"]
     for key, label in (("cpu_ns_per_commit", "CPU time, all threads (ns, perf stat)"),
                        ("syscalls_per_commit", "syscalls (perf stat)"),
                        ("context_switches_per_commit", "context switches (perf stat)")):
         a, b = st["plain"][key], st["libreplica"][key]
         fmt = (lambda x: f"{x:.0f}") if "ns" in key else (lambda x: f"{x:.2f}")
-        out.append(f"| {label} | {fmt(a)} | {fmt(b)} | {'+' if b >= a else ''}{fmt(b - a)} |")
-    out.append(f"| rounds (ns per commit) | {', '.join(f'{x:.0f}' for x in t['plain']['runs_ns'])} | "
-               f"{', '.join(f'{x:.0f}' for x in t['libreplica']['runs_ns'])} | |")
+        out.append(f"| {label} | " + cell([st[v][key] for v in variants if v in st], fmt) + f" | {'+' if b >= a else ''}{fmt(b - a)} |")
+    out.append("| rounds (ns per commit) | " + " | ".join(", ".join(f"{x:.0f}" for x in t[v]["runs_ns"]) for v in variants) + " | |")
     lp = pr["libreplica"]
     out += ["", f"CPU time per commit by thread in the profiled libreplica run ({res['profile_n']} commits; perf record on cpu-clock, "
             f"{lp['samples']} samples, {lp['lost_chunks']} chunks lost; the samples hold {lp['sampled_cpu_ns_per_commit']:.0f} ns "
@@ -226,6 +238,7 @@ def report(res):
     out += [f"| {c} | {ns:.0f} |" for c, ns in lp["commit_thread_replica_by_category_ns"].items()]
     out += ["", "By the innermost libreplica function on the commit thread:", "", "| function | ns per commit |", "| --- | ---: |"]
     out += [f"| `{f}` | {ns:.0f} |" for f, ns in lp["commit_thread_replica_by_function_ns"].items()]
+    out += floor_section(pr)
     for v in ("libreplica", "plain"):
         p = pr[v]
         out += ["", f"## Top symbols, {v} ({p['samples']} samples, {p['lost_chunks']} chunks lost, all threads; % of the process's sampled CPU time)", "",
@@ -235,6 +248,23 @@ def report(res):
     out += ["", "SQLite's symbols (libreplica run):", ""] + table(lp["sqlite"])
     out += ["", "## Reading it", "", res.get("reading", "(to be written by whoever commits this file)")]
     return "\n".join(out) + "\n"
+
+
+def floor_section(pr):
+    """What one idle thread costs plain SQLite's commit thread, by symbol (self time)."""
+    if "plain-thread" not in pr or "commit_thread_self_ns" not in pr["plain"]:
+        return []
+    a, b = pr["plain"]["commit_thread_self_ns"], pr["plain-thread"]["commit_thread_self_ns"]
+    ta, tb = sum(a.values()), sum(b.values())
+    grew = sorted(set(a) | set(b), key=lambda f: a.get(f, 0) - b.get(f, 0))[:15]
+    out = ["", "## What one idle thread costs plain SQLite", "",
+           f"The commit thread's CPU time per commit: plain {ta:.0f} ns, plain-thread {tb:.0f} ns ({tb - ta:+.0f}). "
+           "The symbols whose self time grew most (ns per commit; shares of each run's sampled time, as above):", "",
+           "| symbol | plain | plain-thread | added |", "| --- | ---: | ---: | ---: |"]
+    for f in grew:
+        sym = f.replace("|", "\\|")[:100]
+        out.append(f"| `{sym}` | {a.get(f, 0):.0f} | {b.get(f, 0):.0f} | {b.get(f, 0) - a.get(f, 0):+.0f} |")
+    return out
 
 
 def main():
@@ -272,11 +302,11 @@ def main():
         bench.log(f"== timing ({a.rounds} interleaved rounds of {a.n} commits)")
         res["timing"] = timing(b, a)
         bench.log("== perf stat")
-        res["stat"] = {v: perf_stat(b, a, work, v) for v in ("plain", "libreplica")}
+        res["stat"] = {v: perf_stat(b, a, work, v) for v in VARIANTS}
         bench.log(json.dumps(res["stat"]))
         bench.log("== perf record")
         res["profile"] = {}
-        for v in ("plain", "libreplica"):
+        for v in VARIANTS:
             samples, lost = perf_record(b, a, work, v)
             # Sampled CPU per commit is below perf stat's when perf drops samples under load:
             # the shares are scaled to perf stat's CPU time per commit.
