@@ -69,6 +69,11 @@ def create_marker(db):
 WRITER = r'''
 import json, os, sqlite3, sys, time
 cfg = json.loads(sys.argv[1])
+def thread_io():
+    # This thread's read and write system calls (pread, pwrite and the like) so far.
+    with open("/proc/thread-self/io") as f:
+        io = dict(line.split(":") for line in f)
+    return int(io["syscr"]) + int(io["syscw"])
 if cfg["load"]:
     boot = sqlite3.connect(":memory:")
     boot.enable_load_extension(True)
@@ -112,12 +117,14 @@ out = {}
 t0 = time.perf_counter()
 if work == "autocommit":
     db = dbs[0]
+    io0 = thread_io()
     c0 = time.thread_time_ns()
     for i in range(cfg["n"]):
         db.execute("INSERT INTO t(payload) VALUES (?)", (payload,))
     out["tps"] = cfg["n"] / (time.perf_counter() - t0)
     # The committing thread's own CPU time: steadier than wall time on a shared machine.
     out["commit_thread_cpu_ns"] = (time.thread_time_ns() - c0) / cfg["n"]
+    out["commit_thread_rw_syscalls"] = (thread_io() - io0) / cfg["n"]
 elif work == "bulk":
     db = dbs[0]
     blob = os.urandom(4000)
@@ -826,7 +833,7 @@ def log(msg):
 def w1_throughput(b, a):
     variants = ["plain", "plain-thread", "libreplica", "litestream"]
     loads = [("autocommit", {"n": n}) for n in (a.n_small, a.n_large) if n] + [("bulk", {"mb": a.bulk_mb})]
-    runs, wal_hwm, capture, server_cpu = {}, {}, {}, {}
+    runs, wal_hwm, capture, server_cpu, committing = {}, {}, {}, {}, {}
     for r in range(a.rounds):
         for work, kw in loads:
             name = f"{work}-{kw['n']}" if work == "autocommit" else f"bulk-{kw['mb']}MiB"
@@ -836,6 +843,9 @@ def w1_throughput(b, a):
                 runs.setdefault(name, {}).setdefault(v, []).append(res[key])
                 wal_hwm.setdefault(name, {}).setdefault(v, []).append(res["wal_hwm_mib"])
                 server_cpu.setdefault(name, {}).setdefault(v, []).append(res["server_cpu_s"])
+                if work == "autocommit":
+                    committing.setdefault(name, {}).setdefault(v, []).append(
+                        (res["commit_thread_cpu_ns"], res["commit_thread_rw_syscalls"]))
                 if v == "libreplica":
                     capture.setdefault(name, []).append(capture_figures(res))
                 log(f"  round {r + 1} {name:18s} {v:11s} {res[key]:10.1f} {'tx/s' if key == 'tps' else 'MB/s'}  WAL high-water {res['wal_hwm_mib']:.1f} MiB")
@@ -851,6 +861,11 @@ def w1_throughput(b, a):
                "wal_hwm_mib": {v: max(x) for v, x in wal_hwm[name].items()},
                "server_cpu_s": {v: statistics.median(x) for v, x in server_cpu[name].items()},
                "capture": summarize_capture(capture.get(name, []))}
+        if name in committing:
+            # What the committing thread itself spends per commit (median over rounds).
+            row["committing_thread"] = {v: {"cpu_ns": statistics.median(c for c, _ in x),
+                                            "rw_syscalls": statistics.median(n for _, n in x)}
+                                        for v, x in committing[name].items()}
         out[name] = row
         c = row["capture"]
         log(f"{name}: libreplica restart waits {c['restart_waits']} per run, p50 {c['restart_wait_p50_us']} us, "
@@ -1287,6 +1302,18 @@ def markdown(res):
         for name, c in caps:
             out.append(f"| {name} | {c['restart_waits']:.0f} | {c['restart_wait_p50_us']:.0f} / {c['restart_wait_p99_us']:.0f} | "
                        f"{c.get('capture_thread_share', 0.0):.1%} | {c['spool_thread_share']:.1%} | {c['uploader_thread_share']:.1%} |")
+    per_commit = [(name, row["committing_thread"]) for name, row in tp.items() if row.get("committing_thread")]
+    if per_commit:
+        out += ["", "The committing thread's own cost per commit (median over rounds): CPU time, and its read and write "
+                "system calls (`/proc/thread-self/io`). libreplica's commit path against plain SQLite with one idle thread, "
+                "the floor of any design with a thread in the process (`make profile` shows the floor symbol by symbol):", "",
+                "| workload | plain | plain, one idle thread | libreplica | Litestream | libreplica − idle-thread plain |",
+                "| --- | --- | --- | --- | --- | --- |"]
+        for name, ct in per_commit:
+            cell = lambda v: f"{ct[v]['cpu_ns']:.0f} ns, {ct[v]['rw_syscalls']:.2f}" if v in ct else "–"
+            added = (f"{ct['libreplica']['cpu_ns'] - ct['plain-thread']['cpu_ns']:+.0f} ns, "
+                     f"{ct['libreplica']['rw_syscalls'] - ct['plain-thread']['rw_syscalls']:+.2f}")
+            out.append(f"| {name} | {cell('plain')} | {cell('plain-thread')} | {cell('libreplica')} | {cell('litestream')} | {added} |")
     served = [(name, row["server_cpu_s"]) for name, row in tp.items() if row.get("server_cpu_s")]
     if served:
         out += ["", "The local S3 server shares the 2 cores with the writer (a remote bucket would not); its CPU "
