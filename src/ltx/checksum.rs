@@ -3,7 +3,6 @@
 //! checksums and the rolling database checksum. Pure arithmetic; it must not do I/O.
 
 use super::header::{lock_pgno, CHECKSUM_FLAG};
-use std::sync::OnceLock;
 
 // CRC-64/ISO (Go's crc64.ISO table): reflected poly 0xD800000000000000, init and xorout !0.
 
@@ -16,17 +15,7 @@ const fn build_crc64_tables() -> [[u64; 256]; 8] {
     let mut tables = [[0u64; 256]; 8];
     let mut i = 0;
     while i < 256 {
-        let mut crc = i as u64;
-        let mut bit = 0;
-        while bit < 8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ CRC64_ISO_POLY_REFLECTED
-            } else {
-                crc >> 1
-            };
-            bit += 1;
-        }
-        tables[0][i] = crc;
+        tables[0][i] = zero_byte_advance(i as u64);
         i += 1;
     }
     let mut k = 1;
@@ -96,10 +85,9 @@ fn advance_in_lanes(crc: u64, block: &[u8]) -> u64 {
             *reg = advance_word(*reg ^ u64::from_le_bytes(word));
         }
     }
-    let over_lane = lane_zero_advance();
     regs[1..]
         .iter()
-        .fold(regs[0], |joined, &reg| over_lane.apply(joined) ^ reg)
+        .fold(regs[0], |joined, &reg| OVER_LANE.apply(joined) ^ reg)
 }
 
 /// The register after eight more bytes already XORed into it.
@@ -115,10 +103,23 @@ fn advance_word(crc: u64) -> u64 {
         ^ t[0][(crc >> 56) as usize]
 }
 
-/// Advancing over one lane of zeros (made once: tens of microseconds).
-fn lane_zero_advance() -> &'static ZeroAdvance {
-    static OVER_LANE: OnceLock<ZeroAdvance> = OnceLock::new();
-    OVER_LANE.get_or_init(|| ZeroAdvance::new(LANE_BYTES))
+/// Advancing over one lane of zeros, made at compile time (made at run time behind a lock,
+/// a child forked while another thread made it would wait on that lock for ever).
+static OVER_LANE: ZeroAdvance = ZeroAdvance::new(LANE_BYTES);
+
+/// The register after one zero byte, bit by bit (the byte table's entries are those of the
+/// bytes' own values).
+const fn zero_byte_advance(mut crc: u64) -> u64 {
+    let mut bit = 0;
+    while bit < 8 {
+        crc = if crc & 1 == 1 {
+            (crc >> 1) ^ CRC64_ISO_POLY_REFLECTED
+        } else {
+            crc >> 1
+        };
+        bit += 1;
+    }
+    crc
 }
 
 /// Slicing-by-8, one register.
@@ -146,13 +147,15 @@ pub struct ZeroAdvance {
 
 impl ZeroAdvance {
     /// By squaring: `advance` over one zero byte, composed to `len` bytes.
-    pub fn new(len: usize) -> Self {
-        let mut step = ZeroAdvance {
-            cols: std::array::from_fn(|i| advance_serial(1 << i, &[0])),
-        };
-        let mut acc = ZeroAdvance {
-            cols: std::array::from_fn(|i| 1 << i), // identity
-        };
+    pub const fn new(len: usize) -> Self {
+        let mut step = ZeroAdvance { cols: [0; 64] };
+        let mut acc = ZeroAdvance { cols: [0; 64] };
+        let mut i = 0;
+        while i < 64 {
+            step.cols[i] = zero_byte_advance(1 << i);
+            acc.cols[i] = 1 << i; // identity
+            i += 1;
+        }
         let mut n = len;
         while n > 0 {
             if n & 1 == 1 {
@@ -165,13 +168,17 @@ impl ZeroAdvance {
     }
 
     /// `other` applied after `self`.
-    fn then(&self, other: &ZeroAdvance) -> ZeroAdvance {
-        ZeroAdvance {
-            cols: std::array::from_fn(|i| other.apply(self.cols[i])),
+    const fn then(&self, other: &ZeroAdvance) -> ZeroAdvance {
+        let mut cols = [0; 64];
+        let mut i = 0;
+        while i < 64 {
+            cols[i] = other.apply(self.cols[i]);
+            i += 1;
         }
+        ZeroAdvance { cols }
     }
 
-    pub fn apply(&self, mut reg: u64) -> u64 {
+    pub const fn apply(&self, mut reg: u64) -> u64 {
         let mut out = 0;
         let mut i = 0;
         while reg != 0 {
