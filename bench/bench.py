@@ -70,10 +70,14 @@ WRITER = r'''
 import json, os, sqlite3, sys, time
 cfg = json.loads(sys.argv[1])
 def thread_io():
-    # This thread's read and write system calls (pread, pwrite and the like) so far.
-    with open("/proc/thread-self/io") as f:
-        io = dict(line.split(":") for line in f)
-    return int(io["syscr"]) + int(io["syscw"])
+    # This thread's read and write system calls (pread, pwrite and the like) so far; None
+    # where the kernel keeps no I/O accounting.
+    try:
+        with open("/proc/thread-self/io") as f:
+            io = dict(line.split(":") for line in f)
+        return int(io["syscr"]) + int(io["syscw"])
+    except (OSError, KeyError, ValueError):
+        return None
 if cfg["load"]:
     boot = sqlite3.connect(":memory:")
     boot.enable_load_extension(True)
@@ -116,15 +120,17 @@ work = cfg["workload"]
 out = {}
 t0 = time.perf_counter()
 if work == "autocommit":
-    db = dbs[0]
     io0 = thread_io()
+    t0 = time.perf_counter()
+    db = dbs[0]
     c0 = time.thread_time_ns()
     for i in range(cfg["n"]):
         db.execute("INSERT INTO t(payload) VALUES (?)", (payload,))
     out["tps"] = cfg["n"] / (time.perf_counter() - t0)
     # The committing thread's own CPU time: steadier than wall time on a shared machine.
     out["commit_thread_cpu_ns"] = (time.thread_time_ns() - c0) / cfg["n"]
-    out["commit_thread_rw_syscalls"] = (thread_io() - io0) / cfg["n"]
+    io1 = thread_io()
+    out["commit_thread_rw_syscalls"] = None if io0 is None or io1 is None else (io1 - io0) / cfg["n"]
 elif work == "bulk":
     db = dbs[0]
     blob = os.urandom(4000)
@@ -864,7 +870,7 @@ def w1_throughput(b, a):
         if name in committing:
             # What the committing thread itself spends per commit (median over rounds).
             row["committing_thread"] = {v: {"cpu_ns": statistics.median(c for c, _ in x),
-                                            "rw_syscalls": statistics.median(n for _, n in x)}
+                                            "rw_syscalls": None if None in (n for _, n in x) else statistics.median(n for _, n in x)}
                                         for v, x in committing[name].items()}
         out[name] = row
         c = row["capture"]
@@ -1310,9 +1316,11 @@ def markdown(res):
                 "| workload | plain | plain, one idle thread | libreplica | Litestream | libreplica − idle-thread plain |",
                 "| --- | --- | --- | --- | --- | --- |"]
         for name, ct in per_commit:
-            cell = lambda v: f"{ct[v]['cpu_ns']:.0f} ns, {ct[v]['rw_syscalls']:.2f}" if v in ct else "–"
-            added = (f"{ct['libreplica']['cpu_ns'] - ct['plain-thread']['cpu_ns']:+.0f} ns, "
-                     f"{ct['libreplica']['rw_syscalls'] - ct['plain-thread']['rw_syscalls']:+.2f}")
+            calls = lambda n: "–" if n is None else f"{n:.2f}"
+            cell = lambda v: f"{ct[v]['cpu_ns']:.0f} ns, {calls(ct[v]['rw_syscalls'])}" if v in ct else "–"
+            lib, floor = ct.get("libreplica"), ct.get("plain-thread")
+            added = "–" if not (lib and floor) else f"{lib['cpu_ns'] - floor['cpu_ns']:+.0f} ns, " + (
+                "–" if None in (lib["rw_syscalls"], floor["rw_syscalls"]) else f"{lib['rw_syscalls'] - floor['rw_syscalls']:+.2f}")
             out.append(f"| {name} | {cell('plain')} | {cell('plain-thread')} | {cell('libreplica')} | {cell('litestream')} | {added} |")
     served = [(name, row["server_cpu_s"]) for name, row in tp.items() if row.get("server_cpu_s")]
     if served:

@@ -255,11 +255,12 @@ def floor_section(pr):
     if "plain-thread" not in pr or "commit_thread_self_ns" not in pr["plain"]:
         return []
     a, b = pr["plain"]["commit_thread_self_ns"], pr["plain-thread"]["commit_thread_self_ns"]
-    ta, tb = sum(a.values()), sum(b.values())
+    ta, tb = (pr[v]["threads_ns_per_commit"].get("commit thread", 0.0) for v in ("plain", "plain-thread"))
     grew = sorted(set(a) | set(b), key=lambda f: a.get(f, 0) - b.get(f, 0))[:15]
     out = ["", "## What one idle thread costs plain SQLite", "",
-           f"The commit thread's CPU time per commit: plain {ta:.0f} ns, plain-thread {tb:.0f} ns ({tb - ta:+.0f}). "
-           "The symbols whose self time grew most (ns per commit; shares of each run's sampled time, as above):", "",
+           f"The commit thread's CPU time per commit: plain {ta:.0f} ns, plain-thread {tb:.0f} ns ({tb - ta:+.0f}; one "
+           "perf stat run of each). The symbols whose self time grew most (ns per commit; shares of each run's sampled "
+           "time, as above):", "",
            "| symbol | plain | plain-thread | added |", "| --- | ---: | ---: | ---: |"]
     for f in grew:
         sym = f.replace("|", "\\|")[:100]
