@@ -52,6 +52,11 @@ def main():
                        "spool_thread_ns": cpu.get("replica-spool", 0.0) * 1e9 / a.n,
                        "uploader_ns": cpu.get("replica-uploade", 0.0) * 1e9 / a.n,
                        "server_ns": res["server_cpu_s"] * 1e9 / a.n}
+                if v in builds:
+                    # What a log restart waited for, on the committing thread (replica_status).
+                    cf = bench.capture_figures(res)
+                    row.update(restarts=cf["restart_waits"], restart_p50_us=cf["restart_wait_p50_us"],
+                               restart_p99_us=cf["restart_wait_p99_us"])
                 runs[v].append(row)
                 bench.log(f"  round {r + 1} {v:12s} wall {row['wall_ns']:7.0f} ns/commit  commit thread CPU "
                           f"{row['commit_cpu_ns']:7.0f}  capture thread {row['capture_thread_ns']:5.0f}  spool thread {row['spool_thread_ns']:5.0f}  uploader {row['uploader_ns']:5.0f}  S3 server {row['server_ns']:5.0f}")
@@ -77,6 +82,12 @@ def summary(runs, rounds):
         print(f"{v:12s} {spread(wall):>22s} {spread(cpu):>22s} {ratio('plain', rs):>24s} {ratio('plain-thread', rs):>24s}")
     # Paired by round (a round's runs share the machine's state): the steadier comparison.
     builds = [v for v in runs if v not in ("plain", "plain-thread")]
+    for v in builds:
+        rs = [x for x in runs[v] if "restarts" in x]
+        if rs:
+            print(f"{v}: {statistics.median(x['restarts'] for x in rs):.0f} log restarts per run, restart wait "
+                  f"p50 {statistics.median(x['restart_p50_us'] for x in rs):.0f} us (median over rounds), "
+                  f"p99 {max(x['restart_p99_us'] for x in rs):.0f} us (largest)")
     for v in builds[1:]:
         for key in ("commit_cpu_ns", "wall_ns"):
             d = [x[key] - y[key] for x, y in zip(runs[v], runs[builds[0]])]

@@ -215,6 +215,10 @@ impl Pending {
 /// directory, or it is not a real directory of this process's user (a symlink planted to
 /// feed commits in is not read).
 pub fn pending(spool: &HeldDir) -> Option<Pending> {
+    // Usually there is none: a lookup through the held descriptor says so cheaply.
+    if !spool.may_hold(DIR) {
+        return None;
+    }
     let dir = spool.existing_sub(DIR).ok()?;
     let mut names: Vec<String> = dir
         .names()

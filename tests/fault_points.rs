@@ -199,7 +199,8 @@ db.execute("PRAGMA wal_autocheckpoint=0")
 db.execute("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v BLOB)")
 db.execute("INSERT INTO t(v) VALUES (randomblob(100))")
 db.execute("SELECT replica_sync(10000)")
-# Commits the spool holds only in memory (well under the MiB handed off as it fills).
+# Commits the spool holds only in memory: about 200 KiB, under the 256 KiB handed over
+# early when a checkpoint begins and the MiB handed off as it fills.
 for i in range(50):
     db.execute("INSERT INTO t(v) VALUES (randomblob(1000))")
 db.execute("PRAGMA wal_checkpoint(RESTART)")  # the next write restarts the log

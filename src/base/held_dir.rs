@@ -17,6 +17,18 @@ use std::io::ErrorKind;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// Looks an entry up relative to a held directory's descriptor: whether it is there
+/// (`fstatat`, which std lacks; given by the FFI layer at load).
+pub type EntryProbe = fn(&File, &str) -> std::io::Result<bool>;
+
+static ENTRY_PROBE: OnceLock<EntryProbe> = OnceLock::new();
+
+/// Installs the entry probe (once, at load); without it [`HeldDir::may_hold`] cannot tell.
+pub fn set_entry_probe(probe: EntryProbe) {
+    let _ = ENTRY_PROBE.set(probe);
+}
 
 /// Why a directory cannot be held.
 #[derive(Debug)]
@@ -117,6 +129,16 @@ impl HeldDir {
     /// `existing` for the subdirectory `name`, opened through this one.
     pub fn existing_sub(&self, name: &str) -> Result<HeldDir, DirError> {
         HeldDir::open_checked(&self.at(name), self.shown(name))
+    }
+
+    /// Whether an entry `name` may be inside: false only when a lookup through the
+    /// descriptor found none. Much cheaper than opening it through `/proc/self/fd` when it is
+    /// missing, for the checks SQLite's committing thread makes (see the module docs).
+    pub fn may_hold(&self, name: &str) -> bool {
+        match ENTRY_PROBE.get() {
+            Some(probe) => !matches!(probe(&self.file, name), Ok(false)),
+            None => true,
+        }
     }
 
     /// Another descriptor for the same directory (for a holder that outlives this one).

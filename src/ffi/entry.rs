@@ -64,6 +64,7 @@ fn init(db: *mut sys::sqlite3) -> Result<(), Error> {
         super::fork::install_fork_handler();
         crate::uploader::set_snapshot_source(Box::new(super::sqlite::LiveDatabase));
         crate::shim::set_index_reader(super::sqlite::wal_index_state_at);
+        crate::base::held_dir::set_entry_probe(super::os::holds_entry);
         crate::shim::set_wal_opener(super::functions::open_wal_for_read);
         crate::database::set_uploader_wake(crate::uploader::wake);
         if crate::shim::drills_configured() {

@@ -12,6 +12,7 @@ mod follow;
 mod fork;
 mod functions;
 mod open_failure;
+mod os;
 pub(crate) mod sqlite;
 mod tables;
 mod vfs;

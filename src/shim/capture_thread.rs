@@ -6,11 +6,13 @@
 //! every log write of the commit path takes: the fewer times the other core takes it, the
 //! less that lock costs there) and copies their pages under the spool's lock alone, and
 //! wakes the uploader. While commits keep coming it looks again after a short pause rather
-//! than being woken for each (a wake-up is a system call on the commit path), or at once
-//! when a checkpoint begins (the log may restart after it); idle, it parks until the next
-//! commit wakes it. Nothing is lost if it lags or dies with the
-//! process: the log holds every queued commit until a restart or truncation, which takes
-//! the queue first, and a process that dies is caught up with from the log.
+//! than being woken for each (a wake-up is a system call on the commit path, tens of µs in
+//! a virtual machine); idle, it parks until the next commit wakes it. A look that finds a
+//! checkpoint begun also hands the spool's buffer to its writer thread, so that the restart
+//! of the log that may follow (on the committing thread) has only the generation to write.
+//! Nothing is lost if it lags or dies with the process: the log holds every queued commit
+//! until a restart or truncation, which takes the queue first, and a process that dies is
+//! caught up with from the log.
 
 use super::fallback::capture_failed;
 use super::queue::{fail_queue_without_log, take_queued, Scratch};
@@ -25,7 +27,8 @@ use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 /// The pause between two looks while commits keep coming: a restart of the log waits for
-/// at most this much capture, and lag grows by at most this much.
+/// at most this much capture (less when the checkpoint before it outlasts the pause, as it
+/// usually does), and lag grows by at most this much.
 const BATCH_PAUSE: Duration = Duration::from_micros(500);
 /// Looks that found nothing before the thread parks.
 const IDLE_LOOKS: u32 = 3;
@@ -79,20 +82,6 @@ pub(super) fn notify() {
     }
 }
 
-/// A checkpoint of a database with queued commits began: look now rather than after the
-/// pause, so that the queue is taken while the checkpoint runs (it copies pages and syncs
-/// two files) instead of by the restart of the log that may follow it, on the committing
-/// thread.
-pub(super) fn hurry() {
-    let epoch = database::fork_epoch();
-    if STARTED_IN.load(Ordering::Relaxed) != epoch + 1 {
-        return; // the queue's first commit starts the thread
-    }
-    if let Some(thread) = running(epoch) {
-        thread.unpark();
-    }
-}
-
 /// The thread of this process image, if the table can be had (in a forked child its lock
 /// may be held by a thread of the parent that is not there: then the uploader's poll, which
 /// also takes the queue, stands in).
@@ -133,8 +122,7 @@ fn run() {
             idle += 1;
         }
         if idle < IDLE_LOOKS {
-            // A pause `hurry` can cut short (an unpark left over from it only brings a
-            // look forward).
+            // (An unpark left over from a `notify` only brings the next look forward.)
             std::thread::park_timeout(BATCH_PAUSE);
             continue;
         }
@@ -195,28 +183,40 @@ impl Wals {
     }
 }
 
-/// Takes every database's queued commits; whether there were any.
+/// Takes every database's queued commits; whether there were any. A database whose
+/// checkpoint began since the last look also has its spool's buffer handed to the writer
+/// thread, after the queue (see `DbObserver::checkpoint_starting`).
 fn look(held: &mut Held) -> bool {
     let dbs = database::all();
     held.wals.forget_others(&dbs);
     let mut took = false;
     for db in &dbs {
-        if db.capture_queued.load(Ordering::SeqCst) && db.owned_here() {
+        if !db.owned_here() {
+            continue;
+        }
+        if db.capture_queued.load(Ordering::SeqCst) {
             took = true;
-            // A bug here must not take the thread down, nor lose a commit quietly: the
-            // commit it held is owed as a snapshot.
-            let taken =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| take_queue(db, held)));
-            if taken.is_err() {
-                let mut cap = lock(&db.capture);
-                let why = "internal error (panic) in the capture thread";
-                capture_failed(db, &mut cap, why, None);
-                // A record the panic left unwritten refuses the next until this is noted.
-                db.spool.stop_refusing();
-            }
+            take_queue_guarded(db, held);
+        }
+        // After the queue: the records it became go too.
+        if db.checkpoint_began.swap(false, Ordering::SeqCst) {
+            db.spool.write_behind_now();
         }
     }
     took
+}
+
+/// [`take_queue`], where a bug must not take the thread down, nor lose a commit quietly:
+/// the commit it held is owed as a snapshot.
+fn take_queue_guarded(db: &Database, held: &mut Held) {
+    let taken = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| take_queue(db, held)));
+    if taken.is_err() {
+        let mut cap = lock(&db.capture);
+        let why = "internal error (panic) in the capture thread";
+        capture_failed(db, &mut cap, why, None);
+        // A record the panic left unwritten refuses the next until this is noted.
+        db.spool.stop_refusing();
+    }
 }
 
 fn take_queue(db: &Database, held: &mut Held) {

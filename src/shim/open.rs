@@ -231,11 +231,13 @@ impl DbObserver {
     }
 
     /// SQLite took the checkpoint lock: the log may restart at the next write, which
-    /// captures whatever is still queued first. The capture thread takes it meanwhile.
+    /// captures whatever is still queued first and hands the spool's buffer over. The
+    /// capture thread's next look, while the checkpoint copies pages and syncs, takes both
+    /// off that write; it is not woken for it (a wake-up costs the committing thread about
+    /// as much as capturing a score of commits, and the checkpoint usually outlasts the
+    /// thread's pause between looks).
     pub fn checkpoint_starting(&self) {
-        if self.db.capture_queued.load(Ordering::Relaxed) && self.db.owned_here() {
-            super::capture_thread::hurry();
-        }
+        self.db.checkpoint_began.store(true, Ordering::Relaxed);
     }
 
     pub fn db_path(&self) -> &Path {

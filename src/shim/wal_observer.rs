@@ -11,7 +11,7 @@ use super::catch_up::{catch_up_or_fall_back, holds_more_commits, take_foreign_co
 use super::fallback::{flush_spool, flush_spool_for_restart, owe_snapshot};
 use super::no_log::{check_unchanged_since_log_gone, note_log_gone, LEFT_IN_A_DELETED_LOG};
 use super::queue::{drain_queued, fail_queue_without_log, queue_commit};
-use super::wal_file::{db_path_of, salts_on_disk};
+use super::wal_file::{db_path_of, restarting_the_log, salts_on_disk};
 use crate::base::io::ReadAt;
 use crate::base::lock::lock;
 use crate::database::{self, CaptureState, Database};
@@ -64,7 +64,7 @@ impl WalObserver {
             return;
         }
         let started = Instant::now();
-        self.settle_before_restart(data, file);
+        restarting_the_log(|| self.settle_before_restart(data, file));
         note_restart_wait(db, started);
     }
 

@@ -21,6 +21,12 @@ pub(super) const SEGMENT_ROLL_BYTES: u64 = 64 << 20;
 /// of that thread every few hundred small commits, and little left to write at a restart.
 const WRITE_BEHIND_BYTES: usize = 1 << 20;
 
+/// When a checkpoint begins, buffered records are handed over early once they take this
+/// much (see `Spool::write_behind_now`). Fewer are left to the restart, which hands them over
+/// with the generation, as every restart did before: a crash before that write stays an
+/// ordinary case, not one that only a slow capture thread reaches.
+pub(super) const EARLY_WRITE_BEHIND_BYTES: usize = 256 << 10;
+
 pub(super) struct Segment {
     pub id: u64,
     pub file: Arc<File>,
@@ -85,7 +91,12 @@ impl Segment {
     /// Hands the buffer to the writer thread once it holds enough, unless a write is still
     /// out (the commit path must not wait for one).
     pub fn write_behind(&mut self) {
-        if self.buffer.len() < WRITE_BEHIND_BYTES || self.write_failed {
+        self.write_behind_from(WRITE_BEHIND_BYTES);
+    }
+
+    /// [`Self::write_behind`] of a buffer holding at least `min` bytes.
+    pub fn write_behind_from(&mut self, min: usize) {
+        if self.buffer.is_empty() || self.buffer.len() < min || self.write_failed {
             return;
         }
         if self.in_flight > 0 {
@@ -105,9 +116,14 @@ impl Segment {
     /// is nothing to hand off, no thread, or a failed write to report.
     pub fn write_all_behind(&mut self, then: Option<FollowUp>) -> Result<(), SpoolError> {
         self.settle()?;
-        let then = match self.write_failed || self.buffer.is_empty() {
-            true => then,
-            false => match self.hand_off_buffer(then) {
+        let then = match (self.write_failed, self.buffer.is_empty()) {
+            // All on disk already (a log restart after the capture thread handed the buffer
+            // off while the checkpoint ran): only `then` is left, without waking the thread.
+            // The unflushed marker stays, as after a hand-off: it is removed by the next
+            // write out, not on the committing thread.
+            (false, true) => return then.map_or(Ok(()), |t| t.write().map_err(write_error)),
+            (true, _) => then,
+            (false, false) => match self.hand_off_buffer(then) {
                 Ok(()) => return Ok(()),
                 Err(then) => then,
             },
@@ -344,5 +360,51 @@ mod tests {
         let err = seg.write_out().unwrap_err().to_string();
         assert!(err.contains("writing the spool"), "{err}");
         let _ = std::fs::remove_file(&path);
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("replica-seg-{name}-{}", std::process::id()));
+        std::fs::write(&path, b"").unwrap();
+        path
+    }
+
+    fn writable(path: &PathBuf) -> File {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap()
+    }
+
+    /// The hand-off a checkpoint asks for takes a buffer of any size; the log restart after
+    /// it then finds everything on disk and writes only the line that follows the records,
+    /// itself, leaving the unflushed marker as a hand-off does (the next write out removes it).
+    #[test]
+    fn a_small_buffer_handed_off_early_leaves_a_restart_only_the_follow_up_to_write() {
+        let (records, generation, marker) = (scratch("rec"), scratch("gen"), scratch("marker"));
+        let mut seg = Segment::new(1, writable(&records), 0);
+        seg.write_behind_from(0);
+        assert_eq!(seg.in_flight, 0, "nothing buffered, nothing handed off");
+        seg.buffer.extend_from_slice(b"one small record");
+        seg.len = 16;
+        seg.unflushed_marker = Some(marker.clone());
+        seg.write_behind();
+        assert_eq!(seg.in_flight, 0, "below the usual size, the buffer stays");
+        seg.write_behind_from(0);
+        assert_eq!((seg.in_flight, seg.buffer.len()), (16, 0));
+        let then = FollowUp {
+            file: Arc::new(writable(&generation)),
+            bytes: b"generation line".to_vec(),
+        };
+        seg.write_all_behind(Some(then)).unwrap();
+        assert_eq!((seg.flushed, seg.in_flight), (16, 0));
+        assert_eq!(std::fs::read(&records).unwrap(), b"one small record");
+        assert_eq!(std::fs::read(&generation).unwrap(), b"generation line");
+        assert!(marker.exists() && seg.unflushed_marker.is_some());
+        seg.write_out().unwrap();
+        assert!(!marker.exists(), "the next write out removes it");
+        for p in [records, generation] {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }

@@ -61,7 +61,10 @@ pub(super) struct FollowUp {
 }
 
 impl FollowUp {
+    /// Writes it, once what it follows is on disk (by the writer thread, or by the log
+    /// restart that found nothing left to hand over).
     pub fn write(&self) -> std::io::Result<()> {
+        crate::fault::point("spool.generation_behind");
         self.file.write_all_at(&self.bytes, 0)
     }
 }
@@ -163,7 +166,6 @@ fn run(rx: crossbeam_channel::Receiver<Job>) {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             job.file.write_all_at(&job.chunk, job.offset)?;
             if let Some(then) = &job.then {
-                crate::fault::point("spool.generation_behind");
                 // The chunk is written: a failure here only leaves the older line, which
                 // claims less (a crash then costs a snapshot), so it is logged, not returned.
                 if let Err(e) = then.write() {

@@ -654,9 +654,11 @@ unsafe extern "C" fn x_shm_lock(
         if let Some(note) = note.filter(|_| taking && rc == sys::SQLITE_OK) {
             note.set(index_state(f).map(|i| ((i.header.salt1, i.header.salt2), i.header.mx_frame)));
         }
-        // Slot 1 is the checkpoint lock.
+        // Slot 1 alone is the checkpoint lock (a recovery of the WAL index takes it with the
+        // slots after it).
         if rc == sys::SQLITE_OK
             && offset == 1
+            && n == 1
             && flags == sys::SQLITE_SHM_LOCK | sys::SQLITE_SHM_EXCLUSIVE
         {
             // SAFETY: the observer box lives until x_close.
