@@ -8,7 +8,9 @@
 //!
 //! std has no `openat`: a file inside is reached as `/proc/self/fd/<fd>/<name>`, which the
 //! kernel resolves through the descriptor's own directory (a "magic link"), not by its
-//! path. Opening fails with a clear error when `/proc` is not mounted.
+//! path. Opening fails with a clear error when `/proc` is not mounted. That walk through
+//! procfs costs tens of µs on a cold cache, so whether an entry is there at all is asked
+//! with `fstatat` on the descriptor, which the FFI layer gives at load (`set_entry_probe`).
 
 use super::private_fs::{euid, Modes};
 use std::ffi::OsString;
@@ -133,7 +135,7 @@ impl HeldDir {
 
     /// Whether an entry `name` may be inside: false only when a lookup through the
     /// descriptor found none. Much cheaper than opening it through `/proc/self/fd` when it is
-    /// missing, for the checks SQLite's committing thread makes (see the module docs).
+    /// missing, for the checks SQLite's committing thread makes.
     pub fn may_hold(&self, name: &str) -> bool {
         match ENTRY_PROBE.get() {
             Some(probe) => !matches!(probe(&self.file, name), Ok(false)),

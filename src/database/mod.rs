@@ -119,10 +119,10 @@ pub struct Database {
     /// Set when a commit's capture is deferred (`capture.deferred_commit`), cleared once
     /// none is: the release of every write lock looks here before it takes that lock.
     pub capture_deferred: AtomicBool,
-    /// Set when a connection of this process begins a checkpoint; the capture thread's next
-    /// look clears it and hands the spool's buffer to its writer thread, so that the log
-    /// restart that may follow finds nothing to hand over (see `shim::capture_thread`).
-    pub checkpoint_began: AtomicBool,
+    /// Whether a connection of this process holds the checkpoint lock: the capture thread's
+    /// looks meanwhile hand the spool's buffer to its writer thread, so that the log restart
+    /// that may follow finds nothing to hand over (see `shim::capture_thread`).
+    pub checkpoint_running: Padded<AtomicBool>,
     /// Connections of this process that have the database open through the replica VFS.
     pub open_handles: AtomicU32,
     /// When (ms) the log is next looked at for commits nobody captured: one look serves
@@ -224,7 +224,7 @@ impl Database {
             wal_writes_in_flight: Padded(AtomicU32::new(0)),
             write_lock: write_lock_note(path),
             capture_queued: Padded(AtomicBool::new(false)),
-            checkpoint_began: AtomicBool::new(false),
+            checkpoint_running: Padded(AtomicBool::new(false)),
             capture_deferred: AtomicBool::new(false),
             open_handles: AtomicU32::new(0),
             next_wal_poll_ms: AtomicU64::new(0),

@@ -13,7 +13,7 @@ pub(super) fn holds_entry(dir: &File, name: &str) -> std::io::Result<bool> {
     let name = CString::new(name).map_err(std::io::Error::other)?;
     let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: a descriptor `dir` keeps open, a NUL-terminated name, and room for one `stat`
-    // that the kernel fills (read only if it says it did).
+    // for the kernel to fill (never read here).
     let rc = unsafe {
         libc::fstatat(
             dir.as_raw_fd(),

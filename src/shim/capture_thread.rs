@@ -7,8 +7,8 @@
 //! less that lock costs there) and copies their pages under the spool's lock alone, and
 //! wakes the uploader. While commits keep coming it looks again after a short pause rather
 //! than being woken for each (a wake-up is a system call on the commit path, tens of µs in
-//! a virtual machine); idle, it parks until the next commit wakes it. A look that finds a
-//! checkpoint begun also hands the spool's buffer to its writer thread, so that the restart
+//! a virtual machine); idle, it parks until the next commit wakes it. A look while a
+//! checkpoint runs also hands the spool's buffer to its writer thread, so that the restart
 //! of the log that may follow (on the committing thread) has only the generation to write.
 //! Nothing is lost if it lags or dies with the process: the log holds every queued commit
 //! until a restart or truncation, which takes the queue first, and a process that dies is
@@ -183,9 +183,9 @@ impl Wals {
     }
 }
 
-/// Takes every database's queued commits; whether there were any. A database whose
-/// checkpoint began since the last look also has its spool's buffer handed to the writer
-/// thread, after the queue (see `DbObserver::checkpoint_starting`).
+/// Takes every database's queued commits; whether there were any. A database a checkpoint
+/// is running on also has its spool's buffer handed to the writer thread, after the queue
+/// (see `DbObserver::checkpointing`).
 fn look(held: &mut Held) -> bool {
     let dbs = database::all();
     held.wals.forget_others(&dbs);
@@ -199,7 +199,7 @@ fn look(held: &mut Held) -> bool {
             take_queue_guarded(db, held);
         }
         // After the queue: the records it became go too.
-        if db.checkpoint_began.swap(false, Ordering::SeqCst) {
+        if db.checkpoint_running.load(Ordering::Relaxed) {
             db.spool.write_behind_now();
         }
     }

@@ -230,14 +230,14 @@ impl DbObserver {
         settle_deferred(&self.db, open_wal);
     }
 
-    /// SQLite took the checkpoint lock: the log may restart at the next write, which
-    /// captures whatever is still queued first and hands the spool's buffer over. The
-    /// capture thread's next look, while the checkpoint copies pages and syncs, takes both
-    /// off that write; it is not woken for it (a wake-up costs the committing thread about
-    /// as much as capturing a score of commits, and the checkpoint usually outlasts the
-    /// thread's pause between looks).
-    pub fn checkpoint_starting(&self) {
-        self.db.checkpoint_began.store(true, Ordering::Relaxed);
+    /// SQLite took (`true`) or let go of the checkpoint lock. After a checkpoint the log may
+    /// restart at the next write, which captures whatever is still queued first and hands
+    /// the spool's buffer over. The capture thread's looks while the checkpoint copies pages
+    /// and syncs take both off that write; it is not woken for them (a wake-up costs the
+    /// committing thread about as much as capturing a score of commits, and the checkpoint
+    /// usually outlasts the thread's pause between looks).
+    pub fn checkpointing(&self, running: bool) {
+        self.db.checkpoint_running.store(running, Ordering::Relaxed);
     }
 
     pub fn db_path(&self) -> &Path {

@@ -76,12 +76,10 @@ pub(super) fn index_on_disk(db_path: &Path) -> Option<WalIndexState> {
 /// rebuilds it from the log, taking every chained commit, as the checksum chain alone does).
 /// While this thread restarts the log, the note first (see [`restarting_the_log`]).
 pub(super) fn published_end(db_path: &Path, note: &WriteLockNote, salts: (u32, u32)) -> u32 {
-    if let Some(end) = RESTARTING
-        .get()
-        .then(|| note.published_end(salts))
-        .flatten()
-    {
-        return end;
+    if RESTARTING.get() {
+        if let Some(end) = note.published_end(salts) {
+            return end;
+        }
     }
     let of_log = |i: &WalIndexHeader| (i.salt1, i.salt2) == salts;
     if let Some(i) = index_on_disk(db_path).map(|s| s.header).filter(of_log) {

@@ -121,7 +121,12 @@ impl Segment {
             // off while the checkpoint ran): only `then` is left, without waking the thread.
             // The unflushed marker stays, as after a hand-off: it is removed by the next
             // write out, not on the committing thread.
-            (false, true) => return then.map_or(Ok(()), |t| t.write().map_err(write_error)),
+            (false, true) => {
+                if let Some(then) = then {
+                    then.write_logged();
+                }
+                return Ok(());
+            }
             (true, _) => then,
             (false, false) => match self.hand_off_buffer(then) {
                 Ok(()) => return Ok(()),

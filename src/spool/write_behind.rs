@@ -67,6 +67,14 @@ impl FollowUp {
         crate::fault::point("spool.generation_behind");
         self.file.write_all_at(&self.bytes, 0)
     }
+
+    /// [`Self::write`] once what it follows is written: a failure then only leaves the older
+    /// line, which claims less (a crash costs a snapshot), so it is logged, not returned.
+    pub fn write_logged(&self) {
+        if let Err(e) = self.write() {
+            crate::base::log::error(&format!("writing the spool's generation: {e}"));
+        }
+    }
 }
 
 /// The writer thread of this process and how to reach it (see the module docs for forks).
@@ -166,11 +174,7 @@ fn run(rx: crossbeam_channel::Receiver<Job>) {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             job.file.write_all_at(&job.chunk, job.offset)?;
             if let Some(then) = &job.then {
-                // The chunk is written: a failure here only leaves the older line, which
-                // claims less (a crash then costs a snapshot), so it is logged, not returned.
-                if let Err(e) = then.write() {
-                    crate::base::log::error(&format!("writing the spool's generation: {e}"));
-                }
+                then.write_logged();
             }
             Ok(())
         }))

@@ -655,15 +655,11 @@ unsafe extern "C" fn x_shm_lock(
             note.set(index_state(f).map(|i| ((i.header.salt1, i.header.salt2), i.header.mx_frame)));
         }
         // Slot 1 alone is the checkpoint lock (a recovery of the WAL index takes it with the
-        // slots after it).
-        if rc == sys::SQLITE_OK
-            && offset == 1
-            && n == 1
-            && flags == sys::SQLITE_SHM_LOCK | sys::SQLITE_SHM_EXCLUSIVE
-        {
+        // slots after it): a checkpoint runs while it is held.
+        if rc == sys::SQLITE_OK && offset == 1 && n == 1 && flags & sys::SQLITE_SHM_EXCLUSIVE != 0 {
             // SAFETY: the observer box lives until x_close.
             if let Some(obs) = unsafe { f.db_observer.as_ref() } {
-                obs.checkpoint_starting();
+                obs.checkpointing(flags & sys::SQLITE_SHM_LOCK != 0);
             }
         }
         // Slot 0 is the WAL write lock: its release ends a write transaction.
