@@ -251,11 +251,11 @@ impl Spool {
         self.dir.path()
     }
 
-    /// Hands the buffer to the writer thread now if it holds more than a few records, unless
-    /// a write is still out: a checkpoint has begun, and the restart of the log that may
-    /// follow it then has nothing to hand over (waking that thread costs the committing
-    /// thread tens of µs). A few records are left to the restart, which hands them over in
-    /// the same write as before, with the generation.
+    /// Hands the buffer to the writer thread now if it holds 256 KiB or more, unless a write
+    /// is still out: a checkpoint is running, and the restart of the log that may follow it
+    /// then has nothing to hand over (waking that thread costs the committing thread tens of
+    /// µs). Fewer records are left to the restart, which hands them over with the
+    /// generation, as before.
     pub fn write_behind_now(&self) {
         if let Some(seg) = lock(&self.inner).segment.as_mut() {
             seg.write_behind_from(super::segment::EARLY_WRITE_BEHIND_BYTES);

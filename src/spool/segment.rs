@@ -21,8 +21,8 @@ pub(super) const SEGMENT_ROLL_BYTES: u64 = 64 << 20;
 /// of that thread every few hundred small commits, and little left to write at a restart.
 const WRITE_BEHIND_BYTES: usize = 1 << 20;
 
-/// When a checkpoint begins, buffered records are handed over early once they take this
-/// much (see `Spool::write_behind_now`). Fewer are left to the restart, which hands them over
+/// While a checkpoint runs, buffered records are handed over early once they take this much
+/// (see `Spool::write_behind_now`). Fewer are left to the restart, which hands them over
 /// with the generation, as every restart did before: a crash before that write stays an
 /// ordinary case, not one that only a slow capture thread reaches.
 pub(super) const EARLY_WRITE_BEHIND_BYTES: usize = 256 << 10;
@@ -381,9 +381,10 @@ mod tests {
             .unwrap()
     }
 
-    /// The hand-off a checkpoint asks for takes a buffer of any size; the log restart after
-    /// it then finds everything on disk and writes only the line that follows the records,
-    /// itself, leaving the unflushed marker as a hand-off does (the next write out removes it).
+    /// A buffer handed off before the restart (as the capture thread does while a checkpoint
+    /// runs) leaves the restart everything on disk: it writes only the line that follows the
+    /// records, itself, and leaves the unflushed marker as a hand-off does (the next write
+    /// out removes it).
     #[test]
     fn a_small_buffer_handed_off_early_leaves_a_restart_only_the_follow_up_to_write() {
         let (records, generation, marker) = (scratch("rec"), scratch("gen"), scratch("marker"));
