@@ -75,8 +75,8 @@ def summary(runs, rounds):
     def ratio(base, rs):
         ratios = [p["wall_ns"] / x["wall_ns"] for p, x in zip(runs[base], rs)]
         return f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})"
-    # Off the CPU: the committing thread waiting (SQLite's fsyncs at each checkpoint, mostly):
-    # about a third of the wall time on this workload, and most of its spread.
+    # Off the CPU (wall minus CPU): the committing thread waiting, mostly for SQLite's fsyncs
+    # at checkpoints, or ready to run but preempted. Its spread is apart from the CPU's.
     print(f"{'':12s} {'wall ns':>22s} {'commit thread CPU ns':>22s} {'off CPU ns':>22s} {'ratio to plain (tx/s)':>24s} {'to plain-thread':>24s}")
     for v, rs in runs.items():
         wall = [x["wall_ns"] for x in rs]

@@ -292,16 +292,7 @@ mod tests {
     use super::*;
     use crate::config::ReplicaConfig;
 
-    struct Log(Vec<u8>);
-
-    impl ReadAt for Log {
-        fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-            let from = (offset as usize).min(self.0.len());
-            let n = buf.len().min(self.0.len() - from);
-            buf[..n].copy_from_slice(&self.0[from..from + n]);
-            Ok(n)
-        }
-    }
+    use crate::base::io::InMemory as Log;
 
     /// Capture at a commit whose frames follow another transaction's (another process's
     /// commit not taken yet) makes one record of both; it must read back from the segment

@@ -485,27 +485,16 @@ fn append_txn(db: &Database, txn: &wal::CommittedTxn, end_cksum: (u32, u32)) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::io::InMemory;
     use crate::spool::{FileStamp, SpoolState};
-
-    /// A log that holds only its header.
-    struct HeaderOnly(Vec<u8>);
-
-    impl ReadAt for HeaderOnly {
-        fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-            let rest = self.0.get(offset as usize..).unwrap_or(&[]);
-            let n = rest.len().min(buf.len());
-            buf[..n].copy_from_slice(&rest[..n]);
-            Ok(n)
-        }
-    }
 
     /// A database that has shipped, whose last log went away while the file carried the
     /// stamp it still carries, and whose new log (a header, no commit yet) the spool has no
-    /// record of: as after a restart whose records were still in memory when the process
-    /// died, with a checkpoint that left the file's size and its coarse modification time
-    /// as they were. The records held in memory were lost or not, as `lost` says; the
-    /// snapshot requests catch-up made, and the reason owed.
-    fn catch_up_after_a_restart(name: &str, lost: bool) -> (u64, Option<String>) {
+    /// record of: as after a hooked connection's last close, which notes the stamp before it
+    /// writes out the spool's records, and a crash between the two, with another process
+    /// starting a log since. The records held in memory were lost or not, as `lost` says;
+    /// the snapshot requests catch-up made, and the reason owed.
+    fn catch_up_after_a_lost_flush(name: &str, lost: bool) -> (u64, Option<String>) {
         let dir =
             std::env::temp_dir().join(format!("replica-catch-up-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -529,7 +518,7 @@ mod tests {
         assert_eq!(db.progress().needs_snapshot, None);
         let before = db.progress().snapshot_request;
         let header = WalHeader::new(false, 4096, 9, 0x0dd_0001, 0x0dd_0002);
-        let mut log = HeaderOnly(header.to_bytes().to_vec());
+        let mut log = InMemory(header.to_bytes().to_vec());
         let mut cap = crate::base::lock::lock(&db.capture);
         cap.unflushed_lost = lost;
         catch_up(&db, &mut cap, &mut log, u32::MAX, "reading the WAL at open").unwrap();
@@ -539,14 +528,15 @@ mod tests {
         (progress.snapshot_request - before, progress.needs_snapshot)
     }
 
-    /// The file's stamp cannot tell a change made within one tick of its clock: records
-    /// lost from memory owe their snapshot whatever the stamp says, and only they do.
+    /// The file's stamp vouches for the database file, not for records that never reached
+    /// the spool: records lost from memory owe their snapshot whatever the stamp says, and
+    /// only they do.
     #[test]
     fn records_lost_from_memory_are_owed_a_snapshot_though_the_file_looks_unchanged() {
-        let (requests, why) = catch_up_after_a_restart("lost", true);
+        let (requests, why) = catch_up_after_a_lost_flush("lost", true);
         assert_eq!(requests, 1);
-        let why = why.unwrap_or_default();
-        assert!(why.contains("records held in memory were lost"), "{why}");
-        assert_eq!(catch_up_after_a_restart("kept", false), (0, None));
+        let owed = "reading the WAL at open: records held in memory were lost and the WAL does not continue them";
+        assert_eq!(why.as_deref(), Some(owed));
+        assert_eq!(catch_up_after_a_lost_flush("kept", false), (0, None));
     }
 }
