@@ -283,10 +283,7 @@ mod tests {
     use super::*;
 
     fn scratch(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("replica-held-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir(&d).unwrap();
-        d
+        crate::base::testing::fresh_dir(&format!("held-{name}"))
     }
 
     #[test]

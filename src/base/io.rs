@@ -15,17 +15,3 @@ pub trait ReadAt {
 pub const O_NOFOLLOW: i32 = libc::O_NOFOLLOW;
 /// Do not wait opening a FIFO (nor on its reads).
 pub const O_NONBLOCK: i32 = libc::O_NONBLOCK;
-
-/// A file held in memory, for tests: reads past its end come back short.
-#[cfg(test)]
-pub struct InMemory(pub Vec<u8>);
-
-#[cfg(test)]
-impl ReadAt for InMemory {
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-        let from = usize::try_from(offset).map_or(self.0.len(), |o| o.min(self.0.len()));
-        let n = buf.len().min(self.0.len() - from);
-        buf[..n].copy_from_slice(&self.0[from..from + n]);
-        Ok(n)
-    }
-}

@@ -184,9 +184,7 @@ mod tests {
 
     #[test]
     fn a_syslog_line_is_one_datagram_with_facility_user_and_a_tag() {
-        let dir = std::env::temp_dir().join(format!("replica-syslog-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::base::testing::fresh_dir("syslog");
         let path = dir.join("log");
         let receiver = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
         syslog_to(&path, Level::Warning, "app.db: something").unwrap();

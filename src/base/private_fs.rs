@@ -217,9 +217,7 @@ mod tests {
 
     #[test]
     fn symlinks_are_neither_followed_nor_accepted_as_directories() {
-        let d = std::env::temp_dir().join(format!("replica-nofollow-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir(&d).unwrap();
+        let d = crate::base::testing::fresh_dir("nofollow");
         let victim = d.join("victim");
         std::fs::write(&victim, b"keep").unwrap();
         let link = d.join("link");

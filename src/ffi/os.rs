@@ -38,9 +38,8 @@ mod tests {
 
     #[test]
     fn finds_files_directories_and_symlinks_by_name_and_says_when_there_is_none() {
-        let dir = std::env::temp_dir().join(format!("replica-holds-entry-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        let dir = crate::base::testing::fresh_dir("holds-entry");
+        std::fs::create_dir(dir.join("sub")).unwrap();
         std::fs::write(dir.join("file"), b"x").unwrap();
         std::os::unix::fs::symlink("/nonexistent-target", dir.join("dangling")).unwrap();
         let held = File::open(&dir).unwrap();

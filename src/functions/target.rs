@@ -181,9 +181,8 @@ mod tests {
     use super::*;
 
     fn scratch(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("replica-target-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(d.join("sub")).unwrap();
+        let d = crate::base::testing::fresh_dir(&format!("target-{name}"));
+        std::fs::create_dir(d.join("sub")).unwrap();
         std::fs::canonicalize(d).unwrap()
     }
 

@@ -308,11 +308,7 @@ mod tests {
 
     impl Scratch {
         fn new(name: &str) -> Scratch {
-            let d =
-                std::env::temp_dir().join(format!("replica-restore-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&d);
-            std::fs::create_dir_all(&d).unwrap();
-            Scratch(d)
+            Scratch(crate::base::testing::fresh_dir(&format!("restore-{name}")))
         }
     }
 

@@ -292,16 +292,14 @@ mod tests {
     use super::*;
     use crate::config::ReplicaConfig;
 
-    use crate::base::io::InMemory as Log;
+    use crate::base::testing::InMemory as Log;
 
     /// Capture at a commit whose frames follow another transaction's (another process's
     /// commit not taken yet) makes one record of both; it must read back from the segment
     /// as recovery reads it (sealed by the chain, it read back as torn).
     #[test]
     fn a_capture_holding_another_transaction_reads_back_from_the_segment() {
-        let dir = std::env::temp_dir().join(format!("replica-capture-two-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::base::testing::fresh_dir("capture-two");
         let cfg = ReplicaConfig::in_dir_for_tests(dir.join("replica"));
         let db = Database::open(&dir.join("app.db"), vec![cfg], 1 << 30).unwrap();
         let header = WalHeader::new(false, 512, 1, 0x11, 0x22);

@@ -485,7 +485,7 @@ fn append_txn(db: &Database, txn: &wal::CommittedTxn, end_cksum: (u32, u32)) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::base::io::InMemory;
+    use crate::base::testing::InMemory;
     use crate::spool::{FileStamp, SpoolState};
 
     /// A database that has shipped, whose last log went away while the file carried the
@@ -495,10 +495,7 @@ mod tests {
     /// starting a log since. The records held in memory were lost or not, as `lost` says;
     /// the snapshot requests catch-up made, and the reason owed.
     fn catch_up_after_a_lost_flush(name: &str, lost: bool) -> (u64, Option<String>) {
-        let dir =
-            std::env::temp_dir().join(format!("replica-catch-up-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::base::testing::fresh_dir(&format!("catch-up-{name}"));
         std::fs::write(dir.join("app.db"), vec![0u8; 4096]).unwrap();
         let cfg = crate::config::ReplicaConfig::in_dir_for_tests(dir.join("replica"));
         let open = || Database::open(&dir.join("app.db"), vec![cfg.clone()], 1 << 30).unwrap();

@@ -79,9 +79,7 @@ mod tests {
 
     #[test]
     fn page_one_tells_when_the_database_leaves_and_reenters_wal_mode() {
-        let dir = std::env::temp_dir().join(format!("replica-journal-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::base::testing::fresh_dir("journal");
         let path = dir.join("app.db");
         let cfg = ReplicaConfig {
             restore_if_missing: false,

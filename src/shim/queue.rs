@@ -622,9 +622,7 @@ mod tests {
     }
 
     fn run_fixture(name: &str, cap: u64) -> RunFixture {
-        let dir = std::env::temp_dir().join(format!("replica-queue-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::base::testing::fresh_dir(&format!("queue-{name}"));
         let cfg = crate::config::ReplicaConfig::in_dir_for_tests(dir.join("replica"));
         let db = Database::open(&dir.join("app.db"), vec![cfg], cap).unwrap();
         let (header, mut file, notes) = log(3, 2);

@@ -73,10 +73,7 @@ impl Harness {
 
     /// A harness whose configuration `adjust` changes first.
     pub(super) fn with_config(name: &str, adjust: impl FnOnce(&mut ReplicaConfig)) -> Harness {
-        let dir =
-            std::env::temp_dir().join(format!("replica-uploader-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::base::testing::fresh_dir(&format!("uploader-{name}"));
         let mut cfg = ReplicaConfig::in_dir_for_tests(dir.join("replica"));
         adjust(&mut cfg);
         let db = Arc::new(Database::open(&dir.join("app.db"), vec![cfg], 1 << 30).unwrap());

@@ -62,9 +62,7 @@ fn a_config_file_over_the_size_bound_is_refused() {
         "{msg}"
     );
 
-    let dir = std::env::temp_dir().join(format!("replica-config-bounds-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::base::testing::fresh_dir("config-bounds");
     let file = dir.join("big.yml");
     std::fs::write(&file, &big).unwrap();
     let read_err = |p: &Path| match read_config_file(p) {
