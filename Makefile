@@ -81,7 +81,8 @@ bench-quick: build bench-server bench-deps
 
 # Where the time per commit goes: the bench's autocommit writer under perf (as root, or with
 # kernel.perf_event_paranoid ≤ 1), against the profiling build (release code, symbols and line
-# tables; the shipped profile is unchanged). Writes bench/results/profile-<date>-<commit>.md.
+# tables; the shipped profile is unchanged); `cc` builds its plain-reader variant's thread
+# (bench/log_reader.c). Writes bench/results/profile-<date>-<commit>.md.
 PROFILE_ARGS ?=
 profile: bench-server
 	$(CARGO) build --profile profiling --lib

@@ -10,7 +10,10 @@ time on a shared machine), then medians, spreads and each build's ratio to plain
 (median of the per-round ratios: a round's runs share the machine's state). Every round also runs
 plain SQLite in a writer with one idle native thread (`plain-thread`): once a process has a
 second thread, glibc's mutexes and the kernel's file lookups take their atomic paths, which
-every build (with its threads) pays. Stdlib only.
+every build (with its threads) pays. With `--log-reader`, every round also runs `plain-reader`:
+plain SQLite with one native thread that reads the committed frames of the log every 500 µs, as
+a capture thread does (bench/log_reader.c, built with cc), the floor of any design that ships
+from the log. Stdlib only.
 """
 import argparse, json, os, statistics, sys
 
@@ -26,6 +29,7 @@ def main():
     ap.add_argument("--n", type=int, default=20000, help="commits per run")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--json", help="write every run's figures here")
+    ap.add_argument("--log-reader", action="store_true", help="also run plain-reader (needs cc)")
     a = ap.parse_args()
     builds = {}
     for spec in a.so:
@@ -37,7 +41,7 @@ def main():
     b = bench.Bench(a)
     # plain-thread: plain SQLite with one idle native thread in the writer, the floor of any
     # build (each has threads of its own).
-    variants = ["plain", "plain-thread"] + list(builds)
+    variants = ["plain", "plain-thread"] + (["plain-reader"] if a.log_reader else []) + list(builds)
     runs = {v: [] for v in variants}
     try:
         for r in range(a.rounds):
@@ -68,6 +72,10 @@ def main():
             json.dump({"n": a.n, "rounds": a.rounds, "builds": builds, "runs": runs}, f, indent=1)
 
 
+# The variants without libreplica.
+FLOORS = ("plain", "plain-thread", "plain-reader")
+
+
 def summary(runs, rounds):
     def spread(xs):
         return f"{statistics.median(xs):7.0f} ({min(xs):.0f}-{max(xs):.0f})"
@@ -84,17 +92,19 @@ def summary(runs, rounds):
         off = [w - c for w, c in zip(wall, cpu)]
         print(f"{v:12s} {spread(wall):>22s} {spread(cpu):>22s} {spread(off):>22s} {ratio('plain', rs):>24s} {ratio('plain-thread', rs):>24s}")
     # Paired by round (a round's runs share the machine's state): the steadier comparison.
-    builds = [v for v in runs if v not in ("plain", "plain-thread")]
+    builds = [v for v in runs if v not in FLOORS]
     for v in builds:
         rs = [x for x in runs[v] if "restarts" in x]
         if rs:
             print(f"{v}: {statistics.median(x['restarts'] for x in rs):.0f} log restarts per run, restart wait "
                   f"p50 {statistics.median(x['restart_p50_us'] for x in rs):.0f} us (median over rounds), "
                   f"p99 {max(x['restart_p99_us'] for x in rs):.0f} us (largest)")
-    for v in builds[1:]:
+    pairs = [(v, builds[0]) for v in builds[1:]]
+    pairs += [(v, "plain-thread") for v in runs if v not in ("plain", "plain-thread")]
+    for v, base in pairs:
         for key in ("commit_cpu_ns", "wall_ns"):
-            d = [x[key] - y[key] for x, y in zip(runs[v], runs[builds[0]])]
-            print(f"{v} - {builds[0]}, {key} per round: median {statistics.median(d):+.0f} ({min(d):+.0f} to {max(d):+.0f})")
+            d = [x[key] - y[key] for x, y in zip(runs[v], runs[base])]
+            print(f"{v} - {base}, {key} per round: median {statistics.median(d):+.0f} ({min(d):+.0f} to {max(d):+.0f})")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ process-global); variants are interleaved (A B C A B C ...) so machine noise hit
 
 Variants: `plain` (no replication), `plain-thread` (no replication, one idle native thread in the
 writer process: what any design with a thread of its own costs a single-threaded writer),
+`plain-reader` (no replication, one native thread reading the log's committed frames every
+500 µs, bench/log_reader.c built with cc: what reading the log costs; bench/ab.py --log-reader
+and bench/profile.py only),
 `libreplica` (default sync interval 1 s), `libreplica-10ms`
 (REPLICA_SYNC_INTERVAL=10ms, the low-latency setting), `libreplica-100ms`, `litestream`
 (`litestream replicate` beside the writer, default settings), `litestream-100ms` (sync-interval
@@ -113,6 +116,11 @@ if cfg.get("idle_thread"):
     import ctypes
     libc, tid = ctypes.CDLL(None), ctypes.c_ulong()
     assert libc.pthread_create(ctypes.byref(tid), None, ctypes.cast(libc.pause, ctypes.c_void_p), None) == 0
+if cfg.get("log_reader"):
+    # plain-reader: one native thread that reads the committed frames as a capture thread
+    # does (bench/log_reader.c), started once the log exists.
+    import ctypes
+    assert ctypes.CDLL(cfg["log_reader"]).start_log_reader(cfg["dbs"][0].encode()) == 0
 print("ready", flush=True)
 assert sys.stdin.readline().strip() == "go"
 payload = "x" * 200
@@ -616,6 +624,14 @@ class Bench:
             subprocess.run(["age-keygen", "-o", path], check=True, capture_output=True, timeout=30)
         return path
 
+    def log_reader(self):
+        """bench/log_reader.c built as a shared library (once, with cc), for `plain-reader`."""
+        path = os.path.join(self.work, "log_reader.so")
+        if not os.path.exists(path):
+            src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "log_reader.c")
+            subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", path, src, "-lpthread"], check=True, timeout=60)
+        return path
+
     def run(self, variant, workload, ndb=1, n=0, mb=0, rate=0, window=0, steps=1, keep=False, committers=0,
             config=None, sync_interval=None, day=None, wrap=(), around=None, budget=None):
         """One writer process (plus litestream for its variants). Returns a result dict.
@@ -650,6 +666,7 @@ class Bench:
                "rate": rate, "window": window, "steps": steps, "commits_out": os.path.join(rundir, "commits.json"),
                "committers": committers, "sync_timeout_ms": 10000, "day_s": day["s"], "day_rate": day["rate"],
                "day_rows": day["rows"], "seed": day["seed"], "idle_thread": variant == "plain-thread",
+               "log_reader": self.log_reader() if variant == "plain-reader" else None,
                # Under a budget the first snapshot waits for it like everything else.
                "initial_sync": not budget}
         offset = self.server.log_size()

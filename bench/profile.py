@@ -8,16 +8,20 @@ S3 server); perf counts only the measured window (its control FIFO is enabled at
 disabled at "done", so start-up, the first upload and exit are left out).
 
 1. Timing, without perf: `--rounds` interleaved rounds of plain SQLite, plain SQLite with one
-   idle native thread (`plain-thread`, the floor of any design with a thread in the app) and
-   libreplica; ns per commit is the writer's wall time / commits (medians).
-2. `perf stat` per variant: CPU time of all threads, syscalls and context switches per commit.
+   idle native thread (`plain-thread`, the floor of any design with a thread in the app),
+   plain SQLite with one native thread that reads the committed frames of the log every
+   500 µs (`plain-reader`, bench/log_reader.c: the floor of any design that ships from the
+   log) and libreplica; ns per commit is the writer's wall time / commits (medians).
+2. `perf stat` per variant, `--rounds` interleaved runs of each (medians): CPU time of all
+   threads, syscalls and context switches per commit.
 3. `perf record --call-graph dwarf` per variant on the cpu-clock event, a sample every 250 µs
    of CPU time (the shares are scaled to perf stat's CPU time per commit): the top symbols by self and children share,
    and the commit thread's libreplica share split by what it does (copying, checksumming,
    locking, spool writes, the wake-up, allocation, the rest).
    What the idle thread alone costs: the commit thread's self time by symbol, plain against
    plain-thread (glibc's mutexes and the kernel's file references take their atomic paths
-   once a process has a second thread).
+   once a process has a second thread); what reading the log costs over that, plain-thread
+   against plain-reader.
    DWARF unwinding instead of frame pointers: Debian's libsqlite3 and python3 are built
    without frame pointers, and the profiling build keeps the release profile's code.
 
@@ -29,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402
 
 PERF = "/usr/bin/perf"
-VARIANTS = ("plain", "plain-thread", "libreplica")
+VARIANTS = ("plain", "plain-thread", "plain-reader", "libreplica")
 HASH_RE = re.compile(r"::h[0-9a-f]{16}$")
 # What a frame's symbol does, checked on the leaf first, then on the frames up to the
 # innermost libreplica frame (the first rule that matches wins).
@@ -73,9 +77,20 @@ def timing(b, a):
     return {v: {"runs_ns": x, "median_ns": statistics.median(x)} for v, x in per.items()}
 
 
-def perf_stat(b, a, work, v):
-    out = os.path.join(work, f"stat-{v}.txt")
-    p = Perf(work, f"stat-{v}", ["stat", "-x", ",", "-o", out, "-e", "task-clock,context-switches,raw_syscalls:sys_enter"])
+def perf_stats(b, a, work):
+    """perf stat of every variant in `--rounds` interleaved rounds, the median of each figure
+    (one run alone can be far off: the shares below are scaled to it)."""
+    runs = {v: [] for v in VARIANTS}
+    for r in range(a.rounds):
+        for v in VARIANTS:
+            runs[v].append(perf_stat(b, a, work, v, r))
+    return {v: {k: statistics.median(x[k] for x in rs) for k in rs[0]} | {"runs_cpu_ns": [x["cpu_ns_per_commit"] for x in rs]}
+            for v, rs in runs.items()}
+
+
+def perf_stat(b, a, work, v, r):
+    out = os.path.join(work, f"stat-{v}-{r}.txt")
+    p = Perf(work, f"stat-{v}-{r}", ["stat", "-x", ",", "-o", out, "-e", "task-clock,context-switches,raw_syscalls:sys_enter"])
     b.run(v, "autocommit", n=a.n, wrap=p.wrap, around=p.around())
     got = {}
     with open(out) as f:
@@ -216,7 +231,7 @@ def report(res):
            "| | " + " | ".join(variants) + " | libreplica − plain |", "| --- |" + " ---: |" * (len(variants) + 1),
            f"| wall time, median of {res['rounds']} interleaved rounds (ns) | "
            + cell([t[v]["median_ns"] for v in variants], lambda x: f"{x:.0f}") + f" | {lib - plain:+.0f} ({lib / plain:.2f}×) |"]
-    for key, label in (("cpu_ns_per_commit", "CPU time, all threads (ns, perf stat)"),
+    for key, label in (("cpu_ns_per_commit", "CPU time, all threads (ns, perf stat, median of the rounds)"),
                        ("syscalls_per_commit", "syscalls (perf stat)"),
                        ("context_switches_per_commit", "context switches (perf stat)")):
         a, b = st["plain"][key], st["libreplica"][key]
@@ -251,17 +266,25 @@ def report(res):
 
 
 def floor_section(pr):
-    """What one idle thread costs plain SQLite's commit thread, by symbol (self time)."""
-    if "plain-thread" not in pr or "commit_thread_self_ns" not in pr["plain"]:
+    """What one idle thread costs plain SQLite's commit thread, and what a thread that reads
+    the log costs over an idle one, by symbol (self time)."""
+    out = symbol_growth(pr, "plain", "plain-thread", "What one idle thread costs plain SQLite")
+    return out + symbol_growth(pr, "plain-thread", "plain-reader",
+                               "What reading the log on another core costs, over an idle thread")
+
+
+def symbol_growth(pr, before, after, title):
+    """The commit thread's symbols whose self time grew most from variant `before` to `after`."""
+    if after not in pr or "commit_thread_self_ns" not in pr[before]:
         return []
-    a, b = pr["plain"]["commit_thread_self_ns"], pr["plain-thread"]["commit_thread_self_ns"]
-    ta, tb = (pr[v]["threads_ns_per_commit"].get("commit thread", 0.0) for v in ("plain", "plain-thread"))
+    a, b = pr[before]["commit_thread_self_ns"], pr[after]["commit_thread_self_ns"]
+    ta, tb = (pr[v]["threads_ns_per_commit"].get("commit thread", 0.0) for v in (before, after))
     grew = sorted(set(a) | set(b), key=lambda f: a.get(f, 0) - b.get(f, 0))[:15]
-    out = ["", "## What one idle thread costs plain SQLite", "",
-           f"The commit thread's CPU time per commit: plain {ta:.0f} ns, plain-thread {tb:.0f} ns ({tb - ta:+.0f}; one "
-           "perf stat run of each). The symbols whose self time grew most (ns per commit; shares of each run's sampled "
+    out = ["", f"## {title}", "",
+           f"The commit thread's CPU time per commit: {before} {ta:.0f} ns, {after} {tb:.0f} ns ({tb - ta:+.0f}; the "
+           "median of the perf stat runs). The symbols whose self time grew most (ns per commit; shares of each run's sampled "
            "time, as above):", "",
-           "| symbol | plain | plain-thread | added |", "| --- | ---: | ---: | ---: |"]
+           f"| symbol | {before} | {after} | added |", "| --- | ---: | ---: | ---: |"]
     for f in grew:
         sym = f.replace("|", "\\|")[:100]
         out.append(f"| `{sym}` | {a.get(f, 0):.0f} | {b.get(f, 0):.0f} | {b.get(f, 0) - a.get(f, 0):+.0f} |")
@@ -303,7 +326,7 @@ def main():
         bench.log(f"== timing ({a.rounds} interleaved rounds of {a.n} commits)")
         res["timing"] = timing(b, a)
         bench.log("== perf stat")
-        res["stat"] = {v: perf_stat(b, a, work, v) for v in VARIANTS}
+        res["stat"] = perf_stats(b, a, work)
         bench.log(json.dumps(res["stat"]))
         bench.log("== perf record")
         res["profile"] = {}
