@@ -12,8 +12,8 @@ plain SQLite in a writer with one idle native thread (`plain-thread`): once a pr
 second thread, glibc's mutexes and the kernel's file lookups take their atomic paths, which
 every build (with its threads) pays. With `--log-reader`, every round also runs `plain-reader`:
 plain SQLite with one native thread that reads the committed frames of the log every 500 µs, as
-a capture thread does (bench/log_reader.c, built with cc), the floor of any design that ships
-from the log. Stdlib only.
+a capture thread does (bench/log_reader.c, built with cc): what reading the log on another
+core costs, apart from what libreplica does. Stdlib only.
 """
 import argparse, json, os, statistics, sys
 
@@ -31,11 +31,7 @@ def main():
     ap.add_argument("--json", help="write every run's figures here")
     ap.add_argument("--log-reader", action="store_true", help="also run plain-reader (needs cc)")
     a = ap.parse_args()
-    builds = {}
-    for spec in a.so:
-        name, _, path = spec.partition("=")
-        path = os.path.abspath(path)
-        builds[name] = path[:-3] if path.endswith(".so") else path
+    builds = bench.named_builds(a.so)
     a.server = os.path.abspath(a.server)
     a.so, a.quick, a.settle = next(iter(builds.values())), True, 0.5
     b = bench.Bench(a)

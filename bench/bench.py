@@ -10,8 +10,8 @@ process-global); variants are interleaved (A B C A B C ...) so machine noise hit
 Variants: `plain` (no replication), `plain-thread` (no replication, one idle native thread in the
 writer process: what any design with a thread of its own costs a single-threaded writer),
 `plain-reader` (no replication, one native thread reading the log's committed frames every
-500 µs, bench/log_reader.c built with cc: what reading the log costs; bench/ab.py --log-reader
-and bench/profile.py only),
+500 µs, bench/log_reader.c built with cc: what reading the log costs; workload 1's autocommits,
+bench/ab.py --log-reader and bench/profile.py),
 `libreplica` (default sync interval 1 s), `libreplica-10ms`
 (REPLICA_SYNC_INTERVAL=10ms, the low-latency setting), `libreplica-100ms`, `litestream`
 (`litestream replicate` beside the writer, default settings), `litestream-100ms` (sync-interval
@@ -852,14 +852,31 @@ def log(msg):
     print(msg, flush=True)
 
 
+def named_builds(specs):
+    """`NAME=PATH` arguments (ab.py, symbols.py) as {name: the .so's path without ".so"}, the
+    form `--so` takes."""
+    builds = {}
+    for spec in specs:
+        name, _, path = spec.partition("=")
+        path = os.path.abspath(path)
+        builds[name] = path[:-3] if path.endswith(".so") else path
+    return builds
+
+
 def w1_throughput(b, a):
     variants = ["plain", "plain-thread", "libreplica", "litestream"]
+    # plain-reader (autocommits only: its reader follows commits of 4 KiB pages) needs cc.
+    try:
+        reader = ["plain-reader"] if b.log_reader() else []
+    except (OSError, subprocess.SubprocessError) as e:
+        reader = []
+        log(f"the plain-reader variant is left out: bench/log_reader.c could not be built with cc ({e})")
     loads = [("autocommit", {"n": n}) for n in (a.n_small, a.n_large) if n] + [("bulk", {"mb": a.bulk_mb})]
     runs, wal_hwm, capture, server_cpu, committing = {}, {}, {}, {}, {}
     for r in range(a.rounds):
         for work, kw in loads:
             name = f"{work}-{kw['n']}" if work == "autocommit" else f"bulk-{kw['mb']}MiB"
-            for v in variants:
+            for v in variants[:2] + (reader if work == "autocommit" else []) + variants[2:]:
                 res = b.run(v, work, **kw)
                 key = "tps" if work == "autocommit" else "mb_s"
                 runs.setdefault(name, {}).setdefault(v, []).append(res[key])
@@ -877,7 +894,7 @@ def w1_throughput(b, a):
         unit = "tx/s" if name.startswith("autocommit") else "MB/s"
         target = 0.97 if name.startswith("autocommit") else 0.95
         row = {"unit": unit, "median": med, "runs": by, "target_ratio": target,
-               "ratio": {v: med[v] / med["plain"] for v in variants if v != "plain"},
+               "ratio": {v: med[v] / med["plain"] for v in med if v != "plain"},
                # Against the same writer with one idle thread: the floor of a design with threads.
                "ratio_to_threaded": med["libreplica"] / med["plain-thread"],
                "wal_hwm_mib": {v: max(x) for v, x in wal_hwm[name].items()},
@@ -888,6 +905,10 @@ def w1_throughput(b, a):
             row["committing_thread"] = {v: {"cpu_ns": statistics.median(c for c, _ in x),
                                             "rw_syscalls": None if None in (n for _, n in x) else statistics.median(n for _, n in x)}
                                         for v, x in committing[name].items()}
+        if "plain-reader" in med:
+            # Against the same writer with one thread reading the log: the floor of a design
+            # that ships from the log.
+            row["ratio_to_reader"] = med["libreplica"] / med["plain-reader"]
         out[name] = row
         c = row["capture"]
         log(f"{name}: libreplica restart waits {c['restart_waits']} per run, p50 {c['restart_wait_p50_us']} us, "
@@ -898,6 +919,8 @@ def w1_throughput(b, a):
             f"litestream {med['litestream']:.0f} ({row['ratio']['litestream']:.3f}x)  target libreplica >= {target}x; "
             f"plain with one idle thread {med['plain-thread']:.0f} ({row['ratio']['plain-thread']:.3f}x), libreplica "
             f"{row['ratio_to_threaded']:.3f}x of it; "
+            + (f"plain with one log-reading thread {med['plain-reader']:.0f} ({row['ratio']['plain-reader']:.3f}x), libreplica "
+               f"{row['ratio_to_reader']:.3f}x of it; " if "ratio_to_reader" in row else "") +
             f"WAL high-water (max over rounds) plain {wh['plain']:.1f}, libreplica {wh['libreplica']:.1f}, litestream {wh['litestream']:.1f} MiB")
         sc = row["server_cpu_s"]
         log(f"{name}: the local S3 server's CPU in the window (median) libreplica {sc['libreplica']:.3f} s, litestream {sc['litestream']:.3f} s")
@@ -1304,8 +1327,8 @@ def markdown(res):
     out = [f"Run {res['date']} at {res['git']} ({'quick' if res['args']['quick'] else 'full'} mode, {res['elapsed_s'] / 60:.1f} min) on {res['machine']['summary']}; "
            f"Litestream {res['litestream_version']}."]
     if tp:
-        out += ["", "| workload | plain SQLite | plain, one idle thread | libreplica | libreplica / threaded plain | Litestream | target | WAL high-water, MiB: plain / libreplica / Litestream |",
-                "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        out += ["", "| workload | plain SQLite | plain, one idle thread | plain, one log-reading thread | libreplica | libreplica / threaded plain | libreplica / log-reading plain | Litestream | target | WAL high-water, MiB: plain / libreplica / Litestream |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, row in tp.items():
         m, r, u = row["median"], row["ratio"], row["unit"]
         wh = row.get("wal_hwm_mib")
@@ -1315,7 +1338,9 @@ def markdown(res):
             " (rounds " + ", ".join(f"{x / p:.2f}" for x, p in zip(runs["libreplica"], runs["plain"])) + ")")
         threaded = f"{m['plain-thread']:.0f} ({r['plain-thread']:.2f}×)" if "plain-thread" in m else "–"
         to_threaded = f"{row['ratio_to_threaded']:.2f}×" if "ratio_to_threaded" in row else "–"
-        out.append(f"| {name} | {m['plain']:.0f} {u} | {threaded} | {m['libreplica']:.0f} ({r['libreplica']:.2f}×{spread}) | {to_threaded} | "
+        reading = f"{m['plain-reader']:.0f} ({r['plain-reader']:.2f}×)" if "plain-reader" in m else "–"
+        to_reader = f"{row['ratio_to_reader']:.2f}×" if "ratio_to_reader" in row else "–"
+        out.append(f"| {name} | {m['plain']:.0f} {u} | {threaded} | {reading} | {m['libreplica']:.0f} ({r['libreplica']:.2f}×{spread}) | {to_threaded} | {to_reader} | "
                    f"{m['litestream']:.0f} ({r['litestream']:.2f}×) | ≥ {row['target_ratio']}× | {wal} |")
     caps = [(name, row["capture"]) for name, row in tp.items() if row.get("capture")]
     if caps:
@@ -1329,15 +1354,15 @@ def markdown(res):
         out += ["", "The committing thread's own cost per commit (median over rounds): CPU time, and its read and write "
                 "system calls (`/proc/thread-self/io`). libreplica's commit path against plain SQLite with one idle thread, "
                 "the floor of any design with a thread in the process (`make profile` shows the floor symbol by symbol):", "",
-                "| workload | plain | plain, one idle thread | libreplica | Litestream | libreplica − idle-thread plain |",
-                "| --- | --- | --- | --- | --- | --- |"]
+                "| workload | plain | plain, one idle thread | plain, one log-reading thread | libreplica | Litestream | libreplica − idle-thread plain |",
+                "| --- | --- | --- | --- | --- | --- | --- |"]
         for name, ct in per_commit:
             calls = lambda n: "–" if n is None else f"{n:.2f}"
             cell = lambda v: f"{ct[v]['cpu_ns']:.0f} ns, {calls(ct[v]['rw_syscalls'])}" if v in ct else "–"
             lib, floor = ct.get("libreplica"), ct.get("plain-thread")
             added = "–" if not (lib and floor) else f"{lib['cpu_ns'] - floor['cpu_ns']:+.0f} ns, " + (
                 "–" if None in (lib["rw_syscalls"], floor["rw_syscalls"]) else f"{lib['rw_syscalls'] - floor['rw_syscalls']:+.2f}")
-            out.append(f"| {name} | {cell('plain')} | {cell('plain-thread')} | {cell('libreplica')} | {cell('litestream')} | {added} |")
+            out.append(f"| {name} | {cell('plain')} | {cell('plain-thread')} | {cell('plain-reader')} | {cell('libreplica')} | {cell('litestream')} | {added} |")
     served = [(name, row["server_cpu_s"]) for name, row in tp.items() if row.get("server_cpu_s")]
     if served:
         out += ["", "The local S3 server shares the 2 cores with the writer (a remote bucket would not); its CPU "
@@ -1443,7 +1468,7 @@ def main():
         f"S3 server {b.server.endpoint}; seed {a.seed} (--seed to replay)")
     try:
         if "1" in only:
-            log("== 1. commit throughput (interleaved plain / plain-thread / libreplica / litestream)")
+            log("== 1. commit throughput (interleaved plain / plain-thread / plain-reader / libreplica / litestream)")
             res["throughput"] = w1_throughput(b, a)
         if "2" in only or "3" in only:
             log(f"== 2+3. replication lag and requests ({a.window} s per rate and variant)")

@@ -10,8 +10,8 @@ disabled at "done", so start-up, the first upload and exit are left out).
 1. Timing, without perf: `--rounds` interleaved rounds of plain SQLite, plain SQLite with one
    idle native thread (`plain-thread`, the floor of any design with a thread in the app),
    plain SQLite with one native thread that reads the committed frames of the log every
-   500 µs (`plain-reader`, bench/log_reader.c: the floor of any design that ships from the
-   log) and libreplica; ns per commit is the writer's wall time / commits (medians).
+   500 µs (`plain-reader`, bench/log_reader.c: what reading the log on another core costs,
+   apart from what libreplica does) and libreplica; ns per commit is the writer's wall time / commits (medians).
 2. `perf stat` per variant, `--rounds` interleaved runs of each (medians): CPU time of all
    threads, syscalls and context switches per commit.
 3. `perf record --call-graph dwarf` per variant on the cpu-clock event, a sample every 250 µs
@@ -106,7 +106,7 @@ def perf_stat(b, a, work, v, r):
 def perf_record(b, a, work, v):
     data = os.path.join(work, f"perf-{v}.data")
     p = Perf(work, f"rec-{v}", ["record", "-e", "cpu-clock", "-c", str(a.period_ns), "-m", "64M", "--call-graph", "dwarf,16384", "-o", data])
-    b.run(v, "autocommit", n=a.n, wrap=p.wrap, around=p.around())
+    b.run(v, "autocommit", n=a.profile_n, wrap=p.wrap, around=p.around())
     # --no-inline: perf prints libc's frames as inlined, without their object.
     script = subprocess.run([PERF, "script", "--no-inline", "-i", data, "-F", "comm,pid,tid,period,ip,sym,dso"],
                             capture_output=True, text=True, timeout=1800)
@@ -231,7 +231,8 @@ def report(res):
            "| | " + " | ".join(variants) + " | libreplica − plain |", "| --- |" + " ---: |" * (len(variants) + 1),
            f"| wall time, median of {res['rounds']} interleaved rounds (ns) | "
            + cell([t[v]["median_ns"] for v in variants], lambda x: f"{x:.0f}") + f" | {lib - plain:+.0f} ({lib / plain:.2f}×) |"]
-    for key, label in (("cpu_ns_per_commit", "CPU time, all threads (ns, perf stat, median of the rounds)"),
+    medians = ", median of the rounds" if "runs_cpu_ns" in st["plain"] else ""
+    for key, label in (("cpu_ns_per_commit", f"CPU time, all threads (ns, perf stat{medians})"),
                        ("syscalls_per_commit", "syscalls (perf stat)"),
                        ("context_switches_per_commit", "context switches (perf stat)")):
         a, b = st["plain"][key], st["libreplica"][key]
@@ -281,8 +282,8 @@ def symbol_growth(pr, before, after, title):
     ta, tb = (pr[v]["threads_ns_per_commit"].get("commit thread", 0.0) for v in (before, after))
     grew = sorted(set(a) | set(b), key=lambda f: a.get(f, 0) - b.get(f, 0))[:15]
     out = ["", f"## {title}", "",
-           f"The commit thread's CPU time per commit: {before} {ta:.0f} ns, {after} {tb:.0f} ns ({tb - ta:+.0f}; the "
-           "median of the perf stat runs). The symbols whose self time grew most (ns per commit; shares of each run's sampled "
+           f"The commit thread's CPU time per commit: {before} {ta:.0f} ns, {after} {tb:.0f} ns ({tb - ta:+.0f}; its "
+           "share of one perf record run, scaled to the process's CPU time in perf stat). The symbols whose self time grew most (ns per commit; shares of each run's sampled "
            "time, as above):", "",
            f"| symbol | {before} | {after} | added |", "| --- | ---: | ---: | ---: |"]
     for f in grew:
