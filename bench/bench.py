@@ -865,7 +865,7 @@ def named_builds(specs):
 
 def w1_throughput(b, a):
     variants = ["plain", "plain-thread", "libreplica", "litestream"]
-    # plain-reader (autocommits only: its reader follows commits of 4 KiB pages) needs cc.
+    # plain-reader runs the autocommits only (the bulk load's one commit is one long read); it needs cc.
     try:
         reader = ["plain-reader"] if b.log_reader() else []
     except (OSError, subprocess.SubprocessError) as e:

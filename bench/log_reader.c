@@ -73,7 +73,7 @@ static void *follow(void *unused) {
             size_t n = end - from > MAX_READ ? MAX_READ : (size_t)(end - from);
             ssize_t got = pread(wal, buf, n, from);
             if (got <= 0)
-                break; /* truncated meanwhile: the next look starts again */
+                break; /* truncated meanwhile: the rest is skipped */
             from += got;
         }
         seen = committed;

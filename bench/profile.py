@@ -243,8 +243,9 @@ def report(res):
     out += ["", f"CPU time per commit by thread in the profiled libreplica run ({res['profile_n']} commits; perf record on cpu-clock, "
             f"{lp['samples']} samples, {lp['lost_chunks']} chunks lost; the samples hold {lp['sampled_cpu_ns_per_commit']:.0f} ns "
             f"per commit of perf stat's {lp['cpu_ns_per_commit']:.0f} (plain: {pr['plain']['sampled_cpu_ns_per_commit']:.0f} of "
-            f"{pr['plain']['cpu_ns_per_commit']:.0f}): perf keeps fewer samples than it is asked for, so what follows are shares of "
-            f"the sampled time, in ns of perf stat's CPU time per commit, on the assumption that the loss is even):", ""]
+            f"{pr['plain']['cpu_ns_per_commit']:.0f}): perf record's own cost inflates the recorded runs, and perf can drop "
+            f"samples, so what follows are shares of the sampled time, in ns of perf stat's CPU time per commit, on the "
+            f"assumption that both fall evenly):", ""]
     out += [f"- {th}: {ns:.0f}" for th, ns in lp["threads_ns_per_commit"].items()]
     out += ["", f"On the commit thread, {lp['commit_thread_replica_ns_per_commit']:.0f} ns per commit are libreplica's own work "
             f"(under a libreplica frame, not in SQLite's base VFS below it; another {lp['commit_thread_base_vfs_ns_per_commit']:.0f} ns "
@@ -333,8 +334,8 @@ def main():
         res["profile"] = {}
         for v in VARIANTS:
             samples, lost = perf_record(b, a, work, v)
-            # Sampled CPU per commit is below perf stat's when perf drops samples under load:
-            # the shares are scaled to perf stat's CPU time per commit.
+            # Sampled CPU per commit differs from perf stat's (perf record's own cost inflates
+            # the run; perf drops samples under load): the shares are scaled to perf stat's.
             res["profile"][v] = analyse(samples, a.profile_n, a.top, res["stat"][v]["cpu_ns_per_commit"])
             res["profile"][v]["lost_chunks"] = lost
     finally:

@@ -14,7 +14,7 @@ import argparse, json, os, statistics, subprocess, sys, tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402
-from profile import Perf  # noqa: E402
+from profile import PERF, Perf  # noqa: E402
 
 PERIOD_NS = 100_000
 SYMBOLS = ["mark_buffer_dirty", "copy_folio_from_iter_atomic", "filemap_get_entry",
@@ -24,7 +24,7 @@ SYMBOLS = ["mark_buffer_dirty", "copy_folio_from_iter_atomic", "filemap_get_entr
 def self_samples(data):
     """Samples per leaf symbol on the writer's main thread (the threads of libreplica and of
     the log reader carry names of their own)."""
-    out = subprocess.run(["perf", "report", "-q", "-i", data, "--sort", "comm,sym", "--stdio", "-n"],
+    out = subprocess.run([PERF, "report", "-q", "-i", data, "--sort", "comm,sym", "--stdio", "-n"],
                          capture_output=True, text=True, timeout=600).stdout
     counts = {}
     for line in out.splitlines():
