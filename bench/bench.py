@@ -906,8 +906,8 @@ def w1_throughput(b, a):
                                             "rw_syscalls": None if None in (n for _, n in x) else statistics.median(n for _, n in x)}
                                         for v, x in committing[name].items()}
         if "plain-reader" in med:
-            # Against the same writer with one thread reading the log: the floor of a design
-            # that ships from the log.
+            # Against the same writer with one thread reading the log: what reading it on
+            # another core costs, apart from what libreplica does.
             row["ratio_to_reader"] = med["libreplica"] / med["plain-reader"]
         out[name] = row
         c = row["capture"]
