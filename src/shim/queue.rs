@@ -494,18 +494,7 @@ fn pop_queued(db: &Database, cap: &mut CaptureState) {
 mod tests {
     use super::*;
 
-    struct Log(Vec<u8>);
-
-    impl ReadAt for Log {
-        fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-            let off = offset as usize;
-            if off + buf.len() > self.0.len() {
-                return Ok(0);
-            }
-            buf.copy_from_slice(&self.0[off..off + buf.len()]);
-            Ok(buf.len())
-        }
-    }
+    use crate::base::testing::InMemory as Log;
 
     /// A log of `txns` transactions of `pages` frames each, and the queue notes of their
     /// commit frames.

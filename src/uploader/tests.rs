@@ -4,7 +4,7 @@
 
 use super::backoff::MAX_BACKOFF_MS;
 use super::{DbUploader, Step};
-use crate::base::io::ReadAt;
+use crate::base::testing::InMemory;
 use crate::config::ReplicaConfig;
 use crate::database::Database;
 use crate::error::Error;
@@ -36,21 +36,9 @@ impl FakeDb {
     }
 }
 
-struct Bytes(Vec<u8>);
-impl ReadAt for Bytes {
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-        let o = offset as usize;
-        if o + buf.len() > self.0.len() {
-            return Ok(0);
-        }
-        buf.copy_from_slice(&self.0[o..o + buf.len()]);
-        Ok(buf.len())
-    }
-}
-
 impl SnapshotSource for FakeDb {
     fn with_read_transaction(&self, _db_path: &Path, f: &mut LockedRead<'_>) -> Result<(), Error> {
-        f(&mut Bytes(self.image()), None, &mut || None)
+        f(&mut InMemory(self.image()), None, &mut || None)
     }
 }
 
