@@ -251,7 +251,7 @@ impl DbUploader {
         }
         let step = self
             .shipper
-            .ship(&dest, &mut self.replica, now, &dest.pending())?;
+            .ship(&dest, &mut self.replica, (now, due), &dest.pending())?;
         self.lifecycle_turn = dest.config().request_budget.is_some();
         Ok(step)
     }
