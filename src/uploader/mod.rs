@@ -4,9 +4,10 @@
 //! replicated database checksum; it must never block a commit (it only takes the write lock
 //! through a private connection, for snapshots).
 //!
-//! Batching: a commit that arrives after an idle period (nothing shipped for at least the
-//! sync interval) is shipped at once; while commits keep coming, one file per interval. An
-//! idle database makes no requests at all. Txids count shipped files, as in Litestream:
+//! Batching: a commit that arrives after an idle period (about a sync interval or more after
+//! the last file was due) is shipped at once; while commits keep coming, one file per
+//! interval, on a schedule that does not drift (`ship::Shipper::due`). An idle database
+//! makes no requests at all. Txids count shipped files, as in Litestream:
 //! each level-0 file has min = max = previous + 1; a snapshot asked for (first upload, gap,
 //! `replica_snapshot()`) is `1-<txid + 1>` at level 9, while a scheduled one holds exactly
 //! the replicated state and is `1-<txid>`, so level 0 stays contiguous.

@@ -25,9 +25,9 @@ const MAX_BATCH_BYTES: u64 = 256 << 20;
 pub(super) struct Shipper {
     /// Per-page checksums of the replicated state; `None` until known (then a snapshot).
     table: Option<Vec<u64>>,
-    /// When the last file was due (see [`Shipper::due`]): the next one's schedule starts
-    /// there.
-    last_due_ms: u64,
+    /// The schedule's last slot: when the last file was due on it (see [`Shipper::due`]
+    /// and [`Shipper::shipped`]); the next slot is an interval later.
+    last_slot_ms: u64,
 }
 
 /// A level-0 file encoded: the database checksum after it, and the pages it changes with
@@ -51,45 +51,57 @@ impl Shipper {
     /// The chain continues from a snapshot shipped at `now`.
     pub fn restart(&mut self, table: Vec<u64>, now: u64) {
         self.table = Some(table);
-        self.last_due_ms = now;
+        self.last_slot_ms = now;
     }
 
     /// When a batch whose first commit was captured at `first_captured_at` is due: at once
-    /// when asked to flush or after an idle period (its first commit came about an interval
-    /// or more after the last file was due: a hundredth of one sooner is the jitter of a
-    /// writer that commits once an interval); while commits keep coming, one interval after
-    /// the last file was due.
+    /// when asked to flush or after an idle period (its first commit came no sooner than a
+    /// hundredth of an interval before the schedule's next slot: that much early is the
+    /// jitter of a writer that commits once an interval); while commits keep coming, at the
+    /// next slot, an interval after the last.
     ///
-    /// The schedule runs from when files were due, not from when they shipped, and takes
-    /// that jitter as idle: otherwise, when commits come once an interval, the uploader's
-    /// delay in waking and the writer's jitter add up file after file (at 1 tx/s with a 1 s
-    /// interval, lag grew from 2 to 10 ms over 20 commits).
+    /// The schedule runs from slots, not from when files shipped, and takes that jitter as
+    /// idle: otherwise, when commits come once an interval, the uploader's delay in waking
+    /// and the writer's jitter add up file after file (at 1 tx/s with a 1 s interval, lag
+    /// grew from 2 to 10 ms over 20 commits). A slot ahead of `now` (the clock stepped back)
+    /// counts as `now`.
     pub fn due(&self, now: u64, first_captured_at: u64, flush: bool, interval: u64) -> u64 {
-        let next = self.last_due_ms.saturating_add(interval);
+        let next = self.last_slot_ms.min(now).saturating_add(interval);
         if flush {
             now
-        } else if first_captured_at + interval / 100 >= next {
+        } else if first_captured_at.saturating_add(interval / 100) >= next {
             first_captured_at.min(now)
         } else {
             next
         }
     }
 
-    /// A file due at `due` shipped at `now`: the next one's schedule starts at its due time,
-    /// unless it ran more than a quarter interval late (an upload retried, a long step
-    /// before it). Then it counts from a quarter interval before `now`, so that a stall is
-    /// not followed by a burst of files.
+    /// A file due at `due` shipped in a step that began at `now`: its slot is the schedule's
+    /// next (a file shipped a little early as idle keeps the schedule, so a writer slightly
+    /// faster than the interval still gets one file an interval), or `due` itself after an
+    /// idle period or a flush. A step more than a quarter interval late (an upload retried,
+    /// a long step before it) moves the slot to a quarter interval before `now`, so that a
+    /// stall is not followed by a burst of files. An upload's own time within the step is
+    /// not counted.
     fn shipped(&mut self, due: u64, now: u64, interval: u64) {
-        self.last_due_ms = due.max(now.saturating_sub(interval / 4));
+        let next = self.last_slot_ms.min(now).saturating_add(interval);
+        let slot = if due.saturating_add(interval / 100) >= next {
+            due.max(next)
+        } else {
+            due
+        };
+        self.last_slot_ms = slot.max(now.saturating_sub(interval / 4));
     }
 
-    /// Ships the next batch of `pending` as the next txid, at `now`; it was due at `due`
-    /// ([`Self::due`], or later for the request budget).
+    /// Ships the next batch of `pending` as the next txid in a step that began at `now`;
+    /// the batch was due at `due` on the schedule ([`Self::due`]; the request budget may
+    /// have held it longer).
     pub fn ship(
         &mut self,
         dest: &Dest,
         replica: &mut Replica,
-        (now, due): (u64, u64),
+        now: u64,
+        due: u64,
         pending: &[RecordMeta],
     ) -> Result<Step, Error> {
         // `pending` was taken before this look: had records it lacks been let go of
@@ -397,6 +409,24 @@ mod tests {
             ships.windows(2).all(|w| w[1] - w[0] >= INTERVAL - 2),
             "{ships:?}"
         );
+        // Slightly faster, within the jitter taken as idle: still one file an interval.
+        let commits: Vec<u64> = (0..1000u64).map(|k| 10_000 + k * 995).collect();
+        let (_, ships) = run(&commits);
+        let span = ships[ships.len() - 1] - ships[0];
+        let most = span / INTERVAL + 2;
+        assert!(
+            ships.len() as u64 <= most,
+            "{} files in {span} ms",
+            ships.len()
+        );
+    }
+
+    #[test]
+    fn idle_is_an_interval_after_the_last_slot_less_a_hundredth() {
+        let mut s = Shipper::default();
+        s.shipped(10_000, 10_000, INTERVAL);
+        assert_eq!(s.due(10_990, 10_990, false, INTERVAL), 10_990);
+        assert_eq!(s.due(10_989, 10_989, false, INTERVAL), 11_000);
     }
 
     #[test]
@@ -410,6 +440,8 @@ mod tests {
             ships.windows(2).all(|w| w[1] - w[0] >= INTERVAL - 2),
             "{ships:?}"
         );
+        // On a schedule that does not drift with the uploader's delays.
+        assert_eq!(ships[60] - ships[1], 59 * INTERVAL);
     }
 
     #[test]
@@ -420,8 +452,10 @@ mod tests {
         let due = s.due(11_000, 10_500, false, INTERVAL);
         assert_eq!(due, 11_000);
         s.shipped(due, 16_000, INTERVAL);
-        // The next is due no sooner than three quarters of an interval after it.
+        // The next is due no sooner than three quarters of an interval after it, whether
+        // its first commit came after the stall or waited through it.
         assert_eq!(s.due(16_001, 16_001, false, INTERVAL), 16_750);
+        assert_eq!(s.due(16_001, 15_000, false, INTERVAL), 16_750);
         // A flush goes at once whatever the schedule.
         assert_eq!(s.due(16_002, 16_001, true, INTERVAL), 16_002);
     }

@@ -174,6 +174,22 @@ impl Drop for Harness {
 }
 
 #[test]
+fn a_file_shipped_late_leaves_the_schedule_where_it_was() {
+    let mut h = Harness::new("late");
+    let mut up = h.uploader();
+    assert_eq!(up.step(10_000, &h.live), Step::Snapshot { txid: 1 });
+    h.commit(&[(2, 20)], 3, 20_000);
+    assert_eq!(up.step(20_000, &h.live), Step::Shipped { txid: 2 });
+    h.commit(&[(3, 30)], 4, 20_100);
+    assert_eq!(up.step(20_100, &h.live), Step::WaitUntil(21_000));
+    // The uploader comes 50 ms after the file was due: the next is due an interval after
+    // 21 000, not after the shipment (that delay would add up, file after file).
+    assert_eq!(up.step(21_050, &h.live), Step::Shipped { txid: 3 });
+    h.commit(&[(3, 31)], 4, 21_100);
+    assert_eq!(up.step(21_100, &h.live), Step::WaitUntil(22_000));
+}
+
+#[test]
 fn snapshot_then_batches_restore_to_every_shipped_state() {
     let mut h = Harness::new("chain");
     let mut up = h.uploader();
@@ -189,7 +205,7 @@ fn snapshot_then_batches_restore_to_every_shipped_state() {
     assert_eq!(up.step(20_000, &h.live), Step::Shipped { txid: 2 });
     let state2 = h.live.image();
 
-    // Sustained writes: batched until the interval has passed since the last upload.
+    // Sustained writes: batched until an interval has passed since the last file was due.
     h.commit(&[(3, 30), (4, 40)], 4, 20_100);
     h.commit(&[(3, 31)], 4, 20_200);
     assert_eq!(up.step(20_200, &h.live), Step::WaitUntil(21_000));

@@ -242,16 +242,16 @@ impl DbUploader {
             dest.update_progress(|p| p.flush_requested = false);
             return self.lifecycle_or_wait(budget_at, now, source, Step::Idle);
         };
-        let due = self
-            .shipper
-            .due(now, first_captured_at, flush, interval)
-            .max(budget_at);
-        if now < due {
-            return self.lifecycle_or_wait(budget_at, now, source, Step::WaitUntil(due));
+        // The schedule's due time goes to the shipper as it is: `budget_at` is `now` when
+        // the budget holds the requests, and a late step must not move the schedule.
+        let due = self.shipper.due(now, first_captured_at, flush, interval);
+        if now < due.max(budget_at) {
+            let wait = Step::WaitUntil(due.max(budget_at));
+            return self.lifecycle_or_wait(budget_at, now, source, wait);
         }
         let step = self
             .shipper
-            .ship(&dest, &mut self.replica, (now, due), &dest.pending())?;
+            .ship(&dest, &mut self.replica, now, due, &dest.pending())?;
         self.lifecycle_turn = dest.config().request_budget.is_some();
         Ok(step)
     }
