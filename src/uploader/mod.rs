@@ -5,7 +5,7 @@
 //! through a private connection, for snapshots).
 //!
 //! Batching: a commit that arrives after an idle period (about a sync interval or more after
-//! the last file was due) is shipped at once; while commits keep coming, one file per
+//! the schedule's last slot) is shipped at once; while commits keep coming, one file per
 //! interval, on a schedule that does not drift (`ship::Shipper::due`). An idle database
 //! makes no requests at all. Txids count shipped files, as in Litestream:
 //! each level-0 file has min = max = previous + 1; a snapshot asked for (first upload, gap,

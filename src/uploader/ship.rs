@@ -25,8 +25,8 @@ const MAX_BATCH_BYTES: u64 = 256 << 20;
 pub(super) struct Shipper {
     /// Per-page checksums of the replicated state; `None` until known (then a snapshot).
     table: Option<Vec<u64>>,
-    /// The schedule's last slot: when the last file was due on it (see [`Shipper::due`]
-    /// and [`Shipper::shipped`]); the next slot is an interval later.
+    /// The schedule's last slot (see [`Shipper::due`] and [`Shipper::shipped`]); the next
+    /// is an interval later.
     last_slot_ms: u64,
 }
 
@@ -58,15 +58,14 @@ impl Shipper {
     /// when asked to flush or after an idle period (its first commit came no sooner than a
     /// hundredth of an interval before the schedule's next slot: that much early is the
     /// jitter of a writer that commits once an interval); while commits keep coming, at the
-    /// next slot, an interval after the last.
+    /// next slot.
     ///
     /// The schedule runs from slots, not from when files shipped, and takes that jitter as
     /// idle: otherwise, when commits come once an interval, the uploader's delay in waking
     /// and the writer's jitter add up file after file (at 1 tx/s with a 1 s interval, lag
-    /// grew from 2 to 10 ms over 20 commits). A slot ahead of `now` (the clock stepped back)
-    /// counts as `now`.
+    /// grew from 2 to 10 ms over 20 commits).
     pub fn due(&self, now: u64, first_captured_at: u64, flush: bool, interval: u64) -> u64 {
-        let next = self.last_slot_ms.min(now).saturating_add(interval);
+        let next = self.next_slot(now, interval);
         if flush {
             now
         } else if first_captured_at.saturating_add(interval / 100) >= next {
@@ -76,21 +75,33 @@ impl Shipper {
         }
     }
 
-    /// A file due at `due` shipped in a step that began at `now`: its slot is the schedule's
-    /// next (a file shipped a little early as idle keeps the schedule, so a writer slightly
-    /// faster than the interval still gets one file an interval), or `due` itself after an
-    /// idle period or a flush. A step more than a quarter interval late (an upload retried,
-    /// a long step before it) moves the slot to a quarter interval before `now`, so that a
-    /// stall is not followed by a burst of files. An upload's own time within the step is
-    /// not counted.
-    fn shipped(&mut self, due: u64, now: u64, interval: u64) {
-        let next = self.last_slot_ms.min(now).saturating_add(interval);
-        let slot = if due.saturating_add(interval / 100) >= next {
-            due.max(next)
+    /// The schedule's next slot, an interval after the last. A last slot ahead of `now` by
+    /// more than the hundredth an early file can put it there comes from the clock stepping
+    /// back: the next slot is then `now`.
+    fn next_slot(&self, now: u64, interval: u64) -> u64 {
+        if self.last_slot_ms > now.saturating_add(interval / 100) {
+            now
         } else {
-            due
-        };
-        self.last_slot_ms = slot.max(now.saturating_sub(interval / 4));
+            self.last_slot_ms.saturating_add(interval)
+        }
+    }
+
+    /// A file due at `due` shipped in a step that began at `now` (an upload's own time is
+    /// not counted). A file due from a hundredth of an interval before the next slot (a
+    /// writer's jitter) to a quarter after it (a commit or a step a little late) takes that
+    /// slot: the schedule keeps its phase, and a writer slightly faster than the interval
+    /// still gets one file an interval. Any other (after an idle period, a flush) starts
+    /// the schedule again at its due time. A step more than a quarter interval late (an
+    /// upload retried, a long step before it) moves the slot on by whole intervals to the
+    /// first at most a quarter interval before `now`: no burst of files after a stall, and
+    /// the phase kept.
+    fn shipped(&mut self, due: u64, now: u64, interval: u64) {
+        let next = self.next_slot(now, interval);
+        let on_schedule =
+            due.saturating_add(interval / 100) >= next && due <= next.saturating_add(interval / 4);
+        let slot = if on_schedule { next } else { due };
+        let behind = now.saturating_sub(interval / 4).saturating_sub(slot);
+        self.last_slot_ms = slot + behind.div_ceil(interval.max(1)) * interval;
     }
 
     /// Ships the next batch of `pending` as the next txid in a step that began at `now`;
@@ -412,6 +423,7 @@ mod tests {
         // Slightly faster, within the jitter taken as idle: still one file an interval.
         let commits: Vec<u64> = (0..1000u64).map(|k| 10_000 + k * 995).collect();
         let (_, ships) = run(&commits);
+        // (The first two ship at once, within the jitter; the bound is exact here.)
         let span = ships[ships.len() - 1] - ships[0];
         let most = span / INTERVAL + 2;
         assert!(
@@ -445,18 +457,58 @@ mod tests {
     }
 
     #[test]
-    fn a_late_shipment_restarts_the_schedule_without_a_burst() {
+    fn a_late_shipment_moves_the_schedule_on_without_a_burst() {
         let mut s = Shipper::default();
         s.shipped(10_000, 10_000, INTERVAL);
         // Due at 11 000, shipped 5 s late (an upload retried).
         let due = s.due(11_000, 10_500, false, INTERVAL);
         assert_eq!(due, 11_000);
         s.shipped(due, 16_000, INTERVAL);
-        // The next is due no sooner than three quarters of an interval after it, whether
-        // its first commit came after the stall or waited through it.
-        assert_eq!(s.due(16_001, 16_001, false, INTERVAL), 16_750);
-        assert_eq!(s.due(16_001, 15_000, false, INTERVAL), 16_750);
+        // The next is due at the schedule's first slot at least three quarters of an
+        // interval after it, whether its first commit came after the stall or waited
+        // through it.
+        assert_eq!(s.due(16_001, 16_001, false, INTERVAL), 17_000);
+        assert_eq!(s.due(16_001, 15_000, false, INTERVAL), 17_000);
         // A flush goes at once whatever the schedule.
         assert_eq!(s.due(16_002, 16_001, true, INTERVAL), 16_002);
+    }
+
+    #[test]
+    fn a_late_commit_or_step_keeps_the_phase_of_the_schedule() {
+        // A writer once an interval whose 5th commit comes 200 ms late.
+        let commits: Vec<u64> = (0..50u64)
+            .map(|k| 10_000 + k * INTERVAL + if k == 5 { 200 } else { 0 })
+            .collect();
+        let (lags, _) = run(&commits);
+        assert_eq!(lags.len(), 50);
+        assert!(lags.iter().all(|&l| l <= 2), "lags {lags:?}");
+        // A step 600 ms late: the next slot is skipped, then the writer ships at once again.
+        let mut s = Shipper::default();
+        s.shipped(10_000, 10_000, INTERVAL);
+        assert_eq!(s.due(11_600, 11_000, false, INTERVAL), 11_000);
+        s.shipped(11_000, 11_600, INTERVAL);
+        assert_eq!(s.due(12_001, 12_000, false, INTERVAL), 13_000);
+        s.shipped(13_000, 13_001, INTERVAL);
+        assert_eq!(s.due(14_001, 14_000, false, INTERVAL), 14_000);
+    }
+
+    #[test]
+    fn a_flush_starts_the_schedule_again_unless_it_falls_on_a_slot() {
+        let mut s = Shipper::default();
+        s.shipped(10_000, 10_000, INTERVAL);
+        s.shipped(10_300, 10_300, INTERVAL);
+        assert_eq!(s.due(10_400, 10_350, false, INTERVAL), 11_300);
+        s.shipped(11_300, 11_300, INTERVAL);
+        s.shipped(12_295, 12_295, INTERVAL);
+        assert_eq!(s.due(12_400, 12_350, false, INTERVAL), 13_300);
+    }
+
+    #[test]
+    fn a_clock_stepped_back_does_not_hold_files_back() {
+        let mut s = Shipper::default();
+        s.shipped(20_000, 20_000, INTERVAL);
+        assert_eq!(s.due(11_000, 10_000, false, INTERVAL), 11_000);
+        s.shipped(11_000, 11_000, INTERVAL);
+        assert_eq!(s.due(11_500, 11_400, false, INTERVAL), 12_000);
     }
 }

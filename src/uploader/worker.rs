@@ -243,7 +243,8 @@ impl DbUploader {
             return self.lifecycle_or_wait(budget_at, now, source, Step::Idle);
         };
         // The schedule's due time goes to the shipper as it is: `budget_at` is `now` when
-        // the budget holds the requests, and a late step must not move the schedule.
+        // no budget is set or it holds the requests, and a late step must not move the
+        // schedule.
         let due = self.shipper.due(now, first_captured_at, flush, interval);
         if now < due.max(budget_at) {
             let wait = Step::WaitUntil(due.max(budget_at));
