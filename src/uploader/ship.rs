@@ -30,6 +30,17 @@ pub(super) struct Shipper {
     last_slot_ms: u64,
 }
 
+/// How early a periodic writer's commit may come and still count as after an idle period:
+/// a hundredth of the interval.
+fn jitter(interval: u64) -> u64 {
+    interval / 100
+}
+
+/// How late a file may ship and keep the schedule's slot: a quarter of the interval.
+fn lateness(interval: u64) -> u64 {
+    interval / 4
+}
+
 /// A level-0 file encoded: the database checksum after it, and the pages it changes with
 /// their new checksums.
 struct Encoded {
@@ -68,7 +79,7 @@ impl Shipper {
         let next = self.next_slot(now, interval);
         if flush {
             now
-        } else if first_captured_at.saturating_add(interval / 100) >= next {
+        } else if first_captured_at.saturating_add(jitter(interval)) >= next {
             first_captured_at.min(now)
         } else {
             next
@@ -79,7 +90,7 @@ impl Shipper {
     /// more than the hundredth an early file can put it there comes from the clock stepping
     /// back: the next slot is then `now`.
     fn next_slot(&self, now: u64, interval: u64) -> u64 {
-        if self.last_slot_ms > now.saturating_add(interval / 100) {
+        if self.last_slot_ms > now.saturating_add(jitter(interval)) {
             now
         } else {
             self.last_slot_ms.saturating_add(interval)
@@ -97,10 +108,10 @@ impl Shipper {
     /// the phase kept.
     fn shipped(&mut self, due: u64, now: u64, interval: u64) {
         let next = self.next_slot(now, interval);
-        let on_schedule =
-            due.saturating_add(interval / 100) >= next && due <= next.saturating_add(interval / 4);
+        let on_schedule = due.saturating_add(jitter(interval)) >= next
+            && due <= next.saturating_add(lateness(interval));
         let slot = if on_schedule { next } else { due };
-        let behind = now.saturating_sub(interval / 4).saturating_sub(slot);
+        let behind = now.saturating_sub(lateness(interval)).saturating_sub(slot);
         self.last_slot_ms = slot + behind.div_ceil(interval.max(1)) * interval;
     }
 
@@ -365,6 +376,13 @@ mod tests {
     /// How late the uploader runs after the time it waited for (its wake-up, the step).
     const LATE: u64 = 1;
 
+    /// A shipper whose schedule's last slot is `at`.
+    fn slotted_at(at: u64) -> Shipper {
+        let mut s = Shipper::default();
+        s.shipped(at, at, INTERVAL);
+        s
+    }
+
     /// How long after commit `k` is captured the uploader, woken by it, looks: 0 to 2 ms.
     fn woken_after(k: usize) -> u64 {
         [2, 0, 1][k % 3]
@@ -435,8 +453,7 @@ mod tests {
 
     #[test]
     fn idle_is_an_interval_after_the_last_slot_less_a_hundredth() {
-        let mut s = Shipper::default();
-        s.shipped(10_000, 10_000, INTERVAL);
+        let s = slotted_at(10_000);
         assert_eq!(s.due(10_990, 10_990, false, INTERVAL), 10_990);
         assert_eq!(s.due(10_989, 10_989, false, INTERVAL), 11_000);
     }
@@ -458,8 +475,7 @@ mod tests {
 
     #[test]
     fn a_late_shipment_moves_the_schedule_on_without_a_burst() {
-        let mut s = Shipper::default();
-        s.shipped(10_000, 10_000, INTERVAL);
+        let mut s = slotted_at(10_000);
         // Due at 11 000, shipped 5 s late (an upload retried).
         let due = s.due(11_000, 10_500, false, INTERVAL);
         assert_eq!(due, 11_000);
@@ -483,8 +499,7 @@ mod tests {
         assert_eq!(lags.len(), 50);
         assert!(lags.iter().all(|&l| l <= 2), "lags {lags:?}");
         // A step 600 ms late: the next slot is skipped, then the writer ships at once again.
-        let mut s = Shipper::default();
-        s.shipped(10_000, 10_000, INTERVAL);
+        let mut s = slotted_at(10_000);
         assert_eq!(s.due(11_600, 11_000, false, INTERVAL), 11_000);
         s.shipped(11_000, 11_600, INTERVAL);
         assert_eq!(s.due(12_001, 12_000, false, INTERVAL), 13_000);
@@ -494,8 +509,7 @@ mod tests {
 
     #[test]
     fn a_flush_starts_the_schedule_again_unless_it_falls_on_a_slot() {
-        let mut s = Shipper::default();
-        s.shipped(10_000, 10_000, INTERVAL);
+        let mut s = slotted_at(10_000);
         s.shipped(10_300, 10_300, INTERVAL);
         assert_eq!(s.due(10_400, 10_350, false, INTERVAL), 11_300);
         s.shipped(11_300, 11_300, INTERVAL);
@@ -505,8 +519,7 @@ mod tests {
 
     #[test]
     fn a_clock_stepped_back_does_not_hold_files_back() {
-        let mut s = Shipper::default();
-        s.shipped(20_000, 20_000, INTERVAL);
+        let mut s = slotted_at(20_000);
         assert_eq!(s.due(11_000, 10_000, false, INTERVAL), 11_000);
         s.shipped(11_000, 11_000, INTERVAL);
         assert_eq!(s.due(11_500, 11_400, false, INTERVAL), 12_000);
