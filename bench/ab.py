@@ -13,7 +13,10 @@ second thread, glibc's mutexes and the kernel's file lookups take their atomic p
 every build (with its threads) pays. With `--log-reader`, every round also runs `plain-reader`:
 plain SQLite with one native thread that reads the committed frames of the log every 500 µs, as
 a capture thread does (bench/log_reader.c, built with cc): what reading the log on another
-core costs, apart from what libreplica does. Stdlib only.
+core costs, apart from what libreplica does. With `--shim`, every round also runs `plain-shim`:
+plain SQLite with the first build loaded and no database replicated, so every file goes
+through the extension's VFS shim and no thread of the extension's starts: what the shim's
+wrappers cost apart from capture and its threads. Stdlib only.
 """
 import argparse, json, os, statistics, sys
 
@@ -30,6 +33,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--json", help="write every run's figures here")
     ap.add_argument("--log-reader", action="store_true", help="also run plain-reader (needs cc)")
+    ap.add_argument("--shim", action="store_true", help="also run plain-shim (the first build loaded, nothing replicated)")
     a = ap.parse_args()
     builds = bench.named_builds(a.so)
     a.server = os.path.abspath(a.server)
@@ -37,16 +41,20 @@ def main():
     b = bench.Bench(a)
     # plain-thread: plain SQLite with one idle native thread in the writer, the floor of any
     # build (each has threads of its own).
-    variants = ["plain", "plain-thread"] + (["plain-reader"] if a.log_reader else []) + list(builds)
+    variants = (["plain", "plain-thread"] + (["plain-reader"] if a.log_reader else [])
+                + (["plain-shim"] if a.shim else []) + list(builds))
     runs = {v: [] for v in variants}
     try:
         for r in range(a.rounds):
             order = variants[r % len(variants):] + variants[:r % len(variants)]
             for v in order:
-                if v in builds:
-                    b.args.so = builds[v]
+                if v in builds or v == "plain-shim":
+                    b.args.so = builds.get(v, next(iter(builds.values())))
                 res = b.run(v if v not in builds else "libreplica", "autocommit", n=a.n)
                 cpu = res["thread_cpu_s"]
+                started = [t for t in cpu if t.startswith("replica-")]
+                if v == "plain-shim" and started:
+                    sys.exit(f"plain-shim is not the shim alone: the extension started {started}")
                 row = {"wall_ns": 1e9 / res["tps"], "commit_cpu_ns": res["commit_thread_cpu_ns"],
                        "capture_thread_ns": cpu.get("replica-capture", 0.0) * 1e9 / a.n,
                        "spool_thread_ns": cpu.get("replica-spool", 0.0) * 1e9 / a.n,
@@ -69,7 +77,7 @@ def main():
 
 
 # The variants without libreplica.
-FLOORS = ("plain", "plain-thread", "plain-reader")
+FLOORS = ("plain", "plain-thread", "plain-reader", "plain-shim")
 
 
 def summary(runs, rounds):
@@ -97,6 +105,10 @@ def summary(runs, rounds):
                   f"p99 {max(x['restart_p99_us'] for x in rs):.0f} us (largest)")
     pairs = [(v, builds[0]) for v in builds[1:]]
     pairs += [(v, "plain-thread") for v in runs if v not in ("plain", "plain-thread")]
+    if "plain-shim" in runs:
+        # The shim alone against plain SQLite (neither has a second thread), and each build
+        # against the shim alone: what capture and its threads add to the wrappers.
+        pairs += [("plain-shim", "plain")] + [(v, "plain-shim") for v in builds]
     for v, base in pairs:
         for key in ("commit_cpu_ns", "wall_ns"):
             d = [x[key] - y[key] for x, y in zip(runs[v], runs[base])]

@@ -11,7 +11,8 @@ Variants: `plain` (no replication), `plain-thread` (no replication, one idle nat
 writer process: what any design with a thread of its own costs a single-threaded writer),
 `plain-reader` (no replication, one native thread reading the log's committed frames every
 500 µs, bench/log_reader.c built with cc: what reading the log costs; workload 1's autocommits,
-bench/ab.py --log-reader and bench/profile.py),
+bench/ab.py --log-reader and bench/profile.py), `plain-shim` (the extension loaded, no database
+replicated: its VFS shim's wrappers alone, without a thread of its own; bench/ab.py --shim),
 `libreplica` (default sync interval 1 s), `libreplica-10ms`
 (REPLICA_SYNC_INTERVAL=10ms, the low-latency setting), `libreplica-100ms`, `litestream`
 (`litestream replicate` beside the writer, default settings), `litestream-100ms` (sync-interval
@@ -94,7 +95,7 @@ for path in cfg["dbs"]:
     db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, payload TEXT)")
     db.execute("CREATE TABLE b(id INTEGER PRIMARY KEY, payload BLOB)")
     dbs.append(db)
-if cfg["load"] and cfg["initial_sync"]:
+if cfg["replicated"] and cfg["initial_sync"]:
     for db in dbs:
         db.execute("SELECT replica_sync(60000)").fetchone()
 if cfg["workload"] == "sync":
@@ -158,10 +159,10 @@ elif work == "history":
         for i in range(per_step):
             db.execute("INSERT INTO b(payload) VALUES (?)", (blob,))
         db.execute("COMMIT")
-        if cfg["load"]:
+        if cfg["replicated"]:
             db.execute("SELECT replica_sync(600000)").fetchone()
     out["rows"] = db.execute("SELECT count(*) FROM b").fetchone()[0]
-    if cfg["load"] and cfg["day_s"]:
+    if cfg["replicated"] and cfg["day_s"]:
         db.execute("SELECT replica_snapshot()").fetchone()  # the day starts from a snapshot
     # Then a day of history (time-compressed with the lifecycle windows; see w4_restore):
     # transactions at `day_rate` per second, each rewriting `day_rows` random rows.
@@ -229,7 +230,7 @@ out["seconds"] = time.perf_counter() - t0
 print("done " + json.dumps(out), flush=True)
 cmd = sys.stdin.readline().strip()
 bye = {}
-if cmd in ("finish", "status") and cfg["load"]:
+if cmd in ("finish", "status") and cfg["replicated"]:
     if cmd == "finish":
         s0 = time.perf_counter()
         for db in dbs:
@@ -646,8 +647,10 @@ class Bench:
         os.makedirs(rundir)
         dbs = [os.path.join(rundir, f"app{k}.db") for k in range(ndb)]
         env = self.env(variant)
-        load = variant.startswith("libreplica")
-        if load:
+        # plain-shim loads the extension and replicates nothing (no REPLICA_URL, no config).
+        replicated = variant.startswith("libreplica")
+        load = replicated or variant == "plain-shim"
+        if replicated:
             env["REPLICA_URL"] = self.server.s3_url(prefix)
             if variant in ("libreplica-10ms", "libreplica-100ms"):
                 env["REPLICA_SYNC_INTERVAL"] = variant.split("-")[1]
@@ -662,7 +665,7 @@ class Bench:
                 with open(env["REPLICA_CONFIG"], "w") as f:
                     f.write(config)
         day = day or {"s": 0, "rate": 1, "rows": 0, "seed": 0}
-        cfg = {"load": load, "so": self.args.so, "dbs": dbs, "workload": workload, "n": n, "mb": mb,
+        cfg = {"load": load, "replicated": replicated, "so": self.args.so, "dbs": dbs, "workload": workload, "n": n, "mb": mb,
                "rate": rate, "window": window, "steps": steps, "commits_out": os.path.join(rundir, "commits.json"),
                "committers": committers, "sync_timeout_ms": 10000, "day_s": day["s"], "day_rate": day["rate"],
                "day_rows": day["rows"], "seed": day["seed"], "idle_thread": variant == "plain-thread",
@@ -733,7 +736,7 @@ class Bench:
                     commits = json.load(f)[0]
                 # Until every commit is durable (libreplica: replica_sync; litestream: the
                 # bucket shows the last SEQ), bounded.
-                writer.stdin.write("finish\n" if load else "exit\n")
+                writer.stdin.write("finish\n" if replicated else "exit\n")
                 writer.stdin.flush()
                 bye = writer.stdout.readline()
                 if bye.startswith("bye "):
@@ -758,7 +761,7 @@ class Bench:
             else:
                 # The throughput workloads ask for replica_status() (its restart waits) as is.
                 ask = "finish" if workload == "history" else "status" if workload in ("autocommit", "bulk") else "exit"
-                writer.stdin.write((ask if load else "exit") + "\n")
+                writer.stdin.write((ask if replicated else "exit") + "\n")
                 writer.stdin.flush()
                 bye = writer.stdout.readline()
                 if bye.startswith("bye "):
