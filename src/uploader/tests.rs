@@ -101,6 +101,20 @@ impl Harness {
         DbUploader::with_store(self.db.dests().remove(0), Ok(Box::new(self.store.clone())))
     }
 
+    /// An uploader that has shipped the first snapshot (txid 1) at `snapshot_at` and then,
+    /// as txid 2, a commit of page 2 made at `commit_at`.
+    pub(super) fn uploader_past_first_file(
+        &mut self,
+        snapshot_at: u64,
+        commit_at: u64,
+    ) -> DbUploader {
+        let mut up = self.uploader();
+        assert_eq!(up.step(snapshot_at, &self.live), Step::Snapshot { txid: 1 });
+        self.commit(&[(2, 20)], 3, commit_at);
+        assert_eq!(up.step(commit_at, &self.live), Step::Shipped { txid: 2 });
+        up
+    }
+
     /// A commit: pages written and the new size, captured at `at` ms.
     pub(super) fn commit(&mut self, pages: &[(u32, u8)], size: u32, at: u64) {
         self.try_commit(pages, size, at).unwrap();
@@ -176,10 +190,7 @@ impl Drop for Harness {
 #[test]
 fn a_file_shipped_late_leaves_the_schedule_where_it_was() {
     let mut h = Harness::new("late");
-    let mut up = h.uploader();
-    assert_eq!(up.step(10_000, &h.live), Step::Snapshot { txid: 1 });
-    h.commit(&[(2, 20)], 3, 20_000);
-    assert_eq!(up.step(20_000, &h.live), Step::Shipped { txid: 2 });
+    let mut up = h.uploader_past_first_file(10_000, 20_000);
     h.commit(&[(3, 30)], 4, 20_100);
     assert_eq!(up.step(20_100, &h.live), Step::WaitUntil(21_000));
     // The uploader comes 50 ms after the file was due: the next is due an interval after
@@ -262,10 +273,7 @@ pub(super) fn same(restored: &[u8], expected: &[u8], what: &str) {
 #[test]
 fn compaction_after_a_restart_downloads_its_inputs_and_retention_retries_a_failed_delete() {
     let mut h = Harness::new("lifecycle");
-    let mut up = h.uploader();
-    assert_eq!(up.step(1_000, &h.live), Step::Snapshot { txid: 1 });
-    h.commit(&[(2, 20)], 3, 2_000);
-    assert_eq!(up.step(2_000, &h.live), Step::Shipped { txid: 2 });
+    let mut up = h.uploader_past_first_file(1_000, 2_000);
     h.commit(&[(3, 30)], 3, 5_000);
     assert_eq!(up.step(5_000, &h.live), Step::Shipped { txid: 3 });
     let state3 = h.live.image();
@@ -356,10 +364,7 @@ fn a_record_holding_a_page_past_its_commit_size_ships_without_it() {
 #[test]
 fn a_torn_local_copy_is_downloaded_instead() {
     let mut h = Harness::new("torn");
-    let mut up = h.uploader();
-    assert_eq!(up.step(1_000, &h.live), Step::Snapshot { txid: 1 });
-    h.commit(&[(2, 20)], 3, 2_000);
-    assert_eq!(up.step(2_000, &h.live), Step::Shipped { txid: 2 });
+    let mut up = h.uploader_past_first_file(1_000, 2_000);
     assert_eq!(up.step(2_001, &h.live), Step::WaitUntil(30_000));
     let copy =
         h.db.spool
@@ -389,10 +394,7 @@ fn a_torn_local_copy_is_downloaded_instead() {
 fn scheduled_snapshots_keep_the_txid_unless_the_database_differs() {
     const DAY: u64 = 86_400_000;
     let mut h = Harness::new("scheduled");
-    let mut up = h.uploader();
-    assert_eq!(up.step(1_000, &h.live), Step::Snapshot { txid: 1 });
-    h.commit(&[(2, 20)], 3, 2_000);
-    assert_eq!(up.step(2_000, &h.live), Step::Shipped { txid: 2 });
+    let mut up = h.uploader_past_first_file(1_000, 2_000);
     let mut t = 3_000;
     while t < DAY {
         up.step(t, &h.live);

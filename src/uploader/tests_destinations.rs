@@ -124,10 +124,7 @@ fn records_one_destination_lacks_survive_a_restart_and_ship_without_a_snapshot()
 #[test]
 fn a_destination_added_later_gets_a_snapshot_and_the_first_does_not() {
     let mut h = Harness::new("dest-added");
-    let mut up = h.uploader();
-    assert_eq!(up.step(1_000, &h.live), Step::Snapshot { txid: 1 });
-    h.commit(&[(2, 20)], 3, 10_000);
-    assert_eq!(up.step(10_000, &h.live), Step::Shipped { txid: 2 });
+    let up = h.uploader_past_first_file(1_000, 10_000);
     drop(up);
 
     let store_b = two_destinations(&mut h);

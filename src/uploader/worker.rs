@@ -246,9 +246,9 @@ impl DbUploader {
         // no budget is set or it holds the requests, and a late step must not move the
         // schedule.
         let due = self.shipper.due(now, first_captured_at, flush, interval);
-        if now < due.max(budget_at) {
-            let wait = Step::WaitUntil(due.max(budget_at));
-            return self.lifecycle_or_wait(budget_at, now, source, wait);
+        let ready = due.max(budget_at);
+        if now < ready {
+            return self.lifecycle_or_wait(budget_at, now, source, Step::WaitUntil(ready));
         }
         let step = self
             .shipper
