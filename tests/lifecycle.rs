@@ -513,12 +513,15 @@ fn three_days_of_snapshots_compaction_and_retention_stay_restorable() {
         .filter(|(_, (at, _))| *at >= window_start)
         .map(|(t, _)| *t)
         .collect();
+    // Every txid committed in the window restores exactly, unless a later one shares its
+    // level-1 file: a level-1 window (30 s) keeps only its last txid as a restore point.
+    // (All of them, not a sample: a bound on how many of a random sample are restore points
+    // failed for seeds whose draws fell on bursts, e.g. 1796524574011082853.)
     let mut exact = 0;
-    for i in 0..20 {
-        let txid = in_window[rng.below(in_window.len() as u64) as usize];
+    for &txid in &in_window {
         match restore_ours(&reader, &out, Target::Txid(txid)) {
             Ok(got) => {
-                assert_eq!(got, txid, "seed {seed}: restore #{i} at txid {txid}");
+                assert_eq!(got, txid, "seed {seed}: restore at txid {txid}");
                 assert_eq!(
                     sql.digest_of(&out),
                     states[&txid].1,
@@ -527,17 +530,24 @@ fn three_days_of_snapshots_compaction_and_retention_stay_restorable() {
                 exact += 1;
             }
             Err(e) => {
-                // Only a txid merged inside a level-1 file is no restore point.
+                let merged = states
+                    .range(txid + 1..)
+                    .next()
+                    .is_some_and(|(_, (at, _))| *at < time_of(txid) + 30_000);
                 assert!(
-                    !points.contains(&txid) && e.to_string().contains("is not a restore point"),
-                    "seed {seed}: restore at txid {txid}: {e}"
+                    merged
+                        && !points.contains(&txid)
+                        && e.to_string().contains("is not a restore point"),
+                    "seed {seed}: restore at txid {txid}, committed at {}, no later txid in \
+                     its level-1 window: {e}",
+                    time_of(txid)
                 );
             }
         }
     }
-    assert!(
-        exact >= 15,
-        "seed {seed}: only {exact} of 20 txids were restore points"
+    println!(
+        "seed {seed}: {exact} of {} txids of the last day are restore points",
+        in_window.len()
     );
     // The real litestream agrees at a txid inside the window too.
     let txid = *points.iter().rev().nth(points.len() / 3).unwrap();
